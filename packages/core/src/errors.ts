@@ -1,0 +1,115 @@
+/**
+ * The one catalogue of DMR error codes. The REST API, the CLI and message
+ * rejection reasons all speak these codes, so an operator who sees a code in
+ * a log, an HTTP body or a delivery report looks it up in one place.
+ *
+ * `exitCode` is what the CLI exits with; `httpStatus` is what an API answers.
+ */
+export const ERROR_CATALOGUE = {
+  INVALID_ARGUMENT: {
+    exitCode: 2,
+    httpStatus: 400,
+    summary: 'A command-line option or request field is missing or malformed.',
+  },
+  INVALID_ID: {
+    exitCode: 2,
+    httpStatus: 400,
+    summary: 'An id breaks the id rules: 2–63 of a-z, 0-9 and "-", not starting or ending with "-".',
+  },
+  NOT_FOUND: { exitCode: 3, httpStatus: 404, summary: 'A file, directory or resource does not exist.' },
+  ALREADY_EXISTS: { exitCode: 4, httpStatus: 409, summary: 'Refusing to overwrite something that exists.' },
+  CSR_MALFORMED: { exitCode: 5, httpStatus: 400, summary: 'The certificate signing request cannot be parsed.' },
+  CSR_SIGNATURE_INVALID: {
+    exitCode: 5,
+    httpStatus: 400,
+    summary: 'The CSR is not signed by the key it carries (proof of possession failed).',
+  },
+  CSR_MISMATCH: {
+    exitCode: 5,
+    httpStatus: 400,
+    summary: 'The CSR contradicts the requested identity (subject CN, kind or SANs differ).',
+  },
+  WEAK_KEY: {
+    exitCode: 5,
+    httpStatus: 400,
+    summary: 'The key is not ECDSA P-256/P-384 or RSA with at least 2048 bits.',
+  },
+  SAN_NOT_ALLOWED: {
+    exitCode: 5,
+    httpStatus: 400,
+    summary: 'A subject alternative name is not allowed by the certificate profile.',
+  },
+  UNKNOWN_SERIAL: { exitCode: 3, httpStatus: 404, summary: 'No certificate with that serial was issued by this CA.' },
+  ALREADY_REVOKED: { exitCode: 4, httpStatus: 409, summary: 'The certificate is already revoked.' },
+  CA_INVALID: {
+    exitCode: 6,
+    httpStatus: 500,
+    summary: 'The CA directory is incomplete or its files do not belong together.',
+  },
+  CERTIFICATE_INVALID: {
+    exitCode: 5,
+    httpStatus: 400,
+    summary: 'A certificate cannot be parsed or does not chain to the trusted roots.',
+  },
+  BROKER_START_FAILED: { exitCode: 7, httpStatus: 503, summary: 'A RabbitMQ node did not come up.' },
+  BROKER_NOT_RUNNING: { exitCode: 7, httpStatus: 503, summary: 'The RabbitMQ node is not running.' },
+  BROKER_COMMAND_FAILED: { exitCode: 7, httpStatus: 502, summary: 'A RabbitMQ CLI or management call failed.' },
+  DEPENDENCY_MISSING: {
+    exitCode: 8,
+    httpStatus: 500,
+    summary: 'A program DMR needs (rabbitmq-server, openssl, opa) is not installed.',
+  },
+  INTERNAL: { exitCode: 1, httpStatus: 500, summary: 'An unexpected failure; the message says where.' },
+} as const satisfies Record<string, { exitCode: number; httpStatus: number; summary: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+export interface DmrErrorOptions {
+  /** Machine-readable context (never secrets or payload content). */
+  details?: Record<string, unknown>;
+  /** What the user should do next. */
+  hint?: string;
+  cause?: unknown;
+}
+
+export class DmrError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown>;
+  readonly hint: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options: DmrErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'DmrError';
+    this.code = code;
+    this.details = options.details ?? {};
+    this.hint = options.hint;
+  }
+
+  get exitCode(): number {
+    return ERROR_CATALOGUE[this.code].exitCode;
+  }
+
+  get httpStatus(): number {
+    return ERROR_CATALOGUE[this.code].httpStatus;
+  }
+
+  /** The wire shape shared by the REST API and `-o json` CLI output. */
+  toJSON(): { error: { code: ErrorCode; message: string; details: Record<string, unknown>; hint?: string } } {
+    return {
+      error: {
+        code: this.code,
+        message: this.message,
+        details: this.details,
+        ...(this.hint === undefined ? {} : { hint: this.hint }),
+      },
+    };
+  }
+}
+
+export function isDmrError(value: unknown): value is DmrError {
+  return value instanceof DmrError;
+}
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.prototype.hasOwnProperty.call(ERROR_CATALOGUE, value);
+}

@@ -18,6 +18,42 @@ export const ERROR_CATALOGUE = {
   },
   NOT_FOUND: { exitCode: 3, httpStatus: 404, summary: 'A file, directory or resource does not exist.' },
   ALREADY_EXISTS: { exitCode: 4, httpStatus: 409, summary: 'Refusing to overwrite something that exists.' },
+  CONFLICT: {
+    exitCode: 4,
+    httpStatus: 409,
+    summary: 'The request conflicts with the current state (e.g. the id is already taken by another resource).',
+  },
+  PRECONDITION_FAILED: {
+    exitCode: 4,
+    httpStatus: 412,
+    summary: 'The resource changed since it was read (its version is not the expected one); re-read and retry.',
+  },
+  VALIDATION_FAILED: {
+    exitCode: 2,
+    httpStatus: 422,
+    summary: 'The change breaks the registry rules; details.problems lists every problem (path and message).',
+  },
+  UNAUTHENTICATED: {
+    exitCode: 9,
+    httpStatus: 401,
+    summary: 'No valid client certificate (or other credential) was presented.',
+  },
+  FORBIDDEN: { exitCode: 9, httpStatus: 403, summary: 'The authenticated identity is not allowed to do this.' },
+  TOKEN_INVALID: {
+    exitCode: 9,
+    httpStatus: 401,
+    summary: 'The bootstrap token is unknown, expired or already used; ask an operator for a new one.',
+  },
+  STORE_TOO_NEW: {
+    exitCode: 10,
+    httpStatus: 500,
+    summary: 'The CentOps database was migrated by a newer CentOps version than this one.',
+  },
+  STORE_UNAVAILABLE: {
+    exitCode: 10,
+    httpStatus: 503,
+    summary: 'The CentOps database cannot be opened or reached.',
+  },
   CSR_MALFORMED: { exitCode: 5, httpStatus: 400, summary: 'The certificate signing request cannot be parsed.' },
   CSR_SIGNATURE_INVALID: {
     exitCode: 5,
@@ -46,6 +82,16 @@ export const ERROR_CATALOGUE = {
     httpStatus: 500,
     summary: 'The CA directory is incomplete or its files do not belong together.',
   },
+  KEY_INVALID: {
+    exitCode: 5,
+    httpStatus: 400,
+    summary: 'A private key cannot be parsed (expected a PEM private key, e.g. from `dmr pki keygen`).',
+  },
+  CRL_INVALID: {
+    exitCode: 5,
+    httpStatus: 400,
+    summary: 'A certificate revocation list cannot be parsed or its signature does not verify.',
+  },
   CERTIFICATE_INVALID: {
     exitCode: 5,
     httpStatus: 400,
@@ -53,6 +99,11 @@ export const ERROR_CATALOGUE = {
   },
   BROKER_START_FAILED: { exitCode: 7, httpStatus: 503, summary: 'A RabbitMQ node did not come up.' },
   BROKER_NOT_RUNNING: { exitCode: 7, httpStatus: 503, summary: 'The RabbitMQ node is not running.' },
+  BROKER_ALREADY_RUNNING: {
+    exitCode: 4,
+    httpStatus: 409,
+    summary: 'RabbitMQ nodes started from this directory are still running.',
+  },
   BROKER_COMMAND_FAILED: { exitCode: 7, httpStatus: 502, summary: 'A RabbitMQ CLI or management call failed.' },
   DEPENDENCY_MISSING: {
     exitCode: 8,

@@ -1,0 +1,13 @@
+export { canonicalJson, digest } from './canonical.js';
+export { parseLocation, type Dialect, type StoreLocation } from './location.js';
+export { openStore, type OpenStoreOptions } from './store.js';
+export { TOKEN_PREFIX } from './tokens.js';
+export * from './types.js';
+export {
+  validateChange,
+  validateRegistry,
+  validateSpec,
+  type CheckedChange,
+  type Problem,
+  type RegistryContents,
+} from './validate.js';

@@ -1,0 +1,21 @@
+/**
+ * The in-code migration provider. Names sort in the order they run; a
+ * database that has run a name missing here was migrated by a newer CentOps.
+ */
+import type { Migration, MigrationProvider } from 'kysely';
+import type { Dialect } from '../location.js';
+import { initialMigration } from './0001_initial.js';
+
+export function migrationsFor(dialect: Dialect): Record<string, Migration> {
+  return {
+    '0001_initial': initialMigration(dialect),
+  };
+}
+
+export class InCodeMigrationProvider implements MigrationProvider {
+  constructor(private readonly dialect: Dialect) {}
+
+  getMigrations(): Promise<Record<string, Migration>> {
+    return Promise.resolve(migrationsFor(this.dialect));
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * Row shapes of the CentOps database, as Kysely sees them. Both dialects
+ * hand back the same JavaScript values: the PostgreSQL pool is configured
+ * (see connect.ts) to return timestamps as ISO strings, JSON as text and
+ * bigints as numbers, which is what SQLite returns natively. That keeps one
+ * code path above this file.
+ *
+ * Timestamps are ISO 8601 UTC strings with milliseconds (`Date#toISOString`),
+ * so they also compare correctly as text in SQLite.
+ */
+import type { Generated, Kysely, Transaction } from 'kysely';
+
+/** Every registry resource: one row per (kind, id). */
+export interface ResourcesTable {
+  kind: string;
+  id: string;
+  /** `principal` for Organisation/Client/Node (one shared id namespace), `link` for Link. */
+  namespace: string;
+  /** The spec as canonical JSON (jsonb in PostgreSQL). */
+  spec: string;
+  version: number;
+  revision: number;
+  created_at: string;
+  updated_at: string;
+}
+
+/**
+ * The references a resource's spec makes to other resources (client →
+ * organisation and home node, link → its two nodes). Derived from the spec on
+ * every write. It gives list filters an index and the database a foreign key
+ * to refuse a dangling reference even if validation had a bug.
+ */
+export interface ResourceRefsTable {
+  kind: string;
+  id: string;
+  field: string;
+  target_kind: string;
+  target_id: string;
+}
+
+/** A single row (id = 1) holding the registry-wide revision. */
+export interface RegistryStateTable {
+  id: number;
+  revision: number;
+}
+
+export interface AuditLogTable {
+  seq: Generated<number>;
+  at: string;
+  actor: string;
+  action: string;
+  kind: string | null;
+  id: string | null;
+  before_digest: string | null;
+  after_digest: string | null;
+  revision: number | null;
+  detail: string | null;
+}
+
+export interface BootstrapTokensTable {
+  /** sha256 of the token; the token itself is never stored. */
+  token_hash: string;
+  /** `Client` or `Node`: the resource kind, so a foreign key can remove tokens with their resource. */
+  resource_kind: string;
+  principal_id: string;
+  created_at: string;
+  created_by: string;
+  expires_at: string;
+  used_at: string | null;
+  used_by: string | null;
+}
+
+export interface CertificatesTable {
+  serial: string;
+  principal_kind: string;
+  principal_id: string;
+  fingerprint: string;
+  not_before: string;
+  not_after: string;
+  recorded_at: string;
+  revoked_at: string | null;
+  revocation_reason: string | null;
+}
+
+export interface DenylistTable {
+  id: string;
+  kind: string;
+  reason: string;
+  since: string;
+  added_by: string;
+}
+
+export interface NodeStatusTable {
+  /** Always `Node`; there so a foreign key can drop the status with its node. */
+  node_kind: string;
+  node_id: string;
+  applied_revision: number | null;
+  refused_revision: number | null;
+  refused_reason: string | null;
+  policy_revision: string | null;
+  reported_at: string;
+}
+
+export interface Database {
+  resources: ResourcesTable;
+  resource_refs: ResourceRefsTable;
+  registry_state: RegistryStateTable;
+  audit_log: AuditLogTable;
+  bootstrap_tokens: BootstrapTokensTable;
+  certificates: CertificatesTable;
+  denylist: DenylistTable;
+  node_status: NodeStatusTable;
+}
+
+/** A connection or a transaction: read helpers accept either. */
+export type Db = Kysely<Database> | Transaction<Database>;

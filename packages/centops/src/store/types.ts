@@ -1,0 +1,261 @@
+/**
+ * The CentOps store's public contract: what the REST API, the config feed
+ * and the CLI program against. Implemented once over Kysely (store.ts) for
+ * SQLite and PostgreSQL alike.
+ */
+import type { PrincipalKind } from '@dmr/core';
+import type { RevocationReason } from '@dmr/pki';
+import type { ResourceKind, ResourceSpecs, Stored } from '../model.js';
+import type { Dialect } from './location.js';
+
+/** Who made a change: the identity from the caller's client certificate (e.g. its SPIFFE id). */
+export type Actor = string;
+
+export interface PageOptions {
+  /** 1–1000, default 100. */
+  limit?: number;
+  /** `nextCursor` of the previous page; opaque. */
+  cursor?: string;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Present when there may be more: pass it as `cursor` for the next page. */
+  nextCursor?: string;
+}
+
+export interface ListFilters {
+  Organisation: Record<never, never>;
+  Client: { organisation?: string; homeNode?: string };
+  Node: Record<never, never>;
+  Link: { node?: string };
+}
+
+export interface ListOptions<K extends ResourceKind> extends PageOptions {
+  filter?: ListFilters[K];
+}
+
+export interface WriteOptions {
+  /** The version the caller last read (the ETag); a different current version fails with PRECONDITION_FAILED. */
+  expectedVersion?: number;
+}
+
+/**
+ * One change of a batch. `upsert` creates or updates; `create` fails if the id
+ * exists; `update` and `delete` fail if it does not.
+ */
+export type Change =
+  | {
+      [K in ResourceKind]: {
+        op: 'create' | 'update' | 'upsert';
+        kind: K;
+        spec: ResourceSpecs[K];
+        expectedVersion?: number;
+      };
+    }[ResourceKind]
+  | { op: 'delete'; kind: ResourceKind; id: string; expectedVersion?: number };
+
+export interface ApplyOptions {
+  /** Validate and compute the diff, change nothing. */
+  dryRun?: boolean;
+}
+
+export type DiffAction = 'created' | 'updated' | 'unchanged' | 'deleted';
+
+export type DiffEntry = {
+  [K in ResourceKind]: {
+    kind: K;
+    id: string;
+    action: DiffAction;
+    /** The stored resource before the change (absent when created). */
+    before?: Stored<K>;
+    /** The resource after the change (absent when deleted); predicted on a dry run. */
+    after?: Stored<K>;
+  };
+}[ResourceKind];
+
+export interface ApplyResult {
+  dryRun: boolean;
+  /** The revision before the batch. */
+  previousRevision: number;
+  /** The revision after it: previousRevision + 1 if anything changed (would change, on a dry run), else the same. */
+  revision: number;
+  /** One entry per change, in the order given. */
+  diff: DiffEntry[];
+}
+
+export const AUDIT_ACTIONS = [
+  'create',
+  'update',
+  'delete',
+  'apply',
+  'token.create',
+  'token.consume',
+  'token.refuse',
+  'certificate.record',
+  'certificate.revoke',
+  'denylist.add',
+  'denylist.remove',
+] as const;
+export type AuditAction = (typeof AUDIT_ACTIONS)[number];
+
+/** What an audit entry is about: a registry kind, or one of the store's other records. */
+export type AuditKind = ResourceKind | 'BootstrapToken' | 'Certificate' | 'Denylist';
+
+export interface AuditEntry {
+  /** Increases with every entry, in commit order. */
+  seq: number;
+  at: string;
+  actor: Actor;
+  action: AuditAction;
+  /** null only for `apply`, which summarises a batch. */
+  kind: AuditKind | null;
+  /** The resource id, or for tokens, certificates and the denylist the principal's id. */
+  id: string | null;
+  /** sha256 (hex) of the canonical JSON of the spec before / after; null when there was none. */
+  beforeDigest: string | null;
+  afterDigest: string | null;
+  /** The registry revision the change produced; null for records that do not change the config feed. */
+  revision: number | null;
+  /** Extra facts (counts, serials, reasons); never secrets. */
+  detail: Record<string, unknown> | null;
+}
+
+export interface AuditQuery extends PageOptions {
+  /** ISO 8601 time; entries at or after it. */
+  since?: string;
+  kind?: AuditKind;
+  id?: string;
+  action?: AuditAction;
+}
+
+export interface BootstrapTokenRequest {
+  /** The client or node the token lets enrol; it must exist in the registry. */
+  id: string;
+  kind: PrincipalKind;
+  /** Lifetime as a duration (`15m`, `24h`); at most 7d. */
+  ttl: string;
+}
+
+export interface IssuedBootstrapToken {
+  /** The secret, shown this once; only its sha256 is stored. */
+  token: string;
+  /** A short, non-secret handle for lists and logs (the start of the hash). */
+  ref: string;
+  id: string;
+  kind: PrincipalKind;
+  expiresAt: string;
+}
+
+export interface BootstrapTokenInfo {
+  ref: string;
+  id: string;
+  kind: PrincipalKind;
+  createdAt: string;
+  createdBy: Actor;
+  expiresAt: string;
+  usedAt: string | null;
+  usedBy: Actor | null;
+}
+
+export interface NewCertificate {
+  serial: string;
+  kind: PrincipalKind;
+  id: string;
+  /** sha256 of the DER certificate, hex. */
+  fingerprint: string;
+  notBefore: string;
+  notAfter: string;
+}
+
+export interface CertificateRecord extends NewCertificate {
+  recordedAt: string;
+  revokedAt: string | null;
+  revocationReason: RevocationReason | null;
+}
+
+export interface CertificateQuery extends PageOptions {
+  id?: string;
+  kind?: PrincipalKind;
+  /** true: only revoked; false: only not revoked; absent: all. */
+  revoked?: boolean;
+}
+
+export interface DenylistEntry {
+  id: string;
+  kind: PrincipalKind;
+  reason: string;
+  since: string;
+  addedBy: Actor;
+}
+
+/** What a node reports; each report replaces the previous one. */
+export interface NodeStatusReport {
+  /** The revision it runs, null before it has applied any. */
+  appliedRevision: number | null;
+  /** The last revision it refused and why, if it refused one since. */
+  refused: { revision: number; reason: string } | null;
+  /** The policy bundle revision it evaluates with. */
+  policyRevision: string | null;
+}
+
+export interface NodeStatus extends NodeStatusReport {
+  nodeId: string;
+  reportedAt: string;
+}
+
+/** The whole registry at one revision, read in one transaction. */
+export interface RegistrySnapshot {
+  revision: number;
+  resources: { [K in ResourceKind]: Stored<K>[] };
+  denylist: DenylistEntry[];
+}
+
+export interface Store {
+  readonly dialect: Dialect;
+  /** The migration the database is at (the schema version). */
+  readonly schemaVersion: string;
+
+  /** The current registry revision. */
+  revision(): Promise<number>;
+  /** The resource, or NOT_FOUND. */
+  get<K extends ResourceKind>(kind: K, id: string): Promise<Stored<K>>;
+  /** The resource, or undefined. */
+  find<K extends ResourceKind>(kind: K, id: string): Promise<Stored<K> | undefined>;
+  /** Resources of a kind ordered by id. */
+  list<K extends ResourceKind>(kind: K, options?: ListOptions<K>): Promise<Page<Stored<K>>>;
+  create<K extends ResourceKind>(kind: K, spec: ResourceSpecs[K], actor: Actor): Promise<Stored<K>>;
+  /** Replaces the spec of an existing resource (the id is `spec.id`). An identical spec changes nothing. */
+  update<K extends ResourceKind>(
+    kind: K,
+    spec: ResourceSpecs[K],
+    actor: Actor,
+    options?: WriteOptions,
+  ): Promise<Stored<K>>;
+  delete(kind: ResourceKind, id: string, actor: Actor, options?: WriteOptions): Promise<void>;
+  /** Validates the batch against the resulting registry and applies it all or nothing, as one revision. */
+  applyChanges(changes: readonly Change[], actor: Actor, options?: ApplyOptions): Promise<ApplyResult>;
+  snapshot(): Promise<RegistrySnapshot>;
+
+  listAudit(query?: AuditQuery): Promise<Page<AuditEntry>>;
+
+  createBootstrapToken(request: BootstrapTokenRequest, actor: Actor): Promise<IssuedBootstrapToken>;
+  /** Marks the token used and says whom it was for; TOKEN_INVALID if unknown, used or expired. Atomic. */
+  consumeBootstrapToken(token: string, actor: Actor): Promise<{ id: string; kind: PrincipalKind }>;
+  listBootstrapTokens(id?: string): Promise<BootstrapTokenInfo[]>;
+
+  recordCertificate(certificate: NewCertificate, actor: Actor): Promise<CertificateRecord>;
+  getCertificate(serial: string): Promise<CertificateRecord>;
+  listCertificates(query?: CertificateQuery): Promise<Page<CertificateRecord>>;
+  revokeCertificate(serial: string, reason: RevocationReason, actor: Actor): Promise<CertificateRecord>;
+
+  addToDenylist(entry: { id: string; kind: PrincipalKind; reason: string }, actor: Actor): Promise<DenylistEntry>;
+  removeFromDenylist(id: string, actor: Actor): Promise<void>;
+  listDenylist(): Promise<DenylistEntry[]>;
+
+  reportNodeStatus(nodeId: string, report: NodeStatusReport): Promise<NodeStatus>;
+  getNodeStatus(nodeId: string): Promise<NodeStatus | undefined>;
+  listNodeStatus(): Promise<NodeStatus[]>;
+
+  close(): Promise<void>;
+}

@@ -97,6 +97,18 @@ export const ERROR_CATALOGUE = {
     httpStatus: 400,
     summary: 'A certificate cannot be parsed or does not chain to the trusted roots.',
   },
+  CONFIG_SIGNATURE_INVALID: {
+    exitCode: 5,
+    httpStatus: 422,
+    summary:
+      'A signed node configuration fails verification (signature, signer chain or identity); details.check names the check.',
+  },
+  CONFIG_INVALID: {
+    exitCode: 5,
+    httpStatus: 422,
+    summary:
+      'A node configuration is malformed, for another node, or older than the one applied; details.check names the check.',
+  },
   BROKER_START_FAILED: { exitCode: 7, httpStatus: 503, summary: 'A RabbitMQ node did not come up.' },
   BROKER_NOT_RUNNING: { exitCode: 7, httpStatus: 503, summary: 'The RabbitMQ node is not running.' },
   BROKER_ALREADY_RUNNING: {

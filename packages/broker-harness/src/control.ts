@@ -1,0 +1,113 @@
+/**
+ * Operations on a harness directory from any process: status, stop, CRL
+ * installation and management access, all driven by harness.json.
+ */
+import { readFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { resolve } from 'node:path';
+import { parseCrl, installCrlFile, type InstalledCrl } from './crl.js';
+import { nodeView, type BrokerNode } from './harness.js';
+import { ManagementClient } from './management.js';
+import { isRunning } from './processes.js';
+import { readState, writeState, type HarnessStatus, type Lifetime } from './state.js';
+import { harnessProcesses, stopFromState, type StopReport } from './teardown.js';
+import { LOOPBACK } from './node-config.js';
+import { DmrError } from '@dmr/core';
+
+export interface NodeStatus extends BrokerNode {
+  /** beam.smp recorded at start is still alive. */
+  running: boolean;
+  /** The AMQPS port accepts TCP connections. */
+  listening: boolean;
+}
+
+export interface BrokerStatus {
+  dir: string;
+  /** What the harness last recorded; `running` below is what is true now. */
+  recordedStatus: HarnessStatus;
+  running: boolean;
+  lifetime: Lifetime;
+  startedAt: string;
+  rabbitmqVersion: string;
+  trustDomain: string | null;
+  nodes: NodeStatus[];
+  epmd: { port: number; running: boolean };
+  watchdogRunning: boolean;
+  crl: { file: string | null; nextUpdate: string | null; expired: boolean; revokedCount: number | null };
+  processes: Array<{ role: string; pid: number; running: boolean }>;
+  error: string | null;
+}
+
+function acceptsTcp(port: number, timeoutMs = 300): Promise<boolean> {
+  return new Promise((resolvePromise) => {
+    const socket = connect({ host: LOOPBACK, port });
+    const done = (result: boolean): void => {
+      socket.destroy();
+      resolvePromise(result);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+export async function brokerStatus(dir: string): Promise<BrokerStatus> {
+  const state = await readState(resolve(dir));
+  const nodes = await Promise.all(
+    state.nodes.map(async (node): Promise<NodeStatus> => {
+      const running = isRunning(node.beam);
+      return { ...nodeView(node), running, listening: running && (await acceptsTcp(node.ports.amqps)) };
+    }),
+  );
+  let revokedCount: number | null = null;
+  let expired = false;
+  if (state.crl.file) {
+    try {
+      const info = parseCrl(await readFile(state.crl.file, 'utf8'));
+      revokedCount = info.revokedCount;
+      expired = info.nextUpdate !== undefined && info.nextUpdate.getTime() <= Date.now();
+    } catch {
+      // Reported as unknown; `dmr broker crl` replaces it.
+    }
+  }
+  return {
+    dir: state.dir,
+    recordedStatus: state.status,
+    running: nodes.some((node) => node.running),
+    lifetime: state.lifetime,
+    startedAt: state.startedAt,
+    rabbitmqVersion: state.rabbitmq.version,
+    trustDomain: state.trustDomain,
+    nodes,
+    epmd: { port: state.epmd.port, running: isRunning(state.epmd.process) },
+    watchdogRunning: isRunning(state.watchdog),
+    crl: { file: state.crl.file, nextUpdate: state.crl.nextUpdate, expired, revokedCount },
+    processes: harnessProcesses(state),
+    error: state.error,
+  };
+}
+
+/** Stops the nodes of a harness directory, whichever process started them. */
+export async function stopBrokers(dir: string): Promise<StopReport> {
+  return stopFromState(await readState(resolve(dir)));
+}
+
+/** Installs a CRL into a harness directory (e.g. `dmr broker crl` after `dmr pki revoke`). */
+export async function installCrlInDir(dir: string, pem: string): Promise<InstalledCrl> {
+  const state = await readState(resolve(dir));
+  const installed = await installCrlFile(state.crl.dir, pem);
+  await writeState({
+    ...state,
+    crl: { dir: state.crl.dir, file: installed.path, nextUpdate: installed.nextUpdate?.toISOString() ?? null },
+  });
+  return installed;
+}
+
+/** A management client for node `index` of a harness directory (reads the admin password file). */
+export async function managementFor(dir: string, index = 0): Promise<ManagementClient> {
+  const state = await readState(resolve(dir));
+  const node = state.nodes[index];
+  if (!node) throw new DmrError('INVALID_ARGUMENT', `the harness in ${dir} has no node ${index}`);
+  const password = (await readFile(state.admin.passwordFile, 'utf8')).trim();
+  return new ManagementClient({ baseUrl: nodeView(node).managementUrl, username: state.admin.username, password });
+}

@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { after, before, describe, it } from 'node:test';
+import type { CertificateAuthority } from '@dmr/pki';
+import { parseCrl, type InstalledCrl } from './crl.js';
+import { CrlKeeper } from './crl-keeper.js';
+import { makeTempDir, makeTestCa, waitFor } from './testing.js';
+
+describe('CRL keeper', () => {
+  let temp: Awaited<ReturnType<typeof makeTempDir>>;
+  let ca: CertificateAuthority;
+
+  before(async () => {
+    temp = await makeTempDir('crl-keeper');
+    ca = await makeTestCa(`${temp.path}/pki`);
+  });
+  after(() => temp.remove());
+
+  it('re-issues before nextUpdate and records every installation', async () => {
+    const recorded: InstalledCrl[] = [];
+    const keeper = new CrlKeeper({ crlDir: `${temp.path}/crl`, ca, validityMs: 2000 });
+    keeper.record = async (installed) => {
+      recorded.push(installed);
+    };
+    const first = await keeper.refresh();
+    keeper.start();
+    try {
+      // Half of 2 s: a refresh about every second; CRL times have whole-second precision.
+      assert.ok(await waitFor(() => recorded.length >= 3, 5000), `only ${recorded.length} installations`);
+      const onDisk = parseCrl(await readFile(first.path, 'utf8'));
+      assert.ok(onDisk.thisUpdate > first.thisUpdate);
+      assert.ok((onDisk.nextUpdate?.getTime() ?? 0) > Date.now(), 'the installed CRL is expired');
+    } finally {
+      keeper.stop();
+    }
+    const count = recorded.length;
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal(recorded.length, count, 'refreshed after stop()');
+  });
+
+  it('keeps retrying when the CA fails, without giving up', async () => {
+    let calls = 0;
+    const failures: unknown[] = [];
+    const flaky = {
+      createCrl: async (options: { nextUpdateMs: number }) => {
+        calls++;
+        if (calls === 2) throw new Error('CA locked');
+        return ca.createCrl(options);
+      },
+    };
+    const keeper = new CrlKeeper({
+      crlDir: `${temp.path}/crl-flaky`,
+      ca: flaky,
+      validityMs: 60_000,
+      refreshMs: 100,
+      retryMs: 100,
+      onRefreshFailed: (error) => failures.push(error),
+    });
+    await keeper.refresh();
+    keeper.start();
+    try {
+      assert.ok(await waitFor(() => calls >= 4, 5000));
+      assert.equal(failures.length, 1);
+    } finally {
+      keeper.stop();
+    }
+  });
+});

@@ -1,0 +1,548 @@
+/**
+ * startBrokers: N independent TLS-only RabbitMQ nodes (not a cluster) from
+ * the machine's RabbitMQ, each with its own name, data, config and ports,
+ * sharing one private epmd, one CRL directory and one harness directory.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm, writeFile, readdir } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { assertValidId, DmrError } from '@dmr/core';
+import type { CertificateAuthority } from '@dmr/pki';
+import type { ChannelModel } from 'amqplib';
+import { registerCleanup, unregisterCleanup, type Cleanable } from './cleanup.js';
+import { connectWithCertificate, type CertificateConnectOptions } from './connect.js';
+import type { InstalledCrl } from './crl.js';
+import { CrlKeeper } from './crl-keeper.js';
+import { startEpmd } from './epmd.js';
+import { harnessPaths, nodePaths, STATE_FILE_NAME, type HarnessPaths } from './layout.js';
+import { ManagementClient } from './management.js';
+import { awaitNodeReady, envForNode, launchNode, type LaunchedNode, type NodeExit } from './node.js';
+import {
+  ADMIN_USERNAME,
+  LOOPBACK,
+  NODE_HOST,
+  renderAdvancedConfig,
+  renderEnabledPlugins,
+  renderRabbitmqConf,
+} from './node-config.js';
+import { reservePorts, type NodePorts } from './ports.js';
+import { isRunning, processRef } from './processes.js';
+import { locateRabbitmq } from './rabbitmq-install.js';
+import { readState, readStateSync, writeState, type HarnessState, type Lifetime, type NodeState } from './state.js';
+import { anyRunning, harnessProcesses, killFromStateSync, stopFromState, type StopReport } from './teardown.js';
+import { spawnWatchdog } from './watchdog.js';
+
+/** What the harness needs from `@dmr/pki`'s CertificateAuthority. */
+export type HarnessCa = Pick<
+  CertificateAuthority,
+  'trustDomain' | 'trustBundlePem' | 'intermediateCertificatePem' | 'issueWithKey' | 'createCrl'
+>;
+
+export type HarnessPhase =
+  'prepare' | 'certificates' | 'crl' | 'epmd' | 'boot' | 'ready' | 'stop' | 'crl-refresh' | 'crl-refresh-failed';
+
+export interface HarnessProgress {
+  phase: HarnessPhase;
+  node?: string;
+  message: string;
+  ms?: number;
+}
+
+export interface NodeExitEvent extends NodeExit {
+  node: string;
+  /** True when a stop (here or from another process) was under way. */
+  expected: boolean;
+}
+
+export interface StartBrokersOptions {
+  /** Harness directory; created (0700) if missing. Everything the nodes write stays inside. */
+  dir: string;
+  /** Independent nodes to start (default 1). */
+  nodes?: number;
+  ca: HarnessCa;
+  /** Node names are `<prefix>-broker-<n>`, also the ids of their server certificates (default `dmr`). */
+  namePrefix?: string;
+  /** How long each CRL the harness issues is valid (default 1 h; 7 days when detached). */
+  crlValidityMs?: number;
+  /** Fixed CRL re-issue interval; default: half the installed CRL's remaining validity. */
+  crlRefreshMs?: number;
+  /** Lifetime of the server certificates (default 7 days). */
+  serverCertificateTtlMs?: number;
+  /**
+   * 'process' (default): the nodes die with this process (exit/signal hooks,
+   * orphan watchdog, CRL refresh timer). 'detached': they outlive it and
+   * nothing refreshes the CRL (`dmr broker start` without --foreground).
+   */
+  lifetime?: Lifetime;
+  /** With 'process' lifetime: stop gracefully on SIGINT/SIGTERM/SIGHUP (default true). */
+  handleSignals?: boolean;
+  /** With 'process' lifetime: start the orphan watchdog (default true). */
+  watchdog?: boolean;
+  /** Per-node limit from spawning to ready (default 90 s). */
+  bootTimeoutMs?: number;
+  onProgress?: (event: HarnessProgress) => void;
+  /** Called when a node's server process ends, expectedly or not. */
+  onNodeExit?: (event: NodeExitEvent) => void;
+  /** Where rabbitmq_server-<version> directories live (default /usr/lib/rabbitmq/lib). */
+  rabbitmqLibDir?: string;
+}
+
+export interface BrokerNode {
+  name: string;
+  nodename: string;
+  host: string;
+  /** Name to verify the server certificate against (and SNI). */
+  servername: string;
+  amqpsPort: number;
+  amqpsUrl: string;
+  managementUrl: string;
+  prometheusUrl: string;
+  ports: NodePorts;
+  logFile: string;
+  bootMs: number | null;
+  pid: number | null;
+}
+
+const DEFAULT_PROCESS_CRL_VALIDITY_MS = 60 * 60 * 1000;
+const DEFAULT_DETACHED_CRL_VALIDITY_MS = 7 * 24 * 60 * 60 * 1000;
+const DEFAULT_SERVER_CERT_TTL_MS = 7 * 24 * 60 * 60 * 1000;
+const MAX_NODES = 16;
+
+function crlRecord(dir: string, installed: InstalledCrl): HarnessState['crl'] {
+  return { dir, file: installed.path, nextUpdate: installed.nextUpdate?.toISOString() ?? null };
+}
+
+export function nodeNames(prefix: string, count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `${prefix}-broker-${i + 1}`);
+}
+
+export function nodeView(node: NodeState): BrokerNode {
+  return {
+    name: node.name,
+    nodename: node.nodename,
+    host: LOOPBACK,
+    servername: NODE_HOST,
+    amqpsPort: node.ports.amqps,
+    amqpsUrl: `amqps://${NODE_HOST}:${node.ports.amqps}`,
+    managementUrl: `http://${LOOPBACK}:${node.ports.management}`,
+    prometheusUrl: `http://${LOOPBACK}:${node.ports.prometheus}/metrics`,
+    ports: node.ports,
+    logFile: node.paths.logFile,
+    bootMs: node.bootMs,
+    pid: node.beam?.pid ?? null,
+  };
+}
+
+/** The trust anchors written for the nodes: the bundle plus the intermediate, each certificate once. */
+export function trustBundleFor(ca: Pick<HarnessCa, 'trustBundlePem' | 'intermediateCertificatePem'>): string {
+  const blocks = `${ca.trustBundlePem()}\n${ca.intermediateCertificatePem}`.match(
+    /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g,
+  );
+  return `${[...new Set(blocks ?? [])].join('\n')}\n`;
+}
+
+function progressOf(options: StartBrokersOptions): (event: HarnessProgress) => void {
+  return (event) => {
+    try {
+      options.onProgress?.(event);
+    } catch {
+      // A progress printer must not break a boot.
+    }
+  };
+}
+
+/** Clears what a previous run left; refuses directories that were never a harness. */
+async function prepareDirectory(paths: HarnessPaths): Promise<void> {
+  let entries: string[] = [];
+  try {
+    entries = await readdir(paths.dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  if (entries.length > 0 && !entries.includes(STATE_FILE_NAME)) {
+    throw new DmrError('ALREADY_EXISTS', `${paths.dir} is not empty and holds no ${STATE_FILE_NAME}`, {
+      hint: 'give an empty or new directory; the harness wipes its directory on start and will not risk yours',
+      details: { dir: paths.dir },
+    });
+  }
+  if (entries.includes(STATE_FILE_NAME)) {
+    const previous = await readState(paths.dir);
+    // A start still under way in another process has not recorded every PID yet.
+    const starting = previous.status === 'starting' && isRunning(previous.owner);
+    if (starting || anyRunning(previous)) {
+      const running = harnessProcesses(previous).filter((entry) => entry.running);
+      throw new DmrError('BROKER_ALREADY_RUNNING', `brokers started from ${paths.dir} are still running`, {
+        hint: `stop them first: dmr broker stop --dir ${paths.dir}`,
+        details: { dir: paths.dir, running },
+      });
+    }
+  }
+  // Every start is a fresh broker: no queues, users or messages survive from the last run.
+  for (const path of [paths.home, paths.nodesDir, paths.crlDir, paths.clientsDir]) {
+    await rm(path, { recursive: true, force: true });
+  }
+  await mkdir(paths.dir, { recursive: true, mode: 0o700 });
+  await mkdir(paths.home, { mode: 0o700 });
+  await mkdir(paths.nodesDir, { mode: 0o700 });
+}
+
+export async function startBrokers(options: StartBrokersOptions): Promise<BrokerHarness> {
+  const count = options.nodes ?? 1;
+  if (!Number.isInteger(count) || count < 1 || count > MAX_NODES) {
+    throw new DmrError('INVALID_ARGUMENT', `nodes must be a whole number from 1 to ${MAX_NODES}, not ${count}`);
+  }
+  const prefix = options.namePrefix ?? 'dmr';
+  const names = nodeNames(prefix, count);
+  for (const name of names) assertValidId(name, 'node name');
+  const lifetime = options.lifetime ?? 'process';
+  const progress = progressOf(options);
+  const install = locateRabbitmq(options.rabbitmqLibDir);
+  const dir = resolve(options.dir);
+  const paths = harnessPaths(dir);
+  const ca = options.ca;
+  const owner = processRef(process.pid);
+  if (!owner) throw new DmrError('INTERNAL', 'cannot read /proc/self/stat (the harness needs Linux /proc)');
+
+  progress({ phase: 'prepare', message: `preparing ${dir} (RabbitMQ ${install.version})` });
+  await prepareDirectory(paths);
+  await writeFile(paths.cookieFile, randomBytes(24).toString('hex'), { mode: 0o400 });
+  await writeFile(paths.envFile, '');
+  const adminPassword = randomBytes(24).toString('hex');
+  await writeFile(paths.adminPasswordFile, `${adminPassword}\n`, { mode: 0o600 });
+  await writeFile(paths.trustBundleFile, trustBundleFor(ca));
+
+  const reservation = await reservePorts(count);
+  const now = new Date().toISOString();
+  const state: HarnessState = {
+    version: 1,
+    dir,
+    status: 'starting',
+    lifetime,
+    owner,
+    startedAt: now,
+    updatedAt: now,
+    rabbitmq: { version: install.version, sbinDir: install.sbinDir },
+    trustDomain: ca.trustDomain,
+    epmd: { port: reservation.ports.epmd, process: null },
+    watchdog: null,
+    admin: { username: ADMIN_USERNAME, passwordFile: paths.adminPasswordFile },
+    trustBundleFile: paths.trustBundleFile,
+    crl: { dir: paths.crlDir, file: null, nextUpdate: null },
+    nodes: names.map((name, index) => {
+      const nodename = `${name}@${NODE_HOST}`;
+      return {
+        name,
+        nodename,
+        ports: reservation.ports.nodes[index] as NodePorts,
+        paths: nodePaths(dir, name, nodename),
+        shell: null,
+        beam: null,
+        bootMs: null,
+        certificate: { serial: '', notAfter: '', fingerprintSha256: '' },
+      };
+    }),
+    error: null,
+  };
+
+  // Until the harness object exists, a crash or Ctrl-C must kill whatever was spawned, in every
+  // lifetime: half-started nodes are of no use, and without a listener a signal kills this
+  // process without any 'exit' hook.
+  let guardFired = false;
+  const killBoot = (reason: string): void => {
+    if (guardFired) return;
+    guardFired = true;
+    killFromStateSync(state, reason, { includeWatchdog: true });
+    reservation.releaseSync();
+  };
+  const bootGuard: Cleanable = {
+    stopForSignal: async () => killBoot('interrupted during boot'),
+    killNowSync: killBoot,
+  };
+  registerCleanup(bootGuard, { signals: true });
+
+  const keeper = new CrlKeeper({
+    crlDir: paths.crlDir,
+    ca,
+    validityMs:
+      options.crlValidityMs ??
+      (lifetime === 'process' ? DEFAULT_PROCESS_CRL_VALIDITY_MS : DEFAULT_DETACHED_CRL_VALIDITY_MS),
+    refreshMs: options.crlRefreshMs,
+    onRefreshed: (installed) =>
+      progress({
+        phase: 'crl-refresh',
+        message: `re-issued CRL (next update ${installed.nextUpdate?.toISOString() ?? 'none'})`,
+      }),
+    onRefreshFailed: (error) =>
+      progress({ phase: 'crl-refresh-failed', message: `CRL refresh failed, will retry: ${String(error)}` }),
+  });
+  const launched = new Map<string, LaunchedNode>();
+  const probeMaterial = new Map<string, { certificatePem: string; privateKeyPem: string }>();
+  try {
+    await writeState(state);
+    progress({ phase: 'certificates', message: `issuing ${count} server certificate(s) from the CA` });
+    const issued = await Promise.all(
+      state.nodes.map((node) =>
+        ca.issueWithKey({
+          kind: 'node',
+          id: node.name,
+          dns: [NODE_HOST],
+          ips: [LOOPBACK],
+          ttlMs: options.serverCertificateTtlMs ?? DEFAULT_SERVER_CERT_TTL_MS,
+        }),
+      ),
+    );
+    state.nodes.forEach((node, index) => {
+      const certificate = issued[index];
+      if (!certificate) return;
+      node.certificate = {
+        serial: certificate.serial,
+        notAfter: certificate.notAfter.toISOString(),
+        fingerprintSha256: certificate.fingerprintSha256,
+      };
+      probeMaterial.set(node.name, { certificatePem: certificate.chainPem, privateKeyPem: certificate.privateKeyPem });
+    });
+    for (const node of state.nodes) {
+      const material = probeMaterial.get(node.name);
+      if (!material) continue;
+      await mkdir(node.paths.root, { recursive: true, mode: 0o700 });
+      await mkdir(dirname(node.paths.certificateFile), { mode: 0o700 });
+      await writeFile(node.paths.certificateFile, material.certificatePem);
+      await writeFile(node.paths.keyFile, material.privateKeyPem, { mode: 0o600 });
+      const input = {
+        ports: node.ports,
+        paths: node.paths,
+        trustBundleFile: paths.trustBundleFile,
+        crlDir: paths.crlDir,
+        adminPassword,
+      };
+      await writeFile(node.paths.configFile, renderRabbitmqConf(input), { mode: 0o600 });
+      await writeFile(node.paths.advancedConfigFile, renderAdvancedConfig(input));
+      await writeFile(node.paths.enabledPluginsFile, renderEnabledPlugins());
+    }
+
+    // Before boot: with {crl_check, peer} a missing CRL refuses every client, the readiness probe included.
+    keeper.record = async (installed) => {
+      state.crl = crlRecord(paths.crlDir, installed);
+      await writeState(state);
+    };
+    const crl = await keeper.refresh();
+    if (lifetime === 'process') keeper.start();
+    progress({
+      phase: 'crl',
+      message: `installed CRL ${crl.fileName} (next update ${state.crl.nextUpdate ?? 'none'})`,
+    });
+
+    state.epmd.process = await startEpmd(install.epmd, state.epmd.port, paths.epmdLog);
+    progress({
+      phase: 'epmd',
+      message: `private epmd on 127.0.0.1:${state.epmd.port} (pid ${state.epmd.process.pid})`,
+    });
+    if (lifetime === 'process' && (options.watchdog ?? true)) {
+      state.watchdog = spawnWatchdog(dir, owner, paths.watchdogLog);
+    }
+    await writeState(state);
+
+    const abort = new AbortController();
+    const startedAt = Date.now();
+    for (const node of state.nodes) {
+      const child = launchNode(install.server, envForNode(state, node), node);
+      launched.set(node.name, child);
+      node.shell = child.shell;
+    }
+    await writeState(state);
+    progress({ phase: 'boot', message: `booting ${state.nodes.map((node) => node.name).join(', ')}` });
+
+    await Promise.all(
+      state.nodes.map(async (node) => {
+        const material = probeMaterial.get(node.name);
+        const child = launched.get(node.name);
+        if (!material || !child) throw new DmrError('INTERNAL', `${node.name} was not launched`);
+        try {
+          const result = await awaitNodeReady({
+            ctl: install.ctl,
+            env: envForNode(state, node),
+            epmdPort: state.epmd.port,
+            node,
+            launched: child,
+            startedAt,
+            timeoutMs: options.bootTimeoutMs ?? 90_000,
+            signal: abort.signal,
+            probe: { port: node.ports.amqps, caPem: trustBundleFor(ca), ...material },
+            onPhase: (message) => progress({ phase: 'boot', node: node.name, message, ms: Date.now() - startedAt }),
+          });
+          node.beam = result.beam;
+          node.bootMs = result.bootMs;
+          await writeState(state);
+          progress({
+            phase: 'ready',
+            node: node.name,
+            message: `ready on amqps://localhost:${node.ports.amqps} (${result.probe.protocol ?? 'TLS'}) after ${result.bootMs} ms`,
+            ms: result.bootMs,
+          });
+          return result;
+        } catch (error) {
+          abort.abort();
+          throw error;
+        }
+      }),
+    );
+    state.status = 'running';
+    await writeState(state);
+  } catch (error) {
+    keeper.stop();
+    state.error = error instanceof Error ? (error.message.split('\n')[0] ?? null) : String(error);
+    killFromStateSync(state, state.error ?? 'start failed', { includeWatchdog: true });
+    state.status = 'failed';
+    await writeState(state).catch(() => undefined);
+    throw error;
+  } finally {
+    await reservation.release();
+    unregisterCleanup(bootGuard);
+  }
+
+  const harness = new BrokerHarness(state, keeper, ca, adminPassword, options);
+  for (const [name, child] of launched) {
+    void child.exited.then((exit) => harness.nodeExited(name, exit));
+  }
+  return harness;
+}
+
+export interface BrokerConnectOptions extends Omit<CertificateConnectOptions, 'port' | 'caPem'> {
+  /** Index of the node (default 0). */
+  node?: number;
+}
+
+/** A running set of harness nodes. In 'process' lifetime, stop() it (tests: in `after`). */
+export class BrokerHarness implements Cleanable {
+  readonly dir: string;
+  readonly nodes: readonly BrokerNode[];
+  readonly trustBundlePem: string;
+  readonly adminUsername = ADMIN_USERNAME;
+  readonly lifetime: Lifetime;
+  #state: HarnessState;
+  readonly #crl: CrlKeeper;
+  readonly #adminPassword: string;
+  readonly #options: StartBrokersOptions;
+  #stopping: Promise<StopReport> | undefined;
+  #released = false;
+
+  /** Use startBrokers(). */
+  constructor(state: HarnessState, crl: CrlKeeper, ca: HarnessCa, adminPassword: string, options: StartBrokersOptions) {
+    this.#state = state;
+    this.#crl = crl;
+    crl.record = (installed) => this.#recordCrl(installed);
+    this.#adminPassword = adminPassword;
+    this.#options = options;
+    this.dir = state.dir;
+    this.lifetime = state.lifetime;
+    this.nodes = state.nodes.map(nodeView);
+    this.trustBundlePem = trustBundleFor(ca);
+    if (state.lifetime === 'process') registerCleanup(this, { signals: options.handleSignals ?? true });
+  }
+
+  get state(): Readonly<HarnessState> {
+    return this.#state;
+  }
+
+  node(index = 0): BrokerNode {
+    const node = this.nodes[index];
+    if (!node)
+      throw new DmrError('INVALID_ARGUMENT', `there is no node ${index} (the harness has ${this.nodes.length})`);
+    return node;
+  }
+
+  management(index = 0): ManagementClient {
+    return new ManagementClient({
+      baseUrl: this.node(index).managementUrl,
+      username: ADMIN_USERNAME,
+      password: this.#adminPassword,
+    });
+  }
+
+  /** An amqplib connection to a node with a client certificate (EXTERNAL). */
+  connect(options: BrokerConnectOptions): Promise<ChannelModel> {
+    const { node = 0, ...rest } = options;
+    return connectWithCertificate({ ...rest, port: this.node(node).amqpsPort, caPem: this.trustBundlePem });
+  }
+
+  /**
+   * Installs a CRL now, e.g. right after a revocation: new handshakes see it
+   * within milliseconds. The refresh timer re-plans around its nextUpdate.
+   */
+  installCrl(pem: string): Promise<InstalledCrl> {
+    return this.#crl.install(pem);
+  }
+
+  /** Re-issues the CA's CRL and installs it. */
+  refreshCrl(): Promise<InstalledCrl> {
+    return this.#crl.refresh();
+  }
+
+  async #recordCrl(installed: InstalledCrl): Promise<void> {
+    const crl = crlRecord(this.#state.crl.dir, installed);
+    this.#state = { ...this.#state, crl };
+    // Re-read: another process may have stopped the harness; only the CRL fields are ours to change.
+    const onDisk = await readState(this.dir).catch(() => undefined);
+    if (onDisk) await writeState({ ...onDisk, crl });
+  }
+
+  #progress(event: HarnessProgress): void {
+    progressOf(this.#options)(event);
+  }
+
+  /** Stops every node with `rabbitmqctl stop`, then epmd and the watchdog. Idempotent. */
+  stop(): Promise<StopReport> {
+    if (!this.#stopping) {
+      this.#crl.stop();
+      this.#progress({ phase: 'stop', message: `stopping ${this.nodes.map((node) => node.name).join(', ')}` });
+      this.#stopping = (async () => {
+        const onDisk = await readState(this.dir).catch(() => this.#state);
+        const report = await stopFromState(onDisk);
+        this.#state = { ...this.#state, status: 'stopped' };
+        unregisterCleanup(this);
+        this.#progress({ phase: 'stop', message: `stopped in ${report.ms} ms`, ms: report.ms });
+        return report;
+      })();
+    }
+    return this.#stopping;
+  }
+
+  /**
+   * Leaves the nodes running and forgets them: no hooks, no timer. The CLI's
+   * detached mode uses this after a 'detached' start.
+   */
+  release(): void {
+    this.#released = true;
+    this.#crl.stop();
+    unregisterCleanup(this);
+  }
+
+  /** @internal */
+  async stopForSignal(): Promise<void> {
+    await this.stop();
+  }
+
+  /** @internal */
+  killNowSync(reason: string): void {
+    if (this.#state.status === 'stopped') return;
+    this.#crl.stop();
+    killFromStateSync(this.#state, reason, { includeWatchdog: true });
+    this.#state = { ...this.#state, status: 'stopped' };
+    unregisterCleanup(this);
+  }
+
+  /** @internal */
+  nodeExited(name: string, exit: NodeExit): void {
+    let expected = this.#stopping !== undefined || this.#released;
+    if (!expected) {
+      // A stop from another process (dmr broker stop) is expected too.
+      try {
+        const { status } = readStateSync(this.dir);
+        expected = status === 'stopping' || status === 'stopped';
+      } catch {
+        expected = false;
+      }
+    }
+    this.#options.onNodeExit?.({ node: name, ...exit, expected });
+  }
+}

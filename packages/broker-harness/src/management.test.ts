@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { after, before, describe, it } from 'node:test';
+import { DmrError } from '@dmr/core';
+import { ManagementClient } from './management.js';
+
+interface Seen {
+  method: string;
+  url: string;
+  authorization: string | undefined;
+  body: string;
+}
+
+function readBody(request: IncomingMessage): Promise<string> {
+  return new Promise((resolve) => {
+    let body = '';
+    request.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    request.on('end', () => resolve(body));
+  });
+}
+
+describe('management client', () => {
+  let server: Server;
+  let client: ManagementClient;
+  const seen: Seen[] = [];
+
+  before(async () => {
+    server = createServer((request, response) => {
+      void readBody(request).then((body) => {
+        seen.push({
+          method: request.method ?? '',
+          url: request.url ?? '',
+          authorization: request.headers.authorization,
+          body,
+        });
+        if (request.url === '/api/users/missing') response.writeHead(404).end('{"error":"Object Not Found"}');
+        else if (request.url === '/api/users/broken') response.writeHead(500).end('boom');
+        else if (request.url === '/api/overview')
+          response
+            .writeHead(200, { 'content-type': 'application/json' })
+            .end(
+              JSON.stringify({ listeners: [{ node: 'n', protocol: 'amqp/ssl', ip_address: '127.0.0.1', port: 1 }] }),
+            );
+        else response.writeHead(request.method === 'GET' ? 200 : 204).end(request.method === 'GET' ? '[]' : '');
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const address = server.address();
+    assert.ok(address && typeof address === 'object');
+    client = new ManagementClient({
+      baseUrl: `http://127.0.0.1:${address.port}/`,
+      username: 'harness_admin',
+      password: 'pw',
+    });
+  });
+
+  after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it('creates certificate-only users with an empty password hash and tags present', async () => {
+    await client.createCertificateUser('police-bot');
+    const last = seen.at(-1);
+    assert.equal(last?.method, 'PUT');
+    assert.equal(last?.url, '/api/users/police-bot');
+    assert.deepEqual(JSON.parse(last?.body ?? ''), { password_hash: '', tags: '' });
+    assert.equal(last?.authorization, `Basic ${Buffer.from('harness_admin:pw').toString('base64')}`);
+  });
+
+  it('sets permissions per vhost, escaping the default vhost', async () => {
+    await client.setPermissions('/', 'police-bot', { configure: '^$', write: '^ingress$', read: '^police-bot$' });
+    assert.equal(seen.at(-1)?.url, '/api/permissions/%2F/police-bot');
+    assert.deepEqual(JSON.parse(seen.at(-1)?.body ?? ''), {
+      configure: '^$',
+      write: '^ingress$',
+      read: '^police-bot$',
+    });
+  });
+
+  it('closes a user’s connections by user name', async () => {
+    await client.closeUserConnections('police-bot');
+    assert.equal(seen.at(-1)?.method, 'DELETE');
+    assert.equal(seen.at(-1)?.url, '/api/connections/username/police-bot');
+  });
+
+  it('treats deleting a missing user as done, and reports real failures', async () => {
+    await client.deleteUser('missing');
+    await assert.rejects(client.deleteUser('broken'), (error: unknown) => {
+      return error instanceof DmrError && error.code === 'BROKER_COMMAND_FAILED' && error.details.status === 500;
+    });
+  });
+
+  it('reads listeners from the overview', async () => {
+    assert.deepEqual(await client.listeners(), [{ node: 'n', protocol: 'amqp/ssl', ipAddress: '127.0.0.1', port: 1 }]);
+  });
+
+  it('reports an unreachable API as a node that is not running', async () => {
+    const dead = new ManagementClient({ baseUrl: 'http://127.0.0.1:1', username: 'a', password: 'b' });
+    await assert.rejects(
+      dead.listUsers(),
+      (error: unknown) => error instanceof DmrError && error.code === 'BROKER_NOT_RUNNING',
+    );
+  });
+});

@@ -1,0 +1,213 @@
+/**
+ * The few management-API calls that tests and DMR's node code need. The API
+ * listens on 127.0.0.1 only and is the one place the admin password is used:
+ * AMQP accepts EXTERNAL (certificates) and nothing else.
+ */
+import { DmrError } from '@dmr/core';
+
+export interface ManagementCredentials {
+  baseUrl: string;
+  username: string;
+  password: string;
+}
+
+export interface Permissions {
+  /** Regular expressions over resource names, as RabbitMQ defines them; '' grants nothing. */
+  configure: string;
+  write: string;
+  read: string;
+}
+
+export interface ConnectionInfo {
+  name: string;
+  user: string;
+  vhost: string;
+  peerHost?: string;
+  peerPort?: number;
+  protocol?: string;
+  sslProtocol?: string;
+  peerCertSubject?: string;
+}
+
+export interface ListenerInfo {
+  node: string;
+  protocol: string;
+  ipAddress: string;
+  port: number;
+}
+
+export type ExchangeType = 'direct' | 'topic' | 'fanout' | 'headers';
+
+type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+const enc = encodeURIComponent;
+
+export class ManagementClient {
+  readonly baseUrl: string;
+  readonly #authorization: string;
+
+  constructor(credentials: ManagementCredentials) {
+    this.baseUrl = credentials.baseUrl.replace(/\/+$/, '');
+    this.#authorization = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
+  }
+
+  /** Any management call; the helpers below cover what DMR uses. Returns the parsed body, or undefined for 204. */
+  async request(method: 'GET' | 'PUT' | 'POST' | 'DELETE', path: string, body?: Json): Promise<unknown> {
+    let response: Response;
+    try {
+      response = await fetch(`${this.baseUrl}/api${path}`, {
+        method,
+        headers: {
+          authorization: this.#authorization,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(15_000),
+      });
+    } catch (error) {
+      throw new DmrError('BROKER_NOT_RUNNING', `management API at ${this.baseUrl} is unreachable`, {
+        hint: 'is the node running? check `dmr broker status --dir DIR`',
+        details: { method, path },
+        cause: error,
+      });
+    }
+    const text = await response.text();
+    if (!response.ok) {
+      throw new DmrError('BROKER_COMMAND_FAILED', `${method} ${path} → ${response.status}: ${text.slice(0, 300)}`, {
+        details: { method, path, status: response.status },
+      });
+    }
+    if (text.length === 0) return undefined;
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      return text;
+    }
+  }
+
+  /**
+   * A user who can only log in with a certificate: an empty password hash
+   * never matches a password, and EXTERNAL does not look at it. (The API
+   * refuses a user without `tags`, hence the empty tag list.)
+   */
+  async createCertificateUser(name: string, tags: readonly string[] = []): Promise<void> {
+    await this.request('PUT', `/users/${enc(name)}`, { password_hash: '', tags: tags.join(',') });
+  }
+
+  /** Deleting a user also closes its connections. Missing users are not an error (idempotent). */
+  async deleteUser(name: string): Promise<void> {
+    try {
+      await this.request('DELETE', `/users/${enc(name)}`);
+    } catch (error) {
+      if (!(error instanceof DmrError && error.details.status === 404)) throw error;
+    }
+  }
+
+  async listUsers(): Promise<string[]> {
+    const body = await this.request('GET', '/users');
+    return Array.isArray(body)
+      ? body.flatMap((user) => (isRecord(user) && typeof user.name === 'string' ? [user.name] : []))
+      : [];
+  }
+
+  async declareVhost(name: string): Promise<void> {
+    await this.request('PUT', `/vhosts/${enc(name)}`, {});
+  }
+
+  async deleteVhost(name: string): Promise<void> {
+    await this.request('DELETE', `/vhosts/${enc(name)}`);
+  }
+
+  async setPermissions(vhost: string, user: string, permissions: Permissions): Promise<void> {
+    await this.request('PUT', `/permissions/${enc(vhost)}/${enc(user)}`, { ...permissions });
+  }
+
+  async clearPermissions(vhost: string, user: string): Promise<void> {
+    await this.request('DELETE', `/permissions/${enc(vhost)}/${enc(user)}`);
+  }
+
+  /**
+   * Closes every connection the user has open. Needed after a revocation:
+   * the CRL only stops new handshakes, live connections survive it.
+   */
+  async closeUserConnections(user: string, reason = 'closed by DMR'): Promise<void> {
+    // The reason travels in a header; keep it to plain ASCII.
+    const header = reason.replace(/[^\x20-\x7e]/g, '?');
+    const response = await fetch(`${this.baseUrl}/api/connections/username/${enc(user)}`, {
+      method: 'DELETE',
+      headers: { authorization: this.#authorization, 'x-reason': header },
+      signal: AbortSignal.timeout(15_000),
+    }).catch((error: unknown) => {
+      throw new DmrError('BROKER_NOT_RUNNING', `management API at ${this.baseUrl} is unreachable`, { cause: error });
+    });
+    if (!response.ok && response.status !== 404) {
+      throw new DmrError('BROKER_COMMAND_FAILED', `closing connections of ${user} → ${response.status}`, {
+        details: { status: response.status, user },
+      });
+    }
+  }
+
+  async listConnections(): Promise<ConnectionInfo[]> {
+    const body = await this.request('GET', '/connections');
+    if (!Array.isArray(body)) return [];
+    return body.flatMap((item): ConnectionInfo[] => {
+      if (!isRecord(item) || typeof item.name !== 'string' || typeof item.user !== 'string') return [];
+      return [
+        {
+          name: item.name,
+          user: item.user,
+          vhost: typeof item.vhost === 'string' ? item.vhost : '',
+          peerHost: typeof item.peer_host === 'string' ? item.peer_host : undefined,
+          peerPort: typeof item.peer_port === 'number' ? item.peer_port : undefined,
+          protocol: typeof item.protocol === 'string' ? item.protocol : undefined,
+          sslProtocol: typeof item.ssl_protocol === 'string' ? item.ssl_protocol : undefined,
+          peerCertSubject: typeof item.peer_cert_subject === 'string' ? item.peer_cert_subject : undefined,
+        },
+      ];
+    });
+  }
+
+  async declareExchange(vhost: string, name: string, type: ExchangeType, durable = true): Promise<void> {
+    await this.request('PUT', `/exchanges/${enc(vhost)}/${enc(name)}`, { type, durable, auto_delete: false });
+  }
+
+  async declareQueue(
+    vhost: string,
+    name: string,
+    options: { durable?: boolean; arguments?: Record<string, Json> } = {},
+  ): Promise<void> {
+    await this.request('PUT', `/queues/${enc(vhost)}/${enc(name)}`, {
+      durable: options.durable ?? true,
+      auto_delete: false,
+      arguments: options.arguments ?? {},
+    });
+  }
+
+  async bindQueue(vhost: string, exchange: string, queue: string, routingKey: string): Promise<void> {
+    await this.request('POST', `/bindings/${enc(vhost)}/e/${enc(exchange)}/q/${enc(queue)}`, {
+      routing_key: routingKey,
+    });
+  }
+
+  /** Which listeners the node runs (e.g. proof that plain `amqp` is off). */
+  async listeners(): Promise<ListenerInfo[]> {
+    const body = await this.request('GET', '/overview');
+    const listeners = isRecord(body) && Array.isArray(body.listeners) ? body.listeners : [];
+    return listeners.flatMap((item): ListenerInfo[] =>
+      isRecord(item) && typeof item.protocol === 'string' && typeof item.port === 'number'
+        ? [
+            {
+              node: typeof item.node === 'string' ? item.node : '',
+              protocol: item.protocol,
+              ipAddress: typeof item.ip_address === 'string' ? item.ip_address : '',
+              port: item.port,
+            },
+          ]
+        : [],
+    );
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * What a harness node is told: rabbitmq.conf, advanced.config, the plugin
+ * list and the environment of the server script and of every CLI call.
+ * Pure functions so the security-relevant settings are unit-tested.
+ */
+import type { NodePaths, HarnessPaths } from './layout.js';
+import type { NodePorts } from './ports.js';
+
+export const HARNESS_PLUGINS = [
+  'rabbitmq_management',
+  'rabbitmq_prometheus',
+  'rabbitmq_shovel',
+  'rabbitmq_shovel_management',
+  'rabbitmq_federation',
+  'rabbitmq_federation_management',
+  'rabbitmq_auth_mechanism_ssl',
+] as const;
+
+/**
+ * Clients authenticate as their certificate's CN, and the CA only issues CNs
+ * that are valid DMR ids (no "_"), so no certificate can log in as this user
+ * over AMQP. It exists for the management API only.
+ */
+export const ADMIN_USERNAME = 'harness_admin';
+
+export const NODE_HOST = 'localhost';
+export const LOOPBACK = '127.0.0.1';
+
+export interface NodeConfigInput {
+  ports: NodePorts;
+  paths: NodePaths;
+  trustBundleFile: string;
+  crlDir: string;
+  adminPassword: string;
+}
+
+export function renderRabbitmqConf(input: NodeConfigInput): string {
+  const { ports, adminPassword } = input;
+  if (!/^[A-Za-z0-9]+$/.test(adminPassword)) {
+    // Cuttlefish values are unquoted; an alphanumeric password needs no escaping.
+    throw new Error('the admin password must be alphanumeric');
+  }
+  return [
+    '# Written by @dmr/broker-harness; regenerated on every start.',
+    '# TLS options live in advanced.config: CRL checking needs the whole ssl_options list there.',
+    'listeners.tcp = none',
+    `listeners.ssl.default = ${LOOPBACK}:${ports.amqps}`,
+    'auth_mechanisms.1 = EXTERNAL',
+    'ssl_cert_login_from = common_name',
+    '',
+    `management.tcp.ip = ${LOOPBACK}`,
+    `management.tcp.port = ${ports.management}`,
+    `prometheus.tcp.ip = ${LOOPBACK}`,
+    `prometheus.tcp.port = ${ports.prometheus}`,
+    '',
+    '# Created instead of guest on first boot, which therefore never exists.',
+    `default_user = ${ADMIN_USERNAME}`,
+    `default_pass = ${adminPassword}`,
+    'default_user_tags.administrator = true',
+    'default_permissions.configure = .*',
+    'default_permissions.read = .*',
+    'default_permissions.write = .*',
+    '',
+    'log.console = false',
+    'log.file.level = info',
+    '',
+  ].join('\n');
+}
+
+/** An Erlang string literal. */
+export function erlangString(value: string): string {
+  return `"${value.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+}
+
+/**
+ * The complete TLS option list. An `ssl_options` list in advanced.config
+ * replaces the rabbitmq.conf one entirely (with only the CRL keys here the
+ * listener dies with `no_cert`), so every option is stated here.
+ */
+export function renderAdvancedConfig(input: NodeConfigInput): string {
+  const { paths } = input;
+  return `%% Written by @dmr/broker-harness; regenerated on every start.
+[
+ {rabbit, [
+   {ssl_options, [
+     {cacertfile, ${erlangString(input.trustBundleFile)}},
+     {certfile, ${erlangString(paths.certificateFile)}},
+     {keyfile, ${erlangString(paths.keyFile)}},
+     {verify, verify_peer},
+     {fail_if_no_peer_cert, true},
+     {depth, 3},
+     {versions, ['tlsv1.3', 'tlsv1.2']},
+     %% Checks only the client's own certificate against the issuer's CRL,
+     %% looked up as <issuer hash>.r0 and re-read when the file changes.
+     {crl_check, peer},
+     {crl_cache, {ssl_crl_hash_dir, {internal, [{dir, ${erlangString(input.crlDir)}}]}}}
+   ]}
+ ]}
+].
+`;
+}
+
+export function renderEnabledPlugins(plugins: readonly string[] = HARNESS_PLUGINS): string {
+  return `[${plugins.join(',')}].\n`;
+}
+
+export interface NodeEnvironmentInput {
+  harness: HarnessPaths;
+  paths: NodePaths;
+  nodename: string;
+  ports: NodePorts;
+  epmdPort: number;
+  /** PATH for the scripts (they need sh, erl and coreutils). */
+  path?: string;
+}
+
+/**
+ * Built from scratch rather than inherited: a stray RABBITMQ_* or ERL_*
+ * variable in the caller's environment would silently change the node.
+ */
+export function nodeEnvironment(input: NodeEnvironmentInput): Record<string, string> {
+  const { harness, paths, ports } = input;
+  return {
+    PATH: input.path ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    LANG: 'C.UTF-8',
+    LC_ALL: 'C.UTF-8',
+    HOME: harness.home,
+    RABBITMQ_CONF_ENV_FILE: harness.envFile,
+    RABBITMQ_NODENAME: input.nodename,
+    RABBITMQ_CONFIG_FILE: paths.configFile,
+    RABBITMQ_ADVANCED_CONFIG_FILE: paths.advancedConfigFile,
+    RABBITMQ_ENABLED_PLUGINS_FILE: paths.enabledPluginsFile,
+    RABBITMQ_MNESIA_BASE: paths.mnesiaBase,
+    RABBITMQ_LOG_BASE: paths.logBase,
+    RABBITMQ_PID_FILE: paths.pidFile,
+    RABBITMQ_DIST_PORT: String(ports.dist),
+    RABBITMQ_CTL_DIST_PORT_MIN: String(ports.ctlDistMin),
+    RABBITMQ_CTL_DIST_PORT_MAX: String(ports.ctlDistMax),
+    ERL_EPMD_PORT: String(input.epmdPort),
+    ERL_EPMD_ADDRESS: LOOPBACK,
+    // -start_epmd false: if our epmd is gone, fail instead of leaving a daemonised epmd nobody stops.
+    ERL_FLAGS: `-start_epmd false -kernel inet_dist_use_interface {127,0,0,1}`,
+  };
+}

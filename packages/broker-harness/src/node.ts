@@ -1,0 +1,260 @@
+/**
+ * One RabbitMQ node's life: launch the server script, wait until it is ready
+ * for TLS clients, stop it with RabbitMQ's own `rabbitmqctl stop`.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DmrError } from '@dmr/core';
+import { epmdNames } from './epmd.js';
+import { harnessPaths } from './layout.js';
+import { nodeEnvironment } from './node-config.js';
+import { isRunning, processRef, signalGroup, signalProcess, waitForExit, type ProcessRef } from './processes.js';
+import { rabbitmqctl } from './rabbitmqctl.js';
+import type { HarnessState, NodeState } from './state.js';
+import { probeTls, type TlsProbeOptions, type TlsProbeResult } from './tls-probe.js';
+
+export interface NodeExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface LaunchedNode {
+  shell: ProcessRef;
+  /** Settles when the server script exits, for whatever reason. */
+  exited: Promise<NodeExit>;
+  hasExited(): boolean;
+}
+
+export function envForNode(state: Pick<HarnessState, 'dir' | 'epmd'>, node: NodeState): Record<string, string> {
+  return nodeEnvironment({
+    harness: harnessPaths(state.dir),
+    paths: node.paths,
+    nodename: node.nodename,
+    ports: node.ports,
+    epmdPort: state.epmd.port,
+    path: process.env.PATH,
+  });
+}
+
+export function launchNode(serverScript: string, env: Record<string, string>, node: NodeState): LaunchedNode {
+  const log = openSync(node.paths.consoleLog, 'a');
+  let done = false;
+  let child;
+  try {
+    child = spawn(serverScript, [], {
+      // setsid: the script, beam.smp and its port programs get a process group
+      // of their own, so a forced stop can take all of them and a terminal's
+      // Ctrl-C reaches only the harness, which then stops them in order.
+      detached: true,
+      stdio: ['ignore', log, log],
+      env,
+    });
+  } finally {
+    closeSync(log);
+  }
+  child.unref();
+  const exited = new Promise<NodeExit>((resolve) => {
+    child.on('exit', (code, signal) => {
+      done = true;
+      resolve({ code, signal });
+    });
+    child.on('error', () => {
+      done = true;
+      resolve({ code: null, signal: null });
+    });
+  });
+  const shell = processRef(child.pid);
+  if (!shell) {
+    throw new DmrError('BROKER_START_FAILED', `could not start ${serverScript} for ${node.nodename}`, {
+      details: { node: node.nodename },
+    });
+  }
+  return { shell, exited, hasExited: () => done };
+}
+
+export async function logTail(node: NodeState, lines = 30): Promise<string> {
+  const parts: string[] = [];
+  for (const [label, file] of [
+    ['console', node.paths.consoleLog],
+    ['log', node.paths.logFile],
+  ] as const) {
+    try {
+      const text = (await readFile(file, 'utf8')).trimEnd();
+      if (text.length > 0) parts.push(`--- ${label} (${file}) ---\n${text.split('\n').slice(-lines).join('\n')}`);
+    } catch {
+      // Not written yet: the node died before logging started.
+    }
+  }
+  return parts.join('\n');
+}
+
+/** Turns what the log says into the most useful hint. */
+export function hintFromLog(tail: string, node: NodeState): string {
+  if (/eaddrinuse/i.test(tail)) {
+    return `a port of ${node.nodename} was taken after the harness picked it (another process bound it meanwhile); start again to get new ports`;
+  }
+  if (/no_cert|keyfile|certfile|cacertfile|enoent/i.test(tail)) {
+    return `the TLS files of ${node.nodename} could not be used; check ${node.paths.root}/tls and the CA`;
+  }
+  return `see ${node.paths.logFile} and ${node.paths.consoleLog}`;
+}
+
+async function startFailure(node: NodeState, what: string, cause?: unknown): Promise<DmrError> {
+  const tail = await logTail(node);
+  return new DmrError('BROKER_START_FAILED', `${node.nodename} ${what}${tail ? `\n${tail}` : ''}`, {
+    hint: hintFromLog(tail, node),
+    details: { node: node.nodename, logFile: node.paths.logFile, consoleLog: node.paths.consoleLog },
+    cause,
+  });
+}
+
+async function readPidFile(file: string): Promise<number | undefined> {
+  try {
+    const pid = Number((await readFile(file, 'utf8')).trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface ReadyNode {
+  beam: ProcessRef;
+  bootMs: number;
+  probe: TlsProbeResult;
+}
+
+export interface AwaitReadyOptions {
+  ctl: string;
+  env: Record<string, string>;
+  epmdPort: number;
+  node: NodeState;
+  launched: LaunchedNode;
+  startedAt: number;
+  timeoutMs: number;
+  probe: TlsProbeOptions;
+  /** Set when the caller gave up on this boot (another node failed). */
+  signal?: AbortSignal;
+  onPhase?: (message: string) => void;
+}
+
+/**
+ * Ready = registered with epmd, `await_startup` succeeded, and a client
+ * completed a TLS handshake. `await_startup` fails at once (instead of
+ * waiting) while the node is not yet registered with epmd, hence the first step.
+ */
+export async function awaitNodeReady(options: AwaitReadyOptions): Promise<ReadyNode> {
+  const { node, launched } = options;
+  const deadline = options.startedAt + options.timeoutMs;
+  const shortName = node.nodename.split('@')[0];
+  const checkAlive = async (): Promise<void> => {
+    if (options.signal?.aborted) throw await startFailure(node, 'boot abandoned because another node failed');
+    if (launched.hasExited()) {
+      const exit = await launched.exited;
+      throw await startFailure(node, `exited during boot (${exit.signal ?? `code ${exit.code}`})`);
+    }
+    if (Date.now() > deadline) throw await startFailure(node, `was not ready after ${options.timeoutMs} ms`);
+  };
+
+  options.onPhase?.('waiting for the Erlang node to register');
+  for (;;) {
+    await checkAlive();
+    const names = await epmdNames(options.epmdPort).catch(() => []);
+    if (names.some((entry) => entry.name === shortName)) break;
+    await sleep(100);
+  }
+
+  options.onPhase?.('waiting for RabbitMQ to finish booting');
+  const remainingSeconds = Math.max(5, Math.ceil((deadline - Date.now()) / 1000));
+  const startup = rabbitmqctl(
+    options.ctl,
+    options.env,
+    node.nodename,
+    ['await_startup', '--timeout', String(remainingSeconds)],
+    (remainingSeconds + 10) * 1000,
+  );
+  const outcome = await Promise.race([
+    startup.then(
+      () => 'ok' as const,
+      (error: unknown) => error,
+    ),
+    launched.exited.then(() => 'exited' as const),
+  ]);
+  if (outcome !== 'ok') {
+    await startup.catch(() => undefined);
+    await checkAlive();
+    throw await startFailure(node, 'did not finish booting', outcome);
+  }
+
+  options.onPhase?.('checking the TLS listener with a client handshake');
+  let probe: TlsProbeResult;
+  // The listener is up once await_startup returns, if it started at all; a short retry covers slow accept loops.
+  const probeDeadline = Math.min(deadline, Date.now() + 5000);
+  for (;;) {
+    probe = await probeTls(options.probe);
+    if (probe.ok) break;
+    await checkAlive();
+    if (Date.now() > probeDeadline) {
+      throw await startFailure(
+        node,
+        `booted but its TLS listener on 127.0.0.1:${node.ports.amqps} refused a client handshake (${probe.code ?? 'error'}: ${probe.message ?? ''})`,
+      );
+    }
+    await sleep(200);
+  }
+
+  const beamPid = await readPidFile(node.paths.pidFile);
+  const beam = processRef(beamPid);
+  if (!beam) throw await startFailure(node, `booted but its pid file ${node.paths.pidFile} names no running process`);
+  return { beam, bootMs: Date.now() - options.startedAt, probe };
+}
+
+export interface NodeStopReport {
+  name: string;
+  /** False when RabbitMQ did not shut down by itself (CLI stop, else SIGTERM) and was killed. */
+  graceful: boolean;
+  wasRunning: boolean;
+  ms: number;
+  error?: string;
+}
+
+/**
+ * `rabbitmqctl stop <pidfile>` waits until the VM has exited. If the CLI
+ * cannot reach the node, SIGTERM (which RabbitMQ also treats as a clean
+ * shutdown) comes next, SIGKILL of the process group only last.
+ */
+export async function stopNode(
+  ctl: string,
+  state: Pick<HarnessState, 'dir' | 'epmd'>,
+  node: NodeState,
+  timeoutMs = 60_000,
+): Promise<NodeStopReport> {
+  const started = Date.now();
+  const refs = [node.beam, node.shell];
+  if (!refs.some(isRunning)) return { name: node.name, graceful: true, wasRunning: false, ms: 0 };
+  let error: string | undefined;
+  if (isRunning(node.beam)) {
+    try {
+      await rabbitmqctl(ctl, envForNode(state, node), node.nodename, ['stop', node.paths.pidFile], timeoutMs);
+    } catch (failure) {
+      error = failure instanceof Error ? failure.message.split('\n')[0] : String(failure);
+      signalProcess(node.beam, 'SIGTERM');
+    }
+  }
+  // The server script and port programs follow the VM within moments.
+  let graceful = await waitForExit(refs, error === undefined ? 10_000 : 20_000);
+  if (refs.some(isRunning)) {
+    signalGroup(node.shell, [node.beam], 'SIGKILL');
+    signalProcess(node.beam, 'SIGKILL');
+    await waitForExit(refs, 5000);
+    graceful = false;
+  }
+  return { name: node.name, graceful, wasRunning: true, ms: Date.now() - started, ...(error ? { error } : {}) };
+}
+
+/** Immediate and synchronous, for exit hooks and the watchdog. */
+export function killNodeSync(node: NodeState): void {
+  signalGroup(node.shell, [node.beam], 'SIGKILL');
+  signalProcess(node.beam, 'SIGKILL');
+}

@@ -1,0 +1,169 @@
+/**
+ * Helpers shared by this package's tests (not exported from the package).
+ * Test material lives under os.tmpdir() and is removed afterwards.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CertificateAuthority } from '@dmr/pki';
+import type { Channel, ChannelModel } from 'amqplib';
+import type { BrokerHarness } from './harness.js';
+import { harnessPaths, nodePaths } from './layout.js';
+import { layoutPorts } from './ports.js';
+import { readProcStat } from './processes.js';
+import type { HarnessState } from './state.js';
+
+export const TEST_TRUST_DOMAIN = 'dmr.test';
+
+export async function makeTempDir(label: string): Promise<{ path: string; remove: () => Promise<void> }> {
+  const path = await mkdtemp(join(tmpdir(), `dmr-${label}-`));
+  return { path, remove: () => rm(path, { recursive: true, force: true }) };
+}
+
+export function makeTestCa(dir: string, trustDomain = TEST_TRUST_DOMAIN): Promise<CertificateAuthority> {
+  return CertificateAuthority.init(dir, { trustDomain });
+}
+
+export interface ClientMaterial {
+  id: string;
+  certificatePem: string;
+  privateKeyPem: string;
+  serial: string;
+}
+
+export async function issueClient(
+  ca: CertificateAuthority,
+  id: string,
+  validity: { notBefore?: Date; notAfter?: Date } = {},
+): Promise<ClientMaterial> {
+  const issued = await ca.issueWithKey({ kind: 'client', id, ...validity });
+  return { id, certificatePem: issued.chainPem, privateKeyPem: issued.privateKeyPem, serial: issued.serial };
+}
+
+/** The error a refused connection attempt produced (fails the test when the connection succeeds). */
+export async function connectionError(attempt: () => Promise<ChannelModel>): Promise<Error & { code?: unknown }> {
+  let connection: ChannelModel | undefined;
+  try {
+    connection = await attempt();
+  } catch (error) {
+    if (error instanceof Error) return error;
+    throw new Error(`non-Error rejection: ${String(error)}`, { cause: error });
+  }
+  await connection.close().catch(() => undefined);
+  throw new Error('the connection was accepted but should have been refused');
+}
+
+export interface ChannelClose {
+  code: number | undefined;
+  message: string;
+}
+
+/**
+ * Runs an operation that the broker should answer by closing the channel,
+ * and reports the close code (403, 406, ...).
+ */
+export async function channelCloseOf(
+  channel: Channel,
+  operation: () => Promise<unknown> | unknown,
+): Promise<ChannelClose> {
+  const closed = new Promise<ChannelClose>((resolve) => {
+    channel.once('error', (error: Error & { code?: number }) => resolve({ code: error.code, message: error.message }));
+  });
+  const outcome = await Promise.race([
+    (async () => {
+      await operation();
+      // Publishes are fire-and-forget: give the broker's close a moment to arrive.
+      await sleep(2000);
+      return undefined;
+    })().catch((error: unknown) => {
+      const typed = error as { code?: number; message?: string };
+      return { code: typed.code, message: typed.message ?? String(error) } satisfies ChannelClose;
+    }),
+    closed,
+  ]);
+  if (!outcome) throw new Error('the broker did not close the channel');
+  return outcome;
+}
+
+export async function waitFor(
+  condition: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  pollMs = 100,
+): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await condition()) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(pollMs);
+  }
+}
+
+/** Boot and stop timings, printed so a run shows them ("broker-timing" lines). */
+export function reportBoot(label: string, harness: BrokerHarness): void {
+  for (const node of harness.nodes) {
+    process.stdout.write(`# broker-timing ${label} ${node.name} boot_ms=${node.bootMs ?? 'n/a'}\n`);
+  }
+}
+
+export function reportStop(label: string, ms: number): void {
+  process.stdout.write(`# broker-timing ${label} stop_ms=${ms}\n`);
+}
+
+/**
+ * Live processes whose command line mentions `dir` (a unique temp path):
+ * catches helpers the harness never recorded (port programs, CLI nodes).
+ * Read-only: tests report them, nothing is killed by name.
+ */
+export function leftoverProcesses(dir: string): Array<{ pid: number; command: string }> {
+  const found: Array<{ pid: number; command: string }> = [];
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      const command = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
+      const state = readProcStat(pid)?.state;
+      if (command.includes(dir) && state !== 'Z' && state !== 'X') found.push({ pid, command: command.slice(0, 200) });
+    } catch {
+      // Exited while we looked.
+    }
+  }
+  return found;
+}
+
+/** A well-formed state for unit tests (PIDs are placeholders). */
+export function sampleState(dir: string): HarnessState {
+  const ports = layoutPorts(24000, 1);
+  const [nodePorts] = ports.nodes;
+  if (!nodePorts) throw new Error('layoutPorts gave no node ports');
+  return {
+    version: 1,
+    dir,
+    status: 'running',
+    lifetime: 'process',
+    owner: { pid: 1, startTicks: 1 },
+    startedAt: '2030-01-01T00:00:00.000Z',
+    updatedAt: '2030-01-01T00:00:00.000Z',
+    rabbitmq: { version: '3.10.8', sbinDir: '/usr/lib/rabbitmq/lib/rabbitmq_server-3.10.8/sbin' },
+    trustDomain: 'dmr.test',
+    epmd: { port: ports.epmd, process: { pid: 10, startTicks: 20 } },
+    watchdog: null,
+    admin: { username: 'harness_admin', passwordFile: harnessPaths(dir).adminPasswordFile },
+    trustBundleFile: harnessPaths(dir).trustBundleFile,
+    crl: { dir: harnessPaths(dir).crlDir, file: null, nextUpdate: null },
+    nodes: [
+      {
+        name: 'dmr-broker-1',
+        nodename: 'dmr-broker-1@localhost',
+        ports: nodePorts,
+        paths: nodePaths(dir, 'dmr-broker-1', 'dmr-broker-1@localhost'),
+        shell: { pid: 11, startTicks: 21 },
+        beam: null,
+        bootMs: 5000,
+        certificate: { serial: '01', notAfter: '2030-01-08T00:00:00.000Z', fingerprintSha256: 'ab' },
+      },
+    ],
+    error: null,
+  };
+}

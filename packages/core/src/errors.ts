@@ -122,6 +122,33 @@ export const ERROR_CATALOGUE = {
     httpStatus: 500,
     summary: 'A program DMR needs (rabbitmq-server, openssl, opa) is not installed.',
   },
+  CLI_CONFIG_INVALID: {
+    exitCode: 2,
+    httpStatus: 400,
+    summary:
+      'The CLI config file (`dmr ctl --config`, DMR_CONFIG, ~/.dmr/config.yaml) is missing or malformed; the message names the field.',
+  },
+  CENTOPS_UNREACHABLE: {
+    exitCode: 11,
+    httpStatus: 503,
+    summary: 'CentOps could not be reached (connection refused, unknown host, timeout or TLS handshake failure).',
+  },
+  POLICY_INVALID: {
+    exitCode: 12,
+    httpStatus: 422,
+    summary: "Rego fails `opa check --strict` or `opa test`; details.output is OPA's output verbatim.",
+  },
+  POLICY_BUNDLE_INVALID: {
+    exitCode: 12,
+    httpStatus: 422,
+    summary:
+      'A policy bundle is malformed, tampered with, wrongly signed or older than the active one; details.check names the check.',
+  },
+  POLICY_UNAVAILABLE: {
+    exitCode: 12,
+    httpStatus: 503,
+    summary: 'No policy can decide: no bundle is active, or the OPA sidecar cannot be reached or fails to evaluate.',
+  },
   INTERNAL: { exitCode: 1, httpStatus: 500, summary: 'An unexpected failure; the message says where.' },
 } as const satisfies Record<string, { exitCode: number; httpStatus: number; summary: string }>;
 

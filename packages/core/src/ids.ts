@@ -10,7 +10,9 @@ import { DmrError } from './errors.js';
 export const PRINCIPAL_KINDS = ['client', 'node'] as const;
 export type PrincipalKind = (typeof PRINCIPAL_KINDS)[number];
 
-const ID_PATTERN = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])$/;
+/** The id rule as a regular expression source, for JSON Schemas at the API edge. */
+export const ID_PATTERN_SOURCE = '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])$';
+const ID_PATTERN = new RegExp(ID_PATTERN_SOURCE);
 const TRUST_DOMAIN_PATTERN =
   /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
 

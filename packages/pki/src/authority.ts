@@ -1,14 +1,6 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import {
-  DmrError,
-  assertPrincipalKind,
-  assertValidId,
-  assertValidTrustDomain,
-  formatDuration,
-  spiffeId,
-  type PrincipalKind,
-} from '@dmr/core';
+import { DmrError, assertValidTrustDomain, formatDuration } from '@dmr/core';
 import { ensurePrivateDirectory, writeFilesAtomic } from './atomic-file.js';
 import {
   CA_FILES,
@@ -34,6 +26,7 @@ import { assertRevocationReason, buildCrl, type RevocationReason } from './crl.j
 import { checkCsr, createCsr, sanExtension } from './csr.js';
 import { generatePrivateKey, loadSigningKey, type KeyAlgorithm, type SigningKey } from './keys.js';
 import { checkHostNames } from './names.js';
+import { certificateSubject, leafUsage, subjectUris, type CertificateKind, type OperatorRole } from './profiles.js';
 import {
   AuthorityKeyIdentifierExtension,
   BasicConstraintsExtension,
@@ -63,8 +56,11 @@ export interface InitOptions {
 
 export interface IssueOptions {
   csrPem: string;
-  kind: PrincipalKind;
+  /** client | node (the mesh), operator | centops (the control plane; see profiles.ts). */
+  kind: CertificateKind;
   id: string;
+  /** Operators only: admin, operator or viewer, carried as a `urn:dmr:role:` URI SAN. */
+  role?: OperatorRole;
   dns?: string[];
   ips?: string[];
   /** Lifetime from now (default 24h). Ignored when notAfter is given. */
@@ -181,21 +177,10 @@ export class CertificateAuthority {
         new SubjectKeyIdentifierExtension(rootKeyId),
       ],
     });
-    const intermediate = await X509CertificateGenerator.create({
-      serialNumber: randomSerial(),
-      subject: [{ CN: [`DMR Intermediate CA (${td})`] }],
-      issuer: root.subjectName,
-      notBefore,
-      notAfter: wholeSeconds(new Date(now + intermediateTtlMs)),
-      publicKey: intermediateKey.spki,
-      signingKey: rootKey.privateKey,
-      signingAlgorithm: rootKey.signingAlgorithm,
-      extensions: [
-        new BasicConstraintsExtension(true, 0, true),
-        new KeyUsagesExtension(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, true),
-        await SubjectKeyIdentifierExtension.create(intermediateKey.spki),
-        new AuthorityKeyIdentifierExtension(rootKeyId, false),
-      ],
+    const intermediate = await signIntermediate(root, rootKey, intermediateKey, {
+      commonName: `DMR Intermediate CA (${td})`,
+      now,
+      ttlMs: intermediateTtlMs,
     });
 
     const state: CaState = { trustDomain: td, createdAt: new Date(now), crlNumber: 0, issued: [] };
@@ -204,6 +189,73 @@ export class CertificateAuthority {
       { path: join(absolute, CA_FILES.rootKey), data: rootKeyPem, mode: 0o600 },
       { path: join(absolute, CA_FILES.intermediateKey), data: intermediateKeyPem, mode: 0o600 },
       { path: join(absolute, CA_FILES.rootCertificate), data: certificatePem(root), mode: 0o644 },
+      { path: join(absolute, CA_FILES.intermediateCertificate), data: certificatePem(intermediate), mode: 0o644 },
+      { path: join(absolute, CA_FILES.state), data: serialiseState(state), mode: 0o600 },
+    ]);
+    return CertificateAuthority.open(absolute);
+  }
+
+  /**
+   * Creates a CA in `dir` whose intermediate is signed by the root of the
+   * CA in `rootDir` (which needs its root.key). The new directory gets the
+   * root certificate and trust bundle but never the root key: this is how a
+   * service such as CentOps gets its own issuing CA while the root stays
+   * with `dmr pki`, offline.
+   */
+  static async initSubordinate(
+    dir: string,
+    options: { rootDir: string; intermediateTtlMs?: number; commonName?: string },
+  ): Promise<CertificateAuthority> {
+    const rootDir = resolve(options.rootDir);
+    const parent = await CertificateAuthority.open(rootDir);
+    const intermediateTtlMs = options.intermediateTtlMs ?? DEFAULT_INTERMEDIATE_TTL_MS;
+    assertTtl(intermediateTtlMs, 'intermediateTtlMs');
+    let rootKeyPem: string;
+    try {
+      rootKeyPem = await readFile(join(rootDir, CA_FILES.rootKey), 'utf8');
+    } catch (error) {
+      throw new DmrError('NOT_FOUND', `${join(rootDir, CA_FILES.rootKey)} is needed to sign a new intermediate`, {
+        details: { dir: rootDir },
+        hint: 'bring the offline root key back for this step, or use the directory where `dmr pki init` made it',
+        cause: error,
+      });
+    }
+    const rootKey = await loadSigningKey(rootKeyPem, CA_FILES.rootKey);
+    const [root] = parseCertificates(parent.rootCertificatePem, CA_FILES.rootCertificate);
+    if (!root) throw new DmrError('CA_INVALID', `${rootDir} has no root certificate`);
+    const now = Date.now();
+    if (now + intermediateTtlMs > root.notAfter.getTime()) {
+      throw new DmrError(
+        'INVALID_ARGUMENT',
+        `the intermediate would outlive the root (${root.notAfter.toISOString()})`,
+        {
+          hint: 'ask for a shorter intermediate lifetime',
+        },
+      );
+    }
+    const absolute = resolve(dir);
+    await ensurePrivateDirectory(absolute);
+    const present = await existingCaFiles(absolute);
+    if (present.length > 0) {
+      throw new DmrError('ALREADY_EXISTS', `${absolute} already holds a CA (${present.join(', ')})`, {
+        details: { dir: absolute, files: present },
+      });
+    }
+    const intermediateKeyPem = await generatePrivateKey('ecdsa-p256');
+    const intermediate = await signIntermediate(root, rootKey, await loadSigningKey(intermediateKeyPem), {
+      // A distinct name keeps name-based chain building from confusing it with the root's other intermediates.
+      commonName: options.commonName ?? `DMR Subordinate CA (${parent.trustDomain})`,
+      now,
+      ttlMs: intermediateTtlMs,
+    });
+    const state: CaState = { trustDomain: parent.trustDomain, createdAt: new Date(now), crlNumber: 0, issued: [] };
+    const bundle = parent.trustBundlePem();
+    await writeFilesAtomic([
+      { path: join(absolute, CA_FILES.intermediateKey), data: intermediateKeyPem, mode: 0o600 },
+      { path: join(absolute, CA_FILES.rootCertificate), data: parent.rootCertificatePem, mode: 0o644 },
+      ...(bundle === parent.rootCertificatePem
+        ? []
+        : [{ path: join(absolute, CA_FILES.trustBundle), data: bundle, mode: 0o644 }]),
       { path: join(absolute, CA_FILES.intermediateCertificate), data: certificatePem(intermediate), mode: 0o644 },
       { path: join(absolute, CA_FILES.state), data: serialiseState(state), mode: 0o600 },
     ]);
@@ -226,7 +278,8 @@ export class CertificateAuthority {
     if (present.length === 0) {
       throw new DmrError('NOT_FOUND', `${absolute} holds no CA`, { details: { dir: absolute }, hint: initHint });
     }
-    const missing = CA_REQUIRED_FILES.filter((file) => !present.includes(file));
+    // root.key may be absent: it only signs intermediates and is meant to be kept offline (initSubordinate).
+    const missing = CA_REQUIRED_FILES.filter((file) => file !== CA_FILES.rootKey && !present.includes(file));
     if (missing.length > 0) {
       throw new DmrError('CA_INVALID', `the CA in ${absolute} is missing ${missing.join(', ')}`, {
         details: { dir: absolute, missing },
@@ -265,10 +318,12 @@ export class CertificateAuthority {
     const root = parseOne(rootPem, CA_FILES.rootCertificate);
     const intermediate = parseOne(await read(CA_FILES.intermediateCertificate), CA_FILES.intermediateCertificate);
     const [rootKey, intermediateKey] = await Promise.all([
-      loadKey(CA_FILES.rootKey),
+      present.includes(CA_FILES.rootKey) ? loadKey(CA_FILES.rootKey) : undefined,
       loadKey(CA_FILES.intermediateKey),
     ]);
-    if (!rootKey.spki.equals(Buffer.from(root.publicKey.rawData))) throw invalid('root.key does not match root.crt');
+    if (rootKey && !rootKey.spki.equals(Buffer.from(root.publicKey.rawData))) {
+      throw invalid('root.key does not match root.crt');
+    }
     if (!intermediateKey.spki.equals(Buffer.from(intermediate.publicKey.rawData))) {
       throw invalid('intermediate.key does not match intermediate.crt');
     }
@@ -309,13 +364,14 @@ export class CertificateAuthority {
 
   /** Signs a CSR after checking it (see checkCsr). The certificate's names come from `options`, never from the CSR. */
   async issue(options: IssueOptions): Promise<IssuedCertificate> {
-    assertValidId(options.id);
-    assertPrincipalKind(options.kind);
-    const hosts = checkHostNames(options.kind, options.dns, options.ips);
+    const subject = certificateSubject(options.kind, options.id, options.role);
+    const hosts = checkHostNames(subject, options.dns, options.ips);
+    const usage = leafUsage(subject);
     const { notBefore, notAfter } = this.#validity(options);
     const checked = await checkCsr(options.csrPem, {
       id: options.id,
       kind: options.kind,
+      role: options.role,
       trustDomain: this.trustDomain,
       hosts,
     });
@@ -341,14 +397,13 @@ export class CertificateAuthority {
           new BasicConstraintsExtension(false, undefined, true),
           // RSA key exchange (TLS 1.2 RSA suites) needs keyEncipherment; ECDSA keys only sign.
           new KeyUsagesExtension(KeyUsageFlags.digitalSignature | (isRsa ? KeyUsageFlags.keyEncipherment : 0), true),
-          new ExtendedKeyUsageExtension(
-            options.kind === 'node'
-              ? [ExtendedKeyUsage.serverAuth, ExtendedKeyUsage.clientAuth]
-              : [ExtendedKeyUsage.clientAuth],
-          ),
+          // A signing-only key (config-signer) gets no EKU at all, so no TLS stack accepts it as a peer.
+          ...(usage.eku.length === 0
+            ? []
+            : [new ExtendedKeyUsageExtension(usage.eku.map((purpose) => ExtendedKeyUsage[purpose]))]),
           await SubjectKeyIdentifierExtension.create(checked.publicKeySpki),
           new AuthorityKeyIdentifierExtension(issuer.keyId, false),
-          sanExtension(spiffeId(this.trustDomain, options.kind, options.id), hosts),
+          sanExtension(subjectUris(this.trustDomain, subject), hosts),
         ],
       });
       const issued: IssuedCertificate = {
@@ -363,6 +418,7 @@ export class CertificateAuthority {
         serial,
         kind: options.kind,
         id: options.id,
+        ...(options.role === undefined ? {} : { role: options.role }),
         notBefore,
         notAfter,
         fingerprintSha256: issued.fingerprintSha256,
@@ -377,13 +433,12 @@ export class CertificateAuthority {
 
   /** Development convenience: makes the key here instead of where it will be used. Production keys come as CSRs. */
   async issueWithKey(options: IssueWithKeyOptions): Promise<IssuedCertificate & { privateKeyPem: string }> {
-    assertValidId(options.id);
-    assertPrincipalKind(options.kind);
-    checkHostNames(options.kind, options.dns, options.ips);
+    checkHostNames(certificateSubject(options.kind, options.id, options.role), options.dns, options.ips);
     const privateKeyPem = await generatePrivateKey(options.keyAlgorithm);
     const csrPem = await createCsr({
       id: options.id,
       kind: options.kind,
+      role: options.role,
       trustDomain: this.trustDomain,
       privateKeyPem,
       dns: options.dns,
@@ -393,6 +448,7 @@ export class CertificateAuthority {
       csrPem,
       kind: options.kind,
       id: options.id,
+      role: options.role,
       dns: options.dns,
       ips: options.ips,
       ttlMs: options.ttlMs,
@@ -494,6 +550,31 @@ export class CertificateAuthority {
     }
     return { notBefore, notAfter };
   }
+}
+
+/** An issuing intermediate (pathLen 0) for `intermediateKey`, signed by the root. */
+async function signIntermediate(
+  root: X509Certificate,
+  rootKey: SigningKey,
+  intermediateKey: SigningKey,
+  options: { commonName: string; now: number; ttlMs: number },
+): Promise<X509Certificate> {
+  return X509CertificateGenerator.create({
+    serialNumber: randomSerial(),
+    subject: [{ CN: [options.commonName] }],
+    issuer: root.subjectName,
+    notBefore: wholeSeconds(new Date(options.now - BACKDATE_MS)),
+    notAfter: wholeSeconds(new Date(options.now + options.ttlMs)),
+    publicKey: intermediateKey.spki,
+    signingKey: rootKey.privateKey,
+    signingAlgorithm: rootKey.signingAlgorithm,
+    extensions: [
+      new BasicConstraintsExtension(true, 0, true),
+      new KeyUsagesExtension(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, true),
+      await SubjectKeyIdentifierExtension.create(intermediateKey.spki),
+      new AuthorityKeyIdentifierExtension(await keyIdentifier(root), false),
+    ],
+  });
 }
 
 async function existingCaFiles(dir: string): Promise<string[]> {

@@ -8,9 +8,10 @@
 import { open, readFile, realpath, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DmrError, isPrincipalKind, isValidTrustDomain, type PrincipalKind } from '@dmr/core';
+import { DmrError, isValidTrustDomain } from '@dmr/core';
 import { writeFileAtomic } from './atomic-file.js';
 import { isRevocationReason, type RevocationReason } from './crl.js';
+import { isCertificateKind, isOperatorRole, type CertificateKind, type OperatorRole } from './profiles.js';
 
 export const CA_FILES = {
   rootCertificate: 'root.crt',
@@ -39,8 +40,10 @@ export interface Revocation {
 
 export interface IssuedRecord {
   serial: string;
-  kind: PrincipalKind;
+  kind: CertificateKind;
   id: string;
+  /** Operators only. */
+  role?: OperatorRole;
   notBefore: Date;
   notAfter: Date;
   fingerprintSha256: string;
@@ -89,7 +92,7 @@ function parseRecord(raw: unknown): IssuedRecord | undefined {
   if (
     typeof serial !== 'string' ||
     typeof kind !== 'string' ||
-    !isPrincipalKind(kind) ||
+    !isCertificateKind(kind) ||
     typeof id !== 'string' ||
     typeof fingerprintSha256 !== 'string' ||
     !notBefore ||
@@ -101,6 +104,7 @@ function parseRecord(raw: unknown): IssuedRecord | undefined {
     return undefined;
   }
   const parsed: IssuedRecord = { serial, kind, id, notBefore, notAfter, fingerprintSha256, dns, ips, issuedAt };
+  if (typeof record.role === 'string' && isOperatorRole(record.role)) parsed.role = record.role;
   if (record.revoked !== undefined) {
     const revoked = record.revoked as Record<string, unknown>;
     const at = toDate(revoked.at);

@@ -1,14 +1,8 @@
-import {
-  DmrError,
-  assertPrincipalKind,
-  assertValidId,
-  assertValidTrustDomain,
-  spiffeId,
-  type PrincipalKind,
-} from '@dmr/core';
+import { DmrError, assertValidTrustDomain } from '@dmr/core';
 import { loadSigningKey, weakKeyError, describePublicKey, type KeyDescription } from './keys.js';
 import { checkHostNames, readSanExtension, type HostNames, type SanEntries } from './names.js';
 import { pemBodies, toPem } from './pem.js';
+import { certificateSubject, subjectUris, type CertificateKind, type OperatorRole } from './profiles.js';
 import {
   Pkcs10CertificateRequest,
   Pkcs10CertificateRequestGenerator,
@@ -21,17 +15,20 @@ const CSR_HINT = 'pass the PEM file written by `dmr pki csr` or `openssl req -ne
 
 export interface CsrOptions {
   id: string;
-  kind: PrincipalKind;
+  kind: CertificateKind;
+  /** Operators only: the role the certificate is asked for. */
+  role?: OperatorRole;
   trustDomain: string;
   privateKeyPem: string;
   dns?: string[];
   ips?: string[];
 }
 
-/** The SAN list DMR puts in CSRs and certificates: the SPIFFE URI first, then hosts. */
-export function sanExtension(uri: string, hosts: HostNames): SubjectAlternativeNameExtension {
+/** The SAN list DMR puts in CSRs and certificates: the SPIFFE URI first (then an operator's role URN), then hosts. */
+export function sanExtension(uri: string | readonly string[], hosts: HostNames): SubjectAlternativeNameExtension {
+  const uris = typeof uri === 'string' ? [uri] : uri;
   return new SubjectAlternativeNameExtension([
-    { type: 'url', value: uri },
+    ...uris.map((value) => ({ type: 'url' as const, value })),
     ...hosts.dns.map((value) => ({ type: 'dns' as const, value })),
     ...hosts.ips.map((value) => ({ type: 'ip' as const, value })),
   ]);
@@ -39,23 +36,24 @@ export function sanExtension(uri: string, hosts: HostNames): SubjectAlternativeN
 
 /** A PKCS#10 request for `id`, signed by the key it carries; the CA re-checks everything it says. */
 export async function createCsr(options: CsrOptions): Promise<string> {
-  assertValidId(options.id);
-  assertPrincipalKind(options.kind);
+  const subject = certificateSubject(options.kind, options.id, options.role);
   assertValidTrustDomain(options.trustDomain);
-  const hosts = checkHostNames(options.kind, options.dns, options.ips);
+  const hosts = checkHostNames(subject, options.dns, options.ips);
   const key = await loadSigningKey(options.privateKeyPem);
   const csr = await Pkcs10CertificateRequestGenerator.create({
     name: [{ CN: [options.id] }],
     keys: { privateKey: key.privateKey, publicKey: key.publicKey },
     signingAlgorithm: key.signingAlgorithm,
-    extensions: [sanExtension(spiffeId(options.trustDomain, options.kind, options.id), hosts)],
+    extensions: [sanExtension(subjectUris(options.trustDomain, subject), hosts)],
   });
   return toPem(csr.rawData, 'CERTIFICATE REQUEST');
 }
 
 export interface CsrExpectation {
   id: string;
-  kind: PrincipalKind;
+  kind: CertificateKind;
+  /** Operators only. */
+  role?: OperatorRole;
   trustDomain: string;
   /** Canonical host names the certificate will carry (see checkHostNames). */
   hosts: HostNames;
@@ -133,12 +131,12 @@ export async function checkCsr(csrPem: string, expected: CsrExpectation): Promis
 
 /** SANs in a CSR are a request, never an entitlement: each one must already be in what the CA was asked to issue. */
 function checkCsrSans(san: SanEntries, expected: CsrExpectation): void {
-  const uri = spiffeId(expected.trustDomain, expected.kind, expected.id);
-  const strayUris = san.uris.filter((value) => value !== uri);
+  const uris = subjectUris(expected.trustDomain, certificateSubject(expected.kind, expected.id, expected.role));
+  const strayUris = san.uris.filter((value) => !uris.includes(value));
   if (strayUris.length > 0) {
-    throw mismatch(`the CSR asks for URI ${strayUris.join(', ')} but this certificate is ${uri}`, {
+    throw mismatch(`the CSR asks for URI ${strayUris.join(', ')} but this certificate is ${uris.join(' ')}`, {
       csrUris: san.uris,
-      expected: uri,
+      expected: uris.length === 1 ? uris[0] : uris,
     });
   }
   if (san.other.length > 0) {
@@ -154,4 +152,22 @@ function checkCsrSans(san: SanEntries, expected: CsrExpectation): void {
       requestedIps: expected.hosts.ips,
     });
   }
+}
+
+/**
+ * The subject CN a CSR claims, without checking anything else: lets a CA
+ * find out which identity to check the CSR against (enrolment) before it
+ * spends a one-time token. checkCsr still decides.
+ */
+export function csrCommonName(csrPem: string): string {
+  const bodies = pemBodies(csrPem, CSR_PEM_TYPES, 'CSR_MALFORMED', 'the CSR', CSR_HINT);
+  if (bodies.length !== 1) throw malformed(`the CSR text holds ${bodies.length} requests; give one`);
+  let names: string[];
+  try {
+    names = new Pkcs10CertificateRequest(bodies[0] ?? Buffer.alloc(0)).subjectName.getField('CN');
+  } catch (error) {
+    throw malformed(`the CSR cannot be parsed: ${error instanceof Error ? error.message : String(error)}`, error);
+  }
+  if (names.length !== 1 || names[0] === undefined) throw malformed('the CSR must name exactly one subject CN');
+  return names[0];
 }

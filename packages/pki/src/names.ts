@@ -7,6 +7,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { SubjectAlternativeName, type GeneralName } from '@peculiar/asn1-x509';
 import { DmrError, type PrincipalKind } from '@dmr/core';
+import { leafUsage, type CertificateSubject } from './profiles.js';
 
 export interface HostNames {
   dns: string[];
@@ -102,11 +103,13 @@ export function canonicalIp(text: string): string {
  * that also names hosts could be used to impersonate a server.
  */
 export function checkHostNames(
-  kind: PrincipalKind,
+  kindOrSubject: PrincipalKind | CertificateSubject,
   dns: readonly string[] = [],
   ips: readonly string[] = [],
 ): HostNames {
-  if (kind !== 'node' && dns.length + ips.length > 0) {
+  const subject = typeof kindOrSubject === 'string' ? { kind: kindOrSubject, id: 'x' } : kindOrSubject;
+  const kind = subject.kind;
+  if (!leafUsage(subject).hosts && dns.length + ips.length > 0) {
     throw new DmrError('SAN_NOT_ALLOWED', `a ${kind} certificate cannot carry DNS or IP names`, {
       details: { kind, dns, ips },
       hint: 'only node certificates name hosts; drop --dns/--ip or issue with --kind node',

@@ -1,0 +1,90 @@
+/**
+ * Decision latency: the in-process Wasm engine vs an OPA sidecar over
+ * loopback REST, over the valid cases of the policy test table. A benchmark,
+ * not a test: it prints figures and asserts nothing (issue goal: in-process
+ * p99 ≤ 50 µs).
+ *
+ *   npm run bench:policy [-- N]     N decisions per mode (default 20000)
+ */
+import { performance } from 'node:perf_hooks';
+import { PolicyEngine, type PolicyDecider } from '../engine.js';
+import { isPolicyInput } from '../input.js';
+import { buildBundle } from '../opa.js';
+import { RestPolicyEngine } from '../rest-engine.js';
+import { REGO_DIR, bundleServer, decisionTable, startSidecar, testPki } from '../test-support.js';
+
+interface Stats {
+  mode: string;
+  n: number;
+  p50: number;
+  p99: number;
+  max: number;
+  mean: number;
+}
+
+function stats(mode: string, samplesNs: number[]): Stats {
+  const sorted = [...samplesNs].sort((a, b) => a - b);
+  const at = (q: number) => (sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0) / 1000;
+  const mean = sorted.reduce((sum, value) => sum + value, 0) / sorted.length / 1000;
+  return { mode, n: sorted.length, p50: at(0.5), p99: at(0.99), max: (sorted[sorted.length - 1] ?? 0) / 1000, mean };
+}
+
+async function measure(
+  mode: string,
+  n: number,
+  inputs: unknown[],
+  decide: (input: unknown) => unknown,
+): Promise<Stats> {
+  for (let i = 0; i < Math.min(2000, n); i++) await decide(inputs[i % inputs.length]); // warm up JIT, sockets
+  const samples: number[] = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const input = inputs[i % inputs.length];
+    const start = performance.now();
+    const result = decide(input);
+    if (result instanceof Promise) await result;
+    samples[i] = (performance.now() - start) * 1e6;
+  }
+  return stats(mode, samples);
+}
+
+async function main(): Promise<void> {
+  const n = Number(process.argv[2] ?? 20000);
+  const inputs = (await decisionTable()).map((c) => c.input).filter(isPolicyInput);
+  const pki = await testPki();
+  const built = await buildBundle({ dir: REGO_DIR, revision: '1', signer: pki.signer });
+  const engine = await PolicyEngine.load(built.archive, { verification: pki.verification });
+  const service = await bundleServer();
+  service.publish(built.archive);
+  const sidecar = await startSidecar(service.url, pki.signer.publicKeyPem);
+  const rest: PolicyDecider = new RestPolicyEngine({ url: sidecar.url, timeoutMs: 5000 });
+  try {
+    const rows = [
+      await measure('wasm in-process (evaluate)', n, inputs, (input) => engine.evaluate(input)),
+      await measure('wasm in-process (decide, async)', n, inputs, (input) => engine.decide(input)),
+      await measure('REST sidecar (loopback)', Math.min(n, 5000), inputs, (input) => rest.decide(input)),
+    ];
+    const header = ['mode', 'n', 'p50 µs', 'p99 µs', 'max µs', 'mean µs'];
+    const lines = rows.map((r) => [
+      r.mode,
+      String(r.n),
+      r.p50.toFixed(1),
+      r.p99.toFixed(1),
+      r.max.toFixed(1),
+      r.mean.toFixed(1),
+    ]);
+    const widths = header.map((h, i) => Math.max(h.length, ...lines.map((line) => (line[i] as string).length)));
+    const format = (cells: string[]) =>
+      cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ');
+    console.log(`policy decision latency (${inputs.length} distinct valid inputs, node ${process.version})`);
+    console.log(format(header));
+    for (const line of lines) console.log(format(line));
+    const p99 = rows[0]?.p99 ?? Infinity;
+    console.log(`goal in-process p99 ≤ 50 µs: ${p99 <= 50 ? 'met' : 'NOT met'} (${p99.toFixed(1)} µs)`);
+  } finally {
+    await sidecar.stop();
+    await service.close();
+    await pki.cleanup();
+  }
+}
+
+await main();

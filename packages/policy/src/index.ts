@@ -1,0 +1,10 @@
+export * from './bundle.js';
+export { bundleFileDigest, canonicalJson } from './bundle-hash.js';
+export * from './decision.js';
+export * from './engine.js';
+export * from './factory.js';
+export * from './input.js';
+export * from './opa.js';
+export * from './rest-engine.js';
+export * from './signing.js';
+export { readTarGz, writeTarGz, type TarFile } from './tar.js';

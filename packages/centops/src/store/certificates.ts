@@ -1,18 +1,45 @@
 /**
  * The record of every certificate CentOps' CA issued, for listing, expiry
  * tracking and revocation. The CA signs; this is the database side of it.
- * Recording and revoking are audited; they do not change the config feed's
- * revision (the denylist does, see denylist.ts).
+ * Mesh certificates (client, node), operators' (with their role) and
+ * CentOps' own (since migration 0002) are all recorded here.
+ * Recording and revoking are audited, with digests of the record before and
+ * after. A client's or node's certificate is in every node's document (the
+ * directory's fingerprints, links' peer certificates), so recording or
+ * revoking one bumps the revision in the same transaction: nodes learn of an
+ * enrolment, a renewal or a revocation at once. Operators' and CentOps' own
+ * certificates are in no node document and leave the revision alone.
  */
 import type { Kysely, Selectable } from 'kysely';
-import { DmrError, assertPrincipalKind, assertValidId } from '@dmr/core';
-import { assertRevocationReason, normaliseSerial, type RevocationReason } from '@dmr/pki';
+import { DmrError } from '@dmr/core';
+import {
+  assertRevocationReason,
+  certificateSubject,
+  isCertificateKind,
+  isOperatorRole,
+  normaliseSerial,
+  type CertificateKind,
+  type RevocationReason,
+} from '@dmr/pki';
 import { writeAudit } from './audit.js';
+import { digest } from './canonical.js';
+import { denyInTransaction } from './denylist.js';
 import { decodeCursor, pageLimit, toPage } from './cursor.js';
-import { principalKindOf } from './principals.js';
 import type { CertificatesTable, Database, Db } from './schema.js';
-import { writeTransaction } from './tx.js';
-import type { CertificateQuery, CertificateRecord, NewCertificate, Page } from './types.js';
+import { bumpRevision, writeTransaction } from './tx.js';
+import type {
+  CertificateQuery,
+  CertificateRecord,
+  NewCertificate,
+  Page,
+  RevokeCertificateOptions,
+  RevokedCertificate,
+} from './types.js';
+
+/** Client and node certificates are in node documents; their changes are revisions. */
+function inNodeDocuments(kind: CertificateKind): kind is 'client' | 'node' {
+  return kind === 'client' || kind === 'node';
+}
 
 function isoTime(value: string, what: string): string {
   const time = new Date(value);
@@ -30,11 +57,18 @@ function normaliseFingerprint(value: string): string {
   return hex;
 }
 
+function certificateKindOf(value: string): CertificateKind {
+  // The table's CHECK allows nothing else; a stray value is corruption, not a kind to guess.
+  if (!isCertificateKind(value)) throw new DmrError('INTERNAL', `certificate kind "${value}" in the store is unknown`);
+  return value;
+}
+
 function toRecord(row: Selectable<CertificatesTable>): CertificateRecord {
   return {
     serial: row.serial,
-    kind: principalKindOf(row.principal_kind),
+    kind: certificateKindOf(row.principal_kind),
     id: row.principal_id,
+    role: row.role !== null && isOperatorRole(row.role) ? row.role : null,
     fingerprint: row.fingerprint,
     notBefore: row.not_before,
     notAfter: row.not_after,
@@ -62,8 +96,9 @@ export async function recordCertificate(
   actor: string,
   now: Date,
 ): Promise<CertificateRecord> {
-  assertPrincipalKind(certificate.kind);
-  assertValidId(certificate.id);
+  // Kind, id and role together: an operator needs a role, nobody else may have one, centops ids are fixed.
+  const subject = certificateSubject(certificate.kind, certificate.id, certificate.role ?? undefined);
+  const role = subject.kind === 'operator' ? subject.role : null;
   const serial = normaliseSerial(certificate.serial);
   const fingerprint = normaliseFingerprint(certificate.fingerprint);
   const notBefore = isoTime(certificate.notBefore, 'notBefore');
@@ -90,8 +125,11 @@ export async function recordCertificate(
       recorded_at: at,
       revoked_at: null,
       revocation_reason: null,
+      role,
     };
     await trx.insertInto('certificates').values(row).execute();
+    const record = toRecord(row);
+    const revision = inNodeDocuments(record.kind) ? await bumpRevision(trx) : null;
     await writeAudit(trx, [
       {
         at,
@@ -99,10 +137,12 @@ export async function recordCertificate(
         action: 'certificate.record',
         kind: 'Certificate',
         id: certificate.id,
-        detail: { serial, principalKind: certificate.kind, fingerprint, notAfter },
+        revision,
+        afterDigest: digest(record),
+        detail: { serial, principalKind: certificate.kind, fingerprint, notAfter, ...(role === null ? {} : { role }) },
       },
     ]);
-    return toRecord(row);
+    return record;
   });
 }
 
@@ -138,7 +178,8 @@ export async function revokeCertificate(
   reason: RevocationReason,
   actor: string,
   now: Date,
-): Promise<CertificateRecord> {
+  options: RevokeCertificateOptions = {},
+): Promise<RevokedCertificate> {
   const wanted = normaliseSerial(serial);
   assertRevocationReason(reason);
   const at = now.toISOString();
@@ -155,6 +196,9 @@ export async function revokeCertificate(
       .set({ revoked_at: at, revocation_reason: reason })
       .where('serial', '=', wanted)
       .execute();
+    const revoked: CertificateRecord = { ...record, revokedAt: at, revocationReason: reason };
+    const mesh = inNodeDocuments(record.kind);
+    const revision = mesh ? await bumpRevision(trx) : null;
     await writeAudit(trx, [
       {
         at,
@@ -162,9 +206,17 @@ export async function revokeCertificate(
         action: 'certificate.revoke',
         kind: 'Certificate',
         id: record.id,
+        revision,
+        beforeDigest: digest(record),
+        afterDigest: digest(revoked),
         detail: { serial: wanted, principalKind: record.kind, reason },
       },
     ]);
-    return { ...record, revokedAt: at, revocationReason: reason };
+    let denylisted = false;
+    if (mesh && revision !== null && options.denylistReason !== undefined) {
+      const entry = { id: record.id, kind: record.kind as 'client' | 'node', reason: options.denylistReason };
+      denylisted = (await denyInTransaction(trx, entry, actor, at, revision)) !== undefined;
+    }
+    return { ...revoked, revision, denylisted };
   });
 }

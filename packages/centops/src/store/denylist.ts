@@ -3,9 +3,10 @@
  * drop links, reject messages). It is part of what nodes are configured
  * from, so every change bumps the registry revision like a resource change.
  */
-import type { Kysely, Selectable } from 'kysely';
+import type { Kysely, Selectable, Transaction } from 'kysely';
 import { DmrError, assertPrincipalKind, assertValidId, type PrincipalKind } from '@dmr/core';
 import { writeAudit } from './audit.js';
+import { digest } from './canonical.js';
 import { principalKindOf } from './principals.js';
 import type { Database, Db, DenylistTable } from './schema.js';
 import { bumpRevision, writeTransaction } from './tx.js';
@@ -17,41 +18,74 @@ function toEntry(row: Selectable<DenylistTable>): DenylistEntry {
   return { id: row.id, kind: principalKindOf(row.kind), reason: row.reason, since: row.since, addedBy: row.added_by };
 }
 
-export async function addToDenylist(
-  db: Kysely<Database>,
-  entry: { id: string; kind: PrincipalKind; reason: string },
-  actor: string,
-  now: Date,
-): Promise<DenylistEntry> {
+/** The entry as stored: a valid id and kind, a trimmed reason of 1–500 characters. */
+function checkedEntry(entry: { id: string; kind: PrincipalKind; reason: string }): {
+  id: string;
+  kind: PrincipalKind;
+  reason: string;
+} {
   assertValidId(entry.id);
   assertPrincipalKind(entry.kind);
   const reason = typeof entry.reason === 'string' ? entry.reason.trim() : '';
   if (reason === '' || reason.length > REASON_MAX) {
     throw new DmrError('INVALID_ARGUMENT', `a denylist reason is required (at most ${REASON_MAX} characters)`);
   }
+  return { id: entry.id, kind: entry.kind, reason };
+}
+
+/**
+ * Puts an id on the denylist inside a write transaction whose revision the
+ * caller has already bumped (`revision`), audited at that revision.
+ * Returns undefined, changing nothing, when the id is already there. Used
+ * by addToDenylist and by certificate revocation (one transaction, one
+ * revision for the revoked certificate and the denylist entry).
+ */
+export async function denyInTransaction(
+  trx: Transaction<Database>,
+  entry: { id: string; kind: PrincipalKind; reason: string },
+  actor: string,
+  since: string,
+  revision: number,
+): Promise<DenylistEntry | undefined> {
+  const checked = checkedEntry(entry);
+  const existing = await trx.selectFrom('denylist').select('id').where('id', '=', checked.id).executeTakeFirst();
+  if (existing !== undefined) return undefined;
+  const row = { ...checked, since, added_by: actor };
+  await trx.insertInto('denylist').values(row).execute();
+  await writeAudit(trx, [
+    {
+      at: since,
+      actor,
+      action: 'denylist.add',
+      kind: 'Denylist',
+      id: checked.id,
+      revision,
+      afterDigest: digest(toEntry(row)),
+      detail: { kind: checked.kind, reason: checked.reason },
+    },
+  ]);
+  return toEntry(row);
+}
+
+export async function addToDenylist(
+  db: Kysely<Database>,
+  entry: { id: string; kind: PrincipalKind; reason: string },
+  actor: string,
+  now: Date,
+): Promise<DenylistEntry> {
+  const checked = checkedEntry(entry);
   const since = now.toISOString();
   return writeTransaction(db, async (trx) => {
-    const existing = await trx.selectFrom('denylist').selectAll().where('id', '=', entry.id).executeTakeFirst();
+    const existing = await trx.selectFrom('denylist').selectAll().where('id', '=', checked.id).executeTakeFirst();
     if (existing !== undefined) {
-      throw new DmrError('CONFLICT', `${entry.id} is already on the denylist (since ${existing.since})`, {
-        details: { id: entry.id, since: existing.since },
+      throw new DmrError('CONFLICT', `${checked.id} is already on the denylist (since ${existing.since})`, {
+        details: { id: checked.id, since: existing.since },
       });
     }
-    const row = { id: entry.id, kind: entry.kind, reason, since, added_by: actor };
-    await trx.insertInto('denylist').values(row).execute();
     const revision = await bumpRevision(trx);
-    await writeAudit(trx, [
-      {
-        at: since,
-        actor,
-        action: 'denylist.add',
-        kind: 'Denylist',
-        id: entry.id,
-        revision,
-        detail: { kind: entry.kind, reason },
-      },
-    ]);
-    return toEntry(row);
+    const added = await denyInTransaction(trx, checked, actor, since, revision);
+    if (added === undefined) throw new DmrError('INTERNAL', `${checked.id} appeared on the denylist mid-transaction`);
+    return added;
   });
 }
 
@@ -62,7 +96,16 @@ export async function removeFromDenylist(db: Kysely<Database>, id: string, actor
     if (removed === undefined) throw new DmrError('NOT_FOUND', `${id} is not on the denylist`);
     const revision = await bumpRevision(trx);
     await writeAudit(trx, [
-      { at, actor, action: 'denylist.remove', kind: 'Denylist', id, revision, detail: { kind: removed.kind } },
+      {
+        at,
+        actor,
+        action: 'denylist.remove',
+        kind: 'Denylist',
+        id,
+        revision,
+        beforeDigest: digest(toEntry(removed)),
+        detail: { kind: removed.kind, reason: removed.reason },
+      },
     ]);
   });
 }

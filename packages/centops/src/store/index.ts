@@ -1,6 +1,6 @@
 export { canonicalJson, digest } from './canonical.js';
 export { parseLocation, type Dialect, type StoreLocation } from './location.js';
-export { openStore, type OpenStoreOptions } from './store.js';
+export { databaseOf, openStore, type OpenStoreOptions } from './store.js';
 export { TOKEN_PREFIX } from './tokens.js';
 export * from './types.js';
 export {

@@ -80,6 +80,8 @@ export interface CertificatesTable {
   recorded_at: string;
   revoked_at: string | null;
   revocation_reason: string | null;
+  /** Operators only (migration 0002): admin, operator or viewer. */
+  role: string | null;
 }
 
 export interface DenylistTable {

@@ -86,7 +86,7 @@ function suite(backend: Backend): void {
     it('creates, reads, updates and deletes with versions and revisions', () =>
       withStore(async (store, clock) => {
         assert.equal(store.dialect, backend.name === 'SQLite' ? 'sqlite' : 'postgres');
-        assert.equal(store.schemaVersion, '0001_initial');
+        assert.equal(store.schemaVersion, '0003_policies');
         assert.equal(await store.revision(), 0);
 
         const created = await store.create('Organisation', organisation('police'), OPERATOR);
@@ -646,7 +646,7 @@ function suite(backend: Backend): void {
         assert.equal(local.filter((r) => r.status === 'fulfilled').length, 1);
       }));
 
-    it('records, lists and revokes certificates', () =>
+    it('records, lists and revokes certificates; a client’s or node’s is a new revision', () =>
       withStore(async (store) => {
         const fingerprint = createHash('sha256').update('police-bot cert').digest('hex');
         const recorded = await store.recordCertificate(
@@ -661,10 +661,12 @@ function suite(backend: Backend): void {
           OPERATOR,
         );
         assert.equal(recorded.serial, 'a1b2c');
+        assert.equal(await store.revision(), 1, 'the client’s fingerprint is in every node document');
         assert.equal(recorded.fingerprint, fingerprint);
         assert.equal(recorded.notAfter, '2025-03-08T10:00:00.000Z');
         assert.deepEqual(await store.getCertificate('A1B2C'), recorded);
         await rejectsWith(store.recordCertificate({ ...recorded, fingerprint: 'ab'.repeat(32) }, OPERATOR), 'CONFLICT');
+        assert.equal(await store.revision(), 1, 'a refused record changes nothing');
         await store.recordCertificate(
           { ...recorded, serial: 'ff01', id: 'dmr-tallinn', kind: 'node', fingerprint: 'cd'.repeat(32) },
           OPERATOR,
@@ -679,9 +681,11 @@ function suite(backend: Backend): void {
           ['ff01'],
         );
 
+        assert.equal(await store.revision(), 2);
         const revoked = await store.revokeCertificate('a1b2c', 'keyCompromise', OPERATOR);
         assert.equal(revoked.revocationReason, 'keyCompromise');
         assert.equal(revoked.revokedAt, '2025-03-01T10:00:00.000Z');
+        assert.deepEqual([revoked.revision, revoked.denylisted], [3, false]);
         await rejectsWith(store.revokeCertificate('a1b2c', 'superseded', OPERATOR), 'ALREADY_REVOKED');
         await rejectsWith(store.revokeCertificate('dead', 'superseded', OPERATOR), 'UNKNOWN_SERIAL');
         await rejectsWith(store.getCertificate('dead'), 'UNKNOWN_SERIAL');
@@ -693,15 +697,74 @@ function suite(backend: Backend): void {
           (await store.listCertificates({ revoked: false })).items.map((c) => c.serial),
           ['ff01'],
         );
-        assert.equal(await store.revision(), 0);
+        assert.equal(await store.revision(), 3, 'refused revocations change nothing');
         assert.deepEqual(
-          (await store.listAudit({ kind: 'Certificate' })).items.map((e) => [e.action, e.id, e.detail?.serial]),
+          (await store.listAudit({ kind: 'Certificate' })).items.map((e) => [
+            e.action,
+            e.id,
+            e.detail?.serial,
+            e.revision,
+          ]),
           [
-            ['certificate.record', 'police-bot', 'a1b2c'],
-            ['certificate.record', 'dmr-tallinn', 'ff01'],
-            ['certificate.revoke', 'police-bot', 'a1b2c'],
+            ['certificate.record', 'police-bot', 'a1b2c', 1],
+            ['certificate.record', 'dmr-tallinn', 'ff01', 2],
+            ['certificate.revoke', 'police-bot', 'a1b2c', 3],
           ],
         );
+      }));
+
+    it('revokes a node certificate and denylists the node in one transaction and one revision', () =>
+      withStore(async (store) => {
+        await store.applyChanges(SEED, OPERATOR);
+        const window = { notBefore: '2025-03-01T10:00:00Z', notAfter: '2025-03-08T10:00:00Z' };
+        await store.recordCertificate(
+          { serial: 'b1', kind: 'node', id: 'dmr-tartu', fingerprint: 'b1'.repeat(32), ...window },
+          OPERATOR,
+        );
+        await store.recordCertificate(
+          { serial: 'b2', kind: 'node', id: 'dmr-tartu', fingerprint: 'b2'.repeat(32), ...window },
+          OPERATOR,
+        );
+        assert.equal(await store.revision(), 3);
+        const first = await store.revokeCertificate('b1', 'keyCompromise', OPERATOR, { denylistReason: 'stolen' });
+        assert.deepEqual([first.revision, first.denylisted], [4, true]);
+        const snapshot = await store.snapshot();
+        assert.equal(snapshot.revision, 4);
+        assert.deepEqual(
+          snapshot.denylist.map((entry) => [entry.id, entry.kind, entry.reason]),
+          [['dmr-tartu', 'node', 'stolen']],
+        );
+        // Already denylisted: the revocation is still a revision, the entry stays as it was.
+        const second = await store.revokeCertificate('b2', 'superseded', OPERATOR, { denylistReason: 'again' });
+        assert.deepEqual([second.revision, second.denylisted], [5, false]);
+        assert.equal((await store.listDenylist())[0]?.reason, 'stolen');
+        const audit = (await store.listAudit({ limit: 1000 })).items.filter(
+          (e) => e.revision !== null && e.revision >= 4,
+        );
+        assert.deepEqual(
+          audit.map((e) => [e.action, e.id, e.revision]),
+          [
+            ['certificate.revoke', 'dmr-tartu', 4],
+            ['denylist.add', 'dmr-tartu', 4],
+            ['certificate.revoke', 'dmr-tartu', 5],
+          ],
+        );
+
+        // Operators' and CentOps' own certificates are in no node document: no revision.
+        const operator = await store.recordCertificate(
+          { serial: 'c1', kind: 'operator', id: 'alice', role: 'viewer', fingerprint: 'c1'.repeat(32), ...window },
+          OPERATOR,
+        );
+        await store.recordCertificate(
+          { serial: 'c2', kind: 'centops', id: 'api', fingerprint: 'c2'.repeat(32), ...window },
+          OPERATOR,
+        );
+        const revokedOperator = await store.revokeCertificate(operator.serial, 'superseded', OPERATOR, {
+          denylistReason: 'ignored for operators',
+        });
+        assert.deepEqual([revokedOperator.revision, revokedOperator.denylisted], [null, false]);
+        assert.equal(await store.revision(), 5);
+        assert.equal((await store.listDenylist()).length, 1);
       }));
 
     it('keeps a denylist that is part of the snapshot and its revision', () =>
@@ -791,7 +854,7 @@ function suite(backend: Backend): void {
         const again = await openStore(location);
         try {
           assert.equal((await again.get('Organisation', 'police')).version, 1);
-          assert.equal(again.schemaVersion, '0001_initial');
+          assert.equal(again.schemaVersion, '0003_policies');
         } finally {
           await again.close();
         }

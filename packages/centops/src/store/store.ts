@@ -12,6 +12,7 @@ import { listAudit } from './audit.js';
 import { getCertificate, listCertificates, recordCertificate, revokeCertificate } from './certificates.js';
 import { connect } from './connect.js';
 import { addToDenylist, listDenylist, removeFromDenylist } from './denylist.js';
+import { activePolicy } from '../policy/versions.js';
 import { parseLocation, type Dialect } from './location.js';
 import { migrateToLatest } from './migrate.js';
 import { getNodeStatus, listNodeStatus, reportNodeStatus } from './node-status.js';
@@ -38,6 +39,8 @@ import type {
   NodeStatusReport,
   Page,
   RegistrySnapshot,
+  RevokeCertificateOptions,
+  RevokedCertificate,
   Store,
   WriteOptions,
 } from './types.js';
@@ -144,7 +147,8 @@ class KyselyStore implements Store {
       const revision = await currentRevision(trx);
       const resources: RegistrySnapshot['resources'] = { Organisation: [], Client: [], Node: [], Link: [] };
       for (const stored of await loadAllResources(trx)) (resources[stored.kind] as Stored<ResourceKind>[]).push(stored);
-      return { revision, resources, denylist: await listDenylist(trx) };
+      const policy = await activePolicy(trx);
+      return { revision, resources, denylist: await listDenylist(trx), ...(policy === undefined ? {} : { policy }) };
     });
   }
 
@@ -179,9 +183,14 @@ class KyselyStore implements Store {
     return listCertificates(this.db, query);
   }
 
-  revokeCertificate(serial: string, reason: RevocationReason, actor: Actor): Promise<CertificateRecord> {
+  revokeCertificate(
+    serial: string,
+    reason: RevocationReason,
+    actor: Actor,
+    options: RevokeCertificateOptions = {},
+  ): Promise<RevokedCertificate> {
     assertActor(actor);
-    return revokeCertificate(this.db, serial, reason, actor, this.now());
+    return revokeCertificate(this.db, serial, reason, actor, this.now(), options);
   }
 
   addToDenylist(entry: { id: string; kind: PrincipalKind; reason: string }, actor: Actor): Promise<DenylistEntry> {
@@ -226,4 +235,13 @@ class KyselyStore implements Store {
   private lost(): never {
     throw new DmrError('INTERNAL', 'a write returned no result');
   }
+}
+
+/**
+ * The Kysely handle behind a store opened by openStore, for modules that keep
+ * their own tables in the same database and transactions (policies: src/policy/).
+ */
+export function databaseOf(store: Store): Kysely<Database> {
+  if (!(store instanceof KyselyStore)) throw new DmrError('INTERNAL', 'not a store opened by openStore');
+  return (store as unknown as { db: Kysely<Database> }).db;
 }

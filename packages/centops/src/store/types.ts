@@ -4,7 +4,7 @@
  * SQLite and PostgreSQL alike.
  */
 import type { PrincipalKind } from '@dmr/core';
-import type { RevocationReason } from '@dmr/pki';
+import type { CertificateKind, OperatorRole, RevocationReason } from '@dmr/pki';
 import type { ResourceKind, ResourceSpecs, Stored } from '../model.js';
 import type { Dialect } from './location.js';
 
@@ -96,11 +96,12 @@ export const AUDIT_ACTIONS = [
   'certificate.revoke',
   'denylist.add',
   'denylist.remove',
+  'policy.update',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
 /** What an audit entry is about: a registry kind, or one of the store's other records. */
-export type AuditKind = ResourceKind | 'BootstrapToken' | 'Certificate' | 'Denylist';
+export type AuditKind = ResourceKind | 'BootstrapToken' | 'Certificate' | 'Denylist' | 'PolicySet';
 
 export interface AuditEntry {
   /** Increases with every entry, in commit order. */
@@ -160,23 +161,44 @@ export interface BootstrapTokenInfo {
 
 export interface NewCertificate {
   serial: string;
-  kind: PrincipalKind;
+  /** A mesh identity (client, node), an operator, or CentOps itself (api, config-signer). */
+  kind: CertificateKind;
   id: string;
+  /** Operators only, and required for them. */
+  role?: OperatorRole | null;
   /** sha256 of the DER certificate, hex. */
   fingerprint: string;
   notBefore: string;
   notAfter: string;
 }
 
+// `role` stays optional here (NewCertificate's) so records built by hand in tests still type-check;
+// the store always sets it: the operator's role, null for every other kind.
 export interface CertificateRecord extends NewCertificate {
   recordedAt: string;
   revokedAt: string | null;
   revocationReason: RevocationReason | null;
 }
 
+export interface RevokeCertificateOptions {
+  /**
+   * Client and node certificates: also put the identity on the denylist with
+   * this reason, in the same transaction and revision (nothing happens if it
+   * is there already).
+   */
+  denylistReason?: string;
+}
+
+export interface RevokedCertificate extends CertificateRecord {
+  /** The revision the revocation made (client and node certificates); null for operators' and CentOps' own. */
+  revision: number | null;
+  /** Whether this revocation put the identity on the denylist. */
+  denylisted: boolean;
+}
+
 export interface CertificateQuery extends PageOptions {
   id?: string;
-  kind?: PrincipalKind;
+  kind?: CertificateKind;
   /** true: only revoked; false: only not revoked; absent: all. */
   revoked?: boolean;
 }
@@ -209,6 +231,8 @@ export interface RegistrySnapshot {
   revision: number;
   resources: { [K in ResourceKind]: Stored<K>[] };
   denylist: DenylistEntry[];
+  /** The active policy set (migration 0003): its version (= bundle revision) and the bundle's sha256 (hex). */
+  policy?: { version: number; bundleDigest: string };
 }
 
 export interface Store {
@@ -244,10 +268,21 @@ export interface Store {
   consumeBootstrapToken(token: string, actor: Actor): Promise<{ id: string; kind: PrincipalKind }>;
   listBootstrapTokens(id?: string): Promise<BootstrapTokenInfo[]>;
 
+  /**
+   * Records an issued certificate. A client's or node's is in the node
+   * documents' directory, so it bumps the revision (same transaction);
+   * operators' and CentOps' own do not.
+   */
   recordCertificate(certificate: NewCertificate, actor: Actor): Promise<CertificateRecord>;
   getCertificate(serial: string): Promise<CertificateRecord>;
   listCertificates(query?: CertificateQuery): Promise<Page<CertificateRecord>>;
-  revokeCertificate(serial: string, reason: RevocationReason, actor: Actor): Promise<CertificateRecord>;
+  /** Marks a certificate revoked; a client's or node's bumps the revision (with the denylist entry, if asked). */
+  revokeCertificate(
+    serial: string,
+    reason: RevocationReason,
+    actor: Actor,
+    options?: RevokeCertificateOptions,
+  ): Promise<RevokedCertificate>;
 
   addToDenylist(entry: { id: string; kind: PrincipalKind; reason: string }, actor: Actor): Promise<DenylistEntry>;
   removeFromDenylist(id: string, actor: Actor): Promise<void>;

@@ -1,0 +1,49 @@
+/**
+ * The message limits every node enforces, in one place. The registry has no
+ * per-node limits yet, so every node receives these defaults; a later model
+ * change can override them per node without changing the document shape.
+ */
+
+export interface Limits {
+  /** Largest message body a node accepts at ingress (bytes). */
+  maxMessageBytes: number;
+  /** Cap on a message's `expiration`; a message without one gets this TTL (ms). */
+  maxTtlMs: number;
+  /** Messages a client's queue holds before it rejects publishes (`x-max-length`, overflow reject-publish). */
+  queueMaxLength: number;
+  /** Quorum-queue `delivery-limit`: redeliveries before a message is dead-lettered. */
+  deliveryLimit: number;
+  /** How far a message `timestamp` may lie from the node's clock (ms). */
+  timestampSkewMs: number;
+  /**
+   * How long a message id is remembered for deduplication (ms). At least
+   * maxTtlMs + timestampSkewMs: a redelivery can arrive as late as the
+   * message lives, and it must still be recognised.
+   */
+  dedupWindowMs: number;
+}
+
+const HOUR_MS = 3_600_000;
+
+export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
+  // Chat messages are small; 1 MiB leaves room for attachments' metadata and E2E envelopes.
+  maxMessageBytes: 1_048_576,
+  // A chat answer older than a day is useless to the end user.
+  maxTtlMs: 24 * HOUR_MS,
+  queueMaxLength: 10_000,
+  deliveryLimit: 5,
+  timestampSkewMs: 5 * 60_000,
+  dedupWindowMs: 24 * HOUR_MS + 5 * 60_000,
+});
+
+/** The defaults with `overrides` applied, checked so the dedup window still covers a message's life. */
+export function resolveLimits(overrides: Partial<Limits> = {}): Limits {
+  const limits = { ...DEFAULT_LIMITS, ...overrides };
+  for (const [name, value] of Object.entries(limits)) {
+    if (!Number.isSafeInteger(value) || value <= 0) throw new RangeError(`limit ${name} must be a positive integer`);
+  }
+  if (limits.dedupWindowMs < limits.maxTtlMs + limits.timestampSkewMs) {
+    throw new RangeError('dedupWindowMs must be at least maxTtlMs + timestampSkewMs');
+  }
+  return limits;
+}

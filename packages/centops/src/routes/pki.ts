@@ -1,0 +1,206 @@
+/**
+ * The certificate service's routes. Two plugins, one per listener:
+ *
+ * - `pkiRoutes` (mTLS API): tokens, renewal, revocation, certificate list,
+ *   CRL and trust bundle.
+ * - `enrolRoutes` (the enrolment listener, server-auth TLS only): enrolment
+ *   with a token, CRL and trust bundle, and nothing else (ADR 0004).
+ */
+import { Type } from '@sinclair/typebox';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import { DmrError } from '@dmr/core';
+import type { RevocationReason } from '@dmr/pki';
+import { WRITERS, READERS, actorOf, requireRole } from '../server/auth.js';
+import type { CertificateService } from '../server/certificates.js';
+import { sendPage } from '../server/http.js';
+import type { CertificateQuery } from '../store/index.js';
+import type { RouteContext } from './context.js';
+import {
+  CertificateKind,
+  PageQuery,
+  PrincipalKind,
+  RevocationReason as ReasonSchema,
+  errorResponses,
+} from './schemas.js';
+
+const PEM_TYPE = 'application/x-pem-file';
+
+export const Issued = Type.Object({
+  id: Type.String(),
+  kind: Type.String(),
+  role: Type.Optional(Type.String({ description: 'operators only' })),
+  serial: Type.String(),
+  notBefore: Type.String(),
+  notAfter: Type.String(),
+  fingerprint: Type.String(),
+  certificate: Type.String(),
+  chain: Type.String(),
+  trustBundle: Type.String(),
+});
+
+export const Csr = Type.String({ minLength: 1, maxLength: 65_536, description: 'PKCS#10 CSR, PEM' });
+
+/** Public, signed or self-verifying documents: served on both listeners. */
+function publicDocuments(service: CertificateService, context: RouteContext): FastifyPluginAsync {
+  return async (app) => {
+    app.get(
+      '/v1/pki/crl',
+      { schema: { tags: ['pki'], summary: 'the current CRL (PEM), signed by the CentOps intermediate' } },
+      async (_request, reply: FastifyReply) =>
+        reply
+          .type(PEM_TYPE)
+          .header('cache-control', 'no-cache')
+          .send(await service.crl()),
+    );
+    app.get(
+      '/v1/pki/trust-bundle',
+      { schema: { tags: ['pki'], summary: 'the roots to trust (PEM); several during a rollover' } },
+      async (_request, reply: FastifyReply) => reply.type(PEM_TYPE).send(context.ca.trustBundlePem()),
+    );
+  };
+}
+
+export function enrolRoutes(service: CertificateService, context: RouteContext): FastifyPluginAsync {
+  return async (app) => {
+    await app.register(publicDocuments(service, context));
+    app.post(
+      '/v1/enroll',
+      {
+        schema: {
+          tags: ['pki'],
+          summary: 'exchange a one-time bootstrap token and a CSR for a certificate',
+          body: Type.Object(
+            { token: Type.String({ minLength: 1, maxLength: 200 }), csr: Csr },
+            { additionalProperties: false },
+          ),
+          response: { 201: Issued, ...errorResponses(400, 422) },
+        },
+      },
+      async (request, reply) => {
+        const { token, csr } = request.body as { token: string; csr: string };
+        const issued = await service.enrol(token, csr);
+        request.log.info({ id: issued.id, kind: issued.kind, serial: issued.serial }, 'enrolled');
+        return reply.code(201).send(issued);
+      },
+    );
+  };
+}
+
+export function pkiRoutes(service: CertificateService, context: RouteContext): FastifyPluginAsync {
+  const { store, trustDomain } = context;
+  return async (app) => {
+    await app.register(publicDocuments(service, context));
+
+    app.post(
+      '/v1/tokens',
+      {
+        preHandler: requireRole(...WRITERS),
+        schema: {
+          tags: ['pki'],
+          summary: 'create a one-time, expiring bootstrap token for a registered client or node',
+          body: Type.Object(
+            {
+              id: Type.String(),
+              kind: Type.Optional(PrincipalKind),
+              ttl: Type.Optional(Type.String({ description: 'lifetime, e.g. 15m or 24h (at most 7d); default 1h' })),
+            },
+            { additionalProperties: false },
+          ),
+          response: errorResponses(404, 422),
+        },
+      },
+      async (request, reply) => {
+        const body = request.body as { id: string; kind?: 'client' | 'node'; ttl?: string };
+        const kind = body.kind ?? ((await store.find('Client', body.id)) !== undefined ? 'client' : 'node');
+        const token = await store.createBootstrapToken(
+          { id: body.id, kind, ttl: body.ttl ?? '1h' },
+          actorOf(request.principal, trustDomain),
+        );
+        return reply.code(201).header('cache-control', 'no-store').send(token);
+      },
+    );
+
+    app.get(
+      '/v1/tokens',
+      {
+        preHandler: requireRole(...WRITERS),
+        schema: {
+          tags: ['pki'],
+          summary: 'bootstrap tokens (never the secrets)',
+          querystring: Type.Object({ id: Type.Optional(Type.String()) }, { additionalProperties: false }),
+        },
+      },
+      async (request) => ({ items: await store.listBootstrapTokens((request.query as { id?: string }).id) }),
+    );
+
+    app.post(
+      '/v1/certificates/renew',
+      {
+        schema: {
+          tags: ['pki'],
+          summary: 'a new certificate for the caller, who proves its id with its current certificate',
+          body: Type.Object({ csr: Csr }, { additionalProperties: false }),
+          response: { 201: Issued, ...errorResponses(400) },
+        },
+      },
+      async (request, reply) => {
+        const issued = await service.renew(request.principal, (request.body as { csr: string }).csr);
+        request.log.info({ serial: issued.serial, previous: request.certificateSerial }, 'renewed');
+        return reply.code(201).send(issued);
+      },
+    );
+
+    app.post(
+      '/v1/certificates/:serial/revoke',
+      {
+        preHandler: requireRole(...WRITERS),
+        schema: {
+          tags: ['pki'],
+          summary: 'revoke: the serial goes on the CRL, a client or node on the denylist',
+          params: Type.Object({ serial: Type.String({ pattern: '^[0-9a-fA-F:]{1,64}$' }) }),
+          body: Type.Object({ reason: ReasonSchema }, { additionalProperties: false }),
+          response: errorResponses(404, 409),
+        },
+      },
+      async (request) => {
+        const { serial } = request.params as { serial: string };
+        const { reason } = request.body as { reason: RevocationReason };
+        return service.revoke(serial, reason, request.principal);
+      },
+    );
+
+    app.get(
+      '/v1/certificates',
+      {
+        preHandler: requireRole(...READERS),
+        schema: {
+          tags: ['pki'],
+          summary: 'certificates issued by this CentOps: clients, nodes, operators (with role) and its own',
+          querystring: Type.Object(
+            {
+              ...PageQuery,
+              id: Type.Optional(Type.String()),
+              kind: Type.Optional(CertificateKind),
+              revoked: Type.Optional(Type.Boolean()),
+            },
+            { additionalProperties: false },
+          ),
+        },
+      },
+      async (request, reply) => sendPage(reply, await store.listCertificates(request.query as CertificateQuery)),
+    );
+
+    app.get(
+      '/v1/certificates/:serial',
+      {
+        preHandler: requireRole(...READERS),
+        schema: { tags: ['pki'], summary: 'one certificate record', params: Type.Object({ serial: Type.String() }) },
+      },
+      async (request) => {
+        const { serial } = request.params as { serial: string };
+        if (!/^[0-9a-fA-F:]{1,64}$/.test(serial)) throw new DmrError('INVALID_ARGUMENT', 'not a serial');
+        return store.getCertificate(serial);
+      },
+    );
+  };
+}

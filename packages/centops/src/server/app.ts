@@ -1,0 +1,205 @@
+/**
+ * The CentOps server: two HTTPS listeners over one store and one CA.
+ *
+ * - the API (`listen`): mutual TLS only. The TLS layer itself refuses a
+ *   peer without a certificate chaining to the trust bundle
+ *   (requestCert + rejectUnauthorized), and auth.ts then maps the
+ *   certificate to a principal and refuses revoked, denylisted or foreign
+ *   ones on every request.
+ * - enrolment (`enrolListen`): server-authenticated TLS, no client
+ *   certificate, serving only POST /v1/enroll and the public PKI documents.
+ *   A caller that has no certificate yet cannot present one; keeping it on
+ *   its own socket means no route of the API can ever be reached without
+ *   one, whatever a route forgets (ADR 0004).
+ */
+import { readFile } from 'node:fs/promises';
+import { createServer, type Server as HttpsServer, type ServerOptions } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import AjvCompiler from '@fastify/ajv-compiler';
+import swagger from '@fastify/swagger';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { CertificateAuthority } from '@dmr/pki';
+import { ConfigSigner, RevisionHub, feedRoutes } from '../feed/index.js';
+import { PolicyService } from '../policy/service.js';
+import { ensurePolicySigner, policySignerPaths } from '../policy/signer.js';
+import { denylistRoutes } from '../routes/denylist.js';
+import { enrolRoutes, pkiRoutes } from '../routes/pki.js';
+import { operatorRoutes } from '../routes/operators.js';
+import { operationsRoutes } from '../routes/operations.js';
+import { policyRoutes } from '../routes/policies.js';
+import { registryRoutes } from '../routes/registry.js';
+import type { RouteContext } from '../routes/context.js';
+import { openStore, type Store } from '../store/index.js';
+import { IssuedIndex, READERS, authenticate, installAuth, requireRole } from './auth.js';
+import { CertificateService } from './certificates.js';
+import type { CentOpsConfig } from './config.js';
+import { localActor } from './credentials.js';
+import { installErrorHandler } from './errors.js';
+
+export const API_VERSION = '0.1.0';
+
+export interface StartOptions {
+  /** fastify's logger: false in tests, pino options (JSON to stdout) in `serve`. */
+  logger?: FastifyServerOptions['logger'];
+  /** An already open store (tests); otherwise config.database is opened and closed with the server. */
+  store?: Store;
+  /** Feed poll interval (ms) for revision changes made by other processes. */
+  pollIntervalMs?: number;
+}
+
+export interface CentOpsServer {
+  api: FastifyInstance;
+  enrol: FastifyInstance;
+  store: Store;
+  ca: CertificateAuthority;
+  /** The policy set and its bundle (src/policy/). */
+  policies: PolicyService;
+  apiUrl: string;
+  enrolUrl: string;
+  /** Stops accepting, finishes what is in flight, closes the store. */
+  close(): Promise<void>;
+}
+
+function tlsServerFactory(tls: ServerOptions) {
+  // fastify keeps its default (http) server types; the socket is a TLSSocket at run time (auth.ts checks).
+  return (handler: Parameters<typeof createServer>[1]): HttpsServer => createServer(tls, handler);
+}
+
+const ajvPool = AjvCompiler();
+
+/**
+ * Request validation with one Ajv per kind of input. Bodies are JSON and are
+ * judged exactly as sent: no type coercion (fastify's default would turn
+ * `{"name": 3}` into `"3"` and `[x]` into `x`), so a wrong type is a 422
+ * naming the field. Querystrings, path parameters and headers arrive as
+ * text, so they keep fastify's coercion (`?limit=10`, `?dryRun=true`).
+ * Both report every problem and never strip unknown fields (the schemas
+ * forbid them, so they are refused and named).
+ */
+const buildValidator: NonNullable<
+  NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>['buildValidator']
+> = (externalSchemas, options) => {
+  const shared = { plugins: options?.plugins, onCreate: options?.onCreate };
+  const strictBody = ajvPool(externalSchemas, {
+    ...shared,
+    customOptions: { allErrors: true, removeAdditional: false, coerceTypes: false },
+  });
+  const coercing = ajvPool(externalSchemas, {
+    ...shared,
+    customOptions: { allErrors: true, removeAdditional: false, coerceTypes: 'array' },
+  });
+  return (route) => (route.httpPart === 'body' ? strictBody(route) : coercing(route));
+};
+
+function baseApp(logger: FastifyServerOptions['logger'], tls: ServerOptions): FastifyInstance {
+  const app = Fastify({
+    logger: logger ?? false,
+    serverFactory: tlsServerFactory(tls) as unknown as FastifyServerOptions['serverFactory'],
+    schemaController: { compilersFactory: { buildValidator } },
+    bodyLimit: 8 * 1024 * 1024,
+    return503OnClosing: true,
+  });
+  installErrorHandler(app);
+  return app;
+}
+
+async function listen(app: FastifyInstance, host: string, port: number): Promise<string> {
+  await app.listen({ host, port });
+  const address = app.server.address() as AddressInfo;
+  const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `https://${shownHost}:${address.port}`;
+}
+
+export async function startServer(config: CentOpsConfig, options: StartOptions = {}): Promise<CentOpsServer> {
+  const [certificate, key, signerChain, signerKey] = await Promise.all([
+    readFile(config.tls.certificate, 'utf8'),
+    readFile(config.tls.key, 'utf8'),
+    readFile(config.signer.certificate, 'utf8'),
+    readFile(config.signer.key, 'utf8'),
+  ]);
+  const ca = await CertificateAuthority.open(config.caDir);
+  const store = options.store ?? (await openStore(config.database));
+  const ownsStore = options.store === undefined;
+  const hub = new RevisionHub({ store, pollIntervalMs: options.pollIntervalMs });
+  const signer = new ConfigSigner({ certificateChainPem: signerChain, privateKeyPem: signerKey });
+  const issued = new IssuedIndex(ca);
+  const context: RouteContext = {
+    store,
+    ca,
+    issued,
+    trustDomain: config.trustDomain,
+    onRevision: (revision) => hub.publish(revision),
+  };
+  const service = new CertificateService({ ...context });
+  // Issued here when a CentOps directory predates policies (init makes it otherwise).
+  const policySigner = await ensurePolicySigner(
+    policySignerPaths(config.signer.certificate),
+    ca,
+    store,
+    localActor('serve'),
+  );
+  const policies = new PolicyService({ store, signer: policySigner.signer });
+  const tls: ServerOptions = { cert: certificate, key, minVersion: 'TLSv1.2' };
+
+  const api = baseApp(options.logger, {
+    ...tls,
+    ca: ca.trustBundlePem(),
+    requestCert: true,
+    rejectUnauthorized: true,
+  });
+  await api.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'DMR CentOps API',
+        version: API_VERSION,
+        description:
+          'Mutual TLS only: the caller is the identity of its client certificate. Errors are ' +
+          '{error:{code,message,details}}. Enrolment (POST /v1/enroll) is served on the separate enrolment listener.',
+      },
+    },
+  });
+  const auth = { store, trustDomain: config.trustDomain, issued };
+  installAuth(api, auth);
+  api.get('/v1/openapi.json', { schema: { hide: true }, preHandler: requireRole(...READERS) }, async () =>
+    api.swagger(),
+  );
+  await api.register(registryRoutes(context));
+  await api.register(operationsRoutes(context));
+  await api.register(pkiRoutes(service, context));
+  await api.register(operatorRoutes(service));
+  await api.register(denylistRoutes(context));
+  await api.register(policyRoutes(context, policies));
+  // Streams and long-polls outlive the request's authentication: the feed checks the certificate again per document.
+  await api.register(feedRoutes, { store, signer, hub, reauthenticate: (request) => authenticate(request, auth) });
+
+  const enrol = baseApp(options.logger, tls);
+  await enrol.register(enrolRoutes(service, context));
+
+  let apiUrl: string;
+  let enrolUrl: string;
+  try {
+    apiUrl = await listen(api, config.listen.host, config.listen.port);
+    enrolUrl = await listen(enrol, config.enrolListen.host, config.enrolListen.port);
+  } catch (error) {
+    await Promise.allSettled([api.close(), enrol.close()]);
+    hub.close();
+    if (ownsStore) await store.close();
+    throw error;
+  }
+  return {
+    api,
+    enrol,
+    store,
+    ca,
+    policies,
+    apiUrl,
+    enrolUrl,
+    async close() {
+      // SSE streams end when the hub closes; then both listeners drain and the store goes last.
+      hub.close();
+      await Promise.allSettled([api.close(), enrol.close()]);
+      if (ownsStore) await store.close();
+    },
+  };
+}

@@ -1,0 +1,295 @@
+/**
+ * The certificate service: enrolment with a one-time token, renewal with
+ * the current certificate, revocation, and the CRL. The CA signs; the store
+ * records (mesh certificates), audits and denylists. The rule behind every
+ * path: a certificate is only ever issued for the id the caller has proved
+ * (the token's id, or the id of the certificate it presents), with that id's
+ * registry profile (key algorithm, lifetime, host names), never with names
+ * taken from the CSR.
+ */
+import { DmrError, parseDuration, type PrincipalKind } from '@dmr/core';
+import {
+  certificateSubject,
+  checkCsr,
+  checkHostNames,
+  csrCommonName,
+  normaliseSerial,
+  type CertificateAuthority,
+  type CertificateSubject,
+  type IssuedCertificate,
+  type IssuedRecord,
+  type OperatorRole,
+  type RevocationReason,
+} from '@dmr/pki';
+import type { CertificateProfile } from '../model.js';
+import type { CertificateRecord, Store } from '../store/index.js';
+import { actorOf, type IssuedIndex, type Principal } from './auth.js';
+import { recordIssued } from './credentials.js';
+import { OPERATOR_CERTIFICATE_TTL_MS, operatorTtlMs } from './operators.js';
+
+export interface IssuedResponse {
+  id: string;
+  kind: PrincipalKind | 'operator';
+  /** Operators only. */
+  role?: OperatorRole;
+  serial: string;
+  notBefore: string;
+  notAfter: string;
+  fingerprint: string;
+  /** The leaf alone. */
+  certificate: string;
+  /** Leaf then CentOps' intermediate: what the holder presents in TLS. */
+  chain: string;
+  /** The roots to trust (several during a rollover). */
+  trustBundle: string;
+}
+
+export interface RevokeResponse {
+  serial: string;
+  kind: string;
+  id: string;
+  reason: RevocationReason;
+  /** Whether the identity was put on the denylist (mesh identities only; false if it already was). */
+  denylisted: boolean;
+}
+
+const CRL_MAX_AGE_MS = 5 * 60_000;
+const CRL_NEXT_UPDATE_MS = 24 * 3_600_000;
+
+export class CertificateService {
+  readonly #store: Store;
+  readonly #ca: CertificateAuthority;
+  readonly #issued: IssuedIndex;
+  readonly #trustDomain: string;
+  readonly #onRevision: (revision: number) => void;
+  #crl: { pem: string; at: number } | undefined;
+
+  constructor(options: {
+    store: Store;
+    ca: CertificateAuthority;
+    issued: IssuedIndex;
+    trustDomain: string;
+    onRevision: (revision: number) => void;
+  }) {
+    this.#store = options.store;
+    this.#ca = options.ca;
+    this.#issued = options.issued;
+    this.#trustDomain = options.trustDomain;
+    this.#onRevision = options.onRevision;
+  }
+
+  /** The registry entry a mesh id enrols or renews as, refused unless it may hold a certificate now. */
+  async #meshIdentity(id: string, kind?: PrincipalKind): Promise<{ kind: PrincipalKind; profile: CertificateProfile }> {
+    const client = kind === 'node' ? undefined : await this.#store.find('Client', id);
+    const node = client !== undefined || kind === 'client' ? undefined : await this.#store.find('Node', id);
+    if (client === undefined && node === undefined) {
+      throw new DmrError('FORBIDDEN', `no ${kind ?? 'client or node'} "${id}" is registered`, { details: { id } });
+    }
+    if (client !== undefined && client.spec.status !== 'active') {
+      throw new DmrError('FORBIDDEN', `client ${id} is ${client.spec.status}; it cannot get a certificate`, {
+        details: { id, status: client.spec.status },
+      });
+    }
+    if ((await this.#store.listDenylist()).some((entry) => entry.id === id)) {
+      throw new DmrError('FORBIDDEN', `${id} is on the denylist; it cannot get a certificate`, { details: { id } });
+    }
+    return client !== undefined
+      ? { kind: 'client', profile: client.spec.certificateProfile }
+      : { kind: 'node', profile: node?.spec.certificateProfile as CertificateProfile };
+  }
+
+  async #issueMesh(
+    id: string,
+    kind: PrincipalKind,
+    profile: CertificateProfile,
+    csrPem: string,
+  ): Promise<IssuedResponse> {
+    const hosts = checkHostNames(kind, profile.extraDns, profile.extraIps);
+    const checked = await checkCsr(csrPem, { id, kind, trustDomain: this.#trustDomain, hosts });
+    if (checked.key.algorithm !== profile.keyAlgorithm) {
+      throw new DmrError(
+        'CSR_MISMATCH',
+        `the CSR's key is ${checked.key.algorithm}; ${id}'s profile asks for ${profile.keyAlgorithm}`,
+        {
+          details: { csrKey: checked.key.algorithm, profileKey: profile.keyAlgorithm },
+          hint: `make a new key with: dmr pki keygen --algorithm ${profile.keyAlgorithm}`,
+        },
+      );
+    }
+    const issued = await this.#ca.issue({
+      csrPem,
+      kind,
+      id,
+      dns: hosts.dns,
+      ips: hosts.ips,
+      ttlMs: parseDuration(profile.lifetime),
+    });
+    await recordIssued(this.#store, { kind, id }, issued, `spiffe://${this.#trustDomain}/${kind}/${id}`);
+    // Recording a mesh certificate was a new revision (its fingerprint is in the node documents): push it.
+    this.#onRevision(await this.#store.revision());
+    return this.#response(id, kind, issued);
+  }
+
+  #response(id: string, kind: IssuedResponse['kind'], issued: IssuedCertificate, role?: OperatorRole): IssuedResponse {
+    return {
+      id,
+      kind,
+      ...(role === undefined ? {} : { role }),
+      serial: issued.serial,
+      notBefore: issued.notBefore.toISOString(),
+      notAfter: issued.notAfter.toISOString(),
+      fingerprint: issued.fingerprintSha256,
+      certificate: issued.certificatePem,
+      chain: issued.chainPem,
+      trustBundle: this.#ca.trustBundlePem(),
+    };
+  }
+
+  /**
+   * Enrolment. Everything that can be checked without the token is checked
+   * first (the CSR parses, names a registered id, has the profile's key),
+   * so a caller's mistake does not burn a one-time token; then the token is
+   * consumed atomically and must be for exactly the id the CSR names.
+   */
+  async enrol(token: string, csrPem: string): Promise<IssuedResponse> {
+    const id = csrCommonName(csrPem);
+    const { kind, profile } = await this.#meshIdentity(id);
+    await checkCsr(csrPem, {
+      id,
+      kind,
+      trustDomain: this.#trustDomain,
+      hosts: checkHostNames(kind, profile.extraDns, profile.extraIps),
+    });
+    const owner = await this.#store.consumeBootstrapToken(token, `spiffe://${this.#trustDomain}/${kind}/${id}`);
+    if (owner.id !== id || owner.kind !== kind) {
+      throw new DmrError('FORBIDDEN', `this token is not for ${kind} ${id}`, {
+        details: { csrId: id },
+        hint: 'a token enrols only the id it was created for; the token is now used up',
+      });
+    }
+    return this.#issueMesh(id, kind, profile, csrPem);
+  }
+
+  /** Renewal: the caller's current certificate (already verified) decides the id; the CSR must match it. */
+  async renew(principal: Principal, csrPem: string): Promise<IssuedResponse> {
+    if (principal.kind === 'operator') {
+      // The role is the current certificate's: renewal never changes what an operator may do.
+      return this.#issueOperator(
+        { kind: 'operator', id: principal.id, role: principal.role },
+        csrPem,
+        OPERATOR_CERTIFICATE_TTL_MS,
+        actorOf(principal, this.#trustDomain),
+      );
+    }
+    const { kind, profile } = await this.#meshIdentity(principal.id, principal.kind);
+    return this.#issueMesh(principal.id, kind, profile, csrPem);
+  }
+
+  /**
+   * A certificate for an operator, on an admin's request (the route allows
+   * admins only). The operator made the key and sends the CSR through the
+   * admin; the CA checks that the CSR is signed by its key and asks for
+   * nothing but this id and this role (a CSR asking for `admin` is refused
+   * for a `viewer` certificate, and the reverse). The private key never
+   * travels.
+   */
+  async issueOperator(
+    request: { id: string; role: OperatorRole; csr: string; ttl?: string },
+    principal: Principal,
+  ): Promise<IssuedResponse> {
+    return this.#issueOperator(
+      { kind: 'operator', id: request.id, role: request.role },
+      request.csr,
+      operatorTtlMs(request.ttl),
+      actorOf(principal, this.#trustDomain),
+    );
+  }
+
+  async #issueOperator(
+    subject: Extract<CertificateSubject, { kind: 'operator' }>,
+    csrPem: string,
+    ttlMs: number,
+    actor: string,
+  ): Promise<IssuedResponse> {
+    const issued = await this.#ca.issue({ csrPem, kind: 'operator', id: subject.id, role: subject.role, ttlMs });
+    await recordIssued(this.#store, subject, issued, actor);
+    return this.#response(subject.id, 'operator', issued, subject.role);
+  }
+
+  /**
+   * The store's record of a certificate the CA issued. Certificates issued
+   * before the store recorded their kind (operators and CentOps' own, before
+   * migration 0002) are recorded now from the CA's record, so that their
+   * revocation is in the store and the audit like any other.
+   */
+  async #storedRecord(record: IssuedRecord, actor: string): Promise<CertificateRecord> {
+    const stored = await this.#store.getCertificate(record.serial).catch((error: unknown) => {
+      if (error instanceof DmrError && error.code === 'UNKNOWN_SERIAL') return undefined;
+      throw error;
+    });
+    if (stored !== undefined) return stored;
+    return recordIssued(this.#store, certificateSubject(record.kind, record.id, record.role), record, actor);
+  }
+
+  /**
+   * Revocation: the serial goes on the CRL (the CA's record) and the
+   * store's record; for a client or node, in the same store transaction,
+   * the identity goes on the denylist (one new revision: nodes drop the
+   * certificate and the id within seconds). Operator and
+   * CentOps certificates reach the CRL and the store's record (audited),
+   * not the denylist: revoking one certificate is not banning the person. Only an admin may revoke an operator's or CentOps'
+   * own certificates.
+   */
+  async revoke(serialText: string, reason: RevocationReason, principal: Principal): Promise<RevokeResponse> {
+    const serial = normaliseSerial(serialText);
+    const record = await this.#issued.get(serial);
+    if (!record) {
+      throw new DmrError('UNKNOWN_SERIAL', `this CentOps has not issued a certificate with serial ${serial}`, {
+        details: { serial },
+      });
+    }
+    const mesh = record.kind === 'client' || record.kind === 'node';
+    if (!mesh && !(principal.kind === 'operator' && principal.role === 'admin')) {
+      throw new DmrError('FORBIDDEN', `only an admin may revoke a ${record.kind} certificate`, { details: { serial } });
+    }
+    const actor = actorOf(principal, this.#trustDomain);
+    const stored = await this.#storedRecord(record, actor);
+    if (record.revoked && stored.revokedAt !== null) {
+      throw new DmrError('ALREADY_REVOKED', `certificate ${serial} (${record.kind} ${record.id}) is already revoked`, {
+        details: { serial },
+      });
+    }
+    // The CA first: once its record says revoked, authentication refuses the certificate.
+    if (!record.revoked) await this.#ca.revoke(serial, reason);
+    this.#crl = undefined;
+    const denylistReason = `certificate ${serial} revoked (${reason})`;
+    let denylisted = false;
+    if (stored.revokedAt === null) {
+      // One transaction, one revision: the certificate leaves the directory and the id joins the denylist.
+      const revoked = await this.#store.revokeCertificate(serial, reason, actor, mesh ? { denylistReason } : {});
+      denylisted = revoked.denylisted;
+    } else if (mesh) {
+      // The store already has it revoked (the CA's record lagged): the id must still be on the denylist.
+      try {
+        await this.#store.addToDenylist(
+          { id: record.id, kind: record.kind as PrincipalKind, reason: denylistReason },
+          actor,
+        );
+        denylisted = true;
+      } catch (error) {
+        if (!(error instanceof DmrError && error.code === 'CONFLICT')) throw error;
+      }
+    }
+    if (mesh) this.#onRevision(await this.#store.revision());
+    return { serial, kind: record.kind, id: record.id, reason, denylisted };
+  }
+
+  /** A CRL at most a few minutes old (and fresh after every revocation), signed by CentOps' intermediate. */
+  async crl(): Promise<string> {
+    const now = Date.now();
+    if (this.#crl === undefined || now - this.#crl.at > CRL_MAX_AGE_MS) {
+      this.#crl = { pem: await this.#ca.createCrl({ nextUpdateMs: CRL_NEXT_UPDATE_MS }), at: now };
+    }
+    return this.#crl.pem;
+  }
+}

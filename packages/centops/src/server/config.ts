@@ -1,0 +1,159 @@
+/**
+ * The server's own configuration file (`centops.yaml`, written by
+ * `dmr centops init`) and the operator CLI's config file (`admin.yaml`,
+ * kubeconfig-like). Relative paths in either are relative to the file, so a
+ * CentOps directory can be moved as a whole.
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parse, stringify } from 'yaml';
+import { DmrError, assertValidTrustDomain } from '@dmr/core';
+
+export const CONFIG_FILE = 'centops.yaml';
+export const ADMIN_CONFIG_FILE = 'admin.yaml';
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export interface CentOpsConfig {
+  trustDomain: string;
+  /** The API: mutual TLS only. */
+  listen: ListenAddress;
+  /** Enrolment and the public PKI documents: server-authenticated TLS, no client certificate (ADR 0004). */
+  enrolListen: ListenAddress;
+  /** Store location: a SQLite path or a postgres:// URL. */
+  database: string;
+  /** CentOps' issuing CA directory (no root key). */
+  caDir: string;
+  /** The API server's certificate chain and key. */
+  tls: { certificate: string; key: string };
+  /** The configuration-signing key and its chain (the feed signs node documents with it). */
+  signer: { certificate: string; key: string };
+  /** Log level for fastify's pino logger. */
+  logLevel: string;
+}
+
+export function parseListen(text: string, what = '--listen'): ListenAddress {
+  const match = /^(?:\[([0-9a-f:.]+)\]|([^:[\]]+)):(\d{1,5})$/i.exec(text.trim());
+  const port = Number(match?.[3]);
+  if (!match || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new DmrError('INVALID_ARGUMENT', `${what} "${text}" is not HOST:PORT`, { hint: 'e.g. 127.0.0.1:8443' });
+  }
+  return { host: match[1] ?? match[2] ?? '', port };
+}
+
+export function formatListen(address: ListenAddress): string {
+  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+}
+
+function field(raw: Record<string, unknown>, key: string, file: string): string {
+  const value = raw[key];
+  if (typeof value !== 'string' || value.trim() === '') {
+    throw new DmrError('INVALID_ARGUMENT', `${file}: "${key}" is missing or not a string`, {
+      hint: 'the file is written by `dmr centops init`; compare it with a fresh one',
+    });
+  }
+  return value;
+}
+
+function pathPair(
+  raw: Record<string, unknown>,
+  key: string,
+  file: string,
+  base: string,
+): { certificate: string; key: string } {
+  const value = raw[key];
+  if (typeof value !== 'object' || value === null) {
+    throw new DmrError('INVALID_ARGUMENT', `${file}: "${key}" must hold certificate and key paths`);
+  }
+  const pair = value as Record<string, unknown>;
+  return { certificate: at(base, field(pair, 'certificate', file)), key: at(base, field(pair, 'key', file)) };
+}
+
+function at(base: string, path: string): string {
+  return isAbsolute(path) ? path : resolve(base, path);
+}
+
+/** A database location is a path relative to the file unless it is a URL or `:memory:`. */
+function databaseAt(base: string, location: string): string {
+  if (/^[a-z][a-z0-9+.-]+:\/\//i.test(location) || location === ':memory:') return location;
+  if (location.startsWith('sqlite:')) return `sqlite:${at(base, location.slice('sqlite:'.length))}`;
+  return at(base, location);
+}
+
+export async function loadConfig(file: string): Promise<CentOpsConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new DmrError('NOT_FOUND', `cannot read the CentOps config ${file}`, {
+      details: { file },
+      hint: 'create a CentOps directory with: dmr centops init --dir DIR --dev',
+      cause: error,
+    });
+  }
+  let raw: unknown;
+  try {
+    raw = parse(text);
+  } catch (error) {
+    throw new DmrError('INVALID_ARGUMENT', `${file} is not valid YAML`, { cause: error });
+  }
+  if (typeof raw !== 'object' || raw === null) throw new DmrError('INVALID_ARGUMENT', `${file} is not a mapping`);
+  const record = raw as Record<string, unknown>;
+  const base = dirname(resolve(file));
+  const trustDomain = field(record, 'trustDomain', file);
+  assertValidTrustDomain(trustDomain);
+  return {
+    trustDomain,
+    listen: parseListen(field(record, 'listen', file), `${file}: listen`),
+    enrolListen: parseListen(field(record, 'enrolListen', file), `${file}: enrolListen`),
+    database: databaseAt(base, field(record, 'database', file)),
+    caDir: at(base, field(record, 'caDir', file)),
+    tls: pathPair(record, 'tls', file, base),
+    signer: pathPair(record, 'signer', file, base),
+    logLevel: typeof record.logLevel === 'string' ? record.logLevel : 'info',
+  };
+}
+
+/** The YAML `init` writes; paths stay as given (relative ones relative to the file). */
+export function renderConfig(config: CentOpsConfig): string {
+  return stringify({
+    trustDomain: config.trustDomain,
+    listen: formatListen(config.listen),
+    enrolListen: formatListen(config.enrolListen),
+    database: config.database,
+    caDir: config.caDir,
+    tls: config.tls,
+    signer: config.signer,
+    logLevel: config.logLevel,
+  });
+}
+
+/** The operator CLI's config: where CentOps is and which certificate to present. */
+export interface ClientConfig {
+  endpoint: string;
+  enrolEndpoint: string;
+  /** Roots to verify CentOps' server certificate with. */
+  caBundle: string;
+  clientCertificate: string;
+  clientKey: string;
+}
+
+export function renderClientConfig(config: ClientConfig): string {
+  return stringify({ apiVersion: 'dmr/v1', kind: 'CentOpsClientConfig', ...config });
+}
+
+export async function loadClientConfig(file: string): Promise<ClientConfig> {
+  const raw = parse(await readFile(file, 'utf8')) as Record<string, unknown> | null;
+  if (typeof raw !== 'object' || raw === null) throw new DmrError('INVALID_ARGUMENT', `${file} is not a mapping`);
+  const base = dirname(resolve(file));
+  return {
+    endpoint: field(raw, 'endpoint', file),
+    enrolEndpoint: field(raw, 'enrolEndpoint', file),
+    caBundle: at(base, field(raw, 'caBundle', file)),
+    clientCertificate: at(base, field(raw, 'clientCertificate', file)),
+    clientKey: at(base, field(raw, 'clientKey', file)),
+  };
+}

@@ -1,0 +1,33 @@
+/** `dmr centops serve`: run until SIGINT/SIGTERM, then drain and close. */
+import { CONFIG_FILE, loadConfig } from './config.js';
+import { startServer, type CentOpsServer } from './app.js';
+import { join } from 'node:path';
+
+export interface ServeOptions {
+  dir?: string;
+  config?: string;
+  /** Called once both listeners are up. */
+  onListening?: (server: CentOpsServer) => void;
+}
+
+export async function serve(options: ServeOptions): Promise<void> {
+  const file = options.config ?? join(options.dir ?? '.', CONFIG_FILE);
+  const config = await loadConfig(file);
+  // pino's JSON lines; request bodies (tokens, CSRs) are never logged, only method, URL and principal.
+  const server = await startServer(config, { logger: { level: config.logLevel } });
+  options.onListening?.(server);
+  server.api.log.info(
+    { api: server.apiUrl, enrol: server.enrolUrl, trustDomain: config.trustDomain },
+    'CentOps listening',
+  );
+  await new Promise<void>((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      server.api.log.info({ signal }, 'shutting down');
+      void server.close().then(resolve, resolve);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}

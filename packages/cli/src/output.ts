@@ -1,17 +1,33 @@
+import { stringify as toYaml } from 'yaml';
 import { DmrError, isDmrError } from '@dmr/core';
 
-export const OUTPUT_FORMATS = ['text', 'json'] as const;
+/**
+ * `text` is every command's own rendering for people; `table` is accepted as
+ * its alias (the kubectl habit of `dmr ctl get … -o table`); `yaml` is the
+ * same data as `json` for people who edit it and feed it back.
+ */
+export const OUTPUT_FORMATS = ['text', 'json', 'yaml'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+/** What `-o` accepts: the formats plus the alias. */
+export const OUTPUT_CHOICES = ['text', 'table', 'json', 'yaml'] as const;
 
 export function parseOutputFormat(value: string): OutputFormat {
+  if (value === 'table') return 'text';
   if ((OUTPUT_FORMATS as readonly string[]).includes(value)) return value as OutputFormat;
-  throw new DmrError('INVALID_ARGUMENT', `output format "${value}" is not one of ${OUTPUT_FORMATS.join(', ')}`);
+  throw new DmrError('INVALID_ARGUMENT', `output format "${value}" is not one of ${OUTPUT_CHOICES.join(', ')}`);
 }
 
-/** Prints a command's result: JSON for scripts, or the command's own text rendering for people. */
+/** YAML of what JSON would show: a JSON round trip first, so Dates and class instances look the same in both. */
+export function yamlOf(value: unknown): string {
+  return toYaml(JSON.parse(JSON.stringify(value)) as unknown, { lineWidth: 0 });
+}
+
+/** Prints a command's result: JSON or YAML for scripts, or the command's own text rendering for people. */
 export function printResult<T>(format: OutputFormat, value: T, renderText: (value: T) => string): void {
   if (format === 'json') {
     process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  } else if (format === 'yaml') {
+    process.stdout.write(yamlOf(value));
   } else {
     const text = renderText(value);
     process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
@@ -30,6 +46,17 @@ export function progress(message: string): void {
   process.stderr.write(`… ${message}\n`);
 }
 
+/** `details.problems` as the API and the store report them: every problem with its path. */
+function problemsOf(error: DmrError): Array<{ path: string; message: string }> {
+  const problems = error.details.problems;
+  if (!Array.isArray(problems)) return [];
+  return problems.flatMap((problem: unknown) => {
+    if (typeof problem !== 'object' || problem === null) return [];
+    const { path, message } = problem as { path?: unknown; message?: unknown };
+    return [{ path: typeof path === 'string' ? path : '', message: typeof message === 'string' ? message : '' }];
+  });
+}
+
 /** Prints an error with its catalogue code and what to do next; returns the exit code. */
 export function reportError(error: unknown, format: OutputFormat): number {
   const dmrError = isDmrError(error)
@@ -39,6 +66,10 @@ export function reportError(error: unknown, format: OutputFormat): number {
     process.stderr.write(`${JSON.stringify(dmrError.toJSON())}\n`);
   } else {
     process.stderr.write(`error[${dmrError.code}]: ${dmrError.message}\n`);
+    // A refused change is only fixable when every problem is visible at once, not the first.
+    for (const problem of problemsOf(dmrError)) {
+      process.stderr.write(`  - ${problem.path === '' ? '' : `${problem.path}: `}${problem.message}\n`);
+    }
     if (dmrError.hint !== undefined) process.stderr.write(`  hint: ${dmrError.hint}\n`);
     if (dmrError.code === 'INTERNAL' && error instanceof Error && error.stack && process.env.DMR_DEBUG) {
       process.stderr.write(`${error.stack}\n`);

@@ -1,0 +1,187 @@
+/**
+ * A small typed HTTPS client for the CentOps API. Mutual TLS with the
+ * operator's certificate from the config file; the server is verified
+ * against the config's CA bundle only (never the system roots: CentOps is
+ * a private PKI). API errors come back as the DmrError the server threw
+ * (same code, message, details, hint), so `dmr ctl` reports them exactly
+ * like local errors; network failures become CENTOPS_UNREACHABLE with a
+ * hint that names the endpoint and the config file.
+ */
+import { request as httpsRequest } from 'node:https';
+import { DmrError, isErrorCode } from '@dmr/core';
+import { readConfigFile, type CtlConfig } from './config.js';
+
+export interface ApiResponse<T> {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: T;
+  text: string;
+}
+
+export interface RequestOptions {
+  body?: unknown;
+  query?: Record<string, string | number | boolean | undefined>;
+  /** A version (sent as the ETag `"N"`) or a raw If-Match value. */
+  ifMatch?: number | string;
+  /** Hand back the body as bytes (a Buffer), e.g. the policy bundle. */
+  binary?: boolean;
+}
+
+export interface ClientOptions {
+  baseUrl: string;
+  ca: string;
+  cert?: string;
+  key?: string;
+  /** Named in error hints. */
+  configFile?: string;
+  timeoutMs?: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+
+/** Node's TLS and socket error codes that mean "could not talk to CentOps", with what to check. */
+function networkError(error: Error & { code?: string }, url: string, configFile: string | undefined): DmrError {
+  const code = error.code ?? '';
+  const where = configFile === undefined ? '' : ` (endpoint in ${configFile})`;
+  let hint: string;
+  if (code === 'ECONNREFUSED') hint = `is \`dmr centops serve\` running and listening at ${new URL(url).host}${where}?`;
+  else if (code === 'ENOTFOUND' || code === 'EAI_AGAIN')
+    hint = `the host name does not resolve; check the endpoint${where}`;
+  else if (code === 'ETIMEDOUT' || code === 'ECONNABORTED')
+    hint = `no answer in time; check the endpoint${where} and firewalls`;
+  else if (/CERT|SELF_SIGNED|VERIFY|ERR_TLS_CERT_ALTNAME/.test(code)) {
+    hint = `CentOps' server certificate does not verify against caBundle${where}; is it this CentOps' CA?`;
+  } else if (code === 'ECONNRESET' || code === 'EPIPE' || /SSL|TLS|alert/i.test(`${code} ${error.message}`)) {
+    hint =
+      'the TLS handshake was refused: is the client certificate issued by this CentOps, unexpired and not revoked?';
+  } else hint = `check the endpoint${where}`;
+  return new DmrError('CENTOPS_UNREACHABLE', `cannot reach CentOps at ${new URL(url).origin}: ${error.message}`, {
+    details: { url, code: code === '' ? null : code },
+    hint,
+    cause: error,
+  });
+}
+
+/** The server's `{error:{code,message,details,hint?}}` as a DmrError with the same code. */
+function apiError(status: number, json: unknown, text: string, method: string, path: string): DmrError {
+  const error = (
+    json as { error?: { code?: unknown; message?: unknown; details?: unknown; hint?: unknown } } | undefined
+  )?.error;
+  if (error !== undefined && typeof error.code === 'string' && isErrorCode(error.code)) {
+    const details =
+      typeof error.details === 'object' && error.details !== null ? (error.details as Record<string, unknown>) : {};
+    let hint = typeof error.hint === 'string' ? error.hint : undefined;
+    if (hint === undefined && error.code === 'FORBIDDEN') {
+      hint = 'the certificate in the CLI config lacks the role for this (viewer reads; operator and admin write)';
+    }
+    if (hint === undefined && error.code === 'PRECONDITION_FAILED') {
+      hint = 'someone changed it since you read it: get it again and retry with the new version';
+    }
+    return new DmrError(error.code, typeof error.message === 'string' ? error.message : `HTTP ${status}`, {
+      details: { ...details, status },
+      hint,
+    });
+  }
+  return new DmrError('INTERNAL', `${method} ${path} answered HTTP ${status}: ${text.slice(0, 200)}`, {
+    details: { status },
+  });
+}
+
+export class CentOpsClient {
+  readonly baseUrl: string;
+  readonly #options: ClientOptions;
+
+  constructor(options: ClientOptions) {
+    this.baseUrl = options.baseUrl.replace(/\/+$/, '');
+    this.#options = options;
+  }
+
+  /** The mTLS API client of a config; the operator certificate is required. */
+  static async forApi(config: CtlConfig, credentials?: { cert: string; key: string }): Promise<CentOpsClient> {
+    const ca = await readConfigFile(config, 'caBundle');
+    const cert = credentials?.cert ?? (await readConfigFile(config, 'clientCertificate'));
+    const key = credentials?.key ?? (await readConfigFile(config, 'clientKey'));
+    return new CentOpsClient({ baseUrl: config.endpoint, ca, cert, key, configFile: config.file });
+  }
+
+  /** The enrolment listener: server-auth TLS, no client certificate (the caller has none yet). */
+  static async forEnrolment(config: CtlConfig, enrolEndpoint?: string): Promise<CentOpsClient> {
+    const baseUrl = enrolEndpoint ?? config.enrolEndpoint;
+    if (baseUrl === undefined) {
+      throw new DmrError('CLI_CONFIG_INVALID', `${config.file}: enrolEndpoint is required for enrolment`, {
+        details: { file: config.file, field: 'enrolEndpoint' },
+        hint: 'add enrolEndpoint: https://host:port (the API port + 1 by default) or pass --enrol-endpoint',
+      });
+    }
+    return new CentOpsClient({ baseUrl, ca: await readConfigFile(config, 'caBundle'), configFile: config.file });
+  }
+
+  request<T>(method: string, path: string, options: RequestOptions = {}): Promise<ApiResponse<T>> {
+    const query = Object.entries(options.query ?? {}).filter(
+      (entry): entry is [string, string | number | boolean] => entry[1] !== undefined,
+    );
+    const search =
+      query.length === 0
+        ? ''
+        : `?${new URLSearchParams(query.map(([k, v]): [string, string] => [k, String(v)])).toString()}`;
+    const url = `${this.baseUrl}${path}${search}`;
+    const body = options.body === undefined ? undefined : JSON.stringify(options.body);
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (options.ifMatch !== undefined) {
+      headers['if-match'] = typeof options.ifMatch === 'number' ? `"${options.ifMatch}"` : options.ifMatch;
+    }
+    return new Promise((resolve, reject) => {
+      const req = httpsRequest(
+        url,
+        {
+          method,
+          ca: this.#options.ca,
+          cert: this.#options.cert,
+          key: this.#options.key,
+          headers,
+          minVersion: 'TLSv1.2',
+          timeout: this.#options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('error', (error) => reject(networkError(error, url, this.#options.configFile)));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            let json: unknown;
+            try {
+              json = text === '' ? undefined : JSON.parse(text);
+            } catch {
+              json = undefined;
+            }
+            const status = res.statusCode ?? 0;
+            if (status >= 400) {
+              reject(apiError(status, json, text, method, path));
+              return;
+            }
+            if (options.binary === true) {
+              resolve({ status, headers: res.headers, body: Buffer.concat(chunks) as T, text: '' });
+              return;
+            }
+            // PEM endpoints answer text; JSON ones an object. The caller's T says which it expects.
+            resolve({ status, headers: res.headers, body: (json ?? text) as T, text });
+          });
+        },
+      );
+      req.on('timeout', () => {
+        req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }));
+      });
+      req.on('error', (error) => reject(networkError(error, url, this.#options.configFile)));
+      req.end(body);
+    });
+  }
+
+  async get<T>(path: string, query?: RequestOptions['query']): Promise<T> {
+    return (await this.request<T>('GET', path, { query })).body;
+  }
+
+  async post<T>(path: string, body: unknown, query?: RequestOptions['query']): Promise<T> {
+    return (await this.request<T>('POST', path, { body, query })).body;
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * `dmr policy` usage errors, spawned as a user runs it: each refusal exits
+ * with its catalogue code and says what to do, in text and in `-o json`.
+ * None of these reach opa (policy.integration.test.ts runs the real thing).
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+
+const DMR_BIN = fileURLToPath(new URL('../../bin/dmr.js', import.meta.url));
+
+interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+let cwd = '';
+
+function dmr(...args: string[]): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [DMR_BIN, ...args], {
+      cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, DMR_CONFIG: '' },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
+async function refused(code: string, exit: number, args: string[], message?: RegExp): Promise<Run> {
+  const run = await dmr(...args);
+  assert.equal(run.status, exit, `dmr ${args.join(' ')} should exit ${exit}\n${run.stderr}`);
+  assert.match(run.stderr, new RegExp(`^error\\[${code}\\]: `), run.stderr);
+  if (message !== undefined) assert.match(run.stderr, message);
+  assert.equal(run.stdout, '', 'nothing on stdout when refused');
+  return run;
+}
+
+describe('dmr policy: usage errors', () => {
+  before(async () => {
+    cwd = await mkdtemp(join(tmpdir(), 'dmr-cli-policy-unit-'));
+    await writeFile(join(cwd, 'not-json.json'), '{ nope');
+    await writeFile(join(cwd, 'empty.json'), '{}');
+  });
+  after(async () => {
+    await rm(cwd, { recursive: true, force: true });
+  });
+
+  it('check and test need --dir (or --centops), with a hint', async () => {
+    const run = await refused('INVALID_ARGUMENT', 2, ['policy', 'check'], /--dir is required/);
+    assert.match(run.stderr, /hint: e\.g\. --dir/);
+    await refused('INVALID_ARGUMENT', 2, ['policy', 'test'], /--dir is required/);
+    await refused('INVALID_ARGUMENT', 2, ['policy', 'check', '--dir', 'x', '--centops'], /not both/);
+  });
+
+  it('-o json reports the error as JSON on stderr with the same exit code', async () => {
+    const run = await dmr('-o', 'json', 'policy', 'check');
+    assert.equal(run.status, 2);
+    const { error } = JSON.parse(run.stderr) as { error: { code: string; message: string; hint?: string } };
+    assert.equal(error.code, 'INVALID_ARGUMENT');
+    assert.match(error.message, /--dir/);
+    assert.match(error.hint ?? '', /--dir/);
+  });
+
+  it('eval needs --input, a readable JSON file, and exactly one policy source', async () => {
+    await refused('INVALID_ARGUMENT', 2, ['policy', 'eval', '--dir', 'x'], /--input is required/);
+    await refused('NOT_FOUND', 3, ['policy', 'eval', '--dir', 'x', '--input', 'missing.json'], /missing\.json/);
+    await refused('INVALID_ARGUMENT', 2, ['policy', 'eval', '--dir', 'x', '--input', 'not-json.json'], /not JSON/);
+    await refused(
+      'INVALID_ARGUMENT',
+      2,
+      ['policy', 'eval', '--dir', 'x', '--bundle', 'b.tar.gz', '--input', 'empty.json'],
+      /exactly one of --dir DIR, --bundle FILE or --centops/,
+    );
+    await refused('INVALID_ARGUMENT', 2, ['policy', 'eval', '--input', 'empty.json'], /exactly one/);
+  });
+
+  it('build needs --dir and --out, a decimal revision, and key and certificate together', async () => {
+    await refused('INVALID_ARGUMENT', 2, ['policy', 'build', '--out', 'b.tar.gz'], /--dir is required/);
+    await refused('INVALID_ARGUMENT', 2, ['policy', 'build', '--dir', 'x'], /--out is required/);
+    await refused(
+      'INVALID_ARGUMENT',
+      2,
+      ['policy', 'build', '--dir', 'x', '--out', 'b.tar.gz', '--revision', 'v1'],
+      /not a decimal integer/,
+    );
+    await refused(
+      'INVALID_ARGUMENT',
+      2,
+      ['policy', 'build', '--dir', 'x', '--out', 'b.tar.gz', '--signing-key', 'k.pem'],
+      /go together/,
+    );
+  });
+
+  it('--centops without a CLI config says which file it looked for', async () => {
+    const run = await dmr('policy', 'test', '--centops', '--config', join(cwd, 'nope.yaml'));
+    assert.notEqual(run.status, 0);
+    assert.match(run.stderr, /^error\[(CLI_CONFIG_INVALID|NOT_FOUND)\]: /);
+    assert.match(run.stderr, /nope\.yaml/);
+  });
+});

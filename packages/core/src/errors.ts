@@ -149,6 +149,93 @@ export const ERROR_CATALOGUE = {
     httpStatus: 503,
     summary: 'No policy can decide: no bundle is active, or the OPA sidecar cannot be reached or fails to evaluate.',
   },
+  // Message rejection reasons (DESIGN.md "Message contract"): the router puts one of these on a refused
+  // message and in the sender's delivery report; packages/node/README.md "Message checks" lists the rules.
+  MESSAGE_ID_INVALID: {
+    exitCode: 13,
+    httpStatus: 422,
+    summary: 'The message has no message_id property, or it is not a UUID.',
+  },
+  SENDER_MISSING: {
+    exitCode: 13,
+    httpStatus: 422,
+    summary: 'The message has no user_id property (RabbitMQ checks the sender only when user_id is set).',
+  },
+  SENDER_UNKNOWN: {
+    exitCode: 13,
+    httpStatus: 422,
+    summary: "The message's user_id is not a client of this node.",
+  },
+  SENDER_INACTIVE: { exitCode: 13, httpStatus: 403, summary: 'The sending client is suspended or revoked.' },
+  SENDER_DENIED: { exitCode: 13, httpStatus: 403, summary: 'The sending client is on the denylist.' },
+  RECIPIENT_MISSING: { exitCode: 13, httpStatus: 422, summary: 'The message has no dmr-recipient header.' },
+  RECIPIENT_INVALID: {
+    exitCode: 13,
+    httpStatus: 422,
+    summary: 'The dmr-recipient header is not a valid id (2–63 of a-z, 0-9 and "-").',
+  },
+  RECIPIENT_UNKNOWN: { exitCode: 13, httpStatus: 422, summary: 'The dmr-recipient is not a client known to CentOps.' },
+  RECIPIENT_INACTIVE: { exitCode: 13, httpStatus: 403, summary: 'The recipient client is suspended or revoked.' },
+  RECIPIENT_DENIED: { exitCode: 13, httpStatus: 403, summary: 'The recipient client is on the denylist.' },
+  TYPE_MISSING: { exitCode: 13, httpStatus: 422, summary: 'The message has no type property.' },
+  TYPE_INVALID: {
+    exitCode: 13,
+    httpStatus: 422,
+    summary: 'The type property is not a letter followed by up to 63 of A-Z, a-z, 0-9, ".", "_" and "-".',
+  },
+  TIMESTAMP_MISSING: {
+    exitCode: 13,
+    httpStatus: 422,
+    summary: 'The message has no timestamp property, or it is not whole POSIX seconds.',
+  },
+  TIMESTAMP_SKEW: {
+    exitCode: 13,
+    httpStatus: 422,
+    summary: "The message timestamp is further from the node's clock than limits.timestampSkewMs.",
+  },
+  EXPIRATION_INVALID: {
+    exitCode: 13,
+    httpStatus: 422,
+    summary: 'The expiration property is not a whole number of milliseconds.',
+  },
+  EXPIRATION_TOO_LONG: {
+    exitCode: 13,
+    httpStatus: 422,
+    summary: 'The expiration property exceeds the node policy cap (limits.maxTtlMs).',
+  },
+  MESSAGE_TOO_LARGE: {
+    exitCode: 13,
+    httpStatus: 413,
+    summary: 'The message body is larger than limits.maxMessageBytes.',
+  },
+  VERSION_UNSUPPORTED: { exitCode: 13, httpStatus: 422, summary: 'The dmr-version header is missing or not 1.' },
+  HEADER_RESERVED: {
+    exitCode: 13,
+    httpStatus: 422,
+    summary: 'A client set a header only DMR may set (dmr-sender, dmr-origin, dmr-hops, dmr-sig).',
+  },
+  MESSAGE_REPLAYED: {
+    exitCode: 13,
+    httpStatus: 409,
+    summary: 'A message with this message_id was already seen within the replay window (limits.dedupWindowMs).',
+  },
+  REPLAY_WINDOW_FULL: {
+    exitCode: 13,
+    httpStatus: 503,
+    summary: 'The replay guard holds its maximum of message ids; new messages are refused until ids expire.',
+  },
+  HOP_SIGNATURE_INVALID: {
+    exitCode: 13,
+    httpStatus: 422,
+    summary:
+      "The dmr-sig origin signature is missing, malformed, or does not verify for the message's metadata and body; details.check names the check.",
+  },
+  ORIGIN_DENIED: {
+    exitCode: 13,
+    httpStatus: 403,
+    summary: "The message's origin node (dmr-origin) is on the denylist.",
+  },
+  HOPS_INVALID: { exitCode: 13, httpStatus: 422, summary: 'The dmr-hops header is not a JSON list of {node, at}.' },
   INTERNAL: { exitCode: 1, httpStatus: 500, summary: 'An unexpected failure; the message says where.' },
 } as const satisfies Record<string, { exitCode: number; httpStatus: number; summary: string }>;
 

@@ -1,0 +1,2 @@
+export * from './message/index.js';
+export * from './reconciler/index.js';

@@ -1,0 +1,219 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
+import { CertificateAuthority } from '@dmr/pki';
+import type { CheckResult, SignableMessage } from './contract.js';
+import {
+  HopSigner,
+  HopVerifier,
+  appendHop,
+  canonicalMetadata,
+  parseHops,
+  type VerifiedOrigin,
+} from './hop-signature.js';
+import { NOW, testMessage } from './test-support.js';
+
+const TD = 'dmr.test';
+// Certificates are issued for the real clock, so verification runs at it too.
+const AT = new Date();
+
+/** `message` as the origin forwards it: the signed properties and body plus the DMR headers. */
+function stamped(signer: HopSigner, message: SignableMessage = testMessage()): SignableMessage {
+  const headers = signer.sign(message, 'tax-bot', AT);
+  return { ...message, properties: { ...message.properties, headers: { ...message.properties.headers, ...headers } } };
+}
+
+function withHeader(message: SignableMessage, name: string, value: unknown): SignableMessage {
+  return {
+    ...message,
+    properties: { ...message.properties, headers: { ...message.properties.headers, [name]: value } },
+  };
+}
+
+function assertRefused(result: CheckResult<VerifiedOrigin>, reason: string, check?: string, what = ''): void {
+  assert.ok(!result.ok, `expected ${reason} ${what}`);
+  assert.equal(result.reason, reason, `${what}: ${result.detail}`);
+  if (check !== undefined) assert.match(result.detail, new RegExp(`\\(${check}\\)$`));
+}
+
+describe('origin hop signature', () => {
+  let dir: string;
+  let ca: CertificateAuthority;
+  let otherCa: CertificateAuthority;
+  let tallinn: HopSigner;
+  let tartuAsTallinn: HopSigner;
+  let foreignTallinn: HopSigner;
+  let verifier: HopVerifier;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'dmr-hop-sig-'));
+    ca = await CertificateAuthority.init(join(dir, 'ca'), { trustDomain: TD });
+    otherCa = await CertificateAuthority.init(join(dir, 'other'), { trustDomain: TD });
+    const own = await ca.issueWithKey({ kind: 'node', id: 'dmr-tallinn' });
+    const tartu = await ca.issueWithKey({ kind: 'node', id: 'dmr-tartu' });
+    const foreign = await otherCa.issueWithKey({ kind: 'node', id: 'dmr-tallinn' });
+    tallinn = new HopSigner({
+      nodeId: 'dmr-tallinn',
+      certificateChainPem: own.chainPem,
+      privateKeyPem: own.privateKeyPem,
+    });
+    // Impostors: a real node key claiming another origin, and the right name from a CA we do not trust.
+    tartuAsTallinn = new HopSigner({
+      nodeId: 'dmr-tallinn',
+      certificateChainPem: tartu.chainPem,
+      privateKeyPem: tartu.privateKeyPem,
+    });
+    foreignTallinn = new HopSigner({
+      nodeId: 'dmr-tallinn',
+      certificateChainPem: foreign.chainPem,
+      privateKeyPem: foreign.privateKeyPem,
+    });
+    verifier = new HopVerifier({ trustBundlePem: ca.trustBundlePem(), trustDomain: TD, denied: new Set() });
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  it('round trip: the origin signs, a later hop verifies and appends itself', async () => {
+    const message = stamped(tallinn);
+    const headers = message.properties.headers ?? {};
+    assert.equal(headers['dmr-sender'], 'tax-bot');
+    assert.equal(headers['dmr-origin'], 'dmr-tallinn');
+    assert.match(String(headers['dmr-sig']), /^[A-Za-z0-9_-]+\.\.[A-Za-z0-9_-]+$/);
+    const result = await verifier.verify(message, AT);
+    assert.ok(result.ok, result.ok ? '' : result.detail);
+    assert.equal(result.message.sender, 'tax-bot');
+    assert.equal(result.message.origin, 'dmr-tallinn');
+    assert.deepEqual(result.message.hops, [{ node: 'dmr-tallinn', at: AT.toISOString() }]);
+    const next = withHeader(
+      message,
+      'dmr-hops',
+      appendHop(result.message.hops, 'dmr-tartu', new Date(AT.getTime() + 5)),
+    );
+    const again = await verifier.verify(next, AT);
+    assert.ok(again.ok, 'appending a hop does not break the signature');
+    assert.deepEqual(
+      again.message.hops.map((hop) => hop.node),
+      ['dmr-tallinn', 'dmr-tartu'],
+    );
+  });
+
+  it('the canonical metadata is the documented JSON array', () => {
+    const message = testMessage({
+      messageId: '00000000-0000-4000-8000-000000000001',
+      expiration: 5000,
+      body: Buffer.from(''),
+    });
+    const canonical = canonicalMetadata(message, 'tax-bot', 'dmr-tallinn');
+    assert.ok(canonical.ok);
+    assert.deepEqual(JSON.parse(canonical.bytes.toString('utf8')), [
+      'dmr-hop-sig/1',
+      '00000000-0000-4000-8000-000000000001',
+      'tax-bot',
+      'dmr-tallinn',
+      'police-bot',
+      'ChatMessage',
+      String(Math.floor(NOW / 1000)),
+      '5000',
+      '1',
+      'sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
+    ]);
+  });
+
+  it('refuses a message whose signed metadata changed, field by field', async () => {
+    const message = stamped(tallinn);
+    const changes: Array<[string, (m: SignableMessage) => SignableMessage]> = [
+      [
+        'message_id',
+        (m) => ({ ...m, properties: { ...m.properties, messageId: '00000000-0000-4000-8000-000000000000' } }),
+      ],
+      ['type', (m) => ({ ...m, properties: { ...m.properties, type: 'OtherMessage' } })],
+      ['timestamp', (m) => ({ ...m, properties: { ...m.properties, timestamp: Number(m.properties.timestamp) + 1 } })],
+      ['expiration', (m) => ({ ...m, properties: { ...m.properties, expiration: '1000' } })],
+      ['dmr-recipient', (m) => withHeader(m, 'dmr-recipient', 'edu-bot')],
+      ['dmr-sender', (m) => withHeader(m, 'dmr-sender', 'police-bot')],
+      ['dmr-version', (m) => withHeader(m, 'dmr-version', 2)],
+    ];
+    for (const [field, change] of changes) {
+      assertRefused(await verifier.verify(change(message), AT), 'HOP_SIGNATURE_INVALID', 'signature', field);
+    }
+  });
+
+  it('property: any change to the body is refused', async () => {
+    const message = stamped(tallinn);
+    await fc.assert(
+      fc.asyncProperty(fc.uint8Array({ maxLength: 64 }), async (body) => {
+        fc.pre(!Buffer.from(body).equals(Buffer.from(message.content)));
+        assertRefused(await verifier.verify({ ...message, content: body }, AT), 'HOP_SIGNATURE_INVALID', 'signature');
+      }),
+      { numRuns: 50 },
+    );
+  });
+
+  it('refuses a signer that is not the origin it claims', async () => {
+    assertRefused(await verifier.verify(stamped(tartuAsTallinn), AT), 'HOP_SIGNATURE_INVALID', 'signer');
+  });
+
+  it('refuses a signer from another CA', async () => {
+    assertRefused(await verifier.verify(stamped(foreignTallinn), AT), 'HOP_SIGNATURE_INVALID', 'chain');
+  });
+
+  it('refuses a denylisted origin and a denylisted sender', async () => {
+    const message = stamped(tallinn);
+    const denyOrigin = new HopVerifier({
+      trustBundlePem: ca.trustBundlePem(),
+      trustDomain: TD,
+      denied: new Set(['dmr-tallinn']),
+    });
+    assertRefused(await denyOrigin.verify(message, AT), 'ORIGIN_DENIED');
+    const denySender = new HopVerifier({
+      trustBundlePem: ca.trustBundlePem(),
+      trustDomain: TD,
+      denied: new Set(['tax-bot']),
+    });
+    assertRefused(await denySender.verify(message, AT), 'SENDER_DENIED');
+  });
+
+  it('refuses a changed origin, a missing or malformed signature, and malformed hops', async () => {
+    const message = stamped(tallinn);
+    assertRefused(
+      await verifier.verify(withHeader(message, 'dmr-origin', 'dmr-tartu'), AT),
+      'HOP_SIGNATURE_INVALID',
+      'signer',
+    );
+    assertRefused(
+      await verifier.verify(withHeader(message, 'dmr-sig', undefined), AT),
+      'HOP_SIGNATURE_INVALID',
+      'format',
+    );
+    assertRefused(
+      await verifier.verify(withHeader(message, 'dmr-sig', 'a.b.c'), AT),
+      'HOP_SIGNATURE_INVALID',
+      'format',
+    );
+    const [header, , signature] = String(message.properties.headers?.['dmr-sig']).split('.');
+    const badHeader = Buffer.from(JSON.stringify({ alg: 'none', typ: 'dmr-hop-sig+jws' })).toString('base64url');
+    assertRefused(
+      await verifier.verify(withHeader(message, 'dmr-sig', `${badHeader}..${signature}`), AT),
+      'HOP_SIGNATURE_INVALID',
+      'header',
+    );
+    assert.ok(header);
+    assertRefused(await verifier.verify(withHeader(message, 'dmr-hops', 'not json'), AT), 'HOPS_INVALID');
+    assertRefused(await verifier.verify(withHeader(message, 'dmr-hops', '[{"node":"X"}]'), AT), 'HOPS_INVALID');
+  });
+
+  it('refuses a signer certificate that is not valid at the verification time', async () => {
+    const later = new Date(AT.getTime() + 400 * 24 * 3_600_000);
+    const fresh = new HopVerifier({ trustBundlePem: ca.trustBundlePem(), trustDomain: TD, denied: new Set() });
+    assertRefused(await fresh.verify(stamped(tallinn), later), 'HOP_SIGNATURE_INVALID', 'chain');
+  });
+
+  it('parseHops accepts only a list of {node, at}', () => {
+    assert.deepEqual(parseHops('[]'), []);
+    assert.equal(parseHops('{}'), undefined);
+    assert.equal(parseHops(42), undefined);
+    assert.equal(parseHops('[{"node":"dmr-a","at":"yesterday"}]'), undefined);
+  });
+});

@@ -1,0 +1,369 @@
+/**
+ * The origin signature (DESIGN.md "Message contract"): the origin node, after
+ * its checks, records the authenticated sender (`dmr-sender`) and itself
+ * (`dmr-origin`) and signs the canonical metadata plus a SHA-256 digest of
+ * the body with its node key (`dmr-sig`). Every later hop verifies that
+ * signature before it trusts any metadata, then appends itself to `dmr-hops`.
+ *
+ * ## Canonical metadata (version `dmr-hop-sig/1`)
+ *
+ * The signed bytes are the UTF-8 encoding of `JSON.stringify` of this array
+ * of ten strings (or null), in this order:
+ *
+ * | # | value                                                                            |
+ * |---|----------------------------------------------------------------------------------|
+ * | 0 | the literal `"dmr-hop-sig/1"` (domain separation and format version)             |
+ * | 1 | property `message_id`, exactly as carried                                        |
+ * | 2 | header `dmr-sender` (= the `user_id` the origin broker checked)                  |
+ * | 3 | header `dmr-origin` (the origin node id)                                         |
+ * | 4 | header `dmr-recipient`                                                           |
+ * | 5 | property `type`                                                                  |
+ * | 6 | property `timestamp`: POSIX seconds as a decimal integer string                  |
+ * | 7 | property `expiration`: decimal ms string, or `null` when absent                  |
+ * | 8 | header `dmr-version` as a decimal string (`"1"`)                                 |
+ * | 9 | `"sha256:"` + lowercase hex SHA-256 of the body bytes                            |
+ *
+ * A JSON array of strings has one serialisation (JSON.stringify escapes
+ * deterministically; no keys to order, no whitespace), so both ends derive
+ * identical bytes from the message itself. Not signed, because they change
+ * per hop: `user_id` (a forwarding node publishes as itself), `dmr-hops`,
+ * `traceparent`, `tracestate`, delivery properties.
+ *
+ * ## `dmr-sig`
+ *
+ * A compact JWS with a detached payload (RFC 7515 appendix F):
+ * `base64url(header)..base64url(signature)`; the payload is the canonical
+ * metadata above, recomputed by the verifier rather than carried, so the
+ * verifier can never check one thing and use another. Header:
+ * `{alg, typ: "dmr-hop-sig+jws", kid, x5c}` with `alg` ES256 (P-256 key),
+ * ES384 (P-384) or PS256 (RSA), `kid` the sha256 fingerprint of the node
+ * certificate and `x5c` its chain (leaf first, no root).
+ */
+import { constants, createHash, sign as cryptoSign, verify as cryptoVerify } from 'node:crypto';
+import type { KeyObject, X509Certificate } from 'node:crypto';
+import { isValidId, spiffeId } from '@dmr/core';
+import { loadSigningIdentity, verifyX5cSigner, type SignerCheck, type SigningIdentity } from '@dmr/pki';
+import {
+  HOPS_HEADER,
+  ORIGIN_HEADER,
+  RECIPIENT_HEADER,
+  SENDER_HEADER,
+  SIGNATURE_HEADER,
+  VERSION_HEADER,
+  reject,
+  type CheckResult,
+  type Rejection,
+  type SignableMessage,
+} from './contract.js';
+
+export const HOP_SIGNATURE_VERSION = 'dmr-hop-sig/1';
+export const HOP_SIGNATURE_JWS_TYPE = 'dmr-hop-sig+jws';
+const ALGORITHMS = ['ES256', 'ES384', 'PS256'] as const;
+type Algorithm = (typeof ALGORITHMS)[number];
+
+/** One entry of `dmr-hops`. */
+export interface Hop {
+  node: string;
+  /** ISO 8601 UTC time the node handled the message. */
+  at: string;
+}
+
+function digestOf(body: Uint8Array): string {
+  return `sha256:${createHash('sha256').update(body).digest('hex')}`;
+}
+
+function asDecimal(value: unknown): string | undefined {
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return String(value);
+  if (typeof value === 'string' && /^(0|[1-9][0-9]*)$/.test(value)) return value;
+  return undefined;
+}
+
+/**
+ * The canonical metadata of `message` as signed by `origin` for `sender`, or
+ * the name of the first field that is missing or malformed.
+ */
+export function canonicalMetadata(
+  message: SignableMessage,
+  sender: string,
+  origin: string,
+): { ok: true; bytes: Buffer } | { ok: false; field: string } {
+  const { properties } = message;
+  const headers = properties.headers ?? {};
+  const messageId = properties.messageId;
+  if (typeof messageId !== 'string' || messageId === '') return { ok: false, field: 'message_id' };
+  const recipient = headers[RECIPIENT_HEADER];
+  if (typeof recipient !== 'string' || recipient === '') return { ok: false, field: RECIPIENT_HEADER };
+  const type = properties.type;
+  if (typeof type !== 'string' || type === '') return { ok: false, field: 'type' };
+  const timestamp = asDecimal(properties.timestamp);
+  if (timestamp === undefined) return { ok: false, field: 'timestamp' };
+  let expiration: string | null = null;
+  if (properties.expiration !== undefined && properties.expiration !== null) {
+    const parsed = asDecimal(properties.expiration);
+    if (parsed === undefined) return { ok: false, field: 'expiration' };
+    expiration = parsed;
+  }
+  const version = asDecimal(headers[VERSION_HEADER]);
+  if (version === undefined) return { ok: false, field: VERSION_HEADER };
+  const fields = [
+    HOP_SIGNATURE_VERSION,
+    messageId,
+    sender,
+    origin,
+    recipient,
+    type,
+    timestamp,
+    expiration,
+    version,
+    digestOf(message.content),
+  ];
+  return { ok: true, bytes: Buffer.from(JSON.stringify(fields), 'utf8') };
+}
+
+function algorithmFor(key: KeyObject): Algorithm {
+  if (key.asymmetricKeyType === 'ec') {
+    const curve = key.asymmetricKeyDetails?.namedCurve;
+    if (curve === 'prime256v1') return 'ES256';
+    if (curve === 'secp384r1') return 'ES384';
+    throw new RangeError(`the node key's curve ${String(curve)} is not P-256 or P-384`);
+  }
+  if (key.asymmetricKeyType === 'rsa' || key.asymmetricKeyType === 'rsa-pss') return 'PS256';
+  throw new RangeError(`a ${String(key.asymmetricKeyType)} key cannot sign messages (ECDSA or RSA)`);
+}
+
+/** node:crypto parameters of each JWS algorithm (RFC 7518 §3): ECDSA as r‖s, PSS with a 32-byte salt. */
+function cryptoParams(algorithm: Algorithm): {
+  hash: string;
+  dsaEncoding?: 'ieee-p1363';
+  padding?: number;
+  saltLength?: number;
+} {
+  if (algorithm === 'ES256') return { hash: 'sha256', dsaEncoding: 'ieee-p1363' };
+  if (algorithm === 'ES384') return { hash: 'sha384', dsaEncoding: 'ieee-p1363' };
+  return { hash: 'sha256', padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 };
+}
+
+export interface HopSignerOptions {
+  /** This node's id (`dmr-origin`). */
+  nodeId: string;
+  /** The node certificate followed by its intermediate(s). */
+  certificateChainPem: string;
+  privateKeyPem: string;
+}
+
+/** The origin side: holds the node key and stamps validated messages. */
+export class HopSigner {
+  readonly nodeId: string;
+  readonly algorithm: Algorithm;
+  readonly #identity: SigningIdentity;
+  readonly #encodedHeader: string;
+
+  constructor(options: HopSignerOptions) {
+    this.nodeId = options.nodeId;
+    this.#identity = loadSigningIdentity(options.certificateChainPem, options.privateKeyPem, 'the node');
+    this.algorithm = algorithmFor(this.#identity.key);
+    // The header is the same for every message: encode it once.
+    const header = {
+      alg: this.algorithm,
+      typ: HOP_SIGNATURE_JWS_TYPE,
+      kid: this.#identity.keyId,
+      x5c: this.#identity.x5c,
+    };
+    this.#encodedHeader = Buffer.from(JSON.stringify(header), 'utf8').toString('base64url');
+  }
+
+  /**
+   * The DMR headers to add to `message` (which passed validateAtOrigin for
+   * `sender`): `dmr-sender`, `dmr-origin`, `dmr-hops` (this node, `at`) and
+   * `dmr-sig`. The message must then be forwarded with exactly the signed
+   * properties and body.
+   */
+  sign(message: SignableMessage, sender: string, at: Date): Record<string, string> {
+    const canonical = canonicalMetadata(message, sender, this.nodeId);
+    if (!canonical.ok) throw new RangeError(`cannot sign: ${canonical.field} is missing or malformed`);
+    const input = `${this.#encodedHeader}.${canonical.bytes.toString('base64url')}`;
+    const { hash, ...params } = cryptoParams(this.algorithm);
+    const signature = cryptoSign(hash, Buffer.from(input, 'ascii'), { key: this.#identity.key, ...params });
+    const hops: Hop[] = [{ node: this.nodeId, at: at.toISOString() }];
+    return {
+      [SENDER_HEADER]: sender,
+      [ORIGIN_HEADER]: this.nodeId,
+      [HOPS_HEADER]: JSON.stringify(hops),
+      [SIGNATURE_HEADER]: `${this.#encodedHeader}..${signature.toString('base64url')}`,
+    };
+  }
+}
+
+export interface HopVerifierOptions {
+  /** PEM roots of the CA trust bundle (old and new during a rollover). */
+  trustBundlePem: string;
+  trustDomain: string;
+  /** Ids on the denylist (clients and nodes; ids are unique across the mesh). */
+  denied: ReadonlySet<string>;
+  /**
+   * How long a verified certificate chain is reused (ms, default 60 s; 0 = never).
+   * Chain verification costs far more than the signature; the trust bundle
+   * and denylist are fixed per verifier, and an entry never outlives its leaf.
+   */
+  chainCacheMs?: number;
+}
+
+/** What a later hop may trust once the signature verified. */
+export interface VerifiedOrigin {
+  sender: string;
+  origin: string;
+  hops: Hop[];
+  /** sha256 fingerprint of the origin node certificate. */
+  signerFingerprint: string;
+}
+
+interface CachedSigner {
+  leaf: X509Certificate;
+  fingerprint: string;
+  until: number;
+}
+
+const CACHE_MAX = 1024;
+
+function invalid(check: string, message: string): Rejection {
+  return reject('HOP_SIGNATURE_INVALID', `${message} (${check})`);
+}
+
+/** Parses `dmr-hops`: a JSON list of {node, at} with valid ids and ISO times. */
+export function parseHops(value: unknown): Hop[] | undefined {
+  if (typeof value !== 'string') return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(parsed)) return undefined;
+  const hops: Hop[] = [];
+  for (const item of parsed as unknown[]) {
+    if (typeof item !== 'object' || item === null) return undefined;
+    const { node, at } = item as Record<string, unknown>;
+    if (typeof node !== 'string' || !isValidId(node) || typeof at !== 'string' || Number.isNaN(Date.parse(at))) {
+      return undefined;
+    }
+    hops.push({ node, at });
+  }
+  return hops;
+}
+
+/** The `dmr-hops` value with `node` appended at `at`: what a later hop forwards. */
+export function appendHop(hops: readonly Hop[], node: string, at: Date): string {
+  return JSON.stringify([...hops, { node, at: at.toISOString() }]);
+}
+
+/** The later-hop side: verifies origin signatures against the CA, the expected signer and the denylist. */
+export class HopVerifier {
+  readonly #options: HopVerifierOptions;
+  readonly #cache = new Map<string, CachedSigner>();
+
+  constructor(options: HopVerifierOptions) {
+    this.#options = options;
+  }
+
+  /**
+   * Verifies `message`'s origin signature at `now`. Order: the headers'
+   * shape, the denylist (origin, then sender), the signer chain and identity
+   * (`spiffe://<td>/node/<dmr-origin>`), `kid`, then the signature over the
+   * canonical metadata recomputed from the message, then `dmr-hops`.
+   */
+  async verify(message: SignableMessage, now: Date): Promise<CheckResult<VerifiedOrigin>> {
+    const headers = message.properties.headers ?? {};
+    const origin = headers[ORIGIN_HEADER];
+    const sender = headers[SENDER_HEADER];
+    const sig = headers[SIGNATURE_HEADER];
+    if (typeof sig !== 'string' || sig === '') return invalid('format', `${SIGNATURE_HEADER} is missing`);
+    if (typeof origin !== 'string' || !isValidId(origin))
+      return invalid('format', `${ORIGIN_HEADER} is not a valid id`);
+    if (typeof sender !== 'string' || !isValidId(sender))
+      return invalid('format', `${SENDER_HEADER} is not a valid id`);
+    const parts = /^([A-Za-z0-9_-]+)\.\.([A-Za-z0-9_-]+)$/.exec(sig);
+    if (parts === null) return invalid('format', `${SIGNATURE_HEADER} is not a compact JWS with a detached payload`);
+    const [, encodedHeader, encodedSignature] = parts as unknown as [string, string, string];
+
+    if (this.#options.denied.has(origin)) return reject('ORIGIN_DENIED', `origin node ${origin} is on the denylist`);
+    if (this.#options.denied.has(sender)) return reject('SENDER_DENIED', `sender ${sender} is on the denylist`);
+
+    let header: Record<string, unknown>;
+    try {
+      const decoded: unknown = JSON.parse(Buffer.from(encodedHeader, 'base64url').toString('utf8'));
+      if (typeof decoded !== 'object' || decoded === null || Array.isArray(decoded))
+        throw new TypeError('not an object');
+      header = decoded as Record<string, unknown>;
+    } catch {
+      return invalid('format', 'the protected header is not base64url JSON');
+    }
+    const { alg, typ, kid, x5c } = header;
+    if (typeof alg !== 'string' || !(ALGORITHMS as readonly string[]).includes(alg)) {
+      return invalid('header', `alg is not one of ${ALGORITHMS.join(', ')}`);
+    }
+    if (typ !== HOP_SIGNATURE_JWS_TYPE) return invalid('header', `typ must be ${HOP_SIGNATURE_JWS_TYPE}`);
+    if (typeof kid !== 'string' || kid === '') return invalid('header', 'kid is missing');
+    if (header.crit !== undefined) return invalid('header', 'crit parameters are not understood');
+
+    const signer = await this.#signer(x5c, origin, now);
+    if (!signer.ok) return signer;
+    if (kid !== signer.message.fingerprint) return invalid('kid', 'kid is not the fingerprint of the x5c signer');
+
+    const canonical = canonicalMetadata(message, sender, origin);
+    if (!canonical.ok) return invalid('metadata', `${canonical.field} is missing or malformed`);
+    const input = Buffer.from(`${encodedHeader}.${canonical.bytes.toString('base64url')}`, 'ascii');
+    const { hash, ...params } = cryptoParams(alg as Algorithm);
+    let verified: boolean;
+    try {
+      verified = cryptoVerify(
+        hash,
+        input,
+        { key: signer.message.leaf.publicKey, ...params },
+        Buffer.from(encodedSignature, 'base64url'),
+      );
+    } catch {
+      verified = false;
+    }
+    if (!verified) return invalid('signature', "the signature does not verify for this message's metadata and body");
+
+    const hops = parseHops(headers[HOPS_HEADER]);
+    if (hops === undefined) return reject('HOPS_INVALID', `${HOPS_HEADER} is not a JSON list of {node, at}`);
+    return { ok: true, message: { sender, origin, hops, signerFingerprint: signer.message.fingerprint } };
+  }
+
+  async #signer(x5c: unknown, origin: string, now: Date): Promise<CheckResult<CachedSigner>> {
+    const cacheMs = this.#options.chainCacheMs ?? 60_000;
+    const key = Array.isArray(x5c) ? `${origin}\n${x5c.join('\n')}` : undefined;
+    const at = now.getTime();
+    const cached = key === undefined ? undefined : this.#cache.get(key);
+    if (cached !== undefined && cached.until > at) return { ok: true, message: cached };
+    let failure: Rejection | undefined;
+    try {
+      const trusted = await verifyX5cSigner(
+        x5c,
+        {
+          trustBundlePem: this.#options.trustBundlePem,
+          expectedSigner: spiffeId(this.#options.trustDomain, 'node', origin),
+          now,
+        },
+        (check: SignerCheck, message: string) => {
+          failure = invalid(check === 'x5c' ? 'header' : check, message);
+          return new Error(message);
+        },
+      );
+      const entry: CachedSigner = {
+        leaf: trusted.leaf,
+        fingerprint: trusted.fingerprintSha256,
+        until: Math.min(at + cacheMs, Date.parse(trusted.leaf.validTo)),
+      };
+      if (key !== undefined && cacheMs > 0) {
+        // Crude bound: a mesh has far fewer node certificates than this; clearing is always safe.
+        if (this.#cache.size >= CACHE_MAX) this.#cache.clear();
+        this.#cache.set(key, entry);
+      }
+      return { ok: true, message: entry };
+    } catch {
+      return failure ?? invalid('chain', 'the signer certificate chain cannot be verified');
+    }
+  }
+}

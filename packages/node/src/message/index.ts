@@ -1,0 +1,16 @@
+export * from './contract.js';
+export { messageContext, validateAtOrigin, type MessageConfig, type MessageContext } from './validate.js';
+export { ReplayGuard, type ReplayGuardOptions, type ReplayResult } from './replay.js';
+export {
+  HOP_SIGNATURE_JWS_TYPE,
+  HOP_SIGNATURE_VERSION,
+  HopSigner,
+  HopVerifier,
+  appendHop,
+  canonicalMetadata,
+  parseHops,
+  type Hop,
+  type HopSignerOptions,
+  type HopVerifierOptions,
+  type VerifiedOrigin,
+} from './hop-signature.js';

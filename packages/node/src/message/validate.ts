@@ -1,0 +1,178 @@
+/**
+ * The origin-hop checks of DESIGN.md "Message contract": every rule that can
+ * be judged from one message, the node's configuration and the clock. The
+ * replay rule needs memory across messages and lives in replay.ts; the
+ * policy decision is the router's next step.
+ *
+ * Checks run in a fixed order and the first failure wins, so one message
+ * always gets the same reason (the order is documented in
+ * packages/node/README.md "Message checks"): cheap shape checks first, then
+ * lookups, and the denylist before status so a denied party is reported as
+ * denied, whatever its status.
+ */
+import { isValidId } from '@dmr/core';
+import type { NodeConfig } from '@dmr/centops';
+import {
+  CONTRACT_VERSION,
+  RECIPIENT_HEADER,
+  RESERVED_HEADERS,
+  TRACEPARENT_HEADER,
+  TRACESTATE_HEADER,
+  TYPE_PATTERN,
+  UUID_PATTERN,
+  VERSION_HEADER,
+  reject,
+  type CheckResult,
+  type ValidatedMessage,
+  type WireMessage,
+} from './contract.js';
+
+/** What the checks need from a NodeConfig. */
+export type MessageConfig = Pick<NodeConfig, 'node' | 'directory' | 'denylist' | 'limits'>;
+
+interface DirectoryEntry {
+  homeNode: string;
+  status: string;
+}
+
+/**
+ * A NodeConfig indexed for per-message lookups. Built once per applied
+ * revision (the directory can hold thousands of clients; a linear scan per
+ * message would dominate the router's cost).
+ */
+export interface MessageContext {
+  readonly nodeId: string;
+  readonly limits: NodeConfig['limits'];
+  readonly directory: ReadonlyMap<string, DirectoryEntry>;
+  /** Ids are unique across the mesh (DESIGN.md), so one set covers denied clients and nodes. */
+  readonly denied: ReadonlySet<string>;
+}
+
+export function messageContext(config: MessageConfig): MessageContext {
+  return {
+    nodeId: config.node.id,
+    limits: config.limits,
+    directory: new Map(config.directory.map((entry) => [entry.id, { homeNode: entry.homeNode, status: entry.status }])),
+    denied: new Set(config.denylist.map((entry) => entry.id)),
+  };
+}
+
+function optionalString(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+/** `expiration` as milliseconds: a non-negative integer, as a decimal string (the wire) or a number. */
+function parseExpiration(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isSafeInteger(value) && value >= 0 ? value : undefined;
+  if (typeof value === 'string' && /^(0|[1-9][0-9]{0,15})$/.test(value)) {
+    const parsed = Number(value);
+    return Number.isSafeInteger(parsed) ? parsed : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * Checks a message arriving from a local client at this (its origin) node.
+ * `now` is the node's clock in milliseconds since the epoch.
+ */
+export function validateAtOrigin(
+  message: WireMessage,
+  context: MessageContext,
+  now: number,
+): CheckResult<ValidatedMessage> {
+  const { properties } = message;
+  const headers = properties.headers ?? {};
+  const { limits } = context;
+
+  const messageId = properties.messageId;
+  if (typeof messageId !== 'string' || messageId === '') return reject('MESSAGE_ID_INVALID', 'message_id is missing');
+  if (!UUID_PATTERN.test(messageId)) return reject('MESSAGE_ID_INVALID', 'message_id is not a UUID');
+
+  // RabbitMQ compares user_id with the connection's identity only when it is set, so absence is
+  // the one way a client could send without an authenticated sender.
+  const sender = properties.userId;
+  if (typeof sender !== 'string' || sender === '') return reject('SENDER_MISSING', 'user_id is missing');
+
+  for (const name of RESERVED_HEADERS) {
+    if (headers[name] !== undefined) return reject('HEADER_RESERVED', `header ${name} may only be set by DMR`);
+  }
+
+  const version = headers[VERSION_HEADER];
+  // Header tables carry 1 as a number or a string depending on the client library; both mean version 1.
+  if (version !== CONTRACT_VERSION && version !== String(CONTRACT_VERSION)) {
+    return reject(
+      'VERSION_UNSUPPORTED',
+      version === undefined ? `${VERSION_HEADER} is missing` : `${VERSION_HEADER} is not ${CONTRACT_VERSION}`,
+    );
+  }
+
+  const type = properties.type;
+  if (typeof type !== 'string' || type === '') return reject('TYPE_MISSING', 'type is missing');
+  if (!TYPE_PATTERN.test(type)) return reject('TYPE_INVALID', 'type is not of the allowed shape');
+
+  const timestamp = properties.timestamp;
+  // AMQP timestamps are whole POSIX seconds; anything else cannot be signed canonically (hop-signature.ts).
+  if (typeof timestamp !== 'number' || !Number.isSafeInteger(timestamp)) {
+    return reject('TIMESTAMP_MISSING', 'timestamp is missing or not whole POSIX seconds');
+  }
+  const timestampMs = timestamp * 1000;
+  if (Math.abs(timestampMs - now) > limits.timestampSkewMs) {
+    return reject(
+      'TIMESTAMP_SKEW',
+      `timestamp is ${Math.round((timestampMs - now) / 1000)} s from the node clock (allowed ±${limits.timestampSkewMs / 1000} s)`,
+    );
+  }
+
+  let expirationMs: number | undefined;
+  if (properties.expiration !== undefined && properties.expiration !== null) {
+    expirationMs = parseExpiration(properties.expiration);
+    if (expirationMs === undefined) return reject('EXPIRATION_INVALID', 'expiration is not a whole number of ms');
+    if (expirationMs > limits.maxTtlMs) {
+      return reject('EXPIRATION_TOO_LONG', `expiration ${expirationMs} ms exceeds the cap of ${limits.maxTtlMs} ms`);
+    }
+  }
+
+  const sizeBytes = message.content.length;
+  if (sizeBytes > limits.maxMessageBytes) {
+    return reject('MESSAGE_TOO_LARGE', `body is ${sizeBytes} bytes, the limit is ${limits.maxMessageBytes}`);
+  }
+
+  const recipient = headers[RECIPIENT_HEADER];
+  if (recipient === undefined || recipient === null || recipient === '') {
+    return reject('RECIPIENT_MISSING', `${RECIPIENT_HEADER} is missing`);
+  }
+  if (typeof recipient !== 'string' || !isValidId(recipient)) {
+    return reject('RECIPIENT_INVALID', `${RECIPIENT_HEADER} is not a valid id`);
+  }
+
+  // Deny before lookup: a denylisted id is refused as denied even if it left the directory.
+  if (context.denied.has(sender)) return reject('SENDER_DENIED', `sender ${sender} is on the denylist`);
+  if (context.denied.has(recipient)) return reject('RECIPIENT_DENIED', `recipient ${recipient} is on the denylist`);
+
+  const from = isValidId(sender) ? context.directory.get(sender) : undefined;
+  // The broker user exists only for local clients, so a sender homed elsewhere is a configuration race or forgery.
+  if (from === undefined || from.homeNode !== context.nodeId) {
+    return reject('SENDER_UNKNOWN', `user_id is not a client of node ${context.nodeId}`);
+  }
+  if (from.status !== 'active') return reject('SENDER_INACTIVE', `sender ${sender} is ${from.status}`);
+
+  const to = context.directory.get(recipient);
+  if (to === undefined) return reject('RECIPIENT_UNKNOWN', `recipient ${recipient} is not in the directory`);
+  if (to.status !== 'active') return reject('RECIPIENT_INACTIVE', `recipient ${recipient} is ${to.status}`);
+
+  return {
+    ok: true,
+    message: {
+      messageId: messageId.toLowerCase(),
+      sender,
+      recipient,
+      recipientHomeNode: to.homeNode,
+      type,
+      timestampMs,
+      expirationMs,
+      sizeBytes,
+      traceparent: optionalString(headers[TRACEPARENT_HEADER]),
+      tracestate: optionalString(headers[TRACESTATE_HEADER]),
+    },
+  };
+}

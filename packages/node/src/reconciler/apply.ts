@@ -1,0 +1,373 @@
+/**
+ * Makes a RabbitMQ vhost match a BrokerLayout (layout.ts) through the
+ * management API: read what is there, plan the difference, apply it.
+ *
+ * Ownership: only exchanges and queues whose names start with `dmr.`,
+ * bindings whose source starts with `dmr.`, and users carrying one of the
+ * MANAGED_USER_TAGS are looked at; anything else in the vhost (and every
+ * other vhost) is left alone. The vhost itself is created but never deleted.
+ *
+ * Conflicts: a quorum queue's arguments (and any queue's type) cannot change
+ * in place, and re-creating it would drop the messages it holds. Such a queue
+ * is reported in `plan.conflicts` and left as it is; an operator drains and
+ * deletes it, and the next apply re-creates it. The same holds for an
+ * exchange of another type and for an existing user without a DMR tag (we do
+ * not take over accounts we did not create). A queue whose client or peer was
+ * removed from the configuration is deleted with its messages: the
+ * configuration is the authority and a removed client cannot consume them.
+ *
+ * Order: user deletions come first, so a newly denylisted client loses its
+ * user (which closes its live connections, RABBITMQ-FACTS) before anything
+ * else happens in the same apply; then creations (vhost, exchanges, queues,
+ * bindings, users, permissions); then the remaining deletions.
+ */
+import { DmrError } from '@dmr/core';
+import type { ManagementClient } from '@dmr/broker-harness';
+import {
+  DMR_PREFIX,
+  MANAGED_USER_TAGS,
+  type ArgumentValue,
+  type BrokerLayout,
+  type DesiredBinding,
+  type DesiredExchange,
+  type DesiredPermissions,
+  type DesiredQueue,
+  type DesiredUser,
+} from './layout.js';
+
+export type ResourceKind = 'vhost' | 'exchange' | 'queue' | 'binding' | 'user' | 'permissions';
+
+export type Change =
+  | { action: 'create'; kind: 'vhost'; name: string }
+  | { action: 'create'; kind: 'exchange'; name: string; exchange: DesiredExchange }
+  | { action: 'create'; kind: 'queue'; name: string; queue: DesiredQueue }
+  | { action: 'create'; kind: 'binding'; name: string; binding: DesiredBinding }
+  | { action: 'create' | 'update'; kind: 'user'; name: string; tag: string }
+  | { action: 'create' | 'update'; kind: 'permissions'; name: string; permissions: DesiredPermissions }
+  | { action: 'delete'; kind: 'exchange' | 'queue' | 'user'; name: string }
+  | { action: 'delete'; kind: 'binding'; name: string; source: string; destination: string; propertiesKey: string };
+
+export interface Conflict {
+  kind: ResourceKind;
+  name: string;
+  /** Why the reconciler did not touch it, for the operator. */
+  reason: string;
+}
+
+export interface Plan {
+  vhost: string;
+  changes: Change[];
+  conflicts: Conflict[];
+  /** How many desired resources already matched. */
+  unchanged: number;
+}
+
+/** What the broker has (only the resources the reconciler owns). */
+export interface ActualState {
+  vhostExists: boolean;
+  exchanges: Map<string, { type: string }>;
+  queues: Map<string, { arguments: Record<string, unknown>; durable: boolean }>;
+  /** Keyed by bindingKey(); `propertiesKey` is what DELETE needs. */
+  bindings: Map<string, { source: string; destination: string; routingKey: string; propertiesKey: string }>;
+  /** Every user by name, with tags, so unmanaged ones can be recognised as conflicts. */
+  users: Map<string, { tags: string[] }>;
+  permissions: Map<string, DesiredPermissions>;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function records(body: unknown): Record<string, unknown>[] {
+  return Array.isArray(body) ? body.filter(isRecord) : [];
+}
+
+function str(value: unknown): string {
+  return typeof value === 'string' ? value : '';
+}
+
+const enc = encodeURIComponent;
+
+function bindingKey(binding: { source: string; destination: string; routingKey: string }): string {
+  return `${binding.source} -> ${binding.destination} [${binding.routingKey}]`;
+}
+
+function isManaged(tags: readonly string[]): boolean {
+  return tags.some((tag) => MANAGED_USER_TAGS.includes(tag));
+}
+
+/** 3.10 answers tags as a list; older versions as a comma-separated string. */
+function parseTags(value: unknown): string[] {
+  if (Array.isArray(value)) return value.filter((tag): tag is string => typeof tag === 'string');
+  return str(value)
+    .split(',')
+    .map((tag) => tag.trim())
+    .filter((tag) => tag.length > 0);
+}
+
+async function getOrMissing(management: ManagementClient, path: string): Promise<unknown> {
+  try {
+    return await management.request('GET', path);
+  } catch (error) {
+    if (error instanceof DmrError && error.details.status === 404) return undefined;
+    throw error;
+  }
+}
+
+export async function readActualState(management: ManagementClient, vhost: string): Promise<ActualState> {
+  const v = enc(vhost);
+  const state: ActualState = {
+    vhostExists: (await getOrMissing(management, `/vhosts/${v}`)) !== undefined,
+    exchanges: new Map(),
+    queues: new Map(),
+    bindings: new Map(),
+    users: new Map(),
+    permissions: new Map(),
+  };
+  for (const user of records(await management.request('GET', '/users'))) {
+    state.users.set(str(user.name), { tags: parseTags(user.tags) });
+  }
+  if (!state.vhostExists) return state;
+  const [exchanges, queues, bindings, permissions] = await Promise.all(
+    ['exchanges', 'queues', 'bindings']
+      .map((what) => management.request('GET', `/${what}/${v}`))
+      .concat([management.request('GET', `/vhosts/${v}/permissions`)]),
+  );
+  for (const exchange of records(exchanges)) {
+    const name = str(exchange.name);
+    if (name.startsWith(DMR_PREFIX)) state.exchanges.set(name, { type: str(exchange.type) });
+  }
+  for (const queue of records(queues)) {
+    const name = str(queue.name);
+    if (!name.startsWith(DMR_PREFIX)) continue;
+    state.queues.set(name, {
+      arguments: isRecord(queue.arguments) ? queue.arguments : {},
+      durable: queue.durable === true,
+    });
+  }
+  for (const binding of records(bindings)) {
+    const source = str(binding.source);
+    // The default exchange's implicit bindings have source '' and are not ours.
+    if (!source.startsWith(DMR_PREFIX) || binding.destination_type !== 'queue') continue;
+    const entry = {
+      source,
+      destination: str(binding.destination),
+      routingKey: str(binding.routing_key),
+      propertiesKey: str(binding.properties_key),
+    };
+    state.bindings.set(bindingKey(entry), entry);
+  }
+  for (const permission of records(permissions)) {
+    const user = str(permission.user);
+    if (!isManaged(state.users.get(user)?.tags ?? [])) continue;
+    state.permissions.set(user, {
+      configure: str(permission.configure),
+      write: str(permission.write),
+      read: str(permission.read),
+    });
+  }
+  return state;
+}
+
+/** Why the broker's queue differs from the desired one, or undefined when it matches. */
+function queueMismatch(
+  desired: DesiredQueue,
+  actual: { arguments: Record<string, unknown>; durable: boolean },
+): string | undefined {
+  if (!actual.durable) return 'the queue is not durable';
+  const names = new Set([...Object.keys(desired.arguments), ...Object.keys(actual.arguments)]);
+  const differences: string[] = [];
+  for (const name of [...names].sort()) {
+    const want: ArgumentValue | undefined = desired.arguments[name];
+    const have = actual.arguments[name];
+    if (want !== have) differences.push(`${name}: ${JSON.stringify(have)} → ${JSON.stringify(want)}`);
+  }
+  return differences.length === 0 ? undefined : `arguments differ (${differences.join(', ')})`;
+}
+
+function samePermissions(a: DesiredPermissions, b: DesiredPermissions): boolean {
+  return a.configure === b.configure && a.write === b.write && a.read === b.read;
+}
+
+/** Pure: the changes that turn `actual` into `layout`. */
+export function planChanges(layout: BrokerLayout, actual: ActualState): Plan {
+  const changes: Change[] = [];
+  const deletions: Change[] = [];
+  const userDeletions: Change[] = [];
+  const conflicts: Conflict[] = [];
+  let unchanged = 0;
+
+  if (!actual.vhostExists) changes.push({ action: 'create', kind: 'vhost', name: layout.vhost });
+  else unchanged += 1;
+
+  const wantedExchanges = new Set(layout.exchanges.map((exchange) => exchange.name));
+  for (const exchange of layout.exchanges) {
+    const have = actual.exchanges.get(exchange.name);
+    if (have === undefined) changes.push({ action: 'create', kind: 'exchange', name: exchange.name, exchange });
+    else if (have.type !== exchange.type) {
+      conflicts.push({
+        kind: 'exchange',
+        name: exchange.name,
+        reason: `type is ${have.type}, configured ${exchange.type}; delete it to let the reconciler re-create it`,
+      });
+    } else unchanged += 1;
+  }
+
+  const wantedQueues = new Set(layout.queues.map((queue) => queue.name));
+  for (const queue of layout.queues) {
+    const have = actual.queues.get(queue.name);
+    if (have === undefined) {
+      changes.push({ action: 'create', kind: 'queue', name: queue.name, queue });
+      continue;
+    }
+    const mismatch = queueMismatch(queue, have);
+    if (mismatch === undefined) unchanged += 1;
+    else {
+      conflicts.push({
+        kind: 'queue',
+        name: queue.name,
+        reason: `${mismatch}; cannot change in place and may hold messages: drain and delete it, the next apply re-creates it`,
+      });
+    }
+  }
+
+  const wantedBindings = new Set<string>();
+  for (const binding of layout.bindings) {
+    const key = bindingKey(binding);
+    wantedBindings.add(key);
+    if (actual.bindings.has(key)) unchanged += 1;
+    else changes.push({ action: 'create', kind: 'binding', name: key, binding });
+  }
+
+  const wantedUsers = new Map<string, DesiredUser>(layout.users.map((user) => [user.name, user]));
+  for (const user of layout.users) {
+    const have = actual.users.get(user.name);
+    if (have !== undefined && !isManaged(have.tags)) {
+      conflicts.push({
+        kind: 'user',
+        name: user.name,
+        reason: 'a user of that name exists without a DMR tag; not taken over',
+      });
+      continue;
+    }
+    if (have === undefined) changes.push({ action: 'create', kind: 'user', name: user.name, tag: user.tag });
+    else if (have.tags.length !== 1 || have.tags[0] !== user.tag) {
+      changes.push({ action: 'update', kind: 'user', name: user.name, tag: user.tag });
+    } else unchanged += 1;
+    const granted = actual.permissions.get(user.name);
+    if (granted === undefined) {
+      changes.push({ action: 'create', kind: 'permissions', name: user.name, permissions: user.permissions });
+    } else if (!samePermissions(granted, user.permissions)) {
+      changes.push({ action: 'update', kind: 'permissions', name: user.name, permissions: user.permissions });
+    } else unchanged += 1;
+  }
+
+  for (const [name, user] of actual.users) {
+    // Deleting the user also drops its permissions and closes its connections.
+    if (isManaged(user.tags) && !wantedUsers.has(name)) userDeletions.push({ action: 'delete', kind: 'user', name });
+  }
+  for (const [key, binding] of actual.bindings) {
+    // A binding to a queue being deleted goes with the queue.
+    if (!wantedBindings.has(key) && wantedQueues.has(binding.destination)) {
+      deletions.push({ action: 'delete', kind: 'binding', name: key, ...binding });
+    }
+  }
+  for (const name of actual.queues.keys()) {
+    if (!wantedQueues.has(name)) deletions.push({ action: 'delete', kind: 'queue', name });
+  }
+  for (const name of actual.exchanges.keys()) {
+    if (!wantedExchanges.has(name)) deletions.push({ action: 'delete', kind: 'exchange', name });
+  }
+
+  return { vhost: layout.vhost, changes: [...userDeletions, ...changes, ...deletions], conflicts, unchanged };
+}
+
+async function deleteIgnoringMissing(management: ManagementClient, path: string): Promise<void> {
+  try {
+    await management.request('DELETE', path);
+  } catch (error) {
+    // Idempotent: someone (or an earlier, interrupted apply) removed it already.
+    if (!(error instanceof DmrError && error.details.status === 404)) throw error;
+  }
+}
+
+/**
+ * Deleting a user closes its connections already (RABBITMQ-FACTS); this
+ * covers one that was opening during the delete. The broker answers 500 when
+ * it is asked to close a connection that is closing anyway, so an error only
+ * counts if a connection of the user is still listed afterwards.
+ */
+async function closeRemainingConnections(management: ManagementClient, user: string): Promise<void> {
+  try {
+    await management.closeUserConnections(user, 'DMR: user removed by the reconciler');
+  } catch (error) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const left = (await management.listConnections()).filter((connection) => connection.user === user);
+    if (left.length > 0) throw error;
+  }
+}
+
+async function applyChange(management: ManagementClient, vhost: string, change: Change): Promise<void> {
+  const v = enc(vhost);
+  if (change.action === 'delete') {
+    switch (change.kind) {
+      case 'user':
+        await management.deleteUser(change.name);
+        return closeRemainingConnections(management, change.name);
+      case 'queue':
+        return deleteIgnoringMissing(management, `/queues/${v}/${enc(change.name)}`);
+      case 'exchange':
+        return deleteIgnoringMissing(management, `/exchanges/${v}/${enc(change.name)}`);
+      case 'binding':
+        return deleteIgnoringMissing(
+          management,
+          `/bindings/${v}/e/${enc(change.source)}/q/${enc(change.destination)}/${enc(change.propertiesKey)}`,
+        );
+    }
+  }
+  switch (change.kind) {
+    case 'vhost':
+      return management.declareVhost(change.name);
+    case 'exchange':
+      return management.declareExchange(vhost, change.exchange.name, change.exchange.type);
+    case 'queue':
+      return management.declareQueue(vhost, change.queue.name, { arguments: { ...change.queue.arguments } });
+    case 'binding':
+      return management.bindQueue(vhost, change.binding.source, change.binding.destination, change.binding.routingKey);
+    case 'user':
+      return management.createCertificateUser(change.name, [change.tag]);
+    case 'permissions':
+      return management.setPermissions(vhost, change.name, change.permissions);
+  }
+}
+
+export interface ApplyResult extends Plan {
+  /** False when only planned (dryRun). */
+  applied: boolean;
+}
+
+/**
+ * Reads the broker, plans and (unless dryRun) applies. Idempotent: applying
+ * the same layout again plans nothing. Changes are applied one by one in plan
+ * order; on a failure the error carries the plan and the failed change, and
+ * the next apply picks up from what the broker then has.
+ */
+export async function reconcile(
+  management: ManagementClient,
+  layout: BrokerLayout,
+  options: { dryRun?: boolean } = {},
+): Promise<ApplyResult> {
+  const plan = planChanges(layout, await readActualState(management, layout.vhost));
+  if (options.dryRun === true) return { ...plan, applied: false };
+  for (const change of plan.changes) {
+    try {
+      await applyChange(management, layout.vhost, change);
+    } catch (error) {
+      throw new DmrError('BROKER_COMMAND_FAILED', `reconciler: ${change.action} ${change.kind} ${change.name} failed`, {
+        details: { vhost: layout.vhost, change: { action: change.action, kind: change.kind, name: change.name } },
+        cause: error,
+      });
+    }
+  }
+  return { ...plan, applied: true };
+}

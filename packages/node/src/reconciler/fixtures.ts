@@ -1,0 +1,37 @@
+/** A minimal valid NodeConfig for the reconciler's tests (not exported from the package). */
+import type { NodeConfig } from '@dmr/centops';
+
+export type ClientStatus = NodeConfig['clients'][number]['status'];
+
+export function sampleConfig(
+  clients: ReadonlyArray<string | { id: string; status: ClientStatus }>,
+  extra: Partial<Pick<NodeConfig, 'denylist' | 'links' | 'limits'>> = {},
+): NodeConfig {
+  return {
+    apiVersion: 'dmr.ee/v1',
+    kind: 'NodeConfig',
+    node: { id: 'node-a', amqpsEndpoint: 'amqps://127.0.0.1:5671', managementEndpoint: 'https://127.0.0.1:15671' },
+    revision: 1,
+    issuedAt: '2026-01-01T00:00:00.000Z',
+    clients: clients.map((client) => {
+      const { id, status } = typeof client === 'string' ? { id: client, status: 'active' as const } : client;
+      return { id, organisation: 'org-a', roles: [], labels: {}, status };
+    }),
+    directory: [],
+    links: extra.links ?? [],
+    routes: [],
+    denylist: extra.denylist ?? [],
+    limits: extra.limits ?? {
+      maxMessageBytes: 1_048_576,
+      maxTtlMs: 86_400_000,
+      queueMaxLength: 10_000,
+      deliveryLimit: 5,
+      timestampSkewMs: 300_000,
+      dedupWindowMs: 86_700_000,
+    },
+  };
+}
+
+export function denyClient(id: string): NodeConfig['denylist'][number] {
+  return { id, kind: 'client', reason: 'test', since: '2026-01-01T00:00:00.000Z' };
+}

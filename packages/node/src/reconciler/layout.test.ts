@@ -1,0 +1,140 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { planChanges, type ActualState } from './apply.js';
+import { denyClient, sampleConfig } from './fixtures.js';
+import {
+  CLIENT_USER_TAG,
+  INGRESS_EXCHANGE,
+  PEER_USER_TAG,
+  ROUTER_USER_TAG,
+  desiredLayout,
+  escapeRegex,
+  exactNames,
+  vhostName,
+} from './layout.js';
+
+const link = { peer: 'node-b', amqpsEndpoint: 'amqps://127.0.0.1:5672', cost: 1, peerCertificates: [] };
+
+describe('reconciler layout', () => {
+  it('escapes every regex metacharacter and anchors names', () => {
+    assert.equal(escapeRegex('dmr.client.a-b'), 'dmr\\.client\\.a\\-b');
+    assert.equal(escapeRegex('a*+?^$()[]{}|\\/'), 'a\\*\\+\\?\\^\\$\\(\\)\\[\\]\\{\\}\\|\\\\\\/');
+    assert.equal(exactNames([INGRESS_EXCHANGE]), '^dmr\\.ingress$');
+    assert.equal(exactNames(['b.x', 'a.y', 'b.x']), '^(a\\.y|b\\.x)$');
+    assert.equal(exactNames([]), '');
+    const regex = new RegExp(exactNames(['dmr.ingress']));
+    assert.ok(regex.test('dmr.ingress'));
+    for (const other of ['dmrXingress', 'dmr.ingress2', 'xdmr.ingress', 'dmr.mesh-ingress']) {
+      assert.ok(!regex.test(other), other);
+    }
+  });
+
+  it('derives vhost, exchanges, queues with limits and least-privilege users', () => {
+    const layout = desiredLayout(sampleConfig(['alpha-bot', 'beta-bot'], { links: [link] }));
+    assert.equal(layout.vhost, vhostName('node-a'));
+    assert.deepEqual(
+      layout.exchanges.map((exchange) => `${exchange.name}:${exchange.type}`),
+      ['dmr.delivery:direct', 'dmr.ingress:fanout', 'dmr.mesh-ingress:fanout'],
+    );
+    assert.deepEqual(
+      layout.queues.map((queue) => queue.name),
+      [
+        'dmr.audit',
+        'dmr.client.alpha-bot',
+        'dmr.client.alpha-bot.dlq',
+        'dmr.client.beta-bot',
+        'dmr.client.beta-bot.dlq',
+        'dmr.ingress',
+        'dmr.mesh-ingress',
+        'dmr.outbound.node-b',
+        'dmr.rejected',
+      ],
+    );
+    const alpha = layout.queues.find((queue) => queue.name === 'dmr.client.alpha-bot');
+    assert.deepEqual(alpha?.arguments, {
+      'x-queue-type': 'quorum',
+      'x-message-ttl': 86_400_000,
+      'x-delivery-limit': 5,
+      'x-max-length': 10_000,
+      'x-overflow': 'reject-publish',
+      'x-dead-letter-exchange': '',
+      'x-dead-letter-routing-key': 'dmr.client.alpha-bot.dlq',
+    });
+    assert.equal(layout.queues.find((queue) => queue.name === 'dmr.audit')?.arguments['x-queue-type'], 'stream');
+    const users = new Map(layout.users.map((user) => [user.name, user]));
+    assert.deepEqual(users.get('alpha-bot'), {
+      name: 'alpha-bot',
+      tag: CLIENT_USER_TAG,
+      permissions: { configure: '', write: '^dmr\\.ingress$', read: '^dmr\\.client\\.alpha\\-bot$' },
+    });
+    assert.equal(users.get('node-b')?.tag, PEER_USER_TAG);
+    assert.equal(users.get('node-b')?.permissions.write, '^dmr\\.mesh\\-ingress$');
+    assert.equal(users.get('node-a')?.tag, ROUTER_USER_TAG);
+    const routerRead = new RegExp(users.get('node-a')?.permissions.read ?? '');
+    assert.ok(routerRead.test('dmr.ingress') && routerRead.test('dmr.client.alpha-bot.dlq'));
+    assert.ok(!routerRead.test('dmr.client.alpha-bot'));
+    assert.deepEqual(
+      layout.bindings.filter((binding) => binding.source === 'dmr.delivery').map((binding) => binding.routingKey),
+      ['alpha-bot', 'beta-bot'],
+    );
+  });
+
+  it('gives denylisted and inactive clients no user but keeps their queues', () => {
+    const layout = desiredLayout(
+      sampleConfig(['alpha-bot', { id: 'beta-bot', status: 'suspended' }, 'gamma-bot'], {
+        denylist: [denyClient('gamma-bot'), { ...denyClient('node-b'), kind: 'node' }],
+        links: [link],
+      }),
+    );
+    assert.deepEqual(
+      layout.users.map((user) => user.name),
+      ['alpha-bot', 'node-a'],
+    );
+    assert.ok(layout.queues.some((queue) => queue.name === 'dmr.client.gamma-bot'));
+    assert.ok(!layout.queues.some((queue) => queue.name === 'dmr.outbound.node-b'));
+  });
+
+  it('plans everything on an empty broker, nothing when matching, and conflicts on changed arguments', () => {
+    const layout = desiredLayout(sampleConfig(['alpha-bot']));
+    const empty: ActualState = {
+      vhostExists: false,
+      exchanges: new Map(),
+      queues: new Map(),
+      bindings: new Map(),
+      users: new Map([['harness_admin', { tags: ['administrator'] }]]),
+      permissions: new Map(),
+    };
+    const first = planChanges(layout, empty);
+    assert.equal(first.changes[0]?.kind, 'vhost');
+    assert.equal(first.conflicts.length, 0);
+    const matching: ActualState = {
+      vhostExists: true,
+      exchanges: new Map(layout.exchanges.map((exchange) => [exchange.name, { type: exchange.type }])),
+      queues: new Map(layout.queues.map((queue) => [queue.name, { arguments: { ...queue.arguments }, durable: true }])),
+      bindings: new Map(
+        layout.bindings.map((binding) => [
+          `${binding.source} -> ${binding.destination} [${binding.routingKey}]`,
+          { ...binding, propertiesKey: binding.routingKey },
+        ]),
+      ),
+      users: new Map([
+        ['harness_admin', { tags: ['administrator'] }],
+        ...layout.users.map((user): [string, { tags: string[] }] => [user.name, { tags: [user.tag] }]),
+        ['old-bot', { tags: [CLIENT_USER_TAG] }],
+      ]),
+      permissions: new Map(layout.users.map((user) => [user.name, { ...user.permissions }])),
+    };
+    const second = planChanges(layout, matching);
+    assert.deepEqual(
+      second.changes.map((change) => `${change.action} ${change.kind} ${change.name}`),
+      ['delete user old-bot'],
+    );
+    matching.queues.set('dmr.client.alpha-bot', { arguments: { 'x-queue-type': 'quorum' }, durable: true });
+    const third = planChanges(layout, matching);
+    assert.deepEqual(
+      third.conflicts.map((conflict) => conflict.name),
+      ['dmr.client.alpha-bot'],
+    );
+    assert.ok(!third.changes.some((change) => change.name === 'dmr.client.alpha-bot'));
+  });
+});

@@ -1,0 +1,213 @@
+/**
+ * The broker layout of one DMR node (DESIGN.md "Broker layout"), derived
+ * purely from its NodeConfig. No I/O: apply.ts compares this with what the
+ * broker has and changes the difference.
+ *
+ * Routing choice: ONE direct exchange `dmr.delivery` with each client queue
+ * bound under the client id, rather than one exchange per client. The router
+ * then needs write permission on a single exchange, clients have none on it,
+ * and a client added or removed changes one binding instead of an exchange.
+ * `dmr.ingress` and `dmr.mesh-ingress` are fanout exchanges, each feeding a
+ * queue of the same name that the router consumes: the routing key a client
+ * sets is irrelevant (the router reads the recipient from the message).
+ */
+import type { NodeConfig } from '@dmr/centops';
+
+/** Every exchange and queue the reconciler owns starts with this; anything else in the vhost is left alone. */
+export const DMR_PREFIX = 'dmr.';
+/** User tags marking the users the reconciler owns (the management API lists users of every vhost). */
+export const CLIENT_USER_TAG = 'dmr-client';
+export const ROUTER_USER_TAG = 'dmr-router';
+export const PEER_USER_TAG = 'dmr-peer';
+export const MANAGED_USER_TAGS: readonly string[] = [CLIENT_USER_TAG, ROUTER_USER_TAG, PEER_USER_TAG];
+
+export const INGRESS_EXCHANGE = 'dmr.ingress';
+export const MESH_INGRESS_EXCHANGE = 'dmr.mesh-ingress';
+export const DELIVERY_EXCHANGE = 'dmr.delivery';
+export const INGRESS_QUEUE = 'dmr.ingress';
+export const MESH_INGRESS_QUEUE = 'dmr.mesh-ingress';
+export const REJECTED_QUEUE = 'dmr.rejected';
+export const AUDIT_STREAM = 'dmr.audit';
+/** RabbitMQ's name of the default ("") exchange in permission checks. */
+export const DEFAULT_EXCHANGE_RESOURCE = 'amq.default';
+
+export function vhostName(nodeId: string): string {
+  return `dmr-${nodeId}`;
+}
+export function clientQueueName(clientId: string): string {
+  return `dmr.client.${clientId}`;
+}
+export function deadLetterQueueName(clientId: string): string {
+  return `dmr.client.${clientId}.dlq`;
+}
+export function outboundQueueName(peer: string): string {
+  return `dmr.outbound.${peer}`;
+}
+
+/** Escapes every regular-expression metacharacter, so a name matches only itself. */
+export function escapeRegex(name: string): string {
+  return name.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
+}
+
+/**
+ * An anchored alternation of exact names. RabbitMQ matches permission
+ * regexes against the whole resource name only if anchored (an unanchored
+ * `dmr.ingress` would also grant `xdmr.ingressy`); '' grants nothing.
+ */
+export function exactNames(names: readonly string[]): string {
+  if (names.length === 0) return '';
+  const sorted = [...new Set(names)].sort();
+  return sorted.length === 1 ? `^${escapeRegex(sorted[0] as string)}$` : `^(${sorted.map(escapeRegex).join('|')})$`;
+}
+
+export type ArgumentValue = string | number | boolean;
+export type QueueArguments = Readonly<Record<string, ArgumentValue>>;
+
+export interface DesiredExchange {
+  name: string;
+  type: 'direct' | 'fanout';
+}
+export interface DesiredQueue {
+  name: string;
+  /** Every argument the reconciler sets; compared exactly with the broker's. */
+  arguments: QueueArguments;
+}
+export interface DesiredBinding {
+  source: string;
+  destination: string;
+  routingKey: string;
+}
+export interface DesiredPermissions {
+  configure: string;
+  write: string;
+  read: string;
+}
+export interface DesiredUser {
+  name: string;
+  /** Exactly one of MANAGED_USER_TAGS. */
+  tag: string;
+  permissions: DesiredPermissions;
+}
+
+export interface BrokerLayout {
+  vhost: string;
+  exchanges: DesiredExchange[];
+  queues: DesiredQueue[];
+  bindings: DesiredBinding[];
+  users: DesiredUser[];
+}
+
+export interface LayoutOptions {
+  /** The router's broker user (its certificate CN); default: the node id (the node certificate's CN). */
+  routerUser?: string;
+  /** Override of vhostName(node.id). */
+  vhost?: string;
+}
+
+/** Ids on the denylist of `kind`: they get no broker user whatever their status. */
+function denied(config: NodeConfig, kind: 'client' | 'node'): Set<string> {
+  return new Set(config.denylist.filter((entry) => entry.kind === kind).map((entry) => entry.id));
+}
+
+function quorum(extra: Record<string, ArgumentValue>): QueueArguments {
+  return { 'x-queue-type': 'quorum', ...extra };
+}
+
+export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): BrokerLayout {
+  const { limits } = config;
+  const deniedClients = denied(config, 'client');
+  const deniedNodes = denied(config, 'node');
+  const exchanges: DesiredExchange[] = [
+    { name: DELIVERY_EXCHANGE, type: 'direct' },
+    { name: INGRESS_EXCHANGE, type: 'fanout' },
+    { name: MESH_INGRESS_EXCHANGE, type: 'fanout' },
+  ];
+  const queues: DesiredQueue[] = [
+    // Router inputs: bounded so a stalled router pushes back on senders instead of filling the disk.
+    {
+      name: INGRESS_QUEUE,
+      arguments: quorum({ 'x-max-length': limits.queueMaxLength, 'x-overflow': 'reject-publish' }),
+    },
+    {
+      name: MESH_INGRESS_QUEUE,
+      arguments: quorum({ 'x-max-length': limits.queueMaxLength, 'x-overflow': 'reject-publish' }),
+    },
+    { name: REJECTED_QUEUE, arguments: quorum({ 'x-message-ttl': limits.maxTtlMs }) },
+    { name: AUDIT_STREAM, arguments: { 'x-queue-type': 'stream' } },
+  ];
+  const bindings: DesiredBinding[] = [
+    { source: INGRESS_EXCHANGE, destination: INGRESS_QUEUE, routingKey: '' },
+    { source: MESH_INGRESS_EXCHANGE, destination: MESH_INGRESS_QUEUE, routingKey: '' },
+  ];
+  const users: DesiredUser[] = [];
+
+  for (const client of config.clients) {
+    const queue = clientQueueName(client.id);
+    const dlq = deadLetterQueueName(client.id);
+    // The queue stays while the client is configured (suspended or denylisted too), so nothing queued is lost.
+    queues.push({
+      name: queue,
+      arguments: quorum({
+        'x-message-ttl': limits.maxTtlMs,
+        'x-delivery-limit': limits.deliveryLimit,
+        'x-max-length': limits.queueMaxLength,
+        // Quorum queues never push back by themselves (RABBITMQ-FACTS): reject-publish nacks the publisher.
+        'x-overflow': 'reject-publish',
+        // Dead letters go through the default exchange straight to the client's own DLQ: no extra exchange.
+        'x-dead-letter-exchange': '',
+        'x-dead-letter-routing-key': dlq,
+      }),
+    });
+    // The DLQ is evidence, not traffic: bounded, and the oldest goes first rather than refusing new dead letters.
+    queues.push({
+      name: dlq,
+      arguments: quorum({ 'x-max-length': limits.queueMaxLength, 'x-overflow': 'drop-head' }),
+    });
+    bindings.push({ source: DELIVERY_EXCHANGE, destination: queue, routingKey: client.id });
+    if (client.status === 'active' && !deniedClients.has(client.id)) {
+      users.push({
+        name: client.id,
+        tag: CLIENT_USER_TAG,
+        // configure nothing; write only to ingress; read (consume/get) only its own queue.
+        permissions: { configure: '', write: exactNames([INGRESS_EXCHANGE]), read: exactNames([queue]) },
+      });
+    }
+  }
+
+  const peers = config.links.map((link) => link.peer).filter((peer) => !deniedNodes.has(peer));
+  for (const peer of peers) {
+    queues.push({
+      name: outboundQueueName(peer),
+      arguments: quorum({ 'x-message-ttl': limits.maxTtlMs }),
+    });
+    // The peer's link (shovel/federation) logs in with its node certificate and may only write mesh-ingress.
+    users.push({
+      name: peer,
+      tag: PEER_USER_TAG,
+      permissions: { configure: '', write: exactNames([MESH_INGRESS_EXCHANGE]), read: '' },
+    });
+  }
+
+  const routerUser = options.routerUser ?? config.node.id;
+  users.push({
+    name: routerUser,
+    tag: ROUTER_USER_TAG,
+    permissions: {
+      // The reconciler declares everything; the router only passive-declares, which needs no permission.
+      configure: '',
+      // Delivery to clients through dmr.delivery; rejected/outbound/audit through the default exchange.
+      write: exactNames([DELIVERY_EXCHANGE, DEFAULT_EXCHANGE_RESOURCE]),
+      // Its inputs plus the DLQs (it reports dead letters to senders).
+      read: `^(${escapeRegex(INGRESS_QUEUE)}|${escapeRegex(MESH_INGRESS_QUEUE)}|dmr\\.client\\.[a-z0-9-]+\\.dlq)$`,
+    },
+  });
+
+  const byName = <T extends { name: string }>(a: T, b: T): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+  return {
+    vhost: options.vhost ?? vhostName(config.node.id),
+    exchanges: exchanges.sort(byName),
+    queues: queues.sort(byName),
+    bindings,
+    users: users.sort(byName),
+  };
+}

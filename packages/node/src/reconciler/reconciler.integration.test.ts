@@ -1,0 +1,246 @@
+/**
+ * The reconciler against a real TLS-only harness broker (one per file):
+ * layout created with the right arguments, idempotence, least privilege as
+ * clients with certificates see it, removal, denylisting a live connection,
+ * and reject-publish back-pressure.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startBrokers, type BrokerHarness, type ManagementClient } from '@dmr/broker-harness';
+import { CertificateAuthority } from '@dmr/pki';
+import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
+import { reconcile } from './apply.js';
+import { denyClient, sampleConfig } from './fixtures.js';
+import { CLIENT_USER_TAG, desiredLayout, vhostName } from './layout.js';
+
+const VHOST = vhostName('node-a');
+
+interface Material {
+  certificatePem: string;
+  privateKeyPem: string;
+}
+
+function publishConfirmed(channel: ConfirmChannel, exchange: string, key: string, body: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    channel.publish(exchange, key, Buffer.from(body), { persistent: true }, (error: unknown) =>
+      error ? reject(error instanceof Error ? error : new Error(String(error))) : resolve(),
+    );
+  });
+}
+
+/** The close code the broker answers `operation` with (403 …); fails when the channel survives. */
+async function channelCloseCode(channel: Channel, operation: () => Promise<unknown> | unknown): Promise<number> {
+  const closed = new Promise<number>((resolve) => {
+    channel.once('error', (error: Error & { code?: number }) => resolve(error.code ?? -1));
+  });
+  const outcome = await Promise.race([
+    (async () => {
+      await operation();
+      // Publishes are fire-and-forget: give the broker's close a moment to arrive.
+      await sleep(2000);
+      return undefined;
+    })().catch((error: unknown) => (error as { code?: number }).code ?? -1),
+    closed,
+  ]);
+  if (outcome === undefined) throw new Error('the broker did not close the channel');
+  return outcome;
+}
+
+async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await condition()) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(50);
+  }
+}
+
+async function queueInfo(management: ManagementClient, name: string): Promise<Record<string, unknown> | undefined> {
+  try {
+    return (await management.request('GET', `/queues/${encodeURIComponent(VHOST)}/${encodeURIComponent(name)}`)) as
+      Record<string, unknown> | undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+describe('reconciler on a harness broker', () => {
+  let dir: string;
+  let harness: BrokerHarness | undefined;
+  let management: ManagementClient;
+  const material = new Map<string, Material>();
+  const connections: ChannelModel[] = [];
+
+  async function connectAs(id: string): Promise<ChannelModel> {
+    const client = material.get(id);
+    assert.ok(client, id);
+    assert.ok(harness);
+    const connection = await harness.connect({ ...client, vhost: VHOST });
+    connection.on('error', () => undefined);
+    connections.push(connection);
+    return connection;
+  }
+
+  async function channelOf(id: string, confirm: true): Promise<ConfirmChannel>;
+  async function channelOf(id: string, confirm?: false): Promise<Channel>;
+  async function channelOf(id: string, confirm = false): Promise<Channel> {
+    const connection = await connectAs(id);
+    const channel = confirm ? await connection.createConfirmChannel() : await connection.createChannel();
+    channel.on('error', () => undefined);
+    return channel;
+  }
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'dmr-reconciler-test-'));
+    const ca = await CertificateAuthority.init(join(dir, 'pki'), { trustDomain: 'dmr.test' });
+    harness = await startBrokers({ dir: join(dir, 'brokers'), ca, namePrefix: 'reconciler' });
+    management = harness.management();
+    for (const id of ['alpha-bot', 'beta-bot', 'gamma-bot']) {
+      const issued = await ca.issueWithKey({ kind: 'client', id });
+      material.set(id, { certificatePem: issued.chainPem, privateKeyPem: issued.privateKeyPem });
+    }
+    const router = await ca.issueWithKey({ kind: 'node', id: 'node-a' });
+    material.set('node-a', { certificatePem: router.chainPem, privateKeyPem: router.privateKeyPem });
+  });
+
+  after(async () => {
+    await Promise.allSettled(connections.map((connection) => connection.close()));
+    await harness?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('creates the layout for two clients with the configured arguments', async () => {
+    const result = await reconcile(management, desiredLayout(sampleConfig(['alpha-bot', 'beta-bot'])));
+    assert.equal(result.conflicts.length, 0);
+    assert.ok(result.changes.length > 0);
+    const alpha = await queueInfo(management, 'dmr.client.alpha-bot');
+    assert.equal(alpha?.type, 'quorum');
+    assert.equal(alpha?.durable, true);
+    assert.deepEqual(alpha?.arguments, {
+      'x-queue-type': 'quorum',
+      'x-message-ttl': 86_400_000,
+      'x-delivery-limit': 5,
+      'x-max-length': 10_000,
+      'x-overflow': 'reject-publish',
+      'x-dead-letter-exchange': '',
+      'x-dead-letter-routing-key': 'dmr.client.alpha-bot.dlq',
+    });
+    assert.equal((await queueInfo(management, 'dmr.audit'))?.type, 'stream');
+    assert.ok(await queueInfo(management, 'dmr.client.beta-bot.dlq'));
+    assert.ok(await queueInfo(management, 'dmr.rejected'));
+    const users = (await management.request('GET', '/users')) as Array<{ name: string; tags: unknown }>;
+    const alphaUser = users.find((user) => user.name === 'alpha-bot');
+    assert.deepEqual(alphaUser?.tags, [CLIENT_USER_TAG]);
+    const permissions = await management.request('GET', `/permissions/${VHOST}/alpha-bot`);
+    assert.deepEqual(
+      { ...(permissions as Record<string, unknown>), user: undefined, vhost: undefined },
+      {
+        user: undefined,
+        vhost: undefined,
+        configure: '',
+        write: '^dmr\\.ingress$',
+        read: '^dmr\\.client\\.alpha\\-bot$',
+      },
+    );
+  });
+
+  it('plans nothing on a second apply', async () => {
+    const result = await reconcile(management, desiredLayout(sampleConfig(['alpha-bot', 'beta-bot'])));
+    assert.deepEqual(result.changes, []);
+    assert.deepEqual(result.conflicts, []);
+    assert.ok(result.unchanged > 10);
+  });
+
+  it('lets a client publish only to dmr.ingress', async () => {
+    const alpha = await channelOf('alpha-bot', true);
+    await publishConfirmed(alpha, 'dmr.ingress', 'beta-bot', 'hello');
+    assert.ok(await waitFor(async () => (await queueInfo(management, 'dmr.ingress'))?.messages === 1, 10_000));
+    for (const exchange of ['dmr.delivery', 'dmr.mesh-ingress', '']) {
+      const channel = await channelOf('alpha-bot', true);
+      const code = await channelCloseCode(channel, () => publishConfirmed(channel, exchange, 'beta-bot', 'sneaky'));
+      assert.equal(code, 403, exchange || '(default exchange)');
+    }
+  });
+
+  it('lets a client consume only its own queue', async () => {
+    const own = await channelOf('alpha-bot');
+    assert.ok((await own.consume('dmr.client.alpha-bot', () => undefined)).consumerTag);
+    for (const queue of ['dmr.client.beta-bot', 'dmr.ingress', 'dmr.client.alpha-bot.dlq']) {
+      const channel = await channelOf('alpha-bot');
+      assert.equal(await channelCloseCode(channel, () => channel.consume(queue, () => undefined)), 403, queue);
+    }
+  });
+
+  it('removes the queues and user of a client no longer configured', async () => {
+    const result = await reconcile(management, desiredLayout(sampleConfig(['alpha-bot'])));
+    const summary = result.changes.map((change) => `${change.action} ${change.kind} ${change.name}`);
+    assert.ok(summary.includes('delete user beta-bot'), summary.join('; '));
+    assert.equal(await queueInfo(management, 'dmr.client.beta-bot'), undefined);
+    assert.equal(await queueInfo(management, 'dmr.client.beta-bot.dlq'), undefined);
+    assert.ok(!(await management.listUsers()).includes('beta-bot'));
+    assert.deepEqual((await reconcile(management, desiredLayout(sampleConfig(['alpha-bot'])))).changes, []);
+  });
+
+  it('closes a denylisted client’s live connection and refuses its reconnect in the same apply', async () => {
+    const connection = await connectAs('alpha-bot');
+    const closed = new Promise<void>((resolve) => connection.once('close', () => resolve()));
+    const started = Date.now();
+    const result = await reconcile(
+      management,
+      desiredLayout(sampleConfig(['alpha-bot'], { denylist: [denyClient('alpha-bot')] })),
+    );
+    assert.deepEqual(
+      result.changes.map((change) => `${change.action} ${change.kind} ${change.name}`),
+      ['delete user alpha-bot'],
+    );
+    await closed;
+    assert.ok(Date.now() - started < 1000, `closed after ${Date.now() - started} ms`);
+    await assert.rejects(connectAs('alpha-bot'), /403|ACCESS.REFUSED/);
+    // Its queue is kept while it is configured: nothing queued for it is lost.
+    assert.ok(await queueInfo(management, 'dmr.client.alpha-bot'));
+  });
+
+  it('nacks a publisher once a client queue is full (reject-publish), and reports changed limits as conflicts', async () => {
+    const limits = {
+      maxMessageBytes: 1_048_576,
+      maxTtlMs: 86_400_000,
+      queueMaxLength: 2,
+      deliveryLimit: 5,
+      timestampSkewMs: 300_000,
+      dedupWindowMs: 86_700_000,
+    };
+    const config = sampleConfig(['alpha-bot', 'gamma-bot'], { denylist: [denyClient('alpha-bot')], limits });
+    const result = await reconcile(management, desiredLayout(config));
+    // Existing queues keep their old arguments and are reported, not re-created.
+    const conflicted = result.conflicts.map((conflict) => conflict.name).sort();
+    assert.deepEqual(conflicted, [
+      'dmr.client.alpha-bot',
+      'dmr.client.alpha-bot.dlq',
+      'dmr.ingress',
+      'dmr.mesh-ingress',
+    ]);
+    assert.equal((await queueInfo(management, 'dmr.client.gamma-bot'))?.arguments !== undefined, true);
+    // The router (node certificate) delivers through dmr.delivery.
+    const router = await channelOf('node-a', true);
+    const outcomes: boolean[] = [];
+    for (let i = 0; i < 10; i += 1) {
+      outcomes.push(
+        await publishConfirmed(router, 'dmr.delivery', 'gamma-bot', `message ${i}`).then(
+          () => true,
+          () => false,
+        ),
+      );
+    }
+    // A quorum queue checks the limit before each enqueue, so it may overshoot by one (measured: 3 of max 2).
+    assert.deepEqual(outcomes.slice(0, 2), [true, true]);
+    assert.deepEqual(outcomes.slice(3), [false, false, false, false, false, false, false]);
+    const length = async (): Promise<unknown> => (await queueInfo(management, 'dmr.client.gamma-bot'))?.messages;
+    assert.ok(await waitFor(async () => typeof (await length()) === 'number', 10_000));
+    const messages = await length();
+    assert.ok(typeof messages === 'number' && messages <= 3, `queue holds ${String(messages)}`);
+  });
+});

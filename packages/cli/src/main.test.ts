@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import type { Command } from 'commander';
 import { buildProgram, invokedGroup } from './main.js';
-
-const DMR_BIN = fileURLToPath(new URL('../bin/dmr.js', import.meta.url));
+import { DMR_BIN } from './test-support.js';
 
 function commandPaths(command: Command, prefix: string[] = []): string[][] {
   return command.commands.flatMap((sub) => {

@@ -1,44 +1,14 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { dmrCli, type DmrRun as Run } from '../test-support.js';
 
-const DMR_BIN = fileURLToPath(new URL('../../bin/dmr.js', import.meta.url));
 const TD = 'dmr.test';
 
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 let cwd = '';
-
-/** Runs `dmr …` in the test's temp directory (async, so several tests' spawns do not block the runner). */
-function dmr(...args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [DMR_BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
-async function ok(...args: string[]): Promise<Run> {
-  const run = await dmr(...args);
-  assert.equal(run.status, 0, `dmr ${args.join(' ')}\n${run.stderr}`);
-  return run;
-}
-
-async function json<T = Record<string, unknown>>(...args: string[]): Promise<T> {
-  return JSON.parse((await ok('-o', 'json', ...args)).stdout) as T;
-}
+const { dmr, ok, json } = dmrCli(() => ({ cwd }));
 
 /** Asserts a refusal: exit code, `error[CODE]` with a hint on stderr, and that none of `absent` was written. */
 async function refused(code: string, exit: number, args: string[], absent: string[] = []): Promise<Run> {

@@ -4,38 +4,14 @@
  * None of these reach opa (policy.integration.test.ts runs the real thing).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-
-const DMR_BIN = fileURLToPath(new URL('../../bin/dmr.js', import.meta.url));
-
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
+import { dmrCli, type DmrRun as Run } from '../test-support.js';
 
 let cwd = '';
-
-function dmr(...args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [DMR_BIN, ...args], {
-      cwd,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, DMR_CONFIG: '' },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
+const { dmr } = dmrCli(() => ({ cwd }));
 
 async function refused(code: string, exit: number, args: string[], message?: RegExp): Promise<Run> {
   const run = await dmr(...args);

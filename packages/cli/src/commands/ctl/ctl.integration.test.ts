@@ -7,45 +7,20 @@
  * spawnSync.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { CONFIG_FILE, initCentOps, loadConfig, startServer, type CentOpsServer } from '@dmr/centops';
 import { normaliseSerial, parseCrls } from '@dmr/pki';
 import { CentOpsClient } from './client.js';
+import { runDmr, type DmrRun as Run } from '../../test-support.js';
 
-const DMR_BIN = fileURLToPath(new URL('../../../bin/dmr.js', import.meta.url));
 const TD = 'dmr.test';
-
-interface Run {
-  status: number;
-  stdout: string;
-  stderr: string;
-}
-
-function run(
-  args: string[],
-  options: { cwd?: string; input?: string; env?: Record<string, string> } = {},
-): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = execFile(
-      process.execPath,
-      [DMR_BIN, ...args],
-      { cwd: options.cwd, env: { ...process.env, DMR_CONFIG: '', ...options.env }, encoding: 'utf8' },
-      (error, stdout, stderr) => {
-        const status = error === null ? 0 : typeof error.code === 'number' ? error.code : 1;
-        resolve({ status, stdout, stderr });
-      },
-    );
-    child.stdin?.end(options.input ?? '');
-  });
-}
+const run = runDmr;
 
 const REGISTRY = `
 kind: Organisation

@@ -128,8 +128,7 @@ export class PolicyEngine implements PolicyDecider {
   evaluate(input: unknown): PolicyDecision {
     const active = this.#requireActive();
     if (!isPolicyInput(input)) return inputInvalidDecision(active.revision);
-    const result = active.policy.evaluate(input);
-    return { allow: result.allow, reasons: result.reasons, revision: active.revision };
+    return this.evaluateRaw(input);
   }
 
   /**

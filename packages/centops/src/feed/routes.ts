@@ -16,7 +16,7 @@
 import { Type } from '@sinclair/typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { DmrError } from '@dmr/core';
+import { DmrError, ID_PATTERN_SOURCE } from '@dmr/core';
 import type { Store } from '../store/types.js';
 import type { RevisionHub } from './hub.js';
 import type { BuildOptions } from './node-config.js';
@@ -47,7 +47,7 @@ export const DEFAULT_WAIT_SECONDS = 30;
 export const MAX_WAIT_SECONDS = 60;
 export const JWS_MEDIA_TYPE = 'application/jose';
 
-const NodeParams = Type.Object({ id: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$' }) });
+const NodeParams = Type.Object({ id: Type.String({ pattern: ID_PATTERN_SOURCE }) });
 const ConfigQuery = Type.Object(
   { wait: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_WAIT_SECONDS, default: DEFAULT_WAIT_SECONDS })) },
   { additionalProperties: false },

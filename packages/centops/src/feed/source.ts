@@ -5,7 +5,7 @@
  * ask at once; without this each would read the whole registry and sign.
  * Concurrent first requests share one in-flight load.
  */
-import type { CertificateRecord, RegistrySnapshot, Store } from '../store/types.js';
+import type { CertificateRecord, Store } from '../store/types.js';
 import { prepareNodeConfigs, type BuildOptions, type PreparedRegistry } from './node-config.js';
 import type { ConfigSigner } from './signing.js';
 
@@ -15,7 +15,6 @@ export interface SignedConfig {
 }
 
 interface Loaded {
-  snapshot: RegistrySnapshot;
   /** The parts every node's document shares (the directory above all), built once per revision. */
   prepared: PreparedRegistry;
   signed: Map<string, Promise<SignedConfig>>;
@@ -72,13 +71,13 @@ export class ConfigSource {
     const value = (async () => {
       const [snapshot, certificates] = await Promise.all([this.store.snapshot(), loadCertificates(this.store)]);
       const prepared = prepareNodeConfigs(snapshot, certificates, this.now(), this.buildOptions);
-      return { snapshot, prepared, signed: new Map<string, Promise<SignedConfig>>() };
+      return { prepared, signed: new Map<string, Promise<SignedConfig>>() };
     })();
     const entry = { revision, value };
     this.#loaded = entry;
     value.then(
       (loaded) => {
-        if (this.#loaded === entry) this.#loaded = { revision: loaded.snapshot.revision, value };
+        if (this.#loaded === entry) this.#loaded = { revision: loaded.prepared.revision, value };
       },
       () => {
         if (this.#loaded === entry) this.#loaded = undefined;

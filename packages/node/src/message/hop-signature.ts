@@ -39,10 +39,10 @@
  * ES384 (P-384) or PS256 (RSA), `kid` the sha256 fingerprint of the node
  * certificate and `x5c` its chain (leaf first, no root).
  */
-import { constants, createHash, sign as cryptoSign, verify as cryptoVerify } from 'node:crypto';
+import { constants, sign as cryptoSign, verify as cryptoVerify } from 'node:crypto';
 import type { KeyObject, X509Certificate } from 'node:crypto';
 import { isValidId, spiffeId } from '@dmr/core';
-import { loadSigningIdentity, verifyX5cSigner, type SignerCheck, type SigningIdentity } from '@dmr/pki';
+import { loadSigningIdentity, sha256Hex, verifyX5cSigner, type SignerCheck, type SigningIdentity } from '@dmr/pki';
 import {
   HOPS_HEADER,
   ORIGIN_HEADER,
@@ -69,7 +69,7 @@ export interface Hop {
 }
 
 function digestOf(body: Uint8Array): string {
-  return `sha256:${createHash('sha256').update(body).digest('hex')}`;
+  return `sha256:${sha256Hex(body)}`;
 }
 
 function asDecimal(value: unknown): string | undefined {

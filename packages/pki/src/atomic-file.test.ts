@@ -67,7 +67,8 @@ describe('atomic file writes', () => {
       for (let n = 1; n <= 20; n++) await writeFileAtomic(path, big(n), { overwrite: true });
     })();
     let done = false;
-    void writer.then(() => (done = true));
+    // finally: a failing writer must end the read loop too (`await writer` below reports it).
+    void writer.finally(() => (done = true)).catch(() => undefined);
     while (!done) {
       JSON.parse(await readFile(path, 'utf8'));
       reads++;

@@ -4,7 +4,7 @@
  * mutual TLS with a node certificate, the CentOps root as TLS trust, and the
  * policy signer's public key to verify the bundle. It must activate the
  * bundle, decide like the policy says, and pick up an accepted change by
- * polling (ETag / 304 in between). The OPA process is stopped by its PID.
+ * polling. The OPA process is stopped by its PID.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';

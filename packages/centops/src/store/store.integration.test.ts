@@ -454,7 +454,15 @@ function suite(backend: Backend): void {
           ['create', () => store.create('Organisation', organisation('police'), OPERATOR), 1],
           ['update', () => store.update('Organisation', organisation('police', { name: 'P' }), OPERATOR), 2],
           ['unchanged', () => store.update('Organisation', organisation('police', { name: 'P' }), OPERATOR), 2],
-          ['refused', () => store.create('Organisation', organisation('police'), OPERATOR).catch(() => null), 2],
+          [
+            'refused',
+            () =>
+              assert.rejects(
+                store.create('Organisation', organisation('police'), OPERATOR),
+                (error: unknown) => isDmrError(error) && error.code === 'CONFLICT',
+              ),
+            2,
+          ],
           [
             'batch of three',
             () =>

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startBrokers, type BrokerHarness, type ManagementClient } from '@dmr/broker-harness';
+import { isDmrError } from '@dmr/core';
 import { CertificateAuthority } from '@dmr/pki';
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
 import { reconcile } from './apply.js';
@@ -63,8 +64,10 @@ async function queueInfo(management: ManagementClient, name: string): Promise<Re
   try {
     return (await management.request('GET', `/queues/${encodeURIComponent(VHOST)}/${encodeURIComponent(name)}`)) as
       Record<string, unknown> | undefined;
-  } catch {
-    return undefined;
+  } catch (error) {
+    // Only "no such queue" means gone; a 401 or an unreachable API must fail the test.
+    if (isDmrError(error) && error.details.status === 404) return undefined;
+    throw error;
   }
 }
 

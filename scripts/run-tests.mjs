@@ -22,8 +22,7 @@ function findTests(dir) {
   return found;
 }
 
-const files = readdirSync('packages')
-  .map((pkg) => join('packages', pkg, 'dist'))
+const files = [...readdirSync('packages').map((pkg) => join('packages', pkg, 'dist')), join('bench', 'dist')]
   .filter((dist) => {
     try {
       return statSync(dist).isDirectory();

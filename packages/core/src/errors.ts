@@ -236,6 +236,41 @@ export const ERROR_CATALOGUE = {
     summary: "The message's origin node (dmr-origin) is on the denylist.",
   },
   HOPS_INVALID: { exitCode: 13, httpStatus: 422, summary: 'The dmr-hops header is not a JSON list of {node, at}.' },
+  POLICY_DENIED: {
+    exitCode: 13,
+    httpStatus: 403,
+    summary: 'The policy denied the message; the report carries the policy reasons (e.g. NO_GRANT) and revision.',
+  },
+  RECIPIENT_UNREACHABLE: {
+    exitCode: 13,
+    httpStatus: 503,
+    summary: "The recipient's home node has no route from this node (or relaying is not available here).",
+  },
+  RECIPIENT_QUEUE_FULL: {
+    exitCode: 13,
+    httpStatus: 503,
+    summary: "The recipient's queue is at its length limit (limits.queueMaxLength); send again later.",
+  },
+  MESSAGE_EXPIRED: {
+    exitCode: 13,
+    httpStatus: 410,
+    summary: 'The message expired (its expiration or limits.maxTtlMs) before the recipient took it.',
+  },
+  DELIVERY_LIMIT_EXCEEDED: {
+    exitCode: 13,
+    httpStatus: 422,
+    summary: 'The recipient returned the message more often than limits.deliveryLimit allows; it was dead-lettered.',
+  },
+  NODE_CONFIG_INVALID: {
+    exitCode: 2,
+    httpStatus: 400,
+    summary: 'The node run configuration file is invalid; the details list every problem.',
+  },
+  ENROLMENT_FAILED: {
+    exitCode: 11,
+    httpStatus: 502,
+    summary: 'The node could not obtain its certificate from CentOps (token refused, CSR refused or CentOps down).',
+  },
   INTERNAL: { exitCode: 1, httpStatus: 500, summary: 'An unexpected failure; the message says where.' },
 } as const satisfies Record<string, { exitCode: number; httpStatus: number; summary: string }>;
 

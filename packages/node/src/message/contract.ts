@@ -112,6 +112,13 @@ export const MESSAGE_REJECTION_CODES = [
   'HOP_SIGNATURE_INVALID',
   'ORIGIN_DENIED',
   'HOPS_INVALID',
+  // Decided after the checks above: by the policy, by routing, by the recipient's queue, or later by the broker.
+  'POLICY_DENIED',
+  'POLICY_UNAVAILABLE',
+  'RECIPIENT_UNREACHABLE',
+  'RECIPIENT_QUEUE_FULL',
+  'MESSAGE_EXPIRED',
+  'DELIVERY_LIMIT_EXCEEDED',
 ] as const satisfies readonly ErrorCode[];
 
 export type MessageRejectionCode = (typeof MESSAGE_REJECTION_CODES)[number];

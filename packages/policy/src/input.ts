@@ -62,7 +62,20 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function keys(value: unknown, path: string, required: string[], optional: string[], problems: Problems): boolean {
+/** The shape of each object in the input: its required and optional keys (built once, not per decision). */
+const SHAPES = {
+  principal: { required: ['id', 'organisation', 'roles', 'labels'], optional: [] },
+  message: { required: ['id', 'type', 'size'], optional: ['expiresAt', 'ttl'] },
+  hop: { required: ['origin', 'count'], optional: ['previous'] },
+  input: { required: ['sender', 'recipient', 'message', 'hop', 'node'], optional: [] },
+  node: { required: ['id'], optional: [] },
+} as const satisfies Record<string, { required: readonly string[]; optional: readonly string[] }>;
+
+type Shape = (typeof SHAPES)[keyof typeof SHAPES];
+
+function keys(value: unknown, path: string, shape: Shape, problems: Problems): boolean {
+  const required: readonly string[] = shape.required;
+  const optional: readonly string[] = shape.optional;
   if (!isRecord(value)) {
     problems.push({ path, message: 'must be an object' });
     return false;
@@ -91,7 +104,7 @@ function count(value: unknown, path: string, problems: Problems): void {
 }
 
 function principal(value: unknown, path: string, problems: Problems): void {
-  if (!keys(value, path, ['id', 'organisation', 'roles', 'labels'], [], problems)) return;
+  if (!keys(value, path, SHAPES.principal, problems)) return;
   const p = value as Record<string, unknown>;
   name(p.id, `${path}/id`, problems);
   name(p.organisation, `${path}/organisation`, problems);
@@ -111,7 +124,7 @@ function principal(value: unknown, path: string, problems: Problems): void {
 }
 
 function message(value: unknown, problems: Problems): void {
-  if (!keys(value, '/message', ['id', 'type', 'size'], ['expiresAt', 'ttl'], problems)) return;
+  if (!keys(value, '/message', SHAPES.message, problems)) return;
   const m = value as Record<string, unknown>;
   name(m.id, '/message/id', problems);
   name(m.type, '/message/type', problems);
@@ -123,7 +136,7 @@ function message(value: unknown, problems: Problems): void {
 }
 
 function hop(value: unknown, problems: Problems): void {
-  if (!keys(value, '/hop', ['origin', 'count'], ['previous'], problems)) return;
+  if (!keys(value, '/hop', SHAPES.hop, problems)) return;
   const h = value as Record<string, unknown>;
   name(h.origin, '/hop/origin', problems);
   name(h.previous, '/hop/previous', problems);
@@ -133,13 +146,13 @@ function hop(value: unknown, problems: Problems): void {
 /** Every way `value` breaks the input contract; empty when it is a valid PolicyInput. */
 export function policyInputProblems(value: unknown): InputProblem[] {
   const problems: Problems = [];
-  if (!keys(value, '', ['sender', 'recipient', 'message', 'hop', 'node'], [], problems)) return problems;
+  if (!keys(value, '', SHAPES.input, problems)) return problems;
   const input = value as Record<string, unknown>;
   if (input.sender !== undefined) principal(input.sender, '/sender', problems);
   if (input.recipient !== undefined) principal(input.recipient, '/recipient', problems);
   if (input.message !== undefined) message(input.message, problems);
   if (input.hop !== undefined) hop(input.hop, problems);
-  if (input.node !== undefined && keys(input.node, '/node', ['id'], [], problems)) {
+  if (input.node !== undefined && keys(input.node, '/node', SHAPES.node, problems)) {
     name((input.node as Record<string, unknown>).id, '/node/id', problems);
   }
   return problems;

@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { DmrError, assertPrincipalKind, formatDuration, parseDuration, spiffeId, type PrincipalKind } from '@dmr/core';
@@ -27,6 +26,7 @@ import {
   type PendingFile,
 } from '@dmr/pki';
 import { action } from '../action.js';
+import { readInput, required } from '../options.js';
 import { printResult, renderFields } from '../output.js';
 import { recordStatus, renderRecords, renderReport } from './pki-render.js';
 
@@ -35,33 +35,10 @@ function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
-function required(value: string | undefined, flag: string, example: string): string {
-  if (value === undefined || value.trim() === '') {
-    throw new DmrError('INVALID_ARGUMENT', `${flag} is required`, { hint: `e.g. ${flag} ${example}` });
-  }
-  return value;
-}
-
 function kindOption(value: string | undefined): PrincipalKind {
   const kind = required(value, '--kind', 'client');
   assertPrincipalKind(kind);
   return kind;
-}
-
-async function readInput(path: string, what: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (error) {
-    const missing = error instanceof Error && 'code' in error && error.code === 'ENOENT';
-    throw new DmrError(
-      missing ? 'NOT_FOUND' : 'INVALID_ARGUMENT',
-      `cannot read ${what} ${path}${missing ? ': no such file' : ''}`,
-      {
-        details: { path },
-        cause: error,
-      },
-    );
-  }
 }
 
 /** Output files are checked before any work and written together at the end, so a failure leaves none behind. */

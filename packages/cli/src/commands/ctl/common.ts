@@ -1,7 +1,5 @@
-/** What every `dmr ctl` command needs: its config, an API client, and input files (`-` is stdin). */
-import { readFile } from 'node:fs/promises';
+/** What every `dmr ctl` command needs: its config and an API client. Option and input helpers: ../../options.ts. */
 import type { Command } from 'commander';
-import { DmrError } from '@dmr/core';
 import { CentOpsClient } from './client.js';
 import { loadCtlConfig, type CtlConfig } from './config.js';
 
@@ -14,48 +12,4 @@ export async function apiClient(command: Command): Promise<CentOpsClient> {
   return CentOpsClient.forApi(await ctlConfig(command));
 }
 
-export function required(value: string | undefined, flag: string, example: string): string {
-  if (value === undefined || value.trim() === '') {
-    throw new DmrError('INVALID_ARGUMENT', `${flag} is required`, { hint: `e.g. ${flag} ${example}` });
-  }
-  return value;
-}
-
-async function readStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
-  return Buffer.concat(chunks).toString('utf8');
-}
-
-/** A file's text, or stdin for `-`; a missing file is NOT_FOUND naming it. */
-export async function readInput(path: string, what: string): Promise<string> {
-  if (path === '-') return readStdin();
-  try {
-    return await readFile(path, 'utf8');
-  } catch (error) {
-    const missing = error instanceof Error && 'code' in error && error.code === 'ENOENT';
-    throw new DmrError(
-      missing ? 'NOT_FOUND' : 'INVALID_ARGUMENT',
-      `cannot read ${what} ${path}${missing ? ': no such file' : ''}`,
-      {
-        details: { path },
-        cause: error,
-      },
-    );
-  }
-}
-
-/** A positive integer option (`--limit 50`). */
-export function positiveInt(value: string | undefined, flag: string, max: number): number | undefined {
-  if (value === undefined) return undefined;
-  const number = Number(value);
-  if (!Number.isInteger(number) || number < 1 || number > max) {
-    throw new DmrError('INVALID_ARGUMENT', `${flag} must be a whole number from 1 to ${max}, not "${value}"`);
-  }
-  return number;
-}
-
-/** Commander collector for options given several times (--label a=b --label c=d). */
-export function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
+export { collect, positiveInt, readInput, required } from '../../options.js';

@@ -4,12 +4,23 @@
  */
 import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseCrl, installCrlFile, type InstalledCrl } from './crl.js';
 import { nodeView, type BrokerNode } from './harness.js';
+import { nodeTlsFiles } from './layout.js';
 import { ManagementClient } from './management.js';
+import { envForNode } from './node.js';
 import { isRunning } from './processes.js';
-import { readState, writeState, type HarnessStatus, type Lifetime } from './state.js';
+import { rabbitmqctl, type CtlResult } from './rabbitmqctl.js';
+import {
+  readState,
+  writeState,
+  type HarnessState,
+  type HarnessStatus,
+  type Lifetime,
+  type NodeState,
+} from './state.js';
+import { installBrokerTls } from './tls-install.js';
 import { harnessProcesses, stopFromState, type StopReport } from './teardown.js';
 import { LOOPBACK } from './node-config.js';
 import { DmrError } from '@dmr/core';
@@ -56,7 +67,7 @@ export async function brokerStatus(dir: string): Promise<BrokerStatus> {
   const nodes = await Promise.all(
     state.nodes.map(async (node): Promise<NodeStatus> => {
       const running = isRunning(node.beam);
-      return { ...nodeView(node), running, listening: running && (await acceptsTcp(node.ports.amqps)) };
+      return { ...nodeView(node, state.dir), running, listening: running && (await acceptsTcp(node.ports.amqps)) };
     }),
   );
   let revokedCount: number | null = null;
@@ -109,5 +120,66 @@ export async function managementFor(dir: string, index = 0): Promise<ManagementC
   const node = state.nodes[index];
   if (!node) throw new DmrError('INVALID_ARGUMENT', `the harness in ${dir} has no node ${index}`);
   const password = (await readFile(state.admin.passwordFile, 'utf8')).trim();
-  return new ManagementClient({ baseUrl: nodeView(node).managementUrl, username: state.admin.username, password });
+  return new ManagementClient({
+    baseUrl: nodeView(node, state.dir).managementUrl,
+    username: state.admin.username,
+    password,
+  });
+}
+
+export type RabbitmqctlRunner = (args: readonly string[], timeoutMs?: number) => Promise<CtlResult>;
+
+function ctlRunner(state: HarnessState, node: NodeState): RabbitmqctlRunner {
+  const ctl = join(state.rabbitmq.sbinDir, 'rabbitmqctl');
+  return (args, timeoutMs) => rabbitmqctl(ctl, envForNode(state, node), node.nodename, args, timeoutMs);
+}
+
+/**
+ * `rabbitmqctl -n <node> ...` for node `node` (index or name) of a harness
+ * directory, from any process: the CLI needs the harness's HOME (cookie),
+ * epmd port and CLI distribution ports, which come from harness.json.
+ */
+export async function rabbitmqctlFor(dir: string, node: number | string = 0): Promise<RabbitmqctlRunner> {
+  const state = await readState(resolve(dir));
+  const found = typeof node === 'number' ? state.nodes[node] : state.nodes.find((entry) => entry.name === node);
+  if (!found) throw new DmrError('INVALID_ARGUMENT', `the harness in ${dir} has no node ${node}`);
+  return ctlRunner(state, found);
+}
+
+/**
+ * `ssl:clear_pem_cache()` on every running node of a harness directory: the
+ * nodes re-read their trust bundle for the next handshake (see installBrokerTls).
+ */
+export async function clearPemCacheInDir(dir: string): Promise<void> {
+  const state = await readState(resolve(dir));
+  await Promise.all(
+    state.nodes
+      .filter((node) => isRunning(node.beam))
+      .map(async (node) => {
+        const { stdout } = await ctlRunner(state, node)(['eval', 'ssl:clear_pem_cache().'], 30_000);
+        if (stdout.trim() !== 'ok') {
+          throw new DmrError(
+            'BROKER_COMMAND_FAILED',
+            `ssl:clear_pem_cache() on ${node.nodename} said: ${stdout.trim()}`,
+            {
+              details: { node: node.nodename },
+            },
+          );
+        }
+      }),
+  );
+}
+
+/** Replaces the trust bundle of every node of a harness directory and makes them use it (e.g. a CA rollover). */
+export async function installTrustBundleInDir(dir: string, pem: string): Promise<{ certificates: number }> {
+  const state = await readState(resolve(dir));
+  const [first] = state.nodes;
+  if (!first) throw new DmrError('INVALID_ARGUMENT', `the harness in ${dir} has no nodes`);
+  const { trustBundle } = await installBrokerTls({
+    tls: first.tls ?? nodeTlsFiles(state.dir, first.paths),
+    trustBundlePem: pem,
+    reload: () => clearPemCacheInDir(state.dir),
+  });
+  if (!trustBundle) throw new DmrError('INTERNAL', 'installBrokerTls returned no trust bundle');
+  return trustBundle;
 }

@@ -6,7 +6,7 @@ import { DmrError } from '@dmr/core';
 import type { CertificateAuthority } from '@dmr/pki';
 import { canonicalName, crlFileName, crlRefreshDelayMs, installCrlFile, nameHash, parseCrl } from './crl.js';
 import { encodeElement, TAG } from './der.js';
-import { makeTempDir, makeTestCa } from './testing.js';
+import { makeTempDir, makeTestCa, skipUnless } from './testing.js';
 
 const OID_CN = Uint8Array.from([0x06, 0x03, 0x55, 0x04, 0x03]);
 const OID_O = Uint8Array.from([0x06, 0x03, 0x55, 0x04, 0x0a]);
@@ -25,15 +25,6 @@ function name(...rdns: Array<Array<[Uint8Array, number, string]>>): Uint8Array {
   return encodeElement(TAG.SEQUENCE, Buffer.concat(sets));
 }
 
-function hasOpenssl(): boolean {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 describe('CRL naming for ssl_crl_hash_dir', () => {
   let temp: Awaited<ReturnType<typeof makeTempDir>>;
   let ca: CertificateAuthority;
@@ -46,7 +37,7 @@ describe('CRL naming for ssl_crl_hash_dir', () => {
 
   it(
     'names the file <hash>.r0 with the hash `openssl crl -hash` prints',
-    { skip: !hasOpenssl() && 'no openssl' },
+    { skip: skipUnless('openssl', () => execFileSync('openssl', ['version'], { stdio: 'ignore' })) },
     async () => {
       const pem = await ca.createCrl();
       const file = `${temp.path}/ca.crl`;

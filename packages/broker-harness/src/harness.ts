@@ -4,19 +4,28 @@
  * sharing one private epmd, one CRL directory and one harness directory.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm, writeFile, readdir } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { mkdir, readFile, rm, writeFile, readdir } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { assertValidId, DmrError } from '@dmr/core';
 import type { CertificateAuthority } from '@dmr/pki';
 import type { ChannelModel } from 'amqplib';
 import { registerCleanup, unregisterCleanup, type Cleanable } from './cleanup.js';
 import { connectWithCertificate, type CertificateConnectOptions } from './connect.js';
+import { clearPemCacheInDir } from './control.js';
 import type { InstalledCrl } from './crl.js';
 import { CrlKeeper } from './crl-keeper.js';
-import { startEpmd } from './epmd.js';
-import { harnessPaths, nodePaths, STATE_FILE_NAME, type HarnessPaths } from './layout.js';
+import { epmdNames, startEpmd } from './epmd.js';
+import {
+  harnessPaths,
+  nodePaths,
+  nodeTlsFiles,
+  STATE_FILE_NAME,
+  type BrokerTlsFiles,
+  type HarnessPaths,
+} from './layout.js';
 import { ManagementClient } from './management.js';
-import { awaitNodeReady, envForNode, launchNode, type LaunchedNode, type NodeExit } from './node.js';
+import { awaitNodeReady, envForNode, launchNode, stopNode, type LaunchedNode, type NodeExit } from './node.js';
 import {
   ADMIN_USERNAME,
   LOOPBACK,
@@ -30,6 +39,7 @@ import { isRunning, processRef } from './processes.js';
 import { locateRabbitmq } from './rabbitmq-install.js';
 import { readState, readStateSync, writeState, type HarnessState, type Lifetime, type NodeState } from './state.js';
 import { anyRunning, harnessProcesses, killFromStateSync, stopFromState, type StopReport } from './teardown.js';
+import { installBrokerTls, type ServerCertificateInfo } from './tls-install.js';
 import { spawnWatchdog } from './watchdog.js';
 
 /** What the harness needs from `@dmr/pki`'s CertificateAuthority. */
@@ -39,7 +49,17 @@ export type HarnessCa = Pick<
 >;
 
 export type HarnessPhase =
-  'prepare' | 'certificates' | 'crl' | 'epmd' | 'boot' | 'ready' | 'stop' | 'crl-refresh' | 'crl-refresh-failed';
+  | 'prepare'
+  | 'certificates'
+  | 'crl'
+  | 'epmd'
+  | 'boot'
+  | 'ready'
+  | 'stop'
+  | 'restart'
+  | 'tls-install'
+  | 'crl-refresh'
+  | 'crl-refresh-failed';
 
 export interface HarnessProgress {
   phase: HarnessPhase;
@@ -99,8 +119,21 @@ export interface BrokerNode {
   prometheusUrl: string;
   ports: NodePorts;
   logFile: string;
+  /** Of the last boot (the start, or the last restartNode). */
   bootMs: number | null;
   pid: number | null;
+  /** The files the TLS listener uses: replace them with installBrokerTls to rotate without a restart. */
+  tls: BrokerTlsFiles;
+  /** The server certificate the harness last installed. */
+  certificate: NodeState['certificate'];
+}
+
+export interface RestartReport {
+  /** From the stop request until the node passed the readiness check again. */
+  downMs: number;
+  /** False when the node had to be killed instead of shutting down by itself. */
+  graceful: boolean;
+  bootMs: number;
 }
 
 const DEFAULT_PROCESS_CRL_VALIDITY_MS = 60 * 60 * 1000;
@@ -116,7 +149,7 @@ export function nodeNames(prefix: string, count: number): string[] {
   return Array.from({ length: count }, (_, i) => `${prefix}-broker-${i + 1}`);
 }
 
-export function nodeView(node: NodeState): BrokerNode {
+export function nodeView(node: NodeState, dir: string): BrokerNode {
   return {
     name: node.name,
     nodename: node.nodename,
@@ -130,6 +163,8 @@ export function nodeView(node: NodeState): BrokerNode {
     logFile: node.paths.logFile,
     bootMs: node.bootMs,
     pid: node.beam?.pid ?? null,
+    tls: node.tls ?? nodeTlsFiles(dir, node.paths),
+    certificate: node.certificate,
   };
 }
 
@@ -239,6 +274,7 @@ export async function startBrokers(options: StartBrokersOptions): Promise<Broker
         beam: null,
         bootMs: null,
         certificate: { serial: '', notAfter: '', fingerprintSha256: '' },
+        tls: nodeTlsFiles(dir, nodePaths(dir, name, nodename)),
       };
     }),
     error: null,
@@ -415,16 +451,20 @@ export interface BrokerConnectOptions extends Omit<CertificateConnectOptions, 'p
 /** A running set of harness nodes. In 'process' lifetime, stop() it (tests: in `after`). */
 export class BrokerHarness implements Cleanable {
   readonly dir: string;
-  readonly nodes: readonly BrokerNode[];
-  readonly trustBundlePem: string;
   readonly adminUsername = ADMIN_USERNAME;
   readonly lifetime: Lifetime;
   #state: HarnessState;
+  #nodes: readonly BrokerNode[];
+  #trustBundlePem: string;
   readonly #crl: CrlKeeper;
   readonly #adminPassword: string;
   readonly #options: StartBrokersOptions;
   #stopping: Promise<StopReport> | undefined;
   #released = false;
+  /** Nodes whose server process is being replaced: their old process's exit is expected. */
+  readonly #restarting = new Set<string>();
+  /** Serialises this object's read-modify-write cycles of harness.json. */
+  #stateWrites: Promise<void> = Promise.resolve();
 
   /** Use startBrokers(). */
   constructor(state: HarnessState, crl: CrlKeeper, ca: HarnessCa, adminPassword: string, options: StartBrokersOptions) {
@@ -435,13 +475,23 @@ export class BrokerHarness implements Cleanable {
     this.#options = options;
     this.dir = state.dir;
     this.lifetime = state.lifetime;
-    this.nodes = state.nodes.map(nodeView);
-    this.trustBundlePem = trustBundleFor(ca);
+    this.#nodes = state.nodes.map((node) => nodeView(node, state.dir));
+    this.#trustBundlePem = trustBundleFor(ca);
     if (state.lifetime === 'process') registerCleanup(this, { signals: options.handleSignals ?? true });
   }
 
   get state(): Readonly<HarnessState> {
     return this.#state;
+  }
+
+  /** A fresh view after every restart or certificate installation (new PID, serial). */
+  get nodes(): readonly BrokerNode[] {
+    return this.#nodes;
+  }
+
+  /** What the nodes trust for client certificates, and what connect() trusts for the server's. */
+  get trustBundlePem(): string {
+    return this.#trustBundlePem;
   }
 
   node(index = 0): BrokerNode {
@@ -478,12 +528,197 @@ export class BrokerHarness implements Cleanable {
     return this.#crl.refresh();
   }
 
+  /**
+   * Replaces node `index`'s server certificate while it runs: the next TLS
+   * handshake presents the new one (the node reads its PEM files on every
+   * handshake), live connections keep theirs. Validated before anything is
+   * written. Same as installBrokerTls() on `node(index).tls`, plus the record
+   * in harness.json.
+   *
+   * The readiness check of a later restartNode() uses this certificate as a
+   * client certificate too: give one issued by @dmr/pki for kind 'node'.
+   */
+  async installServerCertificate(
+    index: number,
+    material: { chainPem: string; privateKeyPem: string },
+  ): Promise<ServerCertificateInfo> {
+    this.#assertUsable('install a server certificate');
+    const node = this.#nodeState(index);
+    const { certificate } = await installBrokerTls({
+      tls: this.node(index).tls,
+      chainPem: material.chainPem,
+      privateKeyPem: material.privateKeyPem,
+    });
+    if (!certificate) throw new DmrError('INTERNAL', 'installBrokerTls returned no certificate');
+    const record = {
+      serial: certificate.serial,
+      notAfter: certificate.notAfter,
+      fingerprintSha256: certificate.fingerprintSha256,
+    };
+    await this.#updateNode(node.name, { certificate: record });
+    this.#progress({
+      phase: 'tls-install',
+      node: node.name,
+      message: `installed server certificate ${certificate.serial} (until ${certificate.notAfter})`,
+    });
+    return certificate;
+  }
+
+  /**
+   * Replaces the trust bundle every node verifies client certificates
+   * against (one file for the whole harness) while they run, then makes
+   * each node re-read it (`ssl:clear_pem_cache()`, ≈0.4 s per CLI call). For a CA
+   * rollover, pass old and new roots together; a client of the new CA also
+   * needs that CA's CRL in `node().tls.crlDir` (installCrlFile), since every
+   * client certificate is checked against its issuer's CRL.
+   */
+  async installTrustBundle(pem: string): Promise<{ certificates: number }> {
+    this.#assertUsable('install a trust bundle');
+    const { trustBundle } = await installBrokerTls({
+      tls: this.node(0).tls,
+      trustBundlePem: pem,
+      reload: () => clearPemCacheInDir(this.dir),
+    });
+    if (!trustBundle) throw new DmrError('INTERNAL', 'installBrokerTls returned no trust bundle');
+    this.#trustBundlePem = `${pem.trim()}\n`;
+    this.#progress({
+      phase: 'tls-install',
+      message: `installed a trust bundle of ${trustBundle.certificates} certificate(s)`,
+    });
+    return trustBundle;
+  }
+
+  /**
+   * Restarts node `index` the way a broker host restart looks to clients: a
+   * real stop of the node's server process (`rabbitmqctl stop`, so every
+   * client connection is closed with 320 CONNECTION_FORCED), then a new
+   * server process on the same data directory, ports, configuration and TLS
+   * files. Durable queues, their messages, users and permissions survive.
+   * Resolves once the node passed the same readiness check as at start (a
+   * mutual-TLS handshake answered by AMQP connection.start). The new PIDs are
+   * in harness.json before the node is ready, so the watchdog and exit hooks
+   * cover the new process at every moment.
+   */
+  async restartNode(index = 0): Promise<RestartReport> {
+    this.#assertUsable('restart a node');
+    const node = this.#nodeState(index);
+    if (this.#restarting.has(node.name)) {
+      throw new DmrError('CONFLICT', `${node.name} is already being restarted`);
+    }
+    if (!isRunning(node.beam)) {
+      throw new DmrError('BROKER_NOT_RUNNING', `${node.name} is not running, so it cannot be restarted`, {
+        hint: 'a harness node that died is not brought back; start a new harness',
+        details: { node: node.nodename },
+      });
+    }
+    this.#restarting.add(node.name);
+    const started = Date.now();
+    try {
+      const sbin = this.#state.rabbitmq.sbinDir;
+      const ctl = join(sbin, 'rabbitmqctl');
+      this.#progress({ phase: 'restart', node: node.name, message: `stopping ${node.name}` });
+      const stopped = await stopNode(ctl, this.#state, node);
+      await this.#awaitEpmdForgets(node.nodename);
+
+      // A stop() that began while this one was stopping the node must not find a node started after it looked.
+      this.#assertUsable('restart a node');
+      const env = envForNode(this.#state, node);
+      const bootStarted = Date.now();
+      const child = launchNode(join(sbin, 'rabbitmq-server'), env, node);
+      await this.#updateNode(node.name, { shell: child.shell, beam: null });
+      void child.exited.then((exit) => this.nodeExited(node.name, exit));
+      this.#progress({ phase: 'restart', node: node.name, message: `booting ${node.name} again` });
+
+      const tls = this.node(index).tls;
+      // The files, not what the harness started with: a certificate or bundle installed since is what serves now.
+      const [certificatePem, privateKeyPem, caPem] = await Promise.all([
+        readFile(tls.certFile, 'utf8'),
+        readFile(tls.keyFile, 'utf8'),
+        readFile(tls.caFile, 'utf8'),
+      ]);
+      const ready = await awaitNodeReady({
+        ctl,
+        env,
+        epmdPort: this.#state.epmd.port,
+        node: this.#nodeState(index),
+        launched: child,
+        startedAt: bootStarted,
+        timeoutMs: this.#options.bootTimeoutMs ?? 90_000,
+        probe: { port: node.ports.amqps, caPem, certificatePem, privateKeyPem },
+        onPhase: (message) =>
+          this.#progress({ phase: 'restart', node: node.name, message, ms: Date.now() - bootStarted }),
+      });
+      await this.#updateNode(node.name, { beam: ready.beam, bootMs: ready.bootMs });
+      const downMs = Date.now() - started;
+      this.#progress({
+        phase: 'ready',
+        node: node.name,
+        message: `ready again after ${downMs} ms down (boot ${ready.bootMs} ms)`,
+        ms: downMs,
+      });
+      return { downMs, graceful: stopped.graceful, bootMs: ready.bootMs };
+    } finally {
+      this.#restarting.delete(node.name);
+    }
+  }
+
+  #assertUsable(what: string): void {
+    if (this.#stopping || this.#released || this.#state.status === 'stopped') {
+      throw new DmrError('BROKER_NOT_RUNNING', `cannot ${what}: the harness in ${this.dir} was stopped or released`);
+    }
+  }
+
+  #nodeState(index: number): NodeState {
+    const node = this.#state.nodes[index];
+    if (!node) {
+      throw new DmrError('INVALID_ARGUMENT', `there is no node ${index} (the harness has ${this.#state.nodes.length})`);
+    }
+    return node;
+  }
+
+  /**
+   * After a stop the old node's epmd registration goes away with its
+   * connection; a new node registering under the same name before that would
+   * be refused, and the readiness check would mistake the old entry for the new node.
+   */
+  async #awaitEpmdForgets(nodename: string): Promise<void> {
+    const shortName = nodename.split('@')[0];
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      const names = await epmdNames(this.#state.epmd.port).catch(() => []);
+      if (!names.some((entry) => entry.name === shortName)) return;
+      await sleep(100);
+    }
+  }
+
+  /** Updates one node in memory (for exit hooks) and in harness.json (for other processes and the watchdog). */
+  #updateNode(name: string, patch: Partial<NodeState>): Promise<void> {
+    const nodes = this.#state.nodes.map((node) => (node.name === name ? { ...node, ...patch } : node));
+    this.#state = { ...this.#state, nodes };
+    this.#nodes = nodes.map((node) => nodeView(node, this.dir));
+    return this.#patchStateFile((onDisk) => ({
+      ...onDisk,
+      nodes: onDisk.nodes.map((node) => (node.name === name ? { ...node, ...patch } : node)),
+    }));
+  }
+
+  /**
+   * Re-reads before writing: another process (dmr broker stop/crl) may have
+   * changed the file; only the fields this harness owns are replaced.
+   */
+  #patchStateFile(patch: (onDisk: HarnessState) => HarnessState): Promise<void> {
+    const write = this.#stateWrites.then(async () => {
+      const onDisk = await readState(this.dir).catch(() => undefined);
+      if (onDisk) await writeState(patch(onDisk));
+    });
+    this.#stateWrites = write.catch(() => undefined);
+    return write;
+  }
+
   async #recordCrl(installed: InstalledCrl): Promise<void> {
     const crl = crlRecord(this.#state.crl.dir, installed);
     this.#state = { ...this.#state, crl };
-    // Re-read: another process may have stopped the harness; only the CRL fields are ours to change.
-    const onDisk = await readState(this.dir).catch(() => undefined);
-    if (onDisk) await writeState({ ...onDisk, crl });
+    await this.#patchStateFile((onDisk) => ({ ...onDisk, crl }));
   }
 
   #progress(event: HarnessProgress): void {
@@ -496,6 +731,7 @@ export class BrokerHarness implements Cleanable {
       this.#crl.stop();
       this.#progress({ phase: 'stop', message: `stopping ${this.nodes.map((node) => node.name).join(', ')}` });
       this.#stopping = (async () => {
+        await this.#stateWrites;
         const onDisk = await readState(this.dir).catch(() => this.#state);
         const report = await stopFromState(onDisk);
         this.#state = { ...this.#state, status: 'stopped' };
@@ -533,7 +769,7 @@ export class BrokerHarness implements Cleanable {
 
   /** @internal */
   nodeExited(name: string, exit: NodeExit): void {
-    let expected = this.#stopping !== undefined || this.#released;
+    let expected = this.#stopping !== undefined || this.#released || this.#restarting.has(name);
     if (!expected) {
       // A stop from another process (dmr broker stop) is expected too.
       try {

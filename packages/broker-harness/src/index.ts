@@ -9,16 +9,22 @@ export {
   type HarnessPhase,
   type HarnessProgress,
   type NodeExitEvent,
+  type RestartReport,
   type StartBrokersOptions,
 } from './harness.js';
 export {
   brokerStatus,
+  clearPemCacheInDir,
   installCrlInDir,
+  installTrustBundleInDir,
   managementFor,
+  rabbitmqctlFor,
   stopBrokers,
   type BrokerStatus,
   type NodeStatus,
+  type RabbitmqctlRunner,
 } from './control.js';
+export type { CtlResult } from './rabbitmqctl.js';
 export { connectWithCertificate, type CertificateConnectOptions } from './connect.js';
 export {
   crlFileName,
@@ -37,7 +43,22 @@ export {
   type ManagementCredentials,
   type Permissions,
 } from './management.js';
-export { harnessPaths, nodePaths, type HarnessPaths, type NodePaths } from './layout.js';
+export {
+  harnessPaths,
+  nodePaths,
+  nodeTlsFiles,
+  type BrokerTlsFiles,
+  type HarnessPaths,
+  type NodePaths,
+} from './layout.js';
+export {
+  checkServerCertificate,
+  checkTrustBundle,
+  installBrokerTls,
+  type InstallBrokerTlsOptions,
+  type InstalledBrokerTls,
+  type ServerCertificateInfo,
+} from './tls-install.js';
 export { ADMIN_USERNAME, HARNESS_PLUGINS } from './node-config.js';
 export type { NodePorts, HarnessPorts } from './ports.js';
 export { isRunning, type ProcessRef } from './processes.js';

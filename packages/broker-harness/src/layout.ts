@@ -39,6 +39,33 @@ export interface NodePaths {
   pidFile: string;
 }
 
+/**
+ * The files a node's TLS listener uses. Replacing them is how a running
+ * broker gets a new server certificate (re-read on every handshake thanks to
+ * `bypass_pem_cache`), trust bundle (re-read after `ssl:clear_pem_cache()`)
+ * or CRL (re-read when the file changes): see installBrokerTls.
+ */
+export interface BrokerTlsFiles {
+  /** Server certificate chain, leaf first (`certfile`). */
+  certFile: string;
+  /** Its private key (`keyfile`), mode 0600. */
+  keyFile: string;
+  /** Trust anchors for client certificates (`cacertfile`); shared by every node of a harness. */
+  caFile: string;
+  /** `<issuer hash>.r0` CRL files (`ssl_crl_hash_dir`); shared by every node of a harness. */
+  crlDir: string;
+}
+
+export function nodeTlsFiles(dir: string, paths: Pick<NodePaths, 'certificateFile' | 'keyFile'>): BrokerTlsFiles {
+  const harness = harnessPaths(dir);
+  return {
+    certFile: paths.certificateFile,
+    keyFile: paths.keyFile,
+    caFile: harness.trustBundleFile,
+    crlDir: harness.crlDir,
+  };
+}
+
 export const STATE_FILE_NAME = 'harness.json';
 
 export function harnessPaths(dir: string): HarnessPaths {

@@ -14,7 +14,7 @@ import {
   type NodeConfigInput,
 } from './node-config.js';
 import { layoutPorts } from './ports.js';
-import { makeTempDir } from './testing.js';
+import { makeTempDir, skipUnless } from './testing.js';
 
 const ports = layoutPorts(24000, 1).nodes[0];
 assert.ok(ports);
@@ -94,6 +94,8 @@ describe('advanced.config', () => {
       "{versions, ['tlsv1.3', 'tlsv1.2']}",
       '{crl_check, peer}',
       '{crl_cache, {ssl_crl_hash_dir, {internal, [{dir, "/srv/h/crl"}]}}}',
+      // Hot swap of the server certificate and trust bundle by file replacement alone.
+      '{ssl, [{bypass_pem_cache, true}]}',
     ]) {
       assert.ok(text.includes(expected), `missing ${expected}`);
     }
@@ -104,31 +106,36 @@ describe('advanced.config', () => {
     assert.equal(erlangString('a"b\\c'), '"a\\"b\\\\c"');
   });
 
-  it('is a valid Erlang term file', { skip: !hasErl() && 'no erl' }, async () => {
-    const temp = await makeTempDir('advanced-config');
-    try {
-      const file = `${temp.path}/advanced.config`;
-      writeFileSync(file, renderAdvancedConfig({ ...input, crlDir: '/tmp/with "quote"' }));
-      const out = execFileSync(
-        'erl',
-        [
-          '-noshell',
-          '-eval',
-          `{ok, [[{rabbit, R}]]} = file:consult("${file}"), io:format("~p", [proplists:get_value(crl_check, proplists:get_value(ssl_options, R))]), halt().`,
-        ],
-        { encoding: 'utf8', env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: temp.path } },
-      );
-      assert.equal(out.trim(), 'peer');
-    } finally {
-      await temp.remove();
-    }
-  });
+  it(
+    'is a valid Erlang term file',
+    { skip: skipUnless('erl', () => execFileSync('erl', ['-version'], { stdio: 'ignore' })) },
+    async () => {
+      const temp = await makeTempDir('advanced-config');
+      try {
+        const file = `${temp.path}/advanced.config`;
+        writeFileSync(file, renderAdvancedConfig({ ...input, crlDir: '/tmp/with "quote"' }));
+        const out = execFileSync(
+          'erl',
+          [
+            '-noshell',
+            '-eval',
+            `{ok, [Apps]} = file:consult("${file}"), R = proplists:get_value(rabbit, Apps), S = proplists:get_value(ssl, Apps), io:format("~p ~p", [proplists:get_value(crl_check, proplists:get_value(ssl_options, R)), proplists:get_value(bypass_pem_cache, S)]), halt().`,
+          ],
+          { encoding: 'utf8', env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: temp.path } },
+        );
+        assert.equal(out.trim(), 'peer true');
+      } finally {
+        await temp.remove();
+      }
+    },
+  );
 });
 
 describe('enabled_plugins and the environment', () => {
   it('enables exactly the plugins DMR needs', () => {
     assert.equal(renderEnabledPlugins(), `[${HARNESS_PLUGINS.join(',')}].\n`);
     assert.ok(HARNESS_PLUGINS.includes('rabbitmq_auth_mechanism_ssl'));
+    assert.ok(HARNESS_PLUGINS.includes('rabbitmq_consistent_hash_exchange'));
   });
 
   it('builds the environment from scratch with every file and port pinned', () => {
@@ -152,12 +159,3 @@ describe('enabled_plugins and the environment', () => {
     }
   });
 });
-
-function hasErl(): boolean {
-  try {
-    execFileSync('erl', ['-version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}

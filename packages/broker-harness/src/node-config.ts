@@ -14,6 +14,8 @@ export const HARNESS_PLUGINS = [
   'rabbitmq_federation',
   'rabbitmq_federation_management',
   'rabbitmq_auth_mechanism_ssl',
+  // Spreads one stream over several queues by a message property (DMR: sharded outbound/relay queues).
+  'rabbitmq_consistent_hash_exchange',
 ] as const;
 
 /**
@@ -95,7 +97,11 @@ export function renderAdvancedConfig(input: NodeConfigInput): string {
      {crl_check, peer},
      {crl_cache, {ssl_crl_hash_dir, {internal, [{dir, ${erlangString(input.crlDir)}}]}}}
    ]}
- ]}
+ ]},
+ %% Every handshake reads certfile, keyfile and cacertfile from disk again, so
+ %% a process that only writes files (the DMR node agent) rotates the server
+ %% certificate and the trust bundle without a restart or a CLI call.
+ {ssl, [{bypass_pem_cache, true}]}
 ].
 `;
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { DmrError } from '@dmr/core';
 import { compareVersions, locateRabbitmq } from './rabbitmq-install.js';
-import { makeTempDir } from './testing.js';
+import { makeTempDir, skipUnless } from './testing.js';
 
 async function fakeServer(lib: string, version: string): Promise<void> {
   const sbin = join(lib, `rabbitmq_server-${version}`, 'sbin');
@@ -50,17 +50,8 @@ describe('locating RabbitMQ', () => {
     );
   });
 
-  it('finds the machine’s own installation', { skip: !hasSystemRabbit() && 'RabbitMQ not installed' }, () => {
+  it('finds the machine’s own installation', { skip: skipUnless('RabbitMQ', () => locateRabbitmq()) }, () => {
     const found = locateRabbitmq();
     assert.match(found.version, /^\d+\.\d+\.\d+$/);
   });
 });
-
-function hasSystemRabbit(): boolean {
-  try {
-    locateRabbitmq();
-    return true;
-  } catch {
-    return false;
-  }
-}

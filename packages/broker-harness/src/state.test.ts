@@ -29,6 +29,16 @@ describe('harness.json', () => {
     assert.equal(isHarnessState(null), false);
   });
 
+  it('accepts nodes without tls (files written before hot swap existed), not with a malformed one', () => {
+    const state = sampleState('/x');
+    const [node] = state.nodes;
+    assert.ok(node?.tls);
+    const withoutTls: Partial<typeof node> = { ...node };
+    delete withoutTls.tls;
+    assert.ok(isHarnessState({ ...state, nodes: [withoutTls] }));
+    assert.equal(isHarnessState({ ...state, nodes: [{ ...node, tls: { certFile: 1 } }] }), false);
+  });
+
   it('explains a directory that is not a harness', async () => {
     const temp = await makeTempDir('state');
     try {

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { DmrError } from '@dmr/core';
-import { harnessPaths, STATE_FILE_NAME, type NodePaths } from './layout.js';
+import { harnessPaths, STATE_FILE_NAME, type BrokerTlsFiles, type NodePaths } from './layout.js';
 import type { NodePorts } from './ports.js';
 import type { ProcessRef } from './processes.js';
 
@@ -30,6 +30,8 @@ export interface NodeState {
   beam: ProcessRef | null;
   bootMs: number | null;
   certificate: { serial: string; notAfter: string; fingerprintSha256: string };
+  /** Absent in state files written before hot swap existed; nodeView() derives it then. */
+  tls?: BrokerTlsFiles;
 }
 
 export interface HarnessState {
@@ -93,7 +95,8 @@ function isNodeState(value: unknown): value is NodeState {
     isProcessRefOrNull(value.shell) &&
     isProcessRefOrNull(value.beam) &&
     (value.bootMs === null || typeof value.bootMs === 'number') &&
-    hasStrings(value.certificate, ['serial', 'notAfter', 'fingerprintSha256'])
+    hasStrings(value.certificate, ['serial', 'notAfter', 'fingerprintSha256']) &&
+    (value.tls === undefined || hasStrings(value.tls, ['certFile', 'keyFile', 'caFile', 'crlDir']))
   );
 }
 

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CertificateAuthority } from '@dmr/pki';
 import type { Channel, ChannelModel } from 'amqplib';
 import type { BrokerHarness } from './harness.js';
-import { harnessPaths, nodePaths } from './layout.js';
+import { harnessPaths, nodePaths, nodeTlsFiles } from './layout.js';
 import { layoutPorts } from './ports.js';
 import { readProcStat } from './processes.js';
 import type { HarnessState } from './state.js';
@@ -162,8 +162,26 @@ export function sampleState(dir: string): HarnessState {
         beam: null,
         bootMs: 5000,
         certificate: { serial: '01', notAfter: '2030-01-08T00:00:00.000Z', fingerprintSha256: 'ab' },
+        tls: nodeTlsFiles(dir, nodePaths(dir, 'dmr-broker-1', 'dmr-broker-1@localhost')),
       },
     ],
     error: null,
   };
+}
+
+/**
+ * A test's `skip` value for a tool the machine may lack: false when `probe`
+ * finds it, else the reason. With DMR_REQUIRE_TOOLS=1 (CI) a missing tool
+ * fails the file instead, so CI cannot go green by skipping.
+ */
+export function skipUnless(tool: string, probe: () => unknown): false | string {
+  try {
+    probe();
+    return false;
+  } catch (error) {
+    const reason = `${tool} is not available (${error instanceof Error ? error.message : String(error)})`;
+    if (process.env.DMR_REQUIRE_TOOLS === '1')
+      throw new Error(`${reason}; DMR_REQUIRE_TOOLS=1 forbids skipping`, { cause: error });
+    return reason;
+  }
 }

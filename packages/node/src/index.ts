@@ -1,2 +1,3 @@
 export * from './message/index.js';
 export * from './reconciler/index.js';
+export * from './router/index.js';

@@ -23,11 +23,17 @@ export const RESERVED_HEADERS = [SENDER_HEADER, ORIGIN_HEADER, HOPS_HEADER, SIGN
 export const CONTRACT_VERSION = 1;
 
 /**
- * RFC 9562 textual form, any version or variant, either case. The version
- * nibble is not checked: clients generate v4 or v7, and the id is only an
- * idempotency key, so its shape matters, not how it was made.
+ * RFC 9562 textual form in lowercase (the form RFC 9562 says to output),
+ * any version or variant. Lowercase only, because the ingress exchange hashes
+ * `message_id` exactly as sent to pick the router shard: if `ABC…` and `abc…`
+ * were both accepted they could reach two routers and pass both replay
+ * guards. The version nibble is not checked: clients generate v4 or v7, and
+ * the id is only an idempotency key, so its shape matters, not how it was made.
  */
-export const UUID_PATTERN = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** Message types DMR itself sends (e.g. `dmr.DeliveryReport`); refused from clients. */
+export const RESERVED_TYPE_PREFIX = 'dmr.';
 
 /**
  * A message type: a letter, then up to 63 letters, digits, `.`, `_`, `-`
@@ -68,7 +74,7 @@ export interface SignableMessage extends WireMessage {
 
 /** A message that passed every origin check: typed, normalised metadata, never the payload. */
 export interface ValidatedMessage {
-  /** Lowercased, so `ABC…` and `abc…` are one idempotency key (the replay guard's key). */
+  /** A lowercase UUID (rule 1): the idempotency key and the replay guard's key. */
   messageId: string;
   /** The authenticated sender: `user_id`, which RabbitMQ checked against the certificate. */
   sender: string;

@@ -28,13 +28,13 @@ describe('validateAtOrigin', () => {
   });
 
   it('accepts a valid message and returns normalised metadata', () => {
-    const id = 'A1B2C3D4-0000-4000-8000-00000000000F';
+    const id = 'a1b2c3d4-0000-4000-8000-00000000000f';
     const result = check(
       testMessage({ messageId: id, expiration: '60000', headers: headers({ traceparent: 'tp', tracestate: 'ts' }) }),
     );
     assert.ok(result.ok, result.ok ? '' : result.detail);
     assert.deepEqual(result.message, {
-      messageId: id.toLowerCase(),
+      messageId: id,
       sender: 'tax-bot',
       recipient: 'police-bot',
       recipientHomeNode: 'dmr-tallinn',
@@ -56,6 +56,7 @@ describe('validateAtOrigin', () => {
   it('refuses each broken rule with its own code', () => {
     refused({ messageId: undefined }, 'MESSAGE_ID_INVALID');
     refused({ messageId: 'not-a-uuid' }, 'MESSAGE_ID_INVALID');
+    refused({ messageId: 'A1B2C3D4-0000-4000-8000-00000000000F' }, 'MESSAGE_ID_INVALID');
     refused({ messageId: 42 }, 'MESSAGE_ID_INVALID');
     refused({ userId: undefined }, 'SENDER_MISSING');
     refused({ userId: '' }, 'SENDER_MISSING');
@@ -74,6 +75,7 @@ describe('validateAtOrigin', () => {
     refused({ type: '1ChatMessage' }, 'TYPE_INVALID');
     refused({ type: 'Chat Message' }, 'TYPE_INVALID');
     refused({ type: 'x'.repeat(65) }, 'TYPE_INVALID');
+    refused({ type: 'dmr.DeliveryReport' }, 'TYPE_INVALID');
     refused({ timestamp: undefined }, 'TIMESTAMP_MISSING');
     refused({ timestamp: '1700000000' }, 'TIMESTAMP_MISSING');
     refused({ timestamp: Math.floor(NOW / 1000) + 0.5 }, 'TIMESTAMP_MISSING');
@@ -115,7 +117,7 @@ describe('validateAtOrigin', () => {
   const uuid = fc.uuid();
   const localSender = fc.constantFrom('tax-bot', 'police-bot');
   const recipient = fc.constantFrom('tax-bot', 'police-bot', 'edu-bot');
-  const type = fc.stringMatching(/^[A-Za-z][A-Za-z0-9._-]{0,63}$/);
+  const type = fc.stringMatching(/^[A-Za-z][A-Za-z0-9._-]{0,63}$/).filter((t) => !t.startsWith('dmr.'));
   const skewSeconds = fc.integer({ min: -LIMITS.timestampSkewMs / 1000, max: LIMITS.timestampSkewMs / 1000 });
   const expiration = fc.option(fc.integer({ min: 0, max: LIMITS.maxTtlMs }).map(String), { nil: undefined });
   const size = fc.integer({ min: 0, max: LIMITS.maxMessageBytes });

@@ -16,6 +16,7 @@ import {
   CONTRACT_VERSION,
   RECIPIENT_HEADER,
   RESERVED_HEADERS,
+  RESERVED_TYPE_PREFIX,
   TRACEPARENT_HEADER,
   TRACESTATE_HEADER,
   TYPE_PATTERN,
@@ -86,7 +87,10 @@ export function validateAtOrigin(
 
   const messageId = properties.messageId;
   if (typeof messageId !== 'string' || messageId === '') return reject('MESSAGE_ID_INVALID', 'message_id is missing');
-  if (!UUID_PATTERN.test(messageId)) return reject('MESSAGE_ID_INVALID', 'message_id is not a UUID');
+  if (!UUID_PATTERN.test(messageId)) {
+    const uppercase = UUID_PATTERN.test(messageId.toLowerCase());
+    return reject('MESSAGE_ID_INVALID', uppercase ? 'message_id must be a lowercase UUID' : 'message_id is not a UUID');
+  }
 
   // RabbitMQ compares user_id with the connection's identity only when it is set, so absence is
   // the one way a client could send without an authenticated sender.
@@ -109,6 +113,9 @@ export function validateAtOrigin(
   const type = properties.type;
   if (typeof type !== 'string' || type === '') return reject('TYPE_MISSING', 'type is missing');
   if (!TYPE_PATTERN.test(type)) return reject('TYPE_INVALID', 'type is not of the allowed shape');
+  // Types under `dmr.` are DMR's own (delivery reports): a client must not be able to forge one.
+  if (type.startsWith(RESERVED_TYPE_PREFIX))
+    return reject('TYPE_INVALID', `types starting with ${RESERVED_TYPE_PREFIX} are reserved`);
 
   const timestamp = properties.timestamp;
   // AMQP timestamps are whole POSIX seconds; anything else cannot be signed canonically (hop-signature.ts).
@@ -163,7 +170,7 @@ export function validateAtOrigin(
   return {
     ok: true,
     message: {
-      messageId: messageId.toLowerCase(),
+      messageId,
       sender,
       recipient,
       recipientHomeNode: to.homeNode,

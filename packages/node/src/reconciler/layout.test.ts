@@ -34,8 +34,11 @@ describe('reconciler layout', () => {
     assert.equal(layout.vhost, vhostName('node-a'));
     assert.deepEqual(
       layout.exchanges.map((exchange) => `${exchange.name}:${exchange.type}`),
-      ['dmr.delivery:direct', 'dmr.ingress:fanout', 'dmr.mesh-ingress:fanout'],
+      ['dmr.dead-letter:topic', 'dmr.delivery:direct', 'dmr.ingress:x-consistent-hash', 'dmr.mesh-ingress:fanout'],
     );
+    assert.deepEqual(layout.exchanges.find((exchange) => exchange.name === 'dmr.ingress')?.arguments, {
+      'hash-property': 'message_id',
+    });
     assert.deepEqual(
       layout.queues.map((queue) => queue.name),
       [
@@ -44,7 +47,8 @@ describe('reconciler layout', () => {
         'dmr.client.alpha-bot.dlq',
         'dmr.client.beta-bot',
         'dmr.client.beta-bot.dlq',
-        'dmr.ingress',
+        'dmr.dead-letter-reports',
+        'dmr.ingress.0',
         'dmr.mesh-ingress',
         'dmr.outbound.node-b',
         'dmr.rejected',
@@ -57,8 +61,9 @@ describe('reconciler layout', () => {
       'x-delivery-limit': 5,
       'x-max-length': 10_000,
       'x-overflow': 'reject-publish',
-      'x-dead-letter-exchange': '',
-      'x-dead-letter-routing-key': 'dmr.client.alpha-bot.dlq',
+      'x-dead-letter-exchange': 'dmr.dead-letter',
+      'x-dead-letter-routing-key': 'alpha-bot',
+      'x-dead-letter-strategy': 'at-least-once',
     });
     assert.equal(layout.queues.find((queue) => queue.name === 'dmr.audit')?.arguments['x-queue-type'], 'stream');
     const users = new Map(layout.users.map((user) => [user.name, user]));
@@ -71,12 +76,35 @@ describe('reconciler layout', () => {
     assert.equal(users.get('node-b')?.permissions.write, '^dmr\\.mesh\\-ingress$');
     assert.equal(users.get('node-a')?.tag, ROUTER_USER_TAG);
     const routerRead = new RegExp(users.get('node-a')?.permissions.read ?? '');
-    assert.ok(routerRead.test('dmr.ingress') && routerRead.test('dmr.client.alpha-bot.dlq'));
-    assert.ok(!routerRead.test('dmr.client.alpha-bot'));
+    assert.ok(routerRead.test('dmr.ingress.0') && routerRead.test('dmr.dead-letter-reports'));
+    for (const denied of ['dmr.client.alpha-bot', 'dmr.client.alpha-bot.dlq', 'dmr.ingress.1', 'dmr.rejected']) {
+      assert.ok(!routerRead.test(denied), denied);
+    }
     assert.deepEqual(
       layout.bindings.filter((binding) => binding.source === 'dmr.delivery').map((binding) => binding.routingKey),
       ['alpha-bot', 'beta-bot'],
     );
+    // Each dead letter reaches the client's DLQ (by client id) and the report queue (everything).
+    assert.deepEqual(
+      layout.bindings
+        .filter((binding) => binding.source === 'dmr.dead-letter')
+        .map((binding) => `${binding.routingKey}→${binding.destination}`)
+        .sort(),
+      ['#→dmr.dead-letter-reports', 'alpha-bot→dmr.client.alpha-bot.dlq', 'beta-bot→dmr.client.beta-bot.dlq'],
+    );
+  });
+
+  it('shards ingress: one weighted queue per router, all readable by the router user only', () => {
+    const layout = desiredLayout(sampleConfig(['alpha-bot']), { routerShards: 3 });
+    const ingress = layout.bindings.filter((binding) => binding.source === 'dmr.ingress');
+    assert.deepEqual(
+      ingress.map((binding) => `${binding.destination}:${binding.routingKey}`),
+      ['dmr.ingress.0:1', 'dmr.ingress.1:1', 'dmr.ingress.2:1'],
+    );
+    const routerRead = new RegExp(layout.users.find((user) => user.tag === ROUTER_USER_TAG)?.permissions.read ?? '');
+    assert.ok(['dmr.ingress.0', 'dmr.ingress.1', 'dmr.ingress.2'].every((queue) => routerRead.test(queue)));
+    assert.ok(!routerRead.test('dmr.ingress.3'));
+    assert.throws(() => desiredLayout(sampleConfig([]), { routerShards: 0 }), RangeError);
   });
 
   it('gives denylisted and inactive clients no user but keeps their queues', () => {
@@ -109,7 +137,12 @@ describe('reconciler layout', () => {
     assert.equal(first.conflicts.length, 0);
     const matching: ActualState = {
       vhostExists: true,
-      exchanges: new Map(layout.exchanges.map((exchange) => [exchange.name, { type: exchange.type }])),
+      exchanges: new Map(
+        layout.exchanges.map((exchange) => [
+          exchange.name,
+          { type: exchange.type, arguments: { ...exchange.arguments } },
+        ]),
+      ),
       queues: new Map(layout.queues.map((queue) => [queue.name, { arguments: { ...queue.arguments }, durable: true }])),
       bindings: new Map(
         layout.bindings.map((binding) => [
@@ -136,5 +169,7 @@ describe('reconciler layout', () => {
       ['dmr.client.alpha-bot'],
     );
     assert.ok(!third.changes.some((change) => change.name === 'dmr.client.alpha-bot'));
+    matching.exchanges.set('dmr.ingress', { type: 'x-consistent-hash', arguments: {} });
+    assert.ok(planChanges(layout, matching).conflicts.some((conflict) => conflict.name === 'dmr.ingress'));
   });
 });

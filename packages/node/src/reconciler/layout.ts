@@ -7,9 +7,20 @@
  * bound under the client id, rather than one exchange per client. The router
  * then needs write permission on a single exchange, clients have none on it,
  * and a client added or removed changes one binding instead of an exchange.
- * `dmr.ingress` and `dmr.mesh-ingress` are fanout exchanges, each feeding a
- * queue of the same name that the router consumes: the routing key a client
- * sets is irrelevant (the router reads the recipient from the message).
+ * `dmr.ingress` is an `x-consistent-hash` exchange hashing on `message_id`
+ * over one queue per router shard (`dmr.ingress.<n>`): one message id always
+ * reaches the same router process, so each router's in-memory replay guard
+ * sees every copy of the ids it owns. A message without `message_id` is
+ * hashed as "undefined" and lands on one fixed shard (measured on 3.10.8),
+ * whose router refuses it. `dmr.mesh-ingress` is a fanout exchange feeding a
+ * queue of the same name. The routing key a client sets is irrelevant (the
+ * router reads the recipient from the message).
+ *
+ * Dead letters: client queues dead-letter (at-least-once) to the topic
+ * exchange `dmr.dead-letter` with the client id as routing key; it feeds the
+ * client's DLQ (the evidence) and `dmr.dead-letter-reports` (`#`), which the
+ * routers consume to tell senders that a message expired or hit the delivery
+ * limit.
  */
 import type { NodeConfig } from '@dmr/centops';
 
@@ -24,7 +35,10 @@ export const MANAGED_USER_TAGS: readonly string[] = [CLIENT_USER_TAG, ROUTER_USE
 export const INGRESS_EXCHANGE = 'dmr.ingress';
 export const MESH_INGRESS_EXCHANGE = 'dmr.mesh-ingress';
 export const DELIVERY_EXCHANGE = 'dmr.delivery';
-export const INGRESS_QUEUE = 'dmr.ingress';
+/** Prefix of the per-shard ingress queues `dmr.ingress.<n>`. */
+export const INGRESS_QUEUE_PREFIX = 'dmr.ingress.';
+export const DEAD_LETTER_EXCHANGE = 'dmr.dead-letter';
+export const DEAD_LETTER_REPORTS_QUEUE = 'dmr.dead-letter-reports';
 export const MESH_INGRESS_QUEUE = 'dmr.mesh-ingress';
 export const REJECTED_QUEUE = 'dmr.rejected';
 export const AUDIT_STREAM = 'dmr.audit';
@@ -33,6 +47,9 @@ export const DEFAULT_EXCHANGE_RESOURCE = 'amq.default';
 
 export function vhostName(nodeId: string): string {
   return `dmr-${nodeId}`;
+}
+export function ingressQueueName(shard: number): string {
+  return `${INGRESS_QUEUE_PREFIX}${shard}`;
 }
 export function clientQueueName(clientId: string): string {
   return `dmr.client.${clientId}`;
@@ -63,9 +80,13 @@ export function exactNames(names: readonly string[]): string {
 export type ArgumentValue = string | number | boolean;
 export type QueueArguments = Readonly<Record<string, ArgumentValue>>;
 
+export type DesiredExchangeType = 'direct' | 'fanout' | 'topic' | 'x-consistent-hash';
+
 export interface DesiredExchange {
   name: string;
-  type: 'direct' | 'fanout';
+  type: DesiredExchangeType;
+  /** Compared exactly with the broker's; exchange arguments cannot change in place either. */
+  arguments: QueueArguments;
 }
 export interface DesiredQueue {
   name: string;
@@ -102,6 +123,8 @@ export interface LayoutOptions {
   routerUser?: string;
   /** Override of vhostName(node.id). */
   vhost?: string;
+  /** Router processes, each consuming one `dmr.ingress.<n>` (default 1). */
+  routerShards?: number;
 }
 
 /** Ids on the denylist of `kind`: they get no broker user whatever their status. */
@@ -117,16 +140,26 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
   const { limits } = config;
   const deniedClients = denied(config, 'client');
   const deniedNodes = denied(config, 'node');
+  const shards = options.routerShards ?? 1;
+  if (!Number.isSafeInteger(shards) || shards < 1 || shards > 64) {
+    throw new RangeError('routerShards must be an integer from 1 to 64');
+  }
   const exchanges: DesiredExchange[] = [
-    { name: DELIVERY_EXCHANGE, type: 'direct' },
-    { name: INGRESS_EXCHANGE, type: 'fanout' },
-    { name: MESH_INGRESS_EXCHANGE, type: 'fanout' },
+    { name: DELIVERY_EXCHANGE, type: 'direct', arguments: {} },
+    { name: DEAD_LETTER_EXCHANGE, type: 'topic', arguments: {} },
+    { name: INGRESS_EXCHANGE, type: 'x-consistent-hash', arguments: { 'hash-property': 'message_id' } },
+    { name: MESH_INGRESS_EXCHANGE, type: 'fanout', arguments: {} },
   ];
+  const ingressQueues = Array.from({ length: shards }, (_, shard) => ingressQueueName(shard));
   const queues: DesiredQueue[] = [
     // Router inputs: bounded so a stalled router pushes back on senders instead of filling the disk.
-    {
-      name: INGRESS_QUEUE,
+    ...ingressQueues.map((name) => ({
+      name,
       arguments: quorum({ 'x-max-length': limits.queueMaxLength, 'x-overflow': 'reject-publish' }),
+    })),
+    {
+      name: DEAD_LETTER_REPORTS_QUEUE,
+      arguments: quorum({ 'x-max-length': limits.queueMaxLength, 'x-overflow': 'drop-head' }),
     },
     {
       name: MESH_INGRESS_QUEUE,
@@ -136,8 +169,10 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
     { name: AUDIT_STREAM, arguments: { 'x-queue-type': 'stream' } },
   ];
   const bindings: DesiredBinding[] = [
-    { source: INGRESS_EXCHANGE, destination: INGRESS_QUEUE, routingKey: '' },
+    // A consistent-hash binding's routing key is the queue's weight: equal shares.
+    ...ingressQueues.map((queue) => ({ source: INGRESS_EXCHANGE, destination: queue, routingKey: '1' })),
     { source: MESH_INGRESS_EXCHANGE, destination: MESH_INGRESS_QUEUE, routingKey: '' },
+    { source: DEAD_LETTER_EXCHANGE, destination: DEAD_LETTER_REPORTS_QUEUE, routingKey: '#' },
   ];
   const users: DesiredUser[] = [];
 
@@ -153,9 +188,11 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
         'x-max-length': limits.queueMaxLength,
         // Quorum queues never push back by themselves (RABBITMQ-FACTS): reject-publish nacks the publisher.
         'x-overflow': 'reject-publish',
-        // Dead letters go through the default exchange straight to the client's own DLQ: no extra exchange.
-        'x-dead-letter-exchange': '',
-        'x-dead-letter-routing-key': dlq,
+        // Dead letters go to the client's DLQ (evidence) and to the routers' report queue, by client id.
+        // at-least-once: a dead letter leaves this queue only once both targets confirmed it.
+        'x-dead-letter-exchange': DEAD_LETTER_EXCHANGE,
+        'x-dead-letter-routing-key': client.id,
+        'x-dead-letter-strategy': 'at-least-once',
       }),
     });
     // The DLQ is evidence, not traffic: bounded, and the oldest goes first rather than refusing new dead letters.
@@ -164,6 +201,7 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
       arguments: quorum({ 'x-max-length': limits.queueMaxLength, 'x-overflow': 'drop-head' }),
     });
     bindings.push({ source: DELIVERY_EXCHANGE, destination: queue, routingKey: client.id });
+    bindings.push({ source: DEAD_LETTER_EXCHANGE, destination: dlq, routingKey: client.id });
     if (client.status === 'active' && !deniedClients.has(client.id)) {
       users.push({
         name: client.id,
@@ -197,8 +235,8 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
       configure: '',
       // Delivery to clients through dmr.delivery; rejected/outbound/audit through the default exchange.
       write: exactNames([DELIVERY_EXCHANGE, DEFAULT_EXCHANGE_RESOURCE]),
-      // Its inputs plus the DLQs (it reports dead letters to senders).
-      read: `^(${escapeRegex(INGRESS_QUEUE)}|${escapeRegex(MESH_INGRESS_QUEUE)}|dmr\\.client\\.[a-z0-9-]+\\.dlq)$`,
+      // Only its inputs: the ingress shards, mesh ingress and the dead-letter reports (not the DLQs).
+      read: exactNames([...ingressQueues, MESH_INGRESS_QUEUE, DEAD_LETTER_REPORTS_QUEUE]),
     },
   });
 

@@ -5,6 +5,7 @@
  * and reject-publish back-pressure.
  */
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -129,9 +130,13 @@ describe('reconciler on a harness broker', () => {
       'x-delivery-limit': 5,
       'x-max-length': 10_000,
       'x-overflow': 'reject-publish',
-      'x-dead-letter-exchange': '',
-      'x-dead-letter-routing-key': 'dmr.client.alpha-bot.dlq',
+      'x-dead-letter-exchange': 'dmr.dead-letter',
+      'x-dead-letter-routing-key': 'alpha-bot',
+      'x-dead-letter-strategy': 'at-least-once',
     });
+    const ingress = (await management.request('GET', `/exchanges/${VHOST}/dmr.ingress`)) as Record<string, unknown>;
+    assert.equal(ingress.type, 'x-consistent-hash');
+    assert.deepEqual(ingress.arguments, { 'hash-property': 'message_id' });
     assert.equal((await queueInfo(management, 'dmr.audit'))?.type, 'stream');
     assert.ok(await queueInfo(management, 'dmr.client.beta-bot.dlq'));
     assert.ok(await queueInfo(management, 'dmr.rejected'));
@@ -161,7 +166,7 @@ describe('reconciler on a harness broker', () => {
   it('lets a client publish only to dmr.ingress', async () => {
     const alpha = await channelOf('alpha-bot', true);
     await publishConfirmed(alpha, 'dmr.ingress', 'beta-bot', 'hello');
-    assert.ok(await waitFor(async () => (await queueInfo(management, 'dmr.ingress'))?.messages === 1, 10_000));
+    assert.ok(await waitFor(async () => (await queueInfo(management, 'dmr.ingress.0'))?.messages === 1, 10_000));
     for (const exchange of ['dmr.delivery', 'dmr.mesh-ingress', '']) {
       const channel = await channelOf('alpha-bot', true);
       const code = await channelCloseCode(channel, () => publishConfirmed(channel, exchange, 'beta-bot', 'sneaky'));
@@ -172,7 +177,7 @@ describe('reconciler on a harness broker', () => {
   it('lets a client consume only its own queue', async () => {
     const own = await channelOf('alpha-bot');
     assert.ok((await own.consume('dmr.client.alpha-bot', () => undefined)).consumerTag);
-    for (const queue of ['dmr.client.beta-bot', 'dmr.ingress', 'dmr.client.alpha-bot.dlq']) {
+    for (const queue of ['dmr.client.beta-bot', 'dmr.ingress.0', 'dmr.client.alpha-bot.dlq']) {
       const channel = await channelOf('alpha-bot');
       assert.equal(await channelCloseCode(channel, () => channel.consume(queue, () => undefined)), 403, queue);
     }
@@ -223,7 +228,8 @@ describe('reconciler on a harness broker', () => {
     assert.deepEqual(conflicted, [
       'dmr.client.alpha-bot',
       'dmr.client.alpha-bot.dlq',
-      'dmr.ingress',
+      'dmr.dead-letter-reports',
+      'dmr.ingress.0',
       'dmr.mesh-ingress',
     ]);
     assert.equal((await queueInfo(management, 'dmr.client.gamma-bot'))?.arguments !== undefined, true);
@@ -245,5 +251,40 @@ describe('reconciler on a harness broker', () => {
     assert.ok(await waitFor(async () => typeof (await length()) === 'number', 10_000));
     const messages = await length();
     assert.ok(typeof messages === 'number' && messages <= 3, `queue holds ${String(messages)}`);
+  });
+
+  it('shards ingress by message id; a message without one still reaches a shard', async () => {
+    const result = await reconcile(management, desiredLayout(sampleConfig(['gamma-bot']), { routerShards: 2 }));
+    assert.ok(!result.conflicts.some((conflict) => conflict.name.startsWith('dmr.ingress')), JSON.stringify(result));
+    await management.request('DELETE', `/queues/${VHOST}/dmr.ingress.0/contents`);
+    const gamma = await channelOf('gamma-bot', true);
+    const publish = (options: { messageId?: string }): Promise<void> =>
+      new Promise((resolve, reject) =>
+        gamma.publish('dmr.ingress', '', Buffer.from('x'), options, (error: unknown) =>
+          error ? reject(new Error(String(error))) : resolve(),
+        ),
+      );
+    for (let i = 0; i < 40; i += 1) await publish({ messageId: randomUUID() });
+    for (let i = 0; i < 3; i += 1) await publish({});
+    const depth = async (queue: string): Promise<number> => {
+      const messages = (await queueInfo(management, queue))?.messages;
+      return typeof messages === 'number' ? messages : 0;
+    };
+    assert.ok(
+      await waitFor(async () => (await depth('dmr.ingress.0')) + (await depth('dmr.ingress.1')) === 43, 10_000),
+      `shards hold ${await depth('dmr.ingress.0')} + ${await depth('dmr.ingress.1')}`,
+    );
+    assert.ok((await depth('dmr.ingress.0')) > 0 && (await depth('dmr.ingress.1')) > 0, 'both shards get work');
+    // The router reads its inputs and nothing else.
+    for (const queue of ['dmr.ingress.0', 'dmr.ingress.1', 'dmr.dead-letter-reports']) {
+      const channel = await channelOf('node-a');
+      assert.ok((await channel.consume(queue, () => undefined)).consumerTag, queue);
+      await channel.close();
+    }
+    const channel = await channelOf('node-a');
+    assert.equal(
+      await channelCloseCode(channel, () => channel.consume('dmr.client.gamma-bot.dlq', () => undefined)),
+      403,
+    );
   });
 });

@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ConfirmChannel } from 'amqplib';
+import { GENESIS, StreamAuditSink, firstBrokenRecord, sealRecord, type AuditEvent } from './audit.js';
+
+function event(n: number): AuditEvent {
+  return {
+    kind: 'route',
+    node: 'node-a',
+    messageId: `m-${n}`,
+    sender: 'ria-bot',
+    recipient: 'rik-bot',
+    result: 'routed',
+    reason: null,
+    policyRevision: '1',
+    policyReasons: ['GRANT'],
+    configRevision: 1,
+    at: '2026-11-27T12:00:00.000Z',
+  };
+}
+
+/** A confirm channel stand-in: records bodies, confirms (or fails) each publish on the next tick. */
+function fakeChannel(fail: (index: number) => boolean = () => false): { channel: ConfirmChannel; bodies: Buffer[] } {
+  const bodies: Buffer[] = [];
+  const channel = {
+    sendToQueue(_queue: string, body: Buffer, _options: unknown, callback: (error: unknown) => void): boolean {
+      const index = bodies.length;
+      bodies.push(body);
+      setImmediate(() => callback(fail(index) ? new Error('message nacked') : null));
+      return true;
+    },
+  };
+  return { channel: channel as unknown as ConfirmChannel, bodies };
+}
+
+describe('audit chain', () => {
+  it('chains records by the hash of the previous record bytes, and names the first broken one', () => {
+    let head = GENESIS;
+    const stored: Buffer[] = [];
+    for (let n = 1; n <= 4; n += 1) {
+      const sealed = sealRecord('w-1', head, event(n));
+      assert.equal(sealed.record.seq, n);
+      assert.equal(sealed.record.prev, head.hash);
+      head = sealed.head;
+      stored.push(sealed.bytes);
+    }
+    assert.equal(JSON.parse(stored[0]?.toString() ?? '{}').prev, null);
+    assert.ok(!stored.some((bytes) => bytes.toString().includes('payload')));
+    assert.equal(firstBrokenRecord('w-1', stored), -1);
+    const tampered = [...stored];
+    tampered[2] = Buffer.from((stored[2] as Buffer).toString().replace('m-3', 'm-x'));
+    assert.equal(firstBrokenRecord('w-1', tampered), 3, 'the record after the edited one no longer links');
+    assert.equal(firstBrokenRecord('w-1', [stored[0] as Buffer, stored[2] as Buffer]), 1, 'a gap');
+    assert.equal(firstBrokenRecord('w-2', stored), 0, 'another writer');
+    assert.equal(firstBrokenRecord('w-1', [Buffer.from('not json')]), 0);
+  });
+
+  it('batches appends and resolves each once confirmed; the stored records form one chain', async () => {
+    const sink = new StreamAuditSink({ writer: 'w-1', maxBatch: 4, flushMs: 5 });
+    const { channel, bodies } = fakeChannel();
+    sink.attach(channel);
+    await Promise.all(Array.from({ length: 10 }, (_, n) => sink.append(event(n))));
+    assert.equal(bodies.length, 10);
+    assert.equal(firstBrokenRecord('w-1', bodies), -1);
+    assert.equal(sink.head.seq, 10);
+    await sink.close();
+  });
+
+  it('rejects appends without a channel and restarts the chain after a failed confirm', async () => {
+    const sink = new StreamAuditSink({ writer: 'w-1', maxBatch: 64, flushMs: 1 });
+    await assert.rejects(sink.append(event(1)), /not connected/);
+    const { channel, bodies } = fakeChannel((index) => index === 1);
+    sink.attach(channel);
+    const results = await Promise.allSettled([sink.append(event(1)), sink.append(event(2)), sink.append(event(3))]);
+    assert.deepEqual(
+      results.map((result) => result.status),
+      ['fulfilled', 'rejected', 'rejected'],
+    );
+    assert.equal(sink.head.seq, 1);
+    await sink.append(event(4));
+    // The confirmed records (0, then the retry after the gap) still chain.
+    assert.equal(firstBrokenRecord('w-1', [bodies[0] as Buffer, bodies[3] as Buffer]), -1);
+    await sink.close();
+  });
+});

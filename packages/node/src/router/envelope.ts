@@ -1,0 +1,264 @@
+/**
+ * The pure parts of the router's per-message path: what it knows about the
+ * configuration (indexed once per revision), the policy input it builds, and
+ * the AMQP messages it publishes (the delivered copy, the rejected-queue copy
+ * and the delivery report). No broker, no clock: `now` is passed in.
+ */
+import { randomUUID } from 'node:crypto';
+import type { NodeConfig } from '@dmr/centops';
+import type { PolicyDecision, PolicyInput, PolicyPrincipal } from '@dmr/policy';
+import type { Options } from 'amqplib';
+import {
+  CONTRACT_VERSION,
+  HOPS_HEADER,
+  ORIGIN_HEADER,
+  SENDER_HEADER,
+  VERSION_HEADER,
+  type MessageRejectionCode,
+  type ValidatedMessage,
+} from '../message/contract.js';
+import { appendHop } from '../message/hop-signature.js';
+import { messageContext, type MessageContext } from '../message/validate.js';
+
+/** AMQP `type` of a delivery report. The `dmr.` prefix is reserved: clients cannot send it (validateAtOrigin). */
+export const DELIVERY_REPORT_TYPE = 'dmr.DeliveryReport';
+/** Headers the router adds to a refused message in `dmr.rejected`. */
+export const REASON_HEADER = 'dmr-reason';
+export const DETAIL_HEADER = 'dmr-detail';
+export const POLICY_REVISION_HEADER = 'dmr-policy-revision';
+export const POLICY_REASONS_HEADER = 'dmr-policy-reasons';
+
+/** A NodeConfig indexed for the router: built once per revision in applyConfig, then read per message. */
+export interface RoutingContext {
+  readonly revision: number;
+  readonly message: MessageContext;
+  /** Every directory entry as a policy principal; labels only for local clients (the feed carries no others). */
+  readonly principals: ReadonlyMap<string, PolicyPrincipal>;
+  /** Local clients that have a queue on this node (clients[] of the config): who can receive a report. */
+  readonly localQueues: ReadonlySet<string>;
+}
+
+export function routingContext(config: NodeConfig): RoutingContext {
+  const labels = new Map(config.clients.map((client) => [client.id, client.labels]));
+  const principals = new Map<string, PolicyPrincipal>();
+  for (const entry of config.directory) {
+    principals.set(entry.id, {
+      id: entry.id,
+      organisation: entry.organisation,
+      roles: [...entry.roles],
+      labels: { ...(labels.get(entry.id) ?? {}) },
+    });
+  }
+  return {
+    revision: config.revision,
+    message: messageContext(config),
+    principals,
+    localQueues: new Set(config.clients.map((client) => client.id)),
+  };
+}
+
+/**
+ * The decision input for a message that passed the origin checks, or
+ * undefined when a principal is missing from the index (cannot happen after
+ * validateAtOrigin, which looked both up in the same directory).
+ */
+export function policyInputFor(
+  validated: ValidatedMessage,
+  context: RoutingContext,
+  now: number,
+): PolicyInput | undefined {
+  const sender = context.principals.get(validated.sender);
+  const recipient = context.principals.get(validated.recipient);
+  if (sender === undefined || recipient === undefined) return undefined;
+  const ttl = remainingTtl(validated, now);
+  return {
+    sender,
+    recipient,
+    message: {
+      id: validated.messageId,
+      type: validated.type,
+      size: validated.sizeBytes,
+      ...(ttl === undefined ? {} : { ttl, expiresAt: new Date(now + ttl).toISOString() }),
+    },
+    hop: { origin: context.message.nodeId, count: 0 },
+    node: { id: context.message.nodeId },
+  };
+}
+
+/**
+ * What is left of the sender's `expiration` at `now`, or undefined when it
+ * set none. Measured from `timestamp`, which is whole seconds: the truncated
+ * second is credited to the sender, so a fresh message never looks older than
+ * it is. May be ≤ 0: the message expired before the router saw it.
+ */
+export function remainingTtl(validated: ValidatedMessage, now: number): number | undefined {
+  if (validated.expirationMs === undefined) return undefined;
+  const elapsed = Math.max(0, now - validated.timestampMs - 999);
+  return validated.expirationMs - elapsed;
+}
+
+/** The part of amqplib's message properties the router copies. */
+export interface IncomingProperties {
+  contentType?: unknown;
+  contentEncoding?: unknown;
+  headers?: Record<string, unknown> | undefined;
+  deliveryMode?: unknown;
+  priority?: unknown;
+  correlationId?: unknown;
+  replyTo?: unknown;
+  expiration?: unknown;
+  messageId?: unknown;
+  timestamp?: unknown;
+  type?: unknown;
+  userId?: unknown;
+  appId?: unknown;
+}
+
+function str(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+/**
+ * The client's properties minus `user_id` and `expiration`. `user_id` would
+ * be checked against the router's own broker user and refused with 406; the
+ * authenticated sender travels in `dmr-sender` instead.
+ */
+function copiedProperties(properties: IncomingProperties): Options.Publish {
+  const copied: Options.Publish = { persistent: true };
+  const contentType = str(properties.contentType);
+  if (contentType !== undefined) copied.contentType = contentType;
+  const contentEncoding = str(properties.contentEncoding);
+  if (contentEncoding !== undefined) copied.contentEncoding = contentEncoding;
+  const correlationId = str(properties.correlationId);
+  if (correlationId !== undefined) copied.correlationId = correlationId;
+  const replyTo = str(properties.replyTo);
+  if (replyTo !== undefined) copied.replyTo = replyTo;
+  const messageId = str(properties.messageId);
+  if (messageId !== undefined) copied.messageId = messageId;
+  if (typeof properties.timestamp === 'number') copied.timestamp = properties.timestamp;
+  const type = str(properties.type);
+  if (type !== undefined) copied.type = type;
+  const appId = str(properties.appId);
+  if (appId !== undefined) copied.appId = appId;
+  if (typeof properties.priority === 'number') copied.priority = properties.priority;
+  return copied;
+}
+
+/** A header table without the given names, built on a null prototype (header names are client-chosen). */
+function headersWithout(
+  headers: Record<string, unknown> | undefined,
+  drop: readonly string[],
+): Record<string, unknown> {
+  const copy = Object.create(null) as Record<string, unknown>;
+  for (const [name, value] of Object.entries(headers ?? {})) {
+    if (!drop.includes(name)) copy[name] = value;
+  }
+  return copy;
+}
+
+/** Publish options of the delivered copy: client properties and headers kept, DMR headers added. */
+export function deliveredOptions(
+  properties: IncomingProperties,
+  validated: ValidatedMessage,
+  nodeId: string,
+  now: number,
+  ttl: number | undefined,
+): Options.Publish {
+  const headers = headersWithout(properties.headers, []);
+  headers[SENDER_HEADER] = validated.sender;
+  headers[ORIGIN_HEADER] = nodeId;
+  headers[HOPS_HEADER] = appendHop([], nodeId, new Date(now));
+  return {
+    ...copiedProperties(properties),
+    headers,
+    // mandatory: a recipient without a bound queue comes back as a basic.return instead of vanishing.
+    mandatory: true,
+    ...(ttl === undefined ? {} : { expiration: String(Math.max(1, ttl)) }),
+  };
+}
+
+/** Why a message was refused: the catalogue code, a detail safe to log, and the policy's view when it decided. */
+export interface Refusal {
+  reason: MessageRejectionCode;
+  detail: string;
+  policy?: Pick<PolicyDecision, 'revision' | 'reasons'>;
+}
+
+/** Publish options of the rejected-queue copy: the original properties as evidence, plus why. */
+export function rejectedOptions(
+  properties: IncomingProperties,
+  refusal: Refusal,
+  sender: string | undefined,
+): Options.Publish {
+  const headers = headersWithout(properties.headers, [SENDER_HEADER]);
+  headers[REASON_HEADER] = refusal.reason;
+  headers[DETAIL_HEADER] = refusal.detail;
+  if (sender !== undefined) headers[SENDER_HEADER] = sender;
+  if (refusal.policy !== undefined) {
+    if (refusal.policy.revision !== undefined) headers[POLICY_REVISION_HEADER] = refusal.policy.revision;
+    headers[POLICY_REASONS_HEADER] = refusal.policy.reasons.join(',');
+  }
+  return { ...copiedProperties(properties), headers };
+}
+
+/** The JSON body of a delivery report (never the original payload). */
+export interface DeliveryReport {
+  /** The refused message's id; null when it had none that was valid. */
+  messageId: string | null;
+  status: 'rejected' | 'dead-lettered';
+  reason: MessageRejectionCode;
+  detail: string;
+  policy?: { revision: string | undefined; reasons: string[] };
+  /** The node that wrote the report. */
+  node: string;
+  /** ISO 8601. */
+  at: string;
+}
+
+export function deliveryReport(
+  messageId: string | null,
+  status: DeliveryReport['status'],
+  refusal: Refusal,
+  nodeId: string,
+  now: number,
+): DeliveryReport {
+  return {
+    messageId,
+    status,
+    reason: refusal.reason,
+    detail: refusal.detail,
+    ...(refusal.policy === undefined
+      ? {}
+      : { policy: { revision: refusal.policy.revision, reasons: [...refusal.policy.reasons] } }),
+    node: nodeId,
+    at: new Date(now).toISOString(),
+  };
+}
+
+/** Publish options of a report to the sender's queue (through dmr.delivery, routing key = sender). */
+export function reportOptions(report: DeliveryReport, nodeId: string, now: number): Options.Publish {
+  return {
+    persistent: true,
+    mandatory: true,
+    messageId: randomUUID(),
+    type: DELIVERY_REPORT_TYPE,
+    contentType: 'application/json',
+    timestamp: Math.floor(now / 1000),
+    ...(report.messageId === null ? {} : { correlationId: report.messageId }),
+    headers: { [ORIGIN_HEADER]: nodeId, [VERSION_HEADER]: CONTRACT_VERSION },
+  };
+}
+
+/** Why a dead letter died, from its `x-death` headers; undefined for reasons that get no report. */
+export function deadLetterReason(
+  headers: Record<string, unknown> | undefined,
+): 'MESSAGE_EXPIRED' | 'DELIVERY_LIMIT_EXCEEDED' | undefined {
+  // RabbitMQ 3.10 sets x-first-death-reason; x-death[0] is the most recent death (measured: quorum queues
+  // write `delivery_limit` for the delivery limit and `expired` for TTL).
+  const deaths = headers?.['x-death'];
+  const latest = Array.isArray(deaths) ? (deaths[0] as Record<string, unknown> | undefined)?.reason : undefined;
+  const reason = latest ?? headers?.['x-first-death-reason'];
+  if (reason === 'expired') return 'MESSAGE_EXPIRED';
+  if (reason === 'delivery_limit') return 'DELIVERY_LIMIT_EXCEEDED';
+  return undefined;
+}

@@ -1,0 +1,294 @@
+/**
+ * The router on a real TLS harness broker with a real signed policy bundle
+ * (one NodeFixture for the file): every refusal in dmr.rejected and reported
+ * to the sender, delivery with DMR headers, deny by default, replays, TTL
+ * expiry and poison messages turned into reports, a policy outage handled by
+ * requeue and back-off.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { randomUUID } from 'node:crypto';
+import { DmrError } from '@dmr/core';
+import type { PolicyDecider } from '@dmr/policy';
+import type { ConsumeMessage } from 'amqplib';
+import { firstBrokenRecord, type AuditRecord } from './audit.js';
+import { NodeFixture, parseReport, type SendOptions, type TestClient } from '../testing/node-fixture.js';
+
+const CLIENTS = [
+  { id: 'ria-bot', organisation: 'ria', roles: ['bot'], labels: { tier: 'gold' } },
+  { id: 'ria-desk', organisation: 'ria', roles: ['desk'] },
+  { id: 'ria-poison', organisation: 'ria', roles: ['desk'] },
+  { id: 'rik-bot', organisation: 'rik', roles: ['bot'] },
+  { id: 'old-bot', organisation: 'rik', status: 'suspended' as const },
+  { id: 'bad-bot', organisation: 'rik' },
+  { id: 'far-bot', organisation: 'ria', homeNode: 'node-far' },
+];
+
+async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await condition()) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(50);
+  }
+}
+
+async function metric(node: NodeFixture, name: string, labels: Record<string, string> = {}): Promise<number> {
+  let total = 0;
+  for (const handle of node.routers) {
+    const found = (await handle.registry.getMetricsAsJSON()).find((m) => m.name === name);
+    for (const value of (found?.values ?? []) as Array<{ value: number; labels: Record<string, unknown> }>) {
+      if (Object.entries(labels).every(([key, want]) => value.labels[key] === want)) total += value.value;
+    }
+  }
+  return total;
+}
+
+describe('router on a harness broker', () => {
+  let node: NodeFixture;
+  let ria: TestClient;
+  let rik: TestClient;
+
+  before(async () => {
+    node = await NodeFixture.start({ label: 'router', clients: CLIENTS, denied: ['bad-bot'] });
+    ria = await node.client('ria-bot');
+    rik = await node.client('rik-bot');
+  });
+
+  after(async () => {
+    await node?.stop();
+  });
+
+  it('delivers an allowed message untouched, with dmr-sender/origin/hops and without user_id', async () => {
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const id = await ria.send({
+      to: 'rik-bot',
+      body: '{"text":"tere"}',
+      headers: { traceparent },
+      properties: { correlationId: 'conv-1', replyTo: 'ria-bot' },
+    });
+    const message = await rik.next();
+    assert.equal(message.content.toString(), '{"text":"tere"}');
+    assert.equal(message.properties.messageId, id);
+    assert.equal(message.properties.userId, undefined);
+    assert.equal(message.properties.type, 'ChatMessage');
+    assert.equal(message.properties.correlationId, 'conv-1');
+    assert.equal(message.properties.replyTo, 'ria-bot');
+    assert.equal(typeof message.properties.timestamp, 'number');
+    const headers = message.properties.headers ?? {};
+    assert.equal(headers['dmr-sender'], 'ria-bot');
+    assert.equal(headers['dmr-origin'], 'node-a');
+    assert.equal(headers['dmr-recipient'], 'rik-bot');
+    assert.equal(headers['dmr-version'], 1);
+    assert.equal(headers.traceparent, traceparent);
+    const hops = JSON.parse(String(headers['dmr-hops'])) as Array<{ node: string; at: string }>;
+    assert.deepEqual(
+      hops.map((hop) => hop.node),
+      ['node-a'],
+    );
+    // The recipient can see the message before the router's ack, audit and log line: wait for those.
+    assert.ok(await waitFor(() => node.decisions(id ?? '').length > 0, 5_000), 'decision logged');
+    const [line] = node.decisions(id ?? '');
+    assert.equal(line?.result, 'routed');
+    assert.equal(line?.policyRevision, '1');
+    assert.deepEqual(line?.policyReasons, ['GRANT']);
+    assert.ok(!JSON.stringify(line).includes('tere'), 'no payload in the log');
+    assert.equal(await metric(node, 'dmr_router_messages_routed_total'), 1);
+    assert.ok(await waitFor(() => (node.routers[0]?.audit?.head.seq ?? 0) >= 1, 5_000), 'audit record confirmed');
+  });
+
+  it('denies by default: no grant between organisations → POLICY_DENIED with NO_GRANT, report, metric, log', async () => {
+    const id = await rik.send({ to: 'ria-bot' });
+    const reportMessage = await rik.next();
+    assert.equal(reportMessage.properties.type, 'dmr.DeliveryReport');
+    assert.equal(reportMessage.properties.correlationId, id);
+    const report = parseReport(reportMessage);
+    assert.equal(report.reason, 'POLICY_DENIED');
+    assert.equal(report.status, 'rejected');
+    assert.deepEqual(report.policy, { revision: '1', reasons: ['NO_GRANT'] });
+    assert.equal(report.node, 'node-a');
+    assert.ok(!reportMessage.content.toString().includes('hello'), 'never the payload');
+    assert.equal(await metric(node, 'dmr_policy_decisions_total', { result: 'deny', reason: 'NO_GRANT' }), 1);
+    assert.ok(await waitFor(() => node.decisions(id ?? '').length > 0, 5_000), 'decision logged');
+    assert.equal(await metric(node, 'dmr_router_messages_rejected_total', { reason: 'POLICY_DENIED' }), 1);
+    const [line] = node.decisions(id ?? '');
+    assert.equal(line?.result, 'rejected');
+    assert.equal(line?.reason, 'POLICY_DENIED');
+    assert.deepEqual(line?.policyReasons, ['NO_GRANT']);
+    const [rejected] = await node.take('dmr.rejected');
+    assert.equal(rejected?.properties.message_id, id);
+    assert.equal(rejected?.properties.headers?.['dmr-reason'], 'POLICY_DENIED');
+    assert.equal(rejected?.properties.headers?.['dmr-policy-reasons'], 'NO_GRANT');
+    assert.equal(rejected?.properties.headers?.['dmr-sender'], 'rik-bot');
+    assert.equal(rejected?.payload, '{"text":"hello"}');
+  });
+
+  it('refuses every checkable rule with its code, in dmr.rejected and as a report to the sender', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const table: Array<[string, SendOptions, string]> = [
+      ['missing message_id', { messageId: null }, 'MESSAGE_ID_INVALID'],
+      ['message_id not a UUID', { messageId: 'not-a-uuid' }, 'MESSAGE_ID_INVALID'],
+      ['reserved header', { headers: { 'dmr-origin': 'node-x' } }, 'HEADER_RESERVED'],
+      ['missing version', { version: null }, 'VERSION_UNSUPPORTED'],
+      ['version 2', { version: 2 }, 'VERSION_UNSUPPORTED'],
+      ['missing type', { type: null }, 'TYPE_MISSING'],
+      ['bad type', { type: '1Chat' }, 'TYPE_INVALID'],
+      ['reserved type', { type: 'dmr.DeliveryReport' }, 'TYPE_INVALID'],
+      ['missing timestamp', { timestamp: null }, 'TIMESTAMP_MISSING'],
+      ['skewed timestamp', { timestamp: now - 3_600 }, 'TIMESTAMP_SKEW'],
+      ['expiration over the cap', { expiration: '700000' }, 'EXPIRATION_TOO_LONG'],
+      ['body too large', { body: Buffer.alloc(70_000) }, 'MESSAGE_TOO_LARGE'],
+      ['missing recipient', { to: null }, 'RECIPIENT_MISSING'],
+      ['invalid recipient', { to: 'Not An Id' }, 'RECIPIENT_INVALID'],
+      ['denylisted recipient', { to: 'bad-bot' }, 'RECIPIENT_DENIED'],
+      ['unknown recipient', { to: 'nobody-bot' }, 'RECIPIENT_UNKNOWN'],
+      ['inactive recipient', { to: 'old-bot' }, 'RECIPIENT_INACTIVE'],
+      ['recipient on another node', { to: 'far-bot' }, 'RECIPIENT_UNREACHABLE'],
+    ];
+    for (const [name, options, code] of table) {
+      const id = await ria.send({ ...options, headers: { ...options.headers, 'x-case': name } });
+      const message = await ria.next(10_000).catch(() => undefined);
+      assert.ok(message, `${name}: no report`);
+      const report = parseReport(message);
+      assert.equal(report.reason, code, `${name}: ${JSON.stringify(report)}`);
+      assert.equal(message.properties.type, 'dmr.DeliveryReport');
+      if (code !== 'MESSAGE_ID_INVALID') {
+        assert.equal(report.messageId, id, name);
+        assert.equal(message.properties.correlationId, id, name);
+      } else assert.equal(report.messageId, null, name);
+    }
+    // user_id absent: the broker cannot tell who sent it, so there is nobody to report to.
+    await ria.send({ userId: null, headers: { 'x-case': 'missing user_id' } });
+    // The copy is confirmed before the report is read, but the management API may lag: wait for all.
+    assert.ok(await waitFor(async () => (await node.depth('dmr.rejected')) >= table.length + 1, 10_000));
+    const rejected = await node.take('dmr.rejected');
+    const byCase = new Map(rejected.map((message) => [message.properties.headers?.['x-case'], message]));
+    for (const [name, , code] of [...table, ['missing user_id', {}, 'SENDER_MISSING'] as const]) {
+      const copy = byCase.get(name);
+      assert.ok(copy, `${name}: not in dmr.rejected (${rejected.length} there)`);
+      assert.equal(copy.properties.headers?.['dmr-reason'], code, name);
+      assert.equal(typeof copy.properties.headers?.['dmr-detail'], 'string', name);
+      assert.equal(copy.properties.user_id, undefined, name);
+    }
+    assert.deepEqual(await ria.drain(500), [], 'no report for the message without user_id');
+  });
+
+  it('refuses a replay (same message id twice) with MESSAGE_REPLAYED', async () => {
+    const messageId = randomUUID();
+    await ria.send({ messageId, to: 'rik-bot' });
+    assert.equal((await rik.next()).properties.messageId, messageId);
+    await ria.send({ messageId, to: 'rik-bot' });
+    const report = parseReport(await ria.next());
+    assert.equal(report.reason, 'MESSAGE_REPLAYED');
+    assert.equal(report.messageId, messageId);
+    assert.deepEqual(await rik.drain(300), []);
+  });
+
+  it('turns a TTL expiry into a DLQ copy and a MESSAGE_EXPIRED report', async () => {
+    // ria-desk does not consume: the message expires in its queue.
+    const id = await ria.send({ to: 'ria-desk', expiration: '1500' });
+    const report = parseReport(await ria.next(15_000));
+    assert.equal(report.reason, 'MESSAGE_EXPIRED');
+    assert.equal(report.status, 'dead-lettered');
+    assert.equal(report.messageId, id);
+    const [evidence] = await node.take('dmr.client.ria-desk.dlq');
+    assert.equal(evidence?.properties.message_id, id);
+    assert.equal(evidence?.properties.headers?.['dmr-sender'], 'ria-bot');
+  });
+
+  it('turns a poison message (nacked with requeue) into a DLQ copy and a DELIVERY_LIMIT_EXCEEDED report', async () => {
+    const poison = await node.connectAs('ria-poison');
+    const channel = await poison.createChannel();
+    let deliveries = 0;
+    await channel.consume('dmr.client.ria-poison', (message: ConsumeMessage | null) => {
+      if (message === null) return;
+      deliveries += 1;
+      channel.nack(message, false, true);
+    });
+    const id = await ria.send({ to: 'ria-poison' });
+    const report = parseReport(await ria.next(15_000));
+    assert.equal(report.reason, 'DELIVERY_LIMIT_EXCEEDED');
+    assert.equal(report.messageId, id);
+    // deliveryLimit 3: the first delivery plus three redeliveries.
+    assert.equal(deliveries, 4);
+    const [evidence] = await node.take('dmr.client.ria-poison.dlq');
+    assert.equal(evidence?.properties.message_id, id);
+    await poison.close();
+  });
+
+  it('refuses with RECIPIENT_QUEUE_FULL when the recipient queue rejects the publish', async () => {
+    // Test-only: swap ria-poison's queue for a tiny one (the layout's limits are node-wide).
+    const v = encodeURIComponent(node.vhost);
+    await node.management.request('DELETE', `/queues/${v}/dmr.client.ria-poison`);
+    await node.management.declareQueue(node.vhost, 'dmr.client.ria-poison', {
+      arguments: { 'x-queue-type': 'quorum', 'x-max-length': 1, 'x-overflow': 'reject-publish' },
+    });
+    await node.management.bindQueue(node.vhost, 'dmr.delivery', 'dmr.client.ria-poison', 'ria-poison');
+    const ids: Array<string | undefined> = [];
+    for (let i = 0; i < 4; i += 1) ids.push(await ria.send({ to: 'ria-poison' }));
+    // A quorum queue may overshoot its limit by one (README): at least the last two are refused.
+    const reports = (await ria.drain(1_500)).map((message) => parseReport(message));
+    assert.ok(reports.length >= 2 && reports.length <= 3, JSON.stringify(reports));
+    for (const report of reports) {
+      assert.equal(report.reason, 'RECIPIENT_QUEUE_FULL');
+      assert.ok(ids.includes(report.messageId ?? ''));
+    }
+  });
+
+  it('no policy answer: hands messages back and backs off, then delivers each once the policy answers', async () => {
+    await node.stopRouters();
+    let failing = true;
+    let calls = 0;
+    const flaky: PolicyDecider = {
+      mode: 'wasm',
+      get activeRevision() {
+        return failing ? undefined : node.policy.activeRevision;
+      },
+      decide: (input) => {
+        calls += 1;
+        return failing
+          ? Promise.reject(new DmrError('POLICY_UNAVAILABLE', 'no policy bundle is active'))
+          : node.policy.decide(input);
+      },
+      close: () => Promise.resolve(),
+    };
+    const handle = await node.startRouter({ policy: flaky, backoff: { initialMs: 200, maxMs: 800 } });
+    const ids: Array<string | undefined> = [];
+    for (let i = 0; i < 5; i += 1) ids.push(await ria.send({ to: 'rik-bot' }));
+    await sleep(2_000);
+    // Paused with back-off: a handful of attempts, not a busy loop.
+    assert.ok(calls >= 1 && calls < 60, `${calls} decisions attempted in 2 s`);
+    assert.ok((await metric(node, 'dmr_router_messages_requeued_total', { reason: 'policy' })) >= 1);
+    assert.deepEqual(await rik.drain(200), []);
+    failing = false;
+    const delivered = new Set<string | undefined>();
+    assert.ok(
+      await waitFor(async () => {
+        for (const message of await rik.drain(300)) delivered.add(message.properties.messageId as string);
+        return ids.every((id) => delivered.has(id));
+      }, 15_000),
+      `delivered ${delivered.size} of 5`,
+    );
+    assert.deepEqual(await ria.drain(300), [], 'no refusal (in particular no replay) after the outage');
+    assert.equal(handle.router.state, 'running');
+  });
+
+  it('wrote one audit record per decision, in an unbroken hash chain per router instance', async () => {
+    await node.stopRouters();
+    const records = await node.auditRecords();
+    const byWriter = new Map<string, Buffer[]>();
+    for (const bytes of records) {
+      const { writer } = JSON.parse(bytes.toString('utf8')) as AuditRecord;
+      byWriter.set(writer, [...(byWriter.get(writer) ?? []), bytes]);
+    }
+    assert.equal(byWriter.size, 2, 'the first router and the one of the policy-outage test');
+    for (const [writer, chain] of byWriter) assert.equal(firstBrokenRecord(writer, chain), -1, writer);
+    const audited = new Set(records.map((bytes) => (JSON.parse(bytes.toString('utf8')) as AuditRecord).messageId));
+    const decided = node.logLines.filter((line) => line.msg === 'route' && typeof line.messageId === 'string');
+    assert.ok(decided.length > 20);
+    for (const line of decided)
+      assert.ok(audited.has(line.messageId as string), `no audit record for ${String(line.messageId)}`);
+    assert.ok(!records.some((bytes) => bytes.toString('utf8').includes('tere')), 'no payload in audit records');
+  });
+});

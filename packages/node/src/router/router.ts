@@ -1,0 +1,668 @@
+/**
+ * The router: the data plane's per-message path (DESIGN.md "Message
+ * contract"). One Router consumes one ingress shard `dmr.ingress.<n>` and the
+ * shared `dmr.dead-letter-reports` queue of its node's vhost.
+ *
+ * Per message (#route, readable top to bottom): contract checks → replay
+ * guard → policy → publish to `dmr.delivery` (persistent, mandatory, confirmed)
+ * → audit record confirmed → only then ack. A refusal publishes the original
+ * to `dmr.rejected` and a report to the sender, both confirmed, then acks.
+ * A transient failure (no policy, audit not stored, rejected queue refusing)
+ * hands the message back (nack + requeue) and pauses consumption with an
+ * exponential back-off instead of spinning.
+ *
+ * Connection loss: the broker redelivers whatever was not acked; the router
+ * reconnects with exponential back-off and jitter and forgets (releases) the
+ * ids of its in-flight messages so their redelivery is not a replay. A
+ * delivery marked `redelivered` whose id the guard still holds is treated as
+ * the router's own re-attempt, not a client replay, and is processed again:
+ * duplicates on the wire are allowed (the SDK deduplicates by message id),
+ * losses are not.
+ */
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DmrError, isDmrError, isValidId } from '@dmr/core';
+import type { NodeConfig } from '@dmr/centops';
+import type { PolicyDecider, PolicyDecision } from '@dmr/policy';
+import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
+import type { Logger } from 'pino';
+import { RECIPIENT_HEADER, SENDER_HEADER, UUID_PATTERN } from '../message/contract.js';
+import { ReplayGuard } from '../message/replay.js';
+import { validateAtOrigin } from '../message/validate.js';
+import {
+  DEAD_LETTER_REPORTS_QUEUE,
+  DELIVERY_EXCHANGE,
+  REJECTED_QUEUE,
+  ingressQueueName,
+} from '../reconciler/layout.js';
+import type { AuditEvent, AuditSink } from './audit.js';
+import {
+  DELIVERY_REPORT_TYPE,
+  deadLetterReason,
+  deliveredOptions,
+  deliveryReport,
+  policyInputFor,
+  rejectedOptions,
+  remainingTtl,
+  reportOptions,
+  routingContext,
+  type DeliveryReport,
+  type Refusal,
+  type RoutingContext,
+} from './envelope.js';
+import type { RouterMetrics, RouterState } from './metrics.js';
+
+export interface BackoffOptions {
+  initialMs: number;
+  maxMs: number;
+}
+
+export interface RouterOptions {
+  nodeId: string;
+  /** Consumes `dmr.ingress.<shard>` (default 0). */
+  shard?: number;
+  /** AMQPS + EXTERNAL as the node identity, vhost `dmr-<nodeId>`. Called again on every reconnect. */
+  connect: () => Promise<ChannelModel>;
+  /** Swapped by its owner; the router only calls decide(). */
+  policy: PolicyDecider;
+  logger: Logger;
+  metrics: RouterMetrics;
+  audit?: AuditSink;
+  /** Unacknowledged deliveries per consumer (default 64). */
+  prefetch?: number;
+  now?: () => number;
+  /** Reconnect and policy-pause back-off (default 100 ms doubling to 10 s, with ±50 % jitter). */
+  backoff?: BackoffOptions;
+  /** Most message ids the replay guard holds (default 1 000 000). */
+  replayMaxEntries?: number;
+}
+
+type PublishOutcome = 'confirmed' | 'returned' | 'nacked';
+
+/** One connection's worth of state: dropped as a whole when the connection or channel goes. */
+interface Session {
+  connection: ChannelModel;
+  channel: ConfirmChannel;
+  alive: boolean;
+  /** Resolves when the connection or channel closes, for whatever reason. */
+  closed: Promise<void>;
+  ingressTag: string | undefined;
+  reportsTag: string | undefined;
+  /** Message ids the guard accepted in this session and not yet settled: released on loss. */
+  inflightIds: Set<string>;
+  /** (exchange, routing key, message id) of mandatory publishes the broker returned, until their confirm. */
+  returned: Set<string>;
+  paused: boolean;
+}
+
+/** Thrown when a step cannot complete now but may later: the message goes back to the broker. */
+class Transient extends Error {
+  constructor(
+    /** Metric label: what was unavailable. */
+    readonly reason: 'policy' | 'audit' | 'broker',
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+function returnKey(exchange: string, routingKey: string, messageId: unknown): string {
+  return `${exchange}\0${routingKey}\0${typeof messageId === 'string' ? messageId : ''}`;
+}
+
+function withJitter(ms: number): number {
+  return Math.round(ms * (0.5 + Math.random()));
+}
+
+export class Router {
+  readonly nodeId: string;
+  readonly shard: number;
+  readonly #options: RouterOptions;
+  readonly #now: () => number;
+  readonly #backoff: BackoffOptions;
+  #context: RoutingContext | undefined;
+  #guard: ReplayGuard | undefined;
+  #state: RouterState = 'idle';
+  #session: Session | undefined;
+  #running: Promise<void> | undefined;
+  /** Aborts back-off sleeps and pause timers on stop(): no timer outlives the router. */
+  readonly #stopping = new AbortController();
+  /** Every per-message task, so stop() can wait for them to settle. */
+  readonly #tasks = new Set<Promise<void>>();
+  #policyFailures = 0;
+
+  constructor(options: RouterOptions) {
+    this.nodeId = options.nodeId;
+    this.shard = options.shard ?? 0;
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+    this.#backoff = options.backoff ?? { initialMs: 100, maxMs: 10_000 };
+  }
+
+  get state(): RouterState {
+    return this.#state;
+  }
+
+  /**
+   * Indexes `config` for the per-message path (directory, denylist, limits,
+   * principals). A synchronous swap: each message reads the index once, so it
+   * is judged by exactly one revision. The replay guard is kept across
+   * revisions; only a changed dedup window replaces it (its memory restarts).
+   */
+  applyConfig(config: NodeConfig): void {
+    if (config.node.id !== this.nodeId) {
+      throw new DmrError('INVALID_ARGUMENT', `the configuration is for node ${config.node.id}, not ${this.nodeId}`);
+    }
+    const windowMs = config.limits.dedupWindowMs;
+    if (this.#guard?.windowMs !== windowMs) {
+      this.#guard = new ReplayGuard({ windowMs, maxEntries: this.#options.replayMaxEntries ?? 1_000_000 });
+    }
+    this.#context = routingContext(config);
+  }
+
+  /** Resolves once consuming; the router then keeps itself connected until stop(). */
+  start(): Promise<void> {
+    if (this.#context === undefined) {
+      return Promise.reject(new DmrError('INVALID_ARGUMENT', 'applyConfig() must be called before start()'));
+    }
+    if (this.#running !== undefined) return Promise.reject(new DmrError('INVALID_ARGUMENT', 'already started'));
+    return new Promise<void>((resolve) => {
+      this.#running = this.#run(resolve);
+    });
+  }
+
+  /** Cancels consumption, waits for in-flight messages to be acked or nacked, closes. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.#state === 'stopped') return;
+    this.#stopping.abort();
+    const session = this.#session;
+    if (session?.alive === true) {
+      for (const tag of [session.ingressTag, session.reportsTag]) {
+        if (tag !== undefined) await session.channel.cancel(tag).catch(() => undefined);
+      }
+    }
+    await Promise.allSettled([...this.#tasks]);
+    await this.#options.audit?.close();
+    if (session?.alive === true) await session.connection.close().catch(() => undefined);
+    await this.#running;
+    this.#setState('stopped');
+  }
+
+  // ---- the per-message path ----------------------------------------------------------------------
+
+  /** One ingress message, from delivery to ack (or to nack with requeue on a transient failure). */
+  async #route(session: Session, message: ConsumeMessage): Promise<void> {
+    const started = performance.now();
+    const now = this.#now();
+    const context = this.#context as RoutingContext;
+    const guard = this.#guard as ReplayGuard;
+    this.#options.metrics.received.inc();
+
+    // 1. The contract (DESIGN.md "Message contract"): the first broken rule is the reason.
+    const checked = validateAtOrigin(message, context.message, now);
+    if (!checked.ok) return this.#refuse(session, message, context, started, checked);
+    const validated = checked.message;
+
+    // 2. Replays. A redelivery of an id we hold is our own re-attempt (see the file comment), not a replay.
+    const replay = guard.check(validated.messageId, now);
+    if (!replay.ok && !(replay.reason === 'MESSAGE_REPLAYED' && message.fields.redelivered)) {
+      return this.#refuse(session, message, context, started, replay);
+    }
+    session.inflightIds.add(validated.messageId);
+    try {
+      // 3. Policy: deny by default; no answer at all is transient, never an allow.
+      const input = policyInputFor(validated, context, now);
+      if (input === undefined) {
+        return await this.#refuse(session, message, context, started, {
+          reason: 'POLICY_DENIED',
+          detail: 'sender or recipient is missing from the directory index',
+        });
+      }
+      const policyStarted = performance.now();
+      let decision: PolicyDecision;
+      try {
+        decision = await this.#options.policy.decide(input);
+      } catch (error) {
+        this.#options.metrics.policyDecisions.inc({ result: 'error', reason: 'POLICY_UNAVAILABLE' });
+        throw new Transient('policy', 'the policy could not decide', { cause: error });
+      }
+      this.#options.metrics.policySeconds.observe((performance.now() - policyStarted) / 1000);
+      this.#policyFailures = 0;
+      for (const reason of decision.reasons.length > 0 ? decision.reasons : ['NONE']) {
+        this.#options.metrics.policyDecisions.inc({ result: decision.allow ? 'allow' : 'deny', reason });
+      }
+      const policy = { revision: decision.revision, reasons: decision.reasons };
+      if (!decision.allow) {
+        const detail = `policy revision ${decision.revision ?? '?'} denied: ${decision.reasons.join(', ')}`;
+        return await this.#refuse(session, message, context, started, { reason: 'POLICY_DENIED', detail, policy });
+      }
+
+      // 4. Route: this issue's scope is one node, so a recipient homed elsewhere is unreachable (no relay yet).
+      if (validated.recipientHomeNode !== this.nodeId) {
+        const detail = `recipient ${validated.recipient} is homed on ${validated.recipientHomeNode}; relaying between nodes is not supported yet`;
+        return await this.#refuse(session, message, context, started, {
+          reason: 'RECIPIENT_UNREACHABLE',
+          detail,
+          policy,
+        });
+      }
+      const ttl = remainingTtl(validated, now);
+      if (ttl !== undefined && ttl <= 0) {
+        const detail = `expiration of ${validated.expirationMs ?? 0} ms passed before routing`;
+        return await this.#refuse(session, message, context, started, { reason: 'MESSAGE_EXPIRED', detail, policy });
+      }
+
+      // 5. Deliver, confirmed by the recipient's queue.
+      const options = deliveredOptions(message.properties, validated, this.nodeId, now, ttl);
+      const outcome = await this.#publish(session, DELIVERY_EXCHANGE, validated.recipient, message.content, options);
+      if (outcome === 'returned') {
+        const detail = `no queue for ${validated.recipient} on node ${this.nodeId}`;
+        return await this.#refuse(session, message, context, started, {
+          reason: 'RECIPIENT_UNREACHABLE',
+          detail,
+          policy,
+        });
+      }
+      if (outcome === 'nacked') {
+        const detail = `the queue of ${validated.recipient} is full`;
+        return await this.#refuse(session, message, context, started, {
+          reason: 'RECIPIENT_QUEUE_FULL',
+          detail,
+          policy,
+        });
+      }
+
+      // 6. Audit, then ack: nothing acknowledged lacks its record.
+      await this.#audit({
+        kind: 'route',
+        messageId: validated.messageId,
+        sender: validated.sender,
+        recipient: validated.recipient,
+        result: 'routed',
+        reason: null,
+        policyRevision: decision.revision ?? null,
+        policyReasons: decision.reasons,
+        configRevision: context.revision,
+        at: new Date(now).toISOString(),
+      });
+      session.channel.ack(message);
+      const seconds = (performance.now() - started) / 1000;
+      this.#options.metrics.routed.inc();
+      this.#options.metrics.routeSeconds.observe(seconds);
+      this.#options.logger.info(
+        {
+          messageId: validated.messageId,
+          sender: validated.sender,
+          recipient: validated.recipient,
+          result: 'routed',
+          reason: null,
+          policyRevision: decision.revision ?? null,
+          policyReasons: decision.reasons,
+          hops: [this.nodeId],
+          ms: Math.round(seconds * 1000 * 100) / 100,
+        },
+        'route',
+      );
+    } catch (error) {
+      // Handed back to the broker: its redelivery is the same message, not a replay.
+      guard.release(validated.messageId);
+      throw error;
+    } finally {
+      session.inflightIds.delete(validated.messageId);
+    }
+  }
+
+  /**
+   * A refused message: the original to `dmr.rejected` with the reason, a
+   * report to its sender when it has a queue here (never for a report), the
+   * audit record; all confirmed, then the ack.
+   */
+  async #refuse(
+    session: Session,
+    message: ConsumeMessage,
+    context: RoutingContext,
+    started: number,
+    refusal: Refusal,
+  ): Promise<void> {
+    const now = this.#now();
+    // user_id, when set, is what RabbitMQ checked against the certificate: the authenticated sender.
+    const userId = message.properties.userId as unknown;
+    const from = typeof userId === 'string' && userId !== '' ? userId : undefined;
+    const messageId = validMessageId(message);
+    const recipient = message.properties.headers?.[RECIPIENT_HEADER] as unknown;
+    const reportTo = this.#reportable(context, from) ? from : undefined;
+    const rejectedCopy = this.#publish(
+      session,
+      '',
+      REJECTED_QUEUE,
+      message.content,
+      rejectedOptions(message.properties, refusal, from),
+    );
+    const report =
+      reportTo === undefined
+        ? undefined
+        : this.#sendReport(session, reportTo, deliveryReport(messageId, 'rejected', refusal, this.nodeId, now), now);
+    const [stored] = await Promise.all([rejectedCopy, report]);
+    if (stored !== 'confirmed')
+      throw new Transient('broker', `the rejected queue did not take the message (${refusal.reason})`);
+    await this.#audit({
+      kind: 'route',
+      messageId,
+      sender: from ?? null,
+      recipient: validId(recipient),
+      result: 'rejected',
+      reason: refusal.reason,
+      policyRevision: refusal.policy?.revision ?? null,
+      policyReasons: refusal.policy?.reasons ?? [],
+      configRevision: context.revision,
+      at: new Date(now).toISOString(),
+    });
+    session.channel.ack(message);
+    const seconds = (performance.now() - started) / 1000;
+    this.#options.metrics.rejected.inc({ reason: refusal.reason });
+    this.#options.metrics.routeSeconds.observe(seconds);
+    this.#options.logger.info(
+      {
+        messageId,
+        sender: from ?? null,
+        recipient: validId(recipient),
+        result: 'rejected',
+        reason: refusal.reason,
+        detail: refusal.detail,
+        policyRevision: refusal.policy?.revision ?? null,
+        policyReasons: refusal.policy?.reasons ?? [],
+        hops: [this.nodeId],
+        ms: Math.round(seconds * 1000 * 100) / 100,
+      },
+      'route',
+    );
+  }
+
+  /** A dead letter (expired or over the delivery limit in a client queue) becomes a report to its sender. */
+  async #reportDeadLetter(session: Session, message: ConsumeMessage): Promise<void> {
+    const now = this.#now();
+    const context = this.#context as RoutingContext;
+    const headers = message.properties.headers;
+    const reason = deadLetterReason(headers);
+    const sender = headers?.[SENDER_HEADER] as unknown;
+    const recipient = headers?.[RECIPIENT_HEADER] as unknown;
+    const messageId = validMessageId(message);
+    // Never a report about a report (a report that expired in its queue): that could loop.
+    const aboutReport = message.properties.type === DELIVERY_REPORT_TYPE;
+    if (reason !== undefined && !aboutReport && typeof sender === 'string' && this.#reportable(context, sender)) {
+      const where = validId(recipient) === null ? 'a recipient queue' : `the queue of ${String(recipient)}`;
+      const detail =
+        reason === 'MESSAGE_EXPIRED'
+          ? `expired in ${where}`
+          : `delivered too often from ${where} without an ack (delivery limit)`;
+      const report = deliveryReport(messageId, 'dead-lettered', { reason, detail }, this.nodeId, now);
+      // A full sender queue nacks the report: it cannot be sent now or by retrying in a loop, so it is logged.
+      const outcome = await this.#sendReport(session, sender, report, now);
+      await this.#audit({
+        kind: 'dead-letter',
+        messageId,
+        sender,
+        recipient: validId(recipient),
+        result: 'reported',
+        reason,
+        policyRevision: null,
+        policyReasons: [],
+        configRevision: context.revision,
+        at: new Date(now).toISOString(),
+      });
+      this.#options.logger.info({ messageId, sender, reason, report: outcome }, 'dead-letter');
+    }
+    session.channel.ack(message);
+  }
+
+  // ---- helpers of the path -------------------------------------------------------------------------
+
+  /** Whether `sender` gets a report: a local client with a queue here and not denied. */
+  #reportable(context: RoutingContext, sender: string | undefined): sender is string {
+    return sender !== undefined && context.localQueues.has(sender) && !context.message.denied.has(sender);
+  }
+
+  async #sendReport(session: Session, to: string, report: DeliveryReport, now: number): Promise<PublishOutcome> {
+    const body = Buffer.from(JSON.stringify(report), 'utf8');
+    const outcome = await this.#publish(session, DELIVERY_EXCHANGE, to, body, reportOptions(report, this.nodeId, now));
+    this.#options.metrics.reports.inc({ kind: outcome === 'confirmed' ? report.status : `${report.status}-lost` });
+    return outcome;
+  }
+
+  async #audit(event: Omit<AuditEvent, 'node'>): Promise<void> {
+    const audit = this.#options.audit;
+    if (audit === undefined) return;
+    try {
+      await audit.append({ ...event, node: this.nodeId });
+    } catch (error) {
+      throw new Transient('audit', 'the audit record was not stored', { cause: error });
+    }
+  }
+
+  /** Publishes and waits for the broker's answer; throws when the channel closed meanwhile. */
+  #publish(
+    session: Session,
+    exchange: string,
+    routingKey: string,
+    content: Buffer,
+    options: Options.Publish,
+  ): Promise<PublishOutcome> {
+    return new Promise<PublishOutcome>((resolve, reject) => {
+      if (!session.alive) {
+        reject(new Transient('broker', 'the broker connection is gone'));
+        return;
+      }
+      const key = returnKey(exchange, routingKey, options.messageId);
+      try {
+        session.channel.publish(exchange, routingKey, content, options, (error: unknown) => {
+          // A mandatory message without a queue is returned first, then confirmed (AMQP 0-9-1).
+          const returned = session.returned.delete(key);
+          if (error === null || error === undefined) resolve(returned ? 'returned' : 'confirmed');
+          else if (error instanceof Error && error.message === 'message nacked') resolve('nacked');
+          else reject(new Transient('broker', 'the channel closed before the confirm', { cause: error }));
+        });
+      } catch (error) {
+        reject(new Transient('broker', 'publish failed', { cause: error }));
+      }
+    });
+  }
+
+  /** Runs one delivery as a tracked task; a transient failure hands it back to the broker. */
+  #dispatch(session: Session, message: ConsumeMessage | null, handler: 'route' | 'dead-letter'): void {
+    if (message === null) {
+      // The broker cancelled the consumer (queue deleted): reconnecting re-consumes or fails loudly.
+      this.#options.logger.warn({ shard: this.shard, handler }, 'consumer cancelled by the broker');
+      void session.connection.close().catch(() => undefined);
+      return;
+    }
+    const work = handler === 'route' ? this.#route(session, message) : this.#reportDeadLetter(session, message);
+    const task = work
+      .catch((error: unknown) => this.#giveBack(session, message, error))
+      .finally(() => this.#tasks.delete(task));
+    this.#tasks.add(task);
+  }
+
+  #giveBack(session: Session, message: ConsumeMessage, error: unknown): void {
+    const id = validMessageId(message);
+    const reason = error instanceof Transient ? error.reason : 'internal';
+    if (session.alive) {
+      try {
+        session.channel.nack(message, false, true);
+      } catch {
+        // The channel closed under us: the broker requeues the message anyway.
+      }
+    }
+    this.#options.metrics.requeued.inc({ reason });
+    const cause = error instanceof Error && error.cause !== undefined ? error.cause : error;
+    this.#options.logger.warn(
+      {
+        messageId: id,
+        reason,
+        error: error instanceof Error ? error.message : String(error),
+        cause: isDmrError(cause) ? cause.code : cause instanceof Error ? cause.message : String(cause),
+      },
+      'message handed back to the broker',
+    );
+    if ((reason === 'policy' || reason === 'audit') && session.alive) this.#pause(session);
+  }
+
+  /** Stops taking ingress messages for a growing while: a missing policy must not turn into a busy loop. */
+  #pause(session: Session): void {
+    if (session.paused || session.ingressTag === undefined) return;
+    session.paused = true;
+    const tag = session.ingressTag;
+    session.ingressTag = undefined;
+    const delay = this.#delay(this.#policyFailures++);
+    this.#setState('backing-off');
+    this.#options.logger.warn({ shard: this.shard, delayMs: delay }, 'pausing ingress: policy or audit unavailable');
+    void (async () => {
+      await session.channel.cancel(tag).catch(() => undefined);
+      try {
+        await sleep(delay, undefined, { signal: this.#stopping.signal });
+      } catch {
+        return; // stopped
+      }
+      if (!session.alive || this.#stopping.signal.aborted) return;
+      session.paused = false;
+      try {
+        await this.#consumeIngress(session);
+        this.#setState('running');
+      } catch (error) {
+        this.#options.logger.warn({ error: String(error) }, 'resuming ingress failed');
+        void session.connection.close().catch(() => undefined);
+      }
+    })();
+  }
+
+  // ---- connection lifecycle -----------------------------------------------------------------------
+
+  async #run(started: () => void): Promise<void> {
+    let attempt = 0;
+    let connectedBefore = false;
+    while (!this.#stopping.signal.aborted) {
+      this.#setState('connecting');
+      let session: Session | undefined;
+      try {
+        session = await this.#open();
+        // stop() may have run while connecting, before it could see this session.
+        if (this.#stopping.signal.aborted) {
+          this.#drop(session);
+          break;
+        }
+        if (connectedBefore) this.#options.metrics.reconnects.inc();
+        connectedBefore = true;
+        attempt = 0;
+        this.#setState('running');
+        this.#options.logger.info({ shard: this.shard }, 'router consuming');
+        started();
+        await session.closed;
+      } catch (error) {
+        this.#options.logger.warn(
+          { error: error instanceof Error ? error.message : String(error) },
+          'broker connection failed',
+        );
+      }
+      if (session !== undefined) this.#drop(session);
+      if (this.#stopping.signal.aborted) break;
+      this.#setState('backing-off');
+      try {
+        await sleep(this.#delay(attempt++), undefined, { signal: this.#stopping.signal });
+      } catch {
+        break;
+      }
+    }
+    started();
+  }
+
+  async #open(): Promise<Session> {
+    const connection = await this.#options.connect();
+    try {
+      const channel = await connection.createConfirmChannel();
+      let markClosed: () => void = () => undefined;
+      const session: Session = {
+        connection,
+        channel,
+        alive: true,
+        closed: new Promise<void>((resolve) => (markClosed = resolve)),
+        ingressTag: undefined,
+        reportsTag: undefined,
+        inflightIds: new Set(),
+        returned: new Set(),
+        paused: false,
+      };
+      const close = (): void => {
+        session.alive = false;
+        markClosed();
+      };
+      // Errors are followed by 'close'; listening keeps them from becoming uncaught exceptions.
+      connection.on('error', (error: Error) =>
+        this.#options.logger.warn({ error: error.message }, 'broker connection error'),
+      );
+      channel.on('error', (error: Error) =>
+        this.#options.logger.warn({ error: error.message }, 'router channel error'),
+      );
+      connection.on('close', close);
+      channel.on('close', close);
+      channel.on('return', (returned: Message) => {
+        const { exchange, routingKey } = returned.fields;
+        session.returned.add(returnKey(exchange, routingKey, returned.properties.messageId));
+      });
+      this.#session = session;
+      this.#options.audit?.attach?.(channel);
+      await channel.prefetch(this.#options.prefetch ?? 64);
+      await this.#consumeIngress(session);
+      const reports = await channel.consume(
+        DEAD_LETTER_REPORTS_QUEUE,
+        (message) => this.#dispatch(session, message, 'dead-letter'),
+        { noAck: false },
+      );
+      session.reportsTag = reports.consumerTag;
+      return session;
+    } catch (error) {
+      await connection.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  async #consumeIngress(session: Session): Promise<void> {
+    const reply = await session.channel.consume(
+      ingressQueueName(this.shard),
+      (message) => this.#dispatch(session, message, 'route'),
+      { noAck: false },
+    );
+    session.ingressTag = reply.consumerTag;
+  }
+
+  /** After a loss: the broker requeues every unacked delivery; forget their ids so they are not replays. */
+  #drop(session: Session): void {
+    session.alive = false;
+    for (const id of session.inflightIds) this.#guard?.release(id);
+    session.inflightIds.clear();
+    this.#options.audit?.detach?.();
+    if (this.#session === session) this.#session = undefined;
+    void session.connection.close().catch(() => undefined);
+  }
+
+  #delay(attempt: number): number {
+    const { initialMs, maxMs } = this.#backoff;
+    return withJitter(Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30)));
+  }
+
+  #setState(state: RouterState): void {
+    if (this.#state === 'stopped') return;
+    this.#state = state;
+    this.#options.metrics.setState(state);
+  }
+}
+
+/** `value` if it is a valid principal id, else null: logs and records never carry an unvalidated client value. */
+function validId(value: unknown): string | null {
+  return typeof value === 'string' && isValidId(value) ? value : null;
+}
+
+/** The message id if it is a usable one (a UUID, lowercased), else null: never an unvalidated client value. */
+function validMessageId(message: Message): string | null {
+  const id = message.properties.messageId as unknown;
+  return typeof id === 'string' && UUID_PATTERN.test(id.toLowerCase()) ? id.toLowerCase() : null;
+}

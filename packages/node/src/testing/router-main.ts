@@ -1,0 +1,52 @@
+/**
+ * Test-only entry: one Router in its own process, so a test can SIGKILL it
+ * mid-stream (NodeFixture.spawnRouter writes the spec file it reads).
+ * Logs pino JSON lines to stdout; "router consuming" means ready.
+ */
+import { readFileSync } from 'node:fs';
+import { connectWithCertificate } from '@dmr/broker-harness';
+import type { NodeConfig } from '@dmr/centops';
+import { PolicyEngine, type BundleVerification } from '@dmr/policy';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { vhostName } from '../reconciler/layout.js';
+import { StreamAuditSink } from '../router/audit.js';
+import { RouterMetrics } from '../router/metrics.js';
+import { Router } from '../router/router.js';
+
+interface Spec {
+  shard: number;
+  port: number;
+  caPem: string;
+  certificatePem: string;
+  privateKeyPem: string;
+  config: NodeConfig;
+  bundleFile: string;
+  verification: BundleVerification;
+}
+
+const spec = JSON.parse(readFileSync(process.argv[2] ?? '', 'utf8')) as Spec;
+const logger = pino({ base: undefined });
+const policy = await PolicyEngine.load(readFileSync(spec.bundleFile), { verification: spec.verification });
+const router = new Router({
+  nodeId: spec.config.node.id,
+  shard: spec.shard,
+  connect: () =>
+    connectWithCertificate({
+      port: spec.port,
+      caPem: spec.caPem,
+      certificatePem: spec.certificatePem,
+      privateKeyPem: spec.privateKeyPem,
+      vhost: vhostName(spec.config.node.id),
+    }),
+  policy,
+  logger,
+  metrics: new RouterMetrics(new Registry()),
+  audit: new StreamAuditSink(),
+  backoff: { initialMs: 100, maxMs: 2_000 },
+});
+router.applyConfig(spec.config);
+await router.start();
+process.once('SIGTERM', () => {
+  void router.stop().then(() => process.exit(0));
+});

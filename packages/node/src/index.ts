@@ -1,3 +1,4 @@
 export * from './message/index.js';
 export * from './reconciler/index.js';
 export * from './router/index.js';
+export * from './agent/index.js';

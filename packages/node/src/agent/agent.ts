@@ -1,0 +1,553 @@
+/**
+ * The node agent (`dmr node run`): keeps one DMR node configured from
+ * CentOps. In order, at start: identity (enrol or load) → broker TLS (server
+ * certificate, CA file, CRL) → the last good document from disk (offline
+ * start) → the configuration feed. For each document: verify → fetch and
+ * verify the policy bundle if it changed → reconcile the broker → persist as
+ * last good → report. Any failure is reported as a refusal and the last
+ * good configuration keeps running (DESIGN.md "Configuration flow").
+ *
+ * The router processes are not driven from here: they read the state dir
+ * (state-dir.ts), so they keep serving across an agent restart.
+ */
+import { readFile } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import { pino, type Logger } from 'pino';
+import { crlRefreshDelayMs, ManagementClient } from '@dmr/broker-harness';
+import type { NodeConfig } from '@dmr/centops';
+import { DmrError, isDmrError } from '@dmr/core';
+import { PolicyEngine, policySignerSpiffeId } from '@dmr/policy';
+import { desiredLayout, reconcile, type ApplyResult } from '../reconciler/index.js';
+import { Backoff, renewalDelayMs } from './backoff.js';
+import { installBrokerCrl, installNodeBrokerTls } from './broker-tls.js';
+import { CentOpsClient } from './centops-client.js';
+import { FeedFollower, type FeedDocument } from './feed.js';
+import { enrol, loadIdentity, renew, type NodeIdentity } from './identity.js';
+import { AgentMetrics, serveMetrics } from './metrics.js';
+import type { RunConfig } from './run-config.js';
+import {
+  checkBundleDigest,
+  readLastGood,
+  verifySigned,
+  writeLastGood,
+  writeLocalStatus,
+  type LocalStatus,
+} from './state-dir.js';
+
+export interface AgentOptions {
+  logger?: Logger;
+  metrics?: AgentMetrics;
+  /** Called after each document is applied, found unchanged or refused (tests, tools). */
+  onOutcome?: (outcome: DocumentOutcome) => void;
+  /** The clock renewals are scheduled by (tests: a time late in the certificate's life). */
+  now?: () => Date;
+}
+
+export type DocumentOutcome =
+  | {
+      result: 'applied';
+      revision: number;
+      policyRevision: string | null;
+      reconcile: ApplyResult;
+      ms: number;
+    }
+  | { result: 'unchanged'; revision: number }
+  | { result: 'refused'; revision: number; code: string; reason: string };
+
+interface Applied {
+  revision: number;
+  jws: string;
+  config: NodeConfig;
+  bundle: Buffer | undefined;
+}
+
+const MAX_REASON = 1000;
+
+/** The refusal reason CentOps stores: the catalogue code and message, never secrets or payloads. */
+export function refusalReason(error: unknown): { code: string; reason: string } {
+  const code = isDmrError(error) ? error.code : 'INTERNAL';
+  const message = error instanceof Error ? error.message : String(error);
+  return { code, reason: `${code}: ${message}`.slice(0, MAX_REASON) };
+}
+
+/** Failures that say nothing about the document: retry it rather than give up on it. */
+function isTransient(error: unknown): boolean {
+  return (
+    isDmrError(error) && ['BROKER_COMMAND_FAILED', 'BROKER_NOT_RUNNING', 'CENTOPS_UNREACHABLE'].includes(error.code)
+  );
+}
+
+/** Whether `next` denylists an id `previous` did not. */
+function denylistGrew(previous: NodeConfig | undefined, next: NodeConfig): boolean {
+  const before = new Set(previous?.denylist.map((entry) => `${entry.kind}/${entry.id}`) ?? []);
+  return next.denylist.some((entry) => !before.has(`${entry.kind}/${entry.id}`));
+}
+
+export class NodeAgent {
+  readonly config: RunConfig;
+  readonly logger: Logger;
+  readonly metrics: AgentMetrics;
+  readonly #options: AgentOptions;
+  #client: CentOpsClient | undefined;
+  #identity: NodeIdentity | undefined;
+  #management: ManagementClient | undefined;
+  #engine: PolicyEngine | undefined;
+  #engineTrust: string | undefined;
+  #feed: FeedFollower | undefined;
+  #applied: Applied | undefined;
+  #refused: LocalStatus['refused'] = null;
+  #connected = false;
+  readonly #timers = new Map<'renewal' | 'crl', NodeJS.Timeout>();
+  #metricsServer: Server | undefined;
+  #metricsUrl: string | undefined;
+  #stopped = false;
+  #renewBackoff: Backoff;
+  #crlBackoff: Backoff;
+  #retryBackoff: Backoff;
+  #retry: NodeJS.Timeout | undefined;
+  #chain: Promise<unknown> = Promise.resolve();
+
+  constructor(config: RunConfig, options: AgentOptions = {}) {
+    this.config = config;
+    this.#options = options;
+    this.logger = options.logger ?? pino({ level: config.logLevel, base: { node: config.node, component: 'agent' } });
+    this.metrics = options.metrics ?? new AgentMetrics();
+    const backoff = { initialMs: config.feed.backoffInitialMs, maxMs: config.feed.backoffMaxMs };
+    this.#renewBackoff = new Backoff(backoff);
+    this.#crlBackoff = new Backoff(backoff);
+    this.#retryBackoff = new Backoff(backoff);
+  }
+
+  get identity(): NodeIdentity | undefined {
+    return this.#identity;
+  }
+
+  get appliedRevision(): number | undefined {
+    return this.#applied?.revision;
+  }
+
+  get appliedConfig(): NodeConfig | undefined {
+    return this.#applied?.config;
+  }
+
+  get metricsUrl(): string | undefined {
+    return this.#metricsUrl;
+  }
+
+  /** Resolves once the node runs (its last good document applied if it had one) and the feed is started. */
+  async start(): Promise<void> {
+    const { config } = this;
+    const caPem = await readFile(config.centops.caFile, 'utf8');
+    const client = new CentOpsClient({ apiUrl: config.centops.url, enrolUrl: config.centops.enrolUrl, caPem });
+    this.#client = client;
+
+    let identity = await loadIdentity(config.dataDir);
+    if (identity === undefined) {
+      this.logger.info({ enrolUrl: config.centops.enrolUrl }, 'no certificate yet: enrolling');
+      identity = await enrol(client, {
+        dataDir: config.dataDir,
+        nodeId: config.node,
+        trustDomain: config.centops.trustDomain,
+        tokenFile: config.centops.tokenFile,
+        keyAlgorithm: config.centops.keyAlgorithm,
+      });
+      this.logger.info({ serial: identity.serial, notAfter: identity.notAfter.toISOString() }, 'enrolled');
+    } else {
+      this.logger.info({ serial: identity.serial, notAfter: identity.notAfter.toISOString() }, 'identity loaded');
+    }
+    this.#useIdentity(identity);
+    await this.#installBrokerIdentity(identity);
+    this.#scheduleRenewal();
+    if (config.broker.tls?.crlDir !== undefined) await this.#refreshCrl();
+
+    const password = (await readFile(config.broker.management.passwordFile, 'utf8')).trim();
+    this.#management = new ManagementClient({
+      baseUrl: config.broker.management.url,
+      username: config.broker.management.username,
+      password,
+    });
+    await this.#startFromLastGood();
+
+    if (config.metrics !== undefined) {
+      const served = await serveMetrics(config.metrics.listen, this.metrics.registry, {
+        unhealthyReason: () => (this.#applied === undefined ? 'no configuration applied yet' : undefined),
+      });
+      this.#metricsServer = served.server;
+      this.#metricsUrl = served.url;
+    }
+
+    this.#feed = new FeedFollower({
+      client,
+      nodeId: config.node,
+      logger: this.logger,
+      stream: config.feed.stream,
+      waitSeconds: config.feed.waitSeconds,
+      backoffInitialMs: config.feed.backoffInitialMs,
+      backoffMaxMs: config.feed.backoffMaxMs,
+      onDocument: async (document) => {
+        await this.applyDocument(document);
+      },
+      onConnected: (connected) => {
+        if (connected !== this.#connected) {
+          this.#connected = connected;
+          this.metrics.centopsConnected.set(connected ? 1 : 0);
+          void this.#writeStatus();
+        }
+      },
+    });
+    this.#feed.start(this.#applied?.revision);
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    for (const timer of this.#timers.values()) clearTimeout(timer);
+    this.#timers.clear();
+    if (this.#retry) clearTimeout(this.#retry);
+    await this.#feed?.stop();
+    this.#client?.close();
+    await this.#engine?.close();
+    if (this.#metricsServer) {
+      const server = this.#metricsServer;
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  }
+
+  /** Waits until documents received so far are handled (tests). */
+  async idle(): Promise<void> {
+    await this.#feed?.idle();
+  }
+
+  /** One timer per job: scheduling a job again (a manual renewal, an early CRL refresh) replaces its timer. */
+  #timer(job: 'renewal' | 'crl', ms: number, run: () => Promise<void>): void {
+    const existing = this.#timers.get(job);
+    if (existing !== undefined) clearTimeout(existing);
+    this.#timers.delete(job);
+    if (this.#stopped) return;
+    const timer = setTimeout(
+      () => {
+        this.#timers.delete(job);
+        void run();
+      },
+      Math.min(ms, 2 ** 31 - 1),
+    );
+    timer.unref();
+    this.#timers.set(job, timer);
+  }
+
+  #useIdentity(identity: NodeIdentity): void {
+    this.#identity = identity;
+    this.#client?.setIdentity(identity);
+    this.metrics.certificateExpiry.set(Math.floor(identity.notAfter.getTime() / 1000));
+  }
+
+  async #installBrokerIdentity(identity: NodeIdentity): Promise<void> {
+    const tls = this.config.broker.tls;
+    if (tls === undefined) return;
+    const installed = await installNodeBrokerTls(tls, {
+      chainPem: identity.chainPem,
+      privateKeyPem: identity.privateKeyPem,
+      trustBundlePem: identity.trustBundlePem,
+    });
+    this.logger.info(
+      {
+        serial: installed.certificate?.serial,
+        certFile: tls.certFile,
+        trustBundleChanged: installed.trustBundleChanged,
+      },
+      'broker TLS installed',
+    );
+  }
+
+  #scheduleRenewal(): void {
+    const identity = this.#identity;
+    if (identity === undefined) return;
+    const delay = renewalDelayMs(identity.notBefore, identity.notAfter, this.#options.now?.() ?? new Date());
+    this.logger.debug({ inMs: delay }, 'certificate renewal scheduled');
+    this.#timer('renewal', delay, () => this.renewNow().then(() => undefined));
+  }
+
+  /** Renews the certificate now (a NEW key), installs it for CentOps calls and the broker; reschedules. */
+  async renewNow(): Promise<NodeIdentity | undefined> {
+    const client = this.#client;
+    if (client === undefined || this.#stopped) return undefined;
+    try {
+      const renewed = await renew(client, {
+        dataDir: this.config.dataDir,
+        nodeId: this.config.node,
+        trustDomain: this.config.centops.trustDomain,
+        keyAlgorithm: this.config.centops.keyAlgorithm,
+      });
+      const previous = this.#identity?.serial;
+      // Broker first: once `identity` shows the new serial, the broker presents it too.
+      await this.#installBrokerIdentity(renewed);
+      this.#useIdentity(renewed);
+      this.#renewBackoff.reset();
+      this.logger.info(
+        { serial: renewed.serial, previous, notAfter: renewed.notAfter.toISOString() },
+        'certificate renewed',
+      );
+      this.#scheduleRenewal();
+      void this.#writeStatus();
+      return renewed;
+    } catch (error) {
+      const identity = this.#identity;
+      // Retry well before expiry: at most a tenth of the time that is left.
+      const left = identity === undefined ? 60_000 : identity.notAfter.getTime() - Date.now();
+      const delay = Math.max(1000, Math.min(this.#renewBackoff.next(), left / 10));
+      this.logger.warn({ err: refusalReason(error), retryInMs: delay }, 'certificate renewal failed');
+      this.#timer('renewal', delay, () => this.renewNow().then(() => undefined));
+      return undefined;
+    }
+  }
+
+  async #refreshCrl(): Promise<void> {
+    const crlDir = this.config.broker.tls?.crlDir;
+    const client = this.#client;
+    if (crlDir === undefined || client === undefined || this.#stopped) return;
+    try {
+      const installed = await installBrokerCrl(crlDir, await client.crl());
+      this.#crlBackoff.reset();
+      const delay = crlRefreshDelayMs(installed);
+      this.logger.info(
+        { file: installed.path, nextUpdate: installed.nextUpdate?.toISOString(), refreshInMs: delay },
+        'CRL installed',
+      );
+      this.#timer('crl', delay, () => this.#refreshCrl());
+    } catch (error) {
+      const delay = this.#crlBackoff.next();
+      this.logger.warn({ err: refusalReason(error), retryInMs: delay }, 'CRL refresh failed');
+      this.#timer('crl', delay, () => this.#refreshCrl());
+    }
+  }
+
+  #verifyContext(minRevision?: number) {
+    const identity = this.#identity;
+    if (identity === undefined) throw new DmrError('INTERNAL', 'the agent has no identity');
+    return {
+      nodeId: this.config.node,
+      trustDomain: this.config.centops.trustDomain,
+      trustBundlePem: identity.trustBundlePem,
+      ...(minRevision === undefined ? {} : { minRevision }),
+    };
+  }
+
+  /** Offline start: the last good document from disk, applied again (the broker may have lost its layout). */
+  async #startFromLastGood(): Promise<void> {
+    let lastGood;
+    try {
+      lastGood = await readLastGood(this.config.dataDir, this.#verifyContext());
+    } catch (error) {
+      this.logger.error({ err: refusalReason(error) }, 'the last good document on disk does not verify; ignoring it');
+      return;
+    }
+    if (lastGood === undefined) {
+      this.logger.info('no last good document on disk: waiting for CentOps');
+      return;
+    }
+    const { config, bundle, jws } = lastGood;
+    if (bundle !== undefined) await (await this.#verifier()).swap(bundle);
+    this.#applied = { revision: config.revision, jws, config, bundle };
+    this.metrics.configRevision.set(config.revision);
+    this.logger.info(
+      { revision: config.revision, policyRevision: config.policy?.revision },
+      'last good document loaded',
+    );
+    try {
+      await this.#reconcile(config);
+    } catch (error) {
+      // The broker may be down too; the routers serve from disk and the next document reconciles.
+      this.logger.warn({ err: refusalReason(error) }, 'reconciling the last good document failed');
+    }
+    await this.#writeStatus();
+  }
+
+  #reconcile(config: NodeConfig): Promise<ApplyResult> {
+    const management = this.#management;
+    if (management === undefined) throw new DmrError('INTERNAL', 'the agent has no management client');
+    // routers: 0 means the operator runs the routers: at least one shard still exists.
+    const layout = desiredLayout(config, {
+      routerUser: this.config.node,
+      routerShards: Math.max(1, this.config.routers),
+    });
+    return reconcile(management, layout);
+  }
+
+  /**
+   * Verifies and applies one signed document, or refuses it (reported to
+   * CentOps, last good kept). The feed calls this; tools and tests may too:
+   * calls are serialised, so a document is never applied over another.
+   */
+  applyDocument(document: FeedDocument): Promise<DocumentOutcome> {
+    const next = this.#chain.then(() => this.#handle(document));
+    this.#chain = next.catch(() => undefined);
+    return next;
+  }
+
+  async #handle(document: FeedDocument): Promise<DocumentOutcome> {
+    const started = performance.now();
+    const applied = this.#applied;
+    if (applied !== undefined && document.jws === applied.jws) {
+      // A re-send (stream reconnect): nothing to do but say so, in case our last report was lost.
+      const refused = this.#refused;
+      await this.#report({
+        appliedRevision: applied.revision,
+        refused: refused === null ? null : { revision: refused.revision, reason: refused.reason },
+      });
+      const unchanged: DocumentOutcome = { result: 'unchanged', revision: applied.revision };
+      this.#options.onOutcome?.(unchanged);
+      return unchanged;
+    }
+    let outcome: DocumentOutcome;
+    try {
+      const config = await verifySigned(document.jws, this.#verifyContext(applied?.revision));
+      const bundle = await this.#bundleFor(config, applied);
+      const result = await this.#reconcile(config);
+      if (result.conflicts.length > 0) {
+        this.logger.warn({ revision: config.revision, conflicts: result.conflicts }, 'reconcile left conflicts');
+      }
+      await writeLastGood(this.config.dataDir, document.jws, bundle);
+      // A revocation comes with a denylist entry: fetch the new CRL now, not at the next scheduled refresh.
+      if (denylistGrew(applied?.config, config)) void this.#refreshCrl();
+      this.#applied = { revision: config.revision, jws: document.jws, config, bundle };
+      this.#refused = null;
+      this.#retryBackoff.reset();
+      this.metrics.configRevision.set(config.revision);
+      const ms = Math.round(performance.now() - started);
+      this.logger.info(
+        {
+          revision: config.revision,
+          policyRevision: config.policy?.revision,
+          changes: result.changes.length,
+          via: document.via,
+          ms,
+        },
+        'configuration applied',
+      );
+      outcome = {
+        result: 'applied',
+        revision: config.revision,
+        policyRevision: config.policy?.revision ?? null,
+        reconcile: result,
+        ms,
+      };
+      await this.#writeStatus();
+      await this.#report({ appliedRevision: config.revision, refused: null });
+    } catch (error) {
+      const { code, reason } = refusalReason(error);
+      this.metrics.refusals.inc({ reason: code });
+      this.#refused = { revision: document.revision, reason, at: new Date().toISOString() };
+      this.logger.warn({ revision: document.revision, code, reason }, 'configuration refused');
+      outcome = { result: 'refused', revision: document.revision, code, reason };
+      await this.#writeStatus();
+      await this.#report({
+        appliedRevision: this.#applied?.revision ?? null,
+        refused: { revision: document.revision, reason },
+      });
+      if (isTransient(error)) this.#retryLater(document);
+    }
+    this.#options.onOutcome?.(outcome);
+    return outcome;
+  }
+
+  /** A document that failed for a reason outside it (broker or CentOps down) is tried again. */
+  #retryLater(document: FeedDocument): void {
+    if (this.#retry) clearTimeout(this.#retry);
+    const delay = this.#retryBackoff.next();
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      // Only if nothing newer arrived meanwhile.
+      if (!this.#stopped && (this.#feed?.lastSeen ?? document.revision) <= document.revision) {
+        void this.applyDocument(document);
+      }
+    }, delay);
+    this.#retry.unref();
+  }
+
+  /**
+   * The engine that verifies bundles, for the current trust bundle: after a
+   * CA rollover (a renewal brings the new roots) a new one is made, with
+   * the applied bundle active first so the revision order still holds.
+   */
+  async #verifier(): Promise<PolicyEngine> {
+    const trustBundlePem = this.#identity?.trustBundlePem;
+    if (trustBundlePem === undefined) throw new DmrError('INTERNAL', 'the agent has no identity');
+    if (this.#engine === undefined || this.#engineTrust !== trustBundlePem) {
+      const previous = this.#engine;
+      this.#engine = new PolicyEngine({
+        verification: { trustBundlePem, expectedSigner: policySignerSpiffeId(this.config.centops.trustDomain) },
+      });
+      this.#engineTrust = trustBundlePem;
+      await previous?.close();
+      const active = this.#applied?.bundle;
+      if (active !== undefined) {
+        await this.#engine.swap(active).catch((error: unknown) => {
+          this.logger.warn(
+            { err: refusalReason(error) },
+            'the applied bundle does not verify under the new trust bundle',
+          );
+        });
+      }
+    }
+    return this.#engine;
+  }
+
+  /** The verified bundle `config` names: the current one when unchanged, else downloaded, digest-checked and swapped in. */
+  async #bundleFor(config: NodeConfig, applied: Applied | undefined): Promise<Buffer | undefined> {
+    const policy = config.policy;
+    if (policy === undefined) return undefined;
+    if (applied?.config.policy?.digest === policy.digest && applied.bundle !== undefined) return applied.bundle;
+    const client = this.#client;
+    if (client === undefined) throw new DmrError('INTERNAL', 'the agent is not started');
+    const bundle = checkBundleDigest(config, await client.bundle(policy.bundle));
+    if (bundle === undefined) return undefined;
+    // Swapping verifies the signature, the revision order and that the Wasm compiles; a refusal keeps the old one.
+    const swapped = await (await this.#verifier()).swap(bundle);
+    if (swapped.revision !== policy.revision) {
+      throw new DmrError(
+        'POLICY_BUNDLE_INVALID',
+        `the bundle is revision ${swapped.revision}, the document names ${policy.revision}`,
+        {
+          details: { check: 'revision', expected: policy.revision, actual: swapped.revision },
+        },
+      );
+    }
+    return bundle;
+  }
+
+  async #report(partial: {
+    appliedRevision: number | null;
+    refused?: { revision: number; reason: string } | null;
+  }): Promise<void> {
+    const client = this.#client;
+    if (client === undefined) return;
+    try {
+      await client.putStatus(this.config.node, {
+        appliedRevision: partial.appliedRevision,
+        ...(partial.refused === undefined ? {} : { refused: partial.refused }),
+        policyRevision: this.#applied?.config.policy?.revision ?? null,
+      });
+    } catch (error) {
+      // CentOps down: the status file has it, and the next document's report carries it again.
+      this.logger.warn({ err: refusalReason(error) }, 'status report failed');
+    }
+  }
+
+  async #writeStatus(): Promise<void> {
+    const identity = this.#identity;
+    try {
+      await writeLocalStatus(this.config.dataDir, {
+        node: this.config.node,
+        appliedRevision: this.#applied?.revision ?? null,
+        policyRevision: this.#applied?.config.policy?.revision ?? null,
+        refused: this.#refused,
+        centopsConnected: this.#connected,
+        certificate:
+          identity === undefined ? null : { serial: identity.serial, notAfter: identity.notAfter.toISOString() },
+        updatedAt: new Date().toISOString(),
+      });
+    } catch (error) {
+      this.logger.warn({ err: refusalReason(error) }, 'writing status.json failed');
+    }
+  }
+}

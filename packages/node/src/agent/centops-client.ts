@@ -1,0 +1,302 @@
+/**
+ * The node's HTTPS client for CentOps: enrolment on the enrolment listener
+ * (server-authenticated TLS only: the node has no certificate yet), and
+ * everything else on the API with mutual TLS as the node. The client
+ * certificate can be swapped after a renewal without a restart: each
+ * identity gets its own https.Agent, and only new requests use the new one.
+ *
+ * Errors: an unreachable CentOps is CENTOPS_UNREACHABLE; an error answer
+ * becomes a DmrError with CentOps' own code (the catalogue is shared) so the
+ * caller can tell a refused token from an outage.
+ */
+import { Agent, request as httpsRequest } from 'node:https';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { DmrError, isErrorCode } from '@dmr/core';
+
+export interface TlsIdentity {
+  /** Leaf then intermediate(s). */
+  chainPem: string;
+  privateKeyPem: string;
+}
+
+/** What POST /v1/enroll and /v1/certificates/renew answer (routes/pki.ts `Issued`). */
+export interface IssuedCertificateResponse {
+  id: string;
+  kind: string;
+  serial: string;
+  notBefore: string;
+  notAfter: string;
+  fingerprint: string;
+  certificate: string;
+  chain: string;
+  trustBundle: string;
+}
+
+export interface HttpAnswer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+export interface NodeStatusReport {
+  appliedRevision: number | null;
+  refused?: { revision: number; reason: string } | null;
+  policyRevision?: string | null;
+}
+
+export interface SseEvent {
+  event: string;
+  id?: string;
+  data: string;
+}
+
+function unreachable(url: string, error: unknown): DmrError {
+  const message = error instanceof Error ? error.message : String(error);
+  return new DmrError('CENTOPS_UNREACHABLE', `CentOps at ${new URL(url).origin} cannot be reached: ${message}`, {
+    details: { url: new URL(url).origin },
+    cause: error,
+  });
+}
+
+/** The DmrError a CentOps error answer stands for; its own code when it is one of ours. */
+export function errorFromAnswer(answer: HttpAnswer, what: string): DmrError {
+  let code: string | undefined;
+  let message = answer.body.toString('utf8').slice(0, 300);
+  let details: Record<string, unknown> = {};
+  try {
+    const parsed = JSON.parse(answer.body.toString('utf8')) as {
+      error?: { code?: unknown; message?: unknown; details?: unknown };
+    };
+    if (typeof parsed.error?.code === 'string') code = parsed.error.code;
+    if (typeof parsed.error?.message === 'string') message = parsed.error.message;
+    if (typeof parsed.error?.details === 'object' && parsed.error.details !== null) {
+      details = parsed.error.details as Record<string, unknown>;
+    }
+  } catch {
+    // Not JSON (a proxy's page): keep the text.
+  }
+  const known = code !== undefined && isErrorCode(code) ? code : 'INTERNAL';
+  return new DmrError(known, `${what}: CentOps answered ${answer.status}: ${message}`, {
+    details: { ...details, status: answer.status },
+  });
+}
+
+function readBody(response: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    response.on('data', (chunk: Buffer) => chunks.push(chunk));
+    response.on('end', () => resolve(Buffer.concat(chunks)));
+    response.on('error', reject);
+  });
+}
+
+const STREAM_IDLE_MS = 45_000;
+
+export interface RequestOptions {
+  method?: 'GET' | 'PUT' | 'POST';
+  body?: unknown;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+  /** Gives up (CENTOPS_UNREACHABLE) when no answer arrived by then. */
+  timeoutMs?: number;
+}
+
+export class CentOpsClient {
+  readonly apiUrl: string;
+  readonly enrolUrl: string;
+  readonly #caPem: string;
+  #agent: Agent | undefined;
+
+  constructor(options: { apiUrl: string; enrolUrl: string; caPem: string; identity?: TlsIdentity }) {
+    this.apiUrl = options.apiUrl;
+    this.enrolUrl = options.enrolUrl;
+    this.#caPem = options.caPem;
+    if (options.identity) this.setIdentity(options.identity);
+  }
+
+  /** Uses `identity` for every later request; requests and streams under way keep the old one. */
+  setIdentity(identity: TlsIdentity): void {
+    const old = this.#agent;
+    this.#agent = new Agent({
+      keepAlive: true,
+      ca: this.#caPem,
+      cert: identity.chainPem,
+      key: identity.privateKeyPem,
+    });
+    // Idle sockets of the old identity must not be reused; busy ones finish on their own.
+    old?.destroy();
+  }
+
+  close(): void {
+    this.#agent?.destroy();
+    this.#agent = undefined;
+  }
+
+  #send(url: string, agent: Agent | false, options: RequestOptions): Promise<IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      const body = options.body === undefined ? undefined : JSON.stringify(options.body);
+      const request = httpsRequest(
+        url,
+        {
+          method: options.method ?? 'GET',
+          agent,
+          ...(agent === false ? { ca: this.#caPem } : {}),
+          headers: {
+            ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+            ...options.headers,
+          },
+          ...(options.signal ? { signal: options.signal } : {}),
+        },
+        resolve,
+      );
+      if (options.timeoutMs !== undefined) {
+        request.setTimeout(options.timeoutMs, () => request.destroy(new Error(`no answer in ${options.timeoutMs} ms`)));
+      }
+      request.on('error', (error) => reject(options.signal?.aborted ? error : unreachable(url, error)));
+      request.end(body);
+    });
+  }
+
+  async #call(base: string, path: string, agent: Agent | false, options: RequestOptions): Promise<HttpAnswer> {
+    const url = `${base}${path}`;
+    const response = await this.#send(url, agent, options);
+    let body: Buffer;
+    try {
+      body = await readBody(response);
+    } catch (error) {
+      throw unreachable(url, error);
+    }
+    return { status: response.statusCode ?? 0, headers: response.headers, body };
+  }
+
+  #requireAgent(): Agent {
+    if (this.#agent === undefined) {
+      throw new DmrError('INTERNAL', 'the node has no certificate yet: enrol first');
+    }
+    return this.#agent;
+  }
+
+  /** A call on the mutual-TLS API as the node. */
+  api(path: string, options: RequestOptions = {}): Promise<HttpAnswer> {
+    return this.#call(this.apiUrl, path, this.#requireAgent(), { timeoutMs: 30_000, ...options });
+  }
+
+  /** Enrolment: the body carries the token and the CSR only; the private key never leaves the node. */
+  async enrol(token: string, csrPem: string): Promise<IssuedCertificateResponse> {
+    const answer = await this.#call(this.enrolUrl, '/v1/enroll', false, {
+      method: 'POST',
+      body: { token, csr: csrPem },
+      timeoutMs: 30_000,
+    });
+    if (answer.status !== 201) throw errorFromAnswer(answer, 'enrolment');
+    return JSON.parse(answer.body.toString('utf8')) as IssuedCertificateResponse;
+  }
+
+  async renew(csrPem: string): Promise<IssuedCertificateResponse> {
+    const answer = await this.api('/v1/certificates/renew', { method: 'POST', body: { csr: csrPem } });
+    if (answer.status !== 201) throw errorFromAnswer(answer, 'certificate renewal');
+    return JSON.parse(answer.body.toString('utf8')) as IssuedCertificateResponse;
+  }
+
+  async crl(): Promise<string> {
+    const answer = await this.api('/v1/pki/crl');
+    if (answer.status !== 200) throw errorFromAnswer(answer, 'CRL download');
+    return answer.body.toString('utf8');
+  }
+
+  /**
+   * One long-poll: the document if CentOps has a revision other than
+   * `known`, undefined on 304 (nothing new within `waitSeconds`).
+   */
+  async config(
+    nodeId: string,
+    known: number | undefined,
+    waitSeconds: number,
+    signal?: AbortSignal,
+  ): Promise<{ revision: number; jws: string } | undefined> {
+    const answer = await this.api(`/v1/nodes/${nodeId}/config?wait=${waitSeconds}`, {
+      headers: known === undefined ? {} : { 'if-none-match': `"${known}"` },
+      timeoutMs: (waitSeconds + 15) * 1000,
+      ...(signal ? { signal } : {}),
+    });
+    if (answer.status === 304) return undefined;
+    if (answer.status !== 200) throw errorFromAnswer(answer, 'configuration download');
+    const etag = String(answer.headers.etag ?? '')
+      .replace(/^W\//, '')
+      .replace(/"/g, '');
+    return { revision: Number(etag), jws: answer.body.toString('utf8') };
+  }
+
+  /** The policy bundle archive at `path` (the document's `policy.bundle`). */
+  async bundle(path: string): Promise<Buffer> {
+    const answer = await this.api(path.startsWith('/') ? path : `/${path}`);
+    if (answer.status !== 200) throw errorFromAnswer(answer, 'policy bundle download');
+    return answer.body;
+  }
+
+  async putStatus(nodeId: string, report: NodeStatusReport): Promise<void> {
+    const answer = await this.api(`/v1/nodes/${nodeId}/status`, { method: 'PUT', body: report });
+    if (answer.status !== 200) throw errorFromAnswer(answer, 'status report');
+  }
+
+  /**
+   * Opens the SSE stream and calls `onEvent` for each event until the
+   * stream ends (resolves) or fails (rejects). `onOpen` fires once the
+   * server accepted the stream. Abort `signal` to close it.
+   */
+  async stream(
+    nodeId: string,
+    onEvent: (event: SseEvent) => void,
+    signal: AbortSignal,
+    onOpen?: () => void,
+  ): Promise<void> {
+    const url = `${this.apiUrl}/v1/nodes/${nodeId}/config/stream`;
+    const response = await this.#send(url, this.#requireAgent(), {
+      headers: { accept: 'text/event-stream' },
+      signal,
+      // CentOps sends a heartbeat every 15 s: silence for three of them is a dead (half-open) connection.
+      timeoutMs: STREAM_IDLE_MS,
+    });
+    if (response.statusCode !== 200) {
+      const body = await readBody(response).catch(() => Buffer.alloc(0));
+      throw errorFromAnswer({ status: response.statusCode ?? 0, headers: response.headers, body }, 'config stream');
+    }
+    onOpen?.();
+    await new Promise<void>((resolve, reject) => {
+      let buffer = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => {
+        buffer += chunk;
+        let end: number;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const event = parseSseBlock(block);
+          if (event !== undefined) onEvent(event);
+        }
+      });
+      response.on('end', resolve);
+      response.on('close', resolve);
+      response.on('error', (error) => (signal.aborted ? resolve() : reject(unreachable(url, error))));
+    });
+  }
+}
+
+/** One SSE block (lines up to a blank line) as an event; undefined for comments and `retry:` only. */
+export function parseSseBlock(block: string): SseEvent | undefined {
+  const event: SseEvent = { event: 'message', data: '' };
+  let hasData = false;
+  for (const line of block.replace(/\r/g, '').split('\n')) {
+    if (line === '' || line.startsWith(':')) continue;
+    const colon = line.indexOf(':');
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+    if (field === 'event') event.event = value;
+    else if (field === 'id') event.id = value;
+    else if (field === 'data') {
+      event.data = hasData ? `${event.data}\n${value}` : value;
+      hasData = true;
+    }
+  }
+  return hasData ? event : undefined;
+}

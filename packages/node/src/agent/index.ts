@@ -1,0 +1,44 @@
+// Selective: `BackoffOptions` is also the router's name, and the package index re-exports both.
+export { NodeAgent, refusalReason, type AgentOptions, type DocumentOutcome } from './agent.js';
+export { Backoff, renewalDelayMs } from './backoff.js';
+export { brokerCaFile, installBrokerCrl, installNodeBrokerTls, type BrokerTlsPaths } from './broker-tls.js';
+export {
+  CentOpsClient,
+  errorFromAnswer,
+  parseSseBlock,
+  type IssuedCertificateResponse,
+  type NodeStatusReport,
+  type TlsIdentity,
+} from './centops-client.js';
+export { FeedFollower, type FeedDocument, type FeedOptions } from './feed.js';
+export { enrol, loadIdentity, renew, type NodeIdentity } from './identity.js';
+export { AgentMetrics, serveMetrics } from './metrics.js';
+export { routerMain } from './router-main.js';
+export {
+  TrustFollowingPolicy,
+  startRouterProcess,
+  type RouterProcessOptions,
+  type RunningRouter,
+} from './router-process.js';
+export { runNode, startNode, type RunningNode } from './run.js';
+export {
+  RUN_CONFIG_SCHEMA,
+  loadRunConfig,
+  parseRunConfig,
+  runConfigProblems,
+  type RawRunConfig,
+  type RunConfig,
+} from './run-config.js';
+export {
+  checkBundleDigest,
+  dataPaths,
+  readLastGood,
+  readLocalStatus,
+  verifyDocument,
+  verifySigned,
+  writeLastGood,
+  type DataPaths,
+  type LastGood,
+  type LocalStatus,
+} from './state-dir.js';
+export { ROUTER_ENTRY, RouterSupervisor, type SupervisorOptions } from './supervisor.js';

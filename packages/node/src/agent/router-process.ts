@@ -1,0 +1,301 @@
+/**
+ * One router process (`dmr node router --config FILE --shard N`, or spawned
+ * by `dmr node run`): a Router for one ingress shard, configured from the
+ * agent's state dir rather than from the agent itself, so it keeps serving
+ * across an agent restart and while CentOps is down.
+ *
+ * At start it waits for a last good document, verifies it again (signature,
+ * node id, bundle digest; the bundle's signature when it is swapped in),
+ * applies it and starts consuming. Then it watches the state dir (fs.watch,
+ * plus a periodic stat because fs.watch can miss renames on some file
+ * systems) and applies each newer revision: the policy bundle first, then
+ * the configuration, so a message is never judged by a configuration whose
+ * policy is not active yet. A document that does not verify is logged and
+ * ignored: the previous one stays.
+ *
+ * The broker connection uses the node certificate read from disk at each
+ * (re)connect, so a renewal by the agent is picked up without a restart.
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { pino, type Logger } from 'pino';
+import { Registry } from 'prom-client';
+import { connectWithCertificate } from '@dmr/broker-harness';
+import type { NodeConfig } from '@dmr/centops';
+import { DmrError } from '@dmr/core';
+import {
+  PolicyEngine,
+  RestPolicyEngine,
+  policySignerSpiffeId,
+  type PolicyDecider,
+  type PolicyDecision,
+} from '@dmr/policy';
+import { vhostName } from '../reconciler/layout.js';
+import { StreamAuditSink } from '../router/audit.js';
+import { RouterMetrics } from '../router/metrics.js';
+import { Router } from '../router/router.js';
+import { refusalReason } from './agent.js';
+import { loadIdentity } from './identity.js';
+import { serveMetrics } from './metrics.js';
+import type { RunConfig } from './run-config.js';
+import { dataPaths, readLastGood } from './state-dir.js';
+
+/**
+ * The router's in-process policy: a PolicyEngine for the current trust
+ * bundle. The Router holds this object for its lifetime; after a CA rollover
+ * a new engine (verifying with the new roots) replaces the inner one.
+ */
+export class TrustFollowingPolicy implements PolicyDecider {
+  readonly mode = 'wasm' as const;
+  readonly #signer: string;
+  #engine: PolicyEngine;
+  #trust: string;
+
+  constructor(trustBundlePem: string, expectedSigner: string) {
+    this.#signer = expectedSigner;
+    this.#trust = trustBundlePem;
+    this.#engine = new PolicyEngine({ verification: { trustBundlePem, expectedSigner } });
+  }
+
+  get trust(): string {
+    return this.#trust;
+  }
+
+  get activeRevision(): string | undefined {
+    return this.#engine.activeRevision;
+  }
+
+  decide(input: unknown): Promise<PolicyDecision> {
+    return this.#engine.decide(input);
+  }
+
+  /** Verifies and activates `bundle` (under `trustBundlePem`, replacing the engine if the roots changed). */
+  async swap(bundle: Buffer, trustBundlePem: string): Promise<void> {
+    if (trustBundlePem === this.#trust) {
+      await this.#engine.swap(bundle);
+      return;
+    }
+    const next = new PolicyEngine({ verification: { trustBundlePem, expectedSigner: this.#signer } });
+    await next.swap(bundle);
+    const previous = this.#engine;
+    this.#engine = next;
+    this.#trust = trustBundlePem;
+    await previous.close();
+  }
+
+  close(): Promise<void> {
+    return this.#engine.close();
+  }
+}
+
+export interface RouterProcessOptions {
+  config: RunConfig;
+  shard: number;
+  logger?: Logger;
+  registry?: Registry;
+  /** Fallback stat interval (default 1000 ms). */
+  pollMs?: number;
+}
+
+export interface RunningRouter {
+  router: Router;
+  /** The revision in force. */
+  readonly revision: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Where router `shard` serves /metrics and /healthz: the agent's
+ * `metrics.listen` port + 1 + shard (none when the agent's port is 0, i.e.
+ * chosen by the system, as in tests).
+ */
+export function routerMetricsListen(config: RunConfig, shard: number): string | undefined {
+  const listen = config.metrics?.listen;
+  if (listen === undefined) return undefined;
+  const colon = listen.lastIndexOf(':');
+  const port = Number(listen.slice(colon + 1));
+  return port === 0 ? undefined : `${listen.slice(0, colon)}:${port + 1 + shard}`;
+}
+
+function brokerAddress(amqpsUrl: string): { host: string; port: number } {
+  const url = new URL(amqpsUrl);
+  return { host: url.hostname.replace(/^\[|\]$/g, ''), port: url.port === '' ? 5671 : Number(url.port) };
+}
+
+export async function startRouterProcess(options: RouterProcessOptions): Promise<RunningRouter> {
+  const { config, shard } = options;
+  const logger =
+    options.logger ?? pino({ level: config.logLevel, base: { node: config.node, component: 'router', shard } });
+  const paths = dataPaths(config.dataDir);
+  const identity = await loadIdentity(config.dataDir);
+  if (identity === undefined) {
+    throw new DmrError('NOT_FOUND', `node ${config.node} has no certificate in ${paths.identityDir}`, {
+      hint: 'start the agent first (`dmr node run`): it enrols and writes the identity',
+    });
+  }
+  const context = {
+    nodeId: config.node,
+    trustDomain: config.centops.trustDomain,
+    trustBundlePem: identity.trustBundlePem,
+  };
+  const signer = policySignerSpiffeId(config.centops.trustDomain);
+  const mode = config.policy;
+  // In wasm mode the router verifies and swaps bundles itself; an OPA sidecar pulls its own.
+  let engine: TrustFollowingPolicy | undefined;
+  let policy: PolicyDecider;
+  if (mode.mode === 'wasm') {
+    engine = new TrustFollowingPolicy(identity.trustBundlePem, signer);
+    policy = engine;
+  } else {
+    policy = new RestPolicyEngine({ url: mode.url });
+  }
+
+  const registry = options.registry ?? new Registry();
+  const { host, port } = brokerAddress(config.broker.amqpsUrl);
+  const router = new Router({
+    nodeId: config.node,
+    shard,
+    connect: async () => {
+      // Read at every (re)connect: the agent may have renewed the certificate meanwhile.
+      const [certificatePem, privateKeyPem, caPem] = await Promise.all(
+        [paths.certificateFile, paths.keyFile, paths.trustBundleFile].map((file) => readFile(file, 'utf8')),
+      );
+      return connectWithCertificate({
+        host,
+        port,
+        servername: config.broker.serverName ?? host,
+        caPem: caPem as string,
+        certificatePem: certificatePem as string,
+        privateKeyPem: privateKeyPem as string,
+        vhost: vhostName(config.node),
+      });
+    },
+    policy,
+    logger,
+    metrics: new RouterMetrics(registry),
+    audit: new StreamAuditSink({ writer: `${config.node}/router-${shard}/${process.pid}` }),
+    backoff: { initialMs: config.feed.backoffInitialMs, maxMs: Math.max(config.feed.backoffInitialMs, 10_000) },
+  });
+
+  let revision = -1;
+  let policyDigest: string | undefined;
+  let trustBundlePem = identity.trustBundlePem;
+  let checking: Promise<void> = Promise.resolve();
+
+  /** Applies the state dir's document if it is newer; false when there is none yet. */
+  async function load(): Promise<boolean> {
+    let lastGood;
+    try {
+      // Read every time: a renewal after a CA rollover brings new roots.
+      trustBundlePem = await readFile(paths.trustBundleFile, 'utf8');
+      lastGood = await readLastGood(config.dataDir, {
+        ...context,
+        trustBundlePem,
+        ...(revision >= 0 ? { minRevision: revision } : {}),
+      });
+    } catch (error) {
+      logger.warn(
+        { err: refusalReason(error) },
+        'the state dir holds a document this router refuses; keeping the current one',
+      );
+      return revision >= 0;
+    }
+    if (lastGood === undefined) return false;
+    const next: NodeConfig = lastGood.config;
+    if (next.revision === revision) return true;
+    if (
+      lastGood.bundle !== undefined &&
+      engine !== undefined &&
+      (next.policy?.digest !== policyDigest || engine.trust !== trustBundlePem)
+    ) {
+      try {
+        await engine.swap(lastGood.bundle, trustBundlePem);
+      } catch (error) {
+        logger.warn(
+          { err: refusalReason(error), revision: next.revision },
+          'policy bundle refused; keeping the current one',
+        );
+        return revision >= 0;
+      }
+    }
+    policyDigest = next.policy?.digest;
+    router.applyConfig(next);
+    logger.info(
+      { revision: next.revision, previous: revision, policyRevision: next.policy?.revision },
+      'configuration applied',
+    );
+    revision = next.revision;
+    return true;
+  }
+
+  const check = (): Promise<void> => {
+    checking = checking
+      .then(() => load().then(() => undefined))
+      .catch((error: unknown) => {
+        logger.error({ err: refusalReason(error) }, 'reading the state dir failed');
+      });
+    return checking;
+  };
+
+  // Wait for the agent's first document.
+  const pollMs = options.pollMs ?? 1000;
+  while (!(await load())) {
+    logger.info({ stateDir: paths.stateDir }, 'no configuration yet: waiting for the agent');
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+  await router.start();
+  logger.info({ revision, shard }, 'router consuming');
+
+  let watcher: FSWatcher | undefined;
+  try {
+    watcher = watch(paths.stateDir, (_event, file) => {
+      if (file === null || String(file) === 'config.jws') void check();
+    });
+    watcher.on('error', () => undefined);
+  } catch {
+    // Without fs.watch the periodic stat below still notices changes, only later.
+  }
+  let lastStat = '';
+  const poller = setInterval(() => {
+    stat(paths.configFile)
+      .then((info) => {
+        const signature = `${info.mtimeMs}:${info.size}:${info.ino}`;
+        if (signature !== lastStat) {
+          lastStat = signature;
+          void check();
+        }
+      })
+      .catch(() => undefined);
+  }, pollMs);
+  poller.unref();
+
+  const metricsAddress = routerMetricsListen(config, shard);
+  const metricsServer =
+    metricsAddress === undefined
+      ? undefined
+      : await serveMetrics(metricsAddress, registry, {
+          unhealthyReason: () => (router.state === 'running' ? undefined : `router is ${router.state}`),
+        }).catch((error: unknown) => {
+          // Metrics are worth a log line, not a router that refuses to route.
+          logger.warn({ err: refusalReason(error), listen: metricsAddress }, 'router metrics not served');
+          return undefined;
+        });
+
+  return {
+    router,
+    get revision() {
+      return revision;
+    },
+    async stop() {
+      clearInterval(poller);
+      watcher?.close();
+      if (metricsServer !== undefined) {
+        metricsServer.server.closeAllConnections();
+        await new Promise<void>((resolve) => metricsServer.server.close(() => resolve()));
+      }
+      await checking;
+      await router.stop();
+      await policy.close();
+    },
+  };
+}

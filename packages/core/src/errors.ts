@@ -117,6 +117,11 @@ export const ERROR_CATALOGUE = {
     summary: 'RabbitMQ nodes started from this directory are still running.',
   },
   BROKER_COMMAND_FAILED: { exitCode: 7, httpStatus: 502, summary: 'A RabbitMQ CLI or management call failed.' },
+  MESH_START_FAILED: {
+    exitCode: 7,
+    httpStatus: 503,
+    summary: 'A component of the local mesh (`dmr up`) did not start or stopped; the message names it and its log.',
+  },
   DEPENDENCY_MISSING: {
     exitCode: 8,
     httpStatus: 500,
@@ -261,10 +266,40 @@ export const ERROR_CATALOGUE = {
     httpStatus: 422,
     summary: 'The recipient returned the message more often than limits.deliveryLimit allows; it was dead-lettered.',
   },
+  // SDK (packages/sdk): what a client application sees.
+  NODE_UNREACHABLE: {
+    exitCode: 7,
+    httpStatus: 503,
+    summary:
+      'The SDK could not connect to the DMR node (network, TLS handshake, unknown certificate or missing vhost permission).',
+  },
+  MESSAGE_NOT_ACCEPTED: {
+    exitCode: 13,
+    httpStatus: 503,
+    summary:
+      'The DMR node did not confirm the message (negative publisher confirm, e.g. ingress queue full); send again.',
+  },
+  CLIENT_CLOSED: {
+    exitCode: 1,
+    httpStatus: 503,
+    summary: 'The SDK client was closed: the call was refused, or a send was still unconfirmed when close() gave up.',
+  },
+  PROTECTION_INVALID: {
+    exitCode: 13,
+    httpStatus: 422,
+    summary:
+      'An end-to-end protected message does not decrypt, its signature does not verify, or it is not bound to this message.',
+  },
   NODE_CONFIG_INVALID: {
     exitCode: 2,
     httpStatus: 400,
     summary: 'The node run configuration file is invalid; the details list every problem.',
+  },
+  BRIDGE_CONFIG_INVALID: {
+    exitCode: 2,
+    httpStatus: 400,
+    summary:
+      'The HTTP bridge configuration (file or DMR_BRIDGE_* environment variables) is invalid; the details list every problem.',
   },
   ENROLMENT_FAILED: {
     exitCode: 11,

@@ -1,0 +1,482 @@
+/**
+ * The SDK against a real single-node DMR data plane (NodeFixture: TLS-only
+ * broker with EXTERNAL auth, reconciled layout, signed policy bundle, a
+ * running router). Default grants: organisation ria → rik only.
+ *
+ * Each test opens its own DmrClients and closes them, so at most one
+ * consumer reads a client queue at a time.
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { connect as connectTcp, createServer, type AddressInfo, type Socket } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { NodeFixture } from '@dmr/node/testing';
+import { DmrClient, type ClientState, type ConnectOptions, type ReceivedMessage } from './client.js';
+import type { EnrolledIdentity } from './enrolment.js';
+import { startFakeCentOps } from './fake-centops.js';
+import { protectPayload } from './protect.js';
+import type { DeliveryReport } from './report.js';
+
+interface Identity {
+  chainPem: string;
+  privateKeyPem: string;
+}
+
+/**
+ * A TCP relay between a client and the broker (TLS passes through untouched)
+ * that can hold back what the broker sends — so a publish reaches the broker
+ * but its confirm never reaches the client — and cut every connection.
+ */
+interface Relay {
+  port: number;
+  holdDownstream: boolean;
+  cut(): void;
+  close(): Promise<void>;
+}
+
+async function startRelay(brokerPort: number): Promise<Relay> {
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = connectTcp(brokerPort, '127.0.0.1');
+    sockets.add(client);
+    sockets.add(upstream);
+    client.on('data', (chunk: Buffer) => upstream.write(chunk));
+    upstream.on('data', (chunk: Buffer) => {
+      if (!relay.holdDownstream) client.write(chunk);
+    });
+    const end = (): void => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    for (const socket of [client, upstream]) {
+      socket.on('error', end);
+      socket.on('close', end);
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const relay: Relay = {
+    port: (server.address() as AddressInfo).port,
+    holdDownstream: false,
+    cut: () => {
+      for (const socket of sockets) socket.destroy();
+      sockets.clear();
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        relay.cut();
+        server.close(() => resolve());
+      }),
+  };
+  return relay;
+}
+
+async function waitFor(what: string, predicate: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
+
+describe('DmrClient against a DMR node', () => {
+  let node: NodeFixture;
+  const identities = new Map<string, Identity>();
+  const open: DmrClient[] = [];
+
+  async function connect(id: string, extra: Partial<ConnectOptions> = {}): Promise<DmrClient> {
+    let identity = identities.get(id);
+    if (identity === undefined) {
+      // A second certificate for the same id: the broker user is the CN, so it works like the fixture's own.
+      identity = await node.ca.issueWithKey({ kind: 'client', id });
+      identities.set(id, identity);
+    }
+    const client = await DmrClient.connect({
+      url: `amqps://127.0.0.1:${node.harness.node(0).amqpsPort}`,
+      servername: 'localhost',
+      node: node.nodeId,
+      id,
+      tls: { cert: identity.chainPem, key: identity.privateKeyPem, ca: node.harness.trustBundlePem },
+      backoff: { initialMs: 100, maxMs: 1_000 },
+      ...extra,
+    });
+    open.push(client);
+    return client;
+  }
+
+  before(async () => {
+    node = await NodeFixture.start({ label: 'sdk' });
+  });
+
+  after(async () => {
+    await Promise.all(open.map((client) => client.close({ drainTimeoutMs: 1_000 })));
+    await node.stop();
+  });
+
+  it('round trip: send resolves on confirm, the recipient handler gets from/type/body', async () => {
+    const ria = await connect('ria-bot');
+    const rik = await connect('rik-bot');
+    const got: ReceivedMessage[] = [];
+    const subscription = await rik.receive((message) => {
+      got.push(message);
+    });
+    const id = await ria.send({
+      to: 'rik-bot',
+      type: 'ChatMessage',
+      body: { text: 'tere' },
+      headers: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
+    });
+    await waitFor('the message', () => got.length === 1);
+    const [message] = got;
+    assert.ok(message);
+    assert.equal(message.id, id);
+    assert.equal(message.from, 'ria-bot');
+    assert.equal(message.to, 'rik-bot');
+    assert.equal(message.type, 'ChatMessage');
+    assert.deepEqual(JSON.parse(message.body.toString('utf8')), { text: 'tere' });
+    assert.equal(message.contentType, 'application/json');
+    assert.equal(message.origin, node.nodeId);
+    assert.deepEqual(
+      message.hops.map((hop) => hop.node),
+      [node.nodeId],
+    );
+    assert.ok(Math.abs(message.sentAt.getTime() - Date.now()) < 60_000);
+    assert.equal(message.headers.traceparent, '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
+    assert.equal(ria.state, 'open');
+    await subscription.cancel();
+    await Promise.all([ria.close(), rik.close()]);
+    assert.equal(ria.state, 'closed');
+    await assert.rejects(ria.send({ to: 'rik-bot', type: 'ChatMessage', body: 'late' }), { code: 'CLIENT_CLOSED' });
+  });
+
+  it('a policy-denied send becomes a typed report event with POLICY_DENIED, never a handler call', async () => {
+    const rik = await connect('rik-bot');
+    const handled: ReceivedMessage[] = [];
+    const reports: DeliveryReport[] = [];
+    rik.on('report', (report) => reports.push(report));
+    await rik.receive((message) => {
+      handled.push(message);
+    });
+    // rik → ria has no grant (only ria → rik).
+    const id = await rik.send({ to: 'ria-bot', type: 'ChatMessage', body: 'may I?' });
+    await waitFor('the report', () => reports.length === 1);
+    const [report] = reports;
+    assert.ok(report);
+    assert.equal(report.messageId, id);
+    assert.equal(report.status, 'rejected');
+    assert.equal(report.reason, 'POLICY_DENIED');
+    assert.ok(report.policy?.reasons.includes('NO_GRANT'), JSON.stringify(report.policy));
+    assert.equal(report.node, node.nodeId);
+    assert.equal(handled.length, 0);
+    await rik.close();
+  });
+
+  it('a handler that throws once with onError requeue gets the message again, then it is done', async () => {
+    const ria = await connect('ria-bot');
+    const rik = await connect('rik-bot');
+    let calls = 0;
+    await rik.receive(
+      () => {
+        calls += 1;
+        if (calls === 1) throw new Error('transient application failure');
+      },
+      { onError: 'requeue' },
+    );
+    await ria.send({ to: 'rik-bot', type: 'ChatMessage', body: 'again' });
+    await waitFor('two handler calls', () => calls === 2);
+    await sleep(500);
+    assert.equal(calls, 2);
+    await Promise.all([ria.close(), rik.close()]);
+  });
+
+  it('dedup: a second copy of a message id (router restarted, so its replay guard forgot) is acked without the handler', async () => {
+    // Real mechanism: the router's replay guard is per-process memory (packages/node/README.md "Replays"),
+    // so after a router restart the same message id passes the node again and reaches the queue twice,
+    // exactly like a redelivery after a lost ack.
+    const ria = await connect('ria-bot');
+    const rik = await connect('rik-bot');
+    const handled: string[] = [];
+    const duplicates: string[] = [];
+    rik.on('duplicate', (id) => duplicates.push(id));
+    await rik.receive((message) => {
+      handled.push(message.id);
+    });
+    const messageId = randomUUID();
+    await ria.send({ to: 'rik-bot', type: 'ChatMessage', body: 'once', messageId });
+    await waitFor('the first copy', () => handled.length === 1);
+    await node.stopRouters();
+    await node.startRouter();
+    await ria.send({ to: 'rik-bot', type: 'ChatMessage', body: 'once', messageId });
+    await waitFor('the second copy', () => duplicates.length === 1);
+    assert.deepEqual(handled, [messageId]);
+    assert.deepEqual(duplicates, [messageId]);
+    await Promise.all([ria.close(), rik.close()]);
+  });
+
+  it('end-to-end protection: encrypted and signed round trip; a tampered ciphertext is refused and dead-lettered', async () => {
+    const ria = await connect('ria-bot');
+    const rik = await connect('rik-bot');
+    const riaIdentity = identities.get('ria-bot') as Identity;
+    const rikIdentity = identities.get('rik-bot') as Identity;
+    const handled: ReceivedMessage[] = [];
+    const errors: Error[] = [];
+    rik.on('error', (error) => errors.push(error));
+    await rik.receive(
+      (message) => {
+        handled.push(message);
+      },
+      {
+        unprotect: {
+          decryptWith: rikIdentity.privateKeyPem,
+          verifySender: (id) => (identities.get(id) as Identity).chainPem,
+        },
+      },
+    );
+    const id = await ria.send({
+      to: 'rik-bot',
+      type: 'ChatMessage',
+      body: { text: 'confidential' },
+      protect: { signWith: riaIdentity.privateKeyPem, encryptFor: rikIdentity.chainPem },
+    });
+    await waitFor('the protected message', () => handled.length === 1);
+    const [message] = handled;
+    assert.ok(message);
+    assert.equal(message.id, id);
+    assert.equal(message.protected, true);
+    assert.equal(message.contentType, 'application/json');
+    assert.deepEqual(JSON.parse(message.body.toString('utf8')), { text: 'confidential' });
+
+    // The default certificate check: the certificate to encrypt for must be the recipient's.
+    await assert.rejects(
+      ria.send({
+        to: 'rik-bot',
+        type: 'ChatMessage',
+        body: 'wrong key',
+        protect: { signWith: riaIdentity.privateKeyPem, encryptFor: riaIdentity.chainPem },
+      }),
+      { code: 'CERTIFICATE_INVALID' },
+    );
+
+    // A ciphertext altered in transit, published as ria with a plain AMQP client (what a tampering party could do).
+    const tamperedId = randomUUID();
+    const body = await protectPayload(
+      Buffer.from('{"text":"pay 10 €"}'),
+      { id: tamperedId, from: 'ria-bot', to: 'rik-bot', type: 'ChatMessage' },
+      { signWith: riaIdentity.privateKeyPem, encryptFor: rikIdentity.chainPem },
+    );
+    const parts = body.toString('utf8').split('.');
+    const ciphertext = Buffer.from(parts[3] ?? '', 'base64url');
+    ciphertext[2] = (ciphertext[2] ?? 0) ^ 0x20;
+    parts[3] = ciphertext.toString('base64url');
+    const raw = await node.client('ria-bot');
+    await raw.send({
+      to: 'rik-bot',
+      messageId: tamperedId,
+      body: Buffer.from(parts.join('.')),
+      properties: { contentType: 'application/jose' },
+    });
+    await waitFor('the refusal', () => errors.length === 1);
+    assert.equal((errors[0] as Error & { code?: string }).code, 'PROTECTION_INVALID');
+    assert.equal(handled.length, 1);
+    let dead: string[] = [];
+    for (let i = 0; i < 40 && !dead.includes(tamperedId); i += 1) {
+      dead = [...dead, ...(await node.take('dmr.client.rik-bot.dlq')).map((item) => item.properties.message_id ?? '')];
+      await sleep(250);
+    }
+    assert.ok(dead.includes(tamperedId), `DLQ holds ${JSON.stringify(dead)}`);
+    await raw.close();
+    await Promise.all([ria.close(), rik.close()]);
+  });
+
+  it('a send while the connection is down waits, goes out after the reconnect and is delivered once', async () => {
+    const ria = await connect('ria-bot');
+    const rik = await connect('rik-bot');
+    const got: string[] = [];
+    await rik.receive((message) => {
+      got.push(message.id);
+    });
+    const states: ClientState[] = [];
+    let unconfirmedOffline = -1;
+    // Sent from the 'reconnecting' event itself: certainly while there is no connection.
+    const sending = new Promise<string>((resolve, reject) => {
+      ria.on('state', (state) => {
+        states.push(state);
+        if (state !== 'reconnecting') return;
+        ria.send({ to: 'rik-bot', type: 'ChatMessage', body: 'sent while offline' }).then(resolve, reject);
+        unconfirmedOffline = ria.unconfirmed;
+      });
+    });
+    // An operator (or a denylist apply) closing the connection: ria-bot's user keeps existing, so it comes back.
+    await node.management.request('DELETE', '/connections/username/ria-bot');
+    const id = await sending;
+    assert.equal(unconfirmedOffline, 1);
+    assert.equal(ria.state, 'open');
+    await waitFor('the message', () => got.includes(id));
+    assert.deepEqual(states, ['reconnecting', 'open']);
+    assert.equal(ria.stats.reconnects, 1);
+    await Promise.all([ria.close(), rik.close()]);
+  });
+
+  it('re-sends a message whose confirm was lost with the same id; the node drops the copy, the SDK hides its report', async () => {
+    const relay = await startRelay(node.harness.node(0).amqpsPort);
+    try {
+      const ria = await connect('ria-bot', { url: `amqps://127.0.0.1:${relay.port}` });
+      const rik = await connect('rik-bot');
+      const reports: DeliveryReport[] = [];
+      ria.on('report', (report) => reports.push(report));
+      await ria.receive(() => undefined);
+      const handled: string[] = [];
+      await rik.receive((message) => {
+        handled.push(message.id);
+      });
+
+      relay.holdDownstream = true;
+      let resolved = false;
+      const sending = ria.send({ to: 'rik-bot', type: 'ChatMessage', body: 'confirm lost' }).then((id) => {
+        resolved = true;
+        return id;
+      });
+      // The broker took it (the recipient has it) but ria-bot never heard the confirm.
+      await waitFor('the delivery', () => handled.length === 1);
+      assert.equal(resolved, false);
+      assert.equal(ria.unconfirmed, 1);
+      relay.holdDownstream = false;
+      relay.cut();
+
+      const id = await sending;
+      assert.deepEqual(handled, [id]);
+      assert.equal(ria.stats.resent, 1);
+      // The router refused the second copy as MESSAGE_REPLAYED and reported it to ria-bot: recognised, not emitted.
+      await waitFor('the replay report', () => ria.stats.replayReportsSuppressed === 1);
+      assert.deepEqual(reports, []);
+      assert.ok(node.decisions(id).some((line) => line.reason === 'MESSAGE_REPLAYED'));
+      await sleep(300);
+      assert.deepEqual(handled, [id], 'handled once');
+      await Promise.all([ria.close(), rik.close()]);
+    } finally {
+      await relay.close();
+    }
+  });
+
+  it('refuses to connect with a certificate of another id, or as a client the node does not know', async () => {
+    const ghost = await node.ca.issueWithKey({ kind: 'client', id: 'ghost-bot' });
+    const base = {
+      url: `amqps://127.0.0.1:${node.harness.node(0).amqpsPort}`,
+      servername: 'localhost',
+      node: node.nodeId,
+      tls: { cert: ghost.chainPem, key: ghost.privateKeyPem, ca: node.harness.trustBundlePem },
+    };
+    await assert.rejects(DmrClient.connect({ ...base, id: 'ria-bot' }), { code: 'INVALID_ARGUMENT' });
+    await assert.rejects(DmrClient.connect({ ...base, id: 'ghost-bot' }), { code: 'NODE_UNREACHABLE' });
+    await assert.rejects(DmrClient.connect({ ...base, id: 'ghost-bot', url: 'amqp://127.0.0.1:5672' }), {
+      code: 'INVALID_ARGUMENT',
+    });
+  });
+
+  it('renews its certificate at 2/3 of the lifetime through CentOps and reconnects with it', async () => {
+    const centops = await startFakeCentOps(node.ca, { token: 'unused' });
+    try {
+      const now = Date.now();
+      // Explicit validity: the CA back-dates notBefore by a minute otherwise, which would make 2/3 already past.
+      const shortLived = await node.ca.issueWithKey({
+        kind: 'client',
+        id: 'ria-desk',
+        notBefore: new Date(now - 1_000),
+        notAfter: new Date(now + 8_000),
+      });
+      const desk = await DmrClient.connect({
+        url: `amqps://127.0.0.1:${node.harness.node(0).amqpsPort}`,
+        servername: 'localhost',
+        node: node.nodeId,
+        id: 'ria-desk',
+        tls: { cert: shortLived.chainPem, key: shortLived.privateKeyPem, ca: node.harness.trustBundlePem },
+        backoff: { initialMs: 100, maxMs: 1_000 },
+        renew: { apiUrl: centops.url },
+      });
+      open.push(desk);
+      const renewed: EnrolledIdentity[] = [];
+      const states: ClientState[] = [];
+      desk.on('renewed', (identity) => renewed.push(identity));
+      desk.on('state', (state) => states.push(state));
+      await waitFor('the renewal', () => renewed.length === 1, 20_000);
+      await waitFor('the reconnect', () => states.includes('reconnecting') && desk.state === 'open', 20_000);
+      const identity = renewed[0] as EnrolledIdentity;
+      assert.equal(desk.certificatePem, identity.chainPem);
+      assert.notEqual(identity.keyPem, shortLived.privateKeyPem);
+      assert.ok(identity.notAfter.getTime() > now + 3_600_000);
+      // The old certificate expires now; the connection made with the new one keeps working.
+      await sleep(Math.max(0, now + 8_500 - Date.now()));
+      const rik = await connect('rik-bot');
+      const got: string[] = [];
+      await rik.receive((message) => {
+        got.push(message.id);
+      });
+      const id = await desk.send({ to: 'rik-bot', type: 'ChatMessage', body: 'after renewal' });
+      await waitFor('the message', () => got.includes(id));
+      await Promise.all([desk.close(), rik.close()]);
+    } finally {
+      await centops.close();
+    }
+  });
+
+  it('reconnects across a broker restart: every send that resolved is handled exactly once', async (t) => {
+    const ria = await connect('ria-bot');
+    const rik = await connect('rik-bot');
+    const states: ClientState[] = [];
+    ria.on('state', (state) => states.push(state));
+    const reports: DeliveryReport[] = [];
+    ria.on('report', (report) => reports.push(report));
+    await ria.receive(() => undefined);
+    const handled = new Map<string, number>();
+    let duplicates = 0;
+    rik.on('duplicate', () => (duplicates += 1));
+    await rik.receive((message) => {
+      handled.set(message.id, (handled.get(message.id) ?? 0) + 1);
+    });
+
+    const confirmed: string[] = [];
+    const failed: unknown[] = [];
+    let sending = true;
+    const sender = (async () => {
+      let n = 0;
+      while (sending) {
+        // Not awaited one by one: some sends are in flight when the connection drops.
+        const batch = Array.from({ length: 5 }, () =>
+          ria.send({ to: 'rik-bot', type: 'ChatMessage', body: { n: n++ } }).then(
+            (id) => confirmed.push(id),
+            (error: unknown) => failed.push(error),
+          ),
+        );
+        await Promise.all(batch);
+        await sleep(20);
+      }
+    })();
+    await waitFor('some traffic', () => confirmed.length >= 20);
+    await node.harness.restartNode(0);
+    await waitFor('the reconnect', () => states.includes('reconnecting') && ria.state === 'open', 60_000);
+    const afterRestart = confirmed.length;
+    await waitFor('traffic after the restart', () => confirmed.length >= afterRestart + 20, 60_000);
+    sending = false;
+    await sender;
+
+    assert.deepEqual(failed, []);
+    await waitFor('every confirmed message', () => confirmed.every((id) => handled.has(id)), 60_000).catch(
+      () => undefined,
+    );
+    const missing = confirmed.filter((id) => !handled.has(id));
+    assert.deepEqual(missing, [], `${missing.length} of ${confirmed.length} confirmed messages never handled`);
+    t.diagnostic(
+      `confirmed ${confirmed.length} (${afterRestart} before the reconnect), handled ${handled.size}, wire duplicates acked without the handler ${duplicates}, states ${states.join(' → ')}, ria ${JSON.stringify(ria.stats)}, rik ${JSON.stringify(rik.stats)}`,
+    );
+    const twice = [...handled].filter(([, count]) => count > 1);
+    assert.deepEqual(twice, [], 'a message reached the handler twice');
+    assert.deepEqual(
+      reports.map((report) => report.reason),
+      [],
+      'no refusals (resends the node had already taken are not reported)',
+    );
+    await Promise.all([ria.close(), rik.close()]);
+  });
+});

@@ -1,0 +1,94 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { backoffDelay } from './backoff.js';
+import { DedupWindow, DEFAULT_DEDUP_WINDOW_MS } from './dedup.js';
+import { renewalDelayMs } from './enrolment.js';
+
+describe('backoffDelay', () => {
+  it('doubles to the ceiling with jitter in [ceiling/2, ceiling]', () => {
+    const low = [0, 1, 2, 3, 4, 5].map((attempt) => backoffDelay(attempt, { initialMs: 100, maxMs: 1000 }, () => 0));
+    assert.deepEqual(low, [50, 100, 200, 400, 500, 500]);
+    const high = [0, 1, 2, 3, 4].map((attempt) =>
+      backoffDelay(attempt, { initialMs: 100, maxMs: 1000 }, () => 0.999999),
+    );
+    assert.deepEqual(high, [100, 200, 400, 800, 1000]);
+  });
+
+  it('never overflows or goes negative', () => {
+    for (const attempt of [-5, 0, 50, 1_000, Number.MAX_SAFE_INTEGER]) {
+      const delay = backoffDelay(attempt);
+      assert.ok(delay >= 0 && delay <= 30_000, `${attempt} → ${delay}`);
+    }
+  });
+});
+
+describe('DedupWindow', () => {
+  it('defaults to the node dedup window of 24 h 5 min', () => {
+    assert.equal(new DedupWindow().windowMs, DEFAULT_DEDUP_WINDOW_MS);
+    assert.equal(DEFAULT_DEDUP_WINDOW_MS, 86_700_000);
+  });
+
+  it('remembers an id for windowMs, then forgets it', () => {
+    const window = new DedupWindow({ windowMs: 1000, maxEntries: 10 });
+    assert.equal(window.has('a', 0), false);
+    window.record('a', 0);
+    assert.equal(window.has('a', 999), true);
+    assert.equal(window.has('a', 1000), false);
+    assert.equal(window.size, 0);
+  });
+
+  it('forgets the oldest id first when full', () => {
+    const window = new DedupWindow({ windowMs: 10_000, maxEntries: 3 });
+    for (const [index, id] of ['a', 'b', 'c', 'd'].entries()) window.record(id, index);
+    assert.equal(window.size, 3);
+    assert.equal(window.has('a', 5), false);
+    assert.deepEqual(
+      ['b', 'c', 'd'].map((id) => window.has(id, 5)),
+      [true, true, true],
+    );
+  });
+
+  it('re-recording moves an id to the newest position', () => {
+    const window = new DedupWindow({ windowMs: 10_000, maxEntries: 2 });
+    window.record('a', 0);
+    window.record('b', 1);
+    window.record('a', 2);
+    window.record('c', 3);
+    assert.equal(window.has('a', 4), true);
+    assert.equal(window.has('b', 4), false);
+  });
+
+  it('expires in time order so that a late expiry does not hide an earlier one', () => {
+    const window = new DedupWindow({ windowMs: 100, maxEntries: 1000 });
+    for (let i = 0; i < 500; i += 1) window.record(`id-${i}`, i);
+    assert.equal(window.has('id-450', 520), true);
+    assert.equal(window.size, 79); // ids recorded at 421…499 remain
+  });
+
+  it('refuses nonsense bounds', () => {
+    assert.throws(() => new DedupWindow({ windowMs: 0 }), RangeError);
+    assert.throws(() => new DedupWindow({ maxEntries: 0 }), RangeError);
+  });
+});
+
+describe('renewalDelayMs', () => {
+  const notBefore = new Date('2026-01-01T00:00:00Z');
+  const notAfter = new Date('2026-01-01T03:00:00Z');
+
+  it('renews at two thirds of the lifetime', () => {
+    assert.equal(renewalDelayMs(notBefore, notAfter, notBefore), 2 * 3_600_000);
+    assert.equal(renewalDelayMs(notBefore, notAfter, new Date('2026-01-01T01:00:00Z')), 3_600_000);
+  });
+
+  it('renews soon (≤ 1 s) once past that point', () => {
+    const late = new Date('2026-01-01T02:30:00Z');
+    assert.equal(
+      renewalDelayMs(notBefore, notAfter, late, () => 0),
+      0,
+    );
+    assert.equal(
+      renewalDelayMs(notBefore, notAfter, late, () => 0.999),
+      999,
+    );
+  });
+});

@@ -61,7 +61,7 @@ export {
 } from './tls-install.js';
 export { ADMIN_USERNAME, HARNESS_PLUGINS } from './node-config.js';
 export type { NodePorts, HarnessPorts } from './ports.js';
-export { isRunning, type ProcessRef } from './processes.js';
+export { isRunning, processRef, readProcStat, signalProcess, type ProcStat, type ProcessRef } from './processes.js';
 export { locateRabbitmq, type RabbitmqInstall } from './rabbitmq-install.js';
 export type { HarnessState, HarnessStatus, Lifetime, NodeState } from './state.js';
 export type { StopReport } from './teardown.js';

@@ -20,6 +20,8 @@ export interface ProcStat {
   ppid: number;
   pgrp: number;
   startTicks: number;
+  /** utime + stime in clock ticks (USER_HZ, 1/100 s): CPU used so far. */
+  cpuTicks: number;
 }
 
 export function readProcStat(pid: number): ProcStat | undefined {
@@ -34,7 +36,8 @@ export function readProcStat(pid: number): ProcStat | undefined {
   const [state, ppid, pgrp] = fields;
   const startTicks = Number(fields[19]);
   if (state === undefined || !Number.isFinite(startTicks)) return undefined;
-  return { state, ppid: Number(ppid), pgrp: Number(pgrp), startTicks };
+  const cpuTicks = Number(fields[11]) + Number(fields[12]);
+  return { state, ppid: Number(ppid), pgrp: Number(pgrp), startTicks, cpuTicks };
 }
 
 /** Captures a process's identity right after it was spawned. */

@@ -1,0 +1,347 @@
+/**
+ * Two bridges on a real single-node DMR data plane (NodeFixture: TLS-only
+ * broker, EXTERNAL auth, reconciled layout, signed policy, running router):
+ * `ria-bot`'s bridge sends, `rik-bot`'s bridge delivers to a local HTTP
+ * endpoint (default grants: organisation ria → rik only). One broker for the
+ * file; each test uses its own messages and waits for its own ids.
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { connect as connectTcp, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pino } from 'pino';
+import { NodeFixture } from '@dmr/node/testing';
+import { Bridge } from './bridge.js';
+import { parseBridgeConfig, type RawBridgeConfig } from './config.js';
+import type { V1Delivered, V1Message } from './v1.js';
+
+interface Endpoint {
+  url: string;
+  received: V1Delivered[];
+  /** Requests answered, including refusals. */
+  requests: number;
+  /** While set, every request is answered with this status. */
+  failWith: number | undefined;
+  /** Messages whose payload.chat.id is listed are answered with 422. */
+  refuseChats: Set<string>;
+  close(): Promise<void>;
+}
+
+async function readBody(request: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of request) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function startEndpoint(): Promise<Endpoint> {
+  const endpoint: Endpoint = {
+    url: '',
+    received: [],
+    requests: 0,
+    failWith: undefined,
+    refuseChats: new Set(),
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+  const server: Server = createServer((request, response) => {
+    void readBody(request).then((text) => {
+      endpoint.requests += 1;
+      if (endpoint.failWith !== undefined) {
+        response.writeHead(endpoint.failWith).end();
+        return;
+      }
+      const document = JSON.parse(text) as V1Delivered;
+      if (endpoint.refuseChats.has(document.payload.chat.id)) {
+        response.writeHead(422).end();
+        return;
+      }
+      endpoint.received.push(document);
+      response.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  endpoint.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/dmr/messages`;
+  // Keep-alive sockets from the bridge would hold close() open.
+  const close = endpoint.close;
+  endpoint.close = async () => {
+    server.closeAllConnections();
+    await close();
+  };
+  return endpoint;
+}
+
+/** A TCP relay to the broker (TLS passes through) that can cut every connection and refuse new ones. */
+async function startRelay(brokerPort: number): Promise<{ port: number; down: boolean; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createTcpServer((client) => {
+    if (relay.down) {
+      client.destroy();
+      return;
+    }
+    const upstream = connectTcp(brokerPort, '127.0.0.1');
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('error', () => undefined);
+      socket.on('close', () => {
+        client.destroy();
+        upstream.destroy();
+        sockets.delete(socket);
+      });
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  let down = false;
+  const relay = {
+    port: (server.address() as AddressInfo).port,
+    get down() {
+      return down;
+    },
+    set down(value: boolean) {
+      down = value;
+      if (value) for (const socket of sockets) socket.destroy();
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        relay.down = true;
+        server.close(() => resolve());
+      }),
+  };
+  return relay;
+}
+
+function v1Message(overrides: Partial<V1Message> = {}, chatId = randomUUID()): V1Message {
+  return {
+    id: randomUUID().toUpperCase(),
+    recipientId: 'rik-bot',
+    timestamp: '2026-11-27T17:00:00.123Z',
+    type: 'ChatMessage',
+    payload: {
+      chat: { id: chatId, created: '2026-11-27T16:59:00.000Z', endUserFirstName: 'Mari' },
+      messages: [
+        {
+          id: randomUUID(),
+          chatId,
+          content: 'Kas politsei saab aidata?',
+          authorTimestamp: '2026-11-27T16:59:30.000+02:00',
+          authorRole: 'end-user',
+          buttons: '[]',
+        },
+      ],
+    },
+    ...overrides,
+  };
+}
+
+async function waitFor(what: string, predicate: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+async function post(bridge: Bridge, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+  const response = await fetch(`${bridge.url}/v1/messages`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return { status: response.status, json: (await response.json()) as Record<string, unknown> };
+}
+
+describe('the HTTP bridge against a DMR node', () => {
+  let node: NodeFixture;
+  let dir: string;
+  let riaBridge: Bridge;
+  let rikBridge: Bridge;
+  let riaEndpoint: Endpoint;
+  let rikEndpoint: Endpoint;
+
+  async function startBridge(
+    id: string,
+    endpoint: Endpoint,
+    extra: Partial<RawBridgeConfig> = {},
+    port = node.harness.node(0).amqpsPort,
+  ): Promise<Bridge> {
+    const issued = await node.ca.issueWithKey({ kind: 'client', id });
+    const files = { certFile: join(dir, `${id}.crt`), keyFile: join(dir, `${id}.key`), caFile: join(dir, 'ca.pem') };
+    await writeFile(files.certFile, issued.chainPem);
+    await writeFile(files.keyFile, issued.privateKeyPem);
+    await writeFile(files.caFile, node.harness.trustBundlePem);
+    const config = parseBridgeConfig({
+      id,
+      node: node.nodeId,
+      listen: '127.0.0.1:0',
+      broker: { url: `amqps://127.0.0.1:${port}`, serverName: 'localhost' },
+      tls: files,
+      endpoint: { url: endpoint.url, timeoutMs: 2_000 },
+      delivery: { concurrency: 4, maxAttempts: 60, initialDelayMs: 100, maxDelayMs: 800 },
+      ...extra,
+    });
+    return Bridge.start(config, {
+      logger: pino({ level: 'silent' }),
+      client: { backoff: { initialMs: 100, maxMs: 1_000 } },
+    });
+  }
+
+  before(async () => {
+    node = await NodeFixture.start({ label: 'bridge' });
+    dir = await mkdtemp(join(tmpdir(), 'dmr-bridge-test-'));
+    [riaEndpoint, rikEndpoint] = await Promise.all([startEndpoint(), startEndpoint()]);
+    riaBridge = await startBridge('ria-bot', riaEndpoint);
+    rikBridge = await startBridge('rik-bot', rikEndpoint);
+  });
+
+  after(async () => {
+    await Promise.all([riaBridge?.close({ drainTimeoutMs: 2_000 }), rikBridge?.close({ drainTimeoutMs: 2_000 })]);
+    await Promise.all([riaEndpoint?.close(), rikEndpoint?.close()]);
+    await node?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('round trip: v1 JSON from ria-bot’s bridge arrives at rik-bot’s endpoint with senderId', async () => {
+    const message = v1Message();
+    const answer = await post(riaBridge, message);
+    assert.equal(answer.status, 202, JSON.stringify(answer.json));
+    const id = message.id.toLowerCase();
+    assert.deepEqual(answer.json, { id, status: 'accepted' });
+    await waitFor('the delivery', () => rikEndpoint.received.some((item) => item.id === id));
+    const delivered = rikEndpoint.received.find((item) => item.id === id);
+    assert.deepEqual(delivered, {
+      id,
+      senderId: 'ria-bot',
+      recipientId: 'rik-bot',
+      timestamp: message.timestamp,
+      type: 'ChatMessage',
+      payload: message.payload,
+    });
+    // The second message to a recipient known to be accepted does not wait for a verdict.
+    const second = await post(riaBridge, v1Message());
+    assert.equal(second.status, 202);
+  });
+
+  it('a bad body gets 400 with every field error', async () => {
+    const message = v1Message() as unknown as Record<string, unknown>;
+    delete message.recipientId;
+    message.id = 'not-a-uuid';
+    message.colour = 'red';
+    const payload = message.payload as { messages: Array<Record<string, unknown>>; chat: Record<string, unknown> };
+    (payload.messages[0] as Record<string, unknown>).authorTimestamp = 'yesterday';
+    (payload.messages[0] as Record<string, unknown>).rating = 5;
+    delete payload.chat.created;
+    const answer = await post(riaBridge, message);
+    assert.equal(answer.status, 400);
+    const error = answer.json.error as { code: string; details: { errors: Array<{ path: string; message: string }> } };
+    assert.equal(error.code, 'VALIDATION_FAILED');
+    const paths = error.details.errors.map((item) => item.path).sort();
+    assert.deepEqual(paths, [
+      'body.colour',
+      'body.id',
+      'body.payload.chat.created',
+      'body.payload.messages[0].authorTimestamp',
+      'body.payload.messages[0].rating',
+      'body.recipientId',
+    ]);
+    const notJson = await post(riaBridge, '{"id": ');
+    assert.equal(notJson.status, 400);
+  });
+
+  it('an unknown recipient gets 422 RECIPIENT_UNKNOWN, a denied one 403 POLICY_DENIED (never 500)', async () => {
+    const unknown = await post(riaBridge, v1Message({ recipientId: 'nobody-bot' }));
+    assert.equal(unknown.status, 422, JSON.stringify(unknown.json));
+    assert.equal((unknown.json.error as { code: string }).code, 'RECIPIENT_UNKNOWN');
+    // rik → ria has no grant.
+    const denied = await post(rikBridge, v1Message({ recipientId: 'ria-bot' }));
+    assert.equal(denied.status, 403, JSON.stringify(denied.json));
+    assert.equal((denied.json.error as { code: string }).code, 'POLICY_DENIED');
+  });
+
+  it('endpoint down for a while: every message delivered once it returns, with bounded retry traffic', async () => {
+    rikEndpoint.failWith = 503;
+    const before = rikEndpoint.requests;
+    const messages = Array.from({ length: 20 }, () => v1Message());
+    const answers = await Promise.all(messages.map((message) => post(riaBridge, message)));
+    assert.deepEqual(
+      answers.map((answer) => answer.status),
+      messages.map(() => 202),
+    );
+    const downMs = 3_000;
+    await sleep(downMs);
+    const duringOutage = rikEndpoint.requests - before;
+    // concurrency 4, back-off from 100 ms doubling to 800 ms (at least half of it with jitter): each in-flight
+    // message retries at most ≈ 1 + 3 s / 50..400 ms ≈ 12 times; no redelivery storm of all 20.
+    assert.ok(duringOutage <= 4 * 14, `retry traffic during the outage: ${duringOutage}`);
+    assert.ok(duringOutage >= 4, `the endpoint saw the retries: ${duringOutage}`);
+    assert.ok(rikBridge.inFlight <= 4);
+    rikEndpoint.failWith = undefined;
+    const ids = new Set(messages.map((message) => message.id.toLowerCase()));
+    await waitFor('every message', () => rikEndpoint.received.filter((item) => ids.has(item.id)).length >= ids.size);
+    await sleep(500);
+    const deliveredIds = rikEndpoint.received.filter((item) => ids.has(item.id)).map((item) => item.id);
+    assert.equal(deliveredIds.length, ids.size, 'each message exactly once');
+    assert.equal(new Set(deliveredIds).size, ids.size);
+    assert.equal(await node.depth('dmr.client.rik-bot.dlq'), 0);
+  });
+
+  it('a message the endpoint refuses (422) is dead-lettered at once, the next one still delivered', async () => {
+    const refused = v1Message();
+    rikEndpoint.refuseChats.add(refused.payload.chat.id);
+    const beforeDlq = await node.depth('dmr.client.rik-bot.dlq');
+    assert.equal((await post(riaBridge, refused)).status, 202);
+    const next = v1Message();
+    assert.equal((await post(riaBridge, next)).status, 202);
+    await waitFor('the next message', () => rikEndpoint.received.some((item) => item.id === next.id.toLowerCase()));
+    const deadline = Date.now() + 10_000;
+    while ((await node.depth('dmr.client.rik-bot.dlq')) < beforeDlq + 1 && Date.now() < deadline) await sleep(100);
+    assert.equal(await node.depth('dmr.client.rik-bot.dlq'), beforeDlq + 1);
+    const metrics = await (await fetch(`${rikBridge.url}/metrics`)).text();
+    assert.match(metrics, /dmr_bridge_deliveries_total\{result="dead_lettered"\} 1/);
+  });
+
+  it('health reports readiness; metrics are Prometheus text', async () => {
+    const response = await fetch(`${riaBridge.url}/v1/health`);
+    assert.equal(response.status, 200);
+    const health = (await response.json()) as { status: string; checks: Record<string, { ok: boolean | null }> };
+    assert.equal(health.status, 'ok');
+    assert.equal(health.checks.broker?.ok, true);
+    assert.equal(health.checks.certificate?.ok, true);
+    assert.equal(health.checks.centops?.ok, null);
+    const metrics = await (await fetch(`${riaBridge.url}/metrics`)).text();
+    assert.match(metrics, /dmr_bridge_send_duration_seconds_bucket/);
+    assert.match(metrics, /dmr_bridge_broker_connected 1/);
+    assert.match(metrics, /dmr_bridge_reports_total\{reason="RECIPIENT_UNKNOWN"\} 1/);
+  });
+
+  it('DMR unavailable: 503 with Retry-After and health down; back to 202 once reconnected', async () => {
+    const relay = await startRelay(node.harness.node(0).amqpsPort);
+    const desk = await startBridge('ria-desk', riaEndpoint, { send: { retryAfterSeconds: 7 } }, relay.port);
+    try {
+      assert.equal((await post(desk, v1Message())).status, 202);
+      relay.down = true;
+      await waitFor('the connection loss', () => desk.client.state !== 'open');
+      const response = await fetch(`${desk.url}/v1/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(v1Message()),
+      });
+      assert.equal(response.status, 503);
+      assert.equal(response.headers.get('retry-after'), '7');
+      assert.equal(((await response.json()) as { error: { code: string } }).error.code, 'NODE_UNREACHABLE');
+      const health = await fetch(`${desk.url}/v1/health`);
+      assert.equal(health.status, 503);
+      assert.equal(((await health.json()) as { status: string }).status, 'down');
+      relay.down = false;
+      await waitFor('the reconnect', () => desk.client.state === 'open');
+      assert.equal((await post(desk, v1Message())).status, 202);
+    } finally {
+      await desk.close({ drainTimeoutMs: 1_000 });
+      await relay.close();
+    }
+  });
+});

@@ -1,0 +1,445 @@
+/**
+ * The HTTP bridge (`dmr bridge run`, docs/bridge.md): the Bürokratt v1 agent
+ * API in front of a DMR client built on the SDK.
+ *
+ * - `POST /v1/messages`: validates the v1 JSON (400 with every field error),
+ *   sends it with DmrClient.send and answers 202 only after the broker
+ *   confirmed; a refusal by the node that arrives in time becomes a 4xx
+ *   (verdicts.ts); DMR unavailable is 503 with Retry-After.
+ * - Received messages are POSTed as v1 JSON (plus `senderId`) to the
+ *   endpoint with bounded retries, then dead-lettered (delivery.ts).
+ * - `GET /v1/health`: broker connection, certificate validity, CentOps.
+ * - `GET /metrics`: Prometheus.
+ */
+import { request as httpsRequest } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+} from 'fastify';
+import { pino, type Logger } from 'pino';
+import { DmrError, ERROR_CATALOGUE, isDmrError, isErrorCode, type ErrorCode } from '@dmr/core';
+import {
+  DmrClient,
+  describeCertificate,
+  loadTls,
+  type ConnectOptions,
+  type DeliveryReport,
+  type ReceivedMessage,
+  type Subscription,
+  type TlsPem,
+} from '@dmr/sdk';
+import type { BridgeConfig } from './config.js';
+import { DeliveryFailed, EndpointDeliverer } from './delivery.js';
+import { BridgeMetrics } from './metrics.js';
+import { checkV1Body, checkV1Message, toAmqpBody, type V1Delivered } from './v1.js';
+import { Verdicts } from './verdicts.js';
+
+export const V1_CONTENT_TYPE = 'application/json';
+
+export interface BridgeOptions {
+  /** A pino logger; default JSON to stdout at config.logLevel. */
+  logger?: Logger;
+  metrics?: BridgeMetrics;
+  /** Overrides for the SDK client (tests: back-off, dedup). */
+  client?: Partial<ConnectOptions>;
+}
+
+export interface HealthCheck {
+  ok: boolean;
+  detail: string;
+}
+
+export interface Health {
+  /** `ok`: ready; `degraded`: ready, CentOps unreachable; `down`: not ready (503). */
+  status: 'ok' | 'degraded' | 'down';
+  checks: { broker: HealthCheck; certificate: HealthCheck; centops: HealthCheck | { ok: null; detail: string } };
+}
+
+function errorBody(error: DmrError): ReturnType<DmrError['toJSON']> {
+  return error.toJSON();
+}
+
+/** A node refusal as the HTTP answer: its catalogue status when 4xx, else 503 (the node cannot take it now). */
+function refusal(report: DeliveryReport): DmrError {
+  const code: ErrorCode = isErrorCode(report.reason) ? report.reason : 'INTERNAL';
+  return new DmrError(code, `the DMR node refused the message: ${report.detail}`, {
+    details: {
+      messageId: report.messageId,
+      node: report.node,
+      ...(report.policy === undefined ? {} : { policy: report.policy }),
+    },
+  });
+}
+
+export class Bridge {
+  readonly config: BridgeConfig;
+  readonly metrics: BridgeMetrics;
+  readonly logger: Logger;
+  readonly #client: DmrClient;
+  readonly #tls: TlsPem;
+  readonly #deliverer: EndpointDeliverer;
+  readonly #verdicts: Verdicts;
+  readonly #app: FastifyInstance;
+  #subscription: Subscription | undefined;
+  #inFlight = 0;
+  #centopsCache: { at: number; check: HealthCheck } | undefined;
+  #url: string | undefined;
+
+  private constructor(config: BridgeConfig, client: DmrClient, tls: TlsPem, options: BridgeOptions) {
+    this.config = config;
+    this.#client = client;
+    this.#tls = tls;
+    this.metrics = options.metrics ?? new BridgeMetrics();
+    this.logger = options.logger ?? pino({ level: config.logLevel, base: { service: 'dmr-bridge', id: config.id } });
+    this.#deliverer = new EndpointDeliverer({ ...config.endpoint, ...config.delivery }, this.metrics);
+    this.#verdicts = new Verdicts({ waitMs: config.send.verdictWaitMs, cacheMs: config.send.recipientCacheMs });
+    this.#app = this.#buildApp();
+  }
+
+  /**
+   * Connects to the node (a wrong URL or certificate fails here, with
+   * NODE_UNREACHABLE), starts consuming and delivering, and listens.
+   */
+  static async start(config: BridgeConfig, options: BridgeOptions = {}): Promise<Bridge> {
+    const tls = await loadTls(config.tls);
+    const client = await DmrClient.connect({
+      url: config.broker.url,
+      node: config.node,
+      id: config.id,
+      tls,
+      ...(config.broker.serverName === undefined ? {} : { servername: config.broker.serverName }),
+      ...options.client,
+    });
+    let bridge: Bridge;
+    try {
+      bridge = new Bridge(config, client, tls, options);
+    } catch (error) {
+      await client.close({ drainTimeoutMs: 0 });
+      throw error;
+    }
+    try {
+      await bridge.#start();
+    } catch (error) {
+      await bridge.close({ drainTimeoutMs: 0 });
+      throw error;
+    }
+    return bridge;
+  }
+
+  /** `http://host:port` the bridge listens on. */
+  get url(): string {
+    if (this.#url === undefined) throw new DmrError('INTERNAL', 'the bridge is not listening');
+    return this.#url;
+  }
+
+  get client(): DmrClient {
+    return this.#client;
+  }
+
+  /** Messages being delivered to the endpoint or waiting for a retry. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  async #start(): Promise<void> {
+    const client = this.#client;
+    // Background failures are logged; without a listener the SDK keeps them quiet.
+    client.on('error', (error) => this.logger.warn({ err: { message: error.message } }, 'DMR client error'));
+    client.on('state', (state, previous) => {
+      this.metrics.brokerConnected.set(state === 'open' ? 1 : 0);
+      this.logger.info({ state, previous }, 'connection to the DMR node');
+    });
+    client.on('report', (report) => this.#onReport(report));
+    this.metrics.brokerConnected.set(client.state === 'open' ? 1 : 0);
+    this.#subscription = await client.receive((message) => this.#deliver(message), {
+      prefetch: this.config.delivery.concurrency,
+      onError: 'dead-letter',
+    });
+    await this.#app.listen({ host: this.config.listen.host, port: this.config.listen.port });
+    const address = this.#app.server.address() as AddressInfo;
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    this.#url = `http://${host}:${address.port}`;
+    this.logger.info({ url: this.#url, endpoint: this.config.endpoint.url, node: this.config.node }, 'bridge ready');
+  }
+
+  // ---- sending -------------------------------------------------------------------------------------
+
+  #buildApp(): FastifyInstance {
+    const app = Fastify({
+      loggerInstance: this.logger.child({ component: 'http' }) as FastifyBaseLogger,
+      // Request lines would be one log line per message; refusals and failures are logged instead.
+      logController: new LogController({ disableRequestLogging: true }),
+      bodyLimit: this.config.bodyLimitBytes,
+      return503OnClosing: true,
+    });
+    app.setErrorHandler((error: FastifyError, request, reply) => {
+      const status = error.statusCode ?? 500;
+      if (status >= 400 && status < 500) {
+        const dmrError = new DmrError('INVALID_ARGUMENT', error.message, {
+          details: { fastifyCode: error.code ?? null },
+        });
+        return reply.code(status).send(errorBody(dmrError));
+      }
+      request.log.error({ err: error }, 'unexpected failure');
+      return reply.code(500).send(errorBody(new DmrError('INTERNAL', 'an unexpected error occurred; see the log')));
+    });
+    app.setNotFoundHandler((request, reply) =>
+      reply.code(404).send(errorBody(new DmrError('NOT_FOUND', `no route ${request.method} ${request.url}`))),
+    );
+    app.addHook('onResponse', async (request, reply) => {
+      this.metrics.requests.inc({ route: request.routeOptions.url ?? 'unknown', status: String(reply.statusCode) });
+    });
+    app.post('/v1/messages', async (request, reply) => this.#send(request.body, reply));
+    app.get('/v1/health', async (_request, reply) => {
+      const health = await this.health();
+      return reply.code(health.status === 'down' ? 503 : 200).send(health);
+    });
+    app.get('/metrics', async (_request, reply) =>
+      reply.type(this.metrics.registry.contentType).send(await this.metrics.registry.metrics()),
+    );
+    return app;
+  }
+
+  #unavailable(reply: FastifyReply, error: DmrError): FastifyReply {
+    return reply.code(503).header('retry-after', String(this.config.send.retryAfterSeconds)).send(errorBody(error));
+  }
+
+  async #send(body: unknown, reply: FastifyReply): Promise<FastifyReply> {
+    const started = performance.now();
+    const finish = (result: string): void => {
+      this.metrics.sendDuration.observe({ result }, (performance.now() - started) / 1000);
+    };
+    const checked = checkV1Message(body);
+    if (!checked.ok) {
+      finish('invalid');
+      const error = new DmrError('VALIDATION_FAILED', `the message is invalid: ${checked.errors.length} problem(s)`, {
+        details: { errors: checked.errors },
+      });
+      // 400, not the catalogue's 422: the v1 agent API answers a bad body with 400.
+      return reply.code(400).send(errorBody(error));
+    }
+    const message = checked.value;
+    const id = message.id.toLowerCase();
+    if (this.#client.state !== 'open') {
+      finish('unavailable');
+      return this.#unavailable(
+        reply,
+        new DmrError('NODE_UNREACHABLE', `the bridge is not connected to DMR node ${this.config.node}`, {
+          hint: 'send again later with the same id; the message was not taken',
+        }),
+      );
+    }
+    const wait = this.#verdicts.mustWait(message.recipientId);
+    this.#verdicts.sent(id, message.recipientId);
+    const verdict = wait ? this.#verdicts.listen(id) : undefined;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.#client.send({
+          to: message.recipientId,
+          type: message.type,
+          messageId: id,
+          body: toAmqpBody(message),
+          contentType: V1_CONTENT_TYPE,
+        }),
+        new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(() => {
+            reject(
+              new DmrError('MESSAGE_NOT_ACCEPTED', `the DMR node did not confirm message ${id} in time`, {
+                details: { messageId: id, timeoutMs: this.config.send.confirmTimeoutMs },
+                hint: 'send again later with the same id: DMR drops the duplicate if the first copy got through',
+              }),
+            );
+          }, this.config.send.confirmTimeoutMs);
+        }),
+      ]);
+    } catch (error) {
+      verdict?.cancel();
+      const dmrError = isDmrError(error)
+        ? error
+        : new DmrError('MESSAGE_NOT_ACCEPTED', `message ${id} was not confirmed: ${(error as Error).message}`);
+      if (dmrError.httpStatus >= 500) {
+        finish('unavailable');
+        this.logger.warn({ messageId: id, code: dmrError.code }, 'message not confirmed');
+        return this.#unavailable(reply, dmrError);
+      }
+      finish('refused');
+      return reply.code(dmrError.httpStatus).send(errorBody(dmrError));
+    } finally {
+      clearTimeout(timer);
+    }
+    if (verdict !== undefined) {
+      const report = await verdict.wait();
+      if (report !== undefined && report.reason !== 'MESSAGE_REPLAYED') {
+        const error = refusal(report);
+        this.logger.info({ messageId: id, recipient: message.recipientId, reason: report.reason }, 'message refused');
+        if (ERROR_CATALOGUE[error.code].httpStatus >= 500) {
+          finish('unavailable');
+          return this.#unavailable(reply, error);
+        }
+        finish('refused');
+        return reply.code(error.httpStatus).send(errorBody(error));
+      }
+    }
+    finish('accepted');
+    return reply.code(202).send({ id, status: 'accepted' });
+  }
+
+  #onReport(report: DeliveryReport): void {
+    this.metrics.reports.inc({ reason: report.reason });
+    const { recipient, awaited } = this.#verdicts.onReport(report);
+    if (!awaited) {
+      // Nobody waits for it: the HTTP answer went out already (a trusted recipient, or a late dead-letter).
+      this.logger.warn(
+        { messageId: report.messageId, recipient, status: report.status, reason: report.reason, detail: report.detail },
+        'delivery report for a message already answered',
+      );
+    }
+  }
+
+  // ---- delivering ----------------------------------------------------------------------------------
+
+  async #deliver(message: ReceivedMessage): Promise<void> {
+    const started = performance.now();
+    this.#inFlight += 1;
+    this.metrics.deliveriesInFlight.inc();
+    try {
+      const document = this.#toV1(message);
+      if (document instanceof DmrError) {
+        this.metrics.deliveries.inc({ result: 'invalid' });
+        this.logger.warn(
+          { messageId: message.id, from: message.from, problems: document.details.errors },
+          'received message is not v1 JSON; dead-lettered',
+        );
+        throw document;
+      }
+      try {
+        const attempts = await this.#deliverer.deliver(JSON.stringify(document));
+        this.metrics.deliveries.inc({ result: 'delivered' });
+        if (attempts > 1) this.logger.info({ messageId: message.id, attempts }, 'delivered after retries');
+      } catch (error) {
+        if (!(error instanceof DeliveryFailed)) throw error;
+        this.metrics.deliveries.inc({ result: 'dead_lettered' });
+        this.logger.warn(
+          { messageId: message.id, from: message.from, attempts: error.attempts, status: error.last.status },
+          `${error.message}; dead-lettered`,
+        );
+        throw error;
+      }
+    } finally {
+      this.#inFlight -= 1;
+      this.metrics.deliveriesInFlight.dec();
+      this.metrics.deliveryDuration.observe((performance.now() - started) / 1000);
+    }
+  }
+
+  #toV1(message: ReceivedMessage): V1Delivered | DmrError {
+    let body: unknown;
+    try {
+      body = JSON.parse(message.body.toString('utf8'));
+    } catch {
+      return new DmrError('INVALID_ARGUMENT', 'the body is not JSON', {
+        details: { errors: [{ path: 'body', message: 'is not JSON' }] },
+      });
+    }
+    const checked = checkV1Body(body);
+    const errors = checked.ok ? [] : [...checked.errors];
+    if (message.type !== 'ChatMessage') errors.push({ path: 'type', message: 'must be ChatMessage' });
+    if (!checked.ok || errors.length > 0) {
+      return new DmrError('INVALID_ARGUMENT', 'not a v1 message', { details: { errors } });
+    }
+    return {
+      id: message.id,
+      senderId: message.from,
+      recipientId: message.to,
+      timestamp: checked.value.timestamp ?? message.sentAt.toISOString(),
+      type: 'ChatMessage',
+      payload: checked.value.payload,
+    };
+  }
+
+  // ---- health --------------------------------------------------------------------------------------
+
+  async health(): Promise<Health> {
+    const state = this.#client.state;
+    const broker: HealthCheck = { ok: state === 'open', detail: `connection ${state}` };
+    let certificate: HealthCheck;
+    try {
+      const info = describeCertificate(this.#client.certificatePem);
+      const now = Date.now();
+      const left = info.notAfter.getTime() - now;
+      this.metrics.certificateExpiry.set(Math.round(left / 1000));
+      const valid = info.notBefore.getTime() <= now && left > 0;
+      certificate = {
+        ok: valid,
+        detail: valid
+          ? `valid until ${info.notAfter.toISOString()}`
+          : `not valid now (${info.notBefore.toISOString()} – ${info.notAfter.toISOString()})`,
+      };
+    } catch (error) {
+      certificate = { ok: false, detail: (error as Error).message };
+    }
+    const centops =
+      this.config.centops === undefined ? { ok: null, detail: 'not configured' } : await this.#checkCentops();
+    const ready = broker.ok && certificate.ok;
+    return {
+      status: !ready ? 'down' : centops.ok === false ? 'degraded' : 'ok',
+      checks: { broker, certificate, centops },
+    };
+  }
+
+  /** Whether CentOps answers HTTPS (any HTTP status counts: it is up); cached for 10 s. */
+  async #checkCentops(): Promise<HealthCheck> {
+    const cached = this.#centopsCache;
+    if (cached !== undefined && Date.now() - cached.at < 10_000) return cached.check;
+    const url = `${this.config.centops?.url ?? ''}/v1/pki/trust-bundle`;
+    const check = await new Promise<HealthCheck>((resolve) => {
+      const request = httpsRequest(
+        url,
+        { method: 'GET', ca: this.#tls.ca, cert: this.#client.certificatePem, key: this.#tls.key, timeout: 2_000 },
+        (response) => {
+          response.resume();
+          resolve({ ok: true, detail: `reachable (HTTP ${response.statusCode ?? 0})` });
+        },
+      );
+      request.on('timeout', () => request.destroy(new Error('timed out after 2 s')));
+      request.on('error', (error: NodeJS.ErrnoException) =>
+        resolve({ ok: false, detail: `unreachable: ${error.code ?? error.message}` }),
+      );
+      request.end();
+    });
+    this.#centopsCache = { at: Date.now(), check };
+    return check;
+  }
+
+  // ---- closing -------------------------------------------------------------------------------------
+
+  /**
+   * Stops answering HTTP, stops taking messages, waits up to
+   * `drainTimeoutMs` (default 10 s) for deliveries under way, then closes the
+   * DMR client. Deliveries still retrying then are abandoned, not
+   * dead-lettered: the result says how many, and the process should exit so
+   * the broker returns them to the queue (the SDK has no way yet to hand a
+   * message back from a handler at shutdown).
+   */
+  async close(options: { drainTimeoutMs?: number } = {}): Promise<{ abandoned: number }> {
+    const deadline = Date.now() + (options.drainTimeoutMs ?? 10_000);
+    await this.#app.close().catch(() => undefined);
+    const subscription = this.#subscription;
+    this.#subscription = undefined;
+    // Cancelling waits for the handlers; the drain deadline below bounds how long we wait with it.
+    const cancelled = subscription?.cancel() ?? Promise.resolve();
+    while (this.#inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    const abandoned = this.#inFlight;
+    if (abandoned === 0) {
+      await cancelled;
+      await this.#client.close({ drainTimeoutMs: Math.max(0, deadline - Date.now()) });
+      this.#deliverer.close();
+    }
+    return { abandoned };
+  }
+}

@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { isDmrError } from '@dmr/core';
+import { ENVIRONMENT, loadBridgeConfig, parseBridgeConfig } from './config.js';
+
+const minimal = {
+  id: 'ria-bot',
+  node: 'node-a',
+  broker: { url: 'amqps://broker.example:5671' },
+  tls: { certFile: 'ria.crt', keyFile: 'ria.key', caFile: 'ca.pem' },
+  endpoint: { url: 'http://127.0.0.1:9000/dmr' },
+};
+
+describe('bridge configuration', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'dmr-bridge-config-'));
+    for (const name of ['ria.crt', 'ria.key', 'ca.pem']) await writeFile(join(dir, name), 'x');
+  });
+  after(async () => rm(dir, { recursive: true, force: true }));
+
+  it('fills defaults and resolves paths against the file', () => {
+    const config = parseBridgeConfig(minimal, { file: '/etc/dmr/bridge.yaml' });
+    assert.deepEqual(config.listen, { host: '127.0.0.1', port: 8480 });
+    assert.equal(config.tls.certFile, '/etc/dmr/ria.crt');
+    assert.equal(config.delivery.concurrency, 16);
+    assert.equal(config.send.verdictWaitMs, 1_000);
+  });
+
+  it('lists every problem at once, naming the environment variable behind a field', async () => {
+    const file = join(dir, 'bad.yaml');
+    await writeFile(file, 'id: Ria Bot\nbroker: { url: "amqp://plain:5672" }\ncolour: red\n');
+    await assert.rejects(loadBridgeConfig(file, { DMR_BRIDGE_DELIVERY_CONCURRENCY: 'lots' }), (error: unknown) => {
+      assert.ok(isDmrError(error));
+      assert.equal(error.code, 'BRIDGE_CONFIG_INVALID');
+      const problems = error.details.problems as string[];
+      assert.ok(problems.some((line) => line.startsWith('/id:')));
+      assert.ok(problems.some((line) => line.startsWith('/broker/url:')));
+      assert.ok(problems.some((line) => line.startsWith('/colour: is not a known field')));
+      assert.ok(problems.some((line) => line.startsWith('/node (DMR_BRIDGE_NODE): is required')));
+      assert.ok(problems.some((line) => line.includes('(DMR_BRIDGE_DELIVERY_CONCURRENCY)')));
+      return true;
+    });
+  });
+
+  it('configures from the environment alone, and checks the TLS files exist', async () => {
+    const env = {
+      DMR_BRIDGE_ID: 'ria-bot',
+      DMR_BRIDGE_NODE: 'node-a',
+      DMR_BRIDGE_BROKER_URL: 'amqps://127.0.0.1:5671',
+      DMR_BRIDGE_TLS_CERT_FILE: join(dir, 'ria.crt'),
+      DMR_BRIDGE_TLS_KEY_FILE: join(dir, 'ria.key'),
+      DMR_BRIDGE_TLS_CA_FILE: join(dir, 'ca.pem'),
+      DMR_BRIDGE_ENDPOINT_URL: 'https://bot.example/dmr',
+      DMR_BRIDGE_LISTEN: '[::1]:9090',
+      DMR_BRIDGE_DELIVERY_DEAD_LETTER_STATUSES: '400, 422',
+    };
+    const config = await loadBridgeConfig(undefined, env);
+    assert.deepEqual(config.listen, { host: '::1', port: 9090 });
+    assert.deepEqual(config.delivery.deadLetterStatuses, [400, 422]);
+    await assert.rejects(loadBridgeConfig(undefined, { ...env, DMR_BRIDGE_TLS_KEY_FILE: join(dir, 'missing.key') }), {
+      code: 'BRIDGE_CONFIG_INVALID',
+    });
+  });
+
+  it('every environment variable maps to a schema field', () => {
+    for (const variable of ENVIRONMENT) assert.match(variable.name, /^DMR_BRIDGE_[A-Z_]+$/);
+    assert.equal(new Set(ENVIRONMENT.map((variable) => variable.name)).size, ENVIRONMENT.length);
+  });
+});

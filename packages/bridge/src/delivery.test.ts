@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { DeliveryFailed, EndpointDeliverer, type DeliveryOptions } from './delivery.js';
+
+describe('EndpointDeliverer', () => {
+  let server: Server;
+  let url: string;
+  /** Status per request, in order; 200 after the list runs out. */
+  let script: number[] = [];
+  let requests = 0;
+
+  before(async () => {
+    server = createServer((request, response) => {
+      request.resume();
+      request.on('end', () => {
+        requests += 1;
+        const status = script.shift() ?? 200;
+        response.writeHead(status).end();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/in`;
+  });
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  const options = (extra: Partial<DeliveryOptions> = {}): DeliveryOptions => ({
+    url,
+    timeoutMs: 1_000,
+    maxAttempts: 4,
+    initialDelayMs: 5,
+    maxDelayMs: 20,
+    deadLetterStatuses: [400, 422],
+    ...extra,
+  });
+
+  it('retries until a 2xx', async () => {
+    script = [503, 500, 200];
+    requests = 0;
+    const deliverer = new EndpointDeliverer(options());
+    assert.equal(await deliverer.deliver('{}'), 3);
+    assert.equal(requests, 3);
+    deliverer.close();
+  });
+
+  it('gives up after maxAttempts, and at once on a dead-letter status', async () => {
+    script = [503, 503, 503, 503, 503];
+    requests = 0;
+    const deliverer = new EndpointDeliverer(options());
+    await assert.rejects(deliverer.deliver('{}'), (error: unknown) => {
+      assert.ok(error instanceof DeliveryFailed);
+      assert.equal(error.attempts, 4);
+      assert.equal(error.permanent, false);
+      return true;
+    });
+    assert.equal(requests, 4);
+    script = [422];
+    await assert.rejects(
+      deliverer.deliver('{}'),
+      (error: unknown) => error instanceof DeliveryFailed && error.permanent,
+    );
+    deliverer.close();
+  });
+
+  it('treats a refused connection as retryable', async () => {
+    const deliverer = new EndpointDeliverer(options({ url: 'http://127.0.0.1:1/x', maxAttempts: 2 }));
+    await assert.rejects(deliverer.deliver('{}'), (error: unknown) => {
+      assert.ok(error instanceof DeliveryFailed);
+      assert.equal(error.last.status, undefined);
+      return true;
+    });
+    deliverer.close();
+  });
+
+  it('backs off exponentially with jitter, capped, honouring Retry-After up to the cap', () => {
+    const low = new EndpointDeliverer(options({ initialDelayMs: 100, maxDelayMs: 1_000 }), undefined, () => 0);
+    const high = new EndpointDeliverer(options({ initialDelayMs: 100, maxDelayMs: 1_000 }), undefined, () => 1);
+    const none = { ok: false, status: 503, retryAfterSeconds: undefined };
+    assert.deepEqual(
+      [0, 1, 2, 3, 4, 10].map((retry) => low.delay(retry, none)),
+      [50, 100, 200, 400, 500, 500],
+    );
+    assert.deepEqual(
+      [0, 1, 2, 3, 4, 10].map((retry) => high.delay(retry, none)),
+      [100, 200, 400, 800, 1_000, 1_000],
+    );
+    assert.equal(low.delay(0, { ...none, retryAfterSeconds: 0.3 }), 300);
+    assert.equal(low.delay(0, { ...none, retryAfterSeconds: 3600 }), 1_000);
+    low.close();
+    high.close();
+  });
+});

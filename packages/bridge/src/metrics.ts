@@ -1,0 +1,76 @@
+/** Prometheus metrics of the bridge (`dmr_bridge_*`), on their own registry so tests and embedders stay isolated. */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+export class BridgeMetrics {
+  readonly registry: Registry;
+  readonly requests: Counter<'route' | 'status'>;
+  /** POST /v1/messages: from the request to the answer, by result. */
+  readonly sendDuration: Histogram<'result'>;
+  readonly deliveries: Counter<'result'>;
+  readonly deliveryAttempts: Counter<'outcome'>;
+  readonly deliveryDuration: Histogram;
+  readonly deliveriesInFlight: Gauge;
+  readonly reports: Counter<'reason'>;
+  readonly brokerConnected: Gauge;
+  readonly certificateExpiry: Gauge;
+
+  constructor(registry: Registry = new Registry(), options: { defaultMetrics?: boolean } = {}) {
+    this.registry = registry;
+    const registers = [registry];
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'dmr_bridge_' });
+    this.requests = new Counter({
+      name: 'dmr_bridge_http_requests_total',
+      help: 'HTTP requests answered, by route and status code',
+      labelNames: ['route', 'status'],
+      registers,
+    });
+    this.sendDuration = new Histogram({
+      name: 'dmr_bridge_send_duration_seconds',
+      help: 'POST /v1/messages from request to answer (after the broker confirm), by result',
+      labelNames: ['result'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.deliveries = new Counter({
+      name: 'dmr_bridge_deliveries_total',
+      help: 'Received messages by final outcome: delivered to the endpoint, dead_lettered or invalid',
+      labelNames: ['result'],
+      registers,
+    });
+    this.deliveryAttempts = new Counter({
+      name: 'dmr_bridge_delivery_attempts_total',
+      help: 'POSTs to the endpoint, by outcome (2xx, status class, timeout, network)',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.deliveryDuration = new Histogram({
+      name: 'dmr_bridge_delivery_duration_seconds',
+      help: 'From receipt of a message to its final outcome at the endpoint (retries included)',
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.deliveriesInFlight = new Gauge({
+      name: 'dmr_bridge_deliveries_in_flight',
+      help: 'Messages being delivered or waiting for a retry (at most delivery.concurrency)',
+      registers,
+    });
+    this.reports = new Counter({
+      name: 'dmr_bridge_reports_total',
+      help: 'Delivery reports from the node about messages this bridge sent, by reason',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.brokerConnected = new Gauge({
+      name: 'dmr_bridge_broker_connected',
+      help: '1 while the connection to the DMR node is open',
+      registers,
+    });
+    this.certificateExpiry = new Gauge({
+      name: 'dmr_bridge_certificate_expiry_seconds',
+      help: 'Seconds until the client certificate expires',
+      registers,
+    });
+  }
+}

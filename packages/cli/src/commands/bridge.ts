@@ -1,0 +1,75 @@
+/**
+ * `dmr bridge run | check`: the HTTP bridge (docs/bridge.md) — the Bürokratt
+ * v1 agent API on top of a DMR client. Configured by a file and/or
+ * `DMR_BRIDGE_*` environment variables; a bad configuration fails here with
+ * every problem listed (BRIDGE_CONFIG_INVALID).
+ */
+import { Command } from 'commander';
+import type * as BridgePackage from '@dmr/bridge';
+import { action } from '../action.js';
+import { printResult, renderFields } from '../output.js';
+
+async function bridgeModule(): Promise<typeof BridgePackage> {
+  // Loaded only for `dmr bridge`: fastify and the AMQP client are not free to import.
+  return import('@dmr/bridge');
+}
+
+export function bridgeCommand(): Command {
+  const command = new Command('bridge').description(
+    'the HTTP bridge: POST /v1/messages in, v1 JSON out to an endpoint',
+  );
+  command.addCommand(
+    new Command('run')
+      .description(
+        'connect to the DMR node, listen for POST /v1/messages, deliver to the endpoint; until SIGINT/SIGTERM',
+      )
+      .option('--config <file>', 'configuration file (YAML or JSON); DMR_BRIDGE_* variables override it')
+      .option('--drain-timeout <ms>', 'on shutdown, how long deliveries under way may finish', '10000')
+      .action(
+        action<[{ config?: string; drainTimeout: string }]>(async (_context, options) => {
+          const { Bridge, loadBridgeConfig } = await bridgeModule();
+          const bridge = await Bridge.start(await loadBridgeConfig(options.config));
+          const drainTimeoutMs = Number(options.drainTimeout);
+          await new Promise<void>((resolve) => {
+            const stop = (signal: string): void => {
+              bridge.logger.info({ signal }, 'stopping');
+              void bridge
+                .close({ drainTimeoutMs: Number.isFinite(drainTimeoutMs) ? drainTimeoutMs : 10_000 })
+                .then(({ abandoned }) => {
+                  if (abandoned > 0) {
+                    // Exiting with the connection open makes the broker hand those messages back to the queue.
+                    bridge.logger.warn({ abandoned }, 'deliveries still retrying; exiting, the broker requeues them');
+                    process.exit(0);
+                  }
+                  resolve();
+                });
+            };
+            process.once('SIGINT', () => stop('SIGINT'));
+            process.once('SIGTERM', () => stop('SIGTERM'));
+          });
+        }),
+      ),
+  );
+  command.addCommand(
+    new Command('check')
+      .description('validate the configuration (file and DMR_BRIDGE_* variables) and print what it resolves to')
+      .option('--config <file>', 'configuration file (YAML or JSON)')
+      .action(
+        action<[{ config?: string }]>(async (context, options) => {
+          const config = await (await bridgeModule()).loadBridgeConfig(options.config);
+          printResult(context.format, config, (value) =>
+            renderFields([
+              ['id', value.id],
+              ['node', value.node],
+              ['broker', value.broker.url],
+              ['listen', `${value.listen.host}:${value.listen.port}`],
+              ['endpoint', value.endpoint.url],
+              ['delivery', `${value.delivery.concurrency} at a time, ${value.delivery.maxAttempts} attempts`],
+              ['CentOps', value.centops?.url ?? 'not configured'],
+            ]),
+          );
+        }),
+      ),
+  );
+  return command;
+}

@@ -1,1 +1,2 @@
-export {};
+/** What other packages may import: the one percentile/summary implementation (the bench itself is main.ts). */
+export * from './stats.js';

@@ -1,0 +1,134 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Load, RowId } from './options.js';
+import {
+  ROW_LABELS,
+  computeRatios,
+  evaluateGoals,
+  renderReport,
+  type BenchReport,
+  type PointResult,
+  type RowResult,
+} from './report.js';
+import { summarize } from './stats.js';
+
+function pointAt(load: Load, achieved: number, p99: number): PointResult {
+  return {
+    load,
+    offered: load === 'max' ? null : load,
+    sent: Math.round(achieved * 5),
+    received: Math.round(achieved * 5),
+    achieved,
+    latencyMs: { ...summarize([p99 / 2, p99]), p99 },
+    nacked: 0,
+    missing: 0,
+    skipped: 0,
+    measuredMs: 5000,
+  };
+}
+
+function row(id: RowId, points: PointResult[]): RowResult {
+  return { row: id, label: ROW_LABELS[id], points };
+}
+
+const measured: RowResult[] = [
+  row('a', [pointAt(1000, 1000, 2), pointAt('max', 18000, 40)]),
+  row('b', [pointAt(1000, 1000, 6), pointAt('max', 7000, 80)]),
+  row('c', [pointAt(1000, 1000, 8), pointAt('max', 5600, 90)]),
+  row('d', [pointAt(1000, 1000, 7), pointAt('max', 6000, 85)]),
+];
+
+describe('evaluateGoals', () => {
+  it('passes at exactly the goals: 75 % of b, 1.5 × b p99, 90 % of d', () => {
+    const rows = [
+      row('b', [pointAt(1000, 1000, 6), pointAt('max', 8000, 80)]),
+      row('c', [pointAt(1000, 1000, 9), pointAt('max', 6000, 90)]),
+      row('d', [pointAt('max', 6000 / 0.9, 85)]),
+    ];
+    assert.deepEqual(
+      evaluateGoals(rows).map((goal) => goal.verdict),
+      ['PASS', 'PASS', 'PASS'],
+    );
+  });
+
+  it('misses just below the goals', () => {
+    const rows = [
+      row('b', [pointAt(1000, 1000, 6), pointAt('max', 8000, 80)]),
+      row('c', [pointAt(1000, 1000, 9.01), pointAt('max', 5999, 90)]),
+      row('d', [pointAt('max', 6000 / 0.89, 85)]),
+    ];
+    assert.deepEqual(
+      evaluateGoals(rows).map((goal) => goal.verdict),
+      ['MISS', 'MISS', 'MISS'],
+    );
+  });
+
+  it('is n/a, never PASS, when a row is unavailable or a point was not run', () => {
+    const rows: RowResult[] = [
+      row('b', [pointAt('max', 7000, 80)]),
+      { row: 'c', label: ROW_LABELS.c, unavailable: 'no router', points: [] },
+      row('d', [pointAt('max', 6000, 85)]),
+    ];
+    const goals = evaluateGoals(rows);
+    assert.deepEqual(
+      goals.map((goal) => goal.verdict),
+      ['n/a', 'n/a', 'n/a'],
+    );
+    assert.match(goals[1]?.detail ?? '', /c@1000, b@1000/);
+  });
+
+  it('is n/a when a point delivered nothing (no latency samples)', () => {
+    const empty = { ...pointAt('max', 0, 0), latencyMs: summarize([]) };
+    const goals = evaluateGoals([row('b', [pointAt('max', 7000, 80)]), row('c', [empty])]);
+    assert.equal(goals[0]?.verdict, 'n/a');
+  });
+});
+
+describe('computeRatios', () => {
+  it('divides c by b, a and d per load, throughput and p99', () => {
+    const ratios = computeRatios(measured, [1000, 'max']);
+    const cb = ratios.find((r) => r.name === 'c/b' && r.load === 'max');
+    assert.equal(cb?.throughput, 0.8);
+    assert.equal(cb?.p99, 90 / 80);
+    const cd = ratios.find((r) => r.name === 'c/d' && r.load === 1000);
+    assert.equal(cd?.p99, 8 / 7);
+  });
+
+  it('is null where either side is missing', () => {
+    const ratios = computeRatios([row('a', [pointAt(1000, 1000, 2)])], [1000]);
+    assert.ok(ratios.every((r) => r.throughput === null && r.p99 === null));
+  });
+});
+
+describe('renderReport', () => {
+  it('prints every row, the unavailable reason, ratios and verdicts', () => {
+    const rows: RowResult[] = [
+      ...measured.slice(0, 3),
+      { row: 'd', label: ROW_LABELS.d, unavailable: 'skipped', points: [] },
+    ];
+    const report: BenchReport = {
+      info: {
+        startedAt: '2026-01-01T00:00:00.000Z',
+        node: 'v20',
+        rabbitmq: '3.10.8',
+        cpus: 2,
+        loadAverage: [1, 2, 3],
+        loadAverageEnd: [3, 2, 1],
+        durationS: 5,
+        warmupS: 1,
+        sizeBytes: 1024,
+        window: 1000,
+        settings: 'TLS',
+      },
+      rows,
+      ratios: computeRatios(rows, [1000, 'max']),
+      goals: evaluateGoals(rows),
+    };
+    const text = renderReport(report);
+    assert.match(text, /^a\s+raw one hop\s+1000\s+1000\s+1\.00\s+2\.00/m);
+    assert.match(text, /^d\s+DMR path, allow-all policy\s+-\s+not available\s+skipped$/m);
+    assert.match(text, /^c\/b\s+max\s+0\.80\s+1\.13$/m);
+    assert.match(text, /^PASS\s+c throughput ≥ 75 % of b's \(max\)\s+c 5600 \/ b 7000 msg\/s = 80 %$/m);
+    assert.match(text, /^n\/a\s+with policy ≥ 90 %/m);
+  });
+});

@@ -29,9 +29,34 @@ export const COMMAND_GROUPS = [
     load: async () => (await import('./commands/ctl/index.js')).ctlCommand(),
   },
   {
+    name: 'node',
+    description: 'run a DMR node: enrol, follow the CentOps configuration feed, reconcile the broker, run routers',
+    load: async () => (await import('./commands/node.js')).nodeCommand(),
+  },
+  {
     name: 'policy',
     description: 'check, test, evaluate and build Rego policy bundles (local files or a bundle)',
     load: async () => (await import('./commands/policy.js')).policyCommand(),
+  },
+  {
+    name: 'bridge',
+    description: 'run the HTTP bridge (Bürokratt v1 JSON API) for one DMR client',
+    load: async () => (await import('./commands/bridge.js')).bridgeCommand(),
+  },
+  {
+    name: 'up',
+    description: 'start the local mesh (CentOps, a node with its RabbitMQ, two demo clients); --foreground to watch',
+    load: async () => (await import('./commands/mesh.js')).upCommand(),
+  },
+  {
+    name: 'down',
+    description: 'stop the local mesh started by `dmr up`',
+    load: async () => (await import('./commands/mesh.js')).downCommand(),
+  },
+  {
+    name: 'status',
+    description: 'the local mesh: each component, its endpoints, applied revision and message counts',
+    load: async () => (await import('./commands/mesh.js')).statusCommand(),
   },
 ] as const satisfies ReadonlyArray<{ name: string; description: string; load: () => Promise<Command> }>;
 

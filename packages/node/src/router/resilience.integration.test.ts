@@ -21,7 +21,7 @@ async function collectUntil(
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     for (const client of clients) {
-      for (const message of await client.drain(100)) {
+      for (const message of await client.drain(100, Math.max(100, deadline - Date.now()))) {
         if (typeof message.properties.messageId === 'string') seen.add(message.properties.messageId);
       }
     }

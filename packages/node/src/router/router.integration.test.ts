@@ -226,10 +226,11 @@ describe('router on a harness broker', () => {
     });
     await node.management.bindQueue(node.vhost, 'dmr.delivery', 'dmr.client.ria-poison', 'ria-poison');
     const ids: Array<string | undefined> = [];
-    for (let i = 0; i < 4; i += 1) ids.push(await ria.send({ to: 'ria-poison' }));
-    // A quorum queue may overshoot its limit by one (README): at least the last two are refused.
+    for (let i = 0; i < 6; i += 1) ids.push(await ria.send({ to: 'ria-poison' }));
+    // A quorum queue checks its limit against what it has applied, so publishes in flight together (the router
+    // routes up to its prefetch at once) can overshoot it: some, never all, of the six are refused.
     const reports = (await ria.drain(1_500)).map((message) => parseReport(message));
-    assert.ok(reports.length >= 2 && reports.length <= 3, JSON.stringify(reports));
+    assert.ok(reports.length >= 1 && reports.length <= 5, JSON.stringify(reports));
     for (const report of reports) {
       assert.equal(report.reason, 'RECIPIENT_QUEUE_FULL');
       assert.ok(ids.includes(report.messageId ?? ''));

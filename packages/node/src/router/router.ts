@@ -68,7 +68,7 @@ export interface RouterOptions {
   logger: Logger;
   metrics: RouterMetrics;
   audit?: AuditSink;
-  /** Unacknowledged deliveries per consumer (default 64). */
+  /** Unacknowledged deliveries per consumer (default 256): each waits on two broker confirms, so a small window caps throughput (bench/). */
   prefetch?: number;
   now?: () => number;
   /** Reconnect and policy-pause back-off (default 100 ms doubling to 10 s, with ±50 % jitter). */
@@ -610,7 +610,7 @@ export class Router {
       });
       this.#session = session;
       this.#options.audit?.attach?.(channel);
-      await channel.prefetch(this.#options.prefetch ?? 64);
+      await channel.prefetch(this.#options.prefetch ?? 256);
       await this.#consumeIngress(session);
       const reports = await channel.consume(
         DEAD_LETTER_REPORTS_QUEUE,

@@ -124,8 +124,8 @@ export interface TestClient {
   send(options?: SendOptions): Promise<string | undefined>;
   /** The next message from the client's own queue (acked), or throws after `timeoutMs`. */
   next(timeoutMs?: number): Promise<ConsumeMessage>;
-  /** Collects messages until none arrives for `quietMs`. */
-  drain(quietMs?: number): Promise<ConsumeMessage[]>;
+  /** Collects messages until none arrives for `quietMs` (default 1 s) or `maxMs` (default 10 s) have passed. */
+  drain(quietMs?: number, maxMs?: number): Promise<ConsumeMessage[]>;
   close(): Promise<void>;
 }
 
@@ -383,15 +383,18 @@ export class NodeFixture {
       channel,
       send: (options = {}) => sendAs(channel, id, options),
       next,
-      drain: async (quietMs = 1_000) => {
+      drain: async (quietMs = 1_000, maxMs = 10_000) => {
+        // Bounded as well as quiet-ended: under a continuous stream a quiet gap may never come.
         const messages: ConsumeMessage[] = [];
-        for (;;) {
+        const deadline = Date.now() + maxMs;
+        while (Date.now() < deadline) {
           try {
-            messages.push(await next(quietMs));
+            messages.push(await next(Math.max(1, Math.min(quietMs, deadline - Date.now()))));
           } catch {
             return messages;
           }
         }
+        return messages;
       },
       close: () => connection.close().catch(() => undefined),
     };

@@ -1,2 +1,2 @@
 /** What other packages may import: the one percentile/summary implementation (the bench itself is main.ts). */
-export * from './stats.js';
+export { percentile, sortedSamples, summarize, type Summary } from '@dmr/core';

@@ -25,7 +25,7 @@ import { performance } from 'node:perf_hooks';
 import type { Channel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import type { Load } from './options.js';
 import type { PointResult } from './report.js';
-import { summarize } from './stats.js';
+import { summarize } from '@dmr/core';
 
 export const SEQ_HEADER = 'x-bench-seq';
 

@@ -10,7 +10,7 @@ import {
   type PointResult,
   type RowResult,
 } from './report.js';
-import { summarize } from './stats.js';
+import { summarize } from '@dmr/core';
 
 function pointAt(load: Load, achieved: number, p99: number): PointResult {
   return {

@@ -10,7 +10,7 @@
  * A goal whose inputs were not measured is "n/a", never PASS.
  */
 import type { Load, RowId } from './options.js';
-import type { Summary } from './stats.js';
+import type { Summary } from '@dmr/core';
 
 export const ROW_LABELS: Record<RowId, string> = {
   a: 'raw one hop',

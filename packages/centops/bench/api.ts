@@ -33,6 +33,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import pg from 'pg';
+import { percentile } from '@dmr/core';
 import {
   CONFIG_FILE,
   initCentOps,
@@ -190,10 +191,6 @@ function runInWorker(cell: CellRequest): Promise<CellResult> {
       if (code !== 0) reject(new Error(`benchmark worker exited with ${code}`));
     });
   });
-}
-
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
 }
 
 interface Row {

@@ -1,3 +1,4 @@
 export * from './duration.js';
 export * from './errors.js';
 export * from './ids.js';
+export * from './stats.js';

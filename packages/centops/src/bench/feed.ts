@@ -44,6 +44,7 @@ import { CONFIG_FILE, loadConfig } from '../server/config.js';
 import { initCentOps } from '../server/init.js';
 import type { Change } from '../store/types.js';
 import { client, link, node, organisation } from '../store/test-support/fixtures.js';
+import { percentile } from '@dmr/core';
 
 const TD = 'dmr.bench';
 
@@ -368,10 +369,6 @@ async function benchStore(
     await rm(dir, { recursive: true, force: true });
     await target.cleanup();
   }
-}
-
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
 }
 
 function table(rows: readonly Row[]): string {

@@ -12,6 +12,7 @@ import { isPolicyInput } from '../input.js';
 import { buildBundle } from '../opa.js';
 import { RestPolicyEngine } from '../rest-engine.js';
 import { REGO_DIR, bundleServer, decisionTable, startSidecar, testPki } from '../test-support.js';
+import { summarize } from '@dmr/core';
 
 interface Stats {
   mode: string;
@@ -23,10 +24,8 @@ interface Stats {
 }
 
 function stats(mode: string, samplesNs: number[]): Stats {
-  const sorted = [...samplesNs].sort((a, b) => a - b);
-  const at = (q: number) => (sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0) / 1000;
-  const mean = sorted.reduce((sum, value) => sum + value, 0) / sorted.length / 1000;
-  return { mode, n: sorted.length, p50: at(0.5), p99: at(0.99), max: (sorted[sorted.length - 1] ?? 0) / 1000, mean };
+  const { n, p50, p99, max, mean } = summarize(samplesNs);
+  return { mode, n, p50: p50 / 1000, p99: p99 / 1000, max: max / 1000, mean: mean / 1000 };
 }
 
 async function measure(

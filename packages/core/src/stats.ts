@@ -1,7 +1,7 @@
 /**
  * The one percentile/summary implementation for the repository's benchmarks
- * (`npm run bench`; packages/policy/src/bench/decision.ts and
- * packages/centops/bench/api.ts carry older copies that can import this).
+ * (`npm run bench`, bench:policy, bench:feed, bench:api). It lives in core
+ * because every package's benchmark can depend on core without a cycle.
  *
  * Percentiles use the nearest-rank method: p is the smallest sample with at
  * least p % of the samples at or below it. It never interpolates, so every

@@ -274,8 +274,7 @@ export class Router {
       }
 
       // 6. Audit, then ack: nothing acknowledged lacks its record.
-      await this.#audit({
-        kind: 'route',
+      await this.#settle(session, message, started, {
         messageId: validated.messageId,
         sender: validated.sender,
         recipient: validated.recipient,
@@ -286,24 +285,6 @@ export class Router {
         configRevision: context.revision,
         at: new Date(now).toISOString(),
       });
-      session.channel.ack(message);
-      const seconds = (performance.now() - started) / 1000;
-      this.#options.metrics.routed.inc();
-      this.#options.metrics.routeSeconds.observe(seconds);
-      this.#options.logger.info(
-        {
-          messageId: validated.messageId,
-          sender: validated.sender,
-          recipient: validated.recipient,
-          result: 'routed',
-          reason: null,
-          policyRevision: decision.revision ?? null,
-          policyReasons: decision.reasons,
-          hops: [this.nodeId],
-          ms: Math.round(seconds * 1000 * 100) / 100,
-        },
-        'route',
-      );
     } catch (error) {
       // Handed back to the broker: its redelivery is the same message, not a replay.
       guard.release(validated.messageId);
@@ -346,34 +327,50 @@ export class Router {
     const [stored] = await Promise.all([rejectedCopy, report]);
     if (stored !== 'confirmed')
       throw new Transient('broker', `the rejected queue did not take the message (${refusal.reason})`);
-    await this.#audit({
-      kind: 'route',
-      messageId,
-      sender: from ?? null,
-      recipient: validId(recipient),
-      result: 'rejected',
-      reason: refusal.reason,
-      policyRevision: refusal.policy?.revision ?? null,
-      policyReasons: refusal.policy?.reasons ?? [],
-      configRevision: context.revision,
-      at: new Date(now).toISOString(),
-    });
-    session.channel.ack(message);
-    const seconds = (performance.now() - started) / 1000;
-    this.#options.metrics.rejected.inc({ reason: refusal.reason });
-    this.#options.metrics.routeSeconds.observe(seconds);
-    this.#options.logger.info(
+    await this.#settle(
+      session,
+      message,
+      started,
       {
         messageId,
         sender: from ?? null,
-        recipient: validId(recipient),
+        // An unvalidated header: recorded only when it has the shape of an id.
+        recipient: typeof recipient === 'string' && recipient.length <= 63 ? recipient : null,
         result: 'rejected',
         reason: refusal.reason,
-        detail: refusal.detail,
         policyRevision: refusal.policy?.revision ?? null,
         policyReasons: refusal.policy?.reasons ?? [],
+        configRevision: context.revision,
+        at: new Date(now).toISOString(),
+      },
+      refusal.detail,
+    );
+  }
+
+  /**
+   * The end of every ingress message: its audit record confirmed, then the
+   * ack, then the metrics and the one decision log line (the same fields as
+   * the record, never payload).
+   */
+  async #settle(
+    session: Session,
+    message: ConsumeMessage,
+    started: number,
+    decision: Omit<AuditEvent, 'kind' | 'node'> & { result: 'routed' | 'rejected' },
+    detail?: string,
+  ): Promise<void> {
+    await this.#audit({ kind: 'route', ...decision });
+    session.channel.ack(message);
+    const seconds = (performance.now() - started) / 1000;
+    if (decision.result === 'routed') this.#options.metrics.routed.inc();
+    else this.#options.metrics.rejected.inc({ reason: decision.reason ?? 'UNKNOWN' });
+    this.#options.metrics.routeSeconds.observe(seconds);
+    this.#options.logger.info(
+      {
+        ...decision,
+        ...(detail === undefined ? {} : { detail }),
         hops: [this.nodeId],
-        ms: Math.round(seconds * 1000 * 100) / 100,
+        ms: Math.round(seconds * 100_000) / 100,
       },
       'route',
     );

@@ -7,7 +7,6 @@
  * exported across packages).
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
@@ -21,52 +20,10 @@ export const TD = 'dmr.test';
 export const NODE = 'node-a';
 const ACTOR = `spiffe://${TD}/operator/admin`;
 
-export interface Credentials {
-  cert: string;
-  key: string;
-}
+// The CentOps API tests' HTTPS client: real TLS, optional client certificate.
+import { call, type Credentials, type Response as Answer } from '@dmr/centops/testing';
 
-export interface Answer {
-  status: number;
-  json: unknown;
-  text: string;
-}
-
-export function call(
-  url: string,
-  options: { ca: string; method?: string; body?: unknown; credentials?: Credentials },
-): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const body = options.body === undefined ? undefined : JSON.stringify(options.body);
-    const req = httpsRequest(
-      url,
-      {
-        method: options.method ?? 'GET',
-        ca: options.ca,
-        cert: options.credentials?.cert,
-        key: options.credentials?.key,
-        agent: false,
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json: unknown;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: res.statusCode ?? 0, json, text });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+export { call, type Credentials, type Response as Answer } from '@dmr/centops/testing';
 
 export interface AgentEnvironment {
   dir: string;

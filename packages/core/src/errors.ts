@@ -97,6 +97,17 @@ export const ERROR_CATALOGUE = {
     httpStatus: 400,
     summary: 'A certificate cannot be parsed or does not chain to the trusted roots.',
   },
+  CERTIFICATE_REVOKED: {
+    exitCode: 5,
+    httpStatus: 410,
+    summary:
+      'The certificate is revoked (on the CentOps CRL or in its records); for the directory: every current certificate of the id is.',
+  },
+  PRINCIPAL_DENIED: {
+    exitCode: 9,
+    httpStatus: 403,
+    summary: 'The client or node is on the CentOps denylist: its certificate is not served and must not be trusted.',
+  },
   CONFIG_SIGNATURE_INVALID: {
     exitCode: 5,
     httpStatus: 422,

@@ -23,6 +23,7 @@ import { ConfigSigner, RevisionHub, feedRoutes } from '../feed/index.js';
 import { PolicyService } from '../policy/service.js';
 import { ensurePolicySigner, policySignerPaths } from '../policy/signer.js';
 import { denylistRoutes } from '../routes/denylist.js';
+import { directoryRoutes } from '../routes/directory.js';
 import { enrolRoutes, pkiRoutes } from '../routes/pki.js';
 import { operatorRoutes } from '../routes/operators.js';
 import { operationsRoutes } from '../routes/operations.js';
@@ -169,6 +170,7 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
   await api.register(pkiRoutes(service, context));
   await api.register(operatorRoutes(service));
   await api.register(denylistRoutes(context));
+  await api.register(directoryRoutes(context));
   await api.register(policyRoutes(context, policies));
   // Streams and long-polls outlive the request's authentication: the feed checks the certificate again per document.
   await api.register(feedRoutes, { store, signer, hub, reauthenticate: (request) => authenticate(request, auth) });

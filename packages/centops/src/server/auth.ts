@@ -7,6 +7,7 @@
  *   requireRole('operator', …)   preHandler: an operator certificate with one of the roles
  *   requireNode()                preHandler: a node certificate (routes check the :id themselves
  *                                with sameNode, or use requireNode({ param: 'id' }))
+ *   requireMeshPrincipal()       preHandler: any client, node or operator (public directory data)
  *
  * A certificate is accepted only if this CentOps issued it (its CA has the
  * serial, with the same fingerprint) and it is not revoked; a mesh
@@ -166,6 +167,21 @@ export function requireNode(options: { param?: string } = {}): preHandlerAsyncHo
       if (params[options.param] !== principal.id) {
         throw forbidden(`node ${principal.id} may act only for itself`, { node: principal.id });
       }
+    }
+  };
+}
+
+/**
+ * preHandler: any authenticated principal of the mesh: a client, a node or an
+ * operator of any role (authentication already refused everyone else, and
+ * revoked or denylisted certificates). For public directory data that every
+ * participant needs, such as peers' certificates for end-to-end protection.
+ */
+export function requireMeshPrincipal(): preHandlerAsyncHookHandler {
+  return async function requireMeshPrincipalHandler(request: FastifyRequest, _reply: FastifyReply): Promise<void> {
+    const kind = (request.principal as Principal | null)?.kind;
+    if (kind !== 'client' && kind !== 'node' && kind !== 'operator') {
+      throw unauthenticated('a client, node or operator certificate is required');
     }
   };
 }

@@ -67,13 +67,17 @@ export function localActor(command: string): string {
   return `local:${user}:dmr centops ${command}`;
 }
 
-/** Records a certificate the CA just issued, so listing, expiry tracking and the audit see it. */
+/**
+ * Records a certificate the CA just issued, so listing, expiry tracking and the audit see it. A client's or
+ * node's chain, when the caller has it, is kept too: the certificate directory serves it to peers.
+ */
 export function recordIssued(
   store: Store,
   subject: CertificateSubject,
-  issued: Pick<IssuedCertificate, 'serial' | 'fingerprintSha256' | 'notBefore' | 'notAfter'>,
+  issued: Pick<IssuedCertificate, 'serial' | 'fingerprintSha256' | 'notBefore' | 'notAfter'> & { chainPem?: string },
   actor: string,
 ): Promise<CertificateRecord> {
+  const mesh = subject.kind === 'client' || subject.kind === 'node';
   return store.recordCertificate(
     {
       serial: issued.serial,
@@ -83,6 +87,7 @@ export function recordIssued(
       fingerprint: issued.fingerprintSha256,
       notBefore: issued.notBefore.toISOString(),
       notAfter: issued.notAfter.toISOString(),
+      ...(mesh && issued.chainPem !== undefined ? { chainPem: issued.chainPem } : {}),
     },
     actor,
   );

@@ -10,6 +10,7 @@
  * enrolment, a renewal or a revocation at once. Operators' and CentOps' own
  * certificates are in no node document and leave the revision alone.
  */
+import { X509Certificate } from 'node:crypto';
 import type { Kysely, Selectable } from 'kysely';
 import { DmrError } from '@dmr/core';
 import {
@@ -30,6 +31,7 @@ import { bumpRevision, writeTransaction } from './tx.js';
 import type {
   CertificateQuery,
   CertificateRecord,
+  CertificateWithChain,
   NewCertificate,
   Page,
   RevokeCertificateOptions,
@@ -55,6 +57,35 @@ function normaliseFingerprint(value: string): string {
     throw new DmrError('INVALID_ARGUMENT', 'the fingerprint must be the sha256 of the certificate (64 hex digits)');
   }
   return hex;
+}
+
+const CHAIN_MAX = 65_536;
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+/**
+ * A chain to keep: PEM certificates only (nothing else, so no key can slip
+ * in), at most 64 KiB, whose leaf is the certificate being recorded.
+ */
+function checkedChain(value: unknown, fingerprint: string): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > CHAIN_MAX) {
+    throw new DmrError('INVALID_ARGUMENT', `the certificate chain must be PEM text of at most ${CHAIN_MAX} characters`);
+  }
+  const blocks = value.match(PEM_CERTIFICATE) ?? [];
+  const rest = value.replace(PEM_CERTIFICATE, '').trim();
+  if (blocks.length === 0 || rest !== '') {
+    throw new DmrError('INVALID_ARGUMENT', 'the certificate chain must hold PEM certificates and nothing else');
+  }
+  let leaf: X509Certificate;
+  try {
+    leaf = new X509Certificate(blocks[0] as string);
+    for (const block of blocks.slice(1)) new X509Certificate(block);
+  } catch (error) {
+    throw new DmrError('INVALID_ARGUMENT', 'the certificate chain cannot be parsed', { cause: error });
+  }
+  if (leaf.fingerprint256.replace(/:/g, '').toLowerCase() !== fingerprint) {
+    throw new DmrError('INVALID_ARGUMENT', 'the chain’s leaf is not the certificate with this fingerprint');
+  }
+  return value;
 }
 
 function certificateKindOf(value: string): CertificateKind {
@@ -104,6 +135,10 @@ export async function recordCertificate(
   const notBefore = isoTime(certificate.notBefore, 'notBefore');
   const notAfter = isoTime(certificate.notAfter, 'notAfter');
   if (notAfter <= notBefore) throw new DmrError('INVALID_ARGUMENT', 'notAfter must be later than notBefore');
+  const chainPem =
+    certificate.chainPem === undefined || certificate.chainPem === null
+      ? null
+      : checkedChain(certificate.chainPem, fingerprint);
   const at = now.toISOString();
   return writeTransaction(db, async (trx) => {
     const clash = await trx
@@ -126,6 +161,7 @@ export async function recordCertificate(
       revoked_at: null,
       revocation_reason: null,
       role,
+      chain_pem: chainPem,
     };
     await trx.insertInto('certificates').values(row).execute();
     const record = toRecord(row);
@@ -139,7 +175,14 @@ export async function recordCertificate(
         id: certificate.id,
         revision,
         afterDigest: digest(record),
-        detail: { serial, principalKind: certificate.kind, fingerprint, notAfter, ...(role === null ? {} : { role }) },
+        detail: {
+          serial,
+          principalKind: certificate.kind,
+          fingerprint,
+          notAfter,
+          ...(role === null ? {} : { role }),
+          ...(chainPem === null ? {} : { chainKept: true }),
+        },
       },
     ]);
     return record;
@@ -151,6 +194,30 @@ export async function getCertificate(db: Kysely<Database>, serial: string): Prom
   const record = await findCertificate(db, wanted);
   if (record === undefined) throw unknownSerial(wanted);
   return record;
+}
+
+const CURRENT_MAX = 100;
+
+export async function certificatesOf(
+  db: Kysely<Database>,
+  kind: 'client' | 'node',
+  id: string,
+  now: Date,
+): Promise<CertificateWithChain[]> {
+  if (kind !== 'client' && kind !== 'node') {
+    throw new DmrError('INVALID_ARGUMENT', `kind "${String(kind)}" has no directory entry`);
+  }
+  const rows = await db
+    .selectFrom('certificates')
+    .selectAll()
+    .where('principal_kind', '=', kind)
+    .where('principal_id', '=', id)
+    .where('not_after', '>', now.toISOString())
+    .orderBy('not_before', 'desc')
+    .orderBy('serial')
+    .limit(CURRENT_MAX)
+    .execute();
+  return rows.map((row) => ({ ...toRecord(row), chainPem: row.chain_pem }));
 }
 
 export async function listCertificates(

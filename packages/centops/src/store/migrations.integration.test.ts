@@ -1,7 +1,8 @@
 /**
  * Migrations run on databases that hold data, on SQLite and PostgreSQL:
  * 0002 (operator and CentOps certificates) keeps every certificate row that
- * 0001 recorded, and its constraints back the store's rules.
+ * 0001 recorded, and its constraints back the store's rules; 0004 (kept
+ * certificate chains) keeps earlier rows, with no chain.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -57,7 +58,7 @@ function suite(backend: Backend): void {
 
       const store = await openStore(location);
       try {
-        assert.equal(store.schemaVersion, '0003_policies');
+        assert.equal(store.schemaVersion, '0004_certificate_chains');
         const kept = await store.getCertificate('a1');
         assert.deepEqual([kept.kind, kept.id, kept.role, kept.fingerprint], ['client', 'police-bot', null, FP('a')]);
 
@@ -123,6 +124,49 @@ function suite(backend: Backend): void {
         await direct.insertInto('certificates').values(row('operator', 'admin')).execute();
       } finally {
         await direct.destroy();
+      }
+    });
+
+    it('0004 keeps certificate rows recorded before it, without a chain', async () => {
+      const location = await backend.fresh();
+      const parsed = parseLocation(location);
+      const raw = await connect(parsed);
+      try {
+        const migrator = new Migrator({
+          db: raw,
+          provider: new InCodeMigrationProvider(parsed.dialect),
+          migrationTableName: MIGRATION_TABLE,
+          migrationLockTableName: MIGRATION_LOCK_TABLE,
+        });
+        const { error } = await migrator.migrateTo('0003_policies');
+        assert.equal(error, undefined);
+        // As 0003 left it: no chain_pem column yet.
+        await raw
+          .insertInto('certificates')
+          .values({
+            serial: 'f6',
+            principal_kind: 'client',
+            principal_id: 'police-bot',
+            fingerprint: FP('f'),
+            not_before: '2025-03-01T10:00:00.000Z',
+            not_after: '2999-03-08T10:00:00.000Z',
+            recorded_at: '2025-03-01T10:00:00.000Z',
+            revoked_at: null,
+            revocation_reason: null,
+            role: null,
+          } as never)
+          .execute();
+      } finally {
+        await raw.destroy();
+      }
+      const store = await openStore(location);
+      try {
+        assert.equal(store.schemaVersion, '0004_certificate_chains');
+        const [kept, ...others] = await store.certificatesOf('client', 'police-bot');
+        assert.deepEqual(others, []);
+        assert.deepEqual([kept?.serial, kept?.fingerprint, kept?.chainPem], ['f6', FP('f'), null]);
+      } finally {
+        await store.close();
       }
     });
   });

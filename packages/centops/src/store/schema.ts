@@ -82,6 +82,8 @@ export interface CertificatesTable {
   revocation_reason: string | null;
   /** Operators only (migration 0002): admin, operator or viewer. */
   role: string | null;
+  /** The issued chain, PEM (migration 0004): client and node certificates recorded since; null before. */
+  chain_pem: string | null;
 }
 
 export interface DenylistTable {

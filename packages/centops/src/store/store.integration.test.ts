@@ -4,10 +4,14 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { sql } from 'kysely';
 import { isDmrError, type DmrError, type ErrorCode } from '@dmr/core';
+import { CertificateAuthority } from '@dmr/pki';
 import type { Organisation } from '../model.js';
 import { canonicalJson, digest } from './canonical.js';
 import { connect } from './connect.js';
@@ -86,7 +90,7 @@ function suite(backend: Backend): void {
     it('creates, reads, updates and deletes with versions and revisions', () =>
       withStore(async (store, clock) => {
         assert.equal(store.dialect, backend.name === 'SQLite' ? 'sqlite' : 'postgres');
-        assert.equal(store.schemaVersion, '0003_policies');
+        assert.equal(store.schemaVersion, '0004_certificate_chains');
         assert.equal(await store.revision(), 0);
 
         const created = await store.create('Organisation', organisation('police'), OPERATOR);
@@ -721,6 +725,89 @@ function suite(backend: Backend): void {
         );
       }));
 
+    it('keeps a client certificate’s chain and lists an id’s current certificates, newest first', () =>
+      withStore(async (store, clock) => {
+        const dir = await mkdtemp(join(tmpdir(), 'dmr-store-chain-'));
+        try {
+          const ca = await CertificateAuthority.init(join(dir, 'pki'), { trustDomain: 'dmr.test' });
+          const first = await ca.issueWithKey({ kind: 'client', id: 'police-bot' });
+          const second = await ca.issueWithKey({ kind: 'client', id: 'police-bot' });
+          const record = (issued: typeof first, notBefore: string, notAfter: string) => ({
+            serial: issued.serial,
+            kind: 'client' as const,
+            id: 'police-bot',
+            fingerprint: issued.fingerprintSha256,
+            notBefore,
+            notAfter,
+          });
+          const old = await store.recordCertificate(
+            { ...record(first, '2025-03-01T10:00:00Z', '2025-03-02T10:00:00Z'), chainPem: first.chainPem },
+            OPERATOR,
+          );
+          assert.equal('chainPem' in old, false, 'records and lists stay without the PEM');
+          assert.equal('chainPem' in (await store.getCertificate(first.serial)), false);
+          const recorded = (await store.listAudit({ kind: 'Certificate', id: 'police-bot' })).items.at(-1);
+          assert.equal(recorded?.detail?.chainKept, true);
+
+          // Only the leaf the fingerprint names, and only certificates: never a key, never another certificate.
+          await rejectsWith(
+            store.recordCertificate(
+              { ...record(second, '2025-03-01T12:00:00Z', '2025-03-02T12:00:00Z'), chainPem: first.chainPem },
+              OPERATOR,
+            ),
+            'INVALID_ARGUMENT',
+          );
+          await rejectsWith(
+            store.recordCertificate(
+              {
+                ...record(second, '2025-03-01T12:00:00Z', '2025-03-02T12:00:00Z'),
+                chainPem: `${second.chainPem}${second.privateKeyPem}`,
+              },
+              OPERATOR,
+            ),
+            'INVALID_ARGUMENT',
+          );
+          await rejectsWith(
+            store.recordCertificate(
+              { ...record(second, '2025-03-01T12:00:00Z', '2025-03-02T12:00:00Z'), chainPem: 'not a pem' },
+              OPERATOR,
+            ),
+            'INVALID_ARGUMENT',
+          );
+          await store.recordCertificate(
+            { ...record(second, '2025-03-01T12:00:00Z', '2025-03-02T12:00:00Z'), chainPem: second.chainPem },
+            OPERATOR,
+          );
+          // One recorded without a chain (as every row before migration 0004): listed, with a null chain.
+          const bare = await ca.issueWithKey({ kind: 'client', id: 'police-bot' });
+          await store.recordCertificate(record(bare, '2025-03-01T11:00:00Z', '2025-03-02T11:00:00Z'), OPERATOR);
+
+          const current = await store.certificatesOf('client', 'police-bot');
+          assert.deepEqual(
+            current.map((c) => [c.serial, c.chainPem]),
+            [
+              [second.serial, second.chainPem],
+              [bare.serial, null],
+              [first.serial, first.chainPem],
+            ],
+          );
+          assert.deepEqual(await store.certificatesOf('node', 'police-bot'), []);
+          assert.deepEqual(await store.certificatesOf('client', 'tax-bot'), []);
+
+          await store.revokeCertificate(second.serial, 'superseded', OPERATOR);
+          clock.advance(24 * HOUR + 30 * 60_000); // the first has expired, the others not yet
+          assert.deepEqual(
+            (await store.certificatesOf('client', 'police-bot')).map((c) => [c.serial, c.revokedAt !== null]),
+            [
+              [second.serial, true],
+              [bare.serial, false],
+            ],
+          );
+        } finally {
+          await rm(dir, { recursive: true, force: true });
+        }
+      }));
+
     it('revokes a node certificate and denylists the node in one transaction and one revision', () =>
       withStore(async (store) => {
         await store.applyChanges(SEED, OPERATOR);
@@ -862,7 +949,7 @@ function suite(backend: Backend): void {
         const again = await openStore(location);
         try {
           assert.equal((await again.get('Organisation', 'police')).version, 1);
-          assert.equal(again.schemaVersion, '0003_policies');
+          assert.equal(again.schemaVersion, '0004_certificate_chains');
         } finally {
           await again.close();
         }

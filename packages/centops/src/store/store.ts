@@ -9,7 +9,13 @@ import type { RevocationReason } from '@dmr/pki';
 import { RESOURCE_KINDS, type ResourceKind, type ResourceSpecs, type Stored } from '../model.js';
 import { applyChanges } from './apply.js';
 import { listAudit } from './audit.js';
-import { getCertificate, listCertificates, recordCertificate, revokeCertificate } from './certificates.js';
+import {
+  certificatesOf,
+  getCertificate,
+  listCertificates,
+  recordCertificate,
+  revokeCertificate,
+} from './certificates.js';
 import { connect } from './connect.js';
 import { addToDenylist, listDenylist, removeFromDenylist } from './denylist.js';
 import { activePolicy } from '../policy/versions.js';
@@ -30,6 +36,7 @@ import type {
   BootstrapTokenRequest,
   CertificateQuery,
   CertificateRecord,
+  CertificateWithChain,
   Change,
   DenylistEntry,
   IssuedBootstrapToken,
@@ -177,6 +184,10 @@ class KyselyStore implements Store {
 
   getCertificate(serial: string): Promise<CertificateRecord> {
     return getCertificate(this.db, serial);
+  }
+
+  certificatesOf(kind: 'client' | 'node', id: string): Promise<CertificateWithChain[]> {
+    return certificatesOf(this.db, kind, id, this.now());
   }
 
   listCertificates(query: CertificateQuery = {}): Promise<Page<CertificateRecord>> {

@@ -170,11 +170,18 @@ export interface NewCertificate {
   fingerprint: string;
   notBefore: string;
   notAfter: string;
+  /**
+   * The issued chain, PEM, leaf first (public data; never a key). Kept for
+   * client and node certificates so the directory can serve them; its leaf
+   * must be the certificate `fingerprint` names. Not part of CertificateRecord
+   * (lists stay small): read it with `certificatesOf`.
+   */
+  chainPem?: string | null;
 }
 
 // `role` stays optional here (NewCertificate's) so records built by hand in tests still type-check;
 // the store always sets it: the operator's role, null for every other kind.
-export interface CertificateRecord extends NewCertificate {
+export interface CertificateRecord extends Omit<NewCertificate, 'chainPem'> {
   recordedAt: string;
   revokedAt: string | null;
   revocationReason: RevocationReason | null;
@@ -201,6 +208,11 @@ export interface CertificateQuery extends PageOptions {
   kind?: CertificateKind;
   /** true: only revoked; false: only not revoked; absent: all. */
   revoked?: boolean;
+}
+
+/** A certificate record with its chain (null when recorded before migration 0004, or without one). */
+export interface CertificateWithChain extends CertificateRecord {
+  chainPem: string | null;
 }
 
 export interface DenylistEntry {
@@ -275,6 +287,13 @@ export interface Store {
    */
   recordCertificate(certificate: NewCertificate, actor: Actor): Promise<CertificateRecord>;
   getCertificate(serial: string): Promise<CertificateRecord>;
+  /**
+   * The unexpired certificates (by the store's clock) of one client or node,
+   * revoked ones included, with their chains, newest `notBefore` first; at
+   * most 100 (an id renews a few times a day at most). What the certificate
+   * directory picks the current certificate from.
+   */
+  certificatesOf(kind: 'client' | 'node', id: string): Promise<CertificateWithChain[]>;
   listCertificates(query?: CertificateQuery): Promise<Page<CertificateRecord>>;
   /** Marks a certificate revoked; a client's or node's bumps the revision (with the denylist entry, if asked). */
   revokeCertificate(

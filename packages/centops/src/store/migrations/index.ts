@@ -7,12 +7,14 @@ import type { Dialect } from '../location.js';
 import { initialMigration } from './0001_initial.js';
 import { operatorCertificatesMigration } from './0002_operator_certificates.js';
 import { policiesMigration } from './0003_policies.js';
+import { certificateChainsMigration } from './0004_certificate_chains.js';
 
 export function migrationsFor(dialect: Dialect): Record<string, Migration> {
   return {
     '0001_initial': initialMigration(dialect),
     '0002_operator_certificates': operatorCertificatesMigration(dialect),
     '0003_policies': policiesMigration(dialect),
+    '0004_certificate_chains': certificateChainsMigration(),
   };
 }
 

@@ -13,8 +13,6 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NodeFixture } from '@dmr/node/testing';
 import { DmrClient, type ClientState, type ConnectOptions, type ReceivedMessage } from './client.js';
-import type { EnrolledIdentity } from './enrolment.js';
-import { startFakeCentOps } from './fake-centops.js';
 import { protectPayload } from './protect.js';
 import type { DeliveryReport } from './report.js';
 
@@ -373,52 +371,6 @@ describe('DmrClient against a DMR node', () => {
     await assert.rejects(DmrClient.connect({ ...base, id: 'ghost-bot', url: 'amqp://127.0.0.1:5672' }), {
       code: 'INVALID_ARGUMENT',
     });
-  });
-
-  it('renews its certificate at 2/3 of the lifetime through CentOps and reconnects with it', async () => {
-    const centops = await startFakeCentOps(node.ca, { token: 'unused' });
-    try {
-      const now = Date.now();
-      // Explicit validity: the CA back-dates notBefore by a minute otherwise, which would make 2/3 already past.
-      const shortLived = await node.ca.issueWithKey({
-        kind: 'client',
-        id: 'ria-desk',
-        notBefore: new Date(now - 1_000),
-        notAfter: new Date(now + 8_000),
-      });
-      const desk = await DmrClient.connect({
-        url: `amqps://127.0.0.1:${node.harness.node(0).amqpsPort}`,
-        servername: 'localhost',
-        node: node.nodeId,
-        id: 'ria-desk',
-        tls: { cert: shortLived.chainPem, key: shortLived.privateKeyPem, ca: node.harness.trustBundlePem },
-        backoff: { initialMs: 100, maxMs: 1_000 },
-        renew: { apiUrl: centops.url },
-      });
-      open.push(desk);
-      const renewed: EnrolledIdentity[] = [];
-      const states: ClientState[] = [];
-      desk.on('renewed', (identity) => renewed.push(identity));
-      desk.on('state', (state) => states.push(state));
-      await waitFor('the renewal', () => renewed.length === 1, 20_000);
-      await waitFor('the reconnect', () => states.includes('reconnecting') && desk.state === 'open', 20_000);
-      const identity = renewed[0] as EnrolledIdentity;
-      assert.equal(desk.certificatePem, identity.chainPem);
-      assert.notEqual(identity.keyPem, shortLived.privateKeyPem);
-      assert.ok(identity.notAfter.getTime() > now + 3_600_000);
-      // The old certificate expires now; the connection made with the new one keeps working.
-      await sleep(Math.max(0, now + 8_500 - Date.now()));
-      const rik = await connect('rik-bot');
-      const got: string[] = [];
-      await rik.receive((message) => {
-        got.push(message.id);
-      });
-      const id = await desk.send({ to: 'rik-bot', type: 'ChatMessage', body: 'after renewal' });
-      await waitFor('the message', () => got.includes(id));
-      await Promise.all([desk.close(), rik.close()]);
-    } finally {
-      await centops.close();
-    }
   });
 
   it('reconnects across a broker restart: every send that resolved is handled exactly once', async (t) => {

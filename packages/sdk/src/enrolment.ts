@@ -9,12 +9,20 @@
  *   that leaked before the renewal is useless after it).
  * - `renewalDelayMs`: when to renew (two thirds of the lifetime).
  *
- * The node agent has similar code (packages/node/src/agent/identity.ts);
- * this file is self-contained so the SDK does not depend on the node.
+ * A thin adapter: the exchange itself (key, CSR, HTTPS, error mapping, the
+ * checks on the answer, renewal timing) is @dmr/pki's enrolment client, the
+ * one the node agent uses too; here only the SDK's shapes (`TlsPem`,
+ * `EnrolledIdentity`) and reading the trust domain from the roots.
  */
-import { request as httpsRequest } from 'node:https';
-import { DmrError, isErrorCode } from '@dmr/core';
-import { createCsr, generatePrivateKey, type KeyAlgorithm } from '@dmr/pki';
+import { DmrError } from '@dmr/core';
+import {
+  obtainCertificate,
+  requestEnrolment,
+  requestRenewal,
+  renewalDelayMs as sharedRenewalDelayMs,
+  type KeyAlgorithm,
+  type ObtainedIdentity,
+} from '@dmr/pki';
 import { describeCertificate, parseChain } from './certificates.js';
 import type { TlsPem } from './tls.js';
 
@@ -46,82 +54,15 @@ export interface EnrolledIdentity {
   notAfter: Date;
 }
 
-/** What CentOps answers (packages/centops/src/routes/pki.ts `Issued`). */
-interface IssuedAnswer {
-  id: string;
-  chain: string;
-  trustBundle: string;
-}
-
-function isIssued(value: unknown): value is IssuedAnswer {
-  if (typeof value !== 'object' || value === null) return false;
-  const record = value as Record<string, unknown>;
-  return typeof record.id === 'string' && typeof record.chain === 'string' && typeof record.trustBundle === 'string';
-}
-
-interface Answer {
-  status: number;
-  body: string;
-}
-
-function post(
-  url: string,
-  body: unknown,
-  tls: { ca: string; cert?: string; key?: string },
-  timeoutMs: number,
-): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const text = JSON.stringify(body);
-    const request = httpsRequest(
-      url,
-      {
-        method: 'POST',
-        agent: false,
-        ca: tls.ca,
-        ...(tls.cert === undefined ? {} : { cert: tls.cert, key: tls.key }),
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) },
-      },
-      (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () =>
-          resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }),
-        );
-        response.on('error', reject);
-      },
-    );
-    request.setTimeout(timeoutMs, () => request.destroy(new Error(`no answer in ${timeoutMs} ms`)));
-    request.on('error', (error) =>
-      reject(
-        new DmrError('CENTOPS_UNREACHABLE', `CentOps at ${new URL(url).origin} cannot be reached: ${error.message}`, {
-          details: { url: new URL(url).origin },
-          cause: error,
-        }),
-      ),
-    );
-    request.end(text);
-  });
-}
-
-/** The catalogue error a CentOps error answer stands for (the catalogue is shared with CentOps). */
-function refusal(answer: Answer, what: string, fallback: 'ENROLMENT_FAILED'): DmrError {
-  let code: string | undefined;
-  let message = answer.body.slice(0, 300);
-  try {
-    const parsed = JSON.parse(answer.body) as { error?: { code?: unknown; message?: unknown } };
-    if (typeof parsed.error?.code === 'string') code = parsed.error.code;
-    if (typeof parsed.error?.message === 'string') message = parsed.error.message;
-  } catch {
-    // Not JSON (a proxy's page): keep the text.
-  }
-  return new DmrError(
-    code !== undefined && isErrorCode(code) ? code : fallback,
-    `${what}: CentOps answered ${answer.status}: ${message}`,
-    {
-      details: { status: answer.status },
-      ...(code === 'TOKEN_INVALID' ? { hint: 'ask an operator for a new token (`dmr ctl token create`)' } : {}),
-    },
-  );
+function toEnrolled(obtained: ObtainedIdentity): EnrolledIdentity {
+  return {
+    keyPem: obtained.privateKeyPem,
+    chainPem: obtained.chainPem,
+    trustBundlePem: obtained.trustBundlePem,
+    serial: obtained.serial,
+    notBefore: obtained.notBefore,
+    notAfter: obtained.notAfter,
+  };
 }
 
 function trustDomainFromRoots(caPem: string): string | undefined {
@@ -132,40 +73,6 @@ function trustDomainFromRoots(caPem: string): string | undefined {
   return undefined;
 }
 
-async function issue(
-  url: string,
-  body: (csr: string) => unknown,
-  id: string,
-  trustDomain: string,
-  keyAlgorithm: KeyAlgorithm | undefined,
-  tls: { ca: string; cert?: string; key?: string },
-  what: string,
-  timeoutMs: number,
-): Promise<EnrolledIdentity> {
-  const keyPem = await generatePrivateKey(keyAlgorithm);
-  const csr = await createCsr({ id, kind: 'client', trustDomain, privateKeyPem: keyPem });
-  const answer = await post(url, body(csr), tls, timeoutMs);
-  if (answer.status !== 201) throw refusal(answer, what, 'ENROLMENT_FAILED');
-  let issued: unknown;
-  try {
-    issued = JSON.parse(answer.body);
-  } catch {
-    issued = undefined;
-  }
-  if (!isIssued(issued)) throw new DmrError('ENROLMENT_FAILED', `${what}: CentOps answered 201 without a certificate`);
-  if (issued.id !== id)
-    throw new DmrError('ENROLMENT_FAILED', `${what}: CentOps issued a certificate for ${issued.id}, not ${id}`);
-  const info = describeCertificate(issued.chain);
-  return {
-    keyPem,
-    chainPem: issued.chain,
-    trustBundlePem: issued.trustBundle,
-    serial: info.serial,
-    notBefore: info.notBefore,
-    notAfter: info.notAfter,
-  };
-}
-
 /** First certificate: a new key, a CSR and the bootstrap token → the identity to connect with. */
 export async function enrol(options: EnrolOptions): Promise<EnrolledIdentity> {
   const trustDomain = options.trustDomain ?? trustDomainFromRoots(options.caPem);
@@ -174,16 +81,22 @@ export async function enrol(options: EnrolOptions): Promise<EnrolledIdentity> {
       hint: 'pass trustDomain (the mesh SPIFFE trust domain, e.g. dmr.example.ee)',
     });
   }
-  return issue(
-    new URL('/v1/enroll', options.enrolUrl).toString(),
-    (csr) => ({ token: options.token, csr }),
-    options.id,
+  const obtained = await obtainCertificate({
+    id: options.id,
+    kind: 'client',
     trustDomain,
-    options.keyAlgorithm,
-    { ca: options.caPem },
-    `enrolment of ${options.id}`,
-    options.timeoutMs ?? 30_000,
-  );
+    ...(options.keyAlgorithm === undefined ? {} : { keyAlgorithm: options.keyAlgorithm }),
+    what: `enrolment of ${options.id}`,
+    send: (csrPem) =>
+      requestEnrolment({
+        enrolUrl: options.enrolUrl,
+        token: options.token,
+        csrPem,
+        caPem: options.caPem,
+        ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+      }),
+  });
+  return toEnrolled(obtained);
 }
 
 export interface RenewOptions {
@@ -201,27 +114,27 @@ export async function renewCertificate(options: RenewOptions): Promise<EnrolledI
   if (info.id === undefined || info.trustDomain === undefined) {
     throw new DmrError('CERTIFICATE_INVALID', 'the current certificate has no DMR id (CN) or SPIFFE URI');
   }
-  return issue(
-    new URL('/v1/certificates/renew', options.apiUrl).toString(),
-    (csr) => ({ csr }),
-    info.id,
-    info.trustDomain,
-    options.keyAlgorithm,
-    { ca: options.current.ca, cert: options.current.cert, key: options.current.key },
-    `renewal of ${info.id}`,
-    options.timeoutMs ?? 30_000,
-  );
+  const obtained = await obtainCertificate({
+    id: info.id,
+    kind: 'client',
+    trustDomain: info.trustDomain,
+    ...(options.keyAlgorithm === undefined ? {} : { keyAlgorithm: options.keyAlgorithm }),
+    what: `renewal of ${info.id}`,
+    send: (csrPem) =>
+      requestRenewal({
+        apiUrl: options.apiUrl,
+        csrPem,
+        tls: { caPem: options.current.ca, certPem: options.current.cert, keyPem: options.current.key },
+        ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+      }),
+  });
+  return toEnrolled(obtained);
 }
 
 /**
  * When to renew a certificate valid from `notBefore` to `notAfter`: at two
- * thirds of its lifetime, which leaves a third for retries while CentOps is
- * down. Past that point: soon, with jitter of up to 1 s (or 1 % of the
- * lifetime) so clients restarted together do not renew together.
+ * thirds of its lifetime; past that point soon, with up to 1 s of jitter
+ * (@dmr/pki's `renewalDelayMs`, the node agent's schedule too).
  */
-export function renewalDelayMs(notBefore: Date, notAfter: Date, now: Date, random: () => number = Math.random): number {
-  const lifetime = notAfter.getTime() - notBefore.getTime();
-  const delay = notBefore.getTime() + (lifetime * 2) / 3 - now.getTime();
-  if (delay > 0) return Math.round(delay);
-  return Math.round(random() * Math.min(1000, Math.max(0, lifetime / 100)));
-}
+export const renewalDelayMs: (notBefore: Date, notAfter: Date, now: Date, random?: () => number) => number =
+  sharedRenewalDelayMs;

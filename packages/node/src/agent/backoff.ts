@@ -2,7 +2,7 @@
  * Timing decisions of the agent, pure so they are unit-tested: the retry
  * back-off (exponential with full jitter, so a fleet of nodes that lost
  * CentOps at the same moment does not reconnect in lock-step) and when to
- * renew a certificate (the CRL refresh is @dmr/broker-harness' crlRefreshDelayMs).
+ * renew a certificate (re-exported from @dmr/pki; the CRL refresh is @dmr/broker-harness' crlRefreshDelayMs).
  */
 
 export interface BackoffOptions {
@@ -47,17 +47,5 @@ export class Backoff {
   }
 }
 
-/**
- * When to renew a certificate valid from `notBefore` to `notAfter`: at two
- * thirds of its lifetime (leaves a third for retries while CentOps is down),
- * never in the past, and — if two thirds is already gone — soon, with a
- * little jitter so nodes restarted together do not renew together.
- */
-export function renewalDelayMs(notBefore: Date, notAfter: Date, now: Date, random: () => number = Math.random): number {
-  const lifetime = notAfter.getTime() - notBefore.getTime();
-  const at = notBefore.getTime() + (lifetime * 2) / 3;
-  const delay = at - now.getTime();
-  if (delay > 0) return Math.round(delay);
-  // Past the renewal point: renew now-ish, within 1 s or a hundredth of the lifetime.
-  return Math.round(random() * Math.min(1000, Math.max(0, lifetime / 100)));
-}
+// When to renew a certificate: @dmr/pki's schedule, the one the SDK uses too (re-exported for the agent's callers).
+export { renewalDelayMs } from '@dmr/pki';

@@ -5,31 +5,30 @@
  * certificate can be swapped after a renewal without a restart: each
  * identity gets its own https.Agent, and only new requests use the new one.
  *
+ * Enrolment and renewal are @dmr/pki's enrolment client (the one the SDK
+ * uses too); this class only supplies the URLs and the node's agent.
+ *
  * Errors: an unreachable CentOps is CENTOPS_UNREACHABLE; an error answer
  * becomes a DmrError with CentOps' own code (the catalogue is shared) so the
  * caller can tell a refused token from an outage.
  */
 import { Agent, request as httpsRequest } from 'node:https';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
-import { DmrError, isErrorCode } from '@dmr/core';
+import { DmrError } from '@dmr/core';
+import {
+  centOpsError,
+  centOpsUnreachable,
+  requestEnrolment,
+  requestRenewal,
+  type IssuedCertificateResponse,
+} from '@dmr/pki';
+
+export type { IssuedCertificateResponse } from '@dmr/pki';
 
 export interface TlsIdentity {
   /** Leaf then intermediate(s). */
   chainPem: string;
   privateKeyPem: string;
-}
-
-/** What POST /v1/enroll and /v1/certificates/renew answer (routes/pki.ts `Issued`). */
-export interface IssuedCertificateResponse {
-  id: string;
-  kind: string;
-  serial: string;
-  notBefore: string;
-  notAfter: string;
-  fingerprint: string;
-  certificate: string;
-  chain: string;
-  trustBundle: string;
 }
 
 export interface HttpAnswer {
@@ -50,35 +49,9 @@ export interface SseEvent {
   data: string;
 }
 
-function unreachable(url: string, error: unknown): DmrError {
-  const message = error instanceof Error ? error.message : String(error);
-  return new DmrError('CENTOPS_UNREACHABLE', `CentOps at ${new URL(url).origin} cannot be reached: ${message}`, {
-    details: { url: new URL(url).origin },
-    cause: error,
-  });
-}
-
 /** The DmrError a CentOps error answer stands for; its own code when it is one of ours. */
 export function errorFromAnswer(answer: HttpAnswer, what: string): DmrError {
-  let code: string | undefined;
-  let message = answer.body.toString('utf8').slice(0, 300);
-  let details: Record<string, unknown> = {};
-  try {
-    const parsed = JSON.parse(answer.body.toString('utf8')) as {
-      error?: { code?: unknown; message?: unknown; details?: unknown };
-    };
-    if (typeof parsed.error?.code === 'string') code = parsed.error.code;
-    if (typeof parsed.error?.message === 'string') message = parsed.error.message;
-    if (typeof parsed.error?.details === 'object' && parsed.error.details !== null) {
-      details = parsed.error.details as Record<string, unknown>;
-    }
-  } catch {
-    // Not JSON (a proxy's page): keep the text.
-  }
-  const known = code !== undefined && isErrorCode(code) ? code : 'INTERNAL';
-  return new DmrError(known, `${what}: CentOps answered ${answer.status}: ${message}`, {
-    details: { ...details, status: answer.status },
-  });
+  return centOpsError(answer, what);
 }
 
 function readBody(response: IncomingMessage): Promise<Buffer> {
@@ -152,7 +125,7 @@ export class CentOpsClient {
       if (options.timeoutMs !== undefined) {
         request.setTimeout(options.timeoutMs, () => request.destroy(new Error(`no answer in ${options.timeoutMs} ms`)));
       }
-      request.on('error', (error) => reject(options.signal?.aborted ? error : unreachable(url, error)));
+      request.on('error', (error) => reject(options.signal?.aborted ? error : centOpsUnreachable(url, error)));
       request.end(body);
     });
   }
@@ -164,7 +137,7 @@ export class CentOpsClient {
     try {
       body = await readBody(response);
     } catch (error) {
-      throw unreachable(url, error);
+      throw centOpsUnreachable(url, error);
     }
     return { status: response.statusCode ?? 0, headers: response.headers, body };
   }
@@ -183,19 +156,12 @@ export class CentOpsClient {
 
   /** Enrolment: the body carries the token and the CSR only; the private key never leaves the node. */
   async enrol(token: string, csrPem: string): Promise<IssuedCertificateResponse> {
-    const answer = await this.#call(this.enrolUrl, '/v1/enroll', false, {
-      method: 'POST',
-      body: { token, csr: csrPem },
-      timeoutMs: 30_000,
-    });
-    if (answer.status !== 201) throw errorFromAnswer(answer, 'enrolment');
-    return JSON.parse(answer.body.toString('utf8')) as IssuedCertificateResponse;
+    return requestEnrolment({ enrolUrl: this.enrolUrl, token, csrPem, caPem: this.#caPem });
   }
 
+  /** Renewal as the node's current identity (the agent's keep-alive agent). */
   async renew(csrPem: string): Promise<IssuedCertificateResponse> {
-    const answer = await this.api('/v1/certificates/renew', { method: 'POST', body: { csr: csrPem } });
-    if (answer.status !== 201) throw errorFromAnswer(answer, 'certificate renewal');
-    return JSON.parse(answer.body.toString('utf8')) as IssuedCertificateResponse;
+    return requestRenewal({ apiUrl: this.apiUrl, csrPem, tls: { agent: this.#requireAgent() } });
   }
 
   async crl(): Promise<string> {
@@ -277,7 +243,7 @@ export class CentOpsClient {
       });
       response.on('end', resolve);
       response.on('close', resolve);
-      response.on('error', (error) => (signal.aborted ? resolve() : reject(unreachable(url, error))));
+      response.on('error', (error) => (signal.aborted ? resolve() : reject(centOpsUnreachable(url, error))));
     });
   }
 }

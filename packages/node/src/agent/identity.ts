@@ -4,18 +4,22 @@
  * one-time bootstrap token and a CSR for the first certificate; renewal
  * proves the current certificate over mutual TLS and sends a CSR for a NEW
  * key, so a key that leaked before the renewal is useless after it.
+ *
+ * The exchange (key, CSR, checks on the answer) is @dmr/pki's
+ * `obtainCertificate`, shared with the SDK; this file adds the token file,
+ * the node's hints and the atomic store.
  */
 import { readFile } from 'node:fs/promises';
 import { DmrError, isDmrError } from '@dmr/core';
 import {
-  createCsr,
   ensurePrivateDirectory,
-  generatePrivateKey,
+  obtainCertificate,
   parseCertificates,
   writeFilesAtomic,
   type KeyAlgorithm,
+  type ObtainedIdentity,
 } from '@dmr/pki';
-import type { CentOpsClient, IssuedCertificateResponse } from './centops-client.js';
+import type { CentOpsClient } from './centops-client.js';
 import { dataPaths } from './state-dir.js';
 
 export interface NodeIdentity {
@@ -60,20 +64,16 @@ export async function loadIdentity(dataDir: string): Promise<NodeIdentity | unde
   return describe(chain, key, bundle);
 }
 
-async function storeIdentity(
-  dataDir: string,
-  issued: IssuedCertificateResponse,
-  privateKeyPem: string,
-): Promise<NodeIdentity> {
+async function storeIdentity(dataDir: string, obtained: ObtainedIdentity): Promise<NodeIdentity> {
   const paths = dataPaths(dataDir);
   await ensurePrivateDirectory(paths.identityDir);
   // One atomic set: a crash never leaves a new certificate beside the old key.
   await writeFilesAtomic([
-    { path: paths.keyFile, data: privateKeyPem, mode: 0o600, overwrite: true },
-    { path: paths.certificateFile, data: issued.chain, mode: 0o644, overwrite: true },
-    { path: paths.trustBundleFile, data: issued.trustBundle, mode: 0o644, overwrite: true },
+    { path: paths.keyFile, data: obtained.privateKeyPem, mode: 0o600, overwrite: true },
+    { path: paths.certificateFile, data: obtained.chainPem, mode: 0o644, overwrite: true },
+    { path: paths.trustBundleFile, data: obtained.trustBundlePem, mode: 0o644, overwrite: true },
   ]);
-  return describe(issued.chain, privateKeyPem, issued.trustBundle);
+  return describe(obtained.chainPem, obtained.privateKeyPem, obtained.trustBundlePem);
 }
 
 export interface EnrolOptions {
@@ -98,43 +98,49 @@ export async function enrol(client: CentOpsClient, options: EnrolOptions): Promi
       hint: 'write the token from `dmr ctl token create` into that file',
     });
   }
-  const privateKeyPem = await generatePrivateKey(options.keyAlgorithm);
-  const csr = await createCsr({ id: options.nodeId, kind: 'node', trustDomain: options.trustDomain, privateKeyPem });
-  let issued: IssuedCertificateResponse;
-  try {
-    issued = await client.enrol(token, csr);
-  } catch (error) {
+  const nodeId = options.nodeId;
+  /** The node's own words for a failed exchange: which file to fix, what to check. */
+  const explain = (error: unknown): DmrError => {
     if (isDmrError(error) && error.code === 'TOKEN_INVALID') {
-      throw new DmrError('TOKEN_INVALID', `enrolment of ${options.nodeId} refused: ${error.message}`, {
+      return new DmrError('TOKEN_INVALID', `enrolment of ${nodeId} refused: ${error.message}`, {
         details: { tokenFile: options.tokenFile },
         hint: 'the token is unknown, expired or used; ask an operator for a new one (`dmr ctl token create`)',
         cause: error,
       });
     }
     const code = isDmrError(error) ? error.code : 'INTERNAL';
-    throw new DmrError(
-      'ENROLMENT_FAILED',
-      `enrolment of ${options.nodeId} failed (${code}): ${(error as Error).message}`,
-      {
-        details: { cause: code },
-        hint:
-          code === 'CENTOPS_UNREACHABLE'
-            ? 'check centops.enrolUrl and that CentOps is running; the node retries when restarted'
-            : 'check that the node is registered in CentOps and its certificate profile matches (key algorithm)',
-        cause: error,
-      },
-    );
-  }
-  if (issued.id !== options.nodeId) {
-    throw new DmrError('ENROLMENT_FAILED', `CentOps issued a certificate for ${issued.id}, not ${options.nodeId}`);
-  }
-  return storeIdentity(options.dataDir, issued, privateKeyPem);
+    return new DmrError('ENROLMENT_FAILED', `enrolment of ${nodeId} failed (${code}): ${(error as Error).message}`, {
+      details: { cause: code },
+      hint:
+        code === 'CENTOPS_UNREACHABLE'
+          ? 'check centops.enrolUrl and that CentOps is running; the node retries when restarted'
+          : 'check that the node is registered in CentOps and its certificate profile matches (key algorithm)',
+      cause: error,
+    });
+  };
+  const obtained = await obtainCertificate({
+    id: nodeId,
+    kind: 'node',
+    trustDomain: options.trustDomain,
+    ...(options.keyAlgorithm === undefined ? {} : { keyAlgorithm: options.keyAlgorithm }),
+    what: `enrolment of ${nodeId}`,
+    send: (csrPem) =>
+      client.enrol(token, csrPem).catch((error: unknown) => {
+        throw explain(error);
+      }),
+  });
+  return storeIdentity(options.dataDir, obtained);
 }
 
 /** A new certificate for a NEW key, authenticated by the current one; stored, then returned. */
 export async function renew(client: CentOpsClient, options: Omit<EnrolOptions, 'tokenFile'>): Promise<NodeIdentity> {
-  const privateKeyPem = await generatePrivateKey(options.keyAlgorithm);
-  const csr = await createCsr({ id: options.nodeId, kind: 'node', trustDomain: options.trustDomain, privateKeyPem });
-  const issued = await client.renew(csr);
-  return storeIdentity(options.dataDir, issued, privateKeyPem);
+  const obtained = await obtainCertificate({
+    id: options.nodeId,
+    kind: 'node',
+    trustDomain: options.trustDomain,
+    ...(options.keyAlgorithm === undefined ? {} : { keyAlgorithm: options.keyAlgorithm }),
+    what: `renewal of ${options.nodeId}`,
+    send: (csrPem) => client.renew(csrPem),
+  });
+  return storeIdentity(options.dataDir, obtained);
 }

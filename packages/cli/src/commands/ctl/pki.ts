@@ -22,6 +22,7 @@ import {
   isOperatorRole,
   writeFilesAtomic,
   type CertificateKind,
+  type IssuedCertificateResponse,
   type OperatorRole,
   type PendingFile,
 } from '@dmr/pki';
@@ -32,20 +33,8 @@ import { apiClient, collect, ctlConfig, readInput, required } from './common.js'
 import type { CtlConfig } from './config.js';
 import { readConfigFile } from './config.js';
 
-interface IssuedResponse {
-  id: string;
-  kind: string;
-  serial: string;
-  notBefore: string;
-  notAfter: string;
-  fingerprint: string;
-  certificate: string;
-  chain: string;
-  trustBundle: string;
-}
-
 /** What the CLI shows of an issued certificate (the PEM went to --out). */
-function issuedSummary(issued: IssuedResponse, out: string) {
+function issuedSummary(issued: IssuedCertificateResponse, out: string) {
   const { id, kind, serial, notBefore, notAfter, fingerprint } = issued;
   return { id, kind, serial, notBefore, notAfter, fingerprint, out };
 }
@@ -186,7 +175,7 @@ function requestCommand(): Command {
         }
         const csr = await createCsr({ id, kind, trustDomain, privateKeyPem, dns: options.dns, ips: options.ip });
         // Only the CSR (public key + names, signed by the key) and the token leave this process.
-        const issued = await client.post<IssuedResponse>('/v1/enroll', { token, csr });
+        const issued = await client.post<IssuedCertificateResponse>('/v1/enroll', { token, csr });
         pending.push({ path: out, data: issued.chain, mode: 0o644, overwrite: options.force === true });
         await writeFilesAtomic(pending);
         printResult(format, { ...issuedSummary(issued, out), keyGenerated: pending.length === 2 }, renderIssued);
@@ -242,7 +231,7 @@ function renewCommand(): Command {
           ips: report.san.ip,
         });
         const client = await CentOpsClient.forApi(await ctlConfig(command), { cert, key });
-        const issued = await client.post<IssuedResponse>('/v1/certificates/renew', { csr });
+        const issued = await client.post<IssuedCertificateResponse>('/v1/certificates/renew', { csr });
         await writeFilesAtomic([{ path: out, data: issued.chain, mode: 0o644, overwrite: options.force === true }]);
         printResult(format, issuedSummary(issued, out), renderIssued);
       }),

@@ -2,6 +2,7 @@ export * from './backoff.js';
 export { checkPeerCertificate, describeCertificate, type CertificateInfo } from './certificates.js';
 export * from './client.js';
 export * from './dedup.js';
+export * from './directory.js';
 export * from './enrolment.js';
 export * from './protect.js';
 export * from './report.js';

@@ -1,0 +1,285 @@
+/**
+ * End-to-end protection with peer certificates from the CentOps directory:
+ * a real CentOps (initCentOps + startServer, SQLite, its own CA, mTLS) and a
+ * real single-node DMR data plane (NodeFixture: TLS broker, router, policy).
+ *
+ * Two CAs meet here only because the two fixtures each make their own: the
+ * clients connect to the node with certificates of the fixture's CA, and use
+ * the certificates CentOps issued them (enrolled with `enrol`, keys made
+ * here) to talk to CentOps and for end-to-end protection. In a deployment
+ * both are the same certificate.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CONFIG_FILE, initCentOps, loadConfig, startServer, type CentOpsServer } from '@dmr/centops';
+import { call, type Credentials } from '@dmr/centops/testing';
+import { isDmrError } from '@dmr/core';
+import { NodeFixture } from '@dmr/node/testing';
+import { DmrClient, type ReceivedMessage } from './client.js';
+import { CentOpsDirectory } from './directory.js';
+import { enrol, renewCertificate, type EnrolledIdentity } from './enrolment.js';
+
+const TD = 'dmr.test';
+const PROFILE = { keyAlgorithm: 'ecdsa-p256', lifetime: '7d', extraDns: [], extraIps: [] };
+
+async function waitFor(what: string, predicate: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
+
+function codeOf(error: unknown): string | undefined {
+  return isDmrError(error) ? error.code : undefined;
+}
+
+describe('CentOpsDirectory: end-to-end protection with certificates from CentOps', () => {
+  let dir: string;
+  let centops: CentOpsServer;
+  let caPem: string;
+  let admin: Credentials;
+  let node: NodeFixture;
+  const identities = new Map<string, EnrolledIdentity>();
+  const open: DmrClient[] = [];
+
+  const api = async (path: string, method = 'GET', body?: unknown) => {
+    const response = await call(`${centops.apiUrl}${path}`, {
+      ca: caPem,
+      method,
+      credentials: admin,
+      ...(body === undefined ? {} : { body }),
+    });
+    assert.ok(response.status < 300, `${method} ${path}: ${response.status} ${response.text}`);
+    return response;
+  };
+
+  async function enrolInCentOps(id: string): Promise<EnrolledIdentity> {
+    const token = (await api('/v1/tokens', 'POST', { id, ttl: '1h' })).json as { token: string };
+    const identity = await enrol({ enrolUrl: centops.enrolUrl, token: token.token, id, caPem, trustDomain: TD });
+    identities.set(id, identity);
+    return identity;
+  }
+
+  function directoryFor(id: string, cacheTtlMs?: number): CentOpsDirectory {
+    const identity = identities.get(id);
+    if (identity === undefined) throw new Error(`${id} is not enrolled`);
+    return new CentOpsDirectory({
+      apiUrl: centops.apiUrl,
+      tls: { cert: identity.chainPem, key: identity.keyPem, ca: identity.trustBundlePem },
+      ...(cacheTtlMs === undefined ? {} : { cacheTtlMs }),
+    });
+  }
+
+  /** A DmrClient on the node (fixture CA) whose peer checks go to `directory`. */
+  async function connect(id: string, directory: CentOpsDirectory): Promise<DmrClient> {
+    const amqp = await node.ca.issueWithKey({ kind: 'client', id });
+    const client = await DmrClient.connect({
+      url: `amqps://127.0.0.1:${node.harness.node(0).amqpsPort}`,
+      servername: 'localhost',
+      node: node.nodeId,
+      id,
+      tls: { cert: amqp.chainPem, key: amqp.privateKeyPem, ca: node.harness.trustBundlePem },
+      backoff: { initialMs: 100, maxMs: 1_000 },
+      checkCertificate: directory.checkCertificate,
+    });
+    open.push(client);
+    return client;
+  }
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'dmr-sdk-directory-'));
+    await initCentOps({ dir: join(dir, 'centops'), dev: true, trustDomain: TD });
+    const config = await loadConfig(join(dir, 'centops', CONFIG_FILE));
+    config.listen.port = 0;
+    config.enrolListen.port = 0;
+    centops = await startServer(config, { pollIntervalMs: 50 });
+    caPem = await readFile(join(dir, 'centops', 'ca', 'root.crt'), 'utf8');
+    admin = {
+      cert: await readFile(join(dir, 'centops', 'admin', 'admin.crt'), 'utf8'),
+      key: await readFile(join(dir, 'centops', 'admin', 'admin.key'), 'utf8'),
+    };
+    const clients = [
+      ['ria-bot', 'ria'],
+      ['ria-desk', 'ria'],
+      ['rik-bot', 'rik'],
+      ['ppa-bot', 'ppa'],
+    ] as const;
+    await api('/v1/apply', 'POST', [
+      ...['ria', 'rik', 'ppa'].map((id) => ({ kind: 'Organisation', spec: { id, name: id, labels: {} } })),
+      {
+        kind: 'Node',
+        spec: {
+          id: 'node-a',
+          amqpsEndpoint: 'amqps://node-a.dmr.test:5671',
+          managementEndpoint: 'https://node-a.dmr.test:15671',
+          labels: {},
+          certificateProfile: PROFILE,
+        },
+      },
+      ...clients.map(([id, organisation]) => ({
+        kind: 'Client',
+        spec: {
+          id,
+          organisation,
+          homeNode: 'node-a',
+          roles: ['bot'],
+          labels: {},
+          status: 'active',
+          certificateProfile: PROFILE,
+        },
+      })),
+    ]);
+    for (const [id] of clients) await enrolInCentOps(id);
+    node = await NodeFixture.start({ label: 'sdk-directory' });
+  });
+
+  after(async () => {
+    await Promise.all(open.map((client) => client.close({ drainTimeoutMs: 1_000 })));
+    await node?.stop();
+    await centops?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('gives a client’s current certificate after checking it, and refuses what is not in the directory', async () => {
+    const directory = directoryFor('ria-bot');
+    const rik = identities.get('rik-bot') as EnrolledIdentity;
+    const entry = await directory.certificateOf('rik-bot');
+    assert.deepEqual(
+      [entry.id, entry.serial, entry.chainPem, entry.status],
+      ['rik-bot', rik.serial, rik.chainPem, 'active'],
+    );
+    await directory.checkCertificate(rik.chainPem, { id: 'rik-bot', use: 'encrypt' });
+    assert.equal(await directory.verifySender('rik-bot'), rik.chainPem);
+    assert.deepEqual(await directory.protectFor('rik-bot', 'KEY'), { signWith: 'KEY', encryptFor: rik.chainPem });
+
+    // Somebody else's certificate presented as rik-bot's: refused whatever CentOps says about rik-bot.
+    const ppa = identities.get('ppa-bot') as EnrolledIdentity;
+    await assert.rejects(directory.checkCertificate(ppa.chainPem, { id: 'rik-bot', use: 'encrypt' }), {
+      code: 'CERTIFICATE_INVALID',
+    });
+    await assert.rejects(directory.checkCertificate(ppa.chainPem, { id: 'rik-bot', use: 'verify' }), {
+      code: 'CERTIFICATE_INVALID',
+    });
+    await assert.rejects(directory.certificateOf('nobody-bot', 'encrypt'), { code: 'RECIPIENT_UNKNOWN' });
+    await assert.rejects(directory.certificateOf('nobody-bot', 'verify'), { code: 'SENDER_UNKNOWN' });
+    await assert.rejects(directory.certificateOf('Not An Id'), { code: 'INVALID_ID' });
+    // CentOps knows far-bot nowhere; the node fixture does, which does not make it trustworthy here.
+    await assert.rejects(directory.certificateOf('far-bot'), { code: 'RECIPIENT_UNKNOWN' });
+  });
+
+  it('end-to-end protected round trip through the node, both sides taking the peer certificate from CentOps', async () => {
+    const riaDirectory = directoryFor('ria-bot');
+    const rikDirectory = directoryFor('rik-bot');
+    const ria = await connect('ria-bot', riaDirectory);
+    const rik = await connect('rik-bot', rikDirectory);
+    const handled: ReceivedMessage[] = [];
+    const subscription = await rik.receive((message) => void handled.push(message), {
+      unprotect: { decryptWith: identities.get('rik-bot')?.keyPem ?? '', verifySender: rikDirectory.verifySender },
+    });
+    const riaKey = identities.get('ria-bot')?.keyPem ?? '';
+    const id = await ria.send({
+      to: 'rik-bot',
+      type: 'ChatMessage',
+      body: { text: 'konfidentsiaalne' },
+      protect: await riaDirectory.protectFor('rik-bot', riaKey),
+    });
+    await waitFor('the protected message', () => handled.length === 1);
+    const [message] = handled;
+    assert.ok(message);
+    assert.equal(message.id, id);
+    assert.equal(message.protected, true);
+    assert.equal(message.contentType, 'application/json');
+    assert.deepEqual(JSON.parse(message.body.toString('utf8')), { text: 'konfidentsiaalne' });
+    await subscription.cancel();
+  });
+
+  it('a receiver refuses a message from a sender CentOps has revoked and denylisted: the handler never sees it', async () => {
+    // A long cache, to show what forget() is for (the default is 60 s).
+    const rikDirectory = directoryFor('rik-bot', 3_600_000);
+    const rik = await connect('rik-bot', rikDirectory);
+    // Its own CentOps identity is about to be revoked: it checks rik-bot's certificate through ria-bot's.
+    const desk = await connect('ria-desk', directoryFor('ria-bot'));
+    const handled: ReceivedMessage[] = [];
+    const errors: Error[] = [];
+    rik.on('error', (error) => errors.push(error));
+    const subscription = await rik.receive((message) => void handled.push(message), {
+      unprotect: { decryptWith: identities.get('rik-bot')?.keyPem ?? '', verifySender: rikDirectory.verifySender },
+    });
+    assert.equal((await rikDirectory.certificateOf('ria-desk', 'verify')).id, 'ria-desk', 'trusted, and cached');
+
+    const deskIdentity = identities.get('ria-desk') as EnrolledIdentity;
+    await api(`/v1/certificates/${deskIdentity.serial}/revoke`, 'POST', { reason: 'keyCompromise' });
+    // The cached verdict still lets it through until cacheTtlMs (documented); forget makes the revocation immediate.
+    assert.equal((await rikDirectory.certificateOf('ria-desk', 'verify')).id, 'ria-desk');
+    rikDirectory.forget('ria-desk');
+    // The node does not know CentOps' denylist in this fixture, so the message does reach rik's queue.
+    const id = await desk.send({
+      to: 'rik-bot',
+      type: 'ChatMessage',
+      body: 'from a revoked sender',
+      protect: { signWith: deskIdentity.keyPem, encryptFor: identities.get('rik-bot')?.chainPem ?? '' },
+    });
+    await waitFor('the refusal', () => errors.length === 1);
+    const [refusal] = errors;
+    assert.equal(codeOf(refusal), 'PROTECTION_INVALID');
+    assert.equal(codeOf((refusal as Error).cause), 'SENDER_DENIED');
+    assert.match((refusal as Error).message, new RegExp(id));
+    assert.equal(handled.length, 0);
+    await subscription.cancel();
+    await assert.rejects(rikDirectory.certificateOf('ria-desk', 'verify'), { code: 'SENDER_DENIED' });
+
+    // The denylist entry lifted, the certificate itself stays revoked.
+    await api('/v1/denylist/ria-desk', 'DELETE');
+    rikDirectory.forget();
+    await assert.rejects(rikDirectory.certificateOf('ria-desk', 'verify'), { code: 'CERTIFICATE_REVOKED' });
+  });
+
+  it('a sender’s earlier certificate verifies while valid; once revoked, the CRL refuses it', async () => {
+    const directory = directoryFor('ria-bot');
+    const ppa = identities.get('ppa-bot') as EnrolledIdentity;
+    const renewed = await renewCertificate({
+      apiUrl: centops.apiUrl,
+      current: { cert: ppa.chainPem, key: ppa.keyPem, ca: ppa.trustBundlePem },
+    });
+    identities.set('ppa-bot', renewed);
+    assert.equal((await directory.certificateOf('ppa-bot', 'verify')).serial, renewed.serial, 'the newest is served');
+    // A message signed just before the renewal: the earlier certificate is still genuine, valid and unrevoked.
+    await directory.checkCertificate(ppa.chainPem, { id: 'ppa-bot', use: 'verify' });
+    // But nothing is encrypted for a superseded key.
+    await assert.rejects(directory.checkCertificate(ppa.chainPem, { id: 'ppa-bot', use: 'encrypt' }), {
+      code: 'CERTIFICATE_INVALID',
+    });
+    await api(`/v1/certificates/${ppa.serial}/revoke`, 'POST', { reason: 'superseded' });
+    await api('/v1/denylist/ppa-bot', 'DELETE');
+    directory.forget();
+    // The directory still serves the renewed certificate; the revoked one is caught by CentOps' CRL.
+    await directory.checkCertificate(renewed.chainPem, { id: 'ppa-bot', use: 'verify' });
+    const crlAware = directoryFor('ria-bot', 0);
+    await assert.rejects(crlAware.checkCertificate(ppa.chainPem, { id: 'ppa-bot', use: 'verify' }), {
+      code: 'CERTIFICATE_REVOKED',
+    });
+  });
+
+  it('after the recipient’s certificate is revoked in CentOps, a protected send is refused before anything is published', async () => {
+    const riaDirectory = directoryFor('ria-bot');
+    const ria = await connect('ria-bot', riaDirectory);
+    const rik = identities.get('rik-bot') as EnrolledIdentity;
+    const riaKey = identities.get('ria-bot')?.keyPem ?? '';
+    const protectBefore = await riaDirectory.protectFor('rik-bot', riaKey);
+    await api(`/v1/certificates/${rik.serial}/revoke`, 'POST', { reason: 'keyCompromise' });
+    riaDirectory.forget('rik-bot');
+    const confirmed = ria.stats.confirmed;
+    await assert.rejects(
+      ria.send({ to: 'rik-bot', type: 'ChatMessage', body: 'secret', protect: protectBefore }),
+      (error: unknown) => codeOf(error) === 'RECIPIENT_DENIED',
+    );
+    await assert.rejects(riaDirectory.protectFor('rik-bot', riaKey), { code: 'RECIPIENT_DENIED' });
+    assert.equal(ria.unconfirmed, 0, 'nothing waits for a confirm');
+    assert.equal(ria.stats.confirmed, confirmed, 'nothing was published');
+  });
+});

@@ -2,3 +2,4 @@ export * from './duration.js';
 export * from './errors.js';
 export * from './ids.js';
 export * from './stats.js';
+export * from './ack-batcher.js';

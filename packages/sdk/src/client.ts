@@ -29,7 +29,7 @@ import {
   type ConsumeMessage,
   type Options,
 } from 'amqplib';
-import { DmrError, isDmrError, isValidId } from '@dmr/core';
+import { AckBatcher, DmrError, isDmrError, isValidId } from '@dmr/core';
 import { backoffDelay, type BackoffOptions } from './backoff.js';
 import { checkPeerCertificate, describeCertificate } from './certificates.js';
 import { DedupWindow, type DedupOptions } from './dedup.js';
@@ -155,6 +155,9 @@ export interface ReceivedMessage {
 
 export type MessageHandler = (message: ReceivedMessage) => void | Promise<void>;
 
+/** What happens to a message whose handler threw. */
+export type ErrorOutcome = 'requeue' | 'dead-letter';
+
 export interface ReceiveOptions {
   /** Unacknowledged messages at a time (default 16). */
   prefetch?: number;
@@ -162,8 +165,11 @@ export interface ReceiveOptions {
    * When the handler throws: `requeue` (default) hands the message back; the
    * queue's delivery limit dead-letters a message that keeps failing (the
    * sender gets DELIVERY_LIMIT_EXCEEDED). `dead-letter` dead-letters at once.
+   * A function decides per failure (e.g. dead-letter a message the
+   * application refuses, requeue one it could not finish because it is
+   * shutting down); if it throws, the message is requeued.
    */
-  onError?: 'requeue' | 'dead-letter';
+  onError?: ErrorOutcome | ((error: unknown, message: ReceivedMessage) => ErrorOutcome);
   /**
    * End-to-end protection. With it, every message must be protected (an
    * unprotected one is refused, so a node cannot downgrade it) unless
@@ -229,6 +235,8 @@ interface Session {
   connection: ChannelModel;
   publisher: ConfirmChannel;
   consumer: Channel;
+  /** Every delivery of `consumer` is settled through it: acks of one turn go out as one frame when they can. */
+  acks: AckBatcher<ConsumeMessage>;
   alive: boolean;
   closed: Promise<void>;
   consumerTag: string | undefined;
@@ -517,6 +525,7 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
         void session.connection.close().catch(() => undefined);
         return;
       }
+      session.acks.track(message);
       const task = this.#deliver(session, receiver, message)
         .catch((error: unknown) => {
           this.#emitError(error instanceof Error ? error : new Error(String(error)));
@@ -536,14 +545,17 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
       await session.consumer.cancel(tag).catch(() => undefined);
     }
     await Promise.allSettled([...this.#handlers]);
+    // The handlers' acks would otherwise wait for the next turn: cancel() promises they are settled.
+    const current = this.#session;
+    if (current?.alive === true) current.acks.flush();
   }
 
   #settle(session: Session, message: ConsumeMessage, outcome: 'ack' | 'requeue' | 'dead-letter'): void {
     // On a dead channel the broker requeues the delivery itself; the dedup window catches the copy if handled.
     if (!session.alive) return;
     try {
-      if (outcome === 'ack') session.consumer.ack(message);
-      else session.consumer.nack(message, false, outcome === 'requeue');
+      if (outcome === 'ack') session.acks.ack(message);
+      else session.acks.nack(message, outcome === 'requeue');
     } catch {
       // The channel closed between the check and the call: same as above.
     }
@@ -620,12 +632,24 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
     }
     try {
       await receiver.handler(received);
-    } catch {
-      return receiver.options.onError === 'dead-letter' ? 'dead-letter' : 'requeue';
+    } catch (error) {
+      return this.#onHandlerError(receiver, error, received);
     }
     this.#dedup.record(received.id, Date.now());
     this.#stats.handled += 1;
     return 'ack';
+  }
+
+  #onHandlerError(receiver: Receiver, error: unknown, received: ReceivedMessage): ErrorOutcome {
+    const onError = receiver.options.onError;
+    if (typeof onError !== 'function') return onError === 'dead-letter' ? 'dead-letter' : 'requeue';
+    try {
+      return onError(error, received) === 'dead-letter' ? 'dead-letter' : 'requeue';
+    } catch (decisionError) {
+      // Requeue is the outcome that loses nothing; the delivery limit still ends a message that keeps failing.
+      this.#emitError(decisionError instanceof Error ? decisionError : new Error(String(decisionError)));
+      return 'requeue';
+    }
   }
 
   #duplicate(session: Session, message: ConsumeMessage, id: string): void {
@@ -794,6 +818,7 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
         connection,
         publisher,
         consumer,
+        acks: new AckBatcher<ConsumeMessage>(consumer),
         alive: true,
         closed: new Promise<void>((resolve) => (markClosed = resolve)),
         consumerTag: undefined,
@@ -801,6 +826,7 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
       const lost = (): void => {
         if (!session.alive) return;
         session.alive = false;
+        session.acks.discard();
         markClosed();
         // One channel alone cannot be trusted to recover the other: drop the whole connection.
         void connection.close().catch(() => undefined);
@@ -920,7 +946,10 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
     this.#stopping.abort();
     const session = this.#session;
     // Its 'close' event ends the session, which lets the connection loop finish.
-    if (session !== undefined) await session.connection.close().catch(() => undefined);
+    if (session !== undefined) {
+      if (session.alive) session.acks.flush();
+      await session.connection.close().catch(() => undefined);
+    }
     await this.#loop;
     this.#setState('closed');
   }

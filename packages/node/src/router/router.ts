@@ -21,7 +21,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DmrError, isDmrError, isValidId } from '@dmr/core';
+import { AckBatcher, DmrError, isDmrError, isValidId } from '@dmr/core';
 import type { NodeConfig } from '@dmr/centops';
 import type { PolicyDecider, PolicyDecision } from '@dmr/policy';
 import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
@@ -83,6 +83,8 @@ type PublishOutcome = 'confirmed' | 'returned' | 'nacked';
 interface Session {
   connection: ChannelModel;
   channel: ConfirmChannel;
+  /** Every delivery of `channel` is settled through it: the acks of one turn go out as one frame when they can. */
+  acks: AckBatcher<ConsumeMessage>;
   alive: boolean;
   /** Resolves when the connection or channel closes, for whatever reason. */
   closed: Promise<void>;
@@ -184,7 +186,10 @@ export class Router {
     }
     await Promise.allSettled([...this.#tasks]);
     await this.#options.audit?.close();
-    if (session?.alive === true) await session.connection.close().catch(() => undefined);
+    if (session?.alive === true) {
+      session.acks.flush();
+      await session.connection.close().catch(() => undefined);
+    }
     await this.#running;
     this.#setState('stopped');
   }
@@ -360,7 +365,7 @@ export class Router {
     detail?: string,
   ): Promise<void> {
     await this.#audit({ kind: 'route', ...decision });
-    session.channel.ack(message);
+    session.acks.ack(message);
     const seconds = (performance.now() - started) / 1000;
     if (decision.result === 'routed') this.#options.metrics.routed.inc();
     else this.#options.metrics.rejected.inc({ reason: decision.reason ?? 'UNKNOWN' });
@@ -410,7 +415,7 @@ export class Router {
       });
       this.#options.logger.info({ messageId, sender, reason, report: outcome }, 'dead-letter');
     }
-    session.channel.ack(message);
+    session.acks.ack(message);
   }
 
   // ---- helpers of the path -------------------------------------------------------------------------
@@ -473,6 +478,7 @@ export class Router {
       void session.connection.close().catch(() => undefined);
       return;
     }
+    session.acks.track(message);
     const work = handler === 'route' ? this.#route(session, message) : this.#reportDeadLetter(session, message);
     const task = work
       .catch((error: unknown) => this.#giveBack(session, message, error))
@@ -485,7 +491,7 @@ export class Router {
     const reason = error instanceof Transient ? error.reason : 'internal';
     if (session.alive) {
       try {
-        session.channel.nack(message, false, true);
+        session.acks.nack(message, true);
       } catch {
         // The channel closed under us: the broker requeues the message anyway.
       }
@@ -580,6 +586,7 @@ export class Router {
       const session: Session = {
         connection,
         channel,
+        acks: new AckBatcher<ConsumeMessage>(channel),
         alive: true,
         closed: new Promise<void>((resolve) => (markClosed = resolve)),
         ingressTag: undefined,
@@ -590,6 +597,7 @@ export class Router {
       };
       const close = (): void => {
         session.alive = false;
+        session.acks.discard();
         markClosed();
       };
       // Errors are followed by 'close'; listening keeps them from becoming uncaught exceptions.

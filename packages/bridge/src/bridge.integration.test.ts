@@ -237,9 +237,12 @@ describe('the HTTP bridge against a DMR node', () => {
     delete payload.chat.created;
     const answer = await post(riaBridge, message);
     assert.equal(answer.status, 400);
-    const error = answer.json.error as { code: string; details: { errors: Array<{ path: string; message: string }> } };
+    const error = answer.json.error as {
+      code: string;
+      details: { problems: Array<{ path: string; message: string }> };
+    };
     assert.equal(error.code, 'VALIDATION_FAILED');
-    const paths = error.details.errors.map((item) => item.path).sort();
+    const paths = error.details.problems.map((item) => item.path).sort();
     assert.deepEqual(paths, [
       'body.colour',
       'body.id',
@@ -250,6 +253,23 @@ describe('the HTTP bridge against a DMR node', () => {
     ]);
     const notJson = await post(riaBridge, '{"id": ');
     assert.equal(notJson.status, 400);
+  });
+
+  it('a message over the node’s size limit gets 413 MESSAGE_TOO_LARGE before anything is sent', async () => {
+    const small = await startBridge('ria-desk', riaEndpoint, { send: { maxMessageBytes: 2_048 } });
+    try {
+      const message = v1Message();
+      (message.payload.messages[0] as { content: string }).content = 'x'.repeat(4_096);
+      const answer = await post(small, message);
+      assert.equal(answer.status, 413, JSON.stringify(answer.json));
+      const error = answer.json.error as { code: string; details: { sizeBytes: number; limitBytes: number } };
+      assert.equal(error.code, 'MESSAGE_TOO_LARGE');
+      assert.equal(error.details.limitBytes, 2_048);
+      assert.ok(error.details.sizeBytes > 4_096);
+      assert.equal(small.client.stats.confirmed, 0, 'nothing was published');
+    } finally {
+      await small.close({ drainTimeoutMs: 0 });
+    }
   });
 
   it('an unknown recipient gets 422 RECIPIENT_UNKNOWN, a denied one 403 POLICY_DENIED (never 500)', async () => {
@@ -287,6 +307,36 @@ describe('the HTTP bridge against a DMR node', () => {
     assert.equal(deliveredIds.length, ids.size, 'each message exactly once');
     assert.equal(new Set(deliveredIds).size, ids.size);
     assert.equal(await node.depth('dmr.client.rik-bot.dlq'), 0);
+  });
+
+  it('shutdown while the endpoint is down hands the messages back: the next bridge delivers them, none dead-lettered', async () => {
+    // rik-bot's queue gets a bridge of its own for this test (slow back-off, an endpoint that is down);
+    // the shared one is back, as a new bridge, at the end.
+    await rikBridge.close({ drainTimeoutMs: 1_000 });
+    const downEndpoint = await startEndpoint();
+    downEndpoint.failWith = 503;
+    const first = await startBridge('rik-bot', downEndpoint, {
+      delivery: { concurrency: 4, maxAttempts: 60, initialDelayMs: 200, maxDelayMs: 60_000 },
+    });
+    try {
+      const messages = Array.from({ length: 6 }, () => v1Message());
+      for (const message of messages) assert.equal((await post(riaBridge, message)).status, 202);
+      await waitFor('retries under way', () => downEndpoint.requests >= 4 && first.inFlight === 4);
+      const started = Date.now();
+      const { requeued } = await first.close({ drainTimeoutMs: 300 });
+      assert.equal(requeued, 4, 'the four in flight were handed back');
+      assert.ok(Date.now() - started < 5_000, 'close does not wait for the back-off');
+      rikBridge = await startBridge('rik-bot', rikEndpoint);
+      const ids = new Set(messages.map((message) => message.id.toLowerCase()));
+      await waitFor('every message', () => rikEndpoint.received.filter((item) => ids.has(item.id)).length >= 6);
+      const delivered = rikEndpoint.received.filter((item) => ids.has(item.id)).map((item) => item.id);
+      assert.equal(new Set(delivered).size, 6, 'each once');
+      assert.equal(delivered.length, 6);
+      assert.equal(await node.depth('dmr.client.rik-bot.dlq'), 0);
+    } finally {
+      await first.close({ drainTimeoutMs: 0 }).catch(() => undefined);
+      await downEndpoint.close();
+    }
   });
 
   it('a message the endpoint refuses (422) is dead-lettered at once, the next one still delivered', async () => {

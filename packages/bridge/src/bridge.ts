@@ -33,7 +33,7 @@ import {
   type TlsPem,
 } from '@dmr/sdk';
 import type { BridgeConfig } from './config.js';
-import { DeliveryFailed, EndpointDeliverer } from './delivery.js';
+import { DeliveryAborted, DeliveryFailed, EndpointDeliverer } from './delivery.js';
 import { BridgeMetrics } from './metrics.js';
 import { checkV1Body, checkV1Message, toAmqpBody, type V1Delivered } from './v1.js';
 import { Verdicts } from './verdicts.js';
@@ -85,7 +85,10 @@ export class Bridge {
   readonly #verdicts: Verdicts;
   readonly #app: FastifyInstance;
   #subscription: Subscription | undefined;
+  /** Aborted by close(): deliveries stop retrying and hand their message back to the queue. */
+  readonly #stopping = new AbortController();
   #inFlight = 0;
+  #requeued = 0;
   #centopsCache: { at: number; check: HealthCheck } | undefined;
   #url: string | undefined;
 
@@ -157,7 +160,8 @@ export class Bridge {
     this.metrics.brokerConnected.set(client.state === 'open' ? 1 : 0);
     this.#subscription = await client.receive((message) => this.#deliver(message), {
       prefetch: this.config.delivery.concurrency,
-      onError: 'dead-letter',
+      // Refused or undeliverable: dead-lettered (the sender is told). Interrupted by shutdown: back to the queue.
+      onError: (error) => (error instanceof DeliveryAborted ? 'requeue' : 'dead-letter'),
     });
     await this.#app.listen({ host: this.config.listen.host, port: this.config.listen.port });
     const address = this.#app.server.address() as AddressInfo;
@@ -179,7 +183,8 @@ export class Bridge {
     app.setErrorHandler((error: FastifyError, request, reply) => {
       const status = error.statusCode ?? 500;
       if (status >= 400 && status < 500) {
-        const dmrError = new DmrError('INVALID_ARGUMENT', error.message, {
+        // 413: the HTTP body is over bodyLimitBytes, the same refusal as a message over the node's limit.
+        const dmrError = new DmrError(status === 413 ? 'MESSAGE_TOO_LARGE' : 'INVALID_ARGUMENT', error.message, {
           details: { fastifyCode: error.code ?? null },
         });
         return reply.code(status).send(errorBody(dmrError));
@@ -217,13 +222,26 @@ export class Bridge {
     if (!checked.ok) {
       finish('invalid');
       const error = new DmrError('VALIDATION_FAILED', `the message is invalid: ${checked.errors.length} problem(s)`, {
-        details: { errors: checked.errors },
+        details: { problems: checked.errors },
       });
       // 400, not the catalogue's 422: the v1 agent API answers a bad body with 400.
       return reply.code(400).send(errorBody(error));
     }
     const message = checked.value;
     const id = message.id.toLowerCase();
+    const content = Buffer.from(JSON.stringify(toAmqpBody(message)), 'utf8');
+    if (content.length > this.config.send.maxMessageBytes) {
+      finish('refused');
+      const error = new DmrError(
+        'MESSAGE_TOO_LARGE',
+        `the message is ${content.length} bytes as sent to DMR; the limit is ${this.config.send.maxMessageBytes}`,
+        {
+          details: { messageId: id, sizeBytes: content.length, limitBytes: this.config.send.maxMessageBytes },
+          hint: 'send a smaller payload (split the messages array, or move attachments out of the message)',
+        },
+      );
+      return reply.code(error.httpStatus).send(errorBody(error));
+    }
     if (this.#client.state !== 'open') {
       finish('unavailable');
       return this.#unavailable(
@@ -243,7 +261,7 @@ export class Bridge {
           to: message.recipientId,
           type: message.type,
           messageId: id,
-          body: toAmqpBody(message),
+          body: content,
           contentType: V1_CONTENT_TYPE,
         }),
         new Promise<never>((_resolve, reject) => {
@@ -312,16 +330,22 @@ export class Bridge {
       if (document instanceof DmrError) {
         this.metrics.deliveries.inc({ result: 'invalid' });
         this.logger.warn(
-          { messageId: message.id, from: message.from, problems: document.details.errors },
+          { messageId: message.id, from: message.from, problems: document.details.problems },
           'received message is not v1 JSON; dead-lettered',
         );
         throw document;
       }
       try {
-        const attempts = await this.#deliverer.deliver(JSON.stringify(document));
+        const attempts = await this.#deliverer.deliver(JSON.stringify(document), this.#stopping.signal);
         this.metrics.deliveries.inc({ result: 'delivered' });
         if (attempts > 1) this.logger.info({ messageId: message.id, attempts }, 'delivered after retries');
       } catch (error) {
+        if (error instanceof DeliveryAborted) {
+          this.#requeued += 1;
+          this.metrics.deliveries.inc({ result: 'requeued' });
+          this.logger.info({ messageId: message.id, attempts: error.attempts }, `${error.message}; requeued`);
+          throw error;
+        }
         if (!(error instanceof DeliveryFailed)) throw error;
         this.metrics.deliveries.inc({ result: 'dead_lettered' });
         this.logger.warn(
@@ -343,14 +367,14 @@ export class Bridge {
       body = JSON.parse(message.body.toString('utf8'));
     } catch {
       return new DmrError('INVALID_ARGUMENT', 'the body is not JSON', {
-        details: { errors: [{ path: 'body', message: 'is not JSON' }] },
+        details: { problems: [{ path: 'body', message: 'is not JSON' }] },
       });
     }
     const checked = checkV1Body(body);
     const errors = checked.ok ? [] : [...checked.errors];
     if (message.type !== 'ChatMessage') errors.push({ path: 'type', message: 'must be ChatMessage' });
     if (!checked.ok || errors.length > 0) {
-      return new DmrError('INVALID_ARGUMENT', 'not a v1 message', { details: { errors } });
+      return new DmrError('INVALID_ARGUMENT', 'not a v1 message', { details: { problems: errors } });
     }
     return {
       id: message.id,
@@ -419,27 +443,25 @@ export class Bridge {
   // ---- closing -------------------------------------------------------------------------------------
 
   /**
-   * Stops answering HTTP, stops taking messages, waits up to
-   * `drainTimeoutMs` (default 10 s) for deliveries under way, then closes the
-   * DMR client. Deliveries still retrying then are abandoned, not
-   * dead-lettered: the result says how many, and the process should exit so
-   * the broker returns them to the queue (the SDK has no way yet to hand a
-   * message back from a handler at shutdown).
+   * Stops answering HTTP and taking messages, lets deliveries under way
+   * finish for up to `drainTimeoutMs` (default 10 s), then stops the ones
+   * still retrying: their messages go back to the queue at once (requeued,
+   * not dead-lettered; the broker hands them to the next bridge), and the
+   * DMR client closes. The result says how many were handed back.
    */
-  async close(options: { drainTimeoutMs?: number } = {}): Promise<{ abandoned: number }> {
+  async close(options: { drainTimeoutMs?: number } = {}): Promise<{ requeued: number }> {
     const deadline = Date.now() + (options.drainTimeoutMs ?? 10_000);
     await this.#app.close().catch(() => undefined);
     const subscription = this.#subscription;
     this.#subscription = undefined;
-    // Cancelling waits for the handlers; the drain deadline below bounds how long we wait with it.
+    // Cancelling stops new deliveries at once and settles when the handlers under way have settled.
     const cancelled = subscription?.cancel() ?? Promise.resolve();
     while (this.#inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-    const abandoned = this.#inFlight;
-    if (abandoned === 0) {
-      await cancelled;
-      await this.#client.close({ drainTimeoutMs: Math.max(0, deadline - Date.now()) });
-      this.#deliverer.close();
-    }
-    return { abandoned };
+    // An attempt under way still finishes (bounded by endpoint.timeoutMs); only the waits between attempts end.
+    this.#stopping.abort();
+    await cancelled;
+    await this.#client.close({ drainTimeoutMs: Math.max(0, deadline - Date.now()) });
+    this.#deliverer.close();
+    return { requeued: this.#requeued };
   }
 }

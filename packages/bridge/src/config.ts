@@ -65,6 +65,8 @@ export const BRIDGE_CONFIG_SCHEMA = Type.Object(
           /** How long a recipient that was not refused is trusted without waiting again. */
           recipientCacheMs: Type.Optional(Ms(0, 86_400_000)),
           retryAfterSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600 })),
+          /** Largest message body (the v1 JSON without recipientId) sent to DMR: the node's limit. */
+          maxMessageBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 67_108_864 })),
         },
         closed,
       ),
@@ -95,7 +97,13 @@ export interface BridgeConfig {
     maxDelayMs: number;
     deadLetterStatuses: number[];
   };
-  send: { confirmTimeoutMs: number; verdictWaitMs: number; recipientCacheMs: number; retryAfterSeconds: number };
+  send: {
+    confirmTimeoutMs: number;
+    verdictWaitMs: number;
+    recipientCacheMs: number;
+    retryAfterSeconds: number;
+    maxMessageBytes: number;
+  };
   centops?: { url: string };
   bodyLimitBytes: number;
   logLevel: string;
@@ -124,6 +132,7 @@ export const ENVIRONMENT: ReadonlyArray<{ name: string; path: readonly string[];
   { name: 'DMR_BRIDGE_SEND_VERDICT_WAIT_MS', path: ['send', 'verdictWaitMs'], kind: 'integer' },
   { name: 'DMR_BRIDGE_SEND_RECIPIENT_CACHE_MS', path: ['send', 'recipientCacheMs'], kind: 'integer' },
   { name: 'DMR_BRIDGE_SEND_RETRY_AFTER_SECONDS', path: ['send', 'retryAfterSeconds'], kind: 'integer' },
+  { name: 'DMR_BRIDGE_SEND_MAX_MESSAGE_BYTES', path: ['send', 'maxMessageBytes'], kind: 'integer' },
   { name: 'DMR_BRIDGE_CENTOPS_URL', path: ['centops', 'url'], kind: 'string' },
   { name: 'DMR_BRIDGE_BODY_LIMIT_BYTES', path: ['bodyLimitBytes'], kind: 'integer' },
   { name: 'DMR_BRIDGE_LOG_LEVEL', path: ['logLevel'], kind: 'string' },
@@ -254,6 +263,9 @@ export function parseBridgeConfig(
       verdictWaitMs: raw.send?.verdictWaitMs ?? 1_000,
       recipientCacheMs: raw.send?.recipientCacheMs ?? 300_000,
       retryAfterSeconds: raw.send?.retryAfterSeconds ?? 5,
+      // The nodes' default limit (CentOps DEFAULT_LIMITS.maxMessageBytes): larger is refused by the node anyway,
+      // but after the 202 for a recipient already known; refusing here answers the caller while it can act.
+      maxMessageBytes: raw.send?.maxMessageBytes ?? 1_048_576,
     },
     ...(raw.centops === undefined ? {} : { centops: { url: raw.centops.url.replace(/\/+$/, '') } }),
     bodyLimitBytes: raw.bodyLimitBytes ?? 1_048_576,

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { DeliveryFailed, EndpointDeliverer, type DeliveryOptions } from './delivery.js';
+import { DeliveryAborted, DeliveryFailed, EndpointDeliverer, type DeliveryOptions } from './delivery.js';
 
 describe('EndpointDeliverer', () => {
   let server: Server;
@@ -63,6 +63,26 @@ describe('EndpointDeliverer', () => {
       deliverer.deliver('{}'),
       (error: unknown) => error instanceof DeliveryFailed && error.permanent,
     );
+    deliverer.close();
+  });
+
+  it('stops waiting for the next retry when aborted (shutdown), without dead-lettering', async () => {
+    script = [503, 503, 503];
+    requests = 0;
+    // A back-off far longer than the test: only the abort can end it.
+    const deliverer = new EndpointDeliverer(options({ initialDelayMs: 600_000, maxDelayMs: 600_000 }));
+    const controller = new AbortController();
+    const delivery = deliverer.deliver('{}', controller.signal);
+    while (requests < 1) await new Promise((resolve) => setTimeout(resolve, 5));
+    controller.abort();
+    await assert.rejects(delivery, (error: unknown) => {
+      assert.ok(error instanceof DeliveryAborted);
+      assert.equal(error.attempts, 1);
+      return true;
+    });
+    await assert.rejects(deliverer.deliver('{}', controller.signal), DeliveryAborted);
+    assert.equal(requests, 1, 'no attempt starts after the abort');
+    script = [];
     deliverer.close();
   });
 

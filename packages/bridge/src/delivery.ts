@@ -50,6 +50,16 @@ export class DeliveryFailed extends Error {
   }
 }
 
+/** Delivery stopped because the bridge is shutting down: the message goes back to its queue, not to the DLQ. */
+export class DeliveryAborted extends Error {
+  readonly attempts: number;
+  constructor(attempts: number) {
+    super(`delivery stopped after ${attempts} attempt(s): the bridge is shutting down`);
+    this.name = 'DeliveryAborted';
+    this.attempts = attempts;
+  }
+}
+
 function retryAfter(response: IncomingMessage): number | undefined {
   const value = response.headers['retry-after'];
   if (typeof value !== 'string') return undefined;
@@ -139,10 +149,17 @@ export class EndpointDeliverer {
     return Math.min(maxDelayMs, Math.max(backoff, last.retryAfterSeconds * 1000));
   }
 
-  /** Delivers with retries; resolves with the number of attempts, or throws DeliveryFailed. */
-  async deliver(body: string): Promise<number> {
+  /**
+   * Delivers with retries; resolves with the number of attempts, or throws
+   * DeliveryFailed (dead-letter it) or, once `signal` aborts, DeliveryAborted
+   * (hand it back). An attempt under way when it aborts still finishes (it is
+   * bounded by timeoutMs): cutting it off could not tell whether the endpoint
+   * took the message.
+   */
+  async deliver(body: string, signal?: AbortSignal): Promise<number> {
     const { maxAttempts, deadLetterStatuses } = this.#options;
     for (let attempt = 1; ; attempt += 1) {
+      if (signal?.aborted === true) throw new DeliveryAborted(attempt - 1);
       const result = await this.attempt(body);
       this.#metrics?.deliveryAttempts.inc({ outcome: outcomeLabel(result) });
       if (result.ok) return attempt;
@@ -158,7 +175,11 @@ export class EndpointDeliverer {
           false,
         );
       }
-      await sleep(this.delay(attempt - 1, result));
+      try {
+        await sleep(this.delay(attempt - 1, result), undefined, signal === undefined ? undefined : { signal });
+      } catch {
+        throw new DeliveryAborted(attempt);
+      }
     }
   }
 

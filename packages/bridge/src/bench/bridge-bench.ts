@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { percentile, sortedSamples } from '@dmr/core';
 import { NodeFixture } from '@dmr/node/testing';
 import type { V1Delivered, V1Message } from '../v1.js';
 
@@ -87,11 +88,6 @@ function message(): V1Message {
       ],
     },
   };
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
 }
 
 async function main(): Promise<void> {
@@ -217,17 +213,17 @@ async function main(): Promise<void> {
             )
             .join(' |'),
       );
-      latencies.sort((a, b) => a - b);
-      answers.sort((a, b) => a - b);
+      const sortedLatencies = sortedSamples(latencies);
+      const sortedAnswers = sortedSamples(answers);
       const rate = latencies.length / elapsed;
       const reference = REFERENCE[concurrency];
       rows.push(
         [
           String(concurrency).padStart(11),
           rate.toFixed(0).padStart(9),
-          percentile(latencies, 50).toFixed(1).padStart(7),
-          percentile(latencies, 99).toFixed(1).padStart(7),
-          percentile(answers, 50).toFixed(1).padStart(9),
+          percentile(sortedLatencies, 50).toFixed(1).padStart(7),
+          percentile(sortedLatencies, 99).toFixed(1).padStart(7),
+          percentile(sortedAnswers, 50).toFixed(1).padStart(9),
           String(latencies.length).padStart(9),
           (reference === undefined ? '–' : `${reference.rate} msg/s, p50 ${reference.p50} ms`).padStart(26),
           (reference === undefined ? '–' : `${(rate / reference.rate).toFixed(1)}×`).padStart(8),

@@ -24,7 +24,11 @@ export function bridgeCommand(): Command {
         'connect to the DMR node, listen for POST /v1/messages, deliver to the endpoint; until SIGINT/SIGTERM',
       )
       .option('--config <file>', 'configuration file (YAML or JSON); DMR_BRIDGE_* variables override it')
-      .option('--drain-timeout <ms>', 'on shutdown, how long deliveries under way may finish', '10000')
+      .option(
+        '--drain-timeout <ms>',
+        'on shutdown, how long deliveries under way may finish before the rest are handed back to the queue',
+        '10000',
+      )
       .action(
         action<[{ config?: string; drainTimeout: string }]>(async (_context, options) => {
           const { Bridge, loadBridgeConfig } = await bridgeModule();
@@ -35,12 +39,8 @@ export function bridgeCommand(): Command {
               bridge.logger.info({ signal }, 'stopping');
               void bridge
                 .close({ drainTimeoutMs: Number.isFinite(drainTimeoutMs) ? drainTimeoutMs : 10_000 })
-                .then(({ abandoned }) => {
-                  if (abandoned > 0) {
-                    // Exiting with the connection open makes the broker hand those messages back to the queue.
-                    bridge.logger.warn({ abandoned }, 'deliveries still retrying; exiting, the broker requeues them');
-                    process.exit(0);
-                  }
+                .then(({ requeued }) => {
+                  if (requeued > 0) bridge.logger.warn({ requeued }, 'deliveries still retrying were handed back');
                   resolve();
                 });
             };

@@ -1,13 +1,15 @@
 /**
  * Entry of a router child process: `node router-main.js --config FILE --shard N`.
  * The supervisor (supervisor.ts) spawns it; `dmr node router` does the same
- * in the foreground. Exits 0 after SIGTERM/SIGINT once in-flight messages
- * are settled; non-zero on a start failure (the supervisor restarts it).
+ * in the foreground. Exits 0 after SIGTERM/SIGINT — or, under the supervisor,
+ * when the agent is gone (stop-request.ts) — once in-flight messages are
+ * settled; non-zero on a start failure (the supervisor restarts it).
  */
 import { parseArgs } from 'node:util';
 import { isDmrError } from '@dmr/core';
 import { startRouterProcess } from './router-process.js';
 import { loadRunConfig } from './run-config.js';
+import { stopRequested } from './stop-request.js';
 
 /** Runs one router until a signal; resolves with the exit code. */
 export async function routerMain(argv: string[]): Promise<number> {
@@ -22,10 +24,7 @@ export async function routerMain(argv: string[]): Promise<number> {
   const shard = Number(values.shard);
   const config = await loadRunConfig(values.config);
   const running = await startRouterProcess({ config, shard: Number.isInteger(shard) && shard >= 0 ? shard : 0 });
-  await new Promise<void>((resolve) => {
-    process.once('SIGTERM', resolve);
-    process.once('SIGINT', resolve);
-  });
+  await stopRequested();
   await running.stop();
   return 0;
 }

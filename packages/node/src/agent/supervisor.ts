@@ -67,7 +67,8 @@ export class RouterSupervisor {
     const proc = spawn(
       process.execPath,
       [ROUTER_ENTRY, '--config', this.#options.configFile, '--shard', String(child.shard)],
-      { stdio: ['ignore', this.#options.stdio ?? 'inherit', this.#options.stdio ?? 'inherit'] },
+      // The IPC channel is only a lifeline: the router stops when it closes, i.e. when this agent is gone.
+      { stdio: ['ignore', this.#options.stdio ?? 'inherit', this.#options.stdio ?? 'inherit', 'ipc'] },
     );
     child.process = proc;
     child.startedAt = Date.now();

@@ -80,6 +80,12 @@ export interface NodeFixtureOptions {
   audit?: boolean;
   /** Client ids on the denylist (they keep their queue, lose their user). */
   denied?: string[];
+  /**
+   * The CA for the broker, the policy signer and the clients (trust domain
+   * `dmr.test`); default: a new one in the fixture's directory. Pass a real
+   * CentOps' CA so that certificates CentOps issues are accepted.
+   */
+  ca?: CertificateAuthority;
 }
 
 export const DEFAULT_CLIENTS: readonly FixtureClientSpec[] = [
@@ -217,7 +223,8 @@ export class NodeFixture {
     const dir = await mkdtemp(join(tmpdir(), `dmr-${label}-`));
     let harness: BrokerHarness | undefined;
     try {
-      const ca = await CertificateAuthority.init(join(dir, 'pki'), { trustDomain: TRUST_DOMAIN });
+      const ca = options.ca ?? (await CertificateAuthority.init(join(dir, 'pki'), { trustDomain: TRUST_DOMAIN }));
+      if (ca.trustDomain !== TRUST_DOMAIN) throw new Error(`the fixture's CA must be for ${TRUST_DOMAIN}`);
       const config = fixtureConfig(nodeId, options.clients ?? DEFAULT_CLIENTS, {
         ...DEFAULT_LIMITS,
         ...options.limits,
@@ -320,13 +327,16 @@ export class NodeFixture {
         verification: this.verification,
       }),
     );
-    const child = spawn(process.execPath, [join(here, 'router-main.js'), spec], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // The IPC channel is a lifeline: if this test process dies (a test-file timeout), the router stops too.
+    const child = spawn(process.execPath, [join(here, 'router-main.js'), spec], {
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
     const lines: string[] = [];
     let buffered = '';
     let stderr = '';
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     const ready = new Promise<void>((resolve, reject) => {
-      child.stdout.on('data', (chunk: Buffer) => {
+      child.stdout?.on('data', (chunk: Buffer) => {
         buffered += chunk.toString('utf8');
         const parts = buffered.split('\n');
         buffered = parts.pop() ?? '';
@@ -335,7 +345,7 @@ export class NodeFixture {
           if (line.includes('"router consuming"')) resolve();
         }
       });
-      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+      child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
       void exited.then((code) => reject(new Error(`router process exited (${String(code)}): ${stderr}`)));
     });
     const handle = { child, lines, exited };

@@ -9,6 +9,7 @@ import type { NodeConfig } from '@dmr/centops';
 import { PolicyEngine, type BundleVerification } from '@dmr/policy';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
+import { stopRequested } from '../agent/stop-request.js';
 import { vhostName } from '../reconciler/layout.js';
 import { StreamAuditSink } from '../router/audit.js';
 import { RouterMetrics } from '../router/metrics.js';
@@ -47,6 +48,5 @@ const router = new Router({
 });
 router.applyConfig(spec.config);
 await router.start();
-process.once('SIGTERM', () => {
-  void router.stop().then(() => process.exit(0));
-});
+// SIGTERM from the fixture, or the fixture's process gone (its IPC channel closed).
+void stopRequested().then(() => router.stop().then(() => process.exit(0)));

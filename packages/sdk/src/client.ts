@@ -34,7 +34,13 @@ import { backoffDelay, type BackoffOptions } from './backoff.js';
 import { checkPeerCertificate, describeCertificate } from './certificates.js';
 import { DedupWindow, type DedupOptions } from './dedup.js';
 import { renewCertificate, renewalDelayMs, type EnrolledIdentity } from './enrolment.js';
-import { PROTECTED_CONTENT_TYPE, protectPayload, unprotectPayload, type PrivateKeyInput } from './protect.js';
+import {
+  PROTECTED_CONTENT_TYPE,
+  protectPayload,
+  protectionStage,
+  unprotectPayload,
+  type PrivateKeyInput,
+} from './protect.js';
 import { DELIVERY_REPORT_TYPE, parseDeliveryReport, type DeliveryReport } from './report.js';
 import { loadTls, type TlsOptions, type TlsPem } from './tls.js';
 
@@ -176,12 +182,26 @@ export interface ReceiveOptions {
    * `required: false`.
    */
   unprotect?: {
-    decryptWith: PrivateKeyInput;
-    /** The certificate (PEM) of a sender id: from your CentOps directory or a local store. */
-    verifySender: (senderId: string) => string | Promise<string>;
+    /**
+     * Default: this client's own keys — the current one and those it renewed
+     * away from while running (until their certificate expires), since senders
+     * may still encrypt for the previous certificate for a while. Keys given
+     * here are tried first, then those.
+     */
+    decryptWith?: PrivateKeyInput | readonly PrivateKeyInput[];
+    /**
+     * The certificate(s) (PEM) of a sender id: from the CentOps directory
+     * (`CentOpsDirectory.verifySender`) or a local store. When a signature does
+     * not verify, it is asked once more with `fresh: true` (the sender may
+     * have renewed since a cached answer).
+     */
+    verifySender: (senderId: string, options: { fresh: boolean }) => SenderCertificates | Promise<SenderCertificates>;
     required?: boolean;
   };
 }
+
+/** One sender certificate (PEM), or several to try in order (e.g. the current and the previous). */
+export type SenderCertificates = string | readonly string[];
 
 export interface Subscription {
   /** Stops consuming; waits for handlers under way to finish and be acked. */
@@ -285,6 +305,11 @@ function encodeBody(
   return { content: Buffer.from(JSON.stringify(body), 'utf8'), contentType: contentType ?? 'application/json' };
 }
 
+function listOf<T>(value: T | readonly T[] | undefined): T[] {
+  if (value === undefined) return [];
+  return Array.isArray(value) ? [...(value as readonly T[])] : [value as T];
+}
+
 /** Longest setTimeout delay (2^31 − 1 ms ≈ 24.8 days). */
 const MAX_TIMER_MS = 2_147_483_647;
 
@@ -295,6 +320,8 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
   readonly #options: ConnectOptions;
   readonly #url: URL;
   #tls: TlsPem;
+  /** Keys this client renewed away from, until their certificate expires (end-to-end decryption). */
+  #previousKeys: Array<{ key: string; until: number }> = [];
   #state: ClientState = 'connecting';
   #session: Session | undefined;
   #sessionSeq = 0;
@@ -608,13 +635,22 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
         if (!isProtected) {
           throw new DmrError('PROTECTION_INVALID', `message ${received.id} from ${received.from} is not protected`);
         }
-        const senderCertificate = await unprotect.verifySender(received.from);
-        await this.#checkCertificate(senderCertificate, received.from, 'verify');
-        received.body = await unprotectPayload(
-          message.content,
-          { id: received.id, from: received.from, to: this.id, type: received.type },
-          { decryptWith: unprotect.decryptWith, senderCertificate },
-        );
+        const binding = { id: received.id, from: received.from, to: this.id, type: received.type };
+        const decryptWith = [...listOf(unprotect.decryptWith), ...this.#ownKeys()];
+        const open = async (fresh: boolean): Promise<Buffer> => {
+          const senderCertificate = await this.#usableCertificates(
+            listOf(await unprotect.verifySender(received.from, { fresh })),
+            received.from,
+          );
+          return unprotectPayload(message.content, binding, { decryptWith, senderCertificate });
+        };
+        try {
+          received.body = await open(false);
+        } catch (error) {
+          // A signature by a key newer than the certificate we were given: ask once more, bypassing caches.
+          if (protectionStage(error) !== 'verify') throw error;
+          received.body = await open(true);
+        }
         const inner = headerString(received.headers, 'dmr-e2e-content-type');
         received.contentType = inner === undefined || inner === '' ? undefined : inner;
         received.protected = true;
@@ -708,6 +744,29 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
       redelivered: message.fields.redelivered,
       protected: false,
     };
+  }
+
+  /** The certificates that pass the peer check (at least one, else the first refusal). */
+  async #usableCertificates(candidates: readonly string[], id: string): Promise<string[]> {
+    const usable: string[] = [];
+    let refusal: unknown;
+    for (const pem of candidates) {
+      try {
+        await this.#checkCertificate(pem, id, 'verify');
+        usable.push(pem);
+      } catch (error) {
+        refusal ??= error;
+      }
+    }
+    if (usable.length > 0) return usable;
+    throw refusal ?? new DmrError('PROTECTION_INVALID', `no certificate of ${id} to verify with`);
+  }
+
+  /** This client's decryption keys: the current one, then those it renewed away from whose certificate is still valid. */
+  #ownKeys(): string[] {
+    const now = Date.now();
+    this.#previousKeys = this.#previousKeys.filter((previous) => previous.until > now);
+    return [this.#tls.key, ...this.#previousKeys.map((previous) => previous.key)];
   }
 
   async #checkCertificate(pem: string, id: string, use: 'encrypt' | 'verify'): Promise<void> {
@@ -904,6 +963,8 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
         current: this.#tls,
         ...(renew.timeoutMs === undefined ? {} : { timeoutMs: renew.timeoutMs }),
       });
+      // Senders may encrypt for the previous certificate until they see the new one: keep its key while it is valid.
+      this.#previousKeys.push({ key: this.#tls.key, until: describeCertificate(this.#tls.cert).notAfter.getTime() });
       this.#tls = { cert: identity.chainPem, key: identity.keyPem, ca: identity.trustBundlePem };
       this.emit('renewed', identity);
       // The next connection presents the new certificate; messages in flight are re-sent or redelivered.

@@ -198,6 +198,41 @@ describe('CentOpsDirectory: end-to-end protection with certificates from CentOps
     await subscription.cancel();
   });
 
+  it('a sender that renewed since the receiver cached its certificate: the receiver asks again and verifies', async () => {
+    // A long cache: without asking again, the receiver would hold the old certificate for an hour.
+    const rikDirectory = directoryFor('rik-bot', 3_600_000);
+    const rik = await connect('rik-bot', rikDirectory);
+    const ria = await connect('ria-bot', directoryFor('ria-bot'));
+    const handled: ReceivedMessage[] = [];
+    const errors: Error[] = [];
+    rik.on('error', (error) => errors.push(error));
+    const subscription = await rik.receive((message) => void handled.push(message), {
+      unprotect: { decryptWith: identities.get('rik-bot')?.keyPem ?? '', verifySender: rikDirectory.verifySender },
+    });
+    const before = identities.get('ria-bot') as EnrolledIdentity;
+    assert.equal((await rikDirectory.certificateOf('ria-bot', 'verify')).serial, before.serial, 'cached');
+    const renewed = await renewCertificate({
+      apiUrl: centops.apiUrl,
+      current: { cert: before.chainPem, key: before.keyPem, ca: before.trustBundlePem },
+    });
+    identities.set('ria-bot', renewed);
+    const id = await ria.send({
+      to: 'rik-bot',
+      type: 'ChatMessage',
+      body: 'signed with the renewed key',
+      protect: { signWith: renewed.keyPem, encryptFor: identities.get('rik-bot')?.chainPem ?? '' },
+    });
+    await waitFor('the message', () => handled.length === 1 || errors.length > 0);
+    assert.deepEqual(
+      errors.map((error) => error.message),
+      [],
+    );
+    assert.equal(handled[0]?.id, id);
+    assert.equal(handled[0]?.body.toString('utf8'), 'signed with the renewed key');
+    assert.equal((await rikDirectory.certificateOf('ria-bot', 'verify')).serial, renewed.serial, 'cache refreshed');
+    await subscription.cancel();
+  });
+
   it('a receiver refuses a message from a sender CentOps has revoked and denylisted: the handler never sees it', async () => {
     // A long cache, to show what forget() is for (the default is 60 s).
     const rikDirectory = directoryFor('rik-bot', 3_600_000);

@@ -162,7 +162,7 @@ function parseEntry(body: string, id: string): DirectoryEntry {
  * const directory = new CentOpsDirectory({ apiUrl, tls: { cert, key, ca } });
  * const client = await DmrClient.connect({ ...options, checkCertificate: directory.checkCertificate });
  * await client.send({ to, type, body, protect: await directory.protectFor(to, keyPem) });
- * await client.receive(handler, { unprotect: { decryptWith: keyPem, verifySender: directory.verifySender } });
+ * await client.receive(handler, { unprotect: { verifySender: directory.verifySender } });
  * ```
  */
 export class CentOpsDirectory {
@@ -262,9 +262,15 @@ export class CentOpsDirectory {
     return { signWith, encryptFor: await this.encryptionCertificate(to) };
   }
 
-  /** For `receive(…, { unprotect: { decryptWith, verifySender } })`: the sender's current certificate. */
-  readonly verifySender = async (senderId: string): Promise<string> =>
-    (await this.certificateOf(senderId, 'verify')).chainPem;
+  /**
+   * For `receive(…, { unprotect: { verifySender } })`: the sender's current
+   * certificate. `fresh` (the SDK's second try after a signature did not
+   * verify: the sender may have renewed) skips the cached verdict.
+   */
+  readonly verifySender = async (senderId: string, options: { fresh?: boolean } = {}): Promise<string> => {
+    if (options.fresh === true) this.forget(senderId);
+    return (await this.certificateOf(senderId, 'verify')).chainPem;
+  };
 
   /**
    * For `DmrClient.connect({ checkCertificate })`. The peer must be in the

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CertificateAuthority } from '@dmr/pki';
 import { checkPeerCertificate, describeCertificate } from './certificates.js';
-import { protectPayload, unprotectPayload, type MessageBinding } from './protect.js';
+import { protectPayload, protectionStage, unprotectPayload, type MessageBinding } from './protect.js';
 
 interface Identity {
   chainPem: string;
@@ -117,6 +117,51 @@ describe('end-to-end protection', () => {
         JSON.stringify(changed),
       );
     }
+  });
+
+  it('tries several own keys and several sender certificates (renewals), and says which stage failed', async () => {
+    const renewedRik = await ca.issueWithKey({ kind: 'client', id: 'rik-bot' });
+    const renewedRia = await ca.issueWithKey({ kind: 'client', id: 'ria-bot' });
+    // Encrypted for rik's previous certificate, signed with ria's renewed key.
+    const body = await protectPayload(payload, binding, {
+      signWith: renewedRia.privateKeyPem,
+      encryptFor: rik.chainPem,
+    });
+    const opened = await unprotectPayload(body, binding, {
+      decryptWith: [renewedRik.privateKeyPem, rik.privateKeyPem],
+      senderCertificate: [ria.chainPem, renewedRia.chainPem],
+    });
+    assert.deepEqual(opened, payload);
+    const stageOf = async (promise: Promise<unknown>): Promise<string | undefined> => {
+      try {
+        await promise;
+        return 'opened';
+      } catch (error) {
+        return protectionStage(error);
+      }
+    };
+    assert.equal(
+      await stageOf(
+        unprotectPayload(body, binding, { decryptWith: [renewedRik.privateKeyPem], senderCertificate: ria.chainPem }),
+      ),
+      'decrypt',
+    );
+    assert.equal(
+      await stageOf(
+        unprotectPayload(body, binding, { decryptWith: rik.privateKeyPem, senderCertificate: [ria.chainPem] }),
+      ),
+      'verify',
+    );
+    assert.equal(
+      await stageOf(
+        unprotectPayload(
+          body,
+          { ...binding, type: 'Other' },
+          { decryptWith: rik.privateKeyPem, senderCertificate: renewedRia.chainPem },
+        ),
+      ),
+      'binding',
+    );
   });
 
   it('checks peer certificates: id, validity, chain to the trust bundle', () => {

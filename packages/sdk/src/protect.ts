@@ -86,14 +86,36 @@ export async function protectPayload(payload: Uint8Array, binding: MessageBindin
 }
 
 export interface UnprotectKeys {
-  /** The recipient's own private key. */
-  decryptWith: PrivateKeyInput;
-  /** The sender's certificate (PEM), found by the authenticated sender id (`dmr-sender`). */
-  senderCertificate: string;
+  /**
+   * The recipient's own private key, or several (tried in order): after a
+   * renewal, senders may still encrypt for the previous certificate for a
+   * while, so the previous key must still decrypt.
+   */
+  decryptWith: PrivateKeyInput | readonly PrivateKeyInput[];
+  /**
+   * The sender's certificate (PEM), found by the authenticated sender id
+   * (`dmr-sender`), or several (tried in order): a message signed just
+   * before the sender renewed verifies with its previous certificate.
+   */
+  senderCertificate: string | readonly string[];
 }
 
-function invalid(message: string, cause?: unknown): DmrError {
-  return new DmrError('PROTECTION_INVALID', message, cause === undefined ? {} : { cause });
+/** Where a protected body failed: `verify` may succeed with a fresher sender certificate, the others cannot. */
+export type ProtectionStage = 'decrypt' | 'verify' | 'binding';
+
+function invalid(message: string, stage: ProtectionStage, cause?: unknown): DmrError {
+  return new DmrError('PROTECTION_INVALID', message, { details: { stage }, ...(cause === undefined ? {} : { cause }) });
+}
+
+/** The stage a PROTECTION_INVALID error from unprotectPayload failed at. */
+export function protectionStage(error: unknown): ProtectionStage | undefined {
+  if (!(error instanceof DmrError) || error.code !== 'PROTECTION_INVALID') return undefined;
+  const stage = error.details.stage;
+  return stage === 'decrypt' || stage === 'verify' || stage === 'binding' ? stage : undefined;
+}
+
+function list<T>(value: T | readonly T[]): readonly T[] {
+  return Array.isArray(value) ? (value as readonly T[]) : [value as T];
 }
 
 /** Decrypts and verifies a protected body; throws PROTECTION_INVALID for anything that does not check out. */
@@ -102,31 +124,41 @@ export async function unprotectPayload(
   binding: MessageBinding,
   keys: UnprotectKeys,
 ): Promise<Buffer> {
-  let jws: string;
-  try {
-    const { plaintext, protectedHeader } = await compactDecrypt(
-      Buffer.from(body).toString('utf8'),
-      privateKey(keys.decryptWith),
-      {
+  const jwe = Buffer.from(body).toString('utf8');
+  let jws: string | undefined;
+  let decryptError: unknown;
+  for (const key of list(keys.decryptWith)) {
+    try {
+      const { plaintext, protectedHeader } = await compactDecrypt(jwe, privateKey(key), {
         contentEncryptionAlgorithms: ['A256GCM'],
         keyManagementAlgorithms: ['ECDH-ES+A256KW', 'RSA-OAEP-256'],
-      },
-    );
-    if (protectedHeader.cty !== JWS_TYPE) throw invalid('the JWE does not carry a DMR signature');
-    jws = new TextDecoder().decode(plaintext);
-  } catch (error) {
-    if (error instanceof DmrError) throw error;
-    throw invalid(`message ${binding.id}: the body does not decrypt with this client's key`, error);
+      });
+      if (protectedHeader.cty !== JWS_TYPE) throw invalid('the JWE does not carry a DMR signature', 'decrypt');
+      jws = new TextDecoder().decode(plaintext);
+      break;
+    } catch (error) {
+      if (error instanceof DmrError) throw error;
+      decryptError = error;
+    }
   }
-  let verified: Awaited<ReturnType<typeof compactVerify>>;
-  try {
-    verified = await compactVerify(jws, leafKey(keys.senderCertificate), {
-      algorithms: ['ES256', 'ES384', 'PS256'],
-    });
-  } catch (error) {
+  if (jws === undefined) {
+    throw invalid(`message ${binding.id}: the body does not decrypt with this client's key`, 'decrypt', decryptError);
+  }
+  let verified: Awaited<ReturnType<typeof compactVerify>> | undefined;
+  let verifyError: unknown;
+  for (const certificate of list(keys.senderCertificate)) {
+    try {
+      verified = await compactVerify(jws, leafKey(certificate), { algorithms: ['ES256', 'ES384', 'PS256'] });
+      break;
+    } catch (error) {
+      verifyError = error;
+    }
+  }
+  if (verified === undefined) {
     throw invalid(
       `message ${binding.id}: the signature does not verify with the certificate of ${binding.from}`,
-      error,
+      'verify',
+      verifyError,
     );
   }
   const header = verified.protectedHeader as Record<string, unknown>;
@@ -139,7 +171,10 @@ export async function unprotectPayload(
   };
   for (const [name, value] of Object.entries(expected)) {
     if (header[name] !== value) {
-      throw invalid(`message ${binding.id}: the signed ${name} does not match the message (replayed or redirected?)`);
+      throw invalid(
+        `message ${binding.id}: the signed ${name} does not match the message (replayed or redirected?)`,
+        'binding',
+      );
     }
   }
   return Buffer.from(verified.payload);

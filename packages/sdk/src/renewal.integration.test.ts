@@ -211,4 +211,57 @@ describe('SDK enrolment and certificate renewal through a real CentOps and node'
 
     await Promise.all([desk.close(), rik.client.close()]);
   });
+
+  it('end-to-end protection across the recipient’s renewal: its previous key still decrypts, by default', async () => {
+    // Earlier tests' consumers of rik-bot's queue would take a share of the messages.
+    await Promise.all(open.splice(0).map((client) => client.close({ drainTimeoutMs: 1_000 })));
+    const enrolIdentity = async (id: string): Promise<EnrolledIdentity> =>
+      enrol({ enrolUrl: centops.server.enrolUrl, token: await centops.token(id), id, caPem: centops.trustBundlePem });
+    const [deskIdentity, rikIdentity] = await Promise.all([enrolIdentity('ria-desk'), enrolIdentity('rik-bot')]);
+    const desk = await DmrClient.connect({
+      ...base('ria-desk'),
+      tls: { cert: deskIdentity.chainPem, key: deskIdentity.keyPem, ca: deskIdentity.trustBundlePem },
+    });
+    const rik = await DmrClient.connect({
+      ...base('rik-bot'),
+      tls: { cert: rikIdentity.chainPem, key: rikIdentity.keyPem, ca: rikIdentity.trustBundlePem },
+      renew: { apiUrl: centops.server.apiUrl },
+    });
+    open.push(desk, rik);
+    const handled = new Map<string, string>();
+    const errors: Error[] = [];
+    rik.on('error', (error) => errors.push(error));
+    // No decryptWith: the client's own key, and after a renewal also the one it had before.
+    await rik.receive(
+      (message) => {
+        assert.equal(message.protected, true);
+        handled.set(message.id, message.body.toString('utf8'));
+      },
+      { unprotect: { verifySender: () => deskIdentity.chainPem } },
+    );
+    const send = (text: string, encryptFor: string): Promise<string> =>
+      desk.send({
+        to: 'rik-bot',
+        type: 'ChatMessage',
+        body: text,
+        protect: { signWith: deskIdentity.keyPem, encryptFor },
+      });
+
+    const before = await send('for the enrolled certificate', rikIdentity.chainPem);
+    await waitFor('the first message', () => handled.has(before));
+    const renewed = await rik.renewNow();
+    await waitFor('the reconnect with the renewed certificate', () => rik.state === 'open');
+    // A sender that has not seen the renewal yet (a cached directory answer) encrypts for the previous certificate.
+    const stale = await send('for the previous certificate', rikIdentity.chainPem);
+    const fresh = await send('for the renewed certificate', renewed.chainPem);
+    await waitFor('both messages', () => handled.has(stale) && handled.has(fresh));
+    assert.deepEqual(
+      [handled.get(before), handled.get(stale), handled.get(fresh)],
+      ['for the enrolled certificate', 'for the previous certificate', 'for the renewed certificate'],
+    );
+    assert.deepEqual(
+      errors.map((error) => error.message),
+      [],
+    );
+  });
 });

@@ -300,6 +300,43 @@ describe('CentOpsDirectory: end-to-end protection with certificates from CentOps
     });
   });
 
+  it('a suspended client is refused as inactive on both sides, and accepted again once active', async () => {
+    const rikSpec = (status: string) => ({
+      kind: 'Client',
+      spec: {
+        id: 'rik-bot',
+        organisation: 'rik',
+        homeNode: 'node-a',
+        roles: ['bot'],
+        labels: {},
+        status,
+        certificateProfile: PROFILE,
+      },
+    });
+    const directory = directoryFor('ria-bot', 0);
+    const ria = await connect('ria-bot', directory);
+    const rik = identities.get('rik-bot') as EnrolledIdentity;
+    await api('/v1/apply', 'POST', [rikSpec('suspended')]);
+    try {
+      await assert.rejects(directory.certificateOf('rik-bot', 'encrypt'), { code: 'RECIPIENT_INACTIVE' });
+      await assert.rejects(directory.verifySender('rik-bot'), { code: 'SENDER_INACTIVE' });
+      const confirmed = ria.stats.confirmed;
+      await assert.rejects(
+        ria.send({
+          to: 'rik-bot',
+          type: 'ChatMessage',
+          body: 'to a suspended client',
+          protect: { signWith: identities.get('ria-bot')?.keyPem ?? '', encryptFor: rik.chainPem },
+        }),
+        (error: unknown) => codeOf(error) === 'RECIPIENT_INACTIVE',
+      );
+      assert.equal(ria.stats.confirmed, confirmed, 'nothing was published');
+    } finally {
+      await api('/v1/apply', 'POST', [rikSpec('active')]);
+    }
+    assert.equal((await directory.certificateOf('rik-bot', 'encrypt')).status, 'active');
+  });
+
   it('after the recipient’s certificate is revoked in CentOps, a protected send is refused before anything is published', async () => {
     const riaDirectory = directoryFor('ria-bot');
     const ria = await connect('ria-bot', riaDirectory);

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { connectWithCertificate } from '@dmr/broker-harness';
 import { DmrError } from '@dmr/core';
-import { createCsr, generatePrivateKey, writeFilesAtomic } from '@dmr/pki';
+import { obtainCertificate, writeFilesAtomic, type IssuedCertificateResponse } from '@dmr/pki';
 import type { CentOpsApi } from './centops-client.js';
 import { NODE_ID } from './paths.js';
 
@@ -42,23 +42,29 @@ export async function enrolClient(options: {
     kind: 'client',
     ttl: '15m',
   });
-  const privateKeyPem = await generatePrivateKey('ecdsa-p256');
-  const csr = await createCsr({ id: options.id, kind: 'client', trustDomain: options.trustDomain, privateKeyPem });
-  const issued = await options.enrol.call<{ chain: string; serial: string }>('POST', '/v1/enroll', { token, csr });
+  // The shared enrolment client makes the key and CSR here and checks CentOps' answer belongs to both.
+  const issued = await obtainCertificate({
+    id: options.id,
+    kind: 'client',
+    trustDomain: options.trustDomain,
+    what: `enrolment of ${options.id}`,
+    send: (csr) => options.enrol.call<IssuedCertificateResponse>('POST', '/v1/enroll', { token, csr }),
+  });
+  const privateKeyPem = issued.privateKeyPem;
   const dir = join(options.dir, options.id);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const certificateFile = join(dir, `${options.id}.crt`);
   const keyFile = join(dir, `${options.id}.key`);
   await writeFilesAtomic([
     { path: keyFile, data: privateKeyPem, mode: 0o600, overwrite: true },
-    { path: certificateFile, data: issued.chain, mode: 0o644, overwrite: true },
+    { path: certificateFile, data: issued.chainPem, mode: 0o644, overwrite: true },
   ]);
   return {
     id: options.id,
     organisation: options.organisation,
     certificateFile,
     keyFile,
-    chainPem: issued.chain,
+    chainPem: issued.chainPem,
     privateKeyPem,
     serial: issued.serial,
   };

@@ -13,7 +13,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { stringify } from 'yaml';
 import { harnessPaths, startBrokers, type BrokerHarness } from '@dmr/broker-harness';
 import { CONFIG_FILE, initCentOps, loadConfig, startServer, type CentOpsServer } from '@dmr/centops';
-import { createCsr, generatePrivateKey } from '@dmr/pki';
+import { obtainCertificate, requestEnrolment } from '@dmr/pki';
 import type { RawRunConfig } from './run-config.js';
 
 export const TD = 'dmr.test';
@@ -142,13 +142,15 @@ export async function startAgentEnvironment(): Promise<AgentEnvironment> {
       api,
       token,
       async enrolClient(id) {
-        const privateKeyPem = await generatePrivateKey();
-        const csr = await createCsr({ id, kind: 'client', trustDomain: TD, privateKeyPem });
         const secret = await token(id, 'client');
-        const answer = await call(`${server.enrolUrl}/v1/enroll`, { ca, method: 'POST', body: { token: secret, csr } });
-        if (answer.status !== 201) throw new Error(`enrol ${id}: ${answer.status} ${answer.text}`);
-        const issued = answer.json as { chain: string; serial: string };
-        return { chainPem: issued.chain, privateKeyPem, serial: issued.serial };
+        const issued = await obtainCertificate({
+          id,
+          kind: 'client',
+          trustDomain: TD,
+          what: `enrolment of ${id}`,
+          send: (csrPem) => requestEnrolment({ enrolUrl: server.enrolUrl, token: secret, csrPem, caPem: ca }),
+        });
+        return { chainPem: issued.chainPem, privateKeyPem: issued.privateKeyPem, serial: issued.serial };
       },
       async close() {
         await Promise.allSettled([server.close(), started.stop()]);

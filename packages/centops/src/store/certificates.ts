@@ -214,6 +214,8 @@ export async function certificatesOf(
     .where('principal_id', '=', id)
     .where('not_after', '>', now.toISOString())
     .orderBy('not_before', 'desc')
+    // Certificates issued within one second share not_before (X.509 has whole seconds): the later record is newer.
+    .orderBy('recorded_at', 'desc')
     .orderBy('serial')
     .limit(CURRENT_MAX)
     .execute();

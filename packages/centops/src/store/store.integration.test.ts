@@ -808,6 +808,27 @@ function suite(backend: Backend): void {
         }
       }));
 
+    it('two certificates of one id issued within the same second: the later record is the newest', () =>
+      withStore(async (store, clock) => {
+        await store.applyChanges(SEED, OPERATOR);
+        // X.509 times have whole seconds, so a renewal right after enrolment has the same notBefore.
+        const window = { notBefore: '2025-03-01T10:00:00Z', notAfter: '2025-03-08T10:00:00Z' };
+        // Serials chosen so that ordering by serial alone would put the older first.
+        await store.recordCertificate(
+          { serial: 'a1', kind: 'client', id: 'police-bot', fingerprint: 'a1'.repeat(32), ...window },
+          OPERATOR,
+        );
+        clock.advance(5);
+        await store.recordCertificate(
+          { serial: 'f2', kind: 'client', id: 'police-bot', fingerprint: 'f2'.repeat(32), ...window },
+          OPERATOR,
+        );
+        assert.deepEqual(
+          (await store.certificatesOf('client', 'police-bot')).map((certificate) => certificate.serial),
+          ['f2', 'a1'],
+        );
+      }));
+
     it('revokes a node certificate and denylists the node in one transaction and one revision', () =>
       withStore(async (store) => {
         await store.applyChanges(SEED, OPERATOR);

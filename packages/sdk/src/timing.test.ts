@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { backoffDelay } from './backoff.js';
 import { DedupWindow, DEFAULT_DEDUP_WINDOW_MS } from './dedup.js';
-import { renewalDelayMs } from './enrolment.js';
 
 describe('backoffDelay', () => {
   it('doubles to the ceiling with jitter in [ceiling/2, ceiling]', () => {
@@ -71,24 +70,4 @@ describe('DedupWindow', () => {
   });
 });
 
-describe('renewalDelayMs', () => {
-  const notBefore = new Date('2026-01-01T00:00:00Z');
-  const notAfter = new Date('2026-01-01T03:00:00Z');
-
-  it('renews at two thirds of the lifetime', () => {
-    assert.equal(renewalDelayMs(notBefore, notAfter, notBefore), 2 * 3_600_000);
-    assert.equal(renewalDelayMs(notBefore, notAfter, new Date('2026-01-01T01:00:00Z')), 3_600_000);
-  });
-
-  it('renews soon (≤ 1 s) once past that point', () => {
-    const late = new Date('2026-01-01T02:30:00Z');
-    assert.equal(
-      renewalDelayMs(notBefore, notAfter, late, () => 0),
-      0,
-    );
-    assert.equal(
-      renewalDelayMs(notBefore, notAfter, late, () => 0.999),
-      999,
-    );
-  });
-});
+// renewalDelayMs lives in @dmr/pki (the shared enrolment client) and is tested there.

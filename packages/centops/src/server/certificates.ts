@@ -17,6 +17,7 @@ import {
   type CertificateAuthority,
   type CertificateSubject,
   type IssuedCertificate,
+  type IssuedCertificateResponse,
   type IssuedRecord,
   type OperatorRole,
   type RevocationReason,
@@ -27,21 +28,11 @@ import { actorOf, type IssuedIndex, type Principal } from './auth.js';
 import { recordIssued } from './credentials.js';
 import { OPERATOR_CERTIFICATE_TTL_MS, operatorTtlMs } from './operators.js';
 
-export interface IssuedResponse {
-  id: string;
+/** What enrolment and renewal answer: the wire shape clients read (@dmr/pki), with the server's narrower kinds. */
+export interface IssuedResponse extends IssuedCertificateResponse {
   kind: PrincipalKind | 'operator';
   /** Operators only. */
   role?: OperatorRole;
-  serial: string;
-  notBefore: string;
-  notAfter: string;
-  fingerprint: string;
-  /** The leaf alone. */
-  certificate: string;
-  /** Leaf then CentOps' intermediate: what the holder presents in TLS. */
-  chain: string;
-  /** The roots to trust (several during a rollover). */
-  trustBundle: string;
 }
 
 export interface RevokeResponse {

@@ -637,12 +637,25 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
         }
         const binding = { id: received.id, from: received.from, to: this.id, type: received.type };
         const decryptWith = [...listOf(unprotect.decryptWith), ...this.#ownKeys()];
+        // Each sender certificate is checked only when it is needed: the current one first, an earlier one
+        // only for a message its signature does not match (signed just before a renewal).
         const open = async (fresh: boolean): Promise<Buffer> => {
-          const senderCertificate = await this.#usableCertificates(
-            listOf(await unprotect.verifySender(received.from, { fresh })),
-            received.from,
-          );
-          return unprotectPayload(message.content, binding, { decryptWith, senderCertificate });
+          let failure: unknown;
+          for (const pem of listOf(await unprotect.verifySender(received.from, { fresh }))) {
+            try {
+              await this.#checkCertificate(pem, received.from, 'verify');
+            } catch (error) {
+              failure ??= error;
+              continue;
+            }
+            try {
+              return await unprotectPayload(message.content, binding, { decryptWith, senderCertificate: pem });
+            } catch (error) {
+              if (protectionStage(error) !== 'verify') throw error;
+              failure = error;
+            }
+          }
+          throw failure ?? new DmrError('PROTECTION_INVALID', `no certificate of ${received.from} to verify with`);
         };
         try {
           received.body = await open(false);
@@ -744,22 +757,6 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
       redelivered: message.fields.redelivered,
       protected: false,
     };
-  }
-
-  /** The certificates that pass the peer check (at least one, else the first refusal). */
-  async #usableCertificates(candidates: readonly string[], id: string): Promise<string[]> {
-    const usable: string[] = [];
-    let refusal: unknown;
-    for (const pem of candidates) {
-      try {
-        await this.#checkCertificate(pem, id, 'verify');
-        usable.push(pem);
-      } catch (error) {
-        refusal ??= error;
-      }
-    }
-    if (usable.length > 0) return usable;
-    throw refusal ?? new DmrError('PROTECTION_INVALID', `no certificate of ${id} to verify with`);
   }
 
   /** This client's decryption keys: the current one, then those it renewed away from whose certificate is still valid. */

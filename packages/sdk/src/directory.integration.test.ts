@@ -154,7 +154,7 @@ describe('CentOpsDirectory: end-to-end protection with certificates from CentOps
       ['rik-bot', rik.serial, rik.chainPem, 'active'],
     );
     await directory.checkCertificate(rik.chainPem, { id: 'rik-bot', use: 'encrypt' });
-    assert.equal(await directory.verifySender('rik-bot'), rik.chainPem);
+    assert.deepEqual(await directory.verifySender('rik-bot'), [rik.chainPem]);
     assert.deepEqual(await directory.protectFor('rik-bot', 'KEY'), { signWith: 'KEY', encryptFor: rik.chainPem });
 
     // Somebody else's certificate presented as rik-bot's: refused whatever CentOps says about rik-bot.
@@ -230,6 +230,42 @@ describe('CentOpsDirectory: end-to-end protection with certificates from CentOps
     assert.equal(handled[0]?.id, id);
     assert.equal(handled[0]?.body.toString('utf8'), 'signed with the renewed key');
     assert.equal((await rikDirectory.certificateOf('ria-bot', 'verify')).serial, renewed.serial, 'cache refreshed');
+    await subscription.cancel();
+  });
+
+  it('a message signed just before the sender renewed verifies at a receiver that never saw the old certificate', async () => {
+    // No cache at all: the receiver only ever sees what the directory says now.
+    const rikDirectory = directoryFor('rik-bot', 0);
+    const rik = await connect('rik-bot', rikDirectory);
+    const ria = await connect('ria-bot', directoryFor('ria-bot'));
+    const handled: ReceivedMessage[] = [];
+    const errors: Error[] = [];
+    rik.on('error', (error) => errors.push(error));
+    const subscription = await rik.receive((message) => void handled.push(message), {
+      unprotect: { decryptWith: identities.get('rik-bot')?.keyPem ?? '', verifySender: rikDirectory.verifySender },
+    });
+    const before = identities.get('ria-bot') as EnrolledIdentity;
+    const renewed = await renewCertificate({
+      apiUrl: centops.apiUrl,
+      current: { cert: before.chainPem, key: before.keyPem, ca: before.trustBundlePem },
+    });
+    identities.set('ria-bot', renewed);
+    const listed = await rikDirectory.verifySender('ria-bot');
+    assert.equal(listed[0], renewed.chainPem, 'the current certificate first');
+    assert.ok(listed.includes(before.chainPem), 'the earlier one is listed while valid');
+    // Signed (and encrypted) with the key ria-bot had a moment ago, delivered after the renewal.
+    const id = await ria.send({
+      to: 'rik-bot',
+      type: 'ChatMessage',
+      body: 'signed just before the renewal',
+      protect: { signWith: before.keyPem, encryptFor: identities.get('rik-bot')?.chainPem ?? '' },
+    });
+    await waitFor('the message', () => handled.length === 1 || errors.length > 0);
+    assert.deepEqual(
+      errors.map((error) => error.message),
+      [],
+    );
+    assert.equal(handled[0]?.id, id);
     await subscription.cancel();
   });
 

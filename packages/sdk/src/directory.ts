@@ -74,6 +74,12 @@ export interface DirectoryEntry {
   chainPem: string;
   /** The client's registry status (always `active` in an entry this module hands out). */
   status: string;
+  /**
+   * Its other valid, unrevoked certificates (PEM chains, newest first), for
+   * verifying a message signed just before a renewal. Never encrypted for;
+   * each is checked (chain, CRL) when the SDK verifies with it.
+   */
+  earlier: string[];
 }
 
 const DEFAULT_TTL_MS = 60_000;
@@ -143,6 +149,15 @@ function parseEntry(body: string, id: string): DirectoryEntry {
   const notAfter = new Date(value.notAfter as string);
   if (Number.isNaN(notBefore.getTime()) || Number.isNaN(notAfter.getTime())) throw bad('the validity is not a time');
   if (!/^[0-9a-f]{64}$/.test(value.fingerprint as string)) throw bad('the fingerprint is not a sha256');
+  // Absent from a CentOps older than this field: no earlier certificates then.
+  const earlierList = value.earlier ?? [];
+  if (!Array.isArray(earlierList)) throw bad('earlier is not a list');
+  const earlier = earlierList.map((item: unknown, index) => {
+    if (!isObject(item) || typeof item.chainPem !== 'string' || item.chainPem === '') {
+      throw bad(`earlier[${index}] has no chainPem`);
+    }
+    return item.chainPem;
+  });
   return {
     id,
     serial: value.serial as string,
@@ -151,6 +166,7 @@ function parseEntry(body: string, id: string): DirectoryEntry {
     notAfter,
     chainPem: value.chainPem as string,
     status: value.status as string,
+    earlier,
   };
 }
 
@@ -264,12 +280,14 @@ export class CentOpsDirectory {
 
   /**
    * For `receive(…, { unprotect: { verifySender } })`: the sender's current
-   * certificate. `fresh` (the SDK's second try after a signature did not
+   * certificate, then its earlier valid ones. `fresh` (the SDK's second try after a signature did not
    * verify: the sender may have renewed) skips the cached verdict.
    */
-  readonly verifySender = async (senderId: string, options: { fresh?: boolean } = {}): Promise<string> => {
+  readonly verifySender = async (senderId: string, options: { fresh?: boolean } = {}): Promise<string[]> => {
     if (options.fresh === true) this.forget(senderId);
-    return (await this.certificateOf(senderId, 'verify')).chainPem;
+    const entry = await this.certificateOf(senderId, 'verify');
+    // The current one first; the earlier ones verify what was signed just before a renewal (the SDK checks each).
+    return [entry.chainPem, ...entry.earlier];
   };
 
   /**

@@ -33,6 +33,7 @@ interface Entry {
   notAfter: string;
   chainPem: string;
   status: string;
+  earlier: Array<{ serial: string; chainPem: string }>;
 }
 
 function error(response: Response): { code?: string; details?: Record<string, unknown> } {
@@ -132,6 +133,12 @@ function suite(backend: Backend): void {
       const after = (await entryOf('police-bot', tax)).json as Entry;
       assert.equal(after.serial, (renewed.json as { serial: string }).serial, 'the newest certificate is served');
       assert.equal(after.chainPem, (renewed.json as { chain: string }).chain);
+      // The replaced one is still valid and unrevoked: listed for verifying what was signed before the renewal.
+      assert.deepEqual(
+        after.earlier.map((item) => [item.serial, item.chainPem]),
+        [[police.serial, police.chain]],
+      );
+      assert.deepEqual(entry.earlier, [], 'nothing earlier before the renewal');
     });
 
     it('serves a suspended client’s certificate with its status, for the caller to refuse', async () => {

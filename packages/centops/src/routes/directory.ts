@@ -38,14 +38,30 @@ export const DirectoryCertificate = Type.Object({
   notAfter: Type.String({ format: 'date-time' }),
   chainPem: Type.String({ description: 'PEM, the leaf first, then CentOps’ intermediate' }),
   status: Type.String({ description: 'the client’s registry status: active, suspended or revoked' }),
+  earlier: Type.Array(
+    Type.Object({
+      serial: Type.String(),
+      fingerprint: Type.String(),
+      notBefore: Type.String({ format: 'date-time' }),
+      notAfter: Type.String({ format: 'date-time' }),
+      chainPem: Type.String(),
+    }),
+    {
+      description:
+        'its other valid, unrevoked certificates, newest first: a message signed just before a renewal verifies ' +
+        'with one of them; never encrypt for these',
+    },
+  ),
 });
 
-/** The certificate to serve: the newest valid, unrevoked one with a kept chain (input: newest first). */
+/** Valid now, not revoked, and its chain kept: a certificate the directory can serve. */
+function servable(certificate: CertificateWithChain, now: Date): boolean {
+  return certificate.revokedAt === null && certificate.chainPem !== null && new Date(certificate.notBefore) <= now;
+}
+
+/** The certificate to serve: the newest servable one (input: newest first). */
 function current(certificates: CertificateWithChain[], now: Date): CertificateWithChain | undefined {
-  return certificates.find(
-    (certificate) =>
-      certificate.revokedAt === null && certificate.chainPem !== null && new Date(certificate.notBefore) <= now,
-  );
+  return certificates.find((certificate) => servable(certificate, now));
 }
 
 export function directoryRoutes(context: RouteContext): FastifyPluginAsync {
@@ -91,6 +107,16 @@ export function directoryRoutes(context: RouteContext): FastifyPluginAsync {
             hint: 'the client gets one by enrolling or renewing (certificates issued before the directory existed are not kept)',
           });
         }
+        const now = new Date();
+        const earlier = certificates
+          .filter((certificate) => certificate !== chosen && servable(certificate, now))
+          .map((certificate) => ({
+            serial: certificate.serial,
+            fingerprint: certificate.fingerprint,
+            notBefore: certificate.notBefore,
+            notAfter: certificate.notAfter,
+            chainPem: certificate.chainPem as string,
+          }));
         return reply.header('cache-control', 'no-cache').send({
           id,
           kind: 'client',
@@ -100,6 +126,7 @@ export function directoryRoutes(context: RouteContext): FastifyPluginAsync {
           notAfter: chosen.notAfter,
           chainPem: chosen.chainPem,
           status: client.spec.status,
+          earlier,
         });
       },
     );

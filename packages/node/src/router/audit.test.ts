@@ -33,6 +33,29 @@ function fakeChannel(fail: (index: number) => boolean = () => false): { channel:
   return { channel: channel as unknown as ConfirmChannel, bodies };
 }
 
+/** A confirm channel whose confirms wait until `release(n)` (n = how many, in publish order; fail(i) nacks). */
+function heldChannel(fail: (index: number) => boolean = () => false) {
+  const bodies: Buffer[] = [];
+  const held: Array<() => void> = [];
+  const channel = {
+    sendToQueue(_queue: string, body: Buffer, _options: unknown, callback: (error: unknown) => void): boolean {
+      const index = bodies.length;
+      bodies.push(body);
+      held.push(() => callback(fail(index) ? new Error('message nacked') : null));
+      return true;
+    },
+  };
+  return {
+    channel: channel as unknown as ConfirmChannel,
+    bodies,
+    release(count: number): void {
+      for (const confirm of held.splice(0, count)) confirm();
+    },
+  };
+}
+
+const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 describe('audit chain', () => {
   it('chains records by the hash of the previous record bytes, and names the first broken one', () => {
     let head = GENESIS;
@@ -63,6 +86,52 @@ describe('audit chain', () => {
     assert.equal(bodies.length, 10);
     assert.equal(firstBrokenRecord('w-1', bodies), -1);
     assert.equal(sink.head.seq, 10);
+    await sink.close();
+  });
+
+  it('publishes the next batch before the previous one is confirmed, settling each in chain order', async () => {
+    const sink = new StreamAuditSink({ writer: 'w-1', maxBatch: 2, flushMs: 1_000 });
+    const held = heldChannel();
+    sink.attach(held.channel);
+    const settled: number[] = [];
+    const appends = Array.from({ length: 6 }, (_, n) => sink.append(event(n)).then(() => void settled.push(n)));
+    await tick();
+    assert.equal(held.bodies.length, 6, 'three batches out, none confirmed yet');
+    assert.equal(firstBrokenRecord('w-1', held.bodies), -1, 'one chain across the batches');
+    held.release(3);
+    await tick();
+    assert.deepEqual(settled, [0, 1, 2]);
+    assert.equal(sink.head.seq, 3);
+    const closed = sink.close();
+    held.release(3);
+    await Promise.all([...appends, closed]);
+    assert.deepEqual(settled, [0, 1, 2, 3, 4, 5]);
+    assert.equal(sink.head.seq, 6);
+  });
+
+  it('a failed record takes the records published after it down, across batches; the chain goes on from the last stored', async () => {
+    const sink = new StreamAuditSink({ writer: 'w-1', maxBatch: 2, flushMs: 1_000 });
+    const held = heldChannel((index) => index === 1);
+    sink.attach(held.channel);
+    const results = Promise.allSettled(Array.from({ length: 4 }, (_, n) => sink.append(event(n))));
+    await tick();
+    held.release(4);
+    assert.deepEqual(
+      (await results).map((result) => result.status),
+      ['fulfilled', 'rejected', 'rejected', 'rejected'],
+    );
+    assert.equal(sink.head.seq, 1);
+    const next = sink.append(event(9));
+    const more = sink.append(event(10));
+    await tick();
+    held.release(2);
+    await Promise.all([next, more]);
+    // Stored: record 0, then the two appended after the failure, chained onto record 0.
+    assert.equal(
+      firstBrokenRecord('w-1', [held.bodies[0] as Buffer, held.bodies[4] as Buffer, held.bodies[5] as Buffer]),
+      -1,
+    );
+    assert.equal(sink.head.seq, 3);
     await sink.close();
   });
 

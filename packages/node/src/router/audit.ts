@@ -106,6 +106,13 @@ interface Pending {
   reject: (error: Error) => void;
 }
 
+/** A published record waiting for its confirm, in publish (= chain) order. */
+interface InFlight {
+  pending: Pending;
+  head: ChainHead;
+  outcome: 'waiting' | 'confirmed' | Error;
+}
+
 export class StreamAuditSink implements AuditSink {
   readonly writer: string;
   readonly #maxBatch: number;
@@ -114,10 +121,18 @@ export class StreamAuditSink implements AuditSink {
   #channel: ConfirmChannel | undefined;
   #pending: Pending[] = [];
   #timer: NodeJS.Timeout | undefined;
-  /** Flushes run one at a time: each chains onto the head the previous one confirmed. */
-  #flushing: Promise<void> = Promise.resolve();
-  /** The last record known stored: a failed batch restarts the chain from here. */
+  /**
+   * Published and not yet settled, oldest first. Batches are pipelined: the
+   * next one is published without waiting for the previous one's confirms
+   * (waiting capped the stream at maxBatch records per confirm round trip),
+   * so records are sealed on the head of the last PUBLISHED record.
+   */
+  #inFlight: InFlight[] = [];
+  /** Head of the last published record: what the next record chains onto. */
+  #sealed: ChainHead = GENESIS;
+  /** The last record known stored: a failed record restarts the chain from here. */
   #head: ChainHead = GENESIS;
+  #drained: Array<() => void> = [];
 
   constructor(options: StreamAuditSinkOptions = {}) {
     this.writer = options.writer ?? randomUUID();
@@ -146,11 +161,13 @@ export class StreamAuditSink implements AuditSink {
     });
   }
 
+  /** Publishes what waits and resolves once every published record is settled. */
   async close(): Promise<void> {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#flush();
-    await this.#flushing;
+    if (this.#inFlight.length === 0) return;
+    await new Promise<void>((resolve) => this.#drained.push(resolve));
   }
 
   #flushSoon(delayMs: number): void {
@@ -170,50 +187,55 @@ export class StreamAuditSink implements AuditSink {
     const batch = this.#pending;
     if (batch.length === 0) return;
     this.#pending = [];
-    // A throw inside #write must settle its batch and must not stall every later flush.
-    this.#flushing = this.#flushing
-      .then(() => this.#write(batch))
-      .catch((error: unknown) => {
-        for (const item of batch) item.reject(asError(error));
-      });
-  }
-
-  async #write(batch: Pending[]): Promise<void> {
     const channel = this.#channel;
     if (channel === undefined) {
       const error = new DmrError('BROKER_NOT_RUNNING', 'the audit stream is not connected');
       for (const item of batch) item.reject(error);
       return;
     }
-    let head = this.#head;
-    const confirms = batch.map((item) => {
-      const sealed = sealRecord(this.writer, head, item.event);
-      head = sealed.head;
-      return new Promise<ChainHead>((resolve, reject) => {
-        try {
-          channel.sendToQueue(
-            this.#stream,
-            sealed.bytes,
-            { persistent: true, contentType: 'application/json', type: 'dmr.AuditRecord' },
-            (error: unknown) => (error ? reject(asError(error)) : resolve(sealed.head)),
-          );
-        } catch (error) {
-          reject(asError(error));
-        }
-      });
-    });
-    const outcomes = await Promise.allSettled(confirms);
-    // Only the confirmed prefix counts: after a gap the chain goes on from the last record before it.
-    let broken = false;
-    for (const [index, outcome] of outcomes.entries()) {
-      const item = batch[index] as Pending;
-      if (!broken && outcome.status === 'fulfilled') {
-        this.#head = outcome.value;
-        item.resolve();
-      } else {
-        broken = true;
-        item.reject(outcome.status === 'rejected' ? asError(outcome.reason) : new Error('an earlier record failed'));
+    for (const pending of batch) {
+      const sealed = sealRecord(this.writer, this.#sealed, pending.event);
+      this.#sealed = sealed.head;
+      const entry: InFlight = { pending, head: sealed.head, outcome: 'waiting' };
+      this.#inFlight.push(entry);
+      try {
+        channel.sendToQueue(
+          this.#stream,
+          sealed.bytes,
+          { persistent: true, contentType: 'application/json', type: 'dmr.AuditRecord' },
+          (error: unknown) => {
+            entry.outcome = error ? asError(error) : 'confirmed';
+            this.#settle();
+          },
+        );
+      } catch (error) {
+        entry.outcome = asError(error);
       }
+    }
+    this.#settle();
+  }
+
+  /** Settles the confirmed prefix in chain order; a failed record takes every record chained after it down too. */
+  #settle(): void {
+    while (this.#inFlight.length > 0) {
+      const first = this.#inFlight[0] as InFlight;
+      if (first.outcome === 'waiting') break;
+      this.#inFlight.shift();
+      if (first.outcome === 'confirmed') {
+        this.#head = first.head;
+        first.pending.resolve();
+        continue;
+      }
+      // Not stored: the records sealed after it point at a missing record. Their messages go back to the
+      // broker and are audited again, continuing from the last record known stored.
+      first.pending.reject(first.outcome);
+      const later = this.#inFlight;
+      this.#inFlight = [];
+      this.#sealed = this.#head;
+      for (const entry of later) entry.pending.reject(new Error('an earlier audit record failed'));
+    }
+    if (this.#inFlight.length === 0) {
+      for (const resolve of this.#drained.splice(0)) resolve();
     }
   }
 }

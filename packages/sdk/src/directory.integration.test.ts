@@ -91,6 +91,42 @@ describe('CentOpsDirectory: end-to-end protection with certificates from CentOps
     return client;
   }
 
+  /** rik-bot receiving protected messages, its senders' certificates from `directory`: what got through, what not. */
+  async function protectedReceiver(directory: CentOpsDirectory) {
+    const rik = await connect('rik-bot', directory);
+    const handled: ReceivedMessage[] = [];
+    const errors: Error[] = [];
+    rik.on('error', (error) => errors.push(error));
+    const subscription = await rik.receive((message) => void handled.push(message), {
+      unprotect: { decryptWith: identities.get('rik-bot')?.keyPem ?? '', verifySender: directory.verifySender },
+    });
+    return {
+      handled,
+      errors,
+      subscription,
+      /** Waits for one outcome; asserts it was handled (no refusal) and returns it. */
+      async one(): Promise<ReceivedMessage> {
+        await waitFor('the message', () => handled.length === 1 || errors.length > 0);
+        assert.deepEqual(
+          errors.map((error) => error.message),
+          [],
+        );
+        return handled[0] as ReceivedMessage;
+      },
+    };
+  }
+
+  /** Renews ria-bot's CentOps certificate (a new key); `identities` holds the new one afterwards. */
+  async function renewRia(): Promise<{ before: EnrolledIdentity; renewed: EnrolledIdentity }> {
+    const before = identities.get('ria-bot') as EnrolledIdentity;
+    const renewed = await renewCertificate({
+      apiUrl: centops.apiUrl,
+      current: { cert: before.chainPem, key: before.keyPem, ca: before.trustBundlePem },
+    });
+    identities.set('ria-bot', renewed);
+    return { before, renewed };
+  }
+
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'dmr-sdk-directory-'));
     await initCentOps({ dir: join(dir, 'centops'), dev: true, trustDomain: TD });
@@ -201,55 +237,30 @@ describe('CentOpsDirectory: end-to-end protection with certificates from CentOps
   it('a sender that renewed since the receiver cached its certificate: the receiver asks again and verifies', async () => {
     // A long cache: without asking again, the receiver would hold the old certificate for an hour.
     const rikDirectory = directoryFor('rik-bot', 3_600_000);
-    const rik = await connect('rik-bot', rikDirectory);
+    const receiver = await protectedReceiver(rikDirectory);
     const ria = await connect('ria-bot', directoryFor('ria-bot'));
-    const handled: ReceivedMessage[] = [];
-    const errors: Error[] = [];
-    rik.on('error', (error) => errors.push(error));
-    const subscription = await rik.receive((message) => void handled.push(message), {
-      unprotect: { decryptWith: identities.get('rik-bot')?.keyPem ?? '', verifySender: rikDirectory.verifySender },
-    });
-    const before = identities.get('ria-bot') as EnrolledIdentity;
-    assert.equal((await rikDirectory.certificateOf('ria-bot', 'verify')).serial, before.serial, 'cached');
-    const renewed = await renewCertificate({
-      apiUrl: centops.apiUrl,
-      current: { cert: before.chainPem, key: before.keyPem, ca: before.trustBundlePem },
-    });
-    identities.set('ria-bot', renewed);
+    const cached = await rikDirectory.certificateOf('ria-bot', 'verify');
+    assert.equal(cached.serial, identities.get('ria-bot')?.serial, 'cached');
+    const { renewed } = await renewRia();
     const id = await ria.send({
       to: 'rik-bot',
       type: 'ChatMessage',
       body: 'signed with the renewed key',
       protect: { signWith: renewed.keyPem, encryptFor: identities.get('rik-bot')?.chainPem ?? '' },
     });
-    await waitFor('the message', () => handled.length === 1 || errors.length > 0);
-    assert.deepEqual(
-      errors.map((error) => error.message),
-      [],
-    );
-    assert.equal(handled[0]?.id, id);
-    assert.equal(handled[0]?.body.toString('utf8'), 'signed with the renewed key');
+    const message = await receiver.one();
+    assert.equal(message.id, id);
+    assert.equal(message.body.toString('utf8'), 'signed with the renewed key');
     assert.equal((await rikDirectory.certificateOf('ria-bot', 'verify')).serial, renewed.serial, 'cache refreshed');
-    await subscription.cancel();
+    await receiver.subscription.cancel();
   });
 
   it('a message signed just before the sender renewed verifies at a receiver that never saw the old certificate', async () => {
     // No cache at all: the receiver only ever sees what the directory says now.
     const rikDirectory = directoryFor('rik-bot', 0);
-    const rik = await connect('rik-bot', rikDirectory);
+    const receiver = await protectedReceiver(rikDirectory);
     const ria = await connect('ria-bot', directoryFor('ria-bot'));
-    const handled: ReceivedMessage[] = [];
-    const errors: Error[] = [];
-    rik.on('error', (error) => errors.push(error));
-    const subscription = await rik.receive((message) => void handled.push(message), {
-      unprotect: { decryptWith: identities.get('rik-bot')?.keyPem ?? '', verifySender: rikDirectory.verifySender },
-    });
-    const before = identities.get('ria-bot') as EnrolledIdentity;
-    const renewed = await renewCertificate({
-      apiUrl: centops.apiUrl,
-      current: { cert: before.chainPem, key: before.keyPem, ca: before.trustBundlePem },
-    });
-    identities.set('ria-bot', renewed);
+    const { before, renewed } = await renewRia();
     const listed = await rikDirectory.verifySender('ria-bot');
     assert.equal(listed[0], renewed.chainPem, 'the current certificate first');
     assert.ok(listed.includes(before.chainPem), 'the earlier one is listed while valid');
@@ -260,13 +271,8 @@ describe('CentOpsDirectory: end-to-end protection with certificates from CentOps
       body: 'signed just before the renewal',
       protect: { signWith: before.keyPem, encryptFor: identities.get('rik-bot')?.chainPem ?? '' },
     });
-    await waitFor('the message', () => handled.length === 1 || errors.length > 0);
-    assert.deepEqual(
-      errors.map((error) => error.message),
-      [],
-    );
-    assert.equal(handled[0]?.id, id);
-    await subscription.cancel();
+    assert.equal((await receiver.one()).id, id);
+    await receiver.subscription.cancel();
   });
 
   it('a receiver refuses a message from a sender CentOps has revoked and denylisted: the handler never sees it', async () => {

@@ -339,8 +339,8 @@ export class Router {
       {
         messageId,
         sender: from ?? null,
-        // An unvalidated header: recorded only when it has the shape of an id.
-        recipient: typeof recipient === 'string' && recipient.length <= 63 ? recipient : null,
+        // An unvalidated header: recorded only when it is a valid id.
+        recipient: validId(recipient),
         result: 'rejected',
         reason: refusal.reason,
         policyRevision: refusal.policy?.revision ?? null,

@@ -31,7 +31,6 @@ export class AckBatcher<M extends Delivery> {
   readonly #outstanding = new Map<number, { message: M; acked: boolean }>();
   #acked = 0;
   #scheduled = false;
-  #frames = 0;
 
   constructor(channel: AckingChannel<M>) {
     this.#channel = channel;
@@ -40,11 +39,6 @@ export class AckBatcher<M extends Delivery> {
   /** Deliveries not settled on the wire yet. */
   get outstanding(): number {
     return this.#outstanding.size;
-  }
-
-  /** Ack and nack frames sent so far. */
-  get frames(): number {
-    return this.#frames;
   }
 
   /** Registers a delivery as it arrives; tags must increase. */
@@ -67,13 +61,9 @@ export class AckBatcher<M extends Delivery> {
   /** Negative acknowledgement, now (it must not be covered by a later multiple ack: it is sent before it). */
   nack(message: M, requeue: boolean): void {
     const entry = this.#outstanding.get(message.fields.deliveryTag);
-    if (entry === undefined) return;
-    if (entry.acked) {
-      // Already acked in this turn: the ack stands.
-      return;
-    }
+    // Unknown, or already acked in this turn (the ack stands).
+    if (entry === undefined || entry.acked) return;
     this.#outstanding.delete(message.fields.deliveryTag);
-    this.#frames += 1;
     this.#channel.nack(message, false, requeue);
   }
 
@@ -99,7 +89,6 @@ export class AckBatcher<M extends Delivery> {
       run += 1;
     }
     if (last !== undefined) {
-      this.#frames += 1;
       this.#channel.ack(last, run > 1);
     }
     this.#acked -= run;
@@ -107,7 +96,6 @@ export class AckBatcher<M extends Delivery> {
     for (const [tag, entry] of this.#outstanding) {
       if (!entry.acked) continue;
       this.#outstanding.delete(tag);
-      this.#frames += 1;
       this.#channel.ack(entry.message, false);
     }
     this.#acked = 0;

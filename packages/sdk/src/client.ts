@@ -34,6 +34,7 @@ import { backoffDelay, type BackoffOptions } from './backoff.js';
 import { checkPeerCertificate, describeCertificate } from './certificates.js';
 import { DedupWindow, type DedupOptions } from './dedup.js';
 import { renewCertificate, renewalDelayMs, type EnrolledIdentity } from './enrolment.js';
+import { listOf } from './list.js';
 import {
   PROTECTED_CONTENT_TYPE,
   protectPayload,
@@ -303,11 +304,6 @@ function encodeBody(
   if (typeof body === 'string')
     return { content: Buffer.from(body, 'utf8'), contentType: contentType ?? 'text/plain; charset=utf-8' };
   return { content: Buffer.from(JSON.stringify(body), 'utf8'), contentType: contentType ?? 'application/json' };
-}
-
-function listOf<T>(value: T | readonly T[] | undefined): T[] {
-  if (value === undefined) return [];
-  return Array.isArray(value) ? [...(value as readonly T[])] : [value as T];
 }
 
 /** Longest setTimeout delay (2^31 − 1 ms ≈ 24.8 days). */
@@ -637,26 +633,14 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
         }
         const binding = { id: received.id, from: received.from, to: this.id, type: received.type };
         const decryptWith = [...listOf(unprotect.decryptWith), ...this.#ownKeys()];
-        // Each sender certificate is checked only when it is needed: the current one first, an earlier one
-        // only for a message its signature does not match (signed just before a renewal).
-        const open = async (fresh: boolean): Promise<Buffer> => {
-          let failure: unknown;
-          for (const pem of listOf(await unprotect.verifySender(received.from, { fresh }))) {
-            try {
-              await this.#checkCertificate(pem, received.from, 'verify');
-            } catch (error) {
-              failure ??= error;
-              continue;
-            }
-            try {
-              return await unprotectPayload(message.content, binding, { decryptWith, senderCertificate: pem });
-            } catch (error) {
-              if (protectionStage(error) !== 'verify') throw error;
-              failure = error;
-            }
-          }
-          throw failure ?? new DmrError('PROTECTION_INVALID', `no certificate of ${received.from} to verify with`);
-        };
+        // The current sender certificate first; an earlier one is checked and tried only for a message the
+        // current one does not verify (signed just before a renewal).
+        const open = async (fresh: boolean): Promise<Buffer> =>
+          unprotectPayload(message.content, binding, {
+            decryptWith,
+            senderCertificate: listOf(await unprotect.verifySender(received.from, { fresh })),
+            checkSender: (pem) => this.#checkCertificate(pem, received.from, 'verify'),
+          });
         try {
           received.body = await open(false);
         } catch (error) {

@@ -18,6 +18,7 @@ import { createPrivateKey, type KeyObject, type X509Certificate } from 'node:cry
 import { CompactEncrypt, CompactSign, compactDecrypt, compactVerify } from 'jose';
 import { DmrError } from '@dmr/core';
 import { parseChain } from './certificates.js';
+import { listOf } from './list.js';
 
 /** The content type of a protected body: the marker a receiver looks for. */
 export const PROTECTED_CONTENT_TYPE = 'application/jose';
@@ -98,6 +99,13 @@ export interface UnprotectKeys {
    * before the sender renewed verifies with its previous certificate.
    */
   senderCertificate: string | readonly string[];
+  /**
+   * Checks a sender certificate just before it is tried (throw to skip it):
+   * an earlier certificate is checked only for a message the current one
+   * does not verify. If none verifies, a check's refusal is the error when
+   * no signature check ran.
+   */
+  checkSender?: (certificatePem: string) => void | Promise<void>;
 }
 
 /** Where a protected body failed: `verify` may succeed with a fresher sender certificate, the others cannot. */
@@ -114,10 +122,6 @@ export function protectionStage(error: unknown): ProtectionStage | undefined {
   return stage === 'decrypt' || stage === 'verify' || stage === 'binding' ? stage : undefined;
 }
 
-function list<T>(value: T | readonly T[]): readonly T[] {
-  return Array.isArray(value) ? (value as readonly T[]) : [value as T];
-}
-
 /** Decrypts and verifies a protected body; throws PROTECTION_INVALID for anything that does not check out. */
 export async function unprotectPayload(
   body: Uint8Array,
@@ -127,7 +131,7 @@ export async function unprotectPayload(
   const jwe = Buffer.from(body).toString('utf8');
   let jws: string | undefined;
   let decryptError: unknown;
-  for (const key of list(keys.decryptWith)) {
+  for (const key of listOf(keys.decryptWith)) {
     try {
       const { plaintext, protectedHeader } = await compactDecrypt(jwe, privateKey(key), {
         contentEncryptionAlgorithms: ['A256GCM'],
@@ -146,7 +150,14 @@ export async function unprotectPayload(
   }
   let verified: Awaited<ReturnType<typeof compactVerify>> | undefined;
   let verifyError: unknown;
-  for (const certificate of list(keys.senderCertificate)) {
+  let refusal: unknown;
+  for (const certificate of listOf(keys.senderCertificate)) {
+    try {
+      await keys.checkSender?.(certificate);
+    } catch (error) {
+      refusal ??= error;
+      continue;
+    }
     try {
       verified = await compactVerify(jws, leafKey(certificate), { algorithms: ['ES256', 'ES384', 'PS256'] });
       break;
@@ -155,6 +166,7 @@ export async function unprotectPayload(
     }
   }
   if (verified === undefined) {
+    if (verifyError === undefined && refusal !== undefined) throw refusal;
     throw invalid(
       `message ${binding.id}: the signature does not verify with the certificate of ${binding.from}`,
       'verify',

@@ -11,7 +11,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { Agent, createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -19,22 +19,17 @@ import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { percentile, sortedSamples } from '@dmr/core';
+import { readProcStat } from '@dmr/broker-harness';
 import { NodeFixture } from '@dmr/node/testing';
 import type { V1Delivered, V1Message } from '../v1.js';
 
 /** packages/cli/bin/dmr.js, from packages/bridge/dist/bench. */
 const DMR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'cli', 'bin', 'dmr.js');
 
-/** CPU seconds (user + system) a process used so far, from /proc (Linux; clock ticks of 10 ms). */
-async function cpuSeconds(pid: number | null | undefined): Promise<number> {
-  if (pid === null || pid === undefined) return Number.NaN;
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return Number.NaN;
-  }
+/** CPU seconds (user + system) a process used so far, from /proc (clock ticks of 10 ms); NaN when unknown. */
+function cpuSeconds(pid: number | null | undefined): number {
+  const stat = pid === null || pid === undefined ? undefined : readProcStat(pid);
+  return stat === undefined ? Number.NaN : stat.cpuTicks / 100;
 }
 
 async function freePort(): Promise<number> {
@@ -184,16 +179,14 @@ async function main(): Promise<void> {
         broker: [node.harness.node(0).pid],
         bench: [process.pid],
       };
-      const cpu = async (): Promise<Record<string, number>> =>
+      const cpu = (): Record<string, number> =>
         Object.fromEntries(
-          await Promise.all(
-            Object.entries(pids).map(
-              async ([name, list]) =>
-                [name, (await Promise.all(list.map((pid) => cpuSeconds(pid)))).reduce((a, b) => a + b, 0)] as const,
-            ),
-          ),
+          Object.entries(pids).map(([name, list]) => [
+            name,
+            list.reduce<number>((sum, pid) => sum + cpuSeconds(pid), 0),
+          ]),
         );
-      const cpuBefore = await cpu();
+      const cpuBefore = cpu();
       const deadline = performance.now() + SECONDS * 1000;
       const started = performance.now();
       await Promise.all(
@@ -202,7 +195,7 @@ async function main(): Promise<void> {
         }),
       );
       const elapsed = (performance.now() - started) / 1000;
-      const cpuAfter = await cpu();
+      const cpuAfter = cpu();
       cpuRows.push(
         `${String(concurrency).padStart(11)} |` +
           Object.keys(pids)

@@ -8,14 +8,17 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { connect as connectTcp, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { NodeFixture } from '@dmr/node/testing';
+import { CertificateAuthority } from '@dmr/pki';
+import { BearerTokens } from './auth.js';
 import { Bridge } from './bridge.js';
 import { parseBridgeConfig, type RawBridgeConfig } from './config.js';
 import type { V1Delivered, V1Message } from './v1.js';
@@ -168,24 +171,28 @@ describe('the HTTP bridge against a DMR node', () => {
     endpoint: Endpoint,
     extra: Partial<RawBridgeConfig> = {},
     port = node.harness.node(0).amqpsPort,
+    options: { tokens?: BearerTokens; logger?: Logger } = {},
   ): Promise<Bridge> {
     const issued = await node.ca.issueWithKey({ kind: 'client', id });
     const files = { certFile: join(dir, `${id}.crt`), keyFile: join(dir, `${id}.key`), caFile: join(dir, 'ca.pem') };
     await writeFile(files.certFile, issued.chainPem);
     await writeFile(files.keyFile, issued.privateKeyPem);
     await writeFile(files.caFile, node.harness.trustBundlePem);
-    const config = parseBridgeConfig({
-      id,
-      node: node.nodeId,
-      listen: '127.0.0.1:0',
-      broker: { url: `amqps://127.0.0.1:${port}`, serverName: 'localhost' },
-      tls: files,
-      endpoint: { url: endpoint.url, timeoutMs: 2_000 },
-      delivery: { concurrency: 4, maxAttempts: 60, initialDelayMs: 100, maxDelayMs: 800 },
-      ...extra,
-    });
+    const config = parseBridgeConfig(
+      {
+        id,
+        node: node.nodeId,
+        listen: '127.0.0.1:0',
+        broker: { url: `amqps://127.0.0.1:${port}`, serverName: 'localhost' },
+        tls: files,
+        endpoint: { url: endpoint.url, timeoutMs: 2_000 },
+        delivery: { concurrency: 4, maxAttempts: 60, initialDelayMs: 100, maxDelayMs: 800 },
+        ...extra,
+      },
+      options.tokens === undefined ? {} : { tokens: options.tokens },
+    );
     return Bridge.start(config, {
-      logger: pino({ level: 'silent' }),
+      logger: options.logger ?? pino({ level: 'silent' }),
       client: { backoff: { initialMs: 100, maxMs: 1_000 } },
     });
   }
@@ -393,5 +400,167 @@ describe('the HTTP bridge against a DMR node', () => {
       await desk.close({ drainTimeoutMs: 1_000 });
       await relay.close();
     }
+  });
+
+  it('with bearer tokens: 401 without or with a wrong token and nothing sent, 202 with one; never a token in a log', async () => {
+    const token = 'bR9-uT4_kX2.wQ7~mZ5+pL8/vN3cY6hJ';
+    const wrong = 'gF1-dS2_aP3.oI4~uY5+tR6/eW7qZ8xC';
+    const lines: string[] = [];
+    const logger = pino({ level: 'trace' }, { write: (line: string) => void lines.push(line) });
+    const guarded = await startBridge('ria-desk', riaEndpoint, {}, undefined, {
+      tokens: new BearerTokens([token], ['test']),
+      logger,
+    });
+    const call = (path: string, authorization?: string, body?: unknown) =>
+      fetch(`${guarded.url}${path}`, {
+        method: body === undefined ? 'GET' : 'POST',
+        headers: {
+          'content-type': 'application/json',
+          ...(authorization === undefined ? {} : { authorization }),
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+    try {
+      const confirmedBefore = guarded.client.stats.confirmed;
+      const anonymous = await call('/v1/messages', undefined, v1Message());
+      assert.equal(anonymous.status, 401);
+      assert.equal(anonymous.headers.get('www-authenticate'), 'Bearer realm="dmr-bridge"');
+      const refusal = (await anonymous.json()) as {
+        error: { code: string; message: string; details: object; hint: string };
+      };
+      assert.equal(refusal.error.code, 'UNAUTHENTICATED');
+      assert.deepEqual(refusal.error.details, {});
+      assert.match(refusal.error.hint, /Authorization: Bearer/);
+      const forged = await call('/v1/messages', `Bearer ${wrong}`, v1Message());
+      assert.equal(forged.status, 401);
+      assert.match(forged.headers.get('www-authenticate') ?? '', /error="invalid_token"/);
+      // Refused before anything reached DMR.
+      assert.equal(guarded.client.stats.confirmed, confirmedBefore);
+      assert.equal(guarded.client.unconfirmed, 0);
+
+      const message = v1Message();
+      const accepted = await call('/v1/messages', `Bearer ${token}`, message);
+      assert.equal(accepted.status, 202, await accepted.clone().text());
+      await waitFor('the delivery', () => rikEndpoint.received.some((item) => item.id === message.id.toLowerCase()));
+
+      assert.equal((await call('/metrics')).status, 401);
+      assert.equal((await call('/metrics', `Bearer ${token}`)).status, 200);
+      assert.equal((await call('/v1/nothing-here')).status, 401);
+      // Health stays open for probes, but says only the status to a caller without a token.
+      const probe = await call('/v1/health');
+      assert.equal(probe.status, 200);
+      assert.deepEqual(await probe.json(), { status: 'ok' });
+      const detailed = (await (await call('/v1/health', `Bearer ${token}`)).json()) as { checks?: object };
+      assert.ok(detailed.checks !== undefined);
+    } finally {
+      await guarded.close({ drainTimeoutMs: 1_000 });
+    }
+    const log = lines.join('\n');
+    assert.ok(log.includes('unauthenticated request refused'), 'the refusals were logged');
+    assert.ok(!log.includes(token) && !log.includes(wrong), 'no token in the log');
+  });
+
+  it('a loopback bridge without authentication answers only loopback Host names (DNS rebinding)', async () => {
+    const get = (host: string): Promise<{ status: number; body: string }> =>
+      new Promise((resolve, reject) => {
+        const request = httpRequest(`${riaBridge.url}/v1/health`, { headers: { host } }, (response) => {
+          let body = '';
+          response.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
+          response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+        });
+        request.on('error', reject);
+        request.end();
+      });
+    const port = new URL(riaBridge.url).port;
+    const rebound = await get(`rebind.attacker.example:${port}`);
+    assert.equal(rebound.status, 403);
+    assert.equal((JSON.parse(rebound.body) as { error: { code: string } }).error.code, 'HOST_NOT_ALLOWED');
+    assert.equal((await get(`localhost:${port}`)).status, 200);
+    assert.equal((await get(`127.0.0.1:${port}`)).status, 200);
+  });
+
+  it('with mutual TLS: no client certificate, no request; a certificate of the callers CA gets 202', async () => {
+    // The callers' own CA, not the mesh's: a mesh client certificate must not open the bridge.
+    const callers = await CertificateAuthority.init(join(dir, 'callers-ca'), { trustDomain: 'callers.test' });
+    const server = await callers.issueWithKey({
+      kind: 'node',
+      id: 'desk-bridge',
+      dns: ['localhost'],
+      ips: ['127.0.0.1'],
+    });
+    const caller = await callers.issueWithKey({ kind: 'client', id: 'desk-service' });
+    const files = {
+      certFile: join(dir, 'desk-bridge.crt'),
+      keyFile: join(dir, 'desk-bridge.key'),
+      clientCaFile: join(dir, 'callers.pem'),
+    };
+    await writeFile(files.certFile, server.chainPem);
+    await writeFile(files.keyFile, server.privateKeyPem);
+    await writeFile(files.clientCaFile, callers.trustBundlePem());
+    const mutual = await startBridge('ria-desk', riaEndpoint, { server: { tls: files } });
+    const post = (identity?: { cert: string; key: string }): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const request = httpsRequest(
+          `${mutual.url}/v1/messages`,
+          {
+            method: 'POST',
+            ca: callers.trustBundlePem(),
+            agent: false,
+            headers: { 'content-type': 'application/json' },
+            ...identity,
+          },
+          (response) => {
+            response.resume();
+            response.on('end', () => resolve(response.statusCode ?? 0));
+          },
+        );
+        request.on('error', reject);
+        request.end(JSON.stringify(v1Message()));
+      });
+    try {
+      assert.match(mutual.url, /^https:/);
+      await assert.rejects(post());
+      assert.equal(await post({ cert: caller.chainPem, key: caller.privateKeyPem }), 202);
+    } finally {
+      await mutual.close({ drainTimeoutMs: 1_000 });
+    }
+  });
+
+  it('drops a message in its queue that is not for its id: never POSTed, counted as misaddressed', async () => {
+    const connection = await node.connectAs(node.nodeId);
+    const channel = await connection.createConfirmChannel();
+    const body = Buffer.from(
+      JSON.stringify({
+        id: randomUUID(),
+        timestamp: new Date().toISOString(),
+        type: 'ChatMessage',
+        payload: v1Message().payload,
+      }),
+    );
+    const forged = randomUUID();
+    await new Promise<void>((resolve, reject) =>
+      channel.publish(
+        'dmr.delivery',
+        'rik-bot',
+        body,
+        {
+          persistent: true,
+          messageId: forged,
+          type: 'ChatMessage',
+          timestamp: Math.floor(Date.now() / 1000),
+          headers: { 'dmr-sender': 'ria-bot', 'dmr-origin': node.nodeId, 'dmr-version': 1, 'dmr-recipient': 'ppa-bot' },
+        },
+        (error) => (error ? reject(error as Error) : resolve()),
+      ),
+    );
+    await connection.close();
+    const deadline = Date.now() + 20_000;
+    let metrics = '';
+    while (!/dmr_bridge_deliveries_total\{result="misaddressed"\} 1/.test(metrics) && Date.now() < deadline) {
+      metrics = await (await fetch(`${rikBridge.url}/metrics`)).text();
+      await sleep(50);
+    }
+    assert.match(metrics, /dmr_bridge_deliveries_total\{result="misaddressed"\} 1/);
+    assert.ok(!rikEndpoint.received.some((item) => item.id === forged));
   });
 });

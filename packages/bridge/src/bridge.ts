@@ -10,8 +10,16 @@
  *   endpoint with bounded retries, then dead-lettered (delivery.ts).
  * - `GET /v1/health`: broker connection, certificate validity, CentOps.
  * - `GET /metrics`: Prometheus.
+ *
+ * Who may call it (auth.ts, docs/bridge.md "Authentication"): bearer tokens
+ * and/or mutual TLS; without either the bridge listens only on loopback and
+ * then answers only loopback `Host` names (DNS rebinding). With
+ * authentication configured, every route needs it except `GET /v1/health`,
+ * which tells an unauthenticated caller only `status` (an orchestrator's
+ * probe carries no secret), the checks only to an authenticated one.
  */
-import { request as httpsRequest } from 'node:https';
+import { readFile } from 'node:fs/promises';
+import { request as httpsRequest, type ServerOptions as HttpsServerOptions } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import Fastify, {
   LogController,
@@ -19,9 +27,11 @@ import Fastify, {
   type FastifyError,
   type FastifyInstance,
   type FastifyReply,
+  type FastifyRequest,
 } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { DmrError, ERROR_CATALOGUE, isDmrError, isErrorCode, type ErrorCode } from '@dmr/core';
+import { centOpsServerCheck, type CheckServerIdentity } from '@dmr/pki';
 import {
   DmrClient,
   describeCertificate,
@@ -32,7 +42,8 @@ import {
   type Subscription,
   type TlsPem,
 } from '@dmr/sdk';
-import type { BridgeConfig } from './config.js';
+import { bearerToken, isLoopbackHost, isLoopbackHostHeader } from './auth.js';
+import { authProblems, TOKENS_VARIABLE, type BridgeConfig } from './config.js';
 import { DeliveryAborted, DeliveryFailed, EndpointDeliverer } from './delivery.js';
 import { BridgeMetrics } from './metrics.js';
 import { checkV1Body, checkV1Message, toAmqpBody, type V1Delivered } from './v1.js';
@@ -56,8 +67,12 @@ export interface HealthCheck {
 export interface Health {
   /** `ok`: ready; `degraded`: ready, CentOps unreachable; `down`: not ready (503). */
   status: 'ok' | 'degraded' | 'down';
-  checks: { broker: HealthCheck; certificate: HealthCheck; centops: HealthCheck | { ok: null; detail: string } };
+  /** Absent for a caller that did not authenticate while authentication is configured. */
+  checks?: { broker: HealthCheck; certificate: HealthCheck; centops: HealthCheck | { ok: null; detail: string } };
 }
+
+/** Routes an unauthenticated caller may use while authentication is configured (see the file comment). */
+const OPEN_ROUTES = new Set(['/v1/health']);
 
 function errorBody(error: DmrError): ReturnType<DmrError['toJSON']> {
   return error.toJSON();
@@ -84,6 +99,12 @@ export class Bridge {
   readonly #deliverer: EndpointDeliverer;
   readonly #verdicts: Verdicts;
   readonly #app: FastifyInstance;
+  /** HTTPS options of the listener (server.tls), or undefined for plain HTTP. */
+  readonly #https: HttpsServerOptions | undefined;
+  /** Requests that presented a valid credential (or arrived over mutual TLS). */
+  readonly #authenticated = new WeakSet<FastifyRequest>();
+  /** CentOps of this client's trust domain, for the health probe. */
+  readonly #checkCentOps: CheckServerIdentity | undefined;
   #subscription: Subscription | undefined;
   /** Aborted by close(): deliveries stop retrying and hand their message back to the queue. */
   readonly #stopping = new AbortController();
@@ -92,12 +113,28 @@ export class Bridge {
   #centopsCache: { at: number; check: HealthCheck } | undefined;
   #url: string | undefined;
 
-  private constructor(config: BridgeConfig, client: DmrClient, tls: TlsPem, options: BridgeOptions) {
+  private constructor(
+    config: BridgeConfig,
+    client: DmrClient,
+    tls: TlsPem,
+    https: HttpsServerOptions | undefined,
+    options: BridgeOptions,
+  ) {
     this.config = config;
     this.#client = client;
     this.#tls = tls;
+    this.#https = https;
+    const trustDomain = describeCertificate(tls.cert).trustDomain;
+    this.#checkCentOps = trustDomain === undefined ? undefined : centOpsServerCheck(trustDomain);
     this.metrics = options.metrics ?? new BridgeMetrics();
-    this.logger = options.logger ?? pino({ level: config.logLevel, base: { service: 'dmr-bridge', id: config.id } });
+    this.logger =
+      options.logger ??
+      pino({
+        level: config.logLevel,
+        base: { service: 'dmr-bridge', id: config.id },
+        // Belt and braces: nothing logs request headers today, and a bearer token must never reach a log.
+        redact: { paths: ['req.headers.authorization', 'headers.authorization'], censor: '[redacted]' },
+      });
     this.#deliverer = new EndpointDeliverer({ ...config.endpoint, ...config.delivery }, this.metrics);
     this.#verdicts = new Verdicts({ waitMs: config.send.verdictWaitMs, cacheMs: config.send.recipientCacheMs });
     this.#app = this.#buildApp();
@@ -108,6 +145,14 @@ export class Bridge {
    * NODE_UNREACHABLE), starts consuming and delivering, and listens.
    */
   static async start(config: BridgeConfig, options: BridgeOptions = {}): Promise<Bridge> {
+    const unsafe = authProblems(config);
+    if (unsafe.length > 0) {
+      throw new DmrError('BRIDGE_CONFIG_INVALID', `refusing to listen: ${unsafe.join('; ')}`, {
+        details: { problems: unsafe },
+        hint: 'listen on 127.0.0.1 (a service on this host), or configure bearer tokens or mutual TLS (docs/bridge.md "Authentication")',
+      });
+    }
+    const https = await httpsOptions(config);
     const tls = await loadTls(config.tls);
     const client = await DmrClient.connect({
       url: config.broker.url,
@@ -119,7 +164,7 @@ export class Bridge {
     });
     let bridge: Bridge;
     try {
-      bridge = new Bridge(config, client, tls, options);
+      bridge = new Bridge(config, client, tls, https, options);
     } catch (error) {
       await client.close({ drainTimeoutMs: 0 });
       throw error;
@@ -151,7 +196,15 @@ export class Bridge {
   async #start(): Promise<void> {
     const client = this.#client;
     // Background failures are logged; without a listener the SDK keeps them quiet.
-    client.on('error', (error) => this.logger.warn({ err: { message: error.message } }, 'DMR client error'));
+    client.on('error', (error) => {
+      const code = isDmrError(error) ? error.code : undefined;
+      // Not for this bridge's id (a routing flaw upstream): dead-lettered by the SDK, counted here.
+      if (code === 'MESSAGE_MISADDRESSED') this.metrics.deliveries.inc({ result: 'misaddressed' });
+      this.logger.warn(
+        { err: { message: error.message, ...(code === undefined ? {} : { code }) } },
+        'DMR client error',
+      );
+    });
     client.on('state', (state, previous) => {
       this.metrics.brokerConnected.set(state === 'open' ? 1 : 0);
       this.logger.info({ state, previous }, 'connection to the DMR node');
@@ -166,8 +219,27 @@ export class Bridge {
     await this.#app.listen({ host: this.config.listen.host, port: this.config.listen.port });
     const address = this.#app.server.address() as AddressInfo;
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-    this.#url = `http://${host}:${address.port}`;
-    this.logger.info({ url: this.#url, endpoint: this.config.endpoint.url, node: this.config.node }, 'bridge ready');
+    this.#url = `${this.#https === undefined ? 'http' : 'https'}://${host}:${address.port}`;
+    const tokens = this.config.auth.tokens;
+    if (tokens !== undefined && this.#https === undefined && !isLoopbackHost(this.config.listen.host)) {
+      this.logger.warn(
+        { listen: this.config.listen.host },
+        'bearer tokens travel in clear over plain HTTP: set server.tls, or put a TLS-terminating proxy in front',
+      );
+    }
+    this.logger.info(
+      {
+        url: this.#url,
+        endpoint: this.config.endpoint.url,
+        node: this.config.node,
+        auth: {
+          tokens: tokens?.toJSON() ?? null,
+          mutualTls: this.config.server.tls?.clientCaFile !== undefined,
+          loopbackHostsOnly: this.#hostChecked(),
+        },
+      },
+      'bridge ready',
+    );
   }
 
   // ---- sending -------------------------------------------------------------------------------------
@@ -179,7 +251,10 @@ export class Bridge {
       logController: new LogController({ disableRequestLogging: true }),
       bodyLimit: this.config.bodyLimitBytes,
       return503OnClosing: true,
-    });
+      ...(this.#https === undefined ? {} : { https: this.#https }),
+    }) as unknown as FastifyInstance;
+    // Before the body is read: a refused caller costs no parsing.
+    app.addHook('onRequest', async (request, reply) => this.#guard(request, reply));
     app.setErrorHandler((error: FastifyError, request, reply) => {
       const status = error.statusCode ?? 500;
       if (status >= 400 && status < 500) {
@@ -199,14 +274,73 @@ export class Bridge {
       this.metrics.requests.inc({ route: request.routeOptions.url ?? 'unknown', status: String(reply.statusCode) });
     });
     app.post('/v1/messages', async (request, reply) => this.#send(request.body, reply));
-    app.get('/v1/health', async (_request, reply) => {
+    app.get('/v1/health', async (request, reply) => {
       const health = await this.health();
-      return reply.code(health.status === 'down' ? 503 : 200).send(health);
+      const code = health.status === 'down' ? 503 : 200;
+      if (this.#authRequired() && !this.#authenticated.has(request))
+        return reply.code(code).send({ status: health.status });
+      return reply.code(code).send(health);
     });
     app.get('/metrics', async (_request, reply) =>
       reply.type(this.metrics.registry.contentType).send(await this.metrics.registry.metrics()),
     );
     return app;
+  }
+
+  // ---- who may call -------------------------------------------------------------------------------
+
+  /** Whether callers must authenticate: tokens or mutual TLS are configured. */
+  #authRequired(): boolean {
+    return (this.config.auth.tokens?.count ?? 0) > 0 || this.config.server.tls?.clientCaFile !== undefined;
+  }
+
+  /** A loopback listener without authentication answers only loopback Host names (DNS rebinding). */
+  #hostChecked(): boolean {
+    return isLoopbackHost(this.config.listen.host);
+  }
+
+  /** Host check, then credentials; a refusal answers here, before the body is read. */
+  async #guard(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+    if (this.#hostChecked() && !isLoopbackHostHeader(request.headers.host)) {
+      const error = new DmrError(
+        'HOST_NOT_ALLOWED',
+        'this bridge listens on loopback and answers only loopback host names',
+        {
+          details: { listen: this.config.listen.host },
+          hint: 'call it as http://127.0.0.1:<port> or http://localhost:<port> (a web page under another name is refused: DNS rebinding)',
+        },
+      );
+      return reply.code(error.httpStatus).send(errorBody(error));
+    }
+    if (!this.#authRequired()) {
+      this.#authenticated.add(request);
+      return undefined;
+    }
+    const tokens = this.config.auth.tokens;
+    // With mutual TLS the handshake already refused a caller without a certificate of server.tls.clientCaFile.
+    const presented = bearerToken(request.headers.authorization);
+    const tokenOk = tokens === undefined || (presented !== undefined && tokens.matches(presented));
+    if (tokenOk) {
+      this.#authenticated.add(request);
+      return undefined;
+    }
+    if (OPEN_ROUTES.has(request.routeOptions.url ?? '')) return undefined;
+    // The token itself is never logged, not even a part of it.
+    request.log.debug({ ip: request.ip, presented: presented !== undefined }, 'unauthenticated request refused');
+    const error = new DmrError(
+      'UNAUTHENTICATED',
+      presented === undefined ? 'a bearer token is required' : 'the bearer token is not valid',
+      {
+        hint: `send Authorization: Bearer <token>, a token of auth.tokensFile or ${TOKENS_VARIABLE}`,
+      },
+    );
+    return reply
+      .code(401)
+      .header(
+        'www-authenticate',
+        presented === undefined ? 'Bearer realm="dmr-bridge"' : 'Bearer realm="dmr-bridge", error="invalid_token"',
+      )
+      .send(errorBody(error));
   }
 
   #unavailable(reply: FastifyReply, error: DmrError): FastifyReply {
@@ -424,7 +558,15 @@ export class Bridge {
     const check = await new Promise<HealthCheck>((resolve) => {
       const request = httpsRequest(
         url,
-        { method: 'GET', ca: this.#tls.ca, cert: this.#client.certificatePem, key: this.#tls.key, timeout: 2_000 },
+        {
+          method: 'GET',
+          ca: this.#tls.ca,
+          cert: this.#client.certificatePem,
+          key: this.#tls.key,
+          timeout: 2_000,
+          // Only CentOps counts as CentOps being up (its SPIFFE id, not just the chain).
+          ...(this.#checkCentOps === undefined ? {} : { checkServerIdentity: this.#checkCentOps }),
+        },
         (response) => {
           response.resume();
           resolve({ ok: true, detail: `reachable (HTTP ${response.statusCode ?? 0})` });
@@ -432,7 +574,10 @@ export class Bridge {
       );
       request.on('timeout', () => request.destroy(new Error('timed out after 2 s')));
       request.on('error', (error: NodeJS.ErrnoException) =>
-        resolve({ ok: false, detail: `unreachable: ${error.code ?? error.message}` }),
+        resolve({
+          ok: false,
+          detail: isDmrError(error) ? `${error.code}: ${error.message}` : `unreachable: ${error.code ?? error.message}`,
+        }),
       );
       request.end();
     });
@@ -464,4 +609,32 @@ export class Bridge {
     this.#deliverer.close();
     return { requeued: this.#requeued };
   }
+}
+
+/** The listener's HTTPS options from server.tls: read once at start (a renewed certificate needs a restart). */
+async function httpsOptions(config: BridgeConfig): Promise<HttpsServerOptions | undefined> {
+  const tls = config.server.tls;
+  if (tls === undefined) return undefined;
+  const read = async (path: string, field: string): Promise<string> => {
+    try {
+      return await readFile(path, 'utf8');
+    } catch (error) {
+      throw new DmrError('BRIDGE_CONFIG_INVALID', `server.tls.${field}: cannot read ${path}`, {
+        details: { problems: [`/server/tls/${field}: cannot read ${path}`] },
+        cause: error,
+      });
+    }
+  };
+  const [cert, key, ca] = await Promise.all([
+    read(tls.certFile, 'certFile'),
+    read(tls.keyFile, 'keyFile'),
+    tls.clientCaFile === undefined ? Promise.resolve(undefined) : read(tls.clientCaFile, 'clientCaFile'),
+  ]);
+  return {
+    cert,
+    key,
+    minVersion: 'TLSv1.2',
+    // Mutual TLS: no certificate of clientCaFile, no handshake (so no request at all).
+    ...(ca === undefined ? {} : { ca, requestCert: true, rejectUnauthorized: true }),
+  };
 }

@@ -4,7 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isDmrError } from '@dmr/core';
+import { Bridge } from './bridge.js';
 import { ENVIRONMENT, loadBridgeConfig, parseBridgeConfig } from './config.js';
+
+const TOKEN = 'Zk3-9sQ_pL2xV8mN4bR7tY1wE6uI0oAa';
 
 const minimal = {
   id: 'ria-bot',
@@ -69,5 +72,70 @@ describe('bridge configuration', () => {
   it('every environment variable maps to a schema field', () => {
     for (const variable of ENVIRONMENT) assert.match(variable.name, /^DMR_BRIDGE_[A-Z_]+$/);
     assert.equal(new Set(ENVIRONMENT.map((variable) => variable.name)).size, ENVIRONMENT.length);
+  });
+
+  it('refuses a listener that is not on loopback without authentication, and says how to add it', async () => {
+    const env = {
+      DMR_BRIDGE_ID: 'ria-bot',
+      DMR_BRIDGE_NODE: 'node-a',
+      DMR_BRIDGE_BROKER_URL: 'amqps://127.0.0.1:5671',
+      DMR_BRIDGE_TLS_CERT_FILE: join(dir, 'ria.crt'),
+      DMR_BRIDGE_TLS_KEY_FILE: join(dir, 'ria.key'),
+      DMR_BRIDGE_TLS_CA_FILE: join(dir, 'ca.pem'),
+      DMR_BRIDGE_ENDPOINT_URL: 'https://bot.example/dmr',
+      DMR_BRIDGE_LISTEN: '0.0.0.0:8480',
+    };
+    await assert.rejects(loadBridgeConfig(undefined, env), (error: unknown) => {
+      assert.ok(isDmrError(error));
+      assert.equal(error.code, 'BRIDGE_CONFIG_INVALID');
+      assert.match(
+        error.message,
+        /\/listen: 0\.0\.0\.0 is not a loopback address, and no authentication is configured/,
+      );
+      assert.match(error.message, /DMR_BRIDGE_AUTH_TOKENS/);
+      return true;
+    });
+    // Tokens from the environment: accepted, and the configuration prints without them.
+    const withTokens = await loadBridgeConfig(undefined, { ...env, DMR_BRIDGE_AUTH_TOKENS: TOKEN });
+    assert.equal(withTokens.auth.tokens?.count, 1);
+    assert.ok(!JSON.stringify(withTokens).includes(TOKEN));
+    // Mutual TLS is authentication too.
+    const mutual = await loadBridgeConfig(undefined, {
+      ...env,
+      DMR_BRIDGE_SERVER_TLS_CERT_FILE: join(dir, 'ria.crt'),
+      DMR_BRIDGE_SERVER_TLS_KEY_FILE: join(dir, 'ria.key'),
+      DMR_BRIDGE_SERVER_TLS_CLIENT_CA_FILE: join(dir, 'ca.pem'),
+    });
+    assert.equal(mutual.server.tls?.clientCaFile, join(dir, 'ca.pem'));
+    // A weak token is refused without being quoted; a tokens file that cannot be read is named.
+    await assert.rejects(
+      loadBridgeConfig(undefined, { ...env, DMR_BRIDGE_AUTH_TOKENS: 'password1' }),
+      (error: unknown) => {
+        assert.ok(isDmrError(error));
+        assert.match(error.message, /token 1 is shorter than 32 characters/);
+        assert.ok(!JSON.stringify(error.toJSON()).includes('password1'));
+        return true;
+      },
+    );
+    await assert.rejects(
+      loadBridgeConfig(undefined, { ...env, DMR_BRIDGE_AUTH_TOKENS_FILE: join(dir, 'no-such-tokens') }),
+      /\/auth\/tokensFile: cannot read/,
+    );
+    const tokensFile = join(dir, 'tokens');
+    await writeFile(tokensFile, `# bridge callers\n${TOKEN}\n`, { mode: 0o600 });
+    const fromFile = await loadBridgeConfig(undefined, { ...env, DMR_BRIDGE_AUTH_TOKENS_FILE: tokensFile });
+    assert.deepEqual(fromFile.auth.tokens?.toJSON(), { count: 1, sources: [tokensFile] });
+  });
+
+  it('Bridge.start refuses 0.0.0.0 without authentication before it connects or listens', async () => {
+    // parseBridgeConfig alone does not load tokens; Bridge.start checks again.
+    const config = parseBridgeConfig({ ...minimal, listen: '0.0.0.0:0' }, { file: join(dir, 'bridge.yaml') });
+    await assert.rejects(Bridge.start(config), (error: unknown) => {
+      assert.ok(isDmrError(error));
+      assert.equal(error.code, 'BRIDGE_CONFIG_INVALID');
+      assert.match(error.message, /^refusing to listen: \/listen: 0\.0\.0\.0 is not a loopback address/);
+      assert.match(error.hint ?? '', /Authentication/);
+      return true;
+    });
   });
 });

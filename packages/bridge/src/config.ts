@@ -5,6 +5,12 @@
  * at once (BRIDGE_CONFIG_INVALID) and the TLS files are checked for
  * readability here, so a bad configuration fails at start, not at the first
  * message.
+ *
+ * Bearer tokens are secrets: `auth.tokensFile` names a file of them and
+ * `DMR_BRIDGE_AUTH_TOKENS` may carry them, but neither the configuration
+ * document nor BridgeConfig ever holds a token in the clear (see auth.ts).
+ * A listener that is not on loopback without any authentication is refused
+ * here (authProblems), and again by Bridge.start.
  */
 import { access, readFile } from 'node:fs/promises';
 import { constants } from 'node:fs';
@@ -13,6 +19,10 @@ import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { parse } from 'yaml';
 import { DmrError, ID_PATTERN_SOURCE } from '@dmr/core';
+import { BearerTokens, isLoopbackHost, parseTokenFile, parseTokenList } from './auth.js';
+
+/** The environment variable that may carry bearer tokens (comma-separated); never part of the document. */
+export const TOKENS_VARIABLE = 'DMR_BRIDGE_AUTH_TOKENS';
 
 const Path = Type.String({ minLength: 1 });
 const Listen = Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$' });
@@ -24,6 +34,15 @@ export const BRIDGE_CONFIG_SCHEMA = Type.Object(
     id: Type.String({ pattern: ID_PATTERN_SOURCE }),
     node: Type.String({ pattern: ID_PATTERN_SOURCE }),
     listen: Type.Optional(Listen),
+    /** HTTPS for the bridge's own listener; with clientCaFile, callers must present a certificate (mutual TLS). */
+    server: Type.Optional(
+      Type.Object(
+        { tls: Type.Object({ certFile: Path, keyFile: Path, clientCaFile: Type.Optional(Path) }, closed) },
+        closed,
+      ),
+    ),
+    /** Bearer tokens for POST /v1/messages and GET /metrics: a file of them (DMR_BRIDGE_AUTH_TOKENS adds more). */
+    auth: Type.Optional(Type.Object({ tokensFile: Type.Optional(Path) }, closed)),
     broker: Type.Object(
       {
         url: Type.String({ pattern: '^amqps://[^\\s/]+/?$' }),
@@ -87,6 +106,10 @@ export interface BridgeConfig {
   id: string;
   node: string;
   listen: { host: string; port: number };
+  /** HTTPS for the listener (absent: plain HTTP); `clientCaFile`: mutual TLS. */
+  server: { tls?: { certFile: string; keyFile: string; clientCaFile?: string } };
+  /** `tokens`: bearer tokens (digests only; prints as a count); `tokensFile` where some came from. */
+  auth: { tokens?: BearerTokens; tokensFile?: string };
   broker: { url: string; serverName?: string };
   tls: { certFile: string; keyFile: string; caFile: string };
   endpoint: { url: string; timeoutMs: number; headers: Record<string, string> };
@@ -116,6 +139,10 @@ export const ENVIRONMENT: ReadonlyArray<{ name: string; path: readonly string[];
   { name: 'DMR_BRIDGE_ID', path: ['id'], kind: 'string' },
   { name: 'DMR_BRIDGE_NODE', path: ['node'], kind: 'string' },
   { name: 'DMR_BRIDGE_LISTEN', path: ['listen'], kind: 'string' },
+  { name: 'DMR_BRIDGE_SERVER_TLS_CERT_FILE', path: ['server', 'tls', 'certFile'], kind: 'string' },
+  { name: 'DMR_BRIDGE_SERVER_TLS_KEY_FILE', path: ['server', 'tls', 'keyFile'], kind: 'string' },
+  { name: 'DMR_BRIDGE_SERVER_TLS_CLIENT_CA_FILE', path: ['server', 'tls', 'clientCaFile'], kind: 'string' },
+  { name: 'DMR_BRIDGE_AUTH_TOKENS_FILE', path: ['auth', 'tokensFile'], kind: 'string' },
   { name: 'DMR_BRIDGE_BROKER_URL', path: ['broker', 'url'], kind: 'string' },
   { name: 'DMR_BRIDGE_BROKER_SERVER_NAME', path: ['broker', 'serverName'], kind: 'string' },
   { name: 'DMR_BRIDGE_TLS_CERT_FILE', path: ['tls', 'certFile'], kind: 'string' },
@@ -224,10 +251,28 @@ function invalid(source: string, problems: string[]): DmrError {
   });
 }
 
-/** Validates and normalises a document (file plus environment); `file` anchors relative paths. */
+/**
+ * What keeps a configuration from listening safely: a listener that is not
+ * on loopback needs bearer tokens or mutual TLS (empty: fine).
+ */
+export function authProblems(config: Pick<BridgeConfig, 'listen' | 'server' | 'auth'>): string[] {
+  const tokens = (config.auth.tokens?.count ?? 0) > 0;
+  const mutualTls = config.server.tls?.clientCaFile !== undefined;
+  if (tokens || mutualTls || isLoopbackHost(config.listen.host)) return [];
+  return [
+    `/listen: ${config.listen.host} is not a loopback address, and no authentication is configured: ` +
+      `set auth.tokensFile or ${TOKENS_VARIABLE} (bearer tokens), or server.tls.clientCaFile (mutual TLS)`,
+  ];
+}
+
+/**
+ * Validates and normalises a document (file plus environment); `file`
+ * anchors relative paths. `tokens`: the bearer tokens loaded from
+ * auth.tokensFile and the environment (loadBridgeConfig does that).
+ */
 export function parseBridgeConfig(
   value: unknown,
-  options: { file?: string; used?: Map<string, string> } = {},
+  options: { file?: string; used?: Map<string, string>; tokens?: BearerTokens } = {},
 ): BridgeConfig {
   const source = options.file ?? 'environment';
   const problems = configProblems(value, options.used);
@@ -241,6 +286,20 @@ export function parseBridgeConfig(
     id: raw.id,
     node: raw.node,
     listen: { host: listen.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(listen.slice(colon + 1)) },
+    server:
+      raw.server === undefined
+        ? {}
+        : {
+            tls: {
+              certFile: path(raw.server.tls.certFile),
+              keyFile: path(raw.server.tls.keyFile),
+              ...(raw.server.tls.clientCaFile === undefined ? {} : { clientCaFile: path(raw.server.tls.clientCaFile) }),
+            },
+          },
+    auth: {
+      ...(options.tokens === undefined ? {} : { tokens: options.tokens }),
+      ...(raw.auth?.tokensFile === undefined ? {} : { tokensFile: path(raw.auth.tokensFile) }),
+    },
     broker: {
       url: raw.broker.url.replace(/\/+$/, ''),
       ...(raw.broker.serverName === undefined ? {} : { serverName: raw.broker.serverName }),
@@ -299,14 +358,55 @@ export async function loadBridgeConfig(
   }
   const { value, used } = applyEnvironment(document, env);
   const config = parseBridgeConfig(value, { ...(file === undefined ? {} : { file }), used });
-  const unreadable: string[] = [];
-  for (const [field, path] of Object.entries(config.tls)) {
+  const problems: string[] = [];
+  const files: Array<[string, string | undefined]> = [
+    ...Object.entries(config.tls).map(([field, path]): [string, string] => [`/tls/${field}`, path]),
+    ...Object.entries(config.server.tls ?? {}).map(([field, path]): [string, string] => [`/server/tls/${field}`, path]),
+  ];
+  for (const [field, path] of files) {
     try {
-      await access(path, constants.R_OK);
+      if (path !== undefined) await access(path, constants.R_OK);
     } catch {
-      unreadable.push(`/tls/${field}: cannot read ${path}`);
+      problems.push(`${field}: cannot read ${path}`);
     }
   }
-  if (unreadable.length > 0) throw invalid(source, unreadable);
+  const tokens = await loadTokens(config.auth.tokensFile, env[TOKENS_VARIABLE], problems);
+  if (tokens !== undefined) config.auth.tokens = tokens;
+  problems.push(...authProblems(config));
+  if (problems.length > 0) throw invalid(source, problems);
   return config;
+}
+
+/** The bearer tokens of the tokens file and the environment variable; problems are appended, never quoting a token. */
+async function loadTokens(
+  tokensFile: string | undefined,
+  variable: string | undefined,
+  problems: string[],
+): Promise<BearerTokens | undefined> {
+  const tokens: string[] = [];
+  const sources: string[] = [];
+  if (tokensFile !== undefined) {
+    let text: string | undefined;
+    try {
+      text = await readFile(tokensFile, 'utf8');
+    } catch {
+      problems.push(`/auth/tokensFile: cannot read ${tokensFile}`);
+    }
+    if (text !== undefined) {
+      const parsed = parseTokenFile(text, tokensFile);
+      problems.push(...parsed.problems.map((problem) => `/auth/tokensFile: ${problem}`));
+      if (parsed.tokens.length === 0 && parsed.problems.length === 0) {
+        problems.push(`/auth/tokensFile: ${tokensFile} holds no token`);
+      }
+      tokens.push(...parsed.tokens);
+      sources.push(tokensFile);
+    }
+  }
+  if (variable !== undefined && variable.trim() !== '') {
+    const parsed = parseTokenList(variable, TOKENS_VARIABLE);
+    problems.push(...parsed.problems);
+    tokens.push(...parsed.tokens);
+    sources.push(TOKENS_VARIABLE);
+  }
+  return tokens.length === 0 ? undefined : new BearerTokens(tokens, sources);
 }

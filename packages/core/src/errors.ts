@@ -39,6 +39,12 @@ export const ERROR_CATALOGUE = {
     summary: 'No valid client certificate (or other credential) was presented.',
   },
   FORBIDDEN: { exitCode: 9, httpStatus: 403, summary: 'The authenticated identity is not allowed to do this.' },
+  HOST_NOT_ALLOWED: {
+    exitCode: 9,
+    httpStatus: 403,
+    summary:
+      'The HTTP Host header names a host this listener does not serve (a loopback listener answers only localhost, 127.0.0.1 and [::1]: DNS rebinding protection).',
+  },
   TOKEN_INVALID: {
     exitCode: 9,
     httpStatus: 401,
@@ -148,6 +154,12 @@ export const ERROR_CATALOGUE = {
     exitCode: 11,
     httpStatus: 503,
     summary: 'CentOps could not be reached (connection refused, unknown host, timeout or TLS handshake failure).',
+  },
+  SERVER_IDENTITY_MISMATCH: {
+    exitCode: 9,
+    httpStatus: 502,
+    summary:
+      "A server's certificate chains to the trusted roots but does not carry the SPIFFE id the client expects (CentOps: spiffe://<td>/centops/api; a broker: spiffe://<td>/node/<id>); details.expected and details.presented name both. Check the URL and port.",
   },
   POLICY_INVALID: {
     exitCode: 12,
@@ -294,6 +306,12 @@ export const ERROR_CATALOGUE = {
     exitCode: 1,
     httpStatus: 503,
     summary: 'The SDK client was closed: the call was refused, or a send was still unconfirmed when close() gave up.',
+  },
+  MESSAGE_MISADDRESSED: {
+    exitCode: 13,
+    httpStatus: 422,
+    summary:
+      "A message or delivery report in a client's queue whose dmr-recipient is missing or not that client's id; the SDK and the bridge dead-letter it into the client's DLQ without handling it.",
   },
   PROTECTION_INVALID: {
     exitCode: 13,

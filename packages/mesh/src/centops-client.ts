@@ -2,27 +2,40 @@
  * The few CentOps calls the mesh makes, over HTTPS with the first admin's
  * certificate (mutual TLS) or, for enrolment, server-authenticated TLS only.
  * Server certificates are verified against CentOps' own trust bundle, never
- * the system roots.
+ * the system roots, and pinned to CentOps' SPIFFE id
+ * (`spiffe://<td>/centops/api`, the trust domain of the admin certificate):
+ * the mesh's node certificate carries `localhost` too, and must not be able
+ * to pose as CentOps.
  */
 import { readFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { DmrError, isErrorCode } from '@dmr/core';
 import { loadClientConfig } from '@dmr/centops';
+import {
+  centOpsServerCheck,
+  isServerIdentityMismatch,
+  trustDomainFromCertificate,
+  type CheckServerIdentity,
+} from '@dmr/pki';
 
 export interface HttpsJsonOptions {
   ca: string;
   cert?: string;
   key?: string;
+  /** CentOps must present `spiffe://<trustDomain>/centops/api`. */
+  trustDomain: string;
   timeoutMs?: number;
 }
 
 export class CentOpsApi {
   readonly #base: string;
   readonly #tls: HttpsJsonOptions;
+  readonly #checkServer: CheckServerIdentity;
 
   constructor(baseUrl: string, tls: HttpsJsonOptions) {
     this.#base = baseUrl.replace(/\/+$/, '');
     this.#tls = tls;
+    this.#checkServer = centOpsServerCheck(tls.trustDomain);
   }
 
   /** The API with the admin credentials `dmr centops init` wrote (admin.yaml). */
@@ -33,9 +46,15 @@ export class CentOpsApi {
       readFile(config.clientCertificate, 'utf8'),
       readFile(config.clientKey, 'utf8'),
     ]);
+    const trustDomain = trustDomainFromCertificate(cert);
+    if (trustDomain === undefined) {
+      throw new DmrError('MESH_START_FAILED', `${config.clientCertificate} has no SPIFFE id`, {
+        hint: 'the admin certificate of `dmr centops init` names the trust domain; remove the mesh directory and start again',
+      });
+    }
     return {
-      api: new CentOpsApi(config.endpoint, { ca, cert, key }),
-      enrol: new CentOpsApi(config.enrolEndpoint, { ca }),
+      api: new CentOpsApi(config.endpoint, { ca, cert, key, trustDomain }),
+      enrol: new CentOpsApi(config.enrolEndpoint, { ca, trustDomain }),
       caBundle: config.caBundle,
     };
   }
@@ -56,6 +75,7 @@ export class CentOpsApi {
           method,
           headers,
           ca: this.#tls.ca,
+          checkServerIdentity: this.#checkServer,
           cert: this.#tls.cert,
           key: this.#tls.key,
           minVersion: 'TLSv1.2',
@@ -71,11 +91,13 @@ export class CentOpsApi {
       req.on('timeout', () => req.destroy(new Error('timed out')));
       req.on('error', (error: Error & { code?: string }) =>
         reject(
-          new DmrError('CENTOPS_UNREACHABLE', `cannot reach CentOps at ${new URL(url).origin}: ${error.message}`, {
-            details: { url, code: error.code ?? null },
-            hint: 'is the mesh running? see dmr status, and the CentOps log in <dir>/logs/centops.log',
-            cause: error,
-          }),
+          isServerIdentityMismatch(error)
+            ? error
+            : new DmrError('CENTOPS_UNREACHABLE', `cannot reach CentOps at ${new URL(url).origin}: ${error.message}`, {
+                details: { url, code: error.code ?? null },
+                hint: 'is the mesh running? see dmr status, and the CentOps log in <dir>/logs/centops.log',
+                cause: error,
+              }),
         ),
       );
       req.end(payload);

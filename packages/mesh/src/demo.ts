@@ -11,7 +11,13 @@ import { join } from 'node:path';
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { connectWithCertificate } from '@dmr/broker-harness';
 import { DmrError } from '@dmr/core';
-import { obtainCertificate, writeFilesAtomic, type IssuedCertificateResponse } from '@dmr/pki';
+import {
+  brokerServerCheck,
+  isServerIdentityMismatch,
+  obtainCertificate,
+  writeFilesAtomic,
+  type IssuedCertificateResponse,
+} from '@dmr/pki';
 import type { CentOpsApi } from './centops-client.js';
 import { NODE_ID } from './paths.js';
 
@@ -80,6 +86,8 @@ export interface DemoOptions {
   amqpsPort: number;
   /** Roots and intermediate the broker's server certificate chains to. */
   caPem: string;
+  /** The mesh's trust domain: the broker must present node NODE_ID's certificate, `spiffe://<td>/node/<NODE_ID>`. */
+  trustDomain: string;
   asker: EnrolledClient;
   answerer: EnrolledClient;
   intervalMs?: number;
@@ -145,6 +153,8 @@ export class DemoExchange {
           caPem: this.#options.caPem,
           certificatePem: client.chainPem,
           privateKeyPem: client.privateKeyPem,
+          // The node agent installed the node certificate on the broker: only that node may answer.
+          tls: { checkServerIdentity: brokerServerCheck(this.#options.trustDomain, NODE_ID) },
         });
         const channel = await connection.createConfirmChannel();
         await channel.prefetch(20);
@@ -162,6 +172,8 @@ export class DemoExchange {
         this.#parties.push(party);
         return party;
       } catch (error) {
+        // Another identity on the broker's port is not a node still starting: waiting will not change it.
+        if (isServerIdentityMismatch(error)) throw error;
         if (this.#stopped || Date.now() > deadline) {
           throw new DmrError(
             'MESH_START_FAILED',

@@ -607,6 +607,7 @@ async function startDemo(
     const demo = new DemoExchange({
       amqpsPort: harness.node(0).amqpsPort,
       caPem: harness.trustBundlePem,
+      trustDomain: config.trustDomain,
       asker,
       answerer,
       intervalMs: options.intervalMs,

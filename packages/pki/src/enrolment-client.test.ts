@@ -141,12 +141,18 @@ describe('enrolment client', () => {
     try {
       const url = `https://localhost:${(server.address() as AddressInfo).port}`;
       await rejectsWith(
-        callCentOps(`${url}/v1/x`, { caPem: ca.trustBundlePem() }, { timeoutMs: 200 }),
+        callCentOps(`${url}/v1/x`, { caPem: ca.trustBundlePem(), trustDomain: 'dmr.test' }, { timeoutMs: 200 }),
         'CENTOPS_UNREACHABLE',
         /no answer in 200 ms/,
       );
       await rejectsWith(
-        requestEnrolment({ enrolUrl: url, token: ' ', csrPem: 'x', caPem: ca.trustBundlePem() }),
+        requestEnrolment({
+          enrolUrl: url,
+          token: ' ',
+          csrPem: 'x',
+          caPem: ca.trustBundlePem(),
+          trustDomain: 'dmr.test',
+        }),
         'INVALID_ARGUMENT',
       );
     } finally {

@@ -21,7 +21,13 @@
  * here field by field. Each caller keeps a thin adapter (where the identity
  * is stored, which hints its users need).
  *
- * Errors (catalogue codes): CentOps down, a refused TLS handshake or no
+ * Every connection pins CentOps' identity (server-identity.ts): besides the
+ * chain and the host name, the server must present
+ * `spiffe://<trustDomain>/centops/api`, so a node's key (same CA, maybe the
+ * same host names) cannot pose as the enrolment listener and collect tokens.
+ *
+ * Errors (catalogue codes): a server that is not CentOps →
+ * SERVER_IDENTITY_MISMATCH; CentOps down, a refused TLS handshake or no
  * answer within the timeout → CENTOPS_UNREACHABLE; an error answer → the
  * code CentOps sent (the catalogue is shared, so a refused token stays
  * TOKEN_INVALID), else the caller's fallback; a 201 that is not a usable
@@ -29,10 +35,11 @@
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { request as httpsRequest, type Agent } from 'node:https';
+import { Agent, request as httpsRequest } from 'node:https';
 import { DmrError, isErrorCode, type ErrorCode, type PrincipalKind } from '@dmr/core';
 import { createCsr } from './csr.js';
 import { generatePrivateKey, type KeyAlgorithm } from './keys.js';
+import { centOpsApiSpiffeId, centOpsServerCheck, isServerIdentityMismatch } from './server-identity.js';
 
 /** What POST /v1/enroll and /v1/certificates/renew answer with 201 (CentOps routes/pki.ts `Issued`). */
 export interface IssuedCertificateResponse {
@@ -51,11 +58,32 @@ export interface IssuedCertificateResponse {
 }
 
 /**
- * How to reach CentOps: a ready https.Agent (the node agent's keep-alive
- * agent that already holds the CA and its client certificate), or PEM
- * material for one fresh connection.
+ * A keep-alive https.Agent for CentOps that pins its identity on every
+ * connection it opens (the node agent's: it holds the CA and the node's
+ * client certificate). A plain https.Agent is not accepted where a
+ * CentOpsAgent is asked for, so no caller can forget the pin.
  */
-export type CentOpsTls = { agent: Agent } | { caPem: string; certPem?: string; keyPem?: string };
+export class CentOpsAgent extends Agent {
+  /** `spiffe://<td>/centops/api`. */
+  readonly expectedIdentity: string;
+
+  constructor(options: { caPem: string; certPem?: string; keyPem?: string; trustDomain: string; keepAlive?: boolean }) {
+    super({
+      keepAlive: options.keepAlive ?? true,
+      ca: options.caPem,
+      ...(options.certPem === undefined ? {} : { cert: options.certPem, key: options.keyPem }),
+      checkServerIdentity: centOpsServerCheck(options.trustDomain),
+    });
+    this.expectedIdentity = centOpsApiSpiffeId(options.trustDomain);
+  }
+}
+
+/**
+ * How to reach CentOps: a ready CentOpsAgent, or PEM material for one fresh
+ * connection. Either way CentOps of `trustDomain` is pinned.
+ */
+export type CentOpsTls =
+  { agent: CentOpsAgent } | { caPem: string; certPem?: string; keyPem?: string; trustDomain: string };
 
 export interface CentOpsCallOptions {
   /** Gives up with CENTOPS_UNREACHABLE when no whole answer arrived by then (default 30 s). */
@@ -147,7 +175,8 @@ export function callCentOps(
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      reject(options.signal?.aborted ? error : centOpsUnreachable(url, error));
+      // An impostor is not an outage: the caller must see which identity it met, not "retry later".
+      reject(options.signal?.aborted || isServerIdentityMismatch(error) ? error : centOpsUnreachable(url, error));
     };
     const request = httpsRequest(
       url,
@@ -159,6 +188,7 @@ export function callCentOps(
               // A fresh connection: the identity presented is exactly this one.
               agent: false,
               ca: tls.caPem,
+              checkServerIdentity: centOpsServerCheck(tls.trustDomain),
               ...(tls.certPem === undefined ? {} : { cert: tls.certPem, key: tls.keyPem }),
             }),
         headers:
@@ -240,14 +270,18 @@ async function issuing(
   return parseIssuedResponse(answer.body, what);
 }
 
-/** POST /v1/enroll: the body carries the token and the CSR only; the private key never leaves the caller. */
+/**
+ * POST /v1/enroll: the body carries the token and the CSR only; the private
+ * key never leaves the caller. The token is written only after the server
+ * proved to be CentOps of `trustDomain`.
+ */
 export async function requestEnrolment(
-  options: { enrolUrl: string; token: string; csrPem: string; caPem: string } & CentOpsCallOptions,
+  options: { enrolUrl: string; token: string; csrPem: string; caPem: string; trustDomain: string } & CentOpsCallOptions,
 ): Promise<IssuedCertificateResponse> {
   if (options.token.trim() === '') throw new DmrError('INVALID_ARGUMENT', 'the bootstrap token is empty');
   return issuing(
     centOpsEndpoint(options.enrolUrl, '/v1/enroll'),
-    { caPem: options.caPem },
+    { caPem: options.caPem, trustDomain: options.trustDomain },
     { token: options.token, csr: options.csrPem },
     'enrolment',
     options,

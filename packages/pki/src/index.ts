@@ -9,4 +9,5 @@ export * from './keys.js';
 export { canonicalDnsName, canonicalIp, checkHostNames, type HostNames } from './names.js';
 export * from './inspect.js';
 export * from './profiles.js';
+export * from './server-identity.js';
 export * from './signer.js';

@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { connect as connectTcp, createServer, type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isDmrError } from '@dmr/core';
 import { NodeFixture } from '@dmr/node/testing';
 import { DmrClient, type ClientState, type ConnectOptions, type ReceivedMessage } from './client.js';
 import { protectPayload } from './protect.js';
@@ -76,6 +77,14 @@ async function waitFor(what: string, predicate: () => boolean, timeoutMs = 20_00
   while (!predicate()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(25);
+  }
+}
+
+async function waitForAsync(what: string, predicate: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
   }
 }
 
@@ -371,6 +380,107 @@ describe('DmrClient against a DMR node', () => {
     await assert.rejects(DmrClient.connect({ ...base, id: 'ghost-bot', url: 'amqp://127.0.0.1:5672' }), {
       code: 'INVALID_ARGUMENT',
     });
+  });
+
+  it("pins the broker's SPIFFE id: another node's certificate where node-a's is expected is refused", async () => {
+    const hosts = { dns: ['localhost'], ips: ['127.0.0.1'] };
+    const expectMismatch = (presented: string, expected: string) => (error: unknown) => {
+      assert.ok(isDmrError(error), String(error));
+      assert.equal(error.code, 'SERVER_IDENTITY_MISMATCH', error.message);
+      assert.deepEqual(error.details.presented, [presented]);
+      assert.equal(error.details.expected, expected);
+      assert.ok((error.hint ?? '').length > 0);
+      return true;
+    };
+    // The broker presents node-a's certificate; a client that expects node-b (same vhost) refuses it.
+    await assert.rejects(
+      connect('ria-bot', { node: 'node-b', vhost: node.vhost }),
+      expectMismatch('spiffe://dmr.test/node/node-a', 'spiffe://dmr.test/node/node-b'),
+    );
+    // node-b's key on this broker (same CA, same host names): a client of node-a refuses it.
+    await node.harness.installServerCertificate(
+      0,
+      await node.ca.issueWithKey({ kind: 'node', id: 'node-b', ...hosts }),
+    );
+    try {
+      await assert.rejects(
+        connect('ria-bot'),
+        expectMismatch('spiffe://dmr.test/node/node-b', 'spiffe://dmr.test/node/node-a'),
+      );
+    } finally {
+      await node.harness.installServerCertificate(
+        0,
+        await node.ca.issueWithKey({ kind: 'node', id: node.nodeId, ...hosts }),
+      );
+    }
+    const ria = await connect('ria-bot');
+    assert.equal(ria.state, 'open');
+    await ria.close();
+  });
+
+  it('drops what is not addressed to it: never the handler or a report event, dead-lettered as evidence', async () => {
+    const rik = await connect('rik-bot');
+    const handled: string[] = [];
+    const reports: DeliveryReport[] = [];
+    const errors: Error[] = [];
+    rik.on('report', (report) => reports.push(report));
+    rik.on('error', (error) => errors.push(error));
+    await rik.receive((message) => {
+      handled.push(message.id);
+    });
+    // A routing flaw upstream, played by the node's own identity: straight into rik-bot's queue.
+    const connection = await node.connectAs(node.nodeId);
+    const channel = await connection.createConfirmChannel();
+    const forged = randomUUID();
+    const forgedReport = randomUUID();
+    const publish = (body: string, options: Record<string, unknown>): Promise<void> =>
+      new Promise((resolve, reject) =>
+        channel.publish('dmr.delivery', 'rik-bot', Buffer.from(body), { persistent: true, ...options }, (error) =>
+          error ? reject(error as Error) : resolve(),
+        ),
+      );
+    const headers = { 'dmr-sender': 'ria-bot', 'dmr-origin': node.nodeId, 'dmr-version': 1 };
+    await publish('{"text":"for ppa-bot"}', {
+      messageId: forged,
+      type: 'ChatMessage',
+      timestamp: Math.floor(Date.now() / 1000),
+      headers: { ...headers, 'dmr-recipient': 'ppa-bot' },
+    });
+    await publish(
+      JSON.stringify({
+        messageId: randomUUID(),
+        status: 'rejected',
+        reason: 'POLICY_DENIED',
+        detail: 'x',
+        node: 'n',
+        at: new Date().toISOString(),
+      }),
+      { messageId: forgedReport, type: 'dmr.DeliveryReport', headers: { 'dmr-origin': node.nodeId, 'dmr-version': 1 } },
+    );
+    await connection.close();
+    // And a real message for rik-bot behind them.
+    const ria = await connect('ria-bot');
+    const real = await ria.send({ to: 'rik-bot', type: 'ChatMessage', body: { text: 'for rik-bot' } });
+    await waitFor(
+      'both dropped and the real one handled',
+      () => rik.stats.misaddressed === 2 && handled.includes(real),
+    );
+    assert.deepEqual(handled, [real]);
+    assert.deepEqual(reports, []);
+    const dropped = errors.filter((error) => isDmrError(error) && error.code === 'MESSAGE_MISADDRESSED');
+    assert.equal(dropped.length, 2);
+    assert.match(dropped[0]?.message ?? '', /dmr-recipient ppa-bot, not rik-bot/);
+    assert.match(dropped[1]?.message ?? '', /delivery report .* no dmr-recipient/);
+    assert.ok(!dropped.some((error) => error.message.includes('for ppa-bot')));
+    // Dead-lettered without requeue (no loop), and without a report to anyone: the DLQ holds them as evidence.
+    const evidence: string[] = [];
+    await waitForAsync('both in the DLQ', async () => {
+      evidence.push(...(await node.take('dmr.client.rik-bot.dlq')).map((item) => item.properties.message_id ?? ''));
+      return evidence.length >= 2;
+    });
+    assert.deepEqual(evidence.sort(), [forged, forgedReport].sort());
+    await ria.close();
+    await rik.close();
   });
 
   it('reconnects across a broker restart: every send that resolved is handled exactly once', async (t) => {

@@ -8,9 +8,16 @@
  *   message id, once the client has reconnected.
  * - receive(): consumes `dmr.client.<id>`, hands each message id to the
  *   handler once (DedupWindow), acks after the handler resolved; delivery
- *   reports become `report` events instead.
+ *   reports become `report` events instead. A message or report whose
+ *   `dmr-recipient` is not this client's id never reaches the handler or a
+ *   `report` listener: it is dead-lettered (MESSAGE_MISADDRESSED).
  * - The connection keeps itself up: exponential back-off with jitter,
  *   re-subscription, `state` events. close() drains.
+ * - The broker is pinned: besides the chain and the host name, it must
+ *   present `spiffe://<td>/node/<node>` (the node certificate its agent
+ *   installed), `<td>` being the trust domain of the client's own
+ *   certificate. Another node's broker, or anything else the mesh CA
+ *   certified, is refused with SERVER_IDENTITY_MISMATCH.
  *
  * Background failures (a reconnect attempt, a malformed or tampered message,
  * a failed renewal) are emitted as `error` events only when someone listens:
@@ -30,6 +37,7 @@ import {
   type Options,
 } from 'amqplib';
 import { AckBatcher, DmrError, isDmrError, isValidId } from '@dmr/core';
+import { brokerServerCheck, type CheckServerIdentity } from '@dmr/pki';
 import { backoffDelay, type BackoffOptions } from './backoff.js';
 import { checkPeerCertificate, describeCertificate } from './certificates.js';
 import { DedupWindow, type DedupOptions } from './dedup.js';
@@ -84,7 +92,10 @@ export interface ConnectOptions {
   /** This client's id: the certificate's CN, `user_id` of every message, the queue `dmr.client.<id>`. */
   id: string;
   tls: TlsOptions;
-  /** TLS server name (SNI and certificate check); default the URL's host. */
+  /**
+   * TLS server name (SNI and host name check); default the URL's host. The
+   * broker must also present the SPIFFE id `spiffe://<td>/node/<node>`.
+   */
   servername?: string;
   /** Overrides the vhost derived from `node`. */
   vhost?: string;
@@ -231,6 +242,8 @@ export interface ClientStats {
   duplicates: number;
   /** Delivery reports emitted. */
   reports: number;
+  /** Messages and reports whose dmr-recipient was not this client: dead-lettered unhandled (MESSAGE_MISADDRESSED). */
+  misaddressed: number;
   /** MESSAGE_REPLAYED reports about this client's own re-sends, not emitted (the node had the first copy). */
   replayReportsSuppressed: number;
   /** Connections lost (each followed by reconnect attempts). */
@@ -316,6 +329,8 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
   readonly #options: ConnectOptions;
   readonly #url: URL;
   #tls: TlsPem;
+  /** Pins the broker of `node` in this client's trust domain. */
+  readonly #checkServer: CheckServerIdentity;
   /** Keys this client renewed away from, until their certificate expires (end-to-end decryption). */
   #previousKeys: Array<{ key: string; until: number }> = [];
   #state: ClientState = 'connecting';
@@ -339,12 +354,14 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
     handled: 0,
     duplicates: 0,
     reports: 0,
+    misaddressed: 0,
     replayReportsSuppressed: 0,
     reconnects: 0,
   };
 
-  private constructor(options: ConnectOptions, tls: TlsPem) {
+  private constructor(options: ConnectOptions, tls: TlsPem, checkServer: CheckServerIdentity) {
     super();
+    this.#checkServer = checkServer;
     this.#options = options;
     this.id = options.id;
     this.node = options.node;
@@ -369,12 +386,20 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
       });
     }
     const tls = await loadTls(options.tls);
-    const certificateId = describeCertificate(tls.cert).id;
-    if (certificateId !== options.id) {
+    const certificate = describeCertificate(tls.cert);
+    if (certificate.id !== options.id) {
       // RabbitMQ would close the channel (406) on the first send: say why now.
-      throw new DmrError('INVALID_ARGUMENT', `the certificate is for ${certificateId ?? '(no CN)'}, not ${options.id}`);
+      throw new DmrError(
+        'INVALID_ARGUMENT',
+        `the certificate is for ${certificate.id ?? '(no CN)'}, not ${options.id}`,
+      );
     }
-    const client = new DmrClient(options, tls);
+    if (certificate.trustDomain === undefined) {
+      throw new DmrError('CERTIFICATE_INVALID', `the certificate of ${options.id} has no SPIFFE id`, {
+        hint: 'use the certificate CentOps issued to this client: its trust domain says which brokers to trust',
+      });
+    }
+    const client = new DmrClient(options, tls, brokerServerCheck(certificate.trustDomain, options.node));
     await client.#start();
     return client;
   }
@@ -586,6 +611,12 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
 
   async #deliver(session: Session, receiver: Receiver, message: ConsumeMessage): Promise<void> {
     const properties = message.properties;
+    const headers = isRecord(properties.headers) ? (properties.headers as Record<string, unknown>) : {};
+    const recipient = headerString(headers, RECIPIENT_HEADER);
+    if (recipient !== this.id) {
+      this.#misaddressed(session, message, recipient);
+      return;
+    }
     if (properties.type === DELIVERY_REPORT_TYPE) {
       this.#onReport(session, message);
       return;
@@ -685,6 +716,45 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
     }
   }
 
+  /**
+   * Something in this client's queue that is not addressed to it (a routing flaw upstream, e.g. a `CC`
+   * header the node copied, or a report without a recipient). Dead-lettering without requeue ends it at
+   * once (no redelivery loop), keeps it in `dmr.client.<id>.dlq` as evidence, and gets no report: the
+   * routers report only expiry and the delivery limit. Logged without payload; header values are
+   * untrusted, so only well-formed ids are named.
+   */
+  #misaddressed(session: Session, message: ConsumeMessage, recipient: string | undefined): void {
+    this.#stats.misaddressed += 1;
+    const properties = message.properties;
+    const headers = isRecord(properties.headers) ? (properties.headers as Record<string, unknown>) : {};
+    const messageId: unknown = properties.messageId;
+    const sender = headerString(headers, SENDER_HEADER);
+    const report = properties.type === DELIVERY_REPORT_TYPE;
+    const validRecipient = recipient !== undefined && isValidId(recipient) ? recipient : null;
+    const shown =
+      recipient === undefined
+        ? 'no dmr-recipient'
+        : validRecipient === null
+          ? 'a malformed dmr-recipient'
+          : `dmr-recipient ${validRecipient}`;
+    this.#settle(session, message, 'dead-letter');
+    this.#emitError(
+      new DmrError(
+        'MESSAGE_MISADDRESSED',
+        `a ${report ? 'delivery report' : 'message'} in ${clientQueue(this.id)} carries ${shown}, not ${this.id}: dead-lettered unhandled`,
+        {
+          details: {
+            messageId: typeof messageId === 'string' && UUID.test(messageId) ? messageId.toLowerCase() : null,
+            recipient: validRecipient,
+            sender: sender !== undefined && isValidId(sender) ? sender : null,
+            report,
+          },
+          hint: `it stays in ${clientQueue(this.id)}.dlq as evidence; tell the operator of node ${this.node}: a message for another client reached this client's queue`,
+        },
+      ),
+    );
+  }
+
   #duplicate(session: Session, message: ConsumeMessage, id: string): void {
     this.#settle(session, message, 'ack');
     this.#stats.duplicates += 1;
@@ -730,7 +800,8 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
     return {
       id: id.toLowerCase(),
       from,
-      to: headerString(headers, RECIPIENT_HEADER) ?? this.id,
+      // #deliver checked it: only messages for this client get here.
+      to: this.id,
       type,
       body: message.content,
       contentType: typeof properties.contentType === 'string' ? properties.contentType : undefined,
@@ -844,6 +915,7 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
         noDelay: true,
         timeout: this.#options.connectTimeoutMs ?? 10_000,
         servername: this.#options.servername ?? this.#url.hostname,
+        checkServerIdentity: this.#checkServer,
         ca: tls.ca,
         cert: tls.cert,
         key: tls.key,

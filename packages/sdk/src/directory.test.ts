@@ -87,4 +87,31 @@ describe('CentOpsDirectory (no CentOps)', () => {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
   });
+
+  it('pins CentOps: a node certificate of the same CA answering on its address is refused, and not cached', async () => {
+    const impostor = await ca.issueWithKey({ kind: 'node', id: 'node-a', ips: ['127.0.0.1'] });
+    let requests = 0;
+    const server = createHttpsServer({ cert: impostor.chainPem, key: impostor.privateKeyPem }, (_request, response) => {
+      requests += 1;
+      response.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const directory = new CentOpsDirectory({ apiUrl: `https://127.0.0.1:${port}`, tls });
+      for (let attempt = 0; attempt < 2; attempt += 1) {
+        await assert.rejects(directory.certificateOf('rik-bot'), (error: unknown) => {
+          assert.equal((error as { code?: unknown }).code, 'SERVER_IDENTITY_MISMATCH');
+          assert.deepEqual((error as { details: Record<string, unknown> }).details.presented, [
+            'spiffe://dmr.test/node/node-a',
+          ]);
+          return true;
+        });
+      }
+      assert.equal(requests, 0);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
 });

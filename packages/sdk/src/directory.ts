@@ -27,13 +27,23 @@
  * this client's own certificate, are never cached. So a revocation in CentOps
  * takes effect here within `cacheTtlMs`; `forget(id)` makes it immediate.
  *
+ * CentOps is pinned: its server certificate must carry
+ * `spiffe://<td>/centops/api`, `<td>` being the trust domain of this
+ * client's own certificate (else SERVER_IDENTITY_MISMATCH, never cached).
+ *
  * No timers and no kept-alive sockets: nothing to close.
  */
 import { createHash, type X509Certificate } from 'node:crypto';
 import { request as httpsRequest } from 'node:https';
 import { DmrError, assertValidId, isErrorCode, type ErrorCode } from '@dmr/core';
-import { inspectCertificate, parseCrls } from '@dmr/pki';
-import { checkPeerCertificate, parseChain } from './certificates.js';
+import {
+  centOpsServerCheck,
+  inspectCertificate,
+  isServerIdentityMismatch,
+  parseCrls,
+  type CheckServerIdentity,
+} from '@dmr/pki';
+import { checkPeerCertificate, describeCertificate, parseChain } from './certificates.js';
 import type { CertificateCheck } from './client.js';
 import type { PrivateKeyInput } from './protect.js';
 import type { TlsPem } from './tls.js';
@@ -184,6 +194,8 @@ function parseEntry(body: string, id: string): DirectoryEntry {
 export class CentOpsDirectory {
   readonly #apiUrl: URL;
   #tls: TlsPem;
+  /** Pins CentOps of this client's trust domain. */
+  #checkServer: CheckServerIdentity;
   readonly #ttlMs: number;
   readonly #maxEntries: number;
   readonly #crlMaxAgeMs: number;
@@ -204,6 +216,7 @@ export class CentOpsDirectory {
     if (url.protocol !== 'https:') throw new DmrError('INVALID_ARGUMENT', 'apiUrl must be https:// (CentOps is mTLS)');
     this.#apiUrl = url;
     this.#tls = CentOpsDirectory.#checkedTls(options.tls);
+    this.#checkServer = CentOpsDirectory.#serverCheck(this.#tls);
     this.#ttlMs = CentOpsDirectory.#whole(options.cacheTtlMs, DEFAULT_TTL_MS, 0, 'cacheTtlMs');
     this.#maxEntries = CentOpsDirectory.#whole(options.maxEntries, DEFAULT_MAX_ENTRIES, 1, 'maxEntries');
     this.#crlMaxAgeMs = CentOpsDirectory.#whole(options.crlMaxAgeMs, DEFAULT_CRL_MAX_AGE_MS, 0, 'crlMaxAgeMs');
@@ -233,9 +246,22 @@ export class CentOpsDirectory {
     return { cert: tls.cert, key: tls.key, ca: tls.ca };
   }
 
+  /** CentOps of the trust domain in this client's own certificate. */
+  static #serverCheck(tls: TlsPem): CheckServerIdentity {
+    const trustDomain = describeCertificate(tls.cert).trustDomain;
+    if (trustDomain === undefined) {
+      throw new DmrError('CERTIFICATE_INVALID', 'tls.cert has no SPIFFE id: the trust domain of CentOps is unknown', {
+        hint: 'use the certificate CentOps issued to this client (enrol)',
+      });
+    }
+    return centOpsServerCheck(trustDomain);
+  }
+
   /** A new identity for talking to CentOps (after a renewal: pass the `renewed` event's chain and key). */
   useIdentity(tls: TlsPem): void {
-    this.#tls = CentOpsDirectory.#checkedTls(tls);
+    const checked = CentOpsDirectory.#checkedTls(tls);
+    this.#checkServer = CentOpsDirectory.#serverCheck(checked);
+    this.#tls = checked;
   }
 
   /** Drops cached verdicts (of one id, or all), so the next look-up asks CentOps. The CRL is kept. */
@@ -457,7 +483,15 @@ export class CentOpsDirectory {
     return new Promise((resolve, reject) => {
       const request = httpsRequest(
         url,
-        { method: 'GET', agent: false, ca: tls.ca, cert: tls.cert, key: tls.key, headers: { accept: '*/*' } },
+        {
+          method: 'GET',
+          agent: false,
+          ca: tls.ca,
+          cert: tls.cert,
+          key: tls.key,
+          checkServerIdentity: this.#checkServer,
+          headers: { accept: '*/*' },
+        },
         (response) => {
           const chunks: Buffer[] = [];
           let size = 0;
@@ -475,10 +509,13 @@ export class CentOpsDirectory {
       request.setTimeout(this.#timeoutMs, () => request.destroy(new Error(`no answer in ${this.#timeoutMs} ms`)));
       request.on('error', (error) =>
         reject(
-          new DmrError('CENTOPS_UNREACHABLE', `CentOps at ${url.origin} cannot be reached: ${error.message}`, {
-            details: { url: url.origin },
-            cause: error,
-          }),
+          // An impostor is not an outage: its refusal names the identity it presented.
+          isServerIdentityMismatch(error)
+            ? error
+            : new DmrError('CENTOPS_UNREACHABLE', `CentOps at ${url.origin} cannot be reached: ${error.message}`, {
+                details: { url: url.origin },
+                cause: error,
+              }),
         ),
       );
       request.end();

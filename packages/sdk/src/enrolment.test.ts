@@ -7,6 +7,8 @@
 import assert from 'node:assert/strict';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -70,6 +72,37 @@ describe('enrolment and renewal against a real CentOps', () => {
     await assert.rejects(enrol({ ...options, token: 'not-a-token' }), { code: 'TOKEN_INVALID' });
     await assert.rejects(enrol({ ...options, enrolUrl: 'https://localhost:1' }), { code: 'CENTOPS_UNREACHABLE' });
     await assert.rejects(enrol({ ...options, enrolUrl: 'http://localhost:1' }), { code: 'INVALID_ARGUMENT' });
+  });
+
+  it("sends the token only to CentOps: another node's certificate on the enrolment address is refused", async () => {
+    const stolen = await centops.server.ca.issueWithKey({
+      kind: 'node',
+      id: 'node-a',
+      dns: ['localhost'],
+      ips: ['127.0.0.1'],
+    });
+    const received: string[] = [];
+    const impostor = createServer({ cert: stolen.chainPem, key: stolen.privateKeyPem }, (request, response) => {
+      request.on('data', (chunk: Buffer) => received.push(chunk.toString('utf8')));
+      request.on('end', () => response.writeHead(404).end());
+    });
+    await new Promise<void>((resolve) => impostor.listen(0, '127.0.0.1', resolve));
+    try {
+      const token = await centops.token('ria-desk');
+      const { port } = impostor.address() as AddressInfo;
+      await assert.rejects(
+        enrol({ enrolUrl: `https://localhost:${port}`, token, id: 'ria-desk', caPem: centops.trustBundlePem }),
+        (error: unknown) => {
+          assert.equal((error as { code?: unknown }).code, 'SERVER_IDENTITY_MISMATCH');
+          assert.match((error as Error).message, /node\/node-a, not spiffe:\/\/dmr\.test\/centops\/api/);
+          return true;
+        },
+      );
+      assert.ok(!received.join('').includes(token));
+    } finally {
+      impostor.closeAllConnections();
+      await new Promise<void>((resolve) => impostor.close(() => resolve()));
+    }
   });
 
   it('refuses a renewal without a certificate CentOps issued (the TLS handshake fails: CENTOPS_UNREACHABLE)', async () => {

@@ -33,9 +33,12 @@ export interface EnrolOptions {
   token: string;
   /** The client id the token was made for. */
   id: string;
-  /** CentOps' trust bundle (PEM): authenticates the enrolment listener. */
+  /** CentOps' trust bundle (PEM): authenticates the enrolment listener (with its SPIFFE id, see trustDomain). */
   caPem: string;
-  /** The mesh trust domain (SPIFFE); default: read from the root's name (`DMR Root CA (<td>)`). */
+  /**
+   * The mesh trust domain (SPIFFE); default: read from the root's name (`DMR Root CA (<td>)`). The enrolment
+   * listener must present `spiffe://<td>/centops/api`, and the certificate is requested for this domain.
+   */
   trustDomain?: string;
   /** Default `ecdsa-p256` (what end-to-end protection's ES256 needs). */
   keyAlgorithm?: KeyAlgorithm;
@@ -93,6 +96,8 @@ export async function enrol(options: EnrolOptions): Promise<EnrolledIdentity> {
         token: options.token,
         csrPem,
         caPem: options.caPem,
+        // The token goes only to a server that proves to be CentOps of this trust domain.
+        trustDomain,
         ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
       }),
   });
@@ -111,20 +116,26 @@ export interface RenewOptions {
 /** A new certificate for a new key, proven by the current certificate. */
 export async function renewCertificate(options: RenewOptions): Promise<EnrolledIdentity> {
   const info = describeCertificate(options.current.cert);
-  if (info.id === undefined || info.trustDomain === undefined) {
+  const { id, trustDomain } = info;
+  if (id === undefined || trustDomain === undefined) {
     throw new DmrError('CERTIFICATE_INVALID', 'the current certificate has no DMR id (CN) or SPIFFE URI');
   }
   const obtained = await obtainCertificate({
-    id: info.id,
+    id,
     kind: 'client',
-    trustDomain: info.trustDomain,
+    trustDomain,
     ...(options.keyAlgorithm === undefined ? {} : { keyAlgorithm: options.keyAlgorithm }),
-    what: `renewal of ${info.id}`,
+    what: `renewal of ${id}`,
     send: (csrPem) =>
       requestRenewal({
         apiUrl: options.apiUrl,
         csrPem,
-        tls: { caPem: options.current.ca, certPem: options.current.cert, keyPem: options.current.key },
+        tls: {
+          caPem: options.current.ca,
+          certPem: options.current.cert,
+          keyPem: options.current.key,
+          trustDomain,
+        },
         ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
       }),
   });

@@ -5,7 +5,8 @@
  * the document; keep them identical.
  */
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
+import { X509Certificate, randomUUID } from 'node:crypto';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NodeFixture } from '@dmr/node/testing';
@@ -40,10 +41,26 @@ describe('plain AMQP client (docs/amqp-clients.md)', () => {
     const ca = node.harness.trustBundlePem;
 
     // doc: connect
+    // The broker must be node-a's: the chain (ca), the host name, and the node's SPIFFE id.
+    function pinNodeA(host: string, peer: PeerCertificate): Error | undefined {
+      const hostError = checkServerIdentity(host, peer);
+      if (hostError !== undefined) return hostError;
+      const uris = (new X509Certificate(peer.raw).subjectAltName ?? '').split(', ').filter((n) => n.startsWith('URI:'));
+      const pinned = uris.length === 1 && uris[0] === 'URI:spiffe://dmr.test/node/node-a';
+      return pinned ? undefined : new Error(`the broker is not node-a: ${uris.join(', ')}`);
+    }
+
     async function connectAs(id: string, cert: string, key: string): Promise<amqp.ChannelModel> {
       return amqp.connect(
         { protocol: 'amqps', hostname: '127.0.0.1', port, vhost: 'dmr-node-a', heartbeat: 30 },
-        { cert, key, ca, servername: 'localhost', credentials: amqp.credentials.external() },
+        {
+          cert,
+          key,
+          ca,
+          servername: 'localhost',
+          checkServerIdentity: pinNodeA,
+          credentials: amqp.credentials.external(),
+        },
       );
     }
     // doc: end
@@ -84,6 +101,10 @@ describe('plain AMQP client (docs/amqp-clients.md)', () => {
       await inbox.prefetch(16);
       await inbox.consume('dmr.client.rik-bot', (message) => {
         if (message === null) return; // the broker cancelled the consumer: reconnect and consume again
+        if (message.properties.headers?.['dmr-recipient'] !== 'rik-bot') {
+          inbox.nack(message, false, false); // not for rik-bot: never process it; dead-lettered as evidence
+          return;
+        }
         if (message.properties.type === 'dmr.DeliveryReport') {
           // About a message rik-bot sent: correlation_id = its message id; JSON body.
           handleReport(JSON.parse(message.content.toString('utf8')) as Record<string, unknown>);

@@ -10,7 +10,7 @@
  * BENCH_LEVELS, default 1,8,32).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { Agent, createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -86,6 +86,8 @@ function message(): V1Message {
 }
 
 async function main(): Promise<void> {
+  // Measured as deployed: every POST carries a bearer token the bridge checks (a digest, constant time).
+  const token = randomBytes(32).toString('base64url');
   const node = await NodeFixture.start({ label: 'bridge-bench', startRouters: false });
   const router = await node.spawnRouter(0);
   const dir = await mkdtemp(join(tmpdir(), 'dmr-bridge-bench-'));
@@ -126,6 +128,7 @@ async function main(): Promise<void> {
           DMR_BRIDGE_ENDPOINT_URL: endpointUrl,
           DMR_BRIDGE_DELIVERY_CONCURRENCY: '64',
           DMR_BRIDGE_LOG_LEVEL: 'warn',
+          DMR_BRIDGE_AUTH_TOKENS: token,
         },
       });
       let stderr = '';
@@ -141,7 +144,15 @@ async function main(): Promise<void> {
       new Promise((resolve, reject) => {
         const req = request(
           target,
-          { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': body.length } },
+          {
+            method: 'POST',
+            agent,
+            headers: {
+              'content-type': 'application/json',
+              'content-length': body.length,
+              authorization: `Bearer ${token}`,
+            },
+          },
           (res) => {
             res.resume();
             res.on('end', () => resolve(res.statusCode ?? 0));

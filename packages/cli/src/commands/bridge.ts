@@ -62,7 +62,11 @@ export function bridgeCommand(): Command {
               ['id', value.id],
               ['node', value.node],
               ['broker', value.broker.url],
-              ['listen', `${value.listen.host}:${value.listen.port}`],
+              [
+                'listen',
+                `${value.server.tls === undefined ? 'http' : 'https'}://${value.listen.host}:${value.listen.port}`,
+              ],
+              ['auth', describeAuth(value)],
               ['endpoint', value.endpoint.url],
               ['delivery', `${value.delivery.concurrency} at a time, ${value.delivery.maxAttempts} attempts`],
               ['CentOps', value.centops?.url ?? 'not configured'],
@@ -72,4 +76,13 @@ export function bridgeCommand(): Command {
       ),
   );
   return command;
+}
+
+/** Which authentication a configuration turns on, without any secret. */
+function describeAuth(config: BridgePackage.BridgeConfig): string {
+  const parts: string[] = [];
+  const tokens = config.auth.tokens;
+  if (tokens !== undefined) parts.push(`${tokens.count} bearer token(s) from ${tokens.sources.join(', ')}`);
+  if (config.server.tls?.clientCaFile !== undefined) parts.push(`mutual TLS (${config.server.tls.clientCaFile})`);
+  return parts.length > 0 ? parts.join(' + ') : 'none: loopback only, loopback Host names only';
 }

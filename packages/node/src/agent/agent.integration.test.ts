@@ -23,7 +23,14 @@ import { RouterSupervisor } from './supervisor.js';
 import { CentOpsClient } from './centops-client.js';
 import { loadRunConfig, type RunConfig } from './run-config.js';
 import { dataPaths, readLocalStatus } from './state-dir.js';
-import { NODE, serverSerial, startAgentEnvironment, writeRunConfig, type AgentEnvironment } from './test-support.js';
+import {
+  NODE,
+  serverSerial,
+  startAgentEnvironment,
+  startImpostor,
+  writeRunConfig,
+  type AgentEnvironment,
+} from './test-support.js';
 
 async function waitFor<T>(
   what: string,
@@ -107,6 +114,52 @@ describe('node agent with a real CentOps and broker', () => {
       return true;
     });
     await bogus.stop();
+  });
+
+  it("refuses another node's certificate posing as CentOps: no token to the impostor, not for the API either", async () => {
+    // Same CA, same host names as CentOps: only the SPIFFE id tells them apart.
+    const stolen = await env.server.ca.issueWithKey({
+      kind: 'node',
+      id: 'node-b',
+      dns: ['localhost'],
+      ips: ['127.0.0.1'],
+    });
+    const impostor = await startImpostor(stolen);
+    try {
+      const file = await writeRunConfig(env.dir, 'impostor.yaml', {
+        ...env.runConfig,
+        dataDir: join(env.dir, 'impostor'),
+        centops: { ...env.runConfig.centops, enrolUrl: impostor.url, tokenFile: join(env.dir, 'impostor.token') },
+      });
+      await writeFile(join(env.dir, 'impostor.token'), 'a-token-for-centops-only\n');
+      const fooled = new NodeAgent(await loadRunConfig(file));
+      await assert.rejects(fooled.start(), (error: unknown) => {
+        assert.ok(isDmrError(error), String(error));
+        assert.equal(error.code, 'SERVER_IDENTITY_MISMATCH', error.message);
+        assert.equal(error.details.expected, 'spiffe://dmr.test/centops/api');
+        assert.deepEqual(error.details.presented, ['spiffe://dmr.test/node/node-b']);
+        return true;
+      });
+      await fooled.stop();
+      // The mutual-TLS API client pins too (the node's own keep-alive agent).
+      const asNode = new CentOpsClient({
+        apiUrl: impostor.url,
+        enrolUrl: impostor.url,
+        caPem: env.ca,
+        trustDomain: 'dmr.test',
+        identity: stolen,
+      });
+      await assert.rejects(
+        asNode.crl(),
+        (error: unknown) => isDmrError(error) && error.code === 'SERVER_IDENTITY_MISMATCH',
+      );
+      asNode.close();
+      // A round trip: the impostor is up and answers a chain-only client, and has seen nothing else.
+      assert.equal(await impostor.probe(env.ca), 404);
+      assert.deepEqual(impostor.received, ['GET /probe ']);
+    } finally {
+      await impostor.close();
+    }
   });
 
   it('enrols with a token (only the token and a CSR leave the node) and applies the first document', async () => {

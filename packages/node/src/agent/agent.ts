@@ -138,7 +138,12 @@ export class NodeAgent {
   async start(): Promise<void> {
     const { config } = this;
     const caPem = await readFile(config.centops.caFile, 'utf8');
-    const client = new CentOpsClient({ apiUrl: config.centops.url, enrolUrl: config.centops.enrolUrl, caPem });
+    const client = new CentOpsClient({
+      apiUrl: config.centops.url,
+      enrolUrl: config.centops.enrolUrl,
+      caPem,
+      trustDomain: config.centops.trustDomain,
+    });
     this.#client = client;
 
     let identity = await loadIdentity(config.dataDir);

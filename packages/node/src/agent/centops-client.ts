@@ -8,18 +8,29 @@
  * Enrolment and renewal are @dmr/pki's enrolment client (the one the SDK
  * uses too); this class only supplies the URLs and the node's agent.
  *
- * Errors: an unreachable CentOps is CENTOPS_UNREACHABLE; an error answer
+ * Every connection pins CentOps' identity, `spiffe://<trustDomain>/centops/api`
+ * (the run configuration's `centops.trustDomain`), on top of the chain and the
+ * host name: another node's certificate from the same CA cannot stand in for
+ * CentOps, neither for enrolment (the token) nor for the feed (configuration,
+ * CRL, policy bundles) or the status reports.
+ *
+ * Errors: a server that is not CentOps is SERVER_IDENTITY_MISMATCH; an
+ * unreachable CentOps is CENTOPS_UNREACHABLE; an error answer
  * becomes a DmrError with CentOps' own code (the catalogue is shared) so the
  * caller can tell a refused token from an outage.
  */
-import { Agent, request as httpsRequest } from 'node:https';
+import { request as httpsRequest } from 'node:https';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { DmrError } from '@dmr/core';
 import {
+  CentOpsAgent,
   centOpsError,
+  centOpsServerCheck,
   centOpsUnreachable,
+  isServerIdentityMismatch,
   requestEnrolment,
   requestRenewal,
+  type CheckServerIdentity,
   type IssuedCertificateResponse,
 } from '@dmr/pki';
 
@@ -77,24 +88,35 @@ export interface RequestOptions {
 export class CentOpsClient {
   readonly apiUrl: string;
   readonly enrolUrl: string;
+  readonly trustDomain: string;
   readonly #caPem: string;
-  #agent: Agent | undefined;
+  readonly #checkServer: CheckServerIdentity;
+  #agent: CentOpsAgent | undefined;
 
-  constructor(options: { apiUrl: string; enrolUrl: string; caPem: string; identity?: TlsIdentity }) {
+  constructor(options: {
+    apiUrl: string;
+    enrolUrl: string;
+    caPem: string;
+    /** The mesh's trust domain: CentOps must present `spiffe://<trustDomain>/centops/api`. */
+    trustDomain: string;
+    identity?: TlsIdentity;
+  }) {
     this.apiUrl = options.apiUrl;
     this.enrolUrl = options.enrolUrl;
+    this.trustDomain = options.trustDomain;
     this.#caPem = options.caPem;
+    this.#checkServer = centOpsServerCheck(options.trustDomain);
     if (options.identity) this.setIdentity(options.identity);
   }
 
   /** Uses `identity` for every later request; requests and streams under way keep the old one. */
   setIdentity(identity: TlsIdentity): void {
     const old = this.#agent;
-    this.#agent = new Agent({
-      keepAlive: true,
-      ca: this.#caPem,
-      cert: identity.chainPem,
-      key: identity.privateKeyPem,
+    this.#agent = new CentOpsAgent({
+      caPem: this.#caPem,
+      certPem: identity.chainPem,
+      keyPem: identity.privateKeyPem,
+      trustDomain: this.trustDomain,
     });
     // Idle sockets of the old identity must not be reused; busy ones finish on their own.
     old?.destroy();
@@ -105,7 +127,7 @@ export class CentOpsClient {
     this.#agent = undefined;
   }
 
-  #send(url: string, agent: Agent | false, options: RequestOptions): Promise<IncomingMessage> {
+  #send(url: string, agent: CentOpsAgent | false, options: RequestOptions): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
       const body = options.body === undefined ? undefined : JSON.stringify(options.body);
       const request = httpsRequest(
@@ -113,7 +135,7 @@ export class CentOpsClient {
         {
           method: options.method ?? 'GET',
           agent,
-          ...(agent === false ? { ca: this.#caPem } : {}),
+          ...(agent === false ? { ca: this.#caPem, checkServerIdentity: this.#checkServer } : {}),
           headers: {
             ...(body === undefined ? {} : { 'content-type': 'application/json' }),
             ...options.headers,
@@ -125,12 +147,14 @@ export class CentOpsClient {
       if (options.timeoutMs !== undefined) {
         request.setTimeout(options.timeoutMs, () => request.destroy(new Error(`no answer in ${options.timeoutMs} ms`)));
       }
-      request.on('error', (error) => reject(options.signal?.aborted ? error : centOpsUnreachable(url, error)));
+      request.on('error', (error) =>
+        reject(options.signal?.aborted || isServerIdentityMismatch(error) ? error : centOpsUnreachable(url, error)),
+      );
       request.end(body);
     });
   }
 
-  async #call(base: string, path: string, agent: Agent | false, options: RequestOptions): Promise<HttpAnswer> {
+  async #call(base: string, path: string, agent: CentOpsAgent | false, options: RequestOptions): Promise<HttpAnswer> {
     const url = `${base}${path}`;
     const response = await this.#send(url, agent, options);
     let body: Buffer;
@@ -142,7 +166,7 @@ export class CentOpsClient {
     return { status: response.statusCode ?? 0, headers: response.headers, body };
   }
 
-  #requireAgent(): Agent {
+  #requireAgent(): CentOpsAgent {
     if (this.#agent === undefined) {
       throw new DmrError('INTERNAL', 'the node has no certificate yet: enrol first');
     }
@@ -156,7 +180,13 @@ export class CentOpsClient {
 
   /** Enrolment: the body carries the token and the CSR only; the private key never leaves the node. */
   async enrol(token: string, csrPem: string): Promise<IssuedCertificateResponse> {
-    return requestEnrolment({ enrolUrl: this.enrolUrl, token, csrPem, caPem: this.#caPem });
+    return requestEnrolment({
+      enrolUrl: this.enrolUrl,
+      token,
+      csrPem,
+      caPem: this.#caPem,
+      trustDomain: this.trustDomain,
+    });
   }
 
   /** Renewal as the node's current identity (the agent's keep-alive agent). */

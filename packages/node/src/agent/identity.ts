@@ -13,6 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { DmrError, isDmrError } from '@dmr/core';
 import {
   ensurePrivateDirectory,
+  isServerIdentityMismatch,
   obtainCertificate,
   parseCertificates,
   writeFilesAtomic,
@@ -101,6 +102,8 @@ export async function enrol(client: CentOpsClient, options: EnrolOptions): Promi
   const nodeId = options.nodeId;
   /** The node's own words for a failed exchange: which file to fix, what to check. */
   const explain = (error: unknown): DmrError => {
+    // Its own message names the expected and the presented identity; wrapping it would hide both.
+    if (isServerIdentityMismatch(error)) return error;
     if (isDmrError(error) && error.code === 'TOKEN_INVALID') {
       return new DmrError('TOKEN_INVALID', `enrolment of ${nodeId} refused: ${error.message}`, {
         details: { tokenFile: options.tokenFile },

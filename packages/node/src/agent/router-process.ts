@@ -14,7 +14,8 @@
  * ignored: the previous one stays.
  *
  * The broker connection uses the node certificate read from disk at each
- * (re)connect, so a renewal by the agent is picked up without a restart.
+ * (re)connect, so a renewal by the agent is picked up without a restart,
+ * and requires the broker to present this node's own SPIFFE id.
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
@@ -23,6 +24,7 @@ import { Registry } from 'prom-client';
 import { connectWithCertificate } from '@dmr/broker-harness';
 import type { NodeConfig } from '@dmr/centops';
 import { DmrError } from '@dmr/core';
+import { brokerServerCheck } from '@dmr/pki';
 import {
   PolicyEngine,
   RestPolicyEngine,
@@ -168,6 +170,8 @@ export async function startRouterProcess(options: RouterProcessOptions): Promise
         certificatePem: certificatePem as string,
         privateKeyPem: privateKeyPem as string,
         vhost: vhostName(config.node),
+        // Its own broker presents this node's certificate (the agent installed it): nothing else may answer.
+        tls: { checkServerIdentity: brokerServerCheck(config.centops.trustDomain, config.node) },
       });
     },
     policy,

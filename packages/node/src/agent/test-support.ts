@@ -9,6 +9,8 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { stringify } from 'yaml';
 import { harnessPaths, startBrokers, type BrokerHarness } from '@dmr/broker-harness';
@@ -148,7 +150,8 @@ export async function startAgentEnvironment(): Promise<AgentEnvironment> {
           kind: 'client',
           trustDomain: TD,
           what: `enrolment of ${id}`,
-          send: (csrPem) => requestEnrolment({ enrolUrl: server.enrolUrl, token: secret, csrPem, caPem: ca }),
+          send: (csrPem) =>
+            requestEnrolment({ enrolUrl: server.enrolUrl, token: secret, csrPem, caPem: ca, trustDomain: TD }),
         });
         return { chainPem: issued.chainPem, privateKeyPem: issued.privateKeyPem, serial: issued.serial };
       },
@@ -177,4 +180,49 @@ export function serverSerial(port: number, ca: string, client: Credentials): Pro
     );
     socket.on('error', reject);
   });
+}
+
+/**
+ * An HTTPS server presenting `material` (e.g. another node's certificate of
+ * CentOps' own CA, with the same host names as CentOps): what a stolen node
+ * key can stand up. It records every request that reaches it.
+ */
+export interface Impostor {
+  url: string;
+  /** `METHOD path body` of every request it received. */
+  received: string[];
+  /** A GET that checks only the chain (what clients did before pinning): a round trip to the impostor. */
+  probe(ca: string): Promise<number>;
+  close(): Promise<void>;
+}
+
+export async function startImpostor(material: { chainPem: string; privateKeyPem: string }): Promise<Impostor> {
+  const received: string[] = [];
+  const server = createHttpsServer({ cert: material.chainPem, key: material.privateKeyPem }, (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      received.push(`${req.method ?? ''} ${req.url ?? ''} ${Buffer.concat(chunks).toString('utf8')}`);
+      res.writeHead(404, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    url,
+    received,
+    probe: (ca) =>
+      new Promise((resolve, reject) => {
+        const req = httpsRequest(`${url}/probe`, { ca, agent: false }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        });
+        req.on('error', reject);
+        req.end();
+      }),
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }

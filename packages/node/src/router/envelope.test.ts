@@ -152,13 +152,15 @@ describe('router envelope', () => {
       node: 'node-a',
       at: '2026-11-27T12:00:00.000Z',
     });
-    const options = reportOptions(report, 'node-a', NOW);
+    const options = reportOptions(report, 'node-a', NOW, 'ria-bot');
     assert.equal(options.type, DELIVERY_REPORT_TYPE);
+    // Addressed like any message: the SDK drops a report whose dmr-recipient is not its own id.
+    assert.equal(options.headers?.['dmr-recipient'], 'ria-bot');
     assert.equal(options.correlationId, 'm-1');
     assert.equal(options.timestamp, NOW / 1000);
     assert.notEqual(options.messageId, 'm-1');
     const withoutId = deliveryReport(null, 'rejected', { reason: 'MESSAGE_ID_INVALID', detail: 'x' }, 'node-a', NOW);
-    assert.equal(reportOptions(withoutId, 'node-a', NOW).correlationId, undefined);
+    assert.equal(reportOptions(withoutId, 'node-a', NOW, 'ria-bot').correlationId, undefined);
     const denied = deliveryReport(
       'm-2',
       'rejected',

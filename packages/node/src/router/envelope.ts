@@ -12,6 +12,7 @@ import {
   CONTRACT_VERSION,
   HOPS_HEADER,
   ORIGIN_HEADER,
+  RECIPIENT_HEADER,
   SENDER_HEADER,
   VERSION_HEADER,
   type MessageRejectionCode,
@@ -235,8 +236,12 @@ export function deliveryReport(
   };
 }
 
-/** Publish options of a report to the sender's queue (through dmr.delivery, routing key = sender). */
-export function reportOptions(report: DeliveryReport, nodeId: string, now: number): Options.Publish {
+/**
+ * Publish options of a report to the sender's queue (through dmr.delivery, routing key = `to`, the sender).
+ * `dmr-recipient` names `to` like on any delivered message: the SDK and the bridge drop a report whose
+ * recipient is not their own id, so one routed into the wrong queue is never believed.
+ */
+export function reportOptions(report: DeliveryReport, nodeId: string, now: number, to: string): Options.Publish {
   return {
     persistent: true,
     mandatory: true,
@@ -245,7 +250,7 @@ export function reportOptions(report: DeliveryReport, nodeId: string, now: numbe
     contentType: 'application/json',
     timestamp: Math.floor(now / 1000),
     ...(report.messageId === null ? {} : { correlationId: report.messageId }),
-    headers: { [ORIGIN_HEADER]: nodeId, [VERSION_HEADER]: CONTRACT_VERSION },
+    headers: { [RECIPIENT_HEADER]: to, [ORIGIN_HEADER]: nodeId, [VERSION_HEADER]: CONTRACT_VERSION },
   };
 }
 

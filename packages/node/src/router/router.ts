@@ -427,7 +427,13 @@ export class Router {
 
   async #sendReport(session: Session, to: string, report: DeliveryReport, now: number): Promise<PublishOutcome> {
     const body = Buffer.from(JSON.stringify(report), 'utf8');
-    const outcome = await this.#publish(session, DELIVERY_EXCHANGE, to, body, reportOptions(report, this.nodeId, now));
+    const outcome = await this.#publish(
+      session,
+      DELIVERY_EXCHANGE,
+      to,
+      body,
+      reportOptions(report, this.nodeId, now, to),
+    );
     this.#options.metrics.reports.inc({ kind: outcome === 'confirmed' ? report.status : `${report.status}-lost` });
     return outcome;
   }

@@ -249,8 +249,15 @@ export class NodeFixture {
       const denied = new Set(options.denied);
       const users = config.clients.filter((client) => client.status === 'active' && !denied.has(client.id));
       for (const id of [nodeId, ...users.map((client) => client.id)]) {
-        const issued = await ca.issueWithKey({ kind: id === nodeId ? 'node' : 'client', id });
+        const issued = await ca.issueWithKey(
+          id === nodeId
+            ? { kind: 'node', id, dns: [harness.node(0).servername], ips: ['127.0.0.1'] }
+            : { kind: 'client', id },
+        );
         fixture.#material.set(id, { certificatePem: issued.chainPem, privateKeyPem: issued.privateKeyPem });
+        // As a node agent does (broker-tls.ts): the broker presents the node's certificate, the identity
+        // clients pin (spiffe://<td>/node/<nodeId>).
+        if (id === nodeId) await harness.installServerCertificate(0, issued);
       }
       if (options.startRouters ?? true) {
         for (let shard = 0; shard < (options.routerShards ?? 1); shard += 1) {

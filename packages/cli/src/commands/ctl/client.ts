@@ -2,13 +2,25 @@
  * A small typed HTTPS client for the CentOps API. Mutual TLS with the
  * operator's certificate from the config file; the server is verified
  * against the config's CA bundle only (never the system roots: CentOps is
- * a private PKI). API errors come back as the DmrError the server threw
+ * a private PKI), and pinned to CentOps' SPIFFE id
+ * `spiffe://<td>/centops/api`: a node certificate of the same CA posing as
+ * CentOps gets neither the operator's requests nor a bootstrap token
+ * (SERVER_IDENTITY_MISMATCH). The trust domain is the config's
+ * `trustDomain`, else the operator certificate's, else the one the CA
+ * bundle's root names. API errors come back as the DmrError the server threw
  * (same code, message, details, hint), so `dmr ctl` reports them exactly
  * like local errors; network failures become CENTOPS_UNREACHABLE with a
  * hint that names the endpoint and the config file.
  */
 import { request as httpsRequest } from 'node:https';
 import { DmrError, isErrorCode } from '@dmr/core';
+import {
+  centOpsServerCheck,
+  isServerIdentityMismatch,
+  trustDomainFromCertificate,
+  trustDomainFromTrustBundle,
+  type CheckServerIdentity,
+} from '@dmr/pki';
 import { readConfigFile, type CtlConfig } from './config.js';
 
 export interface ApiResponse<T> {
@@ -30,6 +42,8 @@ export interface RequestOptions {
 export interface ClientOptions {
   baseUrl: string;
   ca: string;
+  /** The mesh's trust domain: the server must present `spiffe://<trustDomain>/centops/api`. */
+  trustDomain: string;
   cert?: string;
   key?: string;
   /** Named in error hints. */
@@ -41,6 +55,15 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 
 /** Node's TLS and socket error codes that mean "could not talk to CentOps", with what to check. */
 function networkError(error: Error & { code?: string }, url: string, configFile: string | undefined): DmrError {
+  if (isServerIdentityMismatch(error)) {
+    // Not an outage: something else of the mesh answered. Say so, with the config that sent us there.
+    const where = configFile === undefined ? '' : ` (${configFile})`;
+    return new DmrError(error.code, error.message, {
+      details: { ...error.details, url },
+      hint: [error.hint, `check endpoint, enrolEndpoint and trustDomain${where}`].filter(Boolean).join('; '),
+      cause: error,
+    });
+  }
   const code = error.code ?? '';
   const where = configFile === undefined ? '' : ` (endpoint in ${configFile})`;
   let hint: string;
@@ -60,6 +83,24 @@ function networkError(error: Error & { code?: string }, url: string, configFile:
     hint,
     cause: error,
   });
+}
+
+/**
+ * The trust domain CentOps is pinned to: the config's `trustDomain`, else the
+ * one in the client certificate, else the one the CA bundle's root names.
+ */
+export function ctlTrustDomain(config: CtlConfig, caPem: string, certificatePem?: string): string {
+  const found =
+    config.trustDomain ??
+    (certificatePem === undefined ? undefined : trustDomainFromCertificate(certificatePem)) ??
+    trustDomainFromTrustBundle(caPem);
+  if (found === undefined) {
+    throw new DmrError('CLI_CONFIG_INVALID', `${config.file}: the trust domain of CentOps cannot be told`, {
+      details: { file: config.file, field: 'trustDomain' },
+      hint: 'add trustDomain: <the mesh trust domain, e.g. dmr.example.ee> to the CLI config',
+    });
+  }
+  return found;
 }
 
 /** The server's `{error:{code,message,details,hint?}}` as a DmrError with the same code. */
@@ -90,10 +131,12 @@ function apiError(status: number, json: unknown, text: string, method: string, p
 export class CentOpsClient {
   readonly baseUrl: string;
   readonly #options: ClientOptions;
+  readonly #checkServer: CheckServerIdentity;
 
   constructor(options: ClientOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');
     this.#options = options;
+    this.#checkServer = centOpsServerCheck(options.trustDomain);
   }
 
   /** The mTLS API client of a config; the operator certificate is required. */
@@ -101,7 +144,8 @@ export class CentOpsClient {
     const ca = await readConfigFile(config, 'caBundle');
     const cert = credentials?.cert ?? (await readConfigFile(config, 'clientCertificate'));
     const key = credentials?.key ?? (await readConfigFile(config, 'clientKey'));
-    return new CentOpsClient({ baseUrl: config.endpoint, ca, cert, key, configFile: config.file });
+    const trustDomain = ctlTrustDomain(config, ca, cert);
+    return new CentOpsClient({ baseUrl: config.endpoint, ca, cert, key, trustDomain, configFile: config.file });
   }
 
   /** The enrolment listener: server-auth TLS, no client certificate (the caller has none yet). */
@@ -113,7 +157,8 @@ export class CentOpsClient {
         hint: 'add enrolEndpoint: https://host:port (the API port + 1 by default) or pass --enrol-endpoint',
       });
     }
-    return new CentOpsClient({ baseUrl, ca: await readConfigFile(config, 'caBundle'), configFile: config.file });
+    const ca = await readConfigFile(config, 'caBundle');
+    return new CentOpsClient({ baseUrl, ca, trustDomain: ctlTrustDomain(config, ca), configFile: config.file });
   }
 
   request<T>(method: string, path: string, options: RequestOptions = {}): Promise<ApiResponse<T>> {
@@ -137,6 +182,7 @@ export class CentOpsClient {
         {
           method,
           ca: this.#options.ca,
+          checkServerIdentity: this.#checkServer,
           cert: this.#options.cert,
           key: this.#options.key,
           headers,

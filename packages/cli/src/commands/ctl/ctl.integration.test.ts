@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -290,6 +291,7 @@ spec: { id: dmr-tallinn--dmr-tartu, nodes: [dmr-tallinn, dmr-tartu], cost: 0 }
     const client = new CentOpsClient({
       baseUrl: server.enrolUrl,
       ca: await readFile(join(centopsDir, 'ca/root.crt'), 'utf8'),
+      trustDomain: TD,
     });
     const crl = (await client.request<string>('GET', '/v1/pki/crl')).text;
     const [parsed] = parseCrls(crl);
@@ -321,6 +323,7 @@ spec: { id: dmr-tallinn--dmr-tartu, nodes: [dmr-tallinn, dmr-tartu], cost: 0 }
     const asNode = new CentOpsClient({
       baseUrl: server.apiUrl,
       ca: await readFile(join(centopsDir, 'ca/root.crt'), 'utf8'),
+      trustDomain: TD,
       cert: await readFile(join(dir, 'tartu.crt'), 'utf8'),
       key: await readFile(join(dir, 'tartu.key'), 'utf8'),
     });
@@ -392,5 +395,89 @@ spec: { id: dmr-tallinn--dmr-tartu, nodes: [dmr-tallinn, dmr-tartu], cost: 0 }
       new RegExp(`^error\\[CENTOPS_UNREACHABLE\\]: cannot reach CentOps at https://127\\.0\\.0\\.1:${port}`),
     );
     assert.match(result.stderr, /hint: is `dmr centops serve` running/);
+  });
+
+  it("refuses another node's certificate posing as CentOps: no operator request, no token reaches it", async () => {
+    // A node key of the same CA with the same host names as CentOps: chain and host name check out.
+    const stolen = await server.ca.issueWithKey({
+      kind: 'node',
+      id: 'dmr-tartu',
+      dns: ['localhost'],
+      ips: ['127.0.0.1'],
+    });
+    const received: string[] = [];
+    const impostor = createHttpsServer({ cert: stolen.chainPem, key: stolen.privateKeyPem }, (request, response) => {
+      const chunks: Buffer[] = [];
+      request.on('data', (chunk: Buffer) => chunks.push(chunk));
+      request.on('end', () => {
+        received.push(`${request.method ?? ''} ${request.url ?? ''} ${Buffer.concat(chunks).toString('utf8')}`);
+        response.writeHead(200, { 'content-type': 'application/json' }).end('[]');
+      });
+    });
+    await new Promise<void>((resolve) => impostor.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `https://127.0.0.1:${(impostor.address() as { port: number }).port}`;
+      const fooled = await writeConfig('impostor.yaml', {
+        endpoint: url,
+        enrolEndpoint: url,
+        caBundle: join(centopsDir, 'ca/root.crt'),
+        clientCertificate: join(centopsDir, 'admin/admin.crt'),
+        clientKey: join(centopsDir, 'admin/admin.key'),
+      });
+      const listed = await run(['ctl', '--config', fooled, 'get', 'nodes'], { cwd: dir });
+      assert.equal(listed.status, 9, listed.stderr);
+      assert.match(
+        listed.stderr,
+        /^error\[SERVER_IDENTITY_MISMATCH\]: the server contacted as CentOps at 127\.0\.0\.1 presented spiffe:\/\/dmr\.test\/node\/dmr-tartu, not spiffe:\/\/dmr\.test\/centops\/api/,
+      );
+      assert.match(listed.stderr, /hint: .*impostor\.yaml/);
+      const asJson = await run(['ctl', '--config', fooled, '-o', 'json', 'get', 'nodes'], { cwd: dir });
+      const body = JSON.parse(asJson.stdout || asJson.stderr) as {
+        error: { code: string; details: Record<string, unknown> };
+      };
+      assert.equal(body.error.code, 'SERVER_IDENTITY_MISMATCH');
+      assert.deepEqual(body.error.details.presented, ['spiffe://dmr.test/node/dmr-tartu']);
+      assert.equal(body.error.details.expected, 'spiffe://dmr.test/centops/api');
+
+      // Enrolment (no client certificate, trust domain from the CA bundle): the token never leaves.
+      const token = { token: 'a-token-only-centops-may-see' };
+      const enrolled = await run(
+        [
+          'ctl',
+          '--config',
+          fooled,
+          'cert',
+          'request',
+          '--token',
+          token.token,
+          '--id',
+          'police-bot',
+          '--kind',
+          'client',
+          '--key',
+          'x.key',
+          '--out',
+          'x.crt',
+        ],
+        { cwd: dir },
+      );
+      assert.equal(enrolled.status, 9, enrolled.stderr);
+      assert.match(enrolled.stderr, /^error\[SERVER_IDENTITY_MISMATCH\]/);
+      // A round trip: the impostor is up and answers a chain-only client; it has seen nothing else.
+      const ca = await readFile(join(centopsDir, 'ca/root.crt'), 'utf8');
+      const probe = await new Promise<number>((resolve, reject) => {
+        const req = httpsRequest(`${url}/probe`, { ca, agent: false }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal(probe, 200);
+      assert.deepEqual(received, ['GET /probe ']);
+    } finally {
+      impostor.closeAllConnections();
+      await new Promise<void>((resolve) => impostor.close(() => resolve()));
+    }
   });
 });

@@ -103,6 +103,12 @@ export const DEFAULT_LIMITS: Limits = {
   deliveryLimit: 3,
   timestampSkewMs: 300_000,
   dedupWindowMs: 900_000,
+  maxHeaderBytes: 16_384,
+  queueMaxBytes: 67_108_864,
+  ingressDeliveryLimit: 5,
+  senderRatePerSecond: 10_000,
+  senderBurst: 10_000,
+  maxIdsPerSender: 100_000,
 };
 
 /** What a client publishes; every field can be overridden, `null` removes a property or header. */

@@ -19,6 +19,7 @@ export class RouterMetrics {
   readonly reconnects: Counter;
   readonly reports: Counter<'kind'>;
   readonly requeued: Counter<'reason'>;
+  readonly deadLettered: Counter;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -75,8 +76,13 @@ export class RouterMetrics {
     });
     this.requeued = new Counter({
       name: 'dmr_router_messages_requeued_total',
-      help: 'Messages handed back to the broker for a later attempt (transient failure), by catalogue code.',
+      help: 'Messages held unacked for a later attempt after a transient failure, by what was unavailable (policy, audit, broker).',
       labelNames: ['reason'],
+      registers,
+    });
+    this.deadLettered = new Counter({
+      name: 'dmr_router_messages_dead_lettered_total',
+      help: 'Messages the router dead-lettered to dmr.rejected after an internal error instead of retrying them.',
       registers,
     });
     this.setState('idle');

@@ -258,7 +258,7 @@ export const ERROR_CATALOGUE = {
     exitCode: 13,
     httpStatus: 429,
     summary:
-      "The sender holds its whole share of the replay window (limits.maxIdsPerSender unexpired message ids); send again once older ids expire, or ask an operator to raise the share.",
+      'The sender holds its whole share of the replay window (limits.maxIdsPerSender unexpired message ids); send again once older ids expire, or ask an operator to raise the share.',
   },
   MESSAGE_REPLAYED: {
     exitCode: 13,

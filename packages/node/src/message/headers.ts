@@ -99,7 +99,9 @@ export function routingHeader(headers: Record<string, HeaderValue> | undefined):
 
 function isScalar(value: unknown): value is string | boolean | number {
   return (
-    typeof value === 'string' || typeof value === 'boolean' || (typeof value === 'number' && Number.isSafeInteger(value))
+    typeof value === 'string' ||
+    typeof value === 'boolean' ||
+    (typeof value === 'number' && Number.isSafeInteger(value))
   );
 }
 

@@ -60,7 +60,8 @@ export class SenderRateLimit {
     const bucket = this.#buckets.get(sender);
     // A clock stepping back never adds tokens.
     const elapsed = bucket === undefined ? 0 : Math.max(0, now - bucket.at);
-    const tokens = bucket === undefined ? this.#burst : Math.min(this.#burst, bucket.tokens + elapsed * this.#ratePerMs);
+    const tokens =
+      bucket === undefined ? this.#burst : Math.min(this.#burst, bucket.tokens + elapsed * this.#ratePerMs);
     this.#buckets.delete(sender);
     if (tokens < 1) {
       this.#buckets.set(sender, { tokens, at: Math.max(now, bucket?.at ?? now) });

@@ -59,7 +59,10 @@ export class ReplayGuard {
     if (!Number.isSafeInteger(options.maxEntries) || options.maxEntries <= 0) {
       throw new RangeError('maxEntries must be a positive integer');
     }
-    if (options.maxPerSender !== undefined && (!Number.isSafeInteger(options.maxPerSender) || options.maxPerSender <= 0)) {
+    if (
+      options.maxPerSender !== undefined &&
+      (!Number.isSafeInteger(options.maxPerSender) || options.maxPerSender <= 0)
+    ) {
       throw new RangeError('maxPerSender must be a positive integer');
     }
     this.windowMs = options.windowMs;
@@ -90,14 +93,14 @@ export class ReplayGuard {
       // Expired but left behind by a clock step: forget it so it is re-inserted at the back.
       this.#forget(id, entry);
     }
+    if (this.#entries.size >= this.maxEntries) {
+      return reject('REPLAY_WINDOW_FULL', `the replay guard holds ${this.maxEntries} unexpired ids`);
+    }
     if (this.heldBy(sender) >= this.maxPerSender) {
       return reject(
         'SENDER_QUOTA_EXCEEDED',
         `sender ${sender} holds its share of ${this.maxPerSender} unexpired ids in the replay window`,
       );
-    }
-    if (this.#entries.size >= this.maxEntries) {
-      return reject('REPLAY_WINDOW_FULL', `the replay guard holds ${this.maxEntries} unexpired ids`);
     }
     this.#entries.set(id, { expiresAt: now + this.windowMs, sender });
     this.#perSender.set(sender, this.heldBy(sender) + 1);

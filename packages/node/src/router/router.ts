@@ -208,6 +208,10 @@ export class Router {
     await this.#options.audit?.close();
     if (session?.alive === true) {
       session.acks.flush();
+      // amqplib muxes channels onto the socket in no fixed order: a connection.close (channel 0) can overtake
+      // the acks just written on this channel, and the broker then redelivers messages already routed. The
+      // channel's own close-ok comes after its acks.
+      await session.channel.close().catch(() => undefined);
       await session.connection.close().catch(() => undefined);
     }
     await this.#running;

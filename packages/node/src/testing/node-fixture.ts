@@ -242,7 +242,13 @@ export class NodeFixture {
         since: '2026-01-01T00:00:00.000Z',
       }));
       const [started, policy] = await Promise.all([
-        startBrokers({ dir: join(dir, 'brokers'), ca, namePrefix: label }),
+        // The broker refuses a body over the node's limit itself, before storing it (max_message_size).
+        startBrokers({
+          dir: join(dir, 'brokers'),
+          ca,
+          namePrefix: label,
+          maxMessageBytes: config.limits.maxMessageBytes,
+        }),
         buildPolicy(ca, dir, options.grants ?? [{ from: 'ria', to: 'rik' }]),
       ]);
       harness = started;

@@ -237,6 +237,7 @@ describe('reconciler on a harness broker', () => {
       'dmr.dead-letter-reports',
       'dmr.ingress.0',
       'dmr.mesh-ingress',
+      'dmr.rejected',
     ]);
     assert.equal((await queueInfo(management, 'dmr.client.gamma-bot'))?.arguments !== undefined, true);
     // The router (node certificate) delivers through dmr.delivery.

@@ -34,8 +34,8 @@ function u32(n: number): Buffer {
   return b;
 }
 
-function shortstr(value: string): Buffer {
-  const bytes = Buffer.from(value, 'utf8');
+function shortstr(value: string | Buffer): Buffer {
+  const bytes = Buffer.isBuffer(value) ? value : Buffer.from(value, 'utf8');
   if (bytes.length > 255) throw new RangeError('shortstr over 255 bytes');
   return Buffer.concat([Buffer.from([bytes.length]), bytes]);
 }
@@ -115,22 +115,22 @@ export function encodeWireTable(table: WireTable): Buffer {
   return Buffer.concat([u32(entries.length), entries]);
 }
 
-/** basic properties a raw publish may carry; `headers` is a raw table. */
+/** Basic properties a raw publish may carry; `headers` is a raw table; a Buffer is sent as is (any bytes). */
 export interface RawProperties {
-  contentType?: string;
-  contentEncoding?: string;
+  contentType?: string | Buffer;
+  contentEncoding?: string | Buffer;
   headers?: WireTable;
   deliveryMode?: number;
   priority?: number;
-  correlationId?: string;
-  replyTo?: string;
-  expiration?: string;
-  messageId?: string;
+  correlationId?: string | Buffer;
+  replyTo?: string | Buffer;
+  expiration?: string | Buffer;
+  messageId?: string | Buffer;
   /** POSIX seconds. */
   timestamp?: number;
-  type?: string;
-  userId?: string;
-  appId?: string;
+  type?: string | Buffer;
+  userId?: string | Buffer;
+  appId?: string | Buffer;
 }
 
 function frame(type: number, channel: number, payload: Buffer): Buffer {

@@ -20,6 +20,7 @@ export class RouterMetrics {
   readonly reports: Counter<'kind'>;
   readonly requeued: Counter<'reason'>;
   readonly deadLettered: Counter;
+  readonly bodyLimitEnforced: Gauge;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -80,6 +81,12 @@ export class RouterMetrics {
       labelNames: ['reason'],
       registers,
     });
+    this.bodyLimitEnforced = new Gauge({
+      name: 'dmr_router_broker_body_limit_enforced',
+      help: '1 if the broker refuses a body over limits.maxMessageBytes (its max_message_size), 0 if it stores it, -1 if not checked.',
+      registers,
+    });
+    this.bodyLimitEnforced.set(-1);
     this.deadLettered = new Counter({
       name: 'dmr_router_messages_dead_lettered_total',
       help: 'Messages the router dead-lettered to dmr.rejected after an internal error instead of retrying them.',

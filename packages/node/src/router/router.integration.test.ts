@@ -12,9 +12,12 @@ import { createHash, randomUUID } from 'node:crypto';
 import { DmrError } from '@dmr/core';
 import type { PolicyDecider, PolicyInput } from '@dmr/policy';
 import type { ConsumeMessage } from 'amqplib';
+import { Registry } from 'prom-client';
 import { firstBrokenRecord, type AuditRecord } from './audit.js';
 import { NodeFixture, parseReport, type SendOptions, type TestClient } from '../testing/node-fixture.js';
 import { rawPublish } from '../testing/raw-amqp.js';
+import { RouterMetrics } from './metrics.js';
+import { Router } from './router.js';
 
 const CLIENTS = [
   { id: 'ria-bot', organisation: 'ria', roles: ['bot'], labels: { tier: 'gold' } },
@@ -361,6 +364,23 @@ describe('router on a harness broker', () => {
     assert.ok(await waitFor(() => node.decisions(after ?? '').length === 1, 5_000));
     assert.equal(await metric(node, 'dmr_router_messages_received_total'), received + 1);
     assert.equal(node.decisions(big).length, 0);
+    // The router checked that at start, and says so when the broker would store larger bodies.
+    assert.equal(await metric(node, 'dmr_router_broker_body_limit_enforced'), 1);
+    const registry = new Registry();
+    const lax = new Router({
+      nodeId: node.nodeId,
+      connect: () => node.connectAs(node.nodeId),
+      policy: node.policy,
+      logger: node.logger,
+      metrics: new RouterMetrics(registry),
+    });
+    lax.applyConfig({ ...node.config, limits: { ...node.config.limits, maxMessageBytes: 1_000 } });
+    const logged = node.logLines.length;
+    await lax.start();
+    await lax.stop();
+    const gauge = (await registry.getMetricsAsJSON()).find((m) => m.name === 'dmr_router_broker_body_limit_enforced');
+    assert.equal(gauge?.values[0]?.value, 0);
+    assert.ok(node.logLines.slice(logged).some((line) => String(line.msg).includes('max_message_size')));
   });
 
   it('dead-letters an ingress message taken more than ingressDeliveryLimit times without a settle to dmr.rejected', async () => {

@@ -89,6 +89,11 @@ type PublishOutcome = 'confirmed' | 'returned' | 'nacked' | 'unencodable';
 
 type Handler = 'route' | 'dead-letter';
 
+/** Not a valid id (ids have no dots), so never a client's binding on `dmr.delivery`: the probe is routed nowhere. */
+const PROBE_ROUTING_KEY = 'dmr.body-limit-probe';
+/** Above this the probe itself would cost too much per connection; such limits are not checked. */
+const PROBE_MAX_BYTES = 16 * 1_048_576;
+
 /** One connection's worth of state: dropped as a whole when the connection or channel goes. */
 interface Session {
   connection: ChannelModel;
@@ -699,11 +704,49 @@ export class Router {
       this.#session = session;
       this.#options.audit?.attach?.(channel);
       await channel.prefetch(this.#options.prefetch ?? 256);
+      await this.#probeBodyLimit(connection);
       await this.#consume(session);
       return session;
     } catch (error) {
       await connection.close().catch(() => undefined);
       throw error;
+    }
+  }
+
+  /**
+   * Whether the broker refuses a body over limits.maxMessageBytes before
+   * storing it (RabbitMQ's max_message_size; its default is 128 MiB): one
+   * publish of limit + 1 bytes, on a channel of its own, to `dmr.delivery`
+   * under a routing key no queue is bound to. Refused: the broker closes
+   * that channel (406). Confirmed: the broker would store oversized bodies
+   * from clients; logged and shown by `dmr_router_broker_body_limit_enforced`.
+   */
+  async #probeBodyLimit(connection: ChannelModel): Promise<void> {
+    const limit = (this.#context as RoutingContext).message.limits.maxMessageBytes;
+    if (limit > PROBE_MAX_BYTES) return;
+    let channel: ConfirmChannel | undefined;
+    try {
+      channel = await connection.createConfirmChannel();
+      channel.on('error', () => undefined);
+      const probe = channel;
+      const refused = new Promise<'refused'>((resolve) => probe.once('close', () => resolve('refused')));
+      const confirmed = new Promise<'stored' | 'refused'>((resolve) => {
+        probe.publish(DELIVERY_EXCHANGE, PROBE_ROUTING_KEY, Buffer.alloc(limit + 1), {}, (error: unknown) =>
+          resolve(error === null || error === undefined ? 'stored' : 'refused'),
+        );
+      });
+      const outcome = await Promise.race([refused, confirmed]);
+      this.#options.metrics.bodyLimitEnforced.set(outcome === 'refused' ? 1 : 0);
+      if (outcome === 'stored') {
+        this.#options.logger.warn(
+          { maxMessageBytes: limit },
+          'the broker accepts bodies over limits.maxMessageBytes: set its max_message_size (docs/node-run.md)',
+        );
+        await probe.close().catch(() => undefined);
+      }
+    } catch (error) {
+      this.#options.logger.warn({ error: String(error) }, 'could not check the broker body limit');
+      await channel?.close().catch(() => undefined);
     }
   }
 

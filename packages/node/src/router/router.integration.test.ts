@@ -10,8 +10,8 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createHash, randomUUID } from 'node:crypto';
 import { DmrError } from '@dmr/core';
-import type { PolicyDecider, PolicyInput } from '@dmr/policy';
-import type { ConsumeMessage } from 'amqplib';
+import type { PolicyDecider, PolicyDecision, PolicyInput } from '@dmr/policy';
+import type { ChannelModel, ConsumeMessage } from 'amqplib';
 import { Registry } from 'prom-client';
 import { firstBrokenRecord, type AuditRecord } from './audit.js';
 import { NodeFixture, parseReport, type SendOptions, type TestClient } from '../testing/node-fixture.js';
@@ -302,6 +302,8 @@ describe('router on a harness broker', () => {
     const rejected = await node.take('dmr.rejected');
     const refused = rejected.map((copy) => ids.get(copy.properties.message_id ?? '')).filter((name) => name);
     assert.deepEqual(refused.sort(), [...ids.values()].sort());
+    // Reports are confirmed before the decision is logged: wait for the lines, then count them.
+    assert.ok(await waitFor(() => [...ids.keys()].every((id) => node.decisions(id).length > 0), 5_000));
     for (const id of ids.keys()) assert.equal(node.decisions(id).length, 1, 'decided once: no loop');
     const audit = (await node.auditRecords(300)).map((bytes) => bytes.toString('utf8'));
     assert.ok(!audit.some((record) => record.includes('zz-marker')), 'no sender bytes in the audit stream');
@@ -455,7 +457,72 @@ describe('router on a harness broker', () => {
       [await ria.next(), await ria.next()].map((m) => m.properties.messageId).sort(),
       ids.slice(0, 2).sort(),
     );
-    assert.equal(await metric(node, 'dmr_router_messages_rejected_total', { reason: 'SENDER_RATE_LIMITED' }), 2);
+    // The report is confirmed before the audit record, the ack and the metric: wait for those.
+    assert.ok(
+      await waitFor(
+        async () => (await metric(node, 'dmr_router_messages_rejected_total', { reason: 'SENDER_RATE_LIMITED' })) === 2,
+        5_000,
+      ),
+    );
+    await node.stopRouters();
+    await node.startRouter();
+  });
+
+  it('an encoder refusal is a refusal, a bug a dead letter: neither is retried (faults injected into a real router)', async () => {
+    await node.stopRouters();
+    await node.take('dmr.rejected');
+    // The encoder fault: amqplib throws before writing when it cannot encode a message.
+    const connect = async (): Promise<ChannelModel> => {
+      const model = await node.connectAs(node.nodeId);
+      const create = model.createConfirmChannel.bind(model);
+      model.createConfirmChannel = async () => {
+        const channel = await create();
+        const publish = channel.publish.bind(channel);
+        channel.publish = (exchange, key, content, options, callback) => {
+          if (exchange === 'dmr.delivery' && options?.headers?.['app-explode'] !== undefined) {
+            throw new RangeError('Encoded field table (headers or arguments) exceeds the 65536 byte encoding buffer');
+          }
+          return publish(exchange, key, content, options, callback);
+        };
+        return channel;
+      };
+      return model;
+    };
+    // The bug: a decision without reasons makes the path throw a TypeError.
+    const buggy: PolicyDecider = {
+      ...node.policy,
+      mode: 'wasm',
+      activeRevision: '1',
+      decide: (input) =>
+        (input as PolicyInput).message.type === 'Malformed'
+          ? Promise.resolve({ allow: true } as unknown as PolicyDecision)
+          : node.policy.decide(input),
+      close: () => Promise.resolve(),
+    };
+    const handle = await node.startRouter({ connect, policy: buggy });
+    const unencodable = await ria.send({ to: 'rik-bot', headers: { 'app-explode': 'yes' } });
+    const report = parseReport(await ria.next());
+    assert.equal(report.reason, 'MESSAGE_UNENCODABLE');
+    assert.equal(report.messageId, unencodable);
+    assert.ok(await waitFor(() => node.decisions(unencodable ?? '').length === 1, 5_000), 'decided once');
+
+    const malformed = await ria.send({ to: 'rik-bot', type: 'Malformed' });
+    let copy: Awaited<ReturnType<NodeFixture['take']>>[number] | undefined;
+    assert.ok(
+      await waitFor(async () => {
+        copy ??= (await node.take('dmr.rejected')).find((message) => message.properties.message_id === malformed);
+        return copy !== undefined;
+      }, 10_000),
+      'dead-lettered to dmr.rejected',
+    );
+    const death = (copy?.properties.headers?.['x-death'] as Array<Record<string, unknown>> | undefined)?.[0];
+    assert.equal(death?.reason, 'rejected');
+    assert.equal(await metric(node, 'dmr_router_messages_dead_lettered_total'), 1);
+    assert.equal(node.decisions(malformed ?? '').length, 0);
+    // Both were settled before this one was sent, and rik's queue is FIFO: the next message is this one.
+    const clean = await ria.send({ to: 'rik-bot' });
+    assert.equal((await rik.next()).properties.messageId, clean, 'neither was delivered');
+    assert.equal(handle.router.state, 'running');
     await node.stopRouters();
     await node.startRouter();
   });

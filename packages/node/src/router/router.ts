@@ -234,7 +234,7 @@ export class Router {
     const now = this.#now();
     const context = this.#context as RoutingContext;
     const guard = this.#guard as ReplayGuard;
-    this.#options.metrics.received.inc();
+    if (!retry) this.#options.metrics.received.inc();
 
     // 1. The contract (DESIGN.md "Message contract"): the first broken rule is the reason.
     const checked = validateAtOrigin(message, context.message, now);

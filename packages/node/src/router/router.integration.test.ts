@@ -276,7 +276,7 @@ describe('router on a harness broker', () => {
   });
 
   it('CC/BCC choose no extra destination: refused with a report, nothing in the CC queue, audit or a loop', async () => {
-    // The reproductions of the issue: to itself (allowed) with another client, the audit stream or an
+    // The reported attacks: to itself (allowed) with another client, the audit stream or an
     // ingress queue in CC, in the cases a client library may write it.
     const ids = new Map<string, string>();
     for (const [name, cc] of [

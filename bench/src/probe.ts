@@ -27,7 +27,8 @@ import type { Load } from './options.js';
 import type { PointResult } from './report.js';
 import { summarize } from '@dmr/core';
 
-export const SEQ_HEADER = 'x-bench-seq';
+/** An `app-*` header: the only client headers besides DMR's own that a router delivers (packages/node README). */
+export const SEQ_HEADER = 'app-bench-seq';
 
 const CONFIRMED = 1;
 const ARRIVED = 2;

@@ -105,6 +105,11 @@ export interface StartBrokersOptions {
   onNodeExit?: (event: NodeExitEvent) => void;
   /** Where rabbitmq_server-<version> directories live (default /usr/lib/rabbitmq/lib). */
   rabbitmqLibDir?: string;
+  /**
+   * RabbitMQ's `max_message_size`: the node's `limits.maxMessageBytes`
+   * (default DEFAULT_MAX_MESSAGE_BYTES, 1 MiB, the CentOps default).
+   */
+  maxMessageBytes?: number;
 }
 
 export interface BrokerNode {
@@ -350,6 +355,7 @@ export async function startBrokers(options: StartBrokersOptions): Promise<Broker
         trustBundleFile: paths.trustBundleFile,
         crlDir: paths.crlDir,
         adminPassword,
+        ...(options.maxMessageBytes === undefined ? {} : { maxMessageBytes: options.maxMessageBytes }),
       };
       await writeFile(node.paths.configFile, renderRabbitmqConf(input), { mode: 0o600 });
       await writeFile(node.paths.advancedConfigFile, renderAdvancedConfig(input));

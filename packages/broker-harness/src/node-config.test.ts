@@ -76,6 +76,14 @@ describe('rabbitmq.conf', () => {
     );
   });
 
+  it('limits the stored body to 1 MiB by default, or to the node limit it is given', () => {
+    assert.equal(conf.get('max_message_size'), '1048576');
+    const limited = settings(renderRabbitmqConf({ ...input, maxMessageBytes: 65_536 }));
+    assert.equal(limited.get('max_message_size'), '65536');
+    assert.throws(() => renderRabbitmqConf({ ...input, maxMessageBytes: 600 * 1_048_576 }), RangeError);
+    assert.throws(() => renderRabbitmqConf({ ...input, maxMessageBytes: 0 }), RangeError);
+  });
+
   it('refuses a password that would need cuttlefish quoting', () => {
     assert.throws(() => renderRabbitmqConf({ ...input, adminPassword: 'a b#c' }));
   });

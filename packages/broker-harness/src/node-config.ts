@@ -28,12 +28,23 @@ export const ADMIN_USERNAME = 'harness_admin';
 export const NODE_HOST = 'localhost';
 export const LOOPBACK = '127.0.0.1';
 
+/**
+ * RabbitMQ's `max_message_size` when the caller names none: the CentOps
+ * default of `limits.maxMessageBytes` (1 MiB). RabbitMQ 3.10's own default is
+ * 128 MiB, which would let a client store bodies far past the node's limit.
+ */
+export const DEFAULT_MAX_MESSAGE_BYTES = 1_048_576;
+/** RabbitMQ refuses a `max_message_size` above 512 MiB. */
+const RABBITMQ_MAX_MESSAGE_SIZE = 536_870_912;
+
 export interface NodeConfigInput {
   ports: NodePorts;
   paths: NodePaths;
   trustBundleFile: string;
   crlDir: string;
   adminPassword: string;
+  /** Largest message body the broker stores (`max_message_size`); default DEFAULT_MAX_MESSAGE_BYTES. */
+  maxMessageBytes?: number;
 }
 
 export function renderRabbitmqConf(input: NodeConfigInput): string {
@@ -42,6 +53,10 @@ export function renderRabbitmqConf(input: NodeConfigInput): string {
     // Cuttlefish values are unquoted; an alphanumeric password needs no escaping.
     throw new Error('the admin password must be alphanumeric');
   }
+  const maxMessageBytes = input.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  if (!Number.isSafeInteger(maxMessageBytes) || maxMessageBytes < 1 || maxMessageBytes > RABBITMQ_MAX_MESSAGE_SIZE) {
+    throw new RangeError(`maxMessageBytes must be an integer from 1 to ${RABBITMQ_MAX_MESSAGE_SIZE}`);
+  }
   return [
     '# Written by @dmr/broker-harness; regenerated on every start.',
     '# TLS options live in advanced.config: CRL checking needs the whole ssl_options list there.',
@@ -49,6 +64,9 @@ export function renderRabbitmqConf(input: NodeConfigInput): string {
     `listeners.ssl.default = ${LOOPBACK}:${ports.amqps}`,
     'auth_mechanisms.1 = EXTERNAL',
     'ssl_cert_login_from = common_name',
+    '',
+    '# A larger body is refused at publish (channel closed, 406) before the broker stores it.',
+    `max_message_size = ${maxMessageBytes}`,
     '',
     `management.tcp.ip = ${LOOPBACK}`,
     `management.tcp.port = ${ports.management}`,

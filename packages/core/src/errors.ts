@@ -242,6 +242,36 @@ export const ERROR_CATALOGUE = {
     httpStatus: 422,
     summary: 'A client set a header only DMR may set (dmr-sender, dmr-origin, dmr-hops, dmr-sig).',
   },
+  HEADERS_TOO_LARGE: {
+    exitCode: 13,
+    httpStatus: 413,
+    summary:
+      'The AMQP header table is larger than limits.maxHeaderBytes once encoded; send only dmr-recipient, dmr-version, trace context and small app-* headers.',
+  },
+  ROUTING_HEADER_FORBIDDEN: {
+    exitCode: 13,
+    httpStatus: 422,
+    summary:
+      'The message carries a CC or BCC header (in any letter case), which RabbitMQ treats as extra routing keys; send one message per recipient without them.',
+  },
+  MESSAGE_UNENCODABLE: {
+    exitCode: 13,
+    httpStatus: 422,
+    summary:
+      'The router could not re-encode the message for delivery (a property the AMQP encoder refuses); send it again with ordinary properties.',
+  },
+  SENDER_RATE_LIMITED: {
+    exitCode: 13,
+    httpStatus: 429,
+    summary:
+      'The sender sent faster than limits.senderRatePerSecond (burst limits.senderBurst) allows on this router; send again more slowly.',
+  },
+  SENDER_QUOTA_EXCEEDED: {
+    exitCode: 13,
+    httpStatus: 429,
+    summary:
+      'The sender holds its whole share of the replay window (limits.maxIdsPerSender unexpired message ids); send again once older ids expire, or ask an operator to raise the share.',
+  },
   MESSAGE_REPLAYED: {
     exitCode: 13,
     httpStatus: 409,

@@ -1,4 +1,4 @@
-export { DEFAULT_LIMITS, resolveLimits, type Limits } from './limits.js';
+export { DEFAULT_LIMITS, MAX_HEADER_BYTES, resolveLimits, type Limits } from './limits.js';
 export {
   NODE_CONFIG_API_VERSION,
   NODE_CONFIG_KIND,

@@ -21,9 +21,31 @@ export interface Limits {
    * message lives, and it must still be recognised.
    */
   dedupWindowMs: number;
+  /**
+   * Largest AMQP header table a node accepts at ingress, measured as encoded
+   * on the wire (bytes). Far below amqplib's 64 KiB encode buffer, so nothing
+   * a node accepted is too large to re-publish.
+   */
+  maxHeaderBytes: number;
+  /** Bytes an ingress or rejected queue holds before it refuses (ingress) or drops its oldest (rejected). */
+  queueMaxBytes: number;
+  /**
+   * Quorum-queue delivery limit of the router's ingress queues: a message the
+   * routers took this often without settling it (each crashed or lost its
+   * connection with it) is dead-lettered to `dmr.rejected` instead of looping.
+   */
+  ingressDeliveryLimit: number;
+  /** Messages per second one sender may send through one router (token bucket refill rate). */
+  senderRatePerSecond: number;
+  /** Messages one sender may send at once before senderRatePerSecond applies (token bucket size). */
+  senderBurst: number;
+  /** Unexpired message ids one sender may hold in a router's replay window: its share of the window. */
+  maxIdsPerSender: number;
 }
 
 const HOUR_MS = 3_600_000;
+/** amqplib encodes a header table into a 64 KiB buffer; leave room for the headers DMR adds. */
+export const MAX_HEADER_BYTES = 60 * 1024;
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   // Chat messages are small; 1 MiB leaves room for attachments' metadata and E2E envelopes.
@@ -34,6 +56,15 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   deliveryLimit: 5,
   timestampSkewMs: 5 * 60_000,
   dedupWindowMs: 24 * HOUR_MS + 5 * 60_000,
+  // DMR's own headers and trace context take < 1 KiB; the rest is room for small app-* headers.
+  maxHeaderBytes: 16_384,
+  queueMaxBytes: 256 * 1_048_576,
+  // Twice the client queues' limit: a message is re-taken on every router crash or connection loss.
+  ingressDeliveryLimit: 10,
+  senderRatePerSecond: 100,
+  senderBurst: 1_000,
+  // A quarter of a router's default window (1 000 000 ids): one sender cannot fill it alone.
+  maxIdsPerSender: 250_000,
 });
 
 /** The defaults with `overrides` applied, checked so the dedup window still covers a message's life. */
@@ -44,6 +75,9 @@ export function resolveLimits(overrides: Partial<Limits> = {}): Limits {
   }
   if (limits.dedupWindowMs < limits.maxTtlMs + limits.timestampSkewMs) {
     throw new RangeError('dedupWindowMs must be at least maxTtlMs + timestampSkewMs');
+  }
+  if (limits.maxHeaderBytes > MAX_HEADER_BYTES) {
+    throw new RangeError(`maxHeaderBytes must be at most ${MAX_HEADER_BYTES} (what a router can re-encode)`);
   }
   return limits;
 }

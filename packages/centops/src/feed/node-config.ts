@@ -20,7 +20,7 @@ import { DmrError } from '@dmr/core';
 import { CLIENT_STATUSES, type DmrNode } from '../model.js';
 import type { CertificateRecord, RegistrySnapshot } from '../store/types.js';
 import { shareCanonical } from './canonical.js';
-import { resolveLimits, type Limits } from './limits.js';
+import { MAX_HEADER_BYTES, resolveLimits, type Limits } from './limits.js';
 import { computeRoutes } from './routing.js';
 
 export const NODE_CONFIG_API_VERSION = 'dmr.ee/v1';
@@ -125,6 +125,12 @@ export const NODE_CONFIG_SCHEMA = Type.Object(
         deliveryLimit: Type.Integer({ minimum: 1 }),
         timestampSkewMs: Type.Integer({ minimum: 1 }),
         dedupWindowMs: Type.Integer({ minimum: 1 }),
+        maxHeaderBytes: Type.Integer({ minimum: 1, maximum: MAX_HEADER_BYTES }),
+        queueMaxBytes: Type.Integer({ minimum: 1 }),
+        ingressDeliveryLimit: Type.Integer({ minimum: 1 }),
+        senderRatePerSecond: Type.Integer({ minimum: 1 }),
+        senderBurst: Type.Integer({ minimum: 1 }),
+        maxIdsPerSender: Type.Integer({ minimum: 1 }),
       },
       strict,
     ),

@@ -14,3 +14,13 @@ export {
   type HopVerifierOptions,
   type VerifiedOrigin,
 } from './hop-signature.js';
+export {
+  APP_HEADER_PATTERN,
+  E2E_CONTENT_TYPE_HEADER,
+  MAX_HEADER_DEPTH,
+  encodedTableSize,
+  forwardedHeaders,
+  ownHeader,
+  routingHeader,
+} from './headers.js';
+export { SenderRateLimit, type SenderRateLimitOptions } from './rate-limit.js';

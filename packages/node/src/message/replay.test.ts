@@ -87,4 +87,58 @@ describe('ReplayGuard', () => {
       }),
     );
   });
+
+  it('gives each sender its share: a flooding sender is refused, the others are not', () => {
+    const guard = new ReplayGuard({ windowMs: 1_000, maxEntries: 10, maxPerSender: 3 });
+    for (let i = 0; i < 3; i += 1) assert.ok(guard.check(`flood-${i}`, 0, 'flooder').ok);
+    const refused = guard.check('flood-3', 0, 'flooder');
+    assert.ok(!refused.ok && refused.reason === 'SENDER_QUOTA_EXCEEDED', JSON.stringify(refused));
+    assert.ok(guard.check('quiet-0', 0, 'quiet').ok, 'another sender still passes');
+    assert.equal(guard.heldBy('flooder'), 3);
+    // A replay is still a replay, whatever the share.
+    const replay = guard.check('flood-0', 1, 'flooder');
+    assert.ok(!replay.ok && replay.reason === 'MESSAGE_REPLAYED');
+    // Released or expired ids give the share back.
+    guard.release('flood-0');
+    assert.ok(guard.check('flood-4', 2, 'flooder').ok);
+    assert.ok(guard.check('flood-5', 1_002, 'flooder').ok, 'expired ids no longer count');
+    assert.equal(guard.heldBy('flooder'), 1);
+    assert.equal(guard.heldBy('quiet'), 0, 'a sender without ids has no entry left');
+  });
+
+  it('property: shares and the total stay bounded and per-sender counts match the ids held', () => {
+    const ops = fc.array(
+      fc.record({
+        id: fc.integer({ min: 0, max: 30 }),
+        sender: fc.constantFrom('a', 'b', 'c'),
+        advance: fc.nat(300),
+        release: fc.boolean(),
+      }),
+      { maxLength: 200 },
+    );
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 4 }), ops, (max, share, steps) => {
+        const guard = new ReplayGuard({ windowMs: 1_000, maxEntries: max, maxPerSender: share });
+        const held = new Map<string, { sender: string; at: number }>();
+        let now = 0;
+        for (const step of steps) {
+          now += step.advance;
+          for (const [id, entry] of held) if (entry.at + 1_000 <= now) held.delete(id);
+          const id = `${step.sender}-${step.id}`;
+          if (step.release) {
+            guard.release(id);
+            held.delete(id);
+            continue;
+          }
+          if (guard.check(id, now, step.sender).ok) held.set(id, { sender: step.sender, at: now });
+          assert.ok(guard.size <= max);
+          for (const sender of ['a', 'b', 'c']) {
+            const mine = [...held.values()].filter((entry) => entry.sender === sender).length;
+            assert.ok(guard.heldBy(sender) <= share);
+            assert.ok(guard.heldBy(sender) >= mine, 'an id the model holds was forgotten early');
+          }
+        }
+      }),
+    );
+  });
 });

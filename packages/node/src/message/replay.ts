@@ -12,6 +12,12 @@
  *   gets a report, i.e. the refusal is visible) rather than forgetting an id
  *   early, which would let a replay of it through silently.
  *
+ * - Share: at most `maxPerSender` of those ids belong to one sender. A
+ *   sender over its share is refused with SENDER_QUOTA_EXCEEDED, so one
+ *   flooding client fills its own share, not the window of everyone else on
+ *   the shard. The per-sender counts live only while the sender holds ids,
+ *   so their memory is bounded by `maxEntries` whatever the directory says.
+ *
  * Memory: a Map in insertion order. With a monotonic clock that order is
  * expiry order, so expiring is popping from the front. If the clock steps
  * back, later entries may expire before earlier ones; the front-only sweep
@@ -25,6 +31,13 @@ export interface ReplayGuardOptions {
   windowMs: number;
   /** Most ids held at once. */
   maxEntries: number;
+  /** Most ids one sender holds at once (default: maxEntries, i.e. no share). */
+  maxPerSender?: number;
+}
+
+interface Entry {
+  expiresAt: number;
+  sender: string;
 }
 
 export type ReplayResult = { ok: true } | Rejection;
@@ -32,8 +45,12 @@ export type ReplayResult = { ok: true } | Rejection;
 export class ReplayGuard {
   readonly windowMs: number;
   readonly maxEntries: number;
-  /** id → when it expires (ms). */
-  readonly #expiresAt = new Map<string, number>();
+  /** Changed in place by the router when a configuration changes limits.maxIdsPerSender. */
+  maxPerSender: number;
+  /** id → when it expires (ms) and whose it is. */
+  readonly #entries = new Map<string, Entry>();
+  /** sender → ids it holds; a sender without ids has no entry. */
+  readonly #perSender = new Map<string, number>();
 
   constructor(options: ReplayGuardOptions) {
     if (!Number.isSafeInteger(options.windowMs) || options.windowMs <= 0) {
@@ -42,31 +59,51 @@ export class ReplayGuard {
     if (!Number.isSafeInteger(options.maxEntries) || options.maxEntries <= 0) {
       throw new RangeError('maxEntries must be a positive integer');
     }
+    if (
+      options.maxPerSender !== undefined &&
+      (!Number.isSafeInteger(options.maxPerSender) || options.maxPerSender <= 0)
+    ) {
+      throw new RangeError('maxPerSender must be a positive integer');
+    }
     this.windowMs = options.windowMs;
     this.maxEntries = options.maxEntries;
+    this.maxPerSender = options.maxPerSender ?? options.maxEntries;
   }
 
   /** Ids currently held (expired ones not yet swept included). */
   get size(): number {
-    return this.#expiresAt.size;
+    return this.#entries.size;
+  }
+
+  /** Ids `sender` holds now (expired ones not yet swept included). */
+  heldBy(sender: string): number {
+    return this.#perSender.get(sender) ?? 0;
   }
 
   /**
-   * Records `id` as seen at `now` unless it is a replay or the set is full.
-   * Pass the normalised (lowercase) id of ValidatedMessage.
+   * Records `id` of `sender` as seen at `now` unless it is a replay, the
+   * sender holds its share, or the set is full. Pass the normalised
+   * (lowercase) id and the sender of ValidatedMessage.
    */
-  check(id: string, now: number): ReplayResult {
+  check(id: string, now: number, sender = ''): ReplayResult {
     this.#sweep(now);
-    const expiresAt = this.#expiresAt.get(id);
-    if (expiresAt !== undefined) {
-      if (expiresAt > now) return reject('MESSAGE_REPLAYED', `message_id ${id} was already seen`);
+    const entry = this.#entries.get(id);
+    if (entry !== undefined) {
+      if (entry.expiresAt > now) return reject('MESSAGE_REPLAYED', `message_id ${id} was already seen`);
       // Expired but left behind by a clock step: forget it so it is re-inserted at the back.
-      this.#expiresAt.delete(id);
+      this.#forget(id, entry);
     }
-    if (this.#expiresAt.size >= this.maxEntries) {
+    if (this.#entries.size >= this.maxEntries) {
       return reject('REPLAY_WINDOW_FULL', `the replay guard holds ${this.maxEntries} unexpired ids`);
     }
-    this.#expiresAt.set(id, now + this.windowMs);
+    if (this.heldBy(sender) >= this.maxPerSender) {
+      return reject(
+        'SENDER_QUOTA_EXCEEDED',
+        `sender ${sender} holds its share of ${this.maxPerSender} unexpired ids in the replay window`,
+      );
+    }
+    this.#entries.set(id, { expiresAt: now + this.windowMs, sender });
+    this.#perSender.set(sender, this.heldBy(sender) + 1);
     return { ok: true };
   }
 
@@ -76,13 +113,21 @@ export class ReplayGuard {
    * delivery is the same message, not a replay.
    */
   release(id: string): void {
-    this.#expiresAt.delete(id);
+    const entry = this.#entries.get(id);
+    if (entry !== undefined) this.#forget(id, entry);
+  }
+
+  #forget(id: string, entry: Entry): void {
+    this.#entries.delete(id);
+    const held = this.heldBy(entry.sender) - 1;
+    if (held > 0) this.#perSender.set(entry.sender, held);
+    else this.#perSender.delete(entry.sender);
   }
 
   #sweep(now: number): void {
-    for (const [id, expiresAt] of this.#expiresAt) {
-      if (expiresAt > now) return;
-      this.#expiresAt.delete(id);
+    for (const [id, entry] of this.#entries) {
+      if (entry.expiresAt > now) return;
+      this.#forget(id, entry);
     }
   }
 }

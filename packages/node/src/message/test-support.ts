@@ -12,6 +12,12 @@ export const LIMITS: MessageConfig['limits'] = {
   deliveryLimit: 5,
   timestampSkewMs: 300_000,
   dedupWindowMs: 86_700_000,
+  maxHeaderBytes: 4096,
+  queueMaxBytes: 1_048_576,
+  ingressDeliveryLimit: 5,
+  senderRatePerSecond: 100,
+  senderBurst: 100,
+  maxIdsPerSender: 1000,
 };
 
 function entry(id: string, homeNode: string, status: 'active' | 'suspended' | 'revoked' = 'active') {

@@ -104,6 +104,25 @@ describe('validateAtOrigin', () => {
     refused({ timestamp: seconds + skew + 1 }, 'TIMESTAMP_SKEW', seconds * 1000);
   });
 
+  it('refuses a header table over limits.maxHeaderBytes encoded, before reading any header', () => {
+    // 4 (table) + entries of 1 + key + 5 + value: fill exactly to the limit, then one byte more.
+    const base = headers({});
+    const used = 4 + (1 + 13 + 5 + 10) + (1 + 11 + 9);
+    const filler = LIMITS.maxHeaderBytes - used - (1 + 7 + 5);
+    const exact = check(testMessage({ headers: { ...base, 'app-pad': 'x'.repeat(filler) } }));
+    assert.ok(exact.ok, exact.ok ? '' : exact.detail);
+    refused({ headers: { ...base, 'app-pad': 'x'.repeat(filler + 1) } }, 'HEADERS_TOO_LARGE');
+    // Too large wins over every later rule, a reserved header included.
+    refused({ headers: { 'dmr-sender': 'x', pad: Buffer.alloc(LIMITS.maxHeaderBytes) } }, 'HEADERS_TOO_LARGE');
+  });
+
+  it('refuses CC and BCC headers in any letter case: RabbitMQ would route by them', () => {
+    for (const name of ['CC', 'BCC', 'cc', 'Bcc']) {
+      refused({ headers: headers({ [name]: ['police-bot'] }) }, 'ROUTING_HEADER_FORBIDDEN');
+    }
+    refused({ headers: headers({ CC: ['dmr.audit'], 'dmr-sender': 'x' }) }, 'ROUTING_HEADER_FORBIDDEN');
+  });
+
   it('never puts payload content in a reason', () => {
     const secret = 'SECRET-PAYLOAD-CONTENT';
     const body = Buffer.from(secret.repeat(100));

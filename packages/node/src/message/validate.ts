@@ -27,6 +27,7 @@ import {
   type ValidatedMessage,
   type WireMessage,
 } from './contract.js';
+import { MAX_HEADER_DEPTH, encodedTableSize, ownHeader, routingHeader } from './headers.js';
 
 /** What the checks need from a NodeConfig. */
 export type MessageConfig = Pick<NodeConfig, 'node' | 'directory' | 'denylist' | 'limits'>;
@@ -97,11 +98,27 @@ export function validateAtOrigin(
   const sender = properties.userId;
   if (typeof sender !== 'string' || sender === '') return reject('SENDER_MISSING', 'user_id is missing');
 
-  for (const name of RESERVED_HEADERS) {
-    if (headers[name] !== undefined) return reject('HEADER_RESERVED', `header ${name} may only be set by DMR`);
+  // Before anything reads the table: what the node accepts must stay small enough to re-encode.
+  const headerBytes = encodedTableSize(headers, limits.maxHeaderBytes);
+  if (headerBytes > limits.maxHeaderBytes) {
+    return reject(
+      'HEADERS_TOO_LARGE',
+      `the header table needs more than ${limits.maxHeaderBytes} bytes encoded (or nests deeper than ${MAX_HEADER_DEPTH})`,
+    );
+  }
+  // RabbitMQ routes a publish to the values of CC/BCC too: a message carrying them asks for extra destinations.
+  const routing = routingHeader(headers);
+  if (routing !== undefined) {
+    return reject('ROUTING_HEADER_FORBIDDEN', `header ${routing.toLowerCase()} (CC/BCC) is not allowed`);
   }
 
-  const version = headers[VERSION_HEADER];
+  for (const name of RESERVED_HEADERS) {
+    if (ownHeader(headers, name) !== undefined) {
+      return reject('HEADER_RESERVED', `header ${name} may only be set by DMR`);
+    }
+  }
+
+  const version = ownHeader(headers, VERSION_HEADER);
   // Header tables carry 1 as a number or a string depending on the client library; both mean version 1.
   if (version !== CONTRACT_VERSION && version !== String(CONTRACT_VERSION)) {
     return reject(
@@ -144,7 +161,7 @@ export function validateAtOrigin(
     return reject('MESSAGE_TOO_LARGE', `body is ${sizeBytes} bytes, the limit is ${limits.maxMessageBytes}`);
   }
 
-  const recipient = headers[RECIPIENT_HEADER];
+  const recipient = ownHeader(headers, RECIPIENT_HEADER);
   if (recipient === undefined || recipient === null || recipient === '') {
     return reject('RECIPIENT_MISSING', `${RECIPIENT_HEADER} is missing`);
   }
@@ -178,8 +195,8 @@ export function validateAtOrigin(
       timestampMs,
       expirationMs,
       sizeBytes,
-      traceparent: optionalString(headers[TRACEPARENT_HEADER]),
-      tracestate: optionalString(headers[TRACESTATE_HEADER]),
+      traceparent: optionalString(ownHeader(headers, TRACEPARENT_HEADER)),
+      tracestate: optionalString(ownHeader(headers, TRACESTATE_HEADER)),
     },
   };
 }

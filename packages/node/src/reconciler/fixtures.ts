@@ -28,6 +28,12 @@ export function sampleConfig(
       deliveryLimit: 5,
       timestampSkewMs: 300_000,
       dedupWindowMs: 86_700_000,
+      maxHeaderBytes: 16_384,
+      queueMaxBytes: 268_435_456,
+      ingressDeliveryLimit: 10,
+      senderRatePerSecond: 100,
+      senderBurst: 1_000,
+      maxIdsPerSender: 250_000,
     },
   };
 }

@@ -34,7 +34,35 @@ describe('reconciler layout', () => {
     assert.equal(layout.vhost, vhostName('node-a'));
     assert.deepEqual(
       layout.exchanges.map((exchange) => `${exchange.name}:${exchange.type}`),
-      ['dmr.dead-letter:topic', 'dmr.delivery:direct', 'dmr.ingress:x-consistent-hash', 'dmr.mesh-ingress:fanout'],
+      [
+        'dmr.dead-letter:topic',
+        'dmr.delivery:direct',
+        'dmr.ingress:x-consistent-hash',
+        'dmr.mesh-ingress:fanout',
+        'dmr.rejected:fanout',
+      ],
+    );
+    // Ingress: bounded in count and bytes; a message taken too often without a settle dead-letters to dmr.rejected.
+    assert.deepEqual(layout.queues.find((queue) => queue.name === 'dmr.ingress.0')?.arguments, {
+      'x-queue-type': 'quorum',
+      'x-max-length': 10_000,
+      'x-max-length-bytes': 268_435_456,
+      'x-overflow': 'reject-publish',
+      'x-delivery-limit': 10,
+      'x-dead-letter-exchange': 'dmr.rejected',
+      'x-dead-letter-strategy': 'at-least-once',
+    });
+    assert.deepEqual(layout.queues.find((queue) => queue.name === 'dmr.rejected')?.arguments, {
+      'x-queue-type': 'quorum',
+      'x-message-ttl': 86_400_000,
+      'x-max-length': 10_000,
+      'x-max-length-bytes': 268_435_456,
+      'x-overflow': 'drop-head',
+    });
+    assert.ok(
+      layout.bindings.some(
+        (b) => b.source === 'dmr.rejected' && b.destination === 'dmr.rejected' && b.routingKey === '',
+      ),
     );
     assert.deepEqual(layout.exchanges.find((exchange) => exchange.name === 'dmr.ingress')?.arguments, {
       'hash-property': 'message_id',
@@ -80,6 +108,9 @@ describe('reconciler layout', () => {
     for (const denied of ['dmr.client.alpha-bot', 'dmr.client.alpha-bot.dlq', 'dmr.ingress.1', 'dmr.rejected']) {
       assert.ok(!routerRead.test(denied), denied);
     }
+    const routerWrite = new RegExp(users.get('node-a')?.permissions.write ?? '');
+    for (const allowed of ['dmr.delivery', 'dmr.rejected', 'amq.default'])
+      assert.ok(routerWrite.test(allowed), allowed);
     assert.deepEqual(
       layout.bindings.filter((binding) => binding.source === 'dmr.delivery').map((binding) => binding.routingKey),
       ['alpha-bot', 'beta-bot'],

@@ -41,6 +41,13 @@ export const DEAD_LETTER_EXCHANGE = 'dmr.dead-letter';
 export const DEAD_LETTER_REPORTS_QUEUE = 'dmr.dead-letter-reports';
 export const MESH_INGRESS_QUEUE = 'dmr.mesh-ingress';
 export const REJECTED_QUEUE = 'dmr.rejected';
+/**
+ * A fanout exchange of the same name in front of the rejected queue: the
+ * router's rejected copies and the ingress queues' dead letters go through
+ * it, and a fanout routes to its one queue whatever routing keys (CC/BCC)
+ * a message carries.
+ */
+export const REJECTED_EXCHANGE = 'dmr.rejected';
 export const AUDIT_STREAM = 'dmr.audit';
 /** RabbitMQ's name of the default ("") exchange in permission checks. */
 export const DEFAULT_EXCHANGE_RESOURCE = 'amq.default';
@@ -149,13 +156,23 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
     { name: DEAD_LETTER_EXCHANGE, type: 'topic', arguments: {} },
     { name: INGRESS_EXCHANGE, type: 'x-consistent-hash', arguments: { 'hash-property': 'message_id' } },
     { name: MESH_INGRESS_EXCHANGE, type: 'fanout', arguments: {} },
+    { name: REJECTED_EXCHANGE, type: 'fanout', arguments: {} },
   ];
   const ingressQueues = Array.from({ length: shards }, (_, shard) => ingressQueueName(shard));
   const queues: DesiredQueue[] = [
-    // Router inputs: bounded so a stalled router pushes back on senders instead of filling the disk.
+    // Router inputs: bounded (count and bytes) so a stalled router pushes back on senders instead of filling
+    // the disk. A message the routers keep taking without settling (a crash or connection loss each time) is
+    // dead-lettered to the rejected queue after ingressDeliveryLimit deliveries instead of looping forever.
     ...ingressQueues.map((name) => ({
       name,
-      arguments: quorum({ 'x-max-length': limits.queueMaxLength, 'x-overflow': 'reject-publish' }),
+      arguments: quorum({
+        'x-max-length': limits.queueMaxLength,
+        'x-max-length-bytes': limits.queueMaxBytes,
+        'x-overflow': 'reject-publish',
+        'x-delivery-limit': limits.ingressDeliveryLimit,
+        'x-dead-letter-exchange': REJECTED_EXCHANGE,
+        'x-dead-letter-strategy': 'at-least-once',
+      }),
     })),
     {
       name: DEAD_LETTER_REPORTS_QUEUE,
@@ -165,7 +182,16 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
       name: MESH_INGRESS_QUEUE,
       arguments: quorum({ 'x-max-length': limits.queueMaxLength, 'x-overflow': 'reject-publish' }),
     },
-    { name: REJECTED_QUEUE, arguments: quorum({ 'x-message-ttl': limits.maxTtlMs }) },
+    // Evidence: bounded in count and bytes, the oldest goes first so the newest refusals are always kept.
+    {
+      name: REJECTED_QUEUE,
+      arguments: quorum({
+        'x-message-ttl': limits.maxTtlMs,
+        'x-max-length': limits.queueMaxLength,
+        'x-max-length-bytes': limits.queueMaxBytes,
+        'x-overflow': 'drop-head',
+      }),
+    },
     { name: AUDIT_STREAM, arguments: { 'x-queue-type': 'stream' } },
   ];
   const bindings: DesiredBinding[] = [
@@ -173,6 +199,7 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
     ...ingressQueues.map((queue) => ({ source: INGRESS_EXCHANGE, destination: queue, routingKey: '1' })),
     { source: MESH_INGRESS_EXCHANGE, destination: MESH_INGRESS_QUEUE, routingKey: '' },
     { source: DEAD_LETTER_EXCHANGE, destination: DEAD_LETTER_REPORTS_QUEUE, routingKey: '#' },
+    { source: REJECTED_EXCHANGE, destination: REJECTED_QUEUE, routingKey: '' },
   ];
   const users: DesiredUser[] = [];
 
@@ -233,8 +260,8 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
     permissions: {
       // The reconciler declares everything; the router only passive-declares, which needs no permission.
       configure: '',
-      // Delivery to clients through dmr.delivery; rejected/outbound/audit through the default exchange.
-      write: exactNames([DELIVERY_EXCHANGE, DEFAULT_EXCHANGE_RESOURCE]),
+      // Delivery to clients through dmr.delivery, refusals through dmr.rejected; outbound/audit through the default.
+      write: exactNames([DELIVERY_EXCHANGE, REJECTED_EXCHANGE, DEFAULT_EXCHANGE_RESOURCE]),
       // Only its inputs: the ingress shards, mesh ingress and the dead-letter reports (not the DLQs).
       read: exactNames([...ingressQueues, MESH_INGRESS_QUEUE, DEAD_LETTER_REPORTS_QUEUE]),
     },

@@ -220,6 +220,12 @@ describe('reconciler on a harness broker', () => {
       deliveryLimit: 5,
       timestampSkewMs: 300_000,
       dedupWindowMs: 86_700_000,
+      maxHeaderBytes: 16_384,
+      queueMaxBytes: 268_435_456,
+      ingressDeliveryLimit: 10,
+      senderRatePerSecond: 100,
+      senderBurst: 1_000,
+      maxIdsPerSender: 250_000,
     };
     const config = sampleConfig(['alpha-bot', 'gamma-bot'], { denylist: [denyClient('alpha-bot')], limits });
     const result = await reconcile(management, desiredLayout(config));
@@ -231,6 +237,7 @@ describe('reconciler on a harness broker', () => {
       'dmr.dead-letter-reports',
       'dmr.ingress.0',
       'dmr.mesh-ingress',
+      'dmr.rejected',
     ]);
     assert.equal((await queueInfo(management, 'dmr.client.gamma-bot'))?.arguments !== undefined, true);
     // The router (node certificate) delivers through dmr.delivery.

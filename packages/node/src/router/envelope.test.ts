@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { NodeConfig } from '@dmr/centops';
@@ -9,7 +10,7 @@ import {
   deliveredOptions,
   deliveryReport,
   policyInputFor,
-  rejectedOptions,
+  rejectedCopy,
   remainingTtl,
   reportOptions,
   routingContext,
@@ -47,6 +48,12 @@ function config(): NodeConfig {
       deliveryLimit: 3,
       timestampSkewMs: 300_000,
       dedupWindowMs: 400_000,
+      maxHeaderBytes: 4096,
+      queueMaxBytes: 1_048_576,
+      ingressDeliveryLimit: 5,
+      senderRatePerSecond: 100,
+      senderBurst: 100,
+      maxIdsPerSender: 1000,
     },
   };
 }
@@ -91,7 +98,7 @@ describe('router envelope', () => {
     assert.equal(remainingTtl(validated({ expirationMs: 1_000 }), NOW - 60_000), 1_000, 'a clock ahead is not a bonus');
   });
 
-  it('delivers with the client properties and headers, without user_id, with DMR headers and remaining TTL', () => {
+  it('delivers with the client properties and allowlisted headers, without user_id, with DMR headers and remaining TTL', () => {
     const properties = {
       messageId: validated().messageId,
       userId: 'ria-bot',
@@ -101,9 +108,40 @@ describe('router envelope', () => {
       correlationId: 'c-1',
       replyTo: 'ria-bot',
       contentType: 'application/json',
-      headers: { 'dmr-recipient': 'rik-bot', 'dmr-version': 1, traceparent: 'tp', tracestate: 'ts' },
+      headers: {
+        'dmr-recipient': 'rik-bot',
+        'dmr-version': '1',
+        traceparent: 'tp',
+        tracestate: 'ts',
+        'dmr-e2e-content-type': 'text/plain',
+        'app-ticket': 'T-1',
+        'app-count': 3,
+        'app-flag': true,
+        'app-nested': { a: 1 },
+        'app-bytes': Buffer.from('x'),
+        'App-Upper': 'dropped',
+        CC: ['ppa-bot'],
+        cc: ['ppa-bot'],
+        BCC: ['ppa-bot'],
+        'x-death': [{ reason: 'expired' }],
+        'x-custom': 'dropped',
+      },
     };
     const options = deliveredOptions(properties, validated(), 'node-a', NOW, 29_000);
+    assert.deepEqual(Object.keys(options.headers as object).sort(), [
+      'app-count',
+      'app-flag',
+      'app-ticket',
+      'dmr-e2e-content-type',
+      'dmr-hops',
+      'dmr-origin',
+      'dmr-recipient',
+      'dmr-sender',
+      'dmr-version',
+      'traceparent',
+      'tracestate',
+    ]);
+    assert.equal((options.headers as Record<string, unknown>)['dmr-version'], 1, 'the validated version, as a number');
     assert.equal(options.userId, undefined);
     assert.equal(options.expiration, '29000');
     assert.equal(options.persistent, true);
@@ -120,26 +158,61 @@ describe('router envelope', () => {
     assert.equal(deliveredOptions(properties, validated(), 'node-a', NOW, undefined).expiration, undefined);
   });
 
-  it('marks a rejected copy with the reason and the authenticated sender, over any client-set dmr-sender', () => {
-    const options = rejectedOptions(
-      { messageId: 'm', userId: 'ria-bot', headers: { 'dmr-sender': 'forged', 'x-a': 1 } },
+  it('makes a rejected copy of DMR metadata and a body digest only: no body, no client headers', () => {
+    const body = Buffer.from('{"secret":"payload"}');
+    const { content, options } = rejectedCopy(
+      {
+        messageId: '0b5a8f4e-3c43-4d52-9d0e-7e2a0c1f9a11',
+        sender: 'ria-bot',
+        recipient: 'rik-bot',
+        body,
+        type: 'ChatMessage',
+        timestamp: NOW / 1000,
+      },
       { reason: 'POLICY_DENIED', detail: 'd', policy: { revision: '3', reasons: ['NO_GRANT', 'SIZE_LIMIT'] } },
-      'ria-bot',
     );
-    const headers = options.headers as Record<string, unknown>;
+    assert.equal(content.length, 0);
     assert.equal(options.userId, undefined);
-    assert.equal(headers['dmr-sender'], 'ria-bot');
-    assert.equal(headers['dmr-reason'], 'POLICY_DENIED');
-    assert.equal(headers['dmr-detail'], 'd');
-    assert.equal(headers['dmr-policy-revision'], '3');
-    assert.equal(headers['dmr-policy-reasons'], 'NO_GRANT,SIZE_LIMIT');
-    assert.equal(headers['x-a'], 1);
-    const anonymous = rejectedOptions(
-      { headers: { 'dmr-sender': 'forged' } },
+    assert.equal(options.messageId, '0b5a8f4e-3c43-4d52-9d0e-7e2a0c1f9a11');
+    assert.equal(options.type, 'ChatMessage');
+    assert.equal(options.timestamp, NOW / 1000);
+    assert.deepEqual(
+      { ...(options.headers as Record<string, unknown>) },
+      {
+        'dmr-reason': 'POLICY_DENIED',
+        'dmr-detail': 'd',
+        'dmr-sender': 'ria-bot',
+        'dmr-recipient': 'rik-bot',
+        'dmr-body-sha256': 'sha256:' + createHash('sha256').update(body).digest('hex'),
+        'dmr-body-bytes': body.length,
+        'dmr-policy-revision': '3',
+        'dmr-policy-reasons': 'NO_GRANT,SIZE_LIMIT',
+      },
+    );
+    const anonymous = rejectedCopy(
+      { messageId: null, sender: undefined, recipient: null, body, type: '1 bad type', timestamp: -1 },
       { reason: 'SENDER_MISSING', detail: 'd' },
+    );
+    const headers = anonymous.options.headers as Record<string, unknown>;
+    assert.equal(headers['dmr-sender'], undefined);
+    assert.equal(headers['dmr-recipient'], undefined);
+    assert.equal(anonymous.options.messageId, undefined);
+    assert.equal(anonymous.options.type, undefined, 'a type of the wrong shape is not copied');
+    assert.equal(anonymous.options.timestamp, undefined);
+  });
+
+  it('copies no property that would not fit a shortstr again (invalid UTF-8 grows when decoded)', () => {
+    const grown = Buffer.from(Array.from({ length: 200 }, () => 0xff)).toString('utf8');
+    const options = deliveredOptions(
+      { contentType: grown, correlationId: grown, appId: 'app', headers: {} },
+      validated(),
+      'node-a',
+      NOW,
       undefined,
     );
-    assert.equal((anonymous.headers as Record<string, unknown>)['dmr-sender'], undefined);
+    assert.equal(options.contentType, undefined);
+    assert.equal(options.correlationId, undefined);
+    assert.equal(options.appId, 'app');
   });
 
   it('writes reports without payload, correlated to the refused message', () => {

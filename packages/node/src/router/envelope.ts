@@ -4,7 +4,7 @@
  * the AMQP messages it publishes (the delivered copy, the rejected-queue copy
  * and the delivery report). No broker, no clock: `now` is passed in.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { NodeConfig } from '@dmr/centops';
 import type { PolicyDecision, PolicyInput, PolicyPrincipal } from '@dmr/policy';
 import type { Options } from 'amqplib';
@@ -14,10 +14,12 @@ import {
   ORIGIN_HEADER,
   RECIPIENT_HEADER,
   SENDER_HEADER,
+  TYPE_PATTERN,
   VERSION_HEADER,
   type MessageRejectionCode,
   type ValidatedMessage,
 } from '../message/contract.js';
+import { forwardedHeaders } from '../message/headers.js';
 import { appendHop } from '../message/hop-signature.js';
 import { messageContext, type MessageContext } from '../message/validate.js';
 
@@ -28,6 +30,9 @@ export const REASON_HEADER = 'dmr-reason';
 export const DETAIL_HEADER = 'dmr-detail';
 export const POLICY_REVISION_HEADER = 'dmr-policy-revision';
 export const POLICY_REASONS_HEADER = 'dmr-policy-reasons';
+/** `sha256:<hex>` of the refused body, and its length: the rejected copy keeps these instead of the body. */
+export const BODY_DIGEST_HEADER = 'dmr-body-sha256';
+export const BODY_BYTES_HEADER = 'dmr-body-bytes';
 
 /** A NodeConfig indexed for the router: built once per revision in applyConfig, then read per message. */
 export interface RoutingContext {
@@ -120,44 +125,45 @@ function str(value: unknown): string | undefined {
 }
 
 /**
- * The client's properties minus `user_id` and `expiration`. `user_id` would
- * be checked against the router's own broker user and refused with 406; the
- * authenticated sender travels in `dmr-sender` instead.
+ * A shortstr property as decoded, if it still fits one when re-encoded: a
+ * value that was not valid UTF-8 decodes with replacement characters and can
+ * grow past 255 bytes, which amqplib refuses to encode.
+ */
+function shortstr(value: unknown): string | undefined {
+  const text = str(value);
+  return text !== undefined && Buffer.byteLength(text, 'utf8') <= 255 ? text : undefined;
+}
+
+/**
+ * The client's properties minus `user_id`, `expiration` and `headers`.
+ * `user_id` would be checked against the router's own broker user and
+ * refused with 406; the authenticated sender travels in `dmr-sender` instead.
  */
 function copiedProperties(properties: IncomingProperties): Options.Publish {
   const copied: Options.Publish = { persistent: true };
-  const contentType = str(properties.contentType);
+  const contentType = shortstr(properties.contentType);
   if (contentType !== undefined) copied.contentType = contentType;
-  const contentEncoding = str(properties.contentEncoding);
+  const contentEncoding = shortstr(properties.contentEncoding);
   if (contentEncoding !== undefined) copied.contentEncoding = contentEncoding;
-  const correlationId = str(properties.correlationId);
+  const correlationId = shortstr(properties.correlationId);
   if (correlationId !== undefined) copied.correlationId = correlationId;
-  const replyTo = str(properties.replyTo);
+  const replyTo = shortstr(properties.replyTo);
   if (replyTo !== undefined) copied.replyTo = replyTo;
-  const messageId = str(properties.messageId);
+  const messageId = shortstr(properties.messageId);
   if (messageId !== undefined) copied.messageId = messageId;
   if (typeof properties.timestamp === 'number') copied.timestamp = properties.timestamp;
-  const type = str(properties.type);
+  const type = shortstr(properties.type);
   if (type !== undefined) copied.type = type;
-  const appId = str(properties.appId);
+  const appId = shortstr(properties.appId);
   if (appId !== undefined) copied.appId = appId;
   if (typeof properties.priority === 'number') copied.priority = properties.priority;
   return copied;
 }
 
-/** A header table without the given names, built on a null prototype (header names are client-chosen). */
-function headersWithout(
-  headers: Record<string, unknown> | undefined,
-  drop: readonly string[],
-): Record<string, unknown> {
-  const copy = Object.create(null) as Record<string, unknown>;
-  for (const [name, value] of Object.entries(headers ?? {})) {
-    if (!drop.includes(name)) copy[name] = value;
-  }
-  return copy;
-}
-
-/** Publish options of the delivered copy: client properties and headers kept, DMR headers added. */
+/**
+ * Publish options of the delivered copy: the client's properties, only the
+ * allowlisted client headers (forwardedHeaders: never CC/BCC), DMR's headers.
+ */
 export function deliveredOptions(
   properties: IncomingProperties,
   validated: ValidatedMessage,
@@ -165,7 +171,7 @@ export function deliveredOptions(
   now: number,
   ttl: number | undefined,
 ): Options.Publish {
-  const headers = headersWithout(properties.headers, []);
+  const headers = forwardedHeaders(properties.headers, validated.recipient, CONTRACT_VERSION);
   headers[SENDER_HEADER] = validated.sender;
   headers[ORIGIN_HEADER] = nodeId;
   headers[HOPS_HEADER] = appendHop([], nodeId, new Date(now));
@@ -185,21 +191,48 @@ export interface Refusal {
   policy?: Pick<PolicyDecision, 'revision' | 'reasons'>;
 }
 
-/** Publish options of the rejected-queue copy: the original properties as evidence, plus why. */
-export function rejectedOptions(
-  properties: IncomingProperties,
-  refusal: Refusal,
-  sender: string | undefined,
-): Options.Publish {
-  const headers = headersWithout(properties.headers, [SENDER_HEADER]);
+/** What the rejected copy says about the refused message, each part validated (never a raw client value). */
+export interface RefusedMessage {
+  /** A lowercase UUID, or null. */
+  messageId: string | null;
+  /** The authenticated sender (user_id), when there was one. */
+  sender: string | undefined;
+  /** `dmr-recipient` when it was a valid id. */
+  recipient: string | null;
+  body: Uint8Array;
+  type: unknown;
+  timestamp: unknown;
+}
+
+/**
+ * The rejected copy: DMR's metadata about the refusal and a digest of the
+ * body, never the body, the client's headers or its other properties. It is
+ * published to the fanout exchange `dmr.rejected`, which routes every
+ * message to the one queue whatever its routing keys.
+ */
+export function rejectedCopy(refused: RefusedMessage, refusal: Refusal): { content: Buffer; options: Options.Publish } {
+  const headers = Object.create(null) as Record<string, unknown>;
   headers[REASON_HEADER] = refusal.reason;
   headers[DETAIL_HEADER] = refusal.detail;
-  if (sender !== undefined) headers[SENDER_HEADER] = sender;
+  if (refused.sender !== undefined) headers[SENDER_HEADER] = refused.sender;
+  if (refused.recipient !== null) headers[RECIPIENT_HEADER] = refused.recipient;
+  headers[BODY_DIGEST_HEADER] = `sha256:${createHash('sha256').update(refused.body).digest('hex')}`;
+  headers[BODY_BYTES_HEADER] = refused.body.length;
   if (refusal.policy !== undefined) {
     if (refusal.policy.revision !== undefined) headers[POLICY_REVISION_HEADER] = refusal.policy.revision;
     headers[POLICY_REASONS_HEADER] = refusal.policy.reasons.join(',');
   }
-  return { ...copiedProperties(properties), headers };
+  const type = str(refused.type);
+  const options: Options.Publish = {
+    persistent: true,
+    headers,
+    ...(refused.messageId === null ? {} : { messageId: refused.messageId }),
+    ...(type !== undefined && TYPE_PATTERN.test(type) ? { type } : {}),
+    ...(typeof refused.timestamp === 'number' && Number.isSafeInteger(refused.timestamp) && refused.timestamp >= 0
+      ? { timestamp: refused.timestamp }
+      : {}),
+  };
+  return { content: Buffer.alloc(0), options };
 }
 
 /** The JSON body of a delivery report (never the original payload). */

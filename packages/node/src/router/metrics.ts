@@ -19,6 +19,8 @@ export class RouterMetrics {
   readonly reconnects: Counter;
   readonly reports: Counter<'kind'>;
   readonly requeued: Counter<'reason'>;
+  readonly deadLettered: Counter;
+  readonly bodyLimitEnforced: Gauge;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -75,8 +77,19 @@ export class RouterMetrics {
     });
     this.requeued = new Counter({
       name: 'dmr_router_messages_requeued_total',
-      help: 'Messages handed back to the broker for a later attempt (transient failure), by catalogue code.',
+      help: 'Messages held unacked for a later attempt after a transient failure, by what was unavailable (policy, audit, broker).',
       labelNames: ['reason'],
+      registers,
+    });
+    this.bodyLimitEnforced = new Gauge({
+      name: 'dmr_router_broker_body_limit_enforced',
+      help: '1 if the broker refuses a body over limits.maxMessageBytes (its max_message_size), 0 if it stores it, -1 if not checked.',
+      registers,
+    });
+    this.bodyLimitEnforced.set(-1);
+    this.deadLettered = new Counter({
+      name: 'dmr_router_messages_dead_lettered_total',
+      help: 'Messages the router dead-lettered to dmr.rejected after an internal error instead of retrying them.',
       registers,
     });
     this.setState('idle');

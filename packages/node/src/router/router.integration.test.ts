@@ -8,12 +8,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { DmrError } from '@dmr/core';
-import type { PolicyDecider } from '@dmr/policy';
-import type { ConsumeMessage } from 'amqplib';
+import type { PolicyDecider, PolicyDecision, PolicyInput } from '@dmr/policy';
+import type { ChannelModel, ConsumeMessage } from 'amqplib';
+import { Registry } from 'prom-client';
 import { firstBrokenRecord, type AuditRecord } from './audit.js';
 import { NodeFixture, parseReport, type SendOptions, type TestClient } from '../testing/node-fixture.js';
+import { rawPublish } from '../testing/raw-amqp.js';
+import { RouterMetrics } from './metrics.js';
+import { Router } from './router.js';
 
 const CLIENTS = [
   { id: 'ria-bot', organisation: 'ria', roles: ['bot'], labels: { tier: 'gold' } },
@@ -22,8 +26,13 @@ const CLIENTS = [
   { id: 'rik-bot', organisation: 'rik', roles: ['bot'] },
   { id: 'old-bot', organisation: 'rik', status: 'suspended' as const },
   { id: 'bad-bot', organisation: 'rik' },
+  { id: 'ria-flood', organisation: 'ria', roles: ['bot'] },
   { id: 'far-bot', organisation: 'ria', homeNode: 'node-far' },
 ];
+
+function sha256(text: string): string {
+  return `sha256:${createHash('sha256').update(text).digest('hex')}`;
+}
 
 async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
@@ -49,6 +58,8 @@ describe('router on a harness broker', () => {
   let node: NodeFixture;
   let ria: TestClient;
   let rik: TestClient;
+  /** ria-flood's one consumer (a second one would share its queue round-robin). */
+  let flood: TestClient | undefined;
 
   before(async () => {
     node = await NodeFixture.start({ label: 'router', clients: CLIENTS, denied: ['bad-bot'] });
@@ -121,7 +132,11 @@ describe('router on a harness broker', () => {
     assert.equal(rejected?.properties.headers?.['dmr-reason'], 'POLICY_DENIED');
     assert.equal(rejected?.properties.headers?.['dmr-policy-reasons'], 'NO_GRANT');
     assert.equal(rejected?.properties.headers?.['dmr-sender'], 'rik-bot');
-    assert.equal(rejected?.payload, '{"text":"hello"}');
+    assert.equal(rejected?.properties.headers?.['dmr-recipient'], 'ria-bot');
+    // Evidence without the payload: its digest and size only.
+    assert.equal(rejected?.payload, '');
+    assert.equal(rejected?.properties.headers?.['dmr-body-sha256'], sha256('{"text":"hello"}'));
+    assert.equal(rejected?.properties.headers?.['dmr-body-bytes'], 16);
   });
 
   it('refuses every checkable rule with its code, in dmr.rejected and as a report to the sender', async () => {
@@ -138,7 +153,9 @@ describe('router on a harness broker', () => {
       ['missing timestamp', { timestamp: null }, 'TIMESTAMP_MISSING'],
       ['skewed timestamp', { timestamp: now - 3_600 }, 'TIMESTAMP_SKEW'],
       ['expiration over the cap', { expiration: '700000' }, 'EXPIRATION_TOO_LONG'],
-      ['body too large', { body: Buffer.alloc(70_000) }, 'MESSAGE_TOO_LARGE'],
+      ['CC header', { headers: { CC: ['old-bot'] } }, 'ROUTING_HEADER_FORBIDDEN'],
+      ['lowercase cc header', { headers: { cc: ['old-bot'] } }, 'ROUTING_HEADER_FORBIDDEN'],
+      ['header table too large', { headers: { 'app-pad': 'x'.repeat(20_000) } }, 'HEADERS_TOO_LARGE'],
       ['missing recipient', { to: null }, 'RECIPIENT_MISSING'],
       ['invalid recipient', { to: 'Not An Id' }, 'RECIPIENT_INVALID'],
       ['denylisted recipient', { to: 'bad-bot' }, 'RECIPIENT_DENIED'],
@@ -146,8 +163,10 @@ describe('router on a harness broker', () => {
       ['inactive recipient', { to: 'old-bot' }, 'RECIPIENT_INACTIVE'],
       ['recipient on another node', { to: 'far-bot' }, 'RECIPIENT_UNREACHABLE'],
     ];
+    const cases = new Map<string, string>(); // message id → case name
     for (const [name, options, code] of table) {
-      const id = await ria.send({ ...options, headers: { ...options.headers, 'x-case': name } });
+      const id = await ria.send(options);
+      if (id !== undefined && code !== 'MESSAGE_ID_INVALID') cases.set(id, name);
       const message = await ria.next(10_000).catch(() => undefined);
       assert.ok(message, `${name}: no report`);
       const report = parseReport(message);
@@ -159,17 +178,36 @@ describe('router on a harness broker', () => {
       } else assert.equal(report.messageId, null, name);
     }
     // user_id absent: the broker cannot tell who sent it, so there is nobody to report to.
-    await ria.send({ userId: null, headers: { 'x-case': 'missing user_id' } });
+    const anonymous = await ria.send({ userId: null });
+    cases.set(anonymous ?? '', 'missing user_id');
     // The copy is confirmed before the report is read, but the management API may lag: wait for all.
     assert.ok(await waitFor(async () => (await node.depth('dmr.rejected')) >= table.length + 1, 10_000));
     const rejected = await node.take('dmr.rejected');
-    const byCase = new Map(rejected.map((message) => [message.properties.headers?.['x-case'], message]));
-    for (const [name, , code] of [...table, ['missing user_id', {}, 'SENDER_MISSING'] as const]) {
+    const byCase = new Map(rejected.map((message) => [cases.get(message.properties.message_id ?? ''), message]));
+    const codes = new Map<string, string>([...table.map(([name, , code]) => [name, code] as const)]);
+    codes.set('missing user_id', 'SENDER_MISSING');
+    for (const [name, code] of codes) {
+      if (code === 'MESSAGE_ID_INVALID') continue;
       const copy = byCase.get(name);
       assert.ok(copy, `${name}: not in dmr.rejected (${rejected.length} there)`);
       assert.equal(copy.properties.headers?.['dmr-reason'], code, name);
       assert.equal(typeof copy.properties.headers?.['dmr-detail'], 'string', name);
       assert.equal(copy.properties.user_id, undefined, name);
+    }
+    const withoutId = rejected.filter((message) => message.properties.message_id === undefined);
+    assert.deepEqual(
+      withoutId.map((message) => message.properties.headers?.['dmr-reason']),
+      ['MESSAGE_ID_INVALID', 'MESSAGE_ID_INVALID'],
+    );
+    // DMR's metadata only: no client header reaches dmr.rejected (CC above all), no body.
+    for (const copy of rejected) {
+      const names = Object.keys(copy.properties.headers ?? {});
+      assert.ok(
+        // x-delivery-count is the quorum queue's own, added when the test reads it.
+        names.every((header) => header.startsWith('dmr-') || header === 'x-delivery-count'),
+        names.join(','),
+      );
+      assert.equal(copy.payload, '');
     }
     assert.deepEqual(await ria.drain(500), [], 'no report for the message without user_id');
   });
@@ -237,31 +275,289 @@ describe('router on a harness broker', () => {
     }
   });
 
-  it('no policy answer: hands messages back and backs off, then delivers each once the policy answers', async () => {
+  it('CC/BCC choose no extra destination: refused with a report, nothing in the CC queue, audit or a loop', async () => {
+    // The reported attacks: to itself (allowed) with another client, the audit stream or an
+    // ingress queue in CC, in the cases a client library may write it.
+    const ids = new Map<string, string>();
+    for (const [name, cc] of [
+      ['client in CC', { CC: ['old-bot', 'dmr.client.old-bot'] }],
+      ['audit in CC', { CC: ['dmr.audit'], 'dmr-recipient': 'nobody-bot' }],
+      ['ingress in CC', { cc: ['dmr.ingress.0'] }],
+      ['mixed case', { Cc: ['old-bot'] }],
+    ] as const) {
+      const id = await ria.send({ to: 'ria-bot', body: `{"marker":"zz-marker ${name}"}`, headers: cc });
+      ids.set(id ?? '', name);
+      const report = parseReport(await ria.next());
+      assert.equal(report.reason, 'ROUTING_HEADER_FORBIDDEN', `${name}: ${JSON.stringify(report)}`);
+      assert.equal(report.messageId, id, name);
+    }
+    // BCC never reaches the router (RabbitMQ strips it), so it is judged at the client's own publish:
+    // the consistent-hash ingress exchange hashes message_id and ignores extra routing keys.
+    const bcc = await ria.send({ to: 'ria-bot', headers: { BCC: ['old-bot', 'dmr.client.old-bot', 'dmr.audit'] } });
+    const delivered = await ria.next();
+    assert.equal(delivered.properties.messageId, bcc);
+    assert.equal(delivered.properties.headers?.BCC, undefined);
+    // Every decision above is settled (reports and the delivery arrived): the queues can be read now.
+    assert.deepEqual(await node.take('dmr.client.old-bot'), [], 'the suspended client received nothing');
+    const rejected = await node.take('dmr.rejected');
+    const refused = rejected.map((copy) => ids.get(copy.properties.message_id ?? '')).filter((name) => name);
+    assert.deepEqual(refused.sort(), [...ids.values()].sort());
+    // Reports are confirmed before the decision is logged: wait for the lines, then count them.
+    assert.ok(await waitFor(() => [...ids.keys()].every((id) => node.decisions(id).length > 0), 5_000));
+    for (const id of ids.keys()) assert.equal(node.decisions(id).length, 1, 'decided once: no loop');
+    const audit = (await node.auditRecords(300)).map((bytes) => bytes.toString('utf8'));
+    assert.ok(!audit.some((record) => record.includes('zz-marker')), 'no sender bytes in the audit stream');
+    assert.deepEqual(await node.take('dmr.ingress.0'), [], 'nothing looped back into ingress');
+  });
+
+  it('refuses a 64 KiB header table (raw frames amqplib cannot encode) with a report within 1 s, in a few log lines', async () => {
+    const channel = await ria.connection.createChannel();
+    const id = randomUUID();
+    const logged = node.logLines.length;
+    await rawPublish(
+      ria.connection,
+      channel,
+      'dmr.ingress',
+      {
+        messageId: id,
+        userId: 'ria-bot',
+        type: 'ChatMessage',
+        timestamp: Math.floor(Date.now() / 1000),
+        deliveryMode: 2,
+        headers: [
+          ['dmr-recipient', { t: 'S', v: 'rik-bot' }],
+          ['dmr-version', { t: 'b', v: 1 }],
+          ['app-pad', { t: 'S', v: 'x'.repeat(70_000) }],
+        ],
+      },
+      Buffer.from('{"text":"big headers"}'),
+      'dmr.client.ria-bot',
+    );
+    const report = parseReport(await ria.next(1_000));
+    assert.equal(report.reason, 'HEADERS_TOO_LARGE');
+    assert.equal(report.messageId, id);
+    assert.ok(await waitFor(() => node.decisions(id).length === 1, 2_000));
+    const lines = node.logLines.slice(logged).filter((line) => line.messageId === id);
+    assert.ok(lines.length <= 3, JSON.stringify(lines));
+    assert.deepEqual(await node.take('dmr.ingress.0'), []);
+    await channel.close();
+    await node.take('dmr.rejected');
+  });
+
+  it('the broker refuses a 20 MiB publish before storing it (max_message_size = maxMessageBytes)', async () => {
+    const connection = await node.connectAs('ria-bot');
+    const channel = await connection.createConfirmChannel();
+    const closed = new Promise<Error>((resolve) => channel.once('error', resolve));
+    const received = await metric(node, 'dmr_router_messages_received_total');
+    const big = randomUUID();
+    channel.publish('dmr.ingress', '', Buffer.alloc(20 * 1_048_576), {
+      messageId: big,
+      userId: 'ria-bot',
+      type: 'ChatMessage',
+      timestamp: Math.floor(Date.now() / 1000),
+      headers: { 'dmr-recipient': 'rik-bot', 'dmr-version': 1 },
+    });
+    const error = await closed;
+    assert.match(error.message, /406|larger than configured max size/, error.message);
+    await connection.close().catch(() => undefined);
+    // A message sent after it is routed; the big one never reached the router or the recipient.
+    const after = await ria.send({ to: 'rik-bot' });
+    assert.equal((await rik.next()).properties.messageId, after);
+    assert.ok(await waitFor(() => node.decisions(after ?? '').length === 1, 5_000));
+    assert.equal(await metric(node, 'dmr_router_messages_received_total'), received + 1);
+    assert.equal(node.decisions(big).length, 0);
+    // The router checked that at start, and says so when the broker would store larger bodies.
+    assert.equal(await metric(node, 'dmr_router_broker_body_limit_enforced'), 1);
+    const registry = new Registry();
+    const lax = new Router({
+      nodeId: node.nodeId,
+      connect: () => node.connectAs(node.nodeId),
+      policy: node.policy,
+      logger: node.logger,
+      metrics: new RouterMetrics(registry),
+    });
+    lax.applyConfig({ ...node.config, limits: { ...node.config.limits, maxMessageBytes: 1_000 } });
+    const logged = node.logLines.length;
+    await lax.start();
+    await lax.stop();
+    const gauge = (await registry.getMetricsAsJSON()).find((m) => m.name === 'dmr_router_broker_body_limit_enforced');
+    assert.equal(gauge?.values[0]?.value, 0);
+    assert.ok(node.logLines.slice(logged).some((line) => String(line.msg).includes('max_message_size')));
+  });
+
+  it('dead-letters an ingress message taken more than ingressDeliveryLimit times without a settle to dmr.rejected', async () => {
     await node.stopRouters();
+    // Stands in for a router that crashes on the message every time: takes it and hands it back.
+    const connection = await node.connectAs('node-a');
+    const channel = await connection.createChannel();
+    let deliveries = 0;
+    await channel.consume('dmr.ingress.0', (message) => {
+      if (message === null) return;
+      deliveries += 1;
+      channel.nack(message, false, true);
+    });
+    const id = await ria.send({ to: 'rik-bot' });
+    let copy: Awaited<ReturnType<NodeFixture['take']>>[number] | undefined;
+    assert.ok(
+      await waitFor(async () => {
+        copy ??= (await node.take('dmr.rejected')).find((message) => message.properties.message_id === id);
+        return copy !== undefined;
+      }, 10_000),
+      'dead-lettered to dmr.rejected',
+    );
+    const death = (copy?.properties.headers?.['x-death'] as Array<Record<string, unknown>> | undefined)?.[0];
+    assert.equal(death?.reason, 'delivery_limit');
+    assert.equal(death?.queue, 'dmr.ingress.0');
+    assert.equal(deliveries, node.config.limits.ingressDeliveryLimit + 1);
+    await connection.close();
+    await node.startRouter();
+  });
+
+  it('gives each sender its share of the replay window: the flooder is refused, others are not', async () => {
+    await node.stopRouters();
+    const handle = await node.startRouter();
+    handle.router.applyConfig({ ...node.config, limits: { ...node.config.limits, maxIdsPerSender: 3 } });
+    flood ??= await node.client('ria-flood');
+    const ids: Array<string | undefined> = [];
+    for (let i = 0; i < 5; i += 1) ids.push(await flood.send({ to: 'ria-bot' }));
+    const reports = [await flood.next(), await flood.next()].map((message) => parseReport(message));
+    assert.deepEqual(
+      reports.map((report) => report.reason),
+      ['SENDER_QUOTA_EXCEEDED', 'SENDER_QUOTA_EXCEEDED'],
+    );
+    assert.deepEqual(reports.map((report) => report.messageId).sort(), ids.slice(3).sort());
+    const other = await ria.send({ to: 'rik-bot' });
+    assert.equal((await rik.next()).properties.messageId, other, 'another sender on the shard still passes');
+    const arrived = [await ria.next(), await ria.next(), await ria.next()].map((m) => m.properties.messageId);
+    assert.deepEqual(arrived.sort(), ids.slice(0, 3).sort());
+    await node.stopRouters();
+    await node.startRouter();
+  });
+
+  it('rate-limits a sender on the router with a reason, leaving other senders alone (clock held still)', async () => {
+    await node.stopRouters();
+    const frozen = Date.now();
+    const handle = await node.startRouter({ now: () => frozen });
+    handle.router.applyConfig({
+      ...node.config,
+      limits: { ...node.config.limits, senderRatePerSecond: 1, senderBurst: 2 },
+    });
+    flood ??= await node.client('ria-flood');
+    const ids: Array<string | undefined> = [];
+    for (let i = 0; i < 4; i += 1) ids.push(await flood.send({ to: 'ria-bot' }));
+    const reports = [await flood.next(), await flood.next()].map((message) => parseReport(message));
+    assert.deepEqual(
+      reports.map((report) => report.reason),
+      ['SENDER_RATE_LIMITED', 'SENDER_RATE_LIMITED'],
+    );
+    assert.deepEqual(reports.map((report) => report.messageId).sort(), ids.slice(2).sort());
+    const other = await ria.send({ to: 'rik-bot' });
+    assert.equal((await rik.next()).properties.messageId, other);
+    assert.deepEqual(
+      [await ria.next(), await ria.next()].map((m) => m.properties.messageId).sort(),
+      ids.slice(0, 2).sort(),
+    );
+    // The report is confirmed before the audit record, the ack and the metric: wait for those.
+    assert.ok(
+      await waitFor(
+        async () => (await metric(node, 'dmr_router_messages_rejected_total', { reason: 'SENDER_RATE_LIMITED' })) === 2,
+        5_000,
+      ),
+    );
+    await node.stopRouters();
+    await node.startRouter();
+  });
+
+  it('an encoder refusal is a refusal, a bug a dead letter: neither is retried (faults injected into a real router)', async () => {
+    await node.stopRouters();
+    await node.take('dmr.rejected');
+    // The encoder fault: amqplib throws before writing when it cannot encode a message.
+    const connect = async (): Promise<ChannelModel> => {
+      const model = await node.connectAs(node.nodeId);
+      const create = model.createConfirmChannel.bind(model);
+      model.createConfirmChannel = async () => {
+        const channel = await create();
+        const publish = channel.publish.bind(channel);
+        channel.publish = (exchange, key, content, options, callback) => {
+          if (exchange === 'dmr.delivery' && options?.headers?.['app-explode'] !== undefined) {
+            throw new RangeError('Encoded field table (headers or arguments) exceeds the 65536 byte encoding buffer');
+          }
+          return publish(exchange, key, content, options, callback);
+        };
+        return channel;
+      };
+      return model;
+    };
+    // The bug: a decision without reasons makes the path throw a TypeError.
+    const buggy: PolicyDecider = {
+      ...node.policy,
+      mode: 'wasm',
+      activeRevision: '1',
+      decide: (input) =>
+        (input as PolicyInput).message.type === 'Malformed'
+          ? Promise.resolve({ allow: true } as unknown as PolicyDecision)
+          : node.policy.decide(input),
+      close: () => Promise.resolve(),
+    };
+    const handle = await node.startRouter({ connect, policy: buggy });
+    const unencodable = await ria.send({ to: 'rik-bot', headers: { 'app-explode': 'yes' } });
+    const report = parseReport(await ria.next());
+    assert.equal(report.reason, 'MESSAGE_UNENCODABLE');
+    assert.equal(report.messageId, unencodable);
+    assert.ok(await waitFor(() => node.decisions(unencodable ?? '').length === 1, 5_000), 'decided once');
+
+    const malformed = await ria.send({ to: 'rik-bot', type: 'Malformed' });
+    let copy: Awaited<ReturnType<NodeFixture['take']>>[number] | undefined;
+    assert.ok(
+      await waitFor(async () => {
+        copy ??= (await node.take('dmr.rejected')).find((message) => message.properties.message_id === malformed);
+        return copy !== undefined;
+      }, 10_000),
+      'dead-lettered to dmr.rejected',
+    );
+    const death = (copy?.properties.headers?.['x-death'] as Array<Record<string, unknown>> | undefined)?.[0];
+    assert.equal(death?.reason, 'rejected');
+    assert.equal(await metric(node, 'dmr_router_messages_dead_lettered_total'), 1);
+    assert.equal(node.decisions(malformed ?? '').length, 0);
+    // Both were settled before this one was sent, and rik's queue is FIFO: the next message is this one.
+    const clean = await ria.send({ to: 'rik-bot' });
+    assert.equal((await rik.next()).properties.messageId, clean, 'neither was delivered');
+    assert.equal(handle.router.state, 'running');
+    await node.stopRouters();
+    await node.startRouter();
+  });
+
+  it('no policy answer for longer than the ingress delivery limit: holds messages, backs off, loses none', async () => {
+    await node.stopRouters();
+    await node.take('dmr.rejected');
     let failing = true;
-    let calls = 0;
+    const attempts = new Map<string, number>(); // message id → decisions asked for it
     const flaky: PolicyDecider = {
       mode: 'wasm',
       get activeRevision() {
         return failing ? undefined : node.policy.activeRevision;
       },
       decide: (input) => {
-        calls += 1;
+        const id = (input as PolicyInput).message.id;
+        attempts.set(id, (attempts.get(id) ?? 0) + 1);
         return failing
           ? Promise.reject(new DmrError('POLICY_UNAVAILABLE', 'no policy bundle is active'))
           : node.policy.decide(input);
       },
       close: () => Promise.resolve(),
     };
-    const handle = await node.startRouter({ policy: flaky, backoff: { initialMs: 200, maxMs: 800 } });
-    const ids: Array<string | undefined> = [];
-    for (let i = 0; i < 5; i += 1) ids.push(await ria.send({ to: 'rik-bot' }));
-    await sleep(2_000);
-    // Paused with back-off: a handful of attempts, not a busy loop.
-    assert.ok(calls >= 1 && calls < 60, `${calls} decisions attempted in 2 s`);
-    assert.ok((await metric(node, 'dmr_router_messages_requeued_total', { reason: 'policy' })) >= 1);
-    assert.deepEqual(await rik.drain(200), []);
+    const handle = await node.startRouter({ policy: flaky, backoff: { initialMs: 50, maxMs: 200 } });
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i += 1) ids.push((await ria.send({ to: 'rik-bot' })) ?? '');
+    // The router holds what it took and takes nothing new while paused. More attempts at a held message than
+    // the ingress queue's delivery limit: a requeue per attempt would have dead-lettered it by now.
+    const enough = node.config.limits.ingressDeliveryLimit + 2;
+    const most = (): number => Math.max(0, ...attempts.values());
+    assert.ok(await waitFor(() => most() >= enough, 15_000), JSON.stringify([...attempts.values()]));
+    // Paused with back-off: one attempt per pause, not a busy loop.
+    assert.ok(most() < enough + 10, JSON.stringify([...attempts.values()]));
+    assert.ok((await metric(node, 'dmr_router_messages_requeued_total', { reason: 'policy' })) >= enough);
+    assert.equal(handle.router.state, 'backing-off');
     failing = false;
     const delivered = new Set<string | undefined>();
     assert.ok(
@@ -272,7 +568,8 @@ describe('router on a harness broker', () => {
       `delivered ${delivered.size} of 5`,
     );
     assert.deepEqual(await ria.drain(300), [], 'no refusal (in particular no replay) after the outage');
-    assert.equal(handle.router.state, 'running');
+    assert.deepEqual(await node.take('dmr.rejected'), [], 'nothing dead-lettered');
+    assert.ok(await waitFor(() => handle.router.state === 'running', 5_000));
   });
 
   it('wrote one audit record per decision, in an unbroken hash chain per router instance', async () => {
@@ -283,7 +580,7 @@ describe('router on a harness broker', () => {
       const { writer } = JSON.parse(bytes.toString('utf8')) as AuditRecord;
       byWriter.set(writer, [...(byWriter.get(writer) ?? []), bytes]);
     }
-    assert.equal(byWriter.size, 2, 'the first router and the one of the policy-outage test');
+    assert.ok(byWriter.size >= 2, 'one chain per router instance of this file');
     for (const [writer, chain] of byWriter) assert.equal(firstBrokenRecord(writer, chain), -1, writer);
     const audited = new Set(records.map((bytes) => (JSON.parse(bytes.toString('utf8')) as AuditRecord).messageId));
     const decided = node.logLines.filter((line) => line.msg === 'route' && typeof line.messageId === 'string');

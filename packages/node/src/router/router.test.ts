@@ -34,6 +34,12 @@ function config(nodeId = 'node-a'): NodeConfig {
       deliveryLimit: 3,
       timestampSkewMs: 300_000,
       dedupWindowMs: 400_000,
+      maxHeaderBytes: 4096,
+      queueMaxBytes: 1_048_576,
+      ingressDeliveryLimit: 5,
+      senderRatePerSecond: 100,
+      senderBurst: 100,
+      maxIdsPerSender: 1000,
     },
   };
 }

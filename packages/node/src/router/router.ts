@@ -5,11 +5,14 @@
  *
  * Per message (#route, readable top to bottom): contract checks → replay
  * guard → policy → publish to `dmr.delivery` (persistent, mandatory, confirmed)
- * → audit record confirmed → only then ack. A refusal publishes the original
- * to `dmr.rejected` and a report to the sender, both confirmed, then acks.
- * A transient failure (no policy, audit not stored, rejected queue refusing)
- * hands the message back (nack + requeue) and pauses consumption with an
- * exponential back-off instead of spinning.
+ * → audit record confirmed → only then ack. A refusal publishes DMR's
+ * metadata about it (never the body) to `dmr.rejected` and a report to the
+ * sender, both confirmed, then acks. A transient failure (no policy, audit
+ * not stored) keeps the message unacked and pauses consumption with an
+ * exponential back-off, then tries it again: never a requeue, which on a
+ * quorum queue counts as a delivery and would dead-letter a valid message
+ * once the ingress delivery limit is reached. A failure that is not transient
+ * (a bug) dead-letters the message to `dmr.rejected`.
  *
  * Connection loss: the broker redelivers whatever was not acked; the router
  * reconnects with exponential back-off and jitter and forgets (releases) the
@@ -27,12 +30,14 @@ import type { PolicyDecider, PolicyDecision } from '@dmr/policy';
 import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
 import type { Logger } from 'pino';
 import { RECIPIENT_HEADER, SENDER_HEADER, UUID_PATTERN } from '../message/contract.js';
+import { ownHeader } from '../message/headers.js';
+import { SenderRateLimit } from '../message/rate-limit.js';
 import { ReplayGuard } from '../message/replay.js';
 import { validateAtOrigin } from '../message/validate.js';
 import {
   DEAD_LETTER_REPORTS_QUEUE,
   DELIVERY_EXCHANGE,
-  REJECTED_QUEUE,
+  REJECTED_EXCHANGE,
   ingressQueueName,
 } from '../reconciler/layout.js';
 import type { AuditEvent, AuditSink } from './audit.js';
@@ -42,7 +47,7 @@ import {
   deliveredOptions,
   deliveryReport,
   policyInputFor,
-  rejectedOptions,
+  rejectedCopy,
   remainingTtl,
   reportOptions,
   routingContext,
@@ -73,11 +78,21 @@ export interface RouterOptions {
   now?: () => number;
   /** Reconnect and policy-pause back-off (default 100 ms doubling to 10 s, with ±50 % jitter). */
   backoff?: BackoffOptions;
-  /** Most message ids the replay guard holds (default 1 000 000). */
+  /** Most message ids the replay guard holds (default 1 000 000); one sender holds at most limits.maxIdsPerSender. */
   replayMaxEntries?: number;
+  /** Most senders whose rate the router tracks at once (default 100 000; least recently seen first out). */
+  rateLimitMaxSenders?: number;
 }
 
-type PublishOutcome = 'confirmed' | 'returned' | 'nacked';
+/** `unencodable`: amqplib refused to encode the message (thrown before anything reached the broker). */
+type PublishOutcome = 'confirmed' | 'returned' | 'nacked' | 'unencodable';
+
+type Handler = 'route' | 'dead-letter';
+
+/** Not a valid id (ids have no dots), so never a client's binding on `dmr.delivery`: the probe is routed nowhere. */
+const PROBE_ROUTING_KEY = 'dmr.body-limit-probe';
+/** Above this the probe itself would cost too much per connection; such limits are not checked. */
+const PROBE_MAX_BYTES = 16 * 1_048_576;
 
 /** One connection's worth of state: dropped as a whole when the connection or channel goes. */
 interface Session {
@@ -94,6 +109,8 @@ interface Session {
   inflightIds: Set<string>;
   /** (exchange, routing key, message id) of mandatory publishes the broker returned, until their confirm. */
   returned: Set<string>;
+  /** Deliveries kept unacked after a transient failure, tried again when the pause ends (at most prefetch × 2). */
+  held: Array<{ message: ConsumeMessage; handler: Handler }>;
   paused: boolean;
 }
 
@@ -125,6 +142,7 @@ export class Router {
   readonly #backoff: BackoffOptions;
   #context: RoutingContext | undefined;
   #guard: ReplayGuard | undefined;
+  #rate: SenderRateLimit | undefined;
   #state: RouterState = 'idle';
   #session: Session | undefined;
   #running: Promise<void> | undefined;
@@ -132,7 +150,6 @@ export class Router {
   readonly #stopping = new AbortController();
   /** Every per-message task, so stop() can wait for them to settle. */
   readonly #tasks = new Set<Promise<void>>();
-  #policyFailures = 0;
 
   constructor(options: RouterOptions) {
     this.nodeId = options.nodeId;
@@ -156,10 +173,18 @@ export class Router {
     if (config.node.id !== this.nodeId) {
       throw new DmrError('INVALID_ARGUMENT', `the configuration is for node ${config.node.id}, not ${this.nodeId}`);
     }
-    const windowMs = config.limits.dedupWindowMs;
+    const { dedupWindowMs: windowMs, maxIdsPerSender, senderRatePerSecond, senderBurst } = config.limits;
     if (this.#guard?.windowMs !== windowMs) {
       this.#guard = new ReplayGuard({ windowMs, maxEntries: this.#options.replayMaxEntries ?? 1_000_000 });
     }
+    this.#guard.maxPerSender = maxIdsPerSender;
+    if (this.#rate === undefined) {
+      this.#rate = new SenderRateLimit({
+        ratePerSecond: senderRatePerSecond,
+        burst: senderBurst,
+        ...(this.#options.rateLimitMaxSenders === undefined ? {} : { maxSenders: this.#options.rateLimitMaxSenders }),
+      });
+    } else this.#rate.configure(senderRatePerSecond, senderBurst);
     this.#context = routingContext(config);
   }
 
@@ -188,6 +213,10 @@ export class Router {
     await this.#options.audit?.close();
     if (session?.alive === true) {
       session.acks.flush();
+      // amqplib muxes channels onto the socket in no fixed order: a connection.close (channel 0) can overtake
+      // the acks just written on this channel, and the broker then redelivers messages already routed. The
+      // channel's own close-ok comes after its acks.
+      await session.channel.close().catch(() => undefined);
       await session.connection.close().catch(() => undefined);
     }
     await this.#running;
@@ -196,27 +225,37 @@ export class Router {
 
   // ---- the per-message path ----------------------------------------------------------------------
 
-  /** One ingress message, from delivery to ack (or to nack with requeue on a transient failure). */
-  async #route(session: Session, message: ConsumeMessage): Promise<void> {
+  /**
+   * One ingress message, from delivery to ack (or held on a transient
+   * failure). `retry`: the router's own second attempt at a held message.
+   */
+  async #route(session: Session, message: ConsumeMessage, retry = false): Promise<void> {
     const started = performance.now();
     const now = this.#now();
     const context = this.#context as RoutingContext;
     const guard = this.#guard as ReplayGuard;
-    this.#options.metrics.received.inc();
+    if (!retry) this.#options.metrics.received.inc();
 
     // 1. The contract (DESIGN.md "Message contract"): the first broken rule is the reason.
     const checked = validateAtOrigin(message, context.message, now);
     if (!checked.ok) return this.#refuse(session, message, context, started, checked);
     const validated = checked.message;
 
-    // 2. Replays. A redelivery of an id we hold is our own re-attempt (see the file comment), not a replay.
-    const replay = guard.check(validated.messageId, now);
+    // 2. The sender's rate, counted once per message: not again for the router's own re-attempts.
+    if (!retry && !message.fields.redelivered) {
+      const rate = (this.#rate as SenderRateLimit).take(validated.sender, now);
+      if (!rate.ok) return this.#refuse(session, message, context, started, rate);
+    }
+
+    // 3. Replays, within the sender's share of the window. A redelivery of an id we hold is our own
+    // re-attempt (see the file comment), not a replay.
+    const replay = guard.check(validated.messageId, now, validated.sender);
     if (!replay.ok && !(replay.reason === 'MESSAGE_REPLAYED' && message.fields.redelivered)) {
       return this.#refuse(session, message, context, started, replay);
     }
     session.inflightIds.add(validated.messageId);
     try {
-      // 3. Policy: deny by default; no answer at all is transient, never an allow.
+      // 4. Policy: deny by default; no answer at all is transient, never an allow.
       const input = policyInputFor(validated, context, now);
       if (input === undefined) {
         return await this.#refuse(session, message, context, started, {
@@ -233,7 +272,6 @@ export class Router {
         throw new Transient('policy', 'the policy could not decide', { cause: error });
       }
       this.#options.metrics.policySeconds.observe((performance.now() - policyStarted) / 1000);
-      this.#policyFailures = 0;
       for (const reason of decision.reasons.length > 0 ? decision.reasons : ['NONE']) {
         this.#options.metrics.policyDecisions.inc({ result: decision.allow ? 'allow' : 'deny', reason });
       }
@@ -243,7 +281,7 @@ export class Router {
         return await this.#refuse(session, message, context, started, { reason: 'POLICY_DENIED', detail, policy });
       }
 
-      // 4. Route: this issue's scope is one node, so a recipient homed elsewhere is unreachable (no relay yet).
+      // 5. Route: this issue's scope is one node, so a recipient homed elsewhere is unreachable (no relay yet).
       if (validated.recipientHomeNode !== this.nodeId) {
         const detail = `recipient ${validated.recipient} is homed on ${validated.recipientHomeNode}; relaying between nodes is not supported yet`;
         return await this.#refuse(session, message, context, started, {
@@ -258,7 +296,7 @@ export class Router {
         return await this.#refuse(session, message, context, started, { reason: 'MESSAGE_EXPIRED', detail, policy });
       }
 
-      // 5. Deliver, confirmed by the recipient's queue.
+      // 6. Deliver, confirmed by the recipient's queue.
       const options = deliveredOptions(message.properties, validated, this.nodeId, now, ttl);
       const outcome = await this.#publish(session, DELIVERY_EXCHANGE, validated.recipient, message.content, options);
       if (outcome === 'returned') {
@@ -277,8 +315,17 @@ export class Router {
           policy,
         });
       }
+      if (outcome === 'unencodable') {
+        // Not transient: the same message would fail the same way on every attempt.
+        const detail = 'a property of the message cannot be encoded again for delivery';
+        return await this.#refuse(session, message, context, started, {
+          reason: 'MESSAGE_UNENCODABLE',
+          detail,
+          policy,
+        });
+      }
 
-      // 6. Audit, then ack: nothing acknowledged lacks its record.
+      // 7. Audit, then ack: nothing acknowledged lacks its record.
       await this.#settle(session, message, started, {
         messageId: validated.messageId,
         sender: validated.sender,
@@ -291,7 +338,7 @@ export class Router {
         at: new Date(now).toISOString(),
       });
     } catch (error) {
-      // Handed back to the broker: its redelivery is the same message, not a replay.
+      // Held for another attempt: that attempt is the same message, not a replay.
       guard.release(validated.messageId);
       throw error;
     } finally {
@@ -300,9 +347,10 @@ export class Router {
   }
 
   /**
-   * A refused message: the original to `dmr.rejected` with the reason, a
-   * report to its sender when it has a queue here (never for a report), the
-   * audit record; all confirmed, then the ack.
+   * The one refusal tail: DMR's metadata about the refused message (never its
+   * body or client headers) to `dmr.rejected`, a report to its sender when it
+   * has a queue here (never for a report), the audit record; all confirmed,
+   * then the ack.
    */
   async #refuse(
     session: Session,
@@ -316,22 +364,29 @@ export class Router {
     const userId = message.properties.userId as unknown;
     const from = typeof userId === 'string' && userId !== '' ? userId : undefined;
     const messageId = validMessageId(message);
-    const recipient = message.properties.headers?.[RECIPIENT_HEADER] as unknown;
+    // An unvalidated header: recorded only when it is a valid id.
+    const recipient = validId(ownHeader(message.properties.headers, RECIPIENT_HEADER));
     const reportTo = this.#reportable(context, from) ? from : undefined;
-    const rejectedCopy = this.#publish(
-      session,
-      '',
-      REJECTED_QUEUE,
-      message.content,
-      rejectedOptions(message.properties, refusal, from),
+    const copy = rejectedCopy(
+      {
+        messageId,
+        sender: from,
+        recipient,
+        body: message.content,
+        type: message.properties.type,
+        timestamp: message.properties.timestamp,
+      },
+      refusal,
     );
+    const stored = this.#publish(session, REJECTED_EXCHANGE, '', copy.content, copy.options);
     const report =
       reportTo === undefined
         ? undefined
         : this.#sendReport(session, reportTo, deliveryReport(messageId, 'rejected', refusal, this.nodeId, now), now);
-    const [stored] = await Promise.all([rejectedCopy, report]);
-    if (stored !== 'confirmed')
-      throw new Transient('broker', `the rejected queue did not take the message (${refusal.reason})`);
+    const [outcome] = await Promise.all([stored, report]);
+    if (outcome !== 'confirmed') {
+      throw new Transient('broker', `the rejected queue did not take the refusal (${refusal.reason}: ${outcome})`);
+    }
     await this.#settle(
       session,
       message,
@@ -339,8 +394,7 @@ export class Router {
       {
         messageId,
         sender: from ?? null,
-        // An unvalidated header: recorded only when it is a valid id.
-        recipient: validId(recipient),
+        recipient,
         result: 'rejected',
         reason: refusal.reason,
         policyRevision: refusal.policy?.revision ?? null,
@@ -471,71 +525,104 @@ export class Router {
           else reject(new Transient('broker', 'the channel closed before the confirm', { cause: error }));
         });
       } catch (error) {
-        reject(new Transient('broker', 'publish failed', { cause: error }));
+        // amqplib throws before writing anything when it cannot encode the message; the channel is fine.
+        if (session.alive) {
+          this.#options.logger.warn({ error: error instanceof Error ? error.message : String(error) }, 'unencodable');
+          resolve('unencodable');
+        } else reject(new Transient('broker', 'publish failed', { cause: error }));
       }
     });
   }
 
-  /** Runs one delivery as a tracked task; a transient failure hands it back to the broker. */
-  #dispatch(session: Session, message: ConsumeMessage | null, handler: 'route' | 'dead-letter'): void {
+  /** Runs one delivery as a tracked task; a failure is held (transient) or dead-lettered (anything else). */
+  #dispatch(session: Session, message: ConsumeMessage | null, handler: Handler, retry = false): void {
     if (message === null) {
       // The broker cancelled the consumer (queue deleted): reconnecting re-consumes or fails loudly.
       this.#options.logger.warn({ shard: this.shard, handler }, 'consumer cancelled by the broker');
       void session.connection.close().catch(() => undefined);
       return;
     }
-    session.acks.track(message);
-    const work = handler === 'route' ? this.#route(session, message) : this.#reportDeadLetter(session, message);
+    if (!retry) session.acks.track(message);
+    const work = handler === 'route' ? this.#route(session, message, retry) : this.#reportDeadLetter(session, message);
     const task = work
-      .catch((error: unknown) => this.#giveBack(session, message, error))
+      .catch((error: unknown) => this.#failed(session, message, handler, error))
       .finally(() => this.#tasks.delete(task));
     this.#tasks.add(task);
   }
 
-  #giveBack(session: Session, message: ConsumeMessage, error: unknown): void {
-    const id = validMessageId(message);
-    const reason = error instanceof Transient ? error.reason : 'internal';
-    if (session.alive) {
-      try {
-        session.acks.nack(message, true);
-      } catch {
-        // The channel closed under us: the broker requeues the message anyway.
-      }
-    }
-    this.#options.metrics.requeued.inc({ reason });
+  /**
+   * A delivery that could not be settled. Transient (policy, audit, broker
+   * unavailable): kept unacked and tried again after a pause — never
+   * requeued, which on a quorum queue counts as a delivery. Anything else
+   * is a bug that would fail again: dead-lettered (nack without requeue) to
+   * `dmr.rejected`, a bounded outcome instead of a loop.
+   */
+  #failed(session: Session, message: ConsumeMessage, handler: Handler, error: unknown): void {
+    const transient = error instanceof Transient;
+    const reason = transient ? error.reason : 'internal';
     const cause = error instanceof Error && error.cause !== undefined ? error.cause : error;
     this.#options.logger.warn(
       {
-        messageId: id,
+        messageId: validMessageId(message),
         reason,
         error: error instanceof Error ? error.message : String(error),
         cause: isDmrError(cause) ? cause.code : cause instanceof Error ? cause.message : String(cause),
       },
-      'message handed back to the broker',
+      transient ? 'message held for another attempt' : 'message dead-lettered after an internal error',
     );
-    if ((reason === 'policy' || reason === 'audit') && session.alive) this.#pause(session);
+    // A closed channel already handed every unacked delivery back to the broker.
+    if (!session.alive) return;
+    if (!transient) {
+      this.#options.metrics.deadLettered.inc();
+      try {
+        session.acks.nack(message, false);
+      } catch {
+        // The channel closed under us: the broker requeues the message, and its delivery limit still applies.
+      }
+      return;
+    }
+    this.#options.metrics.requeued.inc({ reason });
+    session.held.push({ message, handler });
+    this.#pause(session);
   }
 
-  /** Stops taking ingress messages for a growing while: a missing policy must not turn into a busy loop. */
+  /**
+   * Stops taking new messages for a growing while, then tries the held ones
+   * again; consumption resumes only once a round of them settles without a
+   * transient failure. A missing policy or audit stream is not a busy loop.
+   */
   #pause(session: Session): void {
-    if (session.paused || session.ingressTag === undefined) return;
+    if (session.paused) return;
     session.paused = true;
-    const tag = session.ingressTag;
+    const tags = [session.ingressTag, session.reportsTag];
     session.ingressTag = undefined;
-    const delay = this.#delay(this.#policyFailures++);
+    session.reportsTag = undefined;
     this.#setState('backing-off');
-    this.#options.logger.warn({ shard: this.shard, delayMs: delay }, 'pausing ingress: policy or audit unavailable');
     void (async () => {
-      await session.channel.cancel(tag).catch(() => undefined);
-      try {
-        await sleep(delay, undefined, { signal: this.#stopping.signal });
-      } catch {
-        return; // stopped
+      for (const tag of tags) if (tag !== undefined) await session.channel.cancel(tag).catch(() => undefined);
+      for (let failures = 0; ; failures += 1) {
+        const delay = this.#delay(failures);
+        this.#options.logger.warn(
+          { shard: this.shard, delayMs: delay, held: session.held.length },
+          'pausing ingress: policy, audit or broker unavailable',
+        );
+        try {
+          await sleep(delay, undefined, { signal: this.#stopping.signal });
+        } catch {
+          return; // stopped: closing the channel hands the held messages back
+        }
+        if (!session.alive || this.#stopping.signal.aborted) return;
+        // Messages still in flight may join the held ones: wait for them, then try every held one once.
+        await Promise.allSettled([...this.#tasks]);
+        const round = session.held.splice(0);
+        for (const { message, handler } of round) this.#dispatch(session, message, handler, true);
+        await Promise.allSettled([...this.#tasks]);
+        if (!session.alive || this.#stopping.signal.aborted) return;
+        if (session.held.length === 0) break;
       }
-      if (!session.alive || this.#stopping.signal.aborted) return;
       session.paused = false;
       try {
-        await this.#consumeIngress(session);
+        await this.#consume(session);
         this.#setState('running');
       } catch (error) {
         this.#options.logger.warn({ error: String(error) }, 'resuming ingress failed');
@@ -599,6 +686,7 @@ export class Router {
         reportsTag: undefined,
         inflightIds: new Set(),
         returned: new Set(),
+        held: [],
         paused: false,
       };
       const close = (): void => {
@@ -622,13 +710,8 @@ export class Router {
       this.#session = session;
       this.#options.audit?.attach?.(channel);
       await channel.prefetch(this.#options.prefetch ?? 256);
-      await this.#consumeIngress(session);
-      const reports = await channel.consume(
-        DEAD_LETTER_REPORTS_QUEUE,
-        (message) => this.#dispatch(session, message, 'dead-letter'),
-        { noAck: false },
-      );
-      session.reportsTag = reports.consumerTag;
+      await this.#probeBodyLimit(connection);
+      await this.#consume(session);
       return session;
     } catch (error) {
       await connection.close().catch(() => undefined);
@@ -636,13 +719,56 @@ export class Router {
     }
   }
 
-  async #consumeIngress(session: Session): Promise<void> {
-    const reply = await session.channel.consume(
+  /**
+   * Whether the broker refuses a body over limits.maxMessageBytes before
+   * storing it (RabbitMQ's max_message_size; its default is 128 MiB): one
+   * publish of limit + 1 bytes, on a channel of its own, to `dmr.delivery`
+   * under a routing key no queue is bound to. Refused: the broker closes
+   * that channel (406). Confirmed: the broker would store oversized bodies
+   * from clients; logged and shown by `dmr_router_broker_body_limit_enforced`.
+   */
+  async #probeBodyLimit(connection: ChannelModel): Promise<void> {
+    const limit = (this.#context as RoutingContext).message.limits.maxMessageBytes;
+    if (limit > PROBE_MAX_BYTES) return;
+    let channel: ConfirmChannel | undefined;
+    try {
+      channel = await connection.createConfirmChannel();
+      channel.on('error', () => undefined);
+      const probe = channel;
+      const refused = new Promise<'refused'>((resolve) => probe.once('close', () => resolve('refused')));
+      const confirmed = new Promise<'stored' | 'refused'>((resolve) => {
+        probe.publish(DELIVERY_EXCHANGE, PROBE_ROUTING_KEY, Buffer.alloc(limit + 1), {}, (error: unknown) =>
+          resolve(error === null || error === undefined ? 'stored' : 'refused'),
+        );
+      });
+      const outcome = await Promise.race([refused, confirmed]);
+      this.#options.metrics.bodyLimitEnforced.set(outcome === 'refused' ? 1 : 0);
+      if (outcome === 'stored') {
+        this.#options.logger.warn(
+          { maxMessageBytes: limit },
+          'the broker accepts bodies over limits.maxMessageBytes: set its max_message_size (docs/node-run.md)',
+        );
+        await probe.close().catch(() => undefined);
+      }
+    } catch (error) {
+      this.#options.logger.warn({ error: String(error) }, 'could not check the broker body limit');
+      await channel?.close().catch(() => undefined);
+    }
+  }
+
+  async #consume(session: Session): Promise<void> {
+    const ingress = await session.channel.consume(
       ingressQueueName(this.shard),
       (message) => this.#dispatch(session, message, 'route'),
       { noAck: false },
     );
-    session.ingressTag = reply.consumerTag;
+    session.ingressTag = ingress.consumerTag;
+    const reports = await session.channel.consume(
+      DEAD_LETTER_REPORTS_QUEUE,
+      (message) => this.#dispatch(session, message, 'dead-letter'),
+      { noAck: false },
+    );
+    session.reportsTag = reports.consumerTag;
   }
 
   /** After a loss: the broker requeues every unacked delivery; forget their ids so they are not replays. */

@@ -103,6 +103,13 @@ export const DEFAULT_LIMITS: Limits = {
   deliveryLimit: 3,
   timestampSkewMs: 300_000,
   dedupWindowMs: 900_000,
+  maxHeaderBytes: 16_384,
+  queueMaxBytes: 67_108_864,
+  ingressDeliveryLimit: 5,
+  // Lifted to the router's whole window: a test of fairness sets its own (benches send from one client).
+  senderRatePerSecond: 1_000_000,
+  senderBurst: 1_000_000,
+  maxIdsPerSender: 1_000_000,
 };
 
 /** What a client publishes; every field can be overridden, `null` removes a property or header. */
@@ -236,7 +243,13 @@ export class NodeFixture {
         since: '2026-01-01T00:00:00.000Z',
       }));
       const [started, policy] = await Promise.all([
-        startBrokers({ dir: join(dir, 'brokers'), ca, namePrefix: label }),
+        // The broker refuses a body over the node's limit itself, before storing it (max_message_size).
+        startBrokers({
+          dir: join(dir, 'brokers'),
+          ca,
+          namePrefix: label,
+          maxMessageBytes: config.limits.maxMessageBytes,
+        }),
         buildPolicy(ca, dir, options.grants ?? [{ from: 'ria', to: 'rik' }]),
       ]);
       harness = started;

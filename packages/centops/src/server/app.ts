@@ -16,8 +16,10 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type Server as HttpsServer, type ServerOptions } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import AjvCompiler from '@fastify/ajv-compiler';
+import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { DmrError } from '@dmr/core';
 import { CertificateAuthority } from '@dmr/pki';
 import { ConfigSigner, RevisionHub, feedRoutes } from '../feed/index.js';
 import { PolicyService } from '../policy/service.js';
@@ -46,7 +48,14 @@ export interface StartOptions {
   store?: Store;
   /** Feed poll interval (ms) for revision changes made by other processes. */
   pollIntervalMs?: number;
+  /** The clock of the certificate service (renewal limits, superseding); tests share it with the store. */
+  now?: () => Date;
 }
+
+/** The enrolment listener takes a token and a CSR: a few KiB. */
+export const ENROL_BODY_LIMIT = 64 * 1024;
+/** Requests per source address per minute on the enrolment listener. */
+export const DEFAULT_ENROL_REQUESTS_PER_MINUTE = 60;
 
 export interface CentOpsServer {
   api: FastifyInstance;
@@ -92,12 +101,12 @@ const buildValidator: NonNullable<
   return (route) => (route.httpPart === 'body' ? strictBody(route) : coercing(route));
 };
 
-function baseApp(logger: FastifyServerOptions['logger'], tls: ServerOptions): FastifyInstance {
+function baseApp(logger: FastifyServerOptions['logger'], tls: ServerOptions, bodyLimit: number): FastifyInstance {
   const app = Fastify({
     logger: logger ?? false,
     serverFactory: tlsServerFactory(tls) as unknown as FastifyServerOptions['serverFactory'],
     schemaController: { compilersFactory: { buildValidator } },
-    bodyLimit: 8 * 1024 * 1024,
+    bodyLimit,
     return503OnClosing: true,
   });
   installErrorHandler(app);
@@ -131,7 +140,11 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
     trustDomain: config.trustDomain,
     onRevision: (revision) => hub.publish(revision),
   };
-  const service = new CertificateService({ ...context });
+  const service = new CertificateService({
+    ...context,
+    ...(config.limits?.renewalsPerHour === undefined ? {} : { renewalsPerHour: config.limits.renewalsPerHour }),
+    ...(options.now === undefined ? {} : { now: options.now }),
+  });
   // Issued here when a CentOps directory predates policies (init makes it otherwise).
   const policySigner = await ensurePolicySigner(
     policySignerPaths(config.signer.certificate),
@@ -142,12 +155,12 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
   const policies = new PolicyService({ store, signer: policySigner.signer });
   const tls: ServerOptions = { cert: certificate, key, minVersion: 'TLSv1.2' };
 
-  const api = baseApp(options.logger, {
-    ...tls,
-    ca: ca.trustBundlePem(),
-    requestCert: true,
-    rejectUnauthorized: true,
-  });
+  // Authenticated callers only; a policy set alone may be 4 MiB of Rego and data.
+  const api = baseApp(
+    options.logger,
+    { ...tls, ca: ca.trustBundlePem(), requestCert: true, rejectUnauthorized: true },
+    8 * 1024 * 1024,
+  );
   await api.register(swagger, {
     openapi: {
       openapi: '3.0.3',
@@ -175,7 +188,18 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
   // Streams and long-polls outlive the request's authentication: the feed checks the certificate again per document.
   await api.register(feedRoutes, { store, signer, hub, reauthenticate: (request) => authenticate(request, auth) });
 
-  const enrol = baseApp(options.logger, tls);
+  const enrol = baseApp(options.logger, tls, ENROL_BODY_LIMIT);
+  // Anyone can reach this listener: every route, the public documents too, counts against the source's budget.
+  await enrol.register(rateLimit, {
+    global: true,
+    max: config.limits?.enrolRequestsPerMinute ?? DEFAULT_ENROL_REQUESTS_PER_MINUTE,
+    timeWindow: 60_000,
+    errorResponseBuilder: (_request, context) =>
+      new DmrError('RATE_LIMITED', `too many requests from this address; try again in ${context.after}`, {
+        details: { retryAfterSeconds: Math.ceil(context.ttl / 1000) },
+        hint: 'enrolment needs one request; wait and retry once',
+      }),
+  });
   await enrol.register(enrolRoutes(service, context));
 
   let apiUrl: string;

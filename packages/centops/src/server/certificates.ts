@@ -15,6 +15,7 @@ import {
   csrCommonName,
   normaliseSerial,
   type CertificateAuthority,
+  type CertificateKind,
   type CertificateSubject,
   type IssuedCertificate,
   type IssuedCertificateResponse,
@@ -46,6 +47,32 @@ export interface RevokeResponse {
 
 const CRL_MAX_AGE_MS = 5 * 60_000;
 const CRL_NEXT_UPDATE_MS = 24 * 3_600_000;
+const HOUR_MS = 3_600_000;
+/** Renewals (certificates recorded) per id per hour before RATE_LIMITED; a healthy holder renews a few times a day. */
+export const DEFAULT_RENEWALS_PER_HOUR = 10;
+
+/**
+ * The one answer to every enrolment whose token is unknown, used, expired or
+ * malformed: nothing about ids, their status or the token's history reaches a
+ * caller who has not shown a usable token (the audit keeps the reason).
+ */
+function enrolmentRefused(): DmrError {
+  return new DmrError('TOKEN_INVALID', 'enrolment refused: the bootstrap token is not valid', {
+    hint: 'ask an operator for a new bootstrap token (tokens are single-use and expire)',
+  });
+}
+
+export interface CertificateServiceOptions {
+  store: Store;
+  ca: CertificateAuthority;
+  issued: IssuedIndex;
+  trustDomain: string;
+  onRevision: (revision: number) => void;
+  /** Renewals per id per hour (default 10). */
+  renewalsPerHour?: number;
+  /** The clock (tests move it); the store should share it. */
+  now?: () => Date;
+}
 
 export class CertificateService {
   readonly #store: Store;
@@ -53,20 +80,18 @@ export class CertificateService {
   readonly #issued: IssuedIndex;
   readonly #trustDomain: string;
   readonly #onRevision: (revision: number) => void;
+  readonly #renewalsPerHour: number;
+  readonly #now: () => Date;
   #crl: { pem: string; at: number } | undefined;
 
-  constructor(options: {
-    store: Store;
-    ca: CertificateAuthority;
-    issued: IssuedIndex;
-    trustDomain: string;
-    onRevision: (revision: number) => void;
-  }) {
+  constructor(options: CertificateServiceOptions) {
     this.#store = options.store;
     this.#ca = options.ca;
     this.#issued = options.issued;
     this.#trustDomain = options.trustDomain;
     this.#onRevision = options.onRevision;
+    this.#renewalsPerHour = options.renewalsPerHour ?? DEFAULT_RENEWALS_PER_HOUR;
+    this.#now = options.now ?? (() => new Date());
   }
 
   /** The registry entry a mesh id enrols or renews as, refused unless it may hold a certificate now. */
@@ -89,12 +114,13 @@ export class CertificateService {
       : { kind: 'node', profile: node?.spec.certificateProfile as CertificateProfile };
   }
 
-  async #issueMesh(
+  /** Every check the CA and the profile make on a CSR, without issuing: enrolment runs it before spending the token. */
+  async #checkMeshCsr(
     id: string,
     kind: PrincipalKind,
     profile: CertificateProfile,
     csrPem: string,
-  ): Promise<IssuedResponse> {
+  ): Promise<{ dns: string[]; ips: string[] }> {
     const hosts = checkHostNames(kind, profile.extraDns, profile.extraIps);
     const checked = await checkCsr(csrPem, { id, kind, trustDomain: this.#trustDomain, hosts });
     if (checked.key.algorithm !== profile.keyAlgorithm) {
@@ -107,6 +133,32 @@ export class CertificateService {
         },
       );
     }
+    return hosts;
+  }
+
+  /**
+   * A holder that renews in a loop would re-sign and push a new document to
+   * every node each time: at most `renewalsPerHour` certificates per id in
+   * the last hour, counted in the store (so restarts and replicas share it).
+   */
+  async #limitRenewals(kind: CertificateKind, id: string): Promise<void> {
+    const since = new Date(this.#now().getTime() - HOUR_MS);
+    const recent = await this.#store.countCertificatesSince(kind, id, since);
+    if (recent >= this.#renewalsPerHour) {
+      throw new DmrError('RATE_LIMITED', `${kind} ${id} has renewed ${recent} times in the last hour`, {
+        details: { id, kind, limit: this.#renewalsPerHour, retryAfterSeconds: 3600 },
+        hint: 'renew at most a few times a day (at 2/3 of the certificate lifetime); look for a renewal loop',
+      });
+    }
+  }
+
+  async #issueMesh(
+    id: string,
+    kind: PrincipalKind,
+    profile: CertificateProfile,
+    csrPem: string,
+  ): Promise<IssuedResponse> {
+    const hosts = await this.#checkMeshCsr(id, kind, profile, csrPem);
     const issued = await this.#ca.issue({
       csrPem,
       kind,
@@ -137,32 +189,44 @@ export class CertificateService {
   }
 
   /**
-   * Enrolment. Everything that can be checked without the token is checked
-   * first (the CSR parses, names a registered id, has the profile's key),
-   * so a caller's mistake does not burn a one-time token; then the token is
-   * consumed atomically and must be for exactly the id the CSR names.
+   * Enrolment, in three steps. First the token, and nothing else: an unknown,
+   * used or expired token gets one generic 401 whatever the CSR says, so an
+   * unauthenticated caller learns nothing about ids. Then, for the token's
+   * own id only, every other check (the CSR names that id, the id may hold a
+   * certificate, the CSR fits its profile and the CA's rules), so a mistake
+   * does not burn the one-time token. Last, the token is spent atomically
+   * (of two racing enrolments one wins) and the certificate issued.
    */
-  async enrol(token: string, csrPem: string): Promise<IssuedResponse> {
-    const id = csrCommonName(csrPem);
-    const { kind, profile } = await this.#meshIdentity(id);
-    await checkCsr(csrPem, {
-      id,
-      kind,
-      trustDomain: this.#trustDomain,
-      hosts: checkHostNames(kind, profile.extraDns, profile.extraIps),
-    });
-    const owner = await this.#store.consumeBootstrapToken(token, `spiffe://${this.#trustDomain}/${kind}/${id}`);
-    if (owner.id !== id || owner.kind !== kind) {
-      throw new DmrError('FORBIDDEN', `this token is not for ${kind} ${id}`, {
-        details: { csrId: id },
-        hint: 'a token enrols only the id it was created for; the token is now used up',
+  async enrol(token: string, csrPem: string, source = 'enrol'): Promise<IssuedResponse> {
+    let owner: { id: string; kind: PrincipalKind };
+    try {
+      owner = await this.#store.checkBootstrapToken(token, source);
+    } catch (error) {
+      if (error instanceof DmrError && error.code === 'TOKEN_INVALID') throw enrolmentRefused();
+      throw error;
+    }
+    const named = csrCommonName(csrPem);
+    if (named !== owner.id) {
+      throw new DmrError('CSR_MISMATCH', `the CSR names ${named}; this token enrols ${owner.kind} ${owner.id}`, {
+        details: { csrId: named, tokenId: owner.id },
+        hint: 'make the CSR for the id the token was created for; the token is still unused',
       });
     }
-    return this.#issueMesh(id, kind, profile, csrPem);
+    const { kind, profile } = await this.#meshIdentity(owner.id, owner.kind);
+    await this.#checkMeshCsr(owner.id, kind, profile, csrPem);
+    try {
+      const spent = await this.#store.consumeBootstrapToken(token, `spiffe://${this.#trustDomain}/${kind}/${owner.id}`);
+      if (spent.id !== owner.id || spent.kind !== owner.kind) throw enrolmentRefused();
+    } catch (error) {
+      if (error instanceof DmrError && error.code === 'TOKEN_INVALID') throw enrolmentRefused();
+      throw error;
+    }
+    return this.#issueMesh(owner.id, kind, profile, csrPem);
   }
 
   /** Renewal: the caller's current certificate (already verified) decides the id; the CSR must match it. */
   async renew(principal: Principal, csrPem: string): Promise<IssuedResponse> {
+    await this.#limitRenewals(principal.kind, principal.id);
     if (principal.kind === 'operator') {
       // The role is the current certificate's: renewal never changes what an operator may do.
       return this.#issueOperator(

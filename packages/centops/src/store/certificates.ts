@@ -222,6 +222,23 @@ export async function certificatesOf(
   return rows.map((row) => ({ ...toRecord(row), chainPem: row.chain_pem }));
 }
 
+/** How many certificates were recorded for one identity at or after `since` (renewal rate limit). */
+export async function countCertificatesSince(
+  db: Kysely<Database>,
+  kind: CertificateKind,
+  id: string,
+  since: Date,
+): Promise<number> {
+  const row = await db
+    .selectFrom('certificates')
+    .select((eb) => eb.fn.countAll<number | string>().as('count'))
+    .where('principal_kind', '=', kind)
+    .where('principal_id', '=', id)
+    .where('recorded_at', '>=', since.toISOString())
+    .executeTakeFirstOrThrow();
+  return Number(row.count);
+}
+
 export async function listCertificates(
   db: Kysely<Database>,
   query: CertificateQuery,

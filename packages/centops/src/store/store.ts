@@ -5,12 +5,13 @@
  */
 import type { Kysely } from 'kysely';
 import { DmrError, type PrincipalKind } from '@dmr/core';
-import type { RevocationReason } from '@dmr/pki';
+import type { CertificateKind, RevocationReason } from '@dmr/pki';
 import { RESOURCE_KINDS, type ResourceKind, type ResourceSpecs, type Stored } from '../model.js';
 import { applyChanges } from './apply.js';
 import { listAudit } from './audit.js';
 import {
   certificatesOf,
+  countCertificatesSince,
   getCertificate,
   listCertificates,
   recordCertificate,
@@ -24,7 +25,7 @@ import { migrateToLatest } from './migrate.js';
 import { getNodeStatus, listNodeStatus, reportNodeStatus } from './node-status.js';
 import { findResource, listResources, loadAllResources, narrow } from './resources.js';
 import type { Database } from './schema.js';
-import { consumeBootstrapToken, createBootstrapToken, listBootstrapTokens } from './tokens.js';
+import { checkBootstrapToken, consumeBootstrapToken, createBootstrapToken, listBootstrapTokens } from './tokens.js';
 import { currentRevision, readTransaction } from './tx.js';
 import type {
   Actor,
@@ -168,6 +169,11 @@ class KyselyStore implements Store {
     return createBootstrapToken(this.db, request, actor, this.now());
   }
 
+  checkBootstrapToken(token: string, actor: Actor): Promise<{ id: string; kind: PrincipalKind }> {
+    assertActor(actor);
+    return checkBootstrapToken(this.db, token, actor, this.now());
+  }
+
   consumeBootstrapToken(token: string, actor: Actor): Promise<{ id: string; kind: PrincipalKind }> {
     assertActor(actor);
     return consumeBootstrapToken(this.db, token, actor, this.now());
@@ -188,6 +194,10 @@ class KyselyStore implements Store {
 
   certificatesOf(kind: 'client' | 'node', id: string): Promise<CertificateWithChain[]> {
     return certificatesOf(this.db, kind, id, this.now());
+  }
+
+  countCertificatesSince(kind: CertificateKind, id: string, since: Date): Promise<number> {
+    return countCertificatesSince(this.db, kind, id, since);
   }
 
   listCertificates(query: CertificateQuery = {}): Promise<Page<CertificateRecord>> {

@@ -276,6 +276,8 @@ export interface Store {
   listAudit(query?: AuditQuery): Promise<Page<AuditEntry>>;
 
   createBootstrapToken(request: BootstrapTokenRequest, actor: Actor): Promise<IssuedBootstrapToken>;
+  /** Whom an unused, unexpired token is for, without using it up; TOKEN_INVALID otherwise (a known token's refusal is audited). */
+  checkBootstrapToken(token: string, actor: Actor): Promise<{ id: string; kind: PrincipalKind }>;
   /** Marks the token used and says whom it was for; TOKEN_INVALID if unknown, used or expired. Atomic. */
   consumeBootstrapToken(token: string, actor: Actor): Promise<{ id: string; kind: PrincipalKind }>;
   listBootstrapTokens(id?: string): Promise<BootstrapTokenInfo[]>;
@@ -294,6 +296,8 @@ export interface Store {
    * directory picks the current certificate from.
    */
   certificatesOf(kind: 'client' | 'node', id: string): Promise<CertificateWithChain[]>;
+  /** How many certificates were recorded for one identity at or after `since`: the renewal rate limit counts these. */
+  countCertificatesSince(kind: CertificateKind, id: string, since: Date): Promise<number>;
   listCertificates(query?: CertificateQuery): Promise<Page<CertificateRecord>>;
   /** Marks a certificate revoked; a client's or node's bumps the revision (with the denylist entry, if asked). */
   revokeCertificate(

@@ -55,6 +55,12 @@ export const ERROR_CATALOGUE = {
     httpStatus: 413,
     summary: 'The request body is larger than this listener accepts (the enrolment listener: 64 KiB).',
   },
+  OPERATOR_KEY_ON_SERVER: {
+    exitCode: 10,
+    httpStatus: 500,
+    summary:
+      "A private key that is not CentOps' own (e.g. the first admin's) lies in the CentOps directory; CentOps refuses to serve until it is moved off the host.",
+  },
   STORE_TOO_NEW: {
     exitCode: 10,
     httpStatus: 500,

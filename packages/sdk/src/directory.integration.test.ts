@@ -136,8 +136,8 @@ describe('CentOpsDirectory: end-to-end protection with certificates from CentOps
     centops = await startServer(config, { pollIntervalMs: 50 });
     caPem = await readFile(join(dir, 'centops', 'ca', 'root.crt'), 'utf8');
     admin = {
-      cert: await readFile(join(dir, 'centops', 'admin', 'admin.crt'), 'utf8'),
-      key: await readFile(join(dir, 'centops', 'admin', 'admin.key'), 'utf8'),
+      cert: await readFile(join(dir, 'centops-admin', 'admin.crt'), 'utf8'),
+      key: await readFile(join(dir, 'centops-admin', 'admin.key'), 'utf8'),
     };
     const clients = [
       ['ria-bot', 'ria'],

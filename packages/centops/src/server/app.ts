@@ -38,6 +38,7 @@ import { CertificateService } from './certificates.js';
 import type { CentOpsConfig } from './config.js';
 import { localActor } from './credentials.js';
 import { installErrorHandler } from './errors.js';
+import { assertNoStrayKeys } from './stray-keys.js';
 
 export const API_VERSION = '0.1.0';
 
@@ -50,6 +51,8 @@ export interface StartOptions {
   pollIntervalMs?: number;
   /** The clock of the certificate service (renewal limits, superseding); tests share it with the store. */
   now?: () => Date;
+  /** How long one policy test or change may run opa (default 60 s). */
+  policyTimeoutMs?: number;
 }
 
 /** The enrolment listener takes a token and a CSR: a few KiB. */
@@ -121,6 +124,7 @@ async function listen(app: FastifyInstance, host: string, port: number): Promise
 }
 
 export async function startServer(config: CentOpsConfig, options: StartOptions = {}): Promise<CentOpsServer> {
+  await assertNoStrayKeys(config);
   const [certificate, key, signerChain, signerKey] = await Promise.all([
     readFile(config.tls.certificate, 'utf8'),
     readFile(config.tls.key, 'utf8'),
@@ -152,7 +156,11 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
     store,
     localActor('serve'),
   );
-  const policies = new PolicyService({ store, signer: policySigner.signer });
+  const policies = new PolicyService({
+    store,
+    signer: policySigner.signer,
+    ...(options.policyTimeoutMs === undefined ? {} : { timeoutMs: options.policyTimeoutMs }),
+  });
   const tls: ServerOptions = { cert: certificate, key, minVersion: 'TLSv1.2' };
 
   // Authenticated callers only; a policy set alone may be 4 MiB of Rego and data.

@@ -18,6 +18,8 @@ export interface ListenAddress {
 }
 
 export interface CentOpsConfig {
+  /** The directory of centops.yaml (set by loadConfig): CentOps refuses to serve while it holds a key not its own. */
+  home?: string;
   trustDomain: string;
   /** The API: mutual TLS only. */
   listen: ListenAddress;
@@ -147,6 +149,7 @@ export async function loadConfig(file: string): Promise<CentOpsConfig> {
   const trustDomain = field(record, 'trustDomain', file);
   assertValidTrustDomain(trustDomain);
   return {
+    home: base,
     trustDomain,
     listen: parseListen(field(record, 'listen', file), `${file}: listen`),
     enrolListen: parseListen(field(record, 'enrolListen', file), `${file}: enrolListen`),

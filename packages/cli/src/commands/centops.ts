@@ -18,6 +18,7 @@ interface InitOptions {
   listen: string;
   enrolListen?: string;
   admin: string;
+  adminDir?: string;
   dns: string[];
   ip: string[];
 }
@@ -38,7 +39,8 @@ function renderInit(result: InitCentOpsResult): string {
     '',
     'next steps:',
     `  dmr centops serve --dir ${result.dir}`,
-    `  keep ${result.admin.key} private; it is the first admin's key`,
+    `  hand ${result.admin.dir}/ to the first admin and delete it from this host:`,
+    `  it holds their key, and serve refuses to start while a key not CentOps' own lies in ${result.dir}`,
     ...(result.root === 'dev' ? [] : [`  move the root key (${result.root}/root.key) offline again`]),
   ].join('\n');
 }
@@ -113,6 +115,7 @@ export function centopsCommand(): Command {
       .option('--listen <host:port>', 'API listener (mutual TLS)', '127.0.0.1:8443')
       .option('--enrol-listen <host:port>', 'enrolment listener (default: the API port + 1)')
       .option('--admin <id>', 'id of the first admin operator', 'admin')
+      .option('--admin-dir <dir>', "where the first admin's key and CLI config go, outside --dir (default: DIR-admin)")
       .option('--dns <name>', 'extra DNS name for the server certificate (repeatable)', collect, [])
       .option('--ip <address>', 'extra IP address for the server certificate (repeatable)', collect, [])
       .action(
@@ -129,6 +132,7 @@ export function centopsCommand(): Command {
             listen: options.listen,
             enrolListen: options.enrolListen,
             admin: options.admin,
+            adminDir: options.adminDir,
             dns: options.dns,
             ips: options.ip,
           });

@@ -19,7 +19,7 @@ import AjvCompiler from '@fastify/ajv-compiler';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { DmrError } from '@dmr/core';
+import { DmrError, parseDuration } from '@dmr/core';
 import { CertificateAuthority } from '@dmr/pki';
 import { ConfigSigner, RevisionHub, feedRoutes } from '../feed/index.js';
 import { PolicyService } from '../policy/service.js';
@@ -67,6 +67,8 @@ export interface CentOpsServer {
   ca: CertificateAuthority;
   /** The policy set and its bundle (src/policy/). */
   policies: PolicyService;
+  /** Enrolment, renewal, revocation by identity, the CRL (certificates.ts). */
+  certificates: CertificateService;
   apiUrl: string;
   enrolUrl: string;
   /** Stops accepting, finishes what is in flight, closes the store. */
@@ -142,13 +144,26 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
     ca,
     issued,
     trustDomain: config.trustDomain,
-    onRevision: (revision) => hub.publish(revision),
+    // A registry change may have revoked certificates (delete revokes): the CA's records follow before nodes hear of it.
+    onRevision: (revision) => {
+      void service
+        .syncRevocations()
+        .catch((error: unknown) => api.log.error({ err: error }, 'revoking at the CA failed'))
+        .finally(() => hub.publish(revision));
+    },
   };
   const service = new CertificateService({
     ...context,
     ...(config.limits?.renewalsPerHour === undefined ? {} : { renewalsPerHour: config.limits.renewalsPerHour }),
     ...(options.now === undefined ? {} : { now: options.now }),
+    ...(config.renewalOverlap === undefined ? {} : { renewalOverlapMs: parseDuration(config.renewalOverlap) }),
   });
+  // Predecessors of renewed certificates are revoked once their overlap is over (and before every CRL).
+  const sweeper = setInterval(
+    () => void service.sweep().catch((error: unknown) => api.log.error({ err: error }, 'superseding failed')),
+    Math.max(1000, Math.min(60_000, service.renewalOverlapMs / 4)),
+  );
+  sweeper.unref();
   // Issued here when a CentOps directory predates policies (init makes it otherwise).
   const policySigner = await ensurePolicySigner(
     policySignerPaths(config.signer.certificate),
@@ -190,7 +205,7 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
   await api.register(operationsRoutes(context));
   await api.register(pkiRoutes(service, context));
   await api.register(operatorRoutes(service));
-  await api.register(denylistRoutes(context));
+  await api.register(denylistRoutes(context, service));
   await api.register(directoryRoutes(context));
   await api.register(policyRoutes(context, policies));
   // Streams and long-polls outlive the request's authentication: the feed checks the certificate again per document.
@@ -216,6 +231,7 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
     apiUrl = await listen(api, config.listen.host, config.listen.port);
     enrolUrl = await listen(enrol, config.enrolListen.host, config.enrolListen.port);
   } catch (error) {
+    clearInterval(sweeper);
     await Promise.allSettled([api.close(), enrol.close()]);
     hub.close();
     if (ownsStore) await store.close();
@@ -229,7 +245,9 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
     policies,
     apiUrl,
     enrolUrl,
+    certificates: service,
     async close() {
+      clearInterval(sweeper);
       // SSE streams end when the hub closes; then both listeners drain and the store goes last.
       hub.close();
       await Promise.allSettled([api.close(), enrol.close()]);

@@ -24,7 +24,7 @@ import {
   type RevocationReason,
 } from '@dmr/pki';
 import type { CertificateProfile } from '../model.js';
-import type { CertificateRecord, Store } from '../store/index.js';
+import type { CertificateRecord, IdentityKind, Store } from '../store/index.js';
 import { actorOf, type IssuedIndex, type Principal } from './auth.js';
 import { recordIssued } from './credentials.js';
 import { OPERATOR_CERTIFICATE_TTL_MS, operatorTtlMs } from './operators.js';
@@ -43,6 +43,10 @@ export interface RevokeResponse {
   reason: RevocationReason;
   /** Whether the identity was put on the denylist (mesh identities only; false if it already was). */
   denylisted: boolean;
+  /** Every serial this revocation revoked: all unexpired certificates of the identity (CentOps' own: just this one). */
+  serials: string[];
+  /** The identity's new not-before (clients, nodes, operators). */
+  notBefore?: string;
 }
 
 const CRL_MAX_AGE_MS = 5 * 60_000;
@@ -72,7 +76,14 @@ export interface CertificateServiceOptions {
   renewalsPerHour?: number;
   /** The clock (tests move it); the store should share it. */
   now?: () => Date;
+  /** How long a renewed certificate's predecessor stays valid (default 1h). */
+  renewalOverlapMs?: number;
 }
+
+/** A renewal's predecessor is revoked as superseded this long after the renewal. */
+export const DEFAULT_RENEWAL_OVERLAP_MS = 3_600_000;
+/** The audit "who" of what CentOps does on its own (superseding after the overlap). */
+const SYSTEM_ACTOR = 'centops:renewal-overlap';
 
 export class CertificateService {
   readonly #store: Store;
@@ -82,7 +93,10 @@ export class CertificateService {
   readonly #onRevision: (revision: number) => void;
   readonly #renewalsPerHour: number;
   readonly #now: () => Date;
+  readonly #overlapMs: number;
   #crl: { pem: string; at: number } | undefined;
+  #sweeping: Promise<void> | undefined;
+  #caWork: Promise<unknown> = Promise.resolve();
 
   constructor(options: CertificateServiceOptions) {
     this.#store = options.store;
@@ -92,6 +106,12 @@ export class CertificateService {
     this.#onRevision = options.onRevision;
     this.#renewalsPerHour = options.renewalsPerHour ?? DEFAULT_RENEWALS_PER_HOUR;
     this.#now = options.now ?? (() => new Date());
+    this.#overlapMs = options.renewalOverlapMs ?? DEFAULT_RENEWAL_OVERLAP_MS;
+  }
+
+  /** How long a renewed certificate's predecessor stays valid. */
+  get renewalOverlapMs(): number {
+    return this.#overlapMs;
   }
 
   /** The registry entry a mesh id enrols or renews as, refused unless it may hold a certificate now. */
@@ -167,7 +187,9 @@ export class CertificateService {
       ips: hosts.ips,
       ttlMs: parseDuration(profile.lifetime),
     });
-    await recordIssued(this.#store, { kind, id }, issued, `spiffe://${this.#trustDomain}/${kind}/${id}`);
+    await recordIssued(this.#store, { kind, id }, issued, `spiffe://${this.#trustDomain}/${kind}/${id}`, {
+      supersedePreviousAfterMs: this.#overlapMs,
+    });
     // Recording a mesh certificate was a new revision (its fingerprint is in the node documents): push it.
     this.#onRevision(await this.#store.revision());
     return this.#response(id, kind, issued);
@@ -267,7 +289,7 @@ export class CertificateService {
     actor: string,
   ): Promise<IssuedResponse> {
     const issued = await this.#ca.issue({ csrPem, kind: 'operator', id: subject.id, role: subject.role, ttlMs });
-    await recordIssued(this.#store, subject, issued, actor);
+    await recordIssued(this.#store, subject, issued, actor, { supersedePreviousAfterMs: this.#overlapMs });
     return this.#response(subject.id, 'operator', issued, subject.role);
   }
 
@@ -287,13 +309,17 @@ export class CertificateService {
   }
 
   /**
-   * Revocation: the serial goes on the CRL (the CA's record) and the
-   * store's record; for a client or node, in the same store transaction,
-   * the identity goes on the denylist (one new revision: nodes drop the
-   * certificate and the id within seconds). Operator and
-   * CentOps certificates reach the CRL and the store's record (audited),
-   * not the denylist: revoking one certificate is not banning the person. Only an admin may revoke an operator's or CentOps'
-   * own certificates.
+   * Revocation is by identity: revoking any certificate of a client, node or
+   * operator revokes every unexpired certificate of that id and moves its
+   * not-before to now (store.revokeIdentity), so no earlier certificate of
+   * the id comes back, not even when a denylist entry is lifted; a client
+   * or node also goes on the denylist, in the same revision. An operator is
+   * not put on the node documents' denylist (nodes never see operators):
+   * its not-before is its denylist, and only a certificate an admin issues
+   * afterwards is accepted. CentOps' own certificates (API, signers) are
+   * revoked one serial at a time: rotating a signer revokes the old one
+   * while the new one stays. Only an admin revokes operators' and CentOps'
+   * certificates. The CA's records (and so the CRL) follow at once.
    */
   async revoke(serialText: string, reason: RevocationReason, principal: Principal): Promise<RevokeResponse> {
     const serial = normaliseSerial(serialText);
@@ -314,37 +340,133 @@ export class CertificateService {
         details: { serial },
       });
     }
-    // The CA first: once its record says revoked, authentication refuses the certificate.
-    if (!record.revoked) await this.#ca.revoke(serial, reason);
-    this.#crl = undefined;
-    const denylistReason = `certificate ${serial} revoked (${reason})`;
-    let denylisted = false;
-    if (stored.revokedAt === null) {
-      // One transaction, one revision: the certificate leaves the directory and the id joins the denylist.
-      const revoked = await this.#store.revokeCertificate(serial, reason, actor, mesh ? { denylistReason } : {});
-      denylisted = revoked.denylisted;
-    } else if (mesh) {
-      // The store already has it revoked (the CA's record lagged): the id must still be on the denylist.
-      try {
-        await this.#store.addToDenylist(
-          { id: record.id, kind: record.kind as PrincipalKind, reason: denylistReason },
-          actor,
-        );
-        denylisted = true;
-      } catch (error) {
-        if (!(error instanceof DmrError && error.code === 'CONFLICT')) throw error;
-      }
+    if (record.kind === 'centops') {
+      await this.#exclusive(async () => {
+        if (!record.revoked) await this.#ca.revoke(serial, reason);
+        this.#crl = undefined;
+      });
+      if (stored.revokedAt === null) await this.#store.revokeCertificate(serial, reason, actor);
+      return { serial, kind: record.kind, id: record.id, reason, denylisted: false, serials: [serial] };
     }
-    if (mesh) this.#onRevision(await this.#store.revision());
-    return { serial, kind: record.kind, id: record.id, reason, denylisted };
+    const revoked = await this.#store.revokeIdentity(
+      { kind: record.kind as IdentityKind, id: record.id },
+      reason,
+      actor,
+      mesh ? { denylistReason: `certificate ${serial} revoked (${reason})` } : {},
+    );
+    // The store decided; the CA's records (the CRL) follow, the serial asked for included even if it had expired.
+    if (!record.revoked && !revoked.serials.includes(serial))
+      await this.#ca.revoke(serial, reason).catch(() => undefined);
+    await this.syncRevocations();
+    if (revoked.revision !== null) this.#onRevision(revoked.revision);
+    return {
+      serial,
+      kind: record.kind,
+      id: record.id,
+      reason,
+      denylisted: revoked.denylisted,
+      serials: revoked.serials,
+      notBefore: revoked.notBefore,
+    };
+  }
+
+  /**
+   * Puts an identity on the denylist: every unexpired certificate of it is
+   * revoked (privilegeWithdrawn) and its not-before moves to now. A client
+   * or node joins the node documents' denylist; an operator (admins only)
+   * is refused by CentOps from now on, until an admin issues it a new
+   * certificate.
+   */
+  async deny(
+    identity: { kind: IdentityKind; id: string },
+    reason: string,
+    principal: Principal,
+  ): Promise<{ id: string; kind: IdentityKind; notBefore: string; serials: string[]; denylisted: boolean }> {
+    if (identity.kind === 'operator' && !(principal.kind === 'operator' && principal.role === 'admin')) {
+      throw new DmrError('FORBIDDEN', 'only an admin may deny an operator', { details: { id: identity.id } });
+    }
+    const revoked = await this.#store.revokeIdentity(
+      identity,
+      'privilegeWithdrawn',
+      actorOf(principal, this.#trustDomain),
+      identity.kind === 'operator' ? {} : { denylistReason: reason },
+    );
+    await this.syncRevocations();
+    if (revoked.revision !== null) this.#onRevision(revoked.revision);
+    return {
+      id: identity.id,
+      kind: identity.kind,
+      notBefore: revoked.notBefore,
+      serials: revoked.serials,
+      denylisted: revoked.denylisted,
+    };
+  }
+
+  /**
+   * The CA's records follow the store: every unexpired certificate the store
+   * has revoked (by identity, by delete, as superseded) is revoked at the CA
+   * too, so the next CRL lists it. Idempotent; also what heals a crash
+   * between the store's transaction and the CA's write.
+   */
+  syncRevocations(): Promise<string[]> {
+    return this.#exclusive(() => this.#syncRevocations());
+  }
+
+  /**
+   * Syncing the CA and making a CRL take turns, so a CRL is never cached
+   * from before a revocation that another sync was writing meanwhile.
+   */
+  #exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#caWork.then(work);
+    this.#caWork = run.catch(() => undefined);
+    return run;
+  }
+
+  async #syncRevocations(): Promise<string[]> {
+    const wanted = await this.#store.revokedUnexpired();
+    const done: string[] = [];
+    for (const { serial, reason } of wanted) {
+      const record = await this.#issued.get(serial);
+      if (record === undefined || record.revoked) continue;
+      await this.#ca.revoke(serial, reason).catch((error: unknown) => {
+        if (!(error instanceof DmrError && error.code === 'ALREADY_REVOKED')) throw error;
+      });
+      done.push(serial);
+    }
+    if (done.length > 0) this.#crl = undefined;
+    return done;
+  }
+
+  /**
+   * Revokes, as superseded, the predecessors whose overlap after a renewal
+   * has passed, and publishes the revision (their fingerprints leave the
+   * node documents, and nodes fetch the new CRL when that happens). The
+   * server runs it on a timer and before every CRL; one sweep at a time.
+   */
+  sweep(): Promise<void> {
+    this.#sweeping ??= (async () => {
+      try {
+        const { serials, revision } = await this.#store.revokeSuperseded(SYSTEM_ACTOR);
+        if (serials.length > 0) await this.syncRevocations();
+        if (revision !== null) this.#onRevision(revision);
+      } finally {
+        this.#sweeping = undefined;
+      }
+    })();
+    return this.#sweeping;
   }
 
   /** A CRL at most a few minutes old (and fresh after every revocation), signed by CentOps' intermediate. */
   async crl(): Promise<string> {
-    const now = Date.now();
-    if (this.#crl === undefined || now - this.#crl.at > CRL_MAX_AGE_MS) {
-      this.#crl = { pem: await this.#ca.createCrl({ nextUpdateMs: CRL_NEXT_UPDATE_MS }), at: now };
-    }
-    return this.#crl.pem;
+    // Whatever the store has revoked by now is on this CRL, even if the CA's records lagged.
+    await this.sweep();
+    return this.#exclusive(async () => {
+      await this.#syncRevocations();
+      const now = Date.now();
+      if (this.#crl === undefined || now - this.#crl.at > CRL_MAX_AGE_MS) {
+        this.#crl = { pem: await this.#ca.createCrl({ nextUpdateMs: CRL_NEXT_UPDATE_MS }), at: now };
+      }
+      return this.#crl.pem;
+    });
   }
 }

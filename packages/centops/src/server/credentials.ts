@@ -7,7 +7,7 @@
 import { userInfo } from 'node:os';
 import { dirname, relative } from 'node:path';
 import type { IssuedCertificate, PendingFile, CertificateSubject } from '@dmr/pki';
-import type { CertificateRecord, Store } from '../store/index.js';
+import type { CertificateRecord, RecordCertificateOptions, Store } from '../store/index.js';
 import { renderClientConfig } from './config.js';
 
 export interface OperatorCredentialFiles {
@@ -76,6 +76,7 @@ export function recordIssued(
   subject: CertificateSubject,
   issued: Pick<IssuedCertificate, 'serial' | 'fingerprintSha256' | 'notBefore' | 'notAfter'> & { chainPem?: string },
   actor: string,
+  options: RecordCertificateOptions = {},
 ): Promise<CertificateRecord> {
   const mesh = subject.kind === 'client' || subject.kind === 'node';
   return store.recordCertificate(
@@ -90,5 +91,6 @@ export function recordIssued(
       ...(mesh && issued.chainPem !== undefined ? { chainPem: issued.chainPem } : {}),
     },
     actor,
+    options,
   );
 }

@@ -34,6 +34,7 @@ import type {
   CertificateWithChain,
   NewCertificate,
   Page,
+  RecordCertificateOptions,
   RevokeCertificateOptions,
   RevokedCertificate,
 } from './types.js';
@@ -94,7 +95,7 @@ function certificateKindOf(value: string): CertificateKind {
   return value;
 }
 
-function toRecord(row: Selectable<CertificatesTable>): CertificateRecord {
+export function toRecord(row: Selectable<CertificatesTable>): CertificateRecord {
   return {
     serial: row.serial,
     kind: certificateKindOf(row.principal_kind),
@@ -126,6 +127,7 @@ export async function recordCertificate(
   certificate: NewCertificate,
   actor: string,
   now: Date,
+  options: RecordCertificateOptions = {},
 ): Promise<CertificateRecord> {
   // Kind, id and role together: an operator needs a role, nobody else may have one, centops ids are fixed.
   const subject = certificateSubject(certificate.kind, certificate.id, certificate.role ?? undefined);
@@ -162,8 +164,23 @@ export async function recordCertificate(
       revocation_reason: null,
       role,
       chain_pem: chainPem,
+      supersede_at: null,
     };
     await trx.insertInto('certificates').values(row).execute();
+    const after = options.supersedePreviousAfterMs;
+    if (after !== undefined && certificate.kind !== 'centops') {
+      // The id's other valid certificates now have a successor: they live on for the overlap only.
+      await trx
+        .updateTable('certificates')
+        .set({ supersede_at: new Date(now.getTime() + after).toISOString() })
+        .where('principal_kind', '=', certificate.kind)
+        .where('principal_id', '=', certificate.id)
+        .where('serial', '!=', serial)
+        .where('revoked_at', 'is', null)
+        .where('supersede_at', 'is', null)
+        .where('not_after', '>', at)
+        .execute();
+    }
     const record = toRecord(row);
     const revision = inNodeDocuments(record.kind) ? await bumpRevision(trx) : null;
     await writeAudit(trx, [

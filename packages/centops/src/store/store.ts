@@ -18,6 +18,14 @@ import {
   revokeCertificate,
 } from './certificates.js';
 import { connect } from './connect.js';
+import {
+  identityNotBefore,
+  revokeIdentity,
+  revokeSuperseded,
+  revokedUnexpired,
+  type IdentityKind,
+  type IdentityRevocation,
+} from './identities.js';
 import { addToDenylist, listDenylist, removeFromDenylist } from './denylist.js';
 import { activePolicy } from '../policy/versions.js';
 import { parseLocation, type Dialect } from './location.js';
@@ -44,6 +52,7 @@ import type {
   ListOptions,
   NewCertificate,
   NodeStatus,
+  RecordCertificateOptions,
   NodeStatusReport,
   Page,
   RegistrySnapshot,
@@ -183,9 +192,36 @@ class KyselyStore implements Store {
     return listBootstrapTokens(this.db, id);
   }
 
-  recordCertificate(certificate: NewCertificate, actor: Actor): Promise<CertificateRecord> {
+  recordCertificate(
+    certificate: NewCertificate,
+    actor: Actor,
+    options: RecordCertificateOptions = {},
+  ): Promise<CertificateRecord> {
     assertActor(actor);
-    return recordCertificate(this.db, certificate, actor, this.now());
+    return recordCertificate(this.db, certificate, actor, this.now(), options);
+  }
+
+  revokeIdentity(
+    identity: { kind: IdentityKind; id: string },
+    reason: RevocationReason,
+    actor: Actor,
+    options: { denylistReason?: string } = {},
+  ): Promise<IdentityRevocation> {
+    assertActor(actor);
+    return revokeIdentity(this.db, identity, reason, actor, this.now(), options);
+  }
+
+  identityNotBefore(kind: string, id: string): Promise<string | undefined> {
+    return identityNotBefore(this.db, kind, id);
+  }
+
+  revokeSuperseded(actor: Actor): Promise<{ serials: string[]; revision: number | null }> {
+    assertActor(actor);
+    return revokeSuperseded(this.db, actor, this.now());
+  }
+
+  revokedUnexpired(): Promise<Array<{ serial: string; reason: RevocationReason }>> {
+    return revokedUnexpired(this.db, this.now());
   }
 
   getCertificate(serial: string): Promise<CertificateRecord> {

@@ -6,6 +6,7 @@
 import type { PrincipalKind } from '@dmr/core';
 import type { CertificateKind, OperatorRole, RevocationReason } from '@dmr/pki';
 import type { ResourceKind, ResourceSpecs, Stored } from '../model.js';
+import type { IdentityKind, IdentityRevocation } from './identities.js';
 import type { Dialect } from './location.js';
 
 /** Who made a change: the identity from the caller's client certificate (e.g. its SPIFFE id). */
@@ -94,6 +95,7 @@ export const AUDIT_ACTIONS = [
   'token.refuse',
   'certificate.record',
   'certificate.revoke',
+  'identity.revoke',
   'denylist.add',
   'denylist.remove',
   'policy.update',
@@ -101,7 +103,7 @@ export const AUDIT_ACTIONS = [
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
 /** What an audit entry is about: a registry kind, or one of the store's other records. */
-export type AuditKind = ResourceKind | 'BootstrapToken' | 'Certificate' | 'Denylist' | 'PolicySet';
+export type AuditKind = ResourceKind | 'BootstrapToken' | 'Certificate' | 'Identity' | 'Denylist' | 'PolicySet';
 
 export interface AuditEntry {
   /** Increases with every entry, in commit order. */
@@ -185,6 +187,14 @@ export interface CertificateRecord extends Omit<NewCertificate, 'chainPem'> {
   recordedAt: string;
   revokedAt: string | null;
   revocationReason: RevocationReason | null;
+}
+
+export interface RecordCertificateOptions {
+  /**
+   * A renewal (or a new enrolment) of a client, node or operator: the id's
+   * other valid certificates are revoked as superseded this long after now.
+   */
+  supersedePreviousAfterMs?: number;
 }
 
 export interface RevokeCertificateOptions {
@@ -287,7 +297,29 @@ export interface Store {
    * documents' directory, so it bumps the revision (same transaction);
    * operators' and CentOps' own do not.
    */
-  recordCertificate(certificate: NewCertificate, actor: Actor): Promise<CertificateRecord>;
+  recordCertificate(
+    certificate: NewCertificate,
+    actor: Actor,
+    options?: RecordCertificateOptions,
+  ): Promise<CertificateRecord>;
+  /**
+   * Revokes an identity: every unexpired certificate of the id, and its
+   * not-before moves to now (certificates issued earlier stay refused, also
+   * after a denylist entry is lifted). Clients and nodes: one revision, with
+   * a denylist entry when `denylistReason` is given.
+   */
+  revokeIdentity(
+    identity: { kind: IdentityKind; id: string },
+    reason: RevocationReason,
+    actor: Actor,
+    options?: { denylistReason?: string },
+  ): Promise<IdentityRevocation>;
+  /** The id's not-before (ISO), if it was ever revoked. */
+  identityNotBefore(kind: string, id: string): Promise<string | undefined>;
+  /** Revokes (superseded) the certificates whose overlap after a renewal has passed. */
+  revokeSuperseded(actor: Actor): Promise<{ serials: string[]; revision: number | null }>;
+  /** Unexpired certificates the store has revoked: what the CRL must list. */
+  revokedUnexpired(): Promise<Array<{ serial: string; reason: RevocationReason }>>;
   getCertificate(serial: string): Promise<CertificateRecord>;
   /**
    * The unexpired certificates (by the store's clock) of one client or node,

@@ -394,13 +394,13 @@ function suite(backend: Backend): void {
         ca,
         credentials: asAlice,
         method: 'POST',
-        body: { reason: 'superseded' },
+        body: { reason: 'affiliationChanged' },
       });
       assert.equal(notAdmin.status, 403);
       const byAdmin = await api(`/v1/certificates/${alice.serial}/revoke`, {
         ca,
         method: 'POST',
-        body: { reason: 'superseded' },
+        body: { reason: 'affiliationChanged' },
       });
       assert.equal(byAdmin.status, 200, byAdmin.text);
       assert.equal((await api('/v1/status', { ca, credentials: asAlice })).status, 401);
@@ -510,7 +510,7 @@ function suite(backend: Backend): void {
       const revokedOtto = await api(`/v1/certificates/${ops.serial}/revoke`, {
         ca,
         method: 'POST',
-        body: { reason: 'superseded' },
+        body: { reason: 'affiliationChanged' },
       });
       assert.equal(revokedOtto.status, 200, revokedOtto.text);
       const otto = (await api(`/v1/certificates/${ops.serial}`)).json as { role: string; revokedAt: string | null };

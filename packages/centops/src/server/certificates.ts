@@ -310,7 +310,8 @@ export class CertificateService {
 
   /**
    * Revocation is by identity: revoking any certificate of a client, node or
-   * operator revokes every unexpired certificate of that id and moves its
+   * operator (for any reason but `superseded`, see #supersede) revokes every
+   * unexpired certificate of that id and moves its
    * not-before to now (store.revokeIdentity), so no earlier certificate of
    * the id comes back, not even when a denylist entry is lifted; a client
    * or node also goes on the denylist, in the same revision. An operator is
@@ -348,6 +349,7 @@ export class CertificateService {
       if (stored.revokedAt === null) await this.#store.revokeCertificate(serial, reason, actor);
       return { serial, kind: record.kind, id: record.id, reason, denylisted: false, serials: [serial] };
     }
+    if (reason === 'superseded') return this.#supersede(record, stored, actor);
     const revoked = await this.#store.revokeIdentity(
       { kind: record.kind as IdentityKind, id: record.id },
       reason,
@@ -367,6 +369,44 @@ export class CertificateService {
       denylisted: revoked.denylisted,
       serials: revoked.serials,
       notBefore: revoked.notBefore,
+    };
+  }
+
+  /**
+   * `superseded` says the certificate was replaced, not that the identity is
+   * in doubt: it revokes this serial alone (what the overlap sweep does, only
+   * earlier), and only while a newer valid certificate of the id exists.
+   * Any other reason revokes the identity.
+   */
+  async #supersede(record: IssuedRecord, stored: CertificateRecord, actor: string): Promise<RevokeResponse> {
+    const valid = await this.#store.listCertificates({ kind: record.kind, id: record.id, revoked: false, limit: 1000 });
+    const now = this.#now().toISOString();
+    const successor = valid.items.some(
+      (other) =>
+        other.serial !== record.serial &&
+        other.notAfter > now &&
+        (other.notBefore > stored.notBefore || other.recordedAt > stored.recordedAt),
+    );
+    if (!successor) {
+      throw new DmrError(
+        'CONFLICT',
+        `no newer certificate of ${record.kind} ${record.id} supersedes ${record.serial}`,
+        {
+          details: { serial: record.serial },
+          hint: 'revoke with the reason that applies (e.g. keyCompromise, cessationOfOperation): that revokes the identity',
+        },
+      );
+    }
+    const revoked = await this.#store.revokeCertificate(record.serial, 'superseded', actor);
+    await this.syncRevocations();
+    if (revoked.revision !== null) this.#onRevision(revoked.revision);
+    return {
+      serial: record.serial,
+      kind: record.kind,
+      id: record.id,
+      reason: 'superseded',
+      denylisted: false,
+      serials: [record.serial],
     };
   }
 

@@ -172,6 +172,25 @@ function suite(backend: Backend): void {
       }
     });
 
+    it('reason superseded revokes that serial alone, and only while a newer certificate exists', async () => {
+      const older = await renew('renew-bot', await enrol('renew-bot'));
+      const newest = await renew('renew-bot', older);
+      const early = await api(`/v1/certificates/${older.serial}/revoke`, {
+        method: 'POST',
+        body: { reason: 'superseded' },
+      });
+      assert.equal(early.status, 200, early.text);
+      assert.deepEqual((early.json as { serials: string[] }).serials, [older.serial]);
+      assert.equal(await accepted(older), false);
+      assert.ok(await accepted(newest), 'the newer certificate is untouched');
+      const last = await api(`/v1/certificates/${newest.serial}/revoke`, {
+        method: 'POST',
+        body: { reason: 'superseded' },
+      });
+      assert.equal(last.status, 409, 'nothing supersedes the newest certificate');
+      assert.ok(await accepted(newest));
+    });
+
     it('an operator is denied by identity: all its certificates are refused until an admin issues a new one', async () => {
       const issue = async () => {
         const key = await generatePrivateKey();

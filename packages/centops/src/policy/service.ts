@@ -55,6 +55,8 @@ export interface PolicyApplyOptions {
   expectedVersion?: number;
   /** Check and test only; store nothing. */
   dryRun?: boolean;
+  /** Store the same files again as a new version, signed by the current signer (signer rotation). */
+  resign?: boolean;
 }
 
 export interface PolicyApplyResult {
@@ -196,7 +198,7 @@ export class PolicyService {
       );
     }
     const dryRun = options.dryRun === true;
-    if (current?.digest === digest) return { changed: false, dryRun, policy: current };
+    if (current?.digest === digest && options.resign !== true) return { changed: false, dryRun, policy: current };
     const version = (current?.version ?? 0) + 1;
     const outcome = await inTempDir<{ tests: OpaTestReport; archive?: Buffer }>(files, async (dir) => {
       await opaCheck(dir, sandbox);

@@ -1,7 +1,15 @@
-/** `dmr centops init | serve | operator add`: a thin layer over @dmr/centops' server module. */
+/** `dmr centops init | serve | operator add | rotate-signer`: a thin layer over @dmr/centops' server module. */
 import { Command } from 'commander';
 import { DmrError } from '@dmr/core';
-import { addOperator, initCentOps, serve, type AddOperatorResult, type InitCentOpsResult } from '@dmr/centops';
+import {
+  addOperator,
+  initCentOps,
+  rotateSigner,
+  serve,
+  type AddOperatorResult,
+  type InitCentOpsResult,
+  type SignerName,
+} from '@dmr/centops';
 import { action } from '../action.js';
 import { printResult, renderFields } from '../output.js';
 
@@ -152,5 +160,29 @@ export function centopsCommand(): Command {
       ),
   );
   command.addCommand(operatorCommand());
+  command.addCommand(
+    new Command('rotate-signer')
+      .description(
+        'a new key and certificate for the config or policy signer; the old one is revoked (stop CentOps first)',
+      )
+      .option('--dir <dir>', 'a directory made by `dmr centops init`', '.')
+      .requiredOption('--signer <name>', 'config or policy')
+      .action(
+        action<[{ dir: string; signer: string }]>(async ({ format }, options) => {
+          const result = await rotateSigner({ dir: options.dir, signer: options.signer as SignerName });
+          printResult(format, result, (rotated) =>
+            renderFields([
+              ['signer', rotated.signer],
+              ['new serial', `${rotated.serial} (valid until ${rotated.notAfter})`],
+              ['revoked', `${rotated.previousSerial} (superseded)`],
+              ...(rotated.policyVersion === undefined
+                ? []
+                : [['policy set', `re-signed as version ${rotated.policyVersion}`] as [string, string]]),
+              ['next', 'start CentOps again: nodes take the new signer and refuse the old one'],
+            ]),
+          );
+        }),
+      ),
+  );
   return command;
 }

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isDmrError } from '@dmr/core';
-import { runOpa } from '@dmr/policy';
+import { MAX_REPORTED_OUTPUT_CHARS, runOpa } from '@dmr/policy';
 import { startServer, type CentOpsServer } from '../server/app.js';
 import { CONFIG_FILE, loadConfig } from '../server/config.js';
 import { initCentOps, type InitCentOpsResult } from '../server/init.js';
@@ -142,6 +142,16 @@ describe('the policy sandbox on a real CentOps', () => {
     assert.equal(next.status, 200, next.text);
     const tests = await api('/v1/policy/test', { files: pack });
     assert.equal(tests.status, 200, tests.text);
+  });
+
+  it('OPA’s output comes back verbatim but cut at 64 KiB', async () => {
+    const tests = Array.from({ length: 1500 }, (_, index) => `test_fails_${index} if false`).join('\n\n');
+    const refused = await api('/v1/policy/test', { files: withTest(tests) });
+    assert.equal(refused.status, 422);
+    const output = errorOf(refused).details?.output ?? '';
+    assert.match(output, /FAIL/);
+    assert.ok(output.length <= MAX_REPORTED_OUTPUT_CHARS + 100, `${output.length} characters came back`);
+    assert.match(output, /output cut at 65536 characters\)$/);
   });
 
   it('refuses to serve while the first admin’s key (or any key not CentOps’ own) lies in its directory', async () => {

@@ -156,6 +156,20 @@ export class CertificateService {
     return hosts;
   }
 
+  /** A certificate the store recorded as revoked (its identity was revoked while it was being signed) is not handed out. */
+  async #refuseIfRevoked(recorded: CertificateRecord): Promise<void> {
+    if (recorded.revokedAt === null) return;
+    await this.syncRevocations();
+    throw new DmrError(
+      'FORBIDDEN',
+      `${recorded.kind} ${recorded.id} was revoked while its certificate was being issued`,
+      {
+        details: { id: recorded.id, serial: recorded.serial },
+        hint: 'ask an operator: a revoked id enrols again with a new token',
+      },
+    );
+  }
+
   /**
    * A holder that renews in a loop would re-sign and push a new document to
    * every node each time: at most `renewalsPerHour` certificates per id in
@@ -187,9 +201,16 @@ export class CertificateService {
       ips: hosts.ips,
       ttlMs: parseDuration(profile.lifetime),
     });
-    await recordIssued(this.#store, { kind, id }, issued, `spiffe://${this.#trustDomain}/${kind}/${id}`, {
-      supersedePreviousAfterMs: this.#overlapMs,
-    });
+    const recorded = await recordIssued(
+      this.#store,
+      { kind, id },
+      issued,
+      `spiffe://${this.#trustDomain}/${kind}/${id}`,
+      {
+        supersedePreviousAfterMs: this.#overlapMs,
+      },
+    );
+    await this.#refuseIfRevoked(recorded);
     // Recording a mesh certificate was a new revision (its fingerprint is in the node documents): push it.
     this.#onRevision(await this.#store.revision());
     return this.#response(id, kind, issued);
@@ -289,7 +310,10 @@ export class CertificateService {
     actor: string,
   ): Promise<IssuedResponse> {
     const issued = await this.#ca.issue({ csrPem, kind: 'operator', id: subject.id, role: subject.role, ttlMs });
-    await recordIssued(this.#store, subject, issued, actor, { supersedePreviousAfterMs: this.#overlapMs });
+    const recorded = await recordIssued(this.#store, subject, issued, actor, {
+      supersedePreviousAfterMs: this.#overlapMs,
+    });
+    await this.#refuseIfRevoked(recorded);
     return this.#response(subject.id, 'operator', issued, subject.role);
   }
 

@@ -74,7 +74,10 @@ export function localActor(command: string): string {
 export function recordIssued(
   store: Store,
   subject: CertificateSubject,
-  issued: Pick<IssuedCertificate, 'serial' | 'fingerprintSha256' | 'notBefore' | 'notAfter'> & { chainPem?: string },
+  issued: Pick<IssuedCertificate, 'serial' | 'fingerprintSha256' | 'notBefore' | 'notAfter'> & {
+    chainPem?: string;
+    issuedAt?: Date;
+  },
   actor: string,
   options: RecordCertificateOptions = {},
 ): Promise<CertificateRecord> {
@@ -89,6 +92,7 @@ export function recordIssued(
       notBefore: issued.notBefore.toISOString(),
       notAfter: issued.notAfter.toISOString(),
       ...(mesh && issued.chainPem !== undefined ? { chainPem: issued.chainPem } : {}),
+      ...(issued.issuedAt === undefined ? {} : { issuedAt: issued.issuedAt.toISOString() }),
     },
     actor,
     options,

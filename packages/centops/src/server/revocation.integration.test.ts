@@ -19,6 +19,7 @@ import { postgresBackend, sqliteBackend, type Backend } from '../store/test-supp
 import { client, node, organisation } from '../store/test-support/fixtures.js';
 import { startServer, type CentOpsServer } from './app.js';
 import { CONFIG_FILE, loadConfig } from './config.js';
+import { recordIssued } from './credentials.js';
 import { initCentOps } from './init.js';
 import { call, type Credentials } from './test-support/https.js';
 
@@ -94,7 +95,7 @@ function suite(backend: Backend): void {
       admin = { cert: await readFile(made.admin.certificate, 'utf8'), key: await readFile(made.admin.key, 'utf8') };
       await store.create('Organisation', organisation('police'), ACTOR);
       await store.create('Node', node('dmr-tallinn'), ACTOR);
-      for (const id of ['police-bot', 'tax-bot', 'gone-bot', 'renew-bot']) {
+      for (const id of ['police-bot', 'tax-bot', 'gone-bot', 'renew-bot', 'race-bot']) {
         await store.create('Client', client(id, 'police', 'dmr-tallinn'), ACTOR);
       }
     });
@@ -189,6 +190,22 @@ function suite(backend: Backend): void {
       });
       assert.equal(last.status, 409, 'nothing supersedes the newest certificate');
       assert.ok(await accepted(newest));
+    });
+
+    it('a certificate signed before its identity was revoked (a renewal racing the revocation) is born revoked', async () => {
+      const signed = await server.ca.issueWithKey({ kind: 'client', id: 'race-bot' });
+      // The revocation lands after the signature: the store's clock is a second ahead.
+      skewMs = 1000;
+      try {
+        await store.revokeIdentity({ kind: 'client', id: 'race-bot' }, 'keyCompromise', ACTOR);
+      } finally {
+        skewMs = 0;
+      }
+      const recorded = await recordIssued(store, { kind: 'client', id: 'race-bot' }, signed, ACTOR);
+      assert.ok(recorded.revokedAt !== null, 'recorded as revoked');
+      assert.equal(recorded.revocationReason, 'keyCompromise');
+      assert.ok((await crlSerials()).has(signed.serial), 'and on the CRL');
+      assert.equal(await accepted({ cert: signed.chainPem, key: signed.privateKeyPem }), false);
     });
 
     it('an operator is denied by identity: all its certificates are refused until an admin issues a new one', async () => {

@@ -152,6 +152,16 @@ export async function recordCertificate(
       const what = clash.serial === serial ? `serial ${serial}` : `fingerprint ${fingerprint}`;
       throw new DmrError('CONFLICT', `a certificate with ${what} is already recorded`, { details: { serial } });
     }
+    // Signed before its identity was revoked (a renewal racing the revocation): it is born revoked, so the CRL lists it.
+    const identity = await trx
+      .selectFrom('identity_revocations')
+      .select(['not_before', 'reason'])
+      .where('principal_kind', '=', certificate.kind)
+      .where('principal_id', '=', certificate.id)
+      .executeTakeFirst();
+    const signedAt = certificate.issuedAt === undefined ? undefined : isoTime(certificate.issuedAt, 'issuedAt');
+    const lateForRevocation =
+      identity !== undefined && signedAt !== undefined && Date.parse(signedAt) < Date.parse(identity.not_before);
     const row = {
       serial,
       principal_kind: certificate.kind,
@@ -160,15 +170,15 @@ export async function recordCertificate(
       not_before: notBefore,
       not_after: notAfter,
       recorded_at: at,
-      revoked_at: null,
-      revocation_reason: null,
+      revoked_at: lateForRevocation ? at : null,
+      revocation_reason: lateForRevocation ? identity.reason : null,
       role,
       chain_pem: chainPem,
       supersede_at: null,
     };
     await trx.insertInto('certificates').values(row).execute();
     const after = options.supersedePreviousAfterMs;
-    if (after !== undefined && certificate.kind !== 'centops') {
+    if (after !== undefined && certificate.kind !== 'centops' && !lateForRevocation) {
       // The id's other valid certificates now have a successor: they live on for the overlap only.
       await trx
         .updateTable('certificates')

@@ -179,11 +179,16 @@ export interface NewCertificate {
    * (lists stay small): read it with `certificatesOf`.
    */
   chainPem?: string | null;
+  /**
+   * When the CA signed it. A certificate signed before its identity's
+   * not-before (a renewal racing a revocation) is recorded as revoked.
+   */
+  issuedAt?: string;
 }
 
 // `role` stays optional here (NewCertificate's) so records built by hand in tests still type-check;
 // the store always sets it: the operator's role, null for every other kind.
-export interface CertificateRecord extends Omit<NewCertificate, 'chainPem'> {
+export interface CertificateRecord extends Omit<NewCertificate, 'chainPem' | 'issuedAt'> {
   recordedAt: string;
   revokedAt: string | null;
   revocationReason: RevocationReason | null;

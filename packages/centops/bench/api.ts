@@ -250,8 +250,8 @@ async function benchStore(target: StoreTarget, options: { seconds: number; clien
       await server.store.applyChanges(seed, 'local:bench');
       const credentials = {
         ca: await readFile(join(home, 'ca', 'root.crt'), 'utf8'),
-        cert: await readFile(join(home, 'admin', 'admin.crt'), 'utf8'),
-        key: await readFile(join(home, 'admin', 'admin.key'), 'utf8'),
+        cert: await readFile(join(`${home}-admin`, 'admin.crt'), 'utf8'),
+        key: await readFile(join(`${home}-admin`, 'admin.key'), 'utf8'),
       };
       const rows: Row[] = [];
       for (const operation of OPERATIONS) {

@@ -50,6 +50,23 @@ export const ERROR_CATALOGUE = {
     httpStatus: 401,
     summary: 'The bootstrap token is unknown, expired or already used; ask an operator for a new one.',
   },
+  RATE_LIMITED: {
+    exitCode: 11,
+    httpStatus: 429,
+    summary:
+      'Too many requests from this source (enrolment) or for this id (renewal); details.retryAfterSeconds says when to try again.',
+  },
+  REQUEST_TOO_LARGE: {
+    exitCode: 2,
+    httpStatus: 413,
+    summary: 'The request body is larger than this listener accepts (the enrolment listener: 64 KiB).',
+  },
+  OPERATOR_KEY_ON_SERVER: {
+    exitCode: 10,
+    httpStatus: 500,
+    summary:
+      "A private key that is not CentOps' own (e.g. the first admin's) lies in the CentOps directory; CentOps refuses to serve until it is moved off the host.",
+  },
   STORE_TOO_NEW: {
     exitCode: 10,
     httpStatus: 500,

@@ -384,7 +384,7 @@ async function startCentOps(
       },
     );
     mesh.centops = child;
-    const admin = await CentOpsApi.admin(join(paths.centopsDir, 'admin.yaml'));
+    const admin = await CentOpsApi.admin(join(`${paths.centopsDir}-admin`, 'admin.yaml'));
     await waitFor({
       what: 'CentOps',
       child,
@@ -398,7 +398,7 @@ async function startCentOps(
         dir: paths.centopsDir,
         apiUrl: admin.api.baseUrl,
         enrolUrl: admin.enrol.baseUrl,
-        adminConfig: join(paths.centopsDir, 'admin.yaml'),
+        adminConfig: join(`${paths.centopsDir}-admin`, 'admin.yaml'),
         process: child.ref,
         log: paths.centopsLog,
       },

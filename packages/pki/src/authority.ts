@@ -79,6 +79,8 @@ export interface IssuedCertificate {
   notBefore: Date;
   notAfter: Date;
   fingerprintSha256: string;
+  /** When the CA signed it (its record's issuedAt): what revocation by identity compares with. */
+  issuedAt: Date;
 }
 
 export type IssueWithKeyOptions = Omit<IssueOptions, 'csrPem'> & { keyAlgorithm?: KeyAlgorithm };
@@ -413,6 +415,7 @@ export class CertificateAuthority {
         notBefore,
         notAfter,
         fingerprintSha256: sha256Hex(certificate.rawData),
+        issuedAt: new Date(),
       };
       state.issued.push({
         serial,
@@ -424,7 +427,7 @@ export class CertificateAuthority {
         fingerprintSha256: issued.fingerprintSha256,
         dns: hosts.dns,
         ips: hosts.ips,
-        issuedAt: new Date(),
+        issuedAt: issued.issuedAt,
       });
       await writeState(this.dir, state);
       return issued;

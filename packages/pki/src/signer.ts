@@ -58,8 +58,12 @@ export function loadSigningIdentity(certificateChainPem: string, privateKeyPem: 
   };
 }
 
-/** `x5c`: the header's chain is missing or unparsable; `chain`: it does not reach a trusted root; `signer`: the leaf is not the expected signer. */
-export type SignerCheck = 'x5c' | 'chain' | 'signer';
+/**
+ * `x5c`: the header's chain is missing or unparsable; `chain`: it does not
+ * reach a trusted root; `signer`: the leaf is not the expected signer;
+ * `revoked`: a CRL of the leaf's issuer lists the leaf.
+ */
+export type SignerCheck = 'x5c' | 'chain' | 'signer' | 'revoked';
 
 export interface SignerExpectation {
   /** PEM roots the chain must end at (during a rollover, old and new). */
@@ -67,6 +71,12 @@ export interface SignerExpectation {
   /** The URI SAN the signer certificate must carry. */
   expectedSigner: string;
   now?: Date;
+  /**
+   * CRLs (PEM) to check the signer against: a listed signer is refused
+   * (`revoked`). A CRL whose signature does not verify with the signer's
+   * issuer is ignored, and so is a missing one: revocation can only refuse.
+   */
+  crlPems?: readonly string[];
 }
 
 export interface TrustedSigner {
@@ -94,9 +104,11 @@ export async function verifyX5cSigner(
   } catch {
     throw fail('x5c', 'an x5c entry is not a DER certificate');
   }
+  const crlPems = (expectation.crlPems ?? []).filter((pem) => pem.trim() !== '');
   const report = await inspectCertificate(chain.map((certificate) => certificate.toString()).join(''), {
     trustBundlePem: expectation.trustBundlePem,
     now: expectation.now ?? new Date(),
+    ...(crlPems.length === 0 ? {} : { crlPems: [...crlPems] }),
   });
   if (!report.chain.verified) {
     throw fail(
@@ -120,6 +132,13 @@ export async function verifyX5cSigner(
   }
   if (report.keyUsage.length > 0 && !report.keyUsage.includes('digitalSignature')) {
     throw fail('signer', 'the signer certificate may not make digital signatures (keyUsage)');
+  }
+  if (report.revocation === 'revoked') {
+    throw fail(
+      'revoked',
+      `the signer certificate ${report.serial} is revoked (${report.revocationReason ?? 'unspecified'}, CRL ${report.crlNumber ?? '?'})`,
+      { serial: report.serial, reason: report.revocationReason, crlNumber: report.crlNumber },
+    );
   }
   return { leaf: chain[0] as X509Certificate, fingerprintSha256: report.fingerprintSha256 };
 }

@@ -35,7 +35,7 @@ export interface PolicyBundle {
   revision: string;
 }
 
-export type BundleCheck = 'format' | 'signature' | 'chain' | 'signer' | 'digest' | 'revision';
+export type BundleCheck = 'format' | 'signature' | 'chain' | 'signer' | 'revoked' | 'digest' | 'revision';
 
 export function bundleInvalid(check: BundleCheck, message: string, details: Record<string, unknown> = {}): DmrError {
   return new DmrError('POLICY_BUNDLE_INVALID', `policy bundle refused (${check}): ${message}`, {

@@ -45,62 +45,165 @@ export interface OpaRun {
   code: number;
   stdout: string;
   stderr: string;
+  /** The run was killed because it outlived its time. */
+  timedOut: boolean;
+  /** Output beyond MAX_OPA_OUTPUT_BYTES (per stream) was dropped. */
+  truncated: boolean;
 }
 
+/** How long one policy operation (check, test, build together) may take by default. */
+export const DEFAULT_OPA_TIMEOUT_MS = 60_000;
+/** What is kept of each of OPA's output streams; the rest is dropped, not buffered. */
+export const MAX_OPA_OUTPUT_BYTES = 4 * 1024 * 1024;
+/** What of OPA's output goes back to the caller in an error (details.output). */
+export const MAX_REPORTED_OUTPUT_CHARS = 64 * 1024;
+
+export interface OpaSandbox {
+  /**
+   * When the whole operation must be over (ms since the epoch); each run gets
+   * what is left. Default: DEFAULT_OPA_TIMEOUT_MS from the start of each call.
+   */
+  deadline?: number;
+}
+
+function deadlineOf(sandbox: OpaSandbox | undefined): number {
+  return sandbox?.deadline ?? Date.now() + DEFAULT_OPA_TIMEOUT_MS;
+}
+
+/**
+ * Runs opa with an empty environment (no secret of the caller's can reach a
+ * policy, e.g. through opa.runtime().env), in `cwd`, killed once `timeoutMs`
+ * has passed, and with at most MAX_OPA_OUTPUT_BYTES kept per stream.
+ */
 export async function runOpa(
   args: string[],
-  options: { cwd?: string; stdin?: string; opa?: string } = {},
+  options: { cwd?: string; stdin?: string; opa?: string; timeoutMs?: number } = {},
 ): Promise<OpaRun> {
   const opa = options.opa ?? findOpa();
+  const timeoutMs = Math.max(1, options.timeoutMs ?? DEFAULT_OPA_TIMEOUT_MS);
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(opa, args, { cwd: options.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
+    const child = spawn(opa, args, { cwd: options.cwd, env: {}, stdio: ['pipe', 'pipe', 'pipe'] });
+    let timedOut = false;
+    let truncated = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    const collect = () => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      return {
+        chunks,
+        push(chunk: Buffer) {
+          if (size >= MAX_OPA_OUTPUT_BYTES) {
+            truncated = true;
+            return;
+          }
+          const kept = chunk.subarray(0, MAX_OPA_OUTPUT_BYTES - size);
+          if (kept.length < chunk.length) truncated = true;
+          chunks.push(kept);
+          size += kept.length;
+        },
+      };
+    };
+    const out = collect();
+    const err = collect();
     child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
     child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
-    child.on('error', (error) =>
+    child.on('error', (error) => {
+      clearTimeout(timer);
       reject(
         new DmrError('DEPENDENCY_MISSING', `cannot run ${opa}: ${error.message}`, { hint: 'run `npm run setup:opa`' }),
-      ),
-    );
-    child.on('close', (code) =>
+      );
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
       resolvePromise({
         code: code ?? 1,
-        stdout: Buffer.concat(out).toString('utf8'),
-        stderr: Buffer.concat(err).toString('utf8'),
-      }),
-    );
+        stdout: Buffer.concat(out.chunks).toString('utf8'),
+        stderr: Buffer.concat(err.chunks).toString('utf8'),
+        timedOut,
+        truncated,
+      });
+    });
+    // A child killed before it read its input closes the pipe under us; that is not our failure.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(options.stdin ?? '');
   });
 }
 
-function policyInvalid(what: string, run: OpaRun): DmrError {
+/** OPA's output as it goes back to a caller: verbatim, but no more than MAX_REPORTED_OUTPUT_CHARS. */
+function reportedOutput(run: OpaRun): string {
   const output = `${run.stdout}${run.stderr}`.trimEnd();
+  if (output.length <= MAX_REPORTED_OUTPUT_CHARS && !run.truncated) return output;
+  return `${output.slice(0, MAX_REPORTED_OUTPUT_CHARS)}\n… (output cut at ${MAX_REPORTED_OUTPUT_CHARS} characters)`;
+}
+
+function policyInvalid(what: string, run: OpaRun, timeoutMs: number): DmrError {
+  const output = reportedOutput(run);
+  if (run.timedOut) {
+    return new DmrError('POLICY_INVALID', `${what} did not finish within ${timeoutMs} ms and was stopped`, {
+      details: { check: 'timeout', timeoutMs, output },
+      hint: 'look for a rule or test that iterates over a huge range or loops; policies must evaluate quickly',
+    });
+  }
   return new DmrError('POLICY_INVALID', `${what} failed:\n${output}`, { details: { output } });
 }
 
+/** One sandboxed run toward `deadline`: refused as POLICY_INVALID when it fails or times out. */
+async function runChecked(
+  what: string,
+  args: string[],
+  deadline: number,
+  options: { cwd?: string; opa: string },
+): Promise<OpaRun> {
+  const timeoutMs = Math.max(1, deadline - Date.now());
+  const run = await runOpa(args, { ...options, timeoutMs });
+  if (run.timedOut || run.code !== 0) throw policyInvalid(what, run, timeoutMs);
+  return run;
+}
+
+let sdkBuiltins: Promise<Set<string>> | undefined;
+
+/** The built-ins the opa-wasm JS SDK can run (its capabilities.json), read once. */
+function wasmBuiltinNames(): Promise<Set<string>> {
+  sdkBuiltins ??= (async () => {
+    const require = createRequire(import.meta.url);
+    // The package exports no package.json; its main entry is src/index.cjs.
+    const sdkDir = dirname(dirname(require.resolve('@open-policy-agent/opa-wasm')));
+    const sdk = JSON.parse(await readFile(join(sdkDir, 'capabilities.json'), 'utf8')) as {
+      builtins: Array<{ name: string }>;
+    };
+    return new Set(sdk.builtins.map((builtin) => builtin.name));
+  })();
+  return sdkBuiltins;
+}
+
 /**
- * OPA's capabilities narrowed to the built-ins the opa-wasm JS SDK runs, so
- * `check` refuses a policy nodes could not evaluate (its own capabilities.json
- * lacks OPA's `features`, which v1 Rego parsing needs).
+ * OPA's capabilities narrowed to what a node's Wasm engine runs: the
+ * built-ins of the opa-wasm SDK (no http.send, opa.runtime, net.*, time.now_ns,
+ * print, crypto.*, …) and no network (`allow_net: []`). Everything
+ * CentOps runs, tests included, is held to it, so nothing an operator sends
+ * can read files, the environment or the network of the CentOps host. Taken
+ * from `opa capabilities --current` (the SDK's own file lacks OPA's
+ * `features`, which v1 Rego parsing needs).
  */
-async function wasmCapabilities(dir: string, opa: string): Promise<string> {
-  const current = await runOpa(['capabilities', '--current'], { opa });
-  const all = JSON.parse(current.stdout) as { builtins: Array<{ name: string }> } & Record<string, unknown>;
-  const require = createRequire(import.meta.url);
-  // The package exports no package.json; its main entry is src/index.cjs.
-  const sdkDir = dirname(dirname(require.resolve('@open-policy-agent/opa-wasm')));
-  const sdk = JSON.parse(await readFile(join(sdkDir, 'capabilities.json'), 'utf8')) as {
-    builtins: Array<{ name: string }>;
-  };
-  const names = new Set(sdk.builtins.map((builtin) => builtin.name));
+async function wasmCapabilities(dir: string, opa: string, deadline: number): Promise<string> {
+  let text = capabilitiesByOpa.get(opa);
+  if (text === undefined) {
+    const current = await runChecked('opa capabilities', ['capabilities', '--current'], deadline, { opa });
+    const all = JSON.parse(current.stdout) as { builtins: Array<{ name: string }> } & Record<string, unknown>;
+    const names = await wasmBuiltinNames();
+    const builtins = all.builtins.filter((builtin) => names.has(builtin.name));
+    text = JSON.stringify({ ...all, builtins, allow_net: [] });
+    capabilitiesByOpa.set(opa, text);
+  }
   const path = join(dir, 'capabilities.json');
-  await writeFile(
-    path,
-    JSON.stringify({ ...all, builtins: all.builtins.filter((builtin) => names.has(builtin.name)) }),
-  );
+  await writeFile(path, text);
   return path;
 }
+
+const capabilitiesByOpa = new Map<string, string>();
 
 async function withTempDir<T>(work: (dir: string) => Promise<T>): Promise<T> {
   const dir = await mkdtemp(join(tmpdir(), 'dmr-policy-'));
@@ -111,25 +214,24 @@ async function withTempDir<T>(work: (dir: string) => Promise<T>): Promise<T> {
   }
 }
 
-/** `opa check --strict`, the shipped Rego also limited to the Wasm SDK's built-ins; throws POLICY_INVALID with OPA's output. */
-export async function opaCheck(policyDir: string): Promise<void> {
+/**
+ * `opa check --strict` of every file with the Wasm capabilities, then of the
+ * shipped Rego (tests ignored) the same way; throws POLICY_INVALID with OPA's
+ * output. Runs in `policyDir` with an empty environment, stopped at the
+ * sandbox's deadline.
+ */
+export async function opaCheck(policyDir: string, sandbox: OpaSandbox = {}): Promise<void> {
   const opa = findOpa();
+  const deadline = deadlineOf(sandbox);
+  const dir = resolve(policyDir);
   await withTempDir(async (tmp) => {
-    const all = await runOpa(['check', '--strict', resolve(policyDir)], { opa });
-    if (all.code !== 0) throw policyInvalid('opa check --strict', all);
-    // Tests run in OPA, not in Wasm: only the shipped Rego is held to the SDK's built-ins.
-    const capabilities = await wasmCapabilities(tmp, opa);
-    const shipped = [
-      'check',
-      '--strict',
-      '--capabilities',
-      capabilities,
-      '--ignore',
-      '*_test.rego',
-      resolve(policyDir),
-    ];
-    const run = await runOpa(shipped, { opa });
-    if (run.code !== 0) throw policyInvalid('opa check --strict (opa-wasm built-ins)', run);
+    const capabilities = await wasmCapabilities(tmp, opa, deadline);
+    await runChecked('opa check --strict', ['check', '--strict', '--capabilities', capabilities, dir], deadline, {
+      cwd: dir,
+      opa,
+    });
+    const shipped = ['check', '--strict', '--capabilities', capabilities, '--ignore', '*_test.rego', dir];
+    await runChecked('opa check --strict (the shipped Rego)', shipped, deadline, { cwd: dir, opa });
   });
 }
 
@@ -158,32 +260,54 @@ interface RawOpaTest {
   skip?: boolean;
 }
 
-/** `opa test`: the parsed results, or POLICY_INVALID carrying OPA's own (verbose) output verbatim. */
-export async function opaTest(policyDir: string): Promise<OpaTestReport> {
+/**
+ * `opa test` with the Wasm capabilities: the parsed results, or
+ * POLICY_INVALID carrying OPA's own (verbose) output verbatim, cut at
+ * MAX_REPORTED_OUTPUT_CHARS. Sandboxed like opaCheck.
+ */
+export async function opaTest(policyDir: string, sandbox: OpaSandbox = {}): Promise<OpaTestReport> {
+  const opa = findOpa();
+  const deadline = deadlineOf(sandbox);
   const dir = resolve(policyDir);
-  const run = await runOpa(['test', '--format', 'json', dir]);
-  let raw: RawOpaTest[];
-  try {
-    raw = JSON.parse(run.stdout) as RawOpaTest[];
-  } catch {
-    throw policyInvalid('opa test', run); // compile errors come as text
-  }
-  const tests = raw.map((test): OpaTestCase => {
-    const passed = test.fail !== true && test.error === undefined;
-    return {
-      package: test.package ?? '',
-      name: test.name ?? '',
-      passed,
-      durationNs: test.duration ?? 0,
-      ...(passed ? {} : { problem: test.error?.message ?? `${test.location?.file ?? ''}:${test.location?.row ?? 0}` }),
-    };
+  return withTempDir(async (tmp) => {
+    const capabilities = await wasmCapabilities(tmp, opa, deadline);
+    // OPA's own per-test timeout (5 s by default) would cut a slow but legitimate suite short of ours.
+    const testArgs = () => [
+      'test',
+      '--capabilities',
+      capabilities,
+      '--timeout',
+      `${Math.max(1, deadline - Date.now())}ms`,
+    ];
+    const timeoutMs = Math.max(1, deadline - Date.now());
+    const run = await runOpa([...testArgs(), '--format', 'json', dir], { cwd: dir, opa, timeoutMs });
+    if (run.timedOut) throw policyInvalid('opa test', run, timeoutMs);
+    let raw: RawOpaTest[];
+    try {
+      raw = JSON.parse(run.stdout) as RawOpaTest[];
+    } catch {
+      throw policyInvalid('opa test', run, timeoutMs); // compile errors come as text
+    }
+    const tests = raw.map((test): OpaTestCase => {
+      const passed = test.fail !== true && test.error === undefined;
+      return {
+        package: test.package ?? '',
+        name: test.name ?? '',
+        passed,
+        durationNs: test.duration ?? 0,
+        ...(passed
+          ? {}
+          : { problem: test.error?.message ?? `${test.location?.file ?? ''}:${test.location?.row ?? 0}` }),
+      };
+    });
+    const failed = tests.filter((test) => !test.passed).length;
+    if (run.code !== 0 || failed > 0) {
+      // The human output is what an operator fixes a policy from: hand it over unedited.
+      const rest = Math.max(1, deadline - Date.now());
+      throw policyInvalid('opa test', await runOpa([...testArgs(), dir], { cwd: dir, opa, timeoutMs: rest }), rest);
+    }
+    return { passed: tests.length, failed, tests };
   });
-  const failed = tests.filter((test) => !test.passed).length;
-  if (run.code !== 0 || failed > 0) {
-    // The human output is what an operator fixes a policy from: hand it over unedited.
-    throw policyInvalid('opa test', await runOpa(['test', dir]));
-  }
-  return { passed: tests.length, failed, tests };
 }
 
 export interface BuildOptions {
@@ -194,6 +318,8 @@ export interface BuildOptions {
   roots?: string[];
   entrypoint?: string;
   signer?: BundleSigner;
+  /** The deadline of the whole build (both opa runs); default DEFAULT_OPA_TIMEOUT_MS from now. */
+  sandbox?: OpaSandbox;
 }
 
 export interface BuiltBundle {
@@ -212,15 +338,17 @@ export async function buildBundle(options: BuildOptions): Promise<BuiltBundle> {
   const opa = findOpa();
   const entrypoint = options.entrypoint ?? DECISION_ENTRYPOINT;
   const dir = resolve(options.dir);
+  const deadline = deadlineOf(options.sandbox);
   return withTempDir(async (tmp) => {
-    const common = ['--ignore', '*_test.rego', '-r', options.revision, '-b', '.'];
-    const plain = await runOpa(['build', ...common, '-o', join(tmp, 'plain.tar.gz')], { cwd: dir, opa });
-    if (plain.code !== 0) throw policyInvalid('opa build', plain);
-    const wasm = await runOpa(['build', '-t', 'wasm', '-e', entrypoint, ...common, '-o', join(tmp, 'wasm.tar.gz')], {
-      cwd: dir,
-      opa,
-    });
-    if (wasm.code !== 0) throw policyInvalid(`opa build -t wasm -e ${entrypoint}`, wasm);
+    const capabilities = await wasmCapabilities(tmp, opa, deadline);
+    const common = ['--capabilities', capabilities, '--ignore', '*_test.rego', '-r', options.revision, '-b', '.'];
+    await runChecked('opa build', ['build', ...common, '-o', join(tmp, 'plain.tar.gz')], deadline, { cwd: dir, opa });
+    await runChecked(
+      `opa build -t wasm -e ${entrypoint}`,
+      ['build', '-t', 'wasm', '-e', entrypoint, ...common, '-o', join(tmp, 'wasm.tar.gz')],
+      deadline,
+      { cwd: dir, opa },
+    );
     const module = readTarGz(await readFile(join(tmp, 'wasm.tar.gz'))).find((file) => file.name === WASM_FILE);
     if (module === undefined) throw new DmrError('INTERNAL', 'opa build -t wasm produced no policy.wasm');
     const files = new Map<string, Buffer>();

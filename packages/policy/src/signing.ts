@@ -103,6 +103,8 @@ export interface BundleVerification {
   expectedSigner: string;
   /** When to judge certificate validity (default now). */
   now?: Date;
+  /** The current CRLs (a node's, refreshed over time): a revoked signer is refused (`revoked`). */
+  crlPems?: () => readonly string[];
 }
 
 export interface VerifiedSigner {
@@ -158,7 +160,12 @@ export async function verifyBundle(bundle: PolicyBundle, options: BundleVerifica
   if (header.crit !== undefined) throw bundleInvalid('signature', 'crit parameters are not understood');
   const signer = await verifyX5cSigner(
     header.x5c,
-    { trustBundlePem: options.trustBundlePem, expectedSigner: options.expectedSigner, now: options.now ?? new Date() },
+    {
+      trustBundlePem: options.trustBundlePem,
+      expectedSigner: options.expectedSigner,
+      now: options.now ?? new Date(),
+      ...(options.crlPems === undefined ? {} : { crlPems: options.crlPems() }),
+    },
     (check, message, details) => bundleInvalid(check === 'x5c' ? 'chain' : check, message, details),
   );
   const [head, body, signature] = jwt.split('.') as [string, string, string];

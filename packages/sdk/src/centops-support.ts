@@ -42,8 +42,8 @@ export async function startTestCentOps(label: string): Promise<TestCentOps> {
   const server = await startServer(config, { pollIntervalMs: 50 });
   try {
     const admin = {
-      cert: await readFile(join(centopsDir, 'admin', 'admin.crt'), 'utf8'),
-      key: await readFile(join(centopsDir, 'admin', 'admin.key'), 'utf8'),
+      cert: await readFile(join(`${centopsDir}-admin`, 'admin.crt'), 'utf8'),
+      key: await readFile(join(`${centopsDir}-admin`, 'admin.key'), 'utf8'),
     };
     const trustBundlePem = server.ca.trustBundlePem();
     const { store } = server;

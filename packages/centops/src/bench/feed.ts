@@ -315,8 +315,8 @@ async function benchStore(
     try {
       const ca = await readFile(join(home, 'ca', 'root.crt'), 'utf8');
       const admin = {
-        cert: await readFile(join(home, 'admin', 'admin.crt'), 'utf8'),
-        key: await readFile(join(home, 'admin', 'admin.key'), 'utf8'),
+        cert: await readFile(join(`${home}-admin`, 'admin.crt'), 'utf8'),
+        key: await readFile(join(`${home}-admin`, 'admin.key'), 'utf8'),
       };
       const ids = Array.from({ length: options.nodes }, (_, index) => `bench-node-${String(index).padStart(3, '0')}`);
       await server.store.applyChanges(seedChanges(ids), 'local:bench');

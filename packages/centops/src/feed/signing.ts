@@ -7,7 +7,7 @@
  * same trust it already has for TLS, so no extra key distribution is needed.
  *
  * Verification fails closed and says which check failed (details.check):
- * `format`, `header`, `chain`, `signer`, `kid`, `signature` (all
+ * `format`, `header`, `chain`, `signer`, `revoked`, `kid`, `signature` (all
  * CONFIG_SIGNATURE_INVALID) and `schema`, `node`, `revision` (CONFIG_INVALID).
  */
 import { constants, sign as cryptoSign, type KeyObject } from 'node:crypto';
@@ -103,6 +103,8 @@ export interface VerifyOptions {
   minRevision?: number;
   /** When to judge certificate validity (default now). */
   now?: Date;
+  /** The CRLs the node fetched: a revoked signer is refused (`revoked`). */
+  crlPems?: readonly string[];
 }
 
 export interface VerifiedNodeConfig {
@@ -111,7 +113,7 @@ export interface VerifiedNodeConfig {
   signer: { uri: string; fingerprint: string };
 }
 
-type SignatureCheck = 'format' | 'header' | 'chain' | 'signer' | 'kid' | 'signature';
+type SignatureCheck = 'format' | 'header' | 'chain' | 'signer' | 'revoked' | 'kid' | 'signature';
 type ContentCheck = 'schema' | 'node' | 'revision';
 
 function signatureInvalid(check: SignatureCheck, message: string, details: Record<string, unknown> = {}): DmrError {
@@ -159,7 +161,12 @@ export async function verifyNodeConfig(jws: string, options: VerifyOptions): Pro
   const header = readHeader(jws);
   const signer = await verifyX5cSigner(
     header.x5c,
-    { trustBundlePem: options.trustBundlePem, expectedSigner: options.expectedSigner, now },
+    {
+      trustBundlePem: options.trustBundlePem,
+      expectedSigner: options.expectedSigner,
+      now,
+      ...(options.crlPems === undefined ? {} : { crlPems: options.crlPems }),
+    },
     (check, message, details) => signatureInvalid(check === 'x5c' ? 'header' : check, message, details),
   );
   if (header.kid !== signer.fingerprintSha256) {

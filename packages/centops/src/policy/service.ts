@@ -21,7 +21,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Kysely } from 'kysely';
 import { DmrError } from '@dmr/core';
-import { buildBundle, opaCheck, opaTest, type BundleSigner, type OpaTestReport } from '@dmr/policy';
+import {
+  DEFAULT_OPA_TIMEOUT_MS,
+  buildBundle,
+  opaCheck,
+  opaTest,
+  type BundleSigner,
+  type OpaSandbox,
+  type OpaTestReport,
+} from '@dmr/policy';
 import { databaseOf, type Store } from '../store/index.js';
 import type { Database } from '../store/schema.js';
 import { checkPolicyFiles, policyDigest, readPolicyDir, writePolicyFiles, type PolicyFiles } from './files.js';
@@ -38,6 +46,8 @@ export interface PolicyServiceOptions {
   store: Store;
   signer: BundleSigner;
   now?: () => Date;
+  /** How long one test or change may run opa (check, test and build together); default 60 s. */
+  timeoutMs?: number;
 }
 
 export interface PolicyApplyOptions {
@@ -45,6 +55,8 @@ export interface PolicyApplyOptions {
   expectedVersion?: number;
   /** Check and test only; store nothing. */
   dryRun?: boolean;
+  /** Store the same files again as a new version, signed by the current signer (signer rotation). */
+  resign?: boolean;
 }
 
 export interface PolicyApplyResult {
@@ -83,6 +95,7 @@ export class PolicyService {
   readonly #db: Kysely<Database>;
   readonly #signer: BundleSigner;
   readonly #now: () => Date;
+  readonly #timeoutMs: number;
   #queue: Promise<unknown> = Promise.resolve();
   #cached: PolicyBundleDocument | undefined;
 
@@ -90,6 +103,18 @@ export class PolicyService {
     this.#db = databaseOf(options.store);
     this.#signer = options.signer;
     this.#now = options.now ?? (() => new Date());
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_OPA_TIMEOUT_MS;
+  }
+
+  /**
+   * One opa job at a time, each bounded by the timeout (its clock starts
+   * when its turn comes): a policy that loops is stopped and the next
+   * request is served, and operators cannot fill the host with opa processes.
+   */
+  #serialised<T>(work: (sandbox: OpaSandbox) => Promise<T>): Promise<T> {
+    const run = this.#queue.then(() => work({ deadline: Date.now() + this.#timeoutMs }));
+    this.#queue = run.catch(() => undefined);
+    return run;
   }
 
   /** The policy signer's public key (PEM), for a stock OPA's `keys` configuration. */
@@ -104,10 +129,12 @@ export class PolicyService {
   /** `opa check --strict` and `opa test` on the files; POLICY_INVALID with OPA's output when either fails. */
   async test(input: unknown): Promise<OpaTestReport> {
     const files = checkPolicyFiles(input);
-    return inTempDir(files, async (dir) => {
-      await opaCheck(dir);
-      return opaTest(dir);
-    });
+    return this.#serialised((sandbox) =>
+      inTempDir(files, async (dir) => {
+        await opaCheck(dir, sandbox);
+        return opaTest(dir, sandbox);
+      }),
+    );
   }
 
   current(): Promise<PolicyVersion | undefined> {
@@ -151,15 +178,14 @@ export class PolicyService {
     actor: string,
     options: PolicyApplyOptions & { bump?: boolean } = {},
   ): Promise<PolicyApplyResult> {
-    const run = this.#queue.then(() => this.#apply(input, actor, options));
-    this.#queue = run.catch(() => undefined);
-    return run;
+    return this.#serialised((sandbox) => this.#apply(input, actor, options, sandbox));
   }
 
   async #apply(
     input: unknown,
     actor: string,
     options: PolicyApplyOptions & { bump?: boolean },
+    sandbox: OpaSandbox,
   ): Promise<PolicyApplyResult> {
     const files = checkPolicyFiles(input);
     const digest = policyDigest(files);
@@ -172,13 +198,13 @@ export class PolicyService {
       );
     }
     const dryRun = options.dryRun === true;
-    if (current?.digest === digest) return { changed: false, dryRun, policy: current };
+    if (current?.digest === digest && options.resign !== true) return { changed: false, dryRun, policy: current };
     const version = (current?.version ?? 0) + 1;
     const outcome = await inTempDir<{ tests: OpaTestReport; archive?: Buffer }>(files, async (dir) => {
-      await opaCheck(dir);
-      const tests = await opaTest(dir);
+      await opaCheck(dir, sandbox);
+      const tests = await opaTest(dir, sandbox);
       if (dryRun) return { tests };
-      const built = await buildBundle({ dir, revision: String(version), signer: this.#signer });
+      const built = await buildBundle({ dir, revision: String(version), signer: this.#signer, sandbox });
       return { tests, archive: built.archive };
     });
     const tests = { passed: outcome.tests.passed, failed: outcome.tests.failed };

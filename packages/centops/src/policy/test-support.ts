@@ -45,8 +45,8 @@ export async function startPolicyCentOps(backend: Backend): Promise<PolicyCentOp
   const server = await startServer(config, { pollIntervalMs: 50 });
   const ca = await readFile(join(dir, 'c', 'ca', 'root.crt'), 'utf8');
   const admin = {
-    cert: await readFile(join(dir, 'c', 'admin', 'admin.crt'), 'utf8'),
-    key: await readFile(join(dir, 'c', 'admin', 'admin.key'), 'utf8'),
+    cert: await readFile(join(dir, 'c-admin', 'admin.crt'), 'utf8'),
+    key: await readFile(join(dir, 'c-admin', 'admin.key'), 'utf8'),
   };
   const added = await addOperator({ dir: join(dir, 'c'), id: 'vera', role: 'viewer', outDir: join(dir, 'vera') });
   const viewerConfig = await loadClientConfig(added.config);

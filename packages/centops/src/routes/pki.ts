@@ -73,12 +73,12 @@ export function enrolRoutes(service: CertificateService, context: RouteContext):
             { token: Type.String({ minLength: 1, maxLength: 200 }), csr: Csr },
             { additionalProperties: false },
           ),
-          response: { 201: Issued, ...errorResponses(400, 422) },
+          response: { 201: Issued, ...errorResponses(400, 413, 422, 429) },
         },
       },
       async (request, reply) => {
         const { token, csr } = request.body as { token: string; csr: string };
-        const issued = await service.enrol(token, csr);
+        const issued = await service.enrol(token, csr, `enrol:${request.ip}`);
         request.log.info({ id: issued.id, kind: issued.kind, serial: issued.serial }, 'enrolled');
         return reply.code(201).send(issued);
       },

@@ -16,8 +16,10 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type Server as HttpsServer, type ServerOptions } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import AjvCompiler from '@fastify/ajv-compiler';
+import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { DmrError, parseDuration } from '@dmr/core';
 import { CertificateAuthority } from '@dmr/pki';
 import { ConfigSigner, RevisionHub, feedRoutes } from '../feed/index.js';
 import { PolicyService } from '../policy/service.js';
@@ -36,6 +38,7 @@ import { CertificateService } from './certificates.js';
 import type { CentOpsConfig } from './config.js';
 import { localActor } from './credentials.js';
 import { installErrorHandler } from './errors.js';
+import { assertNoStrayKeys } from './stray-keys.js';
 
 export const API_VERSION = '0.1.0';
 
@@ -46,7 +49,16 @@ export interface StartOptions {
   store?: Store;
   /** Feed poll interval (ms) for revision changes made by other processes. */
   pollIntervalMs?: number;
+  /** The clock of the certificate service (renewal limits, superseding); tests share it with the store. */
+  now?: () => Date;
+  /** How long one policy test or change may run opa (default 60 s). */
+  policyTimeoutMs?: number;
 }
+
+/** The enrolment listener takes a token and a CSR: a few KiB. */
+export const ENROL_BODY_LIMIT = 64 * 1024;
+/** Requests per source address per minute on the enrolment listener. */
+export const DEFAULT_ENROL_REQUESTS_PER_MINUTE = 60;
 
 export interface CentOpsServer {
   api: FastifyInstance;
@@ -55,6 +67,8 @@ export interface CentOpsServer {
   ca: CertificateAuthority;
   /** The policy set and its bundle (src/policy/). */
   policies: PolicyService;
+  /** Enrolment, renewal, revocation by identity, the CRL (certificates.ts). */
+  certificates: CertificateService;
   apiUrl: string;
   enrolUrl: string;
   /** Stops accepting, finishes what is in flight, closes the store. */
@@ -92,12 +106,12 @@ const buildValidator: NonNullable<
   return (route) => (route.httpPart === 'body' ? strictBody(route) : coercing(route));
 };
 
-function baseApp(logger: FastifyServerOptions['logger'], tls: ServerOptions): FastifyInstance {
+function baseApp(logger: FastifyServerOptions['logger'], tls: ServerOptions, bodyLimit: number): FastifyInstance {
   const app = Fastify({
     logger: logger ?? false,
     serverFactory: tlsServerFactory(tls) as unknown as FastifyServerOptions['serverFactory'],
     schemaController: { compilersFactory: { buildValidator } },
-    bodyLimit: 8 * 1024 * 1024,
+    bodyLimit,
     return503OnClosing: true,
   });
   installErrorHandler(app);
@@ -112,6 +126,7 @@ async function listen(app: FastifyInstance, host: string, port: number): Promise
 }
 
 export async function startServer(config: CentOpsConfig, options: StartOptions = {}): Promise<CentOpsServer> {
+  await assertNoStrayKeys(config);
   const [certificate, key, signerChain, signerKey] = await Promise.all([
     readFile(config.tls.certificate, 'utf8'),
     readFile(config.tls.key, 'utf8'),
@@ -129,9 +144,26 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
     ca,
     issued,
     trustDomain: config.trustDomain,
-    onRevision: (revision) => hub.publish(revision),
+    // A registry change may have revoked certificates (delete revokes): the CA's records follow before nodes hear of it.
+    onRevision: (revision) => {
+      void service
+        .syncRevocations()
+        .catch((error: unknown) => api.log.error({ err: error }, 'revoking at the CA failed'))
+        .finally(() => hub.publish(revision));
+    },
   };
-  const service = new CertificateService({ ...context });
+  const service = new CertificateService({
+    ...context,
+    ...(config.limits?.renewalsPerHour === undefined ? {} : { renewalsPerHour: config.limits.renewalsPerHour }),
+    ...(options.now === undefined ? {} : { now: options.now }),
+    ...(config.renewalOverlap === undefined ? {} : { renewalOverlapMs: parseDuration(config.renewalOverlap) }),
+  });
+  // Predecessors of renewed certificates are revoked once their overlap is over (and before every CRL).
+  const sweeper = setInterval(
+    () => void service.sweep().catch((error: unknown) => api.log.error({ err: error }, 'superseding failed')),
+    Math.max(1000, Math.min(60_000, service.renewalOverlapMs / 4)),
+  );
+  sweeper.unref();
   // Issued here when a CentOps directory predates policies (init makes it otherwise).
   const policySigner = await ensurePolicySigner(
     policySignerPaths(config.signer.certificate),
@@ -139,15 +171,19 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
     store,
     localActor('serve'),
   );
-  const policies = new PolicyService({ store, signer: policySigner.signer });
+  const policies = new PolicyService({
+    store,
+    signer: policySigner.signer,
+    ...(options.policyTimeoutMs === undefined ? {} : { timeoutMs: options.policyTimeoutMs }),
+  });
   const tls: ServerOptions = { cert: certificate, key, minVersion: 'TLSv1.2' };
 
-  const api = baseApp(options.logger, {
-    ...tls,
-    ca: ca.trustBundlePem(),
-    requestCert: true,
-    rejectUnauthorized: true,
-  });
+  // Authenticated callers only; a policy set alone may be 4 MiB of Rego and data.
+  const api = baseApp(
+    options.logger,
+    { ...tls, ca: ca.trustBundlePem(), requestCert: true, rejectUnauthorized: true },
+    8 * 1024 * 1024,
+  );
   await api.register(swagger, {
     openapi: {
       openapi: '3.0.3',
@@ -169,13 +205,24 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
   await api.register(operationsRoutes(context));
   await api.register(pkiRoutes(service, context));
   await api.register(operatorRoutes(service));
-  await api.register(denylistRoutes(context));
+  await api.register(denylistRoutes(context, service));
   await api.register(directoryRoutes(context));
   await api.register(policyRoutes(context, policies));
   // Streams and long-polls outlive the request's authentication: the feed checks the certificate again per document.
   await api.register(feedRoutes, { store, signer, hub, reauthenticate: (request) => authenticate(request, auth) });
 
-  const enrol = baseApp(options.logger, tls);
+  const enrol = baseApp(options.logger, tls, ENROL_BODY_LIMIT);
+  // Anyone can reach this listener: every route, the public documents too, counts against the source's budget.
+  await enrol.register(rateLimit, {
+    global: true,
+    max: config.limits?.enrolRequestsPerMinute ?? DEFAULT_ENROL_REQUESTS_PER_MINUTE,
+    timeWindow: 60_000,
+    errorResponseBuilder: (_request, context) =>
+      new DmrError('RATE_LIMITED', `too many requests from this address; try again in ${context.after}`, {
+        details: { retryAfterSeconds: Math.ceil(context.ttl / 1000) },
+        hint: 'enrolment needs one request; wait and retry once',
+      }),
+  });
   await enrol.register(enrolRoutes(service, context));
 
   let apiUrl: string;
@@ -184,6 +231,7 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
     apiUrl = await listen(api, config.listen.host, config.listen.port);
     enrolUrl = await listen(enrol, config.enrolListen.host, config.enrolListen.port);
   } catch (error) {
+    clearInterval(sweeper);
     await Promise.allSettled([api.close(), enrol.close()]);
     hub.close();
     if (ownsStore) await store.close();
@@ -197,7 +245,9 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
     policies,
     apiUrl,
     enrolUrl,
+    certificates: service,
     async close() {
+      clearInterval(sweeper);
       // SSE streams end when the hub closes; then both listeners drain and the store goes last.
       hub.close();
       await Promise.allSettled([api.close(), enrol.close()]);

@@ -10,9 +10,10 @@
  *   requireMeshPrincipal()       preHandler: any client, node or operator (public directory data)
  *
  * A certificate is accepted only if this CentOps issued it (its CA has the
- * serial, with the same fingerprint) and it is not revoked; a mesh
- * identity must also not be on the denylist and, for clients and nodes,
- * the store's certificate record must not be revoked. These checks run on
+ * serial, with the same fingerprint), neither the CA nor the store has it
+ * revoked, and it was issued after its identity's not-before (revocation is
+ * by identity, store/identities.ts); a client or node must also not be on
+ * the denylist. These checks run on
  * every request, not once per TLS connection, so a revocation also stops a
  * kept-alive connection.
  */
@@ -117,9 +118,14 @@ export async function authenticate(request: FastifyRequest, options: AuthOptions
     throw unauthenticated(`certificate ${serial} was not issued by this CentOps`);
   }
   if (record.revoked) throw unauthenticated(`certificate ${serial} is revoked`);
+  const stored = await options.store.getCertificate(serial).catch(() => undefined);
+  if (stored?.revokedAt) throw unauthenticated(`certificate ${serial} is revoked`);
+  // Revocation is by identity: a certificate issued before the id's not-before is refused whatever its serial.
+  const notBefore = await options.store.identityNotBefore(subject.kind, subject.id);
+  if (notBefore !== undefined && record.issuedAt.getTime() < Date.parse(notBefore)) {
+    throw unauthenticated(`certificate ${serial} was issued before ${subject.kind} ${subject.id} was revoked`);
+  }
   if (subject.kind === 'client' || subject.kind === 'node') {
-    const stored = await options.store.getCertificate(serial).catch(() => undefined);
-    if (stored?.revokedAt) throw unauthenticated(`certificate ${serial} is revoked`);
     const denied = (await options.store.listDenylist()).some((entry) => entry.id === subject.id);
     if (denied) throw unauthenticated(`${subject.kind} ${subject.id} is on the denylist`);
   }

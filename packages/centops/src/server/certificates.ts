@@ -15,6 +15,7 @@ import {
   csrCommonName,
   normaliseSerial,
   type CertificateAuthority,
+  type CertificateKind,
   type CertificateSubject,
   type IssuedCertificate,
   type IssuedCertificateResponse,
@@ -23,7 +24,7 @@ import {
   type RevocationReason,
 } from '@dmr/pki';
 import type { CertificateProfile } from '../model.js';
-import type { CertificateRecord, Store } from '../store/index.js';
+import type { CertificateRecord, IdentityKind, Store } from '../store/index.js';
 import { actorOf, type IssuedIndex, type Principal } from './auth.js';
 import { recordIssued } from './credentials.js';
 import { OPERATOR_CERTIFICATE_TTL_MS, operatorTtlMs } from './operators.js';
@@ -42,10 +43,47 @@ export interface RevokeResponse {
   reason: RevocationReason;
   /** Whether the identity was put on the denylist (mesh identities only; false if it already was). */
   denylisted: boolean;
+  /** Every serial this revocation revoked: all unexpired certificates of the identity (CentOps' own: just this one). */
+  serials: string[];
+  /** The identity's new not-before (clients, nodes, operators). */
+  notBefore?: string;
 }
 
 const CRL_MAX_AGE_MS = 5 * 60_000;
 const CRL_NEXT_UPDATE_MS = 24 * 3_600_000;
+const HOUR_MS = 3_600_000;
+/** Renewals (certificates recorded) per id per hour before RATE_LIMITED; a healthy holder renews a few times a day. */
+export const DEFAULT_RENEWALS_PER_HOUR = 10;
+
+/**
+ * The one answer to every enrolment whose token is unknown, used, expired or
+ * malformed: nothing about ids, their status or the token's history reaches a
+ * caller who has not shown a usable token (the audit keeps the reason).
+ */
+function enrolmentRefused(): DmrError {
+  return new DmrError('TOKEN_INVALID', 'enrolment refused: the bootstrap token is not valid', {
+    hint: 'ask an operator for a new bootstrap token (tokens are single-use and expire)',
+  });
+}
+
+export interface CertificateServiceOptions {
+  store: Store;
+  ca: CertificateAuthority;
+  issued: IssuedIndex;
+  trustDomain: string;
+  onRevision: (revision: number) => void;
+  /** Renewals per id per hour (default 10). */
+  renewalsPerHour?: number;
+  /** The clock (tests move it); the store should share it. */
+  now?: () => Date;
+  /** How long a renewed certificate's predecessor stays valid (default 1h). */
+  renewalOverlapMs?: number;
+}
+
+/** A renewal's predecessor is revoked as superseded this long after the renewal. */
+export const DEFAULT_RENEWAL_OVERLAP_MS = 3_600_000;
+/** The audit "who" of what CentOps does on its own (superseding after the overlap). */
+const SYSTEM_ACTOR = 'centops:renewal-overlap';
 
 export class CertificateService {
   readonly #store: Store;
@@ -53,20 +91,27 @@ export class CertificateService {
   readonly #issued: IssuedIndex;
   readonly #trustDomain: string;
   readonly #onRevision: (revision: number) => void;
+  readonly #renewalsPerHour: number;
+  readonly #now: () => Date;
+  readonly #overlapMs: number;
   #crl: { pem: string; at: number } | undefined;
+  #sweeping: Promise<void> | undefined;
+  #caWork: Promise<unknown> = Promise.resolve();
 
-  constructor(options: {
-    store: Store;
-    ca: CertificateAuthority;
-    issued: IssuedIndex;
-    trustDomain: string;
-    onRevision: (revision: number) => void;
-  }) {
+  constructor(options: CertificateServiceOptions) {
     this.#store = options.store;
     this.#ca = options.ca;
     this.#issued = options.issued;
     this.#trustDomain = options.trustDomain;
     this.#onRevision = options.onRevision;
+    this.#renewalsPerHour = options.renewalsPerHour ?? DEFAULT_RENEWALS_PER_HOUR;
+    this.#now = options.now ?? (() => new Date());
+    this.#overlapMs = options.renewalOverlapMs ?? DEFAULT_RENEWAL_OVERLAP_MS;
+  }
+
+  /** How long a renewed certificate's predecessor stays valid. */
+  get renewalOverlapMs(): number {
+    return this.#overlapMs;
   }
 
   /** The registry entry a mesh id enrols or renews as, refused unless it may hold a certificate now. */
@@ -89,12 +134,13 @@ export class CertificateService {
       : { kind: 'node', profile: node?.spec.certificateProfile as CertificateProfile };
   }
 
-  async #issueMesh(
+  /** Every check the CA and the profile make on a CSR, without issuing: enrolment runs it before spending the token. */
+  async #checkMeshCsr(
     id: string,
     kind: PrincipalKind,
     profile: CertificateProfile,
     csrPem: string,
-  ): Promise<IssuedResponse> {
+  ): Promise<{ dns: string[]; ips: string[] }> {
     const hosts = checkHostNames(kind, profile.extraDns, profile.extraIps);
     const checked = await checkCsr(csrPem, { id, kind, trustDomain: this.#trustDomain, hosts });
     if (checked.key.algorithm !== profile.keyAlgorithm) {
@@ -107,6 +153,46 @@ export class CertificateService {
         },
       );
     }
+    return hosts;
+  }
+
+  /** A certificate the store recorded as revoked (its identity was revoked while it was being signed) is not handed out. */
+  async #refuseIfRevoked(recorded: CertificateRecord): Promise<void> {
+    if (recorded.revokedAt === null) return;
+    await this.syncRevocations();
+    throw new DmrError(
+      'FORBIDDEN',
+      `${recorded.kind} ${recorded.id} was revoked while its certificate was being issued`,
+      {
+        details: { id: recorded.id, serial: recorded.serial },
+        hint: 'ask an operator: a revoked id enrols again with a new token',
+      },
+    );
+  }
+
+  /**
+   * A holder that renews in a loop would re-sign and push a new document to
+   * every node each time: at most `renewalsPerHour` certificates per id in
+   * the last hour, counted in the store (so restarts and replicas share it).
+   */
+  async #limitRenewals(kind: CertificateKind, id: string): Promise<void> {
+    const since = new Date(this.#now().getTime() - HOUR_MS);
+    const recent = await this.#store.countCertificatesSince(kind, id, since);
+    if (recent >= this.#renewalsPerHour) {
+      throw new DmrError('RATE_LIMITED', `${kind} ${id} has renewed ${recent} times in the last hour`, {
+        details: { id, kind, limit: this.#renewalsPerHour, retryAfterSeconds: 3600 },
+        hint: 'renew at most a few times a day (at 2/3 of the certificate lifetime); look for a renewal loop',
+      });
+    }
+  }
+
+  async #issueMesh(
+    id: string,
+    kind: PrincipalKind,
+    profile: CertificateProfile,
+    csrPem: string,
+  ): Promise<IssuedResponse> {
+    const hosts = await this.#checkMeshCsr(id, kind, profile, csrPem);
     const issued = await this.#ca.issue({
       csrPem,
       kind,
@@ -115,7 +201,16 @@ export class CertificateService {
       ips: hosts.ips,
       ttlMs: parseDuration(profile.lifetime),
     });
-    await recordIssued(this.#store, { kind, id }, issued, `spiffe://${this.#trustDomain}/${kind}/${id}`);
+    const recorded = await recordIssued(
+      this.#store,
+      { kind, id },
+      issued,
+      `spiffe://${this.#trustDomain}/${kind}/${id}`,
+      {
+        supersedePreviousAfterMs: this.#overlapMs,
+      },
+    );
+    await this.#refuseIfRevoked(recorded);
     // Recording a mesh certificate was a new revision (its fingerprint is in the node documents): push it.
     this.#onRevision(await this.#store.revision());
     return this.#response(id, kind, issued);
@@ -137,32 +232,44 @@ export class CertificateService {
   }
 
   /**
-   * Enrolment. Everything that can be checked without the token is checked
-   * first (the CSR parses, names a registered id, has the profile's key),
-   * so a caller's mistake does not burn a one-time token; then the token is
-   * consumed atomically and must be for exactly the id the CSR names.
+   * Enrolment, in three steps. First the token, and nothing else: an unknown,
+   * used or expired token gets one generic 401 whatever the CSR says, so an
+   * unauthenticated caller learns nothing about ids. Then, for the token's
+   * own id only, every other check (the CSR names that id, the id may hold a
+   * certificate, the CSR fits its profile and the CA's rules), so a mistake
+   * does not burn the one-time token. Last, the token is spent atomically
+   * (of two racing enrolments one wins) and the certificate issued.
    */
-  async enrol(token: string, csrPem: string): Promise<IssuedResponse> {
-    const id = csrCommonName(csrPem);
-    const { kind, profile } = await this.#meshIdentity(id);
-    await checkCsr(csrPem, {
-      id,
-      kind,
-      trustDomain: this.#trustDomain,
-      hosts: checkHostNames(kind, profile.extraDns, profile.extraIps),
-    });
-    const owner = await this.#store.consumeBootstrapToken(token, `spiffe://${this.#trustDomain}/${kind}/${id}`);
-    if (owner.id !== id || owner.kind !== kind) {
-      throw new DmrError('FORBIDDEN', `this token is not for ${kind} ${id}`, {
-        details: { csrId: id },
-        hint: 'a token enrols only the id it was created for; the token is now used up',
+  async enrol(token: string, csrPem: string, source = 'enrol'): Promise<IssuedResponse> {
+    let owner: { id: string; kind: PrincipalKind };
+    try {
+      owner = await this.#store.checkBootstrapToken(token, source);
+    } catch (error) {
+      if (error instanceof DmrError && error.code === 'TOKEN_INVALID') throw enrolmentRefused();
+      throw error;
+    }
+    const named = csrCommonName(csrPem);
+    if (named !== owner.id) {
+      throw new DmrError('CSR_MISMATCH', `the CSR names ${named}; this token enrols ${owner.kind} ${owner.id}`, {
+        details: { csrId: named, tokenId: owner.id },
+        hint: 'make the CSR for the id the token was created for; the token is still unused',
       });
     }
-    return this.#issueMesh(id, kind, profile, csrPem);
+    const { kind, profile } = await this.#meshIdentity(owner.id, owner.kind);
+    await this.#checkMeshCsr(owner.id, kind, profile, csrPem);
+    try {
+      const spent = await this.#store.consumeBootstrapToken(token, `spiffe://${this.#trustDomain}/${kind}/${owner.id}`);
+      if (spent.id !== owner.id || spent.kind !== owner.kind) throw enrolmentRefused();
+    } catch (error) {
+      if (error instanceof DmrError && error.code === 'TOKEN_INVALID') throw enrolmentRefused();
+      throw error;
+    }
+    return this.#issueMesh(owner.id, kind, profile, csrPem);
   }
 
   /** Renewal: the caller's current certificate (already verified) decides the id; the CSR must match it. */
   async renew(principal: Principal, csrPem: string): Promise<IssuedResponse> {
+    await this.#limitRenewals(principal.kind, principal.id);
     if (principal.kind === 'operator') {
       // The role is the current certificate's: renewal never changes what an operator may do.
       return this.#issueOperator(
@@ -203,7 +310,10 @@ export class CertificateService {
     actor: string,
   ): Promise<IssuedResponse> {
     const issued = await this.#ca.issue({ csrPem, kind: 'operator', id: subject.id, role: subject.role, ttlMs });
-    await recordIssued(this.#store, subject, issued, actor);
+    const recorded = await recordIssued(this.#store, subject, issued, actor, {
+      supersedePreviousAfterMs: this.#overlapMs,
+    });
+    await this.#refuseIfRevoked(recorded);
     return this.#response(subject.id, 'operator', issued, subject.role);
   }
 
@@ -223,13 +333,18 @@ export class CertificateService {
   }
 
   /**
-   * Revocation: the serial goes on the CRL (the CA's record) and the
-   * store's record; for a client or node, in the same store transaction,
-   * the identity goes on the denylist (one new revision: nodes drop the
-   * certificate and the id within seconds). Operator and
-   * CentOps certificates reach the CRL and the store's record (audited),
-   * not the denylist: revoking one certificate is not banning the person. Only an admin may revoke an operator's or CentOps'
-   * own certificates.
+   * Revocation is by identity: revoking any certificate of a client, node or
+   * operator (for any reason but `superseded`, see #supersede) revokes every
+   * unexpired certificate of that id and moves its
+   * not-before to now (store.revokeIdentity), so no earlier certificate of
+   * the id comes back, not even when a denylist entry is lifted; a client
+   * or node also goes on the denylist, in the same revision. An operator is
+   * not put on the node documents' denylist (nodes never see operators):
+   * its not-before is its denylist, and only a certificate an admin issues
+   * afterwards is accepted. CentOps' own certificates (API, signers) are
+   * revoked one serial at a time: rotating a signer revokes the old one
+   * while the new one stays. Only an admin revokes operators' and CentOps'
+   * certificates. The CA's records (and so the CRL) follow at once.
    */
   async revoke(serialText: string, reason: RevocationReason, principal: Principal): Promise<RevokeResponse> {
     const serial = normaliseSerial(serialText);
@@ -250,37 +365,172 @@ export class CertificateService {
         details: { serial },
       });
     }
-    // The CA first: once its record says revoked, authentication refuses the certificate.
-    if (!record.revoked) await this.#ca.revoke(serial, reason);
-    this.#crl = undefined;
-    const denylistReason = `certificate ${serial} revoked (${reason})`;
-    let denylisted = false;
-    if (stored.revokedAt === null) {
-      // One transaction, one revision: the certificate leaves the directory and the id joins the denylist.
-      const revoked = await this.#store.revokeCertificate(serial, reason, actor, mesh ? { denylistReason } : {});
-      denylisted = revoked.denylisted;
-    } else if (mesh) {
-      // The store already has it revoked (the CA's record lagged): the id must still be on the denylist.
-      try {
-        await this.#store.addToDenylist(
-          { id: record.id, kind: record.kind as PrincipalKind, reason: denylistReason },
-          actor,
-        );
-        denylisted = true;
-      } catch (error) {
-        if (!(error instanceof DmrError && error.code === 'CONFLICT')) throw error;
-      }
+    if (record.kind === 'centops') {
+      await this.#exclusive(async () => {
+        if (!record.revoked) await this.#ca.revoke(serial, reason);
+        this.#crl = undefined;
+      });
+      if (stored.revokedAt === null) await this.#store.revokeCertificate(serial, reason, actor);
+      return { serial, kind: record.kind, id: record.id, reason, denylisted: false, serials: [serial] };
     }
-    if (mesh) this.#onRevision(await this.#store.revision());
-    return { serial, kind: record.kind, id: record.id, reason, denylisted };
+    if (reason === 'superseded') return this.#supersede(record, stored, actor);
+    const revoked = await this.#store.revokeIdentity(
+      { kind: record.kind as IdentityKind, id: record.id },
+      reason,
+      actor,
+      mesh ? { denylistReason: `certificate ${serial} revoked (${reason})` } : {},
+    );
+    // The store decided; the CA's records (the CRL) follow, the serial asked for included even if it had expired.
+    if (!record.revoked && !revoked.serials.includes(serial))
+      await this.#ca.revoke(serial, reason).catch(() => undefined);
+    await this.syncRevocations();
+    if (revoked.revision !== null) this.#onRevision(revoked.revision);
+    return {
+      serial,
+      kind: record.kind,
+      id: record.id,
+      reason,
+      denylisted: revoked.denylisted,
+      serials: revoked.serials,
+      notBefore: revoked.notBefore,
+    };
+  }
+
+  /**
+   * `superseded` says the certificate was replaced, not that the identity is
+   * in doubt: it revokes this serial alone (what the overlap sweep does, only
+   * earlier), and only while a newer valid certificate of the id exists.
+   * Any other reason revokes the identity.
+   */
+  async #supersede(record: IssuedRecord, stored: CertificateRecord, actor: string): Promise<RevokeResponse> {
+    const valid = await this.#store.listCertificates({ kind: record.kind, id: record.id, revoked: false, limit: 1000 });
+    const now = this.#now().toISOString();
+    const successor = valid.items.some(
+      (other) =>
+        other.serial !== record.serial &&
+        other.notAfter > now &&
+        (other.notBefore > stored.notBefore || other.recordedAt > stored.recordedAt),
+    );
+    if (!successor) {
+      throw new DmrError(
+        'CONFLICT',
+        `no newer certificate of ${record.kind} ${record.id} supersedes ${record.serial}`,
+        {
+          details: { serial: record.serial },
+          hint: 'revoke with the reason that applies (e.g. keyCompromise, cessationOfOperation): that revokes the identity',
+        },
+      );
+    }
+    const revoked = await this.#store.revokeCertificate(record.serial, 'superseded', actor);
+    await this.syncRevocations();
+    if (revoked.revision !== null) this.#onRevision(revoked.revision);
+    return {
+      serial: record.serial,
+      kind: record.kind,
+      id: record.id,
+      reason: 'superseded',
+      denylisted: false,
+      serials: [record.serial],
+    };
+  }
+
+  /**
+   * Puts an identity on the denylist: every unexpired certificate of it is
+   * revoked (privilegeWithdrawn) and its not-before moves to now. A client
+   * or node joins the node documents' denylist; an operator (admins only)
+   * is refused by CentOps from now on, until an admin issues it a new
+   * certificate.
+   */
+  async deny(
+    identity: { kind: IdentityKind; id: string },
+    reason: string,
+    principal: Principal,
+  ): Promise<{ id: string; kind: IdentityKind; notBefore: string; serials: string[]; denylisted: boolean }> {
+    if (identity.kind === 'operator' && !(principal.kind === 'operator' && principal.role === 'admin')) {
+      throw new DmrError('FORBIDDEN', 'only an admin may deny an operator', { details: { id: identity.id } });
+    }
+    const revoked = await this.#store.revokeIdentity(
+      identity,
+      'privilegeWithdrawn',
+      actorOf(principal, this.#trustDomain),
+      identity.kind === 'operator' ? {} : { denylistReason: reason },
+    );
+    await this.syncRevocations();
+    if (revoked.revision !== null) this.#onRevision(revoked.revision);
+    return {
+      id: identity.id,
+      kind: identity.kind,
+      notBefore: revoked.notBefore,
+      serials: revoked.serials,
+      denylisted: revoked.denylisted,
+    };
+  }
+
+  /**
+   * The CA's records follow the store: every unexpired certificate the store
+   * has revoked (by identity, by delete, as superseded) is revoked at the CA
+   * too, so the next CRL lists it. Idempotent; also what heals a crash
+   * between the store's transaction and the CA's write.
+   */
+  syncRevocations(): Promise<string[]> {
+    return this.#exclusive(() => this.#syncRevocations());
+  }
+
+  /**
+   * Syncing the CA and making a CRL take turns, so a CRL is never cached
+   * from before a revocation that another sync was writing meanwhile.
+   */
+  #exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#caWork.then(work);
+    this.#caWork = run.catch(() => undefined);
+    return run;
+  }
+
+  async #syncRevocations(): Promise<string[]> {
+    const wanted = await this.#store.revokedUnexpired();
+    const done: string[] = [];
+    for (const { serial, reason } of wanted) {
+      const record = await this.#issued.get(serial);
+      if (record === undefined || record.revoked) continue;
+      await this.#ca.revoke(serial, reason).catch((error: unknown) => {
+        if (!(error instanceof DmrError && error.code === 'ALREADY_REVOKED')) throw error;
+      });
+      done.push(serial);
+    }
+    if (done.length > 0) this.#crl = undefined;
+    return done;
+  }
+
+  /**
+   * Revokes, as superseded, the predecessors whose overlap after a renewal
+   * has passed, and publishes the revision (their fingerprints leave the
+   * node documents, and nodes fetch the new CRL when that happens). The
+   * server runs it on a timer and before every CRL; one sweep at a time.
+   */
+  sweep(): Promise<void> {
+    this.#sweeping ??= (async () => {
+      try {
+        const { serials, revision } = await this.#store.revokeSuperseded(SYSTEM_ACTOR);
+        if (serials.length > 0) await this.syncRevocations();
+        if (revision !== null) this.#onRevision(revision);
+      } finally {
+        this.#sweeping = undefined;
+      }
+    })();
+    return this.#sweeping;
   }
 
   /** A CRL at most a few minutes old (and fresh after every revocation), signed by CentOps' intermediate. */
   async crl(): Promise<string> {
-    const now = Date.now();
-    if (this.#crl === undefined || now - this.#crl.at > CRL_MAX_AGE_MS) {
-      this.#crl = { pem: await this.#ca.createCrl({ nextUpdateMs: CRL_NEXT_UPDATE_MS }), at: now };
-    }
-    return this.#crl.pem;
+    // Whatever the store has revoked by now is on this CRL, even if the CA's records lagged.
+    await this.sweep();
+    return this.#exclusive(async () => {
+      await this.#syncRevocations();
+      const now = Date.now();
+      if (this.#crl === undefined || now - this.#crl.at > CRL_MAX_AGE_MS) {
+        this.#crl = { pem: await this.#ca.createCrl({ nextUpdateMs: CRL_NEXT_UPDATE_MS }), at: now };
+      }
+      return this.#crl.pem;
+    });
   }
 }

@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { DmrError, assertValidTrustDomain } from '@dmr/core';
+import { DmrError, assertValidTrustDomain, parseDuration } from '@dmr/core';
 
 export const CONFIG_FILE = 'centops.yaml';
 export const ADMIN_CONFIG_FILE = 'admin.yaml';
@@ -18,6 +18,8 @@ export interface ListenAddress {
 }
 
 export interface CentOpsConfig {
+  /** The directory of centops.yaml (set by loadConfig): CentOps refuses to serve while it holds a key not its own. */
+  home?: string;
   trustDomain: string;
   /** The API: mutual TLS only. */
   listen: ListenAddress;
@@ -33,6 +35,47 @@ export interface CentOpsConfig {
   signer: { certificate: string; key: string };
   /** Log level for fastify's pino logger. */
   logLevel: string;
+  /** Rate limits; absent fields take the defaults (docs: packages/centops/README.md "Limits"). */
+  limits?: CentOpsLimits;
+  /**
+   * How long a renewed certificate's predecessor stays valid (a duration,
+   * default 1h); then it is revoked with reason superseded.
+   */
+  renewalOverlap?: string;
+}
+
+export interface CentOpsLimits {
+  /** Requests per source address per minute on the enrolment listener (default 60). */
+  enrolRequestsPerMinute?: number;
+  /** Certificates per id per hour through renewal (default 10). */
+  renewalsPerHour?: number;
+}
+
+function positiveInteger(value: unknown, what: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new DmrError('INVALID_ARGUMENT', `${what} must be a whole number of at least 1`, { details: { value } });
+  }
+  return value;
+}
+
+function limitsOf(raw: unknown, file: string): CentOpsLimits | undefined {
+  if (raw === undefined || raw === null) return undefined;
+  if (typeof raw !== 'object' || Array.isArray(raw))
+    throw new DmrError('INVALID_ARGUMENT', `${file}: "limits" must be a mapping`);
+  const record = raw as Record<string, unknown>;
+  const unknown = Object.keys(record).filter((key) => key !== 'enrolRequestsPerMinute' && key !== 'renewalsPerHour');
+  if (unknown.length > 0) {
+    throw new DmrError('INVALID_ARGUMENT', `${file}: limits.${unknown[0] ?? ''} is not a known limit`, {
+      hint: 'known: enrolRequestsPerMinute, renewalsPerHour',
+    });
+  }
+  const enrol = positiveInteger(record.enrolRequestsPerMinute, `${file}: limits.enrolRequestsPerMinute`);
+  const renewals = positiveInteger(record.renewalsPerHour, `${file}: limits.renewalsPerHour`);
+  return {
+    ...(enrol === undefined ? {} : { enrolRequestsPerMinute: enrol }),
+    ...(renewals === undefined ? {} : { renewalsPerHour: renewals }),
+  };
 }
 
 export function parseListen(text: string, what = '--listen'): ListenAddress {
@@ -106,6 +149,7 @@ export async function loadConfig(file: string): Promise<CentOpsConfig> {
   const trustDomain = field(record, 'trustDomain', file);
   assertValidTrustDomain(trustDomain);
   return {
+    home: base,
     trustDomain,
     listen: parseListen(field(record, 'listen', file), `${file}: listen`),
     enrolListen: parseListen(field(record, 'enrolListen', file), `${file}: enrolListen`),
@@ -114,6 +158,24 @@ export async function loadConfig(file: string): Promise<CentOpsConfig> {
     tls: pathPair(record, 'tls', file, base),
     signer: pathPair(record, 'signer', file, base),
     logLevel: typeof record.logLevel === 'string' ? record.logLevel : 'info',
+    ...overlapAndLimits(record, file),
+  };
+}
+
+function overlapAndLimits(
+  record: Record<string, unknown>,
+  file: string,
+): Pick<CentOpsConfig, 'limits' | 'renewalOverlap'> {
+  const limits = limitsOf(record.limits, file);
+  const overlap = record.renewalOverlap;
+  if (overlap !== undefined) {
+    if (typeof overlap !== 'string')
+      throw new DmrError('INVALID_ARGUMENT', `${file}: renewalOverlap must be a duration such as 1h`);
+    parseDuration(overlap);
+  }
+  return {
+    ...(limits === undefined ? {} : { limits }),
+    ...(typeof overlap === 'string' ? { renewalOverlap: overlap } : {}),
   };
 }
 
@@ -128,6 +190,8 @@ export function renderConfig(config: CentOpsConfig): string {
     tls: config.tls,
     signer: config.signer,
     logLevel: config.logLevel,
+    ...(config.limits === undefined ? {} : { limits: config.limits }),
+    ...(config.renewalOverlap === undefined ? {} : { renewalOverlap: config.renewalOverlap }),
   });
 }
 

@@ -7,7 +7,7 @@
 import { userInfo } from 'node:os';
 import { dirname, relative } from 'node:path';
 import type { IssuedCertificate, PendingFile, CertificateSubject } from '@dmr/pki';
-import type { CertificateRecord, Store } from '../store/index.js';
+import type { CertificateRecord, RecordCertificateOptions, Store } from '../store/index.js';
 import { renderClientConfig } from './config.js';
 
 export interface OperatorCredentialFiles {
@@ -74,8 +74,12 @@ export function localActor(command: string): string {
 export function recordIssued(
   store: Store,
   subject: CertificateSubject,
-  issued: Pick<IssuedCertificate, 'serial' | 'fingerprintSha256' | 'notBefore' | 'notAfter'> & { chainPem?: string },
+  issued: Pick<IssuedCertificate, 'serial' | 'fingerprintSha256' | 'notBefore' | 'notAfter'> & {
+    chainPem?: string;
+    issuedAt?: Date;
+  },
   actor: string,
+  options: RecordCertificateOptions = {},
 ): Promise<CertificateRecord> {
   const mesh = subject.kind === 'client' || subject.kind === 'node';
   return store.recordCertificate(
@@ -88,7 +92,9 @@ export function recordIssued(
       notBefore: issued.notBefore.toISOString(),
       notAfter: issued.notAfter.toISOString(),
       ...(mesh && issued.chainPem !== undefined ? { chainPem: issued.chainPem } : {}),
+      ...(issued.issuedAt === undefined ? {} : { issuedAt: issued.issuedAt.toISOString() }),
     },
     actor,
+    options,
   );
 }

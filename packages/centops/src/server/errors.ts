@@ -51,8 +51,7 @@ export function toDmrError(error: FastifyError | Error): DmrError {
   }
   const status = fastifyError.statusCode;
   if (status !== undefined && status >= 400 && status < 500) {
-    const code: ErrorCode =
-      status === 404 ? 'NOT_FOUND' : status === 413 || status === 415 ? 'INVALID_ARGUMENT' : 'INVALID_ARGUMENT';
+    const code: ErrorCode = status === 404 ? 'NOT_FOUND' : status === 413 ? 'REQUEST_TOO_LARGE' : 'INVALID_ARGUMENT';
     return new DmrError(code, fastifyError.message, { details: { fastifyCode: fastifyError.code ?? null } });
   }
   return new DmrError('INTERNAL', 'an unexpected error occurred; see the server log', { cause: error });

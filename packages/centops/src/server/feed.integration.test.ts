@@ -112,8 +112,8 @@ function suite(backend: Backend): void {
       server = await startServer(config, { store, pollIntervalMs: 60_000 });
       ca = await readFile(join(dir, 'c', 'ca', 'root.crt'), 'utf8');
       admin = {
-        cert: await readFile(join(dir, 'c', 'admin', 'admin.crt'), 'utf8'),
-        key: await readFile(join(dir, 'c', 'admin', 'admin.key'), 'utf8'),
+        cert: await readFile(join(dir, 'c-admin', 'admin.crt'), 'utf8'),
+        key: await readFile(join(dir, 'c-admin', 'admin.key'), 'utf8'),
       };
       const applied = await api('/v1/apply', {
         method: 'POST',

@@ -5,3 +5,4 @@ export * from './config.js';
 export { initCentOps, type InitCentOpsOptions, type InitCentOpsResult } from './init.js';
 export { serve, type ServeOptions } from './serve.js';
 export { addOperator, type AddOperatorOptions, type AddOperatorResult } from './operators.js';
+export { rotateSigner, type RotateSignerResult, type SignerName } from './signers.js';

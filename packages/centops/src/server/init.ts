@@ -9,8 +9,11 @@
  *   DIR/signer/config-signer.{crt,key}   the configuration-signing key (digitalSignature only)
  *   DIR/signer/policy-signer.{crt,key}   the policy-bundle signing key; the default policy pack is stored
  *                             as version 1 of the policy set (src/policy/init.ts; needs opa)
- *   DIR/admin/<id>.{crt,key}  the first admin operator
- *   DIR/admin.yaml            the operator CLI's config (endpoint, CA bundle, client cert/key)
+ *   ADMIN/<id>.{crt,key}, ADMIN/<id>.yaml, ADMIN/trust-bundle.pem
+ *                             the first admin's credentials and CLI config, OUTSIDE DIR
+ *                             (--admin-dir, default DIR-admin): hand them to the admin and
+ *                             delete them from this host; `serve` refuses to start while a key
+ *                             that is not CentOps' own lies in DIR (stray-keys.ts)
  *
  * The keys of the server, the signer and the first admin are generated here:
  * they are CentOps' own keys, and the first admin has nobody yet to send a
@@ -20,19 +23,18 @@
  */
 import { chmod, mkdir, readdir } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { DmrError, assertValidId, assertValidTrustDomain } from '@dmr/core';
-import { CA_FILES, CertificateAuthority, writeFilesAtomic, type PendingFile } from '@dmr/pki';
+import {
+  CertificateAuthority,
+  assertCanCreate,
+  ensurePrivateDirectory,
+  writeFilesAtomic,
+  type PendingFile,
+} from '@dmr/pki';
 import { initPolicy } from '../policy/init.js';
 import { openStore } from '../store/index.js';
-import {
-  ADMIN_CONFIG_FILE,
-  CONFIG_FILE,
-  formatListen,
-  parseListen,
-  renderConfig,
-  type CentOpsConfig,
-} from './config.js';
+import { CONFIG_FILE, formatListen, parseListen, renderConfig, type CentOpsConfig } from './config.js';
 import { localActor, operatorCredentialFiles, recordIssued } from './credentials.js';
 
 const DAY_MS = 86_400_000;
@@ -52,6 +54,11 @@ export interface InitCentOpsOptions {
   listen?: string;
   enrolListen?: string;
   admin?: string;
+  /**
+   * Where the first admin's key, certificate, trust bundle and CLI config go:
+   * outside DIR (default: DIR-admin beside it). CentOps never keeps them.
+   */
+  adminDir?: string;
   /** Extra host names for the API certificate (the listen host is always included). */
   dns?: string[];
   ips?: string[];
@@ -67,7 +74,8 @@ export interface InitCentOpsResult {
   root: 'dev' | string;
   listen: string;
   enrolListen: string;
-  admin: { id: string; certificate: string; key: string; serial: string; notAfter: string };
+  /** The first admin's credentials, in `dir` (outside the CentOps directory): hand them over and delete them. */
+  admin: { id: string; dir: string; certificate: string; key: string; serial: string; notAfter: string };
   files: string[];
 }
 
@@ -111,6 +119,22 @@ export async function initCentOps(options: InitCentOpsOptions): Promise<InitCent
   const enrolListen = parseListen(options.enrolListen ?? `${listen.host}:${listen.port + 1}`, '--enrol-listen');
   if (options.trustDomain !== undefined) assertValidTrustDomain(options.trustDomain);
   await assertEmptyOrMissing(dir);
+  const adminDir = resolve(options.adminDir ?? `${dir}-admin`);
+  const insideDir = relative(dir, adminDir);
+  if (insideDir === '' || (!insideDir.startsWith('..') && !isAbsolute(insideDir))) {
+    throw new DmrError('INVALID_ARGUMENT', `--admin-dir ${adminDir} is inside the CentOps directory ${dir}`, {
+      hint: 'the first admin’s key must not stay on the server: choose a directory outside it',
+    });
+  }
+  const adminPaths = {
+    configPath: join(adminDir, `${adminId}.yaml`),
+    certificatePath: join(adminDir, `${adminId}.crt`),
+    keyPath: join(adminDir, `${adminId}.key`),
+    caBundlePath: join(adminDir, 'trust-bundle.pem'),
+  };
+  // Refused before any key exists, like a non-empty DIR.
+  await ensurePrivateDirectory(adminDir);
+  for (const path of Object.values(adminPaths)) await assertCanCreate(path);
 
   // The database is checked before any key exists, so a refused init leaves no CA behind.
   const database = options.database ?? 'centops.db';
@@ -173,7 +197,7 @@ export async function initCentOps(options: InitCentOpsOptions): Promise<InitCent
     await recording.close();
   }
 
-  for (const sub of ['tls', 'signer', 'admin']) await mkdir(join(dir, sub), { mode: 0o700 });
+  for (const sub of ['tls', 'signer']) await mkdir(join(dir, sub), { mode: 0o700 });
   const config: CentOpsConfig = {
     trustDomain: ca.trustDomain,
     listen,
@@ -184,18 +208,14 @@ export async function initCentOps(options: InitCentOpsOptions): Promise<InitCent
     signer: { certificate: 'signer/config-signer.crt', key: 'signer/config-signer.key' },
     logLevel: 'info',
   };
-  const trustBundle = CA_FILES.trustBundle;
-  const bundlePath = `ca/${ca.trustBundlePem() === ca.rootCertificatePem ? CA_FILES.rootCertificate : trustBundle}`;
   const files: PendingFile[] = [
     { path: join(dir, 'tls/api.crt'), data: api.chainPem, mode: 0o644 },
     { path: join(dir, 'tls/api.key'), data: api.privateKeyPem, mode: 0o600 },
     { path: join(dir, 'signer/config-signer.crt'), data: signer.chainPem, mode: 0o644 },
     { path: join(dir, 'signer/config-signer.key'), data: signer.privateKeyPem, mode: 0o600 },
     ...operatorCredentialFiles({
-      configPath: join(dir, ADMIN_CONFIG_FILE),
-      certificatePath: join(dir, `admin/${adminId}.crt`),
-      keyPath: join(dir, `admin/${adminId}.key`),
-      caBundlePath: join(dir, bundlePath),
+      ...adminPaths,
+      caBundlePem: ca.trustBundlePem(),
       chainPem: admin.chainPem,
       privateKeyPem: admin.privateKeyPem,
       endpoint: `https://${formatListen(listen)}`,
@@ -213,7 +233,7 @@ export async function initCentOps(options: InitCentOpsOptions): Promise<InitCent
   return {
     dir,
     config: join(dir, CONFIG_FILE),
-    adminConfig: join(dir, ADMIN_CONFIG_FILE),
+    adminConfig: adminPaths.configPath,
     trustDomain: ca.trustDomain,
     database: databaseLocation.startsWith('postgres') ? 'PostgreSQL' : databaseLocation,
     caDir,
@@ -222,8 +242,9 @@ export async function initCentOps(options: InitCentOpsOptions): Promise<InitCent
     enrolListen: formatListen(enrolListen),
     admin: {
       id: adminId,
-      certificate: join(dir, `admin/${adminId}.crt`),
-      key: join(dir, `admin/${adminId}.key`),
+      dir: adminDir,
+      certificate: adminPaths.certificatePath,
+      key: adminPaths.keyPath,
       serial: admin.serial,
       notAfter: admin.notAfter.toISOString(),
     },

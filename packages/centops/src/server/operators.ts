@@ -11,7 +11,7 @@
  * local action. Online, prefer `POST /v1/operators/certificates`: the key is
  * then made by the operator and never leaves their machine.
  */
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { DmrError, parseDuration } from '@dmr/core';
 import {
   assertCanCreate,
@@ -69,6 +69,12 @@ export async function addOperator(options: AddOperatorOptions): Promise<AddOpera
   const ttlMs = operatorTtlMs(options.ttl);
   const config = await loadConfig(join(resolve(options.dir), CONFIG_FILE));
   const outDir = resolve(options.outDir);
+  const inside = relative(resolve(options.dir), outDir);
+  if (inside === '' || (!inside.startsWith('..') && !isAbsolute(inside))) {
+    throw new DmrError('INVALID_ARGUMENT', `--out-dir ${outDir} is inside the CentOps directory`, {
+      hint: 'an operator’s key must not stay on the server (CentOps refuses to serve while it is there): choose a directory outside it',
+    });
+  }
   const paths = {
     configPath: join(outDir, `${subject.id}.yaml`),
     certificatePath: join(outDir, `${subject.id}.crt`),

@@ -21,6 +21,7 @@ import {
   type AnyStored,
 } from './resources.js';
 import type { Database } from './schema.js';
+import { revokeIdentityInTransaction } from './identities.js';
 import { bumpRevision, currentRevision, readTransaction, writeTransaction } from './tx.js';
 import type { ApplyResult, DiffAction, DiffEntry } from './types.js';
 import {
@@ -73,6 +74,13 @@ export async function applyChanges(
       if (bumped !== revision + 1) throw new DmrError('INTERNAL', `revision moved from ${revision} to ${bumped}`);
       await write(trx, planned);
       await writeAudit(trx, auditEntries(planned, bumped, context));
+      // Delete revokes: a deleted client's or node's certificates die with it, in this revision.
+      for (const entry of planned) {
+        const kind = entry.change.kind === 'Client' ? 'client' : entry.change.kind === 'Node' ? 'node' : undefined;
+        if (entry.action !== 'deleted' || kind === undefined) continue;
+        const identity = { kind, id: entry.change.id } as const;
+        await revokeIdentityInTransaction(trx, identity, 'cessationOfOperation', context.actor, context.now, bumped);
+      }
     }
     return result(planned, revision, false);
   });

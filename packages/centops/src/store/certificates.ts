@@ -34,6 +34,7 @@ import type {
   CertificateWithChain,
   NewCertificate,
   Page,
+  RecordCertificateOptions,
   RevokeCertificateOptions,
   RevokedCertificate,
 } from './types.js';
@@ -94,7 +95,7 @@ function certificateKindOf(value: string): CertificateKind {
   return value;
 }
 
-function toRecord(row: Selectable<CertificatesTable>): CertificateRecord {
+export function toRecord(row: Selectable<CertificatesTable>): CertificateRecord {
   return {
     serial: row.serial,
     kind: certificateKindOf(row.principal_kind),
@@ -126,6 +127,7 @@ export async function recordCertificate(
   certificate: NewCertificate,
   actor: string,
   now: Date,
+  options: RecordCertificateOptions = {},
 ): Promise<CertificateRecord> {
   // Kind, id and role together: an operator needs a role, nobody else may have one, centops ids are fixed.
   const subject = certificateSubject(certificate.kind, certificate.id, certificate.role ?? undefined);
@@ -150,6 +152,16 @@ export async function recordCertificate(
       const what = clash.serial === serial ? `serial ${serial}` : `fingerprint ${fingerprint}`;
       throw new DmrError('CONFLICT', `a certificate with ${what} is already recorded`, { details: { serial } });
     }
+    // Signed before its identity was revoked (a renewal racing the revocation): it is born revoked, so the CRL lists it.
+    const identity = await trx
+      .selectFrom('identity_revocations')
+      .select(['not_before', 'reason'])
+      .where('principal_kind', '=', certificate.kind)
+      .where('principal_id', '=', certificate.id)
+      .executeTakeFirst();
+    const signedAt = certificate.issuedAt === undefined ? undefined : isoTime(certificate.issuedAt, 'issuedAt');
+    const lateForRevocation =
+      identity !== undefined && signedAt !== undefined && Date.parse(signedAt) < Date.parse(identity.not_before);
     const row = {
       serial,
       principal_kind: certificate.kind,
@@ -158,12 +170,27 @@ export async function recordCertificate(
       not_before: notBefore,
       not_after: notAfter,
       recorded_at: at,
-      revoked_at: null,
-      revocation_reason: null,
+      revoked_at: lateForRevocation ? at : null,
+      revocation_reason: lateForRevocation ? identity.reason : null,
       role,
       chain_pem: chainPem,
+      supersede_at: null,
     };
     await trx.insertInto('certificates').values(row).execute();
+    const after = options.supersedePreviousAfterMs;
+    if (after !== undefined && certificate.kind !== 'centops' && !lateForRevocation) {
+      // The id's other valid certificates now have a successor: they live on for the overlap only.
+      await trx
+        .updateTable('certificates')
+        .set({ supersede_at: new Date(now.getTime() + after).toISOString() })
+        .where('principal_kind', '=', certificate.kind)
+        .where('principal_id', '=', certificate.id)
+        .where('serial', '!=', serial)
+        .where('revoked_at', 'is', null)
+        .where('supersede_at', 'is', null)
+        .where('not_after', '>', at)
+        .execute();
+    }
     const record = toRecord(row);
     const revision = inNodeDocuments(record.kind) ? await bumpRevision(trx) : null;
     await writeAudit(trx, [
@@ -220,6 +247,23 @@ export async function certificatesOf(
     .limit(CURRENT_MAX)
     .execute();
   return rows.map((row) => ({ ...toRecord(row), chainPem: row.chain_pem }));
+}
+
+/** How many certificates were recorded for one identity at or after `since` (renewal rate limit). */
+export async function countCertificatesSince(
+  db: Kysely<Database>,
+  kind: CertificateKind,
+  id: string,
+  since: Date,
+): Promise<number> {
+  const row = await db
+    .selectFrom('certificates')
+    .select((eb) => eb.fn.countAll<number | string>().as('count'))
+    .where('principal_kind', '=', kind)
+    .where('principal_id', '=', id)
+    .where('recorded_at', '>=', since.toISOString())
+    .executeTakeFirstOrThrow();
+  return Number(row.count);
 }
 
 export async function listCertificates(

@@ -58,7 +58,7 @@ function suite(backend: Backend): void {
 
       const store = await openStore(location);
       try {
-        assert.equal(store.schemaVersion, '0004_certificate_chains');
+        assert.equal(store.schemaVersion, '0005_identity_revocation');
         const kept = await store.getCertificate('a1');
         assert.deepEqual([kept.kind, kept.id, kept.role, kept.fingerprint], ['client', 'police-bot', null, FP('a')]);
 
@@ -161,7 +161,7 @@ function suite(backend: Backend): void {
       }
       const store = await openStore(location);
       try {
-        assert.equal(store.schemaVersion, '0004_certificate_chains');
+        assert.equal(store.schemaVersion, '0005_identity_revocation');
         const [kept, ...others] = await store.certificatesOf('client', 'police-bot');
         assert.deepEqual(others, []);
         assert.deepEqual([kept?.serial, kept?.fingerprint, kept?.chainPem], ['f6', FP('f'), null]);

@@ -84,6 +84,17 @@ export interface CertificatesTable {
   role: string | null;
   /** The issued chain, PEM (migration 0004): client and node certificates recorded since; null before. */
   chain_pem: string | null;
+  /** When a renewal's predecessor is revoked as superseded (migration 0005); null otherwise. */
+  supersede_at: string | null;
+}
+
+/** Migration 0005: one "not before" per identity; certificates issued before it are refused. */
+export interface IdentityRevocationsTable {
+  principal_kind: string;
+  principal_id: string;
+  not_before: string;
+  reason: string;
+  revoked_by: string;
 }
 
 export interface DenylistTable {
@@ -112,6 +123,7 @@ export interface Database {
   audit_log: AuditLogTable;
   bootstrap_tokens: BootstrapTokensTable;
   certificates: CertificatesTable;
+  identity_revocations: IdentityRevocationsTable;
   denylist: DenylistTable;
   node_status: NodeStatusTable;
 }

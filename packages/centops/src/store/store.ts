@@ -5,18 +5,27 @@
  */
 import type { Kysely } from 'kysely';
 import { DmrError, type PrincipalKind } from '@dmr/core';
-import type { RevocationReason } from '@dmr/pki';
+import type { CertificateKind, RevocationReason } from '@dmr/pki';
 import { RESOURCE_KINDS, type ResourceKind, type ResourceSpecs, type Stored } from '../model.js';
 import { applyChanges } from './apply.js';
 import { listAudit } from './audit.js';
 import {
   certificatesOf,
+  countCertificatesSince,
   getCertificate,
   listCertificates,
   recordCertificate,
   revokeCertificate,
 } from './certificates.js';
 import { connect } from './connect.js';
+import {
+  identityNotBefore,
+  revokeIdentity,
+  revokeSuperseded,
+  revokedUnexpired,
+  type IdentityKind,
+  type IdentityRevocation,
+} from './identities.js';
 import { addToDenylist, listDenylist, removeFromDenylist } from './denylist.js';
 import { activePolicy } from '../policy/versions.js';
 import { parseLocation, type Dialect } from './location.js';
@@ -24,7 +33,7 @@ import { migrateToLatest } from './migrate.js';
 import { getNodeStatus, listNodeStatus, reportNodeStatus } from './node-status.js';
 import { findResource, listResources, loadAllResources, narrow } from './resources.js';
 import type { Database } from './schema.js';
-import { consumeBootstrapToken, createBootstrapToken, listBootstrapTokens } from './tokens.js';
+import { checkBootstrapToken, consumeBootstrapToken, createBootstrapToken, listBootstrapTokens } from './tokens.js';
 import { currentRevision, readTransaction } from './tx.js';
 import type {
   Actor,
@@ -43,6 +52,7 @@ import type {
   ListOptions,
   NewCertificate,
   NodeStatus,
+  RecordCertificateOptions,
   NodeStatusReport,
   Page,
   RegistrySnapshot,
@@ -168,6 +178,11 @@ class KyselyStore implements Store {
     return createBootstrapToken(this.db, request, actor, this.now());
   }
 
+  checkBootstrapToken(token: string, actor: Actor): Promise<{ id: string; kind: PrincipalKind }> {
+    assertActor(actor);
+    return checkBootstrapToken(this.db, token, actor, this.now());
+  }
+
   consumeBootstrapToken(token: string, actor: Actor): Promise<{ id: string; kind: PrincipalKind }> {
     assertActor(actor);
     return consumeBootstrapToken(this.db, token, actor, this.now());
@@ -177,9 +192,36 @@ class KyselyStore implements Store {
     return listBootstrapTokens(this.db, id);
   }
 
-  recordCertificate(certificate: NewCertificate, actor: Actor): Promise<CertificateRecord> {
+  recordCertificate(
+    certificate: NewCertificate,
+    actor: Actor,
+    options: RecordCertificateOptions = {},
+  ): Promise<CertificateRecord> {
     assertActor(actor);
-    return recordCertificate(this.db, certificate, actor, this.now());
+    return recordCertificate(this.db, certificate, actor, this.now(), options);
+  }
+
+  revokeIdentity(
+    identity: { kind: IdentityKind; id: string },
+    reason: RevocationReason,
+    actor: Actor,
+    options: { denylistReason?: string } = {},
+  ): Promise<IdentityRevocation> {
+    assertActor(actor);
+    return revokeIdentity(this.db, identity, reason, actor, this.now(), options);
+  }
+
+  identityNotBefore(kind: string, id: string): Promise<string | undefined> {
+    return identityNotBefore(this.db, kind, id);
+  }
+
+  revokeSuperseded(actor: Actor): Promise<{ serials: string[]; revision: number | null }> {
+    assertActor(actor);
+    return revokeSuperseded(this.db, actor, this.now());
+  }
+
+  revokedUnexpired(): Promise<Array<{ serial: string; reason: RevocationReason }>> {
+    return revokedUnexpired(this.db, this.now());
   }
 
   getCertificate(serial: string): Promise<CertificateRecord> {
@@ -188,6 +230,10 @@ class KyselyStore implements Store {
 
   certificatesOf(kind: 'client' | 'node', id: string): Promise<CertificateWithChain[]> {
     return certificatesOf(this.db, kind, id, this.now());
+  }
+
+  countCertificatesSince(kind: CertificateKind, id: string, since: Date): Promise<number> {
+    return countCertificatesSince(this.db, kind, id, since);
   }
 
   listCertificates(query: CertificateQuery = {}): Promise<Page<CertificateRecord>> {

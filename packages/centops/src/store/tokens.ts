@@ -77,6 +77,54 @@ export async function createBootstrapToken(
 type ConsumeOutcome =
   { ok: true; id: string; kind: PrincipalKind } | { ok: false; reason: 'unknown' | 'used' | 'expired' };
 
+function tokenRefused(reason: 'unknown' | 'used' | 'expired'): DmrError {
+  const what = reason === 'unknown' ? 'not known' : reason;
+  return new DmrError('TOKEN_INVALID', `the bootstrap token is ${what}`, {
+    details: { reason },
+    hint: 'ask an operator for a new bootstrap token',
+  });
+}
+
+/**
+ * Whom an unused, unexpired token is for, without spending it: enrolment
+ * looks at the token before anything else and spends it only once every
+ * other check has passed. A known token that cannot be used is audited
+ * like a refused consumption.
+ */
+export async function checkBootstrapToken(
+  db: Kysely<Database>,
+  token: string,
+  actor: string,
+  now: Date,
+): Promise<{ id: string; kind: PrincipalKind }> {
+  if (typeof token !== 'string' || !token.startsWith(TOKEN_PREFIX)) throw tokenRefused('unknown');
+  const hash = hashToken(token);
+  const at = now.toISOString();
+  const row = await db
+    .selectFrom('bootstrap_tokens')
+    .select(['principal_id', 'resource_kind', 'used_at', 'expires_at'])
+    .where('token_hash', '=', hash)
+    .executeTakeFirst();
+  if (row === undefined) throw tokenRefused('unknown');
+  if (row.used_at === null && row.expires_at > at) {
+    return { id: row.principal_id, kind: principalKindOf(row.resource_kind) };
+  }
+  const reason = row.used_at !== null ? 'used' : 'expired';
+  await writeTransaction(db, (trx) =>
+    writeAudit(trx, [
+      {
+        at,
+        actor,
+        action: 'token.refuse',
+        kind: 'BootstrapToken',
+        id: row.principal_id,
+        detail: { ref: hash.slice(0, REF_LENGTH), reason },
+      },
+    ]),
+  );
+  throw tokenRefused(reason);
+}
+
 /**
  * The used-mark is a single conditional UPDATE (unused and unexpired → used),
  * so of two concurrent presentations exactly one gets the row back, on
@@ -92,13 +140,7 @@ export async function consumeBootstrapToken(
   const outcome: ConsumeOutcome = wellFormed
     ? await writeTransaction(db, (trx) => consume(trx, hashToken(token), actor, now.toISOString()))
     : { ok: false, reason: 'unknown' };
-  if (!outcome.ok) {
-    const what = outcome.reason === 'unknown' ? 'not known' : outcome.reason;
-    throw new DmrError('TOKEN_INVALID', `the bootstrap token is ${what}`, {
-      details: { reason: outcome.reason },
-      hint: 'ask an operator for a new bootstrap token',
-    });
-  }
+  if (!outcome.ok) throw tokenRefused(outcome.reason);
   return { id: outcome.id, kind: outcome.kind };
 }
 

@@ -6,6 +6,7 @@
 import type { PrincipalKind } from '@dmr/core';
 import type { CertificateKind, OperatorRole, RevocationReason } from '@dmr/pki';
 import type { ResourceKind, ResourceSpecs, Stored } from '../model.js';
+import type { IdentityKind, IdentityRevocation } from './identities.js';
 import type { Dialect } from './location.js';
 
 /** Who made a change: the identity from the caller's client certificate (e.g. its SPIFFE id). */
@@ -94,6 +95,7 @@ export const AUDIT_ACTIONS = [
   'token.refuse',
   'certificate.record',
   'certificate.revoke',
+  'identity.revoke',
   'denylist.add',
   'denylist.remove',
   'policy.update',
@@ -101,7 +103,7 @@ export const AUDIT_ACTIONS = [
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
 /** What an audit entry is about: a registry kind, or one of the store's other records. */
-export type AuditKind = ResourceKind | 'BootstrapToken' | 'Certificate' | 'Denylist' | 'PolicySet';
+export type AuditKind = ResourceKind | 'BootstrapToken' | 'Certificate' | 'Identity' | 'Denylist' | 'PolicySet';
 
 export interface AuditEntry {
   /** Increases with every entry, in commit order. */
@@ -177,14 +179,27 @@ export interface NewCertificate {
    * (lists stay small): read it with `certificatesOf`.
    */
   chainPem?: string | null;
+  /**
+   * When the CA signed it. A certificate signed before its identity's
+   * not-before (a renewal racing a revocation) is recorded as revoked.
+   */
+  issuedAt?: string;
 }
 
 // `role` stays optional here (NewCertificate's) so records built by hand in tests still type-check;
 // the store always sets it: the operator's role, null for every other kind.
-export interface CertificateRecord extends Omit<NewCertificate, 'chainPem'> {
+export interface CertificateRecord extends Omit<NewCertificate, 'chainPem' | 'issuedAt'> {
   recordedAt: string;
   revokedAt: string | null;
   revocationReason: RevocationReason | null;
+}
+
+export interface RecordCertificateOptions {
+  /**
+   * A renewal (or a new enrolment) of a client, node or operator: the id's
+   * other valid certificates are revoked as superseded this long after now.
+   */
+  supersedePreviousAfterMs?: number;
 }
 
 export interface RevokeCertificateOptions {
@@ -276,6 +291,8 @@ export interface Store {
   listAudit(query?: AuditQuery): Promise<Page<AuditEntry>>;
 
   createBootstrapToken(request: BootstrapTokenRequest, actor: Actor): Promise<IssuedBootstrapToken>;
+  /** Whom an unused, unexpired token is for, without using it up; TOKEN_INVALID otherwise (a known token's refusal is audited). */
+  checkBootstrapToken(token: string, actor: Actor): Promise<{ id: string; kind: PrincipalKind }>;
   /** Marks the token used and says whom it was for; TOKEN_INVALID if unknown, used or expired. Atomic. */
   consumeBootstrapToken(token: string, actor: Actor): Promise<{ id: string; kind: PrincipalKind }>;
   listBootstrapTokens(id?: string): Promise<BootstrapTokenInfo[]>;
@@ -285,7 +302,29 @@ export interface Store {
    * documents' directory, so it bumps the revision (same transaction);
    * operators' and CentOps' own do not.
    */
-  recordCertificate(certificate: NewCertificate, actor: Actor): Promise<CertificateRecord>;
+  recordCertificate(
+    certificate: NewCertificate,
+    actor: Actor,
+    options?: RecordCertificateOptions,
+  ): Promise<CertificateRecord>;
+  /**
+   * Revokes an identity: every unexpired certificate of the id, and its
+   * not-before moves to now (certificates issued earlier stay refused, also
+   * after a denylist entry is lifted). Clients and nodes: one revision, with
+   * a denylist entry when `denylistReason` is given.
+   */
+  revokeIdentity(
+    identity: { kind: IdentityKind; id: string },
+    reason: RevocationReason,
+    actor: Actor,
+    options?: { denylistReason?: string },
+  ): Promise<IdentityRevocation>;
+  /** The id's not-before (ISO), if it was ever revoked. */
+  identityNotBefore(kind: string, id: string): Promise<string | undefined>;
+  /** Revokes (superseded) the certificates whose overlap after a renewal has passed. */
+  revokeSuperseded(actor: Actor): Promise<{ serials: string[]; revision: number | null }>;
+  /** Unexpired certificates the store has revoked: what the CRL must list. */
+  revokedUnexpired(): Promise<Array<{ serial: string; reason: RevocationReason }>>;
   getCertificate(serial: string): Promise<CertificateRecord>;
   /**
    * The unexpired certificates (by the store's clock) of one client or node,
@@ -294,6 +333,8 @@ export interface Store {
    * directory picks the current certificate from.
    */
   certificatesOf(kind: 'client' | 'node', id: string): Promise<CertificateWithChain[]>;
+  /** How many certificates were recorded for one identity at or after `since`: the renewal rate limit counts these. */
+  countCertificatesSince(kind: CertificateKind, id: string, since: Date): Promise<number>;
   listCertificates(query?: CertificateQuery): Promise<Page<CertificateRecord>>;
   /** Marks a certificate revoked; a client's or node's bumps the revision (with the denylist entry, if asked). */
   revokeCertificate(

@@ -34,15 +34,17 @@ describe('dmr centops init', () => {
       'tls/api.key',
       'signer/config-signer.key',
       'signer/policy-signer.key',
-      'admin/admin.key',
       'ca/intermediate.key',
       'centops.db',
     ]) {
       assert.equal((await stat(join(cwd, 'c', key))).mode & 0o777, 0o600, key);
     }
-    const config = await readFile(join(cwd, 'c', 'admin.yaml'), 'utf8');
+    // The first admin's credentials are handed over from beside the CentOps directory, never kept in it.
+    await assert.rejects(stat(join(cwd, 'c', 'admin')));
+    assert.equal((await stat(join(cwd, 'c-admin', 'admin.key'))).mode & 0o777, 0o600);
+    const config = await readFile(join(cwd, 'c-admin', 'admin.yaml'), 'utf8');
     assert.match(config, /^endpoint: https:\/\/127\.0\.0\.1:8443$/m);
-    assert.match(config, /^clientCertificate: admin\/admin\.crt$/m);
+    assert.match(config, /^clientCertificate: admin\.crt$/m);
   });
 
   it('--pki signs the intermediate with an existing root and leaves its key where it is', async () => {
@@ -68,7 +70,7 @@ describe('dmr centops init', () => {
       await readFile(join(cwd, 'p', 'ca', 'root.crt'), 'utf8'),
       await readFile(join(cwd, 'root', 'root.crt'), 'utf8'),
     );
-    await stat(join(cwd, 'p', 'admin', 'ops-alice.crt'));
+    await stat(join(cwd, 'p-admin', 'ops-alice.crt'));
   });
 
   it('refuses to overwrite, and needs exactly one of --pki or --dev', () => {

@@ -1,7 +1,15 @@
-/** `dmr centops init | serve | operator add`: a thin layer over @dmr/centops' server module. */
+/** `dmr centops init | serve | operator add | rotate-signer`: a thin layer over @dmr/centops' server module. */
 import { Command } from 'commander';
 import { DmrError } from '@dmr/core';
-import { addOperator, initCentOps, serve, type AddOperatorResult, type InitCentOpsResult } from '@dmr/centops';
+import {
+  addOperator,
+  initCentOps,
+  rotateSigner,
+  serve,
+  type AddOperatorResult,
+  type InitCentOpsResult,
+  type SignerName,
+} from '@dmr/centops';
 import { action } from '../action.js';
 import { printResult, renderFields } from '../output.js';
 
@@ -18,6 +26,7 @@ interface InitOptions {
   listen: string;
   enrolListen?: string;
   admin: string;
+  adminDir?: string;
   dns: string[];
   ip: string[];
 }
@@ -38,7 +47,8 @@ function renderInit(result: InitCentOpsResult): string {
     '',
     'next steps:',
     `  dmr centops serve --dir ${result.dir}`,
-    `  keep ${result.admin.key} private; it is the first admin's key`,
+    `  hand ${result.admin.dir}/ to the first admin and delete it from this host:`,
+    `  it holds their key, and serve refuses to start while a key not CentOps' own lies in ${result.dir}`,
     ...(result.root === 'dev' ? [] : [`  move the root key (${result.root}/root.key) offline again`]),
   ].join('\n');
 }
@@ -113,6 +123,7 @@ export function centopsCommand(): Command {
       .option('--listen <host:port>', 'API listener (mutual TLS)', '127.0.0.1:8443')
       .option('--enrol-listen <host:port>', 'enrolment listener (default: the API port + 1)')
       .option('--admin <id>', 'id of the first admin operator', 'admin')
+      .option('--admin-dir <dir>', "where the first admin's key and CLI config go, outside --dir (default: DIR-admin)")
       .option('--dns <name>', 'extra DNS name for the server certificate (repeatable)', collect, [])
       .option('--ip <address>', 'extra IP address for the server certificate (repeatable)', collect, [])
       .action(
@@ -129,6 +140,7 @@ export function centopsCommand(): Command {
             listen: options.listen,
             enrolListen: options.enrolListen,
             admin: options.admin,
+            adminDir: options.adminDir,
             dns: options.dns,
             ips: options.ip,
           });
@@ -148,5 +160,29 @@ export function centopsCommand(): Command {
       ),
   );
   command.addCommand(operatorCommand());
+  command.addCommand(
+    new Command('rotate-signer')
+      .description(
+        'a new key and certificate for the config or policy signer; the old one is revoked (stop CentOps first)',
+      )
+      .option('--dir <dir>', 'a directory made by `dmr centops init`', '.')
+      .requiredOption('--signer <name>', 'config or policy')
+      .action(
+        action<[{ dir: string; signer: string }]>(async ({ format }, options) => {
+          const result = await rotateSigner({ dir: options.dir, signer: options.signer as SignerName });
+          printResult(format, result, (rotated) =>
+            renderFields([
+              ['signer', rotated.signer],
+              ['new serial', `${rotated.serial} (valid until ${rotated.notAfter})`],
+              ['revoked', `${rotated.previousSerial} (superseded)`],
+              ...(rotated.policyVersion === undefined
+                ? []
+                : [['policy set', `re-signed as version ${rotated.policyVersion}`] as [string, string]]),
+              ['next', 'start CentOps again: nodes take the new signer and refuse the old one'],
+            ]),
+          );
+        }),
+      ),
+  );
   return command;
 }

@@ -210,8 +210,8 @@ describe('dmr policy --centops and dmr ctl policy against a real CentOps', () =>
     };
     admin = await write('admin.yaml', {
       caBundle: join(centopsDir, 'ca/root.crt'),
-      clientCertificate: join(centopsDir, 'admin/admin.crt'),
-      clientKey: join(centopsDir, 'admin/admin.key'),
+      clientCertificate: join(`${centopsDir}-admin`, 'admin.crt'),
+      clientKey: join(`${centopsDir}-admin`, 'admin.key'),
     });
     const vera = await server.ca.issueWithKey({ kind: 'operator', id: 'vera', role: 'viewer' });
     await writeFile(join(cwd, 'vera.crt'), vera.chainPem);

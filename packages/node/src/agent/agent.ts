@@ -27,8 +27,10 @@ import { AgentMetrics, serveMetrics } from './metrics.js';
 import type { RunConfig } from './run-config.js';
 import {
   checkBundleDigest,
+  readCrl,
   readLastGood,
   verifySigned,
+  writeCrl,
   writeLastGood,
   writeLocalStatus,
   type LocalStatus,
@@ -62,6 +64,8 @@ interface Applied {
 }
 
 const MAX_REASON = 1000;
+/** Without a broker CRL directory the CRL is fetched for the signer checks only: this often. */
+const CRL_REFRESH_WITHOUT_BROKER_MS = 15 * 60_000;
 
 /** The refusal reason CentOps stores: the catalogue code and message, never secrets or payloads. */
 export function refusalReason(error: unknown): { code: string; reason: string } {
@@ -77,10 +81,22 @@ function isTransient(error: unknown): boolean {
   );
 }
 
-/** Whether `next` denylists an id `previous` did not. */
-function denylistGrew(previous: NodeConfig | undefined, next: NodeConfig): boolean {
+/**
+ * Whether `next` says something was revoked since `previous`: it denylists
+ * an id `previous` did not, or a certificate `previous` listed (directory or
+ * link peer) is gone before its expiry (revoked, superseded after a renewal,
+ * or its id deleted). Either way the CRL has news for the broker and for the
+ * signer checks.
+ */
+export function revocationsGrew(previous: NodeConfig | undefined, next: NodeConfig, now: Date): boolean {
   const before = new Set(previous?.denylist.map((entry) => `${entry.kind}/${entry.id}`) ?? []);
-  return next.denylist.some((entry) => !before.has(`${entry.kind}/${entry.id}`));
+  if (next.denylist.some((entry) => !before.has(`${entry.kind}/${entry.id}`))) return true;
+  const refs = (config: NodeConfig) => [
+    ...config.directory.flatMap((entry) => entry.certificates),
+    ...config.links.flatMap((link) => link.peerCertificates),
+  ];
+  const listed = new Set(refs(next).map((ref) => ref.fingerprint));
+  return refs(previous ?? next).some((ref) => !listed.has(ref.fingerprint) && Date.parse(ref.notAfter) > now.getTime());
 }
 
 export class NodeAgent {
@@ -106,6 +122,8 @@ export class NodeAgent {
   #retryBackoff: Backoff;
   #retry: NodeJS.Timeout | undefined;
   #chain: Promise<unknown> = Promise.resolve();
+  /** The last CRL fetched from CentOps (verified where it is used): signer chains are checked against it. */
+  #crlPem: string | undefined;
 
   constructor(config: RunConfig, options: AgentOptions = {}) {
     this.config = config;
@@ -163,7 +181,9 @@ export class NodeAgent {
     this.#useIdentity(identity);
     await this.#installBrokerIdentity(identity);
     this.#scheduleRenewal();
-    if (config.broker.tls?.crlDir !== undefined) await this.#refreshCrl();
+    // Before the last good document: its signers are checked against the CRL (the one on disk if CentOps is down).
+    this.#crlPem = await readCrl(config.dataDir);
+    await this.#refreshCrl();
 
     const password = (await readFile(config.broker.management.passwordFile, 'utf8')).trim();
     this.#management = new ManagementClient({
@@ -306,12 +326,24 @@ export class NodeAgent {
     }
   }
 
+  /**
+   * Fetches CentOps' CRL: kept for the signer checks (memory and disk) and,
+   * with a broker CRL directory, installed for the broker's handshakes.
+   */
   async #refreshCrl(): Promise<void> {
     const crlDir = this.config.broker.tls?.crlDir;
     const client = this.#client;
-    if (crlDir === undefined || client === undefined || this.#stopped) return;
+    if (client === undefined || this.#stopped) return;
     try {
-      const installed = await installBrokerCrl(crlDir, await client.crl());
+      const pem = await client.crl();
+      this.#crlPem = pem;
+      await writeCrl(this.config.dataDir, pem);
+      if (crlDir === undefined) {
+        this.#crlBackoff.reset();
+        this.#timer('crl', CRL_REFRESH_WITHOUT_BROKER_MS, () => this.#refreshCrl());
+        return;
+      }
+      const installed = await installBrokerCrl(crlDir, pem);
       this.#crlBackoff.reset();
       const delay = crlRefreshDelayMs(installed);
       this.logger.info(
@@ -334,7 +366,18 @@ export class NodeAgent {
       trustDomain: this.config.centops.trustDomain,
       trustBundlePem: identity.trustBundlePem,
       ...(minRevision === undefined ? {} : { minRevision }),
+      ...(this.#crlPem === undefined ? {} : { crlPems: [this.#crlPem] }),
     };
+  }
+
+  /**
+   * A revoked signer must be refused from its next document on, not from
+   * the next scheduled refresh: before judging a new document the agent
+   * fetches the CRL again (one small, cached GET per revision; coalesced
+   * documents need one). If CentOps cannot be reached the CRL it has is used.
+   */
+  async #freshCrl(): Promise<void> {
+    await this.#refreshCrl();
   }
 
   /** Offline start: the last good document from disk, applied again (the broker may have lost its layout). */
@@ -405,6 +448,7 @@ export class NodeAgent {
     }
     let outcome: DocumentOutcome;
     try {
+      await this.#freshCrl();
       const config = await verifySigned(document.jws, this.#verifyContext(applied?.revision));
       const bundle = await this.#bundleFor(config, applied);
       const result = await this.#reconcile(config);
@@ -412,8 +456,8 @@ export class NodeAgent {
         this.logger.warn({ revision: config.revision, conflicts: result.conflicts }, 'reconcile left conflicts');
       }
       await writeLastGood(this.config.dataDir, document.jws, bundle);
-      // A revocation comes with a denylist entry: fetch the new CRL now, not at the next scheduled refresh.
-      if (denylistGrew(applied?.config, config)) void this.#refreshCrl();
+      // A revocation shows in the document: fetch the new CRL now, not at the next scheduled refresh.
+      if (revocationsGrew(applied?.config, config, new Date())) void this.#refreshCrl();
       this.#applied = { revision: config.revision, jws: document.jws, config, bundle };
       this.#refused = null;
       this.#retryBackoff.reset();
@@ -480,7 +524,11 @@ export class NodeAgent {
     if (this.#engine === undefined || this.#engineTrust !== trustBundlePem) {
       const previous = this.#engine;
       this.#engine = new PolicyEngine({
-        verification: { trustBundlePem, expectedSigner: policySignerSpiffeId(this.config.centops.trustDomain) },
+        verification: {
+          trustBundlePem,
+          expectedSigner: policySignerSpiffeId(this.config.centops.trustDomain),
+          crlPems: () => (this.#crlPem === undefined ? [] : [this.#crlPem]),
+        },
       });
       this.#engineTrust = trustBundlePem;
       await previous?.close();

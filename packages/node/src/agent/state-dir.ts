@@ -8,6 +8,7 @@
  *   state/config.jws           the last applied signed document (last known good)
  *   state/policy.tar.gz        the verified bundle it names
  *   state/status.json          what the agent last did (applied, refused, connected)
+ *   state/crl.pem              the last CRL fetched (signer checks, also offline)
  *
  * Write order matters for readers that may look at any moment: the bundle
  * is written before the document that names it, each by rename, so a reader
@@ -32,6 +33,8 @@ export interface DataPaths {
   configFile: string;
   bundleFile: string;
   statusFile: string;
+  /** The last CRL fetched from CentOps: signer checks use it, also on an offline start. */
+  crlFile: string;
 }
 
 export function dataPaths(dataDir: string): DataPaths {
@@ -46,6 +49,7 @@ export function dataPaths(dataDir: string): DataPaths {
     configFile: join(stateDir, 'config.jws'),
     bundleFile: join(stateDir, 'policy.tar.gz'),
     statusFile: join(stateDir, 'status.json'),
+    crlFile: join(stateDir, 'crl.pem'),
   };
 }
 
@@ -86,6 +90,8 @@ export interface VerifyContext {
   trustBundlePem: string;
   /** Refuse documents older than this. */
   minRevision?: number;
+  /** The CRLs the node fetched: a document signed by a revoked signer is refused. */
+  crlPems?: readonly string[];
 }
 
 /** Verifies a signed document for this node (verifyNodeConfig with the node's trust and identity). */
@@ -95,6 +101,7 @@ export async function verifySigned(jws: string, context: VerifyContext): Promise
     expectedSigner: configSignerSpiffeId(context.trustDomain),
     expectedNodeId: context.nodeId,
     ...(context.minRevision === undefined ? {} : { minRevision: context.minRevision }),
+    ...(context.crlPems === undefined ? {} : { crlPems: context.crlPems }),
   });
   return config;
 }
@@ -161,4 +168,15 @@ export async function writeLocalStatus(dataDir: string, status: LocalStatus): Pr
 export async function readLocalStatus(dataDir: string): Promise<LocalStatus | undefined> {
   const bytes = await readOptional(dataPaths(dataDir).statusFile);
   return bytes === undefined ? undefined : (JSON.parse(bytes.toString('utf8')) as LocalStatus);
+}
+
+/** The CRL kept from the last fetch, if any. */
+export async function readCrl(dataDir: string): Promise<string | undefined> {
+  return (await readOptional(dataPaths(dataDir).crlFile))?.toString('utf8');
+}
+
+export async function writeCrl(dataDir: string, pem: string): Promise<void> {
+  const paths = dataPaths(dataDir);
+  await ensurePrivateDirectory(paths.stateDir);
+  await writeFileAtomic(paths.crlFile, pem, { overwrite: true, mode: 0o644 });
 }

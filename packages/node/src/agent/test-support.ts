@@ -64,8 +64,8 @@ export async function startAgentEnvironment(): Promise<AgentEnvironment> {
   try {
     const ca = await readFile(join(centopsDir, 'ca', 'root.crt'), 'utf8');
     const admin = {
-      cert: await readFile(join(centopsDir, 'admin', 'admin.crt'), 'utf8'),
-      key: await readFile(join(centopsDir, 'admin', 'admin.key'), 'utf8'),
+      cert: await readFile(join(`${centopsDir}-admin`, 'admin.crt'), 'utf8'),
+      key: await readFile(join(`${centopsDir}-admin`, 'admin.key'), 'utf8'),
     };
     const profile = { keyAlgorithm: 'ecdsa-p256' as const, lifetime: '7d', extraDns: [], extraIps: [] };
     const { store } = server;

@@ -8,6 +8,7 @@ import { initialMigration } from './0001_initial.js';
 import { operatorCertificatesMigration } from './0002_operator_certificates.js';
 import { policiesMigration } from './0003_policies.js';
 import { certificateChainsMigration } from './0004_certificate_chains.js';
+import { identityRevocationMigration } from './0005_identity_revocation.js';
 
 export function migrationsFor(dialect: Dialect): Record<string, Migration> {
   return {
@@ -15,6 +16,7 @@ export function migrationsFor(dialect: Dialect): Record<string, Migration> {
     '0002_operator_certificates': operatorCertificatesMigration(dialect),
     '0003_policies': policiesMigration(dialect),
     '0004_certificate_chains': certificateChainsMigration(),
+    '0005_identity_revocation': identityRevocationMigration(dialect),
   };
 }
 

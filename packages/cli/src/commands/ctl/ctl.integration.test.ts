@@ -99,8 +99,8 @@ describe('dmr ctl against a real CentOps', () => {
       endpoint: server.apiUrl,
       enrolEndpoint: server.enrolUrl,
       caBundle: 'ca/root.crt',
-      clientCertificate: 'admin/admin.crt',
-      clientKey: 'admin/admin.key',
+      clientCertificate: '../centops-admin/admin.crt',
+      clientKey: '../centops-admin/admin.key',
     });
     const viewer = await server.ca.issueWithKey({ kind: 'operator', id: 'vera', role: 'viewer' });
     await writeFile(join(dir, 'vera.crt'), viewer.chainPem);
@@ -385,8 +385,8 @@ spec: { id: dmr-tallinn--dmr-tartu, nodes: [dmr-tallinn, dmr-tartu], cost: 0 }
     const down = await writeConfig('down.yaml', {
       endpoint: `https://127.0.0.1:${port}`,
       caBundle: join(centopsDir, 'ca/root.crt'),
-      clientCertificate: join(centopsDir, 'admin/admin.crt'),
-      clientKey: join(centopsDir, 'admin/admin.key'),
+      clientCertificate: join(`${centopsDir}-admin`, 'admin.crt'),
+      clientKey: join(`${centopsDir}-admin`, 'admin.key'),
     });
     const result = await run(['ctl', '--config', down, 'get', 'nodes'], { cwd: dir });
     assert.equal(result.status, 11);

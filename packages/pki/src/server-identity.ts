@@ -20,7 +20,7 @@
  * request is written, so a bootstrap token never reaches an impostor).
  *
  * Where a client learns the trust domain (`trustDomainFromCertificate`,
- * `trustDomainFromTrustBundle`) is described in docs/decisions/0008.
+ * `trustDomainFromTrustBundle`) is described in docs/decisions/0009-pinned-server-identities.md.
  */
 import { checkServerIdentity as checkHostName, type PeerCertificate } from 'node:tls';
 import { DmrError, assertValidId, isDmrError, isValidTrustDomain, spiffeId } from '@dmr/core';

@@ -1,5 +1,5 @@
 /**
- * Rotating a signer (ADR 0008) on a real CentOps (SQLite; nothing here
+ * Rotating a signer (ADR 0012) on a real CentOps (SQLite; nothing here
  * depends on the store's dialect): after `rotateSigner`, documents and
  * bundles are signed by the new certificate, the old one is on the CRL, and
  * a document signed by the old one is refused by a verifier holding that CRL.

@@ -7,7 +7,7 @@
  * version: nodes never activate an older bundle revision, and the bundle
  * they hold is signed by the certificate just revoked. Run it with CentOps
  * stopped (the server loads its signers at start), then start it again.
- * ADR 0008 "Rotating a signer".
+ * ADR 0012 "Rotating a signer".
  */
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';

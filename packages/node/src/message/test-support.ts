@@ -12,6 +12,8 @@ export const LIMITS: MessageConfig['limits'] = {
   deliveryLimit: 5,
   timestampSkewMs: 300_000,
   dedupWindowMs: 86_700_000,
+  maxConnectionsPerUser: 10,
+  maxChannelsPerUser: 100,
 };
 
 function entry(id: string, homeNode: string, status: 'active' | 'suspended' | 'revoked' = 'active') {

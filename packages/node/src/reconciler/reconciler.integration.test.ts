@@ -220,6 +220,8 @@ describe('reconciler on a harness broker', () => {
       deliveryLimit: 5,
       timestampSkewMs: 300_000,
       dedupWindowMs: 86_700_000,
+      maxConnectionsPerUser: 10,
+      maxChannelsPerUser: 100,
     };
     const config = sampleConfig(['alpha-bot', 'gamma-bot'], { denylist: [denyClient('alpha-bot')], limits });
     const result = await reconcile(management, desiredLayout(config));

@@ -29,6 +29,7 @@ function config(): NodeConfig {
   return {
     apiVersion: 'dmr.ee/v1',
     kind: 'NodeConfig',
+    trustDomain: 'dmr.test',
     node: { id: 'node-a', amqpsEndpoint: 'amqps://127.0.0.1:5671', managementEndpoint: 'https://127.0.0.1:15671' },
     revision: 7,
     issuedAt: '2026-01-01T00:00:00.000Z',
@@ -47,6 +48,8 @@ function config(): NodeConfig {
       deliveryLimit: 3,
       timestampSkewMs: 300_000,
       dedupWindowMs: 400_000,
+      maxConnectionsPerUser: 10,
+      maxChannelsPerUser: 100,
     },
   };
 }

@@ -29,6 +29,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startBrokers, type BrokerHarness, type ManagementClient } from '@dmr/broker-harness';
 import type { NodeConfig } from '@dmr/centops';
+import { spiffeId } from '@dmr/core';
 import { CertificateAuthority } from '@dmr/pki';
 import { BundleSigner, PolicyEngine, buildBundle, policySignerSpiffeId, type BundleVerification } from '@dmr/policy';
 import type { ChannelModel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
@@ -103,7 +104,14 @@ export const DEFAULT_LIMITS: Limits = {
   deliveryLimit: 3,
   timestampSkewMs: 300_000,
   dedupWindowMs: 900_000,
+  maxConnectionsPerUser: 10,
+  maxChannelsPerUser: 100,
 };
+
+/** The broker user of a client of the fixture, and the `user_id` it sends: its certificate's SPIFFE id. */
+export function clientUser(id: string): string {
+  return spiffeId(TRUST_DOMAIN, 'client', id);
+}
 
 /** What a client publishes; every field can be overridden, `null` removes a property or header. */
 export interface SendOptions {
@@ -497,6 +505,7 @@ function fixtureConfig(nodeId: string, clients: readonly FixtureClientSpec[], li
   return {
     apiVersion: 'dmr.ee/v1',
     kind: 'NodeConfig',
+    trustDomain: TRUST_DOMAIN,
     node: { id: nodeId, amqpsEndpoint: 'amqps://127.0.0.1:5671', managementEndpoint: 'https://127.0.0.1:15671' },
     revision: 1,
     issuedAt: new Date().toISOString().replace(/\.\d+Z$/, '.000Z'),

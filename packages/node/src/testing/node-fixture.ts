@@ -449,8 +449,12 @@ export class NodeFixture {
     if (!this.#material.has(reader)) {
       const issued = await this.ca.issueWithKey({ kind: 'client', id: reader });
       this.#material.set(reader, { certificatePem: issued.chainPem, privateKeyPem: issued.privateKeyPem });
-      await this.management.createCertificateUser(reader, []);
-      await this.management.setPermissions(this.vhost, reader, { configure: '', write: '', read: '^dmr\\.audit$' });
+      await this.management.createCertificateUser(clientUser(reader), []);
+      await this.management.setPermissions(this.vhost, clientUser(reader), {
+        configure: '',
+        write: '',
+        read: '^dmr\\.audit$',
+      });
     }
     const connection = await this.connectAs(reader);
     try {

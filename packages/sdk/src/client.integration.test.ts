@@ -358,7 +358,7 @@ describe('DmrClient against a DMR node', () => {
     }
   });
 
-  it('refuses to connect with a certificate of another id, or as a client the node does not know', async () => {
+  it('refuses to connect with a certificate of another id or kind, or as a client the node does not know', async () => {
     const ghost = await node.ca.issueWithKey({ kind: 'client', id: 'ghost-bot' });
     const base = {
       url: `amqps://127.0.0.1:${node.harness.node(0).amqpsPort}`,
@@ -371,6 +371,19 @@ describe('DmrClient against a DMR node', () => {
     await assert.rejects(DmrClient.connect({ ...base, id: 'ghost-bot', url: 'amqp://127.0.0.1:5672' }), {
       code: 'INVALID_ARGUMENT',
     });
+    // CN ria-bot, but an operator's SPIFFE id: the broker would log it in as no client at all.
+    const operator = await node.ca.issueWithKey({ kind: 'operator', id: 'ria-bot', role: 'admin' });
+    await assert.rejects(
+      DmrClient.connect({
+        ...base,
+        id: 'ria-bot',
+        tls: { cert: operator.chainPem, key: operator.privateKeyPem, ca: node.harness.trustBundlePem },
+      }),
+      {
+        code: 'INVALID_ARGUMENT',
+        message: "the certificate's SPIFFE id is spiffe://dmr.test/operator/ria-bot, not that of client ria-bot",
+      },
+    );
   });
 
   it('reconnects across a broker restart: every send that resolved is handled exactly once', async (t) => {

@@ -29,7 +29,7 @@ import {
   type ConsumeMessage,
   type Options,
 } from 'amqplib';
-import { AckBatcher, DmrError, isDmrError, isValidId } from '@dmr/core';
+import { AckBatcher, DmrError, isDmrError, isValidId, spiffeId } from '@dmr/core';
 import { backoffDelay, type BackoffOptions } from './backoff.js';
 import { checkPeerCertificate, describeCertificate } from './certificates.js';
 import { DedupWindow, type DedupOptions } from './dedup.js';
@@ -81,7 +81,11 @@ export interface ConnectOptions {
   url: string;
   /** The node id: the vhost is `dmr-<node>`. */
   node: string;
-  /** This client's id: the certificate's CN, `user_id` of every message, the queue `dmr.client.<id>`. */
+  /**
+   * This client's id: the certificate's CN and the id in its SPIFFE id
+   * (`spiffe://<trust domain>/client/<id>`, which is also `user_id` of every
+   * message), the queue `dmr.client.<id>`.
+   */
   id: string;
   tls: TlsOptions;
   /** TLS server name (SNI and certificate check); default the URL's host. */
@@ -314,6 +318,8 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
   readonly node: string;
   readonly vhost: string;
   readonly #options: ConnectOptions;
+  /** `user_id` of every message: the certificate's SPIFFE id, the user the broker logged this client in as. */
+  readonly #userId: string;
   readonly #url: URL;
   #tls: TlsPem;
   /** Keys this client renewed away from, until their certificate expires (end-to-end decryption). */
@@ -343,10 +349,11 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
     reconnects: 0,
   };
 
-  private constructor(options: ConnectOptions, tls: TlsPem) {
+  private constructor(options: ConnectOptions, tls: TlsPem, userId: string) {
     super();
     this.#options = options;
     this.id = options.id;
+    this.#userId = userId;
     this.node = options.node;
     this.vhost = options.vhost ?? nodeVhost(options.node);
     this.#url = new URL(options.url);
@@ -369,12 +376,25 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
       });
     }
     const tls = await loadTls(options.tls);
-    const certificateId = describeCertificate(tls.cert).id;
-    if (certificateId !== options.id) {
+    const certificate = describeCertificate(tls.cert);
+    if (certificate.id !== options.id) {
       // RabbitMQ would close the channel (406) on the first send: say why now.
-      throw new DmrError('INVALID_ARGUMENT', `the certificate is for ${certificateId ?? '(no CN)'}, not ${options.id}`);
+      throw new DmrError(
+        'INVALID_ARGUMENT',
+        `the certificate is for ${certificate.id ?? '(no CN)'}, not ${options.id}`,
+      );
     }
-    const client = new DmrClient(options, tls);
+    // The broker logs the certificate in as its SPIFFE id and accepts no other user_id.
+    const userId =
+      certificate.trustDomain === undefined ? undefined : spiffeId(certificate.trustDomain, 'client', options.id);
+    if (userId === undefined || certificate.spiffeId !== userId) {
+      throw new DmrError(
+        'INVALID_ARGUMENT',
+        `the certificate's SPIFFE id is ${certificate.spiffeId ?? '(none)'}, not that of client ${options.id}`,
+        { hint: 'connect with the client certificate CentOps issued for this id (kind client)' },
+      );
+    }
+    const client = new DmrClient(options, tls, userId);
     await client.#start();
     return client;
   }
@@ -439,7 +459,7 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
     const publish: Options.Publish = {
       persistent: true,
       messageId: id,
-      userId: this.id,
+      userId: this.#userId,
       type: options.type,
       headers,
       ...(contentType === undefined ? {} : { contentType }),

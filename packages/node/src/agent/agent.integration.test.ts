@@ -23,7 +23,14 @@ import { RouterSupervisor } from './supervisor.js';
 import { CentOpsClient } from './centops-client.js';
 import { loadRunConfig, type RunConfig } from './run-config.js';
 import { dataPaths, readLocalStatus } from './state-dir.js';
-import { NODE, serverSerial, startAgentEnvironment, writeRunConfig, type AgentEnvironment } from './test-support.js';
+import {
+  NODE,
+  TD,
+  serverSerial,
+  startAgentEnvironment,
+  writeRunConfig,
+  type AgentEnvironment,
+} from './test-support.js';
 
 async function waitFor<T>(
   what: string,
@@ -371,7 +378,7 @@ describe('node agent with a real CentOps and broker', () => {
             {
               persistent: true,
               messageId,
-              userId: 'police-bot',
+              userId: `spiffe://${TD}/client/police-bot`,
               type: 'ChatMessage',
               timestamp: Math.floor(Date.now() / 1000),
               headers: { 'dmr-recipient': to, 'dmr-version': 1 },

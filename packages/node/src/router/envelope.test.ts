@@ -97,7 +97,7 @@ describe('router envelope', () => {
   it('delivers with the client properties and headers, without user_id, with DMR headers and remaining TTL', () => {
     const properties = {
       messageId: validated().messageId,
-      userId: 'ria-bot',
+      userId: 'spiffe://dmr.test/client/ria-bot',
       type: 'ChatMessage',
       timestamp: NOW / 1000,
       expiration: '30000',
@@ -125,7 +125,7 @@ describe('router envelope', () => {
 
   it('marks a rejected copy with the reason and the authenticated sender, over any client-set dmr-sender', () => {
     const options = rejectedOptions(
-      { messageId: 'm', userId: 'ria-bot', headers: { 'dmr-sender': 'forged', 'x-a': 1 } },
+      { messageId: 'm', userId: 'spiffe://dmr.test/client/ria-bot', headers: { 'dmr-sender': 'forged', 'x-a': 1 } },
       { reason: 'POLICY_DENIED', detail: 'd', policy: { revision: '3', reasons: ['NO_GRANT', 'SIZE_LIMIT'] } },
       'ria-bot',
     );

@@ -28,7 +28,7 @@ import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message, Options } f
 import type { Logger } from 'pino';
 import { RECIPIENT_HEADER, SENDER_HEADER, UUID_PATTERN } from '../message/contract.js';
 import { ReplayGuard } from '../message/replay.js';
-import { validateAtOrigin } from '../message/validate.js';
+import { senderFromUserId, validateAtOrigin } from '../message/validate.js';
 import {
   DEAD_LETTER_REPORTS_QUEUE,
   DELIVERY_EXCHANGE,
@@ -312,9 +312,8 @@ export class Router {
     refusal: Refusal,
   ): Promise<void> {
     const now = this.#now();
-    // user_id, when set, is what RabbitMQ checked against the certificate: the authenticated sender.
-    const userId = message.properties.userId as unknown;
-    const from = typeof userId === 'string' && userId !== '' ? userId : undefined;
+    // user_id, when set, is what RabbitMQ checked against the login: a client's SPIFFE id names the sender.
+    const from = senderFromUserId(message.properties.userId, context.message.trustDomain);
     const messageId = validMessageId(message);
     const recipient = message.properties.headers?.[RECIPIENT_HEADER] as unknown;
     const reportTo = this.#reportable(context, from) ? from : undefined;

@@ -122,7 +122,7 @@ export interface SendOptions {
   /** POSIX seconds; default now. */
   timestamp?: number | null;
   expiration?: string | number;
-  /** Default: the client's own id (what RabbitMQ checks); null sends none. */
+  /** Default: the client's SPIFFE id (what RabbitMQ checks against its login); null sends none. */
   userId?: string | null;
   version?: unknown;
   headers?: Record<string, unknown>;
@@ -562,7 +562,7 @@ function sendAs(channel: ConfirmChannel, id: string, options: SendOptions): Prom
   const properties: Options.Publish = {
     persistent: true,
     ...(messageId === undefined ? {} : { messageId }),
-    ...(options.userId === null ? {} : { userId: options.userId ?? id }),
+    ...(options.userId === null ? {} : { userId: options.userId ?? clientUser(id) }),
     ...(options.type === null ? {} : { type: options.type ?? 'ChatMessage' }),
     ...(options.timestamp === null ? {} : { timestamp: options.timestamp ?? Math.floor(Date.now() / 1000) }),
     ...(options.expiration === undefined ? {} : { expiration: options.expiration }),

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { connect as connectTcp, createServer, type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NodeFixture } from '@dmr/node/testing';
+import { NodeFixture, clientUser } from '@dmr/node/testing';
 import { DmrClient, type ClientState, type ConnectOptions, type ReceivedMessage } from './client.js';
 import { protectPayload } from './protect.js';
 import type { DeliveryReport } from './report.js';
@@ -307,7 +307,7 @@ describe('DmrClient against a DMR node', () => {
       });
     });
     // An operator (or a denylist apply) closing the connection: ria-bot's user keeps existing, so it comes back.
-    await node.management.request('DELETE', '/connections/username/ria-bot');
+    await node.management.request('DELETE', `/connections/username/${encodeURIComponent(clientUser('ria-bot'))}`);
     const id = await sending;
     assert.equal(unconfirmedOffline, 1);
     assert.equal(ria.state, 'open');

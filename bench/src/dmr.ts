@@ -13,6 +13,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spiffeId } from '@dmr/core';
 import type { NodeConfig } from '@dmr/centops';
 import { resolveLimits } from '@dmr/centops';
 import {
@@ -58,6 +59,7 @@ function certificateRef(issued: IssuedCertificate): NodeConfig['directory'][numb
 /** The node's configuration as CentOps would send it: two local clients, one policy bundle, default limits. */
 export function benchConfig(
   port: number,
+  trustDomain: string,
   certificates: { sender: IssuedCertificate; recipient: IssuedCertificate },
   policy: { revision: string; archive: Buffer },
 ): NodeConfig {
@@ -79,6 +81,7 @@ export function benchConfig(
   return {
     apiVersion: 'dmr.ee/v1',
     kind: 'NodeConfig',
+    trustDomain,
     node: {
       id: BENCH_NODE,
       amqpsEndpoint: `amqps://localhost:${port}`,
@@ -129,7 +132,14 @@ export async function setupDmrRows(context: BenchContext, rows: readonly RowId[]
     ca.issueWithKey({ kind: 'client', id: RECIPIENT }),
     ca.issueWithKey({ kind: 'node', id: BENCH_NODE }),
   ]);
-  const config = benchConfig(port, { sender, recipient }, { revision: bundle.revision, archive: bundle.archive });
+  const config = benchConfig(
+    port,
+    ca.trustDomain,
+    { sender, recipient },
+    { revision: bundle.revision, archive: bundle.archive },
+  );
+  // What the broker logged the sender in as, and so the only user_id it accepts from it.
+  const senderUserId = spiffeId(ca.trustDomain, 'client', SENDER);
   const layout = desiredLayout(config);
   const applied = await reconcile(harness.management(), layout);
   if (applied.conflicts.length > 0) {
@@ -186,7 +196,7 @@ export async function setupDmrRows(context: BenchContext, rows: readonly RowId[]
         routingKey: '',
         properties: () => ({
           messageId: randomUUID(),
-          userId: SENDER,
+          userId: senderUserId,
           type: 'ChatMessage',
           timestamp: Math.floor(Date.now() / 1000),
           headers: { [RECIPIENT_HEADER]: RECIPIENT, [VERSION_HEADER]: CONTRACT_VERSION },

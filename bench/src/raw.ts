@@ -6,6 +6,7 @@
  *   b: publisher → bench.b1 → relay process (republish + confirm, then ack) → bench.b2 → consumer
  */
 import { randomUUID } from 'node:crypto';
+import { spiffeId } from '@dmr/core';
 import type { ChannelModel } from 'amqplib';
 import { startChild, type ChildHandle } from './child.js';
 import { PREFETCH, type BenchContext, type RowDriver, type RowSetup } from './context.js';
@@ -26,8 +27,10 @@ export async function setupRawRows(context: BenchContext, rows: readonly RowId[]
   await management.declareVhost(VHOST);
   const all = { configure: '.*', write: '.*', read: '.*' };
   for (const user of [LOAD_USER, RELAY_USER]) {
-    await management.createCertificateUser(user);
-    await management.setPermissions(VHOST, user, all);
+    // The broker logs a certificate in as its SPIFFE id.
+    const name = spiffeId(ca.trustDomain, 'client', user);
+    await management.createCertificateUser(name);
+    await management.setPermissions(VHOST, name, all);
   }
   for (const queue of ['bench.a', 'bench.b1', 'bench.b2']) {
     await management.declareQueue(VHOST, queue, { arguments: QUORUM });

@@ -2,7 +2,7 @@
  * What an authenticated client may do on a harness node, with the broker
  * layout DMR uses: clients write only to the ingress exchange, read only
  * their own queue, configure nothing, and cannot claim another identity in
- * `user_id`.
+ * `user_id`, which must be the SPIFFE id the client logged in as.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -76,11 +76,12 @@ describe('authorization of authenticated clients on a harness node', () => {
     await management.declareExchange('/', INGRESS, 'direct');
     await management.declareExchange('/', 'mesh-ingress', 'direct');
     for (const id of CLIENTS) {
-      material.set(id, await issueClient(ca, id));
-      await management.createCertificateUser(id);
+      const client = await issueClient(ca, id);
+      material.set(id, client);
+      await management.createCertificateUser(client.user);
       await management.declareQueue('/', id);
       await management.bindQueue('/', INGRESS, id, id);
-      await management.setPermissions('/', id, {
+      await management.setPermissions('/', client.user, {
         configure: '^$',
         write: `^${INGRESS}$`,
         read: `^${id}$`,
@@ -94,9 +95,15 @@ describe('authorization of authenticated clients on a harness node', () => {
     await temp?.remove();
   });
 
+  function userOf(id: string): string {
+    const client = material.get(id);
+    assert.ok(client, id);
+    return client.user;
+  }
+
   it('delivers what a client publishes to ingress, with its own user_id, into the addressee’s queue', async () => {
     const alpha = await confirmChannel('alpha-bot');
-    await publishConfirmed(alpha, INGRESS, 'beta-bot', 'hello beta', 'alpha-bot');
+    await publishConfirmed(alpha, INGRESS, 'beta-bot', 'hello beta', userOf('alpha-bot'));
 
     const beta = await plainChannel('beta-bot');
     const received: ConsumeMessage[] = [];
@@ -108,14 +115,25 @@ describe('authorization of authenticated clients on a harness node', () => {
     });
     assert.ok(await waitFor(() => received.length > 0, 5000), 'nothing arrived in beta-bot');
     assert.equal(received[0]?.content.toString(), 'hello beta');
-    assert.equal(received[0]?.properties.userId, 'alpha-bot');
+    assert.equal(received[0]?.properties.userId, 'spiffe://dmr.test/client/alpha-bot');
   });
 
-  it('closes the channel (406 PRECONDITION_FAILED) when user_id names someone else', async () => {
+  it('closes the channel (406 PRECONDITION_FAILED) when user_id is another client’s SPIFFE id', async () => {
     const alpha = await confirmChannel('alpha-bot');
-    const close = await channelCloseOf(alpha, () => publishConfirmed(alpha, INGRESS, 'beta-bot', 'forged', 'beta-bot'));
+    const close = await channelCloseOf(alpha, () =>
+      publishConfirmed(alpha, INGRESS, 'beta-bot', 'forged', userOf('beta-bot')),
+    );
     assert.equal(close.code, 406, close.message);
     assert.match(close.message, /PRECONDITION_FAILED/);
+  });
+
+  it('closes the channel (406) when user_id is the plain id (the contract before SPIFFE logins)', async () => {
+    const alpha = await confirmChannel('alpha-bot');
+    const close = await channelCloseOf(alpha, () =>
+      publishConfirmed(alpha, INGRESS, 'beta-bot', 'old style', 'alpha-bot'),
+    );
+    assert.equal(close.code, 406, close.message);
+    assert.match(close.message, /user_id property set to 'alpha-bot' but authenticated user was/);
   });
 
   it('refuses publishing to an exchange the permissions do not allow (403)', async () => {

@@ -1,7 +1,7 @@
 /**
  * Connects an amqplib client the way every DMR client connects: AMQPS,
  * mutual TLS and SASL EXTERNAL (the broker takes the user name from the
- * certificate's CN; no password exists).
+ * certificate's SPIFFE id, its first URI SAN; no password exists).
  */
 import type { ConnectionOptions } from 'node:tls';
 import { connect, credentials, type ChannelModel } from 'amqplib';

@@ -24,8 +24,8 @@ describe('x-consistent-hash exchange on message_id', () => {
     harness = await startBrokers({ dir: `${temp.path}/brokers`, ca, namePrefix: 'chash' });
     reportBoot('consistent-hash', harness);
     const alice = await issueClient(ca, 'alice-bot');
-    await harness.management().createCertificateUser('alice-bot');
-    await harness.management().setPermissions('/', 'alice-bot', { configure: '.*', write: '.*', read: '.*' });
+    await harness.management().createCertificateUser(alice.user);
+    await harness.management().setPermissions('/', alice.user, { configure: '.*', write: '.*', read: '.*' });
     connection = await harness.connect(alice);
     channel = await connection.createConfirmChannel();
     await channel.assertExchange(EXCHANGE, 'x-consistent-hash', {

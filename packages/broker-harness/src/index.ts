@@ -42,6 +42,8 @@ export {
   type ListenerInfo,
   type ManagementCredentials,
   type Permissions,
+  USER_LIMIT_NAMES,
+  type UserLimitName,
 } from './management.js';
 export {
   harnessPaths,
@@ -59,7 +61,7 @@ export {
   type InstalledBrokerTls,
   type ServerCertificateInfo,
 } from './tls-install.js';
-export { ADMIN_USERNAME, DEFAULT_MAX_MESSAGE_BYTES, HARNESS_PLUGINS } from './node-config.js';
+export { ADMIN_USERNAME, DEFAULT_MAX_MESSAGE_BYTES, HARNESS_PLUGINS, LOGIN_SETTINGS } from './node-config.js';
 export type { NodePorts, HarnessPorts } from './ports.js';
 export { isRunning, processRef, readProcStat, signalProcess, type ProcStat, type ProcessRef } from './processes.js';
 export { locateRabbitmq, type RabbitmqInstall } from './rabbitmq-install.js';

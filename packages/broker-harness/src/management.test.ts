@@ -35,6 +35,13 @@ describe('management client', () => {
         });
         if (request.url === '/api/users/missing') response.writeHead(404).end('{"error":"Object Not Found"}');
         else if (request.url === '/api/users/broken') response.writeHead(500).end('boom');
+        else if (request.url === '/api/user-limits')
+          response.writeHead(200, { 'content-type': 'application/json' }).end(
+            JSON.stringify([
+              { user: 'spiffe://dmr.test/client/police-bot', value: { 'max-connections': 4, 'max-channels': 16 } },
+              { user: 'odd', value: 'not a map' },
+            ]),
+          );
         else if (request.url === '/api/overview')
           response
             .writeHead(200, { 'content-type': 'application/json' })
@@ -79,6 +86,29 @@ describe('management client', () => {
     await client.closeUserConnections('police-bot');
     assert.equal(seen.at(-1)?.method, 'DELETE');
     assert.equal(seen.at(-1)?.url, '/api/connections/username/police-bot');
+  });
+
+  it('escapes SPIFFE ids as user names (one path segment: ":" and "/" encoded)', async () => {
+    const user = 'spiffe://dmr.test/client/police-bot';
+    const escaped = 'spiffe%3A%2F%2Fdmr.test%2Fclient%2Fpolice-bot';
+    await client.createCertificateUser(user, ['dmr-client']);
+    assert.equal(seen.at(-1)?.url, `/api/users/${escaped}`);
+    await client.setPermissions('dmr-node-a', user, { configure: '', write: '', read: '' });
+    assert.equal(seen.at(-1)?.url, `/api/permissions/dmr-node-a/${escaped}`);
+    await client.closeUserConnections(user);
+    assert.equal(seen.at(-1)?.url, `/api/connections/username/${escaped}`);
+  });
+
+  it('sets, clears and lists user limits', async () => {
+    const user = 'spiffe://dmr.test/client/police-bot';
+    await client.setUserLimit(user, 'max-channels', 16);
+    assert.equal(seen.at(-1)?.method, 'PUT');
+    assert.equal(seen.at(-1)?.url, '/api/user-limits/spiffe%3A%2F%2Fdmr.test%2Fclient%2Fpolice-bot/max-channels');
+    assert.deepEqual(JSON.parse(seen.at(-1)?.body ?? ''), { value: 16 });
+    await client.clearUserLimit(user, 'max-connections');
+    assert.equal(seen.at(-1)?.method, 'DELETE');
+    assert.equal(seen.at(-1)?.url, '/api/user-limits/spiffe%3A%2F%2Fdmr.test%2Fclient%2Fpolice-bot/max-connections');
+    assert.deepEqual(await client.listUserLimits(), new Map([[user, { 'max-connections': 4, 'max-channels': 16 }]]));
   });
 
   it('treats deleting a missing user as done, and reports real failures', async () => {

@@ -18,6 +18,10 @@ export interface Permissions {
   read: string;
 }
 
+/** RabbitMQ's per-user limits (3.10: `max-connections`, `max-channels`; a negative value means none). */
+export const USER_LIMIT_NAMES = ['max-connections', 'max-channels'] as const;
+export type UserLimitName = (typeof USER_LIMIT_NAMES)[number];
+
 export interface ConnectionInfo {
   name: string;
   user: string;
@@ -112,6 +116,32 @@ export class ManagementClient {
     return Array.isArray(body)
       ? body.flatMap((user) => (isRecord(user) && typeof user.name === 'string' ? [user.name] : []))
       : [];
+  }
+
+  /**
+   * Sets one limit of a user. `max-channels` counts the user's channels over
+   * all its connections. The limits live in the user record: deleting the
+   * user deletes them.
+   */
+  async setUserLimit(user: string, name: UserLimitName, value: number): Promise<void> {
+    await this.request('PUT', `/user-limits/${enc(user)}/${enc(name)}`, { value });
+  }
+
+  async clearUserLimit(user: string, name: UserLimitName): Promise<void> {
+    await this.request('DELETE', `/user-limits/${enc(user)}/${enc(name)}`);
+  }
+
+  /** Every user that has limits, with them by name (`{ 'max-connections': 2 }`). */
+  async listUserLimits(): Promise<Map<string, Record<string, number>>> {
+    const body = await this.request('GET', '/user-limits');
+    const limits = new Map<string, Record<string, number>>();
+    for (const item of Array.isArray(body) ? body : []) {
+      if (!isRecord(item) || typeof item.user !== 'string' || !isRecord(item.value)) continue;
+      const values: Record<string, number> = {};
+      for (const [name, value] of Object.entries(item.value)) if (typeof value === 'number') values[name] = value;
+      limits.set(item.user, values);
+    }
+    return limits;
   }
 
   async declareVhost(name: string): Promise<void> {

@@ -48,12 +48,14 @@ describe('rabbitmq.conf', () => {
     );
   });
 
-  it('accepts only EXTERNAL and takes the user name from the certificate CN', () => {
+  it('accepts only EXTERNAL and takes the user name from the first URI SAN (the SPIFFE id), not the CN', () => {
     assert.deepEqual(
       [...conf.entries()].filter(([key]) => key.startsWith('auth_mechanisms')),
       [['auth_mechanisms.1', 'EXTERNAL']],
     );
-    assert.equal(conf.get('ssl_cert_login_from'), 'common_name');
+    assert.equal(conf.get('ssl_cert_login_from'), 'subject_alternative_name');
+    assert.equal(conf.get('ssl_cert_login_san_type'), 'uri');
+    assert.equal(conf.get('ssl_cert_login_san_index'), '0');
   });
 
   it('binds management and Prometheus to 127.0.0.1 on the chosen ports', () => {
@@ -66,7 +68,7 @@ describe('rabbitmq.conf', () => {
   it('creates the admin instead of guest, with a name no certificate can carry', () => {
     assert.equal(conf.get('default_user'), ADMIN_USERNAME);
     assert.equal(conf.get('default_pass'), 'abc123');
-    assert.match(ADMIN_USERNAME, /_/, 'ids never contain "_", so no CN can be the admin');
+    assert.doesNotMatch(ADMIN_USERNAME, /^[a-z][a-z0-9+.-]*:/, 'not a URI, so no URI SAN can name the admin');
   });
 
   it('keeps TLS options out of rabbitmq.conf (advanced.config replaces them anyway)', () => {

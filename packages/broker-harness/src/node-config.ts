@@ -19,11 +19,29 @@ export const HARNESS_PLUGINS = [
 ] as const;
 
 /**
- * Clients authenticate as their certificate's CN, and the CA only issues CNs
- * that are valid DMR ids (no "_"), so no certificate can log in as this user
- * over AMQP. It exists for the management API only.
+ * AMQP logins are named by the certificate's first URI SAN, a
+ * `spiffe://…` id (LOGIN_SETTINGS), so no certificate can log in as this
+ * user over AMQP. It exists for the management API only.
  */
 export const ADMIN_USERNAME = 'harness_admin';
+
+/**
+ * SASL EXTERNAL takes the broker user name from the certificate's first URI
+ * SAN (`ssl_cert_login_san_index` counts only SANs of the chosen type, from
+ * 0), which is the SPIFFE id for every certificate the DMR CA issues
+ * (`spiffe://<td>/client/<id>`, `…/node/<id>`, `…/operator/<id>`,
+ * `…/centops/<service>`). Broker users are named by SPIFFE id, so only the
+ * certificate of that kind, id and trust domain logs in as a user; a
+ * certificate without a URI SAN is refused ("no name found"). The CN alone
+ * would let any certificate of the CA named like a user (an operator's, a
+ * signer's) log in as that user: docs/decisions/0008-broker-login-by-spiffe-id.md.
+ */
+export const LOGIN_SETTINGS: ReadonlyArray<readonly [string, string]> = [
+  ['auth_mechanisms.1', 'EXTERNAL'],
+  ['ssl_cert_login_from', 'subject_alternative_name'],
+  ['ssl_cert_login_san_type', 'uri'],
+  ['ssl_cert_login_san_index', '0'],
+];
 
 export const NODE_HOST = 'localhost';
 export const LOOPBACK = '127.0.0.1';
@@ -62,8 +80,7 @@ export function renderRabbitmqConf(input: NodeConfigInput): string {
     '# TLS options live in advanced.config: CRL checking needs the whole ssl_options list there.',
     'listeners.tcp = none',
     `listeners.ssl.default = ${LOOPBACK}:${ports.amqps}`,
-    'auth_mechanisms.1 = EXTERNAL',
-    'ssl_cert_login_from = common_name',
+    ...LOGIN_SETTINGS.map(([key, value]) => `${key} = ${value}`),
     '',
     '# A larger body is refused at publish (channel closed, 406) before the broker stores it.',
     `max_message_size = ${maxMessageBytes}`,

@@ -42,8 +42,8 @@ describe('restartNode keeps the data', () => {
     });
     reportBoot('restart', harness);
     alice = await issueClient(ca, 'alice-bot');
-    await harness.management().createCertificateUser('alice-bot');
-    await harness.management().setPermissions('/', 'alice-bot', { configure: '.*', write: '.*', read: '.*' });
+    await harness.management().createCertificateUser(alice.user);
+    await harness.management().setPermissions('/', alice.user, { configure: '.*', write: '.*', read: '.*' });
   });
 
   after(async () => {

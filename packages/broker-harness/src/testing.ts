@@ -7,6 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { spiffeId } from '@dmr/core';
 import { CertificateAuthority } from '@dmr/pki';
 import type { Channel, ChannelModel } from 'amqplib';
 import type { BrokerHarness } from './harness.js';
@@ -28,6 +29,8 @@ export function makeTestCa(dir: string, trustDomain = TEST_TRUST_DOMAIN): Promis
 
 export interface ClientMaterial {
   id: string;
+  /** The broker user the certificate logs in as: its SPIFFE id. */
+  user: string;
   certificatePem: string;
   privateKeyPem: string;
   serial: string;
@@ -39,7 +42,13 @@ export async function issueClient(
   validity: { notBefore?: Date; notAfter?: Date } = {},
 ): Promise<ClientMaterial> {
   const issued = await ca.issueWithKey({ kind: 'client', id, ...validity });
-  return { id, certificatePem: issued.chainPem, privateKeyPem: issued.privateKeyPem, serial: issued.serial };
+  return {
+    id,
+    user: spiffeId(ca.trustDomain, 'client', id),
+    certificatePem: issued.chainPem,
+    privateKeyPem: issued.privateKeyPem,
+    serial: issued.serial,
+  };
 }
 
 /** The error a refused connection attempt produced (fails the test when the connection succeeds). */

@@ -39,8 +39,8 @@ describe('TLS hot swap on a running harness node', () => {
     reportBoot('tls-rotation', harness);
     alice = await issueClient(ca, 'alice-bot');
     const management = harness.management();
-    await management.createCertificateUser('alice-bot');
-    await management.setPermissions('/', 'alice-bot', { configure: '.*', write: '.*', read: '.*' });
+    await management.createCertificateUser(alice.user);
+    await management.setPermissions('/', alice.user, { configure: '.*', write: '.*', read: '.*' });
     live = await harness.connect(alice);
     live.on('error', () => undefined);
     liveChannel = await live.createChannel();
@@ -143,8 +143,8 @@ describe('TLS hot swap on a running harness node', () => {
   it('trusts a second CA once the bundle holds its root and its CRL is installed', async () => {
     const second = await makeTestCa(`${temp.path}/second-pki`, 'second.test');
     const bob = await issueClient(second, 'bob-bot');
-    await harness.management().createCertificateUser('bob-bot');
-    await harness.management().setPermissions('/', 'bob-bot', { configure: '', write: '', read: '' });
+    await harness.management().createCertificateUser(bob.user);
+    await harness.management().setPermissions('/', bob.user, { configure: '', write: '', read: '' });
 
     const unknown = await connectionError(() => harness.connect(bob));
     assert.equal(unknown.code, 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA', unknown.message);

@@ -47,8 +47,8 @@ describe('TLS and EXTERNAL authentication on a harness node', () => {
     reportBoot('tls', harness);
     management = harness.management();
     alice = await issueClient(ca, 'alice-bot');
-    await management.createCertificateUser('alice-bot');
-    await management.setPermissions('/', 'alice-bot', { configure: '', write: '', read: '' });
+    await management.createCertificateUser(alice.user);
+    await management.setPermissions('/', alice.user, { configure: '', write: '', read: '' });
   });
 
   after(async () => {
@@ -56,7 +56,7 @@ describe('TLS and EXTERNAL authentication on a harness node', () => {
     await temp?.remove();
   });
 
-  it('accepts a client with a valid certificate whose CN is a broker user (EXTERNAL)', async () => {
+  it('accepts a client with a valid certificate whose SPIFFE id is a broker user (EXTERNAL)', async () => {
     const connection = await harness.connect(alice);
     const channel = await connection.createChannel();
     await channel.close();
@@ -92,7 +92,7 @@ describe('TLS and EXTERNAL authentication on a harness node', () => {
     assert.equal(error.code, 'ERR_SSL_SSLV3_ALERT_CERTIFICATE_EXPIRED', error.message);
   });
 
-  it('refuses a valid certificate whose CN has no broker user (403 ACCESS_REFUSED)', async () => {
+  it('refuses a valid certificate whose SPIFFE id has no broker user (403 ACCESS_REFUSED)', async () => {
     const stranger = await issueClient(ca, 'stranger-bot');
     const error = await connectionError(() => harness.connect(stranger));
     assert.match(error.message, /403 \(ACCESS-REFUSED\)/);
@@ -100,8 +100,8 @@ describe('TLS and EXTERNAL authentication on a harness node', () => {
 
   it('refuses a revoked certificate on the next handshake once the CRL is installed, without a restart', async () => {
     const revokee = await issueClient(ca, 'revoked-bot');
-    await management.createCertificateUser('revoked-bot');
-    await management.setPermissions('/', 'revoked-bot', { configure: '', write: '', read: '' });
+    await management.createCertificateUser(revokee.user);
+    await management.setPermissions('/', revokee.user, { configure: '', write: '', read: '' });
     const live = await harness.connect(revokee);
     let liveClosed = false;
     live.on('close', () => {
@@ -124,7 +124,7 @@ describe('TLS and EXTERNAL authentication on a harness node', () => {
 
     // A live connection survives the CRL; closing it is a separate step.
     assert.equal(liveClosed, false);
-    await management.closeUserConnections('revoked-bot', 'certificate revoked');
+    await management.closeUserConnections(revokee.user, 'certificate revoked');
     assert.ok(await waitFor(() => liveClosed, 5000), 'the live connection was not closed');
   });
 

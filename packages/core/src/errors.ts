@@ -206,6 +206,13 @@ export const ERROR_CATALOGUE = {
     httpStatus: 422,
     summary: 'The message has no user_id property (RabbitMQ checks the sender only when user_id is set).',
   },
+  SENDER_INVALID: {
+    exitCode: 13,
+    httpStatus: 422,
+    summary:
+      "The message's user_id is not the SPIFFE id of a client of this trust domain (spiffe://<trust domain>/client/<id>): " +
+      "set user_id to the client certificate's SPIFFE id, its URI SAN, which is the user the broker logged it in as.",
+  },
   SENDER_UNKNOWN: {
     exitCode: 13,
     httpStatus: 422,

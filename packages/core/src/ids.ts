@@ -13,8 +13,10 @@ export type PrincipalKind = (typeof PRINCIPAL_KINDS)[number];
 /** The id rule as a regular expression source, for JSON Schemas at the API edge. */
 export const ID_PATTERN_SOURCE = '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])$';
 const ID_PATTERN = new RegExp(ID_PATTERN_SOURCE);
-const TRUST_DOMAIN_PATTERN =
-  /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+/** The trust domain rule (a lowercase DNS name) as a regular expression source, for JSON Schemas. */
+export const TRUST_DOMAIN_PATTERN_SOURCE =
+  '^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$';
+const TRUST_DOMAIN_PATTERN = new RegExp(TRUST_DOMAIN_PATTERN_SOURCE);
 
 /** Why an id is not acceptable, or `undefined` when it is. */
 export function explainInvalidId(id: string): string | undefined {

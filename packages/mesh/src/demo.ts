@@ -10,7 +10,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { connectWithCertificate } from '@dmr/broker-harness';
-import { DmrError } from '@dmr/core';
+import { DmrError, spiffeId } from '@dmr/core';
 import {
   brokerServerCheck,
   isServerIdentityMismatch,
@@ -26,6 +26,8 @@ export const DELIVERY_REPORT_TYPE = 'dmr.DeliveryReport';
 
 export interface EnrolledClient {
   id: string;
+  /** The certificate's SPIFFE id: the broker user it logs in as, and so its `user_id`. */
+  spiffeId: string;
   organisation: string;
   certificateFile: string;
   keyFile: string;
@@ -67,6 +69,7 @@ export async function enrolClient(options: {
   ]);
   return {
     id: options.id,
+    spiffeId: spiffeId(options.trustDomain, 'client', options.id),
     organisation: options.organisation,
     certificateFile,
     keyFile,
@@ -199,7 +202,7 @@ export class DemoExchange {
         Buffer.from(JSON.stringify(body)),
         {
           messageId,
-          userId: from.client.id,
+          userId: from.client.spiffeId,
           type: 'ChatMessage',
           timestamp: Math.floor(Date.now() / 1000),
           contentType: 'application/json',

@@ -33,8 +33,19 @@ export function trustDomainOf(certificate: X509Certificate): string | undefined 
   return match?.[1];
 }
 
+/**
+ * The certificate's SPIFFE id (its one `spiffe://` URI SAN), or undefined
+ * when it has none or several. The broker logs the certificate in as this
+ * user, so it is also the `user_id` a client must send.
+ */
+export function spiffeIdOf(certificate: X509Certificate): string | undefined {
+  const found = [...(certificate.subjectAltName ?? '').matchAll(/(?:^|, )URI:(spiffe:\/\/[^,\s"]+)/g)];
+  return found.length === 1 ? found[0]?.[1] : undefined;
+}
+
 export interface CertificateInfo {
   id: string | undefined;
+  spiffeId: string | undefined;
   serial: string;
   notBefore: Date;
   notAfter: Date;
@@ -46,6 +57,7 @@ export function describeCertificate(pem: string): CertificateInfo {
   if (leaf === undefined) throw new DmrError('CERTIFICATE_INVALID', 'no certificate');
   return {
     id: commonName(leaf),
+    spiffeId: spiffeIdOf(leaf),
     serial: leaf.serialNumber.toLowerCase(),
     notBefore: new Date(leaf.validFrom),
     notAfter: new Date(leaf.validTo),

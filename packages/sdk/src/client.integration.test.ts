@@ -12,7 +12,7 @@ import { connect as connectTcp, createServer, type AddressInfo, type Socket } fr
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isDmrError } from '@dmr/core';
-import { NodeFixture } from '@dmr/node/testing';
+import { NodeFixture, clientUser } from '@dmr/node/testing';
 import { DmrClient, type ClientState, type ConnectOptions, type ReceivedMessage } from './client.js';
 import { protectPayload } from './protect.js';
 import type { DeliveryReport } from './report.js';
@@ -316,7 +316,7 @@ describe('DmrClient against a DMR node', () => {
       });
     });
     // An operator (or a denylist apply) closing the connection: ria-bot's user keeps existing, so it comes back.
-    await node.management.request('DELETE', '/connections/username/ria-bot');
+    await node.management.request('DELETE', `/connections/username/${encodeURIComponent(clientUser('ria-bot'))}`);
     const id = await sending;
     assert.equal(unconfirmedOffline, 1);
     assert.equal(ria.state, 'open');
@@ -367,7 +367,7 @@ describe('DmrClient against a DMR node', () => {
     }
   });
 
-  it('refuses to connect with a certificate of another id, or as a client the node does not know', async () => {
+  it('refuses to connect with a certificate of another id or kind, or as a client the node does not know', async () => {
     const ghost = await node.ca.issueWithKey({ kind: 'client', id: 'ghost-bot' });
     const base = {
       url: `amqps://127.0.0.1:${node.harness.node(0).amqpsPort}`,
@@ -380,6 +380,19 @@ describe('DmrClient against a DMR node', () => {
     await assert.rejects(DmrClient.connect({ ...base, id: 'ghost-bot', url: 'amqp://127.0.0.1:5672' }), {
       code: 'INVALID_ARGUMENT',
     });
+    // CN ria-bot, but an operator's SPIFFE id: the broker would log it in as no client at all.
+    const operator = await node.ca.issueWithKey({ kind: 'operator', id: 'ria-bot', role: 'admin' });
+    await assert.rejects(
+      DmrClient.connect({
+        ...base,
+        id: 'ria-bot',
+        tls: { cert: operator.chainPem, key: operator.privateKeyPem, ca: node.harness.trustBundlePem },
+      }),
+      {
+        code: 'INVALID_ARGUMENT',
+        message: "the certificate's SPIFFE id is spiffe://dmr.test/operator/ria-bot, not that of client ria-bot",
+      },
+    );
   });
 
   it("pins the broker's SPIFFE id: another node's certificate where node-a's is expected is refused", async () => {

@@ -36,7 +36,7 @@ import {
   type ConsumeMessage,
   type Options,
 } from 'amqplib';
-import { AckBatcher, DmrError, isDmrError, isValidId } from '@dmr/core';
+import { AckBatcher, DmrError, isDmrError, isValidId, spiffeId } from '@dmr/core';
 import { brokerServerCheck, type CheckServerIdentity } from '@dmr/pki';
 import { backoffDelay, type BackoffOptions } from './backoff.js';
 import { checkPeerCertificate, describeCertificate } from './certificates.js';
@@ -89,7 +89,11 @@ export interface ConnectOptions {
   url: string;
   /** The node id: the vhost is `dmr-<node>`. */
   node: string;
-  /** This client's id: the certificate's CN, `user_id` of every message, the queue `dmr.client.<id>`. */
+  /**
+   * This client's id: the certificate's CN and the id in its SPIFFE id
+   * (`spiffe://<trust domain>/client/<id>`, which is also `user_id` of every
+   * message), the queue `dmr.client.<id>`.
+   */
   id: string;
   tls: TlsOptions;
   /**
@@ -327,6 +331,8 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
   readonly node: string;
   readonly vhost: string;
   readonly #options: ConnectOptions;
+  /** `user_id` of every message: the certificate's SPIFFE id, the user the broker logged this client in as. */
+  readonly #userId: string;
   readonly #url: URL;
   #tls: TlsPem;
   /** Pins the broker of `node` in this client's trust domain. */
@@ -359,11 +365,12 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
     reconnects: 0,
   };
 
-  private constructor(options: ConnectOptions, tls: TlsPem, checkServer: CheckServerIdentity) {
+  private constructor(options: ConnectOptions, tls: TlsPem, checkServer: CheckServerIdentity, userId: string) {
     super();
     this.#checkServer = checkServer;
     this.#options = options;
     this.id = options.id;
+    this.#userId = userId;
     this.node = options.node;
     this.vhost = options.vhost ?? nodeVhost(options.node);
     this.#url = new URL(options.url);
@@ -399,7 +406,16 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
         hint: 'use the certificate CentOps issued to this client: its trust domain says which brokers to trust',
       });
     }
-    const client = new DmrClient(options, tls, brokerServerCheck(certificate.trustDomain, options.node));
+    // The broker logs the certificate in as its SPIFFE id and accepts no other user_id.
+    const userId = spiffeId(certificate.trustDomain, 'client', options.id);
+    if (certificate.spiffeId !== userId) {
+      throw new DmrError(
+        'INVALID_ARGUMENT',
+        `the certificate's SPIFFE id is ${certificate.spiffeId ?? '(none)'}, not that of client ${options.id}`,
+        { hint: 'connect with the client certificate CentOps issued for this id (kind client)' },
+      );
+    }
+    const client = new DmrClient(options, tls, brokerServerCheck(certificate.trustDomain, options.node), userId);
     await client.#start();
     return client;
   }
@@ -464,7 +480,7 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
     const publish: Options.Publish = {
       persistent: true,
       messageId: id,
-      userId: this.id,
+      userId: this.#userId,
       type: options.type,
       headers,
       ...(contentType === undefined ? {} : { contentType }),

@@ -79,7 +79,7 @@ describe('plain AMQP client (docs/amqp-clients.md)', () => {
         Buffer.from(JSON.stringify({ text: 'tere' })),
         {
           messageId, // UUID, the idempotency key
-          userId: 'ria-bot', // must equal the certificate CN (RabbitMQ checks it)
+          userId: 'spiffe://dmr.test/client/ria-bot', // your certificate's SPIFFE id (RabbitMQ checks it)
           type: 'ChatMessage',
           timestamp: Math.floor(Date.now() / 1000), // POSIX seconds
           expiration: '60000', // optional, ms, capped by the node
@@ -138,7 +138,7 @@ describe('plain AMQP client (docs/amqp-clients.md)', () => {
       const deniedId = randomUUID();
       rikOut.publish('dmr.ingress', '', Buffer.from('{}'), {
         messageId: deniedId,
-        userId: 'rik-bot',
+        userId: 'spiffe://dmr.test/client/rik-bot',
         type: 'ChatMessage',
         timestamp: Math.floor(Date.now() / 1000),
         persistent: true,

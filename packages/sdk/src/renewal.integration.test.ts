@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NodeFixture } from '@dmr/node/testing';
+import { NodeFixture, clientUser } from '@dmr/node/testing';
 import { startTestCentOps, type TestCentOps } from './centops-support.js';
 import { DmrClient, type ClientState, type ConnectOptions } from './client.js';
 import { enrol, renewCertificate, type EnrolledIdentity } from './enrolment.js';
@@ -84,9 +84,10 @@ describe('SDK enrolment and certificate renewal through a real CentOps and node'
     return { client, handled };
   }
 
-  async function connections(user: string): Promise<BrokerConnection[]> {
+  /** The broker connections of client `id` (its broker user is its SPIFFE id). */
+  async function connections(id: string): Promise<BrokerConnection[]> {
     const list = (await node.management.request('GET', '/connections')) as BrokerConnection[];
-    return list.filter((connection) => connection.user === user);
+    return list.filter((connection) => connection.user === clientUser(id));
   }
 
   it('enrols with a token, renews on demand while sending: new key and serial, same stream, nothing lost', async (t) => {

@@ -41,6 +41,16 @@ export interface Limits {
   senderBurst: number;
   /** Unexpired message ids one sender may hold in a router's replay window: its share of the window. */
   maxIdsPerSender: number;
+  /**
+   * RabbitMQ user limit `max-connections` of every client and peer user on
+   * the node's broker: the (N+1)th connection is refused at `connection.open`.
+   */
+  maxConnectionsPerUser: number;
+  /**
+   * RabbitMQ user limit `max-channels`: channels of one user over all its
+   * connections. Opening one more closes that whole connection (530).
+   */
+  maxChannelsPerUser: number;
 }
 
 const HOUR_MS = 3_600_000;
@@ -65,6 +75,10 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   senderBurst: 1_000,
   // A quarter of a router's default window (1 000 000 ids): one sender cannot fill it alone.
   maxIdsPerSender: 250_000,
+  // An SDK client holds 1 connection with 2 channels, a peer link 1–2 of each: room for a few replicas of one
+  // bot and for a dead connection the broker has not noticed yet when its client reconnects.
+  maxConnectionsPerUser: 10,
+  maxChannelsPerUser: 100,
 });
 
 /** The defaults with `overrides` applied, checked so the dedup window still covers a message's life. */

@@ -7,9 +7,10 @@ import { client, link, node } from '../store/test-support/fixtures.js';
 import type { CertificateRecord } from '../store/types.js';
 import { DEFAULT_LIMITS } from './limits.js';
 import { buildNodeConfig, isNodeConfig, nodeConfigProblems, prepareNodeConfigs } from './node-config.js';
-import { snapshotOf } from './test-support.js';
+import { TRUST_DOMAIN, snapshotOf } from './test-support.js';
 
 const NOW = new Date('2025-06-01T12:00:00.000Z');
+const BUILD = { trustDomain: TRUST_DOMAIN };
 
 function certificate(id: string, serial: string, overrides: Partial<CertificateRecord> = {}): CertificateRecord {
   return {
@@ -59,11 +60,12 @@ const certificates = [
 ];
 
 describe('buildNodeConfig', () => {
-  const config = buildNodeConfig(mesh, certificates, 'dmr-tallinn', NOW);
+  const config = buildNodeConfig(mesh, certificates, 'dmr-tallinn', NOW, BUILD);
 
   it('describes the node, its local clients, links, routes, denylist and limits', () => {
     assert.equal(config.apiVersion, 'dmr.ee/v1');
     assert.equal(config.kind, 'NodeConfig');
+    assert.equal(config.trustDomain, 'dmr.test');
     assert.equal(config.revision, 7);
     assert.equal(config.issuedAt, NOW.toISOString());
     assert.deepEqual(config.node, {
@@ -117,7 +119,7 @@ describe('buildNodeConfig', () => {
       ...{ revision: 8, nodes: mesh.resources.Node.map((s) => s.spec), links: mesh.resources.Link.map((s) => s.spec) },
       denylist: [{ id: 'dmr-tartu', kind: 'node', reason: 'stolen', since: NOW.toISOString(), addedBy: 'x' }],
     });
-    const result = buildNodeConfig(denied, [], 'dmr-tallinn', NOW);
+    const result = buildNodeConfig(denied, [], 'dmr-tallinn', NOW, BUILD);
     assert.deepEqual(
       result.links.map((l) => l.peer),
       ['dmr-narva'],
@@ -130,7 +132,7 @@ describe('buildNodeConfig', () => {
 
   it('refuses an unknown node with NOT_FOUND', () => {
     assert.throws(
-      () => buildNodeConfig(mesh, [], 'dmr-nowhere', NOW),
+      () => buildNodeConfig(mesh, [], 'dmr-nowhere', NOW, BUILD),
       (error: unknown) => isDmrError(error) && error.code === 'NOT_FOUND',
     );
   });
@@ -143,7 +145,7 @@ describe('buildNodeConfig', () => {
       links: mesh.resources.Link.map((s) => s.spec).reverse(),
       denylist: mesh.denylist,
     });
-    const again = buildNodeConfig(shuffled, [...certificates].reverse(), 'dmr-tallinn', NOW);
+    const again = buildNodeConfig(shuffled, [...certificates].reverse(), 'dmr-tallinn', NOW, BUILD);
     assert.equal(canonicalJson(again), canonicalJson(config));
   });
 
@@ -152,6 +154,16 @@ describe('buildNodeConfig', () => {
     assert.equal(isNodeConfig({ ...config, revision: -1 }), false);
     assert.equal(isNodeConfig({ ...config, apiVersion: 'dmr.ee/v2' }), false);
     assert.ok(nodeConfigProblems({ ...config, node: { id: 'X' } }).length > 0);
+    assert.equal(isNodeConfig({ ...config, trustDomain: 'Not A Domain' }), false);
+    const withoutTrustDomain = Object.fromEntries(Object.entries(config).filter(([key]) => key !== 'trustDomain'));
+    assert.deepEqual(nodeConfigProblems(withoutTrustDomain).slice(0, 1), ['/trustDomain: Expected required property']);
+  });
+
+  it('refuses to build for an invalid trust domain', () => {
+    assert.throws(
+      () => buildNodeConfig(mesh, [], 'dmr-tallinn', NOW, { trustDomain: 'under_score' }),
+      (error) => isDmrError(error) && error.code === 'INVALID_ARGUMENT',
+    );
   });
 
   it('every client once in the directory; local clients are exactly those at home; no private data of others (property)', () => {
@@ -175,7 +187,7 @@ describe('buildNodeConfig', () => {
             return cost === null || cost === undefined ? [] : [link(a, b, cost)];
           }),
         });
-        const result = buildNodeConfig(snapshot, [], self, NOW);
+        const result = buildNodeConfig(snapshot, [], self, NOW, BUILD);
         assert.ok(isNodeConfig(result));
         assert.deepEqual(
           result.directory.map((entry) => entry.id),
@@ -209,11 +221,11 @@ describe('prepareNodeConfigs', () => {
         { id: 'dmr-narva', kind: 'node' as const, reason: 'stolen', since: '2025-05-02T00:00:00.000Z', addedBy: 'x' },
       ],
     };
-    const prepared = prepareNodeConfigs(denied, certificates, NOW);
+    const prepared = prepareNodeConfigs(denied, certificates, NOW, BUILD);
     assert.equal(prepared.revision, 7);
     const built = ['dmr-narva', 'dmr-parnu', 'dmr-tallinn', 'dmr-tartu'].map((id) => prepared.build(id, NOW));
     for (const config of built) {
-      assert.deepEqual(config, buildNodeConfig(denied, certificates, config.node.id, NOW));
+      assert.deepEqual(config, buildNodeConfig(denied, certificates, config.node.id, NOW, BUILD));
       assert.ok(isNodeConfig(config), nodeConfigProblems(config).join('; '));
       assert.equal(config.directory, built[0]?.directory, 'one directory per revision');
     }
@@ -231,7 +243,7 @@ describe('prepareNodeConfigs', () => {
 describe('canonicalDocument', () => {
   it('is byte-identical to the store canonical JSON', async () => {
     const { canonicalDocument } = await import('./canonical.js');
-    const config = buildNodeConfig(mesh, certificates, 'dmr-tallinn', NOW);
+    const config = buildNodeConfig(mesh, certificates, 'dmr-tallinn', NOW, BUILD);
     assert.equal(canonicalDocument(config), canonicalJson(config));
     fc.assert(
       fc.property(fc.jsonValue(), (value) => {
@@ -242,7 +254,7 @@ describe('canonicalDocument', () => {
 
   it('splices shared fields (the directory) serialised once, byte-identical every time', async () => {
     const { canonicalDocument, shareCanonical } = await import('./canonical.js');
-    const prepared = prepareNodeConfigs(mesh, certificates, NOW);
+    const prepared = prepareNodeConfigs(mesh, certificates, NOW, BUILD);
     for (const id of ['dmr-tallinn', 'dmr-tartu', 'dmr-tallinn']) {
       const config = prepared.build(id, NOW);
       assert.equal(canonicalDocument(config), canonicalJson(config));

@@ -16,7 +16,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { DmrError } from '@dmr/core';
+import { DmrError, TRUST_DOMAIN_PATTERN_SOURCE, assertValidTrustDomain } from '@dmr/core';
 import { CLIENT_STATUSES, type DmrNode } from '../model.js';
 import type { CertificateRecord, RegistrySnapshot } from '../store/types.js';
 import { shareCanonical } from './canonical.js';
@@ -53,6 +53,8 @@ export const NODE_CONFIG_SCHEMA = Type.Object(
   {
     apiVersion: Type.Literal(NODE_CONFIG_API_VERSION),
     kind: Type.Literal(NODE_CONFIG_KIND),
+    // Names the node's broker users (spiffe://<trustDomain>/client/<id>) and the user_id its clients send.
+    trustDomain: Type.String({ pattern: TRUST_DOMAIN_PATTERN_SOURCE }),
     node: Type.Object({ id: Id, amqpsEndpoint: Type.String(), managementEndpoint: Type.String() }, strict),
     revision: Revision,
     issuedAt: Time,
@@ -131,6 +133,8 @@ export const NODE_CONFIG_SCHEMA = Type.Object(
         senderRatePerSecond: Type.Integer({ minimum: 1 }),
         senderBurst: Type.Integer({ minimum: 1 }),
         maxIdsPerSender: Type.Integer({ minimum: 1 }),
+        maxConnectionsPerUser: Type.Integer({ minimum: 1 }),
+        maxChannelsPerUser: Type.Integer({ minimum: 1 }),
       },
       strict,
     ),
@@ -158,6 +162,8 @@ export function isNodeConfig(value: unknown): value is NodeConfig {
 }
 
 export interface BuildOptions {
+  /** CentOps' trust domain (its CA's): every document carries it. */
+  trustDomain: string;
   /** Overrides of DEFAULT_LIMITS (limits.ts). */
   limits?: Partial<Limits>;
 }
@@ -208,8 +214,9 @@ export function prepareNodeConfigs(
   snapshot: RegistrySnapshot,
   certificates: readonly CertificateRecord[],
   now: Date,
-  options: BuildOptions = {},
+  options: BuildOptions,
 ): PreparedRegistry {
+  assertValidTrustDomain(options.trustDomain);
   const certs = currentCertificates(certificates, now);
   const deniedNodes = new Set(snapshot.denylist.filter((entry) => entry.kind === 'node').map((entry) => entry.id));
   const clients = snapshot.resources.Client.map((stored) => stored.spec).sort(byId);
@@ -276,6 +283,7 @@ export function prepareNodeConfigs(
       return {
         apiVersion: NODE_CONFIG_API_VERSION,
         kind: NODE_CONFIG_KIND,
+        trustDomain: options.trustDomain,
         node: { id: self.id, amqpsEndpoint: self.amqpsEndpoint, managementEndpoint: self.managementEndpoint },
         revision: snapshot.revision,
         issuedAt: at.toISOString(),
@@ -314,7 +322,7 @@ export function buildNodeConfig(
   certificates: readonly CertificateRecord[],
   nodeId: string,
   now: Date,
-  options: BuildOptions = {},
+  options: BuildOptions,
 ): NodeConfig {
   return prepareNodeConfigs(snapshot, certificates, now, options).build(nodeId, now);
 }

@@ -33,7 +33,8 @@ export interface FeedOptions {
   now?: () => Date;
   /** SSE heartbeat interval (ms); default 15 s, under common 30–60 s proxy idle timeouts. */
   heartbeatMs?: number;
-  build?: BuildOptions;
+  /** What every document is built with: the trust domain, limit overrides. */
+  build: BuildOptions;
   /**
    * Checks the caller's credentials again (the server: its certificate is
    * still unrevoked and its id not denylisted) before every document sent
@@ -85,7 +86,7 @@ function sendConfig(reply: FastifyReply, revision: number, jws: string): Fastify
 export const feedRoutes: FastifyPluginAsync<FeedOptions> = async (parent, options) => {
   const app = parent.withTypeProvider<TypeBoxTypeProvider>();
   const { store, hub } = options;
-  const source = new ConfigSource(store, options.signer, options.now, options.build);
+  const source = new ConfigSource(store, options.signer, options.build, options.now);
   const heartbeatMs = options.heartbeatMs ?? 15_000;
   const streams = new Set<ConfigStream>();
   const reauthenticate = options.reauthenticate ?? (() => Promise.resolve());

@@ -4,7 +4,7 @@ import { isDmrError, type ErrorCode } from '@dmr/core';
 import { client, link, node } from '../store/test-support/fixtures.js';
 import { buildNodeConfig, type NodeConfig } from './node-config.js';
 import { ConfigSigner, configSignerSpiffeId, verifyNodeConfig, type VerifyOptions } from './signing.js';
-import { TEST_SIGNER_URI, snapshotOf, testPki, type TestPki } from './test-support.js';
+import { TEST_SIGNER_URI, TRUST_DOMAIN, snapshotOf, testPki, type TestPki } from './test-support.js';
 
 const NOW = new Date();
 
@@ -15,7 +15,7 @@ function configFor(nodeId: string, revision = 5): NodeConfig {
     clients: [client('police-bot', 'police', 'dmr-tallinn')],
     links: [link('dmr-tallinn', 'dmr-tartu')],
   });
-  return buildNodeConfig(snapshot, [], nodeId, NOW);
+  return buildNodeConfig(snapshot, [], nodeId, NOW, { trustDomain: TRUST_DOMAIN });
 }
 
 async function refused(jws: string, options: VerifyOptions, code: ErrorCode, check: string): Promise<void> {
@@ -176,6 +176,11 @@ describe('node configuration signing', () => {
   it('refuses a document for another node', async () => {
     const jws = await pki.signer.sign(configFor('dmr-tartu'));
     await refused(jws, options, 'CONFIG_INVALID', 'node');
+  });
+
+  it('refuses a document for another trust domain than its signer’s', async () => {
+    const foreign = { ...configFor('dmr-tallinn'), trustDomain: 'other.test' };
+    await refused(await pki.signer.sign(foreign), options, 'CONFIG_INVALID', 'domain');
   });
 
   it('refuses an older revision, accepts the same one again', async () => {

@@ -8,7 +8,8 @@
  *
  * Verification fails closed and says which check failed (details.check):
  * `format`, `header`, `chain`, `signer`, `revoked`, `kid`, `signature` (all
- * CONFIG_SIGNATURE_INVALID) and `schema`, `node`, `revision` (CONFIG_INVALID).
+ * CONFIG_SIGNATURE_INVALID) and `schema`, `node`, `domain`, `revision`
+ * (CONFIG_INVALID).
  */
 import { constants, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { compactVerify, decodeProtectedHeader, errors as joseErrors, type CompactJWSHeaderParameters } from 'jose';
@@ -114,7 +115,7 @@ export interface VerifiedNodeConfig {
 }
 
 type SignatureCheck = 'format' | 'header' | 'chain' | 'signer' | 'revoked' | 'kid' | 'signature';
-type ContentCheck = 'schema' | 'node' | 'revision';
+type ContentCheck = 'schema' | 'node' | 'domain' | 'revision';
 
 function signatureInvalid(check: SignatureCheck, message: string, details: Record<string, unknown> = {}): DmrError {
   return new DmrError('CONFIG_SIGNATURE_INVALID', `node configuration refused (${check}): ${message}`, {
@@ -193,6 +194,15 @@ export async function verifyNodeConfig(jws: string, options: VerifyOptions): Pro
       expected: options.expectedNodeId,
       actual: config.node.id,
     });
+  }
+  // The node names its broker users and checks user_id by this trust domain: it must be the one whose signer it trusts.
+  const signerTrustDomain = /^spiffe:\/\/([^/]+)\//.exec(options.expectedSigner)?.[1];
+  if (config.trustDomain !== signerTrustDomain) {
+    throw contentInvalid(
+      'domain',
+      `the document is for trust domain ${config.trustDomain}, not ${signerTrustDomain ?? '(none)'} of its signer`,
+      { expected: signerTrustDomain ?? null, actual: config.trustDomain },
+    );
   }
   if (options.minRevision !== undefined && config.revision < options.minRevision) {
     throw contentInvalid(

@@ -42,8 +42,8 @@ export class ConfigSource {
   constructor(
     private readonly store: Store,
     private readonly signer: ConfigSigner,
+    private readonly buildOptions: BuildOptions,
     private readonly now: () => Date = () => new Date(),
-    private readonly buildOptions: BuildOptions = {},
   ) {}
 
   /** The signed configuration of `nodeId` at the newest revision (NOT_FOUND if the node does not exist). */

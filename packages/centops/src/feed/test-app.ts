@@ -13,6 +13,7 @@ import type { RevisionHub } from './hub.js';
 import { asPrincipal } from './principal.js';
 import { feedRoutes, type FeedOptions } from './routes.js';
 import type { ConfigSigner } from './signing.js';
+import { TRUST_DOMAIN } from './test-support.js';
 
 export const TEST_PRINCIPAL_HEADER = 'x-test-principal';
 
@@ -56,7 +57,7 @@ export async function startTestApp(
       .code(validation ? 400 : 500)
       .send({ error: { code: validation ? 'INVALID_ARGUMENT' : 'INTERNAL', message, details: {} } });
   });
-  await app.register(feedRoutes, { store, signer, hub, ...extra });
+  await app.register(feedRoutes, { store, signer, hub, build: { trustDomain: TRUST_DOMAIN }, ...extra });
   await app.listen({ host: '127.0.0.1', port: 0 });
 
   const { port } = app.server.address() as AddressInfo;

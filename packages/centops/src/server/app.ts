@@ -209,7 +209,13 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
   await api.register(directoryRoutes(context));
   await api.register(policyRoutes(context, policies));
   // Streams and long-polls outlive the request's authentication: the feed checks the certificate again per document.
-  await api.register(feedRoutes, { store, signer, hub, reauthenticate: (request) => authenticate(request, auth) });
+  await api.register(feedRoutes, {
+    store,
+    signer,
+    hub,
+    build: { trustDomain: config.trustDomain },
+    reauthenticate: (request) => authenticate(request, auth),
+  });
 
   const enrol = baseApp(options.logger, tls, ENROL_BODY_LIMIT);
   // Anyone can reach this listener: every route, the public documents too, counts against the source's budget.

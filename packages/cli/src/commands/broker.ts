@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { DmrError, assertValidTrustDomain, isDmrError, parseDuration } from '@dmr/core';
+import { DmrError, assertValidTrustDomain, isDmrError, parseDuration, spiffeId } from '@dmr/core';
 import { CertificateAuthority } from '@dmr/pki';
 import {
   brokerStatus,
@@ -179,10 +179,12 @@ async function issueDemoClient(
   const keyFile = join(dir, `${DEMO_CLIENT_ID}.key`);
   await writeFile(certificateFile, issued.chainPem);
   await writeFile(keyFile, issued.privateKeyPem, { mode: 0o600 });
+  // The broker logs the certificate in as its SPIFFE id.
+  const user = spiffeId(ca.trustDomain, 'client', DEMO_CLIENT_ID);
   for (let index = 0; index < harness.nodes.length; index++) {
     const management = harness.management(index);
-    await management.createCertificateUser(DEMO_CLIENT_ID);
-    await management.setPermissions('/', DEMO_CLIENT_ID, { configure: '.*', write: '.*', read: '.*' });
+    await management.createCertificateUser(user);
+    await management.setPermissions('/', user, { configure: '.*', write: '.*', read: '.*' });
   }
   return { id: DEMO_CLIENT_ID, certificateFile, keyFile };
 }

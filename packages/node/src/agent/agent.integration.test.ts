@@ -25,6 +25,7 @@ import { loadRunConfig, type RunConfig } from './run-config.js';
 import { dataPaths, readLocalStatus } from './state-dir.js';
 import {
   NODE,
+  TD,
   serverSerial,
   startAgentEnvironment,
   startImpostor,
@@ -56,6 +57,10 @@ describe('node agent with a real CentOps and broker', () => {
   let agent: NodeAgent | undefined;
   const outcomes: DocumentOutcome[] = [];
   const routers: RunningRouter[] = [];
+
+  /** Broker users are named by SPIFFE id. */
+  const clientUser = (id: string): string => `spiffe://${TD}/client/${id}`;
+  const nodeUser = (id: string): string => `spiffe://${TD}/node/${id}`;
 
   async function users(): Promise<string[]> {
     const list = (await env.harness.management().request('GET', '/users')) as Array<{ name: string }>;
@@ -195,8 +200,8 @@ describe('node agent with a real CentOps and broker', () => {
     const policy = agent.appliedConfig?.policy;
     assert.equal(current.policyRevision, policy?.revision ?? null);
     assert.deepEqual(
-      (await users()).filter((user) => user === 'police-bot' || user === NODE),
-      [NODE, 'police-bot'],
+      (await users()).filter((user) => user === clientUser('police-bot') || user === nodeUser(NODE)),
+      [clientUser('police-bot'), nodeUser(NODE)],
     );
     const vhosts = (await env.harness.management().request('GET', '/vhosts')) as Array<{ name: string }>;
     assert.ok(vhosts.some((vhost) => vhost.name === vhostName(NODE)));
@@ -248,7 +253,7 @@ describe('node agent with a real CentOps and broker', () => {
       'spiffe://dmr.test/operator/admin',
     );
     assert.ok((await settle()) > before);
-    assert.ok((await users()).includes('police-desk'));
+    assert.ok((await users()).includes(clientUser('police-desk')));
   });
 
   it('follows the feed by long-poll when the stream is off', async () => {
@@ -271,7 +276,7 @@ describe('node agent with a real CentOps and broker', () => {
         'spiffe://dmr.test/operator/admin',
       );
       assert.ok((await settle()) > before);
-      assert.ok((await users()).includes('police-poll'));
+      assert.ok((await users()).includes(clientUser('police-poll')));
     } finally {
       await agent.stop();
       agent = await startAgent();
@@ -304,7 +309,7 @@ describe('node agent with a real CentOps and broker', () => {
       `denylist → connection closed in ${ms} ms (the agent's verify + reconcile + write: ${applied?.result === 'applied' ? applied.ms : '?'} ms)`,
     );
     await settle();
-    assert.ok(!(await users()).includes('police-desk'));
+    assert.ok(!(await users()).includes(clientUser('police-desk')));
     // The agent fetched the new CRL at once: the revoked certificate fails the TLS handshake itself.
     const refused = await waitFor('the CRL to refuse the revoked certificate', async () => {
       const probe = await probeTls({
@@ -424,7 +429,7 @@ describe('node agent with a real CentOps and broker', () => {
             {
               persistent: true,
               messageId,
-              userId: 'police-bot',
+              userId: `spiffe://${TD}/client/police-bot`,
               type: 'ChatMessage',
               timestamp: Math.floor(Date.now() / 1000),
               headers: { 'dmr-recipient': to, 'dmr-version': 1 },
@@ -556,7 +561,7 @@ describe('node agent with a real CentOps and broker', () => {
       agent = await startAgent();
       assert.equal(agent.appliedRevision, undefined);
       // The broker layout is left as the last good document made it.
-      assert.ok((await users()).includes('police-bot'));
+      assert.ok((await users()).includes(clientUser('police-bot')));
     } finally {
       await writeFile(file, original);
     }

@@ -414,10 +414,7 @@ export class NodeAgent {
     const management = this.#management;
     if (management === undefined) throw new DmrError('INTERNAL', 'the agent has no management client');
     // routers: 0 means the operator runs the routers: at least one shard still exists.
-    const layout = desiredLayout(config, {
-      routerUser: this.config.node,
-      routerShards: Math.max(1, this.config.routers),
-    });
+    const layout = desiredLayout(config, { routerShards: Math.max(1, this.config.routers) });
     return reconcile(management, layout);
   }
 

@@ -76,7 +76,11 @@ export interface SignableMessage extends WireMessage {
 export interface ValidatedMessage {
   /** A lowercase UUID (rule 1): the idempotency key and the replay guard's key. */
   messageId: string;
-  /** The authenticated sender: `user_id`, which RabbitMQ checked against the certificate. */
+  /**
+   * The authenticated sender's client id, read from `user_id`
+   * (`spiffe://<trust domain>/client/<id>`), which RabbitMQ checked equals
+   * the user the certificate logged in as.
+   */
   sender: string;
   recipient: string;
   /** Where the recipient's queue lives: this node (deliver) or another (route). */
@@ -96,6 +100,7 @@ export interface ValidatedMessage {
 export const MESSAGE_REJECTION_CODES = [
   'MESSAGE_ID_INVALID',
   'SENDER_MISSING',
+  'SENDER_INVALID',
   'SENDER_UNKNOWN',
   'SENDER_INACTIVE',
   'SENDER_DENIED',

@@ -14,7 +14,7 @@
  * |---|----------------------------------------------------------------------------------|
  * | 0 | the literal `"dmr-hop-sig/1"` (domain separation and format version)             |
  * | 1 | property `message_id`, exactly as carried                                        |
- * | 2 | header `dmr-sender` (= the `user_id` the origin broker checked)                  |
+ * | 2 | header `dmr-sender` (= the client id in the `user_id` the origin broker checked) |
  * | 3 | header `dmr-origin` (the origin node id)                                         |
  * | 4 | header `dmr-recipient`                                                           |
  * | 5 | property `type`                                                                  |

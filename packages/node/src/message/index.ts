@@ -1,5 +1,11 @@
 export * from './contract.js';
-export { messageContext, validateAtOrigin, type MessageConfig, type MessageContext } from './validate.js';
+export {
+  messageContext,
+  senderFromUserId,
+  validateAtOrigin,
+  type MessageConfig,
+  type MessageContext,
+} from './validate.js';
 export { ReplayGuard, type ReplayGuardOptions, type ReplayResult } from './replay.js';
 export {
   HOP_SIGNATURE_JWS_TYPE,

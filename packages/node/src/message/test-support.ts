@@ -4,6 +4,12 @@ import type { MessageConfig } from './validate.js';
 import type { HeaderValue, SignableMessage } from './contract.js';
 
 export const NOW = Date.parse('2026-11-27T12:00:00.000Z');
+export const TRUST_DOMAIN = 'dmr.test';
+
+/** What a client sends as `user_id`: its certificate's SPIFFE id, the broker user it logged in as. */
+export function userIdOf(clientId: string): string {
+  return `spiffe://${TRUST_DOMAIN}/client/${clientId}`;
+}
 
 export const LIMITS: MessageConfig['limits'] = {
   maxMessageBytes: 1024,
@@ -18,6 +24,8 @@ export const LIMITS: MessageConfig['limits'] = {
   senderRatePerSecond: 100,
   senderBurst: 100,
   maxIdsPerSender: 1000,
+  maxConnectionsPerUser: 10,
+  maxChannelsPerUser: 100,
 };
 
 function entry(id: string, homeNode: string, status: 'active' | 'suspended' | 'revoked' = 'active') {
@@ -27,6 +35,7 @@ function entry(id: string, homeNode: string, status: 'active' | 'suspended' | 'r
 /** Node dmr-tallinn: local clients tax-bot, police-bot, sleepy-bot (suspended); remote clients on dmr-tartu. */
 export function testConfig(overrides: Partial<MessageConfig> = {}): MessageConfig {
   return {
+    trustDomain: TRUST_DOMAIN,
     node: { id: 'dmr-tallinn', amqpsEndpoint: 'amqps://localhost:5671', managementEndpoint: 'https://localhost:15671' },
     directory: [
       entry('bad-bot', 'dmr-tallinn'),
@@ -56,7 +65,7 @@ export interface MessageParts {
 export function testMessage(parts: MessageParts = {}): SignableMessage {
   const properties: SignableMessage['properties'] = {
     messageId: randomUUID(),
-    userId: 'tax-bot',
+    userId: userIdOf('tax-bot'),
     type: 'ChatMessage',
     timestamp: Math.floor(NOW / 1000),
     headers: { 'dmr-recipient': 'police-bot', 'dmr-version': 1 },

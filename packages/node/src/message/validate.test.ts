@@ -3,8 +3,8 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { ERROR_CATALOGUE } from '@dmr/core';
 import { MESSAGE_REJECTION_CODES, type CheckResult, type ValidatedMessage, type WireMessage } from './contract.js';
-import { messageContext, validateAtOrigin } from './validate.js';
-import { LIMITS, NOW, testConfig, testMessage, without, type MessageParts } from './test-support.js';
+import { messageContext, senderFromUserId, validateAtOrigin } from './validate.js';
+import { LIMITS, NOW, testConfig, testMessage, userIdOf, without, type MessageParts } from './test-support.js';
 
 const context = messageContext(testConfig());
 
@@ -60,11 +60,10 @@ describe('validateAtOrigin', () => {
     refused({ messageId: 42 }, 'MESSAGE_ID_INVALID');
     refused({ userId: undefined }, 'SENDER_MISSING');
     refused({ userId: '' }, 'SENDER_MISSING');
-    refused({ userId: 'nobody-bot' }, 'SENDER_UNKNOWN');
-    refused({ userId: 'Not An Id' }, 'SENDER_UNKNOWN');
-    refused({ userId: 'edu-bot' }, 'SENDER_UNKNOWN'); // a client of another node
-    refused({ userId: 'sleepy-bot' }, 'SENDER_INACTIVE');
-    refused({ userId: 'bad-bot' }, 'SENDER_DENIED');
+    refused({ userId: userIdOf('nobody-bot') }, 'SENDER_UNKNOWN');
+    refused({ userId: userIdOf('edu-bot') }, 'SENDER_UNKNOWN'); // a client of another node
+    refused({ userId: userIdOf('sleepy-bot') }, 'SENDER_INACTIVE');
+    refused({ userId: userIdOf('bad-bot') }, 'SENDER_DENIED');
     refused({ headers: { 'dmr-version': 1 } }, 'RECIPIENT_MISSING');
     refused({ headers: headers({ 'dmr-recipient': 'Police Bot' }) }, 'RECIPIENT_INVALID');
     refused({ headers: headers({ 'dmr-recipient': 7 }) }, 'RECIPIENT_INVALID');
@@ -123,10 +122,56 @@ describe('validateAtOrigin', () => {
     refused({ headers: headers({ CC: ['dmr.audit'], 'dmr-sender': 'x' }) }, 'ROUTING_HEADER_FORBIDDEN');
   });
 
+  it('reads the sender only from spiffe://<this trust domain>/client/<valid id> in user_id', () => {
+    const invalid = [
+      'tax-bot', // the plain id: the contract before SPIFFE logins
+      'Not An Id',
+      'spiffe://other.test/client/tax-bot', // another trust domain
+      'spiffe://dmr.test/node/tax-bot', // a node, not a client
+      'spiffe://dmr.test/operator/tax-bot',
+      'spiffe://dmr.test/client/Tax-Bot',
+      'spiffe://dmr.test/client/tax-bot/extra',
+      'spiffe://dmr.test/client/',
+      'spiffe://DMR.TEST/client/tax-bot',
+      'SPIFFE://dmr.test/client/tax-bot',
+      ' spiffe://dmr.test/client/tax-bot',
+      'spiffe://dmr.test/client/tax-bot\n',
+      'harness_admin',
+    ];
+    for (const userId of invalid) {
+      const result = check(testMessage({ userId }));
+      assert.ok(!result.ok, userId);
+      assert.equal(result.reason, 'SENDER_INVALID', userId);
+      assert.equal(result.detail, 'user_id is not spiffe://dmr.test/client/<id>', 'never echoes the value');
+      assert.equal(senderFromUserId(userId, 'dmr.test'), undefined, userId);
+    }
+    assert.equal(senderFromUserId(userIdOf('tax-bot'), 'dmr.test'), 'tax-bot');
+    assert.equal(senderFromUserId(userIdOf('tax-bot'), 'other.test'), undefined);
+    assert.equal(senderFromUserId(42, 'dmr.test'), undefined);
+    const accepted = check(
+      testMessage({ userId: userIdOf('police-bot'), headers: headers({ 'dmr-recipient': 'tax-bot' }) }),
+    );
+    assert.ok(accepted.ok);
+    assert.equal(accepted.message.sender, 'police-bot', 'the plain id goes on: dmr-sender, audit, reports, policy');
+  });
+
+  it('property: a user_id that is not a client SPIFFE id of this trust domain is SENDER_INVALID', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ minLength: 1 }).filter((text) => !/^spiffe:\/\/dmr\.test\/client\/[a-z0-9-]+$/.test(text)),
+        (userId) => {
+          const result = check(testMessage({ userId }));
+          assert.ok(!result.ok);
+          assert.equal(result.reason, 'SENDER_INVALID');
+        },
+      ),
+    );
+  });
+
   it('never puts payload content in a reason', () => {
     const secret = 'SECRET-PAYLOAD-CONTENT';
     const body = Buffer.from(secret.repeat(100));
-    for (const parts of [{ body }, { body, userId: 'nobody-bot' }, { body, type: secret + ' x' }]) {
+    for (const parts of [{ body }, { body, userId: userIdOf('nobody-bot') }, { body, type: secret + ' x' }]) {
       const result = check(testMessage(parts));
       assert.ok(!result.ok);
       assert.ok(!result.detail.includes(secret), result.detail);
@@ -144,7 +189,7 @@ describe('validateAtOrigin', () => {
     .record({ uuid, localSender, recipient, type, skewSeconds, expiration, size })
     .map((v): MessageParts => ({
       messageId: v.uuid,
-      userId: v.localSender,
+      userId: userIdOf(v.localSender),
       type: v.type,
       timestamp: Math.floor(NOW / 1000) + v.skewSeconds,
       expiration: v.expiration,

@@ -10,7 +10,7 @@
  * lookups, and the denylist before status so a denied party is reported as
  * denied, whatever its status.
  */
-import { isValidId } from '@dmr/core';
+import { isValidId, parseSpiffeId } from '@dmr/core';
 import type { NodeConfig } from '@dmr/centops';
 import {
   CONTRACT_VERSION,
@@ -30,7 +30,7 @@ import {
 import { MAX_HEADER_DEPTH, encodedTableSize, ownHeader, routingHeader } from './headers.js';
 
 /** What the checks need from a NodeConfig. */
-export type MessageConfig = Pick<NodeConfig, 'node' | 'directory' | 'denylist' | 'limits'>;
+export type MessageConfig = Pick<NodeConfig, 'trustDomain' | 'node' | 'directory' | 'denylist' | 'limits'>;
 
 interface DirectoryEntry {
   homeNode: string;
@@ -44,6 +44,8 @@ interface DirectoryEntry {
  */
 export interface MessageContext {
   readonly nodeId: string;
+  /** Senders are `spiffe://<trustDomain>/client/<id>` in `user_id`. */
+  readonly trustDomain: string;
   readonly limits: NodeConfig['limits'];
   readonly directory: ReadonlyMap<string, DirectoryEntry>;
   /** Ids are unique across the mesh (DESIGN.md), so one set covers denied clients and nodes. */
@@ -53,10 +55,24 @@ export interface MessageContext {
 export function messageContext(config: MessageConfig): MessageContext {
   return {
     nodeId: config.node.id,
+    trustDomain: config.trustDomain,
     limits: config.limits,
     directory: new Map(config.directory.map((entry) => [entry.id, { homeNode: entry.homeNode, status: entry.status }])),
     denied: new Set(config.denylist.map((entry) => entry.id)),
   };
+}
+
+/**
+ * The client id in a `user_id`, or undefined unless it is exactly
+ * `spiffe://<trustDomain>/client/<valid id>`. RabbitMQ accepts only a
+ * `user_id` equal to the user the connection logged in as, and the broker
+ * names users by the certificate's SPIFFE id, so this is the id of the
+ * client certificate that sent the message.
+ */
+export function senderFromUserId(userId: unknown, trustDomain: string): string | undefined {
+  if (typeof userId !== 'string') return undefined;
+  const parsed = parseSpiffeId(userId);
+  return parsed !== undefined && parsed.trustDomain === trustDomain && parsed.kind === 'client' ? parsed.id : undefined;
 }
 
 function optionalString(value: unknown): string | undefined {
@@ -95,8 +111,14 @@ export function validateAtOrigin(
 
   // RabbitMQ compares user_id with the connection's identity only when it is set, so absence is
   // the one way a client could send without an authenticated sender.
-  const sender = properties.userId;
-  if (typeof sender !== 'string' || sender === '') return reject('SENDER_MISSING', 'user_id is missing');
+  const userId = properties.userId;
+  if (typeof userId !== 'string' || userId === '') return reject('SENDER_MISSING', 'user_id is missing');
+  // Anything but a client's SPIFFE id here was sent by a user that is not a client certificate (an operator's
+  // account through the management API, say): no client to attribute it to.
+  const sender = senderFromUserId(userId, context.trustDomain);
+  if (sender === undefined) {
+    return reject('SENDER_INVALID', `user_id is not spiffe://${context.trustDomain}/client/<id>`);
+  }
 
   // Before anything reads the table: what the node accepts must stay small enough to re-encode.
   const headerBytes = encodedTableSize(headers, limits.maxHeaderBytes);
@@ -173,7 +195,7 @@ export function validateAtOrigin(
   if (context.denied.has(sender)) return reject('SENDER_DENIED', `sender ${sender} is on the denylist`);
   if (context.denied.has(recipient)) return reject('RECIPIENT_DENIED', `recipient ${recipient} is on the denylist`);
 
-  const from = isValidId(sender) ? context.directory.get(sender) : undefined;
+  const from = context.directory.get(sender);
   // The broker user exists only for local clients, so a sender homed elsewhere is a configuration race or forgery.
   if (from === undefined || from.homeNode !== context.nodeId) {
     return reject('SENDER_UNKNOWN', `user_id is not a client of node ${context.nodeId}`);

@@ -6,6 +6,8 @@
  * bindings whose source starts with `dmr.`, and users carrying one of the
  * MANAGED_USER_TAGS are looked at; anything else in the vhost (and every
  * other vhost) is left alone. The vhost itself is created but never deleted.
+ * Of a managed user's limits, only those its DesiredUser names are set; the
+ * reconciler never clears a limit (deleting the user removes them all).
  *
  * Conflicts: a quorum queue's arguments (and any queue's type) cannot change
  * in place, and re-creating it would drop the messages it holds. Such a queue
@@ -22,7 +24,7 @@
  * bindings, users, permissions); then the remaining deletions.
  */
 import { DmrError } from '@dmr/core';
-import type { ManagementClient } from '@dmr/broker-harness';
+import { USER_LIMIT_NAMES, type ManagementClient, type UserLimitName } from '@dmr/broker-harness';
 import {
   DMR_PREFIX,
   MANAGED_USER_TAGS,
@@ -35,7 +37,7 @@ import {
   type DesiredUser,
 } from './layout.js';
 
-export type ResourceKind = 'vhost' | 'exchange' | 'queue' | 'binding' | 'user' | 'permissions';
+export type ResourceKind = 'vhost' | 'exchange' | 'queue' | 'binding' | 'user' | 'permissions' | 'user-limit';
 
 export type Change =
   | { action: 'create'; kind: 'vhost'; name: string }
@@ -44,6 +46,8 @@ export type Change =
   | { action: 'create'; kind: 'binding'; name: string; binding: DesiredBinding }
   | { action: 'create' | 'update'; kind: 'user'; name: string; tag: string }
   | { action: 'create' | 'update'; kind: 'permissions'; name: string; permissions: DesiredPermissions }
+  /** `name` is the user; `limit` which of its limits. */
+  | { action: 'create' | 'update'; kind: 'user-limit'; name: string; limit: UserLimitName; value: number }
   | { action: 'delete'; kind: 'exchange' | 'queue' | 'user'; name: string }
   | { action: 'delete'; kind: 'binding'; name: string; source: string; destination: string; propertiesKey: string };
 
@@ -72,6 +76,8 @@ export interface ActualState {
   /** Every user by name, with tags, so unmanaged ones can be recognised as conflicts. */
   users: Map<string, { tags: string[] }>;
   permissions: Map<string, DesiredPermissions>;
+  /** Limits of managed users that have any, by user (`{ 'max-connections': 10 }`). */
+  userLimits: Map<string, Readonly<Record<string, number>>>;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -123,9 +129,14 @@ export async function readActualState(management: ManagementClient, vhost: strin
     bindings: new Map(),
     users: new Map(),
     permissions: new Map(),
+    userLimits: new Map(),
   };
-  for (const user of records(await management.request('GET', '/users'))) {
+  const [users, limits] = await Promise.all([management.request('GET', '/users'), management.listUserLimits()]);
+  for (const user of records(users)) {
     state.users.set(str(user.name), { tags: parseTags(user.tags) });
+  }
+  for (const [user, values] of limits) {
+    if (isManaged(state.users.get(user)?.tags ?? [])) state.userLimits.set(user, values);
   }
   if (!state.vhostExists) return state;
   const [exchanges, queues, bindings, permissions] = await Promise.all(
@@ -282,6 +293,18 @@ export function planChanges(layout: BrokerLayout, actual: ActualState): Plan {
     } else if (!samePermissions(granted, user.permissions)) {
       changes.push({ action: 'update', kind: 'permissions', name: user.name, permissions: user.permissions });
     } else unchanged += 1;
+    const { limits } = user;
+    if (limits === undefined) continue;
+    const current = actual.userLimits.get(user.name) ?? {};
+    for (const limit of USER_LIMIT_NAMES) {
+      const value = limits[limit];
+      const have = current[limit];
+      if (have === value) unchanged += 1;
+      else {
+        const action = have === undefined ? 'create' : 'update';
+        changes.push({ action, kind: 'user-limit', name: user.name, limit, value });
+      }
+    }
   }
 
   for (const [name, user] of actual.users) {
@@ -367,6 +390,8 @@ async function applyChange(management: ManagementClient, vhost: string, change: 
       return management.createCertificateUser(change.name, [change.tag]);
     case 'permissions':
       return management.setPermissions(vhost, change.name, change.permissions);
+    case 'user-limit':
+      return management.setUserLimit(change.name, change.limit, change.value);
   }
 }
 

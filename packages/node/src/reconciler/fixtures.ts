@@ -10,6 +10,7 @@ export function sampleConfig(
   return {
     apiVersion: 'dmr.ee/v1',
     kind: 'NodeConfig',
+    trustDomain: 'dmr.test',
     node: { id: 'node-a', amqpsEndpoint: 'amqps://127.0.0.1:5671', managementEndpoint: 'https://127.0.0.1:15671' },
     revision: 1,
     issuedAt: '2026-01-01T00:00:00.000Z',
@@ -34,6 +35,8 @@ export function sampleConfig(
       senderRatePerSecond: 100,
       senderBurst: 1_000,
       maxIdsPerSender: 250_000,
+      maxConnectionsPerUser: 10,
+      maxChannelsPerUser: 100,
     },
   };
 }

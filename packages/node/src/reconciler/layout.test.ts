@@ -14,6 +14,42 @@ import {
 } from './layout.js';
 
 const link = { peer: 'node-b', amqpsEndpoint: 'amqps://127.0.0.1:5672', cost: 1, peerCertificates: [] };
+const ALPHA = 'spiffe://dmr.test/client/alpha-bot';
+const NODE_A = 'spiffe://dmr.test/node/node-a';
+const NODE_B = 'spiffe://dmr.test/node/node-b';
+const LIMITS = { 'max-connections': 10, 'max-channels': 100 };
+
+/** What a broker holding exactly `layout` answers. */
+function matchingState(layout: ReturnType<typeof desiredLayout>): ActualState {
+  return {
+    vhostExists: true,
+    exchanges: new Map(
+      layout.exchanges.map((exchange) => [
+        exchange.name,
+        { type: exchange.type, arguments: { ...exchange.arguments } },
+      ]),
+    ),
+    queues: new Map(layout.queues.map((queue) => [queue.name, { arguments: { ...queue.arguments }, durable: true }])),
+    bindings: new Map(
+      layout.bindings.map((binding) => [
+        `${binding.source} -> ${binding.destination} [${binding.routingKey}]`,
+        { ...binding, propertiesKey: binding.routingKey },
+      ]),
+    ),
+    users: new Map([
+      ['harness_admin', { tags: ['administrator'] }],
+      ...layout.users.map((user): [string, { tags: string[] }] => [user.name, { tags: [user.tag] }]),
+    ]),
+    permissions: new Map(layout.users.map((user) => [user.name, { ...user.permissions }])),
+    userLimits: new Map(layout.users.flatMap((user) => (user.limits ? [[user.name, { ...user.limits }]] : []))),
+  };
+}
+
+function summary(changes: ReadonlyArray<{ action: string; kind: string; name: string; limit?: string }>): string[] {
+  return changes.map((change) =>
+    [change.action, change.kind, change.name, ...(change.limit === undefined ? [] : [change.limit])].join(' '),
+  );
+}
 
 describe('reconciler layout', () => {
   it('escapes every regex metacharacter and anchors names', () => {
@@ -95,15 +131,18 @@ describe('reconciler layout', () => {
     });
     assert.equal(layout.queues.find((queue) => queue.name === 'dmr.audit')?.arguments['x-queue-type'], 'stream');
     const users = new Map(layout.users.map((user) => [user.name, user]));
-    assert.deepEqual(users.get('alpha-bot'), {
-      name: 'alpha-bot',
+    assert.deepEqual(users.get(ALPHA), {
+      name: ALPHA,
       tag: CLIENT_USER_TAG,
       permissions: { configure: '', write: '^dmr\\.ingress$', read: '^dmr\\.client\\.alpha\\-bot$' },
+      limits: LIMITS,
     });
-    assert.equal(users.get('node-b')?.tag, PEER_USER_TAG);
-    assert.equal(users.get('node-b')?.permissions.write, '^dmr\\.mesh\\-ingress$');
-    assert.equal(users.get('node-a')?.tag, ROUTER_USER_TAG);
-    const routerRead = new RegExp(users.get('node-a')?.permissions.read ?? '');
+    assert.equal(users.get(NODE_B)?.tag, PEER_USER_TAG);
+    assert.equal(users.get(NODE_B)?.permissions.write, '^dmr\\.mesh\\-ingress$');
+    assert.deepEqual(users.get(NODE_B)?.limits, LIMITS);
+    assert.equal(users.get(NODE_A)?.tag, ROUTER_USER_TAG);
+    assert.equal(users.get(NODE_A)?.limits, undefined, 'the router’s own connections are not limited');
+    const routerRead = new RegExp(users.get(NODE_A)?.permissions.read ?? '');
     assert.ok(routerRead.test('dmr.ingress.0') && routerRead.test('dmr.dead-letter-reports'));
     for (const denied of ['dmr.client.alpha-bot', 'dmr.client.alpha-bot.dlq', 'dmr.ingress.1', 'dmr.rejected']) {
       assert.ok(!routerRead.test(denied), denied);
@@ -147,7 +186,7 @@ describe('reconciler layout', () => {
     );
     assert.deepEqual(
       layout.users.map((user) => user.name),
-      ['alpha-bot', 'node-a'],
+      [ALPHA, NODE_A],
     );
     assert.ok(layout.queues.some((queue) => queue.name === 'dmr.client.gamma-bot'));
     assert.ok(!layout.queues.some((queue) => queue.name === 'dmr.outbound.node-b'));
@@ -162,32 +201,13 @@ describe('reconciler layout', () => {
       bindings: new Map(),
       users: new Map([['harness_admin', { tags: ['administrator'] }]]),
       permissions: new Map(),
+      userLimits: new Map(),
     };
     const first = planChanges(layout, empty);
     assert.equal(first.changes[0]?.kind, 'vhost');
     assert.equal(first.conflicts.length, 0);
-    const matching: ActualState = {
-      vhostExists: true,
-      exchanges: new Map(
-        layout.exchanges.map((exchange) => [
-          exchange.name,
-          { type: exchange.type, arguments: { ...exchange.arguments } },
-        ]),
-      ),
-      queues: new Map(layout.queues.map((queue) => [queue.name, { arguments: { ...queue.arguments }, durable: true }])),
-      bindings: new Map(
-        layout.bindings.map((binding) => [
-          `${binding.source} -> ${binding.destination} [${binding.routingKey}]`,
-          { ...binding, propertiesKey: binding.routingKey },
-        ]),
-      ),
-      users: new Map([
-        ['harness_admin', { tags: ['administrator'] }],
-        ...layout.users.map((user): [string, { tags: string[] }] => [user.name, { tags: [user.tag] }]),
-        ['old-bot', { tags: [CLIENT_USER_TAG] }],
-      ]),
-      permissions: new Map(layout.users.map((user) => [user.name, { ...user.permissions }])),
-    };
+    const matching = matchingState(layout);
+    matching.users.set('old-bot', { tags: [CLIENT_USER_TAG] });
     const second = planChanges(layout, matching);
     assert.deepEqual(
       second.changes.map((change) => `${change.action} ${change.kind} ${change.name}`),
@@ -202,5 +222,81 @@ describe('reconciler layout', () => {
     assert.ok(!third.changes.some((change) => change.name === 'dmr.client.alpha-bot'));
     matching.exchanges.set('dmr.ingress', { type: 'x-consistent-hash', arguments: {} });
     assert.ok(planChanges(layout, matching).conflicts.some((conflict) => conflict.name === 'dmr.ingress'));
+  });
+});
+
+describe('reconciler users and user limits', () => {
+  const layout = desiredLayout(sampleConfig(['alpha-bot'], { links: [link] }));
+
+  it('names users by SPIFFE id from the document’s trust domain', () => {
+    const other = desiredLayout({ ...sampleConfig(['alpha-bot'], { links: [link] }), trustDomain: 'dmr.example.ee' });
+    assert.deepEqual(
+      other.users.map((user) => user.name),
+      [
+        'spiffe://dmr.example.ee/client/alpha-bot',
+        'spiffe://dmr.example.ee/node/node-a',
+        'spiffe://dmr.example.ee/node/node-b',
+      ],
+    );
+  });
+
+  it('creates each client and peer user, then its permissions, then its limits; the router gets none', () => {
+    const plan = planChanges(layout, {
+      ...matchingState(layout),
+      users: new Map(),
+      permissions: new Map(),
+      userLimits: new Map(),
+    });
+    const users = summary(plan.changes).filter((line) => / (user|permissions|user-limit) /.test(line));
+    assert.deepEqual(users, [
+      `create user ${ALPHA}`,
+      `create permissions ${ALPHA}`,
+      `create user-limit ${ALPHA} max-connections`,
+      `create user-limit ${ALPHA} max-channels`,
+      `create user ${NODE_A}`,
+      `create permissions ${NODE_A}`,
+      `create user ${NODE_B}`,
+      `create permissions ${NODE_B}`,
+      `create user-limit ${NODE_B} max-connections`,
+      `create user-limit ${NODE_B} max-channels`,
+    ]);
+    assert.deepEqual(
+      plan.changes
+        .filter((change) => change.kind === 'user-limit')
+        .map((change) => ('value' in change ? change.value : undefined)),
+      [10, 100, 10, 100],
+    );
+  });
+
+  it('updates a limit that differs, and touches no limit it does not own', () => {
+    const actual = matchingState(layout);
+    actual.userLimits.set(ALPHA, { 'max-connections': 3, 'max-channels': 100 });
+    // An operator's limit on the router user, and one on a user the reconciler does not manage.
+    actual.userLimits.set(NODE_A, { 'max-connections': 7 });
+    actual.users.set('ops-person', { tags: ['management'] });
+    actual.userLimits.set('ops-person', { 'max-channels': 1 });
+    const plan = planChanges(layout, actual);
+    assert.deepEqual(summary(plan.changes), [`update user-limit ${ALPHA} max-connections`]);
+    assert.deepEqual(planChanges(layout, matchingState(layout)).changes, []);
+  });
+
+  it('replaces users named by CN (before SPIFFE logins) with users named by SPIFFE id', () => {
+    const actual = matchingState(layout);
+    for (const user of layout.users) {
+      actual.users.delete(user.name);
+      actual.permissions.delete(user.name);
+      actual.userLimits.delete(user.name);
+    }
+    // What a broker reconciled before the change holds: the same users under their plain ids.
+    actual.users.set('alpha-bot', { tags: [CLIENT_USER_TAG] });
+    actual.users.set('node-a', { tags: [ROUTER_USER_TAG] });
+    actual.users.set('node-b', { tags: [PEER_USER_TAG] });
+    // Not the reconciler's: left alone.
+    actual.users.set('someone', { tags: [] });
+    const plan = planChanges(layout, actual);
+    const lines = summary(plan.changes);
+    assert.deepEqual(lines.slice(0, 3), ['delete user alpha-bot', 'delete user node-a', 'delete user node-b']);
+    assert.ok(lines.includes(`create user ${ALPHA}`) && lines.includes(`create user ${NODE_A}`));
+    assert.ok(!lines.some((line) => line.includes('someone')));
   });
 });

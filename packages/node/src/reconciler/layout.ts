@@ -21,7 +21,16 @@
  * client's DLQ (the evidence) and `dmr.dead-letter-reports` (`#`), which the
  * routers consume to tell senders that a message expired or hit the delivery
  * limit.
+ *
+ * Users: the broker logs a certificate in as its SPIFFE id (its first URI
+ * SAN, docs/decisions/0008-broker-login-by-spiffe-id.md), so each user is
+ * named `spiffe://<trustDomain>/client/<id>` or `…/node/<id>`: only a client
+ * certificate can be a client user, only a node certificate a peer or the
+ * router. Client and peer users carry RabbitMQ user limits from
+ * `limits.maxConnectionsPerUser` / `maxChannelsPerUser`.
  */
+import { spiffeId } from '@dmr/core';
+import type { UserLimitName } from '@dmr/broker-harness';
 import type { NodeConfig } from '@dmr/centops';
 
 /** Every exchange and queue the reconciler owns starts with this; anything else in the vhost is left alone. */
@@ -110,11 +119,17 @@ export interface DesiredPermissions {
   write: string;
   read: string;
 }
+/** RabbitMQ user limits by their broker names. */
+export type DesiredUserLimits = Readonly<Record<UserLimitName, number>>;
+
 export interface DesiredUser {
+  /** The SPIFFE id of the certificate that logs in as this user. */
   name: string;
   /** Exactly one of MANAGED_USER_TAGS. */
   tag: string;
   permissions: DesiredPermissions;
+  /** The limits the reconciler keeps on this user; absent: it leaves the user's limits alone (the router). */
+  limits?: DesiredUserLimits;
 }
 
 export interface BrokerLayout {
@@ -126,8 +141,6 @@ export interface BrokerLayout {
 }
 
 export interface LayoutOptions {
-  /** The router's broker user (its certificate CN); default: the node id (the node certificate's CN). */
-  routerUser?: string;
   /** Override of vhostName(node.id). */
   vhost?: string;
   /** Router processes, each consuming one `dmr.ingress.<n>` (default 1). */
@@ -144,7 +157,11 @@ function quorum(extra: Record<string, ArgumentValue>): QueueArguments {
 }
 
 export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): BrokerLayout {
-  const { limits } = config;
+  const { limits, trustDomain } = config;
+  const userLimits: DesiredUserLimits = {
+    'max-connections': limits.maxConnectionsPerUser,
+    'max-channels': limits.maxChannelsPerUser,
+  };
   const deniedClients = denied(config, 'client');
   const deniedNodes = denied(config, 'node');
   const shards = options.routerShards ?? 1;
@@ -231,10 +248,11 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
     bindings.push({ source: DEAD_LETTER_EXCHANGE, destination: dlq, routingKey: client.id });
     if (client.status === 'active' && !deniedClients.has(client.id)) {
       users.push({
-        name: client.id,
+        name: spiffeId(trustDomain, 'client', client.id),
         tag: CLIENT_USER_TAG,
         // configure nothing; write only to ingress; read (consume/get) only its own queue.
         permissions: { configure: '', write: exactNames([INGRESS_EXCHANGE]), read: exactNames([queue]) },
+        limits: userLimits,
       });
     }
   }
@@ -247,15 +265,17 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
     });
     // The peer's link (shovel/federation) logs in with its node certificate and may only write mesh-ingress.
     users.push({
-      name: peer,
+      name: spiffeId(trustDomain, 'node', peer),
       tag: PEER_USER_TAG,
       permissions: { configure: '', write: exactNames([MESH_INGRESS_EXCHANGE]), read: '' },
+      limits: userLimits,
     });
   }
 
-  const routerUser = options.routerUser ?? config.node.id;
+  // The routers log in with the node's own certificate. Their connections are this node's own (one per
+  // router process, and the agent decides how many), so no user limits.
   users.push({
-    name: routerUser,
+    name: spiffeId(trustDomain, 'node', config.node.id),
     tag: ROUTER_USER_TAG,
     permissions: {
       // The reconciler declares everything; the router only passive-declares, which needs no permission.

@@ -2,11 +2,12 @@
  * The reconciler against a real TLS-only harness broker (one per file):
  * layout created with the right arguments, idempotence, least privilege as
  * clients with certificates see it, removal, denylisting a live connection,
- * and reject-publish back-pressure.
+ * reject-publish back-pressure, user limits as a client meets them, and the
+ * move from users named by CN to users named by SPIFFE id.
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -17,9 +18,11 @@ import { CertificateAuthority } from '@dmr/pki';
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
 import { reconcile } from './apply.js';
 import { denyClient, sampleConfig } from './fixtures.js';
-import { CLIENT_USER_TAG, desiredLayout, vhostName } from './layout.js';
+import { CLIENT_USER_TAG, ROUTER_USER_TAG, desiredLayout, vhostName } from './layout.js';
 
 const VHOST = vhostName('node-a');
+const TD = 'dmr.test';
+const user = (id: string): string => `spiffe://${TD}/${id.startsWith('node-') ? 'node' : 'client'}/${id}`;
 
 interface Material {
   certificatePem: string;
@@ -103,7 +106,7 @@ describe('reconciler on a harness broker', () => {
     const ca = await CertificateAuthority.init(join(dir, 'pki'), { trustDomain: 'dmr.test' });
     harness = await startBrokers({ dir: join(dir, 'brokers'), ca, namePrefix: 'reconciler' });
     management = harness.management();
-    for (const id of ['alpha-bot', 'beta-bot', 'gamma-bot']) {
+    for (const id of ['alpha-bot', 'beta-bot', 'gamma-bot', 'delta-bot']) {
       const issued = await ca.issueWithKey({ kind: 'client', id });
       material.set(id, { certificatePem: issued.chainPem, privateKeyPem: issued.privateKeyPem });
     }
@@ -141,9 +144,12 @@ describe('reconciler on a harness broker', () => {
     assert.ok(await queueInfo(management, 'dmr.client.beta-bot.dlq'));
     assert.ok(await queueInfo(management, 'dmr.rejected'));
     const users = (await management.request('GET', '/users')) as Array<{ name: string; tags: unknown }>;
-    const alphaUser = users.find((user) => user.name === 'alpha-bot');
+    const alphaUser = users.find((entry) => entry.name === user('alpha-bot'));
     assert.deepEqual(alphaUser?.tags, [CLIENT_USER_TAG]);
-    const permissions = await management.request('GET', `/permissions/${VHOST}/alpha-bot`);
+    const permissions = await management.request(
+      'GET',
+      `/permissions/${VHOST}/${encodeURIComponent(user('alpha-bot'))}`,
+    );
     assert.deepEqual(
       { ...(permissions as Record<string, unknown>), user: undefined, vhost: undefined },
       {
@@ -154,6 +160,9 @@ describe('reconciler on a harness broker', () => {
         read: '^dmr\\.client\\.alpha\\-bot$',
       },
     );
+    const limits = await management.listUserLimits();
+    assert.deepEqual(limits.get(user('alpha-bot')), { 'max-connections': 10, 'max-channels': 100 });
+    assert.equal(limits.get(user('node-a')), undefined, 'the router user has no limits');
   });
 
   it('plans nothing on a second apply', async () => {
@@ -186,10 +195,10 @@ describe('reconciler on a harness broker', () => {
   it('removes the queues and user of a client no longer configured', async () => {
     const result = await reconcile(management, desiredLayout(sampleConfig(['alpha-bot'])));
     const summary = result.changes.map((change) => `${change.action} ${change.kind} ${change.name}`);
-    assert.ok(summary.includes('delete user beta-bot'), summary.join('; '));
+    assert.ok(summary.includes(`delete user ${user('beta-bot')}`), summary.join('; '));
     assert.equal(await queueInfo(management, 'dmr.client.beta-bot'), undefined);
     assert.equal(await queueInfo(management, 'dmr.client.beta-bot.dlq'), undefined);
-    assert.ok(!(await management.listUsers()).includes('beta-bot'));
+    assert.ok(!(await management.listUsers()).includes(user('beta-bot')));
     assert.deepEqual((await reconcile(management, desiredLayout(sampleConfig(['alpha-bot'])))).changes, []);
   });
 
@@ -203,7 +212,7 @@ describe('reconciler on a harness broker', () => {
     );
     assert.deepEqual(
       result.changes.map((change) => `${change.action} ${change.kind} ${change.name}`),
-      ['delete user alpha-bot'],
+      [`delete user ${user('alpha-bot')}`],
     );
     await closed;
     assert.ok(Date.now() - started < 1000, `closed after ${Date.now() - started} ms`);
@@ -226,6 +235,8 @@ describe('reconciler on a harness broker', () => {
       senderRatePerSecond: 100,
       senderBurst: 1_000,
       maxIdsPerSender: 250_000,
+      maxConnectionsPerUser: 10,
+      maxChannelsPerUser: 100,
     };
     const config = sampleConfig(['alpha-bot', 'gamma-bot'], { denylist: [denyClient('alpha-bot')], limits });
     const result = await reconcile(management, desiredLayout(config));
@@ -293,5 +304,97 @@ describe('reconciler on a harness broker', () => {
       await channelCloseCode(channel, () => channel.consume('dmr.client.gamma-bot.dlq', () => undefined)),
       403,
     );
+  });
+
+  it('sets user limits: the (N+1)th connection is refused and the (N+1)th channel closes its connection (530)', async () => {
+    const config = sampleConfig(['gamma-bot', 'delta-bot'], {
+      limits: { ...sampleConfig([]).limits, maxConnectionsPerUser: 2, maxChannelsPerUser: 3 },
+    });
+    const first = await reconcile(management, desiredLayout(config, { routerShards: 2 }));
+    const limitChanges = first.changes
+      .filter((change) => change.kind === 'user-limit')
+      .map((change) => `${change.action} ${change.name} ${'limit' in change ? change.limit : ''}`);
+    assert.deepEqual(limitChanges, [
+      `create ${user('delta-bot')} max-connections`,
+      `create ${user('delta-bot')} max-channels`,
+      `update ${user('gamma-bot')} max-connections`,
+      `update ${user('gamma-bot')} max-channels`,
+    ]);
+    assert.deepEqual((await reconcile(management, desiredLayout(config, { routerShards: 2 }))).changes, []);
+    assert.deepEqual((await management.listUserLimits()).get(user('delta-bot')), {
+      'max-connections': 2,
+      'max-channels': 3,
+    });
+
+    // delta-bot never connected before: nothing of an earlier test counts against it.
+    const one = await connectAs('delta-bot');
+    const two = await connectAs('delta-bot');
+    let started = performance.now();
+    const refused = await connectAs('delta-bot').then(
+      () => undefined,
+      (error: unknown) => error as Error,
+    );
+    const connectionMs = performance.now() - started;
+    assert.ok(refused, 'a third connection was accepted');
+    // amqplib 2.3.1 drops the broker's reply code and text during the handshake; the broker's log has them.
+    assert.equal(refused.message, 'Expected ConnectionOpenOk; got <ConnectionClose channel:0>');
+    const logged = `connection refused for user '${user('delta-bot')}': user connection limit (2) is reached`;
+    assert.ok(
+      await waitFor(async () => (await readFile(harness?.node().logFile ?? '', 'utf8')).includes(logged), 10_000),
+      `the broker did not log: ${logged}`,
+    );
+
+    // Channels count over all the user's connections: 2 on one, 1 on the other, then a 4th.
+    const channels: Channel[] = [];
+    for (const connection of [one, one, two]) {
+      const channel = await connection.createChannel();
+      channel.on('error', () => undefined);
+      channels.push(channel);
+    }
+    const twoClosed = new Promise<Error>((resolve) => two.once('close', (error: Error) => resolve(error)));
+    started = performance.now();
+    const channelRefused = await two.createChannel().then(
+      () => undefined,
+      (error: unknown) => error as Error,
+    );
+    const channelMs = performance.now() - started;
+    assert.ok(channelRefused, 'a fourth channel was opened');
+    const closeReason = await twoClosed;
+    assert.match(closeReason.message, /530 \(NOT-ALLOWED\)/);
+    assert.match(
+      closeReason.message,
+      /number of channels opened for user .* has reached the maximum allowed user limit of \(3\)/,
+    );
+    // The user's other connection is untouched: a synchronous round trip on its open channel still answers.
+    await channels[0]?.checkExchange('dmr.ingress');
+    process.stdout.write(
+      `# user limits: connection refused in ${connectionMs.toFixed(1)} ms ("${refused.message}"); ` +
+        `4th channel refused in ${channelMs.toFixed(1)} ms, its connection closed: "${closeReason.message}"\n`,
+    );
+  });
+
+  it('replaces users named by CN (before SPIFFE logins) and leaves untagged users alone', async () => {
+    // What a broker reconciled by the previous version holds (e.g. a local mesh in .dmr/mesh).
+    for (const [name, tag] of [
+      ['gamma-bot', CLIENT_USER_TAG],
+      ['node-a', ROUTER_USER_TAG],
+      ['legacy-tool', undefined],
+    ] as const) {
+      await management.createCertificateUser(name, tag === undefined ? [] : [tag]);
+      await management.setPermissions(VHOST, name, { configure: '', write: '', read: '' });
+    }
+    const config = sampleConfig(['gamma-bot', 'delta-bot']);
+    const result = await reconcile(management, desiredLayout(config, { routerShards: 2 }));
+    const users = result.changes.filter((change) => change.kind === 'user');
+    assert.deepEqual(
+      users.map((change) => `${change.action} ${change.name}`),
+      ['delete gamma-bot', 'delete node-a'],
+    );
+    const left = await management.listUsers();
+    assert.ok(!left.includes('gamma-bot') && !left.includes('node-a'), left.join(', '));
+    for (const name of ['legacy-tool', user('gamma-bot'), user('delta-bot'), user('node-a')]) {
+      assert.ok(left.includes(name), name);
+    }
+    assert.deepEqual((await reconcile(management, desiredLayout(config, { routerShards: 2 }))).changes, []);
   });
 });

@@ -30,6 +30,7 @@ function config(): NodeConfig {
   return {
     apiVersion: 'dmr.ee/v1',
     kind: 'NodeConfig',
+    trustDomain: 'dmr.test',
     node: { id: 'node-a', amqpsEndpoint: 'amqps://127.0.0.1:5671', managementEndpoint: 'https://127.0.0.1:15671' },
     revision: 7,
     issuedAt: '2026-01-01T00:00:00.000Z',
@@ -54,6 +55,8 @@ function config(): NodeConfig {
       senderRatePerSecond: 100,
       senderBurst: 100,
       maxIdsPerSender: 1000,
+      maxConnectionsPerUser: 10,
+      maxChannelsPerUser: 100,
     },
   };
 }
@@ -101,7 +104,7 @@ describe('router envelope', () => {
   it('delivers with the client properties and allowlisted headers, without user_id, with DMR headers and remaining TTL', () => {
     const properties = {
       messageId: validated().messageId,
-      userId: 'ria-bot',
+      userId: 'spiffe://dmr.test/client/ria-bot',
       type: 'ChatMessage',
       timestamp: NOW / 1000,
       expiration: '30000',

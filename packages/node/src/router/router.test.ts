@@ -19,6 +19,7 @@ function config(nodeId = 'node-a'): NodeConfig {
   return {
     apiVersion: 'dmr.ee/v1',
     kind: 'NodeConfig',
+    trustDomain: 'dmr.test',
     node: { id: nodeId, amqpsEndpoint: 'amqps://127.0.0.1:5671', managementEndpoint: 'https://127.0.0.1:15671' },
     revision: 1,
     issuedAt: '2026-01-01T00:00:00.000Z',
@@ -40,6 +41,8 @@ function config(nodeId = 'node-a'): NodeConfig {
       senderRatePerSecond: 100,
       senderBurst: 100,
       maxIdsPerSender: 1000,
+      maxConnectionsPerUser: 10,
+      maxChannelsPerUser: 100,
     },
   };
 }

@@ -33,7 +33,7 @@ import { RECIPIENT_HEADER, SENDER_HEADER, UUID_PATTERN } from '../message/contra
 import { ownHeader } from '../message/headers.js';
 import { SenderRateLimit } from '../message/rate-limit.js';
 import { ReplayGuard } from '../message/replay.js';
-import { validateAtOrigin } from '../message/validate.js';
+import { senderFromUserId, validateAtOrigin } from '../message/validate.js';
 import {
   DEAD_LETTER_REPORTS_QUEUE,
   DELIVERY_EXCHANGE,
@@ -360,9 +360,8 @@ export class Router {
     refusal: Refusal,
   ): Promise<void> {
     const now = this.#now();
-    // user_id, when set, is what RabbitMQ checked against the certificate: the authenticated sender.
-    const userId = message.properties.userId as unknown;
-    const from = typeof userId === 'string' && userId !== '' ? userId : undefined;
+    // user_id, when set, is what RabbitMQ checked against the login: a client's SPIFFE id names the sender.
+    const from = senderFromUserId(message.properties.userId, context.message.trustDomain);
     const messageId = validMessageId(message);
     // An unvalidated header: recorded only when it is a valid id.
     const recipient = validId(ownHeader(message.properties.headers, RECIPIENT_HEADER));

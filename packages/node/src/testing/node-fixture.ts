@@ -29,6 +29,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startBrokers, type BrokerHarness, type ManagementClient } from '@dmr/broker-harness';
 import type { NodeConfig } from '@dmr/centops';
+import { spiffeId } from '@dmr/core';
 import { CertificateAuthority } from '@dmr/pki';
 import { BundleSigner, PolicyEngine, buildBundle, policySignerSpiffeId, type BundleVerification } from '@dmr/policy';
 import type { ChannelModel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
@@ -110,7 +111,14 @@ export const DEFAULT_LIMITS: Limits = {
   senderRatePerSecond: 1_000_000,
   senderBurst: 1_000_000,
   maxIdsPerSender: 1_000_000,
+  maxConnectionsPerUser: 10,
+  maxChannelsPerUser: 100,
 };
+
+/** The broker user of a client of the fixture, and the `user_id` it sends: its certificate's SPIFFE id. */
+export function clientUser(id: string): string {
+  return spiffeId(TRUST_DOMAIN, 'client', id);
+}
 
 /** What a client publishes; every field can be overridden, `null` removes a property or header. */
 export interface SendOptions {
@@ -121,7 +129,7 @@ export interface SendOptions {
   /** POSIX seconds; default now. */
   timestamp?: number | null;
   expiration?: string | number;
-  /** Default: the client's own id (what RabbitMQ checks); null sends none. */
+  /** Default: the client's SPIFFE id (what RabbitMQ checks against its login); null sends none. */
   userId?: string | null;
   version?: unknown;
   headers?: Record<string, unknown>;
@@ -461,8 +469,12 @@ export class NodeFixture {
     if (!this.#material.has(reader)) {
       const issued = await this.ca.issueWithKey({ kind: 'client', id: reader });
       this.#material.set(reader, { certificatePem: issued.chainPem, privateKeyPem: issued.privateKeyPem });
-      await this.management.createCertificateUser(reader, []);
-      await this.management.setPermissions(this.vhost, reader, { configure: '', write: '', read: '^dmr\\.audit$' });
+      await this.management.createCertificateUser(clientUser(reader), []);
+      await this.management.setPermissions(this.vhost, clientUser(reader), {
+        configure: '',
+        write: '',
+        read: '^dmr\\.audit$',
+      });
     }
     const connection = await this.connectAs(reader);
     try {
@@ -517,6 +529,7 @@ function fixtureConfig(nodeId: string, clients: readonly FixtureClientSpec[], li
   return {
     apiVersion: 'dmr.ee/v1',
     kind: 'NodeConfig',
+    trustDomain: TRUST_DOMAIN,
     node: { id: nodeId, amqpsEndpoint: 'amqps://127.0.0.1:5671', managementEndpoint: 'https://127.0.0.1:15671' },
     revision: 1,
     issuedAt: new Date().toISOString().replace(/\.\d+Z$/, '.000Z'),
@@ -569,7 +582,7 @@ function sendAs(channel: ConfirmChannel, id: string, options: SendOptions): Prom
   const properties: Options.Publish = {
     persistent: true,
     ...(messageId === undefined ? {} : { messageId }),
-    ...(options.userId === null ? {} : { userId: options.userId ?? id }),
+    ...(options.userId === null ? {} : { userId: options.userId ?? clientUser(id) }),
     ...(options.type === null ? {} : { type: options.type ?? 'ChatMessage' }),
     ...(options.timestamp === null ? {} : { timestamp: options.timestamp ?? Math.floor(Date.now() / 1000) }),
     ...(options.expiration === undefined ? {} : { expiration: options.expiration }),

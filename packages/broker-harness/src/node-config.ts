@@ -34,7 +34,7 @@ export const ADMIN_USERNAME = 'harness_admin';
  * certificate of that kind, id and trust domain logs in as a user; a
  * certificate without a URI SAN is refused ("no name found"). The CN alone
  * would let any certificate of the CA named like a user (an operator's, a
- * signer's) log in as that user: docs/decisions/0008-broker-login-by-spiffe-id.md.
+ * signer's) log in as that user: docs/decisions/0014-broker-login-by-spiffe-id.md.
  */
 export const LOGIN_SETTINGS: ReadonlyArray<readonly [string, string]> = [
   ['auth_mechanisms.1', 'EXTERNAL'],

@@ -23,7 +23,7 @@
  * limit.
  *
  * Users: the broker logs a certificate in as its SPIFFE id (its first URI
- * SAN, docs/decisions/0008-broker-login-by-spiffe-id.md), so each user is
+ * SAN, docs/decisions/0014-broker-login-by-spiffe-id.md), so each user is
  * named `spiffe://<trustDomain>/client/<id>` or `…/node/<id>`: only a client
  * certificate can be a client user, only a node certificate a peer or the
  * router. Client and peer users carry RabbitMQ user limits from

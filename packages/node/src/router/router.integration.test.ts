@@ -14,7 +14,7 @@ import type { PolicyDecider, PolicyDecision, PolicyInput } from '@dmr/policy';
 import type { ChannelModel, ConsumeMessage } from 'amqplib';
 import { Registry } from 'prom-client';
 import { firstBrokenRecord, type AuditRecord } from './audit.js';
-import { NodeFixture, parseReport, type SendOptions, type TestClient } from '../testing/node-fixture.js';
+import { NodeFixture, clientUser, parseReport, type SendOptions, type TestClient } from '../testing/node-fixture.js';
 import { rawPublish } from '../testing/raw-amqp.js';
 import { RouterMetrics } from './metrics.js';
 import { Router } from './router.js';
@@ -320,7 +320,7 @@ describe('router on a harness broker', () => {
       'dmr.ingress',
       {
         messageId: id,
-        userId: 'ria-bot',
+        userId: clientUser('ria-bot'),
         type: 'ChatMessage',
         timestamp: Math.floor(Date.now() / 1000),
         deliveryMode: 2,
@@ -352,7 +352,7 @@ describe('router on a harness broker', () => {
     const big = randomUUID();
     channel.publish('dmr.ingress', '', Buffer.alloc(20 * 1_048_576), {
       messageId: big,
-      userId: 'ria-bot',
+      userId: clientUser('ria-bot'),
       type: 'ChatMessage',
       timestamp: Math.floor(Date.now() / 1000),
       headers: { 'dmr-recipient': 'rik-bot', 'dmr-version': 1 },

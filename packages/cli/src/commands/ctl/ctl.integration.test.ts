@@ -421,8 +421,8 @@ spec: { id: dmr-tallinn--dmr-tartu, nodes: [dmr-tallinn, dmr-tartu], cost: 0 }
         endpoint: url,
         enrolEndpoint: url,
         caBundle: join(centopsDir, 'ca/root.crt'),
-        clientCertificate: join(centopsDir, 'admin/admin.crt'),
-        clientKey: join(centopsDir, 'admin/admin.key'),
+        clientCertificate: join(`${centopsDir}-admin`, 'admin.crt'),
+        clientKey: join(`${centopsDir}-admin`, 'admin.key'),
       });
       const listed = await run(['ctl', '--config', fooled, 'get', 'nodes'], { cwd: dir });
       assert.equal(listed.status, 9, listed.stderr);

@@ -153,7 +153,7 @@ function cryptoParams(algorithm: Algorithm): {
 export class NodeSigningKey {
   readonly algorithm: Algorithm;
   readonly #identity: SigningIdentity;
-  /** The encoded header per `typ`: the same for every message, so encoded once. */
+  /** The encoded header per `typ` and x5c or not: the same for every message, so encoded once. */
   readonly #headers = new Map<string, string>();
 
   constructor(certificateChainPem: string, privateKeyPem: string) {
@@ -161,13 +161,23 @@ export class NodeSigningKey {
     this.algorithm = algorithmFor(this.#identity.key);
   }
 
-  /** `base64url(header)..base64url(signature)` over `payload` (RFC 7515 appendix F). */
-  signDetached(typ: string, payload: Buffer): string {
-    let encodedHeader = this.#headers.get(typ);
+  /**
+   * `base64url(header)..base64url(signature)` over `payload` (RFC 7515
+   * appendix F). Without `x5c` when `withChain` is false: for a signature
+   * whose verifier already holds this node's chain from the same message.
+   */
+  signDetached(typ: string, payload: Buffer, withChain = true): string {
+    const cacheKey = `${typ}\n${withChain}`;
+    let encodedHeader = this.#headers.get(cacheKey);
     if (encodedHeader === undefined) {
-      const header = { alg: this.algorithm, typ, kid: this.#identity.keyId, x5c: this.#identity.x5c };
+      const header = {
+        alg: this.algorithm,
+        typ,
+        kid: this.#identity.keyId,
+        ...(withChain ? { x5c: this.#identity.x5c } : {}),
+      };
       encodedHeader = Buffer.from(JSON.stringify(header), 'utf8').toString('base64url');
-      this.#headers.set(typ, encodedHeader);
+      this.#headers.set(cacheKey, encodedHeader);
     }
     const input = Buffer.from(`${encodedHeader}.${payload.toString('base64url')}`, 'ascii');
     const { hash, ...params } = cryptoParams(this.algorithm);
@@ -251,6 +261,8 @@ export interface VerifiedOrigin {
   hops: Hop[];
   /** sha256 fingerprint of the origin node certificate. */
   signerFingerprint: string;
+  /** The origin node certificate, verified: its key also signs the origin's `dmr-hops` entry. */
+  certificate: X509Certificate;
 }
 
 /** A node certificate whose chain verified: whose key may verify that node's signatures until `until`. */
@@ -272,6 +284,19 @@ export interface SignerFailure {
 }
 
 const CACHE_MAX = 1024;
+
+/**
+ * What a refusal says about a refused signer. The chain check's own words
+ * quote names from certificates that may not be the CA's (a forger picks
+ * them), and refusals reach logs and reports: only the revocation finding,
+ * made on a verified certificate and CRL, is passed on.
+ */
+function signerProblem(check: SignerCheck, node: string, message: string): string {
+  if (check === 'x5c') return 'x5c (the signer certificate chain) is missing or not DER certificates';
+  if (check === 'chain') return 'the signer certificate does not chain to a trusted root, or is not valid now';
+  if (check === 'signer') return `the signer certificate is not node ${node}'s`;
+  return message;
+}
 
 /**
  * Verified node certificate chains, per (node, x5c): the one copy of the
@@ -306,7 +331,11 @@ export class NodeSignerCache {
           ...(this.#crlPems.length === 0 ? {} : { crlPems: this.#crlPems }),
         },
         (check: SignerCheck, message: string) => {
-          failure = { ok: false, check: check === 'x5c' ? 'header' : check, message };
+          failure = {
+            ok: false,
+            check: check === 'x5c' ? 'header' : check,
+            message: signerProblem(check, node, message),
+          };
           return new Error(message);
         },
       );
@@ -372,15 +401,20 @@ export function decodeJwsHeader(
   return { ok: true, header: { alg: alg as Algorithm, kid, x5c } };
 }
 
-/** Whether `jws` is `signer`'s signature with `alg` over `payload`. */
-export function verifyDetached(jws: DetachedJws, alg: Algorithm, signer: NodeSigner, payload: Buffer): boolean {
+/** Whether `jws` is a signature with `alg` over `payload` by the key of `certificate`. */
+export function verifyDetached(
+  jws: DetachedJws,
+  alg: Algorithm,
+  certificate: X509Certificate,
+  payload: Buffer,
+): boolean {
   const input = Buffer.from(`${jws.encodedHeader}.${payload.toString('base64url')}`, 'ascii');
   const { hash, ...params } = cryptoParams(alg);
   try {
     return cryptoVerify(
       hash,
       input,
-      { key: signer.leaf.publicKey, ...params },
+      { key: certificate.publicKey, ...params },
       Buffer.from(jws.encodedSignature, 'base64url'),
     );
   } catch {
@@ -464,12 +498,15 @@ export class HopVerifier {
 
     const canonical = canonicalMetadata(message, sender, origin);
     if (!canonical.ok) return invalid('metadata', `${canonical.field} is missing or malformed`);
-    if (!verifyDetached(jws, alg, signer, canonical.bytes)) {
+    if (!verifyDetached(jws, alg, signer.leaf, canonical.bytes)) {
       return invalid('signature', "the signature does not verify for this message's metadata and body");
     }
 
     const hops = parseHops(headers[HOPS_HEADER]);
-    if (hops === undefined) return reject('HOPS_INVALID', `${HOPS_HEADER} is not a JSON list of {node, at}`);
-    return { ok: true, message: { sender, origin, hops, signerFingerprint: signer.fingerprint } };
+    if (hops === undefined) return reject('HOPS_INVALID', `${HOPS_HEADER} is not a JSON list of {node, at} (format)`);
+    return {
+      ok: true,
+      message: { sender, origin, hops, signerFingerprint: signer.fingerprint, certificate: signer.leaf },
+    };
   }
 }

@@ -12,8 +12,9 @@
  * milliseconds, as `Date.toISOString` writes it), `to` the node it forwarded
  * to (`null` in a destination's final entry), `sig` a compact JWS with a
  * detached payload, header `{alg, typ: "dmr-hop+jws", kid, x5c}` (the same
- * key, algorithms and certificate chain as `dmr-sig`), over the UTF-8 JSON
- * array
+ * key, algorithms and certificate chain as `dmr-sig`; entry 0 leaves `x5c`
+ * out, because it is the origin's and `dmr-sig` carries that chain), over
+ * the UTF-8 JSON array
  *
  *     ["dmr-hop/2", <index>, <prev>, <node>, <at>, <to>]
  *
@@ -318,7 +319,7 @@ export class HopChainVerifier {
     const { nodeId, denied } = this.#options;
     const previous = previousHop(message.properties.userId, this.#options);
     if (!previous.ok) return previous;
-    const P = previous.message;
+    const from = previous.message;
 
     const origin = await this.#origin.verify(message, now);
     if (!origin.ok) return origin;
@@ -340,7 +341,7 @@ export class HopChainVerifier {
         return hopsInvalid('linkage', `entry ${index} is not addressed to the node of entry ${index + 1}`);
       }
     }
-    if (last.node !== P) return hopsInvalid('previous', `the last entry is not by the previous hop ${P}`);
+    if (last.node !== from) return hopsInvalid('previous', `the last entry is not by the previous hop ${from}`);
     if (last.to !== nodeId) return hopsInvalid('to', `the last entry is not addressed to this node ${nodeId}`);
     const seen = new Set<string>();
     for (const entry of hops) {
@@ -362,7 +363,7 @@ export class HopChainVerifier {
     }
     return {
       ok: true,
-      message: { sender, origin: origin.message.origin, hops, previous: P, count: hops.length, signature },
+      message: { sender, origin: origin.message.origin, hops, previous: from, count: hops.length, signature },
     };
   }
 

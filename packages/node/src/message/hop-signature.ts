@@ -316,7 +316,8 @@ export class NodeSignerCache {
   /** The signer of a JWS whose `x5c` is `x5c`, checked to be `spiffe://<td>/node/<node>` at `now`. */
   async signer(node: string, x5c: unknown, now: Date): Promise<{ ok: true; signer: NodeSigner } | SignerFailure> {
     const cacheMs = this.#options.chainCacheMs ?? 60_000;
-    const key = Array.isArray(x5c) ? `${node}\n${x5c.join('\n')}` : undefined;
+    // JSON, not a join: ["a\nb"] and ["a", "b"] must not share an entry.
+    const key = Array.isArray(x5c) ? `${node}\n${JSON.stringify(x5c)}` : undefined;
     const at = now.getTime();
     const cached = key === undefined ? undefined : this.#cache.get(key);
     if (cached !== undefined && cached.from <= at && cached.until > at) return { ok: true, signer: cached };

@@ -319,13 +319,13 @@ export const ERROR_CATALOGUE = {
   },
   HOP_LOOP: {
     exitCode: 13,
-    httpStatus: 508,
+    httpStatus: 422,
     summary:
       'The message came back to a node it already passed (dmr-hops names this node, or one node twice); check the CentOps routes between the nodes in the hops.',
   },
   HOP_LIMIT_EXCEEDED: {
     exitCode: 13,
-    httpStatus: 508,
+    httpStatus: 422,
     summary:
       'The message crossed more node-to-node links than limits.maxHops allows (default 8), or would with the next one; check the CentOps routes, or raise the limit.',
   },

@@ -479,6 +479,18 @@ describe('hop chain (dmr-hops version 2)', () => {
     );
   });
 
+  it('a warm certificate cache never serves a chain outside its leaf validity', async () => {
+    const arrived = await arrivingAt(PATH, 2);
+    const warm = mesh.verifier('n2', { chainCacheMs: 365 * 24 * 3_600_000 });
+    assert.ok((await warm.verify(arrived, AT)).ok);
+    // Leaves live 24 h from issue and start 60 s before it.
+    const expired = await warm.verify(arrived, later(AT, 25 * 3_600_000));
+    assertRefused(expired, { reason: 'HOP_SIGNATURE_INVALID', check: 'chain' }, 'after the leaf expired');
+    const early = await warm.verify(arrived, later(AT, -3_600_000));
+    assertRefused(early, { reason: 'HOP_SIGNATURE_INVALID', check: 'chain' }, 'before the leaf is valid');
+    assert.ok((await warm.verify(arrived, later(AT, 1000))).ok, 'and still serves it within');
+  });
+
   it('refuses an entry signed under a CA it does not trust', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'dmr-hop-chain-other-'));
     try {

@@ -216,7 +216,8 @@ export const ERROR_CATALOGUE = {
   SENDER_UNKNOWN: {
     exitCode: 13,
     httpStatus: 422,
-    summary: "The message's user_id is not a client of this node.",
+    summary:
+      "The message's sender is not a client of the node it sent through (at the origin: user_id is not a client of this node; at a later hop: dmr-sender is not a client homed at dmr-origin).",
   },
   SENDER_INACTIVE: { exitCode: 13, httpStatus: 403, summary: 'The sending client is suspended or revoked.' },
   SENDER_DENIED: { exitCode: 13, httpStatus: 403, summary: 'The sending client is on the denylist.' },
@@ -310,14 +311,49 @@ export const ERROR_CATALOGUE = {
     exitCode: 13,
     httpStatus: 422,
     summary:
-      "The dmr-sig origin signature is missing, malformed, or does not verify for the message's metadata and body; details.check names the check.",
+      "The dmr-sig origin signature or a dmr-hops entry's signature is missing, malformed, not by the node it names (certificate chain, SPIFFE id, CRL) or does not verify for the message; details.check names the check. A node on the path altered the message or signs with a wrong certificate: find it from the refusing node's audit record.",
   },
   ORIGIN_DENIED: {
     exitCode: 13,
     httpStatus: 403,
     summary: "The message's origin node (dmr-origin) is on the denylist.",
   },
-  HOPS_INVALID: { exitCode: 13, httpStatus: 422, summary: 'The dmr-hops header is not a JSON list of {node, at}.' },
+  HOPS_INVALID: {
+    exitCode: 13,
+    httpStatus: 422,
+    summary:
+      "The dmr-hops header is malformed, or its entries do not link up (entry 0 not by dmr-origin, an entry not addressed to the next, the last not by the previous hop or not addressed to this node); details.check names the check. A node on the path altered or misrouted the message: find it from the refusing node's audit record.",
+  },
+  HOP_LOOP: {
+    exitCode: 13,
+    httpStatus: 422,
+    summary:
+      'The message came back to a node it already passed (dmr-hops names this node, or one node twice); check the CentOps routes between the nodes in the hops.',
+  },
+  HOP_LIMIT_EXCEEDED: {
+    exitCode: 13,
+    httpStatus: 422,
+    summary:
+      'The message crossed more node-to-node links than limits.maxHops allows (default 8), or would with the next one; check the CentOps routes, or raise the limit.',
+  },
+  PEER_UNKNOWN: {
+    exitCode: 13,
+    httpStatus: 403,
+    summary:
+      "A mesh message's user_id is not spiffe://<trust-domain>/node/<id> of a configured, not denylisted link peer of this node; check the links in CentOps and the peer's status.",
+  },
+  HOP_NODE_DENIED: {
+    exitCode: 13,
+    httpStatus: 403,
+    summary:
+      'A node the message passed (an entry of dmr-hops after the origin) is on the denylist; resend it once routes avoid that node.',
+  },
+  REPORT_INVALID: {
+    exitCode: 13,
+    httpStatus: 422,
+    summary:
+      'A node sent something other than a delivery report, or a delivery report whose dmr-sender is not its dmr-origin node or whose recipient is not a client; the origin node is misbehaving: tell its operators.',
+  },
   POLICY_DENIED: {
     exitCode: 13,
     httpStatus: 403,

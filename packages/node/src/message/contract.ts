@@ -35,6 +35,9 @@ export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0
 /** Message types DMR itself sends (e.g. `dmr.DeliveryReport`); refused from clients. */
 export const RESERVED_TYPE_PREFIX = 'dmr.';
 
+/** AMQP `type` of a delivery report: the only message a node sends in its own name. */
+export const DELIVERY_REPORT_TYPE = 'dmr.DeliveryReport';
+
 /**
  * A message type: a letter, then up to 63 letters, digits, `.`, `_`, `-`
  * (`ChatMessage`, `bk.ChatMessage.v2`). Narrow on purpose: the type is
@@ -127,6 +130,11 @@ export const MESSAGE_REJECTION_CODES = [
   'HOP_SIGNATURE_INVALID',
   'ORIGIN_DENIED',
   'HOPS_INVALID',
+  'HOP_LOOP',
+  'HOP_LIMIT_EXCEEDED',
+  'HOP_NODE_DENIED',
+  'PEER_UNKNOWN',
+  'REPORT_INVALID',
   // Decided after the checks above: by the policy, by routing, by the recipient's queue, or later by the broker.
   'POLICY_DENIED',
   'POLICY_UNAVAILABLE',

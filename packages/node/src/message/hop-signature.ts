@@ -59,7 +59,7 @@ import {
 export const HOP_SIGNATURE_VERSION = 'dmr-hop-sig/1';
 export const HOP_SIGNATURE_JWS_TYPE = 'dmr-hop-sig+jws';
 const ALGORITHMS = ['ES256', 'ES384', 'PS256'] as const;
-type Algorithm = (typeof ALGORITHMS)[number];
+export type Algorithm = (typeof ALGORITHMS)[number];
 
 /** One entry of `dmr-hops`. */
 export interface Hop {
@@ -143,6 +143,56 @@ function cryptoParams(algorithm: Algorithm): {
   return { hash: 'sha256', padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 };
 }
 
+/**
+ * A node's key with its certificate chain, loaded once: it makes every
+ * signature a node puts on a message (`dmr-sig`, and its `dmr-hops` entries
+ * in hop-chain.ts), each a compact JWS with a detached payload and the header
+ * `{alg, typ, kid, x5c}`. Not exported from the package: HopSigner and
+ * HopChainSigner are the API.
+ */
+export class NodeSigningKey {
+  readonly algorithm: Algorithm;
+  readonly #identity: SigningIdentity;
+  /** The encoded header per `typ` and x5c or not: the same for every message, so encoded once. */
+  readonly #headers = new Map<string, string>();
+
+  constructor(certificateChainPem: string, privateKeyPem: string) {
+    this.#identity = loadSigningIdentity(certificateChainPem, privateKeyPem, 'the node');
+    this.algorithm = algorithmFor(this.#identity.key);
+  }
+
+  /**
+   * `base64url(header)..base64url(signature)` over `payload` (RFC 7515
+   * appendix F). Without `x5c` when `withChain` is false: for a signature
+   * whose verifier already holds this node's chain from the same message.
+   */
+  signDetached(typ: string, payload: Buffer, withChain = true): string {
+    const cacheKey = `${typ}\n${withChain}`;
+    let encodedHeader = this.#headers.get(cacheKey);
+    if (encodedHeader === undefined) {
+      const header = {
+        alg: this.algorithm,
+        typ,
+        kid: this.#identity.keyId,
+        ...(withChain ? { x5c: this.#identity.x5c } : {}),
+      };
+      encodedHeader = Buffer.from(JSON.stringify(header), 'utf8').toString('base64url');
+      this.#headers.set(cacheKey, encodedHeader);
+    }
+    const input = Buffer.from(`${encodedHeader}.${payload.toString('base64url')}`, 'ascii');
+    const { hash, ...params } = cryptoParams(this.algorithm);
+    const signature = cryptoSign(hash, input, { key: this.#identity.key, ...params });
+    return `${encodedHeader}..${signature.toString('base64url')}`;
+  }
+}
+
+/** The `dmr-sig` value `key` makes for `message` as sent by `sender` through `origin`. */
+export function originSignature(key: NodeSigningKey, message: SignableMessage, sender: string, origin: string): string {
+  const canonical = canonicalMetadata(message, sender, origin);
+  if (!canonical.ok) throw new RangeError(`cannot sign: ${canonical.field} is missing or malformed`);
+  return key.signDetached(HOP_SIGNATURE_JWS_TYPE, canonical.bytes);
+}
+
 export interface HopSignerOptions {
   /** This node's id (`dmr-origin`). */
   nodeId: string;
@@ -155,21 +205,12 @@ export interface HopSignerOptions {
 export class HopSigner {
   readonly nodeId: string;
   readonly algorithm: Algorithm;
-  readonly #identity: SigningIdentity;
-  readonly #encodedHeader: string;
+  readonly #key: NodeSigningKey;
 
   constructor(options: HopSignerOptions) {
     this.nodeId = options.nodeId;
-    this.#identity = loadSigningIdentity(options.certificateChainPem, options.privateKeyPem, 'the node');
-    this.algorithm = algorithmFor(this.#identity.key);
-    // The header is the same for every message: encode it once.
-    const header = {
-      alg: this.algorithm,
-      typ: HOP_SIGNATURE_JWS_TYPE,
-      kid: this.#identity.keyId,
-      x5c: this.#identity.x5c,
-    };
-    this.#encodedHeader = Buffer.from(JSON.stringify(header), 'utf8').toString('base64url');
+    this.#key = new NodeSigningKey(options.certificateChainPem, options.privateKeyPem);
+    this.algorithm = this.#key.algorithm;
   }
 
   /**
@@ -179,33 +220,38 @@ export class HopSigner {
    * properties and body.
    */
   sign(message: SignableMessage, sender: string, at: Date): Record<string, string> {
-    const canonical = canonicalMetadata(message, sender, this.nodeId);
-    if (!canonical.ok) throw new RangeError(`cannot sign: ${canonical.field} is missing or malformed`);
-    const input = `${this.#encodedHeader}.${canonical.bytes.toString('base64url')}`;
-    const { hash, ...params } = cryptoParams(this.algorithm);
-    const signature = cryptoSign(hash, Buffer.from(input, 'ascii'), { key: this.#identity.key, ...params });
+    const signature = originSignature(this.#key, message, sender, this.nodeId);
     const hops: Hop[] = [{ node: this.nodeId, at: at.toISOString() }];
     return {
       [SENDER_HEADER]: sender,
       [ORIGIN_HEADER]: this.nodeId,
       [HOPS_HEADER]: JSON.stringify(hops),
-      [SIGNATURE_HEADER]: `${this.#encodedHeader}..${signature.toString('base64url')}`,
+      [SIGNATURE_HEADER]: signature,
     };
   }
 }
 
-export interface HopVerifierOptions {
+export interface NodeSignerCacheOptions {
   /** PEM roots of the CA trust bundle (old and new during a rollover). */
   trustBundlePem: string;
   trustDomain: string;
-  /** Ids on the denylist (clients and nodes; ids are unique across the mesh). */
-  denied: ReadonlySet<string>;
   /**
    * How long a verified certificate chain is reused (ms, default 60 s; 0 = never).
    * Chain verification costs far more than the signature; the trust bundle
-   * and denylist are fixed per verifier, and an entry never outlives its leaf.
+   * and CRLs are fixed per verifier, and an entry never outlives its leaf.
    */
   chainCacheMs?: number;
+  /**
+   * CentOps CRLs (PEM) to check every signer against, when the node has
+   * them: a revoked signer is refused (check `revoked`). Fixed per verifier,
+   * like the trust bundle: a new CRL means a new verifier (and an empty cache).
+   */
+  crlPems?: readonly string[];
+}
+
+export interface HopVerifierOptions extends NodeSignerCacheOptions {
+  /** Ids on the denylist (clients and nodes; ids are unique across the mesh). */
+  denied: ReadonlySet<string>;
 }
 
 /** What a later hop may trust once the signature verified. */
@@ -215,15 +261,167 @@ export interface VerifiedOrigin {
   hops: Hop[];
   /** sha256 fingerprint of the origin node certificate. */
   signerFingerprint: string;
+  /** The origin node certificate, verified: its key also signs the origin's `dmr-hops` entry. */
+  certificate: X509Certificate;
 }
 
-interface CachedSigner {
+/** A node certificate whose chain verified: whose key may verify that node's signatures until `until`. */
+export interface NodeSigner {
   leaf: X509Certificate;
+  /** sha256 fingerprint of the leaf (lowercase hex): what a JWS `kid` must say. */
   fingerprint: string;
+  /** The leaf's notBefore (ms): before it the entry is not used. */
+  from: number;
+  /** Cache expiry (ms): the earlier of the verification plus chainCacheMs and the leaf's notAfter. */
   until: number;
 }
 
+/** Why a signer was refused: `header` (no usable x5c), `chain`, `signer` (wrong SPIFFE id or a CA) or `revoked`. */
+export interface SignerFailure {
+  ok: false;
+  check: 'header' | 'chain' | 'signer' | 'revoked';
+  message: string;
+}
+
 const CACHE_MAX = 1024;
+
+/**
+ * What a refusal says about a refused signer. The chain check's own words
+ * quote names from certificates that may not be the CA's (a forger picks
+ * them), and refusals reach logs and reports: only the revocation finding,
+ * made on a verified certificate and CRL, is passed on.
+ */
+function signerProblem(check: SignerCheck, node: string, message: string): string {
+  if (check === 'x5c') return 'x5c (the signer certificate chain) is missing or not DER certificates';
+  if (check === 'chain') return 'the signer certificate does not chain to a trusted root, or is not valid now';
+  if (check === 'signer') return `the signer certificate is not node ${node}'s`;
+  return message;
+}
+
+/**
+ * Verified node certificate chains, per (node, x5c): the one copy of the
+ * signer check and its cache, shared by the origin signature and the hop
+ * chain. Not exported from the package.
+ */
+export class NodeSignerCache {
+  readonly #options: NodeSignerCacheOptions;
+  readonly #crlPems: string[];
+  readonly #cache = new Map<string, NodeSigner>();
+
+  constructor(options: NodeSignerCacheOptions) {
+    this.#options = options;
+    this.#crlPems = (options.crlPems ?? []).filter((pem) => pem.trim() !== '');
+  }
+
+  /** The signer of a JWS whose `x5c` is `x5c`, checked to be `spiffe://<td>/node/<node>` at `now`. */
+  async signer(node: string, x5c: unknown, now: Date): Promise<{ ok: true; signer: NodeSigner } | SignerFailure> {
+    const cacheMs = this.#options.chainCacheMs ?? 60_000;
+    // JSON, not a join: ["a\nb"] and ["a", "b"] must not share an entry.
+    const key = Array.isArray(x5c) ? `${node}\n${JSON.stringify(x5c)}` : undefined;
+    const at = now.getTime();
+    const cached = key === undefined ? undefined : this.#cache.get(key);
+    if (cached !== undefined && cached.from <= at && cached.until > at) return { ok: true, signer: cached };
+    let failure: SignerFailure | undefined;
+    try {
+      const trusted = await verifyX5cSigner(
+        x5c,
+        {
+          trustBundlePem: this.#options.trustBundlePem,
+          expectedSigner: spiffeId(this.#options.trustDomain, 'node', node),
+          now,
+          ...(this.#crlPems.length === 0 ? {} : { crlPems: this.#crlPems }),
+        },
+        (check: SignerCheck, message: string) => {
+          failure = {
+            ok: false,
+            check: check === 'x5c' ? 'header' : check,
+            message: signerProblem(check, node, message),
+          };
+          return new Error(message);
+        },
+      );
+      const signer: NodeSigner = {
+        leaf: trusted.leaf,
+        fingerprint: trusted.fingerprintSha256,
+        from: Date.parse(trusted.leaf.validFrom),
+        until: Math.min(at + cacheMs, Date.parse(trusted.leaf.validTo)),
+      };
+      if (key !== undefined && cacheMs > 0) {
+        // Crude bound: a mesh has far fewer node certificates than this; clearing is always safe.
+        if (this.#cache.size >= CACHE_MAX) this.#cache.clear();
+        this.#cache.set(key, signer);
+      }
+      return { ok: true, signer };
+    } catch {
+      return failure ?? { ok: false, check: 'chain', message: 'the signer certificate chain cannot be verified' };
+    }
+  }
+}
+
+/** The two parts of a compact JWS with a detached payload, each base64url. */
+export interface DetachedJws {
+  encodedHeader: string;
+  encodedSignature: string;
+}
+
+/** `value` split as `header..signature`, or undefined when it is not a compact JWS with a detached payload. */
+export function splitDetachedJws(value: unknown): DetachedJws | undefined {
+  if (typeof value !== 'string') return undefined;
+  const parts = /^([A-Za-z0-9_-]+)\.\.([A-Za-z0-9_-]+)$/.exec(value);
+  if (parts === null) return undefined;
+  return { encodedHeader: parts[1] as string, encodedSignature: parts[2] as string };
+}
+
+export interface JwsHeader {
+  alg: Algorithm;
+  kid: string;
+  /** Unchecked: NodeSignerCache.signer checks it. */
+  x5c: unknown;
+}
+
+/** The protected header of a node signature of type `typ`, or the check it fails (`format` or `header`). */
+export function decodeJwsHeader(
+  encodedHeader: string,
+  typ: string,
+): { ok: true; header: JwsHeader } | { ok: false; check: 'format' | 'header'; message: string } {
+  let header: Record<string, unknown>;
+  try {
+    const decoded: unknown = JSON.parse(Buffer.from(encodedHeader, 'base64url').toString('utf8'));
+    if (typeof decoded !== 'object' || decoded === null || Array.isArray(decoded)) throw new TypeError('not an object');
+    header = decoded as Record<string, unknown>;
+  } catch {
+    return { ok: false, check: 'format', message: 'the protected header is not base64url JSON' };
+  }
+  const { alg, kid, x5c } = header;
+  if (typeof alg !== 'string' || !(ALGORITHMS as readonly string[]).includes(alg)) {
+    return { ok: false, check: 'header', message: `alg is not one of ${ALGORITHMS.join(', ')}` };
+  }
+  if (header.typ !== typ) return { ok: false, check: 'header', message: `typ must be ${typ}` };
+  if (typeof kid !== 'string' || kid === '') return { ok: false, check: 'header', message: 'kid is missing' };
+  if (header.crit !== undefined) return { ok: false, check: 'header', message: 'crit parameters are not understood' };
+  return { ok: true, header: { alg: alg as Algorithm, kid, x5c } };
+}
+
+/** Whether `jws` is a signature with `alg` over `payload` by the key of `certificate`. */
+export function verifyDetached(
+  jws: DetachedJws,
+  alg: Algorithm,
+  certificate: X509Certificate,
+  payload: Buffer,
+): boolean {
+  const input = Buffer.from(`${jws.encodedHeader}.${payload.toString('base64url')}`, 'ascii');
+  const { hash, ...params } = cryptoParams(alg);
+  try {
+    return cryptoVerify(
+      hash,
+      input,
+      { key: certificate.publicKey, ...params },
+      Buffer.from(jws.encodedSignature, 'base64url'),
+    );
+  } catch {
+    return false;
+  }
+}
 
 function invalid(check: string, message: string): Rejection {
   return reject('HOP_SIGNATURE_INVALID', `${message} (${check})`);
@@ -259,17 +457,20 @@ export function appendHop(hops: readonly Hop[], node: string, at: Date): string 
 /** The later-hop side: verifies origin signatures against the CA, the expected signer and the denylist. */
 export class HopVerifier {
   readonly #options: HopVerifierOptions;
-  readonly #cache = new Map<string, CachedSigner>();
+  readonly #signers: NodeSignerCache;
 
-  constructor(options: HopVerifierOptions) {
+  /** `signers`: a cache to share with a HopChainVerifier (the origin signs entry 0 with the same certificate). */
+  constructor(options: HopVerifierOptions, signers: NodeSignerCache = new NodeSignerCache(options)) {
     this.#options = options;
+    this.#signers = signers;
   }
 
   /**
    * Verifies `message`'s origin signature at `now`. Order: the headers'
    * shape, the denylist (origin, then sender), the signer chain and identity
-   * (`spiffe://<td>/node/<dmr-origin>`), `kid`, then the signature over the
-   * canonical metadata recomputed from the message, then `dmr-hops`.
+   * (`spiffe://<td>/node/<dmr-origin>`, not revoked on a CRL at hand), `kid`,
+   * then the signature over the canonical metadata recomputed from the
+   * message, then `dmr-hops`.
    */
   async verify(message: SignableMessage, now: Date): Promise<CheckResult<VerifiedOrigin>> {
     const headers = message.properties.headers ?? {};
@@ -281,89 +482,32 @@ export class HopVerifier {
       return invalid('format', `${ORIGIN_HEADER} is not a valid id`);
     if (typeof sender !== 'string' || !isValidId(sender))
       return invalid('format', `${SENDER_HEADER} is not a valid id`);
-    const parts = /^([A-Za-z0-9_-]+)\.\.([A-Za-z0-9_-]+)$/.exec(sig);
-    if (parts === null) return invalid('format', `${SIGNATURE_HEADER} is not a compact JWS with a detached payload`);
-    const [, encodedHeader, encodedSignature] = parts as unknown as [string, string, string];
+    const jws = splitDetachedJws(sig);
+    if (jws === undefined) return invalid('format', `${SIGNATURE_HEADER} is not a compact JWS with a detached payload`);
 
     if (this.#options.denied.has(origin)) return reject('ORIGIN_DENIED', `origin node ${origin} is on the denylist`);
     if (this.#options.denied.has(sender)) return reject('SENDER_DENIED', `sender ${sender} is on the denylist`);
 
-    let header: Record<string, unknown>;
-    try {
-      const decoded: unknown = JSON.parse(Buffer.from(encodedHeader, 'base64url').toString('utf8'));
-      if (typeof decoded !== 'object' || decoded === null || Array.isArray(decoded))
-        throw new TypeError('not an object');
-      header = decoded as Record<string, unknown>;
-    } catch {
-      return invalid('format', 'the protected header is not base64url JSON');
-    }
-    const { alg, typ, kid, x5c } = header;
-    if (typeof alg !== 'string' || !(ALGORITHMS as readonly string[]).includes(alg)) {
-      return invalid('header', `alg is not one of ${ALGORITHMS.join(', ')}`);
-    }
-    if (typ !== HOP_SIGNATURE_JWS_TYPE) return invalid('header', `typ must be ${HOP_SIGNATURE_JWS_TYPE}`);
-    if (typeof kid !== 'string' || kid === '') return invalid('header', 'kid is missing');
-    if (header.crit !== undefined) return invalid('header', 'crit parameters are not understood');
+    const decoded = decodeJwsHeader(jws.encodedHeader, HOP_SIGNATURE_JWS_TYPE);
+    if (!decoded.ok) return invalid(decoded.check, decoded.message);
+    const { alg, kid, x5c } = decoded.header;
 
-    const signer = await this.#signer(x5c, origin, now);
-    if (!signer.ok) return signer;
-    if (kid !== signer.message.fingerprint) return invalid('kid', 'kid is not the fingerprint of the x5c signer');
+    const trusted = await this.#signers.signer(origin, x5c, now);
+    if (!trusted.ok) return invalid(trusted.check, trusted.message);
+    const signer = trusted.signer;
+    if (kid !== signer.fingerprint) return invalid('kid', 'kid is not the fingerprint of the x5c signer');
 
     const canonical = canonicalMetadata(message, sender, origin);
     if (!canonical.ok) return invalid('metadata', `${canonical.field} is missing or malformed`);
-    const input = Buffer.from(`${encodedHeader}.${canonical.bytes.toString('base64url')}`, 'ascii');
-    const { hash, ...params } = cryptoParams(alg as Algorithm);
-    let verified: boolean;
-    try {
-      verified = cryptoVerify(
-        hash,
-        input,
-        { key: signer.message.leaf.publicKey, ...params },
-        Buffer.from(encodedSignature, 'base64url'),
-      );
-    } catch {
-      verified = false;
+    if (!verifyDetached(jws, alg, signer.leaf, canonical.bytes)) {
+      return invalid('signature', "the signature does not verify for this message's metadata and body");
     }
-    if (!verified) return invalid('signature', "the signature does not verify for this message's metadata and body");
 
     const hops = parseHops(headers[HOPS_HEADER]);
-    if (hops === undefined) return reject('HOPS_INVALID', `${HOPS_HEADER} is not a JSON list of {node, at}`);
-    return { ok: true, message: { sender, origin, hops, signerFingerprint: signer.message.fingerprint } };
-  }
-
-  async #signer(x5c: unknown, origin: string, now: Date): Promise<CheckResult<CachedSigner>> {
-    const cacheMs = this.#options.chainCacheMs ?? 60_000;
-    const key = Array.isArray(x5c) ? `${origin}\n${x5c.join('\n')}` : undefined;
-    const at = now.getTime();
-    const cached = key === undefined ? undefined : this.#cache.get(key);
-    if (cached !== undefined && cached.until > at) return { ok: true, message: cached };
-    let failure: Rejection | undefined;
-    try {
-      const trusted = await verifyX5cSigner(
-        x5c,
-        {
-          trustBundlePem: this.#options.trustBundlePem,
-          expectedSigner: spiffeId(this.#options.trustDomain, 'node', origin),
-          now,
-        },
-        (check: SignerCheck, message: string) => {
-          failure = invalid(check === 'x5c' ? 'header' : check, message);
-          return new Error(message);
-        },
-      );
-      const entry: CachedSigner = {
-        leaf: trusted.leaf,
-        fingerprint: trusted.fingerprintSha256,
-        until: Math.min(at + cacheMs, Date.parse(trusted.leaf.validTo)),
-      };
-      if (key !== undefined && cacheMs > 0) {
-        // Crude bound: a mesh has far fewer node certificates than this; clearing is always safe.
-        if (this.#cache.size >= CACHE_MAX) this.#cache.clear();
-        this.#cache.set(key, entry);
-      }
-      return { ok: true, message: entry };
-    } catch {
-      return failure ?? invalid('chain', 'the signer certificate chain cannot be verified');
-    }
+    if (hops === undefined) return reject('HOPS_INVALID', `${HOPS_HEADER} is not a JSON list of {node, at} (format)`);
+    return {
+      ok: true,
+      message: { sender, origin, hops, signerFingerprint: signer.fingerprint, certificate: signer.leaf },
+    };
   }
 }

@@ -30,3 +30,29 @@ export {
   routingHeader,
 } from './headers.js';
 export { SenderRateLimit, type SenderRateLimitOptions } from './rate-limit.js';
+export {
+  DEFAULT_MAX_HOPS,
+  HOP_CHAIN_VERSION,
+  HOP_ENTRY_ALLOWANCE_BYTES,
+  HOP_ENTRY_JWS_TYPE,
+  HopChainSigner,
+  HopChainVerifier,
+  hopEntryPayload,
+  linkDigest,
+  parseHopChain,
+  previousHop,
+  relayHeaderCap,
+  type HopChain,
+  type HopChainVerifierOptions,
+  type HopEntry,
+  type PeerCheckOptions,
+  type VerifiedHopChain,
+} from './hop-chain.js';
+export {
+  checkMeshParties,
+  mayReportOn,
+  meshReport,
+  type MeshMessageKind,
+  type MeshReportMessage,
+  type MeshReportOptions,
+} from './mesh-report.js';

@@ -10,6 +10,7 @@ import type { PolicyDecision, PolicyInput, PolicyPrincipal } from '@dmr/policy';
 import type { Options } from 'amqplib';
 import {
   CONTRACT_VERSION,
+  DELIVERY_REPORT_TYPE,
   HOPS_HEADER,
   ORIGIN_HEADER,
   RECIPIENT_HEADER,
@@ -24,7 +25,7 @@ import { appendHop } from '../message/hop-signature.js';
 import { messageContext, type MessageContext } from '../message/validate.js';
 
 /** AMQP `type` of a delivery report. The `dmr.` prefix is reserved: clients cannot send it (validateAtOrigin). */
-export const DELIVERY_REPORT_TYPE = 'dmr.DeliveryReport';
+export { DELIVERY_REPORT_TYPE } from '../message/contract.js';
 /** Headers the router adds to a refused message in `dmr.rejected`. */
 export const REASON_HEADER = 'dmr-reason';
 export const DETAIL_HEADER = 'dmr-detail';

@@ -34,6 +34,8 @@ export interface ConnectionInfo {
   protocol?: string;
   sslProtocol?: string;
   peerCertSubject?: string;
+  /** "<notBefore> - <notAfter>" of the client certificate: tells a renewed certificate from its predecessor. */
+  peerCertValidity?: string;
 }
 
 export interface ListenerInfo {
@@ -173,6 +175,7 @@ export class ManagementClient {
           protocol: typeof item.protocol === 'string' ? item.protocol : undefined,
           sslProtocol: typeof item.ssl_protocol === 'string' ? item.ssl_protocol : undefined,
           peerCertSubject: typeof item.peer_cert_subject === 'string' ? item.peer_cert_subject : undefined,
+          peerCertValidity: typeof item.peer_cert_validity === 'string' ? item.peer_cert_validity : undefined,
         },
       ];
     });

@@ -803,7 +803,7 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
           `the rest nacked; all confirmed ones delivered once B was back`,
       );
       // A quorum queue refuses only once it is OVER a bound: the message that reaches the bound and one more
-      // are accepted (measured on 3.10.8; a classic queue differs). Size bounds one message generously.
+      // are accepted (measured on 3.10.8).
       assert.equal(byLength.acked.length, maxLength + 1);
       assert.equal(byBytes.acked.length, maxBytes / 1024 + 1);
     } finally {

@@ -19,6 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { spiffeId } from '@dmr/core';
 import type { CertificateAuthority } from '@dmr/pki';
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
+import { clearPemCacheInDir } from './control.js';
 import { startBrokers, type BrokerHarness } from './harness.js';
 import type { ManagementClient, Permissions } from './management.js';
 import { linkShovelSpec, type LinkShovelSpec, type LinkTlsFiles, type ShovelStatus } from './shovels.js';
@@ -679,7 +680,7 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
     }
   });
 
-  it('a changed trust bundle takes effect through a new file path (a new spec), which re-creates the shovel', async () => {
+  it('a changed trust bundle: a new file path (a new spec) re-creates the shovel with it; in place it needs ssl:clear_pem_cache() before a restart', async () => {
     const link = await openLink('trust');
     try {
       // A bundle of another CA: B's server certificate no longer verifies.
@@ -720,6 +721,22 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
       await writeFile(goodBundle, harness.trustBundlePem);
       await openLink('trust', { declareQueue: false, tls: { ...linkTls, caFile: goodBundle } });
       await awaitDelivered(['trust-1']);
+
+      // The same path with new content: a restart alone went on using the old bundle here (OTP keeps CA files
+      // cached by path); after ssl:clear_pem_cache() on A, a restart reads the new one.
+      await replaceFile(goodBundle, other.trustBundlePem());
+      const failures = async (): Promise<number> =>
+        (await readFile(harness.node(0).logFile, 'utf8')).split(failure).length - 1;
+      await A.restartShovel(VHOST_A, link.name);
+      await awaitState(link, (status) => status?.state === 'running');
+      const inPlace = await failures();
+      assert.equal(await publish(link.key, 'trust-2'), true);
+      const oldStillUsed = await waitFor(() => receiver.has('trust-2'), 10_000, 50);
+      fact(`trust bundle replaced in place + restart: ${oldStillUsed ? 'old bundle still used' : 'new bundle used'}`);
+      await clearPemCacheInDir(harness.dir);
+      await A.restartShovel(VHOST_A, link.name);
+      assert.ok(await waitFor(async () => (await failures()) > inPlace, 15_000, 100), 'the new bundle is read');
+      fact('trust bundle replaced in place + ssl:clear_pem_cache() + restart: new bundle used (handshake refused)');
     } finally {
       await closeLink(link);
     }

@@ -839,6 +839,66 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
     }
   });
 
+  it('x-message-ttl on the outbound queue dead-letters what waited too long while B was unreachable (reason expired)', async () => {
+    const proxy = await TcpProxy.start({ targetPort: harness.node(1).amqpsPort });
+    const ttlMs = 1500;
+    const link = await openLink('ttl', {
+      port: proxy.port,
+      queueArguments: {
+        'x-message-ttl': ttlMs,
+        'x-dead-letter-exchange': '',
+        'x-dead-letter-routing-key': 'dmr.dead',
+      },
+    });
+    const relayConnection = await harness.connect({ ...relay, node: 0, vhost: VHOST_A });
+    try {
+      const relayChannel = await relayConnection.createChannel();
+      proxy.cut();
+      await awaitState(link, (status) => status !== undefined && status.state !== 'running');
+      const ids = Array.from({ length: 5 }, (_, i) => `ttl-${i}`);
+      const published = performance.now();
+      assert.ok((await Promise.all(ids.map((id) => publish(link.key, id)))).every(Boolean));
+      const dead: Array<{ id: string; reason: unknown }> = [];
+      assert.ok(
+        await waitFor(
+          async () => {
+            for (;;) {
+              const message = await relayChannel.get('dmr.dead', { noAck: true });
+              if (!message) break;
+              const death = (
+                message.properties.headers?.['x-death'] as Array<Record<string, unknown>> | undefined
+              )?.[0];
+              dead.push({ id: String(message.properties.messageId), reason: death?.reason });
+            }
+            return dead.length >= ids.length;
+          },
+          30_000,
+          50,
+        ),
+        `expired messages are dead-lettered (${dead.length} so far)`,
+      );
+      const afterMs = performance.now() - published;
+      assert.deepEqual(
+        dead.map((entry) => [entry.id, entry.reason]).sort(),
+        ids.map((id) => [id, 'expired']),
+      );
+      fact(
+        `outbound x-message-ttl ${ttlMs} ms, B cut off: all ${ids.length} dead-lettered (expired) ${Math.round(afterMs)} ms after publishing`,
+      );
+      proxy.restore();
+      assert.equal(await publish(link.key, 'ttl-after'), true);
+      await awaitDelivered(['ttl-after'], 30_000);
+      assert.equal(
+        ids.some((id) => receiver.has(id)),
+        false,
+      );
+    } finally {
+      await relayConnection.close().catch(() => undefined);
+      await closeLink(link);
+      await proxy.close();
+    }
+  });
+
   it('a silent partition (paused path) is noticed by missed heartbeats; the link resumes when it heals, nothing lost', async () => {
     const proxy = await TcpProxy.start({ targetPort: harness.node(1).amqpsPort });
     const link = await openLink('partition', { port: proxy.port, heartbeatSeconds: 2 });

@@ -421,6 +421,19 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
       assert.match(connection?.peerCertSubject ?? '', /CN=node-a/);
       fact(`login user=${connection?.user} subject="${connection?.peerCertSubject}" tls=${connection?.sslProtocol}`);
       assert.equal(await readyIn(link.queue), 0);
+
+      // mandatory: only a key without an outbound queue comes back; a queue whose link is down takes the message.
+      const returned = new Promise<string>((resolve) =>
+        publisher.once('return', (message: ConsumeMessage) => resolve(String(message.properties.messageId))),
+      );
+      publisher.publish(OUTBOUND, 'no-such-peer', Buffer.from('x'), {
+        messageId: 'unroutable-1',
+        userId: nodeA.user,
+        persistent: true,
+        mandatory: true,
+      });
+      await publisher.waitForConfirms();
+      assert.equal(await returned, 'unroutable-1');
     } finally {
       await closeLink(link);
     }

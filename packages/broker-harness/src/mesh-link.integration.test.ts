@@ -941,68 +941,90 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
     }
   });
 
-  it('throughput of a raw link: persistent 1 KiB messages, quorum on both sides, on-confirm (measured, printed)', async () => {
+  it('throughput of a raw link against publishing straight into B: persistent 1 KiB, quorum on both sides, confirms (measured, printed)', async () => {
     const link = await openLink('throughput');
     const body = randomBytes(1024);
+    // The same publisher identity may write B's mesh ingress directly: the path without the link, measured alike.
+    const directConnection = await harness.connect({ ...nodeA, node: 1, vhost: VHOST_B });
     try {
-      // Max: a window of 2,000 unconfirmed publishes, until B has received them all.
-      const total = 20_000;
-      const prefix = 'max';
-      let received = 0;
-      receiver.onMessage = (message) => {
-        if (String(message.properties.messageId).startsWith(`${prefix}-`)) received += 1;
-      };
-      const loadBefore = load();
-      const started = performance.now();
-      let inFlight = 0;
-      let sent = 0;
-      await new Promise<void>((resolve, reject) => {
-        const pump = (): void => {
-          while (inFlight < 2000 && sent < total) {
-            const id = `${prefix}-${sent++}`;
-            inFlight += 1;
-            void publish(link.key, id, body).then((ok) => {
-              inFlight -= 1;
-              if (!ok) reject(new Error(`nacked ${id}`));
-              else pump();
-            });
-          }
-          if (sent >= total && inFlight === 0) resolve();
-        };
-        pump();
-      });
-      assert.ok(await waitFor(() => received >= total, 120_000, 5));
-      const maxRate = total / ((performance.now() - started) / 1000);
+      const direct = await directConnection.createConfirmChannel();
+      type Send = (id: string) => Promise<boolean>;
+      const viaLink: Send = (id) => publish(link.key, id, body);
+      const straight: Send = (id) =>
+        new Promise((resolve) => {
+          direct.publish(MESH_INGRESS, '', body, { messageId: id, userId: nodeA.user, persistent: true }, (error) =>
+            resolve(error === null || error === undefined),
+          );
+        });
 
-      // Latency at 1,000 msg/s for 5 s: publish time → B's consumer, one process, one clock.
-      const sentAt = new Map<string, number>();
-      const latencies: number[] = [];
-      receiver.onMessage = (message) => {
-        const at = sentAt.get(String(message.properties.messageId));
-        if (at !== undefined) latencies.push(performance.now() - at);
+      /** A window of 2,000 unconfirmed publishes until B's consumer has them all. */
+      const maxRate = async (send: Send, prefix: string, total: number): Promise<number> => {
+        let received = 0;
+        receiver.onMessage = (message) => {
+          if (String(message.properties.messageId).startsWith(`${prefix}-`)) received += 1;
+        };
+        const started = performance.now();
+        let inFlight = 0;
+        let sent = 0;
+        await new Promise<void>((resolve, reject) => {
+          const pump = (): void => {
+            while (inFlight < 2000 && sent < total) {
+              const id = `${prefix}-${sent++}`;
+              inFlight += 1;
+              void send(id).then((ok) => {
+                inFlight -= 1;
+                if (!ok) reject(new Error(`nacked ${id}`));
+                else pump();
+              });
+            }
+            if (sent >= total && inFlight === 0) resolve();
+          };
+          pump();
+        });
+        assert.ok(await waitFor(() => received >= total, 120_000, 5));
+        return total / ((performance.now() - started) / 1000);
       };
-      const paced = 5000;
-      const pacedStart = performance.now();
-      const confirms: Array<Promise<boolean>> = [];
-      for (let i = 0; i < paced;) {
-        const due = Math.min(paced, Math.floor(performance.now() - pacedStart));
-        for (; i < due; i++) {
-          const id = `paced-${i}`;
-          sentAt.set(id, performance.now());
-          confirms.push(publish(link.key, id, body));
+
+      /** 1,000 msg/s for `count` messages: publish time → B's consumer, one process, one clock. */
+      const latency = async (send: Send, prefix: string, count: number): Promise<number[]> => {
+        const sentAt = new Map<string, number>();
+        const latencies: number[] = [];
+        receiver.onMessage = (message) => {
+          const at = sentAt.get(String(message.properties.messageId));
+          if (at !== undefined) latencies.push(performance.now() - at);
+        };
+        const started = performance.now();
+        const confirms: Array<Promise<boolean>> = [];
+        for (let i = 0; i < count;) {
+          const due = Math.min(count, Math.floor(performance.now() - started));
+          for (; i < due; i++) {
+            const id = `${prefix}-${i}`;
+            sentAt.set(id, performance.now());
+            confirms.push(send(id));
+          }
+          // Pacing, not a wait for an outcome.
+          await sleep(1);
         }
-        await sleep(1);
-      }
-      assert.ok((await Promise.all(confirms)).every(Boolean));
-      assert.ok(await waitFor(() => latencies.length >= paced, 60_000, 10));
-      const sorted = [...latencies].sort((a, b) => a - b);
+        assert.ok((await Promise.all(confirms)).every(Boolean));
+        assert.ok(await waitFor(() => latencies.length >= count, 60_000, 10));
+        return [...latencies].sort((a, b) => a - b);
+      };
+
+      const loadBefore = load();
+      const linkMax = await maxRate(viaLink, 'max-link', 20_000);
+      const directMax = await maxRate(straight, 'max-direct', 20_000);
+      const linkLatency = await latency(viaLink, 'paced-link', 5000);
+      const directLatency = await latency(straight, 'paced-direct', 5000);
+      const describe = (sorted: number[]): string =>
+        `p50 ${percentile(sorted, 50).toFixed(2)} / p99 ${percentile(sorted, 99).toFixed(2)} ms`;
       fact(
-        `throughput: max ${Math.round(maxRate)} msg/s (${total} msgs, load before ${loadBefore}); at 1,000 msg/s ` +
-          `p50 ${percentile(sorted, 50).toFixed(2)} ms p99 ${percentile(sorted, 99).toFixed(2)} ms ` +
-          `max ${(sorted.at(-1) ?? 0).toFixed(1)} ms; load after ${load()}`,
+        `throughput (load before ${loadBefore}, after ${load()}): link A→B max ${Math.round(linkMax)} msg/s, ` +
+          `${describe(linkLatency)} at 1,000 msg/s; straight into B max ${Math.round(directMax)} msg/s, ` +
+          `${describe(directLatency)} at 1,000 msg/s`,
       );
     } finally {
       receiver.onMessage = undefined;
+      await directConnection.close().catch(() => undefined);
       await closeLink(link);
     }
   });

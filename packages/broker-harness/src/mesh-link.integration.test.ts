@@ -652,7 +652,7 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
     }
   });
 
-  it('renewed certificate files in place: the live connection stays, an identical PUT changes nothing, a restart presents the new certificate', async () => {
+  it('renewed certificate files in place: the live connection stays, an identical PUT changes nothing, a restart or a re-creation presents the new certificate', async () => {
     const link = await openLink('renewal');
     try {
       const linkConnection = async (): Promise<{ name: string; validity: string } | undefined> => {
@@ -692,7 +692,29 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
       assert.notEqual(after?.validity, before?.validity, 'it presents the renewed certificate');
       assert.equal(await publish(link.key, 'renewal-3'), true);
       await awaitDelivered(['renewal-3']);
-      fact(`renewal: old ${before?.validity} → after restart ${after?.validity} (bypass_pem_cache on A)`);
+
+      // Deleting and declaring it again (what a changed spec does) reads the files too.
+      const third = await ca.issueWithKey({ kind: 'node', id: 'node-a', ttlMs: 3 * 24 * 60 * 60 * 1000 });
+      await replaceFile(linkTls.keyFile, third.privateKeyPem, 0o600);
+      await replaceFile(linkTls.certFile, third.chainPem);
+      await A.deleteShovel(VHOST_A, link.name);
+      await A.declareShovel(VHOST_A, link.name, link.spec);
+      let recreated: { name: string; validity: string } | undefined;
+      assert.ok(
+        await waitFor(
+          async () => {
+            recreated = await linkConnection();
+            return recreated !== undefined && recreated.name !== after?.name;
+          },
+          20_000,
+          250,
+        ),
+        'a new connection after re-creating the shovel',
+      );
+      assert.notEqual(recreated?.validity, after?.validity, 'the re-created shovel presents the newest certificate');
+      fact(
+        `renewal: old ${before?.validity} → after restart ${after?.validity} → after re-creation ${recreated?.validity} (bypass_pem_cache on A)`,
+      );
     } finally {
       await closeLink(link);
     }

@@ -620,7 +620,8 @@ export class BrokerHarness implements Cleanable {
    * Resolves once the node passed the same readiness check as at start (a
    * mutual-TLS handshake answered by AMQP connection.start). The new PIDs are
    * in harness.json before the node is ready, so the watchdog and exit hooks
-   * cover the new process at every moment.
+   * cover the new process at every moment. With `{ kill: true }` the old
+   * process is SIGKILLed instead (a crash: connections break unannounced).
    */
   async restartNode(index = 0, options: RestartOptions = {}): Promise<RestartReport> {
     this.#assertUsable('restart a node');

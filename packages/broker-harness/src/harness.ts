@@ -25,7 +25,15 @@ import {
   type HarnessPaths,
 } from './layout.js';
 import { ManagementClient } from './management.js';
-import { awaitNodeReady, envForNode, launchNode, stopNode, type LaunchedNode, type NodeExit } from './node.js';
+import {
+  awaitNodeReady,
+  envForNode,
+  killNode,
+  launchNode,
+  stopNode,
+  type LaunchedNode,
+  type NodeExit,
+} from './node.js';
 import {
   ADMIN_USERNAME,
   LOOPBACK,
@@ -136,9 +144,18 @@ export interface BrokerNode {
 export interface RestartReport {
   /** From the stop request until the node passed the readiness check again. */
   downMs: number;
-  /** False when the node had to be killed instead of shutting down by itself. */
+  /** False when the node was killed (asked for, or because it did not shut down by itself). */
   graceful: boolean;
   bootMs: number;
+}
+
+export interface RestartOptions {
+  /**
+   * SIGKILL the node's processes instead of `rabbitmqctl stop`: a crash or
+   * power loss as peers see it (no connection.close, their TCP connections
+   * just break; unsynced writes may be lost). Default false.
+   */
+  kill?: boolean;
 }
 
 const DEFAULT_PROCESS_CRL_VALIDITY_MS = 60 * 60 * 1000;
@@ -603,9 +620,10 @@ export class BrokerHarness implements Cleanable {
    * Resolves once the node passed the same readiness check as at start (a
    * mutual-TLS handshake answered by AMQP connection.start). The new PIDs are
    * in harness.json before the node is ready, so the watchdog and exit hooks
-   * cover the new process at every moment.
+   * cover the new process at every moment. With `{ kill: true }` the old
+   * process is SIGKILLed instead (a crash: connections break unannounced).
    */
-  async restartNode(index = 0): Promise<RestartReport> {
+  async restartNode(index = 0, options: RestartOptions = {}): Promise<RestartReport> {
     this.#assertUsable('restart a node');
     const node = this.#nodeState(index);
     if (this.#restarting.has(node.name)) {
@@ -622,8 +640,12 @@ export class BrokerHarness implements Cleanable {
     try {
       const sbin = this.#state.rabbitmq.sbinDir;
       const ctl = join(sbin, 'rabbitmqctl');
-      this.#progress({ phase: 'restart', node: node.name, message: `stopping ${node.name}` });
-      const stopped = await stopNode(ctl, this.#state, node);
+      this.#progress({
+        phase: 'restart',
+        node: node.name,
+        message: `${options.kill ? 'killing' : 'stopping'} ${node.name}`,
+      });
+      const stopped = options.kill ? await killNode(node) : await stopNode(ctl, this.#state, node);
       await this.#awaitEpmdForgets(node.nodename);
 
       // A stop() that began while this one was stopping the node must not find a node started after it looked.

@@ -9,6 +9,7 @@ export {
   type HarnessPhase,
   type HarnessProgress,
   type NodeExitEvent,
+  type RestartOptions,
   type RestartReport,
   type StartBrokersOptions,
 } from './harness.js';
@@ -46,6 +47,23 @@ export {
   type UserLimitName,
 } from './management.js';
 export {
+  DEFAULT_MESH_INGRESS_EXCHANGE,
+  DEFAULT_RECONNECT_DELAY_SECONDS,
+  DEFAULT_SHOVEL_PREFETCH,
+  linkShovelSpec,
+  localDirectUri,
+  parseShovelDefinition,
+  parseShovelStatuses,
+  peerAmqpsUri,
+  type LinkShovelInput,
+  type LinkShovelSpec,
+  type LinkTlsFiles,
+  type PeerEndpoint,
+  type ShovelDefinition,
+  type ShovelState,
+  type ShovelStatus,
+} from './shovels.js';
+export {
   harnessPaths,
   nodePaths,
   nodeTlsFiles,
@@ -69,3 +87,4 @@ export type { HarnessState, HarnessStatus, Lifetime, NodeState } from './state.j
 export type { StopReport } from './teardown.js';
 export type { NodeStopReport } from './node.js';
 export { probeTls, type TlsProbeOptions, type TlsProbeResult } from './tls-probe.js';
+export { TcpProxy, type TcpProxyMode, type TcpProxyOptions, type TcpProxyStats } from './tcp-proxy.js';

@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { DmrError } from '@dmr/core';
 import { ManagementClient } from './management.js';
+import { linkShovelSpec } from './shovels.js';
 
 interface Seen {
   method: string;
@@ -33,7 +34,20 @@ describe('management client', () => {
           authorization: request.headers.authorization,
           body,
         });
+        const json = (value: unknown): void => {
+          response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(value));
+        };
         if (request.url === '/api/users/missing') response.writeHead(404).end('{"error":"Object Not Found"}');
+        else if (request.method === 'GET' && request.url === '/api/parameters/shovel/dmr%20a%2Fb/dmr.link.x')
+          json({ vhost: 'dmr a/b', component: 'shovel', name: 'dmr.link.x', value: { 'src-queue': 'q' } });
+        else if (request.url?.startsWith('/api/parameters/shovel/dmr%20a%2Fb/missing'))
+          response.writeHead(404).end('{"error":"Object Not Found"}');
+        else if (request.method === 'GET' && request.url === '/api/parameters/shovel/dmr%20a%2Fb')
+          json([{ name: 'dmr.link.x', value: { 'src-queue': 'q' } }, { name: 'broken' }]);
+        else if (request.method === 'GET' && request.url === '/api/shovels/dmr%20a%2Fb')
+          json([
+            { name: 'dmr.link.x', vhost: 'dmr a/b', type: 'dynamic', state: 'terminated', reason: 'r', timestamp: 't' },
+          ]);
         else if (request.url === '/api/users/broken') response.writeHead(500).end('boom');
         else if (request.url === '/api/user-limits')
           response.writeHead(200, { 'content-type': 'application/json' }).end(
@@ -116,6 +130,44 @@ describe('management client', () => {
     await assert.rejects(client.deleteUser('broken'), (error: unknown) => {
       return error instanceof DmrError && error.code === 'BROKER_COMMAND_FAILED' && error.details.status === 500;
     });
+  });
+
+  it('declares, reads, lists, restarts and deletes shovels with every name part escaped', async () => {
+    const vhost = 'dmr a/b';
+    const spec = linkShovelSpec({
+      sourceVhost: vhost,
+      outboundQueue: 'dmr.outbound.x',
+      peer: { host: 'peer.example', port: 5671, vhost: 'dmr-x' },
+      tls: { certFile: '/c', keyFile: '/k', caFile: '/ca' },
+    });
+    await client.declareShovel(vhost, 'dmr.link.x', spec);
+    assert.equal(seen.at(-1)?.method, 'PUT');
+    assert.equal(seen.at(-1)?.url, '/api/parameters/shovel/dmr%20a%2Fb/dmr.link.x');
+    assert.deepEqual(JSON.parse(seen.at(-1)?.body ?? ''), {
+      component: 'shovel',
+      vhost,
+      name: 'dmr.link.x',
+      value: spec,
+    });
+    assert.deepEqual(await client.getShovel(vhost, 'dmr.link.x'), { 'src-queue': 'q' });
+    assert.equal(await client.getShovel(vhost, 'missing'), undefined);
+    assert.deepEqual([...(await client.listShovelDefinitions(vhost)).keys()], ['dmr.link.x']);
+    assert.deepEqual(await client.shovelStatus(vhost, 'dmr.link.x'), {
+      name: 'dmr.link.x',
+      vhost,
+      type: 'dynamic',
+      state: 'terminated',
+      reason: 'r',
+      timestamp: 't',
+      node: '',
+    });
+    assert.equal(await client.shovelStatus(vhost, 'other'), undefined);
+    await client.restartShovel(vhost, 'dmr.link.x');
+    assert.equal(seen.at(-1)?.method, 'DELETE');
+    assert.equal(seen.at(-1)?.url, '/api/shovels/vhost/dmr%20a%2Fb/dmr.link.x/restart');
+    await client.deleteShovel(vhost, 'dmr.link.x');
+    assert.equal(seen.at(-1)?.url, '/api/parameters/shovel/dmr%20a%2Fb/dmr.link.x');
+    await client.deleteShovel(vhost, 'missing'); // 404: already gone
   });
 
   it('reads listeners from the overview', async () => {

@@ -4,6 +4,13 @@
  * AMQP accepts EXTERNAL (certificates) and nothing else.
  */
 import { DmrError } from '@dmr/core';
+import {
+  parseShovelDefinition,
+  parseShovelStatuses,
+  type LinkShovelSpec,
+  type ShovelDefinition,
+  type ShovelStatus,
+} from './shovels.js';
 
 export interface ManagementCredentials {
   baseUrl: string;
@@ -31,6 +38,8 @@ export interface ConnectionInfo {
   protocol?: string;
   sslProtocol?: string;
   peerCertSubject?: string;
+  /** "<notBefore> - <notAfter>" of the client certificate: tells a renewed certificate from its predecessor. */
+  peerCertValidity?: string;
 }
 
 export interface ListenerInfo {
@@ -40,7 +49,7 @@ export interface ListenerInfo {
   port: number;
 }
 
-export type ExchangeType = 'direct' | 'topic' | 'fanout' | 'headers';
+export type ExchangeType = 'direct' | 'topic' | 'fanout' | 'headers' | 'x-consistent-hash';
 
 type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
 
@@ -196,13 +205,26 @@ export class ManagementClient {
           protocol: typeof item.protocol === 'string' ? item.protocol : undefined,
           sslProtocol: typeof item.ssl_protocol === 'string' ? item.ssl_protocol : undefined,
           peerCertSubject: typeof item.peer_cert_subject === 'string' ? item.peer_cert_subject : undefined,
+          peerCertValidity: typeof item.peer_cert_validity === 'string' ? item.peer_cert_validity : undefined,
         },
       ];
     });
   }
 
-  async declareExchange(vhost: string, name: string, type: ExchangeType, durable = true): Promise<void> {
-    await this.request('PUT', `/exchanges/${enc(vhost)}/${enc(name)}`, { type, durable, auto_delete: false });
+  /** `args` e.g. `{ 'hash-property': 'message_id' }` for an x-consistent-hash exchange. */
+  async declareExchange(
+    vhost: string,
+    name: string,
+    type: ExchangeType,
+    durable = true,
+    args: Record<string, Json> = {},
+  ): Promise<void> {
+    await this.request('PUT', `/exchanges/${enc(vhost)}/${enc(name)}`, {
+      type,
+      durable,
+      auto_delete: false,
+      arguments: args,
+    });
   }
 
   async declareQueue(
@@ -221,6 +243,78 @@ export class ManagementClient {
     await this.request('POST', `/bindings/${enc(vhost)}/e/${enc(exchange)}/q/${enc(queue)}`, {
       routing_key: routingKey,
     });
+  }
+
+  /**
+   * Creates or replaces a dynamic shovel. Replacing one restarts its worker:
+   * messages it had sent but not yet seen confirmed go back to the source
+   * queue and are sent again (duplicates, not losses).
+   *
+   * A direct `src-uri` (`amqp:///<vhost>`) is checked against the user making
+   * this call: the admin needs permissions in that vhost, or the broker
+   * answers 400 "user … may not connect to vhost".
+   */
+  async declareShovel(vhost: string, name: string, spec: LinkShovelSpec): Promise<void> {
+    await this.request('PUT', `/parameters/shovel/${enc(vhost)}/${enc(name)}`, {
+      component: 'shovel',
+      vhost,
+      name,
+      value: { ...spec },
+    });
+  }
+
+  /** The stored definition, or undefined if there is no such shovel. */
+  async getShovel(vhost: string, name: string): Promise<ShovelDefinition | undefined> {
+    try {
+      return parseShovelDefinition(await this.request('GET', `/parameters/shovel/${enc(vhost)}/${enc(name)}`));
+    } catch (error) {
+      if (error instanceof DmrError && error.details.status === 404) return undefined;
+      throw error;
+    }
+  }
+
+  /** Names and definitions of every dynamic shovel in the vhost. */
+  async listShovelDefinitions(vhost: string): Promise<Map<string, ShovelDefinition>> {
+    const body = await this.request('GET', `/parameters/shovel/${enc(vhost)}`);
+    const found = new Map<string, ShovelDefinition>();
+    for (const item of Array.isArray(body) ? body : []) {
+      const definition = parseShovelDefinition(item);
+      if (isRecord(item) && typeof item.name === 'string' && definition) found.set(item.name, definition);
+    }
+    return found;
+  }
+
+  /**
+   * Stops the shovel's worker (its connections close) and forgets it.
+   * Unconfirmed messages go back to the source queue. Missing shovels are
+   * not an error (idempotent).
+   */
+  async deleteShovel(vhost: string, name: string): Promise<void> {
+    try {
+      await this.request('DELETE', `/parameters/shovel/${enc(vhost)}/${enc(name)}`);
+    } catch (error) {
+      if (!(error instanceof DmrError && error.details.status === 404)) throw error;
+    }
+  }
+
+  /**
+   * Stops the shovel's worker and starts it again with the stored definition:
+   * new connections, so certificate files are read again; unconfirmed
+   * messages are redelivered. Re-PUTting an unchanged definition does NOT
+   * restart the worker, so this is how files changed in place take effect.
+   */
+  async restartShovel(vhost: string, name: string): Promise<void> {
+    await this.request('DELETE', `/shovels/vhost/${enc(vhost)}/${enc(name)}/restart`);
+  }
+
+  /** Worker status of every shovel in the vhost (a deleted shovel is absent). */
+  async shovelStatuses(vhost: string): Promise<ShovelStatus[]> {
+    return parseShovelStatuses(await this.request('GET', `/shovels/${enc(vhost)}`));
+  }
+
+  /** One shovel's worker status, or undefined when it has none (not declared, or deleted). */
+  async shovelStatus(vhost: string, name: string): Promise<ShovelStatus | undefined> {
+    return (await this.shovelStatuses(vhost)).find((status) => status.name === name);
   }
 
   /** Which listeners the node runs (e.g. proof that plain `amqp` is off). */

@@ -253,6 +253,18 @@ export async function stopNode(
   return { name: node.name, graceful, wasRunning: true, ms: Date.now() - started, ...(error ? { error } : {}) };
 }
 
+/** SIGKILL of the node's process group, as a crash: no shutdown, clients' connections just break. */
+export async function killNode(node: NodeState): Promise<NodeStopReport> {
+  const started = Date.now();
+  const refs = [node.beam, node.shell];
+  const wasRunning = refs.some(isRunning);
+  killNodeSync(node);
+  if (!(await waitForExit(refs, 10_000))) {
+    throw new DmrError('INTERNAL', `${node.name} still runs after SIGKILL`, { details: { node: node.nodename } });
+  }
+  return { name: node.name, graceful: false, wasRunning, ms: Date.now() - started };
+}
+
 /** Immediate and synchronous, for exit hooks and the watchdog. */
 export function killNodeSync(node: NodeState): void {
   signalGroup(node.shell, [node.beam], 'SIGKILL');

@@ -23,12 +23,12 @@ import {
 import { CONFIG_FILE, initCentOps, loadConfig, type CentOpsConfig } from '@dmr/centops';
 import { DmrError, isDmrError } from '@dmr/core';
 import { CertificateAuthority, writeFilesAtomic } from '@dmr/pki';
-import { findOpa } from '@dmr/policy';
+import { ensureOpa } from '@dmr/policy';
 import { CentOpsApi } from './centops-client.js';
 import { DemoExchange, enrolClient, type DemoEvent, type EnrolledClient } from './demo.js';
 import { NODE_ID, meshPaths, type MeshPaths } from './paths.js';
 import { isAlive, processRef, spawnLogged, stopProcess, tailOf, signalGroup, type LoggedChild } from './processes.js';
-import type { MeshProgress } from './progress.js';
+import type { MeshProgress, StepHandle } from './progress.js';
 import { DEMO_CLIENTS, ensureGrants, registryDocuments } from './registry.js';
 import { readMeshState, writeMeshState, type DemoStats, type MeshState } from './state.js';
 
@@ -81,10 +81,27 @@ async function freePort(): Promise<number> {
   throw new DmrError('CONFLICT', 'found no free TCP port on 127.0.0.1 for the node metrics');
 }
 
-/** The programs every component needs, checked before anything is created, with the command that fixes each. */
-export function preflight(): void {
-  findOpa();
+/**
+ * The programs every component needs, checked before anything is created,
+ * with the command that fixes each. RabbitMQ first: a missing broker should
+ * not wait for a minutes-long opa build. A missing opa is built here (first
+ * run only), its progress shown as lines of their own.
+ */
+export async function preflight(progress?: MeshProgress): Promise<void> {
   locateRabbitmq();
+  let step: StepHandle | undefined;
+  try {
+    await ensureOpa({
+      onBuild: () => {
+        step = progress?.step('opa: building the pinned version (first run only, about 3 minutes)');
+      },
+      onOutput: (line) => (progress === undefined ? process.stderr.write(`${line}\n`) : progress.line(`  ${line}`)),
+    });
+  } catch (error) {
+    step?.fail(error);
+    throw error;
+  }
+  step?.done();
 }
 
 function aborted(signalToCheck: AbortSignal | undefined): void {
@@ -656,7 +673,7 @@ export async function startMesh(options: StartMeshOptions): Promise<LocalMesh> {
   const paths = meshPaths(options.dir);
   await mkdir(paths.logsDir, { recursive: true, mode: 0o700 });
   await assertNotRunning(paths);
-  preflight();
+  await preflight(options.progress);
   const supervisor = processRef(process.pid) ?? { pid: process.pid, startTicks: -1 };
   const mesh = new LocalMesh(options, {
     version: 1,

@@ -93,7 +93,7 @@ export async function preflight(progress?: MeshProgress): Promise<void> {
   try {
     await ensureOpa({
       onBuild: () => {
-        step = progress?.step('opa: building the pinned version (first run only, about 3 minutes)');
+        step = progress?.step('opa: installing the pinned version (a first build with Go takes about 3 minutes)');
       },
       onOutput: (line) => (progress === undefined ? process.stderr.write(`${line}\n`) : progress.line(`  ${line}`)),
     });

@@ -1,5 +1,5 @@
 /**
- * The router: the data plane's per-message path (DESIGN.md "Message
+ * The router: the data plane's per-message path (docs/contract.md "Message
  * contract"). One Router consumes one ingress shard `dmr.ingress.<n>` and the
  * shared `dmr.dead-letter-reports` queue of its node's vhost.
  *
@@ -236,7 +236,7 @@ export class Router {
     const guard = this.#guard as ReplayGuard;
     if (!retry) this.#options.metrics.received.inc();
 
-    // 1. The contract (DESIGN.md "Message contract"): the first broken rule is the reason.
+    // 1. The contract (docs/contract.md "Message contract"): the first broken rule is the reason.
     const checked = validateAtOrigin(message, context.message, now);
     if (!checked.ok) return this.#refuse(session, message, context, started, checked);
     const validated = checked.message;

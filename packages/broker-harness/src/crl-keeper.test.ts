@@ -4,7 +4,8 @@ import { after, before, describe, it } from 'node:test';
 import type { CertificateAuthority } from '@dmr/pki';
 import { parseCrl, type InstalledCrl } from './crl.js';
 import { CrlKeeper } from './crl-keeper.js';
-import { makeTempDir, makeTestCa, waitFor } from './testing.js';
+import { makeTempDir, makeTestCa } from './testing.js';
+import { waitFor } from '@dmr/core/testing';
 
 describe('CRL keeper', () => {
   let temp: Awaited<ReturnType<typeof makeTempDir>>;
@@ -26,7 +27,11 @@ describe('CRL keeper', () => {
     keeper.start();
     try {
       // Half of 2 s: a refresh about every second; CRL times have whole-second precision.
-      assert.ok(await waitFor(() => recorded.length >= 3, 5000), `only ${recorded.length} installations`);
+      await waitFor(
+        () => `only ${recorded.length} installations`,
+        () => recorded.length >= 3,
+        { timeoutMs: 5000 },
+      );
       const onDisk = parseCrl(await readFile(first.path, 'utf8'));
       assert.ok(onDisk.thisUpdate > first.thisUpdate);
       assert.ok((onDisk.nextUpdate?.getTime() ?? 0) > Date.now(), 'the installed CRL is expired');
@@ -59,7 +64,7 @@ describe('CRL keeper', () => {
     await keeper.refresh();
     keeper.start();
     try {
-      assert.ok(await waitFor(() => calls >= 4, 5000));
+      await waitFor('calls >= 4', () => calls >= 4, { timeoutMs: 5000 });
       assert.equal(failures.length, 1);
     } finally {
       keeper.stop();

@@ -18,7 +18,6 @@ import { startBrokers, trustBundleFor, type BrokerHarness } from './harness.js';
 import type { ManagementClient } from './management.js';
 import {
   TEST_TRUST_DOMAIN,
-  connectionError,
   issueClient,
   makeTempDir,
   makeTestCa,
@@ -26,6 +25,7 @@ import {
   reportStop,
   type ClientMaterial,
 } from './testing.js';
+import { connectionError } from '@dmr/core/testing';
 
 const ACCESS_REFUSED = /403 \(ACCESS-REFUSED\)/;
 

@@ -14,15 +14,8 @@ import { installCrlFile } from './crl.js';
 import { startBrokers, trustBundleFor, type BrokerHarness } from './harness.js';
 import { readState } from './state.js';
 import { installBrokerTls, writeFileAtomic } from './tls-install.js';
-import {
-  connectionError,
-  issueClient,
-  makeTempDir,
-  makeTestCa,
-  reportBoot,
-  reportStop,
-  type ClientMaterial,
-} from './testing.js';
+import { issueClient, makeTempDir, makeTestCa, reportBoot, reportStop, type ClientMaterial } from './testing.js';
+import { connectionError } from '@dmr/core/testing';
 
 describe('TLS hot swap on a running harness node', () => {
   let temp: Awaited<ReturnType<typeof makeTempDir>>;

@@ -301,7 +301,11 @@ describe('the HTTP bridge against a DMR node', () => {
     rikEndpoint.failWith = undefined;
     const ids = new Set(messages.map((message) => message.id.toLowerCase()));
     await waitFor('every message', () => rikEndpoint.received.filter((item) => ids.has(item.id)).length >= ids.size);
-    await sleep(500);
+    // Instead of a pause: nothing left to deliver, neither in the bridge nor in rik-bot's queue (ready or unacked).
+    await waitFor(
+      'the bridge and its queue to be empty',
+      async () => rikBridge.inFlight === 0 && (await node.depth('dmr.client.rik-bot')) === 0,
+    );
     const deliveredIds = rikEndpoint.received.filter((item) => ids.has(item.id)).map((item) => item.id);
     assert.equal(deliveredIds.length, ids.size, 'each message exactly once');
     assert.equal(new Set(deliveredIds).size, ids.size);

@@ -38,9 +38,35 @@ describe('CRL keeper', () => {
     } finally {
       keeper.stop();
     }
-    const count = recorded.length;
-    await new Promise((resolve) => setTimeout(resolve, 1500));
-    assert.equal(recorded.length, count, 'refreshed after stop()');
+  });
+
+  it('refreshes nothing after stop()', async (t) => {
+    // The test runner's clock: a long interval passes at once and exactly, instead of a wall-clock pause.
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    let issued = 0;
+    let refreshed: () => void = () => undefined;
+    const counting = {
+      createCrl: (options: { nextUpdateMs: number }) => {
+        issued += 1; // synchronously, when a refresh starts
+        return ca.createCrl(options);
+      },
+    };
+    const keeper = new CrlKeeper({
+      crlDir: `${temp.path}/crl-stop`,
+      ca: counting,
+      validityMs: 60_000,
+      refreshMs: 1000,
+      // Called once the refresh is done and the next one planned.
+      onRefreshed: () => refreshed(),
+    });
+    keeper.start();
+    const first = new Promise<void>((resolve) => (refreshed = resolve));
+    t.mock.timers.tick(1000);
+    await first;
+    assert.equal(issued, 1);
+    keeper.stop();
+    t.mock.timers.tick(3_600_000);
+    assert.equal(issued, 1, 'refreshed after stop()');
   });
 
   it('keeps retrying when the CA fails, without giving up', async () => {

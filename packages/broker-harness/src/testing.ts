@@ -18,7 +18,8 @@ export const TEST_TRUST_DOMAIN = 'dmr.test';
 
 export async function makeTempDir(label: string): Promise<{ path: string; remove: () => Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), `dmr-${label}-`));
-  return { path, remove: () => rm(path, { recursive: true, force: true }) };
+  // Retries: a timer-driven writer the test just stopped may still finish its last file (ENOTEMPTY).
+  return { path, remove: () => rm(path, { recursive: true, force: true, maxRetries: 5 }) };
 }
 
 export function makeTestCa(dir: string, trustDomain = TEST_TRUST_DOMAIN): Promise<CertificateAuthority> {

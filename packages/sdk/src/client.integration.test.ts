@@ -357,7 +357,10 @@ describe('DmrClient against a DMR node', () => {
       // The router refused the second copy as MESSAGE_REPLAYED and reported it to ria-bot: recognised, not emitted.
       await waitFor('the replay report', () => ria.stats.replayReportsSuppressed === 1);
       assert.deepEqual(reports, []);
-      assert.ok(node.decisions(id).some((line) => line.reason === 'MESSAGE_REPLAYED'));
+      // The router logs its decision after the audit record is confirmed, which may be after the report.
+      await waitFor('the MESSAGE_REPLAYED decision', () =>
+        node.decisions(id).some((line) => line.reason === 'MESSAGE_REPLAYED'),
+      );
       // A flush barrier instead of a pause: a second copy would reach rik-bot's queue before a message sent now.
       const barrier = await ria.send({ to: 'rik-bot', type: 'ChatMessage', body: 'barrier' });
       await waitFor('the barrier message', () => handled.includes(barrier));

@@ -16,7 +16,7 @@ import { isDmrError } from '@dmr/core';
 import { CertificateAuthority } from '@dmr/pki';
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
 import { reconcile } from './apply.js';
-import { denyClient, sampleConfig } from './fixtures.js';
+import { denyClient, sampleConfig } from './test-support.js';
 import { CLIENT_USER_TAG, ROUTER_USER_TAG, desiredLayout, vhostName } from './layout.js';
 import { channelCloseOf, waitFor } from '@dmr/core/testing';
 

@@ -68,7 +68,8 @@ export async function startTestCentOps(options: TestCentOpsOptions): Promise<Tes
   const actor = `spiffe://${trustDomain}/operator/admin`;
   const dir = await mkdtemp(join(tmpdir(), `dmr-${options.label}-`));
   const centopsDir = join(dir, 'centops');
-  await initCentOps({ dir: centopsDir, dev: true, trustDomain, database: join(dir, 'centops.db') });
+  // The database in its default place (<centopsDir>/centops.db), where `dmr centops` and tests look for it.
+  await initCentOps({ dir: centopsDir, dev: true, trustDomain });
   const config = await loadConfig(join(centopsDir, CONFIG_FILE));
   config.listen.port = 0;
   config.enrolListen.port = 0;

@@ -1,30 +1,17 @@
 /**
- * Helpers shared by this package's tests (not exported from the package).
- * Test material lives under os.tmpdir() and is removed afterwards.
+ * Helpers shared by this package's tests (not exported from the package);
+ * the ones that need no running node come from `@dmr/broker/testing`.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { spiffeId } from '@dmr/core';
-import { CertificateAuthority } from '@dmr/pki';
+import type { CertificateAuthority } from '@dmr/pki';
 import type { BrokerHarness } from './harness.js';
 import { harnessPaths, nodePaths, nodeTlsFiles } from './layout.js';
 import { layoutPorts } from './ports.js';
 import { readProcStat } from './processes.js';
 import type { HarnessState } from './state.js';
 
-export const TEST_TRUST_DOMAIN = 'dmr.test';
-
-export async function makeTempDir(label: string): Promise<{ path: string; remove: () => Promise<void> }> {
-  const path = await mkdtemp(join(tmpdir(), `dmr-${label}-`));
-  // Retries: a timer-driven writer the test just stopped may still finish its last file (ENOTEMPTY).
-  return { path, remove: () => rm(path, { recursive: true, force: true, maxRetries: 5 }) };
-}
-
-export function makeTestCa(dir: string, trustDomain = TEST_TRUST_DOMAIN): Promise<CertificateAuthority> {
-  return CertificateAuthority.init(dir, { trustDomain });
-}
+export { makeTempDir, makeTestCa, skipUnless, TEST_TRUST_DOMAIN } from '@dmr/broker/testing';
 
 export interface ClientMaterial {
   id: string;
@@ -117,21 +104,4 @@ export function sampleState(dir: string): HarnessState {
     ],
     error: null,
   };
-}
-
-/**
- * A test's `skip` value for a tool the machine may lack: false when `probe`
- * finds it, else the reason. With DMR_REQUIRE_TOOLS=1 (CI) a missing tool
- * fails the file instead, so CI cannot go green by skipping.
- */
-export function skipUnless(tool: string, probe: () => unknown): false | string {
-  try {
-    probe();
-    return false;
-  } catch (error) {
-    const reason = `${tool} is not available (${error instanceof Error ? error.message : String(error)})`;
-    if (process.env.DMR_REQUIRE_TOOLS === '1')
-      throw new Error(`${reason}; DMR_REQUIRE_TOOLS=1 forbids skipping`, { cause: error });
-    return reason;
-  }
 }

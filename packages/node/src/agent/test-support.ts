@@ -9,7 +9,7 @@ import { createServer as createHttpsServer, request as httpsRequest } from 'node
 import type { AddressInfo } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { stringify } from 'yaml';
-import { harnessPaths, startBrokers, type BrokerHarness } from '@dmr/broker-harness';
+import { harnessPaths, pemCacheReloadCommand, startBrokers, type BrokerHarness } from '@dmr/broker-harness';
 import type { CentOpsServer } from '@dmr/centops';
 import { startTestCentOps, type Credentials, type Response as Answer } from '@dmr/centops/testing';
 import type { RawRunConfig } from './run-config.js';
@@ -78,7 +78,7 @@ export async function startAgentEnvironment(): Promise<AgentEnvironment> {
           username: harness.adminUsername,
           passwordFile: harnessPaths(harness.dir).adminPasswordFile,
         },
-        tls: { ...broker.tls, harnessDir: harness.dir },
+        tls: { ...broker.tls, reloadCommand: pemCacheReloadCommand(harness.dir) },
       },
       routers: 0,
       metrics: { listen: '127.0.0.1:0' },

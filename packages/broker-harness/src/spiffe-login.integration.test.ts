@@ -13,12 +13,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { spiffeId } from '@dmr/core';
 import type { CertificateAuthority, IssueWithKeyOptions } from '@dmr/pki';
-import { installCrlFile } from './crl.js';
-import { startBrokers, trustBundleFor, type BrokerHarness } from './harness.js';
-import type { ManagementClient } from './management.js';
+import { installCrlFile, trustBundleFor, type ManagementClient } from '@dmr/broker';
+import { startBrokers, type BrokerHarness } from './harness.js';
 import {
   TEST_TRUST_DOMAIN,
-  connectionError,
   issueClient,
   makeTempDir,
   makeTestCa,
@@ -26,6 +24,7 @@ import {
   reportStop,
   type ClientMaterial,
 } from './testing.js';
+import { connectionError } from '@dmr/core/testing';
 
 const ACCESS_REFUSED = /403 \(ACCESS-REFUSED\)/;
 

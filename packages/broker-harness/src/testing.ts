@@ -1,31 +1,17 @@
 /**
- * Helpers shared by this package's tests (not exported from the package).
- * Test material lives under os.tmpdir() and is removed afterwards.
+ * Helpers shared by this package's tests (not exported from the package);
+ * the ones that need no running node come from `@dmr/broker/testing`.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { spiffeId } from '@dmr/core';
-import { CertificateAuthority } from '@dmr/pki';
-import type { Channel, ChannelModel } from 'amqplib';
+import type { CertificateAuthority } from '@dmr/pki';
 import type { BrokerHarness } from './harness.js';
 import { harnessPaths, nodePaths, nodeTlsFiles } from './layout.js';
 import { layoutPorts } from './ports.js';
 import { readProcStat } from './processes.js';
 import type { HarnessState } from './state.js';
 
-export const TEST_TRUST_DOMAIN = 'dmr.test';
-
-export async function makeTempDir(label: string): Promise<{ path: string; remove: () => Promise<void> }> {
-  const path = await mkdtemp(join(tmpdir(), `dmr-${label}-`));
-  return { path, remove: () => rm(path, { recursive: true, force: true }) };
-}
-
-export function makeTestCa(dir: string, trustDomain = TEST_TRUST_DOMAIN): Promise<CertificateAuthority> {
-  return CertificateAuthority.init(dir, { trustDomain });
-}
+export { makeTempDir, makeTestCa, skipUnless, TEST_TRUST_DOMAIN } from '@dmr/broker/testing';
 
 export interface ClientMaterial {
   id: string;
@@ -49,64 +35,6 @@ export async function issueClient(
     privateKeyPem: issued.privateKeyPem,
     serial: issued.serial,
   };
-}
-
-/** The error a refused connection attempt produced (fails the test when the connection succeeds). */
-export async function connectionError(attempt: () => Promise<ChannelModel>): Promise<Error & { code?: unknown }> {
-  let connection: ChannelModel | undefined;
-  try {
-    connection = await attempt();
-  } catch (error) {
-    if (error instanceof Error) return error;
-    throw new Error(`non-Error rejection: ${String(error)}`, { cause: error });
-  }
-  await connection.close().catch(() => undefined);
-  throw new Error('the connection was accepted but should have been refused');
-}
-
-export interface ChannelClose {
-  code: number | undefined;
-  message: string;
-}
-
-/**
- * Runs an operation that the broker should answer by closing the channel,
- * and reports the close code (403, 406, ...).
- */
-export async function channelCloseOf(
-  channel: Channel,
-  operation: () => Promise<unknown> | unknown,
-): Promise<ChannelClose> {
-  const closed = new Promise<ChannelClose>((resolve) => {
-    channel.once('error', (error: Error & { code?: number }) => resolve({ code: error.code, message: error.message }));
-  });
-  const outcome = await Promise.race([
-    (async () => {
-      await operation();
-      // Publishes are fire-and-forget: give the broker's close a moment to arrive.
-      await sleep(2000);
-      return undefined;
-    })().catch((error: unknown) => {
-      const typed = error as { code?: number; message?: string };
-      return { code: typed.code, message: typed.message ?? String(error) } satisfies ChannelClose;
-    }),
-    closed,
-  ]);
-  if (!outcome) throw new Error('the broker did not close the channel');
-  return outcome;
-}
-
-export async function waitFor(
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-  pollMs = 100,
-): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await condition()) return true;
-    if (Date.now() >= deadline) return false;
-    await sleep(pollMs);
-  }
 }
 
 /** Boot and stop timings, printed so a run shows them ("broker-timing" lines). */
@@ -176,21 +104,4 @@ export function sampleState(dir: string): HarnessState {
     ],
     error: null,
   };
-}
-
-/**
- * A test's `skip` value for a tool the machine may lack: false when `probe`
- * finds it, else the reason. With DMR_REQUIRE_TOOLS=1 (CI) a missing tool
- * fails the file instead, so CI cannot go green by skipping.
- */
-export function skipUnless(tool: string, probe: () => unknown): false | string {
-  try {
-    probe();
-    return false;
-  } catch (error) {
-    const reason = `${tool} is not available (${error instanceof Error ? error.message : String(error)})`;
-    if (process.env.DMR_REQUIRE_TOOLS === '1')
-      throw new Error(`${reason}; DMR_REQUIRE_TOOLS=1 forbids skipping`, { cause: error });
-    return reason;
-  }
 }

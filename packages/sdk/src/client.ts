@@ -37,6 +37,23 @@ import {
   type Options,
 } from 'amqplib';
 import { AckBatcher, DmrError, isDmrError, isValidId, spiffeId } from '@dmr/core';
+import {
+  CONTRACT_VERSION,
+  DELIVERY_REPORT_TYPE,
+  HOPS_HEADER,
+  INGRESS_EXCHANGE,
+  ORIGIN_HEADER,
+  RECIPIENT_HEADER,
+  RESERVED_HEADERS,
+  SENDER_HEADER,
+  VERSION_HEADER,
+  clientQueueName as clientQueue,
+  parseDeliveryReport,
+  parseHops,
+  vhostName as nodeVhost,
+  type Hop,
+  type ReceivedDeliveryReport as DeliveryReport,
+} from '@dmr/contract';
 import { brokerServerCheck, type CheckServerIdentity } from '@dmr/pki';
 import { backoffDelay, type BackoffOptions } from './backoff.js';
 import { checkPeerCertificate, describeCertificate } from './certificates.js';
@@ -50,31 +67,7 @@ import {
   unprotectPayload,
   type PrivateKeyInput,
 } from './protect.js';
-import { DELIVERY_REPORT_TYPE, parseDeliveryReport, type DeliveryReport } from './report.js';
 import { loadTls, type TlsOptions, type TlsPem } from './tls.js';
-
-/** The exchange every client publishes to (the only thing it may write). */
-export const INGRESS_EXCHANGE = 'dmr.ingress';
-export const CONTRACT_VERSION = 1;
-/** Headers the client sets. */
-export const RECIPIENT_HEADER = 'dmr-recipient';
-export const VERSION_HEADER = 'dmr-version';
-/** Headers only DMR sets (a client setting one is refused with HEADER_RESERVED). */
-export const SENDER_HEADER = 'dmr-sender';
-export const ORIGIN_HEADER = 'dmr-origin';
-export const HOPS_HEADER = 'dmr-hops';
-export const SIGNATURE_HEADER = 'dmr-sig';
-const RESERVED_HEADERS: readonly string[] = [SENDER_HEADER, ORIGIN_HEADER, HOPS_HEADER, SIGNATURE_HEADER];
-
-/** The queue a client reads. */
-export function clientQueue(id: string): string {
-  return `dmr.client.${id}`;
-}
-
-/** The vhost of a DMR node. */
-export function nodeVhost(node: string): string {
-  return `dmr-${node}`;
-}
 
 export type ClientState = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
@@ -143,11 +136,6 @@ export interface SendOptions {
   contentType?: string;
   /** End-to-end protection: sign with the sender's key, encrypt for the recipient's certificate. */
   protect?: { signWith: PrivateKeyInput; encryptFor: string };
-}
-
-export interface Hop {
-  node: string;
-  at: string;
 }
 
 export interface ReceivedMessage {
@@ -294,20 +282,6 @@ function headerString(headers: Record<string, unknown>, name: string): string | 
   if (typeof value === 'string') return value;
   if (Buffer.isBuffer(value)) return value.toString('utf8');
   return undefined;
-}
-
-function parseHops(text: string | undefined): Hop[] {
-  if (text === undefined) return [];
-  try {
-    const parsed: unknown = JSON.parse(text);
-    if (!Array.isArray(parsed)) return [];
-    return parsed
-      .filter(isRecord)
-      .filter((hop) => typeof hop.node === 'string' && typeof hop.at === 'string')
-      .map((hop) => ({ node: hop.node as string, at: hop.at as string }));
-  } catch {
-    return [];
-  }
 }
 
 const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
@@ -457,7 +431,11 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
     }
     const headers = Object.create(null) as Record<string, unknown>;
     for (const [name, value] of Object.entries(options.headers ?? {})) {
-      if (RESERVED_HEADERS.includes(name) || name === RECIPIENT_HEADER || name === VERSION_HEADER) {
+      if (
+        (RESERVED_HEADERS as readonly string[]).includes(name) ||
+        name === RECIPIENT_HEADER ||
+        name === VERSION_HEADER
+      ) {
         throw new DmrError('INVALID_ARGUMENT', `header ${name} is set by the SDK or by DMR`);
       }
       headers[name] = value;
@@ -823,7 +801,7 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
       contentType: typeof properties.contentType === 'string' ? properties.contentType : undefined,
       sentAt: new Date(typeof timestamp === 'number' ? timestamp * 1000 : 0),
       origin: headerString(headers, ORIGIN_HEADER) ?? '',
-      hops: parseHops(headerString(headers, HOPS_HEADER)),
+      hops: parseHops(headerString(headers, HOPS_HEADER)) ?? [],
       headers,
       redelivered: message.fields.redelivered,
       protected: false,

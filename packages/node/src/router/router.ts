@@ -25,7 +25,7 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AckBatcher, DmrError, isDmrError, isValidId } from '@dmr/core';
-import type { NodeConfig } from '@dmr/centops';
+import type { NodeConfig } from '@dmr/contract';
 import type { PolicyDecider, PolicyDecision } from '@dmr/policy';
 import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
 import type { Logger } from 'pino';

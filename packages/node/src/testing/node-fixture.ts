@@ -28,7 +28,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startBrokers, type BrokerHarness, type ManagementClient } from '@dmr/broker-harness';
-import type { NodeConfig } from '@dmr/centops';
+import type { NodeConfig } from '@dmr/contract';
 import { spiffeId } from '@dmr/core';
 import { CertificateAuthority } from '@dmr/pki';
 import { BundleSigner, PolicyEngine, buildBundle, policySignerSpiffeId, type BundleVerification } from '@dmr/policy';

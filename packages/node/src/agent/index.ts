@@ -1,5 +1,6 @@
 // Selective: `BackoffOptions` is also the router's name, and the package index re-exports both.
-export { NodeAgent, refusalReason, type AgentOptions, type DocumentOutcome } from './agent.js';
+export { NodeAgent, type AgentOptions, type DocumentOutcome } from './agent.js';
+export { refusalReason } from './refusal.js';
 export { Backoff, renewalDelayMs } from './backoff.js';
 export { brokerCaFile, installBrokerCrl, installNodeBrokerTls, type BrokerTlsPaths } from './broker-tls.js';
 export {

@@ -269,14 +269,21 @@ export class CentOpsClient {
       token,
       csrPem,
       caPem: this.#options.caPem,
+      // The token goes only to a server that proves to be CentOps of this trust domain.
       trustDomain: this.trustDomain,
+      ...(this.#options.timeoutMs === undefined ? {} : { timeoutMs: this.#options.timeoutMs }),
     });
   }
 
   /** POST /v1/certificates/renew as the current identity (CentOps takes the id from the certificate). */
   renew(csrPem: string): Promise<IssuedCertificateResponse> {
     if (this.#identity === undefined) throw new DmrError('INTERNAL', 'no certificate yet: enrol first');
-    return requestRenewal({ apiUrl: this.apiUrl, csrPem, tls: this.#tls(false) });
+    return requestRenewal({
+      apiUrl: this.apiUrl,
+      csrPem,
+      tls: this.#tls(false),
+      ...(this.#options.timeoutMs === undefined ? {} : { timeoutMs: this.#options.timeoutMs }),
+    });
   }
 
   /** CentOps' current CRL (PEM). */

@@ -4,7 +4,7 @@
  * (the `spec` an operator writes); storage adds a version (the ETag) and
  * timestamps around them.
  *
- * Ids of organisations, clients and nodes share one namespace (DESIGN.md:
+ * Ids of organisations, clients and nodes share one namespace (docs/contract.md:
  * "Ids are unique across the mesh"). A lowercase UUID already satisfies the
  * id rules, which is how today's Bürokratt agents (UUID ids) fit in.
  */

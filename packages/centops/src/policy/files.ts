@@ -9,7 +9,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { DmrError } from '@dmr/core';
 import type { PolicyFiles } from '@dmr/contract';
-import { digest } from '../store/index.js';
+import { digest } from '../store/canonical.js';
 
 export type { PolicyFiles } from '@dmr/contract';
 

@@ -6,7 +6,8 @@
  * every problem in the same `details.problems` form.
  */
 import { Type, type TSchema } from '@sinclair/typebox';
-import { AUDIT_ACTIONS, CLIENT_STATUSES, RESOURCE_KINDS } from '../index.js';
+import { CLIENT_STATUSES, RESOURCE_KINDS } from '../model.js';
+import { AUDIT_ACTIONS } from '../store/types.js';
 import { KEY_ALGORITHMS, OPERATOR_ROLES, REVOCATION_REASONS, SERVICE_KINDS } from '@dmr/pki';
 import { ID_PATTERN_SOURCE } from '@dmr/core';
 

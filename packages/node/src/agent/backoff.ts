@@ -2,7 +2,7 @@
  * Timing decisions of the agent, pure so they are unit-tested: the retry
  * back-off (exponential with full jitter, so a fleet of nodes that lost
  * CentOps at the same moment does not reconnect in lock-step) and when to
- * renew a certificate (re-exported from @dmr/pki; the CRL refresh is @dmr/broker-harness' crlRefreshDelayMs).
+ * renew a certificate (re-exported from @dmr/pki; the CRL refresh is @dmr/broker's crlRefreshDelayMs).
  */
 
 export interface BackoffOptions {

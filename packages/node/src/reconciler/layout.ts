@@ -30,7 +30,7 @@
  * `limits.maxConnectionsPerUser` / `maxChannelsPerUser`.
  */
 import { spiffeId } from '@dmr/core';
-import type { UserLimitName } from '@dmr/broker-harness';
+import type { UserLimitName } from '@dmr/broker';
 import {
   AUDIT_STREAM,
   CLIENT_USER_TAG,

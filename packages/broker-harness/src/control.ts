@@ -162,7 +162,9 @@ export async function clearPemCacheInDir(dir: string): Promise<void> {
     state.nodes
       .filter((node) => isRunning(node.beam))
       .map(async (node) => {
-        const { stdout } = await ctlRunner(state, node)(['eval', 'ssl:clear_pem_cache().'], 30_000);
+        // rabbitmqctl boots an Erlang VM of its own: with test files side by side on 2 cores that alone
+        // took over 30 s, so this gets the same cap as every other rabbitmqctl call.
+        const { stdout } = await ctlRunner(state, node)(['eval', 'ssl:clear_pem_cache().']);
         if (stdout.trim() !== 'ok') {
           throw new DmrError(
             'BROKER_COMMAND_FAILED',

@@ -33,6 +33,19 @@ export interface CertificateProfile {
   extraIps: string[];
 }
 
+/**
+ * What a Client gets when its spec names no `certificateProfile`: the key
+ * and lifetime `dmr ctl create client` writes, and no extra names (a client
+ * certificate may carry none). Stored in full, so a later change of this
+ * default never changes an existing client.
+ */
+export const DEFAULT_CLIENT_CERTIFICATE_PROFILE: Readonly<CertificateProfile> = Object.freeze({
+  keyAlgorithm: 'ecdsa-p256',
+  lifetime: '7d',
+  extraDns: [],
+  extraIps: [],
+});
+
 export interface Client {
   id: string;
   organisation: string;

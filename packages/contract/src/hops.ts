@@ -203,7 +203,7 @@ export const DEFAULT_MAX_HOPS = 8;
 
 /**
  * Header bytes one entry may add to `dmr-hops` (and the most `dmr-sig`
- * takes). Measured (docs/mesh.md "Sizes", `npm run bench:hops`): an entry
+ * takes). Measured (docs/mesh.md "Sizes", `npm run bench -- hop-chain`): an entry
  * after the origin's takes 1 943 bytes with a P-256 node certificate and a
  * 2-character id, 2 283 with a 63-character id, 2 902 with RSA-2048 and
  * 3 696 with RSA-4096 (63-character ids, this CA's P-256 intermediate);

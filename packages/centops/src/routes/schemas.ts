@@ -48,7 +48,8 @@ export const Client = Type.Object(
     roles: Type.Array(Type.String()),
     labels: Labels,
     status: literals(CLIENT_STATUSES),
-    certificateProfile: CertificateProfile,
+    // Left out, the store fills in DEFAULT_CLIENT_CERTIFICATE_PROFILE (ecdsa-p256, 7d, no extra names).
+    certificateProfile: Type.Optional(CertificateProfile),
   },
   strict,
 );

@@ -8,9 +8,10 @@
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { DmrError } from '@dmr/core';
+import type { PolicyFiles } from '@dmr/contract';
 import { digest } from '../store/canonical.js';
 
-export type PolicyFiles = Record<string, string>;
+export type { PolicyFiles } from '@dmr/contract';
 
 export const MAX_POLICY_FILES = 200;
 export const MAX_POLICY_BYTES = 4 * 1024 * 1024;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { NodeConfig } from '@dmr/centops';
+import type { NodeConfig } from '@dmr/contract';
 import type { PolicyDecider } from '@dmr/policy';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';

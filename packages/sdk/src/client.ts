@@ -36,9 +36,8 @@ import {
   type ConsumeMessage,
   type Options,
 } from 'amqplib';
-import { AckBatcher, DmrError, isDmrError, isValidId, spiffeId } from '@dmr/core';
+import { AckBatcher, DmrError, isDmrError, isValidId, reconnectLoop, spiffeId, type BackoffOptions } from '@dmr/core';
 import { brokerServerCheck, type CheckServerIdentity } from '@dmr/pki';
-import { backoffDelay, type BackoffOptions } from './backoff.js';
 import { checkPeerCertificate, describeCertificate } from './certificates.js';
 import { DedupWindow, type DedupOptions } from './dedup.js';
 import { renewCertificate, renewalDelayMs, type EnrolledIdentity } from './enrolment.js';
@@ -876,42 +875,21 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
     );
   }
 
-  async #run(first: Session): Promise<void> {
-    let session: Session | undefined = first;
-    let attempt = 0;
-    while (!this.#stopping.signal.aborted) {
-      if (session === undefined) {
-        try {
-          session = await this.#open();
-        } catch (error) {
-          this.#emitError(this.#unreachable(error));
-          try {
-            await sleep(backoffDelay(attempt++, this.#options.backoff), undefined, { signal: this.#stopping.signal });
-          } catch {
-            break;
-          }
-          continue;
-        }
-        if (this.#stopping.signal.aborted) {
-          this.#drop(session);
-          break;
-        }
-      }
-      attempt = 0;
-      this.#setState('open');
-      await session.closed;
-      this.#drop(session);
-      session = undefined;
-      if (this.#stopping.signal.aborted) break;
-      this.#stats.reconnects += 1;
-      this.#setState('reconnecting');
-      try {
-        // A short pause even on the first retry: a node that just closed us is likely not back yet.
-        await sleep(backoffDelay(attempt++, this.#options.backoff), undefined, { signal: this.#stopping.signal });
-      } catch {
-        break;
-      }
-    }
+  #run(first: Session): Promise<void> {
+    return reconnectLoop<Session>({
+      first,
+      signal: this.#stopping.signal,
+      ...(this.#options.backoff === undefined ? {} : { backoff: this.#options.backoff }),
+      open: () => this.#open(),
+      closed: (session) => session.closed,
+      drop: (session) => this.#drop(session),
+      onOpen: () => this.#setState('open'),
+      onOpenFailed: (error) => this.#emitError(this.#unreachable(error)),
+      onLost: () => {
+        this.#stats.reconnects += 1;
+        this.#setState('reconnecting');
+      },
+    });
   }
 
   async #open(): Promise<Session> {

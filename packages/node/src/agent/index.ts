@@ -1,4 +1,4 @@
-// Selective: `BackoffOptions` is also the router's name, and the package index re-exports both.
+// Selective: the package index re-exports the agent and the router side by side, so names must not clash.
 export { NodeAgent, refusalReason, type AgentOptions, type DocumentOutcome } from './agent.js';
 export { Backoff, renewalDelayMs } from './backoff.js';
 export { brokerCaFile, installBrokerCrl, installNodeBrokerTls, type BrokerTlsPaths } from './broker-tls.js';

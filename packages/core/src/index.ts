@@ -5,3 +5,4 @@ export * from './stats.js';
 export * from './ack-batcher.js';
 export * from './backoff.js';
 export * from './reconnect.js';
+export * from './canonical-json.js';

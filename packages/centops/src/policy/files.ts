@@ -7,8 +7,7 @@
  */
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
-import { DmrError } from '@dmr/core';
-import { digest } from '../store/index.js';
+import { DmrError, canonicalDigest } from '@dmr/core';
 
 export type PolicyFiles = Record<string, string>;
 
@@ -80,7 +79,7 @@ export function checkPolicyFiles(files: unknown): PolicyFiles {
 
 /** sha256 (hex) of the canonical JSON of the files: the policy set's content digest. */
 export function policyDigest(files: PolicyFiles): string {
-  return digest(files);
+  return canonicalDigest(files);
 }
 
 /** Writes the files under `dir` (which must exist and be empty). */

@@ -5,4 +5,5 @@ export * from './stats.js';
 export * from './ack-batcher.js';
 export * from './backoff.js';
 export * from './reconnect.js';
+export * from './sse.js';
 export * from './canonical-json.js';

@@ -5,7 +5,6 @@ export { brokerCaFile, installBrokerCrl, installNodeBrokerTls, type BrokerTlsPat
 export {
   CentOpsClient,
   errorFromAnswer,
-  parseSseBlock,
   type IssuedCertificateResponse,
   type NodeStatusReport,
   type TlsIdentity,

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { canonicalDigest, canonicalJson } from './canonical-json.js';
+import { DmrError } from './errors.js';
 
 /** An IEEE 754 double from its 16 hex digits, as RFC 8785 appendix B lists them. */
 function double(hex: string): number {
@@ -68,16 +69,18 @@ describe('canonicalJson (RFC 8785)', () => {
     for (const [hex, text] of vectors) assert.equal(canonicalJson(double(hex)), text, hex);
   });
 
-  it('refuses what has no canonical form: NaN, Infinity, lone surrogates, undefined', () => {
-    for (const value of [
-      Number.NaN,
-      Number.POSITIVE_INFINITY,
-      { a: [Number.NEGATIVE_INFINITY] },
-      'x\ud800',
-      undefined,
-    ]) {
-      assert.throws(() => canonicalJson(value), TypeError);
+  it('refuses data with no canonical form (VALIDATION_FAILED), and a cycle or undefined (TypeError)', () => {
+    const loneSurrogate: unknown = JSON.parse('"x\\ud800"');
+    for (const value of [Number.NaN, Number.POSITIVE_INFINITY, { a: [Number.NEGATIVE_INFINITY] }, loneSurrogate]) {
+      assert.throws(
+        () => canonicalJson(value),
+        (error: unknown) => error instanceof DmrError && error.code === 'VALIDATION_FAILED',
+      );
     }
+    const cycle: Record<string, unknown> = {};
+    cycle.self = cycle;
+    assert.throws(() => canonicalJson(cycle), TypeError);
+    assert.throws(() => canonicalJson(undefined), TypeError);
   });
 
   it('sorts at every depth, keeps array order, leaves out undefined fields, keeps "__proto__" and integer-like keys', () => {

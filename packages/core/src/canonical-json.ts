@@ -11,18 +11,25 @@
  */
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
+import { DmrError } from './errors.js';
 
 /**
- * RFC 8785 text of `value`. Throws a TypeError for what has no canonical
- * form: NaN, ±Infinity, lone surrogates, cycles, and a top-level undefined.
- * Fields whose value is undefined are left out, as JSON.stringify does.
+ * RFC 8785 text of `value`. Fields whose value is undefined are left out, as
+ * JSON.stringify does. Data with no canonical form (NaN, ±Infinity, a string
+ * with a lone surrogate, which JSON.parse lets through from a `\ud800`
+ * escape) is refused with VALIDATION_FAILED, so an API answers 422 rather
+ * than failing inside; a cycle or a top-level undefined is a TypeError.
  */
 export function canonicalJson(value: unknown): string {
   let text: string | undefined;
   try {
     text = canonicalize(value);
   } catch (error) {
-    throw new TypeError(`no canonical JSON: ${error instanceof Error ? error.message : String(error)}`, {
+    const reason = error instanceof Error ? error.message : String(error);
+    if (/circular/i.test(reason)) throw new TypeError(`no canonical JSON: ${reason}`, { cause: error });
+    throw new DmrError('VALIDATION_FAILED', `the data has no canonical JSON form (RFC 8785): ${reason}`, {
+      hint: 'numbers must be finite and strings well-formed Unicode (no lone surrogate)',
+      details: { problems: [{ path: '', message: reason }] },
       cause: error,
     });
   }

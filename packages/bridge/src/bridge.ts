@@ -18,8 +18,7 @@
  * which tells an unauthenticated caller only `status` (an orchestrator's
  * probe carries no secret), the checks only to an authenticated one.
  */
-import { readFile } from 'node:fs/promises';
-import { request as httpsRequest, type ServerOptions as HttpsServerOptions } from 'node:https';
+import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import Fastify, {
   LogController,
@@ -31,7 +30,7 @@ import Fastify, {
 } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { DmrError, ERROR_CATALOGUE, isDmrError, isErrorCode, type ErrorCode } from '@dmr/core';
-import { centOpsServerCheck, type CheckServerIdentity } from '@dmr/pki';
+import { centOpsServerCheck } from '@dmr/pki';
 import {
   DmrClient,
   describeCertificate,
@@ -45,9 +44,13 @@ import {
 import { bearerToken, isLoopbackHost, isLoopbackHostHeader } from './auth.js';
 import { authProblems, TOKENS_VARIABLE, type BridgeConfig } from './config.js';
 import { DeliveryAborted, DeliveryFailed, EndpointDeliverer } from './delivery.js';
+import { CentOpsProbe, certificateHealth, type Health, type HealthCheck } from './health.js';
+import { httpsOptions } from './https.js';
 import { BridgeMetrics } from './metrics.js';
 import { checkV1Body, checkV1Message, toAmqpBody, type V1Delivered } from './v1.js';
 import { Verdicts } from './verdicts.js';
+
+export type { Health, HealthCheck } from './health.js';
 
 export const V1_CONTENT_TYPE = 'application/json';
 
@@ -57,18 +60,6 @@ export interface BridgeOptions {
   metrics?: BridgeMetrics;
   /** Overrides for the SDK client (tests: back-off, dedup). */
   client?: Partial<ConnectOptions>;
-}
-
-export interface HealthCheck {
-  ok: boolean;
-  detail: string;
-}
-
-export interface Health {
-  /** `ok`: ready; `degraded`: ready, CentOps unreachable; `down`: not ready (503). */
-  status: 'ok' | 'degraded' | 'down';
-  /** Absent for a caller that did not authenticate while authentication is configured. */
-  checks?: { broker: HealthCheck; certificate: HealthCheck; centops: HealthCheck | { ok: null; detail: string } };
 }
 
 /** Routes an unauthenticated caller may use while authentication is configured (see the file comment). */
@@ -103,14 +94,13 @@ export class Bridge {
   readonly #https: HttpsServerOptions | undefined;
   /** Requests that presented a valid credential (or arrived over mutual TLS). */
   readonly #authenticated = new WeakSet<FastifyRequest>();
-  /** CentOps of this client's trust domain, for the health probe. */
-  readonly #checkCentOps: CheckServerIdentity | undefined;
+  /** The health probe of CentOps, when one is configured. */
+  readonly #centops: CentOpsProbe | undefined;
   #subscription: Subscription | undefined;
   /** Aborted by close(): deliveries stop retrying and hand their message back to the queue. */
   readonly #stopping = new AbortController();
   #inFlight = 0;
   #requeued = 0;
-  #centopsCache: { at: number; check: HealthCheck } | undefined;
   #url: string | undefined;
 
   private constructor(
@@ -125,7 +115,15 @@ export class Bridge {
     this.#tls = tls;
     this.#https = https;
     const trustDomain = describeCertificate(tls.cert).trustDomain;
-    this.#checkCentOps = trustDomain === undefined ? undefined : centOpsServerCheck(trustDomain);
+    const checkCentOps = trustDomain === undefined ? undefined : centOpsServerCheck(trustDomain);
+    this.#centops =
+      config.centops === undefined
+        ? undefined
+        : new CentOpsProbe(
+            config.centops.url,
+            () => ({ ca: this.#tls.ca, cert: this.#client.certificatePem, key: this.#tls.key }),
+            checkCentOps,
+          );
     this.metrics = options.metrics ?? new BridgeMetrics();
     this.logger =
       options.logger ??
@@ -525,64 +523,13 @@ export class Bridge {
   async health(): Promise<Health> {
     const state = this.#client.state;
     const broker: HealthCheck = { ok: state === 'open', detail: `connection ${state}` };
-    let certificate: HealthCheck;
-    try {
-      const info = describeCertificate(this.#client.certificatePem);
-      const now = Date.now();
-      const left = info.notAfter.getTime() - now;
-      this.metrics.certificateExpiry.set(Math.round(left / 1000));
-      const valid = info.notBefore.getTime() <= now && left > 0;
-      certificate = {
-        ok: valid,
-        detail: valid
-          ? `valid until ${info.notAfter.toISOString()}`
-          : `not valid now (${info.notBefore.toISOString()} – ${info.notAfter.toISOString()})`,
-      };
-    } catch (error) {
-      certificate = { ok: false, detail: (error as Error).message };
-    }
-    const centops =
-      this.config.centops === undefined ? { ok: null, detail: 'not configured' } : await this.#checkCentops();
+    const certificate = certificateHealth(this.#client.certificatePem, this.metrics);
+    const centops = this.#centops === undefined ? { ok: null, detail: 'not configured' } : await this.#centops.check();
     const ready = broker.ok && certificate.ok;
     return {
       status: !ready ? 'down' : centops.ok === false ? 'degraded' : 'ok',
       checks: { broker, certificate, centops },
     };
-  }
-
-  /** Whether CentOps answers HTTPS (any HTTP status counts: it is up); cached for 10 s. */
-  async #checkCentops(): Promise<HealthCheck> {
-    const cached = this.#centopsCache;
-    if (cached !== undefined && Date.now() - cached.at < 10_000) return cached.check;
-    const url = `${this.config.centops?.url ?? ''}/v1/pki/trust-bundle`;
-    const check = await new Promise<HealthCheck>((resolve) => {
-      const request = httpsRequest(
-        url,
-        {
-          method: 'GET',
-          ca: this.#tls.ca,
-          cert: this.#client.certificatePem,
-          key: this.#tls.key,
-          timeout: 2_000,
-          // Only CentOps counts as CentOps being up (its SPIFFE id, not just the chain).
-          ...(this.#checkCentOps === undefined ? {} : { checkServerIdentity: this.#checkCentOps }),
-        },
-        (response) => {
-          response.resume();
-          resolve({ ok: true, detail: `reachable (HTTP ${response.statusCode ?? 0})` });
-        },
-      );
-      request.on('timeout', () => request.destroy(new Error('timed out after 2 s')));
-      request.on('error', (error: NodeJS.ErrnoException) =>
-        resolve({
-          ok: false,
-          detail: isDmrError(error) ? `${error.code}: ${error.message}` : `unreachable: ${error.code ?? error.message}`,
-        }),
-      );
-      request.end();
-    });
-    this.#centopsCache = { at: Date.now(), check };
-    return check;
   }
 
   // ---- closing -------------------------------------------------------------------------------------
@@ -609,32 +556,4 @@ export class Bridge {
     this.#deliverer.close();
     return { requeued: this.#requeued };
   }
-}
-
-/** The listener's HTTPS options from server.tls: read once at start (a renewed certificate needs a restart). */
-async function httpsOptions(config: BridgeConfig): Promise<HttpsServerOptions | undefined> {
-  const tls = config.server.tls;
-  if (tls === undefined) return undefined;
-  const read = async (path: string, field: string): Promise<string> => {
-    try {
-      return await readFile(path, 'utf8');
-    } catch (error) {
-      throw new DmrError('BRIDGE_CONFIG_INVALID', `server.tls.${field}: cannot read ${path}`, {
-        details: { problems: [`/server/tls/${field}: cannot read ${path}`] },
-        cause: error,
-      });
-    }
-  };
-  const [cert, key, ca] = await Promise.all([
-    read(tls.certFile, 'certFile'),
-    read(tls.keyFile, 'keyFile'),
-    tls.clientCaFile === undefined ? Promise.resolve(undefined) : read(tls.clientCaFile, 'clientCaFile'),
-  ]);
-  return {
-    cert,
-    key,
-    minVersion: 'TLSv1.2',
-    // Mutual TLS: no certificate of clientCaFile, no handshake (so no request at all).
-    ...(ca === undefined ? {} : { ca, requestCert: true, rejectUnauthorized: true }),
-  };
 }

@@ -15,7 +15,7 @@ import type { Server } from 'node:http';
 import { pino, type Logger } from 'pino';
 import { crlRefreshDelayMs, ManagementClient } from '@dmr/broker-harness';
 import type { NodeConfig } from '@dmr/centops';
-import { DmrError, isDmrError } from '@dmr/core';
+import { DmrError } from '@dmr/core';
 import { PolicyEngine, policySignerSpiffeId } from '@dmr/policy';
 import { desiredLayout, reconcile, type ApplyResult } from '../reconciler/index.js';
 import { Backoff, renewalDelayMs } from './backoff.js';
@@ -24,6 +24,8 @@ import { CentOpsClient } from './centops-client.js';
 import { FeedFollower, type FeedDocument } from './feed.js';
 import { enrol, loadIdentity, renew, type NodeIdentity } from './identity.js';
 import { AgentMetrics, serveMetrics } from './metrics.js';
+import { isTransient, refusalReason } from './refusal.js';
+import { revocationsGrew } from './revocations.js';
 import type { RunConfig } from './run-config.js';
 import {
   checkBundleDigest,
@@ -63,41 +65,8 @@ interface Applied {
   bundle: Buffer | undefined;
 }
 
-const MAX_REASON = 1000;
 /** Without a broker CRL directory the CRL is fetched for the signer checks only: this often. */
 const CRL_REFRESH_WITHOUT_BROKER_MS = 15 * 60_000;
-
-/** The refusal reason CentOps stores: the catalogue code and message, never secrets or payloads. */
-export function refusalReason(error: unknown): { code: string; reason: string } {
-  const code = isDmrError(error) ? error.code : 'INTERNAL';
-  const message = error instanceof Error ? error.message : String(error);
-  return { code, reason: `${code}: ${message}`.slice(0, MAX_REASON) };
-}
-
-/** Failures that say nothing about the document: retry it rather than give up on it. */
-function isTransient(error: unknown): boolean {
-  return (
-    isDmrError(error) && ['BROKER_COMMAND_FAILED', 'BROKER_NOT_RUNNING', 'CENTOPS_UNREACHABLE'].includes(error.code)
-  );
-}
-
-/**
- * Whether `next` says something was revoked since `previous`: it denylists
- * an id `previous` did not, or a certificate `previous` listed (directory or
- * link peer) is gone before its expiry (revoked, superseded after a renewal,
- * or its id deleted). Either way the CRL has news for the broker and for the
- * signer checks.
- */
-export function revocationsGrew(previous: NodeConfig | undefined, next: NodeConfig, now: Date): boolean {
-  const before = new Set(previous?.denylist.map((entry) => `${entry.kind}/${entry.id}`) ?? []);
-  if (next.denylist.some((entry) => !before.has(`${entry.kind}/${entry.id}`))) return true;
-  const refs = (config: NodeConfig) => [
-    ...config.directory.flatMap((entry) => entry.certificates),
-    ...config.links.flatMap((link) => link.peerCertificates),
-  ];
-  const listed = new Set(refs(next).map((ref) => ref.fingerprint));
-  return refs(previous ?? next).some((ref) => !listed.has(ref.fingerprint) && Date.parse(ref.notAfter) > now.getTime());
-}
 
 export class NodeAgent {
   readonly config: RunConfig;

@@ -1,5 +1,6 @@
 // Selective: the package index re-exports the agent and the router side by side, so names must not clash.
-export { NodeAgent, refusalReason, type AgentOptions, type DocumentOutcome } from './agent.js';
+export { NodeAgent, type AgentOptions, type DocumentOutcome } from './agent.js';
+export { refusalReason } from './refusal.js';
 export { Backoff, renewalDelayMs } from './backoff.js';
 export { brokerCaFile, installBrokerCrl, installNodeBrokerTls, type BrokerTlsPaths } from './broker-tls.js';
 export {

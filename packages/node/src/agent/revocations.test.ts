@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { NodeConfig } from '@dmr/centops';
-import { revocationsGrew } from './agent.js';
+import { revocationsGrew } from './revocations.js';
 
 const NOW = new Date('2026-12-05T12:00:00Z');
 

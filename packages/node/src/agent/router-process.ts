@@ -36,7 +36,7 @@ import { vhostName } from '../reconciler/layout.js';
 import { StreamAuditSink } from '../router/audit.js';
 import { RouterMetrics } from '../router/metrics.js';
 import { Router } from '../router/router.js';
-import { refusalReason } from './agent.js';
+import { refusalReason } from './refusal.js';
 import { loadIdentity } from './identity.js';
 import { serveMetrics } from './metrics.js';
 import type { RunConfig } from './run-config.js';

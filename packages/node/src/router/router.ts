@@ -1,18 +1,26 @@
 /**
- * The router: the data plane's per-message path (DESIGN.md "Message
- * contract"). One Router consumes one ingress shard `dmr.ingress.<n>` and the
- * shared `dmr.dead-letter-reports` queue of its node's vhost.
+ * The router: the data plane's lifecycle around its per-message paths
+ * (DESIGN.md "Message contract"). One Router consumes one ingress shard
+ * `dmr.ingress.<n>` and the shared `dmr.dead-letter-reports` queue of its
+ * node's vhost, and hands each delivery to its path:
  *
- * Per message (#route, readable top to bottom): contract checks → replay
- * guard → policy → publish to `dmr.delivery` (persistent, mandatory, confirmed)
- * → audit record confirmed → only then ack. A refusal publishes DMR's
+ * - origin-path.ts, a local client's message (readable top to bottom):
+ *   contract checks → sender rate → replay guard → policy → publish to
+ *   `dmr.delivery` (persistent, mandatory, confirmed) → audit record
+ *   confirmed → only then ack;
+ * - relay-path.ts, a message from a peer node: the seam for the relay (not
+ *   consumed yet);
+ * - dead-letter-path.ts, a client queue's dead letter: a report to its sender.
+ *
+ * Every path ends in the same tail (outcome.ts). A refusal publishes DMR's
  * metadata about it (never the body) to `dmr.rejected` and a report to the
  * sender, both confirmed, then acks. A transient failure (no policy, audit
  * not stored) keeps the message unacked and pauses consumption with an
- * exponential back-off, then tries it again: never a requeue, which on a
- * quorum queue counts as a delivery and would dead-letter a valid message
- * once the ingress delivery limit is reached. A failure that is not transient
- * (a bug) dead-letters the message to `dmr.rejected`.
+ * exponential back-off, then tries it again (#failed, #pause here): never a
+ * requeue, which on a quorum queue counts as a delivery and would
+ * dead-letter a valid message once the ingress delivery limit is reached. A
+ * failure that is not transient (a bug) dead-letters the message to
+ * `dmr.rejected`.
  *
  * Connection loss: the broker redelivers whatever was not acked; the router
  * reconnects with exponential back-off and jitter and forgets (releases) the
@@ -22,40 +30,22 @@
  * duplicates on the wire are allowed (the SDK deduplicates by message id),
  * losses are not.
  */
-import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AckBatcher, DmrError, backoffDelay, isDmrError, isValidId, reconnectLoop } from '@dmr/core';
+import { AckBatcher, DmrError, backoffDelay, isDmrError, reconnectLoop } from '@dmr/core';
 import type { NodeConfig } from '@dmr/centops';
-import type { PolicyDecider, PolicyDecision } from '@dmr/policy';
-import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
+import type { PolicyDecider } from '@dmr/policy';
+import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqplib';
 import type { Logger } from 'pino';
-import { RECIPIENT_HEADER, SENDER_HEADER, UUID_PATTERN } from '../message/contract.js';
-import { ownHeader } from '../message/headers.js';
 import { SenderRateLimit } from '../message/rate-limit.js';
 import { ReplayGuard } from '../message/replay.js';
-import { senderFromUserId, validateAtOrigin } from '../message/validate.js';
-import {
-  DEAD_LETTER_REPORTS_QUEUE,
-  DELIVERY_EXCHANGE,
-  REJECTED_EXCHANGE,
-  ingressQueueName,
-} from '../reconciler/layout.js';
-import type { AuditEvent, AuditSink } from './audit.js';
-import {
-  DELIVERY_REPORT_TYPE,
-  deadLetterReason,
-  deliveredOptions,
-  deliveryReport,
-  policyInputFor,
-  rejectedCopy,
-  remainingTtl,
-  reportOptions,
-  routingContext,
-  type DeliveryReport,
-  type Refusal,
-  type RoutingContext,
-} from './envelope.js';
+import { DEAD_LETTER_REPORTS_QUEUE, DELIVERY_EXCHANGE, ingressQueueName } from '../reconciler/layout.js';
+import type { AuditSink } from './audit.js';
+import { DeadLetterPath } from './dead-letter-path.js';
+import { routingContext, type RoutingContext } from './envelope.js';
 import type { RouterMetrics, RouterState } from './metrics.js';
+import { OriginPath, type RoutingState } from './origin-path.js';
+import { Outcomes, Transient, returnKey, validMessageId, type Handler, type Session } from './outcome.js';
+import { RelayPath } from './relay-path.js';
 
 export interface BackoffOptions {
   initialMs: number;
@@ -84,51 +74,10 @@ export interface RouterOptions {
   rateLimitMaxSenders?: number;
 }
 
-/** `unencodable`: amqplib refused to encode the message (thrown before anything reached the broker). */
-type PublishOutcome = 'confirmed' | 'returned' | 'nacked' | 'unencodable';
-
-type Handler = 'route' | 'dead-letter';
-
 /** Not a valid id (ids have no dots), so never a client's binding on `dmr.delivery`: the probe is routed nowhere. */
 const PROBE_ROUTING_KEY = 'dmr.body-limit-probe';
 /** Above this the probe itself would cost too much per connection; such limits are not checked. */
 const PROBE_MAX_BYTES = 16 * 1_048_576;
-
-/** One connection's worth of state: dropped as a whole when the connection or channel goes. */
-interface Session {
-  connection: ChannelModel;
-  channel: ConfirmChannel;
-  /** Every delivery of `channel` is settled through it: the acks of one turn go out as one frame when they can. */
-  acks: AckBatcher<ConsumeMessage>;
-  alive: boolean;
-  /** Resolves when the connection or channel closes, for whatever reason. */
-  closed: Promise<void>;
-  ingressTag: string | undefined;
-  reportsTag: string | undefined;
-  /** Message ids the guard accepted in this session and not yet settled: released on loss. */
-  inflightIds: Set<string>;
-  /** (exchange, routing key, message id) of mandatory publishes the broker returned, until their confirm. */
-  returned: Set<string>;
-  /** Deliveries kept unacked after a transient failure, tried again when the pause ends (at most prefetch × 2). */
-  held: Array<{ message: ConsumeMessage; handler: Handler }>;
-  paused: boolean;
-}
-
-/** Thrown when a step cannot complete now but may later: the message goes back to the broker. */
-class Transient extends Error {
-  constructor(
-    /** Metric label: what was unavailable. */
-    readonly reason: 'policy' | 'audit' | 'broker',
-    message: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-  }
-}
-
-function returnKey(exchange: string, routingKey: string, messageId: unknown): string {
-  return `${exchange}\0${routingKey}\0${typeof messageId === 'string' ? messageId : ''}`;
-}
 
 export class Router {
   readonly nodeId: string;
@@ -146,6 +95,10 @@ export class Router {
   readonly #stopping = new AbortController();
   /** Every per-message task, so stop() can wait for them to settle. */
   readonly #tasks = new Set<Promise<void>>();
+  /** The paths a delivery can take, by the queue it came from; all end in the same tail (outcome.ts). */
+  readonly #origin: OriginPath;
+  readonly #relay: RelayPath;
+  readonly #deadLetters: DeadLetterPath;
 
   constructor(options: RouterOptions) {
     this.nodeId = options.nodeId;
@@ -153,6 +106,22 @@ export class Router {
     this.#options = options;
     this.#now = options.now ?? Date.now;
     this.#backoff = options.backoff ?? { initialMs: 100, maxMs: 10_000 };
+    const outcome = new Outcomes({
+      nodeId: this.nodeId,
+      now: this.#now,
+      logger: options.logger,
+      metrics: options.metrics,
+      ...(options.audit === undefined ? {} : { audit: options.audit }),
+    });
+    this.#origin = new OriginPath({
+      nodeId: this.nodeId,
+      now: this.#now,
+      policy: options.policy,
+      metrics: options.metrics,
+      outcome,
+    });
+    this.#relay = new RelayPath({ nodeId: this.nodeId, outcome });
+    this.#deadLetters = new DeadLetterPath({ nodeId: this.nodeId, now: this.#now, logger: options.logger, outcome });
   }
 
   get state(): RouterState {
@@ -219,316 +188,6 @@ export class Router {
     this.#setState('stopped');
   }
 
-  // ---- the per-message path ----------------------------------------------------------------------
-
-  /**
-   * One ingress message, from delivery to ack (or held on a transient
-   * failure). `retry`: the router's own second attempt at a held message.
-   */
-  async #route(session: Session, message: ConsumeMessage, retry = false): Promise<void> {
-    const started = performance.now();
-    const now = this.#now();
-    const context = this.#context as RoutingContext;
-    const guard = this.#guard as ReplayGuard;
-    if (!retry) this.#options.metrics.received.inc();
-
-    // 1. The contract (DESIGN.md "Message contract"): the first broken rule is the reason.
-    const checked = validateAtOrigin(message, context.message, now);
-    if (!checked.ok) return this.#refuse(session, message, context, started, checked);
-    const validated = checked.message;
-
-    // 2. The sender's rate, counted once per message: not again for the router's own re-attempts.
-    if (!retry && !message.fields.redelivered) {
-      const rate = (this.#rate as SenderRateLimit).take(validated.sender, now);
-      if (!rate.ok) return this.#refuse(session, message, context, started, rate);
-    }
-
-    // 3. Replays, within the sender's share of the window. A redelivery of an id we hold is our own
-    // re-attempt (see the file comment), not a replay.
-    const replay = guard.check(validated.messageId, now, validated.sender);
-    if (!replay.ok && !(replay.reason === 'MESSAGE_REPLAYED' && message.fields.redelivered)) {
-      return this.#refuse(session, message, context, started, replay);
-    }
-    session.inflightIds.add(validated.messageId);
-    try {
-      // 4. Policy: deny by default; no answer at all is transient, never an allow.
-      const input = policyInputFor(validated, context, now);
-      if (input === undefined) {
-        return await this.#refuse(session, message, context, started, {
-          reason: 'POLICY_DENIED',
-          detail: 'sender or recipient is missing from the directory index',
-        });
-      }
-      const policyStarted = performance.now();
-      let decision: PolicyDecision;
-      try {
-        decision = await this.#options.policy.decide(input);
-      } catch (error) {
-        this.#options.metrics.policyDecisions.inc({ result: 'error', reason: 'POLICY_UNAVAILABLE' });
-        throw new Transient('policy', 'the policy could not decide', { cause: error });
-      }
-      this.#options.metrics.policySeconds.observe((performance.now() - policyStarted) / 1000);
-      for (const reason of decision.reasons.length > 0 ? decision.reasons : ['NONE']) {
-        this.#options.metrics.policyDecisions.inc({ result: decision.allow ? 'allow' : 'deny', reason });
-      }
-      const policy = { revision: decision.revision, reasons: decision.reasons };
-      if (!decision.allow) {
-        const detail = `policy revision ${decision.revision ?? '?'} denied: ${decision.reasons.join(', ')}`;
-        return await this.#refuse(session, message, context, started, { reason: 'POLICY_DENIED', detail, policy });
-      }
-
-      // 5. Route: this issue's scope is one node, so a recipient homed elsewhere is unreachable (no relay yet).
-      if (validated.recipientHomeNode !== this.nodeId) {
-        const detail = `recipient ${validated.recipient} is homed on ${validated.recipientHomeNode}; relaying between nodes is not supported yet`;
-        return await this.#refuse(session, message, context, started, {
-          reason: 'RECIPIENT_UNREACHABLE',
-          detail,
-          policy,
-        });
-      }
-      const ttl = remainingTtl(validated, now);
-      if (ttl !== undefined && ttl <= 0) {
-        const detail = `expiration of ${validated.expirationMs ?? 0} ms passed before routing`;
-        return await this.#refuse(session, message, context, started, { reason: 'MESSAGE_EXPIRED', detail, policy });
-      }
-
-      // 6. Deliver, confirmed by the recipient's queue.
-      const options = deliveredOptions(message.properties, validated, this.nodeId, now, ttl);
-      const outcome = await this.#publish(session, DELIVERY_EXCHANGE, validated.recipient, message.content, options);
-      if (outcome === 'returned') {
-        const detail = `no queue for ${validated.recipient} on node ${this.nodeId}`;
-        return await this.#refuse(session, message, context, started, {
-          reason: 'RECIPIENT_UNREACHABLE',
-          detail,
-          policy,
-        });
-      }
-      if (outcome === 'nacked') {
-        const detail = `the queue of ${validated.recipient} is full`;
-        return await this.#refuse(session, message, context, started, {
-          reason: 'RECIPIENT_QUEUE_FULL',
-          detail,
-          policy,
-        });
-      }
-      if (outcome === 'unencodable') {
-        // Not transient: the same message would fail the same way on every attempt.
-        const detail = 'a property of the message cannot be encoded again for delivery';
-        return await this.#refuse(session, message, context, started, {
-          reason: 'MESSAGE_UNENCODABLE',
-          detail,
-          policy,
-        });
-      }
-
-      // 7. Audit, then ack: nothing acknowledged lacks its record.
-      await this.#settle(session, message, started, {
-        messageId: validated.messageId,
-        sender: validated.sender,
-        recipient: validated.recipient,
-        result: 'routed',
-        reason: null,
-        policyRevision: decision.revision ?? null,
-        policyReasons: decision.reasons,
-        configRevision: context.revision,
-        at: new Date(now).toISOString(),
-      });
-    } catch (error) {
-      // Held for another attempt: that attempt is the same message, not a replay.
-      guard.release(validated.messageId);
-      throw error;
-    } finally {
-      session.inflightIds.delete(validated.messageId);
-    }
-  }
-
-  /**
-   * The one refusal tail: DMR's metadata about the refused message (never its
-   * body or client headers) to `dmr.rejected`, a report to its sender when it
-   * has a queue here (never for a report), the audit record; all confirmed,
-   * then the ack.
-   */
-  async #refuse(
-    session: Session,
-    message: ConsumeMessage,
-    context: RoutingContext,
-    started: number,
-    refusal: Refusal,
-  ): Promise<void> {
-    const now = this.#now();
-    // user_id, when set, is what RabbitMQ checked against the login: a client's SPIFFE id names the sender.
-    const from = senderFromUserId(message.properties.userId, context.message.trustDomain);
-    const messageId = validMessageId(message);
-    // An unvalidated header: recorded only when it is a valid id.
-    const recipient = validId(ownHeader(message.properties.headers, RECIPIENT_HEADER));
-    const reportTo = this.#reportable(context, from) ? from : undefined;
-    const copy = rejectedCopy(
-      {
-        messageId,
-        sender: from,
-        recipient,
-        body: message.content,
-        type: message.properties.type,
-        timestamp: message.properties.timestamp,
-      },
-      refusal,
-    );
-    const stored = this.#publish(session, REJECTED_EXCHANGE, '', copy.content, copy.options);
-    const report =
-      reportTo === undefined
-        ? undefined
-        : this.#sendReport(session, reportTo, deliveryReport(messageId, 'rejected', refusal, this.nodeId, now), now);
-    const [outcome] = await Promise.all([stored, report]);
-    if (outcome !== 'confirmed') {
-      throw new Transient('broker', `the rejected queue did not take the refusal (${refusal.reason}: ${outcome})`);
-    }
-    await this.#settle(
-      session,
-      message,
-      started,
-      {
-        messageId,
-        sender: from ?? null,
-        recipient,
-        result: 'rejected',
-        reason: refusal.reason,
-        policyRevision: refusal.policy?.revision ?? null,
-        policyReasons: refusal.policy?.reasons ?? [],
-        configRevision: context.revision,
-        at: new Date(now).toISOString(),
-      },
-      refusal.detail,
-    );
-  }
-
-  /**
-   * The end of every ingress message: its audit record confirmed, then the
-   * ack, then the metrics and the one decision log line (the same fields as
-   * the record, never payload).
-   */
-  async #settle(
-    session: Session,
-    message: ConsumeMessage,
-    started: number,
-    decision: Omit<AuditEvent, 'kind' | 'node'> & { result: 'routed' | 'rejected' },
-    detail?: string,
-  ): Promise<void> {
-    await this.#audit({ kind: 'route', ...decision });
-    session.acks.ack(message);
-    const seconds = (performance.now() - started) / 1000;
-    if (decision.result === 'routed') this.#options.metrics.routed.inc();
-    else this.#options.metrics.rejected.inc({ reason: decision.reason ?? 'UNKNOWN' });
-    this.#options.metrics.routeSeconds.observe(seconds);
-    this.#options.logger.info(
-      {
-        ...decision,
-        ...(detail === undefined ? {} : { detail }),
-        hops: [this.nodeId],
-        ms: Math.round(seconds * 100_000) / 100,
-      },
-      'route',
-    );
-  }
-
-  /** A dead letter (expired or over the delivery limit in a client queue) becomes a report to its sender. */
-  async #reportDeadLetter(session: Session, message: ConsumeMessage): Promise<void> {
-    const now = this.#now();
-    const context = this.#context as RoutingContext;
-    const headers = message.properties.headers;
-    const reason = deadLetterReason(headers);
-    const sender = headers?.[SENDER_HEADER] as unknown;
-    const recipient = headers?.[RECIPIENT_HEADER] as unknown;
-    const messageId = validMessageId(message);
-    // Never a report about a report (a report that expired in its queue): that could loop.
-    const aboutReport = message.properties.type === DELIVERY_REPORT_TYPE;
-    if (reason !== undefined && !aboutReport && typeof sender === 'string' && this.#reportable(context, sender)) {
-      const where = validId(recipient) === null ? 'a recipient queue' : `the queue of ${String(recipient)}`;
-      const detail =
-        reason === 'MESSAGE_EXPIRED'
-          ? `expired in ${where}`
-          : `delivered too often from ${where} without an ack (delivery limit)`;
-      const report = deliveryReport(messageId, 'dead-lettered', { reason, detail }, this.nodeId, now);
-      // A full sender queue nacks the report: it cannot be sent now or by retrying in a loop, so it is logged.
-      const outcome = await this.#sendReport(session, sender, report, now);
-      await this.#audit({
-        kind: 'dead-letter',
-        messageId,
-        sender,
-        recipient: validId(recipient),
-        result: 'reported',
-        reason,
-        policyRevision: null,
-        policyReasons: [],
-        configRevision: context.revision,
-        at: new Date(now).toISOString(),
-      });
-      this.#options.logger.info({ messageId, sender, reason, report: outcome }, 'dead-letter');
-    }
-    session.acks.ack(message);
-  }
-
-  // ---- helpers of the path -------------------------------------------------------------------------
-
-  /** Whether `sender` gets a report: a local client with a queue here and not denied. */
-  #reportable(context: RoutingContext, sender: string | undefined): sender is string {
-    return sender !== undefined && context.localQueues.has(sender) && !context.message.denied.has(sender);
-  }
-
-  async #sendReport(session: Session, to: string, report: DeliveryReport, now: number): Promise<PublishOutcome> {
-    const body = Buffer.from(JSON.stringify(report), 'utf8');
-    const outcome = await this.#publish(
-      session,
-      DELIVERY_EXCHANGE,
-      to,
-      body,
-      reportOptions(report, this.nodeId, now, to),
-    );
-    this.#options.metrics.reports.inc({ kind: outcome === 'confirmed' ? report.status : `${report.status}-lost` });
-    return outcome;
-  }
-
-  async #audit(event: Omit<AuditEvent, 'node'>): Promise<void> {
-    const audit = this.#options.audit;
-    if (audit === undefined) return;
-    try {
-      await audit.append({ ...event, node: this.nodeId });
-    } catch (error) {
-      throw new Transient('audit', 'the audit record was not stored', { cause: error });
-    }
-  }
-
-  /** Publishes and waits for the broker's answer; throws when the channel closed meanwhile. */
-  #publish(
-    session: Session,
-    exchange: string,
-    routingKey: string,
-    content: Buffer,
-    options: Options.Publish,
-  ): Promise<PublishOutcome> {
-    return new Promise<PublishOutcome>((resolve, reject) => {
-      if (!session.alive) {
-        reject(new Transient('broker', 'the broker connection is gone'));
-        return;
-      }
-      const key = returnKey(exchange, routingKey, options.messageId);
-      try {
-        session.channel.publish(exchange, routingKey, content, options, (error: unknown) => {
-          // A mandatory message without a queue is returned first, then confirmed (AMQP 0-9-1).
-          const returned = session.returned.delete(key);
-          if (error === null || error === undefined) resolve(returned ? 'returned' : 'confirmed');
-          else if (error instanceof Error && error.message === 'message nacked') resolve('nacked');
-          else reject(new Transient('broker', 'the channel closed before the confirm', { cause: error }));
-        });
-      } catch (error) {
-        // amqplib throws before writing anything when it cannot encode the message; the channel is fine.
-        if (session.alive) {
-          this.#options.logger.warn({ error: error instanceof Error ? error.message : String(error) }, 'unencodable');
-          resolve('unencodable');
-        } else reject(new Transient('broker', 'publish failed', { cause: error }));
-      }
-    });
-  }
-
   /** Runs one delivery as a tracked task; a failure is held (transient) or dead-lettered (anything else). */
   #dispatch(session: Session, message: ConsumeMessage | null, handler: Handler, retry = false): void {
     if (message === null) {
@@ -538,11 +197,28 @@ export class Router {
       return;
     }
     if (!retry) session.acks.track(message);
-    const work = handler === 'route' ? this.#route(session, message, retry) : this.#reportDeadLetter(session, message);
+    const work = this.#handle(session, message, handler, retry);
     const task = work
       .catch((error: unknown) => this.#failed(session, message, handler, error))
       .finally(() => this.#tasks.delete(task));
     this.#tasks.add(task);
+  }
+
+  /** One delivery on its path, judged by the revision applied now. `retry`: the router's own second attempt. */
+  #handle(session: Session, message: ConsumeMessage, handler: Handler, retry: boolean): Promise<void> {
+    const state: RoutingState = {
+      context: this.#context as RoutingContext,
+      guard: this.#guard as ReplayGuard,
+      rate: this.#rate as SenderRateLimit,
+    };
+    switch (handler) {
+      case 'route':
+        return this.#origin.route(session, message, state, retry);
+      case 'relay':
+        return this.#relay.route(session, message, state);
+      case 'dead-letter':
+        return this.#deadLetters.report(session, message, state.context);
+    }
   }
 
   /**
@@ -771,15 +447,4 @@ export class Router {
     this.#state = state;
     this.#options.metrics.setState(state);
   }
-}
-
-/** `value` if it is a valid principal id, else null: logs and records never carry an unvalidated client value. */
-function validId(value: unknown): string | null {
-  return typeof value === 'string' && isValidId(value) ? value : null;
-}
-
-/** The message id if it is a usable one (a UUID, lowercased), else null: never an unvalidated client value. */
-function validMessageId(message: Message): string | null {
-  const id = message.properties.messageId as unknown;
-  return typeof id === 'string' && UUID_PATTERN.test(id.toLowerCase()) ? id.toLowerCase() : null;
 }

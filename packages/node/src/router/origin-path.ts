@@ -1,0 +1,155 @@
+/**
+ * The origin path: one message a local client published to `dmr.ingress`,
+ * from delivery to ack, readable top to bottom in route(): contract checks →
+ * sender rate → replay guard (per-sender share) → policy → deliver to the
+ * recipient's queue (confirmed) → audit record confirmed → ack. Every
+ * refusal and the final settle go through the shared tail (outcome.ts).
+ */
+import { performance } from 'node:perf_hooks';
+import type { PolicyDecider, PolicyDecision } from '@dmr/policy';
+import type { ConsumeMessage } from 'amqplib';
+import type { ReplayGuard } from '../message/replay.js';
+import type { SenderRateLimit } from '../message/rate-limit.js';
+import { validateAtOrigin } from '../message/validate.js';
+import { deliveredOptions, policyInputFor, remainingTtl, type RoutingContext } from './envelope.js';
+import type { RouterMetrics } from './metrics.js';
+import { Transient, type Outcomes, type Session } from './outcome.js';
+
+/** What one message is judged by: the revision applied when it arrived, and the stores that outlive revisions. */
+export interface RoutingState {
+  context: RoutingContext;
+  guard: ReplayGuard;
+  rate: SenderRateLimit;
+}
+
+export interface OriginPathOptions {
+  nodeId: string;
+  now: () => number;
+  /** Swapped by its owner; the path only calls decide(). */
+  policy: PolicyDecider;
+  metrics: RouterMetrics;
+  outcome: Outcomes;
+}
+
+export class OriginPath {
+  readonly #nodeId: string;
+  readonly #now: () => number;
+  readonly #policy: PolicyDecider;
+  readonly #metrics: RouterMetrics;
+  readonly #outcome: Outcomes;
+
+  constructor(options: OriginPathOptions) {
+    this.#nodeId = options.nodeId;
+    this.#now = options.now;
+    this.#policy = options.policy;
+    this.#metrics = options.metrics;
+    this.#outcome = options.outcome;
+  }
+
+  /**
+   * One ingress message, from delivery to ack (or held on a transient
+   * failure). `retry`: the router's own second attempt at a held message.
+   */
+  async route(session: Session, message: ConsumeMessage, state: RoutingState, retry = false): Promise<void> {
+    const started = performance.now();
+    const now = this.#now();
+    const context = state.context;
+    const guard = state.guard;
+    if (!retry) this.#metrics.received.inc();
+
+    // 1. The contract (DESIGN.md "Message contract"): the first broken rule is the reason.
+    const checked = validateAtOrigin(message, context.message, now);
+    if (!checked.ok) return this.#outcome.refuse(session, message, context, started, checked);
+    const validated = checked.message;
+
+    // 2. The sender's rate, counted once per message: not again for the router's own re-attempts.
+    if (!retry && !message.fields.redelivered) {
+      const rate = state.rate.take(validated.sender, now);
+      if (!rate.ok) return this.#outcome.refuse(session, message, context, started, rate);
+    }
+
+    // 3. Replays, within the sender's share of the window. A redelivery of an id we hold is our own
+    // re-attempt (see router.ts), not a replay.
+    const replay = guard.check(validated.messageId, now, validated.sender);
+    if (!replay.ok && !(replay.reason === 'MESSAGE_REPLAYED' && message.fields.redelivered)) {
+      return this.#outcome.refuse(session, message, context, started, replay);
+    }
+    session.inflightIds.add(validated.messageId);
+    try {
+      // 4. Policy: deny by default; no answer at all is transient, never an allow.
+      const input = policyInputFor(validated, context, now);
+      if (input === undefined) {
+        return await this.#outcome.refuse(session, message, context, started, {
+          reason: 'POLICY_DENIED',
+          detail: 'sender or recipient is missing from the directory index',
+        });
+      }
+      const policyStarted = performance.now();
+      let decision: PolicyDecision;
+      try {
+        decision = await this.#policy.decide(input);
+      } catch (error) {
+        this.#metrics.policyDecisions.inc({ result: 'error', reason: 'POLICY_UNAVAILABLE' });
+        throw new Transient('policy', 'the policy could not decide', { cause: error });
+      }
+      this.#metrics.policySeconds.observe((performance.now() - policyStarted) / 1000);
+      for (const reason of decision.reasons.length > 0 ? decision.reasons : ['NONE']) {
+        this.#metrics.policyDecisions.inc({ result: decision.allow ? 'allow' : 'deny', reason });
+      }
+      const policy = { revision: decision.revision, reasons: decision.reasons };
+      if (!decision.allow) {
+        const detail = `policy revision ${decision.revision ?? '?'} denied: ${decision.reasons.join(', ')}`;
+        return await this.#outcome.refuse(session, message, context, started, {
+          reason: 'POLICY_DENIED',
+          detail,
+          policy,
+        });
+      }
+
+      // 5. Route: a recipient homed elsewhere is unreachable until nodes relay (relay-path.ts is the seam).
+      if (validated.recipientHomeNode !== this.#nodeId) {
+        const detail = `recipient ${validated.recipient} is homed on ${validated.recipientHomeNode}; relaying between nodes is not supported yet`;
+        return await this.#outcome.refuse(session, message, context, started, {
+          reason: 'RECIPIENT_UNREACHABLE',
+          detail,
+          policy,
+        });
+      }
+      const ttl = remainingTtl(validated, now);
+      if (ttl !== undefined && ttl <= 0) {
+        const detail = `expiration of ${validated.expirationMs ?? 0} ms passed before routing`;
+        return await this.#outcome.refuse(session, message, context, started, {
+          reason: 'MESSAGE_EXPIRED',
+          detail,
+          policy,
+        });
+      }
+
+      // 6. Deliver, confirmed by the recipient's queue.
+      const options = deliveredOptions(message.properties, validated, this.#nodeId, now, ttl);
+      const refused = await this.#outcome.deliver(session, validated.recipient, message.content, options);
+      if (refused !== undefined) {
+        return await this.#outcome.refuse(session, message, context, started, { ...refused, policy });
+      }
+
+      // 7. Audit, then ack: nothing acknowledged lacks its record.
+      await this.#outcome.settle(session, message, started, {
+        messageId: validated.messageId,
+        sender: validated.sender,
+        recipient: validated.recipient,
+        result: 'routed',
+        reason: null,
+        policyRevision: decision.revision ?? null,
+        policyReasons: decision.reasons,
+        configRevision: context.revision,
+        at: new Date(now).toISOString(),
+      });
+    } catch (error) {
+      // Held for another attempt: that attempt is the same message, not a replay.
+      guard.release(validated.messageId);
+      throw error;
+    } finally {
+      session.inflightIds.delete(validated.messageId);
+    }
+  }
+}

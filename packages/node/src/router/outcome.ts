@@ -1,0 +1,276 @@
+/**
+ * The tail every router path ends in (origin-path.ts, relay-path.ts,
+ * dead-letter-path.ts): publishing with the broker's confirm, delivery to a
+ * recipient's queue, the one refusal (rejected copy + report + audit), and
+ * the settle (audit record confirmed, then the ack, then metrics and the
+ * decision log line). A step that cannot complete now throws Transient: the
+ * router holds the message unacked and pauses (router.ts #failed), never a
+ * requeue.
+ */
+import { performance } from 'node:perf_hooks';
+import { isValidId, type AckBatcher } from '@dmr/core';
+import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
+import type { Logger } from 'pino';
+import { RECIPIENT_HEADER, UUID_PATTERN } from '../message/contract.js';
+import { ownHeader } from '../message/headers.js';
+import { senderFromUserId } from '../message/validate.js';
+import { DELIVERY_EXCHANGE, REJECTED_EXCHANGE } from '../reconciler/layout.js';
+import type { AuditEvent, AuditSink } from './audit.js';
+import {
+  deliveryReport,
+  rejectedCopy,
+  reportOptions,
+  type DeliveryReport,
+  type Refusal,
+  type RoutingContext,
+} from './envelope.js';
+import type { RouterMetrics } from './metrics.js';
+
+/** `unencodable`: amqplib refused to encode the message (thrown before anything reached the broker). */
+export type PublishOutcome = 'confirmed' | 'returned' | 'nacked' | 'unencodable';
+
+/** Which path a delivery takes: its consumer decides. */
+export type Handler = 'route' | 'relay' | 'dead-letter';
+
+/** One connection's worth of state: dropped as a whole when the connection or channel goes. */
+export interface Session {
+  connection: ChannelModel;
+  channel: ConfirmChannel;
+  /** Every delivery of `channel` is settled through it: the acks of one turn go out as one frame when they can. */
+  acks: AckBatcher<ConsumeMessage>;
+  alive: boolean;
+  /** Resolves when the connection or channel closes, for whatever reason. */
+  closed: Promise<void>;
+  ingressTag: string | undefined;
+  reportsTag: string | undefined;
+  /** Message ids the guard accepted in this session and not yet settled: released on loss. */
+  inflightIds: Set<string>;
+  /** (exchange, routing key, message id) of mandatory publishes the broker returned, until their confirm. */
+  returned: Set<string>;
+  /** Deliveries kept unacked after a transient failure, tried again when the pause ends (at most prefetch × 2). */
+  held: Array<{ message: ConsumeMessage; handler: Handler }>;
+  paused: boolean;
+}
+
+/** Thrown when a step cannot complete now but may later: the message goes back to the broker. */
+export class Transient extends Error {
+  constructor(
+    /** Metric label: what was unavailable. */
+    readonly reason: 'policy' | 'audit' | 'broker',
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+export function returnKey(exchange: string, routingKey: string, messageId: unknown): string {
+  return `${exchange}\0${routingKey}\0${typeof messageId === 'string' ? messageId : ''}`;
+}
+
+/** `value` if it is a valid principal id, else null: logs and records never carry an unvalidated client value. */
+export function validId(value: unknown): string | null {
+  return typeof value === 'string' && isValidId(value) ? value : null;
+}
+
+/** The message id if it is a usable one (a UUID, lowercased), else null: never an unvalidated client value. */
+export function validMessageId(message: Message): string | null {
+  const id = message.properties.messageId as unknown;
+  return typeof id === 'string' && UUID_PATTERN.test(id.toLowerCase()) ? id.toLowerCase() : null;
+}
+
+export interface OutcomeOptions {
+  nodeId: string;
+  now: () => number;
+  logger: Logger;
+  metrics: RouterMetrics;
+  audit?: AuditSink;
+}
+
+export class Outcomes {
+  readonly #nodeId: string;
+  readonly #now: () => number;
+  readonly #logger: Logger;
+  readonly #metrics: RouterMetrics;
+  readonly #auditSink: AuditSink | undefined;
+
+  constructor(options: OutcomeOptions) {
+    this.#nodeId = options.nodeId;
+    this.#now = options.now;
+    this.#logger = options.logger;
+    this.#metrics = options.metrics;
+    this.#auditSink = options.audit;
+  }
+
+  /**
+   * Delivers to the recipient's queue on this node (`dmr.delivery`, mandatory,
+   * confirmed by the queue). Undefined when the queue took it, else the
+   * refusal to settle the message with.
+   */
+  async deliver(
+    session: Session,
+    recipient: string,
+    content: Buffer,
+    options: Options.Publish,
+  ): Promise<Refusal | undefined> {
+    const outcome = await this.publish(session, DELIVERY_EXCHANGE, recipient, content, options);
+    if (outcome === 'returned') {
+      return { reason: 'RECIPIENT_UNREACHABLE', detail: `no queue for ${recipient} on node ${this.#nodeId}` };
+    }
+    if (outcome === 'nacked') return { reason: 'RECIPIENT_QUEUE_FULL', detail: `the queue of ${recipient} is full` };
+    if (outcome === 'unencodable') {
+      // Not transient: the same message would fail the same way on every attempt.
+      const detail = 'a property of the message cannot be encoded again for delivery';
+      return { reason: 'MESSAGE_UNENCODABLE', detail };
+    }
+    return undefined;
+  }
+
+  /**
+   * The one refusal tail: DMR's metadata about the refused message (never its
+   * body or client headers) to `dmr.rejected`, a report to its sender when it
+   * has a queue here (never for a report), the audit record; all confirmed,
+   * then the ack.
+   */
+  async refuse(
+    session: Session,
+    message: ConsumeMessage,
+    context: RoutingContext,
+    started: number,
+    refusal: Refusal,
+  ): Promise<void> {
+    const now = this.#now();
+    // user_id, when set, is what RabbitMQ checked against the login: a client's SPIFFE id names the sender.
+    const from = senderFromUserId(message.properties.userId, context.message.trustDomain);
+    const messageId = validMessageId(message);
+    // An unvalidated header: recorded only when it is a valid id.
+    const recipient = validId(ownHeader(message.properties.headers, RECIPIENT_HEADER));
+    const reportTo = this.reportable(context, from) ? from : undefined;
+    const copy = rejectedCopy(
+      {
+        messageId,
+        sender: from,
+        recipient,
+        body: message.content,
+        type: message.properties.type,
+        timestamp: message.properties.timestamp,
+      },
+      refusal,
+    );
+    const stored = this.publish(session, REJECTED_EXCHANGE, '', copy.content, copy.options);
+    const report =
+      reportTo === undefined
+        ? undefined
+        : this.sendReport(session, reportTo, deliveryReport(messageId, 'rejected', refusal, this.#nodeId, now), now);
+    const [outcome] = await Promise.all([stored, report]);
+    if (outcome !== 'confirmed') {
+      throw new Transient('broker', `the rejected queue did not take the refusal (${refusal.reason}: ${outcome})`);
+    }
+    await this.settle(
+      session,
+      message,
+      started,
+      {
+        messageId,
+        sender: from ?? null,
+        recipient,
+        result: 'rejected',
+        reason: refusal.reason,
+        policyRevision: refusal.policy?.revision ?? null,
+        policyReasons: refusal.policy?.reasons ?? [],
+        configRevision: context.revision,
+        at: new Date(now).toISOString(),
+      },
+      refusal.detail,
+    );
+  }
+
+  /**
+   * The end of every ingress message: its audit record confirmed, then the
+   * ack, then the metrics and the one decision log line (the same fields as
+   * the record, never payload).
+   */
+  async settle(
+    session: Session,
+    message: ConsumeMessage,
+    started: number,
+    decision: Omit<AuditEvent, 'kind' | 'node'> & { result: 'routed' | 'rejected' },
+    detail?: string,
+  ): Promise<void> {
+    await this.audit({ kind: 'route', ...decision });
+    session.acks.ack(message);
+    const seconds = (performance.now() - started) / 1000;
+    if (decision.result === 'routed') this.#metrics.routed.inc();
+    else this.#metrics.rejected.inc({ reason: decision.reason ?? 'UNKNOWN' });
+    this.#metrics.routeSeconds.observe(seconds);
+    this.#logger.info(
+      {
+        ...decision,
+        ...(detail === undefined ? {} : { detail }),
+        hops: [this.#nodeId],
+        ms: Math.round(seconds * 100_000) / 100,
+      },
+      'route',
+    );
+  }
+
+  /** Whether `sender` gets a report: a local client with a queue here and not denied. */
+  reportable(context: RoutingContext, sender: string | undefined): sender is string {
+    return sender !== undefined && context.localQueues.has(sender) && !context.message.denied.has(sender);
+  }
+
+  async sendReport(session: Session, to: string, report: DeliveryReport, now: number): Promise<PublishOutcome> {
+    const body = Buffer.from(JSON.stringify(report), 'utf8');
+    const outcome = await this.publish(
+      session,
+      DELIVERY_EXCHANGE,
+      to,
+      body,
+      reportOptions(report, this.#nodeId, now, to),
+    );
+    this.#metrics.reports.inc({ kind: outcome === 'confirmed' ? report.status : `${report.status}-lost` });
+    return outcome;
+  }
+
+  async audit(event: Omit<AuditEvent, 'node'>): Promise<void> {
+    const audit = this.#auditSink;
+    if (audit === undefined) return;
+    try {
+      await audit.append({ ...event, node: this.#nodeId });
+    } catch (error) {
+      throw new Transient('audit', 'the audit record was not stored', { cause: error });
+    }
+  }
+
+  /** Publishes and waits for the broker's answer; throws when the channel closed meanwhile. */
+  publish(
+    session: Session,
+    exchange: string,
+    routingKey: string,
+    content: Buffer,
+    options: Options.Publish,
+  ): Promise<PublishOutcome> {
+    return new Promise<PublishOutcome>((resolve, reject) => {
+      if (!session.alive) {
+        reject(new Transient('broker', 'the broker connection is gone'));
+        return;
+      }
+      const key = returnKey(exchange, routingKey, options.messageId);
+      try {
+        session.channel.publish(exchange, routingKey, content, options, (error: unknown) => {
+          // A mandatory message without a queue is returned first, then confirmed (AMQP 0-9-1).
+          const returned = session.returned.delete(key);
+          if (error === null || error === undefined) resolve(returned ? 'returned' : 'confirmed');
+          else if (error instanceof Error && error.message === 'message nacked') resolve('nacked');
+          else reject(new Transient('broker', 'the channel closed before the confirm', { cause: error }));
+        });
+      } catch (error) {
+        // amqplib throws before writing anything when it cannot encode the message; the channel is fine.
+        if (session.alive) {
+          this.#logger.warn({ error: error instanceof Error ? error.message : String(error) }, 'unencodable');
+          resolve('unencodable');
+        } else reject(new Transient('broker', 'publish failed', { cause: error }));
+      }
+    });
+  }
+}

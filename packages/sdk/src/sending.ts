@@ -1,0 +1,233 @@
+/**
+ * Sending: send() publishes to `dmr.ingress` with the contract's properties
+ * (and, when asked, an end-to-end protected body) and resolves only on the
+ * broker's publisher confirm. Unconfirmed sends survive a connection loss:
+ * they are published again, with the same message id, once the client has
+ * reconnected (resend()), up to `maxSendAttempts` connections.
+ */
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Options } from 'amqplib';
+import { DmrError, isValidId } from '@dmr/core';
+import type { ClientStats, ConnectOptions } from './client-types.js';
+import type { Connection, Session } from './connection.js';
+import { DedupWindow } from './dedup.js';
+import { PROTECTED_CONTENT_TYPE, protectPayload, type PrivateKeyInput } from './protect.js';
+import {
+  CONTRACT_VERSION,
+  INGRESS_EXCHANGE,
+  RECIPIENT_HEADER,
+  RESERVED_HEADERS,
+  UUID,
+  VERSION_HEADER,
+} from './wire.js';
+
+export interface SendOptions {
+  /** Recipient client id (header `dmr-recipient`). */
+  to: string;
+  /** Message type (property `type`), e.g. `ChatMessage`; `dmr.*` is reserved. */
+  type: string;
+  /** Payload: bytes, or a string (UTF-8), or any other value (JSON). */
+  body: Buffer | Uint8Array | string | object;
+  /** Time to live in ms (property `expiration`), capped by the node (limits.maxTtlMs). */
+  ttl?: number;
+  /** UUID; default a new v4. Reuse one to make a retry idempotent. */
+  messageId?: string;
+  /** Extra headers (e.g. `traceparent`); `dmr-*` DMR headers are refused. */
+  headers?: Record<string, string | number | boolean>;
+  /** Default `application/json` for objects, `text/plain; charset=utf-8` for strings, else none. */
+  contentType?: string;
+  /** End-to-end protection: sign with the sender's key, encrypt for the recipient's certificate. */
+  protect?: { signWith: PrivateKeyInput; encryptFor: string };
+}
+
+interface PendingSend {
+  id: string;
+  content: Buffer;
+  options: Options.Publish;
+  resolve: (id: string) => void;
+  reject: (error: Error) => void;
+  /** Session number of the latest publish; confirms of older sessions are ignored. */
+  publishedIn: number;
+  attempts: number;
+  /** When send() was called (ms): the TTL counts from here, across re-sends. */
+  createdAt: number;
+  ttl: number | undefined;
+}
+
+function encodeBody(
+  body: SendOptions['body'],
+  contentType: string | undefined,
+): { content: Buffer; contentType: string | undefined } {
+  if (Buffer.isBuffer(body)) return { content: body, contentType };
+  if (body instanceof Uint8Array) return { content: Buffer.from(body), contentType };
+  if (typeof body === 'string')
+    return { content: Buffer.from(body, 'utf8'), contentType: contentType ?? 'text/plain; charset=utf-8' };
+  return { content: Buffer.from(JSON.stringify(body), 'utf8'), contentType: contentType ?? 'application/json' };
+}
+
+export class Sending {
+  readonly #connection: Connection;
+  readonly #options: ConnectOptions;
+  readonly #stats: ClientStats;
+  /** close() was called: no new sends. */
+  readonly #closing: () => boolean;
+  readonly #pending = new Map<string, PendingSend>();
+  /** Ids published again after a reconnect: the node may report them as MESSAGE_REPLAYED (its earlier copy won). */
+  readonly #resent = new DedupWindow({ windowMs: 3_600_000, maxEntries: 100_000 });
+
+  constructor(connection: Connection, options: ConnectOptions, stats: ClientStats, closing: () => boolean) {
+    this.#connection = connection;
+    this.#options = options;
+    this.#stats = stats;
+    this.#closing = closing;
+  }
+
+  /** Sends not confirmed yet (published or waiting for a connection). */
+  get unconfirmed(): number {
+    return this.#pending.size;
+  }
+
+  /** This client published `messageId` again after a reconnect (within the last hour). */
+  wasResent(messageId: string, now: number): boolean {
+    return this.#resent.has(messageId, now);
+  }
+
+  /** Publishes a message; resolves with its id once the node's broker confirmed it (persisted). */
+  async send(options: SendOptions): Promise<string> {
+    if (this.#closing() || this.#connection.state === 'closed') {
+      throw new DmrError('CLIENT_CLOSED', 'send() after close()');
+    }
+    if (!isValidId(options.to)) throw new DmrError('INVALID_ID', `"${options.to}" is not a valid recipient id`);
+    if (typeof options.type !== 'string' || options.type === '')
+      throw new DmrError('INVALID_ARGUMENT', 'type is required');
+    const id = options.messageId ?? randomUUID();
+    if (!UUID.test(id)) throw new DmrError('INVALID_ARGUMENT', 'messageId must be a UUID');
+    if (this.#pending.has(id)) throw new DmrError('INVALID_ARGUMENT', `message ${id} is already being sent`);
+    if (options.ttl !== undefined && (!Number.isInteger(options.ttl) || options.ttl < 0)) {
+      throw new DmrError('INVALID_ARGUMENT', 'ttl must be a whole number of milliseconds');
+    }
+    const headers = Object.create(null) as Record<string, unknown>;
+    for (const [name, value] of Object.entries(options.headers ?? {})) {
+      if (RESERVED_HEADERS.includes(name) || name === RECIPIENT_HEADER || name === VERSION_HEADER) {
+        throw new DmrError('INVALID_ARGUMENT', `header ${name} is set by the SDK or by DMR`);
+      }
+      headers[name] = value;
+    }
+    headers[RECIPIENT_HEADER] = options.to;
+    headers[VERSION_HEADER] = CONTRACT_VERSION;
+    let { content, contentType } = encodeBody(options.body, options.contentType);
+    if (options.protect !== undefined) {
+      await this.#connection.checkCertificate(options.protect.encryptFor, options.to, 'encrypt');
+      content = await protectPayload(
+        content,
+        { id, from: this.#connection.id, to: options.to, type: options.type },
+        options.protect,
+      );
+      // The body is JOSE now; the application's own content type rides along in a header (not secret, not signed).
+      headers['dmr-e2e-content-type'] = contentType ?? '';
+      contentType = PROTECTED_CONTENT_TYPE;
+    }
+    // timestamp and expiration are set per publish (#publish).
+    const publish: Options.Publish = {
+      persistent: true,
+      messageId: id,
+      userId: this.#connection.userId,
+      type: options.type,
+      headers,
+      ...(contentType === undefined ? {} : { contentType }),
+    };
+    if (this.#closing()) throw new DmrError('CLIENT_CLOSED', 'close() was called during send()');
+    return new Promise<string>((resolve, reject) => {
+      const pending: PendingSend = {
+        id,
+        content,
+        options: publish,
+        resolve,
+        reject,
+        publishedIn: 0,
+        attempts: 0,
+        createdAt: Date.now(),
+        ttl: options.ttl,
+      };
+      this.#pending.set(id, pending);
+      const session = this.#connection.session;
+      if (session?.alive === true) this.#publish(session, pending);
+      // Otherwise the next session publishes it.
+    });
+  }
+
+  #publish(session: Session, pending: PendingSend): void {
+    const now = Date.now();
+    // A re-send after an outage carries the time of this publish (the node refuses a timestamp older than its
+    // skew limit) and only what is left of the TTL: the message must not outlive what the sender asked for.
+    const left = pending.ttl === undefined ? undefined : pending.ttl - (now - pending.createdAt);
+    if (left !== undefined && pending.attempts > 0 && left <= 0) {
+      this.#pending.delete(pending.id);
+      pending.reject(
+        new DmrError('MESSAGE_EXPIRED', `message ${pending.id} expired before it could be sent again`, {
+          details: { messageId: pending.id, ttl: pending.ttl },
+        }),
+      );
+      return;
+    }
+    pending.options.timestamp = Math.floor(now / 1000);
+    if (left !== undefined) pending.options.expiration = String(Math.max(0, left));
+    pending.publishedIn = session.seq;
+    pending.attempts += 1;
+    if (pending.attempts > 1) {
+      this.#resent.record(pending.id, Date.now());
+      this.#stats.resent += 1;
+    }
+    try {
+      session.publisher.publish(INGRESS_EXCHANGE, '', pending.content, pending.options, (error: unknown) => {
+        // A confirm (or the channel's death) for an older publish of a message that was published again since.
+        if (pending.publishedIn !== session.seq || this.#pending.get(pending.id) !== pending) return;
+        if (error === null || error === undefined) {
+          this.#pending.delete(pending.id);
+          this.#stats.confirmed += 1;
+          pending.resolve(pending.id);
+        } else if (error instanceof Error && error.message === 'message nacked') {
+          this.#pending.delete(pending.id);
+          pending.reject(
+            new DmrError('MESSAGE_NOT_ACCEPTED', `the node did not accept message ${pending.id} (negative confirm)`, {
+              details: { messageId: pending.id },
+              hint: 'the ingress queue is full or the broker failed; send again later with the same messageId',
+            }),
+          );
+        }
+        // Anything else is the channel closing: the message stays pending and goes out again after the reconnect.
+      });
+    } catch {
+      // The channel is closing: the reconnect publishes it again.
+    }
+  }
+
+  /** A new session: everything unconfirmed goes out again, in the order it was sent, with its original id. */
+  resend(session: Session): void {
+    for (const pending of [...this.#pending.values()]) {
+      // A send() that ran while this session was being set up already went out on it.
+      if (pending.publishedIn === session.seq) continue;
+      const limit = this.#options.maxSendAttempts ?? 10;
+      if (pending.attempts >= limit) {
+        this.#pending.delete(pending.id);
+        pending.reject(
+          new DmrError('MESSAGE_NOT_ACCEPTED', `message ${pending.id} was not confirmed in ${limit} connections`, {
+            details: { messageId: pending.id },
+          }),
+        );
+        continue;
+      }
+      this.#publish(session, pending);
+    }
+  }
+
+  /** Waits for unconfirmed sends until `deadline` (ms since the epoch); what is still unconfirmed then is rejected with CLIENT_CLOSED. */
+  async drain(deadline: number): Promise<void> {
+    while (this.#pending.size > 0 && Date.now() < deadline) await sleep(20);
+    for (const pending of this.#pending.values()) {
+      pending.reject(new DmrError('CLIENT_CLOSED', `message ${pending.id} was not confirmed before close()`));
+    }
+    this.#pending.clear();
+  }
+}

@@ -4,6 +4,7 @@
 #
 # The binary is built once with `go install` and cached in ~/.cache/dmr/opa-<version>
 # (override with DMR_CACHE_DIR). An `opa` already on PATH at the pinned version is used as is.
+# The one place that knows the version: `dmr up` and the test runner call this script when opa is missing.
 set -euo pipefail
 
 OPA_VERSION="${OPA_VERSION:-v1.22.3}"
@@ -29,7 +30,17 @@ else
   fi
   echo "… building opa $OPA_VERSION with $("$GO" version | cut -d' ' -f3) (about 3 minutes on 2 cores, once; cached in $CACHE_DIR)" >&2
   mkdir -p "$CACHE_DIR"
-  GOBIN="$CACHE_DIR" GOFLAGS=-mod=mod "$GO" install "github.com/open-policy-agent/opa@${OPA_VERSION}"
+  # go install is silent for minutes while it compiles: a line every 30 s shows the build is alive.
+  ( started=$SECONDS; while sleep 30; do echo "… still building opa $OPA_VERSION ($((SECONDS - started)) s)" >&2; done ) &
+  ticker=$!
+  trap 'kill "$ticker" 2>/dev/null || true' EXIT
+  if ! GOBIN="$CACHE_DIR" GOFLAGS=-mod=mod "$GO" install "github.com/open-policy-agent/opa@${OPA_VERSION}"; then
+    echo "error: building opa $OPA_VERSION with Go failed (output above)." >&2
+    echo "  Check the network (Go downloads the OPA module and its dependencies) and run 'npm run setup:opa' again," >&2
+    echo "  or put an opa $OPA_VERSION binary on PATH." >&2
+    exit 1
+  fi
+  kill "$ticker" 2>/dev/null || true
   target="$CACHE_DIR/opa"
 fi
 

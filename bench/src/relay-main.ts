@@ -4,7 +4,7 @@
  * once that confirm arrived — the least any at-least-once two-hop relay must
  * do, so its throughput is the physical limit the DMR router is judged by.
  */
-import { connectWithCertificate } from '@dmr/broker-harness';
+import { connectWithCertificate } from '@dmr/broker';
 import type { ConsumeMessage } from 'amqplib';
 import { serveChild } from './child.js';
 

@@ -1,9 +1,9 @@
 /**
  * The result model of one bench run and its rendering: the table, the ratios
- * and the verdicts against the issue's goals. Pure, so the arithmetic of the
+ * and the verdicts against the project's goals. Pure, so the arithmetic of the
  * verdicts is unit-tested without a broker.
  *
- * Goals (issue 5 "Measure", issue 4):
+ * Goals (what the DMR path may cost over raw RabbitMQ, and what policy may cost):
  *   - c ≥ 75 % of b's throughput (at "max");
  *   - c's p99 at 1,000 msg/s ≤ 1.5 × b's;
  *   - router throughput with policy ≥ 90 % of without: c ≥ 90 % of d (at "max").

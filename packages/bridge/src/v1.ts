@@ -1,5 +1,5 @@
 /**
- * The Bürokratt v1 message (DESIGN.md "Appendix: the Bürokratt v1 message"):
+ * The Bürokratt v1 message (docs/contract.md "Appendix: the Bürokratt v1 message"):
  * what existing Bürokratt services POST to their DMR agent and expect to be
  * POSTed back. The shapes are closed (`additionalProperties: false` at every
  * level) so a typo in a field name is a 400 naming the field, not a field

@@ -8,13 +8,12 @@ import { execFile, spawn } from 'node:child_process';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { connectWithCertificate } from './connect.js';
+import { connectWithCertificate, probeTls } from '@dmr/broker';
 import { isRunning } from './processes.js';
 import { allPorts, PORT_LOCK_DIR } from './ports.js';
 import { readState } from './state.js';
 import { harnessProcesses } from './teardown.js';
 import { leftoverProcesses, makeTempDir, waitFor } from './testing.js';
-import { probeTls } from './tls-probe.js';
 
 const DMR = fileURLToPath(new URL('../../cli/bin/dmr.js', import.meta.url));
 

@@ -5,13 +5,21 @@
 import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
-import { parseCrl, installCrlFile, type InstalledCrl } from './crl.js';
-import { nodeView, type BrokerNode } from './harness.js';
+import { fileURLToPath } from 'node:url';
+import {
+  installBrokerTls,
+  installCrlFile,
+  LOOPBACK,
+  ManagementClient,
+  parseCrl,
+  rabbitmqctl,
+  type CtlResult,
+  type InstalledCrl,
+} from '@dmr/broker';
+import { nodeView, type BrokerNode } from './node-view.js';
 import { nodeTlsFiles } from './layout.js';
-import { ManagementClient } from './management.js';
 import { envForNode } from './node.js';
 import { isRunning } from './processes.js';
-import { rabbitmqctl, type CtlResult } from './rabbitmqctl.js';
 import {
   readState,
   writeState,
@@ -20,9 +28,7 @@ import {
   type Lifetime,
   type NodeState,
 } from './state.js';
-import { installBrokerTls } from './tls-install.js';
 import { harnessProcesses, stopFromState, type StopReport } from './teardown.js';
-import { LOOPBACK } from './node-config.js';
 import { DmrError } from '@dmr/core';
 
 export interface NodeStatus extends BrokerNode {
@@ -156,7 +162,9 @@ export async function clearPemCacheInDir(dir: string): Promise<void> {
     state.nodes
       .filter((node) => isRunning(node.beam))
       .map(async (node) => {
-        const { stdout } = await ctlRunner(state, node)(['eval', 'ssl:clear_pem_cache().'], 30_000);
+        // rabbitmqctl boots an Erlang VM of its own: with test files side by side on 2 cores that alone
+        // took over 30 s, so this gets the same cap as every other rabbitmqctl call.
+        const { stdout } = await ctlRunner(state, node)(['eval', 'ssl:clear_pem_cache().']);
         if (stdout.trim() !== 'ok') {
           throw new DmrError(
             'BROKER_COMMAND_FAILED',
@@ -168,6 +176,17 @@ export async function clearPemCacheInDir(dir: string): Promise<void> {
         }
       }),
   );
+}
+
+const CLEAR_PEM_CACHE_MAIN = fileURLToPath(new URL('./clear-pem-cache-main.js', import.meta.url));
+
+/**
+ * An argv that runs clearPemCacheInDir(dir) in a process of its own: what a
+ * node agent's `broker.tls.reloadCommand` is set to when its broker is a
+ * harness node, so the production agent carries no harness code.
+ */
+export function pemCacheReloadCommand(dir: string): string[] {
+  return [process.execPath, CLEAR_PEM_CACHE_MAIN, resolve(dir)];
 }
 
 /** Replaces the trust bundle of every node of a harness directory and makes them use it (e.g. a CA rollover). */

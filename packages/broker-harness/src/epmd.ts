@@ -7,8 +7,8 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { LOOPBACK } from '@dmr/broker';
 import { DmrError } from '@dmr/core';
-import { LOOPBACK } from './node-config.js';
 import { processRef, signalProcess, waitForExit, type ProcessRef } from './processes.js';
 
 export interface EpmdName {

@@ -11,20 +11,21 @@ import { assertValidId, DmrError } from '@dmr/core';
 import type { CertificateAuthority } from '@dmr/pki';
 import type { ChannelModel } from 'amqplib';
 import { registerCleanup, unregisterCleanup, type Cleanable } from './cleanup.js';
-import { connectWithCertificate, type CertificateConnectOptions } from './connect.js';
-import { clearPemCacheInDir } from './control.js';
-import type { InstalledCrl } from './crl.js';
-import { CrlKeeper } from './crl-keeper.js';
-import { epmdNames, startEpmd } from './epmd.js';
 import {
-  harnessPaths,
-  nodePaths,
-  nodeTlsFiles,
-  STATE_FILE_NAME,
-  type BrokerTlsFiles,
-  type HarnessPaths,
-} from './layout.js';
-import { ManagementClient } from './management.js';
+  connectWithCertificate,
+  CrlKeeper,
+  installBrokerTls,
+  LOOPBACK,
+  ManagementClient,
+  NODE_HOST,
+  trustBundleFor,
+  type CertificateConnectOptions,
+  type InstalledCrl,
+  type ServerCertificateInfo,
+} from '@dmr/broker';
+import { clearPemCacheInDir } from './control.js';
+import { epmdNames, startEpmd } from './epmd.js';
+import { harnessPaths, nodePaths, nodeTlsFiles, STATE_FILE_NAME, type HarnessPaths } from './layout.js';
 import {
   awaitNodeReady,
   envForNode,
@@ -34,20 +35,13 @@ import {
   type LaunchedNode,
   type NodeExit,
 } from './node.js';
-import {
-  ADMIN_USERNAME,
-  LOOPBACK,
-  NODE_HOST,
-  renderAdvancedConfig,
-  renderEnabledPlugins,
-  renderRabbitmqConf,
-} from './node-config.js';
+import { ADMIN_USERNAME, renderAdvancedConfig, renderEnabledPlugins, renderRabbitmqConf } from './node-config.js';
+import { nodeView, type BrokerNode } from './node-view.js';
 import { reservePorts, type NodePorts } from './ports.js';
 import { isRunning, processRef } from './processes.js';
 import { locateRabbitmq } from './rabbitmq-install.js';
 import { readState, readStateSync, writeState, type HarnessState, type Lifetime, type NodeState } from './state.js';
 import { anyRunning, harnessProcesses, killFromStateSync, stopFromState, type StopReport } from './teardown.js';
-import { installBrokerTls, type ServerCertificateInfo } from './tls-install.js';
 import { spawnWatchdog } from './watchdog.js';
 
 /** What the harness needs from `@dmr/pki`'s CertificateAuthority. */
@@ -120,27 +114,6 @@ export interface StartBrokersOptions {
   maxMessageBytes?: number;
 }
 
-export interface BrokerNode {
-  name: string;
-  nodename: string;
-  host: string;
-  /** Name to verify the server certificate against (and SNI). */
-  servername: string;
-  amqpsPort: number;
-  amqpsUrl: string;
-  managementUrl: string;
-  prometheusUrl: string;
-  ports: NodePorts;
-  logFile: string;
-  /** Of the last boot (the start, or the last restartNode). */
-  bootMs: number | null;
-  pid: number | null;
-  /** The files the TLS listener uses: replace them with installBrokerTls to rotate without a restart. */
-  tls: BrokerTlsFiles;
-  /** The server certificate the harness last installed. */
-  certificate: NodeState['certificate'];
-}
-
 export interface RestartReport {
   /** From the stop request until the node passed the readiness check again. */
   downMs: number;
@@ -169,33 +142,6 @@ function crlRecord(dir: string, installed: InstalledCrl): HarnessState['crl'] {
 
 export function nodeNames(prefix: string, count: number): string[] {
   return Array.from({ length: count }, (_, i) => `${prefix}-broker-${i + 1}`);
-}
-
-export function nodeView(node: NodeState, dir: string): BrokerNode {
-  return {
-    name: node.name,
-    nodename: node.nodename,
-    host: LOOPBACK,
-    servername: NODE_HOST,
-    amqpsPort: node.ports.amqps,
-    amqpsUrl: `amqps://${NODE_HOST}:${node.ports.amqps}`,
-    managementUrl: `http://${LOOPBACK}:${node.ports.management}`,
-    prometheusUrl: `http://${LOOPBACK}:${node.ports.prometheus}/metrics`,
-    ports: node.ports,
-    logFile: node.paths.logFile,
-    bootMs: node.bootMs,
-    pid: node.beam?.pid ?? null,
-    tls: node.tls ?? nodeTlsFiles(dir, node.paths),
-    certificate: node.certificate,
-  };
-}
-
-/** The trust anchors written for the nodes: the bundle plus the intermediate, each certificate once. */
-export function trustBundleFor(ca: Pick<HarnessCa, 'trustBundlePem' | 'intermediateCertificatePem'>): string {
-  const blocks = `${ca.trustBundlePem()}\n${ca.intermediateCertificatePem}`.match(
-    /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g,
-  );
-  return `${[...new Set(blocks ?? [])].join('\n')}\n`;
 }
 
 function progressOf(options: StartBrokersOptions): (event: HarnessProgress) => void {

@@ -4,6 +4,7 @@
  * process agree on every path.
  */
 import { join } from 'node:path';
+import type { BrokerTlsFiles } from '@dmr/broker';
 
 export interface HarnessPaths {
   dir: string;
@@ -37,23 +38,6 @@ export interface NodePaths {
   /** stdout/stderr of the server script: early boot failures only show up here. */
   consoleLog: string;
   pidFile: string;
-}
-
-/**
- * The files a node's TLS listener uses. Replacing them is how a running
- * broker gets a new server certificate (re-read on every handshake thanks to
- * `bypass_pem_cache`), trust bundle (re-read after `ssl:clear_pem_cache()`)
- * or CRL (re-read when the file changes): see installBrokerTls.
- */
-export interface BrokerTlsFiles {
-  /** Server certificate chain, leaf first (`certfile`). */
-  certFile: string;
-  /** Its private key (`keyfile`), mode 0600. */
-  keyFile: string;
-  /** Trust anchors for client certificates (`cacertfile`); shared by every node of a harness. */
-  caFile: string;
-  /** `<issuer hash>.r0` CRL files (`ssl_crl_hash_dir`); shared by every node of a harness. */
-  crlDir: string;
 }
 
 export function nodeTlsFiles(dir: string, paths: Pick<NodePaths, 'certificateFile' | 'keyFile'>): BrokerTlsFiles {

@@ -21,8 +21,14 @@ import type { CertificateAuthority } from '@dmr/pki';
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { clearPemCacheInDir } from './control.js';
 import { startBrokers, type BrokerHarness } from './harness.js';
-import type { ManagementClient, Permissions } from './management.js';
-import { linkShovelSpec, type LinkShovelSpec, type LinkTlsFiles, type ShovelStatus } from './shovels.js';
+import {
+  linkShovelSpec,
+  type LinkShovelSpec,
+  type LinkTlsFiles,
+  type ManagementClient,
+  type Permissions,
+  type ShovelStatus,
+} from '@dmr/broker';
 import { TcpProxy } from './tcp-proxy.js';
 import { makeTempDir, makeTestCa, reportBoot, reportStop, waitFor } from './testing.js';
 

@@ -3,6 +3,7 @@
  * list and the environment of the server script and of every CLI call.
  * Pure functions so the security-relevant settings are unit-tested.
  */
+import { LOOPBACK } from '@dmr/broker';
 import type { NodePaths, HarnessPaths } from './layout.js';
 import type { NodePorts } from './ports.js';
 
@@ -42,9 +43,6 @@ export const LOGIN_SETTINGS: ReadonlyArray<readonly [string, string]> = [
   ['ssl_cert_login_san_type', 'uri'],
   ['ssl_cert_login_san_index', '0'],
 ];
-
-export const NODE_HOST = 'localhost';
-export const LOOPBACK = '127.0.0.1';
 
 /**
  * RabbitMQ's `max_message_size` when the caller names none: the CentOps

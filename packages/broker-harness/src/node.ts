@@ -11,9 +11,8 @@ import { epmdNames } from './epmd.js';
 import { harnessPaths } from './layout.js';
 import { nodeEnvironment } from './node-config.js';
 import { isRunning, processRef, signalGroup, signalProcess, waitForExit, type ProcessRef } from './processes.js';
-import { rabbitmqctl } from './rabbitmqctl.js';
+import { probeTls, rabbitmqctl, type TlsProbeOptions, type TlsProbeResult } from '@dmr/broker';
 import type { HarnessState, NodeState } from './state.js';
-import { probeTls, type TlsProbeOptions, type TlsProbeResult } from './tls-probe.js';
 
 export interface NodeExit {
   code: number | null;

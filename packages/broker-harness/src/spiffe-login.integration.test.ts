@@ -13,9 +13,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { spiffeId } from '@dmr/core';
 import type { CertificateAuthority, IssueWithKeyOptions } from '@dmr/pki';
-import { installCrlFile } from './crl.js';
-import { startBrokers, trustBundleFor, type BrokerHarness } from './harness.js';
-import type { ManagementClient } from './management.js';
+import { installCrlFile, trustBundleFor, type ManagementClient } from '@dmr/broker';
+import { startBrokers, type BrokerHarness } from './harness.js';
 import {
   TEST_TRUST_DOMAIN,
   connectionError,

@@ -8,7 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { DmrError } from '@dmr/core';
-import { harnessPaths, STATE_FILE_NAME, type BrokerTlsFiles, type NodePaths } from './layout.js';
+import type { BrokerTlsFiles } from '@dmr/broker';
+import { harnessPaths, STATE_FILE_NAME, type NodePaths } from './layout.js';
 import type { NodePorts } from './ports.js';
 import type { ProcessRef } from './processes.js';
 

@@ -1,14 +1,11 @@
 /**
- * Helpers shared by this package's tests (not exported from the package).
- * Test material lives under os.tmpdir() and is removed afterwards.
+ * Helpers shared by this package's tests (not exported from the package);
+ * the ones that need no running node come from `@dmr/broker/testing`.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spiffeId } from '@dmr/core';
-import { CertificateAuthority } from '@dmr/pki';
+import type { CertificateAuthority } from '@dmr/pki';
 import type { Channel, ChannelModel } from 'amqplib';
 import type { BrokerHarness } from './harness.js';
 import { harnessPaths, nodePaths, nodeTlsFiles } from './layout.js';
@@ -16,16 +13,7 @@ import { layoutPorts } from './ports.js';
 import { readProcStat } from './processes.js';
 import type { HarnessState } from './state.js';
 
-export const TEST_TRUST_DOMAIN = 'dmr.test';
-
-export async function makeTempDir(label: string): Promise<{ path: string; remove: () => Promise<void> }> {
-  const path = await mkdtemp(join(tmpdir(), `dmr-${label}-`));
-  return { path, remove: () => rm(path, { recursive: true, force: true }) };
-}
-
-export function makeTestCa(dir: string, trustDomain = TEST_TRUST_DOMAIN): Promise<CertificateAuthority> {
-  return CertificateAuthority.init(dir, { trustDomain });
-}
+export { makeTempDir, makeTestCa, skipUnless, TEST_TRUST_DOMAIN, waitFor } from '@dmr/broker/testing';
 
 export interface ClientMaterial {
   id: string;
@@ -96,19 +84,6 @@ export async function channelCloseOf(
   return outcome;
 }
 
-export async function waitFor(
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-  pollMs = 100,
-): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await condition()) return true;
-    if (Date.now() >= deadline) return false;
-    await sleep(pollMs);
-  }
-}
-
 /** Boot and stop timings, printed so a run shows them ("broker-timing" lines). */
 export function reportBoot(label: string, harness: BrokerHarness): void {
   for (const node of harness.nodes) {
@@ -176,21 +151,4 @@ export function sampleState(dir: string): HarnessState {
     ],
     error: null,
   };
-}
-
-/**
- * A test's `skip` value for a tool the machine may lack: false when `probe`
- * finds it, else the reason. With DMR_REQUIRE_TOOLS=1 (CI) a missing tool
- * fails the file instead, so CI cannot go green by skipping.
- */
-export function skipUnless(tool: string, probe: () => unknown): false | string {
-  try {
-    probe();
-    return false;
-  } catch (error) {
-    const reason = `${tool} is not available (${error instanceof Error ? error.message : String(error)})`;
-    if (process.env.DMR_REQUIRE_TOOLS === '1')
-      throw new Error(`${reason}; DMR_REQUIRE_TOOLS=1 forbids skipping`, { cause: error });
-    return reason;
-  }
 }

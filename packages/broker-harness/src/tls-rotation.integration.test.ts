@@ -10,10 +10,9 @@ import { DmrError } from '@dmr/core';
 import type { CertificateAuthority } from '@dmr/pki';
 import type { Channel, ChannelModel } from 'amqplib';
 import { brokerStatus } from './control.js';
-import { installCrlFile } from './crl.js';
-import { startBrokers, trustBundleFor, type BrokerHarness } from './harness.js';
+import { installBrokerTls, installCrlFile, trustBundleFor, writeFileAtomic } from '@dmr/broker';
+import { startBrokers, type BrokerHarness } from './harness.js';
 import { readState } from './state.js';
-import { installBrokerTls, writeFileAtomic } from './tls-install.js';
 import {
   connectionError,
   issueClient,

@@ -10,10 +10,8 @@ import { connect as tlsConnect, type SecureVersion } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import type { CertificateAuthority } from '@dmr/pki';
 import { readFile } from 'node:fs/promises';
-import { parseCrl } from './crl.js';
+import { AMQP_091_HEADER, type ManagementClient, parseCrl } from '@dmr/broker';
 import { startBrokers, type BrokerHarness } from './harness.js';
-import type { ManagementClient } from './management.js';
-import { AMQP_091_HEADER } from './tls-probe.js';
 import {
   connectionError,
   issueClient,

@@ -4,7 +4,7 @@
  * (the `spec` an operator writes); storage adds a version (the ETag) and
  * timestamps around them.
  *
- * Ids of organisations, clients and nodes share one namespace (DESIGN.md:
+ * Ids of organisations, clients and nodes share one namespace (docs/contract.md:
  * "Ids are unique across the mesh"). A lowercase UUID already satisfies the
  * id rules, which is how today's Bürokratt agents (UUID ids) fit in.
  */
@@ -32,6 +32,19 @@ export interface CertificateProfile {
   extraDns: string[];
   extraIps: string[];
 }
+
+/**
+ * What a Client gets when its spec names no `certificateProfile`: the key
+ * and lifetime `dmr ctl create client` writes, and no extra names (a client
+ * certificate may carry none). Stored in full, so a later change of this
+ * default never changes an existing client.
+ */
+export const DEFAULT_CLIENT_CERTIFICATE_PROFILE: Readonly<CertificateProfile> = Object.freeze({
+  keyAlgorithm: 'ecdsa-p256',
+  lifetime: '7d',
+  extraDns: [],
+  extraIps: [],
+});
 
 export interface Client {
   id: string;

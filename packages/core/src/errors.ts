@@ -194,7 +194,7 @@ export const ERROR_CATALOGUE = {
     httpStatus: 503,
     summary: 'No policy can decide: no bundle is active, or the OPA sidecar cannot be reached or fails to evaluate.',
   },
-  // Message rejection reasons (DESIGN.md "Message contract"): the router puts one of these on a refused
+  // Message rejection reasons (docs/contract.md "Message contract"): the router puts one of these on a refused
   // message and in the sender's delivery report; packages/node/README.md "Message checks" lists the rules.
   MESSAGE_ID_INVALID: {
     exitCode: 13,

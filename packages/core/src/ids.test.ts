@@ -11,7 +11,7 @@ const validId = fc
   .map(([first, middle, last]) => `${first}${middle.join('')}${last}`);
 
 describe('principal ids', () => {
-  it('accepts the examples from DESIGN.md', () => {
+  it('accepts the examples from docs/contract.md', () => {
     for (const id of ['police-bot', 'dmr-tallinn', 'ab', 'x1', 'a'.repeat(63)]) assert.ok(isValidId(id), id);
   });
 

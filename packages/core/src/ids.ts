@@ -1,5 +1,5 @@
 /**
- * Principal identities (DESIGN.md "Identities and trust").
+ * Principal identities (docs/contract.md "Identities and trust").
  *
  * An id is 2–63 characters of lowercase letters, digits and `-`. We also
  * refuse a leading or trailing `-` so that an id is always a valid DNS label

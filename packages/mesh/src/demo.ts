@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
-import { connectWithCertificate } from '@dmr/broker-harness';
+import { connectWithCertificate } from '@dmr/broker';
 import { DmrError, spiffeId } from '@dmr/core';
 import {
   brokerServerCheck,

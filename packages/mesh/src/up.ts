@@ -10,19 +10,37 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { locateRabbitmq } from '@dmr/broker-harness';
 import { DmrError, isDmrError } from '@dmr/core';
-import { findOpa } from '@dmr/policy';
+import { ensureOpa } from '@dmr/policy';
 import { applyRegistry, startBroker, startCentOps, startDemo, startNode } from './components.js';
 import { LocalMesh, type StartMeshOptions } from './local-mesh.js';
 import { meshPaths, type MeshPaths } from './paths.js';
 import { isAlive, processRef } from './processes.js';
+import type { MeshProgress, StepHandle } from './progress.js';
 import { readMeshState, type MeshState } from './state.js';
 
 export { LocalMesh, type DmrCommand, type StartMeshOptions } from './local-mesh.js';
 
-/** The programs every component needs, checked before anything is created, with the command that fixes each. */
-export function preflight(): void {
-  findOpa();
+/**
+ * The programs every component needs, checked before anything is created,
+ * with the command that fixes each. RabbitMQ first: a missing broker should
+ * not wait for a minutes-long opa build. A missing opa is built here (first
+ * run only), its progress shown as lines of their own.
+ */
+export async function preflight(progress?: MeshProgress): Promise<void> {
   locateRabbitmq();
+  let step: StepHandle | undefined;
+  try {
+    await ensureOpa({
+      onBuild: () => {
+        step = progress?.step('opa: installing the pinned version (a first build with Go takes about 3 minutes)');
+      },
+      onOutput: (line) => (progress === undefined ? process.stderr.write(`${line}\n`) : progress.line(`  ${line}`)),
+    });
+  } catch (error) {
+    step?.fail(error);
+    throw error;
+  }
+  step?.done();
 }
 
 function aborted(signalToCheck: AbortSignal | undefined): void {
@@ -50,7 +68,7 @@ export async function startMesh(options: StartMeshOptions): Promise<LocalMesh> {
   const paths = meshPaths(options.dir);
   await mkdir(paths.logsDir, { recursive: true, mode: 0o700 });
   await assertNotRunning(paths);
-  preflight();
+  await preflight(options.progress);
   const supervisor = processRef(process.pid) ?? { pid: process.pid, startTicks: -1 };
   const mesh = new LocalMesh(options, {
     version: 1,

@@ -4,13 +4,14 @@
  * policy change on these results, so failures carry OPA's output verbatim.
  */
 import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DmrError } from '@dmr/core';
+import { DmrError, isDmrError } from '@dmr/core';
 import { MANIFEST_FILE, WASM_FILE, parseBundle, writeBundle, type BundleManifest } from './bundle.js';
 import { DECISION_ENTRYPOINT, toPolicyResult, type PolicyResult } from './decision.js';
 import type { BundleSigner } from './signing.js';
@@ -39,6 +40,57 @@ export function findOpa(): string {
       hint: 'run `npm run setup:opa` (installs the pinned OPA), or set DMR_OPA to an opa binary',
     },
   );
+}
+
+/** scripts/install-opa.sh of the checkout this module runs from, if it runs from one. */
+function findInstallScript(): string | undefined {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
+    const candidate = join(dir, 'scripts', 'install-opa.sh');
+    if (existsSync(candidate)) return candidate;
+    if (dirname(dir) === dir) return undefined;
+  }
+}
+
+export interface EnsureOpaOptions {
+  /** Called once when opa is missing and the build starts (it takes minutes). */
+  onBuild?: () => void;
+  /** The install script's progress and errors, line by line; default: stderr. */
+  onOutput?: (line: string) => void;
+}
+
+/**
+ * The opa binary, built first when it is missing: `npm ci` then `npm start`
+ * (or `npm test`) is enough on a fresh machine. The build is
+ * scripts/install-opa.sh, the one place that knows the pinned version
+ * (Go, about 3 minutes on 2 cores, cached in ~/.cache/dmr).
+ */
+export async function ensureOpa(options: EnsureOpaOptions = {}): Promise<string> {
+  let missing: DmrError;
+  try {
+    return findOpa();
+  } catch (error) {
+    // A DMR_OPA that points nowhere is the caller's choice to fix, not something to build over.
+    if (!isDmrError(error) || process.env.DMR_OPA) throw error;
+    missing = error;
+  }
+  const script = findInstallScript();
+  if (script === undefined) throw missing;
+  options.onBuild?.();
+  const output = options.onOutput ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const child = spawn('bash', [script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  for (const stream of [child.stdout, child.stderr]) createInterface({ input: stream }).on('line', output);
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', resolve);
+  });
+  if (code !== 0) {
+    throw new DmrError('DEPENDENCY_MISSING', `the pinned opa could not be built (${script} exited with ${code})`, {
+      hint:
+        'the lines above say why; without Go: install it (https://go.dev/doc/install, or apt-get install golang) ' +
+        'and try again, or set DMR_OPA to an opa binary',
+    });
+  }
+  return findOpa();
 }
 
 export interface OpaRun {

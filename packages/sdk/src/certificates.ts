@@ -19,7 +19,7 @@ export function parseChain(pem: string, what = 'certificate'): X509Certificate[]
   }
 }
 
-/** The subject CN of a certificate: the DMR id (DESIGN.md "Identities and trust"). */
+/** The subject CN of a certificate: the DMR id (docs/contract.md "Identities and trust"). */
 export function commonName(certificate: X509Certificate): string | undefined {
   for (const line of certificate.subject.split('\n')) {
     if (line.startsWith('CN=')) return line.slice(3);

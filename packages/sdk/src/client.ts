@@ -1,5 +1,5 @@
 /**
- * DmrClient: a DMR client's connection to its home node (DESIGN.md
+ * DmrClient: a DMR client's connection to its home node (docs/contract.md
  * "Message contract"), over AMQPS with its client certificate (EXTERNAL).
  *
  * - send(): publishes to `dmr.ingress` with the contract's properties and

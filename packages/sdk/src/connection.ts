@@ -59,6 +59,12 @@ export interface ConnectionParts {
   prepare: (session: Session) => Promise<void>;
 }
 
+/** What sending and receiving use of the connection: narrow, so each part can be tested with a stand-in. */
+export type ConnectionView = Pick<
+  Connection,
+  'id' | 'node' | 'userId' | 'state' | 'session' | 'checkCertificate' | 'ownKeys'
+>;
+
 export class Connection {
   readonly id: string;
   readonly node: string;

@@ -1,5 +1,5 @@
 /**
- * The receive side's "exactly once as seen by the application" (DESIGN.md
+ * The receive side's "exactly once as seen by the application" (docs/contract.md
  * "Message contract"): DMR delivers at least once, so the SDK remembers the
  * ids it has handed to the application and acks a later copy without calling
  * the handler again.

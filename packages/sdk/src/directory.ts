@@ -1,6 +1,6 @@
 /**
  * Peer certificates for end-to-end protection from the CentOps certificate
- * directory (issue 6): `GET /v1/directory/clients/:id/certificate` on the
+ * directory: `GET /v1/directory/clients/:id/certificate` on the
  * mutual-TLS API gives a client's current certificate; this module checks it
  * before anything is encrypted for it or believed from it:
  *

@@ -1,5 +1,5 @@
 /**
- * Optional end-to-end protection of a message body (DESIGN.md: "the SDK can
+ * Optional end-to-end protection of a message body (docs/contract.md: "the SDK can
  * encrypt and sign them end to end for the recipient"): the body becomes a
  * compact JWE for the recipient's certificate key, whose plaintext is a
  * compact JWS by the sender's key over the payload. DMR nodes route it

@@ -9,7 +9,7 @@
 import type { ConsumeMessage } from 'amqplib';
 import { DmrError, isDmrError, isValidId } from '@dmr/core';
 import { emitError, type ClientEvents, type ClientStats, type ConnectOptions } from './client-types.js';
-import type { Connection, Session } from './connection.js';
+import type { ConnectionView, Session } from './connection.js';
 import { DedupWindow } from './dedup.js';
 import { listOf } from './list.js';
 import { PROTECTED_CONTENT_TYPE, protectionStage, unprotectPayload, type PrivateKeyInput } from './protect.js';
@@ -108,7 +108,7 @@ interface Receiver {
 }
 
 export class Receiving {
-  readonly #connection: Connection;
+  readonly #connection: ConnectionView;
   readonly #sending: Pick<Sending, 'wasResent'>;
   readonly #events: ClientEvents;
   readonly #stats: ClientStats;
@@ -121,7 +121,7 @@ export class Receiving {
   #receiver: Receiver | undefined;
 
   constructor(parts: {
-    connection: Connection;
+    connection: ConnectionView;
     sending: Pick<Sending, 'wasResent'>;
     options: ConnectOptions;
     events: ClientEvents;

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Options } from 'amqplib';
 import { DmrError, isValidId } from '@dmr/core';
 import type { ClientStats, ConnectOptions } from './client-types.js';
-import type { Connection, Session } from './connection.js';
+import type { ConnectionView, Session } from './connection.js';
 import { DedupWindow } from './dedup.js';
 import { PROTECTED_CONTENT_TYPE, protectPayload, type PrivateKeyInput } from './protect.js';
 import {
@@ -67,7 +67,7 @@ function encodeBody(
 }
 
 export class Sending {
-  readonly #connection: Connection;
+  readonly #connection: ConnectionView;
   readonly #options: ConnectOptions;
   readonly #stats: ClientStats;
   /** close() was called: no new sends. */
@@ -76,7 +76,7 @@ export class Sending {
   /** Ids published again after a reconnect: the node may report them as MESSAGE_REPLAYED (its earlier copy won). */
   readonly #resent = new DedupWindow({ windowMs: 3_600_000, maxEntries: 100_000 });
 
-  constructor(connection: Connection, options: ConnectOptions, stats: ClientStats, closing: () => boolean) {
+  constructor(connection: ConnectionView, options: ConnectOptions, stats: ClientStats, closing: () => boolean) {
     this.#connection = connection;
     this.#options = options;
     this.#stats = stats;

@@ -1,5 +1,5 @@
 /**
- * The message contract as the SDK sees it on the wire (DESIGN.md "Message
+ * The message contract as the SDK sees it on the wire (docs/contract.md "Message
  * contract"): the exchange a client writes, the queue it reads, the headers,
  * and the lenient readers of header values the client's parts share.
  */

@@ -1,5 +1,5 @@
 /**
- * Bridge benchmark (issue 6 item 3, a measurement, not a test): delivered
+ * Bridge benchmark (a measurement, not a test): delivered
  * messages per second and p50/p99 end-to-end latency, closed loop, at
  * concurrency 1, 8 and 32, from `POST /v1/messages` on ria-bot's bridge to
  * arrival at rik-bot's bridge's endpoint. Real NodeFixture (TLS broker,
@@ -56,7 +56,7 @@ async function waitHealthy(url: string, child: ChildProcess, stderr: () => strin
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? '10');
 const LEVELS = (process.env.BENCH_LEVELS ?? '1,8,32').split(',').map(Number);
-/** Today's Bürokratt DMR (issue 6): msg/s and p50 ms at concurrency 1, 8, 32. */
+/** Today's Bürokratt DMR, the reference the bridge is compared with: msg/s and p50 ms at concurrency 1, 8, 32. */
 const REFERENCE: Record<number, { rate: number; p50: number }> = {
   1: { rate: 100, p50: 39 },
   8: { rate: 200, p50: 81 },

@@ -1,5 +1,5 @@
 /**
- * The per-node configuration document (DESIGN.md "Configuration flow"): what
+ * The per-node configuration document (docs/contract.md "Configuration flow"): what
  * one node needs to run, derived purely from a registry snapshot and the
  * certificate records. CentOps signs it (signing.ts); the node verifies it,
  * validates it against NODE_CONFIG_SCHEMA and applies it.
@@ -108,7 +108,7 @@ export const NODE_CONFIG_SCHEMA = Type.Object(
         strict,
       ),
     ),
-    // Which policy bundle to run (issue 4): absent only before CentOps has a policy set.
+    // Which policy bundle to run: absent only before CentOps has a policy set.
     policy: Type.Optional(
       Type.Object(
         {

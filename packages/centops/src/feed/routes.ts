@@ -1,5 +1,5 @@
 /**
- * The configuration feed's HTTP routes (issue 3, item 5), as a Fastify plugin
+ * The configuration feed's HTTP routes, as a Fastify plugin
  * the CentOps server registers after its mutual-TLS authentication hook:
  *
  * - `GET  /v1/nodes/:id/config`        the signed document; ETag `"<revision>"`;

@@ -1,5 +1,6 @@
 /**
- * What an operator-role caller can make CentOps' `opa` do (issue 11, item 5),
+ * What an operator-role caller can make CentOps' `opa` do (operators send code
+ * that CentOps runs, so it must not reach the host),
  * against a real CentOps with the real opa binary: policies are checked and
  * tested with the built-ins a node's Wasm engine runs (no opa.runtime, no
  * http.send, so no environment, files or network of the CentOps host), in an

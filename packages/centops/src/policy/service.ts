@@ -1,5 +1,6 @@
 /**
- * Policies as a CentOps resource (issue 4, item 2). A change to the policy
+ * Policies as a CentOps resource, versioned and signed like the rest of
+ * a node's configuration. A change to the policy
  * set is accepted only when the pinned `opa` passes `check --strict` (also
  * against the opa-wasm SDK's built-ins) and `opa test` on exactly the files
  * sent, in a temporary directory; otherwise POLICY_INVALID (422) with OPA's

@@ -1,5 +1,5 @@
 /**
- * The certificate directory (issue 6): a client's current certificate, for
+ * The certificate directory: a client's current certificate, for
  * any mesh participant that wants to protect a message for it end to end
  * (encrypt for its key) or verify a message it signed. Certificates are
  * public data, so every authenticated principal may read them: clients and

@@ -8,7 +8,7 @@
  */
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
-import { DmrError } from '@dmr/core';
+import { DmrError, assertValidId } from '@dmr/core';
 import type { RevocationReason } from '@dmr/pki';
 import { WRITERS, READERS, actorOf, requireRole } from '../server/auth.js';
 import type { CertificateService } from '../server/certificates.js';
@@ -86,6 +86,21 @@ export function enrolRoutes(service: CertificateService, context: RouteContext):
   };
 }
 
+/**
+ * Whether an id is a client or a node, for a token request that does not
+ * say. Neither is refused here, naming both: guessing one would answer
+ * "Node <id> does not exist" for a mistyped client id.
+ */
+async function principalKindOf(store: RouteContext['store'], id: string): Promise<'client' | 'node'> {
+  assertValidId(id);
+  if ((await store.find('Client', id)) !== undefined) return 'client';
+  if ((await store.find('Node', id)) !== undefined) return 'node';
+  throw new DmrError('NOT_FOUND', `no client or node "${id}" is registered`, {
+    hint: 'check the id (dmr ctl get clients, dmr ctl get nodes), or register it first (dmr ctl create client|node)',
+    details: { id },
+  });
+}
+
 export function pkiRoutes(service: CertificateService, context: RouteContext): FastifyPluginAsync {
   const { store, trustDomain } = context;
   return async (app) => {
@@ -111,7 +126,7 @@ export function pkiRoutes(service: CertificateService, context: RouteContext): F
       },
       async (request, reply) => {
         const body = request.body as { id: string; kind?: 'client' | 'node'; ttl?: string };
-        const kind = body.kind ?? ((await store.find('Client', body.id)) !== undefined ? 'client' : 'node');
+        const kind = body.kind ?? (await principalKindOf(store, body.id));
         const token = await store.createBootstrapToken(
           { id: body.id, kind, ttl: body.ttl ?? '1h' },
           actorOf(request.principal, trustDomain),

@@ -1,5 +1,5 @@
 /**
- * The policy set and its bundle (issue 4, item 2; src/policy/):
+ * The policy set and its bundle (src/policy/):
  *
  *   GET  /v1/policy[?version=N]   operators (any role): the set with its files; ETag "<version>"
  *   PUT  /v1/policy[?dryRun=true] operator, admin: {files}; If-Match optional; 422 POLICY_INVALID with OPA's output

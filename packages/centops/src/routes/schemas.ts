@@ -6,7 +6,8 @@
  * every problem in the same `details.problems` form.
  */
 import { Type, type TSchema } from '@sinclair/typebox';
-import { AUDIT_ACTIONS, CLIENT_STATUSES, RESOURCE_KINDS } from '../index.js';
+import { CLIENT_STATUSES, RESOURCE_KINDS } from '../model.js';
+import { AUDIT_ACTIONS } from '../store/types.js';
 import { KEY_ALGORITHMS, OPERATOR_ROLES, REVOCATION_REASONS, SERVICE_KINDS } from '@dmr/pki';
 import { ID_PATTERN_SOURCE } from '@dmr/core';
 
@@ -47,7 +48,8 @@ export const Client = Type.Object(
     roles: Type.Array(Type.String()),
     labels: Labels,
     status: literals(CLIENT_STATUSES),
-    certificateProfile: CertificateProfile,
+    // Left out, the store fills in DEFAULT_CLIENT_CERTIFICATE_PROFILE (ecdsa-p256, 7d, no extra names).
+    certificateProfile: Type.Optional(CertificateProfile),
   },
   strict,
 );

@@ -1,5 +1,6 @@
 /**
- * The enrolment listener as an attacker meets it (issue 11, item 10), over
+ * The enrolment listener as an attacker meets it (the listener is reachable
+ * without a client certificate, so it is the exposed surface), over
  * real TLS against a real CentOps on SQLite and PostgreSQL: the token is
  * checked before anything else and every token failure is one generic 401;
  * a mistake found after the token check does not spend the token; bodies

@@ -1,5 +1,5 @@
 /**
- * Revocation is by identity (issue 11, item 7), against a real CentOps over
+ * Revocation is by identity (docs/decisions/0012-revocation-by-identity.md), against a real CentOps over
  * mutual TLS on SQLite and PostgreSQL: revoking one certificate revokes
  * every unexpired certificate of the id and the CRL lists them all; a denied
  * and lifted id's earlier certificates stay refused; deleting a client

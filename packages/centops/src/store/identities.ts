@@ -16,22 +16,7 @@ import { toRecord } from './certificates.js';
 import { denyInTransaction } from './denylist.js';
 import type { Database, Db } from './schema.js';
 import { bumpRevision, writeTransaction } from './tx.js';
-
-export type IdentityKind = 'client' | 'node' | 'operator';
-export const IDENTITY_KINDS: readonly IdentityKind[] = ['client', 'node', 'operator'];
-
-export interface IdentityRevocation {
-  kind: IdentityKind;
-  id: string;
-  /** Every certificate of the id issued before this time is refused. */
-  notBefore: string;
-  /** The serials this revocation revoked (those still valid and not yet revoked). */
-  serials: string[];
-  /** The revision it made (clients and nodes); null for operators. */
-  revision: number | null;
-  /** Whether it put the id on the denylist. */
-  denylisted: boolean;
-}
+import { IDENTITY_KINDS, type IdentityKind, type IdentityRevocation } from './types.js';
 
 function assertIdentityKind(kind: string): asserts kind is IdentityKind {
   if (!(IDENTITY_KINDS as readonly string[]).includes(kind)) {

@@ -10,4 +10,3 @@ export {
   type Problem,
   type RegistryContents,
 } from './validate.js';
-export { IDENTITY_KINDS, type IdentityKind, type IdentityRevocation } from './identities.js';

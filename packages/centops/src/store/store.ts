@@ -18,14 +18,7 @@ import {
   revokeCertificate,
 } from './certificates.js';
 import { connect } from './connect.js';
-import {
-  identityNotBefore,
-  revokeIdentity,
-  revokeSuperseded,
-  revokedUnexpired,
-  type IdentityKind,
-  type IdentityRevocation,
-} from './identities.js';
+import { identityNotBefore, revokeIdentity, revokeSuperseded, revokedUnexpired } from './identities.js';
 import { addToDenylist, listDenylist, removeFromDenylist } from './denylist.js';
 import { activePolicy } from '../policy/versions.js';
 import { parseLocation, type Dialect } from './location.js';
@@ -48,6 +41,8 @@ import type {
   CertificateWithChain,
   Change,
   DenylistEntry,
+  IdentityKind,
+  IdentityRevocation,
   IssuedBootstrapToken,
   ListOptions,
   NewCertificate,

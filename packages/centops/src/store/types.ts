@@ -6,8 +6,23 @@
 import type { PrincipalKind } from '@dmr/core';
 import type { CertificateKind, OperatorRole, RevocationReason } from '@dmr/pki';
 import type { ResourceKind, ResourceSpecs, Stored } from '../model.js';
-import type { IdentityKind, IdentityRevocation } from './identities.js';
 import type { Dialect } from './location.js';
+
+export type IdentityKind = 'client' | 'node' | 'operator';
+export const IDENTITY_KINDS: readonly IdentityKind[] = ['client', 'node', 'operator'];
+
+export interface IdentityRevocation {
+  kind: IdentityKind;
+  id: string;
+  /** Every certificate of the id issued before this time is refused. */
+  notBefore: string;
+  /** The serials this revocation revoked (those still valid and not yet revoked). */
+  serials: string[];
+  /** The revision it made (clients and nodes); null for operators. */
+  revision: number | null;
+  /** Whether it put the id on the denylist. */
+  denylisted: boolean;
+}
 
 /** Who made a change: the identity from the caller's client certificate (e.g. its SPIFFE id). */
 export type Actor = string;

@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { ResourceKind, ResourceSpecs } from '../model.js';
+import {
+  DEFAULT_CLIENT_CERTIFICATE_PROFILE,
+  type Client,
+  type DmrNode,
+  type ResourceKind,
+  type ResourceSpecs,
+} from '../model.js';
 import { client, link, node, organisation, profile } from './test-support/fixtures.js';
 import {
   findDuplicates,
@@ -141,6 +147,28 @@ describe('validateChange', () => {
     assert.equal(change?.id, 'police');
     const deletion = validateChange({ op: 'delete', kind: 'Link', id: 'a1--b1', expectedVersion: 3 }, '');
     assert.deepEqual(deletion.change, { op: 'delete', kind: 'Link', id: 'a1--b1', expectedVersion: 3 });
+  });
+
+  it('gives a client without a certificate profile the default one, and nodes none', () => {
+    const bare: Partial<Client> = client('bot', 'police', 'n1');
+    delete bare.certificateProfile;
+    const { problems, change } = validateChange({ op: 'create', kind: 'Client', spec: bare }, '');
+    assert.deepEqual(problems, []);
+    assert.deepEqual(change !== undefined && change.op !== 'delete' ? change.spec : undefined, {
+      ...bare,
+      certificateProfile: DEFAULT_CLIENT_CERTIFICATE_PROFILE,
+    });
+    // A profile that is there is checked, never replaced.
+    const given = validateChange(
+      { op: 'create', kind: 'Client', spec: { ...bare, certificateProfile: { ...profile(), lifetime: '1m' } } },
+      '',
+    );
+    assert.deepEqual(paths(given.problems), ['spec.certificateProfile.lifetime']);
+    const bareNode: Partial<DmrNode> = node('n1');
+    delete bareNode.certificateProfile;
+    assert.deepEqual(paths(validateChange({ op: 'create', kind: 'Node', spec: bareNode }, '').problems), [
+      'spec.certificateProfile',
+    ]);
   });
 
   it('refuses a delete with a spec and an upsert with an id', () => {

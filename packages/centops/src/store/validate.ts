@@ -12,6 +12,7 @@ import { DmrError, explainInvalidId, isDmrError, parseDuration } from '@dmr/core
 import { KEY_ALGORITHMS } from '@dmr/pki';
 import {
   CLIENT_STATUSES,
+  DEFAULT_CLIENT_CERTIFICATE_PROFILE,
   RESOURCE_KINDS,
   linkId,
   type CertificateProfile,
@@ -263,6 +264,13 @@ export function isResourceKind(value: unknown): value is ResourceKind {
   return typeof value === 'string' && (RESOURCE_KINDS as readonly string[]).includes(value);
 }
 
+/** The spec with the fields an operator may leave out filled in: a Client's certificate profile. */
+export function specWithDefaults(kind: ResourceKind, spec: unknown): unknown {
+  if (kind !== 'Client' || !isRecord(spec) || spec.certificateProfile !== undefined) return spec;
+  const { extraDns, extraIps, ...rest } = DEFAULT_CLIENT_CERTIFICATE_PROFILE;
+  return { ...spec, certificateProfile: { ...rest, extraDns: [...extraDns], extraIps: [...extraIps] } };
+}
+
 /** Problems with one spec on its own (no references checked). Empty means it is a valid `ResourceSpecs[kind]`. */
 export function validateSpec(kind: ResourceKind, value: unknown, path = 'spec'): Problem[] {
   const out: Problem[] = [];
@@ -329,10 +337,11 @@ export function validateChange(value: unknown, path: string): { problems: Proble
     if (problems.length > 0) return { problems };
     return { problems, change: { op, kind, id: value.id as string, ...version } };
   }
+  const withDefaults = specWithDefaults(kind, value.spec);
   // Checked even when op is wrong, so one round trip shows every problem.
-  problems.push(...validateSpec(kind, value.spec, joinPath(path, 'spec')));
+  problems.push(...validateSpec(kind, withDefaults, joinPath(path, 'spec')));
   if (problems.length > 0) return { problems };
-  const spec = value.spec as ResourceSpecs[ResourceKind];
+  const spec = withDefaults as ResourceSpecs[ResourceKind];
   return { problems, change: { op: op as 'create' | 'update' | 'upsert', kind, id: spec.id, spec, ...version } };
 }
 

@@ -157,7 +157,7 @@ Handshake check:
   openssl s_client -connect 127.0.0.1:${node.amqpsPort} -servername localhost -CAfile ${result.trustBundleFile} -cert ${demo.certificateFile} -key ${demo.keyFile} </dev/null
 From TypeScript (amqplib underneath, SASL EXTERNAL):
   import { readFileSync } from 'node:fs';
-  import { connectWithCertificate } from '@dmr/broker-harness';
+  import { connectWithCertificate } from '@dmr/broker';
   const connection = await connectWithCertificate({
     port: ${node.amqpsPort},
     caPem: readFileSync('${result.trustBundleFile}', 'utf8'),

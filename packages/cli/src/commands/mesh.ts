@@ -158,7 +158,7 @@ export function upCommand(): Command {
           return;
         }
         // Missing programs are reported here, with the command that installs them, not from the log.
-        preflight();
+        await preflight();
         progress(`starting the mesh in ${options.dir} (log: ${options.dir}/logs/mesh.log)`);
         const state = await startDetached({
           dir: options.dir,

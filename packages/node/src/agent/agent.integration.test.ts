@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, it, mock } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
-import { connectWithCertificate, probeTls } from '@dmr/broker-harness';
+import { connectWithCertificate, probeTls } from '@dmr/broker';
 import { ConfigSigner, type NodeConfig } from '@dmr/centops';
 import { isDmrError } from '@dmr/core';
 import { vhostName } from '../reconciler/layout.js';

@@ -5,7 +5,7 @@
  * start) → the configuration feed. For each document: verify → fetch and
  * verify the policy bundle if it changed → reconcile the broker → persist as
  * last good → report. Any failure is reported as a refusal and the last
- * good configuration keeps running (DESIGN.md "Configuration flow").
+ * good configuration keeps running (docs/contract.md "Configuration flow").
  *
  * The router processes are not driven from here: they read the state dir
  * (state-dir.ts), so they keep serving across an agent restart.
@@ -13,7 +13,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { pino, type Logger } from 'pino';
-import { crlRefreshDelayMs, ManagementClient } from '@dmr/broker-harness';
+import { crlRefreshDelayMs, ManagementClient } from '@dmr/broker';
 import type { NodeConfig } from '@dmr/centops';
 import { DmrError } from '@dmr/core';
 import { PolicyEngine, policySignerSpiffeId } from '@dmr/policy';

@@ -1,7 +1,8 @@
 /**
  * Timing decisions of the agent: the retry back-off is @dmr/core's (one
  * behaviour for every retry in DMR) and when to renew a certificate is
- * @dmr/pki's; both are re-exported for the agent's callers.
+ * @dmr/pki's; both are re-exported for the agent's callers (the CRL refresh
+ * is @dmr/broker's crlRefreshDelayMs).
  */
 export { Backoff } from '@dmr/core';
 

@@ -15,13 +15,7 @@
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import {
-  clearPemCacheInDir,
-  installBrokerTls,
-  installCrlFile,
-  type InstalledBrokerTls,
-  type InstalledCrl,
-} from '@dmr/broker-harness';
+import { installBrokerTls, installCrlFile, type InstalledBrokerTls, type InstalledCrl } from '@dmr/broker';
 import { DmrError } from '@dmr/core';
 
 export interface BrokerTlsPaths {
@@ -29,10 +23,12 @@ export interface BrokerTlsPaths {
   keyFile: string;
   caFile: string;
   crlDir?: string;
-  /** How to make the broker re-read its CA file: a command (argv) … */
+  /**
+   * How to make the broker re-read its CA file: a command (argv), e.g.
+   * `rabbitmqctl eval 'ssl:clear_pem_cache().'`; for a harness broker in
+   * development, `@dmr/broker-harness`' pemCacheReloadCommand(dir).
+   */
   reloadCommand?: string[];
-  /** … or the directory of a `dmr broker start` harness (development). */
-  harnessDir?: string;
 }
 
 export interface BrokerTlsMaterial {
@@ -71,10 +67,6 @@ async function sameCertificates(path: string, wanted: string): Promise<boolean> 
 const run = promisify(execFile);
 
 function reloader(paths: BrokerTlsPaths): () => Promise<void> {
-  if (paths.harnessDir !== undefined) {
-    const dir = paths.harnessDir;
-    return () => clearPemCacheInDir(dir);
-  }
   const command = paths.reloadCommand;
   if (command !== undefined && command.length > 0) {
     const [file, ...args] = command as [string, ...string[]];
@@ -91,12 +83,12 @@ function reloader(paths: BrokerTlsPaths): () => Promise<void> {
   return () =>
     Promise.reject(
       new DmrError('NODE_CONFIG_INVALID', 'the trust bundle changed but the broker cannot be told to reload it', {
-        hint: 'set broker.tls.reloadCommand (e.g. rabbitmqctl eval "ssl:clear_pem_cache().") or broker.tls.harnessDir',
+        hint: 'set broker.tls.reloadCommand (e.g. rabbitmqctl eval "ssl:clear_pem_cache().")',
       }),
     );
 }
 
-/** Installs certificate, key and (when changed) the CA file via @dmr/broker-harness' installBrokerTls. */
+/** Installs certificate, key and (when changed) the CA file via @dmr/broker's installBrokerTls. */
 export async function installNodeBrokerTls(
   paths: BrokerTlsPaths,
   material: BrokerTlsMaterial,

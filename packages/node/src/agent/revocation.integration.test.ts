@@ -1,5 +1,6 @@
 /**
- * Revocation reaching the data plane (issue 11, items 7 and 8), with a real
+ * Revocation reaching the data plane (a revoked or denylisted identity must
+ * lose its access at the broker, not only at CentOps), with a real
  * CentOps, a real RabbitMQ (harness) and the node agent:
  *
  * - a denied and lifted client's earlier certificate is refused by the
@@ -14,7 +15,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { probeTls } from '@dmr/broker-harness';
+import { probeTls } from '@dmr/broker';
 import { readPolicyDir, defaultPackDir } from '@dmr/centops';
 import { NodeAgent } from './agent.js';
 import { loadRunConfig } from './run-config.js';

@@ -21,7 +21,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { pino, type Logger } from 'pino';
 import { Registry } from 'prom-client';
-import { connectWithCertificate } from '@dmr/broker-harness';
+import { connectWithCertificate } from '@dmr/broker';
 import type { NodeConfig } from '@dmr/centops';
 import { DmrError } from '@dmr/core';
 import { brokerServerCheck } from '@dmr/pki';

@@ -51,7 +51,6 @@ export const RUN_CONFIG_SCHEMA = Type.Object(
               caFile: Path,
               crlDir: Type.Optional(Path),
               reloadCommand: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })),
-              harnessDir: Type.Optional(Path),
             },
             { additionalProperties: false },
           ),
@@ -112,7 +111,6 @@ export interface RunConfig {
       caFile: string;
       crlDir?: string;
       reloadCommand?: string[];
-      harnessDir?: string;
     };
   };
   routers: number;
@@ -187,7 +185,6 @@ export function parseRunConfig(value: unknown, file: string): RunConfig {
               caFile: path(tls.caFile),
               ...(tls.crlDir === undefined ? {} : { crlDir: path(tls.crlDir) }),
               ...(tls.reloadCommand === undefined ? {} : { reloadCommand: tls.reloadCommand }),
-              ...(tls.harnessDir === undefined ? {} : { harnessDir: path(tls.harnessDir) }),
             },
           }),
     },

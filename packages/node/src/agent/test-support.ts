@@ -13,7 +13,7 @@ import { createServer as createHttpsServer, request as httpsRequest } from 'node
 import type { AddressInfo } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { stringify } from 'yaml';
-import { harnessPaths, startBrokers, type BrokerHarness } from '@dmr/broker-harness';
+import { harnessPaths, pemCacheReloadCommand, startBrokers, type BrokerHarness } from '@dmr/broker-harness';
 import { CONFIG_FILE, initCentOps, loadConfig, startServer, type CentOpsServer } from '@dmr/centops';
 import { obtainCertificate, requestEnrolment } from '@dmr/pki';
 import type { RawRunConfig } from './run-config.js';
@@ -120,7 +120,7 @@ export async function startAgentEnvironment(): Promise<AgentEnvironment> {
           username: harness.adminUsername,
           passwordFile: harnessPaths(harness.dir).adminPasswordFile,
         },
-        tls: { ...broker.tls, harnessDir: harness.dir },
+        tls: { ...broker.tls, reloadCommand: pemCacheReloadCommand(harness.dir) },
       },
       routers: 0,
       metrics: { listen: '127.0.0.1:0' },

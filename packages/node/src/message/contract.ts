@@ -1,5 +1,5 @@
 /**
- * The message contract (DESIGN.md "Message contract") as types and
+ * The message contract (docs/contract.md "Message contract") as types and
  * constants: what an incoming AMQP message looks like to the router, what a
  * message that passed the origin checks looks like, and the catalogue codes a
  * refusal may carry. Pure data: no broker, no clock.

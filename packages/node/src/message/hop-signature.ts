@@ -1,5 +1,5 @@
 /**
- * The origin signature (DESIGN.md "Message contract"): the origin node, after
+ * The origin signature (docs/contract.md "Message contract"): the origin node, after
  * its checks, records the authenticated sender (`dmr-sender`) and itself
  * (`dmr-origin`) and signs the canonical metadata plus a SHA-256 digest of
  * the body with its node key (`dmr-sig`). Every later hop verifies that

@@ -1,6 +1,7 @@
 /**
- * "Message id not seen before within a documented window (replays refused)"
- * (issue 5): a time-windowed, bounded set of message ids.
+ * "Message id not seen before within a documented window (replays refused)",
+ * one of the per-message checks of docs/contract.md: a time-windowed,
+ * bounded set of message ids.
  *
  * - Window: an id is remembered for `windowMs` after it was first seen
  *   (`limits.dedupWindowMs`, ≥ maxTtlMs + timestampSkewMs, so a message

@@ -1,5 +1,5 @@
 /**
- * The origin-hop checks of DESIGN.md "Message contract": every rule that can
+ * The origin-hop checks of docs/contract.md "Message contract": every rule that can
  * be judged from one message, the node's configuration and the clock. The
  * replay rule needs memory across messages and lives in replay.ts; the
  * policy decision is the router's next step.
@@ -48,7 +48,7 @@ export interface MessageContext {
   readonly trustDomain: string;
   readonly limits: NodeConfig['limits'];
   readonly directory: ReadonlyMap<string, DirectoryEntry>;
-  /** Ids are unique across the mesh (DESIGN.md), so one set covers denied clients and nodes. */
+  /** Ids are unique across the mesh (docs/contract.md), so one set covers denied clients and nodes. */
   readonly denied: ReadonlySet<string>;
 }
 

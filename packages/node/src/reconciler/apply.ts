@@ -24,7 +24,7 @@
  * bindings, users, permissions); then the remaining deletions.
  */
 import { DmrError } from '@dmr/core';
-import { USER_LIMIT_NAMES, type ManagementClient, type UserLimitName } from '@dmr/broker-harness';
+import { USER_LIMIT_NAMES, type ManagementClient, type UserLimitName } from '@dmr/broker';
 import {
   DMR_PREFIX,
   MANAGED_USER_TAGS,

@@ -1,5 +1,5 @@
 /**
- * The broker layout of one DMR node (DESIGN.md "Broker layout"), derived
+ * The broker layout of one DMR node (docs/contract.md "Broker layout"), derived
  * purely from its NodeConfig. No I/O: apply.ts compares this with what the
  * broker has and changes the difference.
  *
@@ -30,7 +30,7 @@
  * `limits.maxConnectionsPerUser` / `maxChannelsPerUser`.
  */
 import { spiffeId } from '@dmr/core';
-import type { UserLimitName } from '@dmr/broker-harness';
+import type { UserLimitName } from '@dmr/broker';
 import type { NodeConfig } from '@dmr/centops';
 
 /** Every exchange and queue the reconciler owns starts with this; anything else in the vhost is left alone. */

@@ -1,5 +1,5 @@
 /**
- * Audit records of routing decisions (DESIGN.md "Audit"): one JSON record per
+ * Audit records of routing decisions (docs/contract.md "Audit"): one JSON record per
  * decision, no payload, in a hash chain per writer (one writer = one router
  * instance): each record's `prev` is the SHA-256 of the previous record's
  * bytes, which are its canonical JSON (RFC 8785, @dmr/core), exactly as

@@ -1,5 +1,5 @@
 /**
- * The router's Prometheus metrics (DESIGN.md "Observability", `dmr_` prefix),
+ * The router's Prometheus metrics (docs/contract.md "Observability", `dmr_` prefix),
  * registered on a Registry the caller owns, so several routers in one process
  * (tests, shards) do not collide in the global registry.
  */

@@ -57,7 +57,7 @@ export class OriginPath {
     const guard = state.guard;
     if (!retry) this.#metrics.received.inc();
 
-    // 1. The contract (DESIGN.md "Message contract"): the first broken rule is the reason.
+    // 1. The contract (docs/contract.md "Message contract"): the first broken rule is the reason.
     const checked = validateAtOrigin(message, context.message, now);
     if (!checked.ok) return this.#outcome.refuse(session, message, context, started, checked);
     const validated = checked.message;

@@ -1,6 +1,6 @@
 /**
  * The router: the data plane's lifecycle around its per-message paths
- * (DESIGN.md "Message contract"). One Router consumes one ingress shard
+ * (docs/contract.md "Message contract"). One Router consumes one ingress shard
  * `dmr.ingress.<n>` and the shared `dmr.dead-letter-reports` queue of its
  * node's vhost, and hands each delivery to its path:
  *

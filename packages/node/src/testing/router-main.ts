@@ -4,7 +4,7 @@
  * Logs pino JSON lines to stdout; "router consuming" means ready.
  */
 import { readFileSync } from 'node:fs';
-import { connectWithCertificate } from '@dmr/broker-harness';
+import { connectWithCertificate } from '@dmr/broker';
 import type { NodeConfig } from '@dmr/centops';
 import { PolicyEngine, type BundleVerification } from '@dmr/policy';
 import { pino } from 'pino';

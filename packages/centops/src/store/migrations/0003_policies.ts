@@ -1,5 +1,5 @@
 /**
- * Policies in CentOps (issue 4): every accepted version of the policy set —
+ * Policies in CentOps: every accepted version of the policy set —
  * Rego modules, data and Rego tests — with the signed bundle built from it.
  * Rows are never updated or deleted: the newest version is the active one,
  * older ones are the history (and what `GET /v1/policy?version=N` reads).

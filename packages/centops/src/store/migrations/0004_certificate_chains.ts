@@ -1,5 +1,5 @@
 /**
- * The issued certificate itself, beside its record (issue 6): the PEM chain
+ * The issued certificate itself, beside its record: the PEM chain
  * (leaf then CentOps' intermediate) of client and node certificates, so
  * CentOps can serve a client's current certificate to its peers for
  * end-to-end protection (`GET /v1/directory/clients/:id/certificate`).

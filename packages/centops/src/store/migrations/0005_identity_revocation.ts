@@ -1,5 +1,5 @@
 /**
- * Revocation by identity (issue 11, item 7). `identity_revocations` holds
+ * Revocation by identity (docs/decisions/0012-revocation-by-identity.md). `identity_revocations` holds
  * one "not before" per identity (kind + id): every certificate of the id
  * issued before it is refused, whatever its serial, and lifting a denylist
  * entry does not move it. `certificates.supersede_at` is when a certificate

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { CONFIG_FILE, initCentOps, loadConfig, startServer, type CentOpsServer } from '@dmr/centops';
-import { normaliseSerial, parseCrls } from '@dmr/pki';
+import { createCsr, generatePrivateKey, normaliseSerial, parseCrls } from '@dmr/pki';
 import { CentOpsClient } from './client.js';
 import { runDmr, type DmrRun as Run } from '../../test-support.js';
 
@@ -395,6 +395,137 @@ spec: { id: dmr-tallinn--dmr-tartu, nodes: [dmr-tallinn, dmr-tartu], cost: 0 }
       new RegExp(`^error\\[CENTOPS_UNREACHABLE\\]: cannot reach CentOps at https://127\\.0\\.0\\.1:${port}`),
     );
     assert.match(result.stderr, /hint: is `dmr centops serve` running/);
+  });
+
+  it('a client applied without certificateProfile gets the default profile', async () => {
+    await writeFile(
+      join(dir, 'tax-bot.yaml'),
+      'kind: Client\nspec: { id: tax-bot, organisation: police, homeNode: dmr-tallinn, roles: [], labels: {}, status: active }\n',
+    );
+    const applied = await ctl('apply', '-f', 'tax-bot.yaml');
+    assert.equal(applied.status, 0, applied.stderr);
+    const stored = json<{ spec: { certificateProfile: unknown } }>(await ctl('-o', 'json', 'get', 'client', 'tax-bot'));
+    assert.deepEqual(stored.spec.certificateProfile, {
+      keyAlgorithm: 'ecdsa-p256',
+      lifetime: '7d',
+      extraDns: [],
+      extraIps: [],
+    });
+  });
+
+  it('token create for an id that is neither a client nor a node says so, and how to find the id', async () => {
+    const unknown = await ctl('token', 'create', '--id', 'no-such-bot');
+    assert.equal(unknown.status, 3, unknown.stderr);
+    assert.match(unknown.stderr, /^error\[NOT_FOUND\]: no client or node "no-such-bot" is registered$/m);
+    assert.match(unknown.stderr, /hint: .*dmr ctl get clients/);
+    const wrongKind = await ctl('token', 'create', '--id', 'police-bot', '--kind', 'node');
+    assert.match(wrongKind.stderr, /^error\[NOT_FOUND\]: Node police-bot does not exist$/m);
+  });
+
+  it('denylist add, list and lift; a viewer may list but not add', async () => {
+    const help = await ctl('denylist', '--help');
+    assert.match(help.stdout, /list .*\n.*add .*\n.*lift /s);
+    const added = json<{ id: string; kind: string; denylisted: boolean }>(
+      await ctl('-o', 'json', 'denylist', 'add', 'tax-bot', '--kind', 'client', '--reason', 'test leak'),
+    );
+    assert.deepEqual([added.id, added.kind, added.denylisted], ['tax-bot', 'client', true]);
+    const listed = await ctl('denylist', 'list');
+    assert.equal(listed.status, 0, listed.stderr);
+    assert.match(listed.stdout, /^ID +KIND +SINCE +BY +REASON$/m);
+    assert.match(listed.stdout, /^tax-bot +client +\S+ +\S+ +test leak$/m);
+    const asViewer = (...args: string[]) => run(['ctl', '--config', viewerConfig, ...args], { cwd: dir });
+    assert.equal((await asViewer('denylist', 'list')).status, 0);
+    assert.equal((await asViewer('denylist', 'add', 'police-bot', '--kind', 'client', '--reason', 'x')).status, 9);
+    const missing = await ctl('denylist', 'add', 'tax-bot');
+    assert.equal(missing.status, 2);
+    assert.match(missing.stderr, /--kind is required/);
+    const lifted = await ctl('denylist', 'lift', 'tax-bot');
+    assert.equal(lifted.status, 0, lifted.stderr);
+    assert.match(lifted.stdout, /^lifted: +tax-bot$/m);
+    // police-bot stays: an earlier test revoked its certificate, which denylisted it.
+    assert.doesNotMatch((await ctl('denylist', 'list')).stdout, /^tax-bot /m);
+    assert.equal((await ctl('denylist', 'lift', 'tax-bot')).status, 3);
+  });
+
+  it('operator add issues a certificate with a role from a local key or a CSR; operator list shows the roles', async () => {
+    const help = await ctl('operator', 'add', '--help');
+    assert.match(help.stdout, /--role <role>/);
+    const made = json<{ role: string; keyGenerated: boolean }>(
+      await ctl(
+        '-o',
+        'json',
+        'operator',
+        'add',
+        'olga',
+        '--role',
+        'operator',
+        '--key',
+        'olga.key',
+        '--out',
+        'olga.crt',
+      ),
+    );
+    assert.deepEqual([made.role, made.keyGenerated], ['operator', true]);
+    assert.equal((await stat(join(dir, 'olga.key'))).mode & 0o777, 0o600);
+    const olga = new X509Certificate(await readFile(join(dir, 'olga.crt'), 'utf8'));
+    assert.match(olga.subjectAltName ?? '', /spiffe:\/\/dmr\.test\/operator\/olga/);
+    // The new certificate works: olga reads the registry with it.
+    const olgaConfig = await writeConfig('olga.yaml', {
+      endpoint: server.apiUrl,
+      caBundle: join(centopsDir, 'ca/root.crt'),
+      clientCertificate: 'olga.crt',
+      clientKey: 'olga.key',
+    });
+    assert.equal((await run(['ctl', '--config', olgaConfig, 'get', 'nodes'], { cwd: dir })).status, 0);
+    // An operator may not make operators.
+    const refused = await run(
+      [
+        'ctl',
+        '--config',
+        olgaConfig,
+        'operator',
+        'add',
+        'oscar',
+        '--role',
+        'admin',
+        '--key',
+        'o.key',
+        '--out',
+        'o.crt',
+      ],
+      { cwd: dir },
+    );
+    assert.equal(refused.status, 9, refused.stderr);
+    assert.equal(
+      (await ctl('operator', 'add', 'x', '--role', 'viewer', '--out', 'x.crt')).stderr.split('\n')[0],
+      'error[INVALID_ARGUMENT]: give exactly one of --csr or --key',
+    );
+    // The preferred way: the operator's own key and CSR; only the CSR reaches the admin.
+    const csr = await createCsr({
+      id: 'oscar',
+      kind: 'operator',
+      role: 'viewer',
+      trustDomain: TD,
+      privateKeyPem: await generatePrivateKey('ecdsa-p256'),
+    });
+    await writeFile(join(dir, 'oscar.csr'), csr);
+    const fromCsr = await ctl(
+      'operator',
+      'add',
+      'oscar',
+      '--role',
+      'viewer',
+      '--csr',
+      'oscar.csr',
+      '--out',
+      'oscar.crt',
+    );
+    assert.equal(fromCsr.status, 0, fromCsr.stderr);
+    const list = await ctl('operator', 'list');
+    assert.equal(list.status, 0, list.stderr);
+    assert.match(list.stdout, /^admin +admin +1 /m);
+    assert.match(list.stdout, /^olga +operator +1 /m);
+    assert.match(list.stdout, /^oscar +viewer +1 /m);
   });
 
   it("refuses another node's certificate posing as CentOps: no operator request, no token reaches it", async () => {

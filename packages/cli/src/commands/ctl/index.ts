@@ -5,6 +5,8 @@
  */
 import { Command } from 'commander';
 import { applyCommands } from './apply.js';
+import { denylistCommand } from './denylist.js';
+import { operatorCommand } from './operator.js';
 import { pkiCommands } from './pki.js';
 import { policyCommands } from './policy.js';
 import { registryCommands } from './registry.js';
@@ -12,7 +14,9 @@ import { statusCommand } from './status.js';
 
 export function ctlCommand(): Command {
   const ctl = new Command('ctl')
-    .description('operate a running CentOps: registry, apply/export, tokens, certificates, node status')
+    .description(
+      'operate a running CentOps: registry, apply/export, tokens, certificates, denylist, operators, node status',
+    )
     .option(
       '--config <file>',
       'CLI config (endpoint, CA bundle, client certificate); default $DMR_CONFIG or ~/.dmr/config.yaml',
@@ -22,6 +26,8 @@ export function ctlCommand(): Command {
     ...applyCommands(),
     ...pkiCommands(),
     policyCommands(),
+    denylistCommand(),
+    operatorCommand(),
     statusCommand(),
   ]) {
     ctl.addCommand(command);

@@ -69,7 +69,7 @@ function spiffeOf(uris: readonly string[]): SpiffeIdentity | undefined {
  * trustDomain, else the one in the config's operator certificate (an
  * operator enrolling a device on its behalf has one).
  */
-async function trustDomainFor(option: string | undefined, config: CtlConfig): Promise<string> {
+export async function trustDomainFor(option: string | undefined, config: CtlConfig): Promise<string> {
   if (option !== undefined) return option;
   if (config.trustDomain !== undefined) return config.trustDomain;
   if (config.clientCertificate !== undefined) {

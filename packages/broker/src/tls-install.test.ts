@@ -3,8 +3,7 @@ import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { DmrError } from '@dmr/core';
 import type { CertificateAuthority } from '@dmr/pki';
-import { trustBundleFor } from './harness.js';
-import { checkServerCertificate, checkTrustBundle, installBrokerTls } from './tls-install.js';
+import { checkServerCertificate, checkTrustBundle, installBrokerTls, trustBundleFor } from './tls-install.js';
 import { makeTempDir, makeTestCa } from './testing.js';
 
 function isCode(code: string): (error: unknown) => boolean {

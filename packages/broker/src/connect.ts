@@ -5,7 +5,11 @@
  */
 import type { ConnectionOptions } from 'node:tls';
 import { connect, credentials, type ChannelModel } from 'amqplib';
-import { LOOPBACK, NODE_HOST } from './node-config.js';
+
+/** Where a broker is reached when no host is named: harness nodes and a node's own broker listen on loopback. */
+export const LOOPBACK = '127.0.0.1';
+/** The name sent as SNI and checked against the server certificate when none is named. */
+export const NODE_HOST = 'localhost';
 
 export interface CertificateConnectOptions {
   port: number;

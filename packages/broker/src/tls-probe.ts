@@ -7,7 +7,7 @@
  * lookup all work.
  */
 import { connect } from 'node:tls';
-import { LOOPBACK, NODE_HOST } from './node-config.js';
+import { LOOPBACK, NODE_HOST } from './connect.js';
 
 export interface TlsProbeOptions {
   port: number;

@@ -19,7 +19,37 @@ import { createPrivateKey, randomBytes, X509Certificate, type KeyObject } from '
 import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { DmrError } from '@dmr/core';
-import type { BrokerTlsFiles } from './layout.js';
+
+/**
+ * The files a broker's TLS listener uses. Replacing them is how a running
+ * broker gets a new server certificate (re-read on every handshake thanks to
+ * `bypass_pem_cache`), trust bundle (re-read after `ssl:clear_pem_cache()`)
+ * or CRL (re-read when the file changes): see installBrokerTls.
+ */
+export interface BrokerTlsFiles {
+  /** Server certificate chain, leaf first (`certfile`). */
+  certFile: string;
+  /** Its private key (`keyfile`), mode 0600. */
+  keyFile: string;
+  /** Trust anchors for client certificates (`cacertfile`); on a harness, shared by every node. */
+  caFile: string;
+  /** `<issuer hash>.r0` CRL files (`ssl_crl_hash_dir`); on a harness, shared by every node. */
+  crlDir: string;
+}
+
+/** What trustBundleFor reads from a certificate authority (`@dmr/pki`'s CertificateAuthority has it). */
+export interface TrustAnchorSource {
+  trustBundlePem(): string;
+  intermediateCertificatePem: string;
+}
+
+/** The trust anchors a broker verifies clients against: the bundle plus the intermediate, each certificate once. */
+export function trustBundleFor(ca: TrustAnchorSource): string {
+  const blocks = `${ca.trustBundlePem()}\n${ca.intermediateCertificatePem}`.match(
+    /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g,
+  );
+  return `${[...new Set(blocks ?? [])].join('\n')}\n`;
+}
 
 export interface InstallBrokerTlsOptions {
   /** Where the broker reads its TLS files (`BrokerNode.tls`, or the broker's own configuration). */

@@ -1,0 +1,150 @@
+/** Sending without a broker: confirms, negative confirms, re-sends after a reconnect, close(). */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Options } from 'amqplib';
+import { isDmrError } from '@dmr/core';
+import type { ClientStats } from './client-types.js';
+import type { ConnectionView, Session } from './connection.js';
+import { Sending } from './sending.js';
+import { INGRESS_EXCHANGE, RECIPIENT_HEADER, VERSION_HEADER } from './wire.js';
+
+interface Publish {
+  exchange: string;
+  options: Options.Publish;
+  settle: (error: unknown) => void;
+}
+
+/** A session whose publisher records each publish; the test confirms or nacks it. */
+function fakeSession(seq: number): { session: Session; publishes: Publish[] } {
+  const publishes: Publish[] = [];
+  const publisher = {
+    publish: (
+      exchange: string,
+      _routingKey: string,
+      _content: Buffer,
+      options: Options.Publish,
+      settle: (error: unknown) => void,
+    ) => {
+      // amqplib keeps using the options object it was given: record a copy.
+      publishes.push({ exchange, options: { ...options }, settle });
+      return true;
+    },
+  };
+  return { session: { seq, alive: true, publisher } as unknown as Session, publishes };
+}
+
+function stats(): ClientStats {
+  return {
+    confirmed: 0,
+    resent: 0,
+    handled: 0,
+    duplicates: 0,
+    reports: 0,
+    misaddressed: 0,
+    replayReportsSuppressed: 0,
+    reconnects: 0,
+  };
+}
+
+function setup(maxSendAttempts?: number) {
+  const first = fakeSession(1);
+  const connection: ConnectionView & { session: Session | undefined } = {
+    id: 'ria-bot',
+    node: 'node-a',
+    userId: 'spiffe://dmr.test/client/ria-bot',
+    state: 'open',
+    session: first.session,
+    checkCertificate: () => Promise.resolve(),
+    ownKeys: () => [],
+  };
+  const counters = stats();
+  const sending = new Sending(
+    connection,
+    {
+      url: 'amqps://127.0.0.1:5671',
+      node: 'node-a',
+      id: 'ria-bot',
+      tls: { cert: '', key: '', ca: '' },
+      ...(maxSendAttempts === undefined ? {} : { maxSendAttempts }),
+    },
+    counters,
+    () => false,
+  );
+  return { sending, connection, first, counters };
+}
+
+function code(error: unknown): string | undefined {
+  return isDmrError(error) ? error.code : undefined;
+}
+
+describe('Sending', () => {
+  it('publishes to the ingress with the contract properties and resolves on the confirm', async () => {
+    const { sending, first, counters } = setup();
+    const sent = sending.send({ to: 'rik-bot', type: 'ChatMessage', body: { text: 'tere' }, ttl: 60_000 });
+    // Without protection nothing is awaited before the publish: it is on the wire when send() returns.
+    const [publish] = first.publishes;
+    assert.ok(publish !== undefined);
+    assert.equal(publish.exchange, INGRESS_EXCHANGE);
+    assert.equal(publish.options.userId, 'spiffe://dmr.test/client/ria-bot');
+    assert.equal(publish.options.headers?.[RECIPIENT_HEADER], 'rik-bot');
+    assert.equal(publish.options.headers?.[VERSION_HEADER], 1);
+    assert.equal(publish.options.contentType, 'application/json');
+    assert.equal(publish.options.expiration, '60000');
+    assert.equal(sending.unconfirmed, 1);
+    publish.settle(null);
+    assert.equal(await sent, publish.options.messageId);
+    assert.equal(sending.unconfirmed, 0);
+    assert.equal(counters.confirmed, 1);
+  });
+
+  it('rejects on a negative confirm with MESSAGE_NOT_ACCEPTED', async () => {
+    const { sending, first } = setup();
+    const sent = sending.send({ to: 'rik-bot', type: 'ChatMessage', body: 'x' });
+    first.publishes[0]?.settle(new Error('message nacked'));
+    await assert.rejects(sent, (error) => code(error) === 'MESSAGE_NOT_ACCEPTED');
+  });
+
+  it('publishes an unconfirmed send again on the next session with the same id, up to maxSendAttempts', async () => {
+    const { sending, connection, first, counters } = setup(2);
+    const sent = sending.send({ to: 'rik-bot', type: 'ChatMessage', body: 'x' });
+    const id = first.publishes[0]?.options.messageId;
+    assert.equal(typeof id, 'string');
+    // The channel died before the confirm: amqplib settles with its close error; the send stays pending.
+    first.publishes[0]?.settle(new Error('channel closed'));
+    assert.equal(sending.unconfirmed, 1);
+
+    const second = fakeSession(2);
+    connection.session = second.session;
+    sending.resend(second.session);
+    assert.equal(second.publishes[0]?.options.messageId, id);
+    assert.equal(counters.resent, 1);
+    assert.equal(sending.wasResent(id as string, Date.now()), true);
+    // A late confirm of the first publish is ignored: only the latest publish counts.
+    first.publishes[0]?.settle(null);
+    assert.equal(sending.unconfirmed, 1);
+
+    const third = fakeSession(3);
+    sending.resend(third.session);
+    assert.equal(third.publishes.length, 0);
+    await assert.rejects(sent, (error) => code(error) === 'MESSAGE_NOT_ACCEPTED');
+  });
+
+  it('refuses headers DMR or the SDK set', async () => {
+    const { sending } = setup();
+    for (const name of ['dmr-sender', RECIPIENT_HEADER, VERSION_HEADER]) {
+      await assert.rejects(
+        sending.send({ to: 'rik-bot', type: 'ChatMessage', body: 'x', headers: { [name]: 'x' } }),
+        (error) => code(error) === 'INVALID_ARGUMENT',
+      );
+    }
+  });
+
+  it('drain() rejects what is still unconfirmed at the deadline with CLIENT_CLOSED', async () => {
+    const { sending } = setup();
+    const sent = sending.send({ to: 'rik-bot', type: 'ChatMessage', body: 'x' });
+    const rejected = assert.rejects(sent, (error) => code(error) === 'CLIENT_CLOSED');
+    await sending.drain(Date.now());
+    await rejected;
+    assert.equal(sending.unconfirmed, 0);
+  });
+});

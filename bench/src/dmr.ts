@@ -14,17 +14,16 @@ import { createHash, randomUUID } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spiffeId } from '@dmr/core';
-import type { NodeConfig } from '@dmr/centops';
 import { resolveLimits } from '@dmr/centops';
 import {
-  RECIPIENT_HEADER,
-  VERSION_HEADER,
   CONTRACT_VERSION,
   INGRESS_EXCHANGE,
+  RECIPIENT_HEADER,
+  VERSION_HEADER,
   clientQueueName,
-  desiredLayout,
-  reconcile,
-} from '@dmr/node';
+  type NodeConfig,
+} from '@dmr/contract';
+import { desiredLayout, reconcile } from '@dmr/node';
 import type { IssuedCertificate } from '@dmr/pki';
 import { BundleSigner, buildBundle, policySignerSpiffeId } from '@dmr/policy';
 import type { ChannelModel } from 'amqplib';

@@ -8,7 +8,7 @@
  * connections or start-up.
  */
 import { connectWithCertificate } from '@dmr/broker';
-import { isNodeConfig } from '@dmr/centops';
+import { isNodeConfig } from '@dmr/contract';
 import { Router, RouterMetrics, StreamAuditSink } from '@dmr/node';
 import { PolicyEngine, type PolicyDecider, type PolicyDecision } from '@dmr/policy';
 import { pino } from 'pino';

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino, type Logger } from 'pino';
-import { NodeFixture } from '@dmr/node/testing';
+import { NodeFixture, waitFor } from '@dmr/testkit';
 import { CertificateAuthority } from '@dmr/pki';
 import { BearerTokens } from './auth.js';
 import { Bridge } from './bridge.js';
@@ -139,14 +139,6 @@ function v1Message(overrides: Partial<V1Message> = {}, chatId = randomUUID()): V
     },
     ...overrides,
   };
-}
-
-async function waitFor(what: string, predicate: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
 }
 
 async function post(bridge: Bridge, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
@@ -309,7 +301,11 @@ describe('the HTTP bridge against a DMR node', () => {
     rikEndpoint.failWith = undefined;
     const ids = new Set(messages.map((message) => message.id.toLowerCase()));
     await waitFor('every message', () => rikEndpoint.received.filter((item) => ids.has(item.id)).length >= ids.size);
-    await sleep(500);
+    // Instead of a pause: nothing left to deliver, neither in the bridge nor in rik-bot's queue (ready or unacked).
+    await waitFor(
+      'the bridge and its queue to be empty',
+      async () => rikBridge.inFlight === 0 && (await node.depth('dmr.client.rik-bot')) === 0,
+    );
     const deliveredIds = rikEndpoint.received.filter((item) => ids.has(item.id)).map((item) => item.id);
     assert.equal(deliveredIds.length, ids.size, 'each message exactly once');
     assert.equal(new Set(deliveredIds).size, ids.size);
@@ -354,8 +350,14 @@ describe('the HTTP bridge against a DMR node', () => {
     const next = v1Message();
     assert.equal((await post(riaBridge, next)).status, 202);
     await waitFor('the next message', () => rikEndpoint.received.some((item) => item.id === next.id.toLowerCase()));
-    const deadline = Date.now() + 10_000;
-    while ((await node.depth('dmr.client.rik-bot.dlq')) < beforeDlq + 1 && Date.now() < deadline) await sleep(100);
+    await waitFor(
+      'the refused message in the DLQ',
+      async () => (await node.depth('dmr.client.rik-bot.dlq')) >= beforeDlq + 1,
+      {
+        timeoutMs: 10_000,
+        intervalMs: 100,
+      },
+    );
     assert.equal(await node.depth('dmr.client.rik-bot.dlq'), beforeDlq + 1);
     const metrics = await (await fetch(`${rikBridge.url}/metrics`)).text();
     assert.match(metrics, /dmr_bridge_deliveries_total\{result="dead_lettered"\} 1/);
@@ -554,13 +556,14 @@ describe('the HTTP bridge against a DMR node', () => {
       ),
     );
     await connection.close();
-    const deadline = Date.now() + 20_000;
-    let metrics = '';
-    while (!/dmr_bridge_deliveries_total\{result="misaddressed"\} 1/.test(metrics) && Date.now() < deadline) {
-      metrics = await (await fetch(`${rikBridge.url}/metrics`)).text();
-      await sleep(50);
-    }
-    assert.match(metrics, /dmr_bridge_deliveries_total\{result="misaddressed"\} 1/);
+    await waitFor(
+      'the misaddressed delivery counted',
+      async () =>
+        /dmr_bridge_deliveries_total\{result="misaddressed"\} 1/.test(
+          await (await fetch(`${rikBridge.url}/metrics`)).text(),
+        ),
+      { intervalMs: 50 },
+    );
     assert.ok(!rikEndpoint.received.some((item) => item.id === forged));
   });
 });

@@ -14,7 +14,7 @@
  *   the report is logged and counted and the recipient is no longer trusted,
  *   so the next message to it waits for the verdict again.
  */
-import type { DeliveryReport } from '@dmr/sdk';
+import type { ReceivedDeliveryReport as DeliveryReport } from '@dmr/contract';
 
 export interface VerdictOptions {
   waitMs: number;

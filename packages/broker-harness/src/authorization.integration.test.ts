@@ -8,16 +8,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { startBrokers, type BrokerHarness } from './harness.js';
-import {
-  channelCloseOf,
-  issueClient,
-  makeTempDir,
-  makeTestCa,
-  reportBoot,
-  reportStop,
-  waitFor,
-  type ClientMaterial,
-} from './testing.js';
+import { issueClient, makeTempDir, makeTestCa, reportBoot, reportStop, type ClientMaterial } from './testing.js';
+import { channelCloseOf, waitFor } from '@dmr/core/testing';
 
 const INGRESS = 'ingress';
 const CLIENTS = ['alpha-bot', 'beta-bot'] as const;
@@ -113,7 +105,7 @@ describe('authorization of authenticated clients on a harness node', () => {
         beta.ack(message);
       }
     });
-    assert.ok(await waitFor(() => received.length > 0, 5000), 'nothing arrived in beta-bot');
+    await waitFor('a message in beta-bot', () => received.length > 0, { timeoutMs: 5000 });
     assert.equal(received[0]?.content.toString(), 'hello beta');
     assert.equal(received[0]?.properties.userId, 'spiffe://dmr.test/client/alpha-bot');
   });

@@ -10,7 +10,8 @@ import { after, before, describe, it } from 'node:test';
 import { isRunning } from './processes.js';
 import { readState, type HarnessState } from './state.js';
 import { harnessProcesses } from './teardown.js';
-import { leftoverProcesses, makeTempDir, makeTestCa, waitFor } from './testing.js';
+import { leftoverProcesses, makeTempDir, makeTestCa } from './testing.js';
+import { waitFor } from '@dmr/core/testing';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/hold-brokers.js', import.meta.url));
 
@@ -75,9 +76,12 @@ describe('cleanup when the process that started the brokers ends', () => {
     held.child.kill('SIGKILL');
     await held.exit;
     const killedAt = Date.now();
-    const gone = await waitFor(() => harnessProcesses(held.state).every((entry) => !entry.running), 15_000);
+    await waitFor(
+      'the processes to end with their owner',
+      () => harnessProcesses(held.state).every((entry) => !entry.running),
+      { timeoutMs: 15_000 },
+    );
     process.stdout.write(`# watchdog cleaned up ${Date.now() - killedAt} ms after the owner died\n`);
-    assert.ok(gone, 'processes survived the owner');
     assertAllGone(held, 'after SIGKILL of the owner');
     const state = await readState(held.dir);
     assert.equal(state.status, 'stopped');
@@ -88,7 +92,11 @@ describe('cleanup when the process that started the brokers ends', () => {
     const held = await hold('exit');
     const { code } = await held.exit;
     assert.equal(code, 0);
-    assert.ok(await waitFor(() => harnessProcesses(held.state).every((entry) => !entry.running), 5000));
+    await waitFor(
+      'harnessProcesses(held.state).every((entry) => !entry.running)',
+      () => harnessProcesses(held.state).every((entry) => !entry.running),
+      { timeoutMs: 5000 },
+    );
     assertAllGone(held, 'after process.exit()');
   });
 

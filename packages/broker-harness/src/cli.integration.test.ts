@@ -13,7 +13,8 @@ import { isRunning } from './processes.js';
 import { allPorts, PORT_LOCK_DIR } from './ports.js';
 import { readState } from './state.js';
 import { harnessProcesses } from './teardown.js';
-import { leftoverProcesses, makeTempDir, waitFor } from './testing.js';
+import { leftoverProcesses, makeTempDir } from './testing.js';
+import { waitFor } from '@dmr/core/testing';
 
 const DMR = fileURLToPath(new URL('../../cli/bin/dmr.js', import.meta.url));
 
@@ -160,8 +161,12 @@ describe('dmr broker CLI', () => {
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     try {
-      const ready = await waitFor(() => stdout.includes('Ctrl-C stops every node') || child.exitCode !== null, 120_000);
-      assert.ok(ready && child.exitCode === null, `not ready: ${stderr}`);
+      await waitFor(
+        () => `the brokers to be ready: ${stderr}`,
+        () => stdout.includes('Ctrl-C stops every node') || child.exitCode !== null,
+        { timeoutMs: 120_000 },
+      );
+      assert.equal(child.exitCode, null, `not ready: ${stderr}`);
       const state = await readState(dir);
       process.stdout.write(
         `# broker-timing cli-foreground ${state.nodes[0]?.name} boot_ms=${state.nodes[0]?.bootMs}\n`,
@@ -202,7 +207,11 @@ describe('dmr broker CLI', () => {
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     try {
-      assert.ok(await waitFor(() => stderr.includes('waiting for the Erlang node'), 60_000), stderr);
+      await waitFor(
+        () => stderr,
+        () => stderr.includes('waiting for the Erlang node'),
+        { timeoutMs: 60_000 },
+      );
       child.kill('SIGINT');
       assert.equal(await exit, 'SIGINT');
       const state = await readState(dir);

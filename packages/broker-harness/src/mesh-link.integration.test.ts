@@ -30,7 +30,8 @@ import {
   type ShovelStatus,
 } from '@dmr/broker';
 import { TcpProxy } from './tcp-proxy.js';
-import { makeTempDir, makeTestCa, reportBoot, reportStop, waitFor } from './testing.js';
+import { makeTempDir, makeTestCa, reportBoot, reportStop } from './testing.js';
+import { waitFor } from '@dmr/core/testing';
 
 const VHOST_A = 'dmr-node-a';
 const VHOST_B = 'dmr-node-b';
@@ -120,16 +121,15 @@ class Receiver {
   /** After the broker came back: connect again (bounded). */
   async restart(): Promise<void> {
     await this.#connection?.close().catch(() => undefined);
-    const started = await waitFor(
+    await waitFor(
+      'the receiver to reconnect to B',
       () =>
         this.start().then(
           () => true,
           () => false,
         ),
-      30_000,
-      250,
+      { timeoutMs: 30_000, intervalMs: 250 },
     );
-    assert.ok(started, 'the receiver could not reconnect to B');
   }
 
   async stop(): Promise<void> {
@@ -306,15 +306,14 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
     timeoutMs = 20_000,
   ): Promise<ShovelStatus | undefined> {
     let last: ShovelStatus | undefined;
-    const reached = await waitFor(
+    await waitFor(
+      () => `shovel ${link.name} to reach the expected state; last: ${JSON.stringify(last)}`,
       async () => {
         last = await A.shovelStatus(VHOST_A, link.name);
         return accept(last);
       },
-      timeoutMs,
-      10,
+      { timeoutMs, intervalMs: 10 },
     );
-    assert.ok(reached, `shovel ${link.name} did not reach the expected state; last: ${JSON.stringify(last)}`);
     return last;
   }
 
@@ -376,11 +375,14 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
   }
 
   async function awaitDelivered(ids: readonly string[], timeoutMs = 60_000): Promise<void> {
-    const delivered = await waitFor(() => ids.every((id) => receiver.has(id)), timeoutMs, 50);
-    if (!delivered) {
-      const missing = ids.filter((id) => !receiver.has(id));
-      assert.fail(`${missing.length} of ${ids.length} confirmed messages never reached B (e.g. ${missing[0]})`);
-    }
+    await waitFor(
+      () => {
+        const missing = ids.filter((id) => !receiver.has(id));
+        return `${missing.length} of ${ids.length} confirmed messages to reach B (e.g. ${missing[0]})`;
+      },
+      () => ids.every((id) => receiver.has(id)),
+      { timeoutMs, intervalMs: 50 },
+    );
   }
 
   async function readyIn(queue: string): Promise<number> {
@@ -412,16 +414,13 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
 
       // B's view: the link's connection is A's user with A's certificate (the management stats lag a few seconds).
       let connection: Awaited<ReturnType<ManagementClient['listConnections']>>[number] | undefined;
-      assert.ok(
-        await waitFor(
-          async () => {
-            connection = (await B.listConnections()).find((item) => item.user === nodeA.user);
-            return connection !== undefined;
-          },
-          20_000,
-          250,
-        ),
+      await waitFor(
         'B lists the link connection',
+        async () => {
+          connection = (await B.listConnections()).find((item) => item.user === nodeA.user);
+          return connection !== undefined;
+        },
+        { timeoutMs: 20_000, intervalMs: 250 },
       );
       assert.equal(connection?.vhost, VHOST_B);
       assert.match(connection?.peerCertSubject ?? '', /CN=node-a/);
@@ -480,9 +479,10 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
       link = await openLink('no-write');
       assert.equal(await publish(link.key, 'no-write-1'), true);
       const refusal = `access to exchange '${MESH_INGRESS}' in vhost '${VHOST_B}' refused for user '${nodeA.user}'`;
-      assert.ok(
-        await waitFor(async () => (await readFile(harness.node(1).logFile, 'utf8')).includes(refusal), 15_000, 100),
+      await waitFor(
         'B refused the publish (403, channel closed)',
+        async () => (await readFile(harness.node(1).logFile, 'utf8')).includes(refusal),
+        { timeoutMs: 15_000, intervalMs: 100 },
       );
       // The shovel handles only a 406 on its destination channel: after a 403 its worker keeps "running"
       // with a dead channel and the message unacknowledged at A.
@@ -491,8 +491,15 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
       assert.equal(await readyIn(link.queue), 0, 'not ready at A: held unacknowledged by the stuck worker');
 
       await B.setPermissions(VHOST_B, nodeA.user, PEER_PERMISSIONS);
-      // Bounded: several reconnect delays pass and nothing moves by itself.
-      assert.equal(await waitFor(() => receiver.has('no-write-1'), (RECONNECT_DELAY_S + 1) * 3000, 100), false);
+      // Bounded: several reconnect delays pass and nothing moves by itself. The shovel's reconnect loop
+      // offers no call to synchronise on, so this fact needs a window.
+      await assert.rejects(
+        waitFor("'no-write-1' to reach B", () => receiver.has('no-write-1'), {
+          timeoutMs: (RECONNECT_DELAY_S + 1) * 3000,
+          intervalMs: 100,
+        }),
+        /timed out/,
+      );
       await A.restartShovel(VHOST_A, link.name);
       await awaitDelivered(['no-write-1'], 20_000);
       fact(`no write permission: state stays running, message held until DELETE /api/shovels/vhost/…/restart`);
@@ -538,13 +545,17 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
         if (label === 'live') {
           // Only after its first attempt failed: the valid ones must not travel with it from the start.
           const before = refusals;
-          assert.ok(await waitFor(async () => (await countRefusals()) > before, 15_000, 20), 'B refused it');
+          await waitFor('B to refuse it', async () => (await countRefusals()) > before, {
+            timeoutMs: 15_000,
+            intervalMs: 20,
+          });
         }
         const behind = Array.from({ length: 5 }, (_, i) => `${label}-behind-${i}`);
         assert.ok((await Promise.all(behind.map((id) => publish(link.key, id)))).every(Boolean));
         const states: string[] = [];
         const reasons = new Set<string>();
-        const settled = await waitFor(
+        await waitFor(
+          () => `every message to end up dead-lettered or at B; states ${states.join(' → ')}`,
           async () => {
             const status = await A.shovelStatus(VHOST_A, link.name);
             const state = status?.state ?? 'absent';
@@ -556,10 +567,8 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
             );
             return done.length === behind.length + 1;
           },
-          (RECONNECT_DELAY_S + 2) * (deliveryLimit + 2) * 1000,
-          10,
+          { timeoutMs: (RECONNECT_DELAY_S + 2) * (deliveryLimit + 2) * 1000, intervalMs: 10 },
         );
-        assert.ok(settled, `every message ends up dead-lettered or at B; states ${states.join(' → ')}`);
         return { states, reasons: [...reasons], behind };
       };
 
@@ -567,7 +576,11 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
       const live = await round('live');
       // 2. Link down while both kinds queue up, then up: they may travel together from the first attempt.
       await A.deleteShovel(VHOST_A, link.name);
-      await waitFor(async () => (await A.shovelStatus(VHOST_A, link.name)) === undefined, 10_000, 20);
+      await waitFor(
+        '(await A.shovelStatus(VHOST_A, link.name)) === undefined',
+        async () => (await A.shovelStatus(VHOST_A, link.name)) === undefined,
+        { timeoutMs: 10_000, intervalMs: 20 },
+      );
       const queuedPromise = round('queued');
       await A.declareShovel(VHOST_A, link.name, link.spec);
       const queued = await queuedPromise;
@@ -610,11 +623,18 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
     try {
       let downMs = 0;
       const { confirmed, nacked } = await stream(link.key, 'kill', 200, async () => {
-        await waitFor(() => receiver.byId.has('kill-200'), 20_000, 20);
+        await waitFor("receiver.byId.has('kill-200')", () => receiver.byId.has('kill-200'), {
+          timeoutMs: 20_000,
+          intervalMs: 20,
+        });
         ({ downMs } = await harness.restartNode(1, { kill: true }));
         await receiver.restart();
         // Keep sending while the link reconnects and drains the backlog.
-        await waitFor(async () => (await A.shovelStatus(VHOST_A, link.name))?.state === 'running', 30_000, 50);
+        await waitFor(
+          "(await A.shovelStatus(VHOST_A, link.name))?.state === 'running'",
+          async () => (await A.shovelStatus(VHOST_A, link.name))?.state === 'running',
+          { timeoutMs: 30_000, intervalMs: 50 },
+        );
         await sleep(1000);
       });
       assert.equal(nacked.length, 0);
@@ -637,7 +657,10 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
       const { confirmed, nacked } = await stream(link.key, 'recreate', 300, async () => {
         for (let round = 0; round < 3; round++) {
           const target = `recreate-${(round + 1) * 300}`;
-          await waitFor(() => receiver.byId.has(target), 30_000, 20);
+          await waitFor('receiver.byId.has(target)', () => receiver.byId.has(target), {
+            timeoutMs: 30_000,
+            intervalMs: 20,
+          });
           const started = performance.now();
           await A.deleteShovel(VHOST_A, link.name);
           link = await openLink('recreate', { declareQueue: false });
@@ -666,7 +689,11 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
         return found ? { name: found.name, validity: found.peerCertValidity ?? '' } : undefined;
       };
       let before: { name: string; validity: string } | undefined;
-      assert.ok(await waitFor(async () => (before = await linkConnection()) !== undefined, 20_000, 250));
+      await waitFor(
+        '(before = await linkConnection()) !== undefined',
+        async () => (before = await linkConnection()) !== undefined,
+        { timeoutMs: 20_000, intervalMs: 250 },
+      );
 
       // A renewal: new key, new certificate (another validity), same paths, written by rename.
       const renewed = await ca.issueWithKey({ kind: 'node', id: 'node-a', ttlMs: 2 * 24 * 60 * 60 * 1000 });
@@ -684,16 +711,13 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
 
       await A.restartShovel(VHOST_A, link.name);
       let after: { name: string; validity: string } | undefined;
-      assert.ok(
-        await waitFor(
-          async () => {
-            after = await linkConnection();
-            return after !== undefined && after.name !== before?.name;
-          },
-          20_000,
-          250,
-        ),
+      await waitFor(
         'a new connection after the restart',
+        async () => {
+          after = await linkConnection();
+          return after !== undefined && after.name !== before?.name;
+        },
+        { timeoutMs: 20_000, intervalMs: 250 },
       );
       assert.notEqual(after?.validity, before?.validity, 'it presents the renewed certificate');
       assert.equal(await publish(link.key, 'renewal-3'), true);
@@ -706,16 +730,13 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
       await A.deleteShovel(VHOST_A, link.name);
       await A.declareShovel(VHOST_A, link.name, link.spec);
       let recreated: { name: string; validity: string } | undefined;
-      assert.ok(
-        await waitFor(
-          async () => {
-            recreated = await linkConnection();
-            return recreated !== undefined && recreated.name !== after?.name;
-          },
-          20_000,
-          250,
-        ),
+      await waitFor(
         'a new connection after re-creating the shovel',
+        async () => {
+          recreated = await linkConnection();
+          return recreated !== undefined && recreated.name !== after?.name;
+        },
+        { timeoutMs: 20_000, intervalMs: 250 },
       );
       assert.notEqual(recreated?.validity, after?.validity, 'the re-created shovel presents the newest certificate');
       fact(
@@ -741,18 +762,13 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
       assert.equal(await publish(link.key, 'trust-1'), true);
       const failure = `Shovel '${link.name}' failed to connect`;
       let logged: string | undefined;
-      assert.ok(
-        await waitFor(
-          async () => {
-            logged = (await readFile(harness.node(0).logFile, 'utf8'))
-              .split('\n')
-              .find((line) => line.includes(failure));
-            return logged !== undefined;
-          },
-          20_000,
-          100,
-        ),
+      await waitFor(
         'A logs the failed handshake',
+        async () => {
+          logged = (await readFile(harness.node(0).logFile, 'utf8')).split('\n').find((line) => line.includes(failure));
+          return logged !== undefined;
+        },
+        { timeoutMs: 20_000, intervalMs: 100 },
       );
       // The management API shows no reason for a failed connection: the worker never leaves "starting".
       const status = await A.shovelStatus(VHOST_A, link.name);
@@ -777,14 +793,21 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
       await A.restartShovel(VHOST_A, link.name);
       assert.equal(await publish(link.key, 'trust-2'), true);
       // Whichever comes first: the message passes (old bundle) or the handshake is refused (new bundle).
-      assert.ok(await waitFor(async () => receiver.has('trust-2') || (await failures()) > beforeInPlace, 15_000, 50));
+      await waitFor(
+        "receiver.has('trust-2') || (await failures()) > beforeInPlace",
+        async () => receiver.has('trust-2') || (await failures()) > beforeInPlace,
+        { timeoutMs: 15_000, intervalMs: 50 },
+      );
       const oldStillUsed = receiver.has('trust-2');
       fact(`trust bundle replaced in place + restart: ${oldStillUsed ? 'old bundle still used' : 'new bundle used'}`);
       await awaitState(link, (status) => status !== undefined);
       const inPlace = await failures();
       await clearPemCacheInDir(harness.dir);
       await A.restartShovel(VHOST_A, link.name);
-      assert.ok(await waitFor(async () => (await failures()) > inPlace, 15_000, 100), 'the new bundle is read');
+      await waitFor('the new bundle to be read', async () => (await failures()) > inPlace, {
+        timeoutMs: 15_000,
+        intervalMs: 100,
+      });
       fact('trust bundle replaced in place + ssl:clear_pem_cache() + restart: new bundle used (handshake refused)');
     } finally {
       await closeLink(link);
@@ -807,15 +830,19 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
       );
       // Every reconnection is refused at login; the status stays "starting" without a reason, A's log says why.
       const refusal = `Shovel '${link.name}' failed to connect (URI: amqps://127.0.0.1:${harness.node(1).amqpsPort}/${VHOST_B}): ACCESS_REFUSED - Login was refused using authentication mechanism EXTERNAL`;
-      assert.ok(
-        await waitFor(async () => (await readFile(harness.node(0).logFile, 'utf8')).includes(refusal), 15_000, 100),
+      await waitFor(
         'A logs the refused login',
+        async () => (await readFile(harness.node(0).logFile, 'utf8')).includes(refusal),
+        { timeoutMs: 15_000, intervalMs: 100 },
       );
       assert.notEqual((await A.shovelStatus(VHOST_A, link.name))?.state, 'running');
 
       const ids = Array.from({ length: 20 }, (_, i) => `denied-${i}`);
       assert.ok((await Promise.all(ids.map((id) => publish(link.key, id)))).every(Boolean));
-      assert.ok(await waitFor(async () => (await readyIn(link.queue)) === ids.length, 10_000, 50), 'they wait at A');
+      await waitFor('the messages to wait at A', async () => (await readyIn(link.queue)) === ids.length, {
+        timeoutMs: 10_000,
+        intervalMs: 50,
+      });
       assert.equal(
         ids.some((id) => receiver.has(id)),
         false,
@@ -898,23 +925,18 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
       const published = performance.now();
       assert.ok((await Promise.all(ids.map((id) => publish(link.key, id)))).every(Boolean));
       const dead: Array<{ id: string; reason: unknown }> = [];
-      assert.ok(
-        await waitFor(
-          async () => {
-            for (;;) {
-              const message = await relayChannel.get('dmr.dead', { noAck: true });
-              if (!message) break;
-              const death = (
-                message.properties.headers?.['x-death'] as Array<Record<string, unknown>> | undefined
-              )?.[0];
-              dead.push({ id: String(message.properties.messageId), reason: death?.reason });
-            }
-            return dead.length >= ids.length;
-          },
-          30_000,
-          50,
-        ),
-        `expired messages are dead-lettered (${dead.length} so far)`,
+      await waitFor(
+        () => `expired messages are dead-lettered (${dead.length} so far)`,
+        async () => {
+          for (;;) {
+            const message = await relayChannel.get('dmr.dead', { noAck: true });
+            if (!message) break;
+            const death = (message.properties.headers?.['x-death'] as Array<Record<string, unknown>> | undefined)?.[0];
+            dead.push({ id: String(message.properties.messageId), reason: death?.reason });
+          }
+          return dead.length >= ids.length;
+        },
+        { timeoutMs: 30_000, intervalMs: 50 },
       );
       const afterMs = performance.now() - published;
       assert.deepEqual(
@@ -945,7 +967,10 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
       let noticedMs = 0;
       let resumedMs = 0;
       const { confirmed } = await stream(link.key, 'partition', 200, async () => {
-        await waitFor(() => receiver.byId.has('partition-100'), 20_000, 20);
+        await waitFor("receiver.byId.has('partition-100')", () => receiver.byId.has('partition-100'), {
+          timeoutMs: 20_000,
+          intervalMs: 20,
+        });
         const started = performance.now();
         proxy.pause();
         await awaitState(link, (status) => status?.state !== 'running', 30_000);
@@ -1009,7 +1034,7 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
           };
           pump();
         });
-        assert.ok(await waitFor(() => received >= total, 120_000, 5));
+        await waitFor('received >= total', () => received >= total, { timeoutMs: 120_000, intervalMs: 5 });
         return total / ((performance.now() - started) / 1000);
       };
 
@@ -1034,7 +1059,10 @@ describe('mesh links: a dynamic shovel from dmr.outbound.<peer> on A to dmr.mesh
           await sleep(1);
         }
         assert.ok((await Promise.all(confirms)).every(Boolean));
-        assert.ok(await waitFor(() => latencies.length >= count, 60_000, 10));
+        await waitFor('latencies.length >= count', () => latencies.length >= count, {
+          timeoutMs: 60_000,
+          intervalMs: 10,
+        });
         return [...latencies].sort((a, b) => a - b);
       };
 

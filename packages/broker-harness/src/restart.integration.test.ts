@@ -17,9 +17,9 @@ import {
   makeTestCa,
   reportBoot,
   reportStop,
-  waitFor,
   type ClientMaterial,
 } from './testing.js';
+import { waitFor } from '@dmr/core/testing';
 
 const QUEUE = 'orders-quorum';
 const COUNT = 200;
@@ -76,7 +76,7 @@ describe('restartNode keeps the data', () => {
     assert.equal(report.graceful, true);
 
     // Every client connection dropped (RabbitMQ closes them on shutdown: 320 CONNECTION_FORCED).
-    assert.ok(await waitFor(() => closed, 5000), 'the publisher connection was not closed');
+    await waitFor('the publisher connection to close', () => closed, { timeoutMs: 5000 });
     process.stdout.write(`# publisher connection closed with: ${String(closedWith)}\n`);
 
     // Same ports and TLS files, new processes, recorded for stop/status/watchdog.

@@ -17,7 +17,6 @@ import { installCrlFile, trustBundleFor, type ManagementClient } from '@dmr/brok
 import { startBrokers, type BrokerHarness } from './harness.js';
 import {
   TEST_TRUST_DOMAIN,
-  connectionError,
   issueClient,
   makeTempDir,
   makeTestCa,
@@ -25,6 +24,7 @@ import {
   reportStop,
   type ClientMaterial,
 } from './testing.js';
+import { connectionError } from '@dmr/core/testing';
 
 const ACCESS_REFUSED = /403 \(ACCESS-REFUSED\)/;
 

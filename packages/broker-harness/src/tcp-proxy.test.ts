@@ -3,7 +3,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { DmrError } from '@dmr/core';
 import { TcpProxy } from './tcp-proxy.js';
-import { waitFor } from './testing.js';
+import { waitFor } from '@dmr/core/testing';
 
 /** A client that collects what the echo server sends back. */
 interface Client {
@@ -63,17 +63,20 @@ describe('TcpProxy', () => {
     assert.equal(p.host, '127.0.0.1');
     const c = await client(p.port);
     c.socket.write('hello');
-    assert.ok(await waitFor(() => c.received() === 'hello', 5000, 10));
+    await waitFor("c.received() === 'hello'", () => c.received() === 'hello', { timeoutMs: 5000, intervalMs: 10 });
     assert.equal(p.stats.open, 1);
     c.socket.destroy();
-    assert.ok(await waitFor(() => p.stats.open === 0, 5000, 10), 'the pair is forgotten when a side closes');
+    await waitFor('the pair is forgotten when a side closes', () => p.stats.open === 0, {
+      timeoutMs: 5000,
+      intervalMs: 10,
+    });
   });
 
   it('pause holds bytes and new connections; resume delivers them unchanged', async () => {
     const p = await proxy();
     const live = await client(p.port);
     live.socket.write('a');
-    assert.ok(await waitFor(() => live.received() === 'a', 5000, 10));
+    await waitFor("live.received() === 'a'", () => live.received() === 'a', { timeoutMs: 5000, intervalMs: 10 });
     p.pause();
     assert.equal(p.mode, 'paused');
     live.socket.write('b'.repeat(100_000));
@@ -81,11 +84,22 @@ describe('TcpProxy', () => {
     const held = await client(p.port);
     held.socket.write('held');
     // Bounded: nothing may arrive while paused, neither through the live connection nor the new one.
-    assert.equal(await waitFor(() => live.received().length > 1 || held.received().length > 0, 300, 10), false);
+    // A paused proxy offers no call to synchronise on: the window is the proof.
+    await assert.rejects(
+      waitFor('bytes through a paused proxy', () => live.received().length > 1 || held.received().length > 0, {
+        timeoutMs: 300,
+        intervalMs: 10,
+      }),
+      /timed out/,
+    );
     assert.equal(echoAccepted, acceptedBefore, 'a connection made during a pause does not reach the target');
     p.resume();
-    assert.ok(await waitFor(() => live.received() === `a${'b'.repeat(100_000)}`, 5000, 10));
-    assert.ok(await waitFor(() => held.received() === 'held', 5000, 10));
+    await waitFor(
+      "live.received() === `a${'b'.repeat(100_000)}`",
+      () => live.received() === `a${'b'.repeat(100_000)}`,
+      { timeoutMs: 5000, intervalMs: 10 },
+    );
+    await waitFor("held.received() === 'held'", () => held.received() === 'held', { timeoutMs: 5000, intervalMs: 10 });
     assert.equal(live.closed() || held.closed(), false);
     live.socket.destroy();
     held.socket.destroy();
@@ -95,18 +109,21 @@ describe('TcpProxy', () => {
     const p = await proxy();
     const live = await client(p.port);
     live.socket.write('x');
-    assert.ok(await waitFor(() => live.received() === 'x', 5000, 10));
+    await waitFor("live.received() === 'x'", () => live.received() === 'x', { timeoutMs: 5000, intervalMs: 10 });
     p.cut();
-    assert.ok(await waitFor(() => live.closed(), 5000, 10));
+    await waitFor('live.closed()', () => live.closed(), { timeoutMs: 5000, intervalMs: 10 });
     assert.equal(live.error()?.code, 'ECONNRESET');
     const refused = await client(p.port);
-    assert.ok(await waitFor(() => refused.closed(), 5000, 10));
+    await waitFor('refused.closed()', () => refused.closed(), { timeoutMs: 5000, intervalMs: 10 });
     assert.equal(refused.received(), '');
     assert.ok(p.stats.reset >= 2);
     p.restore();
     const again = await client(p.port);
     again.socket.write('back');
-    assert.ok(await waitFor(() => again.received() === 'back', 5000, 10));
+    await waitFor("again.received() === 'back'", () => again.received() === 'back', {
+      timeoutMs: 5000,
+      intervalMs: 10,
+    });
     again.socket.destroy();
   });
 
@@ -119,9 +136,9 @@ describe('TcpProxy', () => {
     const p = await proxy();
     const c = await client(p.port);
     c.socket.write('1');
-    assert.ok(await waitFor(() => c.received() === '1', 5000, 10));
+    await waitFor("c.received() === '1'", () => c.received() === '1', { timeoutMs: 5000, intervalMs: 10 });
     await p.close();
-    assert.ok(await waitFor(() => c.closed(), 5000, 10));
+    await waitFor('c.closed()', () => c.closed(), { timeoutMs: 5000, intervalMs: 10 });
     assert.throws(() => p.pause(), DmrError);
     await p.close();
   });

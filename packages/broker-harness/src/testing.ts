@@ -3,17 +3,15 @@
  * the ones that need no running node come from `@dmr/broker/testing`.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { spiffeId } from '@dmr/core';
 import type { CertificateAuthority } from '@dmr/pki';
-import type { Channel, ChannelModel } from 'amqplib';
 import type { BrokerHarness } from './harness.js';
 import { harnessPaths, nodePaths, nodeTlsFiles } from './layout.js';
 import { layoutPorts } from './ports.js';
 import { readProcStat } from './processes.js';
 import type { HarnessState } from './state.js';
 
-export { makeTempDir, makeTestCa, skipUnless, TEST_TRUST_DOMAIN, waitFor } from '@dmr/broker/testing';
+export { makeTempDir, makeTestCa, skipUnless, TEST_TRUST_DOMAIN } from '@dmr/broker/testing';
 
 export interface ClientMaterial {
   id: string;
@@ -37,51 +35,6 @@ export async function issueClient(
     privateKeyPem: issued.privateKeyPem,
     serial: issued.serial,
   };
-}
-
-/** The error a refused connection attempt produced (fails the test when the connection succeeds). */
-export async function connectionError(attempt: () => Promise<ChannelModel>): Promise<Error & { code?: unknown }> {
-  let connection: ChannelModel | undefined;
-  try {
-    connection = await attempt();
-  } catch (error) {
-    if (error instanceof Error) return error;
-    throw new Error(`non-Error rejection: ${String(error)}`, { cause: error });
-  }
-  await connection.close().catch(() => undefined);
-  throw new Error('the connection was accepted but should have been refused');
-}
-
-export interface ChannelClose {
-  code: number | undefined;
-  message: string;
-}
-
-/**
- * Runs an operation that the broker should answer by closing the channel,
- * and reports the close code (403, 406, ...).
- */
-export async function channelCloseOf(
-  channel: Channel,
-  operation: () => Promise<unknown> | unknown,
-): Promise<ChannelClose> {
-  const closed = new Promise<ChannelClose>((resolve) => {
-    channel.once('error', (error: Error & { code?: number }) => resolve({ code: error.code, message: error.message }));
-  });
-  const outcome = await Promise.race([
-    (async () => {
-      await operation();
-      // Publishes are fire-and-forget: give the broker's close a moment to arrive.
-      await sleep(2000);
-      return undefined;
-    })().catch((error: unknown) => {
-      const typed = error as { code?: number; message?: string };
-      return { code: typed.code, message: typed.message ?? String(error) } satisfies ChannelClose;
-    }),
-    closed,
-  ]);
-  if (!outcome) throw new Error('the broker did not close the channel');
-  return outcome;
 }
 
 /** Boot and stop timings, printed so a run shows them ("broker-timing" lines). */

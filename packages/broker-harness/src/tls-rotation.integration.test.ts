@@ -13,15 +13,8 @@ import { brokerStatus } from './control.js';
 import { installBrokerTls, installCrlFile, trustBundleFor, writeFileAtomic } from '@dmr/broker';
 import { startBrokers, type BrokerHarness } from './harness.js';
 import { readState } from './state.js';
-import {
-  connectionError,
-  issueClient,
-  makeTempDir,
-  makeTestCa,
-  reportBoot,
-  reportStop,
-  type ClientMaterial,
-} from './testing.js';
+import { issueClient, makeTempDir, makeTestCa, reportBoot, reportStop, type ClientMaterial } from './testing.js';
+import { connectionError } from '@dmr/core/testing';
 
 describe('TLS hot swap on a running harness node', () => {
   let temp: Awaited<ReturnType<typeof makeTempDir>>;

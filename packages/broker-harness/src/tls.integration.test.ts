@@ -12,16 +12,8 @@ import type { CertificateAuthority } from '@dmr/pki';
 import { readFile } from 'node:fs/promises';
 import { AMQP_091_HEADER, type ManagementClient, parseCrl } from '@dmr/broker';
 import { startBrokers, type BrokerHarness } from './harness.js';
-import {
-  connectionError,
-  issueClient,
-  makeTempDir,
-  makeTestCa,
-  reportBoot,
-  reportStop,
-  waitFor,
-  type ClientMaterial,
-} from './testing.js';
+import { issueClient, makeTempDir, makeTestCa, reportBoot, reportStop, type ClientMaterial } from './testing.js';
+import { connectionError, waitFor } from '@dmr/core/testing';
 
 const CRL_VALIDITY_MS = 6000;
 
@@ -123,19 +115,17 @@ describe('TLS and EXTERNAL authentication on a harness node', () => {
     // A live connection survives the CRL; closing it is a separate step.
     assert.equal(liveClosed, false);
     await management.closeUserConnections(revokee.user, 'certificate revoked');
-    assert.ok(await waitFor(() => liveClosed, 5000), 'the live connection was not closed');
+    await waitFor('the live connection to close', () => liveClosed, { timeoutMs: 5000 });
   });
 
   it('re-issues the CRL before it expires, at half its remaining validity', async () => {
     const crlFile = harness.state.crl.file;
     assert.ok(crlFile);
     const first = parseCrl(await readFile(crlFile, 'utf8'));
-    assert.ok(
-      await waitFor(
-        async () => parseCrl(await readFile(crlFile, 'utf8')).thisUpdate > first.thisUpdate,
-        CRL_VALIDITY_MS,
-      ),
+    await waitFor(
       'the CRL was not refreshed',
+      async () => parseCrl(await readFile(crlFile, 'utf8')).thisUpdate > first.thisUpdate,
+      { timeoutMs: CRL_VALIDITY_MS },
     );
     await (await harness.connect(alice)).close();
   });

@@ -3,8 +3,9 @@ import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { isRunning, processRef, type ProcessRef } from './processes.js';
 import { readState, writeState } from './state.js';
-import { makeTempDir, sampleState, waitFor } from './testing.js';
+import { makeTempDir, sampleState } from './testing.js';
 import { runWatchdog } from './watchdog.js';
+import { waitFor } from '@dmr/core/testing';
 
 function sleeper(detached: boolean): ProcessRef {
   const child = spawn('sleep', ['30'], { stdio: 'ignore', detached });
@@ -35,7 +36,9 @@ describe('orphan watchdog', () => {
       assert.ok(isRunning(shell) && isRunning(epmd), 'killed while the owner lived');
       process.kill(owner.pid, 'SIGKILL');
       assert.match(await watching, /killed the harness processes/);
-      assert.ok(await waitFor(() => !isRunning(shell) && !isRunning(epmd), 2000));
+      await waitFor('!isRunning(shell) && !isRunning(epmd)', () => !isRunning(shell) && !isRunning(epmd), {
+        timeoutMs: 2000,
+      });
       const after = await readState(temp.path);
       assert.equal(after.status, 'stopped');
       assert.match(after.error ?? '', /watchdog/);

@@ -4,7 +4,8 @@ import { after, before, describe, it } from 'node:test';
 import type { CertificateAuthority } from '@dmr/pki';
 import { parseCrl, type InstalledCrl } from './crl.js';
 import { CrlKeeper } from './crl-keeper.js';
-import { makeTempDir, makeTestCa, waitFor } from './testing.js';
+import { makeTempDir, makeTestCa } from './testing.js';
+import { waitFor } from '@dmr/core/testing';
 
 describe('CRL keeper', () => {
   let temp: Awaited<ReturnType<typeof makeTempDir>>;
@@ -26,16 +27,46 @@ describe('CRL keeper', () => {
     keeper.start();
     try {
       // Half of 2 s: a refresh about every second; CRL times have whole-second precision.
-      assert.ok(await waitFor(() => recorded.length >= 3, 5000), `only ${recorded.length} installations`);
+      await waitFor(
+        () => `only ${recorded.length} installations`,
+        () => recorded.length >= 3,
+        { timeoutMs: 5000 },
+      );
       const onDisk = parseCrl(await readFile(first.path, 'utf8'));
       assert.ok(onDisk.thisUpdate > first.thisUpdate);
       assert.ok((onDisk.nextUpdate?.getTime() ?? 0) > Date.now(), 'the installed CRL is expired');
     } finally {
       keeper.stop();
     }
-    const count = recorded.length;
-    await new Promise((resolve) => setTimeout(resolve, 1500));
-    assert.equal(recorded.length, count, 'refreshed after stop()');
+  });
+
+  it('refreshes nothing after stop()', async (t) => {
+    // The test runner's clock: a long interval passes at once and exactly, instead of a wall-clock pause.
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    let issued = 0;
+    let refreshed: () => void = () => undefined;
+    const counting = {
+      createCrl: (options: { nextUpdateMs: number }) => {
+        issued += 1; // synchronously, when a refresh starts
+        return ca.createCrl(options);
+      },
+    };
+    const keeper = new CrlKeeper({
+      crlDir: `${temp.path}/crl-stop`,
+      ca: counting,
+      validityMs: 60_000,
+      refreshMs: 1000,
+      // Called once the refresh is done and the next one planned.
+      onRefreshed: () => refreshed(),
+    });
+    keeper.start();
+    const first = new Promise<void>((resolve) => (refreshed = resolve));
+    t.mock.timers.tick(1000);
+    await first;
+    assert.equal(issued, 1);
+    keeper.stop();
+    t.mock.timers.tick(3_600_000);
+    assert.equal(issued, 1, 'refreshed after stop()');
   });
 
   it('keeps retrying when the CA fails, without giving up', async () => {
@@ -59,7 +90,7 @@ describe('CRL keeper', () => {
     await keeper.refresh();
     keeper.start();
     try {
-      assert.ok(await waitFor(() => calls >= 4, 5000));
+      await waitFor('calls >= 4', () => calls >= 4, { timeoutMs: 5000 });
       assert.equal(failures.length, 1);
     } finally {
       keeper.stop();

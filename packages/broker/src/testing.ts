@@ -2,36 +2,24 @@
  * Helpers for tests of broker code, exported as `@dmr/broker/testing` so the
  * harness's tests use the same ones (the harness depends on this package, so
  * its helpers cannot live there). Test material lives under os.tmpdir() and
- * is removed afterwards.
+ * is removed afterwards. `waitFor` and the channel helpers are
+ * `@dmr/core/testing`'s.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { CertificateAuthority } from '@dmr/pki';
 
 export const TEST_TRUST_DOMAIN = 'dmr.test';
 
 export async function makeTempDir(label: string): Promise<{ path: string; remove: () => Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), `dmr-${label}-`));
-  return { path, remove: () => rm(path, { recursive: true, force: true }) };
+  // Retries: a timer-driven writer the test just stopped may still finish its last file (ENOTEMPTY).
+  return { path, remove: () => rm(path, { recursive: true, force: true, maxRetries: 5 }) };
 }
 
 export function makeTestCa(dir: string, trustDomain = TEST_TRUST_DOMAIN): Promise<CertificateAuthority> {
   return CertificateAuthority.init(dir, { trustDomain });
-}
-
-export async function waitFor(
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-  pollMs = 100,
-): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await condition()) return true;
-    if (Date.now() >= deadline) return false;
-    await sleep(pollMs);
-  }
 }
 
 /**

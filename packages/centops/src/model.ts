@@ -9,6 +9,7 @@
  * id rules, which is how today's Bürokratt agents (UUID ids) fit in.
  */
 import type { KeyAlgorithm } from '@dmr/pki';
+import type { ClientStatus } from '@dmr/contract';
 
 export const RESOURCE_KINDS = ['Organisation', 'Client', 'Node', 'Link'] as const;
 export type ResourceKind = (typeof RESOURCE_KINDS)[number];
@@ -21,8 +22,7 @@ export interface Organisation {
   labels: Labels;
 }
 
-export const CLIENT_STATUSES = ['active', 'suspended', 'revoked'] as const;
-export type ClientStatus = (typeof CLIENT_STATUSES)[number];
+export { CLIENT_STATUSES, type ClientStatus } from '@dmr/contract';
 
 export interface CertificateProfile {
   keyAlgorithm: KeyAlgorithm;

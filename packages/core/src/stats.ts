@@ -1,6 +1,6 @@
 /**
  * The one percentile/summary implementation for the repository's benchmarks
- * (`npm run bench`, bench:policy, bench:feed, bench:api). It lives in core
+ * (`npm run bench`: the DMR path, policy, feed, api). It lives in core
  * because every package's benchmark can depend on core without a cycle.
  *
  * Percentiles use the nearest-rank method: p is the smallest sample with at

@@ -1,41 +1,25 @@
 /**
- * The few CentOps calls the mesh makes, over HTTPS with the first admin's
- * certificate (mutual TLS) or, for enrolment, server-authenticated TLS only.
- * Server certificates are verified against CentOps' own trust bundle, never
- * the system roots, and pinned to CentOps' SPIFFE id
- * (`spiffe://<td>/centops/api`, the trust domain of the admin certificate):
- * the mesh's node certificate carries `localhost` too, and must not be able
- * to pose as CentOps.
+ * The few CentOps calls the mesh makes, through the one CentOps client
+ * (@dmr/centops-client): mutual TLS with the first admin's certificate, or,
+ * for enrolment, server-authenticated TLS only. Server certificates are
+ * verified against CentOps' own trust bundle, never the system roots, and
+ * pinned to CentOps' SPIFFE id (`spiffe://<td>/centops/api`, the trust
+ * domain of the admin certificate): the mesh's node certificate carries
+ * `localhost` too, and must not be able to pose as CentOps.
  */
 import { readFile } from 'node:fs/promises';
-import { request } from 'node:https';
-import { DmrError, isErrorCode } from '@dmr/core';
+import { CentOpsClient, type HttpMethod, type IssuedCertificateResponse } from '@dmr/centops-client';
+import { DmrError, isDmrError } from '@dmr/core';
 import { loadClientConfig } from '@dmr/centops';
-import {
-  centOpsServerCheck,
-  isServerIdentityMismatch,
-  trustDomainFromCertificate,
-  type CheckServerIdentity,
-} from '@dmr/pki';
+import { trustDomainFromCertificate } from '@dmr/pki';
 
-export interface HttpsJsonOptions {
-  ca: string;
-  cert?: string;
-  key?: string;
-  /** CentOps must present `spiffe://<trustDomain>/centops/api`. */
-  trustDomain: string;
-  timeoutMs?: number;
-}
+const TIMEOUT_MS = 15_000;
 
 export class CentOpsApi {
-  readonly #base: string;
-  readonly #tls: HttpsJsonOptions;
-  readonly #checkServer: CheckServerIdentity;
+  readonly #client: CentOpsClient;
 
-  constructor(baseUrl: string, tls: HttpsJsonOptions) {
-    this.#base = baseUrl.replace(/\/+$/, '');
-    this.#tls = tls;
-    this.#checkServer = centOpsServerCheck(tls.trustDomain);
+  constructor(client: CentOpsClient) {
+    this.#client = client;
   }
 
   /** The API with the admin credentials `dmr centops init` wrote (admin.yaml). */
@@ -52,77 +36,41 @@ export class CentOpsApi {
         hint: 'the admin certificate of `dmr centops init` names the trust domain; remove the mesh directory and start again',
       });
     }
-    return {
-      api: new CentOpsApi(config.endpoint, { ca, cert, key, trustDomain }),
-      enrol: new CentOpsApi(config.enrolEndpoint, { ca, trustDomain }),
-      caBundle: config.caBundle,
-    };
+    const api = new CentOpsApi(
+      new CentOpsClient({
+        apiUrl: config.endpoint,
+        enrolUrl: config.enrolEndpoint,
+        caPem: ca,
+        trustDomain,
+        identity: { certPem: cert, keyPem: key },
+        timeoutMs: TIMEOUT_MS,
+      }),
+    );
+    return { api, enrol: api, caBundle: config.caBundle };
   }
 
   get baseUrl(): string {
-    return this.#base;
+    return this.#client.apiUrl;
   }
 
-  async call<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const url = `${this.#base}${path}`;
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    const headers: Record<string, string> = { accept: 'application/json' };
-    if (payload !== undefined) headers['content-type'] = 'application/json';
-    const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-      const req = request(
-        url,
-        {
-          method,
-          headers,
-          ca: this.#tls.ca,
-          checkServerIdentity: this.#checkServer,
-          cert: this.#tls.cert,
-          key: this.#tls.key,
-          minVersion: 'TLSv1.2',
-          timeout: this.#tls.timeoutMs ?? 15_000,
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('error', reject);
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-        },
-      );
-      req.on('timeout', () => req.destroy(new Error('timed out')));
-      req.on('error', (error: Error & { code?: string }) =>
-        reject(
-          isServerIdentityMismatch(error)
-            ? error
-            : new DmrError('CENTOPS_UNREACHABLE', `cannot reach CentOps at ${new URL(url).origin}: ${error.message}`, {
-                details: { url, code: error.code ?? null },
-                hint: 'is the mesh running? see dmr status, and the CentOps log in <dir>/logs/centops.log',
-                cause: error,
-              }),
-        ),
-      );
-      req.end(payload);
-    });
-    let json: unknown;
+  /** A JSON call on the API; CentOps' error answers come back as its DmrError. */
+  async call<T>(method: HttpMethod, path: string, body?: unknown): Promise<T> {
     try {
-      json = text === '' ? undefined : JSON.parse(text);
-    } catch {
-      json = undefined;
+      return (await this.#client.json(method, path, body === undefined ? {} : { body })) as T;
+    } catch (error) {
+      if (isDmrError(error) && error.code === 'CENTOPS_UNREACHABLE' && error.hint === undefined) {
+        throw new DmrError(error.code, error.message, {
+          details: error.details,
+          hint: 'is the mesh running? see dmr status, and the CentOps log in <dir>/logs/centops.log',
+          cause: error,
+        });
+      }
+      throw error;
     }
-    if (status >= 200 && status < 300) return json as T;
-    const error = (json as { error?: { code?: unknown; message?: unknown; details?: unknown; hint?: unknown } })?.error;
-    if (error !== undefined && typeof error.code === 'string' && isErrorCode(error.code)) {
-      throw new DmrError(error.code, typeof error.message === 'string' ? error.message : `HTTP ${status}`, {
-        details: {
-          ...(typeof error.details === 'object' && error.details !== null
-            ? (error.details as Record<string, unknown>)
-            : {}),
-          status,
-        },
-        hint: typeof error.hint === 'string' ? error.hint : undefined,
-      });
-    }
-    throw new DmrError('INTERNAL', `${method} ${path} answered HTTP ${status}: ${text.slice(0, 200)}`, {
-      details: { status },
-    });
+  }
+
+  /** POST /v1/enroll on the enrolment listener: a one-time token and a CSR (the key stays here). */
+  enrolWith(token: string, csrPem: string): Promise<IssuedCertificateResponse> {
+    return this.#client.enrol(token, csrPem);
   }
 }

@@ -10,19 +10,22 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { connectWithCertificate } from '@dmr/broker';
-import { DmrError, spiffeId } from '@dmr/core';
 import {
-  brokerServerCheck,
-  isServerIdentityMismatch,
-  obtainCertificate,
-  writeFilesAtomic,
-  type IssuedCertificateResponse,
-} from '@dmr/pki';
+  CONTRACT_VERSION,
+  DELIVERY_REPORT_TYPE,
+  INGRESS_EXCHANGE,
+  RECIPIENT_HEADER,
+  SENDER_HEADER,
+  VERSION_HEADER,
+  clientQueueName,
+  vhostName,
+} from '@dmr/contract';
+import { DmrError, spiffeId } from '@dmr/core';
+import { brokerServerCheck, isServerIdentityMismatch, obtainCertificate, writeFilesAtomic } from '@dmr/pki';
 import type { CentOpsApi } from './centops-client.js';
 import { NODE_ID } from './paths.js';
 
-export const INGRESS_EXCHANGE = 'dmr.ingress';
-export const DELIVERY_REPORT_TYPE = 'dmr.DeliveryReport';
+export { DELIVERY_REPORT_TYPE, INGRESS_EXCHANGE } from '@dmr/contract';
 
 export interface EnrolledClient {
   id: string;
@@ -56,7 +59,7 @@ export async function enrolClient(options: {
     kind: 'client',
     trustDomain: options.trustDomain,
     what: `enrolment of ${options.id}`,
-    send: (csr) => options.enrol.call<IssuedCertificateResponse>('POST', '/v1/enroll', { token, csr }),
+    send: (csr) => options.enrol.enrolWith(token, csr),
   });
   const privateKeyPem = issued.privateKeyPem;
   const dir = join(options.dir, options.id);
@@ -128,11 +131,11 @@ export class DemoExchange {
   async start(timeoutMs = 60_000): Promise<void> {
     const { asker, answerer } = this.#options;
     const answering = await this.#connect(answerer, timeoutMs);
-    await answering.channel.consume(`dmr.client.${answerer.id}`, (message) => {
+    await answering.channel.consume(clientQueueName(answerer.id), (message) => {
       if (message !== null) void this.#answer(answering, message);
     });
     const asking = await this.#connect(asker, timeoutMs);
-    await asking.channel.consume(`dmr.client.${asker.id}`, (message) => {
+    await asking.channel.consume(clientQueueName(asker.id), (message) => {
       if (message !== null) this.#received(asking, message);
     });
     const interval = this.#options.intervalMs ?? 1000;
@@ -152,7 +155,7 @@ export class DemoExchange {
       try {
         const connection = await connectWithCertificate({
           port: this.#options.amqpsPort,
-          vhost: `dmr-${NODE_ID}`,
+          vhost: vhostName(NODE_ID),
           caPem: this.#options.caPem,
           certificatePem: client.chainPem,
           privateKeyPem: client.privateKeyPem,
@@ -207,7 +210,7 @@ export class DemoExchange {
           timestamp: Math.floor(Date.now() / 1000),
           contentType: 'application/json',
           persistent: true,
-          headers: { 'dmr-recipient': to, 'dmr-version': 1 },
+          headers: { [RECIPIENT_HEADER]: to, [VERSION_HEADER]: CONTRACT_VERSION },
           ...extra,
         },
         (error: unknown) => (error ? reject(error instanceof Error ? error : new Error(String(error))) : resolve()),
@@ -249,7 +252,7 @@ export class DemoExchange {
   async #answer(answering: Party, message: ConsumeMessage): Promise<void> {
     try {
       if (message.properties.type === 'ChatMessage') {
-        const sender = headerString(message, 'dmr-sender') ?? this.#options.asker.id;
+        const sender = headerString(message, SENDER_HEADER) ?? this.#options.asker.id;
         const question = JSON.parse(message.content.toString('utf8')) as { seq?: number };
         await this.#publish(
           answering,

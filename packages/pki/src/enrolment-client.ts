@@ -89,6 +89,10 @@ export interface CentOpsCallOptions {
   /** Gives up with CENTOPS_UNREACHABLE when no whole answer arrived by then (default 30 s). */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** Request headers besides content-type (e.g. accept, if-match, if-none-match). */
+  headers?: Record<string, string>;
+  /** Refuse an answer larger than this (default 1 MiB). */
+  maxAnswerBytes?: number;
 }
 
 export interface CentOpsAnswer {
@@ -163,14 +167,18 @@ export function centOpsEndpoint(base: string, path: string): string {
 export function callCentOps(
   url: string,
   tls: CentOpsTls,
-  options: CentOpsCallOptions & { method?: 'GET' | 'POST' | 'PUT'; body?: unknown } = {},
+  options: CentOpsCallOptions & { method?: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH'; body?: unknown } = {},
 ): Promise<CentOpsAnswer> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_CENTOPS_TIMEOUT_MS;
+  const maxBytes = options.maxAnswerBytes ?? MAX_ANSWER_BYTES;
   const text = options.body === undefined ? undefined : JSON.stringify(options.body);
   return new Promise((resolve, reject) => {
     let settled = false;
     // The whole exchange, not only socket idleness: a trickling peer must not hold a renewal forever.
-    const timer = setTimeout(() => request.destroy(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => request.destroy(Object.assign(new Error(`no answer in ${timeoutMs} ms`), { code: 'ETIMEDOUT' })),
+      timeoutMs,
+    );
     const fail = (error: unknown): void => {
       if (settled) return;
       settled = true;
@@ -191,10 +199,12 @@ export function callCentOps(
               checkServerIdentity: centOpsServerCheck(tls.trustDomain),
               ...(tls.certPem === undefined ? {} : { cert: tls.certPem, key: tls.keyPem }),
             }),
-        headers:
-          text === undefined
+        headers: {
+          ...options.headers,
+          ...(text === undefined
             ? {}
-            : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)) },
+            : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)) }),
+        },
         ...(options.signal ? { signal: options.signal } : {}),
       },
       (response) => {
@@ -202,8 +212,8 @@ export function callCentOps(
         let size = 0;
         response.on('data', (chunk: Buffer) => {
           size += chunk.length;
-          if (size > MAX_ANSWER_BYTES) {
-            request.destroy(new Error(`the answer is larger than ${MAX_ANSWER_BYTES} bytes`));
+          if (size > maxBytes) {
+            request.destroy(new Error(`the answer is larger than ${maxBytes} bytes`));
             return;
           }
           chunks.push(chunk);

@@ -7,7 +7,7 @@ import type { EventEmitter } from 'node:events';
 import type { BackoffOptions } from '@dmr/core';
 import type { DedupOptions } from './dedup.js';
 import type { EnrolledIdentity } from './enrolment.js';
-import type { DeliveryReport } from './report.js';
+import type { ReceivedDeliveryReport as DeliveryReport } from '@dmr/contract';
 import type { TlsOptions } from './tls.js';
 
 export type ClientState = 'connecting' | 'open' | 'reconnecting' | 'closed';

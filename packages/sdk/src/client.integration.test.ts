@@ -12,7 +12,7 @@ import { connect as connectTcp, createServer, type AddressInfo, type Socket } fr
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isDmrError } from '@dmr/core';
-import { NodeFixture, clientUser } from '@dmr/node/testing';
+import { clientUser, NodeFixture, waitFor } from '@dmr/testkit';
 import { DmrClient, type ClientState, type ConnectOptions, type ReceivedMessage } from './client.js';
 import { protectPayload } from './protect.js';
 import type { DeliveryReport } from './report.js';
@@ -70,22 +70,6 @@ async function startRelay(brokerPort: number): Promise<Relay> {
       }),
   };
   return relay;
-}
-
-async function waitFor(what: string, predicate: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
-
-async function waitForAsync(what: string, predicate: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
 }
 
 describe('DmrClient against a DMR node', () => {
@@ -184,8 +168,14 @@ describe('DmrClient against a DMR node', () => {
     const ria = await connect('ria-bot');
     const rik = await connect('rik-bot');
     let calls = 0;
+    const barrier = randomUUID();
+    let barrierSeen = false;
     await rik.receive(
-      () => {
+      (message) => {
+        if (message.id === barrier) {
+          barrierSeen = true;
+          return;
+        }
         calls += 1;
         if (calls === 1) throw new Error('transient application failure');
       },
@@ -193,7 +183,10 @@ describe('DmrClient against a DMR node', () => {
     );
     await ria.send({ to: 'rik-bot', type: 'ChatMessage', body: 'again' });
     await waitFor('two handler calls', () => calls === 2);
-    await sleep(500);
+    // A flush barrier instead of a pause: a requeued copy goes back to the head of the queue, so it would
+    // reach the handler before a message sent now does.
+    await ria.send({ to: 'rik-bot', type: 'ChatMessage', body: 'barrier', messageId: barrier });
+    await waitFor('the barrier message', () => barrierSeen);
     assert.equal(calls, 2);
     await Promise.all([ria.close(), rik.close()]);
   });
@@ -288,11 +281,17 @@ describe('DmrClient against a DMR node', () => {
     assert.equal((errors[0] as Error & { code?: string }).code, 'PROTECTION_INVALID');
     assert.equal(handled.length, 1);
     let dead: string[] = [];
-    for (let i = 0; i < 40 && !dead.includes(tamperedId); i += 1) {
-      dead = [...dead, ...(await node.take('dmr.client.rik-bot.dlq')).map((item) => item.properties.message_id ?? '')];
-      await sleep(250);
-    }
-    assert.ok(dead.includes(tamperedId), `DLQ holds ${JSON.stringify(dead)}`);
+    await waitFor(
+      () => `${tamperedId} in the DLQ; it holds ${JSON.stringify(dead)}`,
+      async () => {
+        dead = [
+          ...dead,
+          ...(await node.take('dmr.client.rik-bot.dlq')).map((item) => item.properties.message_id ?? ''),
+        ];
+        return dead.includes(tamperedId);
+      },
+      { timeoutMs: 10_000, intervalMs: 250 },
+    );
     await raw.close();
     await Promise.all([ria.close(), rik.close()]);
   });
@@ -358,9 +357,14 @@ describe('DmrClient against a DMR node', () => {
       // The router refused the second copy as MESSAGE_REPLAYED and reported it to ria-bot: recognised, not emitted.
       await waitFor('the replay report', () => ria.stats.replayReportsSuppressed === 1);
       assert.deepEqual(reports, []);
-      assert.ok(node.decisions(id).some((line) => line.reason === 'MESSAGE_REPLAYED'));
-      await sleep(300);
-      assert.deepEqual(handled, [id], 'handled once');
+      // The router logs its decision after the audit record is confirmed, which may be after the report.
+      await waitFor('the MESSAGE_REPLAYED decision', () =>
+        node.decisions(id).some((line) => line.reason === 'MESSAGE_REPLAYED'),
+      );
+      // A flush barrier instead of a pause: a second copy would reach rik-bot's queue before a message sent now.
+      const barrier = await ria.send({ to: 'rik-bot', type: 'ChatMessage', body: 'barrier' });
+      await waitFor('the barrier message', () => handled.includes(barrier));
+      assert.deepEqual(handled, [id, barrier], 'handled once');
       await Promise.all([ria.close(), rik.close()]);
     } finally {
       await relay.close();
@@ -487,7 +491,7 @@ describe('DmrClient against a DMR node', () => {
     assert.ok(!dropped.some((error) => error.message.includes('for ppa-bot')));
     // Dead-lettered without requeue (no loop), and without a report to anyone: the DLQ holds them as evidence.
     const evidence: string[] = [];
-    await waitForAsync('both in the DLQ', async () => {
+    await waitFor('both in the DLQ', async () => {
       evidence.push(...(await node.take('dmr.client.rik-bot.dlq')).map((item) => item.properties.message_id ?? ''));
       return evidence.length >= 2;
     });
@@ -530,16 +534,18 @@ describe('DmrClient against a DMR node', () => {
     })();
     await waitFor('some traffic', () => confirmed.length >= 20);
     await node.harness.restartNode(0);
-    await waitFor('the reconnect', () => states.includes('reconnecting') && ria.state === 'open', 60_000);
+    await waitFor('the reconnect', () => states.includes('reconnecting') && ria.state === 'open', {
+      timeoutMs: 60_000,
+    });
     const afterRestart = confirmed.length;
-    await waitFor('traffic after the restart', () => confirmed.length >= afterRestart + 20, 60_000);
+    await waitFor('traffic after the restart', () => confirmed.length >= afterRestart + 20, { timeoutMs: 60_000 });
     sending = false;
     await sender;
 
     assert.deepEqual(failed, []);
-    await waitFor('every confirmed message', () => confirmed.every((id) => handled.has(id)), 60_000).catch(
-      () => undefined,
-    );
+    await waitFor('every confirmed message', () => confirmed.every((id) => handled.has(id)), {
+      timeoutMs: 60_000,
+    }).catch(() => undefined);
     const missing = confirmed.filter((id) => !handled.has(id));
     assert.deepEqual(missing, [], `${missing.length} of ${confirmed.length} confirmed messages never handled`);
     t.diagnostic(

@@ -1,6 +1,6 @@
 /**
  * End-to-end protection with peer certificates from the CentOps directory:
- * a real CentOps (initCentOps + startServer, SQLite, its own CA, mTLS) and a
+ * the test CentOps (`startTestCentOps`: SQLite, its own CA, mTLS) and a
  * real single-node DMR data plane (NodeFixture: TLS broker, router, policy).
  *
  * Two CAs meet here only because the two fixtures each make their own: the
@@ -10,15 +10,9 @@
  * both are the same certificate.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { CONFIG_FILE, initCentOps, loadConfig, startServer, type CentOpsServer } from '@dmr/centops';
-import { call, type Credentials } from '@dmr/centops/testing';
+import { call, NodeFixture, startTestCentOps, waitFor, type Credentials, type TestCentOps } from '@dmr/testkit';
 import { isDmrError } from '@dmr/core';
-import { NodeFixture } from '@dmr/node/testing';
 import { DmrClient, type ReceivedMessage } from './client.js';
 import { CentOpsDirectory } from './directory.js';
 import { enrol, renewCertificate, type EnrolledIdentity } from './enrolment.js';
@@ -26,21 +20,13 @@ import { enrol, renewCertificate, type EnrolledIdentity } from './enrolment.js';
 const TD = 'dmr.test';
 const PROFILE = { keyAlgorithm: 'ecdsa-p256', lifetime: '7d', extraDns: [], extraIps: [] };
 
-async function waitFor(what: string, predicate: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
-
 function codeOf(error: unknown): string | undefined {
   return isDmrError(error) ? error.code : undefined;
 }
 
 describe('CentOpsDirectory: end-to-end protection with certificates from CentOps', () => {
-  let dir: string;
-  let centops: CentOpsServer;
+  let testCentOps: TestCentOps | undefined;
+  let centops: TestCentOps['server'];
   let caPem: string;
   let admin: Credentials;
   let node: NodeFixture;
@@ -128,48 +114,21 @@ describe('CentOpsDirectory: end-to-end protection with certificates from CentOps
   }
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'dmr-sdk-directory-'));
-    await initCentOps({ dir: join(dir, 'centops'), dev: true, trustDomain: TD });
-    const config = await loadConfig(join(dir, 'centops', CONFIG_FILE));
-    config.listen.port = 0;
-    config.enrolListen.port = 0;
-    centops = await startServer(config, { pollIntervalMs: 50 });
-    caPem = await readFile(join(dir, 'centops', 'ca', 'root.crt'), 'utf8');
-    admin = {
-      cert: await readFile(join(dir, 'centops-admin', 'admin.crt'), 'utf8'),
-      key: await readFile(join(dir, 'centops-admin', 'admin.key'), 'utf8'),
-    };
     const clients = [
       ['ria-bot', 'ria'],
       ['ria-desk', 'ria'],
       ['rik-bot', 'rik'],
       ['ppa-bot', 'ppa'],
     ] as const;
-    await api('/v1/apply', 'POST', [
-      ...['ria', 'rik', 'ppa'].map((id) => ({ kind: 'Organisation', spec: { id, name: id, labels: {} } })),
-      {
-        kind: 'Node',
-        spec: {
-          id: 'node-a',
-          amqpsEndpoint: 'amqps://node-a.dmr.test:5671',
-          managementEndpoint: 'https://node-a.dmr.test:15671',
-          labels: {},
-          certificateProfile: PROFILE,
-        },
-      },
-      ...clients.map(([id, organisation]) => ({
-        kind: 'Client',
-        spec: {
-          id,
-          organisation,
-          homeNode: 'node-a',
-          roles: ['bot'],
-          labels: {},
-          status: 'active',
-          certificateProfile: PROFILE,
-        },
-      })),
-    ]);
+    testCentOps = await startTestCentOps({
+      label: 'sdk-directory',
+      trustDomain: TD,
+      organisations: { ria: 'ria', rik: 'rik', ppa: 'ppa' },
+      nodes: ['node-a'],
+      clients: clients.map(([id, organisation]) => ({ id, organisation })),
+      lifetime: '7d',
+    });
+    ({ server: centops, rootPem: caPem, admin } = testCentOps);
     for (const [id] of clients) await enrolInCentOps(id);
     node = await NodeFixture.start({ label: 'sdk-directory' });
   });
@@ -177,8 +136,7 @@ describe('CentOpsDirectory: end-to-end protection with certificates from CentOps
   after(async () => {
     await Promise.all(open.map((client) => client.close({ drainTimeoutMs: 1_000 })));
     await node?.stop();
-    await centops?.close();
-    await rm(dir, { recursive: true, force: true });
+    await testCentOps?.close();
   });
 
   it('gives a client’s current certificate after checking it, and refuses what is not in the directory', async () => {

@@ -34,15 +34,9 @@
  * No timers and no kept-alive sockets: nothing to close.
  */
 import { createHash, type X509Certificate } from 'node:crypto';
-import { request as httpsRequest } from 'node:https';
 import { DmrError, assertValidId, isErrorCode, type ErrorCode } from '@dmr/core';
-import {
-  centOpsServerCheck,
-  inspectCertificate,
-  isServerIdentityMismatch,
-  parseCrls,
-  type CheckServerIdentity,
-} from '@dmr/pki';
+import { CentOpsClient } from '@dmr/centops-client';
+import { inspectCertificate, parseCrls } from '@dmr/pki';
 import { checkPeerCertificate, describeCertificate, parseChain } from './certificates.js';
 import type { CertificateCheck } from './client.js';
 import type { PrivateKeyInput } from './protect.js';
@@ -194,8 +188,8 @@ function parseEntry(body: string, id: string): DirectoryEntry {
 export class CentOpsDirectory {
   readonly #apiUrl: URL;
   #tls: TlsPem;
-  /** Pins CentOps of this client's trust domain. */
-  #checkServer: CheckServerIdentity;
+  /** The one CentOps client, pinned to CentOps of this client's trust domain. */
+  #client: CentOpsClient;
   readonly #ttlMs: number;
   readonly #maxEntries: number;
   readonly #crlMaxAgeMs: number;
@@ -216,12 +210,12 @@ export class CentOpsDirectory {
     if (url.protocol !== 'https:') throw new DmrError('INVALID_ARGUMENT', 'apiUrl must be https:// (CentOps is mTLS)');
     this.#apiUrl = url;
     this.#tls = CentOpsDirectory.#checkedTls(options.tls);
-    this.#checkServer = CentOpsDirectory.#serverCheck(this.#tls);
     this.#ttlMs = CentOpsDirectory.#whole(options.cacheTtlMs, DEFAULT_TTL_MS, 0, 'cacheTtlMs');
     this.#maxEntries = CentOpsDirectory.#whole(options.maxEntries, DEFAULT_MAX_ENTRIES, 1, 'maxEntries');
     this.#crlMaxAgeMs = CentOpsDirectory.#whole(options.crlMaxAgeMs, DEFAULT_CRL_MAX_AGE_MS, 0, 'crlMaxAgeMs');
     this.#timeoutMs = CentOpsDirectory.#whole(options.timeoutMs, DEFAULT_TIMEOUT_MS, 1, 'timeoutMs');
     this.#now = options.now ?? (() => new Date());
+    this.#client = this.#clientFor(this.#tls);
   }
 
   static #whole(value: number | undefined, fallback: number, min: number, name: string): number {
@@ -246,21 +240,28 @@ export class CentOpsDirectory {
     return { cert: tls.cert, key: tls.key, ca: tls.ca };
   }
 
-  /** CentOps of the trust domain in this client's own certificate. */
-  static #serverCheck(tls: TlsPem): CheckServerIdentity {
+  /** A client for CentOps of the trust domain in this client's own certificate. */
+  #clientFor(tls: TlsPem): CentOpsClient {
     const trustDomain = describeCertificate(tls.cert).trustDomain;
     if (trustDomain === undefined) {
       throw new DmrError('CERTIFICATE_INVALID', 'tls.cert has no SPIFFE id: the trust domain of CentOps is unknown', {
         hint: 'use the certificate CentOps issued to this client (enrol)',
       });
     }
-    return centOpsServerCheck(trustDomain);
+    return new CentOpsClient({
+      apiUrl: this.#apiUrl.href,
+      caPem: tls.ca,
+      trustDomain,
+      identity: { certPem: tls.cert, keyPem: tls.key },
+      timeoutMs: this.#timeoutMs,
+      maxAnswerBytes: BODY_MAX,
+    });
   }
 
   /** A new identity for talking to CentOps (after a renewal: pass the `renewed` event's chain and key). */
   useIdentity(tls: TlsPem): void {
     const checked = CentOpsDirectory.#checkedTls(tls);
-    this.#checkServer = CentOpsDirectory.#serverCheck(checked);
+    this.#client = this.#clientFor(checked);
     this.#tls = checked;
   }
 
@@ -477,48 +478,8 @@ export class CentOpsDirectory {
     });
   }
 
-  #get(path: string): Promise<Answer> {
-    const url = new URL(path, this.#apiUrl);
-    const tls = this.#tls;
-    return new Promise((resolve, reject) => {
-      const request = httpsRequest(
-        url,
-        {
-          method: 'GET',
-          agent: false,
-          ca: tls.ca,
-          cert: tls.cert,
-          key: tls.key,
-          checkServerIdentity: this.#checkServer,
-          headers: { accept: '*/*' },
-        },
-        (response) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          response.on('data', (chunk: Buffer) => {
-            size += chunk.length;
-            if (size > BODY_MAX) request.destroy(new Error(`the answer is larger than ${BODY_MAX} bytes`));
-            else chunks.push(chunk);
-          });
-          response.on('end', () =>
-            resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }),
-          );
-          response.on('error', reject);
-        },
-      );
-      request.setTimeout(this.#timeoutMs, () => request.destroy(new Error(`no answer in ${this.#timeoutMs} ms`)));
-      request.on('error', (error) =>
-        reject(
-          // An impostor is not an outage: its refusal names the identity it presented.
-          isServerIdentityMismatch(error)
-            ? error
-            : new DmrError('CENTOPS_UNREACHABLE', `CentOps at ${url.origin} cannot be reached: ${error.message}`, {
-                details: { url: url.origin },
-                cause: error,
-              }),
-        ),
-      );
-      request.end();
-    });
+  async #get(path: string): Promise<Answer> {
+    const answer = await this.#client.request('GET', path, { headers: { accept: '*/*' } });
+    return { status: answer.status, body: answer.body.toString('utf8') };
   }
 }

@@ -14,14 +14,22 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CertificateAuthority } from '@dmr/pki';
 import { describeCertificate } from './certificates.js';
-import { startTestCentOps, type TestCentOps } from './centops-support.js';
+import { startTestCentOps, type TestCentOps } from '@dmr/testkit';
 import { enrol, renewCertificate } from './enrolment.js';
 
 describe('enrolment and renewal against a real CentOps', () => {
   let centops: TestCentOps;
 
   before(async () => {
-    centops = await startTestCentOps('sdk-enrol');
+    centops = await startTestCentOps({
+      label: 'sdk-enrol',
+      organisations: { ria: 'RIA', rik: 'RIK' },
+      nodes: ['node-a'],
+      clients: [
+        { id: 'ria-desk', organisation: 'ria' },
+        { id: 'rik-bot', organisation: 'rik' },
+      ],
+    });
   });
 
   after(async () => {

@@ -9,16 +9,16 @@
  *   that leaked before the renewal is useless after it).
  * - `renewalDelayMs`: when to renew (two thirds of the lifetime).
  *
- * A thin adapter: the exchange itself (key, CSR, HTTPS, error mapping, the
- * checks on the answer, renewal timing) is @dmr/pki's enrolment client, the
- * one the node agent uses too; here only the SDK's shapes (`TlsPem`,
- * `EnrolledIdentity`) and reading the trust domain from the roots.
+ * A thin adapter: the exchange goes through the one CentOps client
+ * (@dmr/centops-client), the key, CSR and the checks on the answer are
+ * @dmr/pki's `obtainCertificate`, the node agent's too; here only the SDK's
+ * shapes (`TlsPem`, `EnrolledIdentity`) and reading the trust domain from
+ * the roots.
  */
+import { CentOpsClient } from '@dmr/centops-client';
 import { DmrError } from '@dmr/core';
 import {
   obtainCertificate,
-  requestEnrolment,
-  requestRenewal,
   renewalDelayMs as sharedRenewalDelayMs,
   type KeyAlgorithm,
   type ObtainedIdentity,
@@ -91,15 +91,13 @@ export async function enrol(options: EnrolOptions): Promise<EnrolledIdentity> {
     ...(options.keyAlgorithm === undefined ? {} : { keyAlgorithm: options.keyAlgorithm }),
     what: `enrolment of ${options.id}`,
     send: (csrPem) =>
-      requestEnrolment({
+      new CentOpsClient({
+        apiUrl: options.enrolUrl,
         enrolUrl: options.enrolUrl,
-        token: options.token,
-        csrPem,
         caPem: options.caPem,
-        // The token goes only to a server that proves to be CentOps of this trust domain.
         trustDomain,
         ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
-      }),
+      }).enrol(options.token, csrPem),
   });
   return toEnrolled(obtained);
 }
@@ -127,17 +125,13 @@ export async function renewCertificate(options: RenewOptions): Promise<EnrolledI
     ...(options.keyAlgorithm === undefined ? {} : { keyAlgorithm: options.keyAlgorithm }),
     what: `renewal of ${id}`,
     send: (csrPem) =>
-      requestRenewal({
+      new CentOpsClient({
         apiUrl: options.apiUrl,
-        csrPem,
-        tls: {
-          caPem: options.current.ca,
-          certPem: options.current.cert,
-          keyPem: options.current.key,
-          trustDomain,
-        },
+        caPem: options.current.ca,
+        trustDomain,
+        identity: { certPem: options.current.cert, keyPem: options.current.key },
         ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
-      }),
+      }).renew(csrPem),
   });
   return toEnrolled(obtained);
 }

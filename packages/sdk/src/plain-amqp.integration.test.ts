@@ -8,17 +8,8 @@ import assert from 'node:assert/strict';
 import { X509Certificate, randomUUID } from 'node:crypto';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { NodeFixture } from '@dmr/node/testing';
+import { NodeFixture, waitFor } from '@dmr/testkit';
 import amqp from 'amqplib';
-
-async function waitFor(predicate: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await sleep(25);
-  }
-}
 
 describe('plain AMQP client (docs/amqp-clients.md)', () => {
   let node: NodeFixture;
@@ -116,7 +107,7 @@ describe('plain AMQP client (docs/amqp-clients.md)', () => {
         inbox.ack(message); // only once the message is safely processed
       });
       // doc: end
-      await waitFor(() => messages.length === 1);
+      await waitFor('messages.length === 1', () => messages.length === 1);
       const message = messages[0] as amqp.ConsumeMessage;
       assert.equal(message.properties.messageId, messageId);
       assert.equal(message.properties.type, 'ChatMessage');
@@ -145,7 +136,7 @@ describe('plain AMQP client (docs/amqp-clients.md)', () => {
         headers: { 'dmr-recipient': 'ria-bot', 'dmr-version': 1 },
       });
       await rikOut.waitForConfirms();
-      await waitFor(() => reports.length === 1);
+      await waitFor('reports.length === 1', () => reports.length === 1);
       const body = reports[0] as Record<string, unknown>;
       assert.equal(body.messageId, deniedId);
       assert.equal(body.status, 'rejected');

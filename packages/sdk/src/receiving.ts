@@ -13,7 +13,11 @@ import type { ConnectionView, Session } from './connection.js';
 import { DedupWindow } from './dedup.js';
 import { listOf } from './list.js';
 import { PROTECTED_CONTENT_TYPE, protectionStage, unprotectPayload, type PrivateKeyInput } from './protect.js';
-import { DELIVERY_REPORT_TYPE, parseDeliveryReport, type DeliveryReport } from './report.js';
+import {
+  DELIVERY_REPORT_TYPE,
+  parseDeliveryReport,
+  type ReceivedDeliveryReport as DeliveryReport,
+} from '@dmr/contract';
 import type { Sending } from './sending.js';
 import {
   HOPS_HEADER,

@@ -12,18 +12,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NodeFixture, clientUser } from '@dmr/node/testing';
-import { startTestCentOps, type TestCentOps } from './centops-support.js';
+import { clientUser, NodeFixture, startTestCentOps, type TestCentOps, waitFor } from '@dmr/testkit';
 import { DmrClient, type ClientState, type ConnectOptions } from './client.js';
 import { enrol, renewCertificate, type EnrolledIdentity } from './enrolment.js';
-
-async function waitFor(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 interface BrokerConnection {
   name: string;
@@ -44,7 +35,15 @@ describe('SDK enrolment and certificate renewal through a real CentOps and node'
   const open: DmrClient[] = [];
 
   before(async () => {
-    centops = await startTestCentOps('sdk-renewal');
+    centops = await startTestCentOps({
+      label: 'sdk-renewal',
+      organisations: { ria: 'RIA', rik: 'RIK' },
+      nodes: ['node-a'],
+      clients: [
+        { id: 'ria-desk', organisation: 'ria' },
+        { id: 'rik-bot', organisation: 'rik' },
+      ],
+    });
     node = await NodeFixture.start({ label: 'sdk-renewal', ca: centops.server.ca });
   });
 

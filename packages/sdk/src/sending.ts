@@ -109,7 +109,11 @@ export class Sending {
     }
     const headers = Object.create(null) as Record<string, unknown>;
     for (const [name, value] of Object.entries(options.headers ?? {})) {
-      if (RESERVED_HEADERS.includes(name) || name === RECIPIENT_HEADER || name === VERSION_HEADER) {
+      if (
+        (RESERVED_HEADERS as readonly string[]).includes(name) ||
+        name === RECIPIENT_HEADER ||
+        name === VERSION_HEADER
+      ) {
         throw new DmrError('INVALID_ARGUMENT', `header ${name} is set by the SDK or by DMR`);
       }
       headers[name] = value;

@@ -6,7 +6,7 @@
  * policy); the router and both bridges (`dmr bridge run`, configured by
  * environment variables) run as child processes, as in production, so the
  * load generator and the endpoint (this process) do not share their thread.
- * Run: `npm run bench:bridge` (BENCH_SECONDS per level, default 10;
+ * Run: `npm run bench -- bridge` (BENCH_SECONDS per level, default 10;
  * BENCH_LEVELS, default 1,8,32).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -20,7 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { percentile, sortedSamples } from '@dmr/core';
 import { readProcStat } from '@dmr/broker-harness';
-import { NodeFixture } from '@dmr/node/testing';
+import { NodeFixture } from '@dmr/testkit';
 import type { V1Delivered, V1Message } from '../v1.js';
 
 /** packages/cli/bin/dmr.js, from packages/bridge/dist/bench. */

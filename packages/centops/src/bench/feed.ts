@@ -3,7 +3,7 @@
  * new signed document at every one of N nodes subscribed over server-sent
  * events, through the real CentOps server (mutual TLS on both listeners).
  *
- *   npm run bench:feed [-- --nodes 100 --changes 30 --warmup 3 --stores sqlite,postgres --postgres URL --max-seconds 600]
+ *   npm run bench -- feed [--nodes 100 --changes 30 --warmup 3 --stores sqlite,postgres --postgres URL --max-seconds 600]
  *
  * Per store: a fresh CentOps (`initCentOps --dev`; SQLite in a temp
  * directory, PostgreSQL in a `dmr_bench_<random>` database dropped at the

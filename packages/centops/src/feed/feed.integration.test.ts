@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { waitFor } from '@dmr/core/testing';
 import { postgresBackend, sqliteBackend, type Backend } from '../store/test-support/backends.js';
 import { client, link, node, organisation } from '../store/test-support/fixtures.js';
 import { openStore } from '../store/store.js';
@@ -193,7 +194,7 @@ for (const backend of [sqliteBackend(), await postgresBackend()] satisfies Backe
         ...TALLINN,
         'if-none-match': `"${revision}"`,
       });
-      await new Promise((resolve) => setTimeout(resolve, 150));
+      await waitFor('the long-poll to listen', () => hub.listenerCount === 1);
       const next = await change();
       const response = await pending;
       assert.equal(response.status, 200);
@@ -209,7 +210,7 @@ for (const backend of [sqliteBackend(), await postgresBackend()] satisfies Backe
         ...TALLINN,
         'if-none-match': `W/"${revision}"`,
       });
-      await new Promise((resolve) => setTimeout(resolve, 150));
+      await waitFor('the long-poll to listen', () => hub.listenerCount === 1);
       await store.create('Client', client('quiet-bot', 'police', 'dmr-tartu'), ACTOR);
       const response = await pending;
       assert.equal(response.status, 200);
@@ -242,12 +243,10 @@ for (const backend of [sqliteBackend(), await postgresBackend()] satisfies Backe
         headers: { ...TALLINN, 'if-none-match': `"${revision}"` },
         signal: controller.signal,
       }).catch(() => undefined);
-      await new Promise((resolve) => setTimeout(resolve, 150));
-      assert.equal(hub.listenerCount, 1);
+      await waitFor('the long-poll to listen', () => hub.listenerCount === 1);
       controller.abort();
       await pending;
-      await new Promise((resolve) => setTimeout(resolve, 150));
-      assert.equal(hub.listenerCount, 0);
+      await waitFor('the aborted long-poll to stop listening', () => hub.listenerCount === 0);
     });
 
     it('SSE: the document at connect, every new revision, heartbeats; unsubscribes on disconnect', async () => {
@@ -265,8 +264,7 @@ for (const backend of [sqliteBackend(), await postgresBackend()] satisfies Backe
       assert.equal(config.revision, next);
       assert.equal(hub.listenerCount, 1);
       stream.close();
-      await new Promise((resolve) => setTimeout(resolve, 150));
-      assert.equal(hub.listenerCount, 0, 'the stream unsubscribed when the client left');
+      await waitFor('the stream to unsubscribe when the client left', () => hub.listenerCount === 0);
     });
 
     it('SSE: two nodes each get their own document; closing the server ends open streams', async () => {

@@ -3,6 +3,7 @@
  * per-node limits yet, so every node receives these defaults; a later model
  * change can override them per node without changing the document shape.
  */
+import { MAX_HEADER_BYTES } from '@dmr/contract';
 
 export interface Limits {
   /** Largest message body a node accepts at ingress (bytes). */
@@ -54,8 +55,7 @@ export interface Limits {
 }
 
 const HOUR_MS = 3_600_000;
-/** amqplib encodes a header table into a 64 KiB buffer; leave room for the headers DMR adds. */
-export const MAX_HEADER_BYTES = 60 * 1024;
+export { MAX_HEADER_BYTES } from '@dmr/contract';
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   // Chat messages are small; 1 MiB leaves room for attachments' metadata and E2E envelopes.

@@ -17,6 +17,7 @@ import { Type } from '@sinclair/typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { DmrError, ID_PATTERN_SOURCE } from '@dmr/core';
+import { NODE_STATUS_REPORT_SCHEMA } from '@dmr/contract';
 import type { Store } from '../store/types.js';
 import type { RevisionHub } from './hub.js';
 import type { BuildOptions } from './node-config.js';
@@ -53,22 +54,8 @@ const ConfigQuery = Type.Object(
   { wait: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_WAIT_SECONDS, default: DEFAULT_WAIT_SECONDS })) },
   { additionalProperties: false },
 );
-const StatusBody = Type.Object(
-  {
-    appliedRevision: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()]),
-    refused: Type.Optional(
-      Type.Union([
-        Type.Object(
-          { revision: Type.Integer({ minimum: 0 }), reason: Type.String({ minLength: 1, maxLength: 1000 }) },
-          { additionalProperties: false },
-        ),
-        Type.Null(),
-      ]),
-    ),
-    policyRevision: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 200 }), Type.Null()])),
-  },
-  { additionalProperties: false },
-);
+// The body a node sends is the wire contract's.
+const StatusBody = NODE_STATUS_REPORT_SCHEMA;
 
 /** The revisions an If-None-Match header names (`"5"`, `W/"5"`, lists); `*` matches any. */
 export function matchesRevision(header: string | undefined, revision: number): boolean {

@@ -8,8 +8,9 @@
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { DmrError, canonicalDigest } from '@dmr/core';
+import type { PolicyFiles } from '@dmr/contract';
 
-export type PolicyFiles = Record<string, string>;
+export type { PolicyFiles } from '@dmr/contract';
 
 export const MAX_POLICY_FILES = 200;
 export const MAX_POLICY_BYTES = 4 * 1024 * 1024;

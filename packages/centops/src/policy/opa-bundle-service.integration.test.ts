@@ -15,6 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import { findOpa } from '@dmr/policy';
 import { sqliteBackend } from '../store/test-support/backends.js';
 import { TD, message, startPolicyCentOps, type PolicyCentOps } from './test-support.js';
+import { waitFor } from '@dmr/core/testing';
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -73,18 +74,14 @@ describe('a stock OPA server with CentOps as its bundle service', () => {
   }
 
   async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      try {
-        if (await check()) return;
-      } catch {
-        // not up yet
-      }
-      if (opa?.exitCode !== null || Date.now() > deadline) {
-        assert.fail(`${what} did not happen (opa exit ${String(opa?.exitCode)}):\n${output}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
+    await waitFor(
+      () => `${what} (opa exit ${String(opa?.exitCode)}):\n${output}`,
+      async () => {
+        if (opa?.exitCode !== null) assert.fail(`opa exited (${String(opa?.exitCode)}) before ${what}:\n${output}`);
+        return check().catch(() => false); // not up yet
+      },
+      { timeoutMs, intervalMs: 200 },
+    );
   }
 
   before(async () => {

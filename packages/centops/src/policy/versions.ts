@@ -9,7 +9,7 @@ import { DmrError } from '@dmr/core';
 import { writeAudit } from '../store/audit.js';
 import type { Database } from '../store/schema.js';
 import { bumpRevision, writeTransaction } from '../store/tx.js';
-import type { PolicyFiles } from './files.js';
+import type { PolicyFiles, PolicyVersion } from '@dmr/contract';
 
 export interface PolicyVersionsTable {
   version: number;
@@ -27,23 +27,7 @@ export interface PolicyDatabase extends Database {
   policy_versions: PolicyVersionsTable;
 }
 
-/** One accepted version of the policy set (the bundle left out). */
-export interface PolicyVersion {
-  /** The policy set's version: its ETag and the bundle's revision. */
-  version: number;
-  /** The registry revision this change produced (0 for the set seeded at init). */
-  registryRevision: number;
-  /** sha256 (hex) of the canonical JSON of the files. */
-  digest: string;
-  bundle: { revision: string; digest: string; size: number };
-  testsPassed: number;
-  createdAt: string;
-  createdBy: string;
-}
-
-export interface PolicyVersionWithFiles extends PolicyVersion {
-  files: PolicyFiles;
-}
+export type { PolicyVersion, PolicyVersionWithFiles } from '@dmr/contract';
 
 const SUMMARY = [
   'version',

@@ -9,9 +9,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import type { MeshState, MeshStatusReport } from '@dmr/mesh';
+import { waitFor } from '@dmr/testkit';
 import { dmrCli, runDmr } from '../test-support.js';
 
 /** PIDs of live processes whose command line names `text` (read only: nothing is signalled). */
@@ -81,11 +81,14 @@ describe('dmr up | status | down (the local mesh)', () => {
 
     // The demo keeps going: round trips are counted while it runs.
     let roundTrips = 0;
-    for (let i = 0; i < 40 && roundTrips < 3; i++) {
-      await sleep(500);
-      roundTrips = (await json<MeshStatusReport>('status', '--dir', meshDir)).messages?.roundTrips ?? 0;
-    }
-    assert.ok(roundTrips >= 3, `round trips: ${roundTrips}`);
+    await waitFor(
+      () => `three round trips (${roundTrips} so far)`,
+      async () => {
+        roundTrips = (await json<MeshStatusReport>('status', '--dir', meshDir)).messages?.roundTrips ?? 0;
+        return roundTrips >= 3;
+      },
+      { intervalMs: 500 },
+    );
     const text = await ok('status', '--dir', meshDir);
     assert.match(text.stdout, /node-1\s+running/);
     assert.match(text.stdout, /round trips/);

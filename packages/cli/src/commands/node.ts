@@ -8,6 +8,7 @@
  * into a clear error instead of a crash.
  */
 import { Command } from 'commander';
+import type { LocalStatus } from '@dmr/contract';
 import { DmrError } from '@dmr/core';
 import { action } from '../action.js';
 import { printResult, renderFields } from '../output.js';
@@ -21,15 +22,7 @@ interface RunConfigView {
   broker: { amqpsUrl: string };
 }
 
-interface LocalStatusView {
-  node: string;
-  appliedRevision: number | null;
-  policyRevision: string | null;
-  refused: { revision: number; reason: string; at: string } | null;
-  centopsConnected: boolean;
-  certificate: { serial: string; notAfter: string } | null;
-  updatedAt: string;
-}
+type LocalStatusView = LocalStatus;
 
 /** What this command needs from @dmr/node's agent (packages/node/src/agent/index.ts). */
 interface AgentModule {

@@ -9,24 +9,16 @@ import { X509Certificate } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { validAnswer } from '@dmr/centops-client';
+import { POLICY_VERSION_WITH_FILES_SCHEMA, type PolicyFiles, type PolicyVersionWithFiles } from '@dmr/contract';
 import { DmrError } from '@dmr/core';
 import { policySignerSpiffeId, type BundleVerification } from '@dmr/policy';
 import { CentOpsClient } from './ctl/client.js';
 import { loadCtlConfig, readConfigFile, type CtlConfig } from './ctl/config.js';
 
-export type PolicyFiles = Record<string, string>;
-
+export type { PolicyFiles } from '@dmr/contract';
 /** What `GET /v1/policy` answers. */
-export interface CentOpsPolicy {
-  version: number;
-  registryRevision: number;
-  digest: string;
-  bundle: { revision: string; digest: string; size: number };
-  testsPassed: number;
-  createdAt: string;
-  createdBy: string;
-  files: PolicyFiles;
-}
+export type CentOpsPolicy = PolicyVersionWithFiles;
 
 export async function centopsClient(configOption: string | undefined): Promise<{
   client: CentOpsClient;
@@ -51,7 +43,8 @@ async function trustDomainOf(config: CtlConfig): Promise<string> {
 }
 
 export async function fetchPolicy(client: CentOpsClient, version?: number): Promise<CentOpsPolicy> {
-  return client.get<CentOpsPolicy>('/v1/policy', version === undefined ? undefined : { version });
+  const answer = await client.get('/v1/policy', version === undefined ? undefined : { version });
+  return validAnswer(POLICY_VERSION_WITH_FILES_SCHEMA, answer, 'policy');
 }
 
 /** The current signed bundle and how to verify it. */

@@ -14,7 +14,8 @@ import { after, before, describe, it, mock } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { connectWithCertificate, probeTls } from '@dmr/broker';
-import { ConfigSigner, type NodeConfig } from '@dmr/centops';
+import { ConfigSigner } from '@dmr/centops';
+import type { NodeConfig } from '@dmr/contract';
 import { isDmrError } from '@dmr/core';
 import { vhostName } from '../reconciler/layout.js';
 import { NodeAgent, type DocumentOutcome } from './agent.js';
@@ -32,20 +33,7 @@ import {
   writeRunConfig,
   type AgentEnvironment,
 } from './test-support.js';
-
-async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
+import { waitFor } from '@dmr/core/testing';
 
 function sameSerial(a: string, b: string): boolean {
   return a.replace(/^0+/, '').toLowerCase() === b.replace(/^0+/, '').toLowerCase();
@@ -501,7 +489,7 @@ describe('node agent with a real CentOps and broker', () => {
       await waitFor(
         'the child router to consume',
         () => (lines.some((line) => line.includes('router consuming')) ? true : undefined),
-        30_000,
+        { timeoutMs: 30_000 },
       ).catch((error: unknown) => {
         throw new Error(`${String(error)}; output: ${lines.join('\n').slice(0, 2000)}`);
       });
@@ -517,7 +505,7 @@ describe('node agent with a real CentOps and broker', () => {
       await waitFor(
         'the restarted router to consume',
         () => (lines.some((line) => line.includes('router consuming')) ? true : undefined),
-        30_000,
+        { timeoutMs: 30_000 },
       );
       assert.deepEqual(restarts, [0]);
     } finally {
@@ -590,11 +578,9 @@ describe('node agent with a real CentOps and broker', () => {
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
-      await waitFor(
-        'the router child to consume',
-        () => (output.includes('router consuming') ? true : undefined),
-        30_000,
-      );
+      await waitFor('the router child to consume', () => (output.includes('router consuming') ? true : undefined), {
+        timeoutMs: 30_000,
+      });
       child.kill('SIGTERM');
       const code = await Promise.race([exited, sleep(30_000).then(() => 'timeout' as const)]);
       assert.equal(code, 0, output.slice(-2000));

@@ -14,7 +14,7 @@ import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { pino, type Logger } from 'pino';
 import { crlRefreshDelayMs, ManagementClient } from '@dmr/broker';
-import type { NodeConfig } from '@dmr/centops';
+import type { NodeConfig } from '@dmr/contract';
 import { DmrError } from '@dmr/core';
 import { PolicyEngine, policySignerSpiffeId } from '@dmr/policy';
 import { desiredLayout, reconcile, type ApplyResult } from '../reconciler/index.js';

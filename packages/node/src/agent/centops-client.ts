@@ -1,40 +1,33 @@
 /**
- * The node's HTTPS client for CentOps: enrolment on the enrolment listener
- * (server-authenticated TLS only: the node has no certificate yet), and
- * everything else on the API with mutual TLS as the node. The client
- * certificate can be swapped after a renewal without a restart: each
- * identity gets its own https.Agent, and only new requests use the new one.
- *
- * Enrolment and renewal are @dmr/pki's enrolment client (the one the SDK
- * uses too); this class only supplies the URLs and the node's agent.
+ * The node agent's side of CentOps: the one CentOps client
+ * (@dmr/centops-client) with the node's keep-alive connections, plus the
+ * configuration feed's SSE stream. Enrolment goes to the enrolment listener
+ * (server-authenticated TLS only: the node has no certificate yet),
+ * everything else to the API with mutual TLS as the node. The client
+ * certificate can be swapped after a renewal without a restart: only new
+ * requests use the new one.
  *
  * Every connection pins CentOps' identity, `spiffe://<trustDomain>/centops/api`
- * (the run configuration's `centops.trustDomain`), on top of the chain and the
- * host name: another node's certificate from the same CA cannot stand in for
- * CentOps, neither for enrolment (the token) nor for the feed (configuration,
- * CRL, policy bundles) or the status reports.
- *
- * Errors: a server that is not CentOps is SERVER_IDENTITY_MISMATCH; an
- * unreachable CentOps is CENTOPS_UNREACHABLE; an error answer
- * becomes a DmrError with CentOps' own code (the catalogue is shared) so the
- * caller can tell a refused token from an outage.
+ * (the run configuration's `centops.trustDomain`): another node's
+ * certificate from the same CA cannot stand in for CentOps, neither for
+ * enrolment (the token) nor for the feed (configuration, CRL, policy
+ * bundles) or the status reports. A server that is not CentOps is
+ * SERVER_IDENTITY_MISMATCH; an unreachable CentOps is CENTOPS_UNREACHABLE; an
+ * error answer becomes a DmrError with CentOps' own code, so the caller can
+ * tell a refused token from an outage.
  */
-import { request as httpsRequest } from 'node:https';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
-import { DmrError, readSse, type SseEvent } from '@dmr/core';
 import {
-  CentOpsAgent,
-  centOpsError,
-  centOpsServerCheck,
-  centOpsUnreachable,
-  isServerIdentityMismatch,
-  requestEnrolment,
-  requestRenewal,
-  type CheckServerIdentity,
+  CentOpsClient as SharedCentOpsClient,
+  type HttpMethod,
   type IssuedCertificateResponse,
-} from '@dmr/pki';
+} from '@dmr/centops-client';
+import type { NodeStatusReport } from '@dmr/contract';
+import { DmrError, readSse, type SseEvent } from '@dmr/core';
+import { centOpsError, centOpsUnreachable } from '@dmr/pki';
 
-export type { IssuedCertificateResponse } from '@dmr/pki';
+export type { IssuedCertificateResponse } from '@dmr/centops-client';
+export type { NodeStatusReport } from '@dmr/contract';
 
 export interface TlsIdentity {
   /** Leaf then intermediate(s). */
@@ -46,12 +39,6 @@ export interface HttpAnswer {
   status: number;
   headers: IncomingHttpHeaders;
   body: Buffer;
-}
-
-export interface NodeStatusReport {
-  appliedRevision: number | null;
-  refused?: { revision: number; reason: string } | null;
-  policyRevision?: string | null;
 }
 
 // The feed's event shape is @dmr/core's, where the one SSE parser lives.
@@ -71,10 +58,11 @@ function readBody(response: IncomingMessage): Promise<Buffer> {
   });
 }
 
+// CentOps sends a heartbeat every 15 s: silence for three of them is a dead (half-open) connection.
 const STREAM_IDLE_MS = 45_000;
 
 export interface RequestOptions {
-  method?: 'GET' | 'PUT' | 'POST';
+  method?: HttpMethod;
   body?: unknown;
   headers?: Record<string, string>;
   signal?: AbortSignal;
@@ -86,9 +74,7 @@ export class CentOpsClient {
   readonly apiUrl: string;
   readonly enrolUrl: string;
   readonly trustDomain: string;
-  readonly #caPem: string;
-  readonly #checkServer: CheckServerIdentity;
-  #agent: CentOpsAgent | undefined;
+  readonly #client: SharedCentOpsClient;
 
   constructor(options: {
     apiUrl: string;
@@ -101,100 +87,54 @@ export class CentOpsClient {
     this.apiUrl = options.apiUrl;
     this.enrolUrl = options.enrolUrl;
     this.trustDomain = options.trustDomain;
-    this.#caPem = options.caPem;
-    this.#checkServer = centOpsServerCheck(options.trustDomain);
-    if (options.identity) this.setIdentity(options.identity);
+    this.#client = new SharedCentOpsClient({
+      apiUrl: options.apiUrl,
+      enrolUrl: options.enrolUrl,
+      caPem: options.caPem,
+      trustDomain: options.trustDomain,
+      keepAlive: true,
+      ...(options.identity === undefined
+        ? {}
+        : { identity: { certPem: options.identity.chainPem, keyPem: options.identity.privateKeyPem } }),
+    });
   }
 
   /** Uses `identity` for every later request; requests and streams under way keep the old one. */
   setIdentity(identity: TlsIdentity): void {
-    const old = this.#agent;
-    this.#agent = new CentOpsAgent({
-      caPem: this.#caPem,
-      certPem: identity.chainPem,
-      keyPem: identity.privateKeyPem,
-      trustDomain: this.trustDomain,
-    });
-    // Idle sockets of the old identity must not be reused; busy ones finish on their own.
-    old?.destroy();
+    this.#client.setIdentity({ certPem: identity.chainPem, keyPem: identity.privateKeyPem });
   }
 
   close(): void {
-    this.#agent?.destroy();
-    this.#agent = undefined;
+    this.#client.close();
   }
 
-  #send(url: string, agent: CentOpsAgent | false, options: RequestOptions): Promise<IncomingMessage> {
-    return new Promise((resolve, reject) => {
-      const body = options.body === undefined ? undefined : JSON.stringify(options.body);
-      const request = httpsRequest(
-        url,
-        {
-          method: options.method ?? 'GET',
-          agent,
-          ...(agent === false ? { ca: this.#caPem, checkServerIdentity: this.#checkServer } : {}),
-          headers: {
-            ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-            ...options.headers,
-          },
-          ...(options.signal ? { signal: options.signal } : {}),
-        },
-        resolve,
-      );
-      if (options.timeoutMs !== undefined) {
-        request.setTimeout(options.timeoutMs, () => request.destroy(new Error(`no answer in ${options.timeoutMs} ms`)));
-      }
-      request.on('error', (error) =>
-        reject(options.signal?.aborted || isServerIdentityMismatch(error) ? error : centOpsUnreachable(url, error)),
-      );
-      request.end(body);
-    });
-  }
-
-  async #call(base: string, path: string, agent: CentOpsAgent | false, options: RequestOptions): Promise<HttpAnswer> {
-    const url = `${base}${path}`;
-    const response = await this.#send(url, agent, options);
-    let body: Buffer;
-    try {
-      body = await readBody(response);
-    } catch (error) {
-      throw centOpsUnreachable(url, error);
-    }
-    return { status: response.statusCode ?? 0, headers: response.headers, body };
-  }
-
-  #requireAgent(): CentOpsAgent {
-    if (this.#agent === undefined) {
-      throw new DmrError('INTERNAL', 'the node has no certificate yet: enrol first');
-    }
-    return this.#agent;
+  #requireIdentity(): SharedCentOpsClient {
+    if (!this.#client.hasIdentity) throw new DmrError('INTERNAL', 'the node has no certificate yet: enrol first');
+    return this.#client;
   }
 
   /** A call on the mutual-TLS API as the node. */
   api(path: string, options: RequestOptions = {}): Promise<HttpAnswer> {
-    return this.#call(this.apiUrl, path, this.#requireAgent(), { timeoutMs: 30_000, ...options });
+    return this.#requireIdentity().request(options.method ?? 'GET', path, {
+      headers: { accept: '*/*', ...options.headers },
+      ...(options.body === undefined ? {} : { body: options.body }),
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+    });
   }
 
   /** Enrolment: the body carries the token and the CSR only; the private key never leaves the node. */
   async enrol(token: string, csrPem: string): Promise<IssuedCertificateResponse> {
-    return requestEnrolment({
-      enrolUrl: this.enrolUrl,
-      token,
-      csrPem,
-      caPem: this.#caPem,
-      trustDomain: this.trustDomain,
-    });
+    return this.#client.enrol(token, csrPem);
   }
 
   /** Renewal as the node's current identity (the agent's keep-alive agent). */
   async renew(csrPem: string): Promise<IssuedCertificateResponse> {
-    return requestRenewal({ apiUrl: this.apiUrl, csrPem, tls: { agent: this.#requireAgent() } });
+    return this.#requireIdentity().renew(csrPem);
   }
 
   async crl(): Promise<string> {
-    const answer = await this.api('/v1/pki/crl');
-    if (answer.status !== 200) throw errorFromAnswer(answer, 'CRL download');
-    return answer.body.toString('utf8');
+    return this.#requireIdentity().crl();
   }
 
   /**
@@ -207,29 +147,16 @@ export class CentOpsClient {
     waitSeconds: number,
     signal?: AbortSignal,
   ): Promise<{ revision: number; jws: string } | undefined> {
-    const answer = await this.api(`/v1/nodes/${nodeId}/config?wait=${waitSeconds}`, {
-      headers: known === undefined ? {} : { 'if-none-match': `"${known}"` },
-      timeoutMs: (waitSeconds + 15) * 1000,
-      ...(signal ? { signal } : {}),
-    });
-    if (answer.status === 304) return undefined;
-    if (answer.status !== 200) throw errorFromAnswer(answer, 'configuration download');
-    const etag = String(answer.headers.etag ?? '')
-      .replace(/^W\//, '')
-      .replace(/"/g, '');
-    return { revision: Number(etag), jws: answer.body.toString('utf8') };
+    return this.#requireIdentity().nodeConfig(nodeId, known, waitSeconds, signal);
   }
 
   /** The policy bundle archive at `path` (the document's `policy.bundle`). */
   async bundle(path: string): Promise<Buffer> {
-    const answer = await this.api(path.startsWith('/') ? path : `/${path}`);
-    if (answer.status !== 200) throw errorFromAnswer(answer, 'policy bundle download');
-    return answer.body;
+    return this.#requireIdentity().policyBundle(path);
   }
 
   async putStatus(nodeId: string, report: NodeStatusReport): Promise<void> {
-    const answer = await this.api(`/v1/nodes/${nodeId}/status`, { method: 'PUT', body: report });
-    if (answer.status !== 200) throw errorFromAnswer(answer, 'status report');
+    return this.#requireIdentity().putNodeStatus(nodeId, report);
   }
 
   /**
@@ -243,12 +170,12 @@ export class CentOpsClient {
     signal: AbortSignal,
     onOpen?: () => void,
   ): Promise<void> {
-    const url = `${this.apiUrl}/v1/nodes/${nodeId}/config/stream`;
-    const response = await this.#send(url, this.#requireAgent(), {
+    const path = `/v1/nodes/${nodeId}/config/stream`;
+    const url = `${this.apiUrl}${path}`;
+    const response = await this.#requireIdentity().open(path, {
       headers: { accept: 'text/event-stream' },
       signal,
-      // CentOps sends a heartbeat every 15 s: silence for three of them is a dead (half-open) connection.
-      timeoutMs: STREAM_IDLE_MS,
+      idleTimeoutMs: STREAM_IDLE_MS,
     });
     if (response.statusCode !== 200) {
       const body = await readBody(response).catch(() => Buffer.alloc(0));

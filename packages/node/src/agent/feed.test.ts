@@ -3,18 +3,11 @@ import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { DmrError } from '@dmr/core';
+import { waitFor } from '@dmr/core/testing';
 import type { SseEvent } from './centops-client.js';
 import { FeedFollower, type FeedDocument, type FeedOptions } from './feed.js';
 
 type FakeClient = FeedOptions['client'];
-
-async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await sleep(5);
-  }
-}
 
 describe('FeedFollower', () => {
   it('falls back to long-polling when the stream fails, and sends If-None-Match of the last revision', async () => {
@@ -47,7 +40,7 @@ describe('FeedFollower', () => {
       onConnected: (value) => connected.push(value),
     });
     feed.start(undefined);
-    await until(() => streams >= 2);
+    await waitFor('a second stream attempt', () => streams >= 2, { timeoutMs: 5000, intervalMs: 5 });
     await feed.stop();
     assert.deepEqual(received, [{ revision: 4, jws: 'doc-4', via: 'poll' }]);
     assert.deepEqual(polls.slice(0, 3), [undefined, 4, 4]);
@@ -56,7 +49,7 @@ describe('FeedFollower', () => {
   });
 
   it('coalesces documents that arrive while one is applied: only the latest waits', async () => {
-    let emit: (event: SseEvent) => void = () => undefined;
+    let emit: ((event: SseEvent) => void) | undefined;
     const client: FakeClient = {
       stream: (_node, onEvent, signal, onOpen) => {
         emit = onEvent;
@@ -77,10 +70,10 @@ describe('FeedFollower', () => {
       },
     });
     feed.start(undefined);
-    await sleep(10);
-    emit({ event: 'config', id: '1', data: 'a' });
-    emit({ event: 'config', id: '2', data: 'b' });
-    emit({ event: 'config', id: '3', data: 'c' });
+    const stream = await waitFor('the stream to open', () => emit);
+    stream({ event: 'config', id: '1', data: 'a' });
+    stream({ event: 'config', id: '2', data: 'b' });
+    stream({ event: 'config', id: '3', data: 'c' });
     release();
     await feed.idle();
     await feed.stop();

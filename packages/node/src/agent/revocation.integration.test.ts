@@ -14,22 +14,12 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { probeTls } from '@dmr/broker';
 import { readPolicyDir, defaultPackDir } from '@dmr/centops';
 import { NodeAgent } from './agent.js';
 import { loadRunConfig } from './run-config.js';
 import { NODE, startAgentEnvironment, writeRunConfig, type AgentEnvironment } from './test-support.js';
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
+import { waitFor } from '@dmr/core/testing';
 
 describe('revocation at the broker and at the node', () => {
   let env: AgentEnvironment;

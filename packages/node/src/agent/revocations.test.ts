@@ -1,7 +1,7 @@
 /** When a new document tells the agent to fetch the CRL at once (revocationsGrew): pure, no CentOps. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { NodeConfig } from '@dmr/centops';
+import type { NodeConfig } from '@dmr/contract';
 import { revocationsGrew } from './revocations.js';
 
 const NOW = new Date('2026-12-05T12:00:00Z');

@@ -1,4 +1,4 @@
-import type { NodeConfig } from '@dmr/centops';
+import type { NodeConfig } from '@dmr/contract';
 
 /**
  * Whether `next` says something was revoked since `previous`: it denylists

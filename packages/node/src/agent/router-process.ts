@@ -22,7 +22,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { pino, type Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { connectWithCertificate } from '@dmr/broker';
-import type { NodeConfig } from '@dmr/centops';
+import type { NodeConfig } from '@dmr/contract';
 import { DmrError } from '@dmr/core';
 import { brokerServerCheck } from '@dmr/pki';
 import {

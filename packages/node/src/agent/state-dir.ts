@@ -21,7 +21,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DmrError } from '@dmr/core';
-import { configSignerSpiffeId, verifyNodeConfig, type NodeConfig } from '@dmr/centops';
+import { configSignerSpiffeId, verifyNodeConfig, type LocalStatus, type NodeConfig } from '@dmr/contract';
 import { ensurePrivateDirectory, writeFileAtomic } from '@dmr/pki';
 
 export interface DataPaths {
@@ -53,16 +53,7 @@ export function dataPaths(dataDir: string): DataPaths {
   };
 }
 
-/** What status.json holds: the agent's view, for operators and `dmr node status`-like tools. */
-export interface LocalStatus {
-  node: string;
-  appliedRevision: number | null;
-  policyRevision: string | null;
-  refused: { revision: number; reason: string; at: string } | null;
-  centopsConnected: boolean;
-  certificate: { serial: string; notAfter: string } | null;
-  updatedAt: string;
-}
+export type { LocalStatus } from '@dmr/contract';
 
 export function sha256Digest(data: Uint8Array): string {
   return `sha256:${createHash('sha256').update(data).digest('hex')}`;

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { waitFor } from '@dmr/core/testing';
 
 const STOP_REQUEST = fileURLToPath(new URL('./stop-request.js', import.meta.url));
 
@@ -46,8 +46,7 @@ function lines(child: ChildProcess): { wait(count: number): Promise<string[]> } 
   });
   return {
     async wait(count) {
-      const deadline = Date.now() + 10_000;
-      while (seen.length < count && Date.now() < deadline) await sleep(10);
+      await waitFor(`${count} lines from the child`, () => seen.length >= count, { timeoutMs: 10_000, intervalMs: 10 });
       return [...seen];
     },
   };
@@ -64,11 +63,14 @@ describe('stopRequested', () => {
     assert.ok(Number.isInteger(childPid) && isRunning(childPid));
     parent.kill('SIGKILL'); // our own child, by PID
     await once(parent, 'exit');
-    const deadline = Date.now() + 10_000;
-    while (isRunning(childPid) && Date.now() < deadline) await sleep(20);
-    const left = isRunning(childPid);
-    if (left) process.kill(childPid, 'SIGKILL');
-    assert.equal(left, false, 'the orphaned child stopped by itself');
+    try {
+      await waitFor('the orphaned child to stop by itself', () => !isRunning(childPid), {
+        timeoutMs: 10_000,
+        intervalMs: 20,
+      });
+    } finally {
+      if (isRunning(childPid)) process.kill(childPid, 'SIGKILL'); // our own grandchild, by PID
+    }
   });
 
   it('resolves with the signal, and with "parent gone" when the channel closes', async () => {

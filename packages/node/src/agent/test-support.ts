@@ -1,29 +1,21 @@
 /**
- * The agent's integration environment (not exported from the package): a
- * real CentOps (initCentOps --dev, served on ephemeral ports with mutual
- * TLS), a harness broker trusting CentOps' CA, and a run-config for node
- * `node-a` pointing at both. Copied in spirit from
- * packages/centops/src/policy/test-support.ts (test-support files are not
- * exported across packages).
+ * The agent's integration environment (not exported from the package): the
+ * test CentOps (`@dmr/centops/testing`), a harness broker trusting CentOps'
+ * CA, and a run-config for node `node-a` pointing at both.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { stringify } from 'yaml';
 import { harnessPaths, pemCacheReloadCommand, startBrokers, type BrokerHarness } from '@dmr/broker-harness';
-import { CONFIG_FILE, initCentOps, loadConfig, startServer, type CentOpsServer } from '@dmr/centops';
-import { obtainCertificate, requestEnrolment } from '@dmr/pki';
+import type { CentOpsServer } from '@dmr/centops';
+import { startTestCentOps, type Credentials, type Response as Answer } from '@dmr/centops/testing';
 import type { RawRunConfig } from './run-config.js';
 
 export const TD = 'dmr.test';
 export const NODE = 'node-a';
-const ACTOR = `spiffe://${TD}/operator/admin`;
-
-// The CentOps API tests' HTTPS client: real TLS, optional client certificate.
-import { call, type Credentials, type Response as Answer } from '@dmr/centops/testing';
 
 export { call, type Credentials, type Response as Answer } from '@dmr/centops/testing';
 
@@ -53,55 +45,21 @@ export async function writeRunConfig(dir: string, name: string, config: RawRunCo
 
 /** Starts CentOps (organisation `police`, node `node-a`, client `police-bot`) and one broker. */
 export async function startAgentEnvironment(): Promise<AgentEnvironment> {
-  const dir = await mkdtemp(join(tmpdir(), 'dmr-agent-test-'));
-  const centopsDir = join(dir, 'centops');
-  await initCentOps({ dir: centopsDir, dev: true, trustDomain: TD, database: join(dir, 'centops.db') });
-  const config = await loadConfig(join(centopsDir, CONFIG_FILE));
-  config.listen.port = 0;
-  config.enrolListen.port = 0;
-  const server = await startServer(config, { pollIntervalMs: 50 });
+  const centops = await startTestCentOps({
+    label: 'agent-test',
+    trustDomain: TD,
+    organisations: { police: 'Police', tax: 'Tax Board' },
+    nodes: [NODE],
+    clients: [{ id: 'police-bot', organisation: 'police', roles: ['chatbot'] }],
+    lifetime: '7d',
+  });
+  const { dir, server } = centops;
   let harness: BrokerHarness | undefined;
   try {
-    const ca = await readFile(join(centopsDir, 'ca', 'root.crt'), 'utf8');
-    const admin = {
-      cert: await readFile(join(`${centopsDir}-admin`, 'admin.crt'), 'utf8'),
-      key: await readFile(join(`${centopsDir}-admin`, 'admin.key'), 'utf8'),
-    };
-    const profile = { keyAlgorithm: 'ecdsa-p256' as const, lifetime: '7d', extraDns: [], extraIps: [] };
-    const { store } = server;
-    await store.create('Organisation', { id: 'police', name: 'Police', labels: {} }, ACTOR);
-    await store.create('Organisation', { id: 'tax', name: 'Tax Board', labels: {} }, ACTOR);
-    await store.create(
-      'Node',
-      {
-        id: NODE,
-        amqpsEndpoint: 'amqps://127.0.0.1:5671',
-        managementEndpoint: 'https://127.0.0.1:15671',
-        labels: {},
-        // The node certificate is also its broker's server certificate: name the host clients dial.
-        certificateProfile: { ...profile, extraDns: ['localhost'], extraIps: ['127.0.0.1'] },
-      },
-      ACTOR,
-    );
-    await store.create(
-      'Client',
-      {
-        id: 'police-bot',
-        organisation: 'police',
-        homeNode: NODE,
-        roles: ['chatbot'],
-        labels: {},
-        status: 'active',
-        certificateProfile: profile,
-      },
-      ACTOR,
-    );
     harness = await startBrokers({ dir: join(dir, 'brokers'), ca: server.ca, namePrefix: 'agent' });
     const broker = harness.node(0);
     const caFile = join(dir, 'centops-ca.pem');
-    await writeFile(caFile, ca);
-    const api = (path: string, options: { method?: string; body?: unknown } = {}) =>
-      call(`${server.apiUrl}${path}`, { ...options, ca, credentials: admin });
+    await writeFile(caFile, centops.rootPem);
     const runConfig: RawRunConfig = {
       node: NODE,
       dataDir: join(dir, 'node-a'),
@@ -128,41 +86,26 @@ export async function startAgentEnvironment(): Promise<AgentEnvironment> {
       logLevel: 'silent',
     };
     const started = harness;
-    const token = async (id: string, kind: 'node' | 'client'): Promise<string> => {
-      const answer = await api('/v1/tokens', { method: 'POST', body: { id, kind } });
-      if (answer.status !== 201) throw new Error(`token: ${answer.status} ${answer.text}`);
-      return (answer.json as { token: string }).token;
-    };
     return {
       dir,
-      centopsDir,
+      centopsDir: centops.centopsDir,
       server,
       harness: started,
-      ca,
-      admin,
+      ca: centops.rootPem,
+      admin: centops.admin,
       runConfig,
-      api,
-      token,
-      async enrolClient(id) {
-        const secret = await token(id, 'client');
-        const issued = await obtainCertificate({
-          id,
-          kind: 'client',
-          trustDomain: TD,
-          what: `enrolment of ${id}`,
-          send: (csrPem) =>
-            requestEnrolment({ enrolUrl: server.enrolUrl, token: secret, csrPem, caPem: ca, trustDomain: TD }),
-        });
-        return { chainPem: issued.chainPem, privateKeyPem: issued.privateKeyPem, serial: issued.serial };
-      },
+      api: centops.api,
+      token: centops.token,
+      enrolClient: centops.enrolClient,
       async close() {
-        await Promise.allSettled([server.close(), started.stop()]);
-        await rm(dir, { recursive: true, force: true });
+        // The harness's directory is inside CentOps' temp directory: stop it before that is removed.
+        await started.stop().catch(() => undefined);
+        await centops.close();
       },
     };
   } catch (error) {
-    await server.close();
     await harness?.stop();
+    await centops.close();
     throw error;
   }
 }

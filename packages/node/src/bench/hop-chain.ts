@@ -7,7 +7,7 @@
  * whole chain) with a warm certificate cache. A benchmark, not a test: it
  * prints figures and asserts nothing. docs/mesh.md "Sizes" quotes it.
  *
- *   npm run bench:hops [-- N]     N timed operations per row (default 2000)
+ *   npm run bench -- hop-chain [N]     N timed operations per row (default 2000)
  */
 import { performance } from 'node:perf_hooks';
 import { summarize } from '@dmr/core';

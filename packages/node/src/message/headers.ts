@@ -8,6 +8,7 @@
  * and the size measure walks keys the way amqplib's encoder does (`for…in`,
  * inherited keys included) so that it bounds what a re-encode would need.
  */
+import { APP_HEADER_PATTERN, E2E_CONTENT_TYPE_HEADER } from '@dmr/contract';
 import {
   RECIPIENT_HEADER,
   TRACEPARENT_HEADER,
@@ -19,11 +20,7 @@ import {
 /** Header names RabbitMQ reads as extra routing keys (rabbit_basic: `CC`, `BCC`). */
 const ROUTING_HEADERS = new Set(['cc', 'bcc']);
 
-/** The SDK's end-to-end protection keeps the application's own content type here (packages/sdk). */
-export const E2E_CONTENT_TYPE_HEADER = 'dmr-e2e-content-type';
-
-/** Application headers a client may have delivered: `app-` then lowercase letters, digits and `-`. */
-export const APP_HEADER_PATTERN = /^app-[a-z0-9][a-z0-9-]{0,59}$/;
+export { APP_HEADER_PATTERN, E2E_CONTENT_TYPE_HEADER } from '@dmr/contract';
 
 /** Trace context is W3C ASCII; tracestate's recommended cap is 512 characters. */
 const TRACE_PATTERN = /^[\x20-\x7e]{1,512}$/;

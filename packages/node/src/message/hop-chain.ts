@@ -5,29 +5,27 @@
  * every later hop and the destination can check who handled the message, in
  * which order, and that nobody dropped, forged, reordered or moved an entry.
  *
- * ## Entries
- *
- * `dmr-hops` is the JSON array of entries `{"node", "at", "to", "sig"}`:
- * `node` the id of the node that appended it, `at` when (ISO 8601 UTC with
- * milliseconds, as `Date.toISOString` writes it), `to` the node it forwarded
- * to (`null` in a destination's final entry), `sig` a compact JWS with a
- * detached payload, header `{alg, typ: "dmr-hop+jws", kid, x5c}` (the same
- * key, algorithms and certificate chain as `dmr-sig`; entry 0 leaves `x5c`
- * out, because it is the origin's and `dmr-sig` carries that chain), over
- * the UTF-8 JSON array
- *
- *     ["dmr-hop/2", <index>, <prev>, <node>, <at>, <to>]
- *
- * with `<index>` a JSON number (0 for the origin's entry) and `<prev>`
- * `"sha256:" + hex(sha256(dmr-sig))` for entry 0, else
- * `"sha256:" + hex(sha256(entries[index - 1].sig))`. So entry 0 is bound to
- * the message through `dmr-sig` (which covers the metadata and a digest of
- * the body), and every entry to all entries before it.
+ * The entry format (`{node, at, to, sig}`), the bytes each entry signs and
+ * how entries link are wire contract: @dmr/contract hops.ts and
+ * docs/contract.md "Hops".
  *
  * Pure: no broker, no router, no clock (`at` and `now` are passed in).
+ * Signing and verifying with node keys is here.
  */
-import { createHash, type X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import { isValidId, parseSpiffeId } from '@dmr/core';
+import {
+  DEFAULT_MAX_HOPS,
+  HOP_ENTRY_JWS_TYPE,
+  hopEntryPayload,
+  hopsInvalid,
+  linkDigest,
+  nextPrev,
+  parseHopChain,
+  splitDetachedJws,
+  type HopChain,
+  type HopEntry,
+} from '@dmr/contract';
 import {
   HOPS_HEADER,
   ORIGIN_HEADER,
@@ -45,125 +43,24 @@ import {
   NodeSigningKey,
   decodeJwsHeader,
   originSignature,
-  splitDetachedJws,
   verifyDetached,
   type HopSignerOptions,
   type HopVerifierOptions,
 } from './hop-signature.js';
 
-export const HOP_CHAIN_VERSION = 'dmr-hop/2';
-export const HOP_ENTRY_JWS_TYPE = 'dmr-hop+jws';
-
-/** The default of `limits.maxHops`: node-to-node links a message may cross. */
-export const DEFAULT_MAX_HOPS = 8;
-
-/**
- * Header bytes one entry may add to `dmr-hops` (and the most `dmr-sig`
- * takes). Measured (docs/mesh.md "Sizes", `npm run bench:hops`): an entry
- * after the origin's takes 1 943 bytes with a P-256 node certificate and a
- * 2-character id, 2 283 with a 63-character id, 2 902 with RSA-2048 and
- * 3 696 with RSA-4096 (63-character ids, this CA's P-256 intermediate);
- * the rest is room for a longer trust domain.
- */
-export const HOP_ENTRY_ALLOWANCE_BYTES = 4096;
-
-/**
- * The header cap of a relayed message: what a client may send
- * (`limits.maxHeaderBytes`) plus `dmr-sig` and `maxHops` entries, one
- * allowance each (the other DMR headers fit in the allowances' slack).
- */
-export function relayHeaderCap(maxHeaderBytes: number, maxHops = DEFAULT_MAX_HOPS): number {
-  return maxHeaderBytes + (maxHops + 1) * HOP_ENTRY_ALLOWANCE_BYTES;
-}
-
-/** One entry of `dmr-hops` (version 2). */
-export interface HopEntry {
-  node: string;
-  /** ISO 8601 UTC with milliseconds. */
-  at: string;
-  /** The node it was forwarded to; null in the destination's final entry. */
-  to: string | null;
-  /** Compact JWS, detached payload. */
-  sig: string;
-}
-
-/** What a new entry links to: the message's `dmr-sig` and the entries so far. */
-export interface HopChain {
-  signature: string;
-  hops: readonly HopEntry[];
-}
-
-/** `"sha256:" + hex(sha256(value))`: how an entry names what it follows. */
-export function linkDigest(value: string): string {
-  return `sha256:${createHash('sha256').update(value, 'utf8').digest('hex')}`;
-}
-
-/** The signed bytes of entry `index`. */
-export function hopEntryPayload(index: number, prev: string, node: string, at: string, to: string | null): Buffer {
-  return Buffer.from(JSON.stringify([HOP_CHAIN_VERSION, index, prev, node, at, to]), 'utf8');
-}
-
-/** The `prev` of the entry after `chain`. */
-function nextPrev(chain: HopChain): string {
-  const last = chain.hops[chain.hops.length - 1];
-  return last === undefined ? linkDigest(chain.signature) : linkDigest(last.sig);
-}
-
-const ISO_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
-const ENTRY_KEYS = ['node', 'at', 'to', 'sig'];
-
-/** Why one entry is malformed, or undefined when it is well-formed. Names no value from the wire. */
-function entryProblem(item: unknown): string | undefined {
-  if (typeof item !== 'object' || item === null || Array.isArray(item)) return 'is not an object';
-  const keys = Object.keys(item);
-  if (keys.length !== ENTRY_KEYS.length || !ENTRY_KEYS.every((key) => Object.hasOwn(item, key))) {
-    return 'must have exactly node, at, to and sig';
-  }
-  const { node, at, to, sig } = item as Record<string, unknown>;
-  if (typeof node !== 'string' || !isValidId(node)) return 'node is not a valid id';
-  if (typeof at !== 'string' || !ISO_MS.test(at) || new Date(at).toISOString() !== at) {
-    return 'at is not an ISO 8601 UTC time with milliseconds';
-  }
-  if (to !== null && (typeof to !== 'string' || !isValidId(to))) return 'to is not a valid id or null';
-  if (splitDetachedJws(sig) === undefined) return 'sig is not a compact JWS with a detached payload';
-  return undefined;
-}
-
-/**
- * Parses `dmr-hops` version 2 (at most `maxEntries` entries, checked before
- * any entry is looked at): the entries, or a refusal (`HOPS_INVALID` with
- * check `format`, `HOP_LIMIT_EXCEEDED` with check `limit`).
- */
-export function parseHopChain(value: unknown, maxEntries = DEFAULT_MAX_HOPS): CheckResult<HopEntry[]> {
-  if (typeof value !== 'string') return hopsInvalid('format', `${HOPS_HEADER} is missing`);
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch {
-    return hopsInvalid('format', `${HOPS_HEADER} is not JSON`);
-  }
-  if (!Array.isArray(parsed) || parsed.length === 0) {
-    return hopsInvalid('format', `${HOPS_HEADER} is not a non-empty JSON list`);
-  }
-  if (parsed.length > maxEntries) {
-    return reject(
-      'HOP_LIMIT_EXCEEDED',
-      `the message crossed ${parsed.length} links, more than the limit of ${maxEntries} (limit)`,
-    );
-  }
-  const entries: HopEntry[] = [];
-  for (const [index, item] of (parsed as unknown[]).entries()) {
-    const problem = entryProblem(item);
-    if (problem !== undefined) return hopsInvalid('format', `entry ${index}: ${problem}`);
-    const { node, at, to, sig } = item as HopEntry;
-    entries.push({ node, at, to, sig });
-  }
-  return { ok: true, message: entries };
-}
-
-function hopsInvalid(check: string, message: string): Rejection {
-  return reject('HOPS_INVALID', `${message} (${check})`);
-}
+// The wire parts (entry format, signed bytes, parser) are the contract's; re-exported for the node's API.
+export {
+  DEFAULT_MAX_HOPS,
+  HOP_CHAIN_VERSION,
+  HOP_ENTRY_ALLOWANCE_BYTES,
+  HOP_ENTRY_JWS_TYPE,
+  hopEntryPayload,
+  linkDigest,
+  parseHopChain,
+  relayHeaderCap,
+  type HopChain,
+  type HopEntry,
+} from '@dmr/contract';
 
 function entryInvalid(index: number, check: string, message: string): Rejection {
   return reject('HOP_SIGNATURE_INVALID', `entry ${index}: ${message} (${check})`);

@@ -1,53 +1,32 @@
 /**
- * The origin signature (docs/contract.md "Message contract"): the origin node, after
- * its checks, records the authenticated sender (`dmr-sender`) and itself
- * (`dmr-origin`) and signs the canonical metadata plus a SHA-256 digest of
- * the body with its node key (`dmr-sig`). Every later hop verifies that
- * signature before it trusts any metadata, then appends itself to `dmr-hops`.
+ * The origin signature: the origin node, after its checks, records the
+ * authenticated sender (`dmr-sender`) and itself (`dmr-origin`) and signs the
+ * canonical metadata plus a SHA-256 digest of the body with its node key
+ * (`dmr-sig`). Every later hop verifies that signature before it trusts any
+ * metadata, then appends itself to `dmr-hops`.
  *
- * ## Canonical metadata (version `dmr-hop-sig/1`)
- *
- * The signed bytes are the UTF-8 encoding of `JSON.stringify` of this array
- * of ten strings (or null), in this order:
- *
- * | # | value                                                                            |
- * |---|----------------------------------------------------------------------------------|
- * | 0 | the literal `"dmr-hop-sig/1"` (domain separation and format version)             |
- * | 1 | property `message_id`, exactly as carried                                        |
- * | 2 | header `dmr-sender` (= the client id in the `user_id` the origin broker checked) |
- * | 3 | header `dmr-origin` (the origin node id)                                         |
- * | 4 | header `dmr-recipient`                                                           |
- * | 5 | property `type`                                                                  |
- * | 6 | property `timestamp`: POSIX seconds as a decimal integer string                  |
- * | 7 | property `expiration`: decimal ms string, or `null` when absent                  |
- * | 8 | header `dmr-version` as a decimal string (`"1"`)                                 |
- * | 9 | `"sha256:"` + lowercase hex SHA-256 of the body bytes                            |
- *
- * A JSON array of strings has one serialisation (JSON.stringify escapes
- * deterministically; no keys to order, no whitespace), so both ends derive
- * identical bytes from the message itself. Not signed, because they change
- * per hop: `user_id` (a forwarding node publishes as itself), `dmr-hops`,
- * `traceparent`, `tracestate`, delivery properties.
- *
- * ## `dmr-sig`
- *
- * A compact JWS with a detached payload (RFC 7515 appendix F):
- * `base64url(header)..base64url(signature)`; the payload is the canonical
- * metadata above, recomputed by the verifier rather than carried, so the
- * verifier can never check one thing and use another. Header:
- * `{alg, typ: "dmr-hop-sig+jws", kid, x5c}` with `alg` ES256 (P-256 key),
- * ES384 (P-384) or PS256 (RSA), `kid` the sha256 fingerprint of the node
- * certificate and `x5c` its chain (leaf first, no root).
+ * The signed bytes (canonical metadata `dmr-hop-sig/1`), the JWS header and
+ * the `dmr-hops` format are wire contract: @dmr/contract's hops.ts and
+ * docs/contract.md "Hops". This file holds what needs the node's key and
+ * certificates: signing, and verifying a signer against the CA.
  */
 import type { X509Certificate } from 'node:crypto';
 import { isValidId, spiffeId } from '@dmr/core';
 import {
+  HOP_SIGNATURE_ALGORITHMS,
+  HOP_SIGNATURE_JWS_TYPE,
+  canonicalMetadata,
+  parseHops,
+  splitDetachedJws,
+  type DetachedJws,
+  type Hop,
+  type HopSignatureAlgorithm,
+} from '@dmr/contract';
+import {
   X5cJwsSigner,
   decodeJwsHeader as decodeJsonHeader,
   jwsAlgorithmFor,
-  splitJws,
   loadSigningIdentity,
-  sha256Hex,
   verifyJwsSignature,
   verifyX5cSigner,
   type SignerCheck,
@@ -55,79 +34,28 @@ import {
 import {
   HOPS_HEADER,
   ORIGIN_HEADER,
-  RECIPIENT_HEADER,
   SENDER_HEADER,
   SIGNATURE_HEADER,
-  VERSION_HEADER,
   reject,
   type CheckResult,
   type Rejection,
   type SignableMessage,
 } from './contract.js';
 
-export const HOP_SIGNATURE_VERSION = 'dmr-hop-sig/1';
-export const HOP_SIGNATURE_JWS_TYPE = 'dmr-hop-sig+jws';
-const ALGORITHMS = ['ES256', 'ES384', 'PS256'] as const;
-export type Algorithm = (typeof ALGORITHMS)[number];
+const ALGORITHMS = HOP_SIGNATURE_ALGORITHMS;
+export type Algorithm = HopSignatureAlgorithm;
 
-/** One entry of `dmr-hops`. */
-export interface Hop {
-  node: string;
-  /** ISO 8601 UTC time the node handled the message. */
-  at: string;
-}
-
-function digestOf(body: Uint8Array): string {
-  return `sha256:${sha256Hex(body)}`;
-}
-
-function asDecimal(value: unknown): string | undefined {
-  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return String(value);
-  if (typeof value === 'string' && /^(0|[1-9][0-9]*)$/.test(value)) return value;
-  return undefined;
-}
-
-/**
- * The canonical metadata of `message` as signed by `origin` for `sender`, or
- * the name of the first field that is missing or malformed.
- */
-export function canonicalMetadata(
-  message: SignableMessage,
-  sender: string,
-  origin: string,
-): { ok: true; bytes: Buffer } | { ok: false; field: string } {
-  const { properties } = message;
-  const headers = properties.headers ?? {};
-  const messageId = properties.messageId;
-  if (typeof messageId !== 'string' || messageId === '') return { ok: false, field: 'message_id' };
-  const recipient = headers[RECIPIENT_HEADER];
-  if (typeof recipient !== 'string' || recipient === '') return { ok: false, field: RECIPIENT_HEADER };
-  const type = properties.type;
-  if (typeof type !== 'string' || type === '') return { ok: false, field: 'type' };
-  const timestamp = asDecimal(properties.timestamp);
-  if (timestamp === undefined) return { ok: false, field: 'timestamp' };
-  let expiration: string | null = null;
-  if (properties.expiration !== undefined && properties.expiration !== null) {
-    const parsed = asDecimal(properties.expiration);
-    if (parsed === undefined) return { ok: false, field: 'expiration' };
-    expiration = parsed;
-  }
-  const version = asDecimal(headers[VERSION_HEADER]);
-  if (version === undefined) return { ok: false, field: VERSION_HEADER };
-  const fields = [
-    HOP_SIGNATURE_VERSION,
-    messageId,
-    sender,
-    origin,
-    recipient,
-    type,
-    timestamp,
-    expiration,
-    version,
-    digestOf(message.content),
-  ];
-  return { ok: true, bytes: Buffer.from(JSON.stringify(fields), 'utf8') };
-}
+// The wire parts (header names, signed bytes, `dmr-hops` v1) are the contract's; re-exported for the node's API.
+export {
+  HOP_SIGNATURE_JWS_TYPE,
+  HOP_SIGNATURE_VERSION,
+  appendHop,
+  canonicalMetadata,
+  parseHops,
+  splitDetachedJws,
+  type DetachedJws,
+  type Hop,
+} from '@dmr/contract';
 
 /**
  * A node's key with its certificate chain, loaded once: it makes every
@@ -340,20 +268,6 @@ export class NodeSignerCache {
   }
 }
 
-/** The two parts of a compact JWS with a detached payload, each base64url. */
-export interface DetachedJws {
-  encodedHeader: string;
-  encodedSignature: string;
-}
-
-/** `value` split as `header..signature`, or undefined when it is not a compact JWS with a detached payload. */
-export function splitDetachedJws(value: unknown): DetachedJws | undefined {
-  const parts = splitJws(value, true);
-  return parts === undefined
-    ? undefined
-    : { encodedHeader: parts.encodedHeader, encodedSignature: parts.encodedSignature };
-}
-
 export interface JwsHeader {
   alg: Algorithm;
   kid: string;
@@ -397,33 +311,6 @@ export function verifyDetached(
 
 function invalid(check: string, message: string): Rejection {
   return reject('HOP_SIGNATURE_INVALID', `${message} (${check})`);
-}
-
-/** Parses `dmr-hops`: a JSON list of {node, at} with valid ids and ISO times. */
-export function parseHops(value: unknown): Hop[] | undefined {
-  if (typeof value !== 'string') return undefined;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch {
-    return undefined;
-  }
-  if (!Array.isArray(parsed)) return undefined;
-  const hops: Hop[] = [];
-  for (const item of parsed as unknown[]) {
-    if (typeof item !== 'object' || item === null) return undefined;
-    const { node, at } = item as Record<string, unknown>;
-    if (typeof node !== 'string' || !isValidId(node) || typeof at !== 'string' || Number.isNaN(Date.parse(at))) {
-      return undefined;
-    }
-    hops.push({ node, at });
-  }
-  return hops;
-}
-
-/** The `dmr-hops` value with `node` appended at `at`: what a later hop forwards. */
-export function appendHop(hops: readonly Hop[], node: string, at: Date): string {
-  return JSON.stringify([...hops, { node, at: at.toISOString() }]);
 }
 
 /** The later-hop side: verifies origin signatures against the CA, the expected signer and the denylist. */

@@ -11,7 +11,7 @@
  * denied, whatever its status.
  */
 import { isValidId, parseSpiffeId } from '@dmr/core';
-import type { NodeConfig } from '@dmr/centops';
+import type { NodeConfig } from '@dmr/contract';
 import {
   CONTRACT_VERSION,
   RECIPIENT_HEADER,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { planChanges, type ActualState } from './apply.js';
-import { denyClient, sampleConfig } from './fixtures.js';
+import { denyClient, sampleConfig } from './test-support.js';
 import {
   CLIENT_USER_TAG,
   INGRESS_EXCHANGE,

@@ -31,51 +31,53 @@
  */
 import { spiffeId } from '@dmr/core';
 import type { UserLimitName } from '@dmr/broker';
-import type { NodeConfig } from '@dmr/centops';
+import {
+  AUDIT_STREAM,
+  CLIENT_USER_TAG,
+  DEAD_LETTER_EXCHANGE,
+  DEAD_LETTER_REPORTS_QUEUE,
+  DELIVERY_EXCHANGE,
+  INGRESS_EXCHANGE,
+  MESH_INGRESS_EXCHANGE,
+  MESH_INGRESS_QUEUE,
+  PEER_USER_TAG,
+  REJECTED_EXCHANGE,
+  REJECTED_QUEUE,
+  ROUTER_USER_TAG,
+  clientQueueName,
+  deadLetterQueueName,
+  ingressQueueName,
+  outboundQueueName,
+  vhostName,
+  type NodeConfig,
+} from '@dmr/contract';
 
-/** Every exchange and queue the reconciler owns starts with this; anything else in the vhost is left alone. */
-export const DMR_PREFIX = 'dmr.';
-/** User tags marking the users the reconciler owns (the management API lists users of every vhost). */
-export const CLIENT_USER_TAG = 'dmr-client';
-export const ROUTER_USER_TAG = 'dmr-router';
-export const PEER_USER_TAG = 'dmr-peer';
-export const MANAGED_USER_TAGS: readonly string[] = [CLIENT_USER_TAG, ROUTER_USER_TAG, PEER_USER_TAG];
+// The names are the wire contract's (clients, routers and the mesh spell them too); re-exported for the node's API.
+export {
+  AUDIT_STREAM,
+  CLIENT_USER_TAG,
+  DEAD_LETTER_EXCHANGE,
+  DEAD_LETTER_REPORTS_QUEUE,
+  DELIVERY_EXCHANGE,
+  DMR_PREFIX,
+  INGRESS_EXCHANGE,
+  INGRESS_QUEUE_PREFIX,
+  MANAGED_USER_TAGS,
+  MESH_INGRESS_EXCHANGE,
+  MESH_INGRESS_QUEUE,
+  PEER_USER_TAG,
+  REJECTED_EXCHANGE,
+  REJECTED_QUEUE,
+  ROUTER_USER_TAG,
+  clientQueueName,
+  deadLetterQueueName,
+  ingressQueueName,
+  outboundQueueName,
+  vhostName,
+} from '@dmr/contract';
 
-export const INGRESS_EXCHANGE = 'dmr.ingress';
-export const MESH_INGRESS_EXCHANGE = 'dmr.mesh-ingress';
-export const DELIVERY_EXCHANGE = 'dmr.delivery';
-/** Prefix of the per-shard ingress queues `dmr.ingress.<n>`. */
-export const INGRESS_QUEUE_PREFIX = 'dmr.ingress.';
-export const DEAD_LETTER_EXCHANGE = 'dmr.dead-letter';
-export const DEAD_LETTER_REPORTS_QUEUE = 'dmr.dead-letter-reports';
-export const MESH_INGRESS_QUEUE = 'dmr.mesh-ingress';
-export const REJECTED_QUEUE = 'dmr.rejected';
-/**
- * A fanout exchange of the same name in front of the rejected queue: the
- * router's rejected copies and the ingress queues' dead letters go through
- * it, and a fanout routes to its one queue whatever routing keys (CC/BCC)
- * a message carries.
- */
-export const REJECTED_EXCHANGE = 'dmr.rejected';
-export const AUDIT_STREAM = 'dmr.audit';
 /** RabbitMQ's name of the default ("") exchange in permission checks. */
 export const DEFAULT_EXCHANGE_RESOURCE = 'amq.default';
-
-export function vhostName(nodeId: string): string {
-  return `dmr-${nodeId}`;
-}
-export function ingressQueueName(shard: number): string {
-  return `${INGRESS_QUEUE_PREFIX}${shard}`;
-}
-export function clientQueueName(clientId: string): string {
-  return `dmr.client.${clientId}`;
-}
-export function deadLetterQueueName(clientId: string): string {
-  return `dmr.client.${clientId}.dlq`;
-}
-export function outboundQueueName(peer: string): string {
-  return `dmr.outbound.${peer}`;
-}
 
 /** Escapes every regular-expression metacharacter, so a name matches only itself. */
 export function escapeRegex(name: string): string {

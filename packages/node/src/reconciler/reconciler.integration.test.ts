@@ -11,15 +11,15 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { ManagementClient } from '@dmr/broker';
 import { startBrokers, type BrokerHarness } from '@dmr/broker-harness';
 import { isDmrError } from '@dmr/core';
 import { CertificateAuthority } from '@dmr/pki';
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
 import { reconcile } from './apply.js';
-import { denyClient, sampleConfig } from './fixtures.js';
+import { denyClient, sampleConfig } from './test-support.js';
 import { CLIENT_USER_TAG, ROUTER_USER_TAG, desiredLayout, vhostName } from './layout.js';
+import { channelCloseOf, waitFor } from '@dmr/core/testing';
 
 const VHOST = vhostName('node-a');
 const TD = 'dmr.test';
@@ -36,33 +36,6 @@ function publishConfirmed(channel: ConfirmChannel, exchange: string, key: string
       error ? reject(error instanceof Error ? error : new Error(String(error))) : resolve(),
     );
   });
-}
-
-/** The close code the broker answers `operation` with (403 …); fails when the channel survives. */
-async function channelCloseCode(channel: Channel, operation: () => Promise<unknown> | unknown): Promise<number> {
-  const closed = new Promise<number>((resolve) => {
-    channel.once('error', (error: Error & { code?: number }) => resolve(error.code ?? -1));
-  });
-  const outcome = await Promise.race([
-    (async () => {
-      await operation();
-      // Publishes are fire-and-forget: give the broker's close a moment to arrive.
-      await sleep(2000);
-      return undefined;
-    })().catch((error: unknown) => (error as { code?: number }).code ?? -1),
-    closed,
-  ]);
-  if (outcome === undefined) throw new Error('the broker did not close the channel');
-  return outcome;
-}
-
-async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await condition()) return true;
-    if (Date.now() >= deadline) return false;
-    await sleep(50);
-  }
 }
 
 async function queueInfo(management: ManagementClient, name: string): Promise<Record<string, unknown> | undefined> {
@@ -176,10 +149,14 @@ describe('reconciler on a harness broker', () => {
   it('lets a client publish only to dmr.ingress', async () => {
     const alpha = await channelOf('alpha-bot', true);
     await publishConfirmed(alpha, 'dmr.ingress', 'beta-bot', 'hello');
-    assert.ok(await waitFor(async () => (await queueInfo(management, 'dmr.ingress.0'))?.messages === 1, 10_000));
+    await waitFor(
+      "(await queueInfo(management, 'dmr.ingress.0'))?.messages === 1",
+      async () => (await queueInfo(management, 'dmr.ingress.0'))?.messages === 1,
+      { timeoutMs: 10_000 },
+    );
     for (const exchange of ['dmr.delivery', 'dmr.mesh-ingress', '']) {
       const channel = await channelOf('alpha-bot', true);
-      const code = await channelCloseCode(channel, () => publishConfirmed(channel, exchange, 'beta-bot', 'sneaky'));
+      const { code } = await channelCloseOf(channel, () => publishConfirmed(channel, exchange, 'beta-bot', 'sneaky'));
       assert.equal(code, 403, exchange || '(default exchange)');
     }
   });
@@ -189,7 +166,7 @@ describe('reconciler on a harness broker', () => {
     assert.ok((await own.consume('dmr.client.alpha-bot', () => undefined)).consumerTag);
     for (const queue of ['dmr.client.beta-bot', 'dmr.ingress.0', 'dmr.client.alpha-bot.dlq']) {
       const channel = await channelOf('alpha-bot');
-      assert.equal(await channelCloseCode(channel, () => channel.consume(queue, () => undefined)), 403, queue);
+      assert.equal((await channelCloseOf(channel, () => channel.consume(queue, () => undefined))).code, 403, queue);
     }
   });
 
@@ -267,7 +244,9 @@ describe('reconciler on a harness broker', () => {
     assert.deepEqual(outcomes.slice(0, 2), [true, true]);
     assert.deepEqual(outcomes.slice(3), [false, false, false, false, false, false, false]);
     const length = async (): Promise<unknown> => (await queueInfo(management, 'dmr.client.gamma-bot'))?.messages;
-    assert.ok(await waitFor(async () => typeof (await length()) === 'number', 10_000));
+    await waitFor("typeof (await length()) === 'number'", async () => typeof (await length()) === 'number', {
+      timeoutMs: 10_000,
+    });
     const messages = await length();
     assert.ok(typeof messages === 'number' && messages <= 3, `queue holds ${String(messages)}`);
   });
@@ -289,9 +268,10 @@ describe('reconciler on a harness broker', () => {
       const messages = (await queueInfo(management, queue))?.messages;
       return typeof messages === 'number' ? messages : 0;
     };
-    assert.ok(
-      await waitFor(async () => (await depth('dmr.ingress.0')) + (await depth('dmr.ingress.1')) === 43, 10_000),
-      `shards hold ${await depth('dmr.ingress.0')} + ${await depth('dmr.ingress.1')}`,
+    await waitFor(
+      'the 43 messages in the two shards',
+      async () => (await depth('dmr.ingress.0')) + (await depth('dmr.ingress.1')) === 43,
+      { timeoutMs: 10_000 },
     );
     assert.ok((await depth('dmr.ingress.0')) > 0 && (await depth('dmr.ingress.1')) > 0, 'both shards get work');
     // The router reads its inputs and nothing else.
@@ -302,7 +282,7 @@ describe('reconciler on a harness broker', () => {
     }
     const channel = await channelOf('node-a');
     assert.equal(
-      await channelCloseCode(channel, () => channel.consume('dmr.client.gamma-bot.dlq', () => undefined)),
+      (await channelCloseOf(channel, () => channel.consume('dmr.client.gamma-bot.dlq', () => undefined))).code,
       403,
     );
   });
@@ -340,9 +320,10 @@ describe('reconciler on a harness broker', () => {
     // amqplib 2.3.1 drops the broker's reply code and text during the handshake; the broker's log has them.
     assert.equal(refused.message, 'Expected ConnectionOpenOk; got <ConnectionClose channel:0>');
     const logged = `connection refused for user '${user('delta-bot')}': user connection limit (2) is reached`;
-    assert.ok(
-      await waitFor(async () => (await readFile(harness?.node().logFile ?? '', 'utf8')).includes(logged), 10_000),
-      `the broker did not log: ${logged}`,
+    await waitFor(
+      `the broker to log: ${logged}`,
+      async () => (await readFile(harness?.node().logFile ?? '', 'utf8')).includes(logged),
+      { timeoutMs: 10_000 },
     );
 
     // Channels count over all the user's connections: 2 on one, 1 on the other, then a 4th.

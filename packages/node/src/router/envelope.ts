@@ -5,7 +5,17 @@
  * and the delivery report). No broker, no clock: `now` is passed in.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import type { NodeConfig } from '@dmr/centops';
+import {
+  BODY_BYTES_HEADER,
+  BODY_DIGEST_HEADER,
+  DETAIL_HEADER,
+  POLICY_REASONS_HEADER,
+  POLICY_REVISION_HEADER,
+  REASON_HEADER,
+  buildDeliveryReport,
+  type DeliveryReport,
+  type NodeConfig,
+} from '@dmr/contract';
 import type { PolicyDecision, PolicyInput, PolicyPrincipal } from '@dmr/policy';
 import type { Options } from 'amqplib';
 import {
@@ -24,16 +34,17 @@ import { forwardedHeaders } from '../message/headers.js';
 import { appendHop } from '../message/hop-signature.js';
 import { messageContext, type MessageContext } from '../message/validate.js';
 
-/** AMQP `type` of a delivery report. The `dmr.` prefix is reserved: clients cannot send it (validateAtOrigin). */
-export { DELIVERY_REPORT_TYPE } from '../message/contract.js';
-/** Headers the router adds to a refused message in `dmr.rejected`. */
-export const REASON_HEADER = 'dmr-reason';
-export const DETAIL_HEADER = 'dmr-detail';
-export const POLICY_REVISION_HEADER = 'dmr-policy-revision';
-export const POLICY_REASONS_HEADER = 'dmr-policy-reasons';
-/** `sha256:<hex>` of the refused body, and its length: the rejected copy keeps these instead of the body. */
-export const BODY_DIGEST_HEADER = 'dmr-body-sha256';
-export const BODY_BYTES_HEADER = 'dmr-body-bytes';
+// The report type, the rejected copy's headers and the report body are the wire contract's.
+export {
+  BODY_BYTES_HEADER,
+  BODY_DIGEST_HEADER,
+  DELIVERY_REPORT_TYPE,
+  DETAIL_HEADER,
+  POLICY_REASONS_HEADER,
+  POLICY_REVISION_HEADER,
+  REASON_HEADER,
+  type DeliveryReport,
+} from '@dmr/contract';
 
 /** A NodeConfig indexed for the router: built once per revision in applyConfig, then read per message. */
 export interface RoutingContext {
@@ -236,20 +247,7 @@ export function rejectedCopy(refused: RefusedMessage, refusal: Refusal): { conte
   return { content: Buffer.alloc(0), options };
 }
 
-/** The JSON body of a delivery report (never the original payload). */
-export interface DeliveryReport {
-  /** The refused message's id; null when it had none that was valid. */
-  messageId: string | null;
-  status: 'rejected' | 'dead-lettered';
-  reason: MessageRejectionCode;
-  detail: string;
-  policy?: { revision: string | undefined; reasons: string[] };
-  /** The node that wrote the report. */
-  node: string;
-  /** ISO 8601. */
-  at: string;
-}
-
+/** The report body of a refusal (never the original payload). */
 export function deliveryReport(
   messageId: string | null,
   status: DeliveryReport['status'],
@@ -257,17 +255,15 @@ export function deliveryReport(
   nodeId: string,
   now: number,
 ): DeliveryReport {
-  return {
+  return buildDeliveryReport({
     messageId,
     status,
     reason: refusal.reason,
     detail: refusal.detail,
-    ...(refusal.policy === undefined
-      ? {}
-      : { policy: { revision: refusal.policy.revision, reasons: [...refusal.policy.reasons] } }),
+    policy: refusal.policy,
     node: nodeId,
-    at: new Date(now).toISOString(),
-  };
+    now,
+  });
 }
 
 /**

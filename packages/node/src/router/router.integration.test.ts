@@ -7,7 +7,6 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { createHash, randomUUID } from 'node:crypto';
 import { DmrError } from '@dmr/core';
 import type { PolicyDecider, PolicyDecision, PolicyInput } from '@dmr/policy';
@@ -18,6 +17,7 @@ import { NodeFixture, clientUser, parseReport, type SendOptions, type TestClient
 import { rawPublish } from '../testing/raw-amqp.js';
 import { RouterMetrics } from './metrics.js';
 import { Router } from './router.js';
+import { waitFor } from '@dmr/core/testing';
 
 const CLIENTS = [
   { id: 'ria-bot', organisation: 'ria', roles: ['bot'], labels: { tier: 'gold' } },
@@ -32,15 +32,6 @@ const CLIENTS = [
 
 function sha256(text: string): string {
   return `sha256:${createHash('sha256').update(text).digest('hex')}`;
-}
-
-async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await condition()) return true;
-    if (Date.now() >= deadline) return false;
-    await sleep(50);
-  }
 }
 
 async function metric(node: NodeFixture, name: string, labels: Record<string, string> = {}): Promise<number> {
@@ -99,14 +90,16 @@ describe('router on a harness broker', () => {
       ['node-a'],
     );
     // The recipient can see the message before the router's ack, audit and log line: wait for those.
-    assert.ok(await waitFor(() => node.decisions(id ?? '').length > 0, 5_000), 'decision logged');
+    await waitFor('the decision log line', () => node.decisions(id ?? '').length > 0, { timeoutMs: 5_000 });
     const [line] = node.decisions(id ?? '');
     assert.equal(line?.result, 'routed');
     assert.equal(line?.policyRevision, '1');
     assert.deepEqual(line?.policyReasons, ['GRANT']);
     assert.ok(!JSON.stringify(line).includes('tere'), 'no payload in the log');
     assert.equal(await metric(node, 'dmr_router_messages_routed_total'), 1);
-    assert.ok(await waitFor(() => (node.routers[0]?.audit?.head.seq ?? 0) >= 1, 5_000), 'audit record confirmed');
+    await waitFor('the confirmed audit record', () => (node.routers[0]?.audit?.head.seq ?? 0) >= 1, {
+      timeoutMs: 5_000,
+    });
   });
 
   it('denies by default: no grant between organisations → POLICY_DENIED with NO_GRANT, report, metric, log', async () => {
@@ -121,7 +114,7 @@ describe('router on a harness broker', () => {
     assert.equal(report.node, 'node-a');
     assert.ok(!reportMessage.content.toString().includes('hello'), 'never the payload');
     assert.equal(await metric(node, 'dmr_policy_decisions_total', { result: 'deny', reason: 'NO_GRANT' }), 1);
-    assert.ok(await waitFor(() => node.decisions(id ?? '').length > 0, 5_000), 'decision logged');
+    await waitFor('the decision log line', () => node.decisions(id ?? '').length > 0, { timeoutMs: 5_000 });
     assert.equal(await metric(node, 'dmr_router_messages_rejected_total', { reason: 'POLICY_DENIED' }), 1);
     const [line] = node.decisions(id ?? '');
     assert.equal(line?.result, 'rejected');
@@ -181,7 +174,11 @@ describe('router on a harness broker', () => {
     const anonymous = await ria.send({ userId: null });
     cases.set(anonymous ?? '', 'missing user_id');
     // The copy is confirmed before the report is read, but the management API may lag: wait for all.
-    assert.ok(await waitFor(async () => (await node.depth('dmr.rejected')) >= table.length + 1, 10_000));
+    await waitFor(
+      "(await node.depth('dmr.rejected')) >= table.length + 1",
+      async () => (await node.depth('dmr.rejected')) >= table.length + 1,
+      { timeoutMs: 10_000 },
+    );
     const rejected = await node.take('dmr.rejected');
     const byCase = new Map(rejected.map((message) => [cases.get(message.properties.message_id ?? ''), message]));
     const codes = new Map<string, string>([...table.map(([name, , code]) => [name, code] as const)]);
@@ -303,7 +300,11 @@ describe('router on a harness broker', () => {
     const refused = rejected.map((copy) => ids.get(copy.properties.message_id ?? '')).filter((name) => name);
     assert.deepEqual(refused.sort(), [...ids.values()].sort());
     // Reports are confirmed before the decision is logged: wait for the lines, then count them.
-    assert.ok(await waitFor(() => [...ids.keys()].every((id) => node.decisions(id).length > 0), 5_000));
+    await waitFor(
+      '[...ids.keys()].every((id) => node.decisions(id).length > 0)',
+      () => [...ids.keys()].every((id) => node.decisions(id).length > 0),
+      { timeoutMs: 5_000 },
+    );
     for (const id of ids.keys()) assert.equal(node.decisions(id).length, 1, 'decided once: no loop');
     const audit = (await node.auditRecords(300)).map((bytes) => bytes.toString('utf8'));
     assert.ok(!audit.some((record) => record.includes('zz-marker')), 'no sender bytes in the audit stream');
@@ -336,7 +337,7 @@ describe('router on a harness broker', () => {
     const report = parseReport(await ria.next(1_000));
     assert.equal(report.reason, 'HEADERS_TOO_LARGE');
     assert.equal(report.messageId, id);
-    assert.ok(await waitFor(() => node.decisions(id).length === 1, 2_000));
+    await waitFor('node.decisions(id).length === 1', () => node.decisions(id).length === 1, { timeoutMs: 2_000 });
     const lines = node.logLines.slice(logged).filter((line) => line.messageId === id);
     assert.ok(lines.length <= 3, JSON.stringify(lines));
     assert.deepEqual(await node.take('dmr.ingress.0'), []);
@@ -363,7 +364,9 @@ describe('router on a harness broker', () => {
     // A message sent after it is routed; the big one never reached the router or the recipient.
     const after = await ria.send({ to: 'rik-bot' });
     assert.equal((await rik.next()).properties.messageId, after);
-    assert.ok(await waitFor(() => node.decisions(after ?? '').length === 1, 5_000));
+    await waitFor("node.decisions(after ?? '').length === 1", () => node.decisions(after ?? '').length === 1, {
+      timeoutMs: 5_000,
+    });
     assert.equal(await metric(node, 'dmr_router_messages_received_total'), received + 1);
     assert.equal(node.decisions(big).length, 0);
     // The router checked that at start, and says so when the broker would store larger bodies.
@@ -398,12 +401,13 @@ describe('router on a harness broker', () => {
     });
     const id = await ria.send({ to: 'rik-bot' });
     let copy: Awaited<ReturnType<NodeFixture['take']>>[number] | undefined;
-    assert.ok(
-      await waitFor(async () => {
+    await waitFor(
+      'dead-lettered to dmr.rejected',
+      async () => {
         copy ??= (await node.take('dmr.rejected')).find((message) => message.properties.message_id === id);
         return copy !== undefined;
-      }, 10_000),
-      'dead-lettered to dmr.rejected',
+      },
+      { timeoutMs: 10_000 },
     );
     const death = (copy?.properties.headers?.['x-death'] as Array<Record<string, unknown>> | undefined)?.[0];
     assert.equal(death?.reason, 'delivery_limit');
@@ -458,11 +462,10 @@ describe('router on a harness broker', () => {
       ids.slice(0, 2).sort(),
     );
     // The report is confirmed before the audit record, the ack and the metric: wait for those.
-    assert.ok(
-      await waitFor(
-        async () => (await metric(node, 'dmr_router_messages_rejected_total', { reason: 'SENDER_RATE_LIMITED' })) === 2,
-        5_000,
-      ),
+    await waitFor(
+      "(await metric(node, 'dmr_router_messages_rejected_total', { reason: 'SENDER_RATE_LIMITED' })) === 2",
+      async () => (await metric(node, 'dmr_router_messages_rejected_total', { reason: 'SENDER_RATE_LIMITED' })) === 2,
+      { timeoutMs: 5_000 },
     );
     await node.stopRouters();
     await node.startRouter();
@@ -504,16 +507,17 @@ describe('router on a harness broker', () => {
     const report = parseReport(await ria.next());
     assert.equal(report.reason, 'MESSAGE_UNENCODABLE');
     assert.equal(report.messageId, unencodable);
-    assert.ok(await waitFor(() => node.decisions(unencodable ?? '').length === 1, 5_000), 'decided once');
+    await waitFor('the decision', () => node.decisions(unencodable ?? '').length === 1, { timeoutMs: 5_000 });
 
     const malformed = await ria.send({ to: 'rik-bot', type: 'Malformed' });
     let copy: Awaited<ReturnType<NodeFixture['take']>>[number] | undefined;
-    assert.ok(
-      await waitFor(async () => {
+    await waitFor(
+      'dead-lettered to dmr.rejected',
+      async () => {
         copy ??= (await node.take('dmr.rejected')).find((message) => message.properties.message_id === malformed);
         return copy !== undefined;
-      }, 10_000),
-      'dead-lettered to dmr.rejected',
+      },
+      { timeoutMs: 10_000 },
     );
     const death = (copy?.properties.headers?.['x-death'] as Array<Record<string, unknown>> | undefined)?.[0];
     assert.equal(death?.reason, 'rejected');
@@ -553,23 +557,28 @@ describe('router on a harness broker', () => {
     // the ingress queue's delivery limit: a requeue per attempt would have dead-lettered it by now.
     const enough = node.config.limits.ingressDeliveryLimit + 2;
     const most = (): number => Math.max(0, ...attempts.values());
-    assert.ok(await waitFor(() => most() >= enough, 15_000), JSON.stringify([...attempts.values()]));
+    await waitFor(
+      () => JSON.stringify([...attempts.values()]),
+      () => most() >= enough,
+      { timeoutMs: 15_000 },
+    );
     // Paused with back-off: one attempt per pause, not a busy loop.
     assert.ok(most() < enough + 10, JSON.stringify([...attempts.values()]));
     assert.ok((await metric(node, 'dmr_router_messages_requeued_total', { reason: 'policy' })) >= enough);
     assert.equal(handle.router.state, 'backing-off');
     failing = false;
     const delivered = new Set<string | undefined>();
-    assert.ok(
-      await waitFor(async () => {
+    await waitFor(
+      () => `delivered ${delivered.size} of 5`,
+      async () => {
         for (const message of await rik.drain(300)) delivered.add(message.properties.messageId as string);
         return ids.every((id) => delivered.has(id));
-      }, 15_000),
-      `delivered ${delivered.size} of 5`,
+      },
+      { timeoutMs: 15_000 },
     );
     assert.deepEqual(await ria.drain(300), [], 'no refusal (in particular no replay) after the outage');
     assert.deepEqual(await node.take('dmr.rejected'), [], 'nothing dead-lettered');
-    assert.ok(await waitFor(() => handle.router.state === 'running', 5_000));
+    await waitFor("handle.router.state === 'running'", () => handle.router.state === 'running', { timeoutMs: 5_000 });
   });
 
   it('wrote one audit record per decision, in an unbroken hash chain per router instance', async () => {

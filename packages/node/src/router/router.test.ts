@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { NodeConfig } from '@dmr/centops';
+import type { NodeConfig } from '@dmr/contract';
 import type { PolicyDecider } from '@dmr/policy';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
@@ -60,7 +59,16 @@ describe('Router lifecycle (no broker)', () => {
     assert.throws(() => router.applyConfig(config('node-b')), /node-b/);
   });
 
-  it('backs off while the broker is unreachable, and stop() ends it with nothing pending', async () => {
+  it('backs off while the broker is unreachable, and stop() ends it with nothing pending', async (t) => {
+    // The test runner's clock: the back-off's sleeps pass exactly, not as the machine's load allows.
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    /** Moves the mocked clock by `ms` in small steps, letting each woken attempt run before the next step. */
+    const advance = async (ms: number): Promise<void> => {
+      for (let passed = 0; passed < ms; passed += 5) {
+        t.mock.timers.tick(5);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    };
     let attempts = 0;
     const registry = new Registry();
     const router = new Router({
@@ -76,7 +84,7 @@ describe('Router lifecycle (no broker)', () => {
     });
     router.applyConfig(config());
     const started = router.start();
-    await sleep(400);
+    await advance(400);
     assert.equal(router.state, 'backing-off');
     // 20, 40, 80, 80 … ms ceilings, each jittered down to no less than half: several attempts, but bounded.
     assert.ok(attempts >= 3 && attempts <= 20, `${attempts} attempts in 400 ms`);
@@ -84,7 +92,7 @@ describe('Router lifecycle (no broker)', () => {
     await started;
     assert.equal(router.state, 'stopped');
     const after = attempts;
-    await sleep(200);
+    await advance(1_000);
     assert.equal(attempts, after, 'no attempt after stop()');
     const state = (await registry.getMetricsAsJSON()).find((metric) => metric.name === 'dmr_router_state');
     assert.ok(state?.values.some((value) => value.labels.state === 'stopped' && value.value === 1));

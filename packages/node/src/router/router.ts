@@ -32,7 +32,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AckBatcher, DmrError, backoffDelay, isDmrError, reconnectLoop } from '@dmr/core';
-import type { NodeConfig } from '@dmr/centops';
+import type { NodeConfig } from '@dmr/contract';
 import type { PolicyDecider } from '@dmr/policy';
 import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqplib';
 import type { Logger } from 'pino';

@@ -8,10 +8,10 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ADMIN_USERNAME } from '@dmr/broker-harness';
 import type { ConfirmChannel } from 'amqplib';
 import type { AuditRecord } from './audit.js';
+import { waitFor } from '@dmr/core/testing';
 import { NodeFixture, clientUser, parseReport, type TestClient } from '../testing/node-fixture.js';
 
 /** Publishes as a fresh connection of `id`; resolves with the close code when the broker closes the channel. */
@@ -47,11 +47,10 @@ async function publishAs(node: NodeFixture, id: string, userId: string): Promise
 
 /** The router's decision log line about `messageId`, once written (after its audit record was confirmed). */
 async function decision(node: NodeFixture, messageId: string): Promise<Record<string, unknown>> {
-  const deadline = Date.now() + 10_000;
-  while (node.decisions(messageId).length === 0 && Date.now() < deadline) await sleep(50);
-  const [line] = node.decisions(messageId);
-  assert.ok(line, `no decision about ${messageId}`);
-  return line;
+  return waitFor(`a decision about ${messageId}`, () => node.decisions(messageId)[0], {
+    timeoutMs: 10_000,
+    intervalMs: 50,
+  });
 }
 
 describe('the sender is the SPIFFE id the broker checked', () => {

@@ -29,7 +29,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ManagementClient } from '@dmr/broker';
 import { startBrokers, type BrokerHarness } from '@dmr/broker-harness';
-import type { NodeConfig } from '@dmr/centops';
+import type { NodeConfig } from '@dmr/contract';
 import { spiffeId } from '@dmr/core';
 import { CertificateAuthority } from '@dmr/pki';
 import { BundleSigner, PolicyEngine, buildBundle, policySignerSpiffeId, type BundleVerification } from '@dmr/policy';

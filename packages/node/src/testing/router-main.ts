@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { connectWithCertificate } from '@dmr/broker';
-import type { NodeConfig } from '@dmr/centops';
+import type { NodeConfig } from '@dmr/contract';
 import { PolicyEngine, type BundleVerification } from '@dmr/policy';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';

@@ -4,7 +4,7 @@
  * not a test: it prints figures and asserts nothing (issue goal: in-process
  * p99 ≤ 50 µs).
  *
- *   npm run bench:policy [-- N]     N decisions per mode (default 20000)
+ *   npm run bench -- policy [N]     N decisions per mode (default 20000)
  */
 import { performance } from 'node:perf_hooks';
 import { PolicyEngine, type PolicyDecider } from '../engine.js';

@@ -1,6 +1,6 @@
 /**
- * A small typed HTTPS client for the CentOps API. Mutual TLS with the
- * operator's certificate from the config file; the server is verified
+ * `dmr ctl`'s view of the one CentOps client (@dmr/centops-client): mutual
+ * TLS with the operator's certificate from the config file; the server is verified
  * against the config's CA bundle only (never the system roots: CentOps is
  * a private PKI), and pinned to CentOps' SPIFFE id
  * `spiffe://<td>/centops/api`: a node certificate of the same CA posing as
@@ -12,15 +12,9 @@
  * like local errors; network failures become CENTOPS_UNREACHABLE with a
  * hint that names the endpoint and the config file.
  */
-import { request as httpsRequest } from 'node:https';
-import { DmrError, isErrorCode } from '@dmr/core';
-import {
-  centOpsServerCheck,
-  isServerIdentityMismatch,
-  trustDomainFromCertificate,
-  trustDomainFromTrustBundle,
-  type CheckServerIdentity,
-} from '@dmr/pki';
+import { CentOpsClient as SharedCentOpsClient, type CentOpsAnswer, type HttpMethod } from '@dmr/centops-client';
+import { DmrError, isDmrError, isErrorCode } from '@dmr/core';
+import { isServerIdentityMismatch, trustDomainFromCertificate, trustDomainFromTrustBundle } from '@dmr/pki';
 import { readConfigFile, type CtlConfig } from './config.js';
 
 export interface ApiResponse<T> {
@@ -53,8 +47,15 @@ export interface ClientOptions {
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 
-/** Node's TLS and socket error codes that mean "could not talk to CentOps", with what to check. */
-function networkError(error: Error & { code?: string }, url: string, configFile: string | undefined): DmrError {
+/**
+ * The shared client's failure with what to check: its CENTOPS_UNREACHABLE
+ * carries the socket's error as its cause, whose code (TLS and socket error
+ * codes of Node) says which hint fits.
+ */
+function networkError(thrown: unknown, url: string, configFile: string | undefined): DmrError {
+  const error = (
+    isDmrError(thrown) && thrown.code === 'CENTOPS_UNREACHABLE' && thrown.cause instanceof Error ? thrown.cause : thrown
+  ) as Error & { code?: string };
   if (isServerIdentityMismatch(error)) {
     // Not an outage: something else of the mesh answered. Say so, with the config that sent us there.
     const where = configFile === undefined ? '' : ` (${configFile})`;
@@ -131,12 +132,20 @@ function apiError(status: number, json: unknown, text: string, method: string, p
 export class CentOpsClient {
   readonly baseUrl: string;
   readonly #options: ClientOptions;
-  readonly #checkServer: CheckServerIdentity;
+  readonly #client: SharedCentOpsClient;
 
   constructor(options: ClientOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');
     this.#options = options;
-    this.#checkServer = centOpsServerCheck(options.trustDomain);
+    this.#client = new SharedCentOpsClient({
+      apiUrl: this.baseUrl,
+      caPem: options.ca,
+      trustDomain: options.trustDomain,
+      ...(options.cert === undefined || options.key === undefined
+        ? {}
+        : { identity: { certPem: options.cert, keyPem: options.key } }),
+      timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    });
   }
 
   /** The mTLS API client of a config; the operator certificate is required. */
@@ -161,66 +170,34 @@ export class CentOpsClient {
     return new CentOpsClient({ baseUrl, ca, trustDomain: ctlTrustDomain(config, ca), configFile: config.file });
   }
 
-  request<T>(method: string, path: string, options: RequestOptions = {}): Promise<ApiResponse<T>> {
-    const query = Object.entries(options.query ?? {}).filter(
-      (entry): entry is [string, string | number | boolean] => entry[1] !== undefined,
-    );
-    const search =
-      query.length === 0
-        ? ''
-        : `?${new URLSearchParams(query.map(([k, v]): [string, string] => [k, String(v)])).toString()}`;
-    const url = `${this.baseUrl}${path}${search}`;
-    const body = options.body === undefined ? undefined : JSON.stringify(options.body);
-    const headers: Record<string, string> = { accept: 'application/json' };
-    if (body !== undefined) headers['content-type'] = 'application/json';
+  async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<ApiResponse<T>> {
+    const headers: Record<string, string> = {};
     if (options.ifMatch !== undefined) {
       headers['if-match'] = typeof options.ifMatch === 'number' ? `"${options.ifMatch}"` : options.ifMatch;
     }
-    return new Promise((resolve, reject) => {
-      const req = httpsRequest(
-        url,
-        {
-          method,
-          ca: this.#options.ca,
-          checkServerIdentity: this.#checkServer,
-          cert: this.#options.cert,
-          key: this.#options.key,
-          headers,
-          minVersion: 'TLSv1.2',
-          timeout: this.#options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('error', (error) => reject(networkError(error, url, this.#options.configFile)));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            let json: unknown;
-            try {
-              json = text === '' ? undefined : JSON.parse(text);
-            } catch {
-              json = undefined;
-            }
-            const status = res.statusCode ?? 0;
-            if (status >= 400) {
-              reject(apiError(status, json, text, method, path));
-              return;
-            }
-            if (options.binary === true) {
-              resolve({ status, headers: res.headers, body: Buffer.concat(chunks) as T, text: '' });
-              return;
-            }
-            // PEM endpoints answer text; JSON ones an object. The caller's T says which it expects.
-            resolve({ status, headers: res.headers, body: (json ?? text) as T, text });
-          });
-        },
-      );
-      req.on('timeout', () => {
-        req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }));
+    const url = `${this.baseUrl}${path}`;
+    let answer: CentOpsAnswer;
+    try {
+      answer = await this.#client.request(method as HttpMethod, path, {
+        headers,
+        ...(options.query === undefined ? {} : { query: options.query }),
+        ...(options.body === undefined ? {} : { body: options.body }),
       });
-      req.on('error', (error) => reject(networkError(error, url, this.#options.configFile)));
-      req.end(body);
-    });
+    } catch (error) {
+      throw networkError(error, url, this.#options.configFile);
+    }
+    const text = answer.body.toString('utf8');
+    let json: unknown;
+    try {
+      json = text === '' ? undefined : JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    const { status } = answer;
+    if (status >= 400) throw apiError(status, json, text, method, path);
+    if (options.binary === true) return { status, headers: answer.headers, body: answer.body as T, text: '' };
+    // PEM endpoints answer text; JSON ones an object. The caller's T says which it expects.
+    return { status, headers: answer.headers, body: (json ?? text) as T, text };
   }
 
   async get<T>(path: string, query?: RequestOptions['query']): Promise<T> {

@@ -8,15 +8,15 @@
  */
 import assert from 'node:assert/strict';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
-import { CONFIG_FILE, initCentOps, loadConfig, startServer, type CentOpsServer } from '@dmr/centops';
+import type { CentOpsServer } from '@dmr/centops';
 import { createCsr, generatePrivateKey, normaliseSerial, parseCrls } from '@dmr/pki';
+import { startTestCentOps, type TestCentOps } from '@dmr/testkit';
 import { CentOpsClient } from './client.js';
 import { runDmr, type DmrRun as Run } from '../../test-support.js';
 
@@ -68,6 +68,7 @@ async function closedPort(): Promise<number> {
 }
 
 describe('dmr ctl against a real CentOps', () => {
+  let centops: TestCentOps | undefined;
   let dir: string;
   let server: CentOpsServer;
   let adminConfig: string;
@@ -87,13 +88,9 @@ describe('dmr ctl against a real CentOps', () => {
   }
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'dmr-ctl-'));
-    centopsDir = join(dir, 'centops');
-    await initCentOps({ dir: centopsDir, dev: true, trustDomain: TD });
-    const config = await loadConfig(join(centopsDir, CONFIG_FILE));
-    config.listen.port = 0;
-    config.enrolListen.port = 0;
-    server = await startServer(config, { pollIntervalMs: 50 });
+    // An empty registry: the tests fill it through `dmr ctl apply`.
+    centops = await startTestCentOps({ label: 'ctl', trustDomain: TD, organisations: {}, nodes: [], clients: [] });
+    ({ dir, server, centopsDir } = centops);
     // admin.yaml as init writes it, but with the ports this server actually got; paths relative to the file.
     adminConfig = await writeConfig('centops/admin-test.yaml', {
       endpoint: server.apiUrl,
@@ -115,8 +112,7 @@ describe('dmr ctl against a real CentOps', () => {
   });
 
   after(async () => {
-    await server?.close();
-    await rm(dir, { recursive: true, force: true });
+    await centops?.close();
   });
 
   it('apply --dry-run shows the diff and changes nothing', async () => {

@@ -1,28 +1,21 @@
 /** `dmr ctl status`: the registry revision and the revision each node reports running (or refused). */
 import { Command } from 'commander';
+import { validAnswer } from '@dmr/centops-client';
+import {
+  MESH_STATUS_SCHEMA,
+  type MeshNodeStatus as NodeStatus,
+  type MeshStatus as StatusResponse,
+} from '@dmr/contract';
 import { action } from '../../action.js';
 import { printResult } from '../../output.js';
 import { apiClient } from './common.js';
 import { renderTable } from './render.js';
 
-export interface NodeStatus {
-  id: string;
-  appliedRevision: number | null;
-  upToDate: boolean;
-  refused: { revision?: number; reason?: string } | null;
-  policyRevision: number | null;
-  reportedAt: string | null;
-}
-
-export interface StatusResponse {
-  revision: number;
-  schemaVersion?: unknown;
-  nodes: NodeStatus[];
-}
+export type { MeshNodeStatus as NodeStatus, MeshStatus as StatusResponse } from '@dmr/contract';
 
 function refusedText(refused: NodeStatus['refused']): string {
   if (refused === null) return '';
-  return `${refused.revision ?? '?'}${refused.reason === undefined ? '' : `: ${refused.reason}`}`;
+  return `${refused.revision}: ${refused.reason}`;
 }
 
 export function renderStatus(status: StatusResponse): string {
@@ -43,7 +36,7 @@ export function statusCommand(): Command {
     .description("the registry revision and each node's applied (or refused) revision")
     .action(
       action<[]>(async ({ format, command }) => {
-        const status = await (await apiClient(command)).get<StatusResponse>('/v1/status');
+        const status = validAnswer(MESH_STATUS_SCHEMA, await (await apiClient(command)).get('/v1/status'), 'status');
         printResult(format, status, renderStatus);
       }),
     );

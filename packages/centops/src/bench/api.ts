@@ -2,7 +2,7 @@
  * Benchmark (not a test): CentOps API requests per second and latency over
  * real mutual TLS on loopback, on SQLite and PostgreSQL.
  *
- *   npm run bench:api [-- --seconds 5 --stores sqlite,postgres --clients 100 --postgres URL]
+ *   npm run bench -- api [--seconds 5 --stores sqlite,postgres --clients 100 --postgres URL]
  *
  * Per store: a fresh CentOps (`initCentOps --dev`; SQLite in a temp
  * directory, PostgreSQL in a `dmr_bench_<random>` database dropped at the
@@ -34,15 +34,7 @@ import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import pg from 'pg';
 import { percentile } from '@dmr/core';
-import {
-  CONFIG_FILE,
-  initCentOps,
-  loadConfig,
-  startServer,
-  type Change,
-  type Client,
-  type DmrNode,
-} from '@dmr/centops';
+import { CONFIG_FILE, initCentOps, loadConfig, startServer, type Change, type Client, type DmrNode } from '../index.js';
 
 const OPERATIONS = ['get', 'list', 'put', 'apply'] as const;
 type Operation = (typeof OPERATIONS)[number];

@@ -1,5 +1,5 @@
 /** A minimal valid NodeConfig for the reconciler's tests (not exported from the package). */
-import type { NodeConfig } from '@dmr/centops';
+import type { NodeConfig } from '@dmr/contract';
 
 export type ClientStatus = NodeConfig['clients'][number]['status'];
 

@@ -1,0 +1,54 @@
+/**
+ * The names of a node's broker layout: its vhost, exchanges and queues, and
+ * the tags of the broker users a node manages. Clients, routers, the
+ * reconciler and the local mesh all name the same things; this is the one
+ * place those names are spelt. docs/contract.md "Broker layout" says what
+ * each one is for; packages/node/src/reconciler/layout.ts builds the layout
+ * from a NodeConfig.
+ */
+
+/** Every exchange and queue a node owns starts with this; anything else in the vhost is left alone. */
+export const DMR_PREFIX = 'dmr.';
+/** User tags marking the users a node's reconciler owns (the management API lists users of every vhost). */
+export const CLIENT_USER_TAG = 'dmr-client';
+export const ROUTER_USER_TAG = 'dmr-router';
+export const PEER_USER_TAG = 'dmr-peer';
+export const MANAGED_USER_TAGS: readonly string[] = [CLIENT_USER_TAG, ROUTER_USER_TAG, PEER_USER_TAG];
+
+/** The exchange every client publishes to (the only thing it may write). */
+export const INGRESS_EXCHANGE = 'dmr.ingress';
+export const MESH_INGRESS_EXCHANGE = 'dmr.mesh-ingress';
+export const DELIVERY_EXCHANGE = 'dmr.delivery';
+/** Prefix of the per-shard ingress queues `dmr.ingress.<n>`. */
+export const INGRESS_QUEUE_PREFIX = 'dmr.ingress.';
+export const DEAD_LETTER_EXCHANGE = 'dmr.dead-letter';
+export const DEAD_LETTER_REPORTS_QUEUE = 'dmr.dead-letter-reports';
+export const MESH_INGRESS_QUEUE = 'dmr.mesh-ingress';
+export const REJECTED_QUEUE = 'dmr.rejected';
+/**
+ * A fanout exchange of the same name in front of the rejected queue: the
+ * router's rejected copies and the ingress queues' dead letters go through
+ * it, and a fanout routes to its one queue whatever routing keys (CC/BCC)
+ * a message carries.
+ */
+export const REJECTED_EXCHANGE = 'dmr.rejected';
+export const AUDIT_STREAM = 'dmr.audit';
+
+/** The vhost of node `nodeId` on its broker. */
+export function vhostName(nodeId: string): string {
+  return `dmr-${nodeId}`;
+}
+export function ingressQueueName(shard: number): string {
+  return `${INGRESS_QUEUE_PREFIX}${shard}`;
+}
+/** The queue a client reads (and the only one it may read). */
+export function clientQueueName(clientId: string): string {
+  return `dmr.client.${clientId}`;
+}
+export function deadLetterQueueName(clientId: string): string {
+  return `dmr.client.${clientId}.dlq`;
+}
+/** What waits for the link to `peer`: a shovel moves it to the peer's `dmr.mesh-ingress`. */
+export function outboundQueueName(peer: string): string {
+  return `dmr.outbound.${peer}`;
+}

@@ -1,7 +1,7 @@
 /**
  * Delivery of received messages to the organisation's endpoint: one POST of
  * the v1 JSON per attempt; 2xx is delivered. Anything else is retried after
- * an exponential back-off with jitter (the SDK's backoffDelay: uniform in
+ * an exponential back-off with jitter (@dmr/core's backoffDelay: uniform in
  * [ceiling/2, ceiling], ceiling doubling to maxDelayMs; an endpoint's
  * Retry-After is honoured up to that cap) until maxAttempts, then the caller
  * dead-letters the message.
@@ -14,7 +14,7 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { backoffDelay } from '@dmr/sdk';
+import { backoffDelay } from '@dmr/core';
 import type { BridgeMetrics } from './metrics.js';
 
 export interface DeliveryOptions {

@@ -11,3 +11,4 @@ export * from './inspect.js';
 export * from './profiles.js';
 export * from './server-identity.js';
 export * from './signer.js';
+export * from './jws.js';

@@ -46,7 +46,7 @@ function canonical(value: unknown, out: string[]): void {
 }
 
 /** The canonical text OPA hashes for a parsed JSON document. */
-export function canonicalJson(value: unknown): string {
+export function opaCanonicalJson(value: unknown): string {
   const out: string[] = [];
   canonical(value, out);
   return out.join('');
@@ -65,7 +65,7 @@ export function bundleFileDigest(name: string, data: Buffer): string | undefined
     } catch {
       return undefined;
     }
-    hash.update(canonicalJson(parsed), 'utf8');
+    hash.update(opaCanonicalJson(parsed), 'utf8');
   } else {
     hash.update(data);
   }

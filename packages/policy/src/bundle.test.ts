@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { DmrError } from '@dmr/core';
-import { canonicalJson, bundleFileDigest } from './bundle-hash.js';
+import { opaCanonicalJson, bundleFileDigest } from './bundle-hash.js';
 import { compareRevisions, dataOf, parseBundle, writeBundle } from './bundle.js';
 import { readTarGz, writeTarGz } from './tar.js';
 
@@ -51,7 +51,7 @@ test('data.json files are placed at their directory path and merged', () => {
 
 test("JSON files hash in OPA's canonical form: key order and whitespace do not matter", () => {
   assert.equal(
-    canonicalJson({ b: [1, { d: 'é', c: null }], a: 'x\u2028' }),
+    opaCanonicalJson({ b: [1, { d: 'é', c: null }], a: 'x\u2028' }),
     '{"a":"x\\u2028","b":[1,{"c":null,"d":"é"}]}',
   );
   assert.equal(

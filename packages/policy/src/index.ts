@@ -1,5 +1,6 @@
 export * from './bundle.js';
-export { bundleFileDigest, canonicalJson } from './bundle-hash.js';
+// OPA's canonical form, only for bundle digests; DMR's own is @dmr/core's canonicalJson (RFC 8785).
+export { bundleFileDigest, opaCanonicalJson } from './bundle-hash.js';
 export * from './decision.js';
 export * from './engine.js';
 export * from './factory.js';

@@ -10,17 +10,15 @@
  *
  * Verification fails closed and says which check failed (details.check).
  */
-import { createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { createPublicKey } from 'node:crypto';
 import { DmrError } from '@dmr/core';
-import { loadSigningIdentity, verifyX5cSigner } from '@dmr/pki';
+import { X5cJwsSigner, jwsAlgorithmFor, loadSigningIdentity, verifyX5cJws } from '@dmr/pki';
 import { bundleFileDigest } from './bundle-hash.js';
 import { SIGNATURES_FILE, bundleInvalid, type PolicyBundle } from './bundle.js';
 
-const ALGORITHMS = {
-  ES256: { hash: 'sha256', curve: 'prime256v1' },
-  ES384: { hash: 'sha384', curve: 'secp384r1' },
-} as const;
-type Algorithm = keyof typeof ALGORITHMS;
+/** OPA verifies ES256 and ES384 bundle signatures; DMR's policy signer is ECDSA. */
+const ALGORITHMS = ['ES256', 'ES384'] as const;
+type Algorithm = (typeof ALGORITHMS)[number];
 
 /** The identity (URI SAN) of CentOps' policy-signing certificate. */
 export function policySignerSpiffeId(trustDomain: string): string {
@@ -32,15 +30,6 @@ interface SignedFile {
   hash: string;
   algorithm: 'SHA-256';
 }
-
-function algorithmOf(key: KeyObject): Algorithm {
-  const curve = key.asymmetricKeyDetails?.namedCurve;
-  if (key.asymmetricKeyType === 'ec' && curve === 'prime256v1') return 'ES256';
-  if (key.asymmetricKeyType === 'ec' && curve === 'secp384r1') return 'ES384';
-  throw new DmrError('KEY_INVALID', 'the policy signing key must be ECDSA P-256 (ES256) or P-384 (ES384)');
-}
-
-const b64url = (value: unknown) => Buffer.from(JSON.stringify(value), 'utf8').toString('base64url');
 
 export interface BundleSignerOptions {
   /** The signer's certificate followed by its intermediate(s); not the root. */
@@ -55,16 +44,18 @@ export class BundleSigner {
   readonly keyId: string;
   /** The public key a stock OPA is configured with (`--verification-key`). */
   readonly publicKeyPem: string;
-  readonly #key: KeyObject;
-  readonly #x5c: string[];
+  readonly #signer: X5cJwsSigner;
 
   constructor(options: BundleSignerOptions) {
     const identity = loadSigningIdentity(options.certificateChainPem, options.privateKeyPem, 'the policy signer');
-    this.algorithm = algorithmOf(identity.key);
+    const algorithm = jwsAlgorithmFor(identity.key, null);
+    if (algorithm !== 'ES256' && algorithm !== 'ES384') {
+      throw new DmrError('KEY_INVALID', 'the policy signing key must be ECDSA P-256 (ES256) or P-384 (ES384)');
+    }
+    this.algorithm = algorithm;
     this.keyId = identity.keyId;
     this.publicKeyPem = createPublicKey(identity.key).export({ type: 'spki', format: 'pem' }).toString();
-    this.#key = identity.key;
-    this.#x5c = identity.x5c;
+    this.#signer = new X5cJwsSigner(identity, algorithm);
   }
 
   /** `.signatures.json` for these files (every file but an existing signature). */
@@ -78,14 +69,10 @@ export class BundleSigner {
     }
     // No `kid` in the header: a stock OPA would look that id up in its key
     // configuration, and the operator names keys there, not us.
-    const header = { alg: this.algorithm, typ: 'JWT', x5c: this.#x5c };
+    const header = this.#signer.header('JWT', { kid: false });
     const payload = { files: signed, iat: Math.floor(Date.now() / 1000), iss: 'dmr-centops', keyid: this.keyId };
-    const input = `${b64url(header)}.${b64url(payload)}`;
-    const signature = sign(ALGORITHMS[this.algorithm].hash, Buffer.from(input), {
-      key: this.#key,
-      dsaEncoding: 'ieee-p1363',
-    });
-    return Buffer.from(JSON.stringify({ signatures: [`${input}.${signature.toString('base64url')}`] }), 'utf8');
+    const jwt = this.#signer.compact(header, JSON.stringify(payload));
+    return Buffer.from(JSON.stringify({ signatures: [jwt] }), 'utf8');
   }
 
   /** The same files plus `.signatures.json`. */
@@ -121,7 +108,6 @@ function parseJson(text: string, what: string): unknown {
 }
 
 function readJwt(bundle: PolicyBundle): {
-  header: Record<string, unknown>;
   payload: Record<string, unknown>;
   jwt: string;
 } {
@@ -144,7 +130,8 @@ function readJwt(bundle: PolicyBundle): {
     }
     return value as Record<string, unknown>;
   };
-  return { header: decode(parts[0] as string, 'header'), payload: decode(parts[1] as string, 'payload'), jwt };
+  decode(parts[0] as string, 'header');
+  return { payload: decode(parts[1] as string, 'payload'), jwt };
 }
 
 /**
@@ -154,28 +141,23 @@ function readJwt(bundle: PolicyBundle): {
  * added or changed).
  */
 export async function verifyBundle(bundle: PolicyBundle, options: BundleVerification): Promise<VerifiedSigner> {
-  const { header, payload, jwt } = readJwt(bundle);
-  const alg = header.alg;
-  if (alg !== 'ES256' && alg !== 'ES384') throw bundleInvalid('signature', `alg ${String(alg)} is not ES256 or ES384`);
-  if (header.crit !== undefined) throw bundleInvalid('signature', 'crit parameters are not understood');
-  const signer = await verifyX5cSigner(
-    header.x5c,
+  const { payload, jwt } = readJwt(bundle);
+  const { signer } = await verifyX5cJws(
+    jwt,
     {
+      algorithms: ALGORITHMS,
+      // OPA's format: the key is named by the verifier's configuration, not by the JWT.
+      kid: false,
       trustBundlePem: options.trustBundlePem,
       expectedSigner: options.expectedSigner,
       now: options.now ?? new Date(),
       ...(options.crlPems === undefined ? {} : { crlPems: options.crlPems() }),
     },
-    (check, message, details) => bundleInvalid(check === 'x5c' ? 'chain' : check, message, details),
+    (check, message, details) => {
+      if (check === 'chain' || check === 'signer' || check === 'revoked') return bundleInvalid(check, message, details);
+      return bundleInvalid(check === 'x5c' ? 'chain' : 'signature', message, details);
+    },
   );
-  const [head, body, signature] = jwt.split('.') as [string, string, string];
-  const ok = verify(
-    ALGORITHMS[alg].hash,
-    Buffer.from(`${head}.${body}`),
-    { key: signer.leaf.publicKey, dsaEncoding: 'ieee-p1363' },
-    Buffer.from(signature, 'base64url'),
-  );
-  if (!ok) throw bundleInvalid('signature', "the signature does not verify with the signer's key");
   verifyDigests(bundle, payload.files);
   return { uri: options.expectedSigner, fingerprint: signer.fingerprintSha256 };
 }

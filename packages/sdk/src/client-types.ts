@@ -4,7 +4,7 @@
  * state, the events and the counters.
  */
 import type { EventEmitter } from 'node:events';
-import type { BackoffOptions } from './backoff.js';
+import type { BackoffOptions } from '@dmr/core';
 import type { DedupOptions } from './dedup.js';
 import type { EnrolledIdentity } from './enrolment.js';
 import type { ReceivedDeliveryReport as DeliveryReport } from '@dmr/contract';

@@ -9,7 +9,6 @@
  * broker is pinned: besides the chain and the host name, it must present
  * `spiffe://<td>/node/<node>` (`checkServer`).
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   connect as amqpConnect,
   credentials,
@@ -18,9 +17,8 @@ import {
   type ConfirmChannel,
   type ConsumeMessage,
 } from 'amqplib';
-import { AckBatcher, DmrError, isDmrError } from '@dmr/core';
+import { AckBatcher, DmrError, isDmrError, reconnectLoop } from '@dmr/core';
 import type { CheckServerIdentity } from '@dmr/pki';
-import { backoffDelay } from './backoff.js';
 import { checkPeerCertificate, describeCertificate } from './certificates.js';
 import {
   emitError,
@@ -163,42 +161,21 @@ export class Connection {
     );
   }
 
-  async #run(first: Session): Promise<void> {
-    let session: Session | undefined = first;
-    let attempt = 0;
-    while (!this.#stopping.signal.aborted) {
-      if (session === undefined) {
-        try {
-          session = await this.#open();
-        } catch (error) {
-          this.#emitError(this.#unreachable(error));
-          try {
-            await sleep(backoffDelay(attempt++, this.#options.backoff), undefined, { signal: this.#stopping.signal });
-          } catch {
-            break;
-          }
-          continue;
-        }
-        if (this.#stopping.signal.aborted) {
-          this.#drop(session);
-          break;
-        }
-      }
-      attempt = 0;
-      this.#setState('open');
-      await session.closed;
-      this.#drop(session);
-      session = undefined;
-      if (this.#stopping.signal.aborted) break;
-      this.#stats.reconnects += 1;
-      this.#setState('reconnecting');
-      try {
-        // A short pause even on the first retry: a node that just closed us is likely not back yet.
-        await sleep(backoffDelay(attempt++, this.#options.backoff), undefined, { signal: this.#stopping.signal });
-      } catch {
-        break;
-      }
-    }
+  #run(first: Session): Promise<void> {
+    return reconnectLoop<Session>({
+      first,
+      signal: this.#stopping.signal,
+      ...(this.#options.backoff === undefined ? {} : { backoff: this.#options.backoff }),
+      open: () => this.#open(),
+      closed: (session) => session.closed,
+      drop: (session) => this.#drop(session),
+      onOpen: () => this.#setState('open'),
+      onOpenFailed: (error) => this.#emitError(this.#unreachable(error)),
+      onLost: () => {
+        this.#stats.reconnects += 1;
+        this.#setState('reconnecting');
+      },
+    });
   }
 
   async #open(): Promise<Session> {

@@ -1,4 +1,5 @@
-export * from './backoff.js';
+// The back-off is @dmr/core's; re-exported because Client's `backoff` option takes its options.
+export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from '@dmr/core';
 export { checkPeerCertificate, describeCertificate, type CertificateInfo } from './certificates.js';
 export * from './client.js';
 export * from './dedup.js';

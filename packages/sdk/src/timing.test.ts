@@ -1,25 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { backoffDelay } from './backoff.js';
 import { DedupWindow, DEFAULT_DEDUP_WINDOW_MS } from './dedup.js';
-
-describe('backoffDelay', () => {
-  it('doubles to the ceiling with jitter in [ceiling/2, ceiling]', () => {
-    const low = [0, 1, 2, 3, 4, 5].map((attempt) => backoffDelay(attempt, { initialMs: 100, maxMs: 1000 }, () => 0));
-    assert.deepEqual(low, [50, 100, 200, 400, 500, 500]);
-    const high = [0, 1, 2, 3, 4].map((attempt) =>
-      backoffDelay(attempt, { initialMs: 100, maxMs: 1000 }, () => 0.999999),
-    );
-    assert.deepEqual(high, [100, 200, 400, 800, 1000]);
-  });
-
-  it('never overflows or goes negative', () => {
-    for (const attempt of [-5, 0, 50, 1_000, Number.MAX_SAFE_INTEGER]) {
-      const delay = backoffDelay(attempt);
-      assert.ok(delay >= 0 && delay <= 30_000, `${attempt} → ${delay}`);
-    }
-  });
-});
 
 describe('DedupWindow', () => {
   it('defaults to the node dedup window of 24 h 5 min', () => {

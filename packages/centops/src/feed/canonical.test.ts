@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { canonicalJson } from '../store/canonical.js';
+import { canonicalJson } from '@dmr/core';
 import { canonicalDocument } from './canonical.js';
 
 describe('canonicalDocument', () => {

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { isDmrError } from '@dmr/core';
-import { canonicalJson } from '../store/canonical.js';
+import { canonicalJson, isDmrError } from '@dmr/core';
 import { client, link, node } from '../store/test-support/fixtures.js';
 import type { CertificateRecord } from '../store/types.js';
 import { DEFAULT_LIMITS } from './limits.js';

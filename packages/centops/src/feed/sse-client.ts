@@ -1,16 +1,14 @@
 /**
  * A minimal server-sent-events reader over node:http or node:https (by the
- * URL's scheme), for tests and the benchmark. For mutual TLS, pass an
+ * URL's scheme), for tests and the benchmark; events are parsed by @dmr/core's
+ * SSE parser, the node agent's. For mutual TLS, pass an
  * https.Agent that carries the client certificate, key and CA.
  */
 import http from 'node:http';
 import https from 'node:https';
+import { createSseParser, type SseEvent } from '@dmr/core';
 
-export interface SseEvent {
-  event: string;
-  id?: string;
-  data: string;
-}
+export type { SseEvent };
 
 export interface SseClient {
   status: number;
@@ -30,7 +28,6 @@ export function openSse(url: string, headers: Record<string, string>, agent?: ht
     const request = get(url, { headers: { accept: 'text/event-stream', ...headers }, agent }, (response) => {
       const queue: SseEvent[] = [];
       const waiters: Array<(event: SseEvent) => void> = [];
-      let buffer = '';
       let endResolve: () => void = () => undefined;
       const ended = new Promise<void>((done) => (endResolve = done));
       const client: SseClient = {
@@ -50,34 +47,14 @@ export function openSse(url: string, headers: Record<string, string>, agent?: ht
         ended,
         close: () => request.destroy(),
       };
-      response.setEncoding('utf8');
-      response.on('data', (chunk: string) => {
-        buffer += chunk;
-        let end: number;
-        while ((end = buffer.indexOf('\n\n')) >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          const event: SseEvent = { event: 'message', data: '' };
-          let hasData = false;
-          for (const line of block.split('\n')) {
-            if (line.startsWith(':') || line === '') continue;
-            const colon = line.indexOf(':');
-            const field = colon < 0 ? line : line.slice(0, colon);
-            const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
-            if (field === 'event') event.event = value;
-            else if (field === 'id') event.id = value;
-            else if (field === 'data') {
-              event.data = hasData ? `${event.data}\n${value}` : value;
-              hasData = true;
-            }
-          }
-          if (!hasData) continue;
-          client.onEvent?.(event);
-          const waiter = waiters.shift();
-          if (waiter) waiter(event);
-          else queue.push(event);
-        }
+      const parser = createSseParser((event) => {
+        client.onEvent?.(event);
+        const waiter = waiters.shift();
+        if (waiter) waiter(event);
+        else queue.push(event);
       });
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => parser.feed(chunk));
       response.on('end', endResolve);
       response.on('close', endResolve);
       resolve(client);

@@ -7,9 +7,8 @@
  */
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
-import { DmrError } from '@dmr/core';
+import { DmrError, canonicalDigest } from '@dmr/core';
 import type { PolicyFiles } from '@dmr/contract';
-import { digest } from '../store/canonical.js';
 
 export type { PolicyFiles } from '@dmr/contract';
 
@@ -81,7 +80,7 @@ export function checkPolicyFiles(files: unknown): PolicyFiles {
 
 /** sha256 (hex) of the canonical JSON of the files: the policy set's content digest. */
 export function policyDigest(files: PolicyFiles): string {
-  return digest(files);
+  return canonicalDigest(files);
 }
 
 /** Writes the files under `dir` (which must exist and be empty). */

@@ -6,10 +6,9 @@
  * written. A dry run does everything but the writing.
  */
 import type { Kysely, Transaction } from 'kysely';
-import { DmrError } from '@dmr/core';
+import { DmrError, canonicalDigest, canonicalJson } from '@dmr/core';
 import type { ResourceKind, ResourceSpecs } from '../model.js';
 import { writeAudit, type NewAuditEntry } from './audit.js';
-import { canonicalJson, digest } from './canonical.js';
 import {
   deleteResource,
   insertResource,
@@ -263,8 +262,8 @@ function auditEntries(planned: readonly Planned[], revision: number, context: Ap
     action: action === 'created' ? 'create' : action === 'updated' ? 'update' : 'delete',
     kind: change.kind,
     id: change.id,
-    beforeDigest: before === undefined ? null : digest(before.spec),
-    afterDigest: after === undefined ? null : digest(after.spec),
+    beforeDigest: before === undefined ? null : canonicalDigest(before.spec),
+    afterDigest: after === undefined ? null : canonicalDigest(after.spec),
     revision,
   }));
   if (!context.single) {

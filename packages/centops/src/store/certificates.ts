@@ -12,7 +12,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import type { Kysely, Selectable } from 'kysely';
-import { DmrError } from '@dmr/core';
+import { DmrError, canonicalDigest } from '@dmr/core';
 import {
   assertRevocationReason,
   certificateSubject,
@@ -23,7 +23,6 @@ import {
   type RevocationReason,
 } from '@dmr/pki';
 import { writeAudit } from './audit.js';
-import { digest } from './canonical.js';
 import { denyInTransaction } from './denylist.js';
 import { decodeCursor, pageLimit, toPage } from './cursor.js';
 import type { CertificatesTable, Database, Db } from './schema.js';
@@ -201,7 +200,7 @@ export async function recordCertificate(
         kind: 'Certificate',
         id: certificate.id,
         revision,
-        afterDigest: digest(record),
+        afterDigest: canonicalDigest(record),
         detail: {
           serial,
           principalKind: certificate.kind,
@@ -320,8 +319,8 @@ export async function revokeCertificate(
         kind: 'Certificate',
         id: record.id,
         revision,
-        beforeDigest: digest(record),
-        afterDigest: digest(revoked),
+        beforeDigest: canonicalDigest(record),
+        afterDigest: canonicalDigest(revoked),
         detail: { serial: wanted, principalKind: record.kind, reason },
       },
     ]);

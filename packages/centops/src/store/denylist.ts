@@ -4,9 +4,8 @@
  * from, so every change bumps the registry revision like a resource change.
  */
 import type { Kysely, Selectable, Transaction } from 'kysely';
-import { DmrError, assertPrincipalKind, assertValidId, type PrincipalKind } from '@dmr/core';
+import { DmrError, assertPrincipalKind, assertValidId, canonicalDigest, type PrincipalKind } from '@dmr/core';
 import { writeAudit } from './audit.js';
-import { digest } from './canonical.js';
 import { principalKindOf } from './principals.js';
 import type { Database, Db, DenylistTable } from './schema.js';
 import { bumpRevision, writeTransaction } from './tx.js';
@@ -60,7 +59,7 @@ export async function denyInTransaction(
       kind: 'Denylist',
       id: checked.id,
       revision,
-      afterDigest: digest(toEntry(row)),
+      afterDigest: canonicalDigest(toEntry(row)),
       detail: { kind: checked.kind, reason: checked.reason },
     },
   ]);
@@ -103,7 +102,7 @@ export async function removeFromDenylist(db: Kysely<Database>, id: string, actor
         kind: 'Denylist',
         id,
         revision,
-        beforeDigest: digest(toEntry(removed)),
+        beforeDigest: canonicalDigest(toEntry(removed)),
         detail: { kind: removed.kind, reason: removed.reason },
       },
     ]);

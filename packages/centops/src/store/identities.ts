@@ -9,10 +9,9 @@
  * revision once, in the same transaction.
  */
 import type { Kysely, Transaction } from 'kysely';
-import { DmrError, assertValidId } from '@dmr/core';
+import { DmrError, assertValidId, canonicalDigest } from '@dmr/core';
 import { assertRevocationReason, type RevocationReason } from '@dmr/pki';
 import { writeAudit } from './audit.js';
-import { digest } from './canonical.js';
 import { toRecord } from './certificates.js';
 import { denyInTransaction } from './denylist.js';
 import type { Database, Db } from './schema.js';
@@ -85,8 +84,8 @@ export async function revokeIdentityInTransaction(
         kind: 'Certificate' as const,
         id: identity.id,
         revision,
-        beforeDigest: digest(before),
-        afterDigest: digest({ ...before, revokedAt: at, revocationReason: reason }),
+        beforeDigest: canonicalDigest(before),
+        afterDigest: canonicalDigest({ ...before, revokedAt: at, revocationReason: reason }),
         detail: { serial: row.serial, principalKind: identity.kind, reason },
       };
     }),

@@ -1,4 +1,3 @@
-export { canonicalJson, digest } from './canonical.js';
 export { parseLocation, type Dialect, type StoreLocation } from './location.js';
 export { databaseOf, openStore, type OpenStoreOptions } from './store.js';
 export { TOKEN_PREFIX } from './tokens.js';

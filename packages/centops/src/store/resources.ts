@@ -4,9 +4,8 @@
  * step with the spec it stores.
  */
 import type { Selectable } from 'kysely';
-import { DmrError } from '@dmr/core';
+import { DmrError, canonicalJson } from '@dmr/core';
 import type { ResourceKind, ResourceSpecs, Stored } from '../model.js';
-import { canonicalJson } from './canonical.js';
 import { decodeCursor, pageLimit, toPage } from './cursor.js';
 import type { Db, ResourcesTable } from './schema.js';
 import type { ListFilters, ListOptions, Page } from './types.js';

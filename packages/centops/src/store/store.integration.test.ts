@@ -10,10 +10,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { sql } from 'kysely';
-import { isDmrError, type DmrError, type ErrorCode } from '@dmr/core';
+import { canonicalDigest, canonicalJson, isDmrError, type DmrError, type ErrorCode } from '@dmr/core';
 import { CertificateAuthority } from '@dmr/pki';
 import type { Organisation } from '../model.js';
-import { canonicalJson, digest } from './canonical.js';
 import { connect } from './connect.js';
 import { parseLocation } from './location.js';
 import { MIGRATION_TABLE } from './migrate.js';
@@ -528,7 +527,7 @@ function suite(backend: Backend): void {
             ['delete', sha(renamed), null, 4],
           ],
         );
-        assert.equal(digest(spec), sha(spec));
+        assert.equal(canonicalDigest(spec), sha(spec));
         assert.equal(police[1]?.actor, 'spiffe://dmr.example.ee/client/ops-bob');
         assert.equal(police[0]?.at, '2025-03-01T10:00:00.000Z');
         assert.ok(

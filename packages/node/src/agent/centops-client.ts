@@ -23,7 +23,7 @@ import {
   type IssuedCertificateResponse,
 } from '@dmr/centops-client';
 import type { NodeStatusReport } from '@dmr/contract';
-import { DmrError } from '@dmr/core';
+import { DmrError, readSse, type SseEvent } from '@dmr/core';
 import { centOpsError, centOpsUnreachable } from '@dmr/pki';
 
 export type { IssuedCertificateResponse } from '@dmr/centops-client';
@@ -41,11 +41,8 @@ export interface HttpAnswer {
   body: Buffer;
 }
 
-export interface SseEvent {
-  event: string;
-  id?: string;
-  data: string;
-}
+// The feed's event shape is @dmr/core's, where the one SSE parser lives.
+export type { SseEvent };
 
 /** The DmrError a CentOps error answer stands for; its own code when it is one of ours. */
 export function errorFromAnswer(answer: HttpAnswer, what: string): DmrError {
@@ -185,41 +182,8 @@ export class CentOpsClient {
       throw errorFromAnswer({ status: response.statusCode ?? 0, headers: response.headers, body }, 'config stream');
     }
     onOpen?.();
-    await new Promise<void>((resolve, reject) => {
-      let buffer = '';
-      response.setEncoding('utf8');
-      response.on('data', (chunk: string) => {
-        buffer += chunk;
-        let end: number;
-        while ((end = buffer.indexOf('\n\n')) >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          const event = parseSseBlock(block);
-          if (event !== undefined) onEvent(event);
-        }
-      });
-      response.on('end', resolve);
-      response.on('close', resolve);
-      response.on('error', (error) => (signal.aborted ? resolve() : reject(centOpsUnreachable(url, error))));
+    await readSse(response, onEvent).catch((error: unknown) => {
+      if (!signal.aborted) throw centOpsUnreachable(url, error);
     });
   }
-}
-
-/** One SSE block (lines up to a blank line) as an event; undefined for comments and `retry:` only. */
-export function parseSseBlock(block: string): SseEvent | undefined {
-  const event: SseEvent = { event: 'message', data: '' };
-  let hasData = false;
-  for (const line of block.replace(/\r/g, '').split('\n')) {
-    if (line === '' || line.startsWith(':')) continue;
-    const colon = line.indexOf(':');
-    const field = colon < 0 ? line : line.slice(0, colon);
-    const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
-    if (field === 'event') event.event = value;
-    else if (field === 'id') event.id = value;
-    else if (field === 'data') {
-      event.data = hasData ? `${event.data}\n${value}` : value;
-      hasData = true;
-    }
-  }
-  return hasData ? event : undefined;
 }

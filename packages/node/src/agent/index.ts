@@ -1,4 +1,4 @@
-// Selective: `BackoffOptions` is also the router's name, and the package index re-exports both.
+// Selective: the package index re-exports the agent and the router side by side, so names must not clash.
 export { NodeAgent, type AgentOptions, type DocumentOutcome } from './agent.js';
 export { refusalReason } from './refusal.js';
 export { Backoff, renewalDelayMs } from './backoff.js';
@@ -6,7 +6,6 @@ export { brokerCaFile, installBrokerCrl, installNodeBrokerTls, type BrokerTlsPat
 export {
   CentOpsClient,
   errorFromAnswer,
-  parseSseBlock,
   type IssuedCertificateResponse,
   type NodeStatusReport,
   type TlsIdentity,

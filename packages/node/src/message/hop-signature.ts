@@ -10,8 +10,7 @@
  * docs/contract.md "Hops". This file holds what needs the node's key and
  * certificates: signing, and verifying a signer against the CA.
  */
-import { constants, sign as cryptoSign, verify as cryptoVerify } from 'node:crypto';
-import type { KeyObject, X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import { isValidId, spiffeId } from '@dmr/core';
 import {
   HOP_SIGNATURE_ALGORITHMS,
@@ -23,7 +22,15 @@ import {
   type Hop,
   type HopSignatureAlgorithm,
 } from '@dmr/contract';
-import { loadSigningIdentity, verifyX5cSigner, type SignerCheck, type SigningIdentity } from '@dmr/pki';
+import {
+  X5cJwsSigner,
+  decodeJwsHeader as decodeJsonHeader,
+  jwsAlgorithmFor,
+  loadSigningIdentity,
+  verifyJwsSignature,
+  verifyX5cSigner,
+  type SignerCheck,
+} from '@dmr/pki';
 import {
   HOPS_HEADER,
   ORIGIN_HEADER,
@@ -50,29 +57,6 @@ export {
   type Hop,
 } from '@dmr/contract';
 
-function algorithmFor(key: KeyObject): Algorithm {
-  if (key.asymmetricKeyType === 'ec') {
-    const curve = key.asymmetricKeyDetails?.namedCurve;
-    if (curve === 'prime256v1') return 'ES256';
-    if (curve === 'secp384r1') return 'ES384';
-    throw new RangeError(`the node key's curve ${String(curve)} is not P-256 or P-384`);
-  }
-  if (key.asymmetricKeyType === 'rsa' || key.asymmetricKeyType === 'rsa-pss') return 'PS256';
-  throw new RangeError(`a ${String(key.asymmetricKeyType)} key cannot sign messages (ECDSA or RSA)`);
-}
-
-/** node:crypto parameters of each JWS algorithm (RFC 7518 §3): ECDSA as r‖s, PSS with a 32-byte salt. */
-function cryptoParams(algorithm: Algorithm): {
-  hash: string;
-  dsaEncoding?: 'ieee-p1363';
-  padding?: number;
-  saltLength?: number;
-} {
-  if (algorithm === 'ES256') return { hash: 'sha256', dsaEncoding: 'ieee-p1363' };
-  if (algorithm === 'ES384') return { hash: 'sha384', dsaEncoding: 'ieee-p1363' };
-  return { hash: 'sha256', padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 };
-}
-
 /**
  * A node's key with its certificate chain, loaded once: it makes every
  * signature a node puts on a message (`dmr-sig`, and its `dmr-hops` entries
@@ -82,13 +66,18 @@ function cryptoParams(algorithm: Algorithm): {
  */
 export class NodeSigningKey {
   readonly algorithm: Algorithm;
-  readonly #identity: SigningIdentity;
+  readonly #signer: X5cJwsSigner;
   /** The encoded header per `typ` and x5c or not: the same for every message, so encoded once. */
   readonly #headers = new Map<string, string>();
 
   constructor(certificateChainPem: string, privateKeyPem: string) {
-    this.#identity = loadSigningIdentity(certificateChainPem, privateKeyPem, 'the node');
-    this.algorithm = algorithmFor(this.#identity.key);
+    const identity = loadSigningIdentity(certificateChainPem, privateKeyPem, 'the node');
+    const algorithm = jwsAlgorithmFor(identity.key, 'PS256');
+    if (algorithm !== 'ES256' && algorithm !== 'ES384' && algorithm !== 'PS256') {
+      throw new RangeError('the node key must be ECDSA P-256 or P-384, or RSA');
+    }
+    this.algorithm = algorithm;
+    this.#signer = new X5cJwsSigner(identity, algorithm);
   }
 
   /**
@@ -100,19 +89,10 @@ export class NodeSigningKey {
     const cacheKey = `${typ}\n${withChain}`;
     let encodedHeader = this.#headers.get(cacheKey);
     if (encodedHeader === undefined) {
-      const header = {
-        alg: this.algorithm,
-        typ,
-        kid: this.#identity.keyId,
-        ...(withChain ? { x5c: this.#identity.x5c } : {}),
-      };
-      encodedHeader = Buffer.from(JSON.stringify(header), 'utf8').toString('base64url');
+      encodedHeader = this.#signer.header(typ, { x5c: withChain });
       this.#headers.set(cacheKey, encodedHeader);
     }
-    const input = Buffer.from(`${encodedHeader}.${payload.toString('base64url')}`, 'ascii');
-    const { hash, ...params } = cryptoParams(this.algorithm);
-    const signature = cryptoSign(hash, input, { key: this.#identity.key, ...params });
-    return `${encodedHeader}..${signature.toString('base64url')}`;
+    return this.#signer.detached(encodedHeader, payload);
   }
 }
 
@@ -300,14 +280,9 @@ export function decodeJwsHeader(
   encodedHeader: string,
   typ: string,
 ): { ok: true; header: JwsHeader } | { ok: false; check: 'format' | 'header'; message: string } {
-  let header: Record<string, unknown>;
-  try {
-    const decoded: unknown = JSON.parse(Buffer.from(encodedHeader, 'base64url').toString('utf8'));
-    if (typeof decoded !== 'object' || decoded === null || Array.isArray(decoded)) throw new TypeError('not an object');
-    header = decoded as Record<string, unknown>;
-  } catch {
+  const header = decodeJsonHeader(encodedHeader);
+  if (header === undefined)
     return { ok: false, check: 'format', message: 'the protected header is not base64url JSON' };
-  }
   const { alg, kid, x5c } = header;
   if (typeof alg !== 'string' || !(ALGORITHMS as readonly string[]).includes(alg)) {
     return { ok: false, check: 'header', message: `alg is not one of ${ALGORITHMS.join(', ')}` };
@@ -325,18 +300,13 @@ export function verifyDetached(
   certificate: X509Certificate,
   payload: Buffer,
 ): boolean {
-  const input = Buffer.from(`${jws.encodedHeader}.${payload.toString('base64url')}`, 'ascii');
-  const { hash, ...params } = cryptoParams(alg);
-  try {
-    return cryptoVerify(
-      hash,
-      input,
-      { key: certificate.publicKey, ...params },
-      Buffer.from(jws.encodedSignature, 'base64url'),
-    );
-  } catch {
-    return false;
-  }
+  return verifyJwsSignature(
+    alg,
+    certificate.publicKey,
+    jws.encodedHeader,
+    payload.toString('base64url'),
+    jws.encodedSignature,
+  );
 }
 
 function invalid(check: string, message: string): Rejection {

@@ -78,6 +78,17 @@ describe('audit chain', () => {
     assert.equal(firstBrokenRecord('w-1', [Buffer.from('not json')]), 0);
   });
 
+  it('still accepts records stored in the form used before RFC 8785 (U+2028/U+2029 escaped), and nothing else', () => {
+    const sealed = sealRecord('w-1', GENESIS, { ...event(1), policyReasons: ['line\u2028separator\u2029'] });
+    const text = sealed.bytes.toString('utf8');
+    assert.ok(text.includes('\u2028'), 'RFC 8785 writes the character itself');
+    const legacy = Buffer.from(text.replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029'), 'utf8');
+    assert.equal(firstBrokenRecord('w-1', [sealed.bytes]), -1);
+    assert.equal(firstBrokenRecord('w-1', [legacy]), -1);
+    const spaced = Buffer.from(text.replace('"kind":', '"kind": '), 'utf8');
+    assert.equal(firstBrokenRecord('w-1', [spaced]), 0, 'not canonical in either form');
+  });
+
   it('batches appends and resolves each once confirmed; the stored records form one chain', async () => {
     const sink = new StreamAuditSink({ writer: 'w-1', maxBatch: 4, flushMs: 5 });
     const { channel, bodies } = fakeChannel();

@@ -2,16 +2,15 @@
  * Audit records of routing decisions (docs/contract.md "Audit"): one JSON record per
  * decision, no payload, in a hash chain per writer (one writer = one router
  * instance): each record's `prev` is the SHA-256 of the previous record's
- * bytes, which are its canonical JSON (sorted keys, no whitespace), exactly
- * as stored. A verifier recomputes the hashes from the stored bytes alone.
+ * bytes, which are its canonical JSON (RFC 8785, @dmr/core), exactly as
+ * stored. A verifier recomputes the hashes from the stored bytes alone.
  *
  * StreamAuditSink appends to the `dmr.audit` stream in small batches with
  * publisher confirms; the router acknowledges an ingress message only after
  * its record is confirmed, so nothing acknowledged lacks its audit record.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { DmrError } from '@dmr/core';
-import { canonicalJson } from '@dmr/policy';
+import { DmrError, canonicalJson } from '@dmr/core';
 import type { ConfirmChannel } from 'amqplib';
 import { AUDIT_STREAM } from '../reconciler/layout.js';
 
@@ -59,6 +58,20 @@ export function sealRecord(
 }
 
 /**
+ * Whether `text` is the canonical form of `record`. Records written before
+ * the audit log moved to RFC 8785 used OPA's form, which differs only in
+ * escaping U+2028 and U+2029 inside strings (every key of a record is ASCII,
+ * so the key order is the same): such a record is still whole.
+ */
+function isCanonical(record: AuditRecord, text: string): boolean {
+  const canonical = canonicalJson(record);
+  if (canonical === text) return true;
+  return (
+    /[\u2028\u2029]/.test(canonical) && canonical.replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029') === text
+  );
+}
+
+/**
  * Checks one writer's records, in stored order: each parses, belongs to the
  * writer, follows its predecessor's seq and names its hash. Returns the index
  * of the first broken record, or -1 when the chain is whole.
@@ -72,7 +85,7 @@ export function firstBrokenRecord(writer: string, stored: readonly Uint8Array[])
     } catch {
       return index;
     }
-    if (record.writer !== writer || canonicalJson(record) !== Buffer.from(bytes).toString('utf8')) return index;
+    if (record.writer !== writer || !isCanonical(record, Buffer.from(bytes).toString('utf8'))) return index;
     const expected = head ?? { seq: record.seq - 1, hash: record.prev };
     if (record.seq !== expected.seq + 1 || record.prev !== expected.hash) return index;
     head = { seq: record.seq, hash: createHash('sha256').update(bytes).digest('hex') };

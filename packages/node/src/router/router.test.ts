@@ -86,7 +86,7 @@ describe('Router lifecycle (no broker)', () => {
     const started = router.start();
     await advance(400);
     assert.equal(router.state, 'backing-off');
-    // 20, 40, 80, 80 … ms with ±50 % jitter: several attempts, but bounded by the back-off.
+    // 20, 40, 80, 80 … ms ceilings, each jittered down to no less than half: several attempts, but bounded.
     assert.ok(attempts >= 3 && attempts <= 20, `${attempts} attempts in 400 ms`);
     await router.stop();
     await started;

@@ -31,7 +31,7 @@
  * losses are not.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AckBatcher, DmrError, isDmrError } from '@dmr/core';
+import { AckBatcher, DmrError, backoffDelay, isDmrError, reconnectLoop } from '@dmr/core';
 import type { NodeConfig } from '@dmr/contract';
 import type { PolicyDecider } from '@dmr/policy';
 import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqplib';
@@ -78,10 +78,6 @@ export interface RouterOptions {
 const PROBE_ROUTING_KEY = 'dmr.body-limit-probe';
 /** Above this the probe itself would cost too much per connection; such limits are not checked. */
 const PROBE_MAX_BYTES = 16 * 1_048_576;
-
-function withJitter(ms: number): number {
-  return Math.round(ms * (0.5 + Math.random()));
-}
 
 export class Router {
   readonly nodeId: string;
@@ -309,40 +305,26 @@ export class Router {
   // ---- connection lifecycle -----------------------------------------------------------------------
 
   async #run(started: () => void): Promise<void> {
-    let attempt = 0;
-    let connectedBefore = false;
-    while (!this.#stopping.signal.aborted) {
-      this.#setState('connecting');
-      let session: Session | undefined;
-      try {
-        session = await this.#open();
-        // stop() may have run while connecting, before it could see this session.
-        if (this.#stopping.signal.aborted) {
-          this.#drop(session);
-          break;
-        }
-        if (connectedBefore) this.#options.metrics.reconnects.inc();
-        connectedBefore = true;
-        attempt = 0;
+    await reconnectLoop<Session>({
+      signal: this.#stopping.signal,
+      backoff: this.#backoff,
+      open: () => this.#open(),
+      closed: (session) => session.closed,
+      drop: (session) => this.#drop(session),
+      onConnecting: () => this.#setState('connecting'),
+      onOpen: (_session, reconnected) => {
+        if (reconnected) this.#options.metrics.reconnects.inc();
         this.#setState('running');
         this.#options.logger.info({ shard: this.shard }, 'router consuming');
         started();
-        await session.closed;
-      } catch (error) {
+      },
+      onOpenFailed: (error) =>
         this.#options.logger.warn(
           { error: error instanceof Error ? error.message : String(error) },
           'broker connection failed',
-        );
-      }
-      if (session !== undefined) this.#drop(session);
-      if (this.#stopping.signal.aborted) break;
-      this.#setState('backing-off');
-      try {
-        await sleep(this.#delay(attempt++), undefined, { signal: this.#stopping.signal });
-      } catch {
-        break;
-      }
-    }
+        ),
+      onPause: () => this.#setState('backing-off'),
+    });
     started();
   }
 
@@ -456,9 +438,8 @@ export class Router {
     void session.connection.close().catch(() => undefined);
   }
 
-  #delay(attempt: number): number {
-    const { initialMs, maxMs } = this.#backoff;
-    return withJitter(Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30)));
+  #delay(failures: number): number {
+    return backoffDelay(failures, this.#backoff);
   }
 
   #setState(state: RouterState): void {

@@ -57,8 +57,17 @@ function findTests(dir) {
   return found;
 }
 
+/**
+ * A compiled test whose source is gone (moved or deleted since the last build) would run stale code:
+ * tsc -b never deletes outputs. Its source is the same path under src/ with .ts.
+ */
+function hasSource(file) {
+  const source = file.replace(/([\\/])dist([\\/])/, '$1src$2').replace(/\.js$/, '.ts');
+  return existsSync(source);
+}
+
 process.chdir(ROOT);
-const files = [...readdirSync('packages').map((pkg) => join('packages', pkg, 'dist')), join('bench', 'dist')]
+const allFiles = [...readdirSync('packages').map((pkg) => join('packages', pkg, 'dist')), join('bench', 'dist')]
   .filter((dist) => {
     try {
       return statSync(dist).isDirectory();
@@ -70,6 +79,12 @@ const files = [...readdirSync('packages').map((pkg) => join('packages', pkg, 'di
   .filter((file) => !unitOnly || !file.endsWith('.integration.test.js'))
   .filter((file) => filters.length === 0 || filters.some((filter) => file.includes(filter)))
   .sort();
+const stale = allFiles.filter((file) => !hasSource(file));
+if (stale.length > 0) {
+  console.log(`skipping ${stale.length} compiled test file(s) whose source is gone (\`npm run clean\` removes them):`);
+  for (const file of stale) console.log(`  ${file}`);
+}
+const files = allFiles.filter(hasSource);
 
 if (files.length === 0) {
   console.error('no test files found: run `npm run build` first');

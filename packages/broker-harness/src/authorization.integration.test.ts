@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
-import { startBrokers, type BrokerHarness } from './harness.js';
+import { type BrokerHarness } from './harness.js';
+import { startBrokers } from './start-brokers.js';
 import { issueClient, makeTempDir, makeTestCa, reportBoot, reportStop, type ClientMaterial } from './testing.js';
 import { channelCloseOf, waitFor } from '@dmr/core/testing';
 

@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { ConfirmChannel, ChannelModel, Message } from 'amqplib';
-import { startBrokers, type BrokerHarness } from './harness.js';
+import { type BrokerHarness } from './harness.js';
+import { startBrokers } from './start-brokers.js';
 import { issueClient, makeTempDir, makeTestCa, reportBoot, reportStop } from './testing.js';
 
 const EXCHANGE = 'by-message-id';

@@ -1,7 +1,5 @@
 export {
-  startBrokers,
   BrokerHarness,
-  nodeNames,
   type BrokerConnectOptions,
   type HarnessCa,
   type HarnessPhase,
@@ -11,6 +9,7 @@ export {
   type RestartReport,
   type StartBrokersOptions,
 } from './harness.js';
+export { startBrokers, nodeNames } from './start-brokers.js';
 export type { BrokerNode } from './node-view.js';
 export {
   brokerStatus,

@@ -20,7 +20,8 @@ import { spiffeId } from '@dmr/core';
 import type { CertificateAuthority } from '@dmr/pki';
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { clearPemCacheInDir } from './control.js';
-import { startBrokers, type BrokerHarness } from './harness.js';
+import { type BrokerHarness } from './harness.js';
+import { startBrokers } from './start-brokers.js';
 import {
   linkShovelSpec,
   type LinkShovelSpec,

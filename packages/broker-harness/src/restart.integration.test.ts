@@ -8,7 +8,8 @@ import { after, before, describe, it } from 'node:test';
 import type { CertificateAuthority } from '@dmr/pki';
 import type { ConsumeMessage } from 'amqplib';
 import { brokerStatus } from './control.js';
-import { startBrokers, type BrokerHarness, type NodeExitEvent } from './harness.js';
+import { type BrokerHarness, type NodeExitEvent } from './harness.js';
+import { startBrokers } from './start-brokers.js';
 import { readState } from './state.js';
 import {
   issueClient,

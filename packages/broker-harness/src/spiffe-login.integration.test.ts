@@ -14,7 +14,8 @@ import { after, before, describe, it } from 'node:test';
 import { spiffeId } from '@dmr/core';
 import type { CertificateAuthority, IssueWithKeyOptions } from '@dmr/pki';
 import { installCrlFile, trustBundleFor, type ManagementClient } from '@dmr/broker';
-import { startBrokers, type BrokerHarness } from './harness.js';
+import { type BrokerHarness } from './harness.js';
+import { startBrokers } from './start-brokers.js';
 import {
   TEST_TRUST_DOMAIN,
   issueClient,

@@ -11,7 +11,8 @@ import { after, before, describe, it } from 'node:test';
 import type { CertificateAuthority } from '@dmr/pki';
 import { readFile } from 'node:fs/promises';
 import { AMQP_091_HEADER, type ManagementClient, parseCrl } from '@dmr/broker';
-import { startBrokers, type BrokerHarness } from './harness.js';
+import { type BrokerHarness } from './harness.js';
+import { startBrokers } from './start-brokers.js';
 import { issueClient, makeTempDir, makeTestCa, reportBoot, reportStop, type ClientMaterial } from './testing.js';
 import { connectionError, waitFor } from '@dmr/core/testing';
 

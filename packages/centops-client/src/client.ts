@@ -37,7 +37,7 @@ import {
   callCentOps,
   centOpsEndpoint,
   centOpsError,
-  centOpsServerCheck,
+  centOpsRequestTls,
   centOpsUnreachable,
   isServerIdentityMismatch,
   requestEnrolment,
@@ -232,14 +232,7 @@ export class CentOpsClient {
         url,
         {
           method: 'GET',
-          ...('agent' in tls
-            ? { agent: tls.agent }
-            : {
-                agent: false,
-                ca: tls.caPem,
-                checkServerIdentity: centOpsServerCheck(tls.trustDomain),
-                ...(tls.certPem === undefined ? {} : { cert: tls.certPem, key: tls.keyPem }),
-              }),
+          ...centOpsRequestTls(tls),
           headers: { ...options.headers },
           ...(options.signal === undefined ? {} : { signal: options.signal }),
         },

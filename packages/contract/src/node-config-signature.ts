@@ -12,9 +12,8 @@
  * CONFIG_SIGNATURE_INVALID) and `schema`, `node`, `domain`, `revision`
  * (CONFIG_INVALID).
  */
-import { compactVerify, decodeProtectedHeader, errors as joseErrors, type CompactJWSHeaderParameters } from 'jose';
 import { DmrError } from '@dmr/core';
-import { verifyX5cSigner } from '@dmr/pki';
+import { verifyX5cJws } from '@dmr/pki';
 import { nodeConfigProblems, type NodeConfig } from './node-config.js';
 
 /** Explicit typing (RFC 8725 §3.11): a JWS signed for something else is not a node configuration. */
@@ -63,57 +62,24 @@ function contentInvalid(check: ContentCheck, message: string, details: Record<st
   });
 }
 
-function readHeader(jws: string): CompactJWSHeaderParameters & { x5c: string[]; kid: string; alg: SigningAlgorithm } {
-  if (typeof jws !== 'string' || !/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(jws.trim())) {
-    throw signatureInvalid('format', 'not a compact JWS (three base64url parts)');
-  }
-  let header: ReturnType<typeof decodeProtectedHeader>;
-  try {
-    header = decodeProtectedHeader(jws.trim());
-  } catch {
-    throw signatureInvalid('format', 'the protected header is not base64url JSON');
-  }
-  const { alg, typ, kid, x5c } = header;
-  if (typeof alg !== 'string' || !(SIGNING_ALGORITHMS as readonly string[]).includes(alg)) {
-    throw signatureInvalid('header', `alg ${String(alg)} is not one of ${SIGNING_ALGORITHMS.join(', ')}`);
-  }
-  if (typ !== NODE_CONFIG_JWS_TYPE) throw signatureInvalid('header', `typ must be ${NODE_CONFIG_JWS_TYPE}`);
-  if (typeof kid !== 'string' || kid === '') throw signatureInvalid('header', 'kid is missing');
-  if (!Array.isArray(x5c) || x5c.length === 0 || !x5c.every((item) => typeof item === 'string')) {
-    throw signatureInvalid('header', 'x5c (the signer certificate chain) is missing');
-  }
-  if (header.crit !== undefined) throw signatureInvalid('header', 'crit parameters are not understood');
-  return { ...header, alg: alg as SigningAlgorithm, kid, x5c };
-}
-
 /**
  * Verifies a signed node configuration and returns the typed document.
  * Order matters: nothing in the payload is looked at before the signer is
  * trusted and the signature verifies.
  */
 export async function verifyNodeConfig(jws: string, options: VerifyOptions): Promise<VerifiedNodeConfig> {
-  const now = options.now ?? new Date();
-  const header = readHeader(jws);
-  const signer = await verifyX5cSigner(
-    header.x5c,
+  const { payload, signer } = await verifyX5cJws(
+    jws,
     {
+      algorithms: SIGNING_ALGORITHMS,
+      typ: NODE_CONFIG_JWS_TYPE,
       trustBundlePem: options.trustBundlePem,
       expectedSigner: options.expectedSigner,
-      now,
+      now: options.now ?? new Date(),
       ...(options.crlPems === undefined ? {} : { crlPems: options.crlPems }),
     },
     (check, message, details) => signatureInvalid(check === 'x5c' ? 'header' : check, message, details),
   );
-  if (header.kid !== signer.fingerprintSha256) {
-    throw signatureInvalid('kid', 'kid is not the fingerprint of the x5c signer certificate');
-  }
-  let payload: Uint8Array;
-  try {
-    ({ payload } = await compactVerify(jws.trim(), signer.leaf.publicKey, { algorithms: [header.alg] }));
-  } catch (error) {
-    const reason = error instanceof joseErrors.JOSEError ? error.code : 'verification failed';
-    throw signatureInvalid('signature', `the signature does not verify with the signer's key (${reason})`);
-  }
   let document: unknown;
   try {
     document = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payload));

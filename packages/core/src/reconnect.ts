@@ -9,7 +9,6 @@
  * even before the first retry after a loss: a peer that just closed us is
  * likely not back yet.
  */
-import { setTimeout as sleepFor } from 'node:timers/promises';
 import { backoffDelay, type BackoffOptions } from './backoff.js';
 
 export interface ReconnectLoopOptions<S> {
@@ -33,14 +32,14 @@ export interface ReconnectLoopOptions<S> {
   onLost?(session: S): void;
   /** Before each pause. */
   onPause?(delayMs: number): void;
-  /** Injectable for tests; must reject when `signal` aborts (default node:timers/promises setTimeout). */
+  /** Injectable for tests; must reject when `signal` aborts (default: the global setTimeout, see sleepFor). */
   sleep?(ms: number, signal: AbortSignal): Promise<void>;
 }
 
 /** Runs until `signal` aborts; resolves then (never rejects). */
 export async function reconnectLoop<S>(options: ReconnectLoopOptions<S>): Promise<void> {
   const { signal } = options;
-  const sleep = options.sleep ?? ((ms: number, abort: AbortSignal) => sleepFor(ms, undefined, { signal: abort }));
+  const sleep = options.sleep ?? sleepFor;
   let failures = 0;
   let opened = false;
   let session = options.first;
@@ -81,4 +80,26 @@ export async function reconnectLoop<S>(options: ReconnectLoopOptions<S>): Promis
     options.onLost?.(lost);
     if (!(await pause())) break;
   }
+}
+
+/**
+ * An abortable sleep on the global setTimeout rather than node:timers/promises: the test runner's mocked
+ * timers (`mock.timers.enable({ apis: ['setTimeout'] })`) move it in Node 20, so back-off tests need no wall clock.
+ */
+export function sleepFor(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason as Error);
+      return;
+    }
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal.reason as Error);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }

@@ -53,6 +53,11 @@ export class CentOpsApi {
     return this.#client.apiUrl;
   }
 
+  /** Where nodes and clients enrol: the enrolment listener, not the API (which asks for a client certificate). */
+  get enrolUrl(): string {
+    return this.#client.enrolUrl ?? this.#client.apiUrl;
+  }
+
   /** A JSON call on the API; CentOps' error answers come back as its DmrError. */
   async call<T>(method: HttpMethod, path: string, body?: unknown): Promise<T> {
     try {

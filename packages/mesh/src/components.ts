@@ -149,7 +149,7 @@ export async function startCentOps(
       centops: {
         dir: paths.centopsDir,
         apiUrl: admin.api.baseUrl,
-        enrolUrl: admin.enrol.baseUrl,
+        enrolUrl: admin.enrol.enrolUrl,
         adminConfig: join(`${paths.centopsDir}-admin`, 'admin.yaml'),
         process: child.ref,
         log: paths.centopsLog,
@@ -239,7 +239,7 @@ export async function startNode(
       dataDir: paths.nodeDir,
       centops: {
         url: admin.api.baseUrl,
-        enrolUrl: admin.enrol.baseUrl,
+        enrolUrl: admin.enrol.enrolUrl,
         caFile: admin.caBundle,
         tokenFile: paths.nodeTokenFile,
         trustDomain: config.trustDomain,

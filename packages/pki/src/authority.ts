@@ -144,15 +144,7 @@ export class CertificateAuthority {
         { hint: 'an intermediate cannot outlive the root that signed it' },
       );
     }
-    const absolute = resolve(dir);
-    await ensurePrivateDirectory(absolute);
-    const present = await existingCaFiles(absolute);
-    if (present.length > 0) {
-      throw new DmrError('ALREADY_EXISTS', `${absolute} already holds a CA (${present.join(', ')})`, {
-        details: { dir: absolute, files: present },
-        hint: 'open it instead, or choose an empty directory for a new CA',
-      });
-    }
+    const absolute = await emptyCaDirectory(dir);
 
     const td = options.trustDomain;
     const now = Date.now();
@@ -235,14 +227,7 @@ export class CertificateAuthority {
         },
       );
     }
-    const absolute = resolve(dir);
-    await ensurePrivateDirectory(absolute);
-    const present = await existingCaFiles(absolute);
-    if (present.length > 0) {
-      throw new DmrError('ALREADY_EXISTS', `${absolute} already holds a CA (${present.join(', ')})`, {
-        details: { dir: absolute, files: present },
-      });
-    }
+    const absolute = await emptyCaDirectory(dir);
     const intermediateKeyPem = await generatePrivateKey('ecdsa-p256');
     const intermediate = await signIntermediate(root, rootKey, await loadSigningKey(intermediateKeyPem), {
       // A distinct name keeps name-based chain building from confusing it with the root's other intermediates.
@@ -578,6 +563,20 @@ async function signIntermediate(
       new AuthorityKeyIdentifierExtension(await keyIdentifier(root), false),
     ],
   });
+}
+
+/** `dir` as an absolute, private directory that holds no CA yet (ALREADY_EXISTS otherwise). */
+async function emptyCaDirectory(dir: string): Promise<string> {
+  const absolute = resolve(dir);
+  await ensurePrivateDirectory(absolute);
+  const present = await existingCaFiles(absolute);
+  if (present.length > 0) {
+    throw new DmrError('ALREADY_EXISTS', `${absolute} already holds a CA (${present.join(', ')})`, {
+      details: { dir: absolute, files: present },
+      hint: 'open it instead, or choose an empty directory for a new CA',
+    });
+  }
+  return absolute;
 }
 
 async function existingCaFiles(dir: string): Promise<string[]> {

@@ -35,7 +35,7 @@
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { Agent, request as httpsRequest } from 'node:https';
+import { Agent, request as httpsRequest, type RequestOptions } from 'node:https';
 import { DmrError, isErrorCode, type ErrorCode, type PrincipalKind } from '@dmr/core';
 import { createCsr } from './csr.js';
 import { generatePrivateKey, type KeyAlgorithm } from './keys.js';
@@ -84,6 +84,21 @@ export class CentOpsAgent extends Agent {
  */
 export type CentOpsTls =
   { agent: CentOpsAgent } | { caPem: string; certPem?: string; keyPem?: string; trustDomain: string };
+
+/**
+ * The `https.request` options for `tls`: the pooled agent, or a fresh
+ * connection (agent: false) so that the identity presented is exactly this
+ * one, with CentOps pinned either way.
+ */
+export function centOpsRequestTls(tls: CentOpsTls): RequestOptions {
+  if ('agent' in tls) return { agent: tls.agent };
+  return {
+    agent: false,
+    ca: tls.caPem,
+    checkServerIdentity: centOpsServerCheck(tls.trustDomain),
+    ...(tls.certPem === undefined ? {} : { cert: tls.certPem, key: tls.keyPem }),
+  };
+}
 
 export interface CentOpsCallOptions {
   /** Gives up with CENTOPS_UNREACHABLE when no whole answer arrived by then (default 30 s). */
@@ -190,15 +205,7 @@ export function callCentOps(
       url,
       {
         method: options.method ?? 'GET',
-        ...('agent' in tls
-          ? { agent: tls.agent }
-          : {
-              // A fresh connection: the identity presented is exactly this one.
-              agent: false,
-              ca: tls.caPem,
-              checkServerIdentity: centOpsServerCheck(tls.trustDomain),
-              ...(tls.certPem === undefined ? {} : { cert: tls.certPem, key: tls.keyPem }),
-            }),
+        ...centOpsRequestTls(tls),
         headers: {
           ...options.headers,
           ...(text === undefined

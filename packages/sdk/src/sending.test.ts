@@ -78,7 +78,9 @@ function code(error: unknown): string | undefined {
 }
 
 describe('Sending', () => {
-  it('publishes to the ingress with the contract properties and resolves on the confirm', async () => {
+  it('publishes to the ingress with the contract properties and resolves on the confirm', async (t) => {
+    // A frozen clock: the expiration is the TTL minus the time since send(), which must be 0 here.
+    t.mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
     const { sending, first, counters } = setup();
     const sent = sending.send({ to: 'rik-bot', type: 'ChatMessage', body: { text: 'tere' }, ttl: 60_000 });
     // Without protection nothing is awaited before the publish: it is on the wire when send() returns.

@@ -24,7 +24,6 @@
  * Writers each change their own client, so they contend only where the
  * store serialises every writer (the registry_state row lock), as in use.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { Agent, request } from 'node:https';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -32,8 +31,8 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import pg from 'pg';
 import { percentile } from '@dmr/core';
+import { postgresTarget, type StoreTarget } from './store-target.js';
 import { CONFIG_FILE, initCentOps, loadConfig, startServer, type Change, type Client, type DmrNode } from '../index.js';
 
 const OPERATIONS = ['get', 'list', 'put', 'apply'] as const;
@@ -194,29 +193,6 @@ interface Row {
   p50: number;
   p99: number;
   errors: number;
-}
-
-interface StoreTarget {
-  name: string;
-  database: string;
-  cleanup(): Promise<void>;
-}
-
-async function postgresTarget(adminUrl: string): Promise<StoreTarget> {
-  const name = `dmr_bench_${randomBytes(6).toString('hex')}`;
-  const admin = async (statement: string) => {
-    const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 5000 });
-    await client.connect();
-    try {
-      await client.query(statement);
-    } finally {
-      await client.end();
-    }
-  };
-  await admin(`create database ${name}`);
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return { name: 'PostgreSQL', database: url.toString(), cleanup: () => admin(`drop database ${name} with (force)`) };
 }
 
 async function benchStore(target: StoreTarget, options: { seconds: number; clients: number }): Promise<Row[]> {

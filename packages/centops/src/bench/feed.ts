@@ -27,7 +27,6 @@
  * would not). Bounded: a round waits at most --round-timeout seconds, the
  * whole run at most --max-seconds; what was measured until then is printed.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { Agent, request } from 'node:https';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -35,7 +34,6 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import pg from 'pg';
 import { createCsr, generatePrivateKey } from '@dmr/pki';
 import { configSignerSpiffeId, verifyNodeConfig } from '../feed/signing.js';
 import { openSse, type SseClient } from '../feed/sse-client.js';
@@ -45,6 +43,7 @@ import { initCentOps } from '../server/init.js';
 import type { Change } from '../store/types.js';
 import { client, link, node, organisation } from '../store/test-support/fixtures.js';
 import { percentile } from '@dmr/core';
+import { postgresTarget, type StoreTarget } from './store-target.js';
 
 const TD = 'dmr.bench';
 
@@ -246,29 +245,6 @@ function runInWorker(input: WorkerInput): Promise<WorkerResult> {
       reject(error);
     });
   });
-}
-
-interface StoreTarget {
-  name: string;
-  database: string;
-  cleanup(): Promise<void>;
-}
-
-async function postgresTarget(adminUrl: string): Promise<StoreTarget> {
-  const name = `dmr_bench_${randomBytes(6).toString('hex')}`;
-  const admin = async (statement: string) => {
-    const connection = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 5000 });
-    await connection.connect();
-    try {
-      await connection.query(statement);
-    } finally {
-      await connection.end();
-    }
-  };
-  await admin(`create database ${name}`);
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return { name: 'PostgreSQL', database: url.toString(), cleanup: () => admin(`drop database ${name} with (force)`) };
 }
 
 function seedChanges(ids: readonly string[]): Change[] {

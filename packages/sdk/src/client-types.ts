@@ -90,6 +90,20 @@ export interface ClientStats {
   reconnects: number;
 }
 
+/** Every counter at zero: a new client's (and a test's) starting point. */
+export function zeroClientStats(): ClientStats {
+  return {
+    confirmed: 0,
+    resent: 0,
+    handled: 0,
+    duplicates: 0,
+    reports: 0,
+    misaddressed: 0,
+    replayReportsSuppressed: 0,
+    reconnects: 0,
+  };
+}
+
 /** The emitter the parts report through: the DmrClient itself. */
 export type ClientEvents = EventEmitter<DmrClientEvents>;
 

@@ -33,7 +33,13 @@ import { EventEmitter } from 'node:events';
 import { DmrError, isValidId, spiffeId } from '@dmr/core';
 import { brokerServerCheck, type CheckServerIdentity } from '@dmr/pki';
 import { describeCertificate } from './certificates.js';
-import type { ClientState, ClientStats, ConnectOptions, DmrClientEvents } from './client-types.js';
+import {
+  zeroClientStats,
+  type ClientState,
+  type ClientStats,
+  type ConnectOptions,
+  type DmrClientEvents,
+} from './client-types.js';
 import { Connection, type Session } from './connection.js';
 import type { EnrolledIdentity } from './enrolment.js';
 import { Receiving, type MessageHandler, type ReceiveOptions, type Subscription } from './receiving.js';
@@ -72,16 +78,7 @@ export class DmrClient extends EventEmitter<DmrClientEvents> {
   readonly #sending: Sending;
   readonly #receiving: Receiving;
   #closing: Promise<void> | undefined;
-  readonly #stats: ClientStats = {
-    confirmed: 0,
-    resent: 0,
-    handled: 0,
-    duplicates: 0,
-    reports: 0,
-    misaddressed: 0,
-    replayReportsSuppressed: 0,
-    reconnects: 0,
-  };
+  readonly #stats: ClientStats = zeroClientStats();
 
   private constructor(options: ConnectOptions, tls: TlsPem, checkServer: CheckServerIdentity, userId: string) {
     super();

@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
 import type { ConsumeMessage } from 'amqplib';
 import { AckBatcher, isDmrError } from '@dmr/core';
-import type { ClientStats, DmrClientEvents } from './client-types.js';
+import { zeroClientStats, type ClientStats, type DmrClientEvents } from './client-types.js';
 import type { ConnectionView, Session } from './connection.js';
 import { Receiving, type ReceiveOptions, type ReceivedMessage } from './receiving.js';
 import { DELIVERY_REPORT_TYPE, type DeliveryReport } from './report.js';
@@ -86,16 +86,7 @@ function setup(resent: (id: string) => boolean = () => false) {
     ownKeys: () => [],
   };
   const events = new EventEmitter<DmrClientEvents>();
-  const stats: ClientStats = {
-    confirmed: 0,
-    resent: 0,
-    handled: 0,
-    duplicates: 0,
-    reports: 0,
-    misaddressed: 0,
-    replayReportsSuppressed: 0,
-    reconnects: 0,
-  };
+  const stats: ClientStats = zeroClientStats();
   const receiving = new Receiving({
     connection,
     sending: { wasResent: (id) => resent(id) },

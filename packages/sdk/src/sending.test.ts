@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Options } from 'amqplib';
 import { isDmrError } from '@dmr/core';
-import type { ClientStats } from './client-types.js';
+import { zeroClientStats } from './client-types.js';
 import type { ConnectionView, Session } from './connection.js';
 import { Sending } from './sending.js';
 import { INGRESS_EXCHANGE, RECIPIENT_HEADER, VERSION_HEADER } from './wire.js';
@@ -33,19 +33,6 @@ function fakeSession(seq: number): { session: Session; publishes: Publish[] } {
   return { session: { seq, alive: true, publisher } as unknown as Session, publishes };
 }
 
-function stats(): ClientStats {
-  return {
-    confirmed: 0,
-    resent: 0,
-    handled: 0,
-    duplicates: 0,
-    reports: 0,
-    misaddressed: 0,
-    replayReportsSuppressed: 0,
-    reconnects: 0,
-  };
-}
-
 function setup(maxSendAttempts?: number) {
   const first = fakeSession(1);
   const connection: ConnectionView & { session: Session | undefined } = {
@@ -57,7 +44,7 @@ function setup(maxSendAttempts?: number) {
     checkCertificate: () => Promise.resolve(),
     ownKeys: () => [],
   };
-  const counters = stats();
+  const counters = zeroClientStats();
   const sending = new Sending(
     connection,
     {

@@ -17,7 +17,7 @@ import { connectWithCertificate, probeTls } from '@dmr/broker';
 import { ConfigSigner } from '@dmr/centops';
 import type { NodeConfig } from '@dmr/contract';
 import { isDmrError } from '@dmr/core';
-import { vhostName } from '../reconciler/layout.js';
+import { vhostName } from '@dmr/contract';
 import { NodeAgent, type DocumentOutcome } from './agent.js';
 import { startRouterProcess, type RunningRouter } from './router-process.js';
 import { RouterSupervisor } from './supervisor.js';

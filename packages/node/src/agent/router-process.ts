@@ -32,7 +32,7 @@ import {
   type PolicyDecider,
   type PolicyDecision,
 } from '@dmr/policy';
-import { vhostName } from '../reconciler/layout.js';
+import { vhostName } from '@dmr/contract';
 import { StreamAuditSink } from '../router/audit.js';
 import { RouterMetrics } from '../router/metrics.js';
 import { Router } from '../router/router.js';

@@ -12,7 +12,7 @@
 import { performance } from 'node:perf_hooks';
 import { summarize } from '@dmr/core';
 import type { KeyAlgorithm } from '@dmr/pki';
-import type { SignableMessage } from '../message/contract.js';
+import { type SignableMessage } from '@dmr/contract';
 import { encodedTableSize } from '../message/headers.js';
 import { DEFAULT_MAX_HOPS, HOP_ENTRY_ALLOWANCE_BYTES } from '../message/hop-chain.js';
 import {

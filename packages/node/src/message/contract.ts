@@ -4,31 +4,6 @@
  * what a message that passed the origin checks looks like is the node's.
  * Pure data: no broker, no clock.
  */
-export {
-  CONTRACT_VERSION,
-  DELIVERY_REPORT_TYPE,
-  HOPS_HEADER,
-  MESSAGE_REJECTION_CODES,
-  ORIGIN_HEADER,
-  RECIPIENT_HEADER,
-  RESERVED_HEADERS,
-  RESERVED_TYPE_PREFIX,
-  SENDER_HEADER,
-  SIGNATURE_HEADER,
-  TRACEPARENT_HEADER,
-  TRACESTATE_HEADER,
-  TYPE_PATTERN,
-  UUID_PATTERN,
-  VERSION_HEADER,
-  reject,
-  type CheckResult,
-  type HeaderValue,
-  type MessageRejectionCode,
-  type Rejection,
-  type SignableMessage,
-  type WireMessage,
-} from '@dmr/contract';
-
 /** A message that passed every origin check: typed, normalised metadata, never the payload. */
 export interface ValidatedMessage {
   /** A lowercase UUID (rule 1): the idempotency key and the replay guard's key. */

@@ -8,14 +8,15 @@
  * and the size measure walks keys the way amqplib's encoder does (`for…in`,
  * inherited keys included) so that it bounds what a re-encode would need.
  */
-import { APP_HEADER_PATTERN, E2E_CONTENT_TYPE_HEADER } from '@dmr/contract';
 import {
+  APP_HEADER_PATTERN,
+  E2E_CONTENT_TYPE_HEADER,
   RECIPIENT_HEADER,
   TRACEPARENT_HEADER,
   TRACESTATE_HEADER,
   VERSION_HEADER,
   type HeaderValue,
-} from './contract.js';
+} from '@dmr/contract';
 
 /** Header names RabbitMQ reads as extra routing keys (rabbit_basic: `CC`, `BCC`). */
 const ROUTING_HEADERS = new Set(['cc', 'bcc']);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { CertificateAuthority } from '@dmr/pki';
-import type { CheckResult, SignableMessage } from './contract.js';
+import { type CheckResult, type SignableMessage } from '@dmr/contract';
 import {
   DEFAULT_MAX_HOPS,
   HOP_ENTRY_ALLOWANCE_BYTES,

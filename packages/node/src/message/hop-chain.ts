@@ -25,8 +25,6 @@ import {
   splitDetachedJws,
   type HopChain,
   type HopEntry,
-} from '@dmr/contract';
-import {
   HOPS_HEADER,
   ORIGIN_HEADER,
   SENDER_HEADER,
@@ -36,7 +34,7 @@ import {
   type CheckResult,
   type Rejection,
   type SignableMessage,
-} from './contract.js';
+} from '@dmr/contract';
 import {
   HopVerifier,
   NodeSignerCache,

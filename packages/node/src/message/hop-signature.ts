@@ -21,6 +21,14 @@ import {
   type DetachedJws,
   type Hop,
   type HopSignatureAlgorithm,
+  HOPS_HEADER,
+  ORIGIN_HEADER,
+  SENDER_HEADER,
+  SIGNATURE_HEADER,
+  reject,
+  type CheckResult,
+  type Rejection,
+  type SignableMessage,
 } from '@dmr/contract';
 import {
   X5cJwsSigner,
@@ -31,16 +39,6 @@ import {
   verifyX5cSigner,
   type SignerCheck,
 } from '@dmr/pki';
-import {
-  HOPS_HEADER,
-  ORIGIN_HEADER,
-  SENDER_HEADER,
-  SIGNATURE_HEADER,
-  reject,
-  type CheckResult,
-  type Rejection,
-  type SignableMessage,
-} from './contract.js';
 
 const ALGORITHMS = HOP_SIGNATURE_ALGORITHMS;
 export type Algorithm = HopSignatureAlgorithm;

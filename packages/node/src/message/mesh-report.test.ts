@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { CheckResult, SignableMessage } from './contract.js';
+import { type CheckResult, type SignableMessage } from '@dmr/contract';
 import { checkMeshParties, mayReportOn, meshReport, type MeshMessageKind } from './mesh-report.js';
 import {
   SENDER,

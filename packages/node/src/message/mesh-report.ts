@@ -21,7 +21,7 @@ import {
   type CheckResult,
   type SignableMessage,
   type WireMessage,
-} from './contract.js';
+} from '@dmr/contract';
 import { ownHeader } from './headers.js';
 
 /** What a relayed message is: a client's message, or a node's delivery report. */

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spiffeId } from '@dmr/core';
 import { CertificateAuthority, type KeyAlgorithm } from '@dmr/pki';
-import type { SignableMessage } from './contract.js';
+import { type SignableMessage } from '@dmr/contract';
 import {
   HopChainSigner,
   HopChainVerifier,

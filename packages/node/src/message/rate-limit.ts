@@ -10,7 +10,7 @@
  * forgotten sender starts full), and a bucket idle long enough to refill is
  * identical to a new one, so it is dropped when met.
  */
-import { reject, type Rejection } from './contract.js';
+import { reject, type Rejection } from '@dmr/contract';
 
 export interface SenderRateLimitOptions {
   ratePerSecond: number;

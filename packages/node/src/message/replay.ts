@@ -25,7 +25,7 @@
  * then keeps some expired ids a little longer (memory, never safety), and
  * `check` still judges each id by its own expiry.
  */
-import { reject, type Rejection } from './contract.js';
+import { reject, type Rejection } from '@dmr/contract';
 
 export interface ReplayGuardOptions {
   /** How long an id is remembered (ms): limits.dedupWindowMs. */

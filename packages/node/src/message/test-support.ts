@@ -1,7 +1,7 @@
 /** Fixtures shared by this directory's tests. Not exported from index. */
 import { randomUUID } from 'node:crypto';
 import type { MessageConfig } from './validate.js';
-import type { HeaderValue, SignableMessage } from './contract.js';
+import { type HeaderValue, type SignableMessage } from '@dmr/contract';
 
 export const NOW = Date.parse('2026-11-27T12:00:00.000Z');
 export const TRUST_DOMAIN = 'dmr.test';

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { ERROR_CATALOGUE } from '@dmr/core';
-import { MESSAGE_REJECTION_CODES, type CheckResult, type ValidatedMessage, type WireMessage } from './contract.js';
+import { type ValidatedMessage } from './contract.js';
+import { MESSAGE_REJECTION_CODES, type CheckResult, type WireMessage } from '@dmr/contract';
 import { messageContext, senderFromUserId, validateAtOrigin } from './validate.js';
 import { LIMITS, NOW, testConfig, testMessage, userIdOf, without, type MessageParts } from './test-support.js';
 

@@ -12,6 +12,7 @@
  */
 import { isValidId, parseSpiffeId } from '@dmr/core';
 import type { NodeConfig } from '@dmr/contract';
+import { type ValidatedMessage } from './contract.js';
 import {
   CONTRACT_VERSION,
   RECIPIENT_HEADER,
@@ -24,9 +25,8 @@ import {
   VERSION_HEADER,
   reject,
   type CheckResult,
-  type ValidatedMessage,
   type WireMessage,
-} from './contract.js';
+} from '@dmr/contract';
 import { MAX_HEADER_DEPTH, encodedTableSize, ownHeader, routingHeader } from './headers.js';
 
 /** What the checks need from a NodeConfig. */

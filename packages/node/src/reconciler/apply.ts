@@ -26,8 +26,6 @@
 import { DmrError } from '@dmr/core';
 import { USER_LIMIT_NAMES, type ManagementClient, type UserLimitName } from '@dmr/broker';
 import {
-  DMR_PREFIX,
-  MANAGED_USER_TAGS,
   type ArgumentValue,
   type BrokerLayout,
   type DesiredBinding,
@@ -36,6 +34,7 @@ import {
   type DesiredQueue,
   type DesiredUser,
 } from './layout.js';
+import { DMR_PREFIX, MANAGED_USER_TAGS } from '@dmr/contract';
 
 export type ResourceKind = 'vhost' | 'exchange' | 'queue' | 'binding' | 'user' | 'permissions' | 'user-limit';
 

@@ -2,16 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { planChanges, type ActualState } from './apply.js';
 import { denyClient, sampleConfig } from './test-support.js';
-import {
-  CLIENT_USER_TAG,
-  INGRESS_EXCHANGE,
-  PEER_USER_TAG,
-  ROUTER_USER_TAG,
-  desiredLayout,
-  escapeRegex,
-  exactNames,
-  vhostName,
-} from './layout.js';
+import { desiredLayout, escapeRegex, exactNames } from './layout.js';
+import { CLIENT_USER_TAG, INGRESS_EXCHANGE, PEER_USER_TAG, ROUTER_USER_TAG, vhostName } from '@dmr/contract';
 
 const link = { peer: 'node-b', amqpsEndpoint: 'amqps://127.0.0.1:5672', cost: 1, peerCertificates: [] };
 const ALPHA = 'spiffe://dmr.test/client/alpha-bot';

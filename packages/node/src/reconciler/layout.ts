@@ -52,30 +52,6 @@ import {
   type NodeConfig,
 } from '@dmr/contract';
 
-// The names are the wire contract's (clients, routers and the mesh spell them too); re-exported for the node's API.
-export {
-  AUDIT_STREAM,
-  CLIENT_USER_TAG,
-  DEAD_LETTER_EXCHANGE,
-  DEAD_LETTER_REPORTS_QUEUE,
-  DELIVERY_EXCHANGE,
-  DMR_PREFIX,
-  INGRESS_EXCHANGE,
-  INGRESS_QUEUE_PREFIX,
-  MANAGED_USER_TAGS,
-  MESH_INGRESS_EXCHANGE,
-  MESH_INGRESS_QUEUE,
-  PEER_USER_TAG,
-  REJECTED_EXCHANGE,
-  REJECTED_QUEUE,
-  ROUTER_USER_TAG,
-  clientQueueName,
-  deadLetterQueueName,
-  ingressQueueName,
-  outboundQueueName,
-  vhostName,
-} from '@dmr/contract';
-
 /** RabbitMQ's name of the default ("") exchange in permission checks. */
 export const DEFAULT_EXCHANGE_RESOURCE = 'amq.default';
 

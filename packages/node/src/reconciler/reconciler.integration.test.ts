@@ -18,7 +18,8 @@ import { CertificateAuthority } from '@dmr/pki';
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
 import { reconcile } from './apply.js';
 import { denyClient, sampleConfig } from './test-support.js';
-import { CLIENT_USER_TAG, ROUTER_USER_TAG, desiredLayout, vhostName } from './layout.js';
+import { desiredLayout } from './layout.js';
+import { CLIENT_USER_TAG, ROUTER_USER_TAG, vhostName } from '@dmr/contract';
 import { channelCloseOf, waitFor } from '@dmr/core/testing';
 
 const VHOST = vhostName('node-a');

@@ -12,7 +12,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { DmrError, canonicalJson } from '@dmr/core';
 import type { ConfirmChannel } from 'amqplib';
-import { AUDIT_STREAM } from '../reconciler/layout.js';
+import { AUDIT_STREAM } from '@dmr/contract';
 
 /** What the router records about one decision. */
 export interface AuditEvent {

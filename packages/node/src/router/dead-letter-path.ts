@@ -5,7 +5,7 @@
  */
 import type { ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
-import { RECIPIENT_HEADER, SENDER_HEADER } from '../message/contract.js';
+import { RECIPIENT_HEADER, SENDER_HEADER } from '@dmr/contract';
 import { DELIVERY_REPORT_TYPE, deadLetterReason, deliveryReport, type RoutingContext } from './envelope.js';
 import { validId, validMessageId, type Outcomes, type Session } from './outcome.js';
 

@@ -15,10 +15,6 @@ import {
   buildDeliveryReport,
   type DeliveryReport,
   type NodeConfig,
-} from '@dmr/contract';
-import type { PolicyDecision, PolicyInput, PolicyPrincipal } from '@dmr/policy';
-import type { Options } from 'amqplib';
-import {
   CONTRACT_VERSION,
   DELIVERY_REPORT_TYPE,
   HOPS_HEADER,
@@ -28,8 +24,10 @@ import {
   TYPE_PATTERN,
   VERSION_HEADER,
   type MessageRejectionCode,
-  type ValidatedMessage,
-} from '../message/contract.js';
+} from '@dmr/contract';
+import type { PolicyDecision, PolicyInput, PolicyPrincipal } from '@dmr/policy';
+import type { Options } from 'amqplib';
+import { type ValidatedMessage } from '../message/contract.js';
 import { forwardedHeaders } from '../message/headers.js';
 import { appendHop } from '../message/hop-signature.js';
 import { messageContext, type MessageContext } from '../message/validate.js';

@@ -11,10 +11,9 @@ import { performance } from 'node:perf_hooks';
 import { isValidId, type AckBatcher } from '@dmr/core';
 import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
 import type { Logger } from 'pino';
-import { RECIPIENT_HEADER, UUID_PATTERN } from '../message/contract.js';
 import { ownHeader } from '../message/headers.js';
 import { senderFromUserId } from '../message/validate.js';
-import { DELIVERY_EXCHANGE, REJECTED_EXCHANGE } from '../reconciler/layout.js';
+import { DELIVERY_EXCHANGE, REJECTED_EXCHANGE, RECIPIENT_HEADER, UUID_PATTERN } from '@dmr/contract';
 import type { AuditEvent, AuditSink } from './audit.js';
 import {
   deliveryReport,

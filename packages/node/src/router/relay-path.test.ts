@@ -8,7 +8,7 @@ import { SenderRateLimit } from '../message/rate-limit.js';
 import { ReplayGuard } from '../message/replay.js';
 import { NOW, TRUST_DOMAIN, testConfig, testMessage } from '../message/test-support.js';
 import { messageContext } from '../message/validate.js';
-import { DELIVERY_EXCHANGE, REJECTED_EXCHANGE } from '../reconciler/layout.js';
+import { DELIVERY_EXCHANGE, REJECTED_EXCHANGE } from '@dmr/contract';
 import type { AuditEvent } from './audit.js';
 import { REASON_HEADER } from './envelope.js';
 import { RouterMetrics } from './metrics.js';

@@ -38,7 +38,7 @@ import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqp
 import type { Logger } from 'pino';
 import { SenderRateLimit } from '../message/rate-limit.js';
 import { ReplayGuard } from '../message/replay.js';
-import { DEAD_LETTER_REPORTS_QUEUE, DELIVERY_EXCHANGE, ingressQueueName } from '../reconciler/layout.js';
+import { DEAD_LETTER_REPORTS_QUEUE, DELIVERY_EXCHANGE, ingressQueueName } from '@dmr/contract';
 import type { AuditSink } from './audit.js';
 import { DeadLetterPath } from './dead-letter-path.js';
 import { routingContext, type RoutingContext } from './envelope.js';

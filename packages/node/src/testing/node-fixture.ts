@@ -37,7 +37,8 @@ import type { ChannelModel, ConfirmChannel, ConsumeMessage, Options } from 'amqp
 import { pino, type Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { reconcile } from '../reconciler/apply.js';
-import { desiredLayout, vhostName } from '../reconciler/layout.js';
+import { desiredLayout } from '../reconciler/layout.js';
+import { vhostName } from '@dmr/contract';
 import { StreamAuditSink } from '../router/audit.js';
 import type { DeliveryReport } from '../router/envelope.js';
 import { RouterMetrics } from '../router/metrics.js';

@@ -10,7 +10,7 @@ import { PolicyEngine, type BundleVerification } from '@dmr/policy';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { stopRequested } from '../agent/stop-request.js';
-import { vhostName } from '../reconciler/layout.js';
+import { vhostName } from '@dmr/contract';
 import { StreamAuditSink } from '../router/audit.js';
 import { RouterMetrics } from '../router/metrics.js';
 import { Router } from '../router/router.js';

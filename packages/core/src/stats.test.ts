@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { percentile, sortedSamples, summarize } from './stats.js';
+import { markdownTable, percentile, sortedSamples, summarize } from './stats.js';
 
 describe('percentile (nearest rank)', () => {
   it('picks observed samples, never interpolated values', () => {
@@ -80,6 +80,22 @@ describe('summarize', () => {
         assert.ok(s.min <= s.p50 && s.p50 <= s.p90 && s.p90 <= s.p99 && s.p99 <= s.max);
         assert.ok(s.min <= s.mean + 1e-6 && s.mean <= s.max + 1e-6);
       }),
+    );
+  });
+});
+
+describe('markdownTable', () => {
+  it('pads names left and figures right, with a Markdown alignment rule', () => {
+    assert.equal(
+      markdownTable(
+        ['store', 'req/s'],
+        [
+          ['sqlite', '12'],
+          ['postgres', '3456'],
+        ],
+        1,
+      ),
+      ['| store    | req/s |', '|:---------|------:|', '| sqlite   |    12 |', '| postgres |  3456 |'].join('\n'),
     );
   });
 });

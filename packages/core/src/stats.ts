@@ -57,3 +57,22 @@ export function summarize(samples: ArrayLike<number> | Iterable<number>): Summar
     mean: n === 0 ? Number.NaN : sum / n,
   };
 }
+
+/**
+ * A Markdown table of benchmark results: the first `leftColumns` columns
+ * (names) left-aligned, the rest (figures) right-aligned, every column as wide
+ * as its widest cell so the text reads as a table too.
+ */
+export function markdownTable(
+  header: readonly string[],
+  rows: readonly (readonly string[])[],
+  leftColumns = 2,
+): string {
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]?.length ?? 0)));
+  const line = (cells: readonly string[]) =>
+    `| ${cells.map((value, column) => (column < leftColumns ? value.padEnd(widths[column] ?? 0) : value.padStart(widths[column] ?? 0))).join(' | ')} |`;
+  const rule = widths.map((width, column) =>
+    column < leftColumns ? `:${'-'.repeat(width + 1)}` : `${'-'.repeat(width + 1)}:`,
+  );
+  return [line(header), `|${rule.join('|')}|`, ...rows.map(line)].join('\n');
+}

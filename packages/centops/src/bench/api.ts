@@ -31,7 +31,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { percentile } from '@dmr/core';
+import { markdownTable, percentile } from '@dmr/core';
 import { postgresTarget, type StoreTarget } from './store-target.js';
 import { CONFIG_FILE, initCentOps, loadConfig, startServer, type Change, type Client, type DmrNode } from '../index.js';
 
@@ -270,16 +270,7 @@ function table(rows: readonly Row[]): string {
     row.p99.toFixed(2),
     String(row.errors),
   ]);
-  const widths = header.map((title, column) =>
-    Math.max(title.length, ...cells.map((cell) => cell[column]?.length ?? 0)),
-  );
-  const line = (cell: readonly string[]) =>
-    `| ${cell.map((value, column) => (column < 2 ? value.padEnd(widths[column] ?? 0) : value.padStart(widths[column] ?? 0))).join(' | ')} |`;
-  return [
-    line(header),
-    `|${widths.map((width, column) => (column < 2 ? `:${'-'.repeat(width + 1)}` : `${'-'.repeat(width + 1)}:`)).join('|')}|`,
-    ...cells.map(line),
-  ].join('\n');
+  return markdownTable(header, cells);
 }
 
 async function main(): Promise<void> {

@@ -42,7 +42,7 @@ import { CONFIG_FILE, loadConfig } from '../server/config.js';
 import { initCentOps } from '../server/init.js';
 import type { Change } from '../store/types.js';
 import { client, link, node, organisation } from '../store/test-support/fixtures.js';
-import { percentile } from '@dmr/core';
+import { markdownTable, percentile } from '@dmr/core';
 import { postgresTarget, type StoreTarget } from './store-target.js';
 
 const TD = 'dmr.bench';
@@ -367,16 +367,7 @@ function table(rows: readonly Row[]): string {
       ]);
     }
   }
-  const widths = header.map((title, column) =>
-    Math.max(title.length, ...cells.map((cell) => cell[column]?.length ?? 0)),
-  );
-  const line = (cell: readonly string[]) =>
-    `| ${cell.map((value, column) => (column < 2 ? value.padEnd(widths[column] ?? 0) : value.padStart(widths[column] ?? 0))).join(' | ')} |`;
-  return [
-    line(header),
-    `|${widths.map((width, column) => (column < 2 ? `:${'-'.repeat(width + 1)}` : `${'-'.repeat(width + 1)}:`)).join('|')}|`,
-    ...cells.map(line),
-  ].join('\n');
+  return markdownTable(header, cells);
 }
 
 async function main(): Promise<void> {

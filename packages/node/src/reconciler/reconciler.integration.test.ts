@@ -201,22 +201,7 @@ describe('reconciler on a harness broker', () => {
   });
 
   it('nacks a publisher once a client queue is full (reject-publish), and reports changed limits as conflicts', async () => {
-    const limits = {
-      maxMessageBytes: 1_048_576,
-      maxTtlMs: 86_400_000,
-      queueMaxLength: 2,
-      deliveryLimit: 5,
-      timestampSkewMs: 300_000,
-      dedupWindowMs: 86_700_000,
-      maxHeaderBytes: 16_384,
-      queueMaxBytes: 268_435_456,
-      ingressDeliveryLimit: 10,
-      senderRatePerSecond: 100,
-      senderBurst: 1_000,
-      maxIdsPerSender: 250_000,
-      maxConnectionsPerUser: 10,
-      maxChannelsPerUser: 100,
-    };
+    const limits = { ...sampleConfig([]).limits, queueMaxLength: 2 };
     const config = sampleConfig(['alpha-bot', 'gamma-bot'], { denylist: [denyClient('alpha-bot')], limits });
     const result = await reconcile(management, desiredLayout(config));
     // Existing queues keep their old arguments and are reported, not re-created.

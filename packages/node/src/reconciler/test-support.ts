@@ -1,4 +1,5 @@
-/** A minimal valid NodeConfig for the reconciler's tests (not exported from the package). */
+/** A minimal valid NodeConfig for the reconciler's tests, with CentOps' default limits (not exported from the package). */
+import { DEFAULT_LIMITS } from '@dmr/centops';
 import type { NodeConfig } from '@dmr/contract';
 
 export type ClientStatus = NodeConfig['clients'][number]['status'];
@@ -22,22 +23,7 @@ export function sampleConfig(
     links: extra.links ?? [],
     routes: [],
     denylist: extra.denylist ?? [],
-    limits: extra.limits ?? {
-      maxMessageBytes: 1_048_576,
-      maxTtlMs: 86_400_000,
-      queueMaxLength: 10_000,
-      deliveryLimit: 5,
-      timestampSkewMs: 300_000,
-      dedupWindowMs: 86_700_000,
-      maxHeaderBytes: 16_384,
-      queueMaxBytes: 268_435_456,
-      ingressDeliveryLimit: 10,
-      senderRatePerSecond: 100,
-      senderBurst: 1_000,
-      maxIdsPerSender: 250_000,
-      maxConnectionsPerUser: 10,
-      maxChannelsPerUser: 100,
-    },
+    limits: extra.limits ?? { ...DEFAULT_LIMITS },
   };
 }
 

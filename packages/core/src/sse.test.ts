@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
+import { isDmrError } from './errors.js';
 import { createSseParser, readSse, type SseEvent } from './sse.js';
 
 function parse(...chunks: string[]): SseEvent[] {
@@ -53,5 +54,20 @@ describe('SSE parsing', () => {
     const failed = readSse(failing, () => undefined);
     failing.destroy(new Error('reset by peer'));
     await assert.rejects(failed, /reset by peer/);
+  });
+
+  it('cuts off a stream that never completes an event, and keeps reading one that does', async () => {
+    const events: SseEvent[] = [];
+    const steady = new PassThrough();
+    const fine = readSse(steady, (event) => events.push(event), 100);
+    for (let i = 0; i < 10; i += 1) steady.write(`data: ${'x'.repeat(40)}\n\n`);
+    steady.end();
+    await fine;
+    assert.equal(events.length, 10);
+    const endless = new PassThrough();
+    const cut = readSse(endless, () => assert.fail('no event completes'), 100);
+    for (let i = 0; i < 10; i += 1) endless.write(`data: ${'x'.repeat(40)}\n`);
+    await assert.rejects(cut, (error: unknown) => isDmrError(error) && error.code === 'VALIDATION_FAILED');
+    assert.ok(endless.destroyed);
   });
 });

@@ -23,7 +23,8 @@ export const DELIVERY_EXCHANGE = 'dmr.delivery';
 export const INGRESS_QUEUE_PREFIX = 'dmr.ingress.';
 export const DEAD_LETTER_EXCHANGE = 'dmr.dead-letter';
 export const DEAD_LETTER_REPORTS_QUEUE = 'dmr.dead-letter-reports';
-export const MESH_INGRESS_QUEUE = 'dmr.mesh-ingress';
+/** Prefix of the per-shard mesh-ingress queues `dmr.mesh-ingress.<n>`: router shard n consumes both its shards. */
+export const MESH_INGRESS_QUEUE_PREFIX = 'dmr.mesh-ingress.';
 export const REJECTED_QUEUE = 'dmr.rejected';
 /**
  * A fanout exchange of the same name in front of the rejected queue: the
@@ -40,6 +41,10 @@ export function vhostName(nodeId: string): string {
 }
 export function ingressQueueName(shard: number): string {
   return `${INGRESS_QUEUE_PREFIX}${shard}`;
+}
+/** What peer nodes' links write to, sharded like the client ingress: one message id reaches one router. */
+export function meshIngressQueueName(shard: number): string {
+  return `${MESH_INGRESS_QUEUE_PREFIX}${shard}`;
 }
 /** The queue a client reads (and the only one it may read). */
 export function clientQueueName(clientId: string): string {

@@ -131,6 +131,9 @@ export const NODE_CONFIG_SCHEMA = Type.Object(
         maxIdsPerSender: Type.Integer({ minimum: 1 }),
         maxConnectionsPerUser: Type.Integer({ minimum: 1 }),
         maxChannelsPerUser: Type.Integer({ minimum: 1 }),
+        // Links a message may cross to its recipient (default DEFAULT_MAX_HOPS, 8); optional so documents
+        // signed before the mesh still verify.
+        maxHops: Type.Optional(Type.Integer({ minimum: 1, maximum: 32 })),
       },
       strict,
     ),

@@ -66,7 +66,7 @@ describe('reconciler layout', () => {
         'dmr.dead-letter:topic',
         'dmr.delivery:direct',
         'dmr.ingress:x-consistent-hash',
-        'dmr.mesh-ingress:fanout',
+        'dmr.mesh-ingress:x-consistent-hash',
         'dmr.rejected:fanout',
       ],
     );
@@ -105,7 +105,7 @@ describe('reconciler layout', () => {
         'dmr.client.beta-bot.dlq',
         'dmr.dead-letter-reports',
         'dmr.ingress.0',
-        'dmr.mesh-ingress',
+        'dmr.mesh-ingress.0',
         'dmr.outbound.node-b',
         'dmr.rejected',
       ],

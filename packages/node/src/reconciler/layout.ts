@@ -12,8 +12,8 @@
  * reaches the same router process, so each router's in-memory replay guard
  * sees every copy of the ids it owns. A message without `message_id` is
  * hashed as "undefined" and lands on one fixed shard (measured on 3.10.8),
- * whose router refuses it. `dmr.mesh-ingress` is a fanout exchange feeding a
- * queue of the same name. The routing key a client sets is irrelevant (the
+ * whose router refuses it. `dmr.mesh-ingress`, what peer links write to, is
+ * sharded the same way over `dmr.mesh-ingress.<n>`. The routing key a client sets is irrelevant (the
  * router reads the recipient from the message).
  *
  * Dead letters: client queues dead-letter (at-least-once) to the topic
@@ -39,7 +39,6 @@ import {
   DELIVERY_EXCHANGE,
   INGRESS_EXCHANGE,
   MESH_INGRESS_EXCHANGE,
-  MESH_INGRESS_QUEUE,
   PEER_USER_TAG,
   REJECTED_EXCHANGE,
   REJECTED_QUEUE,
@@ -47,6 +46,7 @@ import {
   clientQueueName,
   deadLetterQueueName,
   ingressQueueName,
+  meshIngressQueueName,
   outboundQueueName,
   vhostName,
   type NodeConfig,
@@ -150,10 +150,11 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
     { name: DELIVERY_EXCHANGE, type: 'direct', arguments: {} },
     { name: DEAD_LETTER_EXCHANGE, type: 'topic', arguments: {} },
     { name: INGRESS_EXCHANGE, type: 'x-consistent-hash', arguments: { 'hash-property': 'message_id' } },
-    { name: MESH_INGRESS_EXCHANGE, type: 'fanout', arguments: {} },
+    { name: MESH_INGRESS_EXCHANGE, type: 'x-consistent-hash', arguments: { 'hash-property': 'message_id' } },
     { name: REJECTED_EXCHANGE, type: 'fanout', arguments: {} },
   ];
   const ingressQueues = Array.from({ length: shards }, (_, shard) => ingressQueueName(shard));
+  const meshIngressQueues = Array.from({ length: shards }, (_, shard) => meshIngressQueueName(shard));
   const queues: DesiredQueue[] = [
     // Router inputs: bounded (count and bytes) so a stalled router pushes back on senders instead of filling
     // the disk. A message the routers keep taking without settling (a crash or connection loss each time) is
@@ -173,10 +174,19 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
       name: DEAD_LETTER_REPORTS_QUEUE,
       arguments: quorum({ 'x-max-length': limits.queueMaxLength, 'x-overflow': 'drop-head' }),
     },
-    {
-      name: MESH_INGRESS_QUEUE,
-      arguments: quorum({ 'x-max-length': limits.queueMaxLength, 'x-overflow': 'reject-publish' }),
-    },
+    // What peer links write: bounded like the client ingress, so a full node nacks the peer's shovel (which
+    // keeps the message in its outbound queue) instead of filling the disk.
+    ...meshIngressQueues.map((name) => ({
+      name,
+      arguments: quorum({
+        'x-max-length': limits.queueMaxLength,
+        'x-max-length-bytes': limits.queueMaxBytes,
+        'x-overflow': 'reject-publish',
+        'x-delivery-limit': limits.ingressDeliveryLimit,
+        'x-dead-letter-exchange': REJECTED_EXCHANGE,
+        'x-dead-letter-strategy': 'at-least-once',
+      }),
+    })),
     // Evidence: bounded in count and bytes, the oldest goes first so the newest refusals are always kept.
     {
       name: REJECTED_QUEUE,
@@ -192,7 +202,7 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
   const bindings: DesiredBinding[] = [
     // A consistent-hash binding's routing key is the queue's weight: equal shares.
     ...ingressQueues.map((queue) => ({ source: INGRESS_EXCHANGE, destination: queue, routingKey: '1' })),
-    { source: MESH_INGRESS_EXCHANGE, destination: MESH_INGRESS_QUEUE, routingKey: '' },
+    ...meshIngressQueues.map((queue) => ({ source: MESH_INGRESS_EXCHANGE, destination: queue, routingKey: '1' })),
     { source: DEAD_LETTER_EXCHANGE, destination: DEAD_LETTER_REPORTS_QUEUE, routingKey: '#' },
     { source: REJECTED_EXCHANGE, destination: REJECTED_QUEUE, routingKey: '' },
   ];
@@ -261,7 +271,7 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
       // Delivery to clients through dmr.delivery, refusals through dmr.rejected; outbound/audit through the default.
       write: exactNames([DELIVERY_EXCHANGE, REJECTED_EXCHANGE, DEFAULT_EXCHANGE_RESOURCE]),
       // Only its inputs: the ingress shards, mesh ingress and the dead-letter reports (not the DLQs).
-      read: exactNames([...ingressQueues, MESH_INGRESS_QUEUE, DEAD_LETTER_REPORTS_QUEUE]),
+      read: exactNames([...ingressQueues, ...meshIngressQueues, DEAD_LETTER_REPORTS_QUEUE]),
     },
   });
 

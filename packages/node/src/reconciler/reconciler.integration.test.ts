@@ -211,7 +211,7 @@ describe('reconciler on a harness broker', () => {
       'dmr.client.alpha-bot.dlq',
       'dmr.dead-letter-reports',
       'dmr.ingress.0',
-      'dmr.mesh-ingress',
+      'dmr.mesh-ingress.0',
       'dmr.rejected',
     ]);
     assert.equal((await queueInfo(management, 'dmr.client.gamma-bot'))?.arguments !== undefined, true);

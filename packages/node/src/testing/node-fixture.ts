@@ -41,6 +41,7 @@ import { desiredLayout } from '../reconciler/layout.js';
 import { vhostName } from '@dmr/contract';
 import { StreamAuditSink } from '../router/audit.js';
 import type { DeliveryReport } from '../router/envelope.js';
+import type { NodeIdentity } from '../router/mesh-context.js';
 import { RouterMetrics } from '../router/metrics.js';
 import { Router, type RouterOptions } from '../router/router.js';
 
@@ -89,6 +90,16 @@ export interface NodeFixtureOptions {
    * CentOps' CA so that certificates CentOps issues are accepted.
    */
   ca?: CertificateAuthority;
+  /**
+   * The node's place in a mesh (MeshFixture): its link peers, CentOps'
+   * routes from it, and nodes on the denylist. Default: no links, no routes.
+   */
+  mesh?: {
+    links: readonly string[];
+    routes: NodeConfig['routes'];
+    deniedNodes?: readonly string[];
+    maxHops?: number;
+  };
 }
 
 export const DEFAULT_CLIENTS: readonly FixtureClientSpec[] = [
@@ -192,7 +203,7 @@ export class NodeFixture {
   readonly dir: string;
   readonly harness: BrokerHarness;
   readonly ca: CertificateAuthority;
-  readonly config: NodeConfig;
+  config: NodeConfig;
   readonly vhost: string;
   readonly management: ManagementClient;
   readonly policy: PolicyEngine;
@@ -245,19 +256,34 @@ export class NodeFixture {
       const config = fixtureConfig(nodeId, options.clients ?? DEFAULT_CLIENTS, {
         ...DEFAULT_LIMITS,
         ...options.limits,
+        ...(options.mesh?.maxHops === undefined ? {} : { maxHops: options.mesh.maxHops }),
       });
-      config.denylist = (options.denied ?? []).map((id) => ({
+      const deny = (kind: 'client' | 'node') => (id: string) => ({
         id,
-        kind: 'client' as const,
+        kind,
         reason: 'test',
         since: '2026-01-01T00:00:00.000Z',
-      }));
+      });
+      config.denylist = [
+        ...(options.denied ?? []).map(deny('client')),
+        ...(options.mesh?.deniedNodes ?? []).map(deny('node')),
+      ];
+      if (options.mesh !== undefined) {
+        config.links = options.mesh.links.map((peer) => ({
+          peer,
+          amqpsEndpoint: 'amqps://127.0.0.1:5671',
+          cost: 1,
+          peerCertificates: [],
+        }));
+        config.routes = [...options.mesh.routes];
+      }
       const [started, policy] = await Promise.all([
         // The broker refuses a body over the node's limit itself, before storing it (max_message_size).
         startBrokers({
           dir: join(dir, 'brokers'),
           ca,
-          namePrefix: label,
+          // One harness per node of a mesh: distinct broker names.
+          namePrefix: options.mesh === undefined ? label : `${label}-${nodeId}`,
           maxMessageBytes: config.limits.maxMessageBytes,
         }),
         buildPolicy(ca, dir, options.grants ?? [{ from: 'ria', to: 'rik' }]),
@@ -309,6 +335,35 @@ export class NodeFixture {
     return connection;
   }
 
+  /**
+   * The node's identity for the mesh, as a node agent would hand it to its
+   * routers: the node key and certificate chain this fixture's CA issued,
+   * the CA's roots, and `crlPems` when a test revokes something.
+   */
+  nodeIdentity(crlPems?: readonly string[]): NodeIdentity {
+    const material = this.#material.get(this.nodeId);
+    if (material === undefined) throw new Error('no node certificate');
+    return {
+      certificateChainPem: material.certificatePem,
+      privateKeyPem: material.privateKeyPem,
+      trustBundlePem: this.ca.trustBundlePem(),
+      ...(crlPems === undefined ? {} : { crlPems }),
+    };
+  }
+
+  /**
+   * An AMQPS connection to `peer`'s vhost logged in with this node's
+   * certificate: what this node's link (a shovel) uses, and what a
+   * test-only forwarder publishes to `peer`'s mesh ingress with.
+   */
+  async connectToPeer(peer: NodeFixture): Promise<ChannelModel> {
+    const material = this.#material.get(this.nodeId);
+    if (material === undefined) throw new Error('no node certificate');
+    const connection = await peer.harness.connect({ ...material, vhost: peer.vhost });
+    connection.on('error', () => undefined);
+    return connection;
+  }
+
   /** Starts an in-process router on `shard` (with its own metrics registry) and waits until it consumes. */
   async startRouter(
     overrides: Omit<Partial<RouterOptions>, 'audit'> & { audit?: boolean } = {},
@@ -324,6 +379,7 @@ export class NodeFixture {
       logger: this.logger,
       metrics,
       backoff: { initialMs: 100, maxMs: 2_000 },
+      identity: this.nodeIdentity(),
       ...(audit === undefined ? {} : { audit }),
       ...rest,
     });
@@ -468,16 +524,7 @@ export class NodeFixture {
    */
   async auditRecords(quietMs = 1_000): Promise<Buffer[]> {
     const reader = 'audit-reader';
-    if (!this.#material.has(reader)) {
-      const issued = await this.ca.issueWithKey({ kind: 'client', id: reader });
-      this.#material.set(reader, { certificatePem: issued.chainPem, privateKeyPem: issued.privateKeyPem });
-      await this.management.createCertificateUser(clientUser(reader), []);
-      await this.management.setPermissions(this.vhost, clientUser(reader), {
-        configure: '',
-        write: '',
-        read: '^dmr\\.audit$',
-      });
-    }
+    await this.helperIdentity(reader, { configure: '', write: '', read: '^dmr\\.audit$' });
     const connection = await this.connectAs(reader);
     try {
       const channel = await connection.createChannel();
@@ -500,6 +547,33 @@ export class NodeFixture {
     } finally {
       await connection.close().catch(() => undefined);
     }
+  }
+
+  /**
+   * A test-only broker user with a certificate of its own and exactly
+   * `permissions` in the node's vhost (created once): for readers and relays
+   * no client or router may be, such as the audit reader or a link forwarder.
+   */
+  async helperIdentity(id: string, permissions: { configure: string; write: string; read: string }): Promise<void> {
+    if (this.#material.has(id)) return;
+    const issued = await this.ca.issueWithKey({ kind: 'client', id });
+    this.#material.set(id, { certificatePem: issued.chainPem, privateKeyPem: issued.privateKeyPem });
+    await this.management.createCertificateUser(clientUser(id), []);
+    await this.management.setPermissions(this.vhost, clientUser(id), permissions);
+  }
+
+  /**
+   * Applies a changed configuration (revision + 1) to the in-process routers
+   * only, as a configuration stream would: the broker layout stays as it
+   * is. For what the router decides by (routes, denylist, directory).
+   */
+  reconfigure(change: (config: NodeConfig) => void): NodeConfig {
+    const next = structuredClone(this.config);
+    change(next);
+    next.revision = this.config.revision + 1;
+    this.config = next;
+    for (const { router } of this.routers) router.applyConfig(next);
+    return next;
   }
 
   /** Log lines of decisions about `messageId`. */

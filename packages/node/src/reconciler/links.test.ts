@@ -99,7 +99,13 @@ describe('link shovels in the layout', () => {
   });
 
   it('refuses an endpoint no shovel could use', () => {
+    // What CentOps' registry accepts for a node's amqpsEndpoint (store/validate.ts): amqps://host[:port][/].
     assert.deepEqual(parseAmqpsEndpoint('amqps://[::1]:5700', 'p'), { host: '::1', port: 5700 });
+    assert.deepEqual(parseAmqpsEndpoint('amqps://dmr-tartu.example.ee/', 'p'), {
+      host: 'dmr-tartu.example.ee',
+      port: 5671,
+    });
+    assert.deepEqual(parseAmqpsEndpoint('amqps://10.0.0.5:5671', 'p'), { host: '10.0.0.5', port: 5671 });
     for (const bad of ['amqp://host:5672', 'https://host', 'amqps://user:pw@host', 'amqps://host?x=1', 'nonsense']) {
       assert.throws(() => parseAmqpsEndpoint(bad, 'node-b'), { code: 'CONFIG_INVALID' });
     }

@@ -1,8 +1,8 @@
 /**
- * Two nodes, each with its own harness broker, linked (a test-only link
- * forwarder in place of the shovel, logging in to the far broker with the
- * near node's certificate): a client on A reaches a client on B exactly once
- * with a verified hop chain, the answer comes back, a policy deny at B and a
+ * Two nodes, each with its own harness broker, linked both ways by the
+ * reconciler's shovels (logging in to the far broker with the near node's
+ * certificate): a client on A reaches a client on B exactly once with a
+ * verified hop chain, the answer comes back, a policy deny at B and a
  * destination without a route reach the sender as reports, and a second
  * copy in B's mesh ingress is dropped.
  */
@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { waitFor } from '@dmr/core/testing';
 import { parseHopChain } from '../message/hop-chain.js';
+import { publishPropertiesOf } from '../testing/link-forwarder.js';
 import { MeshFixture, shortestRoutes } from '../testing/mesh-fixture.js';
 import { parseReport, type TestClient } from '../testing/node-fixture.js';
 
@@ -70,9 +71,8 @@ describe('two nodes, one link', { timeout: 240_000 }, () => {
       ['node-a', 'node-b'],
       ['node-b', null],
     ]);
-    // What crossed the link carried node A's user_id, never the client's.
-    const crossed = mesh.link('node-a', 'node-b').passed.find((message) => message.properties.messageId === id);
-    assert.equal(crossed?.properties.userId, 'spiffe://dmr.test/node/node-a');
+    // B took node A as the previous hop from the user_id its broker checked; the client gets none.
+    assert.equal(delivered.properties.userId, undefined);
     assert.deepEqual(await rik.drain(1_000), [], 'exactly one delivery');
 
     const [a] = mesh.node('node-a').routers;
@@ -119,12 +119,15 @@ describe('two nodes, one link', { timeout: 240_000 }, () => {
   });
 
   it('drops a second copy of a message in B mesh ingress (a link redelivery): one delivery, no report', async () => {
-    const link = mesh.link('node-a', 'node-b');
     const id = await ria.send({ to: 'rik-bot', body: '{"q":"twice"}' });
-    await rik.next(20_000);
-    const crossed = link.passed.find((message) => message.properties.messageId === id);
-    assert.ok(crossed !== undefined);
-    await link.inject(crossed);
+    const delivered = await rik.next(20_000);
+    // The copy that crossed the link: the delivered one without B's final entry, published by A.
+    const properties = publishPropertiesOf(delivered);
+    const chain = parseHopChain(properties.headers['dmr-hops'], 8);
+    assert.ok(chain.ok);
+    properties.headers['dmr-hops'] = JSON.stringify(chain.message.slice(0, -1));
+    properties.userId = 'spiffe://dmr.test/node/node-a';
+    await mesh.link('node-a', 'node-b').inject({ content: delivered.content, properties });
     const [b] = mesh.node('node-b').routers;
     await waitFor(
       'the duplicate dropped at B',

@@ -62,7 +62,11 @@ export class LinkForwarder {
     this.#out = out;
   }
 
-  static async start(from: NodeFixture, to: NodeFixture): Promise<LinkForwarder> {
+  /**
+   * `consume` false: no consumer on the outbound queue (a shovel has it),
+   * only what inject() needs — the far broker, logged in as `from`.
+   */
+  static async start(from: NodeFixture, to: NodeFixture, consume = true): Promise<LinkForwarder> {
     const queue = outboundQueueName(to.nodeId);
     const reader = `link-${to.nodeId}`;
     await from.helperIdentity(reader, { configure: '', write: '', read: `^${queue.replace(/[.-]/g, '\\$&')}$` });
@@ -71,6 +75,7 @@ export class LinkForwarder {
     const out = await sink.createConfirmChannel();
     out.on('error', () => undefined);
     const forwarder = new LinkForwarder(from, to, source, sink, out);
+    if (!consume) return forwarder;
     const channel = await source.createChannel();
     channel.on('error', () => undefined);
     await channel.prefetch(100);

@@ -2,8 +2,9 @@
  * Several DMR nodes linked into a mesh for integration tests: one
  * NodeFixture per node (each its own harness broker and in-process routers),
  * all with certificates from one CA, configurations whose links, routes and
- * directory span the nodes, and a LinkForwarder per direction of every link
- * standing in for the shovels (and as the tampering middle hop).
+ * directory span the nodes, and links: the reconciler's shovels (what a node
+ * agent keeps), or, from the nodes named in `forwardersAt`, a test-only
+ * LinkForwarder per outgoing link — the tampering middle hop.
  *
  * ```ts
  * const mesh = await MeshFixture.start({
@@ -51,6 +52,8 @@ export interface MeshFixtureOptions {
   /** Nodes on a node's denylist. */
   deniedNodes?: Readonly<Record<string, string[]>>;
   limits?: NodeFixtureOptions['limits'];
+  /** Nodes whose outgoing links are LinkForwarders instead of shovels (default none). */
+  forwardersAt?: readonly string[];
 }
 
 /** Shortest paths from `source` over unit-cost links: the first hop to each other node, lowest id first on ties. */
@@ -95,7 +98,7 @@ export class MeshFixture {
   readonly dir: string;
   readonly ca: CertificateAuthority;
   readonly nodes: ReadonlyMap<string, NodeFixture>;
-  /** One per direction of every link, keyed `from>to`. */
+  /** One per direction of every link, keyed `from>to`: the link itself from a node in `forwardersAt`, else an injector only. */
   readonly links: ReadonlyMap<string, LinkForwarder>;
 
   private constructor(
@@ -134,15 +137,18 @@ export class MeshFixture {
         });
         nodes.set(nodeId, fixture);
       }
-      for (const [a, b] of options.links) {
-        for (const [from, to] of [
-          [a, b],
-          [b, a],
-        ] as const) {
-          links.set(
-            `${from}>${to}`,
-            await LinkForwarder.start(nodes.get(from) as NodeFixture, nodes.get(to) as NodeFixture),
-          );
+      const forwarding = new Set(options.forwardersAt ?? []);
+      const peersOf = (id: string): NodeFixture[] =>
+        options.links
+          .flatMap(([a, b]) => (a === id ? [b] : b === id ? [a] : []))
+          .map((peer) => nodes.get(peer) as NodeFixture);
+      for (const [id, node] of nodes) {
+        if (!forwarding.has(id)) await node.linkWithShovels(peersOf(id));
+      }
+      // A forwarder per direction: it consumes the outbound queue where there is no shovel, else it only injects.
+      for (const [id, node] of nodes) {
+        for (const peer of peersOf(id)) {
+          links.set(`${id}>${peer.nodeId}`, await LinkForwarder.start(node, peer, forwarding.has(id)));
         }
       }
       return new MeshFixture(dir, ca, nodes, links);

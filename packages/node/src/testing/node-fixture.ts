@@ -38,12 +38,14 @@ import { pino, type Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { reconcile } from '../reconciler/apply.js';
 import { desiredLayout } from '../reconciler/layout.js';
+import { installLinkTlsFiles, linkShovelName } from '../reconciler/links.js';
 import { vhostName } from '@dmr/contract';
 import { StreamAuditSink } from '../router/audit.js';
 import type { DeliveryReport } from '../router/envelope.js';
 import type { NodeIdentity } from '../router/mesh-context.js';
 import { RouterMetrics } from '../router/metrics.js';
 import { Router, type RouterOptions } from '../router/router.js';
+import { waitFor } from '@dmr/core/testing';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** packages/policy/rego, from packages/node/dist/testing. */
@@ -216,6 +218,7 @@ export class NodeFixture {
   readonly #material = new Map<string, { certificatePem: string; privateKeyPem: string }>();
   readonly #clients: TestClient[] = [];
   readonly #children: RouterProcess[] = [];
+  #routerShards = 1;
 
   private constructor(init: {
     dir: string;
@@ -290,6 +293,7 @@ export class NodeFixture {
       ]);
       harness = started;
       const fixture = new NodeFixture({ dir, harness, ca, config, ...policy });
+      fixture.#routerShards = options.routerShards ?? 1;
       const result = await reconcile(
         harness.management(),
         desiredLayout(config, { routerShards: options.routerShards ?? 1 }),
@@ -574,6 +578,49 @@ export class NodeFixture {
     this.config = next;
     for (const { router } of this.routers) router.applyConfig(next);
     return next;
+  }
+
+  /**
+   * Gives the node real links to `peers`, as its agent would: each link's
+   * endpoint is the peer's broker, this node's TLS files are installed for
+   * its broker, and the reconciler keeps a shovel per link (the routers'
+   * view is unchanged: same peers, same routes). Resolves once every
+   * shovel runs.
+   */
+  async linkWithShovels(peers: readonly NodeFixture[]): Promise<void> {
+    const material = this.#material.get(this.nodeId);
+    if (material === undefined) throw new Error('no node certificate');
+    const endpoints = new Map(peers.map((peer) => [peer.nodeId, peer.harness.node(0).amqpsUrl]));
+    this.config = {
+      ...this.config,
+      links: this.config.links.map((link) => ({
+        ...link,
+        amqpsEndpoint: endpoints.get(link.peer) ?? link.amqpsEndpoint,
+      })),
+    };
+    const tls = await installLinkTlsFiles(join(this.dir, 'link-tls'), {
+      chainPem: material.certificatePem,
+      privateKeyPem: material.privateKeyPem,
+      trustPem: this.harness.trustBundlePem,
+    });
+    const layout = desiredLayout(this.config, {
+      routerShards: this.#routerShards,
+      links: { tls, reconnectDelaySeconds: 1 },
+    });
+    const result = await reconcile(this.management, layout);
+    if (result.conflicts.length > 0) throw new Error(`layout conflicts: ${JSON.stringify(result.conflicts)}`);
+    for (const peer of peers) {
+      let last: unknown;
+      await waitFor(
+        () => `shovel ${linkShovelName(peer.nodeId)} of ${this.nodeId} to run; last ${JSON.stringify(last)}`,
+        async () => {
+          const status = await this.management.shovelStatus(this.vhost, linkShovelName(peer.nodeId));
+          last = status;
+          return status?.state === 'running';
+        },
+        { timeoutMs: 60_000, intervalMs: 100 },
+      );
+    }
   }
 
   /** Log lines of decisions about `messageId`. */

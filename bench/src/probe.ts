@@ -57,6 +57,11 @@ export interface ProbeOptions {
   body: Buffer;
   /** Unacknowledged deliveries the final consumer may hold. */
   prefetch?: number;
+  /**
+   * The clock in milliseconds (default performance.now). Tests pass the test runner's mocked Date.now, so
+   * that the schedule, the timers and the latencies all run on one clock they control.
+   */
+  now?: () => number;
 }
 
 export interface PointOptions {
@@ -89,6 +94,7 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 
 export class Probe {
   readonly #options: ProbeOptions;
+  readonly #now: () => number;
   #sentAt = new Float64Array(1 << 16);
   #arrivedAt = new Float64Array(1 << 16);
   #flags = new Uint8Array(1 << 16);
@@ -104,6 +110,7 @@ export class Probe {
 
   constructor(options: ProbeOptions) {
     this.#options = options;
+    this.#now = options.now ?? (() => performance.now());
   }
 
   get strays(): number {
@@ -162,7 +169,7 @@ export class Probe {
 
   #onDelivery(message: ConsumeMessage | null): void {
     if (message === null) return; // consumer cancelled by the broker
-    const now = performance.now();
+    const now = this.#now();
     this.#options.consumer.ack(message);
     this.#lastDeliveryAt = now;
     const seq = seqOf(message);
@@ -188,7 +195,7 @@ export class Probe {
       headers: { ...properties.headers, [SEQ_HEADER]: seq },
     };
     this.#inFlight += 1;
-    this.#sentAt[seq] = performance.now();
+    this.#sentAt[seq] = this.#now();
     const writable = publisher.publish(target.exchange, target.routingKey, body, options, (error) =>
       this.#mark(seq, error === null || error === undefined ? CONFIRMED : NACKED),
     );
@@ -211,7 +218,7 @@ export class Probe {
 
   async runPoint(options: PointOptions): Promise<PointResult> {
     const backlogCap = options.backlogCap ?? 50_000;
-    const t0 = performance.now();
+    const t0 = this.#now();
     const start = t0 + options.warmupMs;
     const end = start + options.measureMs;
     const window = { start, end, received: 0 };
@@ -221,7 +228,7 @@ export class Probe {
     let slots = 0;
     let closeWindow: (() => void) | undefined;
     for (;;) {
-      const now = performance.now();
+      const now = this.#now();
       if (now >= end) break;
       if (firstSeq === undefined && now >= start) {
         firstSeq = this.#nextSeq;
@@ -248,8 +255,8 @@ export class Probe {
     const first = firstSeq ?? lastSeq;
     // Wait for the measured messages (and anything before them) while deliveries keep coming.
     const drainIdleMs = options.drainIdleMs ?? 10_000;
-    this.#lastDeliveryAt = Math.max(this.#lastDeliveryAt, performance.now());
-    while (this.#inFlight > 0 && performance.now() - this.#lastDeliveryAt < drainIdleMs) {
+    this.#lastDeliveryAt = Math.max(this.#lastDeliveryAt, this.#now());
+    while (this.#inFlight > 0 && this.#now() - this.#lastDeliveryAt < drainIdleMs) {
       await this.#waitForEvent(100);
     }
     this.#window = undefined;

@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { DeliveryAborted, DeliveryFailed, EndpointDeliverer, type DeliveryOptions } from './delivery.js';
+import { waitFor } from '@dmr/testkit';
 
 describe('EndpointDeliverer', () => {
   let server: Server;
@@ -73,7 +74,7 @@ describe('EndpointDeliverer', () => {
     const deliverer = new EndpointDeliverer(options({ initialDelayMs: 600_000, maxDelayMs: 600_000 }));
     const controller = new AbortController();
     const delivery = deliverer.deliver('{}', controller.signal);
-    while (requests < 1) await new Promise((resolve) => setTimeout(resolve, 5));
+    await waitFor('the first attempt', () => requests >= 1);
     controller.abort();
     await assert.rejects(delivery, (error: unknown) => {
       assert.ok(error instanceof DeliveryAborted);

@@ -15,7 +15,7 @@ import { type BrokerHarness } from './harness.js';
 import { startBrokers } from './start-brokers.js';
 import { readState } from './state.js';
 import { issueClient, makeTempDir, makeTestCa, reportBoot, reportStop, type ClientMaterial } from './testing.js';
-import { connectionError } from '@dmr/core/testing';
+import { connectionError, waitFor } from '@dmr/core/testing';
 
 describe('TLS hot swap on a running harness node', () => {
   let temp: Awaited<ReturnType<typeof makeTempDir>>;
@@ -70,15 +70,10 @@ describe('TLS hot swap on a running harness node', () => {
 
   async function liveRoundTrip(text: string): Promise<void> {
     liveChannel.sendToQueue('alice-live', Buffer.from(text));
-    for (let attempt = 0; attempt < 50; attempt++) {
-      const message = await liveChannel.get('alice-live', { noAck: true });
-      if (message) {
-        assert.equal(message.content.toString(), text);
-        return;
-      }
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    assert.fail('the live connection did not get its message back');
+    const message = await waitFor('the live connection to get its message back', () =>
+      liveChannel.get('alice-live', { noAck: true }),
+    );
+    assert.equal(message.content.toString(), text);
   }
 
   async function newServerCertificate(): Promise<{ chainPem: string; privateKeyPem: string; serial: string }> {

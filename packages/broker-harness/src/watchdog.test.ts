@@ -31,8 +31,14 @@ describe('orphan watchdog', () => {
         epmd: { ...state.epmd, process: epmd },
         nodes: [{ ...node, shell, beam: null }],
       });
-      const watching = runWatchdog(temp.path, owner, { pollMs: 20, stateCheckMs: 50 });
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      let polls = 0;
+      const sleep = (ms: number) => {
+        polls += 1;
+        return new Promise((resolve) => setTimeout(resolve, ms));
+      };
+      const watching = runWatchdog(temp.path, owner, { pollMs: 20, stateCheckMs: 50, sleep });
+      // Counted polls, not a pause: some of them also re-read the state file (every 50 ms).
+      await waitFor('the watchdog to poll the living owner 10 times', () => polls >= 10);
       assert.ok(isRunning(shell) && isRunning(epmd), 'killed while the owner lived');
       process.kill(owner.pid, 'SIGKILL');
       assert.match(await watching, /killed the harness processes/);

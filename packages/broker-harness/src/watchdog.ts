@@ -37,6 +37,8 @@ export interface WatchdogOptions {
   pollMs?: number;
   /** How often to re-read the state file to notice a normal stop. */
   stateCheckMs?: number;
+  /** The pause between polls (tests count the polls through it, to know the watchdog looked and let be). */
+  sleep?: (ms: number) => Promise<unknown>;
 }
 
 function readOrUndefined(dir: string): HarnessState | undefined {
@@ -51,6 +53,7 @@ function readOrUndefined(dir: string): HarnessState | undefined {
 export async function runWatchdog(dir: string, owner: ProcessRef, options: WatchdogOptions = {}): Promise<string> {
   const pollMs = options.pollMs ?? 250;
   const stateCheckMs = options.stateCheckMs ?? 2000;
+  const pause = options.sleep ?? sleep;
   let lastStateCheck = Date.now();
   for (;;) {
     if (!isRunning(owner)) {
@@ -68,6 +71,6 @@ export async function runWatchdog(dir: string, owner: ProcessRef, options: Watch
       if (!state || state.status === 'stopped' || state.status === 'failed') return 'harness stopped normally';
       if (state.watchdog !== null && state.watchdog.pid !== process.pid) return 'replaced by another watchdog';
     }
-    await sleep(pollMs);
+    await pause(pollMs);
   }
 }

@@ -5,7 +5,6 @@ import type { CertificateAuthority } from '@dmr/pki';
 import { parseCrl, type InstalledCrl } from './crl.js';
 import { CrlKeeper } from './crl-keeper.js';
 import { makeTempDir, makeTestCa } from './testing.js';
-import { waitFor } from '@dmr/core/testing';
 
 describe('CRL keeper', () => {
   let temp: Awaited<ReturnType<typeof makeTempDir>>;
@@ -17,23 +16,37 @@ describe('CRL keeper', () => {
   });
   after(() => temp.remove());
 
-  it('re-issues before nextUpdate and records every installation', async () => {
+  it('re-issues before nextUpdate and records every installation', async (t) => {
+    // The test runner's clock (timers and Date, from now on): each refresh comes when it is planned, however
+    // loaded the machine, and "before nextUpdate" is judged on the clock the keeper planned with.
+    t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: Date.now() });
+    const validityMs = 60_000;
     const recorded: InstalledCrl[] = [];
-    const keeper = new CrlKeeper({ crlDir: `${temp.path}/crl`, ca, validityMs: 2000 });
+    let refreshed: () => void = () => undefined;
+    const keeper = new CrlKeeper({
+      crlDir: `${temp.path}/crl`,
+      ca,
+      validityMs,
+      onRefreshed: () => refreshed(),
+    });
     keeper.record = async (installed) => {
       recorded.push(installed);
     };
     const first = await keeper.refresh();
     keeper.start();
     try {
-      // Half of 2 s: a refresh about every second; CRL times have whole-second precision.
-      await waitFor(
-        () => `only ${recorded.length} installations`,
-        () => recorded.length >= 3,
-        { timeoutMs: 5000 },
-      );
+      for (let round = 1; round <= 3; round++) {
+        const previous = keeper.last as InstalledCrl;
+        const done = new Promise<void>((resolve) => (refreshed = resolve));
+        // Half the remaining validity at most (nextUpdate is cut to whole seconds, so a little less).
+        t.mock.timers.tick(validityMs / 2);
+        await done;
+        assert.ok(Date.now() < (previous.nextUpdate?.getTime() ?? 0), `round ${round} came after nextUpdate`);
+        assert.ok((keeper.last?.thisUpdate.getTime() ?? 0) > previous.thisUpdate.getTime());
+      }
+      assert.equal(recorded.length, 4, 'the first installation and three refreshes');
       const onDisk = parseCrl(await readFile(first.path, 'utf8'));
-      assert.ok(onDisk.thisUpdate > first.thisUpdate);
+      assert.deepEqual(onDisk.thisUpdate, keeper.last?.thisUpdate, 'the newest CRL is the installed one');
       assert.ok((onDisk.nextUpdate?.getTime() ?? 0) > Date.now(), 'the installed CRL is expired');
     } finally {
       keeper.stop();
@@ -69,9 +82,11 @@ describe('CRL keeper', () => {
     assert.equal(issued, 1, 'refreshed after stop()');
   });
 
-  it('keeps retrying when the CA fails, without giving up', async () => {
+  it('keeps retrying when the CA fails, without giving up', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
     let calls = 0;
     const failures: unknown[] = [];
+    let settled: () => void = () => undefined;
     const flaky = {
       createCrl: async (options: { nextUpdateMs: number }) => {
         calls++;
@@ -85,13 +100,24 @@ describe('CRL keeper', () => {
       validityMs: 60_000,
       refreshMs: 100,
       retryMs: 100,
-      onRefreshFailed: (error) => failures.push(error),
+      onRefreshed: () => settled(),
+      onRefreshFailed: (error) => {
+        failures.push(error);
+        settled();
+      },
     });
     await keeper.refresh();
     keeper.start();
     try {
-      await waitFor('calls >= 4', () => calls >= 4, { timeoutMs: 5000 });
+      // Three planned refreshes: the failing one, its retry and the next regular one.
+      for (let round = 0; round < 3; round++) {
+        const done = new Promise<void>((resolve) => (settled = resolve));
+        t.mock.timers.tick(100);
+        await done;
+      }
+      assert.equal(calls, 4);
       assert.equal(failures.length, 1);
+      assert.match(String(failures[0]), /CA locked/);
     } finally {
       keeper.stop();
     }

@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DmrError } from '@dmr/core';
+import { waitFor } from '@dmr/core/testing';
 import { SIGNATURES_FILE, parseBundle, writeBundle } from './bundle.js';
 import type { PolicyDecision } from './decision.js';
 import { PolicyEngine } from './engine.js';
@@ -76,11 +77,16 @@ describe('PolicyEngine with real bundles', () => {
         await new Promise((resolve) => setImmediate(resolve));
       }
     })();
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    // Some traffic on each revision, counted rather than paused for.
+    const moreTraffic = async (what: string) => {
+      const from = decisions.length;
+      await waitFor(what, () => decisions.length >= from + 400);
+    };
+    await moreTraffic('evaluations on revision 1');
     assert.equal((await engine.swap(bundles.two as Buffer)).activated, true);
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    await moreTraffic('evaluations on revision 2');
     await engine.swap(bundles.three as Buffer);
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    await moreTraffic('evaluations on revision 3');
     running = false;
     await traffic;
 

@@ -71,6 +71,8 @@ export interface CentOpsServer {
   certificates: CertificateService;
   apiUrl: string;
   enrolUrl: string;
+  /** Configuration streams and long-polls waiting for a new revision (a test waits for its long-poll to be parked). */
+  feedWaiters(): number;
   /** Stops accepting, finishes what is in flight, closes the store. */
   close(): Promise<void>;
 }
@@ -252,6 +254,7 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
     apiUrl,
     enrolUrl,
     certificates: service,
+    feedWaiters: () => hub.listenerCount,
     async close() {
       clearInterval(sweeper);
       // SSE streams end when the hub closes; then both listeners drain and the store goes last.

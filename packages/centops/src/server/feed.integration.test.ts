@@ -13,6 +13,7 @@ import { Agent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { waitFor } from '@dmr/core/testing';
 import { createCsr, generatePrivateKey, normaliseSerial } from '@dmr/pki';
 import { verifyNodeConfig, type NodeConfig } from '../feed/index.js';
 import { openSse, type SseClient, type SseEvent } from '../feed/sse-client.js';
@@ -190,8 +191,10 @@ function suite(backend: Backend): void {
       });
       assert.equal(unchanged.status, 304);
 
+      const parked = server.feedWaiters();
       const waiting = api(`/v1/nodes/${TARTU}/config?wait=20`, { credentials, headers: { 'if-none-match': etag } });
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      // The change must come while the request waits, or it would be answered at once and prove nothing.
+      await waitFor('the long-poll to wait', () => server.feedWaiters() > parked);
       const changed = await addClient('tartu-bot', TARTU);
       const answered = await waiting;
       assert.equal(answered.status, 200, answered.text);

@@ -3,7 +3,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { waitFor } from '@dmr/core/testing';
 
 const STOP_REQUEST = fileURLToPath(new URL('./stop-request.js', import.meta.url));
 
@@ -34,21 +33,34 @@ function isRunning(pid: number): boolean {
   }
 }
 
-/** Every line a process printed so far; `wait(n)` until there are n. */
-function lines(child: ChildProcess): { wait(count: number): Promise<string[]> } {
+/**
+ * Every line a process printed; `wait(n)` resolves when there are n, `ended` when every writer of its stdout
+ * (the process and any child that inherited the pipe) is gone. Event-driven, with no timeout of its own: a
+ * slow machine only makes it later, and a hang is the test runner's timeout.
+ */
+function lines(child: ChildProcess): { wait(count: number): Promise<string[]>; ended: Promise<string[]> } {
   const seen: string[] = [];
+  const waiting: Array<{ count: number; resolve: (lines: string[]) => void }> = [];
   let buffered = '';
-  child.stdout?.on('data', (chunk: Buffer) => {
+  const stdout = child.stdout;
+  assert.ok(stdout, 'the child has a stdout pipe');
+  const ended = once(stdout, 'end').then(() => [...seen]);
+  stdout.on('data', (chunk: Buffer) => {
     buffered += chunk.toString('utf8');
     const parts = buffered.split('\n');
     buffered = parts.pop() ?? '';
     seen.push(...parts);
+    for (const entry of waiting.filter((candidate) => seen.length >= candidate.count)) {
+      waiting.splice(waiting.indexOf(entry), 1);
+      entry.resolve([...seen]);
+    }
   });
   return {
-    async wait(count) {
-      await waitFor(`${count} lines from the child`, () => seen.length >= count, { timeoutMs: 10_000, intervalMs: 10 });
-      return [...seen];
+    wait(count) {
+      if (seen.length >= count) return Promise.resolve([...seen]);
+      return new Promise((resolve) => waiting.push({ count, resolve }));
     },
+    ended,
   };
 }
 
@@ -57,17 +69,16 @@ describe('stopRequested', () => {
     const parent = spawn(process.execPath, ['--input-type=module', '-e', PARENT], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
-    const [childLine, ready] = await lines(parent).wait(2);
+    const output = lines(parent);
+    const [childLine, ready] = await output.wait(2);
     assert.equal(ready, 'ready');
     const childPid = Number(childLine?.split(' ')[1]);
     assert.ok(Number.isInteger(childPid) && isRunning(childPid));
     parent.kill('SIGKILL'); // our own child, by PID
     await once(parent, 'exit');
     try {
-      await waitFor('the orphaned child to stop by itself', () => !isRunning(childPid), {
-        timeoutMs: 10_000,
-        intervalMs: 20,
-      });
+      // The orphan inherited the parent's stdout: the pipe ends only when it has exited too, after saying why.
+      assert.deepEqual(await output.ended, [childLine, 'ready', 'parent gone']);
     } finally {
       if (isRunning(childPid)) process.kill(childPid, 'SIGKILL'); // our own grandchild, by PID
     }
@@ -82,7 +93,7 @@ describe('stopRequested', () => {
     const signalExit = once(bySignal, 'exit');
     bySignal.kill('SIGTERM');
     assert.deepEqual(await signalExit, [0, null]);
-    assert.deepEqual(await signalLines.wait(2), ['ready', 'SIGTERM']);
+    assert.deepEqual(await signalLines.ended, ['ready', 'SIGTERM']);
 
     const byChannel = spawn(process.execPath, ['--input-type=module', '-e', CHILD], {
       stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
@@ -92,6 +103,6 @@ describe('stopRequested', () => {
     const channelExit = once(byChannel, 'exit');
     byChannel.disconnect();
     assert.deepEqual(await channelExit, [0, null]);
-    assert.deepEqual(await channelLines.wait(2), ['ready', 'parent gone']);
+    assert.deepEqual(await channelLines.ended, ['ready', 'parent gone']);
   });
 });

@@ -7,9 +7,10 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isNodeConfig, outboundQueueName, type NodeConfig } from '@dmr/contract';
+import { LINK_STATES, isNodeConfig, outboundQueueName, type NodeConfig } from '@dmr/contract';
 import { managementFor } from '@dmr/broker-harness';
-import type { MeshNodeState } from './state.js';
+import type { MeshNodeState, MeshState } from './state.js';
+import { followRoutes } from './topology.js';
 
 /** One direction of a link: what waits at `from` for `to`, and whether it moves. */
 export interface LinkReport {
@@ -62,8 +63,6 @@ export async function appliedConfig(dataDir: string): Promise<AppliedConfig | un
   };
 }
 
-const LINK_STATES = ['running', 'starting', 'terminated', 'draining', 'absent'];
-
 /** The links the agent reports in `state/status.json` (`links: [{peer, state, messages}]`), when it does. */
 async function agentLinks(dataDir: string): Promise<Map<string, { state: string; messages: number }> | undefined> {
   try {
@@ -72,7 +71,10 @@ async function agentLinks(dataDir: string): Promise<Map<string, { state: string;
     const links = new Map<string, { state: string; messages: number }>();
     for (const link of status.links) {
       if (!isRecord(link) || typeof link.peer !== 'string') continue;
-      const state = typeof link.state === 'string' && LINK_STATES.includes(link.state) ? link.state : 'unknown';
+      const state =
+        typeof link.state === 'string' && (LINK_STATES as readonly string[]).includes(link.state)
+          ? link.state
+          : 'unknown';
       links.set(link.peer, { state, messages: typeof link.messages === 'number' ? link.messages : Number.NaN });
     }
     return links;
@@ -149,4 +151,26 @@ export async function linkReports(
       source: 'none',
     }));
   }
+}
+
+/**
+ * The links a message from node `from` to node `to` crosses, following the
+ * routes each node applied, with each link's state now; undefined while some
+ * node on the way has no applied configuration or no route.
+ */
+export async function pathLinks(state: MeshState, from: string, to: string): Promise<LinkReport[] | undefined> {
+  if (state.broker === null) return undefined;
+  const applied = new Map(
+    await Promise.all(state.nodes.map(async (node) => [node.id, await appliedConfig(node.dataDir)] as const)),
+  );
+  const route = followRoutes(from, to, (at, destination) => applied.get(at)?.routes[destination] ?? undefined);
+  if (route === undefined) return undefined;
+  const links: LinkReport[] = [];
+  for (let index = 1; index < route.length; index++) {
+    const at = state.nodes.findIndex((node) => node.id === route[index - 1]);
+    const node = state.nodes[at];
+    if (node === undefined) return undefined;
+    links.push(...(await linkReports(state.broker.dir, at, node, [route[index] as string])));
+  }
+  return links;
 }

@@ -5,3 +5,4 @@
 export * from './server/test-support/empty-centops.js';
 export * from './server/test-support/https.js';
 export * from './server/test-support/test-centops.js';
+export { samplePolicyInput } from './policy/test-support.js';

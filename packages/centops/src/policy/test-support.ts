@@ -77,8 +77,8 @@ export async function startPolicyCentOps(backend: Backend): Promise<PolicyCentOp
   }
 }
 
-/** A message from `from` to `to` in the decision input format. */
-export function message(from: string, to: string, type = 'ChatMessage'): unknown {
+/** A decision input (docs: the policy input schema): a message from organisation `from` to `to`. */
+export function samplePolicyInput(from: string, to: string, type = 'ChatMessage'): unknown {
   const principal = (id: string, org: string) => ({ id, organisation: org, roles: ['bot'], labels: {} });
   return {
     sender: principal('a-bot', from),

@@ -22,6 +22,13 @@ export interface RowDriver {
   activate?: () => Promise<void>;
   /** PID of the row's relay or router process, for CPU sampling. */
   workerPid?: () => number | undefined;
+  /**
+   * The brokers the row's path crosses (default: the first one), summed in
+   * the CPU column's "broker" share: a mesh row keeps two or three busy.
+   */
+  brokerPids?: () => ReadonlyArray<number | null | undefined>;
+  /** The row's router processes beyond the one workerPid names, summed into "worker". */
+  workerPids?: () => ReadonlyArray<number | undefined>;
 }
 
 /** The rows one setup provides, or why it could not. */

@@ -38,3 +38,19 @@ export function startCpuSample(pids: Readonly<Record<string, number | undefined>
     return shares;
   };
 }
+
+/**
+ * Sums the shares named `<group>.<n>` into one per group (two brokers of a
+ * mesh row make one "broker" figure); a group with no process measured is null.
+ */
+export function sumShares(shares: CpuShares, groups: readonly string[]): CpuShares {
+  const summed: CpuShares = {};
+  for (const group of groups) {
+    const values = Object.entries(shares)
+      .filter(([name]) => name === group || name.startsWith(`${group}.`))
+      .map(([, value]) => value)
+      .filter((value): value is number => value !== null);
+    summed[group] = values.length === 0 ? null : values.reduce((sum, value) => sum + value, 0);
+  }
+  return summed;
+}

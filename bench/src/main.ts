@@ -16,10 +16,12 @@ import { startBrokers, type BrokerHarness } from '@dmr/broker-harness';
 import { DmrError } from '@dmr/core';
 import { CertificateAuthority } from '@dmr/pki';
 import { PREFETCH, type BenchContext, type RowDriver, type RowSetup } from './context.js';
-import { startCpuSample, type CpuShares } from './cpu.js';
+import { startCpuSample, sumShares, type CpuShares } from './cpu.js';
 import { setupDmrRows } from './dmr.js';
-import { ROW_IDS, USAGE, parseOptions, type BenchOptions, type RowId } from './options.js';
+import { ROW_IDS, USAGE, brokersFor, parseOptions, type BenchOptions, type RowId } from './options.js';
 import { setupRawRows } from './raw.js';
+import { setupShovelRow } from './shovel.js';
+import { setupMeshRows } from './mesh.js';
 import {
   ROW_LABELS,
   computeRatios,
@@ -30,9 +32,14 @@ import {
   type RowResult,
 } from './report.js';
 
-const SETTINGS =
-  'one RabbitMQ node: AMQPS only (TLS 1.2/1.3, client certificates, EXTERNAL), quorum queues, ' +
-  'persistent messages, publisher confirms, manual acks';
+function settingsFor(brokers: number): string {
+  const where =
+    brokers === 1 ? 'one RabbitMQ node' : `${brokers} RabbitMQ nodes (rows a–d on the first, s–f across them)`;
+  return (
+    `${where}: AMQPS only (TLS 1.2/1.3, client certificates, EXTERNAL), quorum queues, ` +
+    'persistent messages, publisher confirms, manual acks'
+  );
+}
 
 const PRE_WARM_S = 2;
 const PRE_WARM_RATE = 500;
@@ -85,13 +92,15 @@ async function measureAll(
         measureMs: options.durationS * 1000,
         window: options.window,
         onWindow: () => {
+          const brokers = driver.brokerPids?.() ?? [harness.node().pid];
+          const workers = driver.workerPids?.() ?? [driver.workerPid?.()];
           const sample = startCpuSample({
-            broker: harness.node().pid ?? undefined,
-            worker: driver.workerPid?.(),
+            ...Object.fromEntries(brokers.map((pid, i) => [`broker.${i}`, pid ?? undefined])),
+            ...Object.fromEntries(workers.map((pid, i) => [`worker.${i}`, pid])),
             bench: process.pid,
           });
           return () => {
-            cpu = sample();
+            cpu = sumShares(sample(), ['broker', 'worker', 'bench']);
           };
         },
       });
@@ -117,10 +126,12 @@ async function run(options: BenchOptions): Promise<BenchReport> {
   );
   try {
     const ca = await CertificateAuthority.init(join(dir, 'ca'), { trustDomain: 'dmr.bench' });
-    log('starting the broker (TLS, EXTERNAL; ≈ 7 s)');
+    const brokers = brokersFor(options.rows);
+    log(`starting ${brokers === 1 ? 'the broker' : `${brokers} brokers`} (TLS, EXTERNAL; ≈ 7 s each)`);
     harness = await startBrokers({
       dir: join(dir, 'brokers'),
       ca,
+      nodes: brokers,
       namePrefix: 'bench',
       onProgress: (event) => log(`broker: ${event.message}`),
     });
@@ -136,6 +147,8 @@ async function run(options: BenchOptions): Promise<BenchReport> {
     const groups = [
       { rows: ['a', 'b'], setup: setupRawRows },
       { rows: ['c', 'd'], setup: setupDmrRows },
+      { rows: ['s'], setup: setupShovelRow },
+      { rows: ['e', 'f'], setup: setupMeshRows },
     ] as const;
     for (const group of groups) {
       let done: RowSetup;
@@ -174,7 +187,7 @@ async function run(options: BenchOptions): Promise<BenchReport> {
         sizeBytes: options.sizeBytes,
         window: options.window,
         settings:
-          `${SETTINGS}; prefetch ${PREFETCH} (relay, consumers), ` +
+          `${settingsFor(harness.nodes.length)}; prefetch ${PREFETCH} (relay, consumers), ` +
           `router ${options.routerPrefetch ?? "Router's default"}` +
           (options.noAudit ? '; EXPERIMENT: router without audit (c/d are not the product path)' : ''),
       },

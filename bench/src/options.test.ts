@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isDmrError } from '@dmr/core';
-import { parseLoads, parseOptions, parseRows } from './options.js';
+import { brokersFor, parseLoads, parseOptions, parseRows } from './options.js';
 
 function invalid(run: () => unknown): boolean {
   try {
@@ -19,7 +19,7 @@ describe('parseOptions', () => {
     assert.equal(options.warmupS, 1);
     assert.deepEqual(options.loads, [1000, 2000, 4000, 'max']);
     assert.equal(options.sizeBytes, 1024);
-    assert.deepEqual(options.rows, ['a', 'b', 'c', 'd']);
+    assert.deepEqual(options.rows, ['a', 'b', 'c', 'd', 's', 'e', 'f']);
     assert.equal(options.jsonFile, undefined);
     assert.equal(options.routerPrefetch, undefined);
     assert.equal(options.noAudit, false);
@@ -66,7 +66,7 @@ describe('parseOptions', () => {
       ['--size', '1.5'],
       ['--window', ''],
       ['--loads', '1000,,max'],
-      ['--rows', 'e'],
+      ['--rows', 'x'],
       ['--router-prefetch', '0'],
       ['--unknown'],
       ['positional'],
@@ -91,5 +91,14 @@ describe('parseLoads / parseRows', () => {
 
   it('keeps rows in table order without duplicates', () => {
     assert.deepEqual(parseRows('d,a,d'), ['a', 'd']);
+  });
+});
+
+describe('brokersFor', () => {
+  it('starts one broker for rows a–d, two for the link rows, three for two hops', () => {
+    assert.equal(brokersFor(['a', 'b', 'c', 'd']), 1);
+    assert.equal(brokersFor(['s']), 2);
+    assert.equal(brokersFor(['a', 'e']), 2);
+    assert.equal(brokersFor(['s', 'e', 'f']), 3);
   });
 });

@@ -5,7 +5,7 @@ import { DmrError } from '@dmr/core';
 /** An offered load: a fixed rate in msg/s (open loop) or 'max' (closed loop). */
 export type Load = number | 'max';
 
-export const ROW_IDS = ['a', 'b', 'c', 'd'] as const;
+export const ROW_IDS = ['a', 'b', 'c', 'd', 's', 'e', 'f'] as const;
 export type RowId = (typeof ROW_IDS)[number];
 
 export interface BenchOptions {
@@ -37,7 +37,7 @@ export const USAGE = `npm run bench [-- options]
   --loads LIST           offered loads, msg/s or "max" (default 1000,2000,4000,max)
   --size BYTES           body size (default 1024)
   --window N             in-flight window of the "max" points (default 1000)
-  --rows LIST            rows to run among a,b,c,d (default all)
+  --rows LIST            rows to run among a,b,c,d,s,e,f (default all)
   --router-prefetch N    the router's prefetch (default: the Router's own default)
   --no-audit             experiment: the router without its audit stream (not the product path)
   --json FILE            also write the raw numbers to FILE
@@ -67,6 +67,13 @@ export function parseLoads(text: string): Load[] {
   }
   // Fixed rates ascending, max last: each point then starts from a broker no busier than the one before.
   return loads.sort((x, y) => (x === 'max' ? 1 : y === 'max' ? -1 : x - y));
+}
+
+/** Brokers the chosen rows need: the raw link and one mesh link span two, two hops three. */
+export function brokersFor(rows: readonly RowId[]): number {
+  if (rows.includes('f')) return 3;
+  if (rows.includes('s') || rows.includes('e')) return 2;
+  return 1;
 }
 
 export function parseRows(text: string): RowId[] {

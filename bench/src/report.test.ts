@@ -84,6 +84,45 @@ describe('evaluateGoals', () => {
   });
 });
 
+describe('evaluateGoals: the mesh rows', () => {
+  it('judges e against the raw shovel s: 75 % of its throughput, 1.5 × its p99', () => {
+    const rows = [
+      row('s', [pointAt(1000, 1000, 20), pointAt('max', 3000, 300)]),
+      row('e', [pointAt(1000, 1000, 30), pointAt('max', 2250, 400)]),
+      row('f', [pointAt(1000, 1000, 50), pointAt('max', 1500, 600)]),
+    ];
+    const goals = evaluateGoals(rows);
+    assert.deepEqual(
+      goals.map((goal) => [goal.name, goal.verdict]),
+      [
+        ["e throughput ≥ 75 % of s's (max)", 'PASS'],
+        ["e p99 at 1000 msg/s ≤ 1.5 × s's", 'PASS'],
+      ],
+    );
+    const slower = [rows[0] as RowResult, row('e', [pointAt(1000, 1000, 30.1), pointAt('max', 2249, 400)])];
+    assert.deepEqual(
+      evaluateGoals(slower).map((goal) => goal.verdict),
+      ['MISS', 'MISS'],
+    );
+  });
+
+  it('is n/a while the mesh rows are not available, and leaves out goals of rows not in the run', () => {
+    const rows: RowResult[] = [
+      row('s', [pointAt(1000, 1000, 20), pointAt('max', 3000, 300)]),
+      { row: 'e', label: ROW_LABELS.e, unavailable: 'no mesh yet', points: [] },
+    ];
+    assert.deepEqual(
+      evaluateGoals(rows).map((goal) => goal.verdict),
+      ['n/a', 'n/a'],
+    );
+    const ratios = computeRatios(rows, ['max']);
+    assert.deepEqual(
+      ratios.map((r) => r.name),
+      ['e/s', 'f/s', 'f/e'],
+    );
+  });
+});
+
 describe('computeRatios', () => {
   it('divides c by b, a and d per load, throughput and p99', () => {
     const ratios = computeRatios(measured, [1000, 'max']);

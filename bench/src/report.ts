@@ -6,7 +6,8 @@
  * Goals (what the DMR path may cost over raw RabbitMQ, and what policy may cost):
  *   - c ≥ 75 % of b's throughput (at "max");
  *   - c's p99 at 1,000 msg/s ≤ 1.5 × b's;
- *   - router throughput with policy ≥ 90 % of without: c ≥ 90 % of d (at "max").
+ *   - router throughput with policy ≥ 90 % of without: c ≥ 90 % of d (at "max");
+ *   - across one link: e ≥ 75 % of the raw shovel s (at "max"), e's p99 at 1,000 msg/s ≤ 1.5 × s's.
  * A goal whose inputs were not measured is "n/a", never PASS.
  */
 import type { Load, RowId } from './options.js';
@@ -17,6 +18,9 @@ export const ROW_LABELS: Record<RowId, string> = {
   b: 'raw relay (2 hops)',
   c: 'DMR path',
   d: 'DMR path, allow-all policy',
+  s: 'raw shovel A→B (1 link)',
+  e: 'DMR mesh, 1 link (A→B)',
+  f: 'DMR mesh, 2 hops (A→B→C)',
 };
 
 export interface PointResult {
@@ -104,11 +108,17 @@ const RATIO_PAIRS: ReadonlyArray<[RowId, RowId]> = [
   ['c', 'b'],
   ['c', 'a'],
   ['c', 'd'],
+  ['e', 's'],
+  ['f', 's'],
+  ['f', 'e'],
 ];
 
 export function computeRatios(rows: readonly RowResult[], loads: readonly Load[]): Ratio[] {
   const ratios: Ratio[] = [];
+  const present = new Set(rows.map((row) => row.row));
   for (const [x, y] of RATIO_PAIRS) {
+    // Only pairs that concern the run: `--rows s,e,f` shows the mesh ratios alone.
+    if (!present.has(x) && !present.has(y)) continue;
     for (const load of loads) {
       const px = point(rows, x, load);
       const py = point(rows, y, load);
@@ -136,64 +146,60 @@ function pct(value: number): string {
   return `${(value * 100).toFixed(0)} %`;
 }
 
+/** x's throughput at max is at least `fraction` of y's. */
+function throughputGoal(rows: readonly RowResult[], x: RowId, y: RowId, fraction: number): Goal {
+  const name = `${x} throughput ≥ ${pct(fraction)} of ${y}'s (max)`;
+  const absent = missingInputs(rows, [
+    [x, 'max'],
+    [y, 'max'],
+  ]);
+  const px = point(rows, x, 'max');
+  const py = point(rows, y, 'max');
+  if (absent !== undefined || px === undefined || py === undefined)
+    return { name, verdict: 'n/a', detail: absent ?? '' };
+  const r = px.achieved / py.achieved;
+  return {
+    name,
+    verdict: r >= fraction ? 'PASS' : 'MISS',
+    detail: `${x} ${px.achieved.toFixed(0)} / ${y} ${py.achieved.toFixed(0)} msg/s = ${pct(r)}`,
+  };
+}
+
+/** x's p99 at 1,000 msg/s is at most `factor` × y's. */
+function p99Goal(rows: readonly RowResult[], x: RowId, y: RowId, factor: number): Goal {
+  const name = `${x} p99 at 1000 msg/s ≤ ${factor} × ${y}'s`;
+  const absent = missingInputs(rows, [
+    [x, 1000],
+    [y, 1000],
+  ]);
+  const px = point(rows, x, 1000);
+  const py = point(rows, y, 1000);
+  if (absent !== undefined || px === undefined || py === undefined)
+    return { name, verdict: 'n/a', detail: absent ?? '' };
+  const limit = factor * py.latencyMs.p99;
+  return {
+    name,
+    verdict: px.latencyMs.p99 <= limit ? 'PASS' : 'MISS',
+    detail: `${x} ${px.latencyMs.p99.toFixed(2)} ms vs ${factor} × ${y} ${py.latencyMs.p99.toFixed(2)} = ${limit.toFixed(2)} ms`,
+  };
+}
+
+/**
+ * The goals whose rows are part of the run (measured or not available):
+ * `--rows s,e,f` shows the mesh goals only, the default run all of them.
+ */
 export function evaluateGoals(rows: readonly RowResult[]): Goal[] {
+  const present = new Set(rows.map((row) => row.row));
   const goals: Goal[] = [];
-  {
-    const name = "c throughput ≥ 75 % of b's (max)";
-    const absent = missingInputs(rows, [
-      ['c', 'max'],
-      ['b', 'max'],
-    ]);
-    const c = point(rows, 'c', 'max');
-    const b = point(rows, 'b', 'max');
-    if (absent !== undefined || c === undefined || b === undefined)
-      goals.push({ name, verdict: 'n/a', detail: absent ?? '' });
-    else {
-      const r = c.achieved / b.achieved;
-      goals.push({
-        name,
-        verdict: r >= 0.75 ? 'PASS' : 'MISS',
-        detail: `c ${c.achieved.toFixed(0)} / b ${b.achieved.toFixed(0)} msg/s = ${pct(r)}`,
-      });
-    }
+  if (present.has('b') || present.has('c')) {
+    goals.push(throughputGoal(rows, 'c', 'b', 0.75), p99Goal(rows, 'c', 'b', 1.5));
   }
-  {
-    const name = "c p99 at 1000 msg/s ≤ 1.5 × b's";
-    const absent = missingInputs(rows, [
-      ['c', 1000],
-      ['b', 1000],
-    ]);
-    const c = point(rows, 'c', 1000);
-    const b = point(rows, 'b', 1000);
-    if (absent !== undefined || c === undefined || b === undefined)
-      goals.push({ name, verdict: 'n/a', detail: absent ?? '' });
-    else {
-      const limit = 1.5 * b.latencyMs.p99;
-      goals.push({
-        name,
-        verdict: c.latencyMs.p99 <= limit ? 'PASS' : 'MISS',
-        detail: `c ${c.latencyMs.p99.toFixed(2)} ms vs 1.5 × b ${b.latencyMs.p99.toFixed(2)} = ${limit.toFixed(2)} ms`,
-      });
-    }
+  if (present.has('c') || present.has('d')) {
+    const goal = throughputGoal(rows, 'c', 'd', 0.9);
+    goals.push({ ...goal, name: 'with policy ≥ 90 % of without: c vs d (max)' });
   }
-  {
-    const name = 'with policy ≥ 90 % of without: c vs d (max)';
-    const absent = missingInputs(rows, [
-      ['c', 'max'],
-      ['d', 'max'],
-    ]);
-    const c = point(rows, 'c', 'max');
-    const d = point(rows, 'd', 'max');
-    if (absent !== undefined || c === undefined || d === undefined)
-      goals.push({ name, verdict: 'n/a', detail: absent ?? '' });
-    else {
-      const r = c.achieved / d.achieved;
-      goals.push({
-        name,
-        verdict: r >= 0.9 ? 'PASS' : 'MISS',
-        detail: `c ${c.achieved.toFixed(0)} / d ${d.achieved.toFixed(0)} msg/s = ${pct(r)}`,
-      });
-    }
+  if (present.has('s') || present.has('e')) {
+    goals.push(throughputGoal(rows, 'e', 's', 0.75), p99Goal(rows, 'e', 's', 1.5));
   }
   return goals;
 }

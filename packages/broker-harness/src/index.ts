@@ -32,4 +32,20 @@ export { locateRabbitmq, type RabbitmqInstall } from './rabbitmq-install.js';
 export type { HarnessState, HarnessStatus, Lifetime, NodeState } from './state.js';
 export type { StopReport } from './teardown.js';
 export type { NodeStopReport } from './node.js';
-export { TcpProxy, type TcpProxyMode, type TcpProxyOptions, type TcpProxyStats } from './tcp-proxy.js';
+export {
+  TcpProxy,
+  type TcpProxyMode,
+  type TcpProxyOptions,
+  type TcpProxyStats,
+  type TcpProxyTarget,
+} from './tcp-proxy.js';
+export {
+  NetnsPartition,
+  NETNS_LINK_PREFIX,
+  netnsLinksOnHost,
+  netnsUnavailable,
+  type NetnsEndpoint,
+  type NetnsPartitionOptions,
+  type NetnsPartitionState,
+  type PartitionMode,
+} from './netns.js';

@@ -20,6 +20,12 @@ import { DmrError } from '@dmr/core';
 
 export type TcpProxyMode = 'forwarding' | 'paused' | 'cut';
 
+export interface TcpProxyTarget {
+  /** Default 127.0.0.1; loopback only. */
+  host?: string;
+  port: number;
+}
+
 export interface TcpProxyOptions {
   targetHost?: string;
   targetPort: number;
@@ -70,15 +76,10 @@ export class TcpProxy {
   /** Starts listening; resolves once the port is bound. */
   static async start(options: TcpProxyOptions): Promise<TcpProxy> {
     const listenHost = options.listenHost ?? '127.0.0.1';
-    const targetHost = options.targetHost ?? '127.0.0.1';
+    const targetHost = TcpProxy.#checkTarget(options.targetHost, options.targetPort);
     // Fault tests may only send traffic to this machine.
-    for (const host of [listenHost, targetHost]) {
-      if (!isLoopback(host)) {
-        throw new DmrError('INVALID_ARGUMENT', `the test proxy only works on loopback, not ${host}`);
-      }
-    }
-    if (!Number.isInteger(options.targetPort) || options.targetPort < 1 || options.targetPort > 65_535) {
-      throw new DmrError('INVALID_ARGUMENT', `target port must be 1–65535, not ${options.targetPort}`);
+    if (!isLoopback(listenHost)) {
+      throw new DmrError('INVALID_ARGUMENT', `the test proxy only works on loopback, not ${listenHost}`);
     }
     const holder: { proxy?: TcpProxy } = {};
     const server = createServer({ pauseOnConnect: true }, (client) => holder.proxy?.accept(client));
@@ -97,6 +98,31 @@ export class TcpProxy {
     const proxy = new TcpProxy(server, listenHost, address.port, { host: targetHost, port: options.targetPort });
     holder.proxy = proxy;
     return proxy;
+  }
+
+  /**
+   * Forwards what a listener opened elsewhere accepts to a loopback target:
+   * NetnsPartition's listeners live in another network namespace (their
+   * socket was opened there and handed over), so `host`/`port` name an
+   * address of that namespace, not of loopback.
+   */
+  static adopt(server: Server, listening: { host: string; port: number }, target: TcpProxyTarget): TcpProxy {
+    const targetHost = TcpProxy.#checkTarget(target.host, target.port);
+    const proxy = new TcpProxy(server, listening.host, listening.port, { host: targetHost, port: target.port });
+    server.on('connection', (client: Socket) => proxy.accept(client));
+    return proxy;
+  }
+
+  static #checkTarget(host: string | undefined, port: number): string {
+    const targetHost = host ?? '127.0.0.1';
+    // Fault tests may only send traffic to this machine.
+    if (!isLoopback(targetHost)) {
+      throw new DmrError('INVALID_ARGUMENT', `the test proxy only works on loopback, not ${targetHost}`);
+    }
+    if (!Number.isInteger(port) || port < 1 || port > 65_535) {
+      throw new DmrError('INVALID_ARGUMENT', `target port must be 1–65535, not ${port}`);
+    }
+    return targetHost;
   }
 
   get mode(): TcpProxyMode {

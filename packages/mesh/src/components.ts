@@ -4,7 +4,7 @@
  * records what it started on the LocalMesh, so a failure later stops it.
  */
 import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { randomInt } from 'node:crypto';
@@ -19,6 +19,7 @@ import { CentOpsApi } from './centops-client.js';
 import { DemoExchange, enrolClient, type EnrolledClient } from './demo.js';
 import { pathLinks } from './inspect.js';
 import { startFailure, type LocalMesh, type StartMeshOptions } from './local-mesh.js';
+import { meshPaths } from './paths.js';
 import { spawnLogged, type LoggedChild } from './processes.js';
 import { DEMO_CLIENTS, demoHomes, ensureGrants, registryDocuments, staleRegistryItems } from './registry.js';
 import type { MeshNodeState } from './state.js';
@@ -264,6 +265,14 @@ export async function applyRegistry(options: StartMeshOptions, api: CentOpsApi, 
       ...registryDocuments(shape, endpoints),
       ...stale,
     ]);
+    // Deleting a node revoked its certificate: its old identity must not be found by a later, bigger mesh.
+    for (const item of stale) {
+      if (item.kind !== 'Node' || item.id === undefined) continue;
+      const files = meshPaths(options.dir).node(item.id);
+      await Promise.all(
+        [files.dataDir, files.configFile, files.tokenFile].map((path) => rm(path, { recursive: true, force: true })),
+      );
+    }
     step.update('policy grant (opa check + opa test in CentOps)');
     const granted = await ensureGrants(api);
     const removed = stale.length === 0 ? '' : `, removed ${stale.map((item) => `${item.kind} ${item.id}`).join(', ')}`;

@@ -301,19 +301,10 @@ describe('CertificateAuthority.issue', () => {
   it('a client certificate is not accepted for server use by openssl', async () => {
     const issued = await ca.issue({ csrPem: await clientCsr(), kind: 'client', id: 'police-bot' });
     const files = await writeAll(scratch.path, { 'r.pem': ca.rootCertificatePem, 'c.pem': issued.chainPem });
-    const server = opensslVerify({
-      purpose: 'sslserver',
-      caFile: files['r.pem'],
-      untrusted: files['c.pem'],
-      certificate: files['c.pem'],
-    });
-    assert.notEqual(server.status, 0);
-    const client = opensslVerify({
-      purpose: 'sslclient',
-      caFile: files['r.pem'],
-      untrusted: files['c.pem'],
-      certificate: files['c.pem'],
-    });
+    const verifyFor = (purpose: 'sslserver' | 'sslclient') =>
+      opensslVerify({ purpose, caFile: files['r.pem'], untrusted: files['c.pem'], certificate: files['c.pem'] });
+    assert.notEqual(verifyFor('sslserver').status, 0);
+    const client = verifyFor('sslclient');
     assert.equal(client.status, 0, client.stderr);
   });
 

@@ -16,6 +16,7 @@ export {
   type ListenerInfo,
   type ManagementCredentials,
   type Permissions,
+  type QueueDepth,
   USER_LIMIT_NAMES,
   type UserLimitName,
 } from './management.js';

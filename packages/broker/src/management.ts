@@ -49,6 +49,18 @@ export interface ListenerInfo {
   port: number;
 }
 
+/** A queue's depth as the management API reports it: statistics, refreshed every `collect_statistics_interval` (5 s by default). */
+export interface QueueDepth {
+  name: string;
+  /** Ready + unacknowledged; undefined before the broker emitted the queue's first statistics. */
+  messages: number | undefined;
+  messagesReady: number | undefined;
+  messagesUnacknowledged: number | undefined;
+  consumers: number | undefined;
+  /** Acknowledgements since the queue started (a counter): tells a consumer that moves from one that is stuck. */
+  acked: number | undefined;
+}
+
 export type ExchangeType = 'direct' | 'topic' | 'fanout' | 'headers' | 'x-consistent-hash';
 
 type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
@@ -237,6 +249,39 @@ export class ManagementClient {
       auto_delete: false,
       arguments: options.arguments ?? {},
     });
+  }
+
+  /** Every queue of the vhost with its depth (statistics: see QueueDepth). */
+  async listQueues(vhost: string): Promise<QueueDepth[]> {
+    const body = await this.request('GET', `/queues/${enc(vhost)}`);
+    const count = (value: unknown): number | undefined => (typeof value === 'number' ? value : undefined);
+    return (Array.isArray(body) ? body : []).flatMap((item): QueueDepth[] => {
+      if (!isRecord(item) || typeof item.name !== 'string') return [];
+      const stats = isRecord(item.message_stats) ? item.message_stats : {};
+      return [
+        {
+          name: item.name,
+          messages: count(item.messages),
+          messagesReady: count(item.messages_ready),
+          messagesUnacknowledged: count(item.messages_unacknowledged),
+          consumers: count(item.consumers),
+          acked: count(stats.ack),
+        },
+      ];
+    });
+  }
+
+  /**
+   * Deletes a queue and what it holds. Missing queues are not an error. There
+   * is no safe "only if empty" for quorum queues: RabbitMQ 3.10 refuses
+   * `if-empty` on them (400), so callers decide emptiness themselves.
+   */
+  async deleteQueue(vhost: string, name: string): Promise<void> {
+    try {
+      await this.request('DELETE', `/queues/${enc(vhost)}/${enc(name)}`);
+    } catch (error) {
+      if (!(error instanceof DmrError && error.details.status === 404)) throw error;
+    }
   }
 
   async bindQueue(vhost: string, exchange: string, queue: string, routingKey: string): Promise<void> {

@@ -8,6 +8,25 @@ import { Type, type Static } from '@sinclair/typebox';
 
 const Refused = Type.Object({ revision: Type.Integer(), reason: Type.String() });
 
+/**
+ * `running`, `starting`, `terminated`: the link's shovel worker as RabbitMQ
+ * reports it (`starting` also while it cannot reach or log in to the peer);
+ * `draining`: the link left the configuration (or its peer was denylisted)
+ * and its outbound queue still holds messages; `absent`: configured, but no
+ * shovel runs for it.
+ */
+export const LINK_STATES = ['running', 'starting', 'terminated', 'draining', 'absent'] as const;
+export type LinkState = (typeof LINK_STATES)[number];
+
+export const LINK_STATUS_SCHEMA = Type.Object({
+  peer: Type.String(),
+  state: Type.Union(LINK_STATES.map((state) => Type.Literal(state))),
+  /** Messages waiting in `dmr.outbound.<peer>` (the broker's statistics: up to a few seconds old). */
+  messages: Type.Integer({ minimum: 0 }),
+});
+/** One link of a node, as its agent sees it on its broker. */
+export type LinkStatus = Static<typeof LINK_STATUS_SCHEMA>;
+
 export const LOCAL_STATUS_SCHEMA = Type.Object({
   node: Type.String(),
   appliedRevision: Type.Union([Type.Integer(), Type.Null()]),
@@ -18,6 +37,8 @@ export const LOCAL_STATUS_SCHEMA = Type.Object({
   ]),
   centopsConnected: Type.Boolean(),
   certificate: Type.Union([Type.Object({ serial: Type.String(), notAfter: Type.String() }), Type.Null()]),
+  /** Each link to a peer; absent when the agent has not looked at its broker's links yet. */
+  links: Type.Optional(Type.Array(LINK_STATUS_SCHEMA)),
   updatedAt: Type.String(),
 });
 /** What status.json holds: the agent's view, for operators and `dmr node status`-like tools. */

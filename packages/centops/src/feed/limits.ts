@@ -3,7 +3,7 @@
  * per-node limits yet, so every node receives these defaults; a later model
  * change can override them per node without changing the document shape.
  */
-import { MAX_HEADER_BYTES } from '@dmr/contract';
+import { DEFAULT_MAX_HOPS, MAX_HEADER_BYTES } from '@dmr/contract';
 
 export interface Limits {
   /** Largest message body a node accepts at ingress (bytes). */
@@ -52,7 +52,16 @@ export interface Limits {
    * connections. Opening one more closes that whole connection (530).
    */
   maxChannelsPerUser: number;
+  /**
+   * Links a message may cross to reach its recipient: a router forwards
+   * nothing that crossed this many, and refuses a hop chain longer than it
+   * on arrival (docs/mesh.md). At most 32, the NodeConfig schema's bound.
+   */
+  maxHops: number;
 }
+
+/** The NodeConfig schema's bound on `maxHops`: every hop adds ≈ 2 KB of headers a peer must accept. */
+export const MAX_HOPS_LIMIT = 32;
 
 const HOUR_MS = 3_600_000;
 export { MAX_HEADER_BYTES } from '@dmr/contract';
@@ -79,6 +88,8 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   // bot and for a dead connection the broker has not noticed yet when its client reconnects.
   maxConnectionsPerUser: 10,
   maxChannelsPerUser: 100,
+  // Eight links is more than any path of a national mesh needs, and bounds the hop chain at ≈ 16 KB.
+  maxHops: DEFAULT_MAX_HOPS,
 });
 
 /** The defaults with `overrides` applied, checked so the dedup window still covers a message's life. */
@@ -90,6 +101,7 @@ export function resolveLimits(overrides: Partial<Limits> = {}): Limits {
   if (limits.dedupWindowMs < limits.maxTtlMs + limits.timestampSkewMs) {
     throw new RangeError('dedupWindowMs must be at least maxTtlMs + timestampSkewMs');
   }
+  if (limits.maxHops > MAX_HOPS_LIMIT) throw new RangeError(`maxHops must be at most ${MAX_HOPS_LIMIT}`);
   if (limits.maxHeaderBytes > MAX_HEADER_BYTES) {
     throw new RangeError(`maxHeaderBytes must be at most ${MAX_HEADER_BYTES} (what a router can re-encode)`);
   }

@@ -15,7 +15,11 @@
  *
  * The broker connection uses the node certificate read from disk at each
  * (re)connect, so a renewal by the agent is picked up without a restart,
- * and requires the broker to present this node's own SPIFFE id.
+ * and requires the broker to present this node's own SPIFFE id. The same
+ * files (key, certificate chain, trust bundle, and the last CRL) are the
+ * router's node identity for the mesh: what it signs forwarded messages
+ * with and verifies relayed ones against. They are read again whenever
+ * the configuration or one of them changes, and handed to the router.
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
@@ -35,12 +39,13 @@ import {
 import { vhostName } from '@dmr/contract';
 import { StreamAuditSink } from '../router/audit.js';
 import { RouterMetrics } from '../router/metrics.js';
+import type { NodeIdentity } from '../router/mesh-context.js';
 import { Router } from '../router/router.js';
 import { refusalReason } from './refusal.js';
 import { loadIdentity } from './identity.js';
 import { serveMetrics } from './metrics.js';
 import type { RunConfig } from './run-config.js';
-import { dataPaths, readLastGood } from './state-dir.js';
+import { dataPaths, readCrl, readLastGood, type DataPaths } from './state-dir.js';
 
 /**
  * The router's in-process policy: a PolicyEngine for the current trust
@@ -124,6 +129,30 @@ function brokerAddress(amqpsUrl: string): { host: string; port: number } {
   return { host: url.hostname.replace(/^\[|\]$/g, ''), port: url.port === '' ? 5671 : Number(url.port) };
 }
 
+/** The node identity the router signs and verifies mesh messages with, as the agent last wrote it. */
+export async function readRouterIdentity(
+  dataDir: string,
+  paths: DataPaths = dataPaths(dataDir),
+): Promise<NodeIdentity> {
+  const [certificateChainPem, privateKeyPem, trustBundlePem, crlPem] = await Promise.all([
+    readFile(paths.certificateFile, 'utf8'),
+    readFile(paths.keyFile, 'utf8'),
+    readFile(paths.trustBundleFile, 'utf8'),
+    readCrl(dataDir),
+  ]);
+  return { certificateChainPem, privateKeyPem, trustBundlePem, ...(crlPem === undefined ? {} : { crlPems: [crlPem] }) };
+}
+
+function sameIdentity(a: NodeIdentity | undefined, b: NodeIdentity): boolean {
+  return (
+    a !== undefined &&
+    a.certificateChainPem === b.certificateChainPem &&
+    a.privateKeyPem === b.privateKeyPem &&
+    a.trustBundlePem === b.trustBundlePem &&
+    JSON.stringify(a.crlPems ?? []) === JSON.stringify(b.crlPems ?? [])
+  );
+}
+
 export async function startRouterProcess(options: RouterProcessOptions): Promise<RunningRouter> {
   const { config, shard } = options;
   const logger =
@@ -154,7 +183,9 @@ export async function startRouterProcess(options: RouterProcessOptions): Promise
 
   const registry = options.registry ?? new Registry();
   const { host, port } = brokerAddress(config.broker.amqpsUrl);
+  let nodeIdentity = await readRouterIdentity(config.dataDir, paths);
   const router = new Router({
+    identity: nodeIdentity,
     nodeId: config.node,
     shard,
     connect: async () => {
@@ -205,6 +236,16 @@ export async function startRouterProcess(options: RouterProcessOptions): Promise
       return revision >= 0;
     }
     if (lastGood === undefined) return false;
+    try {
+      const identityNow = await readRouterIdentity(config.dataDir, paths);
+      if (!sameIdentity(nodeIdentity, identityNow)) {
+        router.applyIdentity(identityNow);
+        nodeIdentity = identityNow;
+        logger.info('node identity for the mesh reloaded (certificate, trust bundle or CRL changed)');
+      }
+    } catch (error) {
+      logger.warn({ err: refusalReason(error) }, 'the node identity could not be read again; keeping the current one');
+    }
     const next: NodeConfig = lastGood.config;
     if (next.revision === revision) return true;
     if (
@@ -253,7 +294,7 @@ export async function startRouterProcess(options: RouterProcessOptions): Promise
   let watcher: FSWatcher | undefined;
   try {
     watcher = watch(paths.stateDir, (_event, file) => {
-      if (file === null || String(file) === 'config.jws') void check();
+      if (file === null || String(file) === 'config.jws' || String(file) === 'crl.pem') void check();
     });
     watcher.on('error', () => undefined);
   } catch {
@@ -261,9 +302,17 @@ export async function startRouterProcess(options: RouterProcessOptions): Promise
   }
   let lastStat = '';
   const poller = setInterval(() => {
-    stat(paths.configFile)
-      .then((info) => {
-        const signature = `${info.mtimeMs}:${info.size}:${info.ino}`;
+    // The configuration, and what the mesh identity is made of (a renewal or a new CRL changes no config).
+    Promise.all(
+      [paths.configFile, paths.certificateFile, paths.trustBundleFile, paths.crlFile].map((file) =>
+        stat(file).then(
+          (info) => `${info.mtimeMs}:${info.size}:${info.ino}`,
+          () => '-',
+        ),
+      ),
+    )
+      .then((stats) => {
+        const signature = stats.join('|');
         if (signature !== lastStat) {
           lastStat = signature;
           void check();

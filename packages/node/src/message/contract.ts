@@ -27,3 +27,24 @@ export interface ValidatedMessage {
   traceparent: string | undefined;
   tracestate: string | undefined;
 }
+
+/**
+ * A mesh message whose hop chain verified (HopChainVerifier) and whose
+ * parties are in order (checkMeshParties), with its metadata checked
+ * against this node's view: what the relay path routes and asks the policy
+ * about. Every field is covered by the origin's signature.
+ */
+export interface RelayedMessage {
+  /** A lowercase UUID: the replay guard's key, as at the origin. */
+  messageId: string;
+  /** `dmr-sender`: a client of the origin, or the origin node itself for a report. */
+  sender: string;
+  /** `dmr-recipient`, a client in the directory. */
+  recipient: string;
+  /** Where the recipient's queue lives: this node (deliver) or another (forward). */
+  recipientHomeNode: string;
+  type: string;
+  timestampMs: number;
+  expirationMs: number | undefined;
+  sizeBytes: number;
+}

@@ -12,7 +12,7 @@
  */
 import { isValidId, parseSpiffeId } from '@dmr/core';
 import type { NodeConfig } from '@dmr/contract';
-import { type ValidatedMessage } from './contract.js';
+import { type RelayedMessage, type ValidatedMessage } from './contract.js';
 import {
   CONTRACT_VERSION,
   RECIPIENT_HEADER,
@@ -219,6 +219,78 @@ export function validateAtOrigin(
       sizeBytes,
       traceparent: optionalString(ownHeader(headers, TRACEPARENT_HEADER)),
       tracestate: optionalString(ownHeader(headers, TRACESTATE_HEADER)),
+    },
+  };
+}
+
+/**
+ * The checks of a relayed message after its hop chain verified: what this
+ * node must judge for itself because its view may differ from the origin's
+ * (the directory, the denylist, statuses and limits of this revision). The
+ * signature already proved the fields are the origin's; they are not
+ * checked again for shape beyond what this node relies on. `isReport`: a
+ * node's delivery report (checkMeshParties), whose sender is a node, not a
+ * client in the directory.
+ */
+export function validateRelayed(
+  message: WireMessage,
+  verified: { sender: string },
+  isReport: boolean,
+  context: MessageContext,
+): CheckResult<RelayedMessage> {
+  const { properties } = message;
+  const headers = properties.headers ?? {};
+  const messageId = properties.messageId;
+  if (typeof messageId !== 'string' || !UUID_PATTERN.test(messageId)) {
+    return reject('MESSAGE_ID_INVALID', 'message_id is not a lowercase UUID');
+  }
+  const version = ownHeader(headers, VERSION_HEADER);
+  if (version !== CONTRACT_VERSION && version !== String(CONTRACT_VERSION)) {
+    return reject('VERSION_UNSUPPORTED', `${VERSION_HEADER} is not ${CONTRACT_VERSION}`);
+  }
+  const type = properties.type;
+  if (typeof type !== 'string' || !TYPE_PATTERN.test(type))
+    return reject('TYPE_INVALID', 'type is not of the allowed shape');
+  const timestamp = properties.timestamp;
+  if (typeof timestamp !== 'number' || !Number.isSafeInteger(timestamp)) {
+    return reject('TIMESTAMP_MISSING', 'timestamp is missing or not whole POSIX seconds');
+  }
+  let expirationMs: number | undefined;
+  if (properties.expiration !== undefined && properties.expiration !== null) {
+    expirationMs = parseExpiration(properties.expiration);
+    if (expirationMs === undefined) return reject('EXPIRATION_INVALID', 'expiration is not a whole number of ms');
+  }
+  const sizeBytes = message.content.length;
+  if (sizeBytes > context.limits.maxMessageBytes) {
+    return reject('MESSAGE_TOO_LARGE', `body is ${sizeBytes} bytes, the limit is ${context.limits.maxMessageBytes}`);
+  }
+  const recipient = ownHeader(headers, RECIPIENT_HEADER);
+  if (typeof recipient !== 'string' || !isValidId(recipient)) {
+    return reject('RECIPIENT_INVALID', `${RECIPIENT_HEADER} is not a valid id`);
+  }
+  const sender = verified.sender;
+  if (!isReport) {
+    const from = context.directory.get(sender);
+    if (from !== undefined && from.status !== 'active')
+      return reject('SENDER_INACTIVE', `sender ${sender} is ${from.status}`);
+  }
+  if (context.denied.has(recipient)) return reject('RECIPIENT_DENIED', `recipient ${recipient} is on the denylist`);
+  const to = context.directory.get(recipient);
+  if (to === undefined) return reject('RECIPIENT_UNKNOWN', `recipient ${recipient} is not in the directory`);
+  // A report goes to a sender whatever its status: it is about a message the sender already sent.
+  if (!isReport && to.status !== 'active')
+    return reject('RECIPIENT_INACTIVE', `recipient ${recipient} is ${to.status}`);
+  return {
+    ok: true,
+    message: {
+      messageId,
+      sender,
+      recipient,
+      recipientHomeNode: to.homeNode,
+      type,
+      timestampMs: timestamp * 1000,
+      expirationMs,
+      sizeBytes,
     },
   };
 }

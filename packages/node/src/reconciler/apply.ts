@@ -18,13 +18,26 @@
  * removed from the configuration is deleted with its messages: the
  * configuration is the authority and a removed client cannot consume them.
  *
- * Order: user deletions come first, so a newly denylisted client loses its
- * user (which closes its live connections, RABBITMQ-FACTS) before anything
- * else happens in the same apply; then creations (vhost, exchanges, queues,
- * bindings, users, permissions); then the remaining deletions.
+ * Links (links.ts): with `layout.shovels` the reconciler owns the shovels
+ * named `dmr.link.*` in the vhost. A missing or different one is PUT (a
+ * different definition restarts its worker), after its outbound queue was
+ * declared: a shovel that finds no source queue declares one itself. A link
+ * whose peer is denylisted loses its shovel at once. A link that left the
+ * configuration is drained: its shovel stays while `dmr.outbound.<peer>`
+ * holds messages (`plan.draining`), and shovel and queue go once the
+ * DrainTracker says the queue is empty; the same rule keeps a denylisted
+ * peer's queue until what it holds has expired into dead-letter reports. A
+ * `dmr.outbound.*` queue is never deleted with messages in it.
+ *
+ * Order: user deletions and the shovels to denylisted peers come first, so
+ * a newly denylisted client or peer loses its user (which closes its live
+ * connections, RABBITMQ-FACTS) and its link before anything else happens in
+ * the same apply; then creations (vhost, exchanges, queues, bindings, users,
+ * permissions, shovels); then the remaining deletions (a drained link's
+ * shovel before its queue).
  */
 import { DmrError } from '@dmr/core';
-import { USER_LIMIT_NAMES, type ManagementClient, type UserLimitName } from '@dmr/broker';
+import { USER_LIMIT_NAMES, type ManagementClient, type ShovelDefinition, type UserLimitName } from '@dmr/broker';
 import {
   type ArgumentValue,
   type BrokerLayout,
@@ -35,8 +48,17 @@ import {
   type DesiredUser,
 } from './layout.js';
 import { DMR_PREFIX, MANAGED_USER_TAGS } from '@dmr/contract';
+import {
+  DrainTracker,
+  LINK_SHOVEL_PREFIX,
+  OUTBOUND_QUEUE_PREFIX,
+  linkPeerOf,
+  sameShovel,
+  type DesiredShovel,
+} from './links.js';
 
-export type ResourceKind = 'vhost' | 'exchange' | 'queue' | 'binding' | 'user' | 'permissions' | 'user-limit';
+export type ResourceKind =
+  'vhost' | 'exchange' | 'queue' | 'binding' | 'user' | 'permissions' | 'user-limit' | 'shovel';
 
 export type Change =
   | { action: 'create'; kind: 'vhost'; name: string }
@@ -47,7 +69,8 @@ export type Change =
   | { action: 'create' | 'update'; kind: 'permissions'; name: string; permissions: DesiredPermissions }
   /** `name` is the user; `limit` which of its limits. */
   | { action: 'create' | 'update'; kind: 'user-limit'; name: string; limit: UserLimitName; value: number }
-  | { action: 'delete'; kind: 'exchange' | 'queue' | 'user'; name: string }
+  | { action: 'create' | 'update'; kind: 'shovel'; name: string; shovel: DesiredShovel }
+  | { action: 'delete'; kind: 'exchange' | 'queue' | 'user' | 'shovel'; name: string }
   | { action: 'delete'; kind: 'binding'; name: string; source: string; destination: string; propertiesKey: string };
 
 export interface Conflict {
@@ -63,13 +86,20 @@ export interface Plan {
   conflicts: Conflict[];
   /** How many desired resources already matched. */
   unchanged: number;
+  /**
+   * Links that left the configuration (or whose peer is denylisted) and whose
+   * outbound queue is kept until it is empty; `shovel`: its shovel still
+   * moves it to the peer (false: what it holds waits for its TTL).
+   */
+  draining: Array<{ peer: string; messages: number | undefined; shovel: boolean }>;
 }
 
 /** What the broker has (only the resources the reconciler owns). */
 export interface ActualState {
   vhostExists: boolean;
   exchanges: Map<string, { type: string; arguments: Record<string, unknown> }>;
-  queues: Map<string, { arguments: Record<string, unknown>; durable: boolean }>;
+  /** `messages`: ready + unacknowledged by the broker's statistics (undefined before the first). */
+  queues: Map<string, { arguments: Record<string, unknown>; durable: boolean; messages?: number | undefined }>;
   /** Keyed by bindingKey(); `propertiesKey` is what DELETE needs. */
   bindings: Map<string, { source: string; destination: string; routingKey: string; propertiesKey: string }>;
   /** Every user by name, with tags, so unmanaged ones can be recognised as conflicts. */
@@ -77,6 +107,8 @@ export interface ActualState {
   permissions: Map<string, DesiredPermissions>;
   /** Limits of managed users that have any, by user (`{ 'max-connections': 10 }`). */
   userLimits: Map<string, Readonly<Record<string, number>>>;
+  /** Stored definitions of the `dmr.link.*` shovels of the vhost. */
+  shovels: Map<string, ShovelDefinition>;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -119,6 +151,16 @@ async function getOrMissing(management: ManagementClient, path: string): Promise
   }
 }
 
+/** A broker without the shovel plugin answers 404: it has no shovels. */
+async function shovelDefinitions(management: ManagementClient, vhost: string): Promise<Map<string, ShovelDefinition>> {
+  try {
+    return await management.listShovelDefinitions(vhost);
+  } catch (error) {
+    if (error instanceof DmrError && error.details.status === 404) return new Map();
+    throw error;
+  }
+}
+
 export async function readActualState(management: ManagementClient, vhost: string): Promise<ActualState> {
   const v = enc(vhost);
   const state: ActualState = {
@@ -129,6 +171,7 @@ export async function readActualState(management: ManagementClient, vhost: strin
     users: new Map(),
     permissions: new Map(),
     userLimits: new Map(),
+    shovels: new Map(),
   };
   const [users, limits] = await Promise.all([management.request('GET', '/users'), management.listUserLimits()]);
   for (const user of records(users)) {
@@ -158,7 +201,11 @@ export async function readActualState(management: ManagementClient, vhost: strin
     state.queues.set(name, {
       arguments: isRecord(queue.arguments) ? queue.arguments : {},
       durable: queue.durable === true,
+      messages: typeof queue.messages === 'number' ? queue.messages : undefined,
     });
+  }
+  for (const [name, definition] of await shovelDefinitions(management, vhost)) {
+    if (name.startsWith(LINK_SHOVEL_PREFIX)) state.shovels.set(name, definition);
   }
   for (const binding of records(bindings)) {
     const source = str(binding.source);
@@ -211,8 +258,15 @@ function samePermissions(a: DesiredPermissions, b: DesiredPermissions): boolean 
   return a.configure === b.configure && a.write === b.write && a.read === b.read;
 }
 
-/** Pure: the changes that turn `actual` into `layout`. */
-export function planChanges(layout: BrokerLayout, actual: ActualState): Plan {
+export interface PlanOptions {
+  /** Keeps when each removed link began draining, across plans (default: a new one, so nothing drained yet). */
+  drains?: DrainTracker;
+  /** Epoch ms (default Date.now()). */
+  now?: number;
+}
+
+/** Pure but for `drains`: the changes that turn `actual` into `layout`. */
+export function planChanges(layout: BrokerLayout, actual: ActualState, options: PlanOptions = {}): Plan {
   const changes: Change[] = [];
   const deletions: Change[] = [];
   const userDeletions: Change[] = [];
@@ -316,14 +370,96 @@ export function planChanges(layout: BrokerLayout, actual: ActualState): Plan {
       deletions.push({ action: 'delete', kind: 'binding', name: key, ...binding });
     }
   }
+
+  const links = planLinks(layout, actual, wantedQueues, options);
+  changes.push(...links.changes);
+  userDeletions.unshift(...links.first);
+  deletions.push(...links.deletions);
+  unchanged += links.unchanged;
   for (const name of actual.queues.keys()) {
-    if (!wantedQueues.has(name)) deletions.push({ action: 'delete', kind: 'queue', name });
+    // Outbound queues are planLinks' (they go only once drained).
+    if (!wantedQueues.has(name) && !name.startsWith(OUTBOUND_QUEUE_PREFIX)) {
+      deletions.push({ action: 'delete', kind: 'queue', name });
+    }
   }
   for (const name of actual.exchanges.keys()) {
     if (!wantedExchanges.has(name)) deletions.push({ action: 'delete', kind: 'exchange', name });
   }
 
-  return { vhost: layout.vhost, changes: [...userDeletions, ...changes, ...deletions], conflicts, unchanged };
+  return {
+    vhost: layout.vhost,
+    changes: [...userDeletions, ...changes, ...deletions],
+    conflicts,
+    unchanged,
+    draining: links.draining,
+  };
+}
+
+/**
+ * The link part of the plan: `first` (shovels to denylisted peers), `changes`
+ * (shovels to create or replace, after the queues) and `deletions` (a drained
+ * link's shovel, then its queue).
+ */
+function planLinks(
+  layout: BrokerLayout,
+  actual: ActualState,
+  wantedQueues: ReadonlySet<string>,
+  options: PlanOptions,
+): { first: Change[]; changes: Change[]; deletions: Change[]; draining: Plan['draining']; unchanged: number } {
+  const drains = options.drains ?? new DrainTracker();
+  const now = options.now ?? Date.now();
+  const managed = layout.shovels !== undefined;
+  const denied = new Set(layout.deniedPeers);
+  const result = { first: [] as Change[], changes: [] as Change[], deletions: [] as Change[], unchanged: 0 };
+  const draining: Plan['draining'] = [];
+  const wantedShovels = new Set<string>();
+  for (const shovel of layout.shovels ?? []) {
+    wantedShovels.add(shovel.name);
+    const have = actual.shovels.get(shovel.name);
+    if (have === undefined) result.changes.push({ action: 'create', kind: 'shovel', name: shovel.name, shovel });
+    else if (!sameShovel(shovel.spec, have)) {
+      result.changes.push({ action: 'update', kind: 'shovel', name: shovel.name, shovel });
+    } else result.unchanged += 1;
+  }
+  for (const name of wantedQueues) {
+    const peer = name.startsWith(OUTBOUND_QUEUE_PREFIX) ? linkPeerOf(name) : undefined;
+    if (peer !== undefined) drains.forget(peer);
+  }
+
+  // Peers that have a shovel or an outbound queue here but no link in the layout.
+  const gone = new Set<string>();
+  if (managed) {
+    for (const name of actual.shovels.keys()) if (!wantedShovels.has(name)) gone.add(linkPeerOf(name) ?? '');
+  }
+  for (const name of actual.queues.keys()) {
+    if (name.startsWith(OUTBOUND_QUEUE_PREFIX) && !wantedQueues.has(name)) gone.add(linkPeerOf(name) ?? '');
+  }
+  gone.delete('');
+  for (const peer of [...gone].sort()) {
+    const shovel = `${LINK_SHOVEL_PREFIX}${peer}`;
+    const queue = `${OUTBOUND_QUEUE_PREFIX}${peer}`;
+    let hasShovel = managed && actual.shovels.has(shovel) && !wantedShovels.has(shovel);
+    if (hasShovel && denied.has(peer)) {
+      // Nothing more goes to a denylisted node, not even what waits for it.
+      result.first.push({ action: 'delete', kind: 'shovel', name: shovel });
+      hasShovel = false;
+    }
+    const depth = actual.queues.get(queue);
+    if (depth === undefined || wantedQueues.has(queue)) {
+      // Nothing to drain (the queue is gone or still wanted by another part of the layout).
+      if (hasShovel) result.deletions.push({ action: 'delete', kind: 'shovel', name: shovel });
+      drains.forget(peer);
+      continue;
+    }
+    if (drains.drained(peer, depth.messages, now)) {
+      if (hasShovel) result.deletions.push({ action: 'delete', kind: 'shovel', name: shovel });
+      result.deletions.push({ action: 'delete', kind: 'queue', name: queue });
+      drains.forget(peer);
+    } else {
+      draining.push({ peer, messages: depth.messages, shovel: hasShovel });
+    }
+  }
+  return { ...result, draining };
 }
 
 async function deleteIgnoringMissing(management: ManagementClient, path: string): Promise<void> {
@@ -360,6 +496,8 @@ async function applyChange(management: ManagementClient, vhost: string, change: 
         return closeRemainingConnections(management, change.name);
       case 'queue':
         return deleteIgnoringMissing(management, `/queues/${v}/${enc(change.name)}`);
+      case 'shovel':
+        return management.deleteShovel(vhost, change.name);
       case 'exchange':
         return deleteIgnoringMissing(management, `/exchanges/${v}/${enc(change.name)}`);
       case 'binding':
@@ -391,6 +529,8 @@ async function applyChange(management: ManagementClient, vhost: string, change: 
       return management.setPermissions(vhost, change.name, change.permissions);
     case 'user-limit':
       return management.setUserLimit(change.name, change.limit, change.value);
+    case 'shovel':
+      return management.declareShovel(vhost, change.name, change.shovel.spec);
   }
 }
 
@@ -408,9 +548,9 @@ export interface ApplyResult extends Plan {
 export async function reconcile(
   management: ManagementClient,
   layout: BrokerLayout,
-  options: { dryRun?: boolean } = {},
+  options: { dryRun?: boolean; drains?: DrainTracker } = {},
 ): Promise<ApplyResult> {
-  const plan = planChanges(layout, await readActualState(management, layout.vhost));
+  const plan = planChanges(layout, await readActualState(management, layout.vhost), { drains: options.drains });
   if (options.dryRun === true) return { ...plan, applied: false };
   for (const change of plan.changes) {
     try {

@@ -1,2 +1,3 @@
 export * from './layout.js';
 export * from './apply.js';
+export * from './links.js';

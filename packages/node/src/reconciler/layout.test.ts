@@ -34,6 +34,7 @@ function matchingState(layout: ReturnType<typeof desiredLayout>): ActualState {
     ]),
     permissions: new Map(layout.users.map((user) => [user.name, { ...user.permissions }])),
     userLimits: new Map(layout.users.flatMap((user) => (user.limits ? [[user.name, { ...user.limits }]] : []))),
+    shovels: new Map((layout.shovels ?? []).map((shovel) => [shovel.name, { ...shovel.spec }])),
   };
 }
 
@@ -194,6 +195,7 @@ describe('reconciler layout', () => {
       users: new Map([['harness_admin', { tags: ['administrator'] }]]),
       permissions: new Map(),
       userLimits: new Map(),
+      shovels: new Map(),
     };
     const first = planChanges(layout, empty);
     assert.equal(first.changes[0]?.kind, 'vhost');

@@ -51,6 +51,7 @@ import {
   vhostName,
   type NodeConfig,
 } from '@dmr/contract';
+import { desiredShovels, type DesiredShovel, type LinkOptions } from './links.js';
 
 /** RabbitMQ's name of the default ("") exchange in permission checks. */
 export const DEFAULT_EXCHANGE_RESOURCE = 'amq.default';
@@ -116,6 +117,14 @@ export interface BrokerLayout {
   queues: DesiredQueue[];
   bindings: DesiredBinding[];
   users: DesiredUser[];
+  /**
+   * One shovel per configured link whose peer is not denylisted; undefined
+   * when the layout was derived without LinkOptions: the reconciler then
+   * leaves every shovel alone.
+   */
+  shovels?: DesiredShovel[];
+  /** Denylisted nodes: a link shovel to one of them is deleted at once, not drained. */
+  deniedPeers: string[];
 }
 
 export interface LayoutOptions {
@@ -123,6 +132,8 @@ export interface LayoutOptions {
   vhost?: string;
   /** Router processes, each consuming one `dmr.ingress.<n>` (default 1). */
   routerShards?: number;
+  /** Where this node's TLS files are for the link shovels; without it, links get their queues and users only. */
+  links?: LinkOptions;
 }
 
 /** Ids on the denylist of `kind`: they get no broker user whatever their status. */
@@ -246,12 +257,24 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
   }
 
   const peers = config.links.map((link) => link.peer).filter((peer) => !deniedNodes.has(peer));
+  const outboundArguments = (peer: string): Record<string, ArgumentValue> => ({
+    'x-queue-type': 'quorum',
+    // Bounded like the ingress: past the bound the router's publish is nacked, which is the backpressure
+    // towards the sender while the peer is unreachable (one message of slack: docs/mesh-links.md trap 4).
+    'x-max-length': limits.queueMaxLength,
+    'x-max-length-bytes': limits.queueMaxBytes,
+    'x-overflow': 'reject-publish',
+    'x-message-ttl': limits.maxTtlMs,
+    // What expires in a link goes to the routers' dead-letter reports (bound with `#`) under this key, which
+    // tells the router it expired in the link to `peer`, and becomes a MESSAGE_EXPIRED report. at-least-once
+    // (needs reject-publish): a dead letter leaves this queue only once dmr.dead-letter's queues confirmed it.
+    'x-dead-letter-exchange': DEAD_LETTER_EXCHANGE,
+    'x-dead-letter-routing-key': outboundQueueName(peer),
+    'x-dead-letter-strategy': 'at-least-once',
+  });
   for (const peer of peers) {
-    queues.push({
-      name: outboundQueueName(peer),
-      arguments: quorum({ 'x-message-ttl': limits.maxTtlMs }),
-    });
-    // The peer's link (shovel/federation) logs in with its node certificate and may only write mesh-ingress.
+    queues.push({ name: outboundQueueName(peer), arguments: outboundArguments(peer) });
+    // The peer's link (its shovel) logs in with its node certificate and may only write mesh-ingress.
     users.push({
       name: spiffeId(trustDomain, 'node', peer),
       tag: PEER_USER_TAG,
@@ -259,6 +282,9 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
       limits: userLimits,
     });
   }
+  const vhost = options.vhost ?? vhostName(config.node.id);
+  const shovels =
+    options.links === undefined ? undefined : desiredShovels(config, vhost, options.links, outboundArguments);
 
   // The routers log in with the node's own certificate. Their connections are this node's own (one per
   // router process, and the agent decides how many), so no user limits.
@@ -277,10 +303,12 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
 
   const byName = <T extends { name: string }>(a: T, b: T): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
   return {
-    vhost: options.vhost ?? vhostName(config.node.id),
+    vhost,
     exchanges: exchanges.sort(byName),
     queues: queues.sort(byName),
     bindings,
     users: users.sort(byName),
+    ...(shovels === undefined ? {} : { shovels: shovels.sort(byName) }),
+    deniedPeers: [...deniedNodes].sort(),
   };
 }

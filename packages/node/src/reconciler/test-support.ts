@@ -6,13 +6,17 @@ export type ClientStatus = NodeConfig['clients'][number]['status'];
 
 export function sampleConfig(
   clients: ReadonlyArray<string | { id: string; status: ClientStatus }>,
-  extra: Partial<Pick<NodeConfig, 'denylist' | 'links' | 'limits'>> = {},
+  extra: Partial<Pick<NodeConfig, 'denylist' | 'links' | 'limits'>> & { node?: string } = {},
 ): NodeConfig {
   return {
     apiVersion: 'dmr.ee/v1',
     kind: 'NodeConfig',
     trustDomain: 'dmr.test',
-    node: { id: 'node-a', amqpsEndpoint: 'amqps://127.0.0.1:5671', managementEndpoint: 'https://127.0.0.1:15671' },
+    node: {
+      id: extra.node ?? 'node-a',
+      amqpsEndpoint: 'amqps://127.0.0.1:5671',
+      managementEndpoint: 'https://127.0.0.1:15671',
+    },
     revision: 1,
     issuedAt: '2026-01-01T00:00:00.000Z',
     clients: clients.map((client) => {
@@ -29,4 +33,8 @@ export function sampleConfig(
 
 export function denyClient(id: string): NodeConfig['denylist'][number] {
   return { id, kind: 'client', reason: 'test', since: '2026-01-01T00:00:00.000Z' };
+}
+
+export function denyNode(id: string): NodeConfig['denylist'][number] {
+  return { id, kind: 'node', reason: 'test', since: '2026-01-01T00:00:00.000Z' };
 }

@@ -21,8 +21,17 @@ export interface AuditEvent {
   messageId: string | null;
   sender: string | null;
   recipient: string | null;
-  result: 'routed' | 'rejected' | 'reported';
+  /**
+   * `routed`: delivered to a local recipient's queue; `forwarded`: sent over
+   * the link to `nextHop`; `duplicate`: a mesh message this node already
+   * handled, dropped; `rejected`; `reported` (a dead letter's report).
+   */
+  result: 'routed' | 'forwarded' | 'duplicate' | 'rejected' | 'reported';
   reason: string | null;
+  /** The node a forwarded message went to. */
+  nextHop?: string;
+  /** For a mesh message: the nodes of its hop chain on arrival, origin first. */
+  hops?: string[];
   policyRevision: string | null;
   policyReasons: string[];
   configRevision: number;

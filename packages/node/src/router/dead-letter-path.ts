@@ -1,12 +1,16 @@
 /**
- * The dead-letter path: a client queue's dead letter (expired, or over the
- * delivery limit) from `dmr.dead-letter-reports` becomes a report to its
- * sender, with an audit record, then the ack.
+ * The dead-letter path: a dead letter from `dmr.dead-letter-reports` — a
+ * client queue's (expired, or over the delivery limit), or a link's (expired
+ * in `dmr.outbound.<peer>`, its routing key) — becomes a report to its
+ * sender, with an audit record, then the ack. The sender is local (a local
+ * report) or homed on another node (a mesh report signed by this node,
+ * routed back toward it): Outcomes.report decides.
  */
 import type { ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
-import { RECIPIENT_HEADER, SENDER_HEADER } from '@dmr/contract';
-import { DELIVERY_REPORT_TYPE, deadLetterReason, deliveryReport, type RoutingContext } from './envelope.js';
+import { RECIPIENT_HEADER, SENDER_HEADER, outboundQueueName } from '@dmr/contract';
+import { DELIVERY_REPORT_TYPE, deadLetterReason, deliveryReport } from './envelope.js';
+import type { RoutingState } from './origin-path.js';
 import { validId, validMessageId, type Outcomes, type Session } from './outcome.js';
 
 export interface DeadLetterPathOptions {
@@ -30,7 +34,8 @@ export class DeadLetterPath {
   }
 
   /** A dead letter (expired or over the delivery limit in a client queue) becomes a report to its sender. */
-  async report(session: Session, message: ConsumeMessage, context: RoutingContext): Promise<void> {
+  async report(session: Session, message: ConsumeMessage, state: RoutingState): Promise<void> {
+    const { context, mesh } = state;
     const now = this.#now();
     const headers = message.properties.headers;
     const reason = deadLetterReason(headers);
@@ -39,24 +44,29 @@ export class DeadLetterPath {
     const messageId = validMessageId(message);
     // Never a report about a report (a report that expired in its queue): that could loop.
     const aboutReport = message.properties.type === DELIVERY_REPORT_TYPE;
-    if (
-      reason !== undefined &&
-      !aboutReport &&
-      typeof sender === 'string' &&
-      this.#outcome.reportable(context, sender)
-    ) {
-      const where = validId(recipient) === null ? 'a recipient queue' : `the queue of ${String(recipient)}`;
+    // Only the router writes what dead-letters here (client queues, outbound queues), so its dmr-sender is one the
+    // router set or verified; a sender no longer in the directory gets nothing.
+    const senderId = validId(sender);
+    const known = senderId !== null && (context.localQueues.has(senderId) || context.message.directory.has(senderId));
+    if (reason !== undefined && !aboutReport && senderId !== null && known) {
+      const link = linkOf(message);
+      const where =
+        link !== undefined
+          ? `the link to node ${link}`
+          : validId(recipient) === null
+            ? 'a recipient queue'
+            : `the queue of ${String(recipient)}`;
       const detail =
         reason === 'MESSAGE_EXPIRED'
           ? `expired in ${where}`
           : `delivered too often from ${where} without an ack (delivery limit)`;
       const report = deliveryReport(messageId, 'dead-lettered', { reason, detail }, this.#nodeId, now);
       // A full sender queue nacks the report: it cannot be sent now or by retrying in a loop, so it is logged.
-      const outcome = await this.#outcome.sendReport(session, sender, report, now);
+      const outcome = await this.#outcome.report(session, context, mesh, senderId, report, now);
       await this.#outcome.audit({
         kind: 'dead-letter',
         messageId,
-        sender,
+        sender: senderId,
         recipient: validId(recipient),
         result: 'reported',
         reason,
@@ -65,8 +75,23 @@ export class DeadLetterPath {
         configRevision: context.revision,
         at: new Date(now).toISOString(),
       });
-      this.#logger.info({ messageId, sender, reason, report: outcome }, 'dead-letter');
+      this.#logger.info(
+        { messageId, sender: senderId, reason, report: outcome, ...(link === undefined ? {} : { link }) },
+        'dead-letter',
+      );
     }
     session.acks.ack(message);
   }
+}
+
+/** `dmr.outbound.`: the contract names the queues, not their prefix. */
+const OUTBOUND_QUEUE_PREFIX = outboundQueueName('');
+
+/** The peer whose link a dead letter expired in (`x-death` names `dmr.outbound.<peer>`), else undefined. */
+function linkOf(message: ConsumeMessage): string | undefined {
+  const deaths = message.properties.headers?.['x-death'];
+  const queue = Array.isArray(deaths) ? (deaths[0] as Record<string, unknown> | undefined)?.queue : undefined;
+  const name = typeof queue === 'string' ? queue : message.fields.routingKey;
+  if (!name.startsWith(OUTBOUND_QUEUE_PREFIX)) return undefined;
+  return validId(name.slice(OUTBOUND_QUEUE_PREFIX.length)) ?? undefined;
 }

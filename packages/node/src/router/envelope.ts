@@ -21,14 +21,16 @@ import {
   ORIGIN_HEADER,
   RECIPIENT_HEADER,
   SENDER_HEADER,
+  SIGNATURE_HEADER,
   TYPE_PATTERN,
   VERSION_HEADER,
   type MessageRejectionCode,
 } from '@dmr/contract';
 import type { PolicyDecision, PolicyInput, PolicyPrincipal } from '@dmr/policy';
 import type { Options } from 'amqplib';
-import { type ValidatedMessage } from '../message/contract.js';
+import { type RelayedMessage, type ValidatedMessage } from '../message/contract.js';
 import { forwardedHeaders } from '../message/headers.js';
+import type { HopChainSigner, VerifiedHopChain } from '../message/hop-chain.js';
 import { appendHop } from '../message/hop-signature.js';
 import { messageContext, type MessageContext } from '../message/validate.js';
 
@@ -83,23 +85,53 @@ export function policyInputFor(
   context: RoutingContext,
   now: number,
 ): PolicyInput | undefined {
-  const sender = context.principals.get(validated.sender);
-  const recipient = context.principals.get(validated.recipient);
+  return policyInput(validated, { origin: context.message.nodeId, count: 0 }, context, now);
+}
+
+/**
+ * The decision input at a later hop: `hop` says where the message comes
+ * from (`origin`, `previous`) and how many links it crossed (`count`), as the
+ * hop chain proved them (HopChainVerifier).
+ */
+export function relayPolicyInput(
+  relayed: RelayedMessage,
+  verified: Pick<VerifiedHopChain, 'origin' | 'previous' | 'count'>,
+  context: RoutingContext,
+  now: number,
+): PolicyInput | undefined {
+  const hop = { origin: verified.origin, previous: verified.previous, count: verified.count };
+  return policyInput(relayed, hop, context, now);
+}
+
+function policyInput(
+  message: PolicySubject,
+  hop: PolicyInput['hop'],
+  context: RoutingContext,
+  now: number,
+): PolicyInput | undefined {
+  const sender = context.principals.get(message.sender);
+  const recipient = context.principals.get(message.recipient);
   if (sender === undefined || recipient === undefined) return undefined;
-  const ttl = remainingTtl(validated, now);
+  const ttl = remainingTtl(message, now);
   return {
     sender,
     recipient,
     message: {
-      id: validated.messageId,
-      type: validated.type,
-      size: validated.sizeBytes,
+      id: message.messageId,
+      type: message.type,
+      size: message.sizeBytes,
       ...(ttl === undefined ? {} : { ttl, expiresAt: new Date(now + ttl).toISOString() }),
     },
-    hop: { origin: context.message.nodeId, count: 0 },
+    hop,
     node: { id: context.message.nodeId },
   };
 }
+
+/** What the policy and the TTL arithmetic read of a message, at the origin or a later hop. */
+type PolicySubject = Pick<
+  ValidatedMessage,
+  'messageId' | 'sender' | 'recipient' | 'type' | 'sizeBytes' | 'timestampMs' | 'expirationMs'
+>;
 
 /**
  * What is left of the sender's `expiration` at `now`, or undefined when it
@@ -107,7 +139,10 @@ export function policyInputFor(
  * second is credited to the sender, so a fresh message never looks older than
  * it is. May be ≤ 0: the message expired before the router saw it.
  */
-export function remainingTtl(validated: ValidatedMessage, now: number): number | undefined {
+export function remainingTtl(
+  validated: Pick<ValidatedMessage, 'timestampMs' | 'expirationMs'>,
+  now: number,
+): number | undefined {
   if (validated.expirationMs === undefined) return undefined;
   const elapsed = Math.max(0, now - validated.timestampMs - 999);
   return validated.expirationMs - elapsed;
@@ -191,6 +226,72 @@ export function deliveredOptions(
     // mandatory: a recipient without a bound queue comes back as a basic.return instead of vanishing.
     mandatory: true,
     ...(ttl === undefined ? {} : { expiration: String(Math.max(1, ttl)) }),
+  };
+}
+
+/**
+ * What an origin sends over the link to `nextHop`: the client's properties
+ * and allowlisted headers (as delivered locally), `expiration` exactly as the
+ * client set it (it is signed: a link limits waiting with its queue's TTL),
+ * `user_id` this node's broker user (the peer's broker checks it against the
+ * link's login, which names the previous hop), then `dmr-sender`,
+ * `dmr-origin`, `dmr-sig` and entry 0 of `dmr-hops` over exactly that.
+ */
+export function originForwardOptions(
+  properties: IncomingProperties,
+  validated: ValidatedMessage,
+  content: Uint8Array,
+  signer: HopChainSigner,
+  nextHop: string,
+  userId: string,
+  at: Date,
+): Options.Publish {
+  const headers = forwardedHeaders(properties.headers, validated.recipient, CONTRACT_VERSION);
+  const copied: Options.Publish = {
+    ...copiedProperties(properties),
+    ...(validated.expirationMs === undefined ? {} : { expiration: String(validated.expirationMs) }),
+  };
+  const signed = signer.originate({ content, properties: { ...copied, headers } }, validated.sender, nextHop, at);
+  Object.assign(headers, signed);
+  return { ...copied, headers, userId, mandatory: true };
+}
+
+/**
+ * A relayed message as this node passes it on: the properties and the
+ * allowlisted client headers as they arrived (the signed ones unchanged,
+ * `expiration` too), the origin's `dmr-sender`, `dmr-origin` and `dmr-sig`,
+ * and `dmr-hops` with this node's entry. `to` the next hop; null delivers it
+ * here, with the remaining TTL (`ttl`) as its `expiration` and no `user_id`.
+ */
+export function relayedOptions(
+  properties: IncomingProperties,
+  relayed: Pick<RelayedMessage, 'recipient'>,
+  verified: VerifiedHopChain,
+  signer: HopChainSigner,
+  next: { to: string; userId: string } | { to: null; ttl: number | undefined },
+  at: Date,
+): Options.Publish {
+  const headers = forwardedHeaders(properties.headers, relayed.recipient, CONTRACT_VERSION);
+  headers[SENDER_HEADER] = verified.sender;
+  headers[ORIGIN_HEADER] = verified.origin;
+  headers[SIGNATURE_HEADER] = verified.signature;
+  headers[HOPS_HEADER] = signer.append(verified, next.to, at);
+  const copied = copiedProperties(properties);
+  if (next.to !== null) {
+    const expiration = str(properties.expiration);
+    return {
+      ...copied,
+      headers,
+      userId: next.userId,
+      mandatory: true,
+      ...(expiration === undefined ? {} : { expiration }),
+    };
+  }
+  return {
+    ...copied,
+    headers,
+    mandatory: true,
+    ...(next.ttl === undefined ? {} : { expiration: String(Math.max(1, next.ttl)) }),
   };
 }
 

@@ -21,6 +21,10 @@ export class RouterMetrics {
   readonly requeued: Counter<'reason'>;
   readonly deadLettered: Counter;
   readonly bodyLimitEnforced: Gauge;
+  readonly forwarded: Counter;
+  readonly relayed: Counter<'outcome'>;
+  readonly relayRefused: Counter<'reason'>;
+  readonly duplicatesDropped: Counter;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -90,6 +94,28 @@ export class RouterMetrics {
     this.deadLettered = new Counter({
       name: 'dmr_router_messages_dead_lettered_total',
       help: 'Messages the router dead-lettered to dmr.rejected after an internal error instead of retrying them.',
+      registers,
+    });
+    this.forwarded = new Counter({
+      name: 'dmr_router_messages_forwarded_total',
+      help: "Local clients' messages sent over a link toward the recipient's home node (publisher-confirmed).",
+      registers,
+    });
+    this.relayed = new Counter({
+      name: 'dmr_router_mesh_messages_relayed_total',
+      help: 'Messages from peer nodes that verified and were delivered here or forwarded to the next hop, by outcome.',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.relayRefused = new Counter({
+      name: 'dmr_router_mesh_messages_refused_total',
+      help: 'Messages from peer nodes refused at this hop, by catalogue code.',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.duplicatesDropped = new Counter({
+      name: 'dmr_router_mesh_duplicates_dropped_total',
+      help: 'Messages from peer nodes dropped because this node already handled their id (link redelivery).',
       registers,
     });
     this.setState('idle');

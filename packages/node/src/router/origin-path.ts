@@ -2,16 +2,28 @@
  * The origin path: one message a local client published to `dmr.ingress`,
  * from delivery to ack, readable top to bottom in route(): contract checks →
  * sender rate → replay guard (per-sender share) → policy → deliver to the
- * recipient's queue (confirmed) → audit record confirmed → ack. Every
- * refusal and the final settle go through the shared tail (outcome.ts).
+ * recipient's queue (confirmed) → audit record confirmed → ack. A
+ * recipient homed on another node: its next hop from the route index →
+ * signed (`dmr-sig`, entry 0 of `dmr-hops`) → the outbound queue of the next
+ * hop (confirmed) → audit record `forwarded` → ack. Every refusal and the
+ * final settle go through the shared tail (outcome.ts).
  */
 import { performance } from 'node:perf_hooks';
 import type { PolicyDecider, PolicyDecision } from '@dmr/policy';
 import type { ConsumeMessage } from 'amqplib';
+import type { ValidatedMessage } from '../message/contract.js';
 import type { ReplayGuard } from '../message/replay.js';
 import type { SenderRateLimit } from '../message/rate-limit.js';
 import { validateAtOrigin } from '../message/validate.js';
-import { deliveredOptions, policyInputFor, remainingTtl, type RoutingContext } from './envelope.js';
+import { spiffeId } from '@dmr/core';
+import {
+  deliveredOptions,
+  originForwardOptions,
+  policyInputFor,
+  remainingTtl,
+  type RoutingContext,
+} from './envelope.js';
+import type { MeshContext } from './mesh-context.js';
 import type { RouterMetrics } from './metrics.js';
 import { Transient, type Outcomes, type Session } from './outcome.js';
 
@@ -20,6 +32,8 @@ export interface RoutingState {
   context: RoutingContext;
   guard: ReplayGuard;
   rate: SenderRateLimit;
+  /** Routes, signer and verifier; undefined while the router has no node identity (it then relays nothing). */
+  mesh: MeshContext | undefined;
 }
 
 export interface OriginPathOptions {
@@ -106,15 +120,7 @@ export class OriginPath {
         });
       }
 
-      // 5. Route: a recipient homed elsewhere is unreachable until nodes relay (relay-path.ts is the seam).
-      if (validated.recipientHomeNode !== this.#nodeId) {
-        const detail = `recipient ${validated.recipient} is homed on ${validated.recipientHomeNode}; relaying between nodes is not supported yet`;
-        return await this.#outcome.refuse(session, message, context, started, {
-          reason: 'RECIPIENT_UNREACHABLE',
-          detail,
-          policy,
-        });
-      }
+      // 5. Route: expired before routing is no use anywhere; homed elsewhere goes over a link.
       const ttl = remainingTtl(validated, now);
       if (ttl !== undefined && ttl <= 0) {
         const detail = `expiration of ${validated.expirationMs ?? 0} ms passed before routing`;
@@ -123,6 +129,9 @@ export class OriginPath {
           detail,
           policy,
         });
+      }
+      if (validated.recipientHomeNode !== this.#nodeId) {
+        return await this.#forward(session, message, state, validated, started, now, decision);
       }
 
       // 6. Deliver, confirmed by the recipient's queue.
@@ -151,5 +160,73 @@ export class OriginPath {
     } finally {
       session.inflightIds.delete(validated.messageId);
     }
+  }
+
+  /**
+   * A recipient homed on another node: the next hop from the route index
+   * (none, unreachable, or not a usable link: RECIPIENT_UNREACHABLE, the
+   * detail says which), the hop limit, then signed and sent to the next
+   * hop's outbound queue with this node's own `user_id` (never the
+   * client's), confirmed, audited `forwarded`, acked.
+   */
+  async #forward(
+    session: Session,
+    message: ConsumeMessage,
+    state: RoutingState,
+    validated: ValidatedMessage,
+    started: number,
+    now: number,
+    decision: PolicyDecision,
+  ): Promise<void> {
+    const { context, mesh } = state;
+    const policy = { revision: decision.revision, reasons: decision.reasons };
+    const home = validated.recipientHomeNode;
+    if (mesh === undefined) {
+      const detail = `recipient ${validated.recipient} is homed on ${home}; this router has no node key to relay with`;
+      return this.#outcome.refuse(session, message, context, started, {
+        reason: 'RECIPIENT_UNREACHABLE',
+        detail,
+        policy,
+      });
+    }
+    const hop = mesh.routes.nextHop(home);
+    if (!hop.ok) {
+      const detail = `recipient ${validated.recipient} is homed on ${home}: ${hop.detail}`;
+      return this.#outcome.refuse(session, message, context, started, {
+        reason: 'RECIPIENT_UNREACHABLE',
+        detail,
+        policy,
+      });
+    }
+    const limit = mesh.verifier.checkForward({ count: 0 });
+    if (limit !== undefined) {
+      return this.#outcome.refuse(session, message, context, started, { ...limit, policy });
+    }
+    const options = originForwardOptions(
+      message.properties,
+      validated,
+      message.content,
+      mesh.signer,
+      hop.nextHop,
+      spiffeId(context.message.trustDomain, 'node', this.#nodeId),
+      new Date(now),
+    );
+    const refused = await this.#outcome.forward(session, hop.nextHop, message.content, options);
+    if (refused !== undefined) {
+      return this.#outcome.refuse(session, message, context, started, { ...refused, policy });
+    }
+    this.#metrics.forwarded.inc();
+    await this.#outcome.settle(session, message, started, {
+      messageId: validated.messageId,
+      sender: validated.sender,
+      recipient: validated.recipient,
+      result: 'forwarded',
+      reason: null,
+      nextHop: hop.nextHop,
+      policyRevision: decision.revision ?? null,
+      policyReasons: decision.reasons,
+      configRevision: context.revision,
+      at: new Date(now).toISOString(),
+    });
   }
 }

@@ -13,7 +13,9 @@ import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message, Options } f
 import type { Logger } from 'pino';
 import { ownHeader } from '../message/headers.js';
 import { senderFromUserId } from '../message/validate.js';
-import { DELIVERY_EXCHANGE, REJECTED_EXCHANGE, RECIPIENT_HEADER, UUID_PATTERN } from '@dmr/contract';
+import { spiffeId } from '@dmr/core';
+import { DELIVERY_EXCHANGE, REJECTED_EXCHANGE, RECIPIENT_HEADER, UUID_PATTERN, outboundQueueName } from '@dmr/contract';
+import { meshReport } from '../message/mesh-report.js';
 import type { AuditEvent, AuditSink } from './audit.js';
 import {
   deliveryReport,
@@ -23,10 +25,24 @@ import {
   type Refusal,
   type RoutingContext,
 } from './envelope.js';
+import type { MeshContext } from './mesh-context.js';
 import type { RouterMetrics } from './metrics.js';
 
 /** `unencodable`: amqplib refused to encode the message (thrown before anything reached the broker). */
 export type PublishOutcome = 'confirmed' | 'returned' | 'nacked' | 'unencodable';
+
+/** The default exchange: a routing key is a queue name, so `dmr.outbound.<peer>` needs no exchange of its own. */
+const DEFAULT_EXCHANGE = '';
+
+/** What a refusal says about its message and who gets the report, when the path knows better than `user_id`. */
+export interface RefusalParties {
+  /** The authenticated sender, named in the rejected copy and the audit record. */
+  sender: string | undefined;
+  /** Sends the report about the refusal; undefined when none is due (a report about a report, no sender). */
+  report: ((report: DeliveryReport) => Promise<unknown>) | undefined;
+  /** The hop chain's nodes on arrival, for the audit record and the log line. */
+  hops?: string[];
+}
 
 /** Which path a delivery takes: its consumer decides. */
 export type Handler = 'route' | 'relay' | 'dead-letter';
@@ -42,6 +58,8 @@ export interface Session {
   closed: Promise<void>;
   ingressTag: string | undefined;
   reportsTag: string | undefined;
+  /** The mesh ingress shard's consumer, when the router has a node identity to verify and sign with. */
+  meshTag: string | undefined;
   /** Message ids the guard accepted in this session and not yet settled: released on loss. */
   inflightIds: Set<string>;
   /** (exchange, routing key, message id) of mandatory publishes the broker returned, until their confirm. */
@@ -137,14 +155,16 @@ export class Outcomes {
     context: RoutingContext,
     started: number,
     refusal: Refusal,
+    parties?: RefusalParties,
   ): Promise<void> {
     const now = this.#now();
     // user_id, when set, is what RabbitMQ checked against the login: a client's SPIFFE id names the sender.
-    const from = senderFromUserId(message.properties.userId, context.message.trustDomain);
+    const from =
+      parties === undefined ? senderFromUserId(message.properties.userId, context.message.trustDomain) : parties.sender;
     const messageId = validMessageId(message);
     // An unvalidated header: recorded only when it is a valid id.
     const recipient = validId(ownHeader(message.properties.headers, RECIPIENT_HEADER));
-    const reportTo = this.reportable(context, from) ? from : undefined;
+    const reportTo = parties === undefined && this.reportable(context, from) ? from : undefined;
     const copy = rejectedCopy(
       {
         messageId,
@@ -157,10 +177,8 @@ export class Outcomes {
       refusal,
     );
     const stored = this.publish(session, REJECTED_EXCHANGE, '', copy.content, copy.options);
-    const report =
-      reportTo === undefined
-        ? undefined
-        : this.sendReport(session, reportTo, deliveryReport(messageId, 'rejected', refusal, this.#nodeId, now), now);
+    const body = deliveryReport(messageId, 'rejected', refusal, this.#nodeId, now);
+    const report = reportTo !== undefined ? this.sendReport(session, reportTo, body, now) : parties?.report?.(body);
     const [outcome] = await Promise.all([stored, report]);
     if (outcome !== 'confirmed') {
       throw new Transient('broker', `the rejected queue did not take the refusal (${refusal.reason}: ${outcome})`);
@@ -179,6 +197,7 @@ export class Outcomes {
         policyReasons: refusal.policy?.reasons ?? [],
         configRevision: context.revision,
         at: new Date(now).toISOString(),
+        ...(parties?.hops === undefined ? {} : { hops: parties.hops }),
       },
       refusal.detail,
     );
@@ -193,20 +212,21 @@ export class Outcomes {
     session: Session,
     message: ConsumeMessage,
     started: number,
-    decision: Omit<AuditEvent, 'kind' | 'node'> & { result: 'routed' | 'rejected' },
+    decision: Omit<AuditEvent, 'kind' | 'node'> & { result: 'routed' | 'forwarded' | 'duplicate' | 'rejected' },
     detail?: string,
   ): Promise<void> {
     await this.audit({ kind: 'route', ...decision });
     session.acks.ack(message);
     const seconds = (performance.now() - started) / 1000;
     if (decision.result === 'routed') this.#metrics.routed.inc();
-    else this.#metrics.rejected.inc({ reason: decision.reason ?? 'UNKNOWN' });
+    else if (decision.result === 'rejected') this.#metrics.rejected.inc({ reason: decision.reason ?? 'UNKNOWN' });
     this.#metrics.routeSeconds.observe(seconds);
     this.#logger.info(
       {
         ...decision,
         ...(detail === undefined ? {} : { detail }),
-        hops: [this.#nodeId],
+        // The path so far and this node: names only, never payload.
+        hops: [...(decision.hops ?? []), this.#nodeId],
         ms: Math.round(seconds * 100_000) / 100,
       },
       'route',
@@ -228,6 +248,88 @@ export class Outcomes {
       reportOptions(report, this.#nodeId, now, to),
     );
     this.#metrics.reports.inc({ kind: outcome === 'confirmed' ? report.status : `${report.status}-lost` });
+    return outcome;
+  }
+
+  /**
+   * Publishes a mesh message to the outbound queue of `nextHop` (through the
+   * default exchange, mandatory, confirmed). A nack (the queue is full) or a
+   * return (no such queue yet) is no refusal: the message is held
+   * (Transient), which pauses this router's consumption until the link
+   * drains, so the pressure reaches the publishers. Undefined when the queue
+   * took it, else the refusal to settle the message with.
+   */
+  async forward(
+    session: Session,
+    nextHop: string,
+    content: Buffer,
+    options: Options.Publish,
+  ): Promise<Refusal | undefined> {
+    const outcome = await this.publish(session, DEFAULT_EXCHANGE, outboundQueueName(nextHop), content, options);
+    if (outcome === 'unencodable') {
+      const detail = 'a property of the message cannot be encoded again for forwarding';
+      return { reason: 'MESSAGE_UNENCODABLE', detail };
+    }
+    if (outcome !== 'confirmed') {
+      throw new Transient('broker', `the link to ${nextHop} did not take the message (${outcome})`);
+    }
+    return undefined;
+  }
+
+  /**
+   * A report to client `to` wherever it is homed: to its queue here, as any
+   * local report; else as a mesh message of this node's own (meshReport,
+   * signed as origin), routed toward its home node like any message. A
+   * report that cannot be sent (no route, a full link) is logged and
+   * counted as lost: retrying it in a loop would not make it deliverable.
+   */
+  async report(
+    session: Session,
+    context: RoutingContext,
+    mesh: MeshContext | undefined,
+    to: string,
+    report: DeliveryReport,
+    now: number,
+  ): Promise<PublishOutcome | 'unroutable'> {
+    if (context.message.denied.has(to)) return 'unroutable';
+    if (context.localQueues.has(to)) return this.sendReport(session, to, report, now);
+    const home = context.message.directory.get(to)?.homeNode;
+    const hop = home === undefined || home === this.#nodeId ? undefined : mesh?.routes.nextHop(home);
+    if (mesh === undefined || hop === undefined || !hop.ok) {
+      this.#metrics.reports.inc({ kind: `${report.status}-lost` });
+      this.#logger.warn(
+        { messageId: report.messageId, to, detail: hop?.ok === false ? hop.detail : 'no home node to route to' },
+        'report not routable',
+      );
+      return 'unroutable';
+    }
+    const at = new Date(now);
+    const message = meshReport({
+      to,
+      refusedId: report.messageId,
+      body: Buffer.from(JSON.stringify(report), 'utf8'),
+      now: at,
+    });
+    const { properties } = message;
+    const options: Options.Publish = {
+      messageId: properties.messageId,
+      type: properties.type,
+      timestamp: properties.timestamp,
+      contentType: properties.contentType,
+      ...(properties.correlationId === undefined ? {} : { correlationId: properties.correlationId }),
+      headers: { ...properties.headers, ...mesh.signer.originate(message, this.#nodeId, hop.nextHop, at) },
+      persistent: true,
+      mandatory: true,
+      userId: spiffeId(context.message.trustDomain, 'node', this.#nodeId),
+    };
+    const outcome = await this.publish(
+      session,
+      DEFAULT_EXCHANGE,
+      outboundQueueName(hop.nextHop),
+      message.content,
+      options,
+    );
+    this.#metrics.reports.inc({ kind: outcome === 'confirmed' ? `${report.status}-mesh` : `${report.status}-lost` });
     return outcome;
   }
 

@@ -1,44 +1,307 @@
 /**
  * The relay path: a message a peer node's link wrote to this node's
- * `dmr.mesh-ingress` (docs/mesh.md). This is the seam for the relay and not
- * the relay itself: the router does not consume the mesh ingress yet, and a
- * delivery handed to this path is refused with RECIPIENT_UNREACHABLE through
- * the same tail as the origin path (rejected copy, audit record, ack).
+ * `dmr.mesh-ingress` (docs/mesh.md "What the router does"), from delivery to
+ * ack, readable top to bottom in route():
  *
- * What the relay will do here, top to bottom like origin-path.ts: check the
- * peer (`previousHop`) and the hop chain (`HopChainVerifier`), the parties
- * (`checkMeshParties`), replays and policy, then deliver to a local
- * recipient (`Outcomes.deliver`) or forward to the next node's outbound
- * queue with this node's hop appended; a refusal goes back to the origin
- * node as a mesh report (`meshReport`) instead of a local report.
+ * hop chain (previous hop, `dmr-sig`, every entry: HopChainVerifier) →
+ * parties (checkMeshParties) → this node's view of the metadata
+ * (validateRelayed) → replay guard: a duplicate (link redelivery) is
+ * dropped, acked and audited, never reported → policy with the hop context
+ * (a client's message; a node's report is not a principal's) → recipient
+ * homed here: this node's final entry, delivered to its queue like a local
+ * message (a report as a local report); else the next hop from the route
+ * index, the hop limit, this node's entry, the next hop's outbound queue
+ * (confirmed) → audit record → ack.
+ *
+ * A refusal: the rejected copy and the audit record here, and a report
+ * signed by this node back to the sender (Outcomes.report: local if the
+ * sender is, else a mesh message toward its home node) — never a report
+ * about a report.
  */
 import { performance } from 'node:perf_hooks';
+import { isValidId, spiffeId } from '@dmr/core';
+import { ORIGIN_HEADER, SENDER_HEADER, type Rejection, type SignableMessage } from '@dmr/contract';
+import type { PolicyDecider, PolicyDecision } from '@dmr/policy';
 import type { ConsumeMessage } from 'amqplib';
-import type { Refusal } from './envelope.js';
+import type { Logger } from 'pino';
+import type { RelayedMessage } from '../message/contract.js';
+import type { VerifiedHopChain } from '../message/hop-chain.js';
+import { checkMeshParties, mayReportOn } from '../message/mesh-report.js';
+import { ownHeader } from '../message/headers.js';
+import { validateRelayed } from '../message/validate.js';
+import { relayPolicyInput, relayedOptions, remainingTtl, type Refusal, type RoutingContext } from './envelope.js';
+import type { MeshContext } from './mesh-context.js';
+import type { RouterMetrics } from './metrics.js';
 import type { RoutingState } from './origin-path.js';
-import type { Outcomes, Session } from './outcome.js';
+import { Transient, validMessageId, type Outcomes, type RefusalParties, type Session } from './outcome.js';
 
 export interface RelayPathOptions {
   nodeId: string;
+  now: () => number;
+  /** Swapped by its owner; the path only calls decide(). */
+  policy: PolicyDecider;
+  logger: Logger;
+  metrics: RouterMetrics;
   outcome: Outcomes;
 }
 
 export class RelayPath {
   readonly #nodeId: string;
+  readonly #now: () => number;
+  readonly #policy: PolicyDecider;
+  readonly #logger: Logger;
+  readonly #metrics: RouterMetrics;
   readonly #outcome: Outcomes;
 
   constructor(options: RelayPathOptions) {
     this.#nodeId = options.nodeId;
+    this.#now = options.now;
+    this.#policy = options.policy;
+    this.#logger = options.logger;
+    this.#metrics = options.metrics;
     this.#outcome = options.outcome;
   }
 
-  /** One message from a peer node: refused until nodes relay (see the file comment). */
+  /** One message from a peer node, from delivery to ack (or held on a transient failure). */
   async route(session: Session, message: ConsumeMessage, state: RoutingState): Promise<void> {
     const started = performance.now();
-    const refusal: Refusal = {
-      reason: 'RECIPIENT_UNREACHABLE',
-      detail: `node ${this.#nodeId} does not relay messages from peer nodes yet`,
+    const now = this.#now();
+    const { context, guard, mesh } = state;
+    this.#metrics.received.inc();
+    if (mesh === undefined) {
+      // Not consumed without an identity (router.ts); a revision may not take it away, but be safe.
+      throw new Transient('broker', 'this router has no node identity to verify mesh messages with');
+    }
+
+    // 1. The hop chain: previous hop, origin signature, every entry (docs/mesh.md "What each hop checks").
+    const verified = await mesh.verifier.verify(message as SignableMessage, new Date(now));
+    if (!verified.ok) return this.#refuse(session, message, state, started, verified, undefined);
+    const chain = verified.message;
+
+    // 2. Who may send what: a client's message from its home node, a node's report in its own name.
+    const parties = checkMeshParties(message, chain, context.message.directory);
+    if (!parties.ok) return this.#refuse(session, message, state, started, parties, chain);
+    const isReport = parties.message === 'report';
+
+    // 3. This node's view of the metadata (its directory, denylist, limits).
+    const checked = validateRelayed(message, chain, isReport, context.message);
+    if (!checked.ok) return this.#refuse(session, message, state, started, checked, chain);
+    const relayed = checked.message;
+
+    // 4. Replays: one id reaches one router (the mesh ingress is sharded by id), so a second copy is the
+    // link's redelivery (a shovel reconnecting before its confirm): dropped, never reported.
+    const replay = guard.check(relayed.messageId, now, relayed.sender);
+    if (!replay.ok && replay.reason === 'MESSAGE_REPLAYED') {
+      return this.#duplicate(session, message, context, started, relayed, chain, now);
+    }
+    if (!replay.ok) return this.#refuse(session, message, state, started, replay, chain);
+    session.inflightIds.add(relayed.messageId);
+    try {
+      // 5. Policy, with where the message comes from; a node's report is not a principal's message.
+      let decision: PolicyDecision | undefined;
+      if (!isReport) {
+        decision = await this.#decide(relayed, chain, context, now);
+        if (!decision.allow) {
+          const detail = `policy revision ${decision.revision ?? '?'} at node ${this.#nodeId} denied: ${decision.reasons.join(', ')}`;
+          const policy = { revision: decision.revision, reasons: decision.reasons };
+          return await this.#refuse(
+            session,
+            message,
+            state,
+            started,
+            { reason: 'POLICY_DENIED', detail, policy },
+            chain,
+          );
+        }
+      }
+      const policy = decision === undefined ? undefined : { revision: decision.revision, reasons: decision.reasons };
+      const ttl = remainingTtl(relayed, now);
+      if (ttl !== undefined && ttl <= 0) {
+        const detail = `expiration of ${relayed.expirationMs ?? 0} ms passed before node ${this.#nodeId} routed it`;
+        return await this.#refuse(
+          session,
+          message,
+          state,
+          started,
+          { reason: 'MESSAGE_EXPIRED', detail, ...(policy === undefined ? {} : { policy }) },
+          chain,
+        );
+      }
+
+      // 6. Deliver here, or pass on to the next hop.
+      const at = new Date(now);
+      let nextHop: string | undefined;
+      let refused: Refusal | undefined;
+      if (relayed.recipientHomeNode === this.#nodeId) {
+        const options = relayedOptions(message.properties, relayed, chain, mesh.signer, { to: null, ttl }, at);
+        refused = await this.#outcome.deliver(session, relayed.recipient, message.content, options);
+      } else {
+        const hop = this.#nextHop(relayed, chain, mesh);
+        if (!hop.ok) refused = hop;
+        else {
+          nextHop = hop.nextHop;
+          const userId = spiffeId(context.message.trustDomain, 'node', this.#nodeId);
+          const options = relayedOptions(message.properties, relayed, chain, mesh.signer, { to: nextHop, userId }, at);
+          refused = await this.#outcome.forward(session, nextHop, message.content, options);
+        }
+      }
+      if (refused !== undefined) {
+        const refusal = { ...refused, ...(policy === undefined ? {} : { policy }) };
+        return await this.#refuse(session, message, state, started, refusal, chain);
+      }
+
+      // 7. Audit, then ack.
+      this.#metrics.relayed.inc({ outcome: nextHop === undefined ? 'delivered' : 'forwarded' });
+      await this.#outcome.settle(session, message, started, {
+        messageId: relayed.messageId,
+        sender: relayed.sender,
+        recipient: relayed.recipient,
+        result: nextHop === undefined ? 'routed' : 'forwarded',
+        reason: null,
+        ...(nextHop === undefined ? {} : { nextHop }),
+        hops: chain.hops.map((entry) => entry.node),
+        policyRevision: decision?.revision ?? null,
+        policyReasons: decision?.reasons ?? [],
+        configRevision: context.revision,
+        at: at.toISOString(),
+      });
+    } catch (error) {
+      // Held for another attempt: that attempt is the same message, not a duplicate.
+      guard.release(relayed.messageId);
+      throw error;
+    } finally {
+      session.inflightIds.delete(relayed.messageId);
+    }
+  }
+
+  /** The next hop toward the recipient's home, or why there is none (RECIPIENT_UNREACHABLE, HOP_LOOP, HOP_LIMIT_EXCEEDED). */
+  #nextHop(
+    relayed: RelayedMessage,
+    chain: VerifiedHopChain,
+    mesh: MeshContext,
+  ): { ok: true; nextHop: string } | Rejection {
+    const home = relayed.recipientHomeNode;
+    const hop = mesh.routes.nextHop(home);
+    if (!hop.ok) {
+      return {
+        ok: false,
+        reason: 'RECIPIENT_UNREACHABLE',
+        detail: `recipient ${relayed.recipient} is homed on ${home}: ${hop.detail}`,
+      };
+    }
+    // The next hop would refuse it as a loop anyway; saying so here spares the link and names the culprit: routes.
+    if (chain.hops.some((entry) => entry.node === hop.nextHop)) {
+      return {
+        ok: false,
+        reason: 'HOP_LOOP',
+        detail: `the next hop to ${home}, ${hop.nextHop}, already handled the message (loop)`,
+      };
+    }
+    const limit = mesh.verifier.checkForward(chain);
+    if (limit !== undefined) return limit;
+    return { ok: true, nextHop: hop.nextHop };
+  }
+
+  async #decide(
+    relayed: RelayedMessage,
+    chain: VerifiedHopChain,
+    context: RoutingContext,
+    now: number,
+  ): Promise<PolicyDecision> {
+    const input = relayPolicyInput(relayed, chain, context, now);
+    // validateRelayed found the recipient in the directory, checkMeshParties the sender; the index holds both.
+    if (input === undefined) throw new Error('a party of a verified mesh message is missing from the policy index');
+    const policyStarted = performance.now();
+    let decision: PolicyDecision;
+    try {
+      decision = await this.#policy.decide(input);
+    } catch (error) {
+      this.#metrics.policyDecisions.inc({ result: 'error', reason: 'POLICY_UNAVAILABLE' });
+      throw new Transient('policy', 'the policy could not decide', { cause: error });
+    }
+    this.#metrics.policySeconds.observe((performance.now() - policyStarted) / 1000);
+    for (const reason of decision.reasons.length > 0 ? decision.reasons : ['NONE']) {
+      this.#metrics.policyDecisions.inc({ result: decision.allow ? 'allow' : 'deny', reason });
+    }
+    return decision;
+  }
+
+  /** A copy of a message this node already handled: acked, counted and audited, no report. */
+  async #duplicate(
+    session: Session,
+    message: ConsumeMessage,
+    context: RoutingContext,
+    started: number,
+    relayed: RelayedMessage,
+    chain: VerifiedHopChain,
+    now: number,
+  ): Promise<void> {
+    this.#metrics.duplicatesDropped.inc();
+    await this.#outcome.settle(session, message, started, {
+      messageId: relayed.messageId,
+      sender: relayed.sender,
+      recipient: relayed.recipient,
+      result: 'duplicate',
+      reason: 'MESSAGE_REPLAYED',
+      hops: chain.hops.map((entry) => entry.node),
+      policyRevision: null,
+      policyReasons: [],
+      configRevision: context.revision,
+      at: new Date(now).toISOString(),
+    });
+  }
+
+  /**
+   * The refusal of a mesh message: the shared tail (rejected copy, audit,
+   * ack), with the report going back to the sender across the mesh. When the
+   * chain verified, the sender is the one it proved; when it did not, the
+   * report still goes to the `dmr-sender` the message claims if that is a
+   * client of the `dmr-origin` it claims in this node's directory: the
+   * sender learns its message was tampered with, and nobody else can be made
+   * to receive a report about a message that names other parties.
+   */
+  async #refuse(
+    session: Session,
+    message: ConsumeMessage,
+    state: RoutingState,
+    started: number,
+    refusal: Refusal | Rejection,
+    chain: VerifiedHopChain | undefined,
+  ): Promise<void> {
+    const { context, mesh } = state;
+    const refusalOf: Refusal = {
+      reason: refusal.reason,
+      detail: refusal.detail,
+      ...('policy' in refusal && refusal.policy !== undefined ? { policy: refusal.policy } : {}),
     };
-    await this.#outcome.refuse(session, message, state.context, started, refusal);
+    this.#metrics.relayRefused.inc({ reason: refusalOf.reason });
+    const sender = chain?.sender ?? this.#claimedSender(message, context);
+    const reportable =
+      sender !== undefined &&
+      mayReportOn(message.properties.type) &&
+      // A node's report has the node as its sender: never a report about a report, nor to a node.
+      (chain === undefined || chain.sender !== chain.origin) &&
+      !context.message.denied.has(sender);
+    const parties: RefusalParties = {
+      sender,
+      report: reportable
+        ? (report) =>
+            this.#outcome.report(session, context, mesh, sender, report, this.#now()).then((outcome) => {
+              this.#logger.info({ messageId: validMessageId(message), to: sender, report: outcome }, 'mesh report');
+              return outcome;
+            })
+        : undefined,
+      ...(chain === undefined ? {} : { hops: chain.hops.map((entry) => entry.node) }),
+    };
+    await this.#outcome.refuse(session, message, context, started, refusalOf, parties);
+  }
+
+  /** The sender a message that failed verification claims, if the directory says it is a client of the claimed origin. */
+  #claimedSender(message: ConsumeMessage, context: RoutingContext): string | undefined {
+    const headers = message.properties.headers;
+    const sender = ownHeader(headers, SENDER_HEADER);
+    const origin = ownHeader(headers, ORIGIN_HEADER);
+    if (typeof sender !== 'string' || !isValidId(sender) || typeof origin !== 'string') return undefined;
+    return context.message.directory.get(sender)?.homeNode === origin ? sender : undefined;
   }
 }

@@ -8,9 +8,14 @@
  *   contract checks → sender rate → replay guard → policy → publish to
  *   `dmr.delivery` (persistent, mandatory, confirmed) → audit record
  *   confirmed → only then ack;
- * - relay-path.ts, a message from a peer node: the seam for the relay (not
- *   consumed yet);
- * - dead-letter-path.ts, a client queue's dead letter: a report to its sender.
+ *   A recipient homed on another node: signed and sent to the outbound
+ *   queue of the next hop instead (docs/mesh.md);
+ * - relay-path.ts, a message from a peer node (`dmr.mesh-ingress.<n>`, consumed
+ *   once the router has a node identity): hop chain verified → parties →
+ *   replay (duplicates dropped) → policy with the hop context → delivered
+ *   here or forwarded to the next hop, a refusal reported back across the mesh;
+ * - dead-letter-path.ts, a client queue's or a link's dead letter: a report
+ *   to its sender, wherever the sender is homed.
  *
  * Every path ends in the same tail (outcome.ts). A refusal publishes DMR's
  * metadata about it (never the body) to `dmr.rejected` and a report to the
@@ -38,10 +43,11 @@ import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqp
 import type { Logger } from 'pino';
 import { SenderRateLimit } from '../message/rate-limit.js';
 import { ReplayGuard } from '../message/replay.js';
-import { DEAD_LETTER_REPORTS_QUEUE, DELIVERY_EXCHANGE, ingressQueueName } from '@dmr/contract';
+import { DEAD_LETTER_REPORTS_QUEUE, DELIVERY_EXCHANGE, ingressQueueName, meshIngressQueueName } from '@dmr/contract';
 import type { AuditSink } from './audit.js';
 import { DeadLetterPath } from './dead-letter-path.js';
 import { routingContext, type RoutingContext } from './envelope.js';
+import { MeshContextBuilder, type MeshContext, type NodeIdentity } from './mesh-context.js';
 import type { RouterMetrics, RouterState } from './metrics.js';
 import { OriginPath, type RoutingState } from './origin-path.js';
 import { Outcomes, Transient, returnKey, validMessageId, type Handler, type Session } from './outcome.js';
@@ -72,6 +78,13 @@ export interface RouterOptions {
   replayMaxEntries?: number;
   /** Most senders whose rate the router tracks at once (default 100 000; least recently seen first out). */
   rateLimitMaxSenders?: number;
+  /**
+   * The node's key, certificate chain, trust bundle and CRLs: what it signs
+   * and verifies mesh messages with. Without one the router neither
+   * forwards (RECIPIENT_UNREACHABLE) nor consumes its mesh ingress shard.
+   * Replace it with applyIdentity() (renewal, a new CRL or trust bundle).
+   */
+  identity?: NodeIdentity;
 }
 
 /** Not a valid id (ids have no dots), so never a client's binding on `dmr.delivery`: the probe is routed nowhere. */
@@ -86,6 +99,10 @@ export class Router {
   readonly #now: () => number;
   readonly #backoff: BackoffOptions;
   #context: RoutingContext | undefined;
+  #config: NodeConfig | undefined;
+  #identity: NodeIdentity | undefined;
+  readonly #meshBuilder = new MeshContextBuilder();
+  #mesh: MeshContext | undefined;
   #guard: ReplayGuard | undefined;
   #rate: SenderRateLimit | undefined;
   #state: RouterState = 'idle';
@@ -120,8 +137,16 @@ export class Router {
       metrics: options.metrics,
       outcome,
     });
-    this.#relay = new RelayPath({ nodeId: this.nodeId, outcome });
+    this.#relay = new RelayPath({
+      nodeId: this.nodeId,
+      now: this.#now,
+      policy: options.policy,
+      logger: options.logger,
+      metrics: options.metrics,
+      outcome,
+    });
     this.#deadLetters = new DeadLetterPath({ nodeId: this.nodeId, now: this.#now, logger: options.logger, outcome });
+    this.#identity = options.identity;
   }
 
   get state(): RouterState {
@@ -150,7 +175,22 @@ export class Router {
         ...(this.#options.rateLimitMaxSenders === undefined ? {} : { maxSenders: this.#options.rateLimitMaxSenders }),
       });
     } else this.#rate.configure(senderRatePerSecond, senderBurst);
+    const mesh = this.#identity === undefined ? undefined : this.#meshBuilder.build(config, this.#identity);
     this.#context = routingContext(config);
+    this.#mesh = mesh;
+    this.#config = config;
+  }
+
+  /**
+   * Replaces the node identity (a renewed certificate, a new trust bundle
+   * or CRL): the next message is signed and verified with it. A router
+   * started without one does not start consuming its mesh ingress here:
+   * the next (re)connect does.
+   */
+  applyIdentity(identity: NodeIdentity): void {
+    const mesh = this.#config === undefined ? undefined : this.#meshBuilder.build(this.#config, identity);
+    this.#identity = identity;
+    if (mesh !== undefined) this.#mesh = mesh;
   }
 
   /** Resolves once consuming; the router then keeps itself connected until stop(). */
@@ -170,7 +210,7 @@ export class Router {
     this.#stopping.abort();
     const session = this.#session;
     if (session?.alive === true) {
-      for (const tag of [session.ingressTag, session.reportsTag]) {
+      for (const tag of [session.ingressTag, session.reportsTag, session.meshTag]) {
         if (tag !== undefined) await session.channel.cancel(tag).catch(() => undefined);
       }
     }
@@ -210,6 +250,7 @@ export class Router {
       context: this.#context as RoutingContext,
       guard: this.#guard as ReplayGuard,
       rate: this.#rate as SenderRateLimit,
+      mesh: this.#mesh,
     };
     switch (handler) {
       case 'route':
@@ -217,7 +258,7 @@ export class Router {
       case 'relay':
         return this.#relay.route(session, message, state);
       case 'dead-letter':
-        return this.#deadLetters.report(session, message, state.context);
+        return this.#deadLetters.report(session, message, state);
     }
   }
 
@@ -265,9 +306,10 @@ export class Router {
   #pause(session: Session): void {
     if (session.paused) return;
     session.paused = true;
-    const tags = [session.ingressTag, session.reportsTag];
+    const tags = [session.ingressTag, session.reportsTag, session.meshTag];
     session.ingressTag = undefined;
     session.reportsTag = undefined;
+    session.meshTag = undefined;
     this.#setState('backing-off');
     void (async () => {
       for (const tag of tags) if (tag !== undefined) await session.channel.cancel(tag).catch(() => undefined);
@@ -341,6 +383,7 @@ export class Router {
         closed: new Promise<void>((resolve) => (markClosed = resolve)),
         ingressTag: undefined,
         reportsTag: undefined,
+        meshTag: undefined,
         inflightIds: new Set(),
         returned: new Set(),
         held: [],
@@ -426,6 +469,15 @@ export class Router {
       { noAck: false },
     );
     session.reportsTag = reports.consumerTag;
+    // The mesh ingress only with a key to verify and sign with: without one every message would be refused.
+    if (this.#mesh !== undefined) {
+      const mesh = await session.channel.consume(
+        meshIngressQueueName(this.shard),
+        (message) => this.#dispatch(session, message, 'relay'),
+        { noAck: false },
+      );
+      session.meshTag = mesh.consumerTag;
+    }
   }
 
   /** After a loss: the broker requeues every unacked delivery; forget their ids so they are not replays. */

@@ -38,11 +38,14 @@ import { pino, type Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { reconcile } from '../reconciler/apply.js';
 import { desiredLayout } from '../reconciler/layout.js';
+import { installLinkTlsFiles, linkShovelName } from '../reconciler/links.js';
 import { vhostName } from '@dmr/contract';
 import { StreamAuditSink } from '../router/audit.js';
 import type { DeliveryReport } from '../router/envelope.js';
+import type { NodeIdentity } from '../router/mesh-context.js';
 import { RouterMetrics } from '../router/metrics.js';
 import { Router, type RouterOptions } from '../router/router.js';
+import { waitFor } from '@dmr/core/testing';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** packages/policy/rego, from packages/node/dist/testing. */
@@ -89,6 +92,16 @@ export interface NodeFixtureOptions {
    * CentOps' CA so that certificates CentOps issues are accepted.
    */
   ca?: CertificateAuthority;
+  /**
+   * The node's place in a mesh (MeshFixture): its link peers, CentOps'
+   * routes from it, and nodes on the denylist. Default: no links, no routes.
+   */
+  mesh?: {
+    links: readonly string[];
+    routes: NodeConfig['routes'];
+    deniedNodes?: readonly string[];
+    maxHops?: number;
+  };
 }
 
 export const DEFAULT_CLIENTS: readonly FixtureClientSpec[] = [
@@ -192,7 +205,7 @@ export class NodeFixture {
   readonly dir: string;
   readonly harness: BrokerHarness;
   readonly ca: CertificateAuthority;
-  readonly config: NodeConfig;
+  config: NodeConfig;
   readonly vhost: string;
   readonly management: ManagementClient;
   readonly policy: PolicyEngine;
@@ -205,6 +218,7 @@ export class NodeFixture {
   readonly #material = new Map<string, { certificatePem: string; privateKeyPem: string }>();
   readonly #clients: TestClient[] = [];
   readonly #children: RouterProcess[] = [];
+  #routerShards = 1;
 
   private constructor(init: {
     dir: string;
@@ -245,25 +259,41 @@ export class NodeFixture {
       const config = fixtureConfig(nodeId, options.clients ?? DEFAULT_CLIENTS, {
         ...DEFAULT_LIMITS,
         ...options.limits,
+        ...(options.mesh?.maxHops === undefined ? {} : { maxHops: options.mesh.maxHops }),
       });
-      config.denylist = (options.denied ?? []).map((id) => ({
+      const deny = (kind: 'client' | 'node') => (id: string) => ({
         id,
-        kind: 'client' as const,
+        kind,
         reason: 'test',
         since: '2026-01-01T00:00:00.000Z',
-      }));
+      });
+      config.denylist = [
+        ...(options.denied ?? []).map(deny('client')),
+        ...(options.mesh?.deniedNodes ?? []).map(deny('node')),
+      ];
+      if (options.mesh !== undefined) {
+        config.links = options.mesh.links.map((peer) => ({
+          peer,
+          amqpsEndpoint: 'amqps://127.0.0.1:5671',
+          cost: 1,
+          peerCertificates: [],
+        }));
+        config.routes = [...options.mesh.routes];
+      }
       const [started, policy] = await Promise.all([
         // The broker refuses a body over the node's limit itself, before storing it (max_message_size).
         startBrokers({
           dir: join(dir, 'brokers'),
           ca,
-          namePrefix: label,
+          // One harness per node of a mesh: distinct broker names.
+          namePrefix: options.mesh === undefined ? label : `${label}-${nodeId}`,
           maxMessageBytes: config.limits.maxMessageBytes,
         }),
         buildPolicy(ca, dir, options.grants ?? [{ from: 'ria', to: 'rik' }]),
       ]);
       harness = started;
       const fixture = new NodeFixture({ dir, harness, ca, config, ...policy });
+      fixture.#routerShards = options.routerShards ?? 1;
       const result = await reconcile(
         harness.management(),
         desiredLayout(config, { routerShards: options.routerShards ?? 1 }),
@@ -309,6 +339,35 @@ export class NodeFixture {
     return connection;
   }
 
+  /**
+   * The node's identity for the mesh, as a node agent would hand it to its
+   * routers: the node key and certificate chain this fixture's CA issued,
+   * the CA's roots, and `crlPems` when a test revokes something.
+   */
+  nodeIdentity(crlPems?: readonly string[]): NodeIdentity {
+    const material = this.#material.get(this.nodeId);
+    if (material === undefined) throw new Error('no node certificate');
+    return {
+      certificateChainPem: material.certificatePem,
+      privateKeyPem: material.privateKeyPem,
+      trustBundlePem: this.ca.trustBundlePem(),
+      ...(crlPems === undefined ? {} : { crlPems }),
+    };
+  }
+
+  /**
+   * An AMQPS connection to `peer`'s vhost logged in with this node's
+   * certificate: what this node's link (a shovel) uses, and what a
+   * test-only forwarder publishes to `peer`'s mesh ingress with.
+   */
+  async connectToPeer(peer: NodeFixture): Promise<ChannelModel> {
+    const material = this.#material.get(this.nodeId);
+    if (material === undefined) throw new Error('no node certificate');
+    const connection = await peer.harness.connect({ ...material, vhost: peer.vhost });
+    connection.on('error', () => undefined);
+    return connection;
+  }
+
   /** Starts an in-process router on `shard` (with its own metrics registry) and waits until it consumes. */
   async startRouter(
     overrides: Omit<Partial<RouterOptions>, 'audit'> & { audit?: boolean } = {},
@@ -324,6 +383,7 @@ export class NodeFixture {
       logger: this.logger,
       metrics,
       backoff: { initialMs: 100, maxMs: 2_000 },
+      identity: this.nodeIdentity(),
       ...(audit === undefined ? {} : { audit }),
       ...rest,
     });
@@ -468,16 +528,7 @@ export class NodeFixture {
    */
   async auditRecords(quietMs = 1_000): Promise<Buffer[]> {
     const reader = 'audit-reader';
-    if (!this.#material.has(reader)) {
-      const issued = await this.ca.issueWithKey({ kind: 'client', id: reader });
-      this.#material.set(reader, { certificatePem: issued.chainPem, privateKeyPem: issued.privateKeyPem });
-      await this.management.createCertificateUser(clientUser(reader), []);
-      await this.management.setPermissions(this.vhost, clientUser(reader), {
-        configure: '',
-        write: '',
-        read: '^dmr\\.audit$',
-      });
-    }
+    await this.helperIdentity(reader, { configure: '', write: '', read: '^dmr\\.audit$' });
     const connection = await this.connectAs(reader);
     try {
       const channel = await connection.createChannel();
@@ -499,6 +550,76 @@ export class NodeFixture {
       return records;
     } finally {
       await connection.close().catch(() => undefined);
+    }
+  }
+
+  /**
+   * A test-only broker user with a certificate of its own and exactly
+   * `permissions` in the node's vhost (created once): for readers and relays
+   * no client or router may be, such as the audit reader or a link forwarder.
+   */
+  async helperIdentity(id: string, permissions: { configure: string; write: string; read: string }): Promise<void> {
+    if (this.#material.has(id)) return;
+    const issued = await this.ca.issueWithKey({ kind: 'client', id });
+    this.#material.set(id, { certificatePem: issued.chainPem, privateKeyPem: issued.privateKeyPem });
+    await this.management.createCertificateUser(clientUser(id), []);
+    await this.management.setPermissions(this.vhost, clientUser(id), permissions);
+  }
+
+  /**
+   * Applies a changed configuration (revision + 1) to the in-process routers
+   * only, as a configuration stream would: the broker layout stays as it
+   * is. For what the router decides by (routes, denylist, directory).
+   */
+  reconfigure(change: (config: NodeConfig) => void): NodeConfig {
+    const next = structuredClone(this.config);
+    change(next);
+    next.revision = this.config.revision + 1;
+    this.config = next;
+    for (const { router } of this.routers) router.applyConfig(next);
+    return next;
+  }
+
+  /**
+   * Gives the node real links to `peers`, as its agent would: each link's
+   * endpoint is the peer's broker, this node's TLS files are installed for
+   * its broker, and the reconciler keeps a shovel per link (the routers'
+   * view is unchanged: same peers, same routes). Resolves once every
+   * shovel runs.
+   */
+  async linkWithShovels(peers: readonly NodeFixture[]): Promise<void> {
+    const material = this.#material.get(this.nodeId);
+    if (material === undefined) throw new Error('no node certificate');
+    const endpoints = new Map(peers.map((peer) => [peer.nodeId, peer.harness.node(0).amqpsUrl]));
+    this.config = {
+      ...this.config,
+      links: this.config.links.map((link) => ({
+        ...link,
+        amqpsEndpoint: endpoints.get(link.peer) ?? link.amqpsEndpoint,
+      })),
+    };
+    const tls = await installLinkTlsFiles(join(this.dir, 'link-tls'), {
+      chainPem: material.certificatePem,
+      privateKeyPem: material.privateKeyPem,
+      trustPem: this.harness.trustBundlePem,
+    });
+    const layout = desiredLayout(this.config, {
+      routerShards: this.#routerShards,
+      links: { tls, reconnectDelaySeconds: 1 },
+    });
+    const result = await reconcile(this.management, layout);
+    if (result.conflicts.length > 0) throw new Error(`layout conflicts: ${JSON.stringify(result.conflicts)}`);
+    for (const peer of peers) {
+      let last: unknown;
+      await waitFor(
+        () => `shovel ${linkShovelName(peer.nodeId)} of ${this.nodeId} to run; last ${JSON.stringify(last)}`,
+        async () => {
+          const status = await this.management.shovelStatus(this.vhost, linkShovelName(peer.nodeId));
+          last = status;
+          return status?.state === 'running';
+        },
+        { timeoutMs: 60_000, intervalMs: 100 },
+      );
     }
   }
 

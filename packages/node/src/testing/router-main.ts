@@ -45,6 +45,7 @@ const router = new Router({
   metrics: new RouterMetrics(new Registry()),
   audit: new StreamAuditSink(),
   backoff: { initialMs: 100, maxMs: 2_000 },
+  identity: { certificateChainPem: spec.certificatePem, privateKeyPem: spec.privateKeyPem, trustBundlePem: spec.caPem },
 });
 router.applyConfig(spec.config);
 await router.start();

@@ -49,15 +49,20 @@ describe('bridge configuration', () => {
     });
   });
 
+  /** The variables a bridge configured from the environment alone cannot do without. */
+  const requiredEnvironment = () => ({
+    DMR_BRIDGE_ID: 'ria-bot',
+    DMR_BRIDGE_NODE: 'node-a',
+    DMR_BRIDGE_BROKER_URL: 'amqps://127.0.0.1:5671',
+    DMR_BRIDGE_TLS_CERT_FILE: join(dir, 'ria.crt'),
+    DMR_BRIDGE_TLS_KEY_FILE: join(dir, 'ria.key'),
+    DMR_BRIDGE_TLS_CA_FILE: join(dir, 'ca.pem'),
+    DMR_BRIDGE_ENDPOINT_URL: 'https://bot.example/dmr',
+  });
+
   it('configures from the environment alone, and checks the TLS files exist', async () => {
     const env = {
-      DMR_BRIDGE_ID: 'ria-bot',
-      DMR_BRIDGE_NODE: 'node-a',
-      DMR_BRIDGE_BROKER_URL: 'amqps://127.0.0.1:5671',
-      DMR_BRIDGE_TLS_CERT_FILE: join(dir, 'ria.crt'),
-      DMR_BRIDGE_TLS_KEY_FILE: join(dir, 'ria.key'),
-      DMR_BRIDGE_TLS_CA_FILE: join(dir, 'ca.pem'),
-      DMR_BRIDGE_ENDPOINT_URL: 'https://bot.example/dmr',
+      ...requiredEnvironment(),
       DMR_BRIDGE_LISTEN: '[::1]:9090',
       DMR_BRIDGE_DELIVERY_DEAD_LETTER_STATUSES: '400, 422',
     };
@@ -76,13 +81,7 @@ describe('bridge configuration', () => {
 
   it('refuses a listener that is not on loopback without authentication, and says how to add it', async () => {
     const env = {
-      DMR_BRIDGE_ID: 'ria-bot',
-      DMR_BRIDGE_NODE: 'node-a',
-      DMR_BRIDGE_BROKER_URL: 'amqps://127.0.0.1:5671',
-      DMR_BRIDGE_TLS_CERT_FILE: join(dir, 'ria.crt'),
-      DMR_BRIDGE_TLS_KEY_FILE: join(dir, 'ria.key'),
-      DMR_BRIDGE_TLS_CA_FILE: join(dir, 'ca.pem'),
-      DMR_BRIDGE_ENDPOINT_URL: 'https://bot.example/dmr',
+      ...requiredEnvironment(),
       DMR_BRIDGE_LISTEN: '0.0.0.0:8480',
     };
     await assert.rejects(loadBridgeConfig(undefined, env), (error: unknown) => {

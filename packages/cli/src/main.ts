@@ -45,7 +45,8 @@ export const COMMAND_GROUPS = [
   },
   {
     name: 'up',
-    description: 'start the local mesh (CentOps, a node with its RabbitMQ, two demo clients); --foreground to watch',
+    description:
+      'start the local mesh (CentOps, --nodes N DMR nodes each with its RabbitMQ, --topology line|ring|star, two demo clients); --foreground to watch',
     load: async () => (await import('./commands/mesh.js')).upCommand(),
   },
   {
@@ -55,7 +56,7 @@ export const COMMAND_GROUPS = [
   },
   {
     name: 'status',
-    description: 'the local mesh: each component, its endpoints, applied revision and message counts',
+    description: 'the local mesh: each node, each link (up or down, messages waiting), the round trips per path',
     load: async () => (await import('./commands/mesh.js')).statusCommand(),
   },
 ] as const satisfies ReadonlyArray<{ name: string; description: string; load: () => Promise<Command> }>;

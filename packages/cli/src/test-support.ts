@@ -55,3 +55,8 @@ export function dmrCli(options: () => DmrRunOptions) {
     JSON.parse((await ok('-o', 'json', ...args)).stdout) as T;
   return { dmr, ok, json };
 }
+
+/** A test's command line as its words: split at single spaces (the tests' arguments hold none), for `dmr(...words(…))`. */
+export function words(command: string): string[] {
+  return command.split(' ');
+}

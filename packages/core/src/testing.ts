@@ -8,6 +8,7 @@
  * No amqplib here: the AMQP helpers take the few channel methods they call
  * as a structural type, which amqplib's channels satisfy.
  */
+import { createServer, type AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface WaitForOptions {
@@ -108,4 +109,19 @@ export async function connectionError(
   }
   await connection.close().catch(() => undefined);
   throw new Error('the connection was accepted but should have been refused');
+}
+
+/**
+ * A loopback TCP port nobody listens on: bound, read and released. For a
+ * child process that needs a port on its command line (opa, a bridge), or
+ * for a connection that must be refused. Another process may take the port
+ * in between; tests on this machine take theirs from port 0 or their own
+ * reserved block, so it does not happen in practice.
+ */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
 }

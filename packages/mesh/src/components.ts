@@ -1,6 +1,6 @@
 /**
  * The start of each component of `dmr up`, one function per progress step:
- * CentOps, the broker, the registry, the DMR node, the demo clients. Each
+ * CentOps, the brokers, the registry, the DMR nodes, the demo clients. Each
  * records what it started on the LocalMesh, so a failure later stops it.
  */
 import { existsSync } from 'node:fs';
@@ -12,19 +12,23 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
 import { harnessPaths, startBrokers, type BrokerHarness } from '@dmr/broker-harness';
 import { CONFIG_FILE, initCentOps, loadConfig, type CentOpsConfig } from '@dmr/centops';
+import { vhostName } from '@dmr/contract';
 import { DmrError, isDmrError } from '@dmr/core';
 import { CertificateAuthority, writeFilesAtomic } from '@dmr/pki';
 import { CentOpsApi } from './centops-client.js';
 import { DemoExchange, enrolClient, type EnrolledClient } from './demo.js';
+import { pathLinks } from './inspect.js';
 import { startFailure, type LocalMesh, type StartMeshOptions } from './local-mesh.js';
-import { NODE_ID } from './paths.js';
 import { spawnLogged, type LoggedChild } from './processes.js';
-import { DEMO_CLIENTS, ensureGrants, registryDocuments } from './registry.js';
+import { DEMO_CLIENTS, demoHomes, ensureGrants, registryDocuments, staleRegistryItems } from './registry.js';
+import type { MeshNodeState } from './state.js';
 
 const CENTOPS_READY_TIMEOUT_MS = 60_000;
 const NODE_READY_TIMEOUT_MS = 180_000;
 const FIRST_ROUND_TRIP_TIMEOUT_MS = 60_000;
 const PREFERRED_CENTOPS_PORT = 8443;
+const BROKER_BOOT_TIMEOUT_MS = 60_000;
+const BROKER_BOOT_TIMEOUT_PER_NODE_MS = 30_000;
 
 function portFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -44,12 +48,23 @@ async function freePortPair(): Promise<number> {
   throw new DmrError('CONFLICT', 'found no two free adjacent TCP ports on 127.0.0.1 for CentOps');
 }
 
-async function freePort(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
+/**
+ * A metrics port for each node agent, with the next one free too: the
+ * agent serves on its port and its router on port + 1 (docs/node-run.md).
+ */
+async function freeMetricsPorts(count: number): Promise<number[]> {
+  const ports: number[] = [];
+  for (let attempt = 0; attempt < 200 && ports.length < count; attempt++) {
     const port = randomInt(49_000, 50_000);
-    if (await portFree(port)) return port;
+    if (ports.some((taken) => Math.abs(taken - port) < 2)) continue;
+    if ((await portFree(port)) && (await portFree(port + 1))) ports.push(port);
   }
-  throw new DmrError('CONFLICT', 'found no free TCP port on 127.0.0.1 for the node metrics');
+  if (ports.length < count) {
+    throw new DmrError('CONFLICT', `found no ${count} free pairs of TCP ports on 127.0.0.1 for the node metrics`, {
+      hint: 'something holds most of 127.0.0.1:49000-50000; free some ports and run dmr up again',
+    });
+  }
+  return ports;
 }
 
 /** Polls `check` until it returns a value, the child exits, or the time is up. */
@@ -100,7 +115,7 @@ interface NodeStatusView {
 export async function startCentOps(
   mesh: LocalMesh,
   options: StartMeshOptions,
-): Promise<{ config: CentOpsConfig; admin: Awaited<ReturnType<typeof CentOpsApi.admin>> }> {
+): Promise<{ config: CentOpsConfig; admin: Admin }> {
   const { paths } = mesh;
   const step = options.progress.step('CentOps');
   try {
@@ -165,34 +180,62 @@ export async function startCentOps(
   }
 }
 
-export async function startBroker(mesh: LocalMesh, options: StartMeshOptions, caDir: string): Promise<BrokerHarness> {
-  const step = options.progress.step('RabbitMQ (TLS only, client certificates)');
+export async function startMeshBrokers(
+  mesh: LocalMesh,
+  options: StartMeshOptions,
+  caDir: string,
+): Promise<BrokerHarness> {
+  const count = options.shape.nodes.length;
+  const step = options.progress.step(
+    count === 1
+      ? 'RabbitMQ (TLS only, client certificates)'
+      : `${count} RabbitMQ nodes (TLS only, client certificates)`,
+  );
   try {
     const ca = await CertificateAuthority.open(caDir);
+    let ready = 0;
     const harness = await startBrokers({
       dir: mesh.paths.brokerDir,
-      nodes: 1,
+      nodes: count,
       ca,
       namePrefix: 'mesh',
       lifetime: 'process',
       // The supervisor handles signals itself, to stop the other components first and report progress.
       handleSignals: false,
       watchdog: true,
-      onProgress: (event) => step.update(event.message),
+      // Every node boots at once on the same cores: a bigger mesh boots each one slower.
+      bootTimeoutMs: BROKER_BOOT_TIMEOUT_MS + BROKER_BOOT_TIMEOUT_PER_NODE_MS * count,
+      onProgress: (event) => {
+        if (event.phase === 'ready') ready++;
+        step.update(count === 1 ? event.message : `${ready}/${count} ready: ${event.message}`);
+      },
       onNodeExit: (event) => mesh.brokerExited(event),
     });
     mesh.harness = harness;
-    const node = harness.node(0);
-    await mesh.update({
-      broker: {
-        dir: mesh.paths.brokerDir,
-        amqpsUrl: node.amqpsUrl,
-        amqpsPort: node.amqpsPort,
-        managementUrl: node.managementUrl,
-        pid: node.pid,
-      },
+    const nodes: MeshNodeState[] = options.shape.nodes.map((id, index) => {
+      const broker = harness.node(index);
+      const files = mesh.paths.node(id);
+      return {
+        id,
+        amqpsUrl: `amqps://localhost:${broker.amqpsPort}`,
+        amqpsPort: broker.amqpsPort,
+        vhost: vhostName(id),
+        managementUrl: broker.managementUrl,
+        broker: { name: broker.name, pid: broker.pid },
+        metricsUrl: null,
+        config: files.configFile,
+        dataDir: files.dataDir,
+        process: null,
+        log: files.log,
+      };
     });
-    step.done(`${node.amqpsUrl} (boot ${((node.bootMs ?? 0) / 1000).toFixed(1)} s)`);
+    await mesh.update({ broker: { dir: mesh.paths.brokerDir }, nodes });
+    const slowest = Math.max(...harness.nodes.map((node) => node.bootMs ?? 0));
+    step.done(
+      count === 1
+        ? `${nodes[0]?.amqpsUrl ?? ''} (boot ${(slowest / 1000).toFixed(1)} s)`
+        : `ports ${nodes.map((node) => node.amqpsPort).join(', ')} (slowest boot ${(slowest / 1000).toFixed(1)} s)`,
+    );
     return harness;
   } catch (error) {
     step.fail(error);
@@ -201,130 +244,207 @@ export async function startBroker(mesh: LocalMesh, options: StartMeshOptions, ca
 }
 
 export async function applyRegistry(options: StartMeshOptions, api: CentOpsApi, harness: BrokerHarness): Promise<void> {
-  const step = options.progress.step('registry: org-a, org-b, bot-a, bot-b, node-1; policy grant org-a ↔ org-b');
+  const { shape } = options;
+  const homes = demoHomes(shape);
+  const links =
+    shape.links.length === 0 ? 'no links' : `${shape.topology} ${shape.links.map(([a, b]) => `${a}–${b}`).join(', ')}`;
+  const step = options.progress.step(
+    `registry: ${shape.nodes.length === 1 ? shape.nodes[0] : `${shape.nodes.length} nodes`} (${links}); ` +
+      `bot-a on ${homes.get('bot-a')}, bot-b on ${homes.get('bot-b')}; policy grant org-a ↔ org-b`,
+  );
   try {
-    const node = harness.node(0);
-    const result = await api.call<{ revision: number }>(
-      'POST',
-      '/v1/apply',
-      registryDocuments({ amqpsPort: node.amqpsPort, managementPort: node.ports.management }),
-    );
+    const endpoints = shape.nodes.map((id, index) => {
+      const broker = harness.node(index);
+      return { id, amqpsPort: broker.amqpsPort, managementPort: broker.ports.management };
+    });
+    // Clients move first (upserts), then what an earlier, bigger or differently linked mesh left is removed:
+    // one batch, all or nothing.
+    const stale = await staleRegistryItems(api, shape);
+    const result = await api.call<{ revision: number }>('POST', '/v1/apply', [
+      ...registryDocuments(shape, endpoints),
+      ...stale,
+    ]);
     step.update('policy grant (opa check + opa test in CentOps)');
     const granted = await ensureGrants(api);
-    step.done(`revision ${result.revision}${granted ? ', grants added' : ''}`);
+    const removed = stale.length === 0 ? '' : `, removed ${stale.map((item) => `${item.kind} ${item.id}`).join(', ')}`;
+    step.done(`revision ${result.revision}${granted ? ', grants added' : ''}${removed}`);
   } catch (error) {
     step.fail(error);
     throw error;
   }
 }
 
-export async function startNode(
+interface Admin {
+  api: CentOpsApi;
+  enrol: CentOpsApi;
+  caBundle: string;
+}
+
+/** Writes one node's run-config and token, spawns `dmr node run`, waits until it runs CentOps' current revision. */
+async function startOneNode(
   mesh: LocalMesh,
   options: StartMeshOptions,
-  admin: Awaited<ReturnType<typeof CentOpsApi.admin>>,
+  admin: Admin,
   config: CentOpsConfig,
   harness: BrokerHarness,
+  index: number,
+  metricsPort: number,
 ): Promise<NodeStatusView> {
-  const { paths } = mesh;
-  const step = options.progress.step(`DMR node ${NODE_ID}`);
+  const id = options.shape.nodes[index] as string;
+  const files = mesh.paths.node(id);
+  const { token } = await admin.api.call<{ token: string }>('POST', '/v1/tokens', { id, kind: 'node', ttl: '1h' });
+  const broker = harness.node(index);
+  const runConfig = {
+    node: id,
+    dataDir: files.dataDir,
+    centops: {
+      url: admin.api.baseUrl,
+      enrolUrl: admin.enrol.enrolUrl,
+      caFile: admin.caBundle,
+      tokenFile: files.tokenFile,
+      trustDomain: config.trustDomain,
+    },
+    broker: {
+      amqpsUrl: `amqps://127.0.0.1:${broker.amqpsPort}`,
+      serverName: broker.servername,
+      management: {
+        url: broker.managementUrl,
+        username: harness.adminUsername,
+        passwordFile: harnessPaths(harness.dir).adminPasswordFile,
+      },
+      tls: broker.tls,
+    },
+    routers: 1,
+    policy: { mode: 'wasm' },
+    metrics: { listen: `127.0.0.1:${metricsPort}` },
+  };
+  await writeFilesAtomic([
+    { path: files.tokenFile, data: `${token}\n`, mode: 0o600, overwrite: true },
+    {
+      path: files.configFile,
+      data: `# written by dmr up; see docs/node-run.md\n${stringify(runConfig)}`,
+      mode: 0o600,
+      overwrite: true,
+    },
+  ]);
+  const spawnedAt = Date.now();
+  const child = spawnLogged(options.dmr.command, [...options.dmr.args, 'node', 'run', '--config', files.configFile], {
+    logFile: files.log,
+  });
+  mesh.nodes.set(id, child);
+  await mesh.update({
+    nodes: mesh.state.nodes.map((node) =>
+      node.id === id ? { ...node, process: child.ref, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` } : node,
+    ),
+  });
+  const status = await waitFor({
+    what: `node ${id}`,
+    child,
+    log: files.log,
+    timeoutMs: NODE_READY_TIMEOUT_MS,
+    check: async () => {
+      const view = await admin.api.call<NodeStatusView>('GET', `/v1/nodes/${id}/status`);
+      // A report from a previous run of this mesh says nothing about the fresh broker.
+      const fresh = view.reportedAt !== null && Date.parse(view.reportedAt) >= spawnedAt - 1000;
+      if (!fresh) return undefined;
+      if (view.refused !== null && view.refused.revision >= view.currentRevision) {
+        throw startFailure(
+          `node ${id}`,
+          `refused revision ${view.refused.revision}: ${view.refused.reason}`,
+          files.log,
+        );
+      }
+      return view.inSync ? view : undefined;
+    },
+  });
+  mesh.watch(child, `node ${id}`, files.log);
+  return status;
+}
+
+/**
+ * Every node at once: each enrols, installs its certificate on its broker
+ * and applies its configuration (links and routes included). They share
+ * nothing but CentOps, so nothing is gained by waiting for one another.
+ */
+export async function startNodes(
+  mesh: LocalMesh,
+  options: StartMeshOptions,
+  admin: Admin,
+  config: CentOpsConfig,
+  harness: BrokerHarness,
+): Promise<void> {
+  const { nodes } = options.shape;
+  const step = options.progress.step(nodes.length === 1 ? `DMR node ${nodes[0]}` : `DMR nodes ${nodes.join(', ')}`);
   try {
-    const { token } = await admin.api.call<{ token: string }>('POST', '/v1/tokens', {
-      id: NODE_ID,
-      kind: 'node',
-      ttl: '1h',
-    });
-    const broker = harness.node(0);
-    const runConfig = {
-      node: NODE_ID,
-      dataDir: paths.nodeDir,
-      centops: {
-        url: admin.api.baseUrl,
-        enrolUrl: admin.enrol.enrolUrl,
-        caFile: admin.caBundle,
-        tokenFile: paths.nodeTokenFile,
-        trustDomain: config.trustDomain,
-      },
-      broker: {
-        amqpsUrl: `amqps://127.0.0.1:${broker.amqpsPort}`,
-        serverName: broker.servername,
-        management: {
-          url: broker.managementUrl,
-          username: harness.adminUsername,
-          passwordFile: harnessPaths(harness.dir).adminPasswordFile,
-        },
-        tls: broker.tls,
-      },
-      routers: 1,
-      policy: { mode: 'wasm' },
-      metrics: { listen: `127.0.0.1:${await freePort()}` },
-    };
-    await writeFilesAtomic([
-      { path: paths.nodeTokenFile, data: `${token}\n`, mode: 0o600, overwrite: true },
-      {
-        path: paths.nodeConfigFile,
-        data: `# written by dmr up; see docs/node-run.md\n${stringify(runConfig)}`,
-        mode: 0o600,
-        overwrite: true,
-      },
-    ]);
+    const metricsPorts = await freeMetricsPorts(nodes.length);
     step.update('enrol, install broker TLS, apply the configuration');
-    const spawnedAt = Date.now();
-    const child = spawnLogged(
-      options.dmr.command,
-      [...options.dmr.args, 'node', 'run', '--config', paths.nodeConfigFile],
-      {
-        logFile: paths.nodeLog,
-      },
-    );
-    mesh.node = child;
-    await mesh.update({
-      node: {
-        id: NODE_ID,
-        config: paths.nodeConfigFile,
-        dataDir: paths.nodeDir,
-        process: child.ref,
-        log: paths.nodeLog,
-      },
-    });
-    const status = await waitFor({
-      what: `node ${NODE_ID}`,
-      child,
-      log: paths.nodeLog,
-      timeoutMs: NODE_READY_TIMEOUT_MS,
-      check: async () => {
-        const view = await admin.api.call<NodeStatusView>('GET', `/v1/nodes/${NODE_ID}/status`);
-        // A report from a previous run of this mesh says nothing about the fresh broker.
-        const fresh = view.reportedAt !== null && Date.parse(view.reportedAt) >= spawnedAt - 1000;
-        if (!fresh) return undefined;
-        if (view.refused !== null && view.refused.revision >= view.currentRevision) {
-          throw startFailure(
-            `node ${NODE_ID}`,
-            `refused revision ${view.refused.revision}: ${view.refused.reason}`,
-            paths.nodeLog,
+    let ready = 0;
+    const statuses = await Promise.all(
+      nodes.map(async (id, index) => {
+        const status = await startOneNode(mesh, options, admin, config, harness, index, metricsPorts[index] as number);
+        ready++;
+        const pid = mesh.nodes.get(id)?.ref.pid;
+        if (nodes.length > 1) {
+          step.update(`${ready}/${nodes.length} in sync`);
+          options.progress.line(
+            `  ✓ ${id}  revision ${status.appliedRevision ?? '?'} applied, policy ${status.policyRevision ?? '?'} (pid ${pid})`,
           );
         }
-        return view.inSync ? view : undefined;
-      },
-    });
-    mesh.watch(child, `node ${NODE_ID}`, paths.nodeLog);
-    step.done(
-      `revision ${status.appliedRevision ?? '?'} applied, policy ${status.policyRevision ?? '?'} (pid ${child.ref.pid})`,
+        return status;
+      }),
     );
-    return status;
+    const first = statuses[0];
+    step.done(
+      nodes.length === 1
+        ? `revision ${first?.appliedRevision ?? '?'} applied, policy ${first?.policyRevision ?? '?'} (pid ${mesh.nodes.get(nodes[0] as string)?.ref.pid})`
+        : `all ${nodes.length} run revision ${first?.appliedRevision ?? '?'}`,
+    );
   } catch (error) {
     step.fail(error);
     throw error;
+  }
+}
+
+type FirstOutcome = { kind: 'answered'; ms: number } | { kind: 'waiting'; detail: string };
+
+/**
+ * Resolves when a link on the demo's path has no shovel: the questions then
+ * wait in its outbound queue and no answer can come, which is what a node
+ * whose agent does not keep links yet shows. The mesh runs, and says so,
+ * instead of failing its start on a timeout.
+ */
+async function linkWithoutShovel(
+  mesh: LocalMesh,
+  from: string,
+  to: string,
+  done: () => boolean,
+): Promise<FirstOutcome> {
+  for (;;) {
+    await sleep(1000);
+    if (done()) return new Promise<never>(() => undefined);
+    const links = await pathLinks(mesh.state, from, to).catch(() => undefined);
+    const absent = links?.find((link) => link.state === 'absent');
+    if (absent !== undefined) {
+      return {
+        kind: 'waiting',
+        detail: `link ${absent.from} → ${absent.to} has no shovel (${absent.messages ?? '?'} waiting in dmr.outbound.${absent.to} on ${absent.from})`,
+      };
+    }
   }
 }
 
 export async function startDemo(
   mesh: LocalMesh,
   options: StartMeshOptions,
-  admin: Awaited<ReturnType<typeof CentOpsApi.admin>>,
+  admin: Admin,
   config: CentOpsConfig,
   harness: BrokerHarness,
 ): Promise<void> {
-  const step = options.progress.step('demo clients bot-a and bot-b: enrol, connect, first round trip');
+  const { shape } = options;
+  const homes = demoHomes(shape);
+  const [askerHome, answererHome] = DEMO_CLIENTS.map((client) => homes.get(client.id) as string) as [string, string];
+  const across = askerHome === answererHome ? `on ${askerHome}` : `${askerHome} ↔ ${answererHome}`;
+  const step = options.progress.step(`demo clients bot-a and bot-b (${across}): enrol, connect, first round trip`);
   try {
     const clients: EnrolledClient[] = [];
     for (const client of DEMO_CLIENTS) {
@@ -344,32 +464,41 @@ export async function startDemo(
       clients: clients.map((client) => ({
         id: client.id,
         organisation: client.organisation,
+        node: homes.get(client.id) as string,
         certificate: client.certificateFile,
         key: client.keyFile,
       })),
     });
     const [asker, answerer] = clients as [EnrolledClient, EnrolledClient];
-    let first: ((value: number) => void) | undefined;
+    const party = (client: EnrolledClient, node: string) => ({
+      client,
+      node,
+      amqpsPort: harness.node(shape.nodes.indexOf(node)).amqpsPort,
+    });
+    mesh.setDemoPath(
+      { from: { client: asker.id, node: askerHome }, to: { client: answerer.id, node: answererHome } },
+      askerHome === answererHome ? 'bot-a → bot-b → bot-a' : `bot-a@${askerHome} → bot-b@${answererHome} → bot-a`,
+    );
+    let first: ((outcome: FirstOutcome) => void) | undefined;
     let refusal: ((error: DmrError) => void) | undefined;
-    const firstRoundTrip = new Promise<number>((resolve, reject) => {
+    const firstOutcome = new Promise<FirstOutcome>((resolve, reject) => {
       first = resolve;
       refusal = reject;
     });
     let started = false;
     const demo = new DemoExchange({
-      amqpsPort: harness.node(0).amqpsPort,
       caPem: harness.trustBundlePem,
       trustDomain: config.trustDomain,
-      asker,
-      answerer,
+      asker: party(asker, askerHome),
+      answerer: party(answerer, answererHome),
       intervalMs: options.intervalMs,
       onEvent: (event) => {
         if (!started) {
-          if (event.kind === 'round-trip') first?.(event.latencyMs);
+          if (event.kind === 'round-trip') first?.({ kind: 'answered', ms: event.latencyMs });
           if (event.kind === 'refused') {
             refusal?.(
-              new DmrError('MESH_START_FAILED', `the node refused the first message: ${event.reason} ${event.detail}`, {
-                hint: `see the node log ${mesh.paths.nodeLog}`,
+              new DmrError('MESH_START_FAILED', `the mesh refused the first message: ${event.reason} ${event.detail}`, {
+                hint: `see the node logs in ${mesh.paths.logsDir}`,
               }),
             );
           }
@@ -388,15 +517,25 @@ export async function startDemo(
         () =>
           reject(
             new DmrError('MESH_START_FAILED', `no answer from bot-b within ${FIRST_ROUND_TRIP_TIMEOUT_MS / 1000} s`, {
-              hint: `see the node log ${mesh.paths.nodeLog}`,
+              hint: `see the node logs in ${mesh.paths.logsDir}`,
             }),
           ),
         FIRST_ROUND_TRIP_TIMEOUT_MS,
       );
     });
-    const latency = await Promise.race([firstRoundTrip, timeout]).finally(() => clearTimeout(timer));
-    started = true;
-    step.done(`first round trip ${latency.toFixed(1)} ms`);
+    const stuck =
+      askerHome === answererHome
+        ? new Promise<never>(() => undefined)
+        : linkWithoutShovel(mesh, askerHome, answererHome, () => started);
+    const outcome = await Promise.race([firstOutcome, timeout, stuck]).finally(() => {
+      started = true;
+      clearTimeout(timer);
+    });
+    step.done(
+      outcome.kind === 'answered'
+        ? `first round trip ${outcome.ms.toFixed(1)} ms`
+        : `running, but the questions wait: ${outcome.detail}`,
+    );
   } catch (error) {
     step.fail(error);
     throw error;

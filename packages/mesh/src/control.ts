@@ -10,18 +10,31 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { brokerStatus, stopBrokers } from '@dmr/broker-harness';
 import { DmrError, isErrorCode } from '@dmr/core';
 import { CentOpsApi } from './centops-client.js';
-import { NODE_ID, meshPaths } from './paths.js';
+import { appliedConfig, linkReports, type AppliedConfig, type LinkReport } from './inspect.js';
+import { meshPaths } from './paths.js';
 import { isAlive, processRef, stopProcess, tailOf } from './processes.js';
-import { readMeshState, readStats, writeMeshState, type DemoStats, type MeshState } from './state.js';
+import {
+  readMeshState,
+  readStats,
+  recordedSupervisor,
+  writeMeshState,
+  type DemoStats,
+  type MeshState,
+  type PathStats,
+} from './state.js';
+import { followRoutes, type MeshShape } from './topology.js';
 import type { DmrCommand } from './up.js';
 
-const DETACHED_START_TIMEOUT_MS = 4 * 60_000;
-/** The supervisor stops four components, the broker alone ≈ 7 s; then it is killed and the rest cleaned here. */
+/** Brokers boot at once on the same cores, nodes start at once: a mesh of 8 needs longer than one of 1. */
+const DETACHED_START_TIMEOUT_MS = 2 * 60_000;
+const DETACHED_START_TIMEOUT_PER_NODE_MS = 40_000;
+/** The supervisor stops its components in order (the brokers alone ≈ 7 s); then it is killed and the rest cleaned here. */
 const SUPERVISOR_STOP_TIMEOUT_MS = 90_000;
 
 export interface DetachedStartOptions {
   dir: string;
   dmr: DmrCommand;
+  shape: MeshShape;
   /** Each step the supervisor finishes, as it finishes. */
   onStep?: (step: MeshState['steps'][number]) => void;
   intervalMs?: number;
@@ -35,15 +48,11 @@ export interface DetachedStartOptions {
 export async function startDetached(options: DetachedStartOptions): Promise<MeshState> {
   const paths = meshPaths(options.dir);
   await mkdir(paths.logsDir, { recursive: true, mode: 0o700 });
-  try {
-    const previous = await readMeshState(paths.dir);
-    if (isAlive(previous.supervisor)) {
-      throw new DmrError('CONFLICT', `a mesh is already running in ${paths.dir} (pid ${previous.supervisor.pid})`, {
-        hint: `watch it with: dmr status --dir ${paths.dir}; stop it with: dmr down --dir ${paths.dir}`,
-      });
-    }
-  } catch (error) {
-    if (!(error instanceof DmrError && error.code === 'NOT_FOUND')) throw error;
+  const previous = await recordedSupervisor(paths.dir);
+  if (previous !== undefined && isAlive(previous)) {
+    throw new DmrError('CONFLICT', `a mesh is already running in ${paths.dir} (pid ${previous.pid})`, {
+      hint: `watch it with: dmr status --dir ${paths.dir}; stop it with: dmr down --dir ${paths.dir}`,
+    });
   }
   const log = await open(paths.supervisorLog, 'a', 0o600);
   let pid: number | undefined;
@@ -58,6 +67,10 @@ export async function startDetached(options: DetachedStartOptions): Promise<Mesh
         '--dir',
         paths.dir,
         '--detached-supervisor',
+        '--nodes',
+        String(options.shape.nodes.length),
+        '--topology',
+        options.shape.topology,
         ...(options.intervalMs === undefined ? [] : ['--interval', String(options.intervalMs)]),
       ],
       { detached: true, stdio: ['ignore', log.fd, log.fd] },
@@ -69,7 +82,8 @@ export async function startDetached(options: DetachedStartOptions): Promise<Mesh
     await log.close();
   }
   const ref = processRef(pid);
-  const deadline = Date.now() + DETACHED_START_TIMEOUT_MS;
+  const timeoutMs = DETACHED_START_TIMEOUT_MS + DETACHED_START_TIMEOUT_PER_NODE_MS * options.shape.nodes.length;
+  const deadline = Date.now() + timeoutMs;
   let shown = 0;
   for (;;) {
     await sleep(250);
@@ -100,13 +114,9 @@ export async function startDetached(options: DetachedStartOptions): Promise<Mesh
       );
     }
     if (Date.now() > deadline) {
-      throw new DmrError(
-        'MESH_START_FAILED',
-        `the mesh was not running after ${DETACHED_START_TIMEOUT_MS / 60_000} min`,
-        {
-          hint: `see ${paths.supervisorLog}; stop what started with dmr down --dir ${paths.dir}`,
-        },
-      );
+      throw new DmrError('MESH_START_FAILED', `the mesh was not running after ${Math.round(timeoutMs / 1000)} s`, {
+        hint: `see ${paths.supervisorLog}; stop what started with dmr down --dir ${paths.dir}`,
+      });
     }
   }
 }
@@ -117,8 +127,45 @@ export interface ComponentStatus {
   pid: number | null;
   endpoint: string | null;
   log: string | null;
-  /** Component-specific facts (revisions, ports, counters). */
+  /** Component-specific facts (ports, files, organisation). */
   info: Record<string, unknown>;
+}
+
+/** One DMR node: its agent, its broker, what it runs, and its links. */
+export interface NodeReport {
+  id: string;
+  /** The agent (`dmr node run`) is alive. */
+  running: boolean;
+  pid: number | null;
+  log: string;
+  broker: {
+    name: string;
+    running: boolean;
+    pid: number | null;
+    amqpsUrl: string;
+    vhost: string;
+    managementUrl: string;
+  };
+  metricsUrl: string | null;
+  /** CentOps' view: the revision the node reported, and whether that is the current one. */
+  appliedRevision: number | null;
+  currentRevision: number | null;
+  inSync: boolean | null;
+  policyRevision: string | null;
+  refused: { revision: number; reason: string } | null;
+  /** The configuration the agent applied (its links and CentOps' routes), when it has one. */
+  applied: AppliedConfig | null;
+  links: LinkReport[];
+  /** Why some of the above is unknown (CentOps down, …). */
+  error: string | null;
+}
+
+/** A demo path: who asks whom, the nodes a question crosses (from the nodes' applied routes) and its counters. */
+export interface PathReport extends PathStats {
+  /** Nodes from the asker's to the answerer's, or null when some node has no route. */
+  route: string[] | null;
+  /** Links crossed one way. */
+  hops: number | null;
 }
 
 export interface MeshStatusReport {
@@ -129,26 +176,100 @@ export interface MeshStatusReport {
   mode: MeshState['mode'];
   startedAt: string;
   error: MeshState['error'];
+  topology: MeshState['topology'];
+  /** The supervisor, CentOps and the demo clients. */
   components: ComponentStatus[];
+  nodes: NodeReport[];
+  /** Each direction of each link. */
+  links: LinkReport[];
+  paths: PathReport[];
   messages: DemoStats | null;
 }
 
-async function nodeStatus(state: MeshState): Promise<Record<string, unknown>> {
-  if (state.centops === null || !isAlive(state.centops.process)) return { error: 'CentOps is not running' };
+interface CentOpsNodeView {
+  currentRevision: number;
+  appliedRevision: number | null;
+  policyRevision: string | null;
+  refused: { revision: number; reason: string } | null;
+  inSync: boolean;
+}
+
+async function centopsViews(state: MeshState): Promise<Map<string, CentOpsNodeView> | string> {
+  if (state.centops === null || !isAlive(state.centops.process)) return 'CentOps is not running';
   try {
     const { api } = await CentOpsApi.admin(state.centops.adminConfig);
-    const view = await api.call<Record<string, unknown>>('GET', `/v1/nodes/${NODE_ID}/status`);
-    return {
-      currentRevision: view.currentRevision,
-      appliedRevision: view.appliedRevision,
-      policyRevision: view.policyRevision,
-      inSync: view.inSync,
-      refused: view.refused,
-      reportedAt: view.reportedAt,
-    };
+    const views = await Promise.all(
+      state.nodes.map(
+        async (node) => [node.id, await api.call<CentOpsNodeView>('GET', `/v1/nodes/${node.id}/status`)] as const,
+      ),
+    );
+    return new Map(views);
   } catch (error) {
-    return { error: error instanceof Error ? error.message : String(error) };
+    return error instanceof Error ? error.message : String(error);
   }
+}
+
+async function brokersNow(state: MeshState): Promise<Map<string, { running: boolean; pid: number | null }>> {
+  const found = new Map<string, { running: boolean; pid: number | null }>();
+  if (state.broker === null) return found;
+  try {
+    const broker = await brokerStatus(state.broker.dir);
+    for (const node of broker.nodes) found.set(node.name, { running: node.running && node.listening, pid: node.pid });
+  } catch {
+    // No readable harness state: every broker counts as stopped.
+  }
+  return found;
+}
+
+async function nodeReport(
+  state: MeshState,
+  index: number,
+  views: Map<string, CentOpsNodeView> | string,
+  brokers: Map<string, { running: boolean; pid: number | null }>,
+): Promise<NodeReport> {
+  const node = state.nodes[index] as MeshState['nodes'][number];
+  const view = typeof views === 'string' ? undefined : views.get(node.id);
+  const broker = brokers.get(node.broker.name) ?? { running: false, pid: node.broker.pid };
+  const applied = (await appliedConfig(node.dataDir)) ?? null;
+  const peers =
+    applied?.links ??
+    state.links.flatMap((link) =>
+      link.nodes[0] === node.id ? [link.nodes[1]] : link.nodes[1] === node.id ? [link.nodes[0]] : [],
+    );
+  const links =
+    broker.running && state.broker !== null
+      ? await linkReports(state.broker.dir, index, node, peers)
+      : peers.map((peer): LinkReport => ({
+          from: node.id,
+          to: peer,
+          up: false,
+          state: 'unknown',
+          messages: null,
+          source: 'none',
+        }));
+  return {
+    id: node.id,
+    running: isAlive(node.process),
+    pid: node.process?.pid ?? null,
+    log: node.log,
+    broker: {
+      name: node.broker.name,
+      running: broker.running,
+      pid: broker.pid,
+      amqpsUrl: node.amqpsUrl,
+      vhost: node.vhost,
+      managementUrl: node.managementUrl,
+    },
+    metricsUrl: node.metricsUrl,
+    appliedRevision: view?.appliedRevision ?? null,
+    currentRevision: view?.currentRevision ?? null,
+    inSync: view?.inSync ?? null,
+    policyRevision: view?.policyRevision ?? null,
+    refused: view?.refused ?? null,
+    applied,
+    links,
+    error: typeof views === 'string' ? views : view === undefined ? 'no status from CentOps' : null,
+  };
 }
 
 export async function meshStatus(dir: string): Promise<MeshStatusReport> {
@@ -174,36 +295,6 @@ export async function meshStatus(dir: string): Promise<MeshStatusReport> {
       info: { enrolment: state.centops.enrolUrl, adminConfig: state.centops.adminConfig },
     });
   }
-  if (state.broker !== null) {
-    let brokerRunning = false;
-    let pid = state.broker.pid;
-    try {
-      const broker = await brokerStatus(state.broker.dir);
-      const node = broker.nodes[0];
-      brokerRunning = node?.running === true && node.listening;
-      pid = node?.pid ?? pid;
-    } catch {
-      // No readable harness state: the broker counts as stopped.
-    }
-    components.push({
-      name: 'broker',
-      running: brokerRunning,
-      pid,
-      endpoint: state.broker.amqpsUrl,
-      log: null,
-      info: { management: state.broker.managementUrl, dir: state.broker.dir },
-    });
-  }
-  if (state.node !== null) {
-    components.push({
-      name: state.node.id,
-      running: isAlive(state.node.process),
-      pid: state.node.process?.pid ?? null,
-      endpoint: null,
-      log: state.node.log,
-      info: { config: state.node.config, ...(await nodeStatus(state)) },
-    });
-  }
   for (const client of state.clients) {
     components.push({
       name: client.id,
@@ -212,9 +303,24 @@ export async function meshStatus(dir: string): Promise<MeshStatusReport> {
       pid: running ? state.supervisor.pid : null,
       endpoint: null,
       log: null,
-      info: { organisation: client.organisation, certificate: client.certificate },
+      info: { organisation: client.organisation, node: client.node, certificate: client.certificate },
     });
   }
+  const [views, brokers] = await Promise.all([centopsViews(state), brokersNow(state)]);
+  const nodes = await Promise.all(state.nodes.map((_, index) => nodeReport(state, index, views, brokers)));
+  const messages = await readStats(state.statsFile);
+  const routes = new Map(nodes.map((node) => [node.id, node.applied?.routes ?? {}]));
+  const paths = (messages?.paths ?? []).map((path): PathReport => {
+    const route =
+      path.from.node === path.to.node
+        ? [path.from.node]
+        : (followRoutes(
+            path.from.node,
+            path.to.node,
+            (at, destination) => routes.get(at)?.[destination] ?? undefined,
+          ) ?? null);
+    return { ...path, route, hops: route === null ? null : route.length - 1 };
+  });
   return {
     dir: state.dir,
     recordedStatus: state.status,
@@ -222,8 +328,12 @@ export async function meshStatus(dir: string): Promise<MeshStatusReport> {
     mode: state.mode,
     startedAt: state.startedAt,
     error: state.error,
+    topology: state.topology,
     components,
-    messages: await readStats(state.statsFile),
+    nodes,
+    links: nodes.flatMap((node) => node.links),
+    paths,
+    messages,
   };
 }
 
@@ -254,21 +364,20 @@ export async function meshDown(dir: string, onProgress?: (message: string) => vo
   if (isAlive(state.supervisor)) onProgress?.(`stopping the mesh (supervisor pid ${state.supervisor.pid})`);
   stopped.push({ name: 'supervisor', result: await stopProcess(state.supervisor, SUPERVISOR_STOP_TIMEOUT_MS) });
   // Whatever the supervisor did not stop (it was killed, or it failed half way) is stopped here.
-  if (state.node?.process) {
-    stopped.push({ name: state.node.id, result: await stopProcess(state.node.process, 20_000) });
-  }
+  const agents = await Promise.all(state.nodes.map((node) => stopProcess(node.process, 20_000)));
+  state.nodes.forEach((node, index) => stopped.push({ name: node.id, result: agents[index] ?? 'not-running' }));
   if (state.broker !== null) {
     try {
       const broker = await brokerStatus(state.broker.dir);
       if (broker.running || broker.processes.some((process) => process.running)) {
-        onProgress?.('stopping the broker the supervisor left running');
+        onProgress?.('stopping the brokers the supervisor left running');
         await stopBrokers(state.broker.dir);
-        stopped.push({ name: 'broker', result: 'stopped' });
+        stopped.push({ name: 'brokers', result: 'stopped' });
       } else {
-        stopped.push({ name: 'broker', result: 'not-running' });
+        stopped.push({ name: 'brokers', result: 'not-running' });
       }
     } catch {
-      stopped.push({ name: 'broker', result: 'not-running' });
+      stopped.push({ name: 'brokers', result: 'not-running' });
     }
   }
   if (state.centops?.process) {

@@ -1,9 +1,11 @@
 /**
  * The two demo clients. Each makes its own key and CSR, enrols with a
  * one-time token (CentOps never sees the key), connects over AMQPS with its
- * certificate (EXTERNAL auth) and talks only through DMR: bot-a asks bot-b a
- * question every interval through `dmr.ingress`; bot-b answers each one the
- * same way; bot-a times the round trip.
+ * certificate (EXTERNAL auth) to its own home node and talks only through
+ * DMR: bot-a asks bot-b a question every interval through `dmr.ingress`;
+ * bot-b answers each one the same way; bot-a times the round trip. With
+ * more than one node they live on the first and the last, so every question
+ * and every answer crosses the mesh.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
@@ -23,7 +25,6 @@ import {
 import { DmrError, spiffeId } from '@dmr/core';
 import { brokerServerCheck, isServerIdentityMismatch, obtainCertificate, writeFilesAtomic } from '@dmr/pki';
 import type { CentOpsApi } from './centops-client.js';
-import { NODE_ID } from './paths.js';
 
 export { DELIVERY_REPORT_TYPE, INGRESS_EXCHANGE } from '@dmr/contract';
 
@@ -88,14 +89,20 @@ export type DemoEvent =
   | { kind: 'timeout'; seq: number }
   | { kind: 'connection'; client: string; message: string };
 
-export interface DemoOptions {
+/** A demo client and where it connects: its home node's broker. */
+export interface DemoParty {
+  client: EnrolledClient;
+  node: string;
   amqpsPort: number;
-  /** Roots and intermediate the broker's server certificate chains to. */
+}
+
+export interface DemoOptions {
+  /** Roots and intermediate the brokers' server certificates chain to. */
   caPem: string;
-  /** The mesh's trust domain: the broker must present node NODE_ID's certificate, `spiffe://<td>/node/<NODE_ID>`. */
+  /** The mesh's trust domain: a node's broker must present that node's certificate, `spiffe://<td>/node/<id>`. */
   trustDomain: string;
-  asker: EnrolledClient;
-  answerer: EnrolledClient;
+  asker: DemoParty;
+  answerer: DemoParty;
   intervalMs?: number;
   /** A question unanswered this long is reported once and forgotten. */
   answerTimeoutMs?: number;
@@ -131,11 +138,11 @@ export class DemoExchange {
   async start(timeoutMs = 60_000): Promise<void> {
     const { asker, answerer } = this.#options;
     const answering = await this.#connect(answerer, timeoutMs);
-    await answering.channel.consume(clientQueueName(answerer.id), (message) => {
+    await answering.channel.consume(clientQueueName(answerer.client.id), (message) => {
       if (message !== null) void this.#answer(answering, message);
     });
     const asking = await this.#connect(asker, timeoutMs);
-    await asking.channel.consume(clientQueueName(asker.id), (message) => {
+    await asking.channel.consume(clientQueueName(asker.client.id), (message) => {
       if (message !== null) this.#received(asking, message);
     });
     const interval = this.#options.intervalMs ?? 1000;
@@ -149,18 +156,19 @@ export class DemoExchange {
     await Promise.allSettled(this.#parties.map((party) => party.connection.close()));
   }
 
-  async #connect(client: EnrolledClient, timeoutMs: number): Promise<Party> {
+  async #connect(at: DemoParty, timeoutMs: number): Promise<Party> {
+    const { client } = at;
     const deadline = Date.now() + timeoutMs;
     for (let attempt = 1; ; attempt++) {
       try {
         const connection = await connectWithCertificate({
-          port: this.#options.amqpsPort,
-          vhost: vhostName(NODE_ID),
+          port: at.amqpsPort,
+          vhost: vhostName(at.node),
           caPem: this.#options.caPem,
           certificatePem: client.chainPem,
           privateKeyPem: client.privateKeyPem,
           // The node agent installed the node certificate on the broker: only that node may answer.
-          tls: { checkServerIdentity: brokerServerCheck(this.#options.trustDomain, NODE_ID) },
+          tls: { checkServerIdentity: brokerServerCheck(this.#options.trustDomain, at.node) },
         });
         const channel = await connection.createConfirmChannel();
         await channel.prefetch(20);
@@ -183,7 +191,7 @@ export class DemoExchange {
         if (this.#stopped || Date.now() > deadline) {
           throw new DmrError(
             'MESH_START_FAILED',
-            `${client.id} cannot connect to the node over AMQPS: ${error instanceof Error ? error.message : String(error)}`,
+            `${client.id} cannot connect to ${at.node} over AMQPS: ${error instanceof Error ? error.message : String(error)}`,
             {
               details: { client: client.id, attempts: attempt },
               hint: 'the node has not created its broker user yet; see the node log (dmr status shows where)',
@@ -232,7 +240,7 @@ export class DemoExchange {
     const seq = ++this.#seq;
     const sentAt = performance.now();
     try {
-      const id = await this.#publish(asking, this.#options.answerer.id, {
+      const id = await this.#publish(asking, this.#options.answerer.client.id, {
         question: `question #${seq}: what is the opening time of the service desk?`,
         seq,
       });
@@ -252,7 +260,7 @@ export class DemoExchange {
   async #answer(answering: Party, message: ConsumeMessage): Promise<void> {
     try {
       if (message.properties.type === 'ChatMessage') {
-        const sender = headerString(message, SENDER_HEADER) ?? this.#options.asker.id;
+        const sender = headerString(message, SENDER_HEADER) ?? this.#options.asker.client.id;
         const question = JSON.parse(message.content.toString('utf8')) as { seq?: number };
         await this.#publish(
           answering,

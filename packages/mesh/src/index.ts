@@ -1,9 +1,42 @@
-export { DEFAULT_MESH_DIR, NODE_ID, meshPaths, type MeshPaths } from './paths.js';
-export { readMeshState, readStats, type DemoStats, type MeshState, type MeshStatus } from './state.js';
+export { DEFAULT_MESH_DIR, meshPaths, type MeshNodePaths, type MeshPaths } from './paths.js';
+export {
+  DEFAULT_NODES,
+  DEFAULT_TOPOLOGY,
+  MAX_NODES,
+  TOPOLOGIES,
+  followRoutes,
+  linkIdOf,
+  meshShape,
+  nodeIdAt,
+  parseNodeCount,
+  parseTopology,
+  type MeshShape,
+  type Topology,
+} from './topology.js';
+export {
+  MESH_STATE_VERSION,
+  readMeshState,
+  readStats,
+  type DemoStats,
+  type MeshClientState,
+  type MeshLinkState,
+  type MeshNodeState,
+  type MeshState,
+  type MeshStatus,
+  type PathStats,
+} from './state.js';
 export { TerminalProgress, type MeshProgress, type StepHandle, type TerminalProgressOptions } from './progress.js';
-export { DEMO_CLIENTS, registryDocuments, ensureGrants, type DemoClient } from './registry.js';
-export { DemoExchange, enrolClient, type DemoEvent, type DemoOptions, type EnrolledClient } from './demo.js';
+export { DEMO_CLIENTS, demoHomes, registryDocuments, ensureGrants, type DemoClient } from './registry.js';
+export {
+  DemoExchange,
+  enrolClient,
+  type DemoEvent,
+  type DemoOptions,
+  type DemoParty,
+  type EnrolledClient,
+} from './demo.js';
 export { LocalMesh, preflight, startMesh, type DmrCommand, type StartMeshOptions } from './up.js';
+export type { AppliedConfig, LinkReport } from './inspect.js';
 export {
   meshDown,
   meshStatus,
@@ -12,4 +45,6 @@ export {
   type DetachedStartOptions,
   type DownReport,
   type MeshStatusReport,
+  type NodeReport,
+  type PathReport,
 } from './control.js';

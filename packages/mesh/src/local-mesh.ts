@@ -1,6 +1,6 @@
 /**
  * The running local mesh as its supervisor holds it: the components it
- * started (CentOps, the broker, the node, the demo clients), the state file
+ * started (CentOps, the brokers, the nodes, the demo clients), the state file
  * `dmr status` reads, the demo's counters, and the stop of everything in
  * reverse order. up.ts starts it; components.ts starts each component.
  */
@@ -8,10 +8,11 @@ import { writeFile } from 'node:fs/promises';
 import { harnessPaths, type BrokerHarness, type NodeExitEvent } from '@dmr/broker-harness';
 import { DmrError } from '@dmr/core';
 import type { DemoEvent, DemoExchange } from './demo.js';
-import { NODE_ID, meshPaths, type MeshPaths } from './paths.js';
+import { meshPaths, type MeshPaths } from './paths.js';
 import { signalGroup, stopProcess, tailOf, type LoggedChild } from './processes.js';
 import type { MeshProgress } from './progress.js';
-import { writeMeshState, type DemoStats, type MeshState } from './state.js';
+import { writeMeshState, type DemoStats, type MeshState, type PathStats } from './state.js';
+import type { MeshShape } from './topology.js';
 
 /** How to run the `dmr` command line (the CLI passes its own node binary and script). */
 export interface DmrCommand {
@@ -24,6 +25,8 @@ export interface StartMeshOptions {
   dmr: DmrCommand;
   mode: 'foreground' | 'detached';
   progress: MeshProgress;
+  /** How many nodes, linked how (topology.ts). */
+  shape: MeshShape;
   /** Between two questions of bot-a (default 1000 ms). */
   intervalMs?: number;
   /** Aborting (Ctrl-C during the start) stops what was started and rejects. */
@@ -52,7 +55,8 @@ export class LocalMesh {
   #state: MeshState;
   centops: LoggedChild | undefined;
   harness: BrokerHarness | undefined;
-  node: LoggedChild | undefined;
+  /** Each node's agent, by node id, in start order. */
+  readonly nodes = new Map<string, LoggedChild>();
   demo: DemoExchange | undefined;
   #stopping: Promise<void> | undefined;
   #failure: ((error: DmrError) => void) | undefined;
@@ -65,9 +69,11 @@ export class LocalMesh {
     lastLatencyMs: null,
     medianLatencyMs: null,
     lastRefusal: null,
+    paths: [],
     updatedAt: new Date().toISOString(),
   };
   readonly #latencies: number[] = [];
+  #pathLabel = 'bot-a → bot-b → bot-a';
   #statsTimer: NodeJS.Timeout | undefined;
   #writes: Promise<void> = Promise.resolve();
 
@@ -117,9 +123,26 @@ export class LocalMesh {
     );
   }
 
+  /** The demo's one path (bot-a on its node to bot-b on its node); its counters are the totals. */
+  setDemoPath(path: Pick<PathStats, 'from' | 'to'>, label: string): void {
+    this.#pathLabel = label;
+    this.stats.paths = [
+      {
+        ...path,
+        sent: 0,
+        roundTrips: 0,
+        refused: 0,
+        lastLatencyMs: null,
+        medianLatencyMs: null,
+        lastRefusal: null,
+      },
+    ];
+  }
+
   demoEvent(event: DemoEvent): void {
     const { progress } = this;
     const stats = this.stats;
+    const path = stats.paths[0];
     switch (event.kind) {
       case 'round-trip': {
         stats.roundTrips++;
@@ -129,14 +152,14 @@ export class LocalMesh {
         const sorted = [...this.#latencies].sort((a, b) => a - b);
         stats.medianLatencyMs = Math.round((sorted[Math.floor(sorted.length / 2)] ?? 0) * 10) / 10;
         progress.line(
-          `  bot-a → bot-b → bot-a  #${event.seq}  ${event.latencyMs.toFixed(1)} ms  (median ${stats.medianLatencyMs} ms, ${stats.roundTrips} round trips)`,
+          `  ${this.#pathLabel}  #${event.seq}  ${event.latencyMs.toFixed(1)} ms  (median ${stats.medianLatencyMs} ms, ${stats.roundTrips} round trips)`,
         );
         break;
       }
       case 'refused':
         stats.refused++;
         stats.lastRefusal = `${event.reason}${event.detail === '' ? '' : `: ${event.detail}`}`;
-        progress.line(`  ✗ #${event.seq ?? '?'} refused by the node: ${stats.lastRefusal}`);
+        progress.line(`  ✗ #${event.seq ?? '?'} refused: ${stats.lastRefusal}`);
         break;
       case 'timeout':
         progress.line(`  … #${event.seq} got no answer within 10 s`);
@@ -146,6 +169,16 @@ export class LocalMesh {
         break;
     }
     stats.sent = this.demo?.sent ?? stats.sent;
+    if (path !== undefined) {
+      Object.assign(path, {
+        sent: stats.sent,
+        roundTrips: stats.roundTrips,
+        refused: stats.refused,
+        lastLatencyMs: stats.lastLatencyMs,
+        medianLatencyMs: stats.medianLatencyMs,
+        lastRefusal: stats.lastRefusal,
+      });
+    }
     this.#scheduleStats();
   }
 
@@ -161,6 +194,7 @@ export class LocalMesh {
 
   async writeStats(): Promise<void> {
     this.stats.sent = this.demo?.sent ?? this.stats.sent;
+    for (const path of this.stats.paths) path.sent = this.stats.sent;
     this.stats.updatedAt = new Date().toISOString();
     await writeFile(this.paths.statsFile, `${JSON.stringify(this.stats, null, 2)}\n`, { mode: 0o600 }).catch(
       () => undefined,
@@ -188,12 +222,22 @@ export class LocalMesh {
         },
       ]);
     }
-    const node = this.node;
-    if (node) stages.push([`stop ${NODE_ID}`, async () => stopProcess(node.ref, CHILD_STOP_GRACE_MS)]);
+    const nodes = [...this.nodes].sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }));
+    if (nodes.length > 0) {
+      stages.push([
+        `stop ${nodes.map(([id]) => id).join(', ')}`,
+        async () => {
+          // In parallel: each agent's stop waits for its routers, and none depends on another.
+          const results = await Promise.all(nodes.map(([, child]) => stopProcess(child.ref, CHILD_STOP_GRACE_MS)));
+          const killed = nodes.filter((_, index) => results[index] === 'killed').map(([id]) => id);
+          return killed.length === 0 ? undefined : `killed after ${CHILD_STOP_GRACE_MS / 1000} s: ${killed.join(', ')}`;
+        },
+      ]);
+    }
     const harness = this.harness;
     if (harness) {
       stages.push([
-        'stop the broker',
+        harness.nodes.length === 1 ? 'stop the broker' : `stop the ${harness.nodes.length} brokers`,
         async () => {
           await harness.stop();
           return undefined;
@@ -219,7 +263,7 @@ export class LocalMesh {
 
   /** A second Ctrl-C: no grace, no waiting. */
   killNowSync(): void {
-    signalGroup(this.node?.ref, 'SIGKILL');
+    for (const child of this.nodes.values()) signalGroup(child.ref, 'SIGKILL');
     signalGroup(this.centops?.ref, 'SIGKILL');
     this.harness?.killNowSync('second interrupt');
   }

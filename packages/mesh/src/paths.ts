@@ -5,7 +5,17 @@
 import { join, resolve } from 'node:path';
 
 export const DEFAULT_MESH_DIR = '.dmr/mesh';
-export const NODE_ID = 'node-1';
+
+/** The files of one DMR node of the mesh. */
+export interface MeshNodePaths {
+  id: string;
+  /** The node's data directory (identity, last good configuration, status.json). */
+  dataDir: string;
+  /** Its run-config (`dmr node run --config`). */
+  configFile: string;
+  tokenFile: string;
+  log: string;
+}
 
 export interface MeshPaths {
   dir: string;
@@ -18,18 +28,15 @@ export interface MeshPaths {
   supervisorLog: string;
   centopsDir: string;
   centopsLog: string;
+  /** One broker harness holds every node's RabbitMQ (`mesh-broker-<n>`). */
   brokerDir: string;
-  nodeDir: string;
-  nodeConfigFile: string;
-  nodeTokenFile: string;
-  nodeLog: string;
   clientsDir: string;
+  node(id: string): MeshNodePaths;
 }
 
 export function meshPaths(dir: string): MeshPaths {
   const root = resolve(dir);
   const logsDir = join(root, 'logs');
-  const nodeDir = join(root, NODE_ID);
   return {
     dir: root,
     stateFile: join(root, 'mesh.json'),
@@ -39,10 +46,13 @@ export function meshPaths(dir: string): MeshPaths {
     centopsDir: join(root, 'centops'),
     centopsLog: join(logsDir, 'centops.log'),
     brokerDir: join(root, 'broker'),
-    nodeDir,
-    nodeConfigFile: join(root, `${NODE_ID}.yaml`),
-    nodeTokenFile: join(root, `${NODE_ID}.token`),
-    nodeLog: join(logsDir, `${NODE_ID}.log`),
     clientsDir: join(root, 'clients'),
+    node: (id) => ({
+      id,
+      dataDir: join(root, id),
+      configFile: join(root, `${id}.yaml`),
+      tokenFile: join(root, `${id}.token`),
+      log: join(logsDir, `${id}.log`),
+    }),
   };
 }

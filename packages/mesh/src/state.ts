@@ -4,11 +4,53 @@ import { DmrError } from '@dmr/core';
 import { writeFilesAtomic } from '@dmr/pki';
 import type { ProcessRef } from './processes.js';
 import { meshPaths } from './paths.js';
+import type { Topology } from './topology.js';
 
 export type MeshStatus = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
 
+/**
+ * The format of mesh.json. 2: one entry per DMR node (its broker and its
+ * agent) and the links, where 1 had one broker and one node.
+ */
+export const MESH_STATE_VERSION = 2;
+
+/** One DMR node of the mesh: its RabbitMQ (from the shared harness) and its agent (`dmr node run`). */
+export interface MeshNodeState {
+  id: string;
+  /** Where clients and peer nodes connect; the broker presents this node's certificate. */
+  amqpsUrl: string;
+  amqpsPort: number;
+  /** The node's vhost on its broker (`dmr-<id>`). */
+  vhost: string;
+  managementUrl: string;
+  /** The harness node (`mesh-broker-<n>`) and its Erlang VM's PID. */
+  broker: { name: string; pid: number | null };
+  /** The agent's `GET /metrics` (`dmr_…` gauges), once the agent runs. */
+  metricsUrl: string | null;
+  config: string;
+  dataDir: string;
+  /** The agent, null until it is spawned. */
+  process: ProcessRef | null;
+  log: string;
+}
+
+export interface MeshLinkState {
+  /** CentOps' link id, `<a>--<b>`. */
+  id: string;
+  nodes: [string, string];
+}
+
+export interface MeshClientState {
+  id: string;
+  organisation: string;
+  /** Its home node. */
+  node: string;
+  certificate: string;
+  key: string;
+}
+
 export interface MeshState {
-  version: 1;
+  version: typeof MESH_STATE_VERSION;
   dir: string;
   status: MeshStatus;
   mode: 'foreground' | 'detached';
@@ -19,6 +61,7 @@ export interface MeshState {
   error: { code: string; message: string; hint?: string } | null;
   /** The start's finished steps, in order. */
   steps: Array<{ name: string; ms: number; detail: string | null }>;
+  topology: Topology;
   centops: {
     dir: string;
     apiUrl: string;
@@ -27,22 +70,25 @@ export interface MeshState {
     process: ProcessRef | null;
     log: string;
   } | null;
-  broker: {
-    dir: string;
-    amqpsUrl: string;
-    amqpsPort: number;
-    managementUrl: string;
-    pid: number | null;
-  } | null;
-  node: {
-    id: string;
-    config: string;
-    dataDir: string;
-    process: ProcessRef | null;
-    log: string;
-  } | null;
-  clients: Array<{ id: string; organisation: string; certificate: string; key: string }>;
+  /** The broker harness that runs every node's RabbitMQ. */
+  broker: { dir: string } | null;
+  nodes: MeshNodeState[];
+  links: MeshLinkState[];
+  clients: MeshClientState[];
   statsFile: string;
+}
+
+/** One demo path: a client asking another one, maybe on another node. */
+export interface PathStats {
+  from: { client: string; node: string };
+  to: { client: string; node: string };
+  sent: number;
+  roundTrips: number;
+  refused: number;
+  lastLatencyMs: number | null;
+  /** Median of the last 100 round trips. */
+  medianLatencyMs: number | null;
+  lastRefusal: string | null;
 }
 
 export interface DemoStats {
@@ -53,6 +99,7 @@ export interface DemoStats {
   /** Median of the last 100 round trips. */
   medianLatencyMs: number | null;
   lastRefusal: string | null;
+  paths: PathStats[];
   updatedAt: string;
 }
 
@@ -60,6 +107,10 @@ export async function writeMeshState(state: MeshState): Promise<void> {
   await writeFilesAtomic([
     { path: meshPaths(state.dir).stateFile, data: `${JSON.stringify(state, null, 2)}\n`, mode: 0o600, overwrite: true },
   ]);
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 export async function readMeshState(dir: string): Promise<MeshState> {
@@ -74,16 +125,47 @@ export async function readMeshState(dir: string): Promise<MeshState> {
       cause: error,
     });
   }
-  const state = JSON.parse(text) as MeshState;
-  if (state.version !== 1) {
-    throw new DmrError('INVALID_ARGUMENT', `${file} has an unknown format (version ${String(state.version)})`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new DmrError('INVALID_ARGUMENT', `${file} is not JSON`, { hint: `remove ${file}`, cause: error });
   }
-  return state;
+  if (!isRecord(parsed) || parsed.version !== MESH_STATE_VERSION || !Array.isArray(parsed.nodes)) {
+    const version = isRecord(parsed) ? String(parsed.version) : 'none';
+    throw new DmrError(
+      'INVALID_ARGUMENT',
+      `${file} has another format (version ${version}, this dmr writes ${MESH_STATE_VERSION})`,
+      {
+        details: { file, version },
+        hint: `a mesh started by another version of dmr: stop it with that version, or remove ${meshPaths(dir).dir}`,
+      },
+    );
+  }
+  return parsed as unknown as MeshState;
+}
+
+/**
+ * The supervisor a mesh.json of any format names, so that `dmr up` can tell
+ * a live mesh from an old file it may overwrite.
+ */
+export async function recordedSupervisor(dir: string): Promise<ProcessRef | undefined> {
+  try {
+    const parsed: unknown = JSON.parse(await readFile(meshPaths(dir).stateFile, 'utf8'));
+    const supervisor = isRecord(parsed) ? parsed.supervisor : undefined;
+    if (isRecord(supervisor) && typeof supervisor.pid === 'number' && typeof supervisor.startTicks === 'number') {
+      return { pid: supervisor.pid, startTicks: supervisor.startTicks };
+    }
+  } catch {
+    // No file, or not one of ours: nothing recorded.
+  }
+  return undefined;
 }
 
 export async function readStats(file: string): Promise<DemoStats | null> {
   try {
-    return JSON.parse(await readFile(file, 'utf8')) as DemoStats;
+    const parsed: unknown = JSON.parse(await readFile(file, 'utf8'));
+    return isRecord(parsed) && Array.isArray(parsed.paths) ? (parsed as unknown as DemoStats) : null;
   } catch {
     return null;
   }

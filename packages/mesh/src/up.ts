@@ -1,6 +1,7 @@
 /**
- * `dmr up`: CentOps, a TLS-only RabbitMQ node, the DMR node and two demo
- * clients on this machine, all enrolled through CentOps. One process (the
+ * `dmr up`: CentOps, N DMR nodes (each a TLS-only RabbitMQ and an agent),
+ * linked in a line, ring or star, and two demo clients on the first and the
+ * last node, all enrolled through CentOps. One process (the
  * supervisor: `dmr up --foreground`, or its detached copy) owns every
  * component, so a Ctrl-C or `dmr down` stops them in reverse order from
  * one place, and the broker's orphan watchdog stops the broker even when
@@ -11,12 +12,13 @@ import { join } from 'node:path';
 import { locateRabbitmq } from '@dmr/broker-harness';
 import { DmrError, isDmrError } from '@dmr/core';
 import { ensureOpa } from '@dmr/policy';
-import { applyRegistry, startBroker, startCentOps, startDemo, startNode } from './components.js';
+import { applyRegistry, startCentOps, startDemo, startMeshBrokers, startNodes } from './components.js';
 import { LocalMesh, type StartMeshOptions } from './local-mesh.js';
 import { meshPaths, type MeshPaths } from './paths.js';
 import { isAlive, processRef } from './processes.js';
 import type { MeshProgress, StepHandle } from './progress.js';
-import { readMeshState, type MeshState } from './state.js';
+import { MESH_STATE_VERSION, recordedSupervisor } from './state.js';
+import { linkIdOf } from './topology.js';
 
 export { LocalMesh, type DmrCommand, type StartMeshOptions } from './local-mesh.js';
 
@@ -50,14 +52,9 @@ function aborted(signalToCheck: AbortSignal | undefined): void {
 }
 
 async function assertNotRunning(paths: MeshPaths): Promise<void> {
-  let previous: MeshState | undefined;
-  try {
-    previous = await readMeshState(paths.dir);
-  } catch {
-    return;
-  }
-  if (previous.supervisor.pid !== process.pid && isAlive(previous.supervisor)) {
-    throw new DmrError('CONFLICT', `a mesh is already running in ${paths.dir} (pid ${previous.supervisor.pid})`, {
+  const previous = await recordedSupervisor(paths.dir);
+  if (previous !== undefined && previous.pid !== process.pid && isAlive(previous)) {
+    throw new DmrError('CONFLICT', `a mesh is already running in ${paths.dir} (pid ${previous.pid})`, {
       hint: `watch it with: dmr status --dir ${paths.dir}; stop it with: dmr down --dir ${paths.dir}`,
     });
   }
@@ -71,7 +68,7 @@ export async function startMesh(options: StartMeshOptions): Promise<LocalMesh> {
   await preflight(options.progress);
   const supervisor = processRef(process.pid) ?? { pid: process.pid, startTicks: -1 };
   const mesh = new LocalMesh(options, {
-    version: 1,
+    version: MESH_STATE_VERSION,
     dir: paths.dir,
     status: 'starting',
     mode: options.mode,
@@ -79,9 +76,11 @@ export async function startMesh(options: StartMeshOptions): Promise<LocalMesh> {
     supervisor,
     error: null,
     steps: [],
+    topology: options.shape.topology,
     centops: null,
     broker: null,
-    node: null,
+    nodes: [],
+    links: options.shape.links.map((nodes) => ({ id: linkIdOf(nodes), nodes })),
     clients: [],
     statsFile: paths.statsFile,
   });
@@ -114,11 +113,11 @@ export async function startMesh(options: StartMeshOptions): Promise<LocalMesh> {
   try {
     const { config, admin } = await startCentOps(mesh, options);
     aborted(options.signal);
-    const harness = await startBroker(mesh, options, join(paths.centopsDir, 'ca'));
+    const harness = await startMeshBrokers(mesh, options, join(paths.centopsDir, 'ca'));
     aborted(options.signal);
     await applyRegistry(options, admin.api, harness);
     aborted(options.signal);
-    await startNode(mesh, options, admin, config, harness);
+    await startNodes(mesh, options, admin, config, harness);
     aborted(options.signal);
     await startDemo(mesh, options, admin, config, harness);
     aborted(options.signal);

@@ -10,7 +10,7 @@ import { parseCertificates, sha256Hex } from './certificates.js';
 import { createCsr } from './csr.js';
 import { generatePrivateKey } from './keys.js';
 import { readSanExtension } from './names.js';
-import { openssl, rejectsWith, tempDir, writeAll } from './test-support.js';
+import { openssl, opensslVerify, rejectsWith, tempDir, writeAll } from './test-support.js';
 import {
   AuthorityKeyIdentifierExtension,
   BasicConstraintsExtension,
@@ -277,26 +277,19 @@ describe('CertificateAuthority.issue', () => {
       'int.pem': ca.intermediateCertificatePem,
       'leaf.pem': issued.certificatePem,
     });
-    const verify = openssl([
-      'verify',
-      '-CAfile',
-      files['root.pem'] ?? '',
-      '-untrusted',
-      files['int.pem'] ?? '',
-      files['leaf.pem'] ?? '',
-    ]);
+    const verify = opensslVerify({
+      caFile: files['root.pem'],
+      untrusted: files['int.pem'],
+      certificate: files['leaf.pem'],
+    });
     assert.equal(verify.status, 0, verify.stderr + verify.stdout);
     assert.match(verify.stdout, /leaf\.pem: OK/);
-    const purpose = openssl([
-      'verify',
-      '-purpose',
-      'sslserver',
-      '-CAfile',
-      files['root.pem'] ?? '',
-      '-untrusted',
-      files['int.pem'] ?? '',
-      files['leaf.pem'] ?? '',
-    ]);
+    const purpose = opensslVerify({
+      purpose: 'sslserver',
+      caFile: files['root.pem'],
+      untrusted: files['int.pem'],
+      certificate: files['leaf.pem'],
+    });
     assert.equal(purpose.status, 0, purpose.stderr);
     const fingerprint = openssl(['x509', '-in', files['leaf.pem'] ?? '', '-noout', '-fingerprint', '-sha256']);
     assert.equal(fingerprint.stdout.trim().split('=')[1]?.replace(/:/g, '').toLowerCase(), issued.fingerprintSha256);
@@ -308,27 +301,10 @@ describe('CertificateAuthority.issue', () => {
   it('a client certificate is not accepted for server use by openssl', async () => {
     const issued = await ca.issue({ csrPem: await clientCsr(), kind: 'client', id: 'police-bot' });
     const files = await writeAll(scratch.path, { 'r.pem': ca.rootCertificatePem, 'c.pem': issued.chainPem });
-    const server = openssl([
-      'verify',
-      '-purpose',
-      'sslserver',
-      '-CAfile',
-      files['r.pem'] ?? '',
-      '-untrusted',
-      files['c.pem'] ?? '',
-      files['c.pem'] ?? '',
-    ]);
-    assert.notEqual(server.status, 0);
-    const client = openssl([
-      'verify',
-      '-purpose',
-      'sslclient',
-      '-CAfile',
-      files['r.pem'] ?? '',
-      '-untrusted',
-      files['c.pem'] ?? '',
-      files['c.pem'] ?? '',
-    ]);
+    const verifyFor = (purpose: 'sslserver' | 'sslclient') =>
+      opensslVerify({ purpose, caFile: files['r.pem'], untrusted: files['c.pem'], certificate: files['c.pem'] });
+    assert.notEqual(verifyFor('sslserver').status, 0);
+    const client = verifyFor('sslclient');
     assert.equal(client.status, 0, client.stderr);
   });
 

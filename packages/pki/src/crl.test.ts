@@ -12,7 +12,7 @@ import {
   reasonFromCode,
   type RevocationReason,
 } from './crl.js';
-import { openssl, rejectsWith, tempDir, throwsWith, writeAll } from './test-support.js';
+import { openssl, opensslVerify, rejectsWith, tempDir, throwsWith, writeAll } from './test-support.js';
 import { AuthorityKeyIdentifierExtension, SubjectKeyIdentifierExtension, type X509Crl } from './x509.js';
 
 const TD = 'dmr.test';
@@ -117,15 +117,7 @@ describe('CRLs', () => {
       'crl2.pem': await ca.createCrl(),
       'good.pem': good,
     });
-    const ok = openssl([
-      'verify',
-      '-crl_check',
-      '-CAfile',
-      files['cas.pem'] ?? '',
-      '-CRLfile',
-      files['crl2.pem'] ?? '',
-      files['good.pem'] ?? '',
-    ]);
+    const ok = opensslVerify({ caFile: files['cas.pem'], crl: files['crl2.pem'], certificate: files['good.pem'] });
     assert.equal(ok.status, 0, ok.stderr + ok.stdout);
 
     const victim = await ca.issueWithKey({ kind: 'client', id: 'victim' });
@@ -134,15 +126,7 @@ describe('CRLs', () => {
       'crl3.pem': await ca.createCrl(),
       'victim.pem': victim.certificatePem,
     });
-    const refused = openssl([
-      'verify',
-      '-crl_check',
-      '-CAfile',
-      files['cas.pem'] ?? '',
-      '-CRLfile',
-      more['crl3.pem'] ?? '',
-      more['victim.pem'] ?? '',
-    ]);
+    const refused = opensslVerify({ caFile: files['cas.pem'], crl: more['crl3.pem'], certificate: more['victim.pem'] });
     assert.notEqual(refused.status, 0);
     assert.match(refused.stdout + refused.stderr, /certificate revoked/);
   });

@@ -46,6 +46,29 @@ export function openssl(args: string[], input?: string): OpensslResult {
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
+/**
+ * `openssl verify` of the certificate in file `certificate` against the roots in `caFile`, with
+ * intermediates from `untrusted`, a CRL (checked for the leaf) and a purpose when given: OpenSSL's own
+ * judgement of what DMR issued.
+ */
+export function opensslVerify(options: {
+  caFile: string | undefined;
+  certificate: string | undefined;
+  untrusted?: string | undefined;
+  crl?: string | undefined;
+  purpose?: 'sslserver' | 'sslclient';
+}): OpensslResult {
+  return openssl([
+    'verify',
+    ...(options.purpose === undefined ? [] : ['-purpose', options.purpose]),
+    ...(options.crl === undefined ? [] : ['-crl_check', '-CRLfile', options.crl]),
+    '-CAfile',
+    options.caFile ?? '',
+    ...(options.untrusted === undefined ? [] : ['-untrusted', options.untrusted]),
+    options.certificate ?? '',
+  ]);
+}
+
 /** Writes `files` (name → content) into `dir` and returns their paths, for handing PEM to openssl. */
 export async function writeAll(dir: string, files: Record<string, string>): Promise<Record<string, string>> {
   const paths: Record<string, string> = {};

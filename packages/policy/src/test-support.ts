@@ -10,6 +10,7 @@ import { CertificateAuthority } from '@dmr/pki';
 import type { PolicyResult } from './decision.js';
 import { findOpa } from './opa.js';
 import { BundleSigner, policySignerSpiffeId, type BundleVerification } from './signing.js';
+import { freePort } from '@dmr/core/testing';
 
 export const TRUST_DOMAIN = 'dmr.test';
 const packageDir = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -51,14 +52,6 @@ export async function testPki(signerId: 'policy-signer' | 'config-signer' = 'pol
     verification: { trustBundlePem: ca.rootCertificatePem, expectedSigner: policySignerSpiffeId(TRUST_DOMAIN) },
     cleanup: dir.cleanup,
   };
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** A tiny bundle service: what CentOps will be, for a stock OPA to pull from. */

@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isDmrError } from '@dmr/core';
 import { clientUser, NodeFixture, waitFor } from '@dmr/testkit';
 import { DmrClient, type ClientState, type ConnectOptions, type ReceivedMessage } from './client.js';
+import { fixtureConnection, receivedProtected } from './test-support.js';
 import { protectPayload } from './protect.js';
 import type { DeliveryReport } from './report.js';
 
@@ -85,12 +86,8 @@ describe('DmrClient against a DMR node', () => {
       identities.set(id, identity);
     }
     const client = await DmrClient.connect({
-      url: `amqps://127.0.0.1:${node.harness.node(0).amqpsPort}`,
-      servername: 'localhost',
-      node: node.nodeId,
-      id,
+      ...fixtureConnection(node, id),
       tls: { cert: identity.chainPem, key: identity.privateKeyPem, ca: node.harness.trustBundlePem },
-      backoff: { initialMs: 100, maxMs: 1_000 },
       ...extra,
     });
     open.push(client);
@@ -240,13 +237,7 @@ describe('DmrClient against a DMR node', () => {
       body: { text: 'confidential' },
       protect: { signWith: riaIdentity.privateKeyPem, encryptFor: rikIdentity.chainPem },
     });
-    await waitFor('the protected message', () => handled.length === 1);
-    const [message] = handled;
-    assert.ok(message);
-    assert.equal(message.id, id);
-    assert.equal(message.protected, true);
-    assert.equal(message.contentType, 'application/json');
-    assert.deepEqual(JSON.parse(message.body.toString('utf8')), { text: 'confidential' });
+    await receivedProtected(handled, id, { text: 'confidential' });
 
     // The default certificate check: the certificate to encrypt for must be the recipient's.
     await assert.rejects(

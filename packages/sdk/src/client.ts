@@ -56,19 +56,7 @@ export type {
   Subscription,
 } from './receiving.js';
 export type { SendOptions } from './sending.js';
-export {
-  CONTRACT_VERSION,
-  HOPS_HEADER,
-  INGRESS_EXCHANGE,
-  ORIGIN_HEADER,
-  RECIPIENT_HEADER,
-  SENDER_HEADER,
-  SIGNATURE_HEADER,
-  VERSION_HEADER,
-  clientQueue,
-  nodeVhost,
-  type Hop,
-} from './wire.js';
+export * from './contract-names.js';
 
 export class DmrClient extends EventEmitter<DmrClientEvents> {
   readonly id: string;

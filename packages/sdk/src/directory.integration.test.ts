@@ -14,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { call, NodeFixture, startTestCentOps, waitFor, type Credentials, type TestCentOps } from '@dmr/testkit';
 import { isDmrError } from '@dmr/core';
 import { DmrClient, type ReceivedMessage } from './client.js';
+import { fixtureConnection, receivedProtected } from './test-support.js';
 import { CentOpsDirectory } from './directory.js';
 import { enrol, renewCertificate, type EnrolledIdentity } from './enrolment.js';
 
@@ -65,12 +66,8 @@ describe('CentOpsDirectory: end-to-end protection with certificates from CentOps
   async function connect(id: string, directory: CentOpsDirectory): Promise<DmrClient> {
     const amqp = await node.ca.issueWithKey({ kind: 'client', id });
     const client = await DmrClient.connect({
-      url: `amqps://127.0.0.1:${node.harness.node(0).amqpsPort}`,
-      servername: 'localhost',
-      node: node.nodeId,
-      id,
+      ...fixtureConnection(node, id),
       tls: { cert: amqp.chainPem, key: amqp.privateKeyPem, ca: node.harness.trustBundlePem },
-      backoff: { initialMs: 100, maxMs: 1_000 },
       checkCertificate: directory.checkCertificate,
     });
     open.push(client);
@@ -182,13 +179,7 @@ describe('CentOpsDirectory: end-to-end protection with certificates from CentOps
       body: { text: 'konfidentsiaalne' },
       protect: await riaDirectory.protectFor('rik-bot', riaKey),
     });
-    await waitFor('the protected message', () => handled.length === 1);
-    const [message] = handled;
-    assert.ok(message);
-    assert.equal(message.id, id);
-    assert.equal(message.protected, true);
-    assert.equal(message.contentType, 'application/json');
-    assert.deepEqual(JSON.parse(message.body.toString('utf8')), { text: 'konfidentsiaalne' });
+    await receivedProtected(handled, id, { text: 'konfidentsiaalne' });
     await subscription.cancel();
   });
 

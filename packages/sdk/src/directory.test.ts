@@ -6,22 +6,14 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer as createHttpsServer } from 'node:https';
-import { createServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CertificateAuthority } from '@dmr/pki';
 import { CentOpsDirectory } from './directory.js';
 import type { TlsPem } from './tls.js';
-
-/** A port nothing listens on: bound, then released. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+import { freePort } from '@dmr/testkit';
 
 describe('CentOpsDirectory (no CentOps)', () => {
   let dir: string;
@@ -52,13 +44,13 @@ describe('CentOpsDirectory (no CentOps)', () => {
   });
 
   it('refuses malformed ids and uses before asking anyone', async () => {
-    const directory = new CentOpsDirectory({ apiUrl: `https://127.0.0.1:${await closedPort()}`, tls });
+    const directory = new CentOpsDirectory({ apiUrl: `https://127.0.0.1:${await freePort()}`, tls });
     await assert.rejects(directory.certificateOf('-bad-'), { code: 'INVALID_ID' });
     await assert.rejects(directory.certificateOf('rik-bot', 'decrypt' as 'encrypt'), { code: 'INVALID_ARGUMENT' });
   });
 
   it('reports CentOps unreachable and asks again next time; CentOps’ refusal is a verdict it keeps', async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const directory = new CentOpsDirectory({ apiUrl: `https://127.0.0.1:${port}`, tls });
     await assert.rejects(directory.certificateOf('rik-bot'), { code: 'CENTOPS_UNREACHABLE' });
     await assert.rejects(directory.checkCertificate(tls.cert, { id: 'ria-bot', use: 'verify' }), {

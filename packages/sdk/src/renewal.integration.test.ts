@@ -13,7 +13,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { clientUser, NodeFixture, startTestCentOps, type TestCentOps, waitFor } from '@dmr/testkit';
-import { DmrClient, type ClientState, type ConnectOptions } from './client.js';
+import { DmrClient, type ClientState } from './client.js';
+import { fixtureConnection } from './test-support.js';
 import { enrol, renewCertificate, type EnrolledIdentity } from './enrolment.js';
 
 interface BrokerConnection {
@@ -53,24 +54,15 @@ describe('SDK enrolment and certificate renewal through a real CentOps and node'
     await centops?.close();
   });
 
-  function base(id: string): Omit<ConnectOptions, 'tls'> {
-    return {
-      url: `amqps://127.0.0.1:${node.harness.node(0).amqpsPort}`,
-      servername: 'localhost',
-      node: node.nodeId,
-      id,
-      backoff: { initialMs: 100, maxMs: 1_000 },
-    };
-  }
+  const base = (id: string) => fixtureConnection(node, id);
+
+  /** Enrols `id` with a one-time token, as a new client does. */
+  const enrolWithToken = async (id: string): Promise<EnrolledIdentity> =>
+    enrol({ enrolUrl: centops.server.enrolUrl, token: await centops.token(id), id, caPem: centops.trustBundlePem });
 
   /** rik-bot (an enrolled client too), recording how often each message id reached its handler. */
   async function recipient(): Promise<{ client: DmrClient; handled: Map<string, number> }> {
-    const identity = await enrol({
-      enrolUrl: centops.server.enrolUrl,
-      token: await centops.token('rik-bot'),
-      id: 'rik-bot',
-      caPem: centops.trustBundlePem,
-    });
+    const identity = await enrolWithToken('rik-bot');
     const client = await DmrClient.connect({
       ...base('rik-bot'),
       tls: { cert: identity.chainPem, key: identity.keyPem, ca: identity.trustBundlePem },
@@ -90,12 +82,7 @@ describe('SDK enrolment and certificate renewal through a real CentOps and node'
   }
 
   it('enrols with a token, renews on demand while sending: new key and serial, same stream, nothing lost', async (t) => {
-    const enrolled = await enrol({
-      enrolUrl: centops.server.enrolUrl,
-      token: await centops.token('ria-desk'),
-      id: 'ria-desk',
-      caPem: centops.trustBundlePem,
-    });
+    const enrolled = await enrolWithToken('ria-desk');
     const desk = await DmrClient.connect({
       ...base('ria-desk'),
       tls: { cert: enrolled.chainPem, key: enrolled.keyPem, ca: enrolled.trustBundlePem },
@@ -215,9 +202,7 @@ describe('SDK enrolment and certificate renewal through a real CentOps and node'
   it('end-to-end protection across the recipient’s renewal: its previous key still decrypts, by default', async () => {
     // Earlier tests' consumers of rik-bot's queue would take a share of the messages.
     await Promise.all(open.splice(0).map((client) => client.close({ drainTimeoutMs: 1_000 })));
-    const enrolIdentity = async (id: string): Promise<EnrolledIdentity> =>
-      enrol({ enrolUrl: centops.server.enrolUrl, token: await centops.token(id), id, caPem: centops.trustBundlePem });
-    const [deskIdentity, rikIdentity] = await Promise.all([enrolIdentity('ria-desk'), enrolIdentity('rik-bot')]);
+    const [deskIdentity, rikIdentity] = await Promise.all([enrolWithToken('ria-desk'), enrolWithToken('rik-bot')]);
     const desk = await DmrClient.connect({
       ...base('ria-desk'),
       tls: { cert: deskIdentity.chainPem, key: deskIdentity.keyPem, ca: deskIdentity.trustBundlePem },

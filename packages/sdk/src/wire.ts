@@ -6,20 +6,9 @@
  */
 import { parseHops as parseHopsHeader, type Hop } from '@dmr/contract';
 
-export {
-  CONTRACT_VERSION,
-  HOPS_HEADER,
-  INGRESS_EXCHANGE,
-  ORIGIN_HEADER,
-  RECIPIENT_HEADER,
-  RESERVED_HEADERS,
-  SENDER_HEADER,
-  SIGNATURE_HEADER,
-  VERSION_HEADER,
-  clientQueueName as clientQueue,
-  vhostName as nodeVhost,
-  type Hop,
-} from '@dmr/contract';
+export * from './contract-names.js';
+// Internal: the headers a client may not set itself.
+export { RESERVED_HEADERS } from '@dmr/contract';
 
 export const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 

@@ -5,9 +5,11 @@
  *
  * Each helper lives on the lowest floor that needs it, so the packages below
  * can test with it too, and is re-exported here:
- * - `waitFor`, `channelCloseOf`, `channelRoundTrip`, `connectionError`:
- *   `@dmr/core/testing` (core, pki, broker-harness and policy test with them);
- * - the test CentOps (`startTestCentOps`) and its HTTPS client (`call`):
+ * - `waitFor`, `channelCloseOf`, `channelRoundTrip`, `connectionError`,
+ *   `freePort`: `@dmr/core/testing` (core, pki, broker-harness and policy
+ *   test with them);
+ * - the test CentOps (`startTestCentOps`, on `startEmptyCentOps`), its HTTPS
+ *   client (`call`) and a sample decision input (`samplePolicyInput`):
  *   `@dmr/centops/testing` (the node agent's tests use it);
  * - `NodeFixture`: `@dmr/node/testing` (the router's tests use it).
  */

@@ -20,7 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { percentile, sortedSamples } from '@dmr/core';
 import { readProcStat } from '@dmr/broker-harness';
-import { NodeFixture } from '@dmr/testkit';
+import { NodeFixture, freePort } from '@dmr/testkit';
 import type { V1Delivered, V1Message } from '../v1.js';
 
 /** packages/cli/bin/dmr.js, from packages/bridge/dist/bench. */
@@ -30,14 +30,6 @@ const DMR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'cli
 function cpuSeconds(pid: number | null | undefined): number {
   const stat = pid === null || pid === undefined ? undefined : readProcStat(pid);
   return stat === undefined ? Number.NaN : stat.cpuTicks / 100;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 async function waitHealthy(url: string, child: ChildProcess, stderr: () => string): Promise<void> {

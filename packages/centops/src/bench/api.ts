@@ -24,16 +24,15 @@
  * Writers each change their own client, so they contend only where the
  * store serialises every writer (the registry_state row lock), as in use.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { Agent, request } from 'node:https';
-import { availableParallelism, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { markdownTable, percentile } from '@dmr/core';
-import { postgresTarget, type StoreTarget } from './store-target.js';
-import { CONFIG_FILE, initCentOps, loadConfig, startServer, type Change, type Client, type DmrNode } from '../index.js';
+import { STORE_OPTIONS, storeTarget, type StoreTarget } from './store-target.js';
+import { startEmptyCentOps } from '../server/test-support/empty-centops.js';
+import type { Change, Client, DmrNode } from '../index.js';
 
 const OPERATIONS = ['get', 'list', 'put', 'apply'] as const;
 type Operation = (typeof OPERATIONS)[number];
@@ -196,15 +195,15 @@ interface Row {
 }
 
 async function benchStore(target: StoreTarget, options: { seconds: number; clients: number }): Promise<Row[]> {
-  const dir = await mkdtemp(join(tmpdir(), 'dmr-bench-api-'));
   try {
-    const home = join(dir, 'centops');
-    await initCentOps({ dir: home, dev: true, trustDomain: 'dmr.bench', database: target.database });
-    const config = await loadConfig(join(home, CONFIG_FILE));
-    config.listen.port = 0;
-    config.enrolListen.port = 0;
-    const server = await startServer(config, { logger: false });
+    const centops = await startEmptyCentOps({
+      label: 'bench-api',
+      trustDomain: 'dmr.bench',
+      database: target.database,
+      server: { logger: false },
+    });
     try {
+      const { server } = centops;
       const seed: Change[] = [
         { op: 'create', kind: 'Organisation', spec: { id: 'bench-org', name: 'Bench', labels: {} } },
         { op: 'create', kind: 'Node', spec: nodeSpec('dmr-bench-a') },
@@ -216,11 +215,7 @@ async function benchStore(target: StoreTarget, options: { seconds: number; clien
         })),
       ];
       await server.store.applyChanges(seed, 'local:bench');
-      const credentials = {
-        ca: await readFile(join(home, 'ca', 'root.crt'), 'utf8'),
-        cert: await readFile(join(`${home}-admin`, 'admin.crt'), 'utf8'),
-        key: await readFile(join(`${home}-admin`, 'admin.key'), 'utf8'),
-      };
+      const credentials = { ca: centops.rootPem, ...centops.admin };
       const rows: Row[] = [];
       for (const operation of OPERATIONS) {
         for (const concurrency of CONCURRENCY) {
@@ -250,10 +245,9 @@ async function benchStore(target: StoreTarget, options: { seconds: number; clien
       }
       return rows;
     } finally {
-      await server.close();
+      await centops.close();
     }
   } finally {
-    await rm(dir, { recursive: true, force: true });
     await target.cleanup();
   }
 }
@@ -277,12 +271,8 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       seconds: { type: 'string', default: '5' },
-      stores: { type: 'string', default: 'sqlite,postgres' },
       clients: { type: 'string', default: '100' },
-      postgres: {
-        type: 'string',
-        default: process.env.DMR_TEST_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432/postgres',
-      },
+      ...STORE_OPTIONS,
     },
   });
   const seconds = Number(values.seconds);
@@ -294,13 +284,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   for (const store of stores) {
     process.stderr.write(`${store}: ${OPERATIONS.length * CONCURRENCY.length} cells of ${seconds} s\n`);
-    const target =
-      store === 'postgres'
-        ? await postgresTarget(values.postgres)
-        : store === 'sqlite'
-          ? { name: 'SQLite', database: 'centops.db', cleanup: () => Promise.resolve() }
-          : undefined;
-    if (target === undefined) throw new Error(`unknown store ${store}: use sqlite and/or postgres`);
+    const target = await storeTarget(store, values.postgres);
     rows.push(...(await benchStore(target, { seconds, clients })));
   }
   console.log(

@@ -27,23 +27,19 @@
  * would not). Bounded: a round waits at most --round-timeout seconds, the
  * whole run at most --max-seconds; what was measured until then is printed.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { Agent, request } from 'node:https';
-import { availableParallelism, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { Agent } from 'node:https';
+import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { createCsr, generatePrivateKey } from '@dmr/pki';
 import { configSignerSpiffeId, verifyNodeConfig } from '../feed/signing.js';
 import { openSse, type SseClient } from '../feed/sse-client.js';
-import { startServer } from '../server/app.js';
-import { CONFIG_FILE, loadConfig } from '../server/config.js';
-import { initCentOps } from '../server/init.js';
+import { startEmptyCentOps } from '../server/test-support/empty-centops.js';
+import { call } from '../server/test-support/https.js';
 import type { Change } from '../store/types.js';
 import { client, link, node, organisation } from '../store/test-support/fixtures.js';
 import { markdownTable, percentile } from '@dmr/core';
-import { postgresTarget, type StoreTarget } from './store-target.js';
+import { STORE_OPTIONS, storeTarget, type StoreTarget } from './store-target.js';
 
 const TD = 'dmr.bench';
 
@@ -81,43 +77,6 @@ interface WorkerResult {
 }
 
 // ---------------------------------------------------------------- HTTPS
-
-function send(
-  url: string,
-  options: { agent?: Agent; ca: string; credentials?: Credentials; method?: string; body?: unknown },
-): Promise<{ status: number; json: unknown; text: string }> {
-  return new Promise((resolve, reject) => {
-    const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
-    const req = request(
-      url,
-      {
-        method: options.method ?? 'GET',
-        agent: options.agent ?? false,
-        ca: options.ca,
-        cert: options.credentials?.cert,
-        key: options.credentials?.key,
-        headers: payload === undefined ? {} : { 'content-type': 'application/json' },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json: unknown;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: res.statusCode ?? 0, json, text });
-        });
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
 
 async function inBatches<T, R>(items: readonly T[], size: number, work: (item: T) => Promise<R>): Promise<R[]> {
   const results: R[] = [];
@@ -192,7 +151,7 @@ async function runNodes(input: WorkerInput): Promise<WorkerResult> {
     const sentAt = performance.now();
     round = { base, sentAt, arrivals, done };
     const home = input.nodes[index % input.nodes.length]?.id as string;
-    const response = await send(`${input.apiUrl}/v1/clients`, {
+    const response = await call(`${input.apiUrl}/v1/clients`, {
       agent: adminAgent,
       ca: input.ca,
       method: 'POST',
@@ -280,48 +239,23 @@ async function benchStore(
   target: StoreTarget,
   options: { nodes: number; changes: number; warmup: number; roundTimeoutMs: number; gapMs: number; deadline: number },
 ): Promise<Row> {
-  const dir = await mkdtemp(join(tmpdir(), 'dmr-bench-feed-'));
   try {
-    const home = join(dir, 'centops');
-    await initCentOps({ dir: home, dev: true, trustDomain: TD, database: target.database });
-    const config = await loadConfig(join(home, CONFIG_FILE));
-    config.listen.port = 0;
-    config.enrolListen.port = 0;
-    const server = await startServer(config, { logger: false });
+    const centops = await startEmptyCentOps({
+      label: 'bench-feed',
+      trustDomain: TD,
+      database: target.database,
+      server: { logger: false },
+    });
     try {
-      const ca = await readFile(join(home, 'ca', 'root.crt'), 'utf8');
-      const admin = {
-        cert: await readFile(join(`${home}-admin`, 'admin.crt'), 'utf8'),
-        key: await readFile(join(`${home}-admin`, 'admin.key'), 'utf8'),
-      };
+      const { server, rootPem: ca, admin } = centops;
       const ids = Array.from({ length: options.nodes }, (_, index) => `bench-node-${String(index).padStart(3, '0')}`);
       await server.store.applyChanges(seedChanges(ids), 'local:bench');
 
       const enrolStart = performance.now();
-      const nodes = await inBatches(ids, 10, async (id) => {
-        const token = await send(`${server.apiUrl}/v1/tokens`, {
-          ca,
-          credentials: admin,
-          method: 'POST',
-          body: { id, kind: 'node' },
-        });
-        if (token.status !== 201) throw new Error(`token for ${id}: ${token.status} ${token.text}`);
-        const key = await generatePrivateKey();
-        const csr = await createCsr({
-          id,
-          kind: 'node',
-          trustDomain: TD,
-          privateKeyPem: key,
-          dns: [`${id}.dmr.example.ee`],
-        });
-        const enrolled = await send(`${server.enrolUrl}/v1/enroll`, {
-          ca,
-          method: 'POST',
-          body: { token: (token.json as { token: string }).token, csr },
-        });
-        if (enrolled.status !== 201) throw new Error(`enrolment of ${id}: ${enrolled.status} ${enrolled.text}`);
-        return { id, cert: (enrolled.json as { chain: string }).chain, key };
-      });
+      const nodes = await inBatches(ids, 10, async (id) => ({
+        id,
+        ...(await centops.enrol(id, { kind: 'node', dns: [`${id}.dmr.example.ee`] })),
+      }));
       const enrolMs = performance.now() - enrolStart;
       process.stderr.write(`  ${target.name}: ${nodes.length} nodes enrolled in ${(enrolMs / 1000).toFixed(1)} s\n`);
 
@@ -339,10 +273,9 @@ async function benchStore(
       for (const problem of result.problems.slice(0, 5)) process.stderr.write(`  ${target.name}: ${problem}\n`);
       return { store: target.name, result, enrolMs };
     } finally {
-      await server.close();
+      await centops.close();
     }
   } finally {
-    await rm(dir, { recursive: true, force: true });
     await target.cleanup();
   }
 }
@@ -376,11 +309,7 @@ async function main(): Promise<void> {
       nodes: { type: 'string', default: '100' },
       changes: { type: 'string', default: '30' },
       warmup: { type: 'string', default: '3' },
-      stores: { type: 'string', default: 'sqlite,postgres' },
-      postgres: {
-        type: 'string',
-        default: process.env.DMR_TEST_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432/postgres',
-      },
+      ...STORE_OPTIONS,
       'round-timeout': { type: 'string', default: '10' },
       'gap-ms': { type: 'string', default: '100' },
       'max-seconds': { type: 'string', default: '600' },
@@ -404,13 +333,7 @@ async function main(): Promise<void> {
   const started = Date.now();
   const rows: Row[] = [];
   for (const [index, store] of stores.entries()) {
-    const target =
-      store === 'postgres'
-        ? await postgresTarget(values.postgres)
-        : store === 'sqlite'
-          ? { name: 'SQLite', database: 'centops.db', cleanup: () => Promise.resolve() }
-          : undefined;
-    if (target === undefined) throw new Error(`unknown store ${store}: use sqlite and/or postgres`);
+    const target = await storeTarget(store, values.postgres);
     // Each store gets an equal share of what is left of --max-seconds.
     const share = (started + maxSeconds * 1000 - Date.now()) / (stores.length - index);
     process.stderr.write(`${target.name}: ${nodes} nodes, ${warmup} warm-up + ${changes} measured changes\n`);

@@ -9,21 +9,12 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { findOpa } from '@dmr/policy';
 import { sqliteBackend } from '../store/test-support/backends.js';
-import { TD, message, startPolicyCentOps, type PolicyCentOps } from './test-support.js';
-import { waitFor } from '@dmr/core/testing';
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+import { TD, samplePolicyInput, startPolicyCentOps, type PolicyCentOps } from './test-support.js';
+import { freePort, waitFor } from '@dmr/core/testing';
 
 /** The OPA configuration the README documents, for this CentOps. */
 export function opaConfig(options: {
@@ -125,8 +116,8 @@ describe('a stock OPA server with CentOps as its bundle service', () => {
 
   it('activates the signed bundle, decides by it, and follows an accepted change', async () => {
     await until('bundle activation', async () => (await fetch(`${opaUrl}/health?bundles`)).ok);
-    assert.deepEqual(await decide(message('ria', 'ria')), { allow: true, reasons: ['SAME_ORGANISATION'] });
-    assert.deepEqual(await decide(message('sk', 'rik')), { allow: false, reasons: ['NO_GRANT'] });
+    assert.deepEqual(await decide(samplePolicyInput('ria', 'ria')), { allow: true, reasons: ['SAME_ORGANISATION'] });
+    assert.deepEqual(await decide(samplePolicyInput('sk', 'rik')), { allow: false, reasons: ['NO_GRANT'] });
 
     const current = await centops.server.policies.get();
     const data = JSON.parse(current.files['dmr/data.json'] ?? '{}') as { grants: unknown[] };
@@ -136,7 +127,7 @@ describe('a stock OPA server with CentOps as its bundle service', () => {
       `spiffe://${TD}/operator/admin`,
     );
     assert.equal(result.changed, true);
-    await until('the new revision in OPA', async () => (await decide(message('sk', 'rik'))).allow);
+    await until('the new revision in OPA', async () => (await decide(samplePolicyInput('sk', 'rik'))).allow);
     // OPA keeps each bundle's manifest under data.system.bundles.
     const manifest = await fetch(`${opaUrl}/v1/data/system/bundles/dmr/manifest/revision`);
     assert.deepEqual(await manifest.json(), { result: String(result.policy?.version) });

@@ -10,7 +10,7 @@ import { request } from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { PolicyEngine, parseBundle, policySignerSpiffeId } from '@dmr/policy';
 import { postgresBackend, sqliteBackend, type Backend } from '../store/test-support/backends.js';
-import { TD, errorOf, message, startPolicyCentOps, type PolicyCentOps } from './test-support.js';
+import { TD, errorOf, samplePolicyInput, startPolicyCentOps, type PolicyCentOps } from './test-support.js';
 
 type Files = Record<string, string>;
 interface PolicyBody {
@@ -119,7 +119,7 @@ function suite(backend: Backend): void {
       const firstBundle = Buffer.from(await fetchBinary(centops, centops.node));
       await engine.swap(firstBundle);
       assert.equal(engine.activeRevision, '1');
-      assert.deepEqual(engine.evaluate(message('sk', 'rik')), {
+      assert.deepEqual(engine.evaluate(samplePolicyInput('sk', 'rik')), {
         allow: false,
         reasons: ['NO_GRANT'],
         revision: '1',
@@ -157,7 +157,11 @@ function suite(backend: Backend): void {
       const swapped = await engine.swap(archive);
       assert.equal(swapped.activated, true);
       assert.equal(swapped.signer?.uri, policySignerSpiffeId(TD));
-      assert.deepEqual(engine.evaluate(message('sk', 'rik')), { allow: true, reasons: ['GRANT'], revision: '2' });
+      assert.deepEqual(engine.evaluate(samplePolicyInput('sk', 'rik')), {
+        allow: true,
+        reasons: ['GRANT'],
+        revision: '2',
+      });
       await assert.rejects(engine.swap(firstBundle), /older|revision/i, 'the older bundle is refused');
       await engine.close();
 

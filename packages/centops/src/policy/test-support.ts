@@ -1,13 +1,12 @@
-/** Shared by the policy tests: a CentOps made by initCentOps and served on ephemeral ports, with callers of every kind. */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+/** Shared by the policy tests: an empty CentOps (startEmptyCentOps) with callers of every kind. */
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServer, type CentOpsServer } from '../server/app.js';
-import { CONFIG_FILE, loadClientConfig, loadConfig } from '../server/config.js';
+import type { CentOpsServer } from '../server/app.js';
+import { loadClientConfig } from '../server/config.js';
 import { recordIssued } from '../server/credentials.js';
-import { initCentOps } from '../server/init.js';
 import { addOperator } from '../server/operators.js';
-import { call, type Credentials, type Response } from '../server/test-support/https.js';
+import { startEmptyCentOps, type TestCallOptions } from '../server/test-support/empty-centops.js';
+import type { Credentials, Response } from '../server/test-support/https.js';
 import type { Backend } from '../store/test-support/backends.js';
 import { client, node, organisation } from '../store/test-support/fixtures.js';
 
@@ -23,7 +22,7 @@ export interface PolicyCentOps {
   viewer: Credentials;
   node: Credentials & { certPath: string; keyPath: string };
   client: Credentials;
-  api(path: string, options?: Partial<Parameters<typeof call>[1]>): Promise<Response>;
+  api(path: string, options?: TestCallOptions): Promise<Response>;
   close(): Promise<void>;
 }
 
@@ -36,57 +35,50 @@ export function errorOf(response: Response): { code?: string; details?: Record<s
 
 /** Init (seeding the default pack), serve, and credentials for a viewer, a node and a client. */
 export async function startPolicyCentOps(backend: Backend): Promise<PolicyCentOps> {
-  const dir = await mkdtemp(join(tmpdir(), 'dmr-centops-policy-test-'));
-  const location = await backend.fresh();
-  await initCentOps({ dir: join(dir, 'c'), dev: true, trustDomain: TD, database: location });
-  const config = await loadConfig(join(dir, 'c', CONFIG_FILE));
-  config.listen.port = 0;
-  config.enrolListen.port = 0;
-  const server = await startServer(config, { pollIntervalMs: 50 });
-  const ca = await readFile(join(dir, 'c', 'ca', 'root.crt'), 'utf8');
-  const admin = {
-    cert: await readFile(join(dir, 'c-admin', 'admin.crt'), 'utf8'),
-    key: await readFile(join(dir, 'c-admin', 'admin.key'), 'utf8'),
-  };
-  const added = await addOperator({ dir: join(dir, 'c'), id: 'vera', role: 'viewer', outDir: join(dir, 'vera') });
-  const viewerConfig = await loadClientConfig(added.config);
-  const viewer = {
-    cert: await readFile(viewerConfig.clientCertificate, 'utf8'),
-    key: await readFile(viewerConfig.clientKey, 'utf8'),
-  };
-
-  const { store } = server;
-  await store.create('Organisation', organisation('police'), ACTOR);
-  await store.create('Node', node('dmr-tallinn'), ACTOR);
-  await store.create('Client', client('police-bot', 'police', 'dmr-tallinn'), ACTOR);
-  const nodeIssued = await server.ca.issueWithKey({ kind: 'node', id: 'dmr-tallinn' });
-  await recordIssued(store, { kind: 'node', id: 'dmr-tallinn' }, nodeIssued, ACTOR);
-  const clientIssued = await server.ca.issueWithKey({ kind: 'client', id: 'police-bot' });
-  await recordIssued(store, { kind: 'client', id: 'police-bot' }, clientIssued, ACTOR);
-  const certPath = join(dir, 'node.crt');
-  const keyPath = join(dir, 'node.key');
-  await writeFile(certPath, nodeIssued.chainPem);
-  await writeFile(keyPath, nodeIssued.privateKeyPem, { mode: 0o600 });
-
-  return {
-    dir,
-    server,
-    ca,
-    admin,
-    viewer,
-    node: { cert: nodeIssued.chainPem, key: nodeIssued.privateKeyPem, certPath, keyPath },
-    client: { cert: clientIssued.chainPem, key: clientIssued.privateKeyPem },
-    api: (path, options = {}) =>
-      call(`${server.apiUrl}${path}`, { ...options, ca, credentials: options.credentials ?? admin }),
-    async close() {
-      await server.close();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
+  const centops = await startEmptyCentOps({
+    label: 'centops-policy-test',
+    trustDomain: TD,
+    database: await backend.fresh(),
+    server: { pollIntervalMs: 50 },
+  });
+  const { dir, server, store } = centops;
+  try {
+    const added = await addOperator({ dir: centops.centopsDir, id: 'vera', role: 'viewer', outDir: join(dir, 'vera') });
+    const viewerConfig = await loadClientConfig(added.config);
+    const viewer = {
+      cert: await readFile(viewerConfig.clientCertificate, 'utf8'),
+      key: await readFile(viewerConfig.clientKey, 'utf8'),
+    };
+    await store.create('Organisation', organisation('police'), ACTOR);
+    await store.create('Node', node('dmr-tallinn'), ACTOR);
+    await store.create('Client', client('police-bot', 'police', 'dmr-tallinn'), ACTOR);
+    const nodeIssued = await server.ca.issueWithKey({ kind: 'node', id: 'dmr-tallinn' });
+    await recordIssued(store, { kind: 'node', id: 'dmr-tallinn' }, nodeIssued, ACTOR);
+    const clientIssued = await server.ca.issueWithKey({ kind: 'client', id: 'police-bot' });
+    await recordIssued(store, { kind: 'client', id: 'police-bot' }, clientIssued, ACTOR);
+    const certPath = join(dir, 'node.crt');
+    const keyPath = join(dir, 'node.key');
+    await writeFile(certPath, nodeIssued.chainPem);
+    await writeFile(keyPath, nodeIssued.privateKeyPem, { mode: 0o600 });
+    return {
+      dir,
+      server,
+      ca: centops.rootPem,
+      admin: centops.admin,
+      viewer,
+      node: { cert: nodeIssued.chainPem, key: nodeIssued.privateKeyPem, certPath, keyPath },
+      client: { cert: clientIssued.chainPem, key: clientIssued.privateKeyPem },
+      api: (path, options = {}) => centops.api(path, options),
+      close: () => centops.close(),
+    };
+  } catch (error) {
+    await centops.close();
+    throw error;
+  }
 }
 
-/** A message from `from` to `to` in the decision input format. */
-export function message(from: string, to: string, type = 'ChatMessage'): unknown {
+/** A decision input (docs: the policy input schema): a message from organisation `from` to `to`. */
+export function samplePolicyInput(from: string, to: string, type = 'ChatMessage'): unknown {
   const principal = (id: string, org: string) => ({ id, organisation: org, roles: ['bot'], labels: {} });
   return {
     sender: principal('a-bot', from),

@@ -4,16 +4,13 @@
  * and PostgreSQL: who may read it, what it serves, and each refusal.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CertificateAuthority, createCsr, generatePrivateKey } from '@dmr/pki';
-import { startServer, type CentOpsServer } from '../server/app.js';
-import { CONFIG_FILE, loadConfig } from '../server/config.js';
-import { initCentOps } from '../server/init.js';
+import type { CentOpsServer } from '../server/app.js';
+import { startEmptyCentOps, type EmptyCentOps } from '../server/test-support/empty-centops.js';
 import { call, type Credentials, type Response } from '../server/test-support/https.js';
-import { openStore, type Store } from '../store/index.js';
+import type { Store } from '../store/index.js';
 import { postgresBackend, sqliteBackend, type Backend } from '../store/test-support/backends.js';
 import { client, node, organisation } from '../store/test-support/fixtures.js';
 
@@ -42,7 +39,7 @@ function error(response: Response): { code?: string; details?: Record<string, un
 
 function suite(backend: Backend): void {
   describe(`certificate directory on ${backend.name}`, { skip: backend.skip }, () => {
-    let dir: string;
+    let centops: EmptyCentOps;
     let server: CentOpsServer;
     let store: Store;
     let ca: string;
@@ -56,34 +53,19 @@ function suite(backend: Backend): void {
       api(`/v1/directory/clients/${id}/certificate`, credentials);
 
     async function enrolClient(id: string): Promise<Enrolled> {
-      const token = await api('/v1/tokens', admin, { method: 'POST', body: { id, ttl: '1h' } });
-      assert.equal(token.status, 201, token.text);
-      const key = await generatePrivateKey();
-      const csr = await createCsr({ id, kind: 'client', trustDomain: TD, privateKeyPem: key });
-      const response = await call(`${server.enrolUrl}/v1/enroll`, {
-        ca,
-        method: 'POST',
-        body: { token: (token.json as { token: string }).token, csr },
-      });
-      assert.equal(response.status, 201, response.text);
-      const issued = response.json as { chain: string; serial: string };
-      return { cert: issued.chain, key, serial: issued.serial, chain: issued.chain };
+      const enrolled = await centops.enrol(id);
+      return { ...enrolled, chain: enrolled.cert };
     }
 
     before(async () => {
       await backend.setup();
-      dir = await mkdtemp(join(tmpdir(), 'dmr-centops-directory-'));
-      await initCentOps({ dir: join(dir, 'c'), dev: true, trustDomain: TD, database: await backend.fresh() });
-      const config = await loadConfig(join(dir, 'c', CONFIG_FILE));
-      config.listen.port = 0;
-      config.enrolListen.port = 0;
-      store = await openStore(config.database);
-      server = await startServer(config, { store, pollIntervalMs: 50 });
-      ca = await readFile(join(dir, 'c', 'ca', 'root.crt'), 'utf8');
-      admin = {
-        cert: await readFile(join(dir, 'c-admin', 'admin.crt'), 'utf8'),
-        key: await readFile(join(dir, 'c-admin', 'admin.key'), 'utf8'),
-      };
+      centops = await startEmptyCentOps({
+        label: 'centops-directory',
+        trustDomain: TD,
+        database: await backend.fresh(),
+        server: { pollIntervalMs: 50 },
+      });
+      ({ server, store, rootPem: ca, admin } = centops);
       const applied = await api('/v1/apply', admin, {
         method: 'POST',
         body: [
@@ -102,9 +84,7 @@ function suite(backend: Backend): void {
     });
 
     after(async () => {
-      await server?.close();
-      await store?.close();
-      await rm(dir, { recursive: true, force: true });
+      await centops?.close();
       await backend.teardown();
     });
 
@@ -143,7 +123,7 @@ function suite(backend: Backend): void {
 
     it('serves a suspended client’s certificate with its status, for the caller to refuse', async () => {
       // A suspended client cannot enrol; its certificate from before the suspension stays in the directory.
-      const issuer = await CertificateAuthority.open(join(dir, 'c', 'ca'));
+      const issuer = await CertificateAuthority.open(join(centops.centopsDir, 'ca'));
       const issued = await issuer.issueWithKey({ kind: 'client', id: 'sleepy-bot' });
       await store.recordCertificate(
         {
@@ -208,7 +188,7 @@ function suite(backend: Backend): void {
 
     it('refuses callers without a certificate of this CentOps', async () => {
       await assert.rejects(entryOf('police-bot', undefined), 'no client certificate: the TLS layer refuses');
-      const foreignDir = join(dir, 'foreign');
+      const foreignDir = join(centops.dir, 'foreign');
       const foreign = await CertificateAuthority.init(foreignDir, { trustDomain: TD });
       const stranger = await foreign.issueWithKey({ kind: 'client', id: 'tax-bot' });
       await assert.rejects(

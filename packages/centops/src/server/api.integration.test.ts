@@ -1,22 +1,20 @@
 /**
  * The CentOps API over real HTTPS with client certificates, against SQLite
  * and PostgreSQL: the server is built by initCentOps (as `dmr centops init`
- * does) and started on ephemeral ports.
+ * does) and started on ephemeral ports (startEmptyCentOps).
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createCsr, generatePrivateKey, normaliseSerial, parseCrls } from '@dmr/pki';
-import { openStore, type Store } from '../store/index.js';
+import type { Store } from '../store/index.js';
 import { postgresBackend, sqliteBackend, type Backend } from '../store/test-support/backends.js';
 import { client, node, organisation } from '../store/test-support/fixtures.js';
-import { startServer, type CentOpsServer } from './app.js';
-import { CONFIG_FILE, loadClientConfig, loadConfig } from './config.js';
-import { initCentOps } from './init.js';
+import type { CentOpsServer } from './app.js';
+import { loadClientConfig } from './config.js';
 import { addOperator } from './operators.js';
+import { startEmptyCentOps, type EmptyCentOps, type TestCallOptions } from './test-support/empty-centops.js';
 import { call, type Credentials, type Response } from './test-support/https.js';
 
 const TD = 'dmr.test';
@@ -28,21 +26,14 @@ function errorCode(response: Response): string | undefined {
 
 function suite(backend: Backend): void {
   describe(`CentOps API on ${backend.name}`, { skip: backend.skip }, () => {
-    let dir: string;
+    let centops: EmptyCentOps;
     let server: CentOpsServer;
     let store: Store;
     let ca: string;
-    let admin: Credentials;
     let skewMs = 0;
-    const api = (path: string, options: Parameters<typeof call>[1] = { ca: '' }) =>
-      call(`${server.apiUrl}${path}`, { ...options, ca, credentials: options.credentials ?? admin });
+    const api = (path: string, options: TestCallOptions = {}) => centops.api(path, options);
     const enrol = (body: unknown) => call(`${server.enrolUrl}/v1/enroll`, { ca, method: 'POST', body });
-
-    async function token(id: string, ttl = '1h'): Promise<string> {
-      const response = await api('/v1/tokens', { ca, method: 'POST', body: { id, ttl } });
-      assert.equal(response.status, 201, response.text);
-      return (response.json as { token: string }).token;
-    }
+    const token = (id: string, ttl = '1h') => centops.token(id, { ttl });
 
     async function enrolAs(
       id: string,
@@ -50,8 +41,7 @@ function suite(backend: Backend): void {
       secret: string,
       dns: string[] = [],
     ): Promise<Response & { credentials?: Credentials }> {
-      const key = await generatePrivateKey();
-      const csr = await createCsr({ id, kind, trustDomain: TD, privateKeyPem: key, dns });
+      const { csr, key } = await centops.csr(id, { kind, dns });
       const response = await enrol({ token: secret, csr });
       const chain = (response.json as { chain?: string } | undefined)?.chain;
       return { ...response, credentials: chain === undefined ? undefined : { cert: chain, key } };
@@ -59,24 +49,17 @@ function suite(backend: Backend): void {
 
     before(async () => {
       await backend.setup();
-      dir = await mkdtemp(join(tmpdir(), 'dmr-centops-api-'));
-      const location = await backend.fresh();
-      await initCentOps({ dir: join(dir, 'c'), dev: true, trustDomain: TD, database: location });
-      const config = await loadConfig(join(dir, 'c', CONFIG_FILE));
-      config.listen.port = 0;
-      config.enrolListen.port = 0;
-      store = await openStore(config.database, { now: () => new Date(Date.now() + skewMs) });
-      server = await startServer(config, { store, pollIntervalMs: 50 });
-      ca = await readFile(join(dir, 'c', 'ca', 'root.crt'), 'utf8');
-      admin = {
-        cert: await readFile(join(dir, 'c-admin', 'admin.crt'), 'utf8'),
-        key: await readFile(join(dir, 'c-admin', 'admin.key'), 'utf8'),
-      };
+      centops = await startEmptyCentOps({
+        label: 'centops-api',
+        trustDomain: TD,
+        database: await backend.fresh(),
+        storeNow: () => new Date(Date.now() + skewMs),
+        server: { pollIntervalMs: 50 },
+      });
+      ({ server, store, rootPem: ca } = centops);
     });
     after(async () => {
-      await server?.close();
-      await store?.close();
-      await rm(dir, { recursive: true, force: true });
+      await centops?.close();
       await backend.teardown();
     });
 
@@ -575,10 +558,10 @@ function suite(backend: Backend): void {
 
     it('operator add (offline) writes credentials that work against the running CentOps and records them', async () => {
       const result = await addOperator({
-        dir: join(dir, 'c'),
+        dir: centops.centopsDir,
         id: 'oscar',
         role: 'operator',
-        outDir: join(dir, 'oscar'),
+        outDir: join(centops.dir, 'oscar'),
       });
       const config = await loadClientConfig(result.config);
       const credentials = {

@@ -9,17 +9,11 @@
  * the test, never waited for.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createCsr, generatePrivateKey, type KeyAlgorithm } from '@dmr/pki';
-import { openStore, type Store } from '../store/index.js';
+import type { KeyAlgorithm } from '@dmr/pki';
 import { postgresBackend, sqliteBackend, type Backend } from '../store/test-support/backends.js';
 import { client, node, organisation } from '../store/test-support/fixtures.js';
-import { startServer, type CentOpsServer } from './app.js';
-import { CONFIG_FILE, loadConfig } from './config.js';
-import { initCentOps } from './init.js';
+import { startEmptyCentOps, type EmptyCentOps, type TestCallOptions } from './test-support/empty-centops.js';
 import { call, type Credentials, type Response } from './test-support/https.js';
 
 const TD = 'dmr.test';
@@ -37,57 +31,47 @@ function errorOf(response: Response): { code?: string; message?: string; details
 
 function suite(backend: Backend): void {
   describe(`enrolment listener hardening on ${backend.name}`, { skip: backend.skip }, () => {
-    let dir: string;
-    let server: CentOpsServer;
-    let store: Store;
-    let ca: string;
-    let admin: Credentials;
+    let centops: EmptyCentOps;
     let skewMs = 0;
     const now = () => new Date(Date.now() + skewMs);
-    const enrol = (body: unknown) => call(`${server.enrolUrl}/v1/enroll`, { ca, method: 'POST', body });
-    const api = (path: string, options: Partial<Parameters<typeof call>[1]> = {}) =>
-      call(`${server.apiUrl}${path}`, { ...options, ca, credentials: options.credentials ?? admin });
-
-    async function token(id: string): Promise<string> {
-      const response = await api('/v1/tokens', { method: 'POST', body: { id } });
-      assert.equal(response.status, 201, response.text);
-      return (response.json as { token: string }).token;
-    }
+    const enrol = (body: unknown) =>
+      call(`${centops.server.enrolUrl}/v1/enroll`, { ca: centops.rootPem, method: 'POST', body });
+    const api = (path: string, options: TestCallOptions = {}) => centops.api(path, options);
+    const token = (id: string) => centops.token(id);
 
     async function csrFor(
       id: string,
       kind: 'client' | 'node',
       algorithm: KeyAlgorithm = 'ecdsa-p256',
     ): Promise<{ csr: string; key: string }> {
-      const key = await generatePrivateKey(algorithm);
-      const dns = kind === 'node' ? [`${id}.dmr.example.ee`] : [];
-      return { csr: await createCsr({ id, kind, trustDomain: TD, privateKeyPem: key, dns }), key };
+      return centops.csr(id, { kind, algorithm, dns: kind === 'node' ? [`${id}.dmr.example.ee`] : [] });
     }
 
     before(async () => {
       await backend.setup();
-      dir = await mkdtemp(join(tmpdir(), 'dmr-centops-enrol-'));
-      const location = await backend.fresh();
-      const made = await initCentOps({ dir: join(dir, 'c'), dev: true, trustDomain: TD, database: location });
-      const config = await loadConfig(join(dir, 'c', CONFIG_FILE));
-      config.listen.port = 0;
-      config.enrolListen.port = 0;
-      config.limits = { enrolRequestsPerMinute: ENROL_PER_MINUTE, renewalsPerHour: RENEWALS_PER_HOUR };
-      store = await openStore(config.database, { now });
-      server = await startServer(config, { store, now });
-      ca = await readFile(join(dir, 'c', 'ca', 'root.crt'), 'utf8');
-      admin = { cert: await readFile(made.admin.certificate, 'utf8'), key: await readFile(made.admin.key, 'utf8') };
-      await store.create('Organisation', organisation('police'), ACTOR);
-      await store.create('Node', node('dmr-tallinn'), ACTOR);
-      await store.create('Client', client('police-bot', 'police', 'dmr-tallinn'), ACTOR);
-      await store.create('Client', client('sleepy-bot', 'police', 'dmr-tallinn', { status: 'suspended' }), ACTOR);
-      await store.create('Client', client('banned-bot', 'police', 'dmr-tallinn'), ACTOR);
-      await store.addToDenylist({ id: 'banned-bot', kind: 'client', reason: 'test' }, ACTOR);
+      centops = await startEmptyCentOps({
+        label: 'centops-enrol',
+        trustDomain: TD,
+        database: await backend.fresh(),
+        configure: (config) => {
+          config.limits = { enrolRequestsPerMinute: ENROL_PER_MINUTE, renewalsPerHour: RENEWALS_PER_HOUR };
+        },
+        storeNow: now,
+        server: { now },
+      });
+      await centops.store.create('Organisation', organisation('police'), ACTOR);
+      await centops.store.create('Node', node('dmr-tallinn'), ACTOR);
+      await centops.store.create('Client', client('police-bot', 'police', 'dmr-tallinn'), ACTOR);
+      await centops.store.create(
+        'Client',
+        client('sleepy-bot', 'police', 'dmr-tallinn', { status: 'suspended' }),
+        ACTOR,
+      );
+      await centops.store.create('Client', client('banned-bot', 'police', 'dmr-tallinn'), ACTOR);
+      await centops.store.addToDenylist({ id: 'banned-bot', kind: 'client', reason: 'test' }, ACTOR);
     });
     after(async () => {
-      await server?.close();
-      await store?.close();
-      await rm(dir, { recursive: true, force: true });
+      await centops?.close();
       await backend.teardown();
     });
 
@@ -152,7 +136,7 @@ function suite(backend: Backend): void {
       const refused = await enrol({ token: secret, csr });
       assert.equal(refused.status, 403, refused.text);
       assert.match(errorOf(refused).message ?? '', /suspended/);
-      await store.update('Client', client('sleepy-bot', 'police', 'dmr-tallinn'), ACTOR);
+      await centops.store.update('Client', client('sleepy-bot', 'police', 'dmr-tallinn'), ACTOR);
       assert.equal((await enrol({ token: secret, csr })).status, 201);
     });
 
@@ -164,7 +148,7 @@ function suite(backend: Backend): void {
       let credentials: Credentials = { cert: (enrolled.json as { chain: string }).chain, key: first.key };
       // police-bot already has certificates from the tests before: count what is left of its hour.
       const since = new Date(now().getTime() - 3_600_000);
-      const left = RENEWALS_PER_HOUR - (await store.countCertificatesSince('client', 'police-bot', since));
+      const left = RENEWALS_PER_HOUR - (await centops.store.countCertificatesSince('client', 'police-bot', since));
       for (let attempt = 0; attempt < left; attempt++) {
         const next = await csrFor('police-bot', 'client');
         const renewed = await api('/v1/certificates/renew', { method: 'POST', body: { csr: next.csr }, credentials });
@@ -198,7 +182,7 @@ function suite(backend: Backend): void {
     it('each source address has a budget of requests per minute on the enrolment listener', async () => {
       const answers: number[] = [];
       for (let i = 0; i < ENROL_PER_MINUTE + 2; i++) {
-        answers.push((await call(`${server.enrolUrl}/v1/pki/trust-bundle`, { ca })).status);
+        answers.push((await call(`${centops.server.enrolUrl}/v1/pki/trust-bundle`, { ca: centops.rootPem })).status);
       }
       const limited = await enrol({ token: 'dmrbt_x', csr: 'x' });
       assert.equal(limited.status, 429, limited.text);

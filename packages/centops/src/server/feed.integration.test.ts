@@ -8,22 +8,17 @@
  * header stand-in; this is the same path with certificates.)
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { Agent } from 'node:https';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { waitFor } from '@dmr/core/testing';
 import { createCsr, generatePrivateKey, normaliseSerial } from '@dmr/pki';
 import { verifyNodeConfig, type NodeConfig } from '../feed/index.js';
 import { openSse, type SseClient, type SseEvent } from '../feed/sse-client.js';
-import { openStore, type Store } from '../store/index.js';
 import { postgresBackend, sqliteBackend, type Backend } from '../store/test-support/backends.js';
 import { client, link, node, organisation } from '../store/test-support/fixtures.js';
-import { startServer, type CentOpsServer } from './app.js';
-import { CONFIG_FILE, loadConfig } from './config.js';
-import { initCentOps } from './init.js';
-import { call, type Credentials, type Response } from './test-support/https.js';
+import type { CentOpsServer } from './app.js';
+import { startEmptyCentOps, type EmptyCentOps, type TestCallOptions } from './test-support/empty-centops.js';
+import type { Credentials, Response } from './test-support/https.js';
 
 const TD = 'dmr.test';
 const SIGNER = `spiffe://${TD}/centops/config-signer`;
@@ -45,16 +40,13 @@ async function nextConfig(stream: SseClient, after: number, timeoutMs = 10_000):
 
 function suite(backend: Backend): void {
   describe(`config feed over mutual TLS on ${backend.name}`, { skip: backend.skip }, () => {
-    let dir: string;
+    let centops: EmptyCentOps;
     let server: CentOpsServer;
-    let store: Store;
     let ca: string;
-    let admin: Credentials;
     const nodes = new Map<string, { credentials: Credentials; serial: string; agent: Agent }>();
     const streams: SseClient[] = [];
 
-    const api = (path: string, options: Omit<Parameters<typeof call>[1], 'ca'> = {}) =>
-      call(`${server.apiUrl}${path}`, { ...options, ca, credentials: options.credentials ?? admin });
+    const api = (path: string, options: TestCallOptions = {}) => centops.api(path, options);
     const as = (id: string): Credentials => {
       const entry = nodes.get(id);
       assert.ok(entry, `${id} is enrolled`);
@@ -65,24 +57,7 @@ function suite(backend: Backend): void {
     const revision = async () => ((await api('/v1/status')).json as { revision: number }).revision;
 
     async function enrolNode(id: string): Promise<void> {
-      const token = await api('/v1/tokens', { method: 'POST', body: { id, kind: 'node' } });
-      assert.equal(token.status, 201, token.text);
-      const key = await generatePrivateKey();
-      const csr = await createCsr({
-        id,
-        kind: 'node',
-        trustDomain: TD,
-        privateKeyPem: key,
-        dns: [`${id}.dmr.example.ee`],
-      });
-      const enrolled = await call(`${server.enrolUrl}/v1/enroll`, {
-        ca,
-        method: 'POST',
-        body: { token: (token.json as { token: string }).token, csr },
-      });
-      assert.equal(enrolled.status, 201, enrolled.text);
-      const { chain, serial } = enrolled.json as { chain: string; serial: string };
-      const credentials = { cert: chain, key };
+      const { serial, ...credentials } = await centops.enrol(id, { kind: 'node', dns: [`${id}.dmr.example.ee`] });
       nodes.get(id)?.agent.destroy();
       nodes.set(id, { credentials, serial, agent: new Agent({ ca, ...credentials }) });
     }
@@ -103,19 +78,14 @@ function suite(backend: Backend): void {
 
     before(async () => {
       await backend.setup();
-      dir = await mkdtemp(join(tmpdir(), 'dmr-centops-feed-'));
-      await initCentOps({ dir: join(dir, 'c'), dev: true, trustDomain: TD, database: await backend.fresh() });
-      const config = await loadConfig(join(dir, 'c', CONFIG_FILE));
-      config.listen.port = 0;
-      config.enrolListen.port = 0;
-      store = await openStore(config.database);
-      // A slow poll: every delivery below must come from the server's own publish, not the poll.
-      server = await startServer(config, { store, pollIntervalMs: 60_000 });
-      ca = await readFile(join(dir, 'c', 'ca', 'root.crt'), 'utf8');
-      admin = {
-        cert: await readFile(join(dir, 'c-admin', 'admin.crt'), 'utf8'),
-        key: await readFile(join(dir, 'c-admin', 'admin.key'), 'utf8'),
-      };
+      centops = await startEmptyCentOps({
+        label: 'centops-feed',
+        trustDomain: TD,
+        database: await backend.fresh(),
+        // A slow poll: every delivery below must come from the server's own publish, not the poll.
+        server: { pollIntervalMs: 60_000 },
+      });
+      ({ server, rootPem: ca } = centops);
       const applied = await api('/v1/apply', {
         method: 'POST',
         body: [
@@ -134,9 +104,7 @@ function suite(backend: Backend): void {
     after(async () => {
       for (const opened of streams) opened.close();
       for (const entry of nodes.values()) entry.agent.destroy();
-      await server?.close();
-      await store?.close();
-      if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+      await centops?.close();
       await backend.teardown();
     });
 
@@ -224,16 +192,7 @@ function suite(backend: Backend): void {
       const registry = await api('/v1/nodes', { credentials: tallinn });
       assert.equal(registry.status, 403, 'a node learns the registry from its document only');
 
-      const token = await api('/v1/tokens', { method: 'POST', body: { id: 'police-bot' } });
-      const key = await generatePrivateKey();
-      const csr = await createCsr({ id: 'police-bot', kind: 'client', trustDomain: TD, privateKeyPem: key });
-      const enrolled = await call(`${server.enrolUrl}/v1/enroll`, {
-        ca,
-        method: 'POST',
-        body: { token: (token.json as { token: string }).token, csr },
-      });
-      assert.equal(enrolled.status, 201, enrolled.text);
-      const asClient = { cert: (enrolled.json as { chain: string }).chain, key };
+      const asClient = await centops.enrol('police-bot');
       assert.equal((await api(`/v1/nodes/${TALLINN}/config`, { credentials: asClient })).status, 403);
     });
 

@@ -9,18 +9,12 @@
  * RabbitMQ) is packages/node/src/agent/revocation.integration.test.ts.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createCsr, generatePrivateKey, normaliseSerial, parseCrls } from '@dmr/pki';
-import { openStore, type Store } from '../store/index.js';
 import { postgresBackend, sqliteBackend, type Backend } from '../store/test-support/backends.js';
 import { client, node, organisation } from '../store/test-support/fixtures.js';
-import { startServer, type CentOpsServer } from './app.js';
-import { CONFIG_FILE, loadConfig } from './config.js';
 import { recordIssued } from './credentials.js';
-import { initCentOps } from './init.js';
+import { startEmptyCentOps, type EmptyCentOps, type TestCallOptions } from './test-support/empty-centops.js';
 import { call, type Credentials } from './test-support/https.js';
 
 const TD = 'dmr.test';
@@ -29,30 +23,11 @@ const OVERLAP_MS = 10 * 60_000;
 
 function suite(backend: Backend): void {
   describe(`revocation by identity on ${backend.name}`, { skip: backend.skip }, () => {
-    let dir: string;
-    let server: CentOpsServer;
-    let store: Store;
-    let ca: string;
-    let admin: Credentials;
+    let centops: EmptyCentOps;
     let skewMs = 0;
     const now = () => new Date(Date.now() + skewMs);
-    const api = (path: string, options: Partial<Parameters<typeof call>[1]> = {}) =>
-      call(`${server.apiUrl}${path}`, { ...options, ca, credentials: options.credentials ?? admin });
-
-    async function enrol(id: string): Promise<Credentials & { serial: string }> {
-      const token = await api('/v1/tokens', { method: 'POST', body: { id } });
-      assert.equal(token.status, 201, token.text);
-      const key = await generatePrivateKey();
-      const csr = await createCsr({ id, kind: 'client', trustDomain: TD, privateKeyPem: key });
-      const answer = await call(`${server.enrolUrl}/v1/enroll`, {
-        ca,
-        method: 'POST',
-        body: { token: (token.json as { token: string }).token, csr },
-      });
-      assert.equal(answer.status, 201, answer.text);
-      const issued = answer.json as { chain: string; serial: string };
-      return { cert: issued.chain, key, serial: issued.serial };
-    }
+    const api = (path: string, options: TestCallOptions = {}) => centops.api(path, options);
+    const enrol = (id: string) => centops.enrol(id);
 
     async function renew(id: string, credentials: Credentials): Promise<Credentials & { serial: string }> {
       const key = await generatePrivateKey();
@@ -70,7 +45,7 @@ function suite(backend: Backend): void {
     }
 
     async function crlSerials(): Promise<Map<string, string>> {
-      const pem = (await call(`${server.enrolUrl}/v1/pki/crl`, { ca })).text;
+      const pem = (await call(`${centops.server.enrolUrl}/v1/pki/crl`, { ca: centops.rootPem })).text;
       const [crl] = parseCrls(pem);
       return new Map(
         (crl?.entries ?? []).map((entry) => [
@@ -82,27 +57,24 @@ function suite(backend: Backend): void {
 
     before(async () => {
       await backend.setup();
-      dir = await mkdtemp(join(tmpdir(), 'dmr-centops-revocation-'));
-      const location = await backend.fresh();
-      const made = await initCentOps({ dir: join(dir, 'c'), dev: true, trustDomain: TD, database: location });
-      const config = await loadConfig(join(dir, 'c', CONFIG_FILE));
-      config.listen.port = 0;
-      config.enrolListen.port = 0;
-      config.renewalOverlap = '10m';
-      store = await openStore(config.database, { now });
-      server = await startServer(config, { store, now, pollIntervalMs: 50 });
-      ca = await readFile(join(dir, 'c', 'ca', 'root.crt'), 'utf8');
-      admin = { cert: await readFile(made.admin.certificate, 'utf8'), key: await readFile(made.admin.key, 'utf8') };
-      await store.create('Organisation', organisation('police'), ACTOR);
-      await store.create('Node', node('dmr-tallinn'), ACTOR);
+      centops = await startEmptyCentOps({
+        label: 'centops-revocation',
+        trustDomain: TD,
+        database: await backend.fresh(),
+        configure: (config) => {
+          config.renewalOverlap = '10m';
+        },
+        storeNow: now,
+        server: { now, pollIntervalMs: 50 },
+      });
+      await centops.store.create('Organisation', organisation('police'), ACTOR);
+      await centops.store.create('Node', node('dmr-tallinn'), ACTOR);
       for (const id of ['police-bot', 'tax-bot', 'gone-bot', 'renew-bot', 'race-bot']) {
-        await store.create('Client', client(id, 'police', 'dmr-tallinn'), ACTOR);
+        await centops.store.create('Client', client(id, 'police', 'dmr-tallinn'), ACTOR);
       }
     });
     after(async () => {
-      await server?.close();
-      await store?.close();
-      await rm(dir, { recursive: true, force: true });
+      await centops?.close();
       await backend.teardown();
     });
 
@@ -154,13 +126,16 @@ function suite(backend: Backend): void {
       const first = await enrol('renew-bot');
       const second = await renew('renew-bot', first);
       assert.ok(await accepted(first), 'within the overlap the previous certificate still works');
-      const revisionBefore = await store.revision();
-      await server.certificates.sweep();
+      const revisionBefore = await centops.store.revision();
+      await centops.server.certificates.sweep();
       assert.ok(!(await crlSerials()).has(first.serial));
       skewMs = OVERLAP_MS + 60_000;
       try {
-        await server.certificates.sweep();
-        assert.ok((await store.revision()) > revisionBefore, 'nodes get a revision without the old fingerprint');
+        await centops.server.certificates.sweep();
+        assert.ok(
+          (await centops.store.revision()) > revisionBefore,
+          'nodes get a revision without the old fingerprint',
+        );
         const listed = await crlSerials();
         assert.equal(listed.get(first.serial), String(4), 'on the CRL as superseded (4)');
         assert.ok(!listed.has(second.serial));
@@ -193,15 +168,15 @@ function suite(backend: Backend): void {
     });
 
     it('a certificate signed before its identity was revoked (a renewal racing the revocation) is born revoked', async () => {
-      const signed = await server.ca.issueWithKey({ kind: 'client', id: 'race-bot' });
+      const signed = await centops.server.ca.issueWithKey({ kind: 'client', id: 'race-bot' });
       // The revocation lands after the signature: the store's clock is a second ahead.
       skewMs = 1000;
       try {
-        await store.revokeIdentity({ kind: 'client', id: 'race-bot' }, 'keyCompromise', ACTOR);
+        await centops.store.revokeIdentity({ kind: 'client', id: 'race-bot' }, 'keyCompromise', ACTOR);
       } finally {
         skewMs = 0;
       }
-      const recorded = await recordIssued(store, { kind: 'client', id: 'race-bot' }, signed, ACTOR);
+      const recorded = await recordIssued(centops.store, { kind: 'client', id: 'race-bot' }, signed, ACTOR);
       assert.ok(recorded.revokedAt !== null, 'recorded as revoked');
       assert.equal(recorded.revocationReason, 'keyCompromise');
       assert.ok((await crlSerials()).has(signed.serial), 'and on the CRL');
@@ -236,7 +211,10 @@ function suite(backend: Backend): void {
       assert.equal((denied.json as { serials: string[] }).serials.length, 2);
       assert.equal((await api('/v1/status', { credentials: one })).status, 401);
       assert.equal((await api('/v1/status', { credentials: two })).status, 401);
-      assert.ok(!(await store.listDenylist()).some((entry) => entry.id === 'olga'), 'nodes never see operators');
+      assert.ok(
+        !(await centops.store.listDenylist()).some((entry) => entry.id === 'olga'),
+        'nodes never see operators',
+      );
       const three = await issue();
       assert.equal((await api('/v1/status', { credentials: three })).status, 200);
     });

@@ -19,42 +19,63 @@ const ACTOR = 'spiffe://dmr.test/operator/admin';
 const FP = (char: string) => char.repeat(64);
 const WINDOW = { notBefore: '2025-03-01T10:00:00.000Z', notAfter: '2025-03-08T10:00:00.000Z' };
 
+type RawDatabase = Awaited<ReturnType<typeof connect>>;
+
+/** A `certificates` row as the migrations' tables hold it (client police-bot, WINDOW), with `fields` changed. */
+function certificateRow(fields: Record<string, unknown>): never {
+  return {
+    principal_kind: 'client',
+    principal_id: 'police-bot',
+    not_before: WINDOW.notBefore,
+    not_after: WINDOW.notAfter,
+    recorded_at: WINDOW.notBefore,
+    revoked_at: null,
+    revocation_reason: null,
+    ...fields,
+  } as never;
+}
+
+/**
+ * A fresh database migrated up to `migration` and no further, holding what `write` put in it: as a
+ * deployment of that version left it, for the migrations after it to run on.
+ */
+async function databaseAt(
+  backend: Backend,
+  migration: string,
+  write: (raw: RawDatabase) => Promise<void>,
+): Promise<{ location: string; parsed: ReturnType<typeof parseLocation> }> {
+  const location = await backend.fresh();
+  const parsed = parseLocation(location);
+  const raw = await connect(parsed);
+  try {
+    const migrator = new Migrator({
+      db: raw,
+      provider: new InCodeMigrationProvider(parsed.dialect),
+      migrationTableName: MIGRATION_TABLE,
+      migrationLockTableName: MIGRATION_LOCK_TABLE,
+    });
+    const { error } = await migrator.migrateTo(migration);
+    assert.equal(error, undefined);
+    await write(raw);
+  } finally {
+    await raw.destroy();
+  }
+  return { location, parsed };
+}
+
 function suite(backend: Backend): void {
   describe(`store migrations on ${backend.name}`, { skip: backend.skip }, () => {
     before(() => backend.setup());
     after(() => backend.teardown());
 
     it('0002 keeps 0001 certificate rows and records operators (with role) and CentOps certificates', async () => {
-      const location = await backend.fresh();
-      const parsed = parseLocation(location);
-      const raw = await connect(parsed);
-      try {
-        const migrator = new Migrator({
-          db: raw,
-          provider: new InCodeMigrationProvider(parsed.dialect),
-          migrationTableName: MIGRATION_TABLE,
-          migrationLockTableName: MIGRATION_LOCK_TABLE,
-        });
-        const { error } = await migrator.migrateTo('0001_initial');
-        assert.equal(error, undefined);
-        // As 0001 left it: no role column yet.
+      // As 0001 left it: no role column yet.
+      const { location, parsed } = await databaseAt(backend, '0001_initial', async (raw) => {
         await raw
           .insertInto('certificates')
-          .values({
-            serial: 'a1',
-            principal_kind: 'client',
-            principal_id: 'police-bot',
-            fingerprint: FP('a'),
-            not_before: WINDOW.notBefore,
-            not_after: WINDOW.notAfter,
-            recorded_at: WINDOW.notBefore,
-            revoked_at: null,
-            revocation_reason: null,
-          } as never)
+          .values(certificateRow({ serial: 'a1', fingerprint: FP('a') }))
           .execute();
-      } finally {
-        await raw.destroy();
-      }
+      });
 
       const store = await openStore(location);
       try {
@@ -105,18 +126,8 @@ function suite(backend: Backend): void {
       // The database refuses what the store refuses, should a bug bypass the store.
       const direct = await connect(parsed);
       try {
-        const row = (kind: string, role: string | null) => ({
-          serial: 'e5',
-          principal_kind: kind,
-          principal_id: 'eve',
-          fingerprint: FP('e'),
-          not_before: WINDOW.notBefore,
-          not_after: WINDOW.notAfter,
-          recorded_at: WINDOW.notBefore,
-          revoked_at: null,
-          revocation_reason: null,
-          role,
-        });
+        const row = (kind: string, role: string | null) =>
+          certificateRow({ serial: 'e5', principal_kind: kind, principal_id: 'eve', fingerprint: FP('e'), role });
         await assert.rejects(direct.insertInto('certificates').values(row('operator', null)).execute());
         await assert.rejects(direct.insertInto('certificates').values(row('operator', 'root')).execute());
         await assert.rejects(direct.insertInto('certificates').values(row('client', 'admin')).execute());
@@ -128,37 +139,15 @@ function suite(backend: Backend): void {
     });
 
     it('0004 keeps certificate rows recorded before it, without a chain', async () => {
-      const location = await backend.fresh();
-      const parsed = parseLocation(location);
-      const raw = await connect(parsed);
-      try {
-        const migrator = new Migrator({
-          db: raw,
-          provider: new InCodeMigrationProvider(parsed.dialect),
-          migrationTableName: MIGRATION_TABLE,
-          migrationLockTableName: MIGRATION_LOCK_TABLE,
-        });
-        const { error } = await migrator.migrateTo('0003_policies');
-        assert.equal(error, undefined);
-        // As 0003 left it: no chain_pem column yet.
+      // As 0003 left it: no chain_pem column yet.
+      const { location } = await databaseAt(backend, '0003_policies', async (raw) => {
         await raw
           .insertInto('certificates')
-          .values({
-            serial: 'f6',
-            principal_kind: 'client',
-            principal_id: 'police-bot',
-            fingerprint: FP('f'),
-            not_before: '2025-03-01T10:00:00.000Z',
-            not_after: '2999-03-08T10:00:00.000Z',
-            recorded_at: '2025-03-01T10:00:00.000Z',
-            revoked_at: null,
-            revocation_reason: null,
-            role: null,
-          } as never)
+          .values(
+            certificateRow({ serial: 'f6', fingerprint: FP('f'), not_after: '2999-03-08T10:00:00.000Z', role: null }),
+          )
           .execute();
-      } finally {
-        await raw.destroy();
-      }
+      });
       const store = await openStore(location);
       try {
         assert.equal(store.schemaVersion, '0005_identity_revocation');

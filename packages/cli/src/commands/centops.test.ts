@@ -4,6 +4,7 @@ import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { words } from '../test-support.js';
 
 const DMR = resolve('packages/cli/bin/dmr.js');
 
@@ -49,19 +50,7 @@ describe('dmr centops init', () => {
 
   it('--pki signs the intermediate with an existing root and leaves its key where it is', async () => {
     assert.equal(dmr(cwd, 'pki', 'init', '--dir', 'root', '--trust-domain', 'dmr.example.ee').status, 0);
-    const run = dmr(
-      cwd,
-      'centops',
-      'init',
-      '--dir',
-      'p',
-      '--pki',
-      'root',
-      '--admin',
-      'ops-alice',
-      '--listen',
-      '127.0.0.1:9443',
-    );
+    const run = dmr(cwd, ...words(`centops init --dir p --pki root --admin ops-alice --listen 127.0.0.1:9443`));
     assert.equal(run.status, 0, run.stderr);
     assert.match(run.stdout, /next steps/);
     assert.match(run.stdout, /https:\/\/127\.0\.0\.1:9444/);
@@ -94,22 +83,7 @@ describe('dmr centops operator add', () => {
   after(() => rm(cwd, { recursive: true, force: true }));
 
   it('writes key (0600), certificate, trust bundle and a CLI config like admin.yaml; never overwrites', async () => {
-    const run = dmr(
-      cwd,
-      '-o',
-      'json',
-      'centops',
-      'operator',
-      'add',
-      '--dir',
-      'c',
-      '--id',
-      'alice',
-      '--role',
-      'viewer',
-      '--out-dir',
-      'alice',
-    );
+    const run = dmr(cwd, ...words(`-o json centops operator add --dir c --id alice --role viewer --out-dir alice`));
     assert.equal(run.status, 0, run.stderr);
     const result = JSON.parse(run.stdout) as { id: string; role: string; serial: string };
     assert.deepEqual([result.id, result.role], ['alice', 'viewer']);
@@ -127,39 +101,13 @@ describe('dmr centops operator add', () => {
     assert.match(config, /^clientKey: alice\.key$/m);
     assert.match(config, /^caBundle: trust-bundle\.pem$/m);
 
-    const again = dmr(
-      cwd,
-      'centops',
-      'operator',
-      'add',
-      '--dir',
-      'c',
-      '--id',
-      'alice',
-      '--role',
-      'admin',
-      '--out-dir',
-      'alice',
-    );
+    const again = dmr(cwd, ...words(`centops operator add --dir c --id alice --role admin --out-dir alice`));
     assert.equal(again.status, 4, again.stderr);
     assert.match(again.stderr, /^error\[ALREADY_EXISTS\]/);
   });
 
   it('refuses an unknown role or a missing flag', () => {
-    const role = dmr(
-      cwd,
-      'centops',
-      'operator',
-      'add',
-      '--dir',
-      'c',
-      '--id',
-      'bob',
-      '--role',
-      'root',
-      '--out-dir',
-      'bob',
-    );
+    const role = dmr(cwd, ...words(`centops operator add --dir c --id bob --role root --out-dir bob`));
     assert.equal(role.status, 2);
     assert.match(role.stderr, /error\[INVALID_ARGUMENT\].*role/);
     const missing = dmr(cwd, 'centops', 'operator', 'add', '--dir', 'c', '--id', 'bob', '--role', 'viewer');

@@ -1,12 +1,13 @@
 /**
- * `dmr up` (detached) → `dmr status` → `dmr down`, end to end through the
- * real CLI: a real CentOps, a real TLS-only RabbitMQ, the real `dmr node run`
- * and the demo clients exchanging messages through the node. One mesh for
- * the file (its start alone takes tens of seconds on this machine).
+ * `dmr up --nodes 3` (detached) → `dmr status` → `dmr down`, end to end
+ * through the real CLI: a real CentOps, three real TLS-only RabbitMQ nodes,
+ * three real `dmr node run` agents linked in a line, and the demo clients on
+ * the first and last node. One mesh for the file: its start alone takes tens
+ * of seconds on two cores, and three nodes are the most CI pays for.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,32 +15,60 @@ import type { MeshState, MeshStatusReport } from '@dmr/mesh';
 import { waitFor } from '@dmr/testkit';
 import { dmrCli, runDmr } from '../test-support.js';
 
-/** PIDs of live processes whose command line names `text` (read only: nothing is signalled). */
-function processesMentioning(text: string): number[] {
-  const found: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      if (/\) [ZX] /.test(stat)) continue;
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text)) found.push(Number(entry));
-    } catch {
-      // Gone while listing.
-    }
+/** Parsed /proc/<pid>/stat: state and parent, or undefined when gone. */
+function procStat(pid: number): { state: string; ppid: number } | undefined {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      .replace(/^.*\) /s, '')
+      .split(' ');
+    return { state: fields[0] ?? '?', ppid: Number(fields[1]) };
+  } catch {
+    return undefined;
   }
-  return found;
 }
 
 /** Zombies count as gone; a PID reused within these seconds would make this fail, never pass wrongly. */
 function alive(pid: number): boolean {
-  try {
-    return !/\) [ZX] /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
+  const stat = procStat(pid);
+  return stat !== undefined && stat.state !== 'Z' && stat.state !== 'X';
 }
 
-describe('dmr up | status | down (the local mesh)', () => {
+function livePids(): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .map(Number)
+    .filter((pid) => pid !== process.pid && alive(pid));
+}
+
+/** The processes under these ones (an agent's router processes, a broker's Erlang helpers). Read only. */
+function descendants(roots: readonly number[]): number[] {
+  const found = new Set(roots);
+  const pids = livePids();
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const pid of pids) {
+      const parent = procStat(pid)?.ppid;
+      if (!found.has(pid) && parent !== undefined && found.has(parent)) {
+        found.add(pid);
+        grew = true;
+      }
+    }
+  }
+  return [...found];
+}
+
+/** PIDs of live processes whose command line names `text` (read only: nothing is signalled). */
+function processesMentioning(text: string): number[] {
+  return livePids().filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(text);
+    } catch {
+      return false;
+    }
+  });
+}
+
+describe('dmr up --nodes 3 | status | down (the local mesh)', () => {
   let root: string;
   let meshDir: string;
   const { ok, json } = dmrCli(() => ({ cwd: root }));
@@ -55,58 +84,124 @@ describe('dmr up | status | down (the local mesh)', () => {
     await rm(root, { recursive: true, force: true });
   });
 
-  it('starts everything detached, exchanges messages through the node, and stops with no process left', async () => {
+  it('starts three linked nodes, every one applies its links and routes, the demo crosses two hops, down leaves no process', async () => {
     const started = Date.now();
-    const up = await ok('-o', 'json', 'up', '--dir', meshDir, '--interval', '250');
+    const up = await ok('-o', 'json', 'up', '--dir', meshDir, '--nodes', '3', '--interval', '250');
     const state = JSON.parse(up.stdout) as MeshState;
     const upMs = Date.now() - started;
     assert.equal(state.status, 'running');
     assert.equal(state.mode, 'detached');
+    assert.equal(state.topology, 'line');
     assert.deepEqual(
       state.steps.map((step) => step.name.split(' ')[0]),
-      ['CentOps', 'RabbitMQ', 'registry:', 'DMR', 'demo'],
+      ['CentOps', '3', 'registry:', 'DMR', 'demo'],
     );
     assert.match(up.stderr, /✓ CentOps/);
 
-    // Each component is up, and the node runs CentOps' current revision.
+    // mesh.json lists every node with where to reach it.
+    const onDisk = JSON.parse(await readFile(join(meshDir, 'mesh.json'), 'utf8')) as MeshState;
+    assert.deepEqual(
+      onDisk.nodes.map((node) => node.id),
+      ['node-1', 'node-2', 'node-3'],
+    );
+    for (const node of onDisk.nodes) {
+      assert.match(node.amqpsUrl, /^amqps:\/\/localhost:\d+$/, node.id);
+      assert.equal(node.vhost, `dmr-${node.id}`);
+      assert.match(node.managementUrl, /^http:\/\/127\.0\.0\.1:\d+$/, node.id);
+    }
+    assert.equal(new Set(onDisk.nodes.map((node) => node.amqpsUrl)).size, 3, 'one broker per node');
+    assert.deepEqual(
+      onDisk.links.map((link) => link.id),
+      ['node-1--node-2', 'node-2--node-3'],
+    );
+    assert.deepEqual(
+      onDisk.clients.map((client) => [client.id, client.node]),
+      [
+        ['bot-a', 'node-1'],
+        ['bot-b', 'node-3'],
+      ],
+    );
+
+    // Every node runs CentOps' current revision: its links, and the routes CentOps computed over them.
     const status = await json<MeshStatusReport>('status', '--dir', meshDir);
     assert.equal(status.running, true);
-    const byName = new Map(status.components.map((component) => [component.name, component]));
-    for (const name of ['supervisor', 'centops', 'broker', 'node-1', 'bot-a', 'bot-b']) {
-      assert.equal(byName.get(name)?.running, true, `${name}: ${JSON.stringify(byName.get(name))}`);
+    for (const component of status.components) assert.equal(component.running, true, component.name);
+    const nodes = new Map(status.nodes.map((node) => [node.id, node]));
+    for (const node of status.nodes) {
+      assert.equal(node.running, true, `${node.id}: ${JSON.stringify(node)}`);
+      assert.equal(node.broker.running, true, node.id);
+      assert.equal(node.inSync, true, `${node.id}: ${JSON.stringify(node)}`);
+      assert.equal(node.applied?.revision, node.appliedRevision, node.id);
     }
-    const node = byName.get('node-1')?.info ?? {};
-    assert.equal(node.inSync, true, JSON.stringify(node));
-    assert.equal(node.appliedRevision, node.currentRevision);
-
-    // The demo keeps going: round trips are counted while it runs.
-    let roundTrips = 0;
+    assert.deepEqual(nodes.get('node-1')?.applied?.links, ['node-2']);
+    assert.deepEqual(nodes.get('node-2')?.applied?.links, ['node-1', 'node-3']);
+    assert.deepEqual(nodes.get('node-3')?.applied?.links, ['node-2']);
+    assert.deepEqual(nodes.get('node-1')?.applied?.routes, { 'node-2': 'node-2', 'node-3': 'node-2' });
+    assert.deepEqual(nodes.get('node-3')?.applied?.routes, { 'node-1': 'node-2', 'node-2': 'node-2' });
+    // Each direction of each link, with the messages waiting for it: its outbound queue exists, the reconciler
+    // made it (the broker counts a new queue's messages a few seconds after it was declared).
+    assert.deepEqual(
+      status.links.map((link) => `${link.from}>${link.to}`),
+      ['node-1>node-2', 'node-2>node-1', 'node-2>node-3', 'node-3>node-2'],
+    );
+    let links = status.links;
     await waitFor(
-      () => `three round trips (${roundTrips} so far)`,
+      () => `every link's waiting messages counted (${JSON.stringify(links)})`,
       async () => {
-        roundTrips = (await json<MeshStatusReport>('status', '--dir', meshDir)).messages?.roundTrips ?? 0;
-        return roundTrips >= 3;
+        links = (await json<MeshStatusReport>('status', '--dir', meshDir)).links;
+        return links.every((link) => typeof link.messages === 'number');
       },
       { intervalMs: 500 },
     );
-    const text = await ok('status', '--dir', meshDir);
-    assert.match(text.stdout, /node-1\s+running/);
-    assert.match(text.stdout, /round trips/);
+    const path = status.paths[0];
+    assert.deepEqual(path?.route, ['node-1', 'node-2', 'node-3']);
+    assert.equal(path?.hops, 2);
 
-    assert.ok(processesMentioning(meshDir).length > 0);
+    // The demo keeps asking across the mesh: node-1 signs each question and forwards it to node-2's link.
+    // While the agents keep no shovel for their links, the questions wait in node-1's dmr.outbound.node-2;
+    // once they do, every question is answered across both links.
+    let counters = { sent: 0, roundTrips: 0, refused: 0, lastRefusal: null as string | null };
+    let firstLink = links[0];
+    await waitFor(
+      () => `three answers, or three questions waiting (${JSON.stringify({ counters, firstLink })})`,
+      async () => {
+        const report = await json<MeshStatusReport>('status', '--dir', meshDir);
+        counters = report.paths[0] ?? counters;
+        firstLink = report.links.find((link) => link.from === 'node-1' && link.to === 'node-2');
+        return counters.roundTrips >= 3 || (firstLink?.state === 'absent' && (firstLink.messages ?? 0) >= 3);
+      },
+      { intervalMs: 500 },
+    );
+    assert.equal(counters.refused, 0, counters.lastRefusal ?? '');
+    const text = await ok('status', '--dir', meshDir);
+    assert.match(text.stdout, /node-2\s+running pid \d+\s+broker running/);
+    assert.match(text.stdout, /node-1 → node-2\s+(up|down)/);
+    assert.match(text.stdout, /bot-a → bot-b {2}node-1 → node-2 → node-3 \(2 hops\)/);
+
+    // Every process the mesh started, and theirs (router processes, Erlang helpers), by PID.
+    const recorded = [
+      onDisk.supervisor.pid,
+      ...(onDisk.centops?.process ? [onDisk.centops.process.pid] : []),
+      ...onDisk.nodes.flatMap((node) => [node.process?.pid, node.broker.pid]),
+    ].filter((pid): pid is number => pid !== undefined && pid !== null);
+    assert.equal(recorded.length, 2 + 2 * 3);
+    const started_ = descendants(recorded);
+    assert.ok(started_.length > recorded.length, 'the agents run router processes');
     const downStarted = Date.now();
     const down = await ok('down', '--dir', meshDir);
     const downMs = Date.now() - downStarted;
     assert.match(down.stdout, /stopped the mesh/);
-    assert.deepEqual(processesMentioning(meshDir), [], 'a process of the mesh outlived dmr down');
-    const pids = status.components.map((component) => component.pid).filter((pid): pid is number => pid !== null);
-    assert.deepEqual(pids.filter(alive), [], 'a recorded process outlived dmr down');
+    assert.deepEqual(started_.filter(alive), [], 'a process of the mesh outlived dmr down');
+    assert.deepEqual(processesMentioning(meshDir), [], 'a process naming the mesh directory outlived dmr down');
 
     const afterDown = await json<MeshStatusReport>('status', '--dir', meshDir);
     assert.equal(afterDown.running, false);
     assert.ok(afterDown.components.every((component) => !component.running));
+    assert.ok(afterDown.nodes.every((node) => !node.running && !node.broker.running));
     // Again: nothing to stop is not an error.
     assert.match((await ok('down', '--dir', meshDir)).stdout, /nothing was running/);
-    process.stdout.write(`# up ${upMs} ms, down ${downMs} ms, ${roundTrips} round trips seen\n${down.stdout}`);
+    process.stdout.write(
+      `# up ${upMs} ms (3 nodes), down ${downMs} ms, ${started_.length} processes, ${JSON.stringify(counters)}\n${down.stdout}`,
+    );
   });
 });

@@ -1,14 +1,23 @@
 /**
- * `dmr up | down | status`: the local mesh (CentOps, a DMR node with its own
- * TLS-only RabbitMQ, two demo clients) on this machine. The work is in
+ * `dmr up | down | status`: the local mesh (CentOps, N DMR nodes each with
+ * its own TLS-only RabbitMQ, linked in a line, ring or star, two demo
+ * clients on the first and last node) on this machine. The work is in
  * @dmr/mesh; this file is options, rendering and signals.
  */
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { DmrError } from '@dmr/core';
 import {
   DEFAULT_MESH_DIR,
+  DEFAULT_NODES,
+  DEFAULT_TOPOLOGY,
+  MAX_NODES,
+  TOPOLOGIES,
   TerminalProgress,
+  meshShape,
+  parseNodeCount,
+  parseTopology,
   meshDown,
   meshStatus,
   preflight,
@@ -17,8 +26,10 @@ import {
   type DmrCommand,
   type DownReport,
   type LocalMesh,
+  type MeshShape,
   type MeshState,
   type MeshStatusReport,
+  type NodeReport,
 } from '@dmr/mesh';
 import { action } from '../action.js';
 import { printResult, progress, renderFields, reportError, type OutputFormat } from '../output.js';
@@ -40,21 +51,32 @@ function parseInterval(text: string | undefined): number | undefined {
 }
 
 function renderRunning(state: MeshState): string {
-  const broker = state.broker;
-  const lines = [
-    renderFields([
-      [
-        'CentOps',
-        state.centops === null ? undefined : `${state.centops.apiUrl}  (admin: ${state.centops.adminConfig})`,
-      ],
-      ['broker', broker === null ? undefined : `${broker.amqpsUrl}  (vhost dmr-node-1, TLS + EXTERNAL only)`],
-      ['node', state.node === null ? undefined : `${state.node.id}  (run-config ${state.node.config})`],
-      ...state.clients.map(
-        (client) => [client.id, `${client.organisation}, certificate ${client.certificate}`] as const,
-      ),
-    ]),
+  const rows: Array<readonly [string, string | undefined]> = [
+    ['CentOps', state.centops === null ? undefined : `${state.centops.apiUrl}  (admin: ${state.centops.adminConfig})`],
+    [
+      'topology',
+      `${state.topology}: ${state.links.length === 0 ? 'no links' : state.links.map((link) => link.nodes.join('–')).join(', ')}`,
+    ],
+    ...state.nodes.map(
+      (node) =>
+        [
+          node.id,
+          `${node.amqpsUrl}  vhost ${node.vhost}  management ${node.managementUrl}  (run-config ${node.config})`,
+        ] as const,
+    ),
+    ...state.clients.map(
+      (client) => [client.id, `${client.organisation} on ${client.node}, certificate ${client.certificate}`] as const,
+    ),
   ];
-  return lines.join('\n');
+  return `${renderFields(rows)}\nEvery node: TLS + EXTERNAL only; ${join(state.dir, 'mesh.json')} lists them all.`;
+}
+
+function demoLine(state: MeshState): string {
+  const [asker, answerer] = state.clients;
+  if (asker === undefined || answerer === undefined) return '';
+  return asker.node === answerer.node
+    ? `${asker.id} asks ${answerer.id} through ${asker.node} every interval`
+    : `${asker.id} on ${asker.node} asks ${answerer.id} on ${answerer.node} across the mesh every interval`;
 }
 
 /** Runs until a signal or a dead component; resolves with the exit code. */
@@ -98,9 +120,18 @@ interface UpOptions {
   foreground?: boolean;
   detachedSupervisor?: boolean;
   interval?: string;
+  nodes?: string;
+  topology?: string;
+}
+
+/** Every option is checked before anything starts: a bad one costs nothing. */
+function shapeOf(options: UpOptions): MeshShape {
+  return meshShape(parseNodeCount(options.nodes), parseTopology(options.topology));
 }
 
 async function upForeground(format: OutputFormat, options: UpOptions): Promise<number> {
+  const shape = shapeOf(options);
+  const intervalMs = parseInterval(options.interval);
   // A closed terminal (SIGHUP) makes every later write fail: the stop must still run to the end.
   process.stdout.on('error', () => undefined);
   process.stderr.on('error', () => undefined);
@@ -120,7 +151,8 @@ async function upForeground(format: OutputFormat, options: UpOptions): Promise<n
       dmr: selfCommand(),
       mode: options.detachedSupervisor === true ? 'detached' : 'foreground',
       progress: output,
-      intervalMs: parseInterval(options.interval),
+      shape,
+      intervalMs,
       signal: abort.signal,
     });
   } catch (error) {
@@ -137,7 +169,7 @@ async function upForeground(format: OutputFormat, options: UpOptions): Promise<n
   output.line(
     options.detachedSupervisor === true
       ? `running detached; stop with: dmr down --dir ${options.dir}`
-      : 'bot-a asks bot-b through node-1 every second; Ctrl-C stops everything',
+      : `${demoLine(mesh.state)}; Ctrl-C stops everything`,
   );
   return superviseForeground(mesh, format);
 }
@@ -145,9 +177,21 @@ async function upForeground(format: OutputFormat, options: UpOptions): Promise<n
 export function upCommand(): Command {
   return new Command('up')
     .description(
-      'start the local mesh: CentOps, a DMR node with its own RabbitMQ, two demo clients exchanging messages',
+      'start the local mesh: CentOps, N DMR nodes each with its own RabbitMQ, linked per --topology, and two demo clients on the first and last node exchanging messages across the mesh',
     )
-    .option('--dir <dir>', 'where the mesh keeps everything (CentOps, broker, node, logs, mesh.json)', DEFAULT_MESH_DIR)
+    .option(
+      '--dir <dir>',
+      'where the mesh keeps everything (CentOps, brokers, nodes, logs, mesh.json)',
+      DEFAULT_MESH_DIR,
+    )
+    .option(
+      '--nodes <n>',
+      `DMR nodes to start, 1 to ${MAX_NODES}: each is a RabbitMQ, an agent and a router on this machine (default ${DEFAULT_NODES})`,
+    )
+    .option(
+      '--topology <name>',
+      `how the nodes are linked: ${TOPOLOGIES.join(' | ')} (default ${DEFAULT_TOPOLOGY}); line 1–2–…–N, ring adds N–1, star links node-1 to every other`,
+    )
     .option('--foreground', 'stay attached with live progress; Ctrl-C stops everything')
     .option('--interval <ms>', 'milliseconds between two demo questions (default 1000)')
     .addOption(new Option('--detached-supervisor', 'internal: the detached copy that `dmr up` starts').hideHelp())
@@ -157,13 +201,16 @@ export function upCommand(): Command {
           process.exitCode = await upForeground(format, options);
           return;
         }
+        const shape = shapeOf(options);
+        const intervalMs = parseInterval(options.interval);
         // Missing programs are reported here, with the command that installs them, not from the log.
         await preflight();
         progress(`starting the mesh in ${options.dir} (log: ${options.dir}/logs/mesh.log)`);
         const state = await startDetached({
           dir: options.dir,
           dmr: selfCommand(),
-          intervalMs: parseInterval(options.interval),
+          shape,
+          intervalMs,
           onStep: (step) =>
             process.stderr.write(
               `✓ ${step.name}${step.detail === null ? '' : `  ${step.detail}`}  (${(step.ms / 1000).toFixed(1)} s)\n`,
@@ -181,39 +228,82 @@ export function upCommand(): Command {
     );
 }
 
+function nodeLine(node: NodeReport): string {
+  const facts: string[] = [node.broker.amqpsUrl];
+  if (node.appliedRevision !== null) {
+    facts.push(
+      `revision ${node.appliedRevision}/${node.currentRevision ?? '?'}${node.inSync === true ? ' (in sync)' : ''}, policy ${node.policyRevision ?? '-'}`,
+    );
+  }
+  if (node.refused !== null) facts.push(`refused revision ${node.refused.revision}: ${node.refused.reason}`);
+  if (node.error !== null) facts.push(`(${node.error})`);
+  const agent = `${node.running ? 'running' : 'stopped'}${node.pid === null ? '' : ` pid ${node.pid}`}`;
+  const broker = `broker ${node.broker.running ? 'running' : 'stopped'}${node.broker.pid === null ? '' : ` pid ${node.broker.pid}`}`;
+  return `  ${node.id.padEnd(8)} ${agent.padEnd(18)} ${broker.padEnd(26)} ${facts.join('  ')}`.trimEnd();
+}
+
+function routesLine(node: NodeReport): string | undefined {
+  const routes = Object.entries(node.applied?.routes ?? {});
+  if (routes.length === 0) return undefined;
+  return `  ${''.padEnd(8)} routes: ${routes.map(([to, via]) => (via === null ? `${to} unreachable` : via === to ? `${to} direct` : `${to} via ${via}`)).join(', ')}`;
+}
+
 function renderStatus(report: MeshStatusReport): string {
   const header = renderFields([
     ['dir', report.dir],
     ['state', report.running ? report.recordedStatus : `not running (last recorded: ${report.recordedStatus})`],
     ['mode', report.mode],
     ['started', report.startedAt],
+    ['topology', report.topology],
     ['error', report.error === null ? undefined : `${report.error.code}: ${report.error.message}`],
   ]);
-  const rows = report.components.map((component) => {
+  const components = report.components.map((component) => {
     const facts: string[] = [];
     if (component.endpoint !== null) facts.push(component.endpoint);
     const info = component.info;
-    if (info.appliedRevision !== undefined) {
-      facts.push(
-        `revision ${String(info.appliedRevision)}/${String(info.currentRevision)}${info.inSync === true ? ' (in sync)' : ''}, policy ${String(info.policyRevision)}`,
-      );
-    }
-    if (typeof info.error === 'string') facts.push(`(${info.error})`);
-    if (typeof info.organisation === 'string') facts.push(info.organisation);
+    if (typeof info.organisation === 'string')
+      facts.push(`${info.organisation}${typeof info.node === 'string' ? ` on ${info.node}` : ''}`);
     const pid = component.pid === null ? '' : `pid ${component.pid}`;
     return `  ${component.name.padEnd(11)} ${(component.running ? 'running' : 'stopped').padEnd(8)} ${pid.padEnd(10)} ${facts.join('  ')}`.trimEnd();
   });
-  const messages = report.messages;
-  const counters =
-    messages === null
-      ? 'messages: none yet'
-      : `messages: ${messages.sent} sent, ${messages.roundTrips} round trips, ${messages.refused} refused, median ${messages.medianLatencyMs ?? '-'} ms (at ${messages.updatedAt})`;
-  return `${header}\ncomponents:\n${rows.join('\n')}\n${counters}`;
+  const nodes = report.nodes.flatMap((node) => [nodeLine(node), routesLine(node)].filter((line) => line !== undefined));
+  const links =
+    report.links.length === 0
+      ? ['  none']
+      : report.links.map(
+          (link) =>
+            `  ${`${link.from} → ${link.to}`.padEnd(18)} ${(link.up ? 'up' : 'down').padEnd(5)} ${link.state.padEnd(11)} ${link.messages === null ? '? waiting' : `${link.messages} waiting`}`,
+        );
+  const paths =
+    report.paths.length === 0
+      ? ['  none yet']
+      : report.paths.map((path) => {
+          const route =
+            path.route === null
+              ? 'no route'
+              : `${path.route.join(' → ')} (${path.hops} ${path.hops === 1 ? 'hop' : 'hops'})`;
+          const refusal = path.lastRefusal === null ? '' : `; last refusal ${path.lastRefusal}`;
+          return `  ${path.from.client} → ${path.to.client}  ${route}: ${path.sent} sent, ${path.roundTrips} round trips, ${path.refused} refused, median ${path.medianLatencyMs ?? '-'} ms${refusal}`;
+        });
+  const updated = report.messages === null ? '' : ` (counters at ${report.messages.updatedAt})`;
+  return [
+    header,
+    'components:',
+    ...components,
+    'nodes:',
+    ...nodes,
+    'links (each direction: shovel state, messages waiting in dmr.outbound.<peer>):',
+    ...links,
+    `round trips per path${updated}:`,
+    ...paths,
+  ].join('\n');
 }
 
 export function statusCommand(): Command {
   return new Command('status')
-    .description('show each component of the local mesh: running?, endpoints, applied revision, message counts')
+    .description(
+      'show the local mesh: each node (agent, broker, applied revision, routes), each link (up or down, messages waiting), the round trips per path',
+    )
     .option('--dir <dir>', 'the mesh directory', DEFAULT_MESH_DIR)
     .action(
       action<[{ dir: string }]>(async ({ format }, options) => {

@@ -3,7 +3,7 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { dmrCli, type DmrRun as Run } from '../test-support.js';
+import { dmrCli, words, type DmrRun as Run } from '../test-support.js';
 
 const TD = 'dmr.test';
 
@@ -11,7 +11,9 @@ let cwd = '';
 const { dmr, ok, json } = dmrCli(() => ({ cwd }));
 
 /** Asserts a refusal: exit code, `error[CODE]` with a hint on stderr, and that none of `absent` was written. */
-async function refused(code: string, exit: number, args: string[], absent: string[] = []): Promise<Run> {
+/** Runs `dmr <command>` (one line, or its words) and checks it is refused with `code`. */
+async function refused(code: string, exit: number, command: string | string[], absent: string[] = []): Promise<Run> {
+  const args = typeof command === 'string' ? words(command) : command;
   const run = await dmr(...args);
   assert.equal(run.status, exit, `dmr ${args.join(' ')} should exit ${exit}\n${run.stderr}`);
   assert.match(run.stderr, new RegExp(`^error\\[${code}\\]: `), run.stderr);
@@ -63,15 +65,10 @@ describe('dmr pki', () => {
     assert.match(result.root.fingerprintSha256, /^[0-9a-f]{64}$/);
     assert.equal((await stat(join(cwd, 'ca'))).mode & 0o777, 0o700);
     assert.equal((await stat(join(cwd, 'ca', 'root.key'))).mode & 0o777, 0o600);
-    const again = await refused('ALREADY_EXISTS', 4, ['pki', 'init', '--dir', 'ca', '--trust-domain', TD]);
+    const again = await refused('ALREADY_EXISTS', 4, `pki init --dir ca --trust-domain ${TD}`);
     assert.match(again.stderr, /\n {2}hint: /);
-    await refused(
-      'INVALID_ARGUMENT',
-      2,
-      ['pki', 'init', '--dir', 'ca2', '--trust-domain', TD, '--root-ttl', '10y'],
-      ['ca2'],
-    );
-    await refused('INVALID_ARGUMENT', 2, ['pki', 'init', '--dir', 'ca3'], ['ca3']);
+    await refused('INVALID_ARGUMENT', 2, `pki init --dir ca2 --trust-domain ${TD} --root-ttl 10y`, ['ca2']);
+    await refused('INVALID_ARGUMENT', 2, 'pki init --dir ca3', ['ca3']);
     const text = await ok('pki', 'init', '--dir', 'ca-text', '--trust-domain', TD);
     assert.match(text.stdout, /created CA: +.*ca-text\n/);
     assert.match(text.stdout, /root sha256: +[0-9a-f]{64}/);
@@ -82,14 +79,14 @@ describe('dmr pki', () => {
     assert.deepEqual(result, { out: 'bot.key', algorithm: 'ecdsa-p256', mode: '0600' });
     assert.equal((await stat(join(cwd, 'bot.key'))).mode & 0o777, 0o600);
     const before = await readFile(join(cwd, 'bot.key'), 'utf8');
-    await refused('ALREADY_EXISTS', 4, ['pki', 'keygen', '--out', 'bot.key']);
+    await refused('ALREADY_EXISTS', 4, 'pki keygen --out bot.key');
     assert.equal(await readFile(join(cwd, 'bot.key'), 'utf8'), before);
     await ok('pki', 'keygen', '--out', 'bot.key', '--force');
     assert.notEqual(await readFile(join(cwd, 'bot.key'), 'utf8'), before);
     assert.equal((await stat(join(cwd, 'bot.key'))).mode & 0o777, 0o600);
     await ok('pki', 'keygen', '--out', 'rsa.key', '--algorithm', 'rsa-2048');
-    await refused('INVALID_ARGUMENT', 2, ['pki', 'keygen', '--out', 'dsa.key', '--algorithm', 'dsa'], ['dsa.key']);
-    await refused('NOT_FOUND', 3, ['pki', 'keygen', '--out', 'no/such/dir.key']);
+    await refused('INVALID_ARGUMENT', 2, 'pki keygen --out dsa.key --algorithm dsa', ['dsa.key']);
+    await refused('NOT_FOUND', 3, 'pki keygen --out no/such/dir.key');
   });
 
   it('csr + issue: signs the CSR and writes leaf + intermediate; prints serial, fingerprint and validity', async () => {
@@ -186,163 +183,53 @@ describe('dmr pki', () => {
   });
 
   it('bad input: error[CODE] with a hint, non-zero exit, and no output file', async () => {
-    const base = ['pki', 'issue', '--dir', 'ca', '--csr', 'police.csr', '--out', 'bad.crt'];
-    const mismatch = await refused('CSR_MISMATCH', 5, [...base, '--kind', 'client', '--id', 'tax-bot'], ['bad.crt']);
+    const base = 'pki issue --dir ca --csr police.csr --out bad.crt';
+    const mismatch = await refused('CSR_MISMATCH', 5, `${base} --kind client --id tax-bot`, ['bad.crt']);
     assert.match(mismatch.stderr, /\n {2}hint: /);
-    await refused(
-      'SAN_NOT_ALLOWED',
-      5,
-      [...base, '--kind', 'client', '--id', 'police-bot', '--dns', 'x.dmr.test'],
-      ['bad.crt'],
-    );
-    await refused('INVALID_ID', 2, [...base, '--kind', 'client', '--id', 'Police_Bot'], ['bad.crt']);
-    await refused('INVALID_ARGUMENT', 2, [...base, '--kind', 'robot', '--id', 'police-bot'], ['bad.crt']);
-    await refused(
-      'INVALID_ARGUMENT',
-      2,
-      [...base, '--kind', 'client', '--id', 'police-bot', '--ttl', '24'],
-      ['bad.crt'],
-    );
+    await refused('SAN_NOT_ALLOWED', 5, `${base} --kind client --id police-bot --dns x.dmr.test`, ['bad.crt']);
+    await refused('INVALID_ID', 2, `${base} --kind client --id Police_Bot`, ['bad.crt']);
+    await refused('INVALID_ARGUMENT', 2, `${base} --kind robot --id police-bot`, ['bad.crt']);
+    await refused('INVALID_ARGUMENT', 2, `${base} --kind client --id police-bot --ttl 24`, ['bad.crt']);
     await writeFile(join(cwd, 'garbage.csr'), 'not a csr\n');
     await refused(
       'CSR_MALFORMED',
       5,
-      [
-        'pki',
-        'issue',
-        '--dir',
-        'ca',
-        '--csr',
-        'garbage.csr',
-        '--kind',
-        'client',
-        '--id',
-        'police-bot',
-        '--out',
-        'bad.crt',
-      ],
+      'pki issue --dir ca --csr garbage.csr --kind client --id police-bot --out bad.crt',
       ['bad.crt'],
     );
     await refused(
       'NOT_FOUND',
       3,
-      [
-        'pki',
-        'issue',
-        '--dir',
-        'no-ca',
-        '--csr',
-        'police.csr',
-        '--kind',
-        'client',
-        '--id',
-        'police-bot',
-        '--out',
-        'bad.crt',
-      ],
+      'pki issue --dir no-ca --csr police.csr --kind client --id police-bot --out bad.crt',
       ['bad.crt'],
     );
-    await refused(
-      'NOT_FOUND',
-      3,
-      [
-        'pki',
-        'issue',
-        '--dir',
-        'ca',
-        '--csr',
-        'missing.csr',
-        '--kind',
-        'client',
-        '--id',
-        'police-bot',
-        '--out',
-        'bad.crt',
-      ],
-      ['bad.crt'],
-    );
-    await refused('ALREADY_EXISTS', 4, [
-      'pki',
-      'issue',
-      '--dir',
-      'ca',
-      '--csr',
-      'police.csr',
-      '--kind',
-      'client',
-      '--id',
-      'police-bot',
-      '--out',
-      'police.crt',
+    await refused('NOT_FOUND', 3, 'pki issue --dir ca --csr missing.csr --kind client --id police-bot --out bad.crt', [
+      'bad.crt',
     ]);
     await refused(
-      'INVALID_ARGUMENT',
-      2,
-      ['pki', 'issue', '--dir', 'ca', '--kind', 'client', '--id', 'police-bot', '--out', 'bad.crt'],
-      ['bad.crt'],
+      'ALREADY_EXISTS',
+      4,
+      'pki issue --dir ca --csr police.csr --kind client --id police-bot --out police.crt',
     );
+    await refused('INVALID_ARGUMENT', 2, 'pki issue --dir ca --kind client --id police-bot --out bad.crt', ['bad.crt']);
     // With --generate-key neither the key nor the chain may be left behind when issuing fails.
     await refused(
       'SAN_NOT_ALLOWED',
       5,
-      [
-        'pki',
-        'issue',
-        '--dir',
-        'ca',
-        '--generate-key',
-        '--key-out',
-        'bad.key',
-        '--kind',
-        'client',
-        '--id',
-        'x-bot',
-        '--ip',
-        '10.0.0.1',
-        '--out',
-        'bad.crt',
-      ],
+      'pki issue --dir ca --generate-key --key-out bad.key --kind client --id x-bot --ip 10.0.0.1 --out bad.crt',
       ['bad.key', 'bad.crt'],
     );
     await refused(
       'SAN_NOT_ALLOWED',
       5,
-      [
-        'pki',
-        'csr',
-        '--id',
-        'police-bot',
-        '--kind',
-        'client',
-        '--key',
-        'police.key',
-        '--trust-domain',
-        TD,
-        '--dns',
-        'a.b',
-        '--out',
-        'bad.csr',
-      ],
+      `pki csr --id police-bot --kind client --key police.key --trust-domain ${TD} --dns a.b --out bad.csr`,
       ['bad.csr'],
     );
     await writeFile(join(cwd, 'bad-key.pem'), 'nope');
     await refused(
       'KEY_INVALID',
       5,
-      [
-        'pki',
-        'csr',
-        '--id',
-        'police-bot',
-        '--kind',
-        'client',
-        '--key',
-        'bad-key.pem',
-        '--trust-domain',
-        TD,
-        '--out',
-        'bad.csr',
-      ],
+      `pki csr --id police-bot --kind client --key bad-key.pem --trust-domain ${TD} --out bad.csr`,
       ['bad.csr'],
     );
     assert.deepEqual(
@@ -377,27 +264,9 @@ describe('dmr pki', () => {
       'keyCompromise',
     );
     assert.deepEqual([revoked.serial, revoked.reason, revoked.id], [police.serial, 'keyCompromise', 'police-bot']);
-    await refused('ALREADY_REVOKED', 4, [
-      'pki',
-      'revoke',
-      '--dir',
-      'ca',
-      '--serial',
-      police.serial,
-      '--reason',
-      'superseded',
-    ]);
-    await refused('INVALID_ARGUMENT', 2, [
-      'pki',
-      'revoke',
-      '--dir',
-      'ca',
-      '--serial',
-      police.serial,
-      '--reason',
-      'bored',
-    ]);
-    await refused('UNKNOWN_SERIAL', 3, ['pki', 'revoke', '--dir', 'ca', '--serial', '1234', '--reason', 'superseded']);
+    await refused('ALREADY_REVOKED', 4, `pki revoke --dir ca --serial ${police.serial} --reason superseded`);
+    await refused('INVALID_ARGUMENT', 2, `pki revoke --dir ca --serial ${police.serial} --reason bored`);
+    await refused('UNKNOWN_SERIAL', 3, 'pki revoke --dir ca --serial 1234 --reason superseded');
 
     const crl = await json<{ crlNumber: number; revoked: number; nextUpdate: string; thisUpdate: string }>(
       'pki',
@@ -439,7 +308,7 @@ describe('dmr pki', () => {
     const node = await ok('pki', 'inspect', 'node.crt', '--dir', 'ca', '--crl', 'crl.pem');
     assert.match(node.stdout, /revocation: +good \[CRL #2\]/);
     assert.match(node.stdout, /dns names: +localhost/);
-    await refused('CERTIFICATE_INVALID', 5, ['pki', 'inspect', 'police.crt', '--dir', 'ca', '--check']);
+    await refused('CERTIFICATE_INVALID', 5, 'pki inspect police.crt --dir ca --check');
     await ok('pki', 'inspect', 'node.crt', '--dir', 'ca', '--check');
     const listed = await ok('pki', 'list', '--dir', 'ca');
     assert.match(listed.stdout, /SERIAL +KIND +ID/);
@@ -448,27 +317,14 @@ describe('dmr pki', () => {
 
   it('inspect refuses what is not a certificate and conflicting trust options', async () => {
     await refused('CERTIFICATE_INVALID', 5, ['pki', 'inspect', 'police.key']);
-    await refused('CRL_INVALID', 5, ['pki', 'inspect', 'police.crt', '--crl', 'police.crt']);
-    await refused('INVALID_ARGUMENT', 2, [
-      'pki',
-      'inspect',
-      'police.crt',
-      '--dir',
-      'ca',
-      '--trust-bundle',
-      'ca/root.crt',
-    ]);
+    await refused('CRL_INVALID', 5, 'pki inspect police.crt --crl police.crt');
+    await refused('INVALID_ARGUMENT', 2, 'pki inspect police.crt --dir ca --trust-bundle ca/root.crt');
     await refused('NOT_FOUND', 3, ['pki', 'inspect', 'nothing.crt']);
   });
 
   it('crl writes nothing when the CA cannot be opened', async () => {
-    await refused('NOT_FOUND', 3, ['pki', 'crl', '--dir', 'no-ca', '--out', 'no.crl'], ['no.crl']);
-    await refused(
-      'INVALID_ARGUMENT',
-      2,
-      ['pki', 'crl', '--dir', 'ca', '--out', 'no.crl', '--next-update', 'soon'],
-      ['no.crl'],
-    );
+    await refused('NOT_FOUND', 3, 'pki crl --dir no-ca --out no.crl', ['no.crl']);
+    await refused('INVALID_ARGUMENT', 2, 'pki crl --dir ca --out no.crl --next-update soon', ['no.crl']);
   });
 
   it('every pki command answers -o json with JSON', async () => {

@@ -10,9 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
-import { CONFIG_FILE, defaultPackDir, initCentOps, loadConfig, startServer, type CentOpsServer } from '@dmr/centops';
+import { defaultPackDir, type CentOpsServer } from '@dmr/centops';
+import { samplePolicyInput, startEmptyCentOps, type EmptyCentOps } from '@dmr/testkit';
 import { CertificateAuthority } from '@dmr/pki';
-import { dmrCli, type DmrRun as Run } from '../test-support.js';
+import { dmrCli, words, type DmrRun as Run } from '../test-support.js';
 
 const TD = 'dmr.test';
 const SIGNER = `spiffe://${TD}/centops/policy-signer`;
@@ -25,17 +26,6 @@ async function refused(code: string, exit: number, args: string[]): Promise<Run>
   assert.equal(run.status, exit, `dmr ${args.join(' ')} should exit ${exit}\n${run.stderr}`);
   assert.match(run.stderr, new RegExp(`^error\\[${code}\\]: `), run.stderr);
   return run;
-}
-
-function message(from: string, to: string, type = 'ChatMessage'): unknown {
-  const principal = (id: string, org: string) => ({ id, organisation: org, roles: ['bot'], labels: {} });
-  return {
-    sender: principal('a-bot', from),
-    recipient: principal('b-bot', to),
-    message: { id: '7b0e6a8c-9f1e-4a8a-b0a6-0d1c4f3e2a10', type, size: 100 },
-    hop: { origin: 'node-a', count: 0 },
-    node: { id: 'node-a' },
-  };
 }
 
 const FAILING_TEST = `
@@ -70,8 +60,8 @@ describe('dmr policy on local files (real opa)', () => {
     await pack('good');
     await pack('failing', appendFailingTest);
     await pack('unstrict', (dir) => writeFile(join(dir, 'dmr', 'x.rego'), 'package dmr.x\n\nx if {\n\ty := 1\n}\n'));
-    await writeFile(join(cwd, 'same-org.json'), JSON.stringify(message('ria', 'ria')));
-    await writeFile(join(cwd, 'no-grant.json'), JSON.stringify(message('sk', 'rik')));
+    await writeFile(join(cwd, 'same-org.json'), JSON.stringify(samplePolicyInput('ria', 'ria')));
+    await writeFile(join(cwd, 'no-grant.json'), JSON.stringify(samplePolicyInput('sk', 'rik')));
     await writeFile(join(cwd, 'broken.json'), JSON.stringify({ sender: { id: 'a-bot' } }));
     const ca = await CertificateAuthority.init(join(cwd, 'ca'), { trustDomain: TD });
     const signer = await ca.issueWithKey({ kind: 'centops', id: 'policy-signer' });
@@ -170,18 +160,13 @@ describe('dmr policy on local files (real opa)', () => {
     );
     assert.equal(decision.allow, true);
     assert.equal(decision.revision, '7');
-    const wrong = await refused('POLICY_BUNDLE_INVALID', 12, [
-      'policy',
-      'eval',
-      '--bundle',
-      'b.tar.gz',
-      '--trust-bundle',
-      'root.crt',
-      '--signer',
-      `spiffe://${TD}/centops/config-signer`,
-      '--input',
-      'same-org.json',
-    ]);
+    const wrong = await refused(
+      'POLICY_BUNDLE_INVALID',
+      12,
+      words(
+        `policy eval --bundle b.tar.gz --trust-bundle root.crt --signer spiffe://${TD}/centops/config-signer --input same-org.json`,
+      ),
+    );
     assert.match(wrong.stderr, /signer/);
     await refused('ALREADY_EXISTS', 4, ['policy', 'build', '--dir', 'good', '--out', 'b.tar.gz']);
     await refused('POLICY_INVALID', 12, ['policy', 'build', '--dir', 'failing', '--out', 'f.tar.gz']);
@@ -190,18 +175,15 @@ describe('dmr policy on local files (real opa)', () => {
 });
 
 describe('dmr policy --centops and dmr ctl policy against a real CentOps', () => {
+  let centops: EmptyCentOps | undefined;
   let server: CentOpsServer;
   let admin = '';
   let viewer = '';
 
   before(async () => {
-    cwd = await mkdtemp(join(tmpdir(), 'dmr-cli-policy-centops-'));
-    const centopsDir = join(cwd, 'centops');
-    await initCentOps({ dir: centopsDir, dev: true, trustDomain: TD });
-    const config = await loadConfig(join(centopsDir, CONFIG_FILE));
-    config.listen.port = 0;
-    config.enrolListen.port = 0;
-    server = await startServer(config, { pollIntervalMs: 50 });
+    centops = await startEmptyCentOps({ label: 'cli-policy-centops', trustDomain: TD, server: { pollIntervalMs: 50 } });
+    ({ dir: cwd, server } = centops);
+    const { centopsDir } = centops;
     const write = async (name: string, fields: Record<string, unknown>) => {
       const file = join(cwd, name);
       const document = { apiVersion: 'dmr/v1', kind: 'CentOpsClientConfig', endpoint: server.apiUrl, ...fields };
@@ -221,13 +203,12 @@ describe('dmr policy --centops and dmr ctl policy against a real CentOps', () =>
       clientCertificate: 'vera.crt',
       clientKey: 'vera.key',
     });
-    await writeFile(join(cwd, 'no-grant.json'), JSON.stringify(message('sk', 'rik')));
+    await writeFile(join(cwd, 'no-grant.json'), JSON.stringify(samplePolicyInput('sk', 'rik')));
     await pack('granted', (dir) => addGrant(dir, { from: 'sk', to: 'rik' }));
     await pack('failing', appendFailingTest);
   });
   after(async () => {
-    await server?.close();
-    await rm(cwd, { recursive: true, force: true });
+    await centops?.close();
   });
 
   it('test/check --centops run on the seeded policy set; eval --centops on its verified bundle', async () => {
@@ -278,11 +259,7 @@ describe('dmr policy --centops and dmr ctl policy against a real CentOps', () =>
       'ctl',
       '--config',
       admin,
-      'policy',
-      'apply',
-      'granted',
-      '--if-version',
-      '1',
+      ...words('policy apply granted --if-version 1'),
     ]);
 
     const decision = await json<{ allow: boolean; reasons: string[]; revision: string }>(

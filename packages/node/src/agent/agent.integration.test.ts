@@ -8,8 +8,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readFile, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { access, readFile, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it, mock } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
@@ -18,7 +18,8 @@ import { ConfigSigner } from '@dmr/centops';
 import type { NodeConfig } from '@dmr/contract';
 import { isDmrError } from '@dmr/core';
 import { vhostName } from '@dmr/contract';
-import { NodeAgent, type DocumentOutcome } from './agent.js';
+import { NodeAgent, type AgentOptions, type DocumentOutcome } from './agent.js';
+import { tlsFilesOf } from '../reconciler/index.js';
 import { startRouterProcess, type RunningRouter } from './router-process.js';
 import { RouterSupervisor } from './supervisor.js';
 import { CentOpsClient } from './centops-client.js';
@@ -71,10 +72,15 @@ describe('node agent with a real CentOps and broker', () => {
     });
   }
 
-  async function startAgent(runConfig: RunConfig = config, now?: () => Date): Promise<NodeAgent> {
+  async function startAgent(
+    runConfig: RunConfig = config,
+    now?: () => Date,
+    extra: Pick<AgentOptions, 'linkCheckMs'> = {},
+  ): Promise<NodeAgent> {
     const started = new NodeAgent(runConfig, {
       onOutcome: (outcome) => outcomes.push(outcome),
       ...(now === undefined ? {} : { now }),
+      ...extra,
     });
     await started.start();
     return started;
@@ -388,6 +394,55 @@ describe('node agent with a real CentOps and broker', () => {
     );
     // CentOps calls use the new certificate: a new revision (the renewal) is still followed and reported.
     await settle();
+  });
+
+  it('keeps a shovel per link with the node certificate, shows its state, and re-creates it on renewal', async () => {
+    await settle();
+    await agent?.stop();
+    agent = await startAgent(config, undefined, { linkCheckMs: 100 });
+    const running = agent;
+    const operator = 'spiffe://dmr.test/operator/admin';
+    // The peer's endpoint is this broker, which has no vhost for node-b: the link is refused and never runs.
+    await env.server.store.create(
+      'Node',
+      {
+        id: 'node-b',
+        amqpsEndpoint: `amqps://localhost:${env.harness.node(0).amqpsPort}`,
+        managementEndpoint: 'https://127.0.0.1:15671',
+        labels: {},
+        certificateProfile: { keyAlgorithm: 'ecdsa-p256', lifetime: '7d', extraDns: [], extraIps: [] },
+      },
+      operator,
+    );
+    await env.server.store.create('Link', { id: 'node-a--node-b', nodes: [NODE, 'node-b'], cost: 1 }, operator);
+    await settle();
+    const management = env.harness.management();
+    const definition = await waitFor('the link shovel', () => management.getShovel(vhostName(NODE), 'dmr.link.node-b'));
+    const linkDir = join(dirname(config.broker.tls?.certFile ?? ''), 'links');
+    const [caFile, certFile, keyFile] = tlsFilesOf(definition);
+    for (const file of [caFile, certFile, keyFile]) assert.equal(dirname(file ?? ''), linkDir);
+    assert.equal(await readFile(certFile ?? '', 'utf8'), `${running.identity?.chainPem.trim()}\n`);
+    assert.equal(definition['src-queue'], 'dmr.outbound.node-b');
+    assert.match(String(definition['dest-uri']), /\/dmr-node-b\?/);
+
+    const link = await waitFor('status.json to show the link', async () =>
+      (await readLocalStatus(config.dataDir))?.links?.find((entry) => entry.peer === 'node-b'),
+    );
+    assert.ok(['starting', 'terminated'].includes(link.state), link.state);
+    assert.equal(link.messages, 0);
+    const metrics = await (await fetch(`${running.metricsUrl ?? ''}/metrics`)).text();
+    assert.match(metrics, /^dmr_link_up\{peer="node-b"\} 0$/m);
+    assert.match(metrics, /^dmr_link_backlog_messages\{peer="node-b"\} 0$/m);
+
+    // A renewal writes new copies, the changed definition restarts the shovel, the old copies go.
+    const renewed = await running.renewNow();
+    assert.ok(renewed);
+    const after = await management.getShovel(vhostName(NODE), 'dmr.link.node-b');
+    const [, renewedCert] = tlsFilesOf(after ?? {});
+    assert.notEqual(renewedCert, certFile);
+    assert.equal(await readFile(renewedCert ?? '', 'utf8'), `${renewed.chainPem.trim()}\n`);
+    await assert.rejects(access(certFile ?? ''), { code: 'ENOENT' });
+    await assert.rejects(access(keyFile ?? ''), { code: 'ENOENT' });
   });
 
   it('a router process reads the state dir: routes on the last good document and follows new revisions', async () => {

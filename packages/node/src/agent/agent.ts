@@ -7,19 +7,43 @@
  * last good → report. Any failure is reported as a refusal and the last
  * good configuration keeps running (docs/contract.md "Configuration flow").
  *
+ * Links: with `broker.tls` the reconcile also keeps one shovel per link
+ * (reconciler/links.ts), logging in to the peer with the node's own
+ * certificate, whose content-addressed copies the agent writes beside the
+ * broker's TLS files (`<dir of certFile>/links/`). A renewal or a new trust
+ * bundle writes new copies and reconciles again: the changed definitions
+ * restart the shovels, then the old copies are removed. Every
+ * `linkCheckMs` the agent reads the links' state for status.json and the
+ * `dmr_link_*` gauges, finishes the drains of removed links, and restarts a
+ * shovel that says `running` while nothing moves (docs/mesh-links.md trap 2).
+ *
  * The router processes are not driven from here: they read the state dir
  * (state-dir.ts), so they keep serving across an agent restart.
  */
 import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
+import { dirname, join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { crlRefreshDelayMs, ManagementClient } from '@dmr/broker';
-import type { NodeConfig } from '@dmr/contract';
+import { vhostName, type LinkStatus, type NodeConfig } from '@dmr/contract';
 import { DmrError } from '@dmr/core';
 import { PolicyEngine, policySignerSpiffeId } from '@dmr/policy';
-import { desiredLayout, reconcile, type ApplyResult } from '../reconciler/index.js';
+import {
+  DrainTracker,
+  StuckLinkWatch,
+  desiredLayout,
+  installLinkTlsFiles,
+  linkPeerOf,
+  linkShovelName,
+  readLinkStatuses,
+  reconcile,
+  removeUnusedLinkFiles,
+  tlsFilesOf,
+  type ApplyResult,
+  type LinkOptions,
+} from '../reconciler/index.js';
 import { Backoff, renewalDelayMs } from './backoff.js';
-import { installBrokerCrl, installNodeBrokerTls } from './broker-tls.js';
+import { brokerCaFile, installBrokerCrl, installNodeBrokerTls } from './broker-tls.js';
 import { CentOpsClient } from './centops-client.js';
 import { FeedFollower, type FeedDocument } from './feed.js';
 import { enrol, loadIdentity, renew, type NodeIdentity } from './identity.js';
@@ -45,6 +69,12 @@ export interface AgentOptions {
   onOutcome?: (outcome: DocumentOutcome) => void;
   /** The clock renewals are scheduled by (tests: a time late in the certificate's life). */
   now?: () => Date;
+  /** How often the links' state is read, drains finished and stuck links restarted (default 5000 ms). */
+  linkCheckMs?: number;
+  /** How long a removed link's queue must look empty before it goes (DrainTracker; default 12 s). */
+  drainGraceMs?: number;
+  /** How long a running link may hold unacknowledged messages that do not move before a restart (default 30 s). */
+  stuckLinkMs?: number;
 }
 
 export type DocumentOutcome =
@@ -65,6 +95,8 @@ interface Applied {
   bundle: Buffer | undefined;
 }
 
+const DEFAULT_LINK_CHECK_MS = 5000;
+
 /** Without a broker CRL directory the CRL is fetched for the signer checks only: this often. */
 const CRL_REFRESH_WITHOUT_BROKER_MS = 15 * 60_000;
 
@@ -82,7 +114,7 @@ export class NodeAgent {
   #applied: Applied | undefined;
   #refused: LocalStatus['refused'] = null;
   #connected = false;
-  readonly #timers = new Map<'renewal' | 'crl', NodeJS.Timeout>();
+  readonly #timers = new Map<'renewal' | 'crl' | 'links', NodeJS.Timeout>();
   #metricsServer: Server | undefined;
   #metricsUrl: string | undefined;
   #stopped = false;
@@ -93,6 +125,10 @@ export class NodeAgent {
   #chain: Promise<unknown> = Promise.resolve();
   /** The last CRL fetched from CentOps (verified where it is used): signer chains are checked against it. */
   #crlPem: string | undefined;
+  readonly #drains: DrainTracker;
+  readonly #stuck: StuckLinkWatch;
+  /** The links as last read from the broker; undefined before the first read. */
+  #links: LinkStatus[] | undefined;
 
   constructor(config: RunConfig, options: AgentOptions = {}) {
     this.config = config;
@@ -103,6 +139,13 @@ export class NodeAgent {
     this.#renewBackoff = new Backoff(backoff);
     this.#crlBackoff = new Backoff(backoff);
     this.#retryBackoff = new Backoff(backoff);
+    this.#drains = new DrainTracker(options.drainGraceMs === undefined ? {} : { graceMs: options.drainGraceMs });
+    this.#stuck = new StuckLinkWatch(options.stuckLinkMs === undefined ? {} : { stuckAfterMs: options.stuckLinkMs });
+  }
+
+  /** The links as last read from the broker (status.json has the same). */
+  get links(): LinkStatus[] | undefined {
+    return this.#links;
   }
 
   get identity(): NodeIdentity | undefined {
@@ -190,6 +233,7 @@ export class NodeAgent {
       },
     });
     this.#feed.start(this.#applied?.revision);
+    this.#scheduleLinkCheck(0);
   }
 
   async stop(): Promise<void> {
@@ -213,7 +257,7 @@ export class NodeAgent {
   }
 
   /** One timer per job: scheduling a job again (a manual renewal, an early CRL refresh) replaces its timer. */
-  #timer(job: 'renewal' | 'crl', ms: number, run: () => Promise<void>): void {
+  #timer(job: 'renewal' | 'crl' | 'links', ms: number, run: () => Promise<void>): void {
     const existing = this.#timers.get(job);
     if (existing !== undefined) clearTimeout(existing);
     this.#timers.delete(job);
@@ -283,6 +327,8 @@ export class NodeAgent {
       );
       this.#scheduleRenewal();
       void this.#writeStatus();
+      // The links present the node certificate too: new copies, new definitions, restarted shovels.
+      await this.#serially(() => this.#reconcileApplied('certificate renewed'));
       return renewed;
     } catch (error) {
       const identity = this.#identity;
@@ -379,12 +425,136 @@ export class NodeAgent {
     await this.#writeStatus();
   }
 
-  #reconcile(config: NodeConfig): Promise<ApplyResult> {
+  async #reconcile(config: NodeConfig): Promise<ApplyResult> {
     const management = this.#management;
     if (management === undefined) throw new DmrError('INTERNAL', 'the agent has no management client');
+    const links = await this.#linkOptions(config);
     // routers: 0 means the operator runs the routers: at least one shard still exists.
-    const layout = desiredLayout(config, { routerShards: Math.max(1, this.config.routers) });
-    return reconcile(management, layout);
+    const layout = desiredLayout(config, {
+      routerShards: Math.max(1, this.config.routers),
+      ...(links === undefined ? {} : { links }),
+    });
+    const result = await reconcile(management, layout, { drains: this.#drains });
+    if (links !== undefined) await this.#removeUnusedLinkFiles(management, layout.vhost, links);
+    for (const link of result.draining) {
+      this.logger.info({ peer: link.peer, messages: link.messages, shovel: link.shovel }, 'link draining');
+    }
+    return result;
+  }
+
+  /** Where the broker finds the node's link certificate: beside its own TLS files, or nowhere without broker.tls. */
+  #linkDir(): string | undefined {
+    const tls = this.config.broker.tls;
+    return tls === undefined ? undefined : join(dirname(tls.certFile), 'links');
+  }
+
+  async #linkOptions(config: NodeConfig): Promise<LinkOptions | undefined> {
+    const dir = this.#linkDir();
+    const identity = this.#identity;
+    if (dir === undefined || identity === undefined) {
+      if (config.links.length > 0) {
+        this.logger.warn(
+          { links: config.links.map((link) => link.peer) },
+          'links configured but no broker.tls: no shovel can present the node certificate, links are not kept',
+        );
+      }
+      return undefined;
+    }
+    const tls = await installLinkTlsFiles(dir, {
+      chainPem: identity.chainPem,
+      privateKeyPem: identity.privateKeyPem,
+      // What the broker trusts for its own clients: CentOps' roots and the intermediates, which issue peers too.
+      trustPem: brokerCaFile(identity.trustBundlePem, identity.chainPem),
+    });
+    return { tls };
+  }
+
+  /** Old copies go once no shovel names them (a draining link keeps the files it started with). */
+  async #removeUnusedLinkFiles(management: ManagementClient, vhost: string, links: LinkOptions): Promise<void> {
+    const dir = this.#linkDir();
+    if (dir === undefined) return;
+    try {
+      const inUse = Object.values(links.tls);
+      for (const definition of (await management.listShovelDefinitions(vhost)).values()) {
+        inUse.push(...tlsFilesOf(definition));
+      }
+      const removed = await removeUnusedLinkFiles(dir, inUse);
+      if (removed.length > 0) this.logger.info({ removed }, 'old link TLS files removed');
+    } catch (error) {
+      this.logger.warn({ err: refusalReason(error) }, 'removing old link TLS files failed');
+    }
+  }
+
+  /** Runs `task` after every document and reconcile before it: one change to the broker at a time. */
+  #serially<T>(task: () => Promise<T>): Promise<T> {
+    const next = this.#chain.then(task);
+    this.#chain = next.catch(() => undefined);
+    return next;
+  }
+
+  /** The applied document reconciled again (renewal, drains); a failure waits for the next check. */
+  async #reconcileApplied(why: string): Promise<void> {
+    const applied = this.#applied;
+    if (applied === undefined || this.#stopped) return;
+    try {
+      const result = await this.#reconcile(applied.config);
+      if (result.changes.length > 0) {
+        this.logger.info({ why, changes: result.changes.map((c) => `${c.action} ${c.kind} ${c.name}`) }, 'reconciled');
+      }
+    } catch (error) {
+      this.logger.warn({ why, err: refusalReason(error) }, 'reconciling the applied document failed');
+    }
+  }
+
+  #scheduleLinkCheck(ms = this.#options.linkCheckMs ?? DEFAULT_LINK_CHECK_MS): void {
+    this.#timer('links', ms, async () => {
+      await this.checkLinks();
+      this.#scheduleLinkCheck();
+    });
+  }
+
+  /**
+   * Reads the links' state (status.json, gauges), finishes drains and
+   * restarts stuck links. Runs on its timer; tests may call it.
+   */
+  checkLinks(): Promise<LinkStatus[] | undefined> {
+    // In line with the documents: a link read between a reconcile and its document's adoption would look removed.
+    return this.#serially(() => this.#checkLinks());
+  }
+
+  async #checkLinks(): Promise<LinkStatus[] | undefined> {
+    const management = this.#management;
+    const applied = this.#applied;
+    if (management === undefined || applied === undefined || this.#stopped) return this.#links;
+    if (this.#drains.draining.length > 0) await this.#reconcileApplied('links draining');
+    const vhost = vhostName(applied.config.node.id);
+    let read;
+    try {
+      read = await readLinkStatuses(management, vhost, applied.config);
+    } catch (error) {
+      this.logger.debug({ err: refusalReason(error) }, 'reading the links failed');
+      return this.#links;
+    }
+    const now = Date.now();
+    const states = new Map(read.shovels.map((shovel) => [linkPeerOf(shovel.name), shovel.state]));
+    const depths = new Map(read.queues.map((queue) => [linkPeerOf(queue.name), queue]));
+    for (const link of read.links) {
+      if (
+        link.state === 'draining' ||
+        !this.#stuck.observe(link.peer, states.get(link.peer), depths.get(link.peer), now)
+      )
+        continue;
+      this.logger.warn({ peer: link.peer }, 'link runs but its unacknowledged messages do not move: restarting it');
+      await management.restartShovel(vhost, linkShovelName(link.peer)).catch((error: unknown) => {
+        this.logger.warn({ peer: link.peer, err: refusalReason(error) }, 'restarting the link failed');
+      });
+    }
+    this.#stuck.retain(new Set(read.links.map((link) => link.peer)));
+    this.metrics.setLinks(read.links);
+    const changed = JSON.stringify(read.links) !== JSON.stringify(this.#links);
+    this.#links = read.links;
+    if (changed) await this.#writeStatus();
+    return read.links;
   }
 
   /**
@@ -393,9 +563,7 @@ export class NodeAgent {
    * calls are serialised, so a document is never applied over another.
    */
   applyDocument(document: FeedDocument): Promise<DocumentOutcome> {
-    const next = this.#chain.then(() => this.#handle(document));
-    this.#chain = next.catch(() => undefined);
-    return next;
+    return this.#serially(() => this.#handle(document));
   }
 
   async #handle(document: FeedDocument): Promise<DocumentOutcome> {
@@ -448,6 +616,8 @@ export class NodeAgent {
       };
       await this.#writeStatus();
       await this.#report({ appliedRevision: config.revision, refused: null });
+      // The links may have changed: show them soon rather than at the next periodic check.
+      this.#scheduleLinkCheck(0);
     } catch (error) {
       const { code, reason } = refusalReason(error);
       this.metrics.refusals.inc({ reason: code });
@@ -563,6 +733,7 @@ export class NodeAgent {
         centopsConnected: this.#connected,
         certificate:
           identity === undefined ? null : { serial: identity.serial, notAfter: identity.notAfter.toISOString() },
+        ...(this.#links === undefined ? {} : { links: this.#links }),
         updatedAt: new Date().toISOString(),
       });
     } catch (error) {

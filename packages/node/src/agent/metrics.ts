@@ -15,6 +15,9 @@ export class AgentMetrics {
   readonly certificateExpiry: Gauge;
   readonly centopsConnected: Gauge;
   readonly routerRestarts: Counter;
+  readonly linkUp: Gauge<'peer'>;
+  readonly linkBacklog: Gauge<'peer'>;
+  #linkPeers = new Set<string>();
 
   constructor(registry: Registry = new Registry()) {
     this.registry = registry;
@@ -46,6 +49,33 @@ export class AgentMetrics {
       help: 'Router child processes restarted after an unexpected exit',
       registers: [registry],
     });
+    this.linkUp = new Gauge({
+      name: 'dmr_link_up',
+      help: "1 while the link's shovel to the peer runs; 0 while it starts, failed or drains",
+      labelNames: ['peer'],
+      registers: [registry],
+    });
+    this.linkBacklog = new Gauge({
+      name: 'dmr_link_backlog_messages',
+      help: 'Messages waiting in dmr.outbound.<peer> (the broker statistics, up to a few seconds old)',
+      labelNames: ['peer'],
+      registers: [registry],
+    });
+  }
+
+  /** Shows exactly `links`: a peer no longer linked loses its series. */
+  setLinks(links: ReadonlyArray<{ peer: string; state: string; messages: number }>): void {
+    const peers = new Set(links.map((link) => link.peer));
+    for (const peer of this.#linkPeers) {
+      if (peers.has(peer)) continue;
+      this.linkUp.remove({ peer });
+      this.linkBacklog.remove({ peer });
+    }
+    this.#linkPeers = peers;
+    for (const link of links) {
+      this.linkUp.set({ peer: link.peer }, link.state === 'running' ? 1 : 0);
+      this.linkBacklog.set({ peer: link.peer }, link.messages);
+    }
   }
 }
 

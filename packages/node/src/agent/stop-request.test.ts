@@ -10,8 +10,10 @@ const STOP_REQUEST = fileURLToPath(new URL('./stop-request.js', import.meta.url)
 const CHILD = `
 import { stopRequested } from ${JSON.stringify(STOP_REQUEST)};
 const keepAlive = setInterval(() => undefined, 60_000);
+// Listening before saying so: a signal sent the moment 'ready' arrives must find the handler.
+const stopping = stopRequested();
 process.stdout.write('ready\\n');
-const reason = await stopRequested();
+const reason = await stopping;
 clearInterval(keepAlive);
 process.stdout.write(reason + '\\n');
 `;

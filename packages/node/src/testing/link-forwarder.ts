@@ -10,7 +10,7 @@
  * hop of the tests: `tamper` may change or drop what passes. Not exported
  * from the package index.
  */
-import type { ChannelModel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
+import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import { MESH_INGRESS_EXCHANGE, outboundQueueName } from '@dmr/contract';
 import type { NodeFixture } from './node-fixture.js';
 
@@ -47,6 +47,7 @@ export class LinkForwarder {
   readonly #source: ChannelModel;
   readonly #sink: ChannelModel;
   readonly #out: ConfirmChannel;
+  #consuming: { channel: Channel } | undefined;
 
   private constructor(
     from: NodeFixture,
@@ -76,25 +77,40 @@ export class LinkForwarder {
     out.on('error', () => undefined);
     const forwarder = new LinkForwarder(from, to, source, sink, out);
     if (!consume) return forwarder;
-    const channel = await source.createChannel();
+    await forwarder.resume();
+    return forwarder;
+  }
+
+  /** Stops taking messages from the outbound queue: the link is down, what is sent waits (and may expire) there. */
+  async pause(): Promise<void> {
+    const consuming = this.#consuming;
+    this.#consuming = undefined;
+    // Closing the channel hands back what it held unacked: nothing stays in flight.
+    await consuming?.channel.close().catch(() => undefined);
+  }
+
+  /** Takes messages from the outbound queue again (start() does this first). */
+  async resume(): Promise<void> {
+    if (this.#consuming !== undefined) return;
+    const channel = await this.#source.createChannel();
     channel.on('error', () => undefined);
     await channel.prefetch(100);
     await channel.consume(
-      queue,
+      outboundQueueName(this.to.nodeId),
       (message) => {
         if (message === null) return;
-        void forwarder.#pass(message).then(
+        void this.#pass(message).then(
           () => channel.ack(message),
           // B refused it (its channel closed): a test sees the count; a shovel would retry for ever.
           () => {
-            forwarder.failed += 1;
+            this.failed += 1;
             channel.ack(message);
           },
         );
       },
       { noAck: false },
     );
-    return forwarder;
+    this.#consuming = { channel };
   }
 
   async #pass(message: ConsumeMessage): Promise<void> {

@@ -1,5 +1,5 @@
-/** A small HTTPS client for the API tests: real TLS, optional client certificate. */
-import { request as httpsRequest } from 'node:https';
+/** A small HTTPS client for the API tests and benchmarks: real TLS, optional client certificate. */
+import { request as httpsRequest, type Agent } from 'node:https';
 
 export interface Credentials {
   cert: string;
@@ -16,7 +16,15 @@ export interface Response {
 
 export function call(
   url: string,
-  options: { ca: string; method?: string; body?: unknown; credentials?: Credentials; headers?: Record<string, string> },
+  options: {
+    ca: string;
+    method?: string;
+    body?: unknown;
+    credentials?: Credentials;
+    headers?: Record<string, string>;
+    /** Default none: a fresh connection per call. A keep-alive agent for benchmarks that measure the server, not TLS. */
+    agent?: Agent;
+  },
 ): Promise<Response> {
   return new Promise((resolve, reject) => {
     const body = options.body === undefined ? undefined : JSON.stringify(options.body);
@@ -27,8 +35,8 @@ export function call(
         ca: options.ca,
         cert: options.credentials?.cert,
         key: options.credentials?.key,
-        // A fresh connection per call: every call is authenticated from scratch.
-        agent: false,
+        // By default a fresh connection per call: every call is authenticated from scratch.
+        agent: options.agent ?? false,
         headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...options.headers },
       },
       (res) => {

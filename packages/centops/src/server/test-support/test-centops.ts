@@ -1,22 +1,18 @@
 /**
- * The one test CentOps: a real CentOps in process (`initCentOps --dev`,
- * SQLite in a temp directory, both listeners on ephemeral ports, real mutual
- * TLS) with a small registry, the admin's credentials and an HTTPS client
- * for the API. Packages below the node (the node's own tests) take it from
+ * The one test CentOps: a real CentOps in process (startEmptyCentOps:
+ * `initCentOps --dev`, SQLite in a temp directory, both listeners on
+ * ephemeral ports, real mutual TLS) with a small registry, the admin's
+ * credentials and an HTTPS client for the API. Packages below the node (the node's own tests) take it from
  * `@dmr/centops/testing`; everything above takes it from `@dmr/testkit`.
  *
  * Its CA (`server.ca`) can be handed to NodeFixture or a broker harness so
  * that the broker accepts the certificates CentOps issues.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { obtainCertificate, requestEnrolment } from '@dmr/pki';
 import type { CertificateProfile } from '../../model.js';
-import { startServer, type CentOpsServer } from '../app.js';
-import { CONFIG_FILE, loadConfig } from '../config.js';
-import { initCentOps } from '../init.js';
-import { call, type Credentials, type Response } from './https.js';
+import type { CentOpsServer } from '../app.js';
+import { startEmptyCentOps } from './empty-centops.js';
+import type { Credentials, Response } from './https.js';
 
 export interface TestCentOpsClient {
   id: string;
@@ -64,30 +60,20 @@ export interface TestCentOps {
 }
 
 export async function startTestCentOps(options: TestCentOpsOptions): Promise<TestCentOps> {
-  const trustDomain = options.trustDomain ?? 'dmr.test';
+  const centops = await startEmptyCentOps({
+    label: options.label,
+    trustDomain: options.trustDomain,
+    server: { pollIntervalMs: 50 },
+  });
+  const { server, store, trustDomain, rootPem } = centops;
   const actor = `spiffe://${trustDomain}/operator/admin`;
-  const dir = await mkdtemp(join(tmpdir(), `dmr-${options.label}-`));
-  const centopsDir = join(dir, 'centops');
-  // The database in its default place (<centopsDir>/centops.db), where `dmr centops` and tests look for it.
-  await initCentOps({ dir: centopsDir, dev: true, trustDomain });
-  const config = await loadConfig(join(centopsDir, CONFIG_FILE));
-  config.listen.port = 0;
-  config.enrolListen.port = 0;
-  const server = await startServer(config, { pollIntervalMs: 50 });
   try {
-    const rootPem = await readFile(join(centopsDir, 'ca', 'root.crt'), 'utf8');
-    const admin = {
-      cert: await readFile(join(`${centopsDir}-admin`, 'admin.crt'), 'utf8'),
-      key: await readFile(join(`${centopsDir}-admin`, 'admin.key'), 'utf8'),
-    };
-    const trustBundlePem = server.ca.trustBundlePem();
     const profile: CertificateProfile = {
       keyAlgorithm: 'ecdsa-p256',
       lifetime: options.lifetime ?? '1h',
       extraDns: [],
       extraIps: [],
     };
-    const { store } = server;
     for (const [id, name] of Object.entries(options.organisations)) {
       await store.create('Organisation', { id, name, labels: {} }, actor);
     }
@@ -122,22 +108,16 @@ export async function startTestCentOps(options: TestCentOpsOptions): Promise<Tes
         actor,
       );
     }
-    const api = (path: string, request: { method?: string; body?: unknown } = {}) =>
-      call(`${server.apiUrl}${path}`, { ...request, ca: rootPem, credentials: admin });
-    const token = async (id: string, kind: 'node' | 'client' = 'client'): Promise<string> => {
-      const answer = await api('/v1/tokens', { method: 'POST', body: { id, kind } });
-      if (answer.status !== 201) throw new Error(`token for ${id}: ${answer.status} ${answer.text}`);
-      return (answer.json as { token: string }).token;
-    };
+    const token = (id: string, kind: 'node' | 'client' = 'client') => centops.token(id, { kind });
     return {
-      dir,
-      centopsDir,
+      dir: centops.dir,
+      centopsDir: centops.centopsDir,
       trustDomain,
       server,
       rootPem,
-      trustBundlePem,
-      admin,
-      api,
+      trustBundlePem: server.ca.trustBundlePem(),
+      admin: centops.admin,
+      api: (path, request = {}) => centops.api(path, request),
       token,
       async enrolClient(id) {
         const secret = await token(id, 'client');
@@ -159,14 +139,10 @@ export async function startTestCentOps(options: TestCentOpsOptions): Promise<Tes
           actor,
         );
       },
-      async close() {
-        await server.close();
-        await rm(dir, { recursive: true, force: true });
-      },
+      close: () => centops.close(),
     };
   } catch (error) {
-    await server.close();
-    await rm(dir, { recursive: true, force: true });
+    await centops.close();
     throw error;
   }
 }

@@ -10,15 +10,14 @@ import assert from 'node:assert/strict';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import type { CentOpsServer } from '@dmr/centops';
 import { createCsr, generatePrivateKey, normaliseSerial, parseCrls } from '@dmr/pki';
-import { startTestCentOps, type TestCentOps } from '@dmr/testkit';
+import { freePort, startTestCentOps, type TestCentOps } from '@dmr/testkit';
 import { CentOpsClient } from './client.js';
-import { runDmr, type DmrRun as Run } from '../../test-support.js';
+import { runDmr, words, type DmrRun as Run } from '../../test-support.js';
 
 const TD = 'dmr.test';
 const run = runDmr;
@@ -57,15 +56,6 @@ spec:
   certificateProfile: { keyAlgorithm: ecdsa-p256, lifetime: 7d, extraDns: [], extraIps: [] }
 ---
 `;
-
-/** A port nobody listens on: bound, read, released. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 describe('dmr ctl against a real CentOps', () => {
   let centops: TestCentOps | undefined;
@@ -230,20 +220,7 @@ spec: { id: dmr-tallinn--dmr-tartu, nodes: [dmr-tallinn, dmr-tartu], cost: 0 }
     );
     assert.equal(token.kind, 'client');
     const enrolled = await ctl(
-      '-o',
-      'json',
-      'cert',
-      'request',
-      '--token',
-      token.token,
-      '--id',
-      'police-bot',
-      '--kind',
-      'client',
-      '--key',
-      'bot.key',
-      '--out',
-      'bot.crt',
+      ...words(`-o json cert request --token ${token.token} --id police-bot --kind client --key bot.key --out bot.crt`),
     );
     const issued = json<{ serial: string; keyGenerated: boolean }>(enrolled);
     assert.equal(issued.keyGenerated, true);
@@ -260,18 +237,7 @@ spec: { id: dmr-tallinn--dmr-tartu, nodes: [dmr-tallinn, dmr-tartu], cost: 0 }
     assert.ok(!(await readFile(join(centopsDir, 'centops.db'))).toString('latin1').includes(keyBody.slice(0, 40)));
 
     const reused = await ctl(
-      'cert',
-      'request',
-      '--token',
-      token.token,
-      '--id',
-      'police-bot',
-      '--kind',
-      'client',
-      '--key',
-      'bot.key',
-      '--out',
-      'bot2.crt',
+      ...words(`cert request --token ${token.token} --id police-bot --kind client --key bot.key --out bot2.crt`),
     );
     assert.equal(reused.status, 9);
     assert.match(reused.stderr, /^error\[TOKEN_INVALID\]/);
@@ -299,20 +265,9 @@ spec: { id: dmr-tallinn--dmr-tartu, nodes: [dmr-tallinn, dmr-tartu], cost: 0 }
       await ctl('-o', 'json', 'token', 'create', '--id', 'dmr-tartu', '--kind', 'node'),
     );
     const enrolled = await ctl(
-      'cert',
-      'request',
-      '--token',
-      token.token,
-      '--id',
-      'dmr-tartu',
-      '--kind',
-      'node',
-      '--dns',
-      'dmr-tartu.dmr.example.ee',
-      '--key',
-      'tartu.key',
-      '--out',
-      'tartu.crt',
+      ...words(
+        `cert request --token ${token.token} --id dmr-tartu --kind node --dns dmr-tartu.dmr.example.ee --key tartu.key --out tartu.crt`,
+      ),
     );
     assert.equal(enrolled.status, 0, enrolled.stderr);
     const current = await revision();
@@ -377,7 +332,7 @@ spec: { id: dmr-tallinn--dmr-tartu, nodes: [dmr-tallinn, dmr-tartu], cost: 0 }
   });
 
   it('a server that is down is a clear error with a hint', async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const down = await writeConfig('down.yaml', {
       endpoint: `https://127.0.0.1:${port}`,
       caBundle: join(centopsDir, 'ca/root.crt'),
@@ -447,19 +402,7 @@ spec: { id: dmr-tallinn--dmr-tartu, nodes: [dmr-tallinn, dmr-tartu], cost: 0 }
     const help = await ctl('operator', 'add', '--help');
     assert.match(help.stdout, /--role <role>/);
     const made = json<{ role: string; keyGenerated: boolean }>(
-      await ctl(
-        '-o',
-        'json',
-        'operator',
-        'add',
-        'olga',
-        '--role',
-        'operator',
-        '--key',
-        'olga.key',
-        '--out',
-        'olga.crt',
-      ),
+      await ctl(...words(`-o json operator add olga --role operator --key olga.key --out olga.crt`)),
     );
     assert.deepEqual([made.role, made.keyGenerated], ['operator', true]);
     assert.equal((await stat(join(dir, 'olga.key'))).mode & 0o777, 0o600);
@@ -505,17 +448,7 @@ spec: { id: dmr-tallinn--dmr-tartu, nodes: [dmr-tallinn, dmr-tartu], cost: 0 }
       privateKeyPem: await generatePrivateKey('ecdsa-p256'),
     });
     await writeFile(join(dir, 'oscar.csr'), csr);
-    const fromCsr = await ctl(
-      'operator',
-      'add',
-      'oscar',
-      '--role',
-      'viewer',
-      '--csr',
-      'oscar.csr',
-      '--out',
-      'oscar.crt',
-    );
+    const fromCsr = await ctl(...words(`operator add oscar --role viewer --csr oscar.csr --out oscar.crt`));
     assert.equal(fromCsr.status, 0, fromCsr.stderr);
     const list = await ctl('operator', 'list');
     assert.equal(list.status, 0, list.stderr);

@@ -133,8 +133,11 @@ describe('a peer partitioned away under a continuous sender', { skip: unavailabl
     collecting = false;
     await collector;
     await recipient?.close().catch(() => undefined);
-    await partition?.stop();
-    await mesh?.stop();
+    try {
+      await mesh?.stop();
+    } finally {
+      await partition?.stop();
+    }
   });
 
   /** What bounds the outbound queue, as the broker has it: the queue's x-max-length and the shovel's prefetch. */

@@ -301,7 +301,10 @@ export class RelayPath {
     const headers = message.properties.headers;
     const sender = ownHeader(headers, SENDER_HEADER);
     const origin = ownHeader(headers, ORIGIN_HEADER);
-    if (typeof sender !== 'string' || !isValidId(sender) || typeof origin !== 'string') return undefined;
+    // A message from a peer claiming this node as its origin is a forgery: no report to a client of ours about it.
+    if (typeof sender !== 'string' || !isValidId(sender) || typeof origin !== 'string' || origin === this.#nodeId) {
+      return undefined;
+    }
     return context.message.directory.get(sender)?.homeNode === origin ? sender : undefined;
   }
 }

@@ -4,7 +4,7 @@
  * records what it started on the LocalMesh, so a failure later stops it.
  */
 import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { randomInt } from 'node:crypto';
@@ -19,6 +19,7 @@ import { CentOpsApi } from './centops-client.js';
 import { DemoExchange, enrolClient, type EnrolledClient } from './demo.js';
 import { pathLinks } from './inspect.js';
 import { startFailure, type LocalMesh, type StartMeshOptions } from './local-mesh.js';
+import { meshPaths } from './paths.js';
 import { spawnLogged, type LoggedChild } from './processes.js';
 import { DEMO_CLIENTS, demoHomes, ensureGrants, registryDocuments, staleRegistryItems } from './registry.js';
 import type { MeshNodeState } from './state.js';
@@ -264,6 +265,14 @@ export async function applyRegistry(options: StartMeshOptions, api: CentOpsApi, 
       ...registryDocuments(shape, endpoints),
       ...stale,
     ]);
+    // Deleting a node revoked its certificate: its old identity must not be found by a later, bigger mesh.
+    for (const item of stale) {
+      if (item.kind !== 'Node' || item.id === undefined) continue;
+      const files = meshPaths(options.dir).node(item.id);
+      await Promise.all(
+        [files.dataDir, files.configFile, files.tokenFile].map((path) => rm(path, { recursive: true, force: true })),
+      );
+    }
     step.update('policy grant (opa check + opa test in CentOps)');
     const granted = await ensureGrants(api);
     const removed = stale.length === 0 ? '' : `, removed ${stale.map((item) => `${item.kind} ${item.id}`).join(', ')}`;
@@ -405,32 +414,11 @@ export async function startNodes(
   }
 }
 
-type FirstOutcome = { kind: 'answered'; ms: number } | { kind: 'waiting'; detail: string };
-
-/**
- * Resolves when a link on the demo's path has no shovel: the questions then
- * wait in its outbound queue and no answer can come, which is what a node
- * whose agent does not keep links yet shows. The mesh runs, and says so,
- * instead of failing its start on a timeout.
- */
-async function linkWithoutShovel(
-  mesh: LocalMesh,
-  from: string,
-  to: string,
-  done: () => boolean,
-): Promise<FirstOutcome> {
-  for (;;) {
-    await sleep(1000);
-    if (done()) return new Promise<never>(() => undefined);
-    const links = await pathLinks(mesh.state, from, to).catch(() => undefined);
-    const absent = links?.find((link) => link.state === 'absent');
-    if (absent !== undefined) {
-      return {
-        kind: 'waiting',
-        detail: `link ${absent.from} → ${absent.to} has no shovel (${absent.messages ?? '?'} waiting in dmr.outbound.${absent.to} on ${absent.from})`,
-      };
-    }
-  }
+/** Where the demo's questions are, for an error that says which link did not carry them. */
+async function pathState(mesh: LocalMesh, from: string, to: string): Promise<string> {
+  const links = await pathLinks(mesh.state, from, to).catch(() => undefined);
+  if (links === undefined) return `no route from ${from} to ${to} in the applied configurations`;
+  return links.map((link) => `${link.from} → ${link.to} ${link.state}, ${link.messages ?? '?'} waiting`).join('; ');
 }
 
 export async function startDemo(
@@ -479,9 +467,9 @@ export async function startDemo(
       { from: { client: asker.id, node: askerHome }, to: { client: answerer.id, node: answererHome } },
       askerHome === answererHome ? 'bot-a → bot-b → bot-a' : `bot-a@${askerHome} → bot-b@${answererHome} → bot-a`,
     );
-    let first: ((outcome: FirstOutcome) => void) | undefined;
+    let first: ((latencyMs: number) => void) | undefined;
     let refusal: ((error: DmrError) => void) | undefined;
-    const firstOutcome = new Promise<FirstOutcome>((resolve, reject) => {
+    const firstRoundTrip = new Promise<number>((resolve, reject) => {
       first = resolve;
       refusal = reject;
     });
@@ -494,7 +482,7 @@ export async function startDemo(
       intervalMs: options.intervalMs,
       onEvent: (event) => {
         if (!started) {
-          if (event.kind === 'round-trip') first?.({ kind: 'answered', ms: event.latencyMs });
+          if (event.kind === 'round-trip') first?.(event.latencyMs);
           if (event.kind === 'refused') {
             refusal?.(
               new DmrError('MESH_START_FAILED', `the mesh refused the first message: ${event.reason} ${event.detail}`, {
@@ -513,29 +501,24 @@ export async function startDemo(
     // The timer is cleared once answered: a pending one would keep the supervisor alive after a stop.
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(
-        () =>
+      timer = setTimeout(() => {
+        void (async () => {
+          const where = askerHome === answererHome ? '' : ` (links: ${await pathState(mesh, askerHome, answererHome)})`;
           reject(
-            new DmrError('MESH_START_FAILED', `no answer from bot-b within ${FIRST_ROUND_TRIP_TIMEOUT_MS / 1000} s`, {
-              hint: `see the node logs in ${mesh.paths.logsDir}`,
-            }),
-          ),
-        FIRST_ROUND_TRIP_TIMEOUT_MS,
-      );
+            new DmrError(
+              'MESH_START_FAILED',
+              `no answer from bot-b within ${FIRST_ROUND_TRIP_TIMEOUT_MS / 1000} s${where}`,
+              { hint: `see the node logs in ${mesh.paths.logsDir}` },
+            ),
+          );
+        })();
+      }, FIRST_ROUND_TRIP_TIMEOUT_MS);
     });
-    const stuck =
-      askerHome === answererHome
-        ? new Promise<never>(() => undefined)
-        : linkWithoutShovel(mesh, askerHome, answererHome, () => started);
-    const outcome = await Promise.race([firstOutcome, timeout, stuck]).finally(() => {
+    const latency = await Promise.race([firstRoundTrip, timeout]).finally(() => {
       started = true;
       clearTimeout(timer);
     });
-    step.done(
-      outcome.kind === 'answered'
-        ? `first round trip ${outcome.ms.toFixed(1)} ms`
-        : `running, but the questions wait: ${outcome.detail}`,
-    );
+    step.done(`first round trip ${latency.toFixed(1)} ms`);
   } catch (error) {
     step.fail(error);
     throw error;

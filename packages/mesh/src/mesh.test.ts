@@ -3,7 +3,8 @@ import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { DmrError } from '@dmr/core';
 import { TerminalProgress } from './progress.js';
-import { DEMO_CLIENTS, demoHomes, registryDocuments } from './registry.js';
+import type { CentOpsApi } from './centops-client.js';
+import { DEMO_CLIENTS, demoHomes, registryDocuments, staleRegistryItems } from './registry.js';
 import {
   DEFAULT_NODES,
   MAX_NODES,
@@ -92,6 +93,34 @@ describe('mesh registry', () => {
         ['node-1--node-2', ['node-1', 'node-2'], 1],
         ['node-2--node-3', ['node-2', 'node-3'], 1],
       ],
+    );
+  });
+
+  it('removes what an earlier mesh left in a reused CentOps: its nodes and links beyond this shape, nothing else', async () => {
+    const registry: Record<string, Array<{ spec: Record<string, unknown> }>> = {
+      '/v1/nodes': ['node-1', 'node-2', 'node-3', 'node-4'].map((id) => ({ spec: { id, labels: { mesh: 'local' } } })),
+      '/v1/links': [
+        ['node-1', 'node-2'],
+        ['node-2', 'node-3'],
+        ['node-3', 'node-4'],
+        ['node-1', 'node-4'],
+      ].map((nodes) => ({ spec: { id: `${nodes[0]}--${nodes[1]}`, nodes } })),
+    };
+    // An operator's own node and its link to a mesh node are not the mesh's to remove.
+    registry['/v1/nodes']?.push({ spec: { id: 'dmr-tallinn', labels: {} } });
+    registry['/v1/links']?.push({ spec: { id: 'dmr-tallinn--node-1', nodes: ['dmr-tallinn', 'node-1'] } });
+    const api: Pick<CentOpsApi, 'call'> = {
+      call: <T>(_method: string, path: string) =>
+        Promise.resolve({ items: registry[path.split('?')[0] ?? ''] ?? [], next: null } as T),
+    };
+    assert.deepEqual(await staleRegistryItems(api, meshShape(3, 'ring')), [
+      { op: 'delete', kind: 'Link', id: 'node-3--node-4' },
+      { op: 'delete', kind: 'Link', id: 'node-1--node-4' },
+      { op: 'delete', kind: 'Node', id: 'node-4' },
+    ]);
+    assert.deepEqual(
+      (await staleRegistryItems(api, meshShape(2, 'line'))).map((item) => item.id),
+      ['node-2--node-3', 'node-3--node-4', 'node-1--node-4', 'node-3', 'node-4'],
     );
   });
 

@@ -87,7 +87,7 @@ interface Page<T> {
   next: string | null;
 }
 
-async function listAll<T>(api: CentOpsApi, path: string): Promise<T[]> {
+async function listAll<T>(api: Pick<CentOpsApi, 'call'>, path: string): Promise<T[]> {
   const items: T[] = [];
   let cursor: string | null = null;
   do {
@@ -105,7 +105,7 @@ async function listAll<T>(api: CentOpsApi, path: string): Promise<T[]> {
  * otherwise stay in every route. Only nodes this mesh registered (its label)
  * and links between such nodes are touched.
  */
-export async function staleRegistryItems(api: CentOpsApi, shape: MeshShape): Promise<RegistryItem[]> {
+export async function staleRegistryItems(api: Pick<CentOpsApi, 'call'>, shape: MeshShape): Promise<RegistryItem[]> {
   const nodes = await listAll<{ spec: { id: string; labels: Record<string, string> } }>(api, '/v1/nodes');
   const links = await listAll<{ spec: { id: string; nodes: [string, string] } }>(api, '/v1/links');
   const ours = new Set(nodes.filter((node) => node.spec.labels.mesh === MESH_LABEL.mesh).map((node) => node.spec.id));

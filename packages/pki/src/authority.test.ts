@@ -96,12 +96,15 @@ describe('CertificateAuthority.init and open', () => {
   });
 
   it('takes custom lifetimes and refuses an intermediate that outlives its root', async () => {
+    const before = Date.now();
     const ca = await CertificateAuthority.init(join(scratch.path, 'ttl'), {
       trustDomain: TD,
       rootTtlMs: 30 * DAY,
       intermediateTtlMs: 7 * DAY,
     });
-    assert.ok(Math.abs(only(ca.intermediateCertificatePem).notAfter.getTime() - Date.now() - 7 * DAY) < 120_000);
+    // Between the clock before and after (notAfter is cut to whole seconds), however long the keys took.
+    const notAfter = only(ca.intermediateCertificatePem).notAfter.getTime();
+    assert.ok(notAfter >= before + 7 * DAY - 1_000 && notAfter <= Date.now() + 7 * DAY);
     await rejectsWith(
       CertificateAuthority.init(join(scratch.path, 'ttl-bad'), {
         trustDomain: TD,
@@ -320,8 +323,11 @@ describe('CertificateAuthority.issue', () => {
   });
 
   it('honours ttl and an explicit window (expired certificates for tests)', async () => {
+    const before = Date.now();
     const short = await ca.issueWithKey({ kind: 'client', id: 'short-lived', ttlMs: 3_600_000 });
-    assert.ok(Math.abs(short.notAfter.getTime() - Date.now() - 3_600_000) < 5_000);
+    // Between the clock before and after issuing (notAfter is cut to whole seconds), however long it took.
+    assert.ok(short.notAfter.getTime() >= before + 3_600_000 - 1_000);
+    assert.ok(short.notAfter.getTime() <= Date.now() + 3_600_000);
     const notBefore = new Date(Date.now() - 3 * DAY);
     const notAfter = new Date(Date.now() - DAY);
     const expired = await ca.issueWithKey({ kind: 'client', id: 'expired-bot', notBefore, notAfter });

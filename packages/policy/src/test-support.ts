@@ -10,7 +10,7 @@ import { CertificateAuthority } from '@dmr/pki';
 import type { PolicyResult } from './decision.js';
 import { findOpa } from './opa.js';
 import { BundleSigner, policySignerSpiffeId, type BundleVerification } from './signing.js';
-import { freePort } from '@dmr/core/testing';
+import { freePort, waitFor } from '@dmr/core/testing';
 
 export const TRUST_DOMAIN = 'dmr.test';
 const packageDir = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -124,19 +124,18 @@ export async function startSidecar(serviceUrl: string, publicKeyPem: string): Pr
     }
     await dir.cleanup();
   };
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    try {
-      const response = await fetch(`${url}/health?bundles`);
-      if (response.ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (child.exitCode !== null || Date.now() > deadline) {
-      await stop();
-      throw new Error(`opa sidecar did not become ready:\n${output}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
+  try {
+    await waitFor(
+      'the opa sidecar to report its bundle healthy',
+      async () => {
+        if (child.exitCode !== null) throw new Error(`opa exited with ${child.exitCode}`);
+        return (await fetch(`${url}/health?bundles`).catch(() => undefined))?.ok;
+      },
+      { intervalMs: 100 },
+    );
+  } catch (error) {
+    await stop();
+    throw new Error(`opa sidecar did not become ready (${String(error)}):\n${output}`, { cause: error });
   }
   return { url, process: child, log: () => output, stop };
 }

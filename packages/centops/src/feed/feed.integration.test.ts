@@ -189,7 +189,6 @@ for (const backend of [sqliteBackend(), await postgresBackend()] satisfies Backe
 
     it('long-poll: returns the new document when a change lands', async () => {
       const revision = await store.revision();
-      const started = Date.now();
       const pending = get(`${server.url}/v1/nodes/dmr-tallinn/config?wait=10`, {
         ...TALLINN,
         'if-none-match': `"${revision}"`,
@@ -198,8 +197,8 @@ for (const backend of [sqliteBackend(), await postgresBackend()] satisfies Backe
       const next = await change();
       const response = await pending;
       assert.equal(response.status, 200);
+      // Answered on the change, not at the timeout: a timed-out wait answers 304 with the old ETag.
       assert.equal(response.headers.get('etag'), `"${next}"`);
-      assert.ok(Date.now() - started < 5000, 'answered on the change, not at the timeout');
       const { config } = await verifyNodeConfig(await response.text(), { ...verify, minRevision: next });
       assert.ok(config.clients.some((c) => c.id === `bot-${clientCount}`));
     });
@@ -226,6 +225,7 @@ for (const backend of [sqliteBackend(), await postgresBackend()] satisfies Backe
       });
       assert.equal(response.status, 304);
       assert.equal(response.headers.get('etag'), `"${revision}"`);
+      // A lower bound only: a loaded machine makes the wait longer, never shorter.
       assert.ok(Date.now() - started >= 900);
       assert.equal((await get(`${server.url}/v1/nodes/dmr-tallinn/config?wait=61`, TALLINN)).status, 400);
       const stale = await get(`${server.url}/v1/nodes/dmr-tallinn/config?wait=1`, {

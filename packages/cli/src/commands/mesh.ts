@@ -71,12 +71,12 @@ function renderRunning(state: MeshState): string {
   return `${renderFields(rows)}\nEvery node: TLS + EXTERNAL only; ${join(state.dir, 'mesh.json')} lists them all.`;
 }
 
-function demoLine(state: MeshState): string {
+function demoLine(state: MeshState, intervalMs = 1000): string {
   const [asker, answerer] = state.clients;
   if (asker === undefined || answerer === undefined) return '';
   return asker.node === answerer.node
-    ? `${asker.id} asks ${answerer.id} through ${asker.node} every interval`
-    : `${asker.id} on ${asker.node} asks ${answerer.id} on ${answerer.node} across the mesh every interval`;
+    ? `${asker.id} asks ${answerer.id} through ${asker.node} every ${intervalMs} ms`
+    : `${asker.id} on ${asker.node} asks ${answerer.id} on ${answerer.node} across the mesh every ${intervalMs} ms`;
 }
 
 /** Runs until a signal or a dead component; resolves with the exit code. */
@@ -169,7 +169,7 @@ async function upForeground(format: OutputFormat, options: UpOptions): Promise<n
   output.line(
     options.detachedSupervisor === true
       ? `running detached; stop with: dmr down --dir ${options.dir}`
-      : `${demoLine(mesh.state)}; Ctrl-C stops everything`,
+      : `${demoLine(mesh.state, intervalMs)}; Ctrl-C stops everything`,
   );
   return superviseForeground(mesh, format);
 }

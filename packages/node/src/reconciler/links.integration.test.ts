@@ -34,6 +34,7 @@ import { reconcile, type ApplyResult } from './apply.js';
 import { desiredLayout } from './layout.js';
 import {
   DrainTracker,
+  StuckLinkWatch,
   installLinkTlsFiles,
   readLinkStatuses,
   removeUnusedLinkFiles,
@@ -139,16 +140,17 @@ describe('link shovels kept by the reconciler, between two harness brokers', () 
   const drainsA = new DrainTracker({ graceMs: 1000 });
   const drainsB = new DrainTracker({ graceMs: 1000 });
 
-  const link = (peer: string, port: number): NodeConfig['links'][number] => ({
+  const link = (peer: string, port: number, host = 'localhost'): NodeConfig['links'][number] => ({
     peer,
-    amqpsEndpoint: `amqps://localhost:${port}`,
+    amqpsEndpoint: `amqps://${host}:${port}`,
     cost: 1,
     peerCertificates: [],
   });
   const configA = (extra: Parameters<typeof sampleConfig>[1] = {}): NodeConfig =>
     sampleConfig([], { node: A, links: [link(B, proxy.port)], ...extra });
   const configB = (extra: Parameters<typeof sampleConfig>[1] = {}): NodeConfig =>
-    sampleConfig([], { node: B, links: [link(A, harness.node(0).amqpsPort)], ...extra });
+    // An IP endpoint: no host check (serverNameFor), the certificate chain still is.
+    sampleConfig([], { node: B, links: [link(A, harness.node(0).amqpsPort, '127.0.0.1')], ...extra });
 
   function reconcileA(config: NodeConfig = configA(), vhost?: string): Promise<ApplyResult> {
     const layout = desiredLayout(config, {
@@ -424,6 +426,54 @@ describe('link shovels kept by the reconciler, between two harness brokers', () 
     await awaitShovel(managementB, vhostName(B), 'dmr.link.node-a', 'running');
     await routerB.awaitReceived(await routerA.publishAll(B, 3, 'relinked'));
     await routerA.awaitReceived(await routerB.publishAll(A, 3, 'relinked'));
+  });
+
+  it('restarts a link stuck “running” after a 403 at the peer, once its unacknowledged messages stop moving', async () => {
+    await awaitShovel(managementA, vhostName(A), 'dmr.link.node-b', 'running');
+    const outbound = outboundQueueName(B);
+    // B takes node-a's write away. A channel keeps the permissions it already used (RABBITMQ-FACTS), so the
+    // link starts again on a fresh one: its next publish is refused with 403 and that channel dies.
+    await managementB.setPermissions(vhostName(B), nodeUser(A), { configure: '', write: '', read: '' });
+    await managementA.restartShovel(vhostName(A), 'dmr.link.node-b');
+    await awaitShovel(managementA, vhostName(A), 'dmr.link.node-b', 'running');
+    const [id] = await routerA.publishAll(B, 1, 'stuck');
+    assert.ok(id);
+    let seen: unknown;
+    await waitFor(
+      () => `the message held unacknowledged at A; last ${JSON.stringify(seen)}`,
+      async () => {
+        const depth = (await managementA.listQueues(vhostName(A))).find((q) => q.name === outbound);
+        const status = await managementA.shovelStatus(vhostName(A), 'dmr.link.node-b');
+        seen = { depth, state: status?.state, reason: status?.reason };
+        return depth?.messagesUnacknowledged === 1;
+      },
+      { timeoutMs: 30_000, intervalMs: 250 },
+    );
+    // The next apply puts the permission back; the link still says running and moves nothing (trap 2).
+    assert.ok((await reconcileB()).changes.some((change) => change.kind === 'permissions'));
+    const watch = new StuckLinkWatch({ stuckAfterMs: 2000 });
+    const started = performance.now();
+    await waitFor(
+      'the watch to call the link stuck',
+      async () => {
+        const read = await readLinkStatuses(managementA, vhostName(A), configA());
+        const state = read.shovels.find((shovel) => shovel.name === 'dmr.link.node-b')?.state;
+        return watch.observe(
+          B,
+          state,
+          read.queues.find((q) => q.name === outbound),
+          Date.now(),
+        );
+      },
+      { timeoutMs: 40_000, intervalMs: 250 },
+    );
+    const stuckMs = performance.now() - started;
+    assert.equal(routerB.received.has(id), false, 'nothing moved before the restart');
+    await managementA.restartShovel(vhostName(A), 'dmr.link.node-b');
+    await routerB.awaitReceived([id]);
+    measure(
+      `stuck: called stuck ${Math.round(stuckMs)} ms after the permission came back (stuckAfterMs 2000 + statistics lag); delivered ${Math.round(performance.now() - started - stuckMs)} ms after the restart`,
+    );
   });
 
   it('cuts a denylisted peer off: its link deleted, its user deleted, its live connection closed', async () => {

@@ -62,12 +62,12 @@ export class RelayPath {
     this.#outcome = options.outcome;
   }
 
-  /** One message from a peer node, from delivery to ack (or held on a transient failure). */
-  async route(session: Session, message: ConsumeMessage, state: RoutingState): Promise<void> {
+  /** One message from a peer node, from delivery to ack (or held on a transient failure); `retry`: the router's own second attempt. */
+  async route(session: Session, message: ConsumeMessage, state: RoutingState, retry = false): Promise<void> {
     const started = performance.now();
     const now = this.#now();
     const { context, guard, mesh } = state;
-    this.#metrics.received.inc();
+    if (!retry) this.#metrics.received.inc();
     if (mesh === undefined) {
       // Not consumed without an identity (router.ts); a revision may not take it away, but be safe.
       throw new Transient('broker', 'this router has no node identity to verify mesh messages with');
@@ -301,7 +301,10 @@ export class RelayPath {
     const headers = message.properties.headers;
     const sender = ownHeader(headers, SENDER_HEADER);
     const origin = ownHeader(headers, ORIGIN_HEADER);
-    if (typeof sender !== 'string' || !isValidId(sender) || typeof origin !== 'string') return undefined;
+    // A message from a peer claiming this node as its origin is a forgery: no report to a client of ours about it.
+    if (typeof sender !== 'string' || !isValidId(sender) || typeof origin !== 'string' || origin === this.#nodeId) {
+      return undefined;
+    }
     return context.message.directory.get(sender)?.homeNode === origin ? sender : undefined;
   }
 }

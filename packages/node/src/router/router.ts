@@ -256,7 +256,7 @@ export class Router {
       case 'route':
         return this.#origin.route(session, message, state, retry);
       case 'relay':
-        return this.#relay.route(session, message, state);
+        return this.#relay.route(session, message, state, retry);
       case 'dead-letter':
         return this.#deadLetters.report(session, message, state);
     }

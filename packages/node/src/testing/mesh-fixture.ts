@@ -52,6 +52,8 @@ export interface MeshFixtureOptions {
   /** Nodes on a node's denylist. */
   deniedNodes?: Readonly<Record<string, string[]>>;
   limits?: NodeFixtureOptions['limits'];
+  /** Router shards per node, each consuming its `dmr.ingress.<n>` and `dmr.mesh-ingress.<n>` (default 1). */
+  routerShards?: number;
   /** Nodes whose outgoing links are LinkForwarders instead of shovels (default none). */
   forwardersAt?: readonly string[];
 }
@@ -129,6 +131,7 @@ export class MeshFixture {
           clients: [...options.clients],
           ...(options.grants?.[nodeId] === undefined ? {} : { grants: options.grants[nodeId] }),
           ...(options.limits === undefined ? {} : { limits: options.limits }),
+          ...(options.routerShards === undefined ? {} : { routerShards: options.routerShards }),
           mesh: {
             links: peers,
             routes: options.routes?.[nodeId] ?? shortestRoutes(nodeId, options.nodes, options.links),

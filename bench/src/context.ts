@@ -9,6 +9,8 @@ export interface BenchContext {
   dir: string;
   ca: CertificateAuthority;
   harness: BrokerHarness;
+  /** The first broker of rows s, e and f (options.ts brokerPlan). */
+  meshBroker: number;
   options: BenchOptions;
   body: Buffer;
   /** A progress line on stderr. */
@@ -64,6 +66,12 @@ export interface RouterChildConfig {
   prefetch: number | undefined;
   /** False only for the --no-audit experiment. */
   audit: boolean;
+  /**
+   * The node's key, certificate chain and trust bundle, for the mesh rows:
+   * with it the router signs what it forwards and relays what arrives on its
+   * mesh ingress (RouterOptions.identity); rows c/d run without.
+   */
+  identity?: { certificateChainPem: string; privateKeyPem: string; trustBundlePem: string };
 }
 
 /** The router process's one command: switch the decider (answers with the router's counters so far). */

@@ -46,7 +46,7 @@ export const RECIPIENT = 'bench-receiver';
 const SENDER_ORG = 'ria';
 const RECIPIENT_ORG = 'rik';
 
-function certificateRef(issued: IssuedCertificate): NodeConfig['directory'][number]['certificates'][number] {
+export function certificateRef(issued: IssuedCertificate): NodeConfig['directory'][number]['certificates'][number] {
   return {
     fingerprint: issued.fingerprintSha256,
     serial: issued.serial,
@@ -112,6 +112,16 @@ function defaultPackDir(): string {
   return join(dirname(fileURLToPath(import.meta.resolve('@dmr/policy'))), '..', 'rego');
 }
 
+/** The default policy pack, built and signed as CentOps would (`opa build`), for the rows' routers. */
+export async function signedDefaultBundle(ca: BenchContext['ca']): Promise<{ revision: string; archive: Buffer }> {
+  const signerCertificate = await ca.issueWithKey({ kind: 'centops', id: 'policy-signer' });
+  const signer = new BundleSigner({
+    certificateChainPem: signerCertificate.chainPem,
+    privateKeyPem: signerCertificate.privateKeyPem,
+  });
+  return buildBundle({ dir: defaultPackDir(), revision: '1', signer });
+}
+
 export async function setupDmrRows(context: BenchContext, rows: readonly RowId[]): Promise<RowSetup> {
   const wanted = rows.filter((row): row is 'c' | 'd' => row === 'c' || row === 'd');
   if (wanted.length === 0) return { ok: true, drivers: [], close: async () => undefined };
@@ -119,12 +129,7 @@ export async function setupDmrRows(context: BenchContext, rows: readonly RowId[]
   const port = harness.node().amqpsPort;
 
   log('rows c/d: building and signing the default policy bundle (opa build)');
-  const signerCertificate = await ca.issueWithKey({ kind: 'centops', id: 'policy-signer' });
-  const signer = new BundleSigner({
-    certificateChainPem: signerCertificate.chainPem,
-    privateKeyPem: signerCertificate.privateKeyPem,
-  });
-  const bundle = await buildBundle({ dir: defaultPackDir(), revision: '1', signer });
+  const bundle = await signedDefaultBundle(ca);
 
   const [sender, recipient, node] = await Promise.all([
     ca.issueWithKey({ kind: 'client', id: SENDER }),

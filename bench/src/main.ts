@@ -18,7 +18,7 @@ import { CertificateAuthority } from '@dmr/pki';
 import { PREFETCH, type BenchContext, type RowDriver, type RowSetup } from './context.js';
 import { startCpuSample, sumShares, type CpuShares } from './cpu.js';
 import { setupDmrRows } from './dmr.js';
-import { ROW_IDS, USAGE, brokersFor, parseOptions, type BenchOptions, type RowId } from './options.js';
+import { ROW_IDS, USAGE, brokerPlan, parseOptions, type BenchOptions, type RowId } from './options.js';
 import { setupRawRows } from './raw.js';
 import { setupShovelRow } from './shovel.js';
 import { setupMeshRows } from './mesh.js';
@@ -34,7 +34,7 @@ import {
 
 function settingsFor(brokers: number): string {
   const where =
-    brokers === 1 ? 'one RabbitMQ node' : `${brokers} RabbitMQ nodes (rows a–d on the first, s–f across them)`;
+    brokers === 1 ? 'one RabbitMQ node' : `${brokers} RabbitMQ nodes (rows a–d on the first, s–f on their own)`;
   return (
     `${where}: AMQPS only (TLS 1.2/1.3, client certificates, EXTERNAL), quorum queues, ` +
     'persistent messages, publisher confirms, manual acks'
@@ -126,7 +126,7 @@ async function run(options: BenchOptions): Promise<BenchReport> {
   );
   try {
     const ca = await CertificateAuthority.init(join(dir, 'ca'), { trustDomain: 'dmr.bench' });
-    const brokers = brokersFor(options.rows);
+    const { brokers, meshBroker } = brokerPlan(options.rows);
     log(`starting ${brokers === 1 ? 'the broker' : `${brokers} brokers`} (TLS, EXTERNAL; ≈ 7 s each)`);
     harness = await startBrokers({
       dir: join(dir, 'brokers'),
@@ -139,6 +139,7 @@ async function run(options: BenchOptions): Promise<BenchReport> {
       dir,
       ca,
       harness,
+      meshBroker,
       options,
       body: Buffer.alloc(options.sizeBytes, 0x61),
       log,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isDmrError } from '@dmr/core';
-import { brokersFor, parseLoads, parseOptions, parseRows } from './options.js';
+import { brokerPlan, parseLoads, parseOptions, parseRows } from './options.js';
 
 function invalid(run: () => unknown): boolean {
   try {
@@ -94,11 +94,13 @@ describe('parseLoads / parseRows', () => {
   });
 });
 
-describe('brokersFor', () => {
-  it('starts one broker for rows a–d, two for the link rows, three for two hops', () => {
-    assert.equal(brokersFor(['a', 'b', 'c', 'd']), 1);
-    assert.equal(brokersFor(['s']), 2);
-    assert.equal(brokersFor(['a', 'e']), 2);
-    assert.equal(brokersFor(['s', 'e', 'f']), 3);
+describe('brokerPlan', () => {
+  it('puts rows a–d on the first broker and the link rows on brokers of their own', () => {
+    assert.deepEqual(brokerPlan(['a', 'b', 'c', 'd']), { brokers: 1, meshBroker: 1 });
+    assert.deepEqual(brokerPlan(['a', 'b']), { brokers: 1, meshBroker: 0 });
+    assert.deepEqual(brokerPlan(['s']), { brokers: 2, meshBroker: 0 });
+    assert.deepEqual(brokerPlan(['s', 'e', 'f']), { brokers: 3, meshBroker: 0 });
+    assert.deepEqual(brokerPlan(['a', 'b', 'c', 'd', 's', 'e', 'f']), { brokers: 4, meshBroker: 1 });
+    assert.deepEqual(brokerPlan(['c', 'e']), { brokers: 3, meshBroker: 1 });
   });
 });

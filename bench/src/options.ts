@@ -69,11 +69,17 @@ export function parseLoads(text: string): Load[] {
   return loads.sort((x, y) => (x === 'max' ? 1 : y === 'max' ? -1 : x - y));
 }
 
-/** Brokers the chosen rows need: the raw link and one mesh link span two, two hops three. */
-export function brokersFor(rows: readonly RowId[]): number {
-  if (rows.includes('f')) return 3;
-  if (rows.includes('s') || rows.includes('e')) return 2;
-  return 1;
+/**
+ * The brokers a run needs. Rows a–d use the first; rows s, e and f the
+ * brokers from `meshBroker` on (two for s and e, three with f), which are
+ * others than c/d's: a DMR node's reconciler owns the users of its broker,
+ * so a mesh node on c/d's broker would delete c/d's clients. s shares e's
+ * two brokers, so the link and its baseline run on the same pair.
+ */
+export function brokerPlan(rows: readonly RowId[]): { brokers: number; meshBroker: number } {
+  const meshBroker = rows.includes('c') || rows.includes('d') ? 1 : 0;
+  const mesh = rows.includes('f') ? 3 : rows.includes('s') || rows.includes('e') ? 2 : 0;
+  return { brokers: Math.max(1, meshBroker + mesh), meshBroker };
 }
 
 export function parseRows(text: string): RowId[] {

@@ -1,5 +1,5 @@
 /**
- * The router of rows c and d, in its own process: the product's Router with
+ * The router of rows c and d (and of each node of rows e/f), in its own process: the product's Router with
  * its real logger (JSON lines to a file), Prometheus metrics and audit stream.
  * Its PolicyDecider is a switch between the default policy pack (a signed
  * bundle evaluated in process as Wasm: row c) and BenchOnlyAllowAllDecider
@@ -73,7 +73,12 @@ function isRouterChildConfig(value: unknown): value is RouterChildConfig {
     typeof value.audit === 'boolean' &&
     ['caPem', 'certificatePem', 'privateKeyPem', 'vhost', 'logFile'].every((key) => typeof value[key] === 'string') &&
     isRecord(bundle) &&
-    ['archiveBase64', 'trustBundlePem', 'expectedSigner'].every((key) => typeof bundle[key] === 'string')
+    ['archiveBase64', 'trustBundlePem', 'expectedSigner'].every((key) => typeof bundle[key] === 'string') &&
+    (value.identity === undefined ||
+      (isRecord(value.identity) &&
+        ['certificateChainPem', 'privateKeyPem', 'trustBundlePem'].every(
+          (key) => typeof (value.identity as Record<string, unknown>)[key] === 'string',
+        )))
   );
 }
 
@@ -135,6 +140,7 @@ serveChild(async (raw) => {
     metrics: new RouterMetrics(registry),
     ...(config.audit ? { audit: new StreamAuditSink() } : {}),
     ...(config.prefetch === undefined ? {} : { prefetch: config.prefetch }),
+    ...(config.identity === undefined ? {} : { identity: config.identity }),
   });
   router.applyConfig(nodeConfig);
   await router.start();

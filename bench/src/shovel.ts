@@ -5,6 +5,7 @@
  *     → dynamic shovel (linkShovelSpec: on-confirm, AMQPS + EXTERNAL with a
  *       node certificate, prefetch 1000) → exchange bench.s.ingress on broker B
  *     → bench.s.in (quorum) → consumer
+ * Brokers A and B are the first two of the mesh rows (options.ts brokerPlan).
  * TLS on every connection; the shovel runs inside A's broker, so there is no
  * worker process: the CPU column's "broker" is both brokers together.
  */
@@ -32,9 +33,10 @@ const QUORUM = { 'x-queue-type': 'quorum' };
 export async function setupShovelRow(context: BenchContext, rows: readonly RowId[]): Promise<RowSetup> {
   if (!rows.includes('s')) return { ok: true, drivers: [], close: async () => undefined };
   const { harness, ca } = context;
-  if (harness.nodes.length < 2) return { ok: false, unavailable: 'row s needs two brokers' };
-  const A = harness.management(0);
-  const B = harness.management(1);
+  const [a, b] = [context.meshBroker, context.meshBroker + 1];
+  if (harness.nodes.length <= b) return { ok: false, unavailable: 'row s needs two brokers' };
+  const A = harness.management(a);
+  const B = harness.management(b);
   const all = { configure: '.*', write: '.*', read: '.*' };
   const loadUser = spiffeId(ca.trustDomain, 'client', LOAD_USER);
   const linkUser = spiffeId(ca.trustDomain, 'node', LINK_NODE);
@@ -53,8 +55,9 @@ export async function setupShovelRow(context: BenchContext, rows: readonly RowId
   await B.bindQueue(VHOST_B, INGRESS, IN_QUEUE, '');
   await B.createCertificateUser(loadUser);
   await B.setPermissions(VHOST_B, loadUser, all);
-  // What a peer may do on a DMR node: write its mesh ingress, nothing else.
-  await B.createCertificateUser(linkUser, ['dmr-peer']);
+  // What a peer may do on a DMR node: write its mesh ingress, nothing else. No `dmr-peer` tag: that marks the
+  // users a node's reconciler owns, and the reconciler of rows e/f on the same broker would delete this one.
+  await B.createCertificateUser(linkUser);
   await B.setPermissions(VHOST_B, linkUser, { configure: '', write: `^${INGRESS.replace(/\./g, '\\.')}$`, read: '' });
 
   // The files the shovel presents, read by A's broker process.
@@ -72,9 +75,9 @@ export async function setupShovelRow(context: BenchContext, rows: readonly RowId
     outboundQueue: OUT_QUEUE,
     peer: {
       host: '127.0.0.1',
-      port: harness.node(1).amqpsPort,
+      port: harness.node(b).amqpsPort,
       vhost: VHOST_B,
-      serverName: harness.node(1).servername,
+      serverName: harness.node(b).servername,
     },
     destinationExchange: INGRESS,
     tls,
@@ -94,8 +97,8 @@ export async function setupShovelRow(context: BenchContext, rows: readonly RowId
     );
     const load = await ca.issueWithKey({ kind: 'client', id: LOAD_USER });
     const material = { certificatePem: load.chainPem, privateKeyPem: load.privateKeyPem };
-    const publishing = await harness.connect({ ...material, vhost: VHOST_A, node: 0 });
-    const consuming = await harness.connect({ ...material, vhost: VHOST_B, node: 1 });
+    const publishing = await harness.connect({ ...material, vhost: VHOST_A, node: a });
+    const consuming = await harness.connect({ ...material, vhost: VHOST_B, node: b });
     connections.push(publishing, consuming);
     const probe = new Probe({
       publisher: await publishing.createConfirmChannel(),
@@ -110,8 +113,8 @@ export async function setupShovelRow(context: BenchContext, rows: readonly RowId
       prefetch: PREFETCH,
     });
     await probe.start();
-    context.log(`row s: shovel ${SHOVEL} ${harness.node(0).name} → ${harness.node(1).name} running`);
-    const driver: RowDriver = { row: 's', probe, brokerPids: () => [harness.node(0).pid, harness.node(1).pid] };
+    context.log(`row s: shovel ${SHOVEL} ${harness.node(a).name} → ${harness.node(b).name} running`);
+    const driver: RowDriver = { row: 's', probe, brokerPids: () => [harness.node(a).pid, harness.node(b).pid] };
     return { ok: true, drivers: [driver], close };
   } catch (error) {
     await close();

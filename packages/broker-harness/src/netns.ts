@@ -339,18 +339,29 @@ export class NetnsPartition implements Cleanable {
   stop(): Promise<void> {
     if (!this.#stopping) {
       this.#stopping = (async () => {
+        const wasPartitioned = this.#state !== 'open';
         this.#state = 'stopped';
+        // RST, not FIN: a socket closed gracefully into a dead path lingers orphaned in the namespace (FIN_WAIT,
+        // retransmitting for minutes) and keeps the namespace, and so the veth pair, alive that long.
+        for (const proxy of this.#proxies) proxy.cut();
         await Promise.all(this.#proxies.map((proxy) => proxy.close()));
+        if (wasPartitioned) this.#progress('stopped while partitioned');
         if (this.#child.connected) this.#child.disconnect();
         const exited = await waitUntil(() => !isRunning(this.holder), 5000);
         if (!exited) {
           signalProcess(this.holder, 'SIGKILL');
           await waitUntil(() => !isRunning(this.holder), 5000);
         }
-        const gone = await waitUntil(async () => !(await linkExists(this.hostInterface)), 10_000);
+        const gone = await waitUntil(async () => !(await linkExists(this.hostInterface)), 30_000);
         unregisterCleanup(this);
         if (!gone) {
-          throw new DmrError('INTERNAL', `${this.hostInterface} still exists 10 s after its namespace's holder exited`);
+          throw new DmrError(
+            'INTERNAL',
+            `${this.hostInterface} still exists 30 s after its namespace's holder exited`,
+            {
+              hint: 'a TCP socket of the namespace is still open (ss -tanp); the kernel removes the pair once it is closed',
+            },
+          );
         }
         this.#progress('stopped; veth pair removed');
       })();

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { brokerStatus, stopBrokers } from '@dmr/broker-harness';
 import { DmrError, isErrorCode } from '@dmr/core';
 import { CentOpsApi } from './centops-client.js';
-import { appliedConfig, linkReports, type AppliedConfig, type LinkReport } from './inspect.js';
+import { appliedConfig, linkReports, unknownLinks, type AppliedConfig, type LinkReport } from './inspect.js';
 import { meshPaths } from './paths.js';
 import { isAlive, processRef, stopProcess, tailOf } from './processes.js';
 import {
@@ -239,14 +239,7 @@ async function nodeReport(
   const links =
     broker.running && state.broker !== null
       ? await linkReports(state.broker.dir, index, node, peers)
-      : peers.map((peer): LinkReport => ({
-          from: node.id,
-          to: peer,
-          up: false,
-          state: 'unknown',
-          messages: null,
-          source: 'none',
-        }));
+      : unknownLinks(node.id, peers);
   return {
     id: node.id,
     running: isAlive(node.process),

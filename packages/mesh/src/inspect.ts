@@ -26,6 +26,11 @@ export interface LinkReport {
   source: 'agent' | 'broker' | 'none';
 }
 
+/** The links of a node nothing can be asked about (its broker down or silent). */
+export function unknownLinks(from: string, peers: readonly string[]): LinkReport[] {
+  return peers.map((to) => ({ from, to, up: false, state: 'unknown', messages: null, source: 'none' }));
+}
+
 export interface AppliedConfig {
   revision: number;
   links: string[];
@@ -142,14 +147,7 @@ export async function linkReports(
       };
     });
   } catch {
-    return peers.map((peer) => ({
-      from: node.id,
-      to: peer,
-      up: false,
-      state: 'unknown',
-      messages: null,
-      source: 'none',
-    }));
+    return unknownLinks(node.id, peers);
   }
 }
 

@@ -11,7 +11,7 @@ import type { DemoEvent, DemoExchange } from './demo.js';
 import { meshPaths, type MeshPaths } from './paths.js';
 import { signalGroup, stopProcess, tailOf, type LoggedChild } from './processes.js';
 import type { MeshProgress } from './progress.js';
-import { writeMeshState, type DemoStats, type MeshState, type PathStats } from './state.js';
+import { writeMeshState, zeroRoundTrips, type DemoStats, type MeshState, type PathStats } from './state.js';
 import type { MeshShape } from './topology.js';
 
 /** How to run the `dmr` command line (the CLI passes its own node binary and script). */
@@ -62,16 +62,7 @@ export class LocalMesh {
   #failure: ((error: DmrError) => void) | undefined;
   /** Resolves when a component dies on its own while the mesh runs. */
   readonly failed: Promise<DmrError>;
-  readonly stats: DemoStats = {
-    sent: 0,
-    roundTrips: 0,
-    refused: 0,
-    lastLatencyMs: null,
-    medianLatencyMs: null,
-    lastRefusal: null,
-    paths: [],
-    updatedAt: new Date().toISOString(),
-  };
+  readonly stats: DemoStats = { ...zeroRoundTrips(), paths: [], updatedAt: new Date().toISOString() };
   readonly #latencies: number[] = [];
   #pathLabel = 'bot-a → bot-b → bot-a';
   #statsTimer: NodeJS.Timeout | undefined;
@@ -126,17 +117,7 @@ export class LocalMesh {
   /** The demo's one path (bot-a on its node to bot-b on its node); its counters are the totals. */
   setDemoPath(path: Pick<PathStats, 'from' | 'to'>, label: string): void {
     this.#pathLabel = label;
-    this.stats.paths = [
-      {
-        ...path,
-        sent: 0,
-        roundTrips: 0,
-        refused: 0,
-        lastLatencyMs: null,
-        medianLatencyMs: null,
-        lastRefusal: null,
-      },
-    ];
+    this.stats.paths = [{ ...path, ...zeroRoundTrips() }];
   }
 
   demoEvent(event: DemoEvent): void {

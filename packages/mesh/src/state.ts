@@ -78,10 +78,8 @@ export interface MeshState {
   statsFile: string;
 }
 
-/** One demo path: a client asking another one, maybe on another node. */
-export interface PathStats {
-  from: { client: string; node: string };
-  to: { client: string; node: string };
+/** What the demo counts, for the whole mesh and for each path. */
+export interface RoundTripCounters {
   sent: number;
   roundTrips: number;
   refused: number;
@@ -91,14 +89,17 @@ export interface PathStats {
   lastRefusal: string | null;
 }
 
-export interface DemoStats {
-  sent: number;
-  roundTrips: number;
-  refused: number;
-  lastLatencyMs: number | null;
-  /** Median of the last 100 round trips. */
-  medianLatencyMs: number | null;
-  lastRefusal: string | null;
+export function zeroRoundTrips(): RoundTripCounters {
+  return { sent: 0, roundTrips: 0, refused: 0, lastLatencyMs: null, medianLatencyMs: null, lastRefusal: null };
+}
+
+/** One demo path: a client asking another one, maybe on another node. */
+export interface PathStats extends RoundTripCounters {
+  from: { client: string; node: string };
+  to: { client: string; node: string };
+}
+
+export interface DemoStats extends RoundTripCounters {
   paths: PathStats[];
   updatedAt: string;
 }

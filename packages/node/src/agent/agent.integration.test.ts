@@ -445,6 +445,43 @@ describe('node agent with a real CentOps and broker', () => {
     await assert.rejects(access(keyFile ?? ''), { code: 'ENOENT' });
   });
 
+  it('cuts a denylisted peer off within a second of the change in CentOps: its link and its connection', async (t) => {
+    await settle();
+    // node-b's link into this node: a connection with node-b's node certificate, as its shovel would log in.
+    const peer = await env.server.ca.issueWithKey({
+      kind: 'node',
+      id: 'node-b',
+      dns: ['localhost'],
+      ips: ['127.0.0.1'],
+    });
+    const connection = await connectWithCertificate({
+      port: env.harness.node(0).amqpsPort,
+      caPem: env.ca,
+      certificatePem: peer.chainPem,
+      privateKeyPem: peer.privateKeyPem,
+      vhost: vhostName(NODE),
+    });
+    connection.on('error', () => undefined);
+    const closed = new Promise<number>((resolve) => connection.once('close', () => resolve(performance.now())));
+    const started = performance.now();
+    const denied = await env.api('/v1/denylist', {
+      method: 'POST',
+      body: { id: 'node-b', kind: 'node', reason: 'test: a compromised peer' },
+    });
+    assert.equal(denied.status, 201, denied.text);
+    const closedAt = await Promise.race([closed, sleep(20_000).then(() => undefined)]);
+    assert.ok(closedAt !== undefined, 'the connection was not closed within 20 s');
+    const management = env.harness.management();
+    await waitFor('the link to node-b deleted', async () =>
+      (await management.getShovel(vhostName(NODE), 'dmr.link.node-b')) === undefined ? true : undefined,
+    );
+    const goneAt = performance.now();
+    t.diagnostic(
+      `# links denylisted peer: CentOps POST /v1/denylist → its connection closed ${Math.round(closedAt - started)} ms, its link deleted (seen) ${Math.round(goneAt - started)} ms`,
+    );
+    assert.ok(!(await users()).includes(nodeUser('node-b')));
+  });
+
   it('a router process reads the state dir: routes on the last good document and follows new revisions', async () => {
     await settle();
     const running = await startRouterProcess({ config, shard: 0, logger: pino({ level: 'silent' }), pollMs: 200 });

@@ -4,26 +4,14 @@
  * what a message that passed the origin checks looks like is the node's.
  * Pure data: no broker, no clock.
  */
-/** A message that passed every origin check: typed, normalised metadata, never the payload. */
-export interface ValidatedMessage {
-  /** A lowercase UUID (rule 1): the idempotency key and the replay guard's key. */
-  messageId: string;
-  /**
-   * The authenticated sender's client id, read from `user_id`
-   * (`spiffe://<trust domain>/client/<id>`), which RabbitMQ checked equals
-   * the user the certificate logged in as.
-   */
-  sender: string;
-  recipient: string;
-  /** Where the recipient's queue lives: this node (deliver) or another (route). */
-  recipientHomeNode: string;
-  type: string;
-  /** The `timestamp` property in milliseconds. */
-  timestampMs: number;
-  /** The message's `expiration` when set; the router applies `limits.maxTtlMs` when undefined. */
-  expirationMs: number | undefined;
-  /** Body length in bytes (policy input "size"). */
-  sizeBytes: number;
+/**
+ * A message that passed every origin check: typed, normalised metadata, never
+ * the payload. The fields a relay also has mean the same here, except
+ * `sender`: the authenticated client id, read from `user_id`
+ * (`spiffe://<trust domain>/client/<id>`), which RabbitMQ checked equals the
+ * user the certificate logged in as.
+ */
+export interface ValidatedMessage extends RelayedMessage {
   traceparent: string | undefined;
   tracestate: string | undefined;
 }
@@ -44,7 +32,10 @@ export interface RelayedMessage {
   /** Where the recipient's queue lives: this node (deliver) or another (forward). */
   recipientHomeNode: string;
   type: string;
+  /** The `timestamp` property in milliseconds. */
   timestampMs: number;
+  /** The message's `expiration` when set; the router applies `limits.maxTtlMs` when undefined. */
   expirationMs: number | undefined;
+  /** Body length in bytes (policy input "size"). */
   sizeBytes: number;
 }

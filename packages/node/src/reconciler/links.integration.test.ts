@@ -140,16 +140,17 @@ describe('link shovels kept by the reconciler, between two harness brokers', () 
   const drainsA = new DrainTracker({ graceMs: 1000 });
   const drainsB = new DrainTracker({ graceMs: 1000 });
 
-  const link = (peer: string, port: number): NodeConfig['links'][number] => ({
+  const link = (peer: string, port: number, host = 'localhost'): NodeConfig['links'][number] => ({
     peer,
-    amqpsEndpoint: `amqps://localhost:${port}`,
+    amqpsEndpoint: `amqps://${host}:${port}`,
     cost: 1,
     peerCertificates: [],
   });
   const configA = (extra: Parameters<typeof sampleConfig>[1] = {}): NodeConfig =>
     sampleConfig([], { node: A, links: [link(B, proxy.port)], ...extra });
   const configB = (extra: Parameters<typeof sampleConfig>[1] = {}): NodeConfig =>
-    sampleConfig([], { node: B, links: [link(A, harness.node(0).amqpsPort)], ...extra });
+    // An IP endpoint: no host check (serverNameFor), the certificate chain still is.
+    sampleConfig([], { node: B, links: [link(A, harness.node(0).amqpsPort, '127.0.0.1')], ...extra });
 
   function reconcileA(config: NodeConfig = configA(), vhost?: string): Promise<ApplyResult> {
     const layout = desiredLayout(config, {

@@ -15,6 +15,7 @@ import {
   parseAmqpsEndpoint,
   removeUnusedLinkFiles,
   sameShovel,
+  serverNameFor,
   tlsFilesOf,
   type LinkOptions,
 } from './links.js';
@@ -94,6 +95,10 @@ describe('link shovels in the layout', () => {
     assert.equal(key, 'dmr.outbound.node-b');
     assert.deepEqual(spec?.['src-queue-args'], rest, 'all but the routing key RabbitMQ refuses there');
     assert.deepEqual(tlsFilesOf({ ...spec }), ['/b/trust-1.pem', '/b/link-1.crt', '/b/link-1.key']);
+    assert.equal(serverNameFor('node-b.example'), 'node-b.example');
+    // Erlang checks SNI as a DNS name: an IP address there never matches (measured), so no host check for one.
+    assert.equal(serverNameFor('10.0.0.5'), 'disable');
+    assert.equal(serverNameFor('::1'), 'disable');
     const named = desiredLayout(config, { links: { ...OPTIONS, serverName: (peer) => `${peer}.internal` } });
     assert.match(named.shovels?.[0]?.spec['dest-uri'] ?? '', /server_name_indication=node-b\.internal&/);
   });

@@ -17,6 +17,7 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, rm } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { basename, join } from 'node:path';
 import {
   linkShovelSpec,
@@ -56,7 +57,8 @@ export interface LinkOptions {
   /**
    * The name the peer's server certificate is checked against (and SNI).
    * Default: the host of the link's `amqpsEndpoint`, which the peer's node
-   * certificate names among its DNS/IP SANs.
+   * certificate names among its DNS SANs (`serverNameFor`: no check for an
+   * IP address).
    */
   serverName?: (peer: string, host: string) => string;
   /** Seconds between a failed connection and the next attempt (default 5). */
@@ -117,6 +119,19 @@ export function shovelQueueArguments(
   return Object.fromEntries(Object.entries(queueArguments).filter(([name]) => name !== 'x-dead-letter-routing-key'));
 }
 
+/**
+ * The shovel's `server_name_indication` for an endpoint host. Erlang checks
+ * the peer's certificate against it as a DNS name: an IP address there fails
+ * `hostname_check_failed` even when the certificate names that IP (measured on
+ * 3.10.8 / OTP 25), and the URI offers no other reference id. For an IP
+ * endpoint the check is therefore `disable`d: the peer's certificate must still
+ * chain to the trust bundle, but any mesh certificate would do (use DNS names
+ * in `amqpsEndpoint` to have the host checked).
+ */
+export function serverNameFor(host: string): string {
+  return isIP(host) === 0 ? host : 'disable';
+}
+
 /** The shovel of each configured link whose peer is not denylisted; `sourceQueueArguments` as the layout declares them. */
 export function desiredShovels(
   config: NodeConfig,
@@ -132,7 +147,12 @@ export function desiredShovels(
       const spec = linkShovelSpec({
         sourceVhost: vhost,
         outboundQueue: outboundQueueName(link.peer),
-        peer: { host, port, vhost: vhostName(link.peer), serverName: options.serverName?.(link.peer, host) ?? host },
+        peer: {
+          host,
+          port,
+          vhost: vhostName(link.peer),
+          serverName: options.serverName?.(link.peer, host) ?? serverNameFor(host),
+        },
         tls: options.tls,
         sourceQueueArguments: shovelQueueArguments(outboundArguments(link.peer)),
         ...(options.reconnectDelaySeconds === undefined

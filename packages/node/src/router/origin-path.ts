@@ -24,8 +24,9 @@ import {
   type RoutingContext,
 } from './envelope.js';
 import type { MeshContext } from './mesh-context.js';
+import { askPolicy } from './policy-step.js';
 import type { RouterMetrics } from './metrics.js';
-import { Transient, type Outcomes, type Session } from './outcome.js';
+import type { Outcomes, Session } from './outcome.js';
 
 /** What one message is judged by: the revision applied when it arrived, and the stores that outlive revisions. */
 export interface RoutingState {
@@ -98,18 +99,7 @@ export class OriginPath {
           detail: 'sender or recipient is missing from the directory index',
         });
       }
-      const policyStarted = performance.now();
-      let decision: PolicyDecision;
-      try {
-        decision = await this.#policy.decide(input);
-      } catch (error) {
-        this.#metrics.policyDecisions.inc({ result: 'error', reason: 'POLICY_UNAVAILABLE' });
-        throw new Transient('policy', 'the policy could not decide', { cause: error });
-      }
-      this.#metrics.policySeconds.observe((performance.now() - policyStarted) / 1000);
-      for (const reason of decision.reasons.length > 0 ? decision.reasons : ['NONE']) {
-        this.#metrics.policyDecisions.inc({ result: decision.allow ? 'allow' : 'deny', reason });
-      }
+      const decision = await askPolicy(this.#policy, this.#metrics, input);
       const policy = { revision: decision.revision, reasons: decision.reasons };
       if (!decision.allow) {
         const detail = `policy revision ${decision.revision ?? '?'} denied: ${decision.reasons.join(', ')}`;

@@ -31,6 +31,7 @@ import { ownHeader } from '../message/headers.js';
 import { validateRelayed } from '../message/validate.js';
 import { relayPolicyInput, relayedOptions, remainingTtl, type Refusal, type RoutingContext } from './envelope.js';
 import type { MeshContext } from './mesh-context.js';
+import { askPolicy } from './policy-step.js';
 import type { RouterMetrics } from './metrics.js';
 import type { RoutingState } from './origin-path.js';
 import { Transient, validMessageId, type Outcomes, type RefusalParties, type Session } from './outcome.js';
@@ -211,19 +212,7 @@ export class RelayPath {
     const input = relayPolicyInput(relayed, chain, context, now);
     // validateRelayed found the recipient in the directory, checkMeshParties the sender; the index holds both.
     if (input === undefined) throw new Error('a party of a verified mesh message is missing from the policy index');
-    const policyStarted = performance.now();
-    let decision: PolicyDecision;
-    try {
-      decision = await this.#policy.decide(input);
-    } catch (error) {
-      this.#metrics.policyDecisions.inc({ result: 'error', reason: 'POLICY_UNAVAILABLE' });
-      throw new Transient('policy', 'the policy could not decide', { cause: error });
-    }
-    this.#metrics.policySeconds.observe((performance.now() - policyStarted) / 1000);
-    for (const reason of decision.reasons.length > 0 ? decision.reasons : ['NONE']) {
-      this.#metrics.policyDecisions.inc({ result: decision.allow ? 'allow' : 'deny', reason });
-    }
-    return decision;
+    return askPolicy(this.#policy, this.#metrics, input);
   }
 
   /** A copy of a message this node already handled: acked, counted and audited, no report. */

@@ -47,7 +47,7 @@ import {
   type DesiredQueue,
   type DesiredUser,
 } from './layout.js';
-import { DMR_PREFIX, MANAGED_USER_TAGS } from '@dmr/contract';
+import { DMR_PREFIX, MANAGED_USER_TAGS, PEER_USER_TAG } from '@dmr/contract';
 import {
   DrainTracker,
   LINK_SHOVEL_PREFIX,
@@ -360,9 +360,23 @@ export function planChanges(layout: BrokerLayout, actual: ActualState, options: 
     }
   }
 
+  const drains = options.drains ?? new DrainTracker();
+  const denied = new Set(layout.deniedPeers);
   for (const [name, user] of actual.users) {
+    if (wantedUsers.has(name)) {
+      drains.keepPeerUser(name);
+      continue;
+    }
+    if (!isManaged(user.tags)) continue;
+    // A peer whose link left (not denylisted) still drains its queue towards us as this user.
+    // (A user named by CN predates SPIFFE logins: its SPIFFE-named successor replaces it at once.)
+    const peerUser =
+      user.tags.includes(PEER_USER_TAG) &&
+      name.includes('/node/') &&
+      !denied.has(name.slice(name.lastIndexOf('/') + 1));
+    if (peerUser && !drains.peerUserExpired(name, options.now ?? Date.now())) continue;
     // Deleting the user also drops its permissions and closes its connections.
-    if (isManaged(user.tags) && !wantedUsers.has(name)) userDeletions.push({ action: 'delete', kind: 'user', name });
+    userDeletions.push({ action: 'delete', kind: 'user', name });
   }
   for (const [key, binding] of actual.bindings) {
     // A binding to a queue being deleted goes with the queue.

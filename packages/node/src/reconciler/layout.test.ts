@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { planChanges, type ActualState } from './apply.js';
-import { denyClient, sampleConfig } from './test-support.js';
+import { denyClient, denyNode, sampleConfig } from './test-support.js';
+import { DrainTracker } from './links.js';
 import { desiredLayout, escapeRegex, exactNames } from './layout.js';
 import { CLIENT_USER_TAG, INGRESS_EXCHANGE, PEER_USER_TAG, ROUTER_USER_TAG, vhostName } from '@dmr/contract';
 
@@ -272,6 +273,25 @@ describe('reconciler users and user limits', () => {
     const plan = planChanges(layout, actual);
     assert.deepEqual(summary(plan.changes), [`update user-limit ${ALPHA} max-connections`]);
     assert.deepEqual(planChanges(layout, matchingState(layout)).changes, []);
+  });
+
+  it('keeps the user of a peer whose link left for the drain grace (the peer drains towards us as it), a denylisted one not', () => {
+    const unlinked = desiredLayout(sampleConfig(['alpha-bot']));
+    const actual = matchingState(layout);
+    const drains = new DrainTracker({ graceMs: 1_000 });
+    const peerDeletions = (plan: ReturnType<typeof planChanges>): string[] =>
+      summary(plan.changes).filter((line) => line === `delete user ${NODE_B}`);
+    assert.deepEqual(peerDeletions(planChanges(unlinked, actual, { drains, now: 0 })), []);
+    assert.deepEqual(peerDeletions(planChanges(unlinked, actual, { drains, now: 999 })), []);
+    assert.deepEqual(peerDeletions(planChanges(unlinked, actual, { drains, now: 1_000 })), [`delete user ${NODE_B}`]);
+    // Linked again before the grace ended: the grace starts over at the next removal.
+    planChanges(unlinked, actual, { drains, now: 2_000 });
+    planChanges(layout, actual, { drains, now: 2_500 });
+    assert.deepEqual(peerDeletions(planChanges(unlinked, actual, { drains, now: 3_000 })), []);
+    const denied = desiredLayout(sampleConfig(['alpha-bot'], { denylist: [denyNode('node-b')] }));
+    assert.deepEqual(peerDeletions(planChanges(denied, actual, { drains: new DrainTracker(), now: 0 })), [
+      `delete user ${NODE_B}`,
+    ]);
   });
 
   it('replaces users named by CN (before SPIFFE logins) with users named by SPIFFE id', () => {

@@ -190,6 +190,7 @@ export function sameShovel(desired: LinkShovelSpec, actual: ShovelDefinition): b
 export class DrainTracker {
   readonly graceMs: number;
   readonly #since = new Map<string, number>();
+  readonly #usersSince = new Map<string, number>();
 
   constructor(options: { graceMs?: number } = {}) {
     this.graceMs = options.graceMs ?? 12_000;
@@ -200,6 +201,25 @@ export class DrainTracker {
     const since = this.#since.get(peer) ?? now;
     this.#since.set(peer, since);
     return messages === 0 && now - since >= this.graceMs;
+  }
+
+  /**
+   * True when the user of a peer whose link left (not denylisted) may go.
+   * The peer's own drain of its queue towards this node logs in as that
+   * user: deleting it at once closes the peer's shovel and strands what
+   * waits there (403 on every reconnect), so it stays for the same grace.
+   */
+  peerUserExpired(user: string, now: number): boolean {
+    const since = this.#usersSince.get(user) ?? now;
+    this.#usersSince.set(user, since);
+    if (now - since < this.graceMs) return false;
+    this.#usersSince.delete(user);
+    return true;
+  }
+
+  /** The peer user is wanted again. */
+  keepPeerUser(user: string): void {
+    this.#usersSince.delete(user);
   }
 
   /** The link is configured again, or gone: forget when its drain began. */

@@ -105,12 +105,18 @@ export interface MeshContext {
 export class MeshContextBuilder {
   #signer: { key: string; signer: HopChainSigner } | undefined;
   #verifier: { key: string; verifier: HopChainVerifier } | undefined;
+  /** Every peer this router had a link with, minus denylisted ones: who may still be a previous hop. */
+  #senders = new Set<string>();
 
   build(config: NodeConfig, identity: NodeIdentity): MeshContext {
     const nodeId = config.node.id;
     const routes = new RouteIndex(config);
     const maxHops = config.limits.maxHops ?? DEFAULT_MAX_HOPS;
     const denied = new Set(config.denylist.map((entry) => entry.id));
+    // A peer whose link left still drains towards us what it had queued (the reconciler keeps its broker user
+    // for the drain's grace, then deleting the user cuts it off): refusing it here would turn those messages
+    // into reports. Only the denylist cuts a peer off at once.
+    this.#senders = new Set([...this.#senders, ...routes.peers].filter((peer) => !denied.has(peer)));
     const crlPems = [...(identity.crlPems ?? [])];
 
     const signerKey = JSON.stringify([nodeId, identity.certificateChainPem, identity.privateKeyPem]);
@@ -130,7 +136,7 @@ export class MeshContextBuilder {
       identity.trustBundlePem,
       crlPems,
       [...denied].sort(),
-      [...routes.peers].sort(),
+      [...this.#senders].sort(),
       maxHops,
     ]);
     if (this.#verifier?.key !== verifierKey) {
@@ -142,7 +148,7 @@ export class MeshContextBuilder {
           trustBundlePem: identity.trustBundlePem,
           crlPems,
           denied,
-          peers: routes.peers,
+          peers: this.#senders,
           maxHops,
         }),
       };

@@ -27,7 +27,7 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ManagementClient } from '@dmr/broker';
+import type { LinkTlsFiles, ManagementClient } from '@dmr/broker';
 import { startBrokers, type BrokerHarness } from '@dmr/broker-harness';
 import type { NodeConfig } from '@dmr/contract';
 import { spiffeId } from '@dmr/core';
@@ -38,7 +38,7 @@ import { pino, type Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { reconcile } from '../reconciler/apply.js';
 import { desiredLayout } from '../reconciler/layout.js';
-import { installLinkTlsFiles, linkShovelName } from '../reconciler/links.js';
+import { installLinkTlsFiles, linkShovelName, type DrainTracker } from '../reconciler/links.js';
 import { vhostName } from '@dmr/contract';
 import { StreamAuditSink } from '../router/audit.js';
 import type { DeliveryReport } from '../router/envelope.js';
@@ -219,6 +219,8 @@ export class NodeFixture {
   readonly #clients: TestClient[] = [];
   readonly #children: RouterProcess[] = [];
   #routerShards = 1;
+  /** This node's TLS files for its shovels, once `linkWithShovels` installed them. */
+  #linkTls: LinkTlsFiles | undefined;
 
   private constructor(init: {
     dir: string;
@@ -603,6 +605,7 @@ export class NodeFixture {
       privateKeyPem: material.privateKeyPem,
       trustPem: this.harness.trustBundlePem,
     });
+    this.#linkTls = tls;
     const layout = desiredLayout(this.config, {
       routerShards: this.#routerShards,
       links: { tls, reconnectDelaySeconds: 1 },
@@ -621,6 +624,36 @@ export class NodeFixture {
         { timeoutMs: 60_000, intervalMs: 100 },
       );
     }
+  }
+
+  /**
+   * A changed configuration (revision + 1) applied as a node agent applies
+   * one: the reconciler first (with `drains` kept across calls, so a removed
+   * link drains before its shovel and queue go), then the routers. Needs
+   * `linkWithShovels` first; new links' endpoints must be set by `change`.
+   */
+  async applyMeshConfig(
+    change: (config: NodeConfig) => void,
+    drains: DrainTracker,
+  ): Promise<Awaited<ReturnType<typeof reconcile>>> {
+    if (this.#linkTls === undefined) throw new Error('linkWithShovels first');
+    const next = structuredClone(this.config);
+    change(next);
+    next.revision = this.config.revision + 1;
+    const result = await this.reconcileLinks(next, drains);
+    this.config = next;
+    for (const { router } of this.routers) router.applyConfig(next);
+    return result;
+  }
+
+  /** One reconcile of the current configuration, links included (a drain's later passes). */
+  reconcileLinks(config: NodeConfig, drains: DrainTracker): ReturnType<typeof reconcile> {
+    if (this.#linkTls === undefined) throw new Error('linkWithShovels first');
+    const layout = desiredLayout(config, {
+      routerShards: this.#routerShards,
+      links: { tls: this.#linkTls, reconnectDelaySeconds: 1 },
+    });
+    return reconcile(this.management, layout, { drains });
   }
 
   /** Log lines of decisions about `messageId`. */

@@ -12,6 +12,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { connectWithCertificate } from '@dmr/broker';
 import { managementFor } from '@dmr/broker-harness';
 import type { MeshState, MeshStatusReport } from '@dmr/mesh';
 import { waitFor } from '@dmr/testkit';
@@ -191,6 +192,8 @@ describe('dmr up --nodes 3 | status | down (the local mesh)', () => {
     await centops.post('/v1/denylist', { id: 'node-3', kind: 'node', reason: 'cut-off test' });
     const answered = performance.now();
     let cut = { connections: -1, shovel: true, user: true };
+    // When each was first seen so (ms after the answer): where the time goes on the peer.
+    const firstSeen: { connections?: number; shovel?: number; user?: number } = {};
     await waitFor(
       () => `node-2 to cut node-3 off (${JSON.stringify(cut)})`,
       async () => {
@@ -205,13 +208,37 @@ describe('dmr up --nodes 3 | status | down (the local mesh)', () => {
           // Without its user, node-3's certificate logs in nowhere on node-2: its messages are refused (403).
           user: Array.isArray(users) && users.some((user: { name?: unknown }) => isNode3(String(user.name))),
         };
+        const now = Math.round(performance.now() - answered);
+        if (cut.connections === 0) firstSeen.connections ??= now;
+        if (!cut.shovel) firstSeen.shovel ??= now;
+        if (!cut.user) firstSeen.user ??= now;
         return cut.connections === 0 && !cut.shovel && !cut.user;
       },
       { intervalMs: 20 },
     );
     const cutoffMs = Math.round(performance.now() - answered);
+    // And really refused: node-3's own certificate no longer logs in to node-2's broker (the denylist revoked it
+    // too, so the handshake fails; without the CRL the missing user would answer 403).
+    const node2 = onDisk.nodes.find((node) => node.id === 'node-2');
+    const node3 = onDisk.nodes.find((node) => node.id === 'node-3');
+    assert.ok(node2 !== undefined && node3 !== undefined);
+    const identity = join(node3.dataDir, 'identity');
+    const refused = await connectWithCertificate({
+      port: node2.amqpsPort,
+      vhost: node2.vhost,
+      caPem: await readFile(join(identity, 'trust-bundle.pem'), 'utf8'),
+      certificatePem: await readFile(join(identity, 'node.crt'), 'utf8'),
+      privateKeyPem: await readFile(join(identity, 'node.key'), 'utf8'),
+    }).then(
+      async (connection) => {
+        await connection.close();
+        return 'not refused';
+      },
+      (error: unknown) => String(error),
+    );
+    assert.match(refused, /certificate revoked|ACCESS_REFUSED/);
     process.stdout.write(
-      `# mesh-cutoff ${cutoffMs} ms from CentOps' answer to node-2 closing, unlinking and refusing node-3\n`,
+      `# mesh-cutoff ${cutoffMs} ms from CentOps' answer to node-2 closing, unlinking and refusing node-3 (then: ${refused.includes('revoked') ? 'certificate revoked' : 'ACCESS_REFUSED'}); first seen ${JSON.stringify(firstSeen)}\n`,
     );
 
     // Every process the mesh started, and theirs (router processes, Erlang helpers), by PID.

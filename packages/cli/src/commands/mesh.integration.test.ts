@@ -2,7 +2,8 @@
  * `dmr up --nodes 3` (detached) → `dmr status` → `dmr down`, end to end
  * through the real CLI: a real CentOps, three real TLS-only RabbitMQ nodes,
  * three real `dmr node run` agents linked in a line, and the demo clients on
- * the first and last node. One mesh for the file: its start alone takes tens
+ * the first and last node; last, the last node denylisted in CentOps and cut
+ * off by its peer. One mesh for the file: its start alone takes tens
  * of seconds on two cores, and three nodes are the most CI pays for.
  */
 import assert from 'node:assert/strict';
@@ -11,9 +12,12 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { managementFor } from '@dmr/broker-harness';
 import type { MeshState, MeshStatusReport } from '@dmr/mesh';
 import { waitFor } from '@dmr/testkit';
 import { dmrCli, runDmr } from '../test-support.js';
+import { CentOpsClient } from './ctl/client.js';
+import { loadCtlConfig } from './ctl/config.js';
 
 /** Parsed /proc/<pid>/stat: state and parent, or undefined when gone. */
 function procStat(pid: number): { state: string; ppid: number } | undefined {
@@ -171,6 +175,44 @@ describe('dmr up --nodes 3 | status | down (the local mesh)', () => {
     assert.match(text.stdout, /node-2\s+running pid \d+\s+broker running/);
     assert.match(text.stdout, /node-1 → node-2\s+up\s+running\s+\d+ waiting/);
     assert.match(text.stdout, /bot-a → bot-b {2}node-1 → node-2 → node-3 \(2 hops\)/);
+
+    // Last: node-3 denylisted in CentOps is cut off by its peer node-2, timed from CentOps' answer.
+    assert.ok(onDisk.centops !== null && onDisk.broker !== null);
+    const peer = await managementFor(
+      onDisk.broker.dir,
+      onDisk.nodes.findIndex((node) => node.id === 'node-2'),
+    );
+    const peerVhost = 'dmr-node-2';
+    const isNode3 = (user: string): boolean => user.endsWith('/node/node-3');
+    await waitFor('node-3’s shovel connected to node-2', async () =>
+      (await peer.listConnections()).some((connection) => isNode3(connection.user)),
+    );
+    const centops = await CentOpsClient.forApi(await loadCtlConfig(onDisk.centops.adminConfig));
+    await centops.post('/v1/denylist', { id: 'node-3', kind: 'node', reason: 'cut-off test' });
+    const answered = performance.now();
+    let cut = { connections: -1, shovel: true, user: true };
+    await waitFor(
+      () => `node-2 to cut node-3 off (${JSON.stringify(cut)})`,
+      async () => {
+        const [connections, shovel, users] = await Promise.all([
+          peer.listConnections(),
+          peer.getShovel(peerVhost, 'dmr.link.node-3'),
+          peer.request('GET', '/users'),
+        ]);
+        cut = {
+          connections: connections.filter((connection) => isNode3(connection.user)).length,
+          shovel: shovel !== undefined,
+          // Without its user, node-3's certificate logs in nowhere on node-2: its messages are refused (403).
+          user: Array.isArray(users) && users.some((user: { name?: unknown }) => isNode3(String(user.name))),
+        };
+        return cut.connections === 0 && !cut.shovel && !cut.user;
+      },
+      { intervalMs: 20 },
+    );
+    const cutoffMs = Math.round(performance.now() - answered);
+    process.stdout.write(
+      `# mesh-cutoff ${cutoffMs} ms from CentOps' answer to node-2 closing, unlinking and refusing node-3\n`,
+    );
 
     // Every process the mesh started, and theirs (router processes, Erlang helpers), by PID.
     const recorded = [

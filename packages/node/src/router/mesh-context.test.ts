@@ -1,8 +1,13 @@
-/** The route index: a next hop only through a configured link peer that is not denylisted, and why not. */
+/**
+ * The route index: a next hop only through a configured link peer that is
+ * not denylisted, and why not; the builder: who may be a previous hop.
+ */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { NodeConfig } from '@dmr/contract';
-import { RouteIndex } from './mesh-context.js';
+import { originated, testMesh } from '../message/mesh-test-support.js';
+import { denyNode, sampleConfig } from '../reconciler/test-support.js';
+import { MeshContextBuilder, RouteIndex } from './mesh-context.js';
 
 type IndexConfig = Pick<NodeConfig, 'node' | 'revision' | 'links' | 'routes' | 'denylist'>;
 
@@ -71,5 +76,41 @@ describe('RouteIndex', () => {
       config({ denylist: [{ id: 'node-b', kind: 'client', reason: 'test', since: '2026-01-01T00:00:00.000Z' }] }),
     );
     assert.deepEqual(index.nextHop('node-c'), { ok: true, nextHop: 'node-b' });
+  });
+});
+
+describe('MeshContextBuilder', () => {
+  it('takes messages from a peer whose link left until it is denylisted, never from a node it had no link with', async () => {
+    const mesh = await testMesh(['n1', 'n2', 'n3']);
+    try {
+      const link = (peer: string): NodeConfig['links'][number] => ({
+        peer,
+        amqpsEndpoint: `amqps://${peer}:5671`,
+        cost: 1,
+        peerCertificates: [],
+      });
+      const n2 = mesh.node('n2');
+      const identity = {
+        certificateChainPem: n2.chainPem,
+        privateKeyPem: n2.privateKeyPem,
+        trustBundlePem: mesh.ca.trustBundlePem(),
+      };
+      const builder = new MeshContextBuilder();
+      const at = new Date();
+      const verdict = async (config: NodeConfig, from: string): Promise<string> => {
+        const result = await builder.build(config, identity).verifier.verify(originated(mesh.node(from), 'n2', at), at);
+        return result.ok ? 'ok' : result.detail;
+      };
+      const linked = sampleConfig([], { node: 'n2', links: [link('n1')] });
+      assert.equal(await verdict(linked, 'n1'), 'ok');
+      assert.match(await verdict(linked, 'n3'), /not a link peer/);
+      const unlinked = { ...sampleConfig([], { node: 'n2' }), revision: 2 };
+      assert.equal(await verdict(unlinked, 'n1'), 'ok', 'its drain still arrives');
+      const denied = { ...sampleConfig([], { node: 'n2', denylist: [denyNode('n1')] }), revision: 3 };
+      assert.match(await verdict(denied, 'n1'), /denylist/);
+      assert.match(await verdict({ ...unlinked, revision: 4 }, 'n1'), /not a link peer/, 'the denylist ended it');
+    } finally {
+      await mesh.cleanup();
+    }
   });
 });

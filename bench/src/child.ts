@@ -62,8 +62,14 @@ function exitOf(child: ChildProcess): Promise<void> {
 
 /** Forks `script` (a compiled *-main.js), sends it `config` and resolves once it reports ready. */
 export async function startChild(script: URL, name: string, config: unknown, timeoutMs = 60_000): Promise<ChildHandle> {
-  // The child's stdout goes to our stderr: stdout carries only the table.
-  const child = fork(script, [], { stdio: ['ignore', 2, 2, 'ipc'], serialization: 'advanced' });
+  // The child's stdout goes to our stderr: stdout carries only the table. DMR_BENCH_CPU_PROF=DIR writes a V8
+  // CPU profile of every router/relay child there (NODE_OPTIONS may not carry --cpu-prof).
+  const profileDir = process.env.DMR_BENCH_CPU_PROF;
+  const child = fork(script, [], {
+    execArgv: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+    stdio: ['ignore', 2, 2, 'ipc'],
+    serialization: 'advanced',
+  });
   const pid = child.pid;
   if (pid === undefined) throw new DmrError('INTERNAL', `could not start the ${name} process`);
   const exited = exitOf(child);

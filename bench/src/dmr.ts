@@ -37,7 +37,7 @@ import {
   type RowSetup,
 } from './context.js';
 import type { RowId } from './options.js';
-import { Probe } from './probe.js';
+import { Probe, type ProbeTarget } from './probe.js';
 
 export const BENCH_NODE = 'bench-node';
 export const SENDER = 'bench-sender';
@@ -195,17 +195,7 @@ export async function setupDmrRows(context: BenchContext, rows: readonly RowId[]
       publisher: await sending.createConfirmChannel(),
       consumer: await receiving.createChannel(),
       queue: clientQueueName(RECIPIENT),
-      target: {
-        exchange: INGRESS_EXCHANGE,
-        routingKey: '',
-        properties: () => ({
-          messageId: randomUUID(),
-          userId: senderUserId,
-          type: 'ChatMessage',
-          timestamp: Math.floor(Date.now() / 1000),
-          headers: { [RECIPIENT_HEADER]: RECIPIENT, [VERSION_HEADER]: CONTRACT_VERSION },
-        }),
-      },
+      target: clientPublishTarget(senderUserId, RECIPIENT),
       body: context.body,
       prefetch: PREFETCH,
     });
@@ -235,4 +225,19 @@ export async function setupDmrRows(context: BenchContext, rows: readonly RowId[]
     await close();
     throw error;
   }
+}
+
+/** What a DMR client publishes in the bench: a fresh message id per message, to `recipient` through the ingress. */
+export function clientPublishTarget(senderUserId: string, recipient: string): ProbeTarget {
+  return {
+    exchange: INGRESS_EXCHANGE,
+    routingKey: '',
+    properties: () => ({
+      messageId: randomUUID(),
+      userId: senderUserId,
+      type: 'ChatMessage',
+      timestamp: Math.floor(Date.now() / 1000),
+      headers: { [RECIPIENT_HEADER]: recipient, [VERSION_HEADER]: CONTRACT_VERSION },
+    }),
+  };
 }

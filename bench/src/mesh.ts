@@ -13,18 +13,9 @@
  * Node i of the mesh lives on broker meshBroker + i (options.ts brokerPlan);
  * row s's brokers A and B are the first two of them, in other vhosts.
  */
-import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { resolveLimits } from '@dmr/centops';
-import {
-  CONTRACT_VERSION,
-  INGRESS_EXCHANGE,
-  RECIPIENT_HEADER,
-  VERSION_HEADER,
-  clientQueueName,
-  vhostName,
-  type NodeConfig,
-} from '@dmr/contract';
+import { clientQueueName, vhostName, type NodeConfig } from '@dmr/contract';
 import { spiffeId } from '@dmr/core';
 import { waitFor } from '@dmr/core/testing';
 import { desiredLayout, installLinkTlsFiles, linkShovelName, reconcile } from '@dmr/node';
@@ -34,7 +25,7 @@ import type { ChannelModel } from 'amqplib';
 import { createHash } from 'node:crypto';
 import { startChild, type ChildHandle } from './child.js';
 import { PREFETCH, type BenchContext, type RouterChildConfig, type RowDriver, type RowSetup } from './context.js';
-import { certificateRef, signedDefaultBundle } from './dmr.js';
+import { certificateRef, clientPublishTarget, signedDefaultBundle } from './dmr.js';
 import type { RowId } from './options.js';
 import { Probe } from './probe.js';
 
@@ -251,17 +242,7 @@ export async function setupMeshRows(context: BenchContext, rows: readonly RowId[
         publisher: await sending.createConfirmChannel(),
         consumer: await receiving.createChannel(),
         queue: clientQueueName(recipient),
-        target: {
-          exchange: INGRESS_EXCHANGE,
-          routingKey: '',
-          properties: () => ({
-            messageId: randomUUID(),
-            userId: senderUserId,
-            type: 'ChatMessage',
-            timestamp: Math.floor(Date.now() / 1000),
-            headers: { [RECIPIENT_HEADER]: recipient, [VERSION_HEADER]: CONTRACT_VERSION },
-          }),
-        },
+        target: clientPublishTarget(senderUserId, recipient),
         body: context.body,
         prefetch: PREFETCH,
       });

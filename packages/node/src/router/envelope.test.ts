@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { NodeConfig } from '@dmr/contract';
+import { ROUTER_TEST_LIMITS } from './test-support.js';
 import { isPolicyInput } from '@dmr/policy';
 import type { ValidatedMessage } from '../message/contract.js';
 import {
@@ -42,22 +43,7 @@ function config(): NodeConfig {
     links: [],
     routes: [],
     denylist: [],
-    limits: {
-      maxMessageBytes: 1024,
-      maxTtlMs: 60_000,
-      queueMaxLength: 10,
-      deliveryLimit: 3,
-      timestampSkewMs: 300_000,
-      dedupWindowMs: 400_000,
-      maxHeaderBytes: 4096,
-      queueMaxBytes: 1_048_576,
-      ingressDeliveryLimit: 5,
-      senderRatePerSecond: 100,
-      senderBurst: 100,
-      maxIdsPerSender: 1000,
-      maxConnectionsPerUser: 10,
-      maxChannelsPerUser: 100,
-    },
+    limits: ROUTER_TEST_LIMITS,
   };
 }
 

@@ -22,28 +22,15 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
-import { dirname, join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { crlRefreshDelayMs, ManagementClient } from '@dmr/broker';
-import { vhostName, type LinkStatus, type NodeConfig } from '@dmr/contract';
+import type { LinkStatus, NodeConfig } from '@dmr/contract';
 import { DmrError } from '@dmr/core';
 import { PolicyEngine, policySignerSpiffeId } from '@dmr/policy';
-import {
-  DrainTracker,
-  StuckLinkWatch,
-  desiredLayout,
-  installLinkTlsFiles,
-  linkPeerOf,
-  linkShovelName,
-  readLinkStatuses,
-  reconcile,
-  removeUnusedLinkFiles,
-  tlsFilesOf,
-  type ApplyResult,
-  type LinkOptions,
-} from '../reconciler/index.js';
+import { desiredLayout, reconcile, type ApplyResult } from '../reconciler/index.js';
 import { Backoff, renewalDelayMs } from './backoff.js';
-import { brokerCaFile, installBrokerCrl, installNodeBrokerTls } from './broker-tls.js';
+import { LinkKeeper } from './link-keeper.js';
+import { installBrokerCrl, installNodeBrokerTls } from './broker-tls.js';
 import { CentOpsClient } from './centops-client.js';
 import { FeedFollower, type FeedDocument } from './feed.js';
 import { enrol, loadIdentity, renew, type NodeIdentity } from './identity.js';
@@ -125,8 +112,7 @@ export class NodeAgent {
   #chain: Promise<unknown> = Promise.resolve();
   /** The last CRL fetched from CentOps (verified where it is used): signer chains are checked against it. */
   #crlPem: string | undefined;
-  readonly #drains: DrainTracker;
-  readonly #stuck: StuckLinkWatch;
+  readonly #linkKeeper: LinkKeeper;
   /** The links as last read from the broker; undefined before the first read. */
   #links: LinkStatus[] | undefined;
 
@@ -139,8 +125,12 @@ export class NodeAgent {
     this.#renewBackoff = new Backoff(backoff);
     this.#crlBackoff = new Backoff(backoff);
     this.#retryBackoff = new Backoff(backoff);
-    this.#drains = new DrainTracker(options.drainGraceMs === undefined ? {} : { graceMs: options.drainGraceMs });
-    this.#stuck = new StuckLinkWatch(options.stuckLinkMs === undefined ? {} : { stuckAfterMs: options.stuckLinkMs });
+    this.#linkKeeper = new LinkKeeper({
+      brokerCertFile: config.broker.tls?.certFile,
+      logger: this.logger,
+      ...(options.drainGraceMs === undefined ? {} : { drainGraceMs: options.drainGraceMs }),
+      ...(options.stuckLinkMs === undefined ? {} : { stuckLinkMs: options.stuckLinkMs }),
+    });
   }
 
   /** The links as last read from the broker (status.json has the same). */
@@ -428,61 +418,18 @@ export class NodeAgent {
   async #reconcile(config: NodeConfig): Promise<ApplyResult> {
     const management = this.#management;
     if (management === undefined) throw new DmrError('INTERNAL', 'the agent has no management client');
-    const links = await this.#linkOptions(config);
+    const links = await this.#linkKeeper.options(config, this.#identity);
     // routers: 0 means the operator runs the routers: at least one shard still exists.
     const layout = desiredLayout(config, {
       routerShards: Math.max(1, this.config.routers),
       ...(links === undefined ? {} : { links }),
     });
-    const result = await reconcile(management, layout, { drains: this.#drains });
-    if (links !== undefined) await this.#removeUnusedLinkFiles(management, layout.vhost, links);
+    const result = await reconcile(management, layout, { drains: this.#linkKeeper.drains });
+    if (links !== undefined) await this.#linkKeeper.removeUnusedFiles(management, layout.vhost, links);
     for (const link of result.draining) {
       this.logger.info({ peer: link.peer, messages: link.messages, shovel: link.shovel }, 'link draining');
     }
     return result;
-  }
-
-  /** Where the broker finds the node's link certificate: beside its own TLS files, or nowhere without broker.tls. */
-  #linkDir(): string | undefined {
-    const tls = this.config.broker.tls;
-    return tls === undefined ? undefined : join(dirname(tls.certFile), 'links');
-  }
-
-  async #linkOptions(config: NodeConfig): Promise<LinkOptions | undefined> {
-    const dir = this.#linkDir();
-    const identity = this.#identity;
-    if (dir === undefined || identity === undefined) {
-      if (config.links.length > 0) {
-        this.logger.warn(
-          { links: config.links.map((link) => link.peer) },
-          'links configured but no broker.tls: no shovel can present the node certificate, links are not kept',
-        );
-      }
-      return undefined;
-    }
-    const tls = await installLinkTlsFiles(dir, {
-      chainPem: identity.chainPem,
-      privateKeyPem: identity.privateKeyPem,
-      // What the broker trusts for its own clients: CentOps' roots and the intermediates, which issue peers too.
-      trustPem: brokerCaFile(identity.trustBundlePem, identity.chainPem),
-    });
-    return { tls };
-  }
-
-  /** Old copies go once no shovel names them (a draining link keeps the files it started with). */
-  async #removeUnusedLinkFiles(management: ManagementClient, vhost: string, links: LinkOptions): Promise<void> {
-    const dir = this.#linkDir();
-    if (dir === undefined) return;
-    try {
-      const inUse = Object.values(links.tls);
-      for (const definition of (await management.listShovelDefinitions(vhost)).values()) {
-        inUse.push(...tlsFilesOf(definition));
-      }
-      const removed = await removeUnusedLinkFiles(dir, inUse);
-      if (removed.length > 0) this.logger.info({ removed }, 'old link TLS files removed');
-    } catch (error) {
-      this.logger.warn({ err: refusalReason(error) }, 'removing old link TLS files failed');
-    }
   }
 
   /** Runs `task` after every document and reconcile before it: one change to the broker at a time. */
@@ -526,35 +473,14 @@ export class NodeAgent {
     const management = this.#management;
     const applied = this.#applied;
     if (management === undefined || applied === undefined || this.#stopped) return this.#links;
-    if (this.#drains.draining.length > 0) await this.#reconcileApplied('links draining');
-    const vhost = vhostName(applied.config.node.id);
-    let read;
-    try {
-      read = await readLinkStatuses(management, vhost, applied.config);
-    } catch (error) {
-      this.logger.debug({ err: refusalReason(error) }, 'reading the links failed');
-      return this.#links;
-    }
-    const now = Date.now();
-    const states = new Map(read.shovels.map((shovel) => [linkPeerOf(shovel.name), shovel.state]));
-    const depths = new Map(read.queues.map((queue) => [linkPeerOf(queue.name), queue]));
-    for (const link of read.links) {
-      if (
-        link.state === 'draining' ||
-        !this.#stuck.observe(link.peer, states.get(link.peer), depths.get(link.peer), now)
-      )
-        continue;
-      this.logger.warn({ peer: link.peer }, 'link runs but its unacknowledged messages do not move: restarting it');
-      await management.restartShovel(vhost, linkShovelName(link.peer)).catch((error: unknown) => {
-        this.logger.warn({ peer: link.peer, err: refusalReason(error) }, 'restarting the link failed');
-      });
-    }
-    this.#stuck.retain(new Set(read.links.map((link) => link.peer)));
-    this.metrics.setLinks(read.links);
-    const changed = JSON.stringify(read.links) !== JSON.stringify(this.#links);
-    this.#links = read.links;
+    if (this.#linkKeeper.drains.draining.length > 0) await this.#reconcileApplied('links draining');
+    const links = await this.#linkKeeper.inspect(management, applied.config);
+    if (links === undefined) return this.#links;
+    this.metrics.setLinks(links);
+    const changed = JSON.stringify(links) !== JSON.stringify(this.#links);
+    this.#links = links;
     if (changed) await this.#writeStatus();
-    return read.links;
+    return links;
   }
 
   /**

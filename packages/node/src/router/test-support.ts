@@ -1,20 +1,12 @@
 /** Fixtures shared by this directory's broker-free tests. Not exported from index. */
 import type { NodeConfig } from '@dmr/contract';
+import { LIMITS } from '../message/test-support.js';
 
-/** Small limits, so a test reaches them with a handful of messages. */
+/** The message tests' limits, smaller where a router test must reach them with a handful of messages. */
 export const ROUTER_TEST_LIMITS: NodeConfig['limits'] = {
-  maxMessageBytes: 1024,
+  ...LIMITS,
   maxTtlMs: 60_000,
   queueMaxLength: 10,
   deliveryLimit: 3,
-  timestampSkewMs: 300_000,
   dedupWindowMs: 400_000,
-  maxHeaderBytes: 4096,
-  queueMaxBytes: 1_048_576,
-  ingressDeliveryLimit: 5,
-  senderRatePerSecond: 100,
-  senderBurst: 100,
-  maxIdsPerSender: 1000,
-  maxConnectionsPerUser: 10,
-  maxChannelsPerUser: 100,
 };

@@ -16,7 +16,7 @@ import { originated, testMesh, type TestMesh } from '../message/mesh-test-suppor
 import { SenderRateLimit } from '../message/rate-limit.js';
 import { ReplayGuard } from '../message/replay.js';
 import { NOW, testConfig, testMessage } from '../message/test-support.js';
-import { DELIVERY_EXCHANGE, REJECTED_EXCHANGE, type SignableMessage } from '@dmr/contract';
+import { DELIVERY_EXCHANGE, REJECTED_EXCHANGE, relayHeaderCap, type SignableMessage } from '@dmr/contract';
 import type { AuditEvent } from './audit.js';
 import { REASON_HEADER, routingContext } from './envelope.js';
 import { MeshContextBuilder } from './mesh-context.js';
@@ -88,6 +88,18 @@ const allow: PolicyDecider = {
   close: () => Promise.resolve(),
 } as unknown as PolicyDecider;
 
+/** The path as tallinn runs it, settling through `outcome`. */
+function relayPath(outcome: Outcomes, metrics: RouterMetrics): RelayPath {
+  return new RelayPath({
+    nodeId: 'dmr-tallinn',
+    now: () => CLOCK,
+    policy: allow,
+    logger: pino({ level: 'silent' }),
+    metrics,
+    outcome,
+  });
+}
+
 function delivery(message: SignableMessage): ConsumeMessage {
   return {
     ...message,
@@ -128,14 +140,7 @@ describe('RelayPath', () => {
 
   it('delivers a verified message once, with its final entry, and drops the second copy without a report', async () => {
     const { session, published, acked, audited, outcome, metrics } = harness();
-    const path = new RelayPath({
-      nodeId: 'dmr-tallinn',
-      now: () => CLOCK,
-      policy: allow,
-      logger: pino({ level: 'silent' }),
-      metrics,
-      outcome,
-    });
+    const path = relayPath(outcome, metrics);
     const sent = originated(mesh.node('dmr-tartu'), 'dmr-tallinn', new Date(CLOCK - 5), testMessage(), 'edu-bot');
     const first = delivery(sent);
     await path.route(session, first, state);
@@ -171,14 +176,7 @@ describe('RelayPath', () => {
 
   it('refuses a message whose user_id is no link peer (PEER_UNKNOWN): rejected copy, audit, ack', async () => {
     const { session, published, acked, audited, outcome, metrics } = harness();
-    const path = new RelayPath({
-      nodeId: 'dmr-tallinn',
-      now: () => CLOCK,
-      policy: allow,
-      logger: pino({ level: 'silent' }),
-      metrics,
-      outcome,
-    });
+    const path = relayPath(outcome, metrics);
     const sent = originated(mesh.node('dmr-tartu'), 'dmr-tallinn', new Date(CLOCK - 5), testMessage(), 'edu-bot');
     const forged = delivery({
       ...sent,
@@ -198,5 +196,23 @@ describe('RelayPath', () => {
     assert.equal(audited[0]?.result, 'rejected');
     assert.equal(audited[0]?.reason, 'PEER_UNKNOWN');
     assert.deepEqual(acked, [forged]);
+  });
+
+  it('refuses a message whose header table exceeds the relay cap (HEADERS_TOO_LARGE) before verifying anything', async () => {
+    const { session, published, acked, audited, outcome, metrics } = harness();
+    const path = relayPath(outcome, metrics);
+    const sent = originated(mesh.node('dmr-tartu'), 'dmr-tallinn', new Date(CLOCK - 5), testMessage(), 'edu-bot');
+    // One byte over the cap (the origin's limit plus one hop entry's allowance per link) in a single header.
+    const cap = relayHeaderCap(state.context.message.limits.maxHeaderBytes, state.mesh?.maxHops);
+    const bloated = delivery({
+      ...sent,
+      properties: { ...sent.properties, headers: { ...sent.properties.headers, 'x-padding': 'p'.repeat(cap + 1) } },
+    });
+    await path.route(session, bloated, state);
+    const rejected = published.find((publish) => publish.exchange === REJECTED_EXCHANGE);
+    assert.equal(rejected?.options.headers?.[REASON_HEADER], 'HEADERS_TOO_LARGE');
+    assert.ok(!published.some((publish) => publish.exchange === DELIVERY_EXCHANGE), 'nothing delivered');
+    assert.equal(audited[0]?.reason, 'HEADERS_TOO_LARGE');
+    assert.deepEqual(acked, [bloated]);
   });
 });

@@ -20,14 +20,14 @@
  */
 import { performance } from 'node:perf_hooks';
 import { isValidId, spiffeId } from '@dmr/core';
-import { ORIGIN_HEADER, SENDER_HEADER, type Rejection, type SignableMessage } from '@dmr/contract';
+import { ORIGIN_HEADER, SENDER_HEADER, relayHeaderCap, type Rejection, type SignableMessage } from '@dmr/contract';
 import type { PolicyDecider, PolicyDecision } from '@dmr/policy';
 import type { ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
 import type { RelayedMessage } from '../message/contract.js';
 import type { VerifiedHopChain } from '../message/hop-chain.js';
 import { checkMeshParties, mayReportOn } from '../message/mesh-report.js';
-import { ownHeader } from '../message/headers.js';
+import { MAX_HEADER_DEPTH, encodedTableSize, ownHeader } from '../message/headers.js';
 import { validateRelayed } from '../message/validate.js';
 import { relayPolicyInput, relayedOptions, remainingTtl, type Refusal, type RoutingContext } from './envelope.js';
 import type { MeshContext } from './mesh-context.js';
@@ -72,6 +72,14 @@ export class RelayPath {
     if (mesh === undefined) {
       // Not consumed without an identity (router.ts); a revision may not take it away, but be safe.
       throw new Transient('broker', 'this router has no node identity to verify mesh messages with');
+    }
+
+    // 0. Before anything reads the table: a peer's message must stay small enough to check and to pass on. The
+    // cap is the origin's header limit plus one hop entry's allowance per link (docs/decisions/0015-hop-chain.md).
+    const headerCap = relayHeaderCap(context.message.limits.maxHeaderBytes, mesh.maxHops);
+    if (encodedTableSize(message.properties.headers, headerCap) > headerCap) {
+      const detail = `the header table needs more than ${headerCap} bytes encoded (or nests deeper than ${MAX_HEADER_DEPTH})`;
+      return this.#refuse(session, message, state, started, { reason: 'HEADERS_TOO_LARGE', detail }, undefined);
     }
 
     // 1. The hop chain: previous hop, origin signature, every entry (docs/mesh.md "What each hop checks").

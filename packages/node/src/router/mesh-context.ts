@@ -8,6 +8,7 @@
  * and applyIdentity and reads it once per message, so a message is judged by
  * exactly one revision.
  */
+import { spiffeId } from '@dmr/core';
 import { DEFAULT_MAX_HOPS, type NodeConfig } from '@dmr/contract';
 import { HopChainSigner, HopChainVerifier } from '../message/hop-chain.js';
 
@@ -90,6 +91,8 @@ export class RouteIndex {
 
 /** Everything a mesh message is judged and signed by, for one revision and one identity. */
 export interface MeshContext {
+  /** This node's broker user, `spiffe://<td>/node/<id>`: the `user_id` of everything it sends over a link. */
+  userId: string;
   routes: RouteIndex;
   maxHops: number;
   signer: HopChainSigner;
@@ -153,6 +156,7 @@ export class MeshContextBuilder {
         }),
       };
     }
-    return { routes, maxHops, signer: this.#signer.signer, verifier: this.#verifier.verifier };
+    const userId = spiffeId(config.trustDomain, 'node', nodeId);
+    return { userId, routes, maxHops, signer: this.#signer.signer, verifier: this.#verifier.verifier };
   }
 }

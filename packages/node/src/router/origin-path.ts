@@ -15,7 +15,6 @@ import type { ValidatedMessage } from '../message/contract.js';
 import type { ReplayGuard } from '../message/replay.js';
 import type { SenderRateLimit } from '../message/rate-limit.js';
 import { validateAtOrigin } from '../message/validate.js';
-import { spiffeId } from '@dmr/core';
 import {
   deliveredOptions,
   originForwardOptions,
@@ -198,7 +197,7 @@ export class OriginPath {
       message.content,
       mesh.signer,
       hop.nextHop,
-      spiffeId(context.message.trustDomain, 'node', this.#nodeId),
+      mesh.userId,
       new Date(now),
     );
     const refused = await this.#outcome.forward(session, hop.nextHop, message.content, options);

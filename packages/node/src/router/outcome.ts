@@ -13,7 +13,6 @@ import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message, Options } f
 import type { Logger } from 'pino';
 import { ownHeader } from '../message/headers.js';
 import { senderFromUserId } from '../message/validate.js';
-import { spiffeId } from '@dmr/core';
 import { DELIVERY_EXCHANGE, REJECTED_EXCHANGE, RECIPIENT_HEADER, UUID_PATTERN, outboundQueueName } from '@dmr/contract';
 import { meshReport } from '../message/mesh-report.js';
 import type { AuditEvent, AuditSink } from './audit.js';
@@ -320,7 +319,7 @@ export class Outcomes {
       headers: { ...properties.headers, ...mesh.signer.originate(message, this.#nodeId, hop.nextHop, at) },
       persistent: true,
       mandatory: true,
-      userId: spiffeId(context.message.trustDomain, 'node', this.#nodeId),
+      userId: mesh.userId,
     };
     const outcome = await this.publish(
       session,

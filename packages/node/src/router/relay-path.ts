@@ -19,7 +19,7 @@
  * about a report.
  */
 import { performance } from 'node:perf_hooks';
-import { isValidId, spiffeId } from '@dmr/core';
+import { isValidId } from '@dmr/core';
 import { ORIGIN_HEADER, SENDER_HEADER, relayHeaderCap, type Rejection, type SignableMessage } from '@dmr/contract';
 import type { PolicyDecider, PolicyDecision } from '@dmr/policy';
 import type { ConsumeMessage } from 'amqplib';
@@ -149,8 +149,8 @@ export class RelayPath {
         if (!hop.ok) refused = hop;
         else {
           nextHop = hop.nextHop;
-          const userId = spiffeId(context.message.trustDomain, 'node', this.#nodeId);
-          const options = relayedOptions(message.properties, relayed, chain, mesh.signer, { to: nextHop, userId }, at);
+          const next = { to: nextHop, userId: mesh.userId };
+          const options = relayedOptions(message.properties, relayed, chain, mesh.signer, next, at);
           refused = await this.#outcome.forward(session, nextHop, message.content, options);
         }
       }

@@ -166,38 +166,26 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
   ];
   const ingressQueues = Array.from({ length: shards }, (_, shard) => ingressQueueName(shard));
   const meshIngressQueues = Array.from({ length: shards }, (_, shard) => meshIngressQueueName(shard));
+  // Router inputs: bounded (count and bytes) so a stalled router pushes back on senders instead of filling
+  // the disk. A message the routers keep taking without settling (a crash or connection loss each time) is
+  // dead-lettered to the rejected queue after ingressDeliveryLimit deliveries instead of looping forever.
+  const routerInput = quorum({
+    'x-max-length': limits.queueMaxLength,
+    'x-max-length-bytes': limits.queueMaxBytes,
+    'x-overflow': 'reject-publish',
+    'x-delivery-limit': limits.ingressDeliveryLimit,
+    'x-dead-letter-exchange': REJECTED_EXCHANGE,
+    'x-dead-letter-strategy': 'at-least-once',
+  });
   const queues: DesiredQueue[] = [
-    // Router inputs: bounded (count and bytes) so a stalled router pushes back on senders instead of filling
-    // the disk. A message the routers keep taking without settling (a crash or connection loss each time) is
-    // dead-lettered to the rejected queue after ingressDeliveryLimit deliveries instead of looping forever.
-    ...ingressQueues.map((name) => ({
-      name,
-      arguments: quorum({
-        'x-max-length': limits.queueMaxLength,
-        'x-max-length-bytes': limits.queueMaxBytes,
-        'x-overflow': 'reject-publish',
-        'x-delivery-limit': limits.ingressDeliveryLimit,
-        'x-dead-letter-exchange': REJECTED_EXCHANGE,
-        'x-dead-letter-strategy': 'at-least-once',
-      }),
-    })),
+    ...ingressQueues.map((name) => ({ name, arguments: { ...routerInput } })),
     {
       name: DEAD_LETTER_REPORTS_QUEUE,
       arguments: quorum({ 'x-max-length': limits.queueMaxLength, 'x-overflow': 'drop-head' }),
     },
-    // What peer links write: bounded like the client ingress, so a full node nacks the peer's shovel (which
-    // keeps the message in its outbound queue) instead of filling the disk.
-    ...meshIngressQueues.map((name) => ({
-      name,
-      arguments: quorum({
-        'x-max-length': limits.queueMaxLength,
-        'x-max-length-bytes': limits.queueMaxBytes,
-        'x-overflow': 'reject-publish',
-        'x-delivery-limit': limits.ingressDeliveryLimit,
-        'x-dead-letter-exchange': REJECTED_EXCHANGE,
-        'x-dead-letter-strategy': 'at-least-once',
-      }),
-    })),
+    // What peer links write, bounded the same way: a full node nacks the peer's shovel (which keeps the
+    // message in its outbound queue) instead of filling the disk.
+    ...meshIngressQueues.map((name) => ({ name, arguments: { ...routerInput } })),
     // Evidence: bounded in count and bytes, the oldest goes first so the newest refusals are always kept.
     {
       name: REJECTED_QUEUE,

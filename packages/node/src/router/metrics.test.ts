@@ -34,12 +34,15 @@ describe('router metrics', () => {
     assert.doesNotMatch(text, /node-3/);
   });
 
-  it('shows every requeue reason at zero from the start', async () => {
+  it('shows every requeue reason and relay outcome at zero from the start', async () => {
     const registry = new Registry();
     new RouterMetrics(registry);
     const text = await registry.metrics();
     for (const reason of ['policy', 'audit', 'broker']) {
       assert.match(text, new RegExp(`^dmr_router_messages_requeued_total\\{reason="${reason}"\\} 0$`, 'm'));
+    }
+    for (const outcome of ['delivered', 'forwarded']) {
+      assert.match(text, new RegExp(`^dmr_router_mesh_messages_relayed_total\\{outcome="${outcome}"\\} 0$`, 'm'));
     }
   });
 });

@@ -9,6 +9,7 @@ export const ROUTER_STATES = ['idle', 'connecting', 'running', 'backing-off', 's
 export type RouterState = (typeof ROUTER_STATES)[number];
 /** What a held message waited for (router.ts `Transient`): shown at 0 from the start, so alerts see a series. */
 export const REQUEUE_REASONS = ['policy', 'audit', 'broker'] as const;
+export const RELAY_OUTCOMES = ['delivered', 'forwarded'] as const;
 
 export class RouterMetrics {
   readonly received: Counter;
@@ -151,7 +152,9 @@ export class RouterMetrics {
         if (window !== undefined) this.set(window.capacity);
       },
     });
+    // Fixed label sets start at zero, so a dashboard or an alert sees the series before the first event.
     for (const reason of REQUEUE_REASONS) this.requeued.inc({ reason }, 0);
+    for (const outcome of RELAY_OUTCOMES) this.relayed.inc({ outcome }, 0);
     this.setState('idle');
   }
 

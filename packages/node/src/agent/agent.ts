@@ -23,7 +23,8 @@
 import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { pino, type Logger } from 'pino';
-import { crlRefreshDelayMs, ManagementClient } from '@dmr/broker';
+import type { ManagementClient } from '@dmr/broker';
+import { crlRefreshDelayMs } from '@dmr/broker';
 import type { LinkStatus, NodeConfig } from '@dmr/contract';
 import { DmrError } from '@dmr/core';
 import { PolicyEngine, policySignerSpiffeId } from '@dmr/policy';

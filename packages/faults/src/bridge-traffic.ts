@@ -131,7 +131,7 @@ export class BridgeProcess {
       listen: `127.0.0.1:${this.spec.listenPort}`,
       broker: { url: this.spec.brokerUrl },
       tls: { certFile: client.certFile, keyFile: client.keyFile, caFile: client.caFile },
-      endpoint: { url: this.spec.endpointUrl, timeoutMs: 5_000 },
+      endpoint: { url: this.spec.endpointUrl, timeoutMs: 30_000 },
       // Retries fast enough that a minute's outage is a few attempts, and enough of them to outlast it.
       delivery: { concurrency: 16, maxAttempts: 1_000, initialDelayMs: 200, maxDelayMs: 2_000 },
       send: { confirmTimeoutMs: 5_000, retryAfterSeconds: 1 },

@@ -6,6 +6,7 @@ import { brokerKill } from './broker-kill.js';
 import { centopsDown } from './centops-down.js';
 import { clockAhead, clockBehind } from './clock-skew.js';
 import { endpointDown } from './endpoint-down.js';
+import { linkCut } from './link-cut.js';
 import { peerBrokerKill } from './peer-broker-kill.js';
 import { routerKill } from './router-kill.js';
 
@@ -19,5 +20,6 @@ export const SCENARIOS: readonly Scenario[] = [
   centopsDown,
   clockAhead,
   clockBehind,
+  linkCut,
   peerBrokerKill,
 ];

@@ -560,7 +560,7 @@ export async function startPrometheus(mesh: LocalMesh, options: StartMeshOptions
     const brokerMetrics = new Map(
       harness === undefined ? [] : mesh.state.nodes.map((node, index) => [node.id, harness.node(index).prometheusUrl]),
     );
-    await writePrometheusFiles(dir, meshTargets(mesh.state, brokerMetrics));
+    await writePrometheusFiles(dir, meshTargets(mesh.state, brokerMetrics, options.routers ?? 1));
     const port = await freeLoopbackPort(51_000, 52_000, 'Prometheus');
     const child = spawnLogged(install.prometheus, prometheusArgs(dir, port), { logFile: log });
     mesh.prometheus = child;

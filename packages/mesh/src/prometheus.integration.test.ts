@@ -38,7 +38,7 @@ function node(id: string, metricsPort: number | null): MeshNodeState {
 }
 
 describe('the mesh scrape targets', () => {
-  it('name CentOps, every running agent, its router on the next port and every broker, each labelled with its node', () => {
+  it('name CentOps, every running agent, its routers on the next ports and every broker, each labelled with its node', () => {
     const targets = meshTargets(
       {
         centops: {
@@ -56,11 +56,15 @@ describe('the mesh scrape targets', () => {
         ['node-1', 'http://127.0.0.1:30001/metrics'],
         ['node-2', 'http://127.0.0.1:30002/metrics'],
       ]),
+      2,
     );
     assert.deepEqual(targets, {
       centops: [{ targets: ['127.0.0.1:50001'], labels: {} }],
       nodes: [{ targets: ['127.0.0.1:49100'], labels: { node: 'node-1' } }],
-      routers: [{ targets: ['127.0.0.1:49101'], labels: { node: 'node-1', shard: '0' } }],
+      routers: [
+        { targets: ['127.0.0.1:49101'], labels: { node: 'node-1', shard: '0' } },
+        { targets: ['127.0.0.1:49102'], labels: { node: 'node-1', shard: '1' } },
+      ],
       rabbitmq: [
         { targets: ['127.0.0.1:30001'], labels: { node: 'node-1' } },
         { targets: ['127.0.0.1:30002'], labels: { node: 'node-2' } },

@@ -70,21 +70,25 @@ const hostPort = (url: string): string => new URL(url).host;
 
 /**
  * The scrape targets of a running mesh: CentOps' metrics listener, each
- * agent, each agent's one router (the agent's port + 1: `routers: 1` in the
- * mesh's run-configs) and each broker's Prometheus plugin.
+ * agent, each agent's routers (router N on the agent's port + 1 + N,
+ * docs/node-run.md) and each broker's Prometheus plugin.
  */
 export function meshTargets(
   state: Pick<MeshState, 'centops' | 'nodes'>,
   brokerMetrics: ReadonlyMap<string, string>,
+  routersPerNode = 1,
 ): MeshTargets {
   const centopsMetrics = state.centops?.metricsUrl;
   const nodes = state.nodes.filter((node) => node.metricsUrl !== null);
   return {
     centops: centopsMetrics == null ? [] : [{ targets: [hostPort(centopsMetrics)], labels: {} }],
     nodes: nodes.map((node) => ({ targets: [hostPort(node.metricsUrl as string)], labels: { node: node.id } })),
-    routers: nodes.map((node) => {
+    routers: nodes.flatMap((node) => {
       const agent = new URL(node.metricsUrl as string);
-      return { targets: [`${agent.hostname}:${Number(agent.port) + 1}`], labels: { node: node.id, shard: '0' } };
+      return Array.from({ length: routersPerNode }, (_, shard) => ({
+        targets: [`${agent.hostname}:${Number(agent.port) + 1 + shard}`],
+        labels: { node: node.id, shard: String(shard) },
+      }));
     }),
     rabbitmq: state.nodes.flatMap((node) => {
       const url = brokerMetrics.get(node.id);

@@ -425,6 +425,12 @@ export const ERROR_CATALOGUE = {
     httpStatus: 502,
     summary: 'The node could not obtain its certificate from CentOps (token refused, CSR refused or CentOps down).',
   },
+  FAULT_SCENARIO_FAILED: {
+    exitCode: 7,
+    httpStatus: 500,
+    summary:
+      'A fault scenario (`npm run faults`) could not inject its fault, or a component did not come back after it; the message names the scenario, the step and the log to read.',
+  },
   AUDIT_CHECKPOINT_INVALID: {
     exitCode: 14,
     httpStatus: 422,

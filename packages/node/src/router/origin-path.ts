@@ -2,10 +2,10 @@
  * The origin path: one message a local client published to `dmr.ingress`,
  * from delivery to ack, readable top to bottom in route(): contract checks →
  * sender rate → replay guard (per-sender share) → policy → deliver to the
- * recipient's queue (confirmed) → audit record confirmed → ack. A
+ * recipient's queue and its audit record, both confirmed → ack. A
  * recipient homed on another node: its next hop from the route index →
  * signed (`dmr-sig`, entry 0 of `dmr-hops`) → the outbound queue of the next
- * hop (confirmed) → audit record `forwarded` → ack. Every refusal and the
+ * hop and the audit record `forwarded`, both confirmed → ack. Every refusal and the
  * final settle go through the shared tail (outcome.ts).
  */
 import { performance } from 'node:perf_hooks';
@@ -123,25 +123,26 @@ export class OriginPath {
         return await this.#forward(session, message, state, validated, started, now, decision);
       }
 
-      // 6. Deliver, confirmed by the recipient's queue.
+      // 6. Deliver, confirmed by the recipient's queue, while its audit record is written; ack once both are
+      // confirmed: nothing acknowledged lacks its record.
       const options = deliveredOptions(message.properties, validated, this.#nodeId, now, ttl);
-      const refused = await this.#outcome.deliver(session, validated.recipient, message.content, options);
-      if (refused !== undefined) {
-        return await this.#outcome.refuse(session, message, context, started, { ...refused, policy });
-      }
-
-      // 7. Audit, then ack: nothing acknowledged lacks its record.
-      await this.#outcome.settle(session, message, started, {
+      const record = {
         messageId: validated.messageId,
         sender: validated.sender,
         recipient: validated.recipient,
-        result: 'routed',
+        result: 'routed' as const,
         reason: null,
         policyRevision: decision.revision ?? null,
         policyReasons: decision.reasons,
         configRevision: context.revision,
         at: new Date(now).toISOString(),
-      });
+      };
+      const refused = await this.#outcome.sendAndSettle(session, message, started, record, () =>
+        this.#outcome.deliver(session, validated.recipient, message.content, options),
+      );
+      if (refused !== undefined) {
+        return await this.#outcome.refuse(session, message, context, started, { ...refused, policy });
+      }
     } catch (error) {
       // Held for another attempt: that attempt is the same message, not a replay.
       guard.release(validated.messageId);
@@ -200,22 +201,24 @@ export class OriginPath {
       mesh.userId,
       new Date(now),
     );
-    const refused = await this.#outcome.forward(session, hop.nextHop, message.content, options);
-    if (refused !== undefined) {
-      return this.#outcome.refuse(session, message, context, started, { ...refused, policy });
-    }
-    this.#metrics.forwarded.inc();
-    await this.#outcome.settle(session, message, started, {
+    const record = {
       messageId: validated.messageId,
       sender: validated.sender,
       recipient: validated.recipient,
-      result: 'forwarded',
+      result: 'forwarded' as const,
       reason: null,
       nextHop: hop.nextHop,
       policyRevision: decision.revision ?? null,
       policyReasons: decision.reasons,
       configRevision: context.revision,
       at: new Date(now).toISOString(),
-    });
+    };
+    const refused = await this.#outcome.sendAndSettle(session, message, started, record, () =>
+      this.#outcome.forward(session, hop.nextHop, message.content, options),
+    );
+    if (refused !== undefined) {
+      return this.#outcome.refuse(session, message, context, started, { ...refused, policy });
+    }
+    this.#metrics.forwarded.inc();
   }
 }

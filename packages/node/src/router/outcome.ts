@@ -95,6 +95,11 @@ export function validMessageId(message: Message): string | null {
   return typeof id === 'string' && UUID_PATTERN.test(id.toLowerCase()) ? id.toLowerCase() : null;
 }
 
+/** What a settled message's audit record says (the sink adds kind and node). */
+export type RouteDecision = Omit<AuditEvent, 'kind' | 'node'> & {
+  result: 'routed' | 'forwarded' | 'duplicate' | 'rejected';
+};
+
 export interface OutcomeOptions {
   nodeId: string;
   now: () => number;
@@ -211,10 +216,41 @@ export class Outcomes {
     session: Session,
     message: ConsumeMessage,
     started: number,
-    decision: Omit<AuditEvent, 'kind' | 'node'> & { result: 'routed' | 'forwarded' | 'duplicate' | 'rejected' },
+    decision: RouteDecision,
     detail?: string,
   ): Promise<void> {
     await this.audit({ kind: 'route', ...decision });
+    this.#acked(session, message, started, decision, detail);
+  }
+
+  /**
+   * The end of a message routed here or forwarded: `send` publishes it while
+   * its audit record is written, and the ack waits for both confirms. One
+   * broker round trip per message instead of two (publish, then record): a
+   * router's window of `prefetch` messages turns over twice as often
+   * (docs/decisions/0027-mesh-path-speed.md). Undefined once acked; else the
+   * refusal `send` met (a returned or nacked publish), not acked: the caller
+   * refuses the message, and its `rejected` record follows this one in the
+   * chain — the last record about a message id is its outcome.
+   */
+  async sendAndSettle(
+    session: Session,
+    message: ConsumeMessage,
+    started: number,
+    decision: RouteDecision & { result: 'routed' | 'forwarded' },
+    send: () => Promise<Refusal | undefined>,
+  ): Promise<Refusal | undefined> {
+    const [sent, audited] = await Promise.allSettled([send(), this.audit({ kind: 'route', ...decision })]);
+    // A publish that did not complete is the message's fate (held or dead-lettered); then a missing record.
+    if (sent.status === 'rejected') throw sent.reason;
+    if (sent.value !== undefined) return sent.value;
+    if (audited.status === 'rejected') throw audited.reason;
+    this.#acked(session, message, started, decision);
+    return undefined;
+  }
+
+  /** After the record is stored: the ack, then the metrics and the decision log line (the record's fields, never payload). */
+  #acked(session: Session, message: ConsumeMessage, started: number, decision: RouteDecision, detail?: string): void {
     session.acks.ack(message);
     const seconds = (performance.now() - started) / 1000;
     if (decision.result === 'routed') this.#metrics.routed.inc();

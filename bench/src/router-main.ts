@@ -9,7 +9,7 @@
  */
 import { connectWithCertificate } from '@dmr/broker';
 import { isNodeConfig } from '@dmr/contract';
-import { Router, RouterMetrics, StreamAuditSink } from '@dmr/node';
+import { ReplayJournal, Router, RouterMetrics, StreamAuditSink } from '@dmr/node';
 import { PolicyEngine, type PolicyDecider, type PolicyDecision } from '@dmr/policy';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
@@ -71,6 +71,7 @@ function isRouterChildConfig(value: unknown): value is RouterChildConfig {
     typeof value.port === 'number' &&
     (value.prefetch === undefined || typeof value.prefetch === 'number') &&
     typeof value.audit === 'boolean' &&
+    (value.replayDir === undefined || typeof value.replayDir === 'string') &&
     ['caPem', 'certificatePem', 'privateKeyPem', 'vhost', 'logFile'].every((key) => typeof value[key] === 'string') &&
     isRecord(bundle) &&
     ['archiveBase64', 'trustBundlePem', 'expectedSigner'].every((key) => typeof bundle[key] === 'string') &&
@@ -125,6 +126,7 @@ serveChild(async (raw) => {
   const destination = pino.destination({ dest: config.logFile, sync: false, mkdir: true });
   const logger = pino({ level: 'info', base: { node: nodeConfig.node.id, component: 'router' } }, destination);
   const registry = new Registry();
+  const journal = config.replayDir === undefined ? undefined : ReplayJournal.open({ dir: config.replayDir });
   const router = new Router({
     nodeId: nodeConfig.node.id,
     connect: () =>
@@ -139,6 +141,7 @@ serveChild(async (raw) => {
     logger,
     metrics: new RouterMetrics(registry),
     ...(config.audit ? { audit: new StreamAuditSink() } : {}),
+    ...(journal === undefined ? {} : { replayMemory: journal }),
     ...(config.prefetch === undefined ? {} : { prefetch: config.prefetch }),
     ...(config.identity === undefined ? {} : { identity: config.identity }),
   });
@@ -174,6 +177,7 @@ serveChild(async (raw) => {
     },
     stop: async () => {
       await router.stop();
+      journal?.close();
       await policy.close();
       destination.flushSync();
       return counters();

@@ -7,7 +7,8 @@ import { Registry } from 'prom-client';
 import type { AuditEvent, AuditSink } from './audit.js';
 import type { Refusal } from './envelope.js';
 import { RouterMetrics } from './metrics.js';
-import { Outcomes, Transient, type RouteDecision, type Session } from './outcome.js';
+import { DEFAULT_HOLD_BACKOFF, DEFAULT_HOLD_MAX_BYTES, Holds } from './hold.js';
+import { Outcomes, Transient, recipientKey, type HeldDelivery, type RouteDecision, type Session } from './outcome.js';
 
 /** A settled audit append the test resolves or rejects by hand. */
 class HeldAudit implements AuditSink {
@@ -55,6 +56,12 @@ function session(): { session: Session; acked: number[] } {
       returned: new Set(),
       held: [],
       paused: false,
+      // Nothing is ever retried here: a test that holds a key clears it.
+      holds: new Holds<ConsumeMessage, HeldDelivery>(
+        { maxMessages: 128, maxBytes: DEFAULT_HOLD_MAX_BYTES, backoff: DEFAULT_HOLD_BACKOFF },
+        { retry: () => undefined, onFull: () => undefined },
+      ),
+      gate: Promise.resolve(),
     },
   };
 }
@@ -62,6 +69,8 @@ function session(): { session: Session; acked: number[] } {
 function delivery(tag: number): ConsumeMessage {
   return { fields: { deliveryTag: tag }, properties: { headers: {} }, content: Buffer.alloc(0) } as ConsumeMessage;
 }
+
+const TO = recipientKey('rik-bot');
 
 const DECISION: RouteDecision & { result: 'routed' } = {
   messageId: '0f8fad5b-d9cb-469f-a165-70867728950e',
@@ -96,7 +105,7 @@ describe('sendAndSettle: the publish and its audit record in one round trip', ()
     s.acks.track(message);
     let sent: (value: Refusal | undefined) => void = () => undefined;
     let sendCalled = false;
-    const settled = outcomes(audit).sendAndSettle(s, message, performance.now(), DECISION, () => {
+    const settled = outcomes(audit).sendAndSettle(s, message, performance.now(), DECISION, TO, () => {
       sendCalled = true;
       return new Promise((resolve) => (sent = resolve));
     });
@@ -118,7 +127,7 @@ describe('sendAndSettle: the publish and its audit record in one round trip', ()
     const { session: s, acked } = session();
     const message = delivery(2);
     s.acks.track(message);
-    const settled = outcomes(audit).sendAndSettle(s, message, performance.now(), DECISION, () =>
+    const settled = outcomes(audit).sendAndSettle(s, message, performance.now(), DECISION, TO, () =>
       Promise.resolve(undefined),
     );
     await turn();
@@ -133,13 +142,13 @@ describe('sendAndSettle: the publish and its audit record in one round trip', ()
     const audit = new HeldAudit();
     const { session: s, acked } = session();
     const refusal: Refusal = { reason: 'RECIPIENT_UNREACHABLE', detail: 'no queue for rik-bot on node node-a' };
-    const refused = outcomes(audit).sendAndSettle(s, delivery(3), performance.now(), DECISION, () =>
+    const refused = outcomes(audit).sendAndSettle(s, delivery(3), performance.now(), DECISION, TO, () =>
       Promise.resolve(refusal),
     );
     audit.confirm();
     assert.deepEqual(await refused, refusal);
     const lost = new Transient('broker', 'the channel closed before the confirm');
-    const failed = outcomes(audit).sendAndSettle(s, delivery(4), performance.now(), DECISION, () =>
+    const failed = outcomes(audit).sendAndSettle(s, delivery(4), performance.now(), DECISION, TO, () =>
       Promise.reject(lost),
     );
     // The record failing too does not hide why the publish failed.
@@ -147,5 +156,33 @@ describe('sendAndSettle: the publish and its audit record in one round trip', ()
     await assert.rejects(failed, (error: unknown) => error === lost);
     await turn();
     assert.deepEqual(acked, []);
+  });
+
+  it('while the destination is held, writes the record only after the publish is confirmed', async () => {
+    const audit = new HeldAudit();
+    const { session: s, acked } = session();
+    // Another message waits for rik-bot's full queue: this one's publish will likely be Held too.
+    s.holds.hold(TO, delivery(9), { handler: 'route', takenAt: 0 }, 0);
+    const message = delivery(5);
+    s.acks.track(message);
+    let sent: (value: Refusal | undefined) => void = () => undefined;
+    const settled = outcomes(audit).sendAndSettle(
+      s,
+      message,
+      performance.now(),
+      DECISION,
+      TO,
+      () => new Promise((resolve) => (sent = resolve)),
+    );
+    await turn();
+    assert.equal(audit.appended.length, 0, 'no record for a publish that may be held again');
+    sent(undefined);
+    await turn();
+    assert.equal(audit.appended.length, 1);
+    audit.confirm();
+    assert.equal(await settled, undefined);
+    await turn();
+    assert.deepEqual(acked, [5]);
+    s.holds.clear();
   });
 });

@@ -34,7 +34,15 @@ import type { MeshContext } from './mesh-context.js';
 import { askPolicy } from './policy-step.js';
 import type { RouterMetrics } from './metrics.js';
 import type { RoutingState } from './origin-path.js';
-import { Transient, validMessageId, type Outcomes, type RefusalParties, type Session } from './outcome.js';
+import {
+  Transient,
+  linkKey,
+  recipientKey,
+  validMessageId,
+  type Outcomes,
+  type RefusalParties,
+  type Session,
+} from './outcome.js';
 
 export interface RelayPathOptions {
   nodeId: string;
@@ -106,7 +114,15 @@ export class RelayPath {
     if (!replay.ok) return this.#refuse(session, message, state, started, replay, chain);
     session.inflightIds.add(relayed.messageId);
     try {
-      // 5. Policy, with where the message comes from; a node's report is not a principal's message.
+      // 5. Expired before routing (waited in a link or held here for a full queue): no use anywhere, and no
+      // question for the policy, whose input cannot carry a TTL that ran out.
+      const ttl = remainingTtl(relayed, now);
+      if (ttl !== undefined && ttl <= 0) {
+        const detail = `expiration of ${relayed.expirationMs ?? 0} ms passed before node ${this.#nodeId} routed it`;
+        return await this.#refuse(session, message, state, started, { reason: 'MESSAGE_EXPIRED', detail }, chain);
+      }
+
+      // 6. Policy, with where the message comes from; a node's report is not a principal's message.
       let decision: PolicyDecision | undefined;
       if (!isReport) {
         decision = await this.#decide(relayed, chain, context, now);
@@ -124,24 +140,11 @@ export class RelayPath {
         }
       }
       const policy = decision === undefined ? undefined : { revision: decision.revision, reasons: decision.reasons };
-      const ttl = remainingTtl(relayed, now);
-      if (ttl !== undefined && ttl <= 0) {
-        const detail = `expiration of ${relayed.expirationMs ?? 0} ms passed before node ${this.#nodeId} routed it`;
-        return await this.#refuse(
-          session,
-          message,
-          state,
-          started,
-          { reason: 'MESSAGE_EXPIRED', detail, ...(policy === undefined ? {} : { policy }) },
-          chain,
-        );
-      }
 
-      // 6. Deliver here, or pass on to the next hop, while the audit record is written; ack once both are
-      // confirmed (outcome.ts sendAndSettle).
+      // 7. Deliver here, or pass on to the next hop (a full queue or link holds the message: outcome.ts Held),
+      // while the audit record is written; the ack once both are confirmed.
       const at = new Date(now);
-      const home = relayed.recipientHomeNode === this.#nodeId;
-      const hop = home ? undefined : this.#nextHop(relayed, chain, mesh);
+      const hop = relayed.recipientHomeNode === this.#nodeId ? undefined : this.#nextHop(relayed, chain, mesh);
       if (hop !== undefined && !hop.ok) {
         const refusal = { ...hop, ...(policy === undefined ? {} : { policy }) };
         return await this.#refuse(session, message, state, started, refusal, chain);
@@ -160,14 +163,21 @@ export class RelayPath {
         configRevision: context.revision,
         at: at.toISOString(),
       };
-      const refused = await this.#outcome.sendAndSettle(session, message, started, record, () => {
+      const destination = nextHop === undefined ? recipientKey(relayed.recipient) : linkKey(nextHop);
+      const refused = await this.#outcome.sendAndSettle(session, message, started, record, destination, () => {
         if (nextHop === undefined) {
           const options = relayedOptions(message.properties, relayed, chain, mesh.signer, { to: null, ttl }, at);
-          return this.#outcome.deliver(session, relayed.recipient, message.content, options);
+          return this.#outcome.deliver(session, message, relayed.recipient, options);
         }
-        const next = { to: nextHop, userId: mesh.userId };
-        const options = relayedOptions(message.properties, relayed, chain, mesh.signer, next, at);
-        return this.#outcome.forward(session, nextHop, message.content, options);
+        const options = relayedOptions(
+          message.properties,
+          relayed,
+          chain,
+          mesh.signer,
+          { to: nextHop, userId: mesh.userId },
+          at,
+        );
+        return this.#outcome.forward(session, message, nextHop, options);
       });
       if (refused !== undefined) {
         const refusal = { ...refused, ...(policy === undefined ? {} : { policy }) };

@@ -94,6 +94,7 @@ export class RelayPath {
     const verified = await mesh.verifier.verify(message as SignableMessage, new Date(now));
     if (!verified.ok) return this.#refuse(session, message, state, started, verified, undefined);
     const chain = verified.message;
+    this.#metrics.observeHop(chain.previous, chain.hops.at(-1)?.at, now);
 
     // 2. Who may send what: a client's message from its home node, a node's report in its own name.
     const parties = checkMeshParties(message, chain, context.message.directory);

@@ -141,11 +141,16 @@ export class World {
     return found;
   }
 
-  /** Waits until the agent runs `count` routers again (it restarts one that died, with back-off). */
-  async awaitRouters(nodeId: string, count: number, timeoutMs = 60_000): Promise<ProcessRef[]> {
+  /**
+   * Waits until the agent runs `count` routers again (it restarts one that died, with back-off), none of
+   * them `gone` (a killed process is listed until the kernel has finished it).
+   */
+  async awaitRouters(nodeId: string, count: number, gone?: ProcessRef, timeoutMs = 60_000): Promise<ProcessRef[]> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const routers = this.routers(nodeId);
+      const routers = this.routers(nodeId).filter(
+        (ref) => gone === undefined || ref.pid !== gone.pid || ref.startTicks !== gone.startTicks,
+      );
       if (routers.length >= count) return routers;
       if (Date.now() > deadline) {
         throw new DmrError(

@@ -41,6 +41,13 @@ export interface SendOptions {
   protect?: { signWith: PrivateKeyInput; encryptFor: string };
 }
 
+/**
+ * The retry-after hint of a refused publish: long enough for a router to
+ * settle a window of held messages (hold.ts backs off up to 2 s), short
+ * enough that a sender is not idle long after the ingress drains.
+ */
+export const NACK_RETRY_AFTER_SECONDS = 1;
+
 interface PendingSend {
   id: string;
   content: Buffer;
@@ -73,6 +80,8 @@ export class Sending {
   /** close() was called: no new sends. */
   readonly #closing: () => boolean;
   readonly #pending = new Map<string, PendingSend>();
+  /** The promise of every send under way, by message id (a second send of the id joins it). */
+  readonly #underway = new Map<string, Promise<string>>();
   /** Ids published again after a reconnect: the node may report them as MESSAGE_REPLAYED (its earlier copy won). */
   readonly #resent = new DedupWindow({ windowMs: 3_600_000, maxEntries: 100_000 });
 
@@ -103,7 +112,10 @@ export class Sending {
       throw new DmrError('INVALID_ARGUMENT', 'type is required');
     const id = options.messageId ?? randomUUID();
     if (!UUID.test(id)) throw new DmrError('INVALID_ARGUMENT', 'messageId must be a UUID');
-    if (this.#pending.has(id)) throw new DmrError('INVALID_ARGUMENT', `message ${id} is already being sent`);
+    // The id is the idempotency key: a second send of an id still under way (an HTTP bridge's caller retrying
+    // a 503 while the first copy waits for its confirm) joins that send instead of failing or publishing twice.
+    const underway = this.#underway.get(id);
+    if (underway !== undefined) return underway;
     if (options.ttl !== undefined && (!Number.isInteger(options.ttl) || options.ttl < 0)) {
       throw new DmrError('INVALID_ARGUMENT', 'ttl must be a whole number of milliseconds');
     }
@@ -142,7 +154,9 @@ export class Sending {
       ...(contentType === undefined ? {} : { contentType }),
     };
     if (this.#closing()) throw new DmrError('CLIENT_CLOSED', 'close() was called during send()');
-    return new Promise<string>((resolve, reject) => {
+    const joined = this.#underway.get(id);
+    if (joined !== undefined) return joined;
+    const sending = new Promise<string>((resolve, reject) => {
       const pending: PendingSend = {
         id,
         content,
@@ -159,6 +173,10 @@ export class Sending {
       if (session?.alive === true) this.#publish(session, pending);
       // Otherwise the next session publishes it.
     });
+    this.#underway.set(id, sending);
+    const settled = (): void => void this.#underway.delete(id);
+    sending.then(settled, settled);
+    return sending;
   }
 
   #publish(session: Session, pending: PendingSend): void {
@@ -193,10 +211,12 @@ export class Sending {
           pending.resolve(pending.id);
         } else if (error instanceof Error && error.message === 'message nacked') {
           this.#pending.delete(pending.id);
+          // The broker refused to store it: the node's ingress is at its bound (DMR slowing its senders down,
+          // docs/decisions/0028) or the queue failed. Nothing was taken, so the same send may succeed later.
           pending.reject(
             new DmrError('MESSAGE_NOT_ACCEPTED', `the node did not accept message ${pending.id} (negative confirm)`, {
-              details: { messageId: pending.id },
-              hint: 'the ingress queue is full or the broker failed; send again later with the same messageId',
+              details: { messageId: pending.id, retryAfterSeconds: NACK_RETRY_AFTER_SECONDS },
+              hint: `the node's ingress is full (DMR is slowing senders down): send again in ${NACK_RETRY_AFTER_SECONDS} s or more, with the same messageId`,
             }),
           );
         }

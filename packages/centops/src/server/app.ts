@@ -24,6 +24,7 @@ import { CertificateAuthority } from '@dmr/pki';
 import { ConfigSigner, RevisionHub, feedRoutes } from '../feed/index.js';
 import { PolicyService } from '../policy/service.js';
 import { ensurePolicySigner, policySignerPaths } from '../policy/signer.js';
+import { auditLogRoutes } from '../routes/audit-log.js';
 import { denylistRoutes } from '../routes/denylist.js';
 import { directoryRoutes } from '../routes/directory.js';
 import { enrolRoutes, pkiRoutes } from '../routes/pki.js';
@@ -39,6 +40,7 @@ import type { CentOpsConfig } from './config.js';
 import { localActor } from './credentials.js';
 import { installErrorHandler } from './errors.js';
 import { assertNoStrayKeys } from './stray-keys.js';
+import { AuditWitness } from './witness.js';
 
 export const API_VERSION = '0.1.0';
 
@@ -71,6 +73,8 @@ export interface CentOpsServer {
   certificates: CertificateService;
   apiUrl: string;
   enrolUrl: string;
+  /** Witnesses the routers' audit checkpoints and checkpoints CentOps' own audit log (witness.ts). */
+  witness: AuditWitness;
   /** Configuration streams and long-polls waiting for a new revision (a test waits for its long-poll to be parked). */
   feedWaiters(): number;
   /** Stops accepting, finishes what is in flight, closes the store. */
@@ -211,6 +215,14 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
   await api.register(denylistRoutes(context, service));
   await api.register(directoryRoutes(context));
   await api.register(policyRoutes(context, policies));
+  const witness = new AuditWitness({
+    store,
+    trustDomain: config.trustDomain,
+    signerChainPem: signerChain,
+    signerKeyPem: signerKey,
+    logger: api.log,
+  });
+  await api.register(auditLogRoutes(context, witness));
   // Streams and long-polls outlive the request's authentication: the feed checks the certificate again per document.
   await api.register(feedRoutes, {
     store,
@@ -241,13 +253,16 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
     enrolUrl = await listen(enrol, config.enrolListen.host, config.enrolListen.port);
   } catch (error) {
     clearInterval(sweeper);
+    await witness.stop();
     await Promise.allSettled([api.close(), enrol.close()]);
     hub.close();
     if (ownsStore) await store.close();
     throw error;
   }
+  witness.start();
   return {
     api,
+    witness,
     enrol,
     store,
     ca,
@@ -258,6 +273,7 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
     feedWaiters: () => hub.listenerCount,
     async close() {
       clearInterval(sweeper);
+      await witness.stop();
       // SSE streams end when the hub closes; then both listeners drain and the store goes last.
       hub.close();
       await Promise.allSettled([api.close(), enrol.close()]);

@@ -19,6 +19,8 @@ export class RouterMetrics {
   readonly reconnects: Counter;
   readonly reports: Counter<'kind'>;
   readonly requeued: Counter<'reason'>;
+  readonly held: Counter<'kind'>;
+  readonly heldNow: Gauge;
   readonly deadLettered: Counter;
   readonly bodyLimitEnforced: Gauge;
   readonly forwarded: Counter;
@@ -83,6 +85,17 @@ export class RouterMetrics {
       name: 'dmr_router_messages_requeued_total',
       help: 'Messages held unacked for a later attempt after a transient failure, by what was unavailable (policy, audit, broker).',
       labelNames: ['reason'],
+      registers,
+    });
+    this.held = new Counter({
+      name: 'dmr_router_messages_held_total',
+      help: 'Times a message was held unacked because its destination was full, by destination kind (recipient queue, link); tried again with back-off, never refused for it.',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.heldNow = new Gauge({
+      name: 'dmr_router_messages_held',
+      help: 'Messages held now for a full destination; at the hold bound the router takes no new messages.',
       registers,
     });
     this.bodyLimitEnforced = new Gauge({

@@ -5,7 +5,9 @@
  * the settle (audit record confirmed, then the ack, then metrics and the
  * decision log line). A step that cannot complete now throws Transient: the
  * router holds the message unacked and pauses (router.ts #failed), never a
- * requeue.
+ * requeue. A full destination (a recipient's queue or a link's outbound
+ * queue) throws Held: the router holds that message per destination and
+ * keeps routing the rest (hold.ts).
  */
 import { performance } from 'node:perf_hooks';
 import { isValidId, type AckBatcher } from '@dmr/core';
@@ -16,6 +18,7 @@ import { senderFromUserId } from '../message/validate.js';
 import { DELIVERY_EXCHANGE, REJECTED_EXCHANGE, RECIPIENT_HEADER, UUID_PATTERN, outboundQueueName } from '@dmr/contract';
 import { meshReport } from '../message/mesh-report.js';
 import type { AuditEvent, AuditSink } from './audit.js';
+import type { Holds } from './hold.js';
 import {
   deliveryReport,
   rejectedCopy,
@@ -64,8 +67,19 @@ export interface Session {
   /** (exchange, routing key, message id) of mandatory publishes the broker returned, until their confirm. */
   returned: Set<string>;
   /** Deliveries kept unacked after a transient failure, tried again when the pause ends (at most prefetch × 2). */
-  held: Array<{ message: ConsumeMessage; handler: Handler }>;
+  held: Array<{ message: ConsumeMessage; handler: Handler; takenAt: number }>;
   paused: boolean;
+  /** Deliveries kept unacked because their destination is full, per destination (hold.ts). */
+  holds: Holds<ConsumeMessage, HeldDelivery>;
+  /** Stopping and resuming the inputs for the hold's bound, one change after the other. */
+  gate: Promise<void>;
+}
+
+/** What the router needs to run a held delivery again. */
+export interface HeldDelivery {
+  handler: Handler;
+  /** When the router first took it (ms): its contract is judged as of then, not as of the retry. */
+  takenAt: number;
 }
 
 /** Thrown when a step cannot complete now but may later: the message goes back to the broker. */
@@ -77,6 +91,23 @@ export class Transient extends Error {
     options?: ErrorOptions,
   ) {
     super(message, options);
+  }
+}
+
+/**
+ * Thrown when the destination is full (the broker nacked the publish, or
+ * it would be held behind messages already waiting): not a refusal, the
+ * message waits unacked for the destination, alone (hold.ts).
+ */
+export class Held extends Error {
+  constructor(
+    /** The destination: `recipient:<id>` or `link:<peer>`. */
+    readonly key: string,
+    /** Metric label. */
+    readonly kind: 'recipient' | 'link',
+    message: string,
+  ) {
+    super(message);
   }
 }
 
@@ -119,21 +150,24 @@ export class Outcomes {
   }
 
   /**
-   * Delivers to the recipient's queue on this node (`dmr.delivery`, mandatory,
-   * confirmed by the queue). Undefined when the queue took it, else the
-   * refusal to settle the message with.
+   * Delivers `message` to the recipient's queue on this node (`dmr.delivery`,
+   * mandatory, confirmed by the queue). Undefined when the queue took it,
+   * else the refusal to settle the message with. A full queue is no refusal:
+   * Held, and so is every message for that recipient while it is held.
    */
   async deliver(
     session: Session,
+    message: ConsumeMessage,
     recipient: string,
-    content: Buffer,
     options: Options.Publish,
   ): Promise<Refusal | undefined> {
-    const outcome = await this.publish(session, DELIVERY_EXCHANGE, recipient, content, options);
+    const key = `recipient:${recipient}`;
+    if (session.holds.blocks(key, message)) throw new Held(key, 'recipient', `the queue of ${recipient} is full`);
+    const outcome = await this.publish(session, DELIVERY_EXCHANGE, recipient, message.content, options);
     if (outcome === 'returned') {
       return { reason: 'RECIPIENT_UNREACHABLE', detail: `no queue for ${recipient} on node ${this.#nodeId}` };
     }
-    if (outcome === 'nacked') return { reason: 'RECIPIENT_QUEUE_FULL', detail: `the queue of ${recipient} is full` };
+    if (outcome === 'nacked') throw new Held(key, 'recipient', `the queue of ${recipient} is full`);
     if (outcome === 'unencodable') {
       // Not transient: the same message would fail the same way on every attempt.
       const detail = 'a property of the message cannot be encoded again for delivery';
@@ -251,27 +285,29 @@ export class Outcomes {
   }
 
   /**
-   * Publishes a mesh message to the outbound queue of `nextHop` (through the
-   * default exchange, mandatory, confirmed). A nack (the queue is full) or a
-   * return (no such queue yet) is no refusal: the message is held
-   * (Transient), which pauses this router's consumption until the link
-   * drains, so the pressure reaches the publishers. Undefined when the queue
-   * took it, else the refusal to settle the message with.
+   * Publishes `message` (signed for the mesh in `options`) to the outbound
+   * queue of `nextHop` (through the default exchange, mandatory, confirmed).
+   * A nack (the queue is full) or a return (no such queue yet) is no
+   * refusal: the message is Held for that link alone, so the pressure
+   * reaches the publishers while the other destinations keep flowing.
+   * Undefined when the queue took it, else the refusal to settle with.
    */
   async forward(
     session: Session,
+    message: ConsumeMessage,
     nextHop: string,
-    content: Buffer,
     options: Options.Publish,
   ): Promise<Refusal | undefined> {
-    const outcome = await this.publish(session, DEFAULT_EXCHANGE, outboundQueueName(nextHop), content, options);
+    const key = `link:${nextHop}`;
+    if (session.holds.blocks(key, message)) throw new Held(key, 'link', `the link to ${nextHop} is full`);
+    const queue = outboundQueueName(nextHop);
+    const outcome = await this.publish(session, DEFAULT_EXCHANGE, queue, message.content, options);
     if (outcome === 'unencodable') {
       const detail = 'a property of the message cannot be encoded again for forwarding';
       return { reason: 'MESSAGE_UNENCODABLE', detail };
     }
-    if (outcome !== 'confirmed') {
-      throw new Transient('broker', `the link to ${nextHop} did not take the message (${outcome})`);
-    }
+    if (outcome !== 'confirmed')
+      throw new Held(key, 'link', `the link to ${nextHop} did not take the message (${outcome})`);
     return undefined;
   }
 

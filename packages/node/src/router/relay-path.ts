@@ -106,7 +106,15 @@ export class RelayPath {
     if (!replay.ok) return this.#refuse(session, message, state, started, replay, chain);
     session.inflightIds.add(relayed.messageId);
     try {
-      // 5. Policy, with where the message comes from; a node's report is not a principal's message.
+      // 5. Expired before routing (waited in a link or held here for a full queue): no use anywhere, and no
+      // question for the policy, whose input cannot carry a TTL that ran out.
+      const ttl = remainingTtl(relayed, now);
+      if (ttl !== undefined && ttl <= 0) {
+        const detail = `expiration of ${relayed.expirationMs ?? 0} ms passed before node ${this.#nodeId} routed it`;
+        return await this.#refuse(session, message, state, started, { reason: 'MESSAGE_EXPIRED', detail }, chain);
+      }
+
+      // 6. Policy, with where the message comes from; a node's report is not a principal's message.
       let decision: PolicyDecision | undefined;
       if (!isReport) {
         decision = await this.#decide(relayed, chain, context, now);
@@ -124,26 +132,14 @@ export class RelayPath {
         }
       }
       const policy = decision === undefined ? undefined : { revision: decision.revision, reasons: decision.reasons };
-      const ttl = remainingTtl(relayed, now);
-      if (ttl !== undefined && ttl <= 0) {
-        const detail = `expiration of ${relayed.expirationMs ?? 0} ms passed before node ${this.#nodeId} routed it`;
-        return await this.#refuse(
-          session,
-          message,
-          state,
-          started,
-          { reason: 'MESSAGE_EXPIRED', detail, ...(policy === undefined ? {} : { policy }) },
-          chain,
-        );
-      }
 
-      // 6. Deliver here, or pass on to the next hop.
+      // 7. Deliver here, or pass on to the next hop; a full queue or link holds the message (outcome.ts Held).
       const at = new Date(now);
       let nextHop: string | undefined;
       let refused: Refusal | undefined;
       if (relayed.recipientHomeNode === this.#nodeId) {
         const options = relayedOptions(message.properties, relayed, chain, mesh.signer, { to: null, ttl }, at);
-        refused = await this.#outcome.deliver(session, relayed.recipient, message.content, options);
+        refused = await this.#outcome.deliver(session, message, relayed.recipient, options);
       } else {
         const hop = this.#nextHop(relayed, chain, mesh);
         if (!hop.ok) refused = hop;
@@ -151,7 +147,7 @@ export class RelayPath {
           nextHop = hop.nextHop;
           const next = { to: nextHop, userId: mesh.userId };
           const options = relayedOptions(message.properties, relayed, chain, mesh.signer, next, at);
-          refused = await this.#outcome.forward(session, nextHop, message.content, options);
+          refused = await this.#outcome.forward(session, message, nextHop, options);
         }
       }
       if (refused !== undefined) {
@@ -159,7 +155,7 @@ export class RelayPath {
         return await this.#refuse(session, message, state, started, refusal, chain);
       }
 
-      // 7. Audit, then ack.
+      // 8. Audit, then ack.
       this.#metrics.relayed.inc({ outcome: nextHop === undefined ? 'delivered' : 'forwarded' });
       await this.#outcome.settle(session, message, started, {
         messageId: relayed.messageId,

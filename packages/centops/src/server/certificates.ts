@@ -83,6 +83,15 @@ export interface CertificateServiceOptions {
   renewalOverlapMs?: number;
   /** How long after expiry a certificate's key may still renew it with a proof (default 7d). */
   renewalGraceMs?: number;
+  /** Told of every certificate issued and every enrolment token spent (the /metrics counters). */
+  events?: CertificateEvents;
+}
+
+export type IssuedVia = 'enrol' | 'renew' | 'operator';
+
+export interface CertificateEvents {
+  issued(kind: PrincipalKind | 'operator', via: IssuedVia): void;
+  tokenUsed(kind: PrincipalKind): void;
 }
 
 /** A grace-renewal nonce is good for this long, once. */
@@ -103,6 +112,7 @@ export class CertificateService {
   readonly #trustDomain: string;
   readonly #onRevision: (revision: number) => void;
   readonly #renewalsPerHour: number;
+  readonly #events: CertificateEvents | undefined;
   readonly #now: () => Date;
   readonly #overlapMs: number;
   readonly #graceMs: number;
@@ -122,6 +132,7 @@ export class CertificateService {
     this.#now = options.now ?? (() => new Date());
     this.#overlapMs = options.renewalOverlapMs ?? DEFAULT_RENEWAL_OVERLAP_MS;
     this.#graceMs = options.renewalGraceMs ?? DEFAULT_RENEWAL_GRACE_MS;
+    this.#events = options.events;
   }
 
   /** How long after expiry a certificate may still be renewed with a proof of its key. */
@@ -284,23 +295,30 @@ export class CertificateService {
       if (error instanceof DmrError && error.code === 'TOKEN_INVALID') throw enrolmentRefused();
       throw error;
     }
-    return this.#issueMesh(owner.id, kind, profile, csrPem);
+    this.#events?.tokenUsed(owner.kind);
+    const response = await this.#issueMesh(owner.id, kind, profile, csrPem);
+    this.#events?.issued(owner.kind, 'enrol');
+    return response;
   }
 
   /** Renewal: the caller's current certificate (already verified) decides the id; the CSR must match it. */
   async renew(principal: Principal, csrPem: string): Promise<IssuedResponse> {
     await this.#limitRenewals(principal.kind, principal.id);
+    let response: IssuedResponse;
     if (principal.kind === 'operator') {
       // The role is the current certificate's: renewal never changes what an operator may do.
-      return this.#issueOperator(
+      response = await this.#issueOperator(
         { kind: 'operator', id: principal.id, role: principal.role },
         csrPem,
         OPERATOR_CERTIFICATE_TTL_MS,
         actorOf(principal, this.#trustDomain),
       );
+    } else {
+      const { kind, profile } = await this.#meshIdentity(principal.id, principal.kind);
+      response = await this.#issueMesh(principal.id, kind, profile, csrPem);
     }
-    const { kind, profile } = await this.#meshIdentity(principal.id, principal.kind);
-    return this.#issueMesh(principal.id, kind, profile, csrPem);
+    this.#events?.issued(principal.kind, 'renew');
+    return response;
   }
 
   /** A fresh single-use nonce for a grace renewal (the enrolment listener: the caller has no valid certificate). */
@@ -390,7 +408,9 @@ export class CertificateService {
       });
     }
     await this.#limitRenewals(kind, id);
-    return this.#issueMesh(id, kind, profile, verified.payload.csr);
+    const response = await this.#issueMesh(id, kind, profile, verified.payload.csr);
+    this.#events?.issued(kind, 'renew');
+    return response;
   }
 
   /**
@@ -405,12 +425,14 @@ export class CertificateService {
     request: { id: string; role: OperatorRole; csr: string; ttl?: string },
     principal: Principal,
   ): Promise<IssuedResponse> {
-    return this.#issueOperator(
+    const response = await this.#issueOperator(
       { kind: 'operator', id: request.id, role: request.role },
       request.csr,
       operatorTtlMs(request.ttl),
       actorOf(principal, this.#trustDomain),
     );
+    this.#events?.issued('operator', 'operator');
+    return response;
   }
 
   async #issueOperator(

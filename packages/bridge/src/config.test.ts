@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isDmrError } from '@dmr/core';
 import { Bridge } from './bridge.js';
-import { applyEnvironment, ENVIRONMENT, loadBridgeConfig, parseBridgeConfig } from './config.js';
+import { applyEnvironment, ENVIRONMENT, loadBridgeConfig, parseBridgeConfig, printableConfig } from './config.js';
 
 const TOKEN = 'Zk3-9sQ_pL2xV8mN4bR7tY1wE6uI0oAa';
 
@@ -32,6 +32,17 @@ describe('bridge configuration', () => {
     assert.equal(config.delivery.concurrency, 32);
     assert.equal(config.send.verdictWaitMs, 1_000);
     assert.equal(config.send.maxInFlight, 256);
+  });
+
+  it('prints no endpoint credential: the URL password and the extra header values are replaced', () => {
+    const config = parseBridgeConfig({
+      ...minimal,
+      endpoint: { url: 'https://bot:s3cret@ria.example/in', headers: { authorization: 'Bearer abc123' } },
+    });
+    const printed = JSON.stringify(printableConfig(config));
+    assert.ok(!printed.includes('s3cret') && !printed.includes('abc123'), printed);
+    assert.match(printed, /"authorization":"\[redacted\]"/);
+    assert.equal(config.endpoint.headers.authorization, 'Bearer abc123', 'the configuration itself is unchanged');
   });
 
   it('delivery concurrency and the in-flight bound of sends: whole numbers in range, each refusal naming its field', () => {

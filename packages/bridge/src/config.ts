@@ -20,6 +20,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { parse } from 'yaml';
 import { DmrError, ID_PATTERN_SOURCE } from '@dmr/core';
 import { BearerTokens, isLoopbackHost, parseTokenFile, parseTokenList } from './auth.js';
+import { displayUrl } from './delivery.js';
 
 /** The environment variable that may carry bearer tokens (comma-separated); never part of the document. */
 export const TOKENS_VARIABLE = 'DMR_BRIDGE_AUTH_TOKENS';
@@ -415,4 +416,21 @@ async function loadTokens(
     sources.push(TOKENS_VARIABLE);
   }
   return tokens.length === 0 ? undefined : new BearerTokens(tokens, sources);
+}
+
+/**
+ * The configuration as `dmr bridge check` prints it, in every output format:
+ * a password in the endpoint URL and the values of the endpoint's extra
+ * headers are replaced (those headers exist to carry the endpoint's
+ * credentials). Bearer tokens are digests already and print as a count.
+ */
+export function printableConfig(config: BridgeConfig): BridgeConfig {
+  return {
+    ...config,
+    endpoint: {
+      ...config.endpoint,
+      url: displayUrl(config.endpoint.url),
+      headers: Object.fromEntries(Object.keys(config.endpoint.headers).map((name) => [name, '[redacted]'])),
+    },
+  };
 }

@@ -58,7 +58,7 @@ export function bridgeCommand(): Command {
         action<[{ config?: string }]>(async (context, options) => {
           const bridge = await bridgeModule();
           const config = await bridge.loadBridgeConfig(options.config);
-          printResult(context.format, config, (value) =>
+          printResult(context.format, bridge.printableConfig(config), (value) =>
             renderFields([
               ['id', value.id],
               ['node', value.node],
@@ -68,7 +68,7 @@ export function bridgeCommand(): Command {
                 `${value.server.tls === undefined ? 'http' : 'https'}://${value.listen.host}:${value.listen.port}`,
               ],
               ['auth', describeAuth(value)],
-              ['endpoint', bridge.displayUrl(value.endpoint.url)],
+              ['endpoint', value.endpoint.url],
               ['delivery', `${value.delivery.concurrency} at a time, ${value.delivery.maxAttempts} attempts`],
               ['CentOps', value.centops?.url ?? 'not configured'],
             ]),

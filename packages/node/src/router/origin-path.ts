@@ -23,6 +23,7 @@ import {
   type RoutingContext,
 } from './envelope.js';
 import type { MeshContext } from './mesh-context.js';
+import { hopEvent } from './hop-trace.js';
 import { askPolicy } from './policy-step.js';
 import type { RouterMetrics } from './metrics.js';
 import type { Outcomes, Session } from './outcome.js';
@@ -75,6 +76,7 @@ export class OriginPath {
     const checked = validateAtOrigin(message, context.message, now);
     if (!checked.ok) return this.#outcome.refuse(session, message, context, started, checked);
     const validated = checked.message;
+    hopEvent('validated');
 
     // 2. The sender's rate, counted once per message: not again for the router's own re-attempts.
     if (!retry && !message.fields.redelivered) {

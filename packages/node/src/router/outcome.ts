@@ -16,6 +16,7 @@ import { senderFromUserId } from '../message/validate.js';
 import { DELIVERY_EXCHANGE, REJECTED_EXCHANGE, RECIPIENT_HEADER, UUID_PATTERN, outboundQueueName } from '@dmr/contract';
 import { meshReport } from '../message/mesh-report.js';
 import type { AuditEvent, AuditSink } from './audit.js';
+import { hopEvent, hopSettled, traceHeaders, traceIdFor } from './hop-trace.js';
 import {
   deliveryReport,
   rejectedCopy,
@@ -214,8 +215,10 @@ export class Outcomes {
     decision: Omit<AuditEvent, 'kind' | 'node'> & { result: 'routed' | 'forwarded' | 'duplicate' | 'rejected' },
     detail?: string,
   ): Promise<void> {
-    await this.audit({ kind: 'route', ...decision });
+    const traceId = traceIdFor(message);
+    await this.audit({ kind: 'route', ...decision, ...(traceId === undefined ? {} : { traceId }) });
     session.acks.ack(message);
+    hopSettled(decision);
     const seconds = (performance.now() - started) / 1000;
     if (decision.result === 'routed') this.#metrics.routed.inc();
     else if (decision.result === 'rejected') this.#metrics.rejected.inc({ reason: decision.reason ?? 'UNKNOWN' });
@@ -340,10 +343,28 @@ export class Outcomes {
     } catch (error) {
       throw new Transient('audit', 'the audit record was not stored', { cause: error });
     }
+    hopEvent('audit');
   }
 
-  /** Publishes and waits for the broker's answer; throws when the channel closed meanwhile. */
-  publish(
+  /**
+   * Publishes and waits for the broker's answer; throws when the channel
+   * closed meanwhile. A traced delivery's hop span goes along as the
+   * `traceparent`, and marks the publish and its confirm.
+   */
+  async publish(
+    session: Session,
+    exchange: string,
+    routingKey: string,
+    content: Buffer,
+    options: Options.Publish,
+  ): Promise<PublishOutcome> {
+    hopEvent('publish', { 'messaging.destination.name': exchange === '' ? routingKey : exchange });
+    const outcome = await this.#publish(session, exchange, routingKey, content, traceHeaders(options));
+    hopEvent('confirm', { outcome });
+    return outcome;
+  }
+
+  #publish(
     session: Session,
     exchange: string,
     routingKey: string,

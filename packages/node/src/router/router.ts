@@ -39,6 +39,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AckBatcher, DmrError, backoffDelay, isDmrError, reconnectLoop } from '@dmr/core';
 import type { NodeConfig } from '@dmr/contract';
 import type { PolicyDecider } from '@dmr/policy';
+import type { Tracer } from '@opentelemetry/api';
 import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqplib';
 import type { Logger } from 'pino';
 import { SenderRateLimit } from '../message/rate-limit.js';
@@ -46,6 +47,7 @@ import { ReplayGuard } from '../message/replay.js';
 import { DEAD_LETTER_REPORTS_QUEUE, DELIVERY_EXCHANGE, ingressQueueName, meshIngressQueueName } from '@dmr/contract';
 import type { AuditSink } from './audit.js';
 import { DeadLetterPath } from './dead-letter-path.js';
+import { HopTrace } from './hop-trace.js';
 import { routingContext, type RoutingContext } from './envelope.js';
 import { MeshContextBuilder, type MeshContext, type NodeIdentity } from './mesh-context.js';
 import type { RouterMetrics, RouterState } from './metrics.js';
@@ -85,6 +87,8 @@ export interface RouterOptions {
    * Replace it with applyIdentity() (renewal, a new CRL or trust bundle).
    */
   identity?: NodeIdentity;
+  /** One span per delivery (hop-trace.ts) when set; none, and the paths run untraced (tracing off). */
+  tracer?: Tracer;
 }
 
 /** Not a valid id (ids have no dots), so never a client's binding on `dmr.delivery`: the probe is routed nowhere. */
@@ -116,6 +120,7 @@ export class Router {
   readonly #origin: OriginPath;
   readonly #relay: RelayPath;
   readonly #deadLetters: DeadLetterPath;
+  readonly #trace: HopTrace;
 
   constructor(options: RouterOptions) {
     this.nodeId = options.nodeId;
@@ -147,6 +152,7 @@ export class Router {
     });
     this.#deadLetters = new DeadLetterPath({ nodeId: this.nodeId, now: this.#now, logger: options.logger, outcome });
     this.#identity = options.identity;
+    this.#trace = new HopTrace(options.tracer, this.nodeId, this.shard);
   }
 
   get state(): RouterState {
@@ -237,7 +243,7 @@ export class Router {
       return;
     }
     if (!retry) session.acks.track(message);
-    const work = this.#handle(session, message, handler, retry);
+    const work = this.#trace.run(message, handler, () => this.#handle(session, message, handler, retry));
     const task = work
       .catch((error: unknown) => this.#failed(session, message, handler, error))
       .finally(() => this.#tasks.delete(task));

@@ -66,6 +66,8 @@ export interface RouterChildConfig {
   prefetch: number | undefined;
   /** False only for the --no-audit experiment. */
   audit: boolean;
+  /** The shard's replay journal directory, as a node's state dir holds it; undefined only for --no-replay-journal. */
+  replayDir: string | undefined;
   /**
    * The node's key, certificate chain and trust bundle, for the mesh rows:
    * with it the router signs what it forwards and relays what arrives on its

@@ -176,6 +176,7 @@ export async function setupDmrRows(context: BenchContext, rows: readonly RowId[]
     logFile: join(context.dir, 'router.log'),
     prefetch: context.options.routerPrefetch,
     audit: !context.options.noAudit,
+    replayDir: context.options.noReplayJournal ? undefined : join(context.dir, 'replay', 'shard-0'),
   };
   try {
     const sending = await harness.connect({

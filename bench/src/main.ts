@@ -190,7 +190,8 @@ async function run(options: BenchOptions): Promise<BenchReport> {
         settings:
           `${settingsFor(harness.nodes.length)}; prefetch ${PREFETCH} (relay, consumers), ` +
           `router ${options.routerPrefetch ?? "Router's default"}` +
-          (options.noAudit ? '; EXPERIMENT: router without audit (c/d are not the product path)' : ''),
+          (options.noAudit ? '; EXPERIMENT: router without audit (c/d are not the product path)' : '') +
+          (options.noReplayJournal ? '; EXPERIMENT: replay memory not on disk (c/d are not the product path)' : ''),
       },
       rows,
       ratios: computeRatios(rows, options.loads),

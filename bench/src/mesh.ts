@@ -198,6 +198,7 @@ export async function setupMeshRows(context: BenchContext, rows: readonly RowId[
         logFile: join(context.dir, `router-${node}.log`),
         prefetch: context.options.routerPrefetch,
         audit: !context.options.noAudit,
+        replayDir: context.options.noReplayJournal ? undefined : join(context.dir, 'replay', node, 'shard-0'),
         identity: {
           certificateChainPem: certificate(node).chainPem,
           privateKeyPem: certificate(node).privateKeyPem,

@@ -23,6 +23,8 @@ export interface BenchOptions {
   routerPrefetch: number | undefined;
   /** Experiment only: run the Router without its audit sink, to see what the audit step costs. */
   noAudit: boolean;
+  /** Experiment only: the Router's replay memory in memory only, without its journal on disk (as before 0030). */
+  noReplayJournal: boolean;
   /** Where to write the raw numbers as JSON. */
   jsonFile: string | undefined;
   /** Keep the temporary directory (broker logs, router log) for inspection. */
@@ -40,6 +42,7 @@ export const USAGE = `npm run bench [-- options]
   --rows LIST            rows to run among a,b,c,d,s,e,f (default all)
   --router-prefetch N    the router's prefetch (default: the Router's own default)
   --no-audit             experiment: the router without its audit stream (not the product path)
+  --no-replay-journal    experiment: the router's replay memory not written to disk (not the product path)
   --json FILE            also write the raw numbers to FILE
   --keep                 keep the temporary directory (broker and router logs)
   --help                 this text
@@ -108,6 +111,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
         rows: { type: 'string', default: ROW_IDS.join(',') },
         'router-prefetch': { type: 'string' },
         'no-audit': { type: 'boolean', default: false },
+        'no-replay-journal': { type: 'boolean', default: false },
         json: { type: 'string' },
         keep: { type: 'boolean', default: false },
         help: { type: 'boolean', default: false },
@@ -135,6 +139,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
         ? undefined
         : positiveNumber('router-prefetch', values['router-prefetch'], true),
     noAudit: values['no-audit'],
+    noReplayJournal: values['no-replay-journal'],
     jsonFile: values.json,
     keep: values.keep,
     help: values.help,

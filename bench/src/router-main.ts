@@ -10,7 +10,7 @@
 import { connectWithCertificate } from '@dmr/broker';
 import { startTracing } from '@dmr/core';
 import { isNodeConfig } from '@dmr/contract';
-import { Router, RouterMetrics, StreamAuditSink } from '@dmr/node';
+import { ReplayJournal, Router, RouterMetrics, StreamAuditSink } from '@dmr/node';
 import { PolicyEngine, type PolicyDecider, type PolicyDecision } from '@dmr/policy';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
@@ -72,6 +72,7 @@ function isRouterChildConfig(value: unknown): value is RouterChildConfig {
     typeof value.port === 'number' &&
     (value.prefetch === undefined || typeof value.prefetch === 'number') &&
     typeof value.audit === 'boolean' &&
+    (value.replayDir === undefined || typeof value.replayDir === 'string') &&
     ['caPem', 'certificatePem', 'privateKeyPem', 'vhost', 'logFile'].every((key) => typeof value[key] === 'string') &&
     isRecord(bundle) &&
     ['archiveBase64', 'trustBundlePem', 'expectedSigner'].every((key) => typeof bundle[key] === 'string') &&
@@ -129,6 +130,7 @@ serveChild(async (raw) => {
   // Off unless the bench runs with OTEL_EXPORTER_OTLP_ENDPOINT (the router's per-message cost of tracing: README).
   const tracing = await startTracing({ serviceName: 'dmr-router', attributes: { 'dmr.node': nodeConfig.node.id } });
   if (tracing.endpoint !== undefined) process.stderr.write(`router ${process.pid}: traces to ${tracing.endpoint}\n`);
+  const journal = config.replayDir === undefined ? undefined : ReplayJournal.open({ dir: config.replayDir });
   const router = new Router({
     nodeId: nodeConfig.node.id,
     connect: () =>
@@ -143,6 +145,7 @@ serveChild(async (raw) => {
     logger,
     metrics: new RouterMetrics(registry),
     ...(config.audit ? { audit: new StreamAuditSink() } : {}),
+    ...(journal === undefined ? {} : { replayMemory: journal }),
     ...(config.prefetch === undefined ? {} : { prefetch: config.prefetch }),
     ...(config.identity === undefined ? {} : { identity: config.identity }),
     ...(tracing.tracer === undefined ? {} : { tracer: tracing.tracer }),
@@ -179,6 +182,7 @@ serveChild(async (raw) => {
     },
     stop: async () => {
       await router.stop();
+      journal?.close();
       await policy.close();
       destination.flushSync();
       return counters();

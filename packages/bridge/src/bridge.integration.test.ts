@@ -32,6 +32,11 @@ interface Endpoint {
   failWith: number | undefined;
   /** Messages whose payload.chat.id is listed are answered with 422. */
   refuseChats: Set<string>;
+  /** Requests open at once (read, not answered yet), and the most seen. */
+  open: number;
+  maxOpen: number;
+  /** While set, requests are held unanswered until this many are open at once; then all are answered. */
+  holdUntilOpen: number | undefined;
   close(): Promise<void>;
 }
 
@@ -48,10 +53,27 @@ async function startEndpoint(): Promise<Endpoint> {
     requests: 0,
     failWith: undefined,
     refuseChats: new Set(),
+    open: 0,
+    maxOpen: 0,
+    holdUntilOpen: undefined,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
+  /** Answers held back while holdUntilOpen is set. */
+  let held: Array<() => void> = [];
   const server: Server = createServer((request, response) => {
-    void readBody(request).then((text) => {
+    void readBody(request).then(async (text) => {
+      endpoint.open += 1;
+      endpoint.maxOpen = Math.max(endpoint.maxOpen, endpoint.open);
+      response.on('close', () => (endpoint.open -= 1));
+      if (endpoint.holdUntilOpen !== undefined) {
+        const released = new Promise<void>((resolve) => held.push(resolve));
+        if (endpoint.open >= endpoint.holdUntilOpen) {
+          endpoint.holdUntilOpen = undefined;
+          for (const release of held) release();
+          held = [];
+        }
+        await released;
+      }
       endpoint.requests += 1;
       if (endpoint.failWith !== undefined) {
         response.writeHead(endpoint.failWith).end();
@@ -77,9 +99,17 @@ async function startEndpoint(): Promise<Endpoint> {
   return endpoint;
 }
 
-/** A TCP relay to the broker (TLS passes through) that can cut every connection and refuse new ones. */
-async function startRelay(brokerPort: number): Promise<{ port: number; down: boolean; close(): Promise<void> }> {
+/**
+ * A TCP relay to the broker (TLS passes through) that can cut every connection and refuse new ones (`down`), or
+ * hold back what the client sends while keeping the connection up (`stalled`: publishes wait for their confirm).
+ */
+async function startRelay(
+  brokerPort: number,
+): Promise<{ port: number; down: boolean; stalled: boolean; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
+  const upstreams = new Set<Socket>();
+  /** Bytes from clients held back while stalled, with the upstream each is for. */
+  let heldBack: Array<[Socket, Buffer]> = [];
   const server = createTcpServer((client) => {
     if (relay.down) {
       client.destroy();
@@ -95,13 +125,28 @@ async function startRelay(brokerPort: number): Promise<{ port: number; down: boo
         sockets.delete(socket);
       });
     }
-    client.pipe(upstream);
+    upstreams.add(upstream);
+    upstream.on('close', () => upstreams.delete(upstream));
+    client.on('data', (chunk: Buffer) => {
+      if (stalled) heldBack.push([upstream, chunk]);
+      else upstream.write(chunk);
+    });
     upstream.pipe(client);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   let down = false;
+  let stalled = false;
   const relay = {
     port: (server.address() as AddressInfo).port,
+    get stalled() {
+      return stalled;
+    },
+    set stalled(value: boolean) {
+      stalled = value;
+      if (value) return;
+      for (const [upstream, chunk] of heldBack) if (upstreams.has(upstream)) upstream.write(chunk);
+      heldBack = [];
+    },
     get down() {
       return down;
     },
@@ -401,6 +446,70 @@ describe('the HTTP bridge against a DMR node', () => {
       await waitFor('the reconnect', () => desk.client.state === 'open');
       assert.equal((await post(desk, v1Message())).status, 202);
     } finally {
+      await desk.close({ drainTimeoutMs: 1_000 });
+      await relay.close();
+    }
+  });
+
+  it('delivers several messages at once: the endpoint sees delivery.concurrency requests open together', async () => {
+    // rik-bot's bridge delivers 4 at a time (startBridge): the endpoint answers nothing until 4 requests are open
+    // at once, so one-at-a-time delivery would never get past the first message.
+    rikEndpoint.maxOpen = 0;
+    rikEndpoint.holdUntilOpen = 4;
+    const messages = Array.from({ length: 12 }, () => v1Message());
+    const answers = await Promise.all(messages.map((message) => post(riaBridge, message)));
+    assert.deepEqual(
+      answers.map((answer) => answer.status),
+      messages.map(() => 202),
+    );
+    const ids = new Set(messages.map((message) => message.id.toLowerCase()));
+    await waitFor('every message', () => rikEndpoint.received.filter((item) => ids.has(item.id)).length >= ids.size);
+    assert.equal(rikEndpoint.holdUntilOpen, undefined, 'four requests were open at once');
+    assert.equal(rikEndpoint.maxOpen, 4, 'never more than delivery.concurrency');
+    await waitFor(
+      'an empty queue',
+      async () => rikBridge.inFlight === 0 && (await node.depth('dmr.client.rik-bot')) === 0,
+    );
+    const delivered = rikEndpoint.received.filter((item) => ids.has(item.id)).map((item) => item.id);
+    assert.equal(delivered.length, ids.size, 'each message exactly once');
+  });
+
+  it('past send.maxInFlight unconfirmed sends, a POST gets 503 + Retry-After at once; the ones taken still arrive', async () => {
+    const relay = await startRelay(node.harness.node(0).amqpsPort);
+    const desk = await startBridge(
+      'ria-desk',
+      riaEndpoint,
+      { send: { maxInFlight: 2, retryAfterSeconds: 3, confirmTimeoutMs: 120_000 } },
+      relay.port,
+    );
+    try {
+      // The broker gets nothing while stalled: two sends wait for their confirm and fill the bound.
+      relay.stalled = true;
+      const taken = [v1Message(), v1Message()];
+      const answers = taken.map((message) => post(desk, message));
+      await waitFor('two sends waiting for their confirm', () => desk.sending === 2);
+      const refused = await fetch(`${desk.url}/v1/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(v1Message()),
+      });
+      assert.equal(refused.status, 503);
+      assert.equal(refused.headers.get('retry-after'), '3');
+      const error = ((await refused.json()) as { error: { code: string; details: Record<string, unknown> } }).error;
+      assert.equal(error.code, 'MESSAGE_NOT_ACCEPTED');
+      assert.deepEqual({ inFlight: error.details.inFlight, limit: error.details.limit }, { inFlight: 2, limit: 2 });
+      assert.equal(desk.client.stats.confirmed, 0, 'the refused one was not published');
+      relay.stalled = false;
+      assert.deepEqual(
+        (await Promise.all(answers)).map((answer) => answer.status),
+        [202, 202],
+      );
+      const ids = new Set(taken.map((message) => message.id.toLowerCase()));
+      await waitFor('both taken messages', () => rikEndpoint.received.filter((item) => ids.has(item.id)).length === 2);
+      assert.equal(desk.sending, 0);
+      assert.equal((await post(desk, v1Message())).status, 202, 'below the bound again');
+    } finally {
+      relay.stalled = false;
       await desk.close({ drainTimeoutMs: 1_000 });
       await relay.close();
     }

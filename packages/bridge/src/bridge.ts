@@ -47,7 +47,7 @@ import { DeliveryAborted, DeliveryFailed, EndpointDeliverer } from './delivery.j
 import { CentOpsProbe, certificateHealth, type Health, type HealthCheck } from './health.js';
 import { httpsOptions } from './https.js';
 import { BridgeMetrics } from './metrics.js';
-import { checkV1Body, checkV1Message, toAmqpBody, type V1Delivered } from './v1.js';
+import { checkV1Body, checkV1Message, toAmqpBody, type V1Delivered, type V1Message } from './v1.js';
 import { Verdicts } from './verdicts.js';
 
 export type { Health, HealthCheck } from './health.js';
@@ -100,6 +100,8 @@ export class Bridge {
   /** Aborted by close(): deliveries stop retrying and hand their message back to the queue. */
   readonly #stopping = new AbortController();
   #inFlight = 0;
+  /** POST /v1/messages waiting for DMR's confirm (and verdict): at most send.maxInFlight. */
+  #sending = 0;
   #requeued = 0;
   #url: string | undefined;
 
@@ -133,7 +135,10 @@ export class Bridge {
         // Belt and braces: nothing logs request headers today, and a bearer token must never reach a log.
         redact: { paths: ['req.headers.authorization', 'headers.authorization'], censor: '[redacted]' },
       });
-    this.#deliverer = new EndpointDeliverer({ ...config.endpoint, ...config.delivery }, this.metrics);
+    this.#deliverer = new EndpointDeliverer(
+      { ...config.endpoint, ...config.delivery, connections: config.delivery.concurrency },
+      this.metrics,
+    );
     this.#verdicts = new Verdicts({ waitMs: config.send.verdictWaitMs, cacheMs: config.send.recipientCacheMs });
     this.#app = this.#buildApp();
   }
@@ -189,6 +194,11 @@ export class Bridge {
   /** Messages being delivered to the endpoint or waiting for a retry. */
   get inFlight(): number {
     return this.#inFlight;
+  }
+
+  /** Messages taken by POST /v1/messages and not answered yet (waiting for DMR's confirm or verdict). */
+  get sending(): number {
+    return this.#sending;
   }
 
   async #start(): Promise<void> {
@@ -383,6 +393,37 @@ export class Bridge {
         }),
       );
     }
+    // A bound instead of a queue: past it, a caller is told at once to come back (503 + Retry-After) rather than
+    // wait behind every send the node has not confirmed yet.
+    const limit = this.config.send.maxInFlight;
+    if (this.#sending >= limit) {
+      finish('busy');
+      return this.#unavailable(
+        reply,
+        new DmrError('MESSAGE_NOT_ACCEPTED', `the bridge already has ${limit} messages waiting for DMR's confirm`, {
+          details: { messageId: id, inFlight: this.#sending, limit },
+          hint: 'send again after Retry-After with the same id; the message was not taken (send.maxInFlight)',
+        }),
+      );
+    }
+    this.#sending += 1;
+    this.metrics.sendsInFlight.inc();
+    try {
+      return await this.#sendTaken(message, id, content, reply, finish);
+    } finally {
+      this.#sending -= 1;
+      this.metrics.sendsInFlight.dec();
+    }
+  }
+
+  /** The rest of #send for a message within the in-flight bound: publish, wait for the confirm and the verdict. */
+  async #sendTaken(
+    message: V1Message,
+    id: string,
+    content: Buffer,
+    reply: FastifyReply,
+    finish: (result: string) => void,
+  ): Promise<FastifyReply> {
     const wait = this.#verdicts.mustWait(message.recipientId);
     this.#verdicts.sent(id, message.recipientId);
     const verdict = wait ? this.#verdicts.listen(id) : undefined;
@@ -553,7 +594,7 @@ export class Bridge {
     this.#stopping.abort();
     await cancelled;
     await this.#client.close({ drainTimeoutMs: Math.max(0, deadline - Date.now()) });
-    this.#deliverer.close();
+    await this.#deliverer.close();
     return { requeued: this.#requeued };
   }
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isDmrError } from '@dmr/core';
 import { Bridge } from './bridge.js';
-import { ENVIRONMENT, loadBridgeConfig, parseBridgeConfig } from './config.js';
+import { applyEnvironment, ENVIRONMENT, loadBridgeConfig, parseBridgeConfig } from './config.js';
 
 const TOKEN = 'Zk3-9sQ_pL2xV8mN4bR7tY1wE6uI0oAa';
 
@@ -29,8 +29,33 @@ describe('bridge configuration', () => {
     const config = parseBridgeConfig(minimal, { file: '/etc/dmr/bridge.yaml' });
     assert.deepEqual(config.listen, { host: '127.0.0.1', port: 8480 });
     assert.equal(config.tls.certFile, '/etc/dmr/ria.crt');
-    assert.equal(config.delivery.concurrency, 16);
+    assert.equal(config.delivery.concurrency, 32);
     assert.equal(config.send.verdictWaitMs, 1_000);
+    assert.equal(config.send.maxInFlight, 256);
+  });
+
+  it('delivery concurrency and the in-flight bound of sends: whole numbers in range, each refusal naming its field', () => {
+    const config = parseBridgeConfig({ ...minimal, delivery: { concurrency: 200 }, send: { maxInFlight: 1 } });
+    assert.equal(config.delivery.concurrency, 200);
+    assert.equal(config.send.maxInFlight, 1);
+    const { value, used } = applyEnvironment(minimal, {
+      DMR_BRIDGE_DELIVERY_CONCURRENCY: '0',
+      DMR_BRIDGE_SEND_MAX_IN_FLIGHT: 'many',
+    });
+    assert.throws(
+      () => parseBridgeConfig(value, { used }),
+      (error: unknown) => {
+        assert.ok(isDmrError(error));
+        assert.equal(error.code, 'BRIDGE_CONFIG_INVALID');
+        assert.deepEqual(error.details.problems, [
+          '/delivery/concurrency (DMR_BRIDGE_DELIVERY_CONCURRENCY): Expected integer to be greater or equal to 1',
+          '/send/maxInFlight (DMR_BRIDGE_SEND_MAX_IN_FLIGHT): Expected integer',
+        ]);
+        return true;
+      },
+    );
+    assert.throws(() => parseBridgeConfig({ ...minimal, delivery: { concurrency: 1.5 } }), /\/delivery\/concurrency: /);
+    assert.throws(() => parseBridgeConfig({ ...minimal, send: { maxInFlight: 100_001 } }), /\/send\/maxInFlight: /);
   });
 
   it('lists every problem at once, naming the environment variable behind a field', async () => {

@@ -12,6 +12,7 @@ export class BridgeMetrics {
   readonly deliveryAttempts: Counter<'outcome'>;
   readonly deliveryDuration: Histogram;
   readonly deliveriesInFlight: Gauge;
+  readonly sendsInFlight: Gauge;
   readonly reports: Counter<'reason'>;
   readonly brokerConnected: Gauge;
   readonly certificateExpiry: Gauge;
@@ -54,6 +55,11 @@ export class BridgeMetrics {
     this.deliveriesInFlight = new Gauge({
       name: 'dmr_bridge_deliveries_in_flight',
       help: 'Messages being delivered or waiting for a retry (at most delivery.concurrency)',
+      registers,
+    });
+    this.sendsInFlight = new Gauge({
+      name: 'dmr_bridge_sends_in_flight',
+      help: 'POST /v1/messages waiting for the node’s confirm or verdict (at most send.maxInFlight)',
       registers,
     });
     this.reports = new Counter({

@@ -8,6 +8,7 @@ import {
   parseShovelDefinition,
   parseShovelStatuses,
   type LinkShovelSpec,
+  type MoveShovelSpec,
   type ShovelDefinition,
   type ShovelStatus,
 } from './shovels.js';
@@ -59,6 +60,27 @@ export interface QueueDepth {
   consumers: number | undefined;
   /** Acknowledgements since the queue started (a counter): tells a consumer that moves from one that is stuck. */
   acked: number | undefined;
+  /** `quorum`, `classic` or `stream`. */
+  type?: string | undefined;
+  /** Messages per second published into the queue, over the broker's last sample window (undefined before any). */
+  publishRate?: number | undefined;
+  /** Messages per second delivered to consumers (deliver + get), likewise. */
+  deliverRate?: number | undefined;
+}
+
+/**
+ * One message as `POST /api/queues/…/get` returns it. Its properties are the
+ * AMQP basic properties in the management API's snake_case; `payload` is
+ * the body as text (UTF-8) or base64, as `payloadEncoding` says.
+ */
+export interface PeekedMessage {
+  properties: Record<string, unknown>;
+  routingKey: string;
+  exchange: string;
+  redelivered: boolean;
+  payloadBytes: number;
+  payload: string;
+  payloadEncoding: 'string' | 'base64';
 }
 
 export type ExchangeType = 'direct' | 'topic' | 'fanout' | 'headers' | 'x-consistent-hash';
@@ -255,6 +277,7 @@ export class ManagementClient {
   async listQueues(vhost: string): Promise<QueueDepth[]> {
     const body = await this.request('GET', `/queues/${enc(vhost)}`);
     const count = (value: unknown): number | undefined => (typeof value === 'number' ? value : undefined);
+    const rate = (details: unknown): number | undefined => (isRecord(details) ? count(details.rate) : undefined);
     return (Array.isArray(body) ? body : []).flatMap((item): QueueDepth[] => {
       if (!isRecord(item) || typeof item.name !== 'string') return [];
       const stats = isRecord(item.message_stats) ? item.message_stats : {};
@@ -266,6 +289,9 @@ export class ManagementClient {
           messagesUnacknowledged: count(item.messages_unacknowledged),
           consumers: count(item.consumers),
           acked: count(stats.ack),
+          type: typeof item.type === 'string' ? item.type : undefined,
+          publishRate: rate(stats.publish_details),
+          deliverRate: rate(stats.deliver_get_details),
         },
       ];
     });
@@ -284,6 +310,41 @@ export class ManagementClient {
     }
   }
 
+  /**
+   * Up to `count` messages from the head of the queue, put back at once
+   * (`ack_requeue_true`). Not harmless on every queue: a quorum queue counts
+   * the return as a delivery attempt, so on a queue with `x-delivery-limit`
+   * a peek can dead-letter a message. Callers choose the queues.
+   * `truncate` bounds each payload the broker returns, in bytes.
+   */
+  async getMessages(vhost: string, queue: string, count: number, truncate: number): Promise<PeekedMessage[]> {
+    const body = await this.request('POST', `/queues/${enc(vhost)}/${enc(queue)}/get`, {
+      count,
+      ackmode: 'ack_requeue_true',
+      encoding: 'auto',
+      truncate,
+    });
+    return (Array.isArray(body) ? body : []).flatMap((item): PeekedMessage[] => {
+      if (!isRecord(item)) return [];
+      return [
+        {
+          properties: isRecord(item.properties) ? item.properties : {},
+          routingKey: typeof item.routing_key === 'string' ? item.routing_key : '',
+          exchange: typeof item.exchange === 'string' ? item.exchange : '',
+          redelivered: item.redelivered === true,
+          payloadBytes: typeof item.payload_bytes === 'number' ? item.payload_bytes : 0,
+          payload: typeof item.payload === 'string' ? item.payload : '',
+          payloadEncoding: item.payload_encoding === 'base64' ? 'base64' : 'string',
+        },
+      ];
+    });
+  }
+
+  /** Removes every ready message of the queue (unacknowledged ones stay with their consumer). */
+  async purgeQueue(vhost: string, queue: string): Promise<void> {
+    await this.request('DELETE', `/queues/${enc(vhost)}/${enc(queue)}/contents`);
+  }
+
   async bindQueue(vhost: string, exchange: string, queue: string, routingKey: string): Promise<void> {
     await this.request('POST', `/bindings/${enc(vhost)}/e/${enc(exchange)}/q/${enc(queue)}`, {
       routing_key: routingKey,
@@ -299,7 +360,7 @@ export class ManagementClient {
    * this call: the admin needs permissions in that vhost, or the broker
    * answers 400 "user … may not connect to vhost".
    */
-  async declareShovel(vhost: string, name: string, spec: LinkShovelSpec): Promise<void> {
+  async declareShovel(vhost: string, name: string, spec: LinkShovelSpec | MoveShovelSpec): Promise<void> {
     await this.request('PUT', `/parameters/shovel/${enc(vhost)}/${enc(name)}`, {
       component: 'shovel',
       vhost,

@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DmrError } from '@dmr/core';
-import { linkShovelSpec, localDirectUri, parseShovelDefinition, parseShovelStatuses, peerAmqpsUri } from './shovels.js';
+import {
+  linkShovelSpec,
+  localDirectUri,
+  moveShovelSpec,
+  parseShovelDefinition,
+  parseShovelStatuses,
+  peerAmqpsUri,
+} from './shovels.js';
 
 const tls = { certFile: '/etc/dmr/node.crt', keyFile: '/etc/dmr/node.key', caFile: '/etc/dmr/trust.pem' };
 const peer = { host: 'dmr-b.example.ee', port: 5671, vhost: 'dmr-b' };
@@ -146,5 +153,34 @@ describe('shovel status parsing', () => {
     assert.deepEqual(parseShovelDefinition({ name: 'x', value: { 'src-queue': 'q' } }), { 'src-queue': 'q' });
     assert.equal(parseShovelDefinition({ name: 'x' }), undefined);
     assert.equal(parseShovelDefinition(null), undefined);
+  });
+});
+
+describe('move shovel spec (dmr queue replay)', () => {
+  it('moves within one vhost, acks on confirm, and ends after the queue length or a count', () => {
+    const spec = moveShovelSpec({
+      vhost: 'dmr-a',
+      fromQueue: 'dmr.client.x.dlq',
+      toExchange: 'dmr.delivery',
+      routingKey: 'x',
+    });
+    assert.equal(spec['src-uri'], 'amqp:///dmr-a');
+    assert.equal(spec['dest-uri'], 'amqp:///dmr-a');
+    assert.equal(spec['ack-mode'], 'on-confirm');
+    assert.equal(spec['src-delete-after'], 'queue-length');
+    assert.equal(spec['dest-exchange-key'], 'x');
+    assert.equal(spec['dest-add-forward-headers'], false);
+    const counted = moveShovelSpec({ vhost: 'dmr-a', fromQueue: 'q', toExchange: 'e', routingKey: 'k', count: 7 });
+    assert.equal(counted['src-delete-after'], 7);
+  });
+
+  it('refuses a count that is not a positive whole number and empty names', () => {
+    for (const count of [0, -1, 1.5]) {
+      assert.throws(
+        () => moveShovelSpec({ vhost: 'v', fromQueue: 'q', toExchange: 'e', routingKey: 'k', count }),
+        (error: unknown) => error instanceof DmrError && error.code === 'INVALID_ARGUMENT',
+      );
+    }
+    assert.throws(() => moveShovelSpec({ vhost: 'v', fromQueue: '', toExchange: 'e', routingKey: 'k' }), DmrError);
   });
 });

@@ -191,6 +191,54 @@ export function linkShovelSpec(input: LinkShovelInput): LinkShovelSpec {
 }
 
 /**
+ * A one-off shovel that moves what a local queue holds to a local exchange
+ * and then deletes itself: RabbitMQ's own "move messages" (the management
+ * UI's button is this shovel). `src-delete-after: 'queue-length'` moves the
+ * messages the queue held when the shovel started, a number moves at most
+ * that many; `on-confirm` acks each source message only after the
+ * destination confirmed it, so a crash mid-move duplicates, never loses.
+ */
+export interface MoveShovelSpec {
+  'src-protocol': 'amqp091';
+  'src-uri': string;
+  'src-queue': string;
+  'src-prefetch-count': number;
+  'src-delete-after': 'queue-length' | number;
+  'dest-protocol': 'amqp091';
+  'dest-uri': string;
+  'dest-exchange': string;
+  'dest-exchange-key': string;
+  'dest-add-forward-headers': false;
+  'ack-mode': 'on-confirm';
+}
+
+export interface MoveShovelInput {
+  vhost: string;
+  fromQueue: string;
+  toExchange: string;
+  routingKey: string;
+  /** At most this many messages (default: what the queue holds when the shovel starts). */
+  count?: number;
+}
+
+export function moveShovelSpec(input: MoveShovelInput): MoveShovelSpec {
+  const local = localDirectUri(input.vhost);
+  return {
+    'src-protocol': 'amqp091',
+    'src-uri': local,
+    'src-queue': nonEmpty(input.fromQueue, 'source queue'),
+    'src-prefetch-count': DEFAULT_SHOVEL_PREFETCH,
+    'src-delete-after': input.count === undefined ? 'queue-length' : positive(input.count, 'count', 1_000_000_000),
+    'dest-protocol': 'amqp091',
+    'dest-uri': local,
+    'dest-exchange': nonEmpty(input.toExchange, 'destination exchange'),
+    'dest-exchange-key': nonEmpty(input.routingKey, 'routing key'),
+    'dest-add-forward-headers': false,
+    'ack-mode': 'on-confirm',
+  };
+}
+
+/**
  * `starting`: connecting (also after every failure, for reconnect-delay);
  * `running`: both connections and channels open; `terminated`: the worker
  * stopped with `reason` and will be restarted after reconnect-delay.

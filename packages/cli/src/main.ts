@@ -34,6 +34,11 @@ export const COMMAND_GROUPS = [
     load: async () => (await import('./commands/node.js')).nodeCommand(),
   },
   {
+    name: 'queue',
+    description: "a node's queues: list with depth and rates, peek evidence, replay dead letters, purge",
+    load: async () => (await import('./commands/queue.js')).queueCommand(),
+  },
+  {
     name: 'policy',
     description: 'check, test, evaluate and build Rego policy bundles (local files or a bundle)',
     load: async () => (await import('./commands/policy.js')).policyCommand(),

@@ -41,6 +41,19 @@ export function renderFields(fields: ReadonlyArray<readonly [string, string | nu
   return present.map(([key, value]) => `${`${key}:`.padEnd(width + 2)}${value}`).join('\n');
 }
 
+/** Left-aligned columns separated by three spaces (kubectl's look); no trailing blanks. */
+export function renderTable(headers: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
+  const widths = headers.map((header, column) =>
+    Math.max(header.length, ...rows.map((row) => (row[column] ?? '').length)),
+  );
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((cell, column) => (column === cells.length - 1 ? cell : cell.padEnd(widths[column] ?? 0)))
+      .join('   ')
+      .trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n');
+}
+
 /** Progress for long operations goes to stderr so stdout stays parseable. */
 export function progress(message: string): void {
   process.stderr.write(`… ${message}\n`);

@@ -6,3 +6,6 @@ export * from './node-config.js';
 export * from './node-config-signature.js';
 export * from './status.js';
 export * from './policy.js';
+export * from './merkle.js';
+export * from './signed-note.js';
+export * from './checkpoint.js';

@@ -425,6 +425,24 @@ export const ERROR_CATALOGUE = {
     httpStatus: 502,
     summary: 'The node could not obtain its certificate from CentOps (token refused, CSR refused or CentOps down).',
   },
+  FAULT_SCENARIO_FAILED: {
+    exitCode: 7,
+    httpStatus: 500,
+    summary:
+      'A fault scenario (`npm run faults`) could not inject its fault, or a component did not come back after it; the message names the scenario, the step and the log to read.',
+  },
+  AUDIT_CHECKPOINT_INVALID: {
+    exitCode: 14,
+    httpStatus: 422,
+    summary:
+      'An audit checkpoint is malformed, not signed by its writer, or not consistent with the last checkpoint CentOps holds for that log (a fork).',
+  },
+  AUDIT_LOG_BROKEN: {
+    exitCode: 14,
+    httpStatus: 422,
+    summary:
+      'An audit log does not prove itself: a record was edited, deleted or reordered, the log is cut short of a checkpoint, two checkpoints disagree, or a writer is unknown; the message names the first bad record.',
+  },
   INTERNAL: { exitCode: 1, httpStatus: 500, summary: 'An unexpected failure; the message says where.' },
 } as const satisfies Record<string, { exitCode: number; httpStatus: number; summary: string }>;
 

@@ -323,7 +323,7 @@ async function startOneNode(
       },
       tls: broker.tls,
     },
-    routers: 1,
+    routers: options.routers ?? 1,
     policy: { mode: 'wasm' },
     metrics: { listen: `127.0.0.1:${metricsPort}` },
   };
@@ -337,8 +337,10 @@ async function startOneNode(
     },
   ]);
   const spawnedAt = Date.now();
+  const env = options.nodeEnv?.[id];
   const child = spawnLogged(options.dmr.command, [...options.dmr.args, 'node', 'run', '--config', files.configFile], {
     logFile: files.log,
+    ...(env === undefined ? {} : { env: { ...process.env, ...env } }),
   });
   mesh.nodes.set(id, child);
   await mesh.update({

@@ -35,6 +35,7 @@ export {
   type DemoParty,
   type EnrolledClient,
 } from './demo.js';
+export { spawnLogged, stopProcess, signalGroup, type LoggedChild } from './processes.js';
 export { LocalMesh, preflight, startMesh, type DmrCommand, type StartMeshOptions } from './up.js';
 export type { AppliedConfig, LinkReport } from './inspect.js';
 export {

@@ -29,6 +29,10 @@ export interface StartMeshOptions {
   shape: MeshShape;
   /** Between two questions of bot-a (default 1000 ms). */
   intervalMs?: number;
+  /** Router processes per node agent (default 1; the fault suite kills one of two). */
+  routers?: number;
+  /** Extra environment of a node agent (and so of its routers), by node id: the fault suite's shifted clock. */
+  nodeEnv?: Readonly<Record<string, NodeJS.ProcessEnv>>;
   /** Aborting (Ctrl-C during the start) stops what was started and rejects. */
   signal?: AbortSignal;
 }

@@ -2,3 +2,4 @@ export * from './message/index.js';
 export * from './reconciler/index.js';
 export * from './router/index.js';
 export * from './agent/index.js';
+export * from './queues/index.js';

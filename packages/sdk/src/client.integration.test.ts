@@ -139,6 +139,26 @@ describe('DmrClient against a DMR node', () => {
     await assert.rejects(ria.send({ to: 'rik-bot', type: 'ChatMessage', body: 'late' }), { code: 'CLIENT_CLOSED' });
   });
 
+  it('a second send of a message id still under way joins the first: one publish, both resolve', async () => {
+    const ria = await connect('ria-bot');
+    const rik = await connect('rik-bot');
+    const handled: string[] = [];
+    await rik.receive((message) => {
+      handled.push(message.id);
+    });
+    const id = randomUUID();
+    // The second call comes before the first copy's confirm could: it is under way.
+    const first = ria.send({ to: 'rik-bot', type: 'ChatMessage', body: 'once', messageId: id });
+    const second = ria.send({ to: 'rik-bot', type: 'ChatMessage', body: 'once', messageId: id });
+    assert.deepEqual(await Promise.all([first, second]), [id, id]);
+    await waitFor('the message', () => handled.includes(id));
+    // One copy reached the node: a second would have been decided (MESSAGE_REPLAYED) as well.
+    const barrier = await ria.send({ to: 'rik-bot', type: 'ChatMessage', body: 'barrier' });
+    await waitFor('the barrier', () => handled.includes(barrier));
+    assert.equal(node.decisions(id).length, 1, JSON.stringify(node.decisions(id)));
+    await Promise.all([ria.close(), rik.close()]);
+  });
+
   it('a policy-denied send becomes a typed report event with POLICY_DENIED, never a handler call', async () => {
     const rik = await connect('rik-bot');
     const handled: ReceivedMessage[] = [];

@@ -73,6 +73,8 @@ export class Sending {
   /** close() was called: no new sends. */
   readonly #closing: () => boolean;
   readonly #pending = new Map<string, PendingSend>();
+  /** The promise of every send under way, by message id (a second send of the id joins it). */
+  readonly #underway = new Map<string, Promise<string>>();
   /** Ids published again after a reconnect: the node may report them as MESSAGE_REPLAYED (its earlier copy won). */
   readonly #resent = new DedupWindow({ windowMs: 3_600_000, maxEntries: 100_000 });
 
@@ -103,7 +105,10 @@ export class Sending {
       throw new DmrError('INVALID_ARGUMENT', 'type is required');
     const id = options.messageId ?? randomUUID();
     if (!UUID.test(id)) throw new DmrError('INVALID_ARGUMENT', 'messageId must be a UUID');
-    if (this.#pending.has(id)) throw new DmrError('INVALID_ARGUMENT', `message ${id} is already being sent`);
+    // The id is the idempotency key: a second send of an id still under way (an HTTP bridge's caller retrying
+    // a 503 while the first copy waits for its confirm) joins that send instead of failing or publishing twice.
+    const underway = this.#underway.get(id);
+    if (underway !== undefined) return underway;
     if (options.ttl !== undefined && (!Number.isInteger(options.ttl) || options.ttl < 0)) {
       throw new DmrError('INVALID_ARGUMENT', 'ttl must be a whole number of milliseconds');
     }
@@ -142,7 +147,9 @@ export class Sending {
       ...(contentType === undefined ? {} : { contentType }),
     };
     if (this.#closing()) throw new DmrError('CLIENT_CLOSED', 'close() was called during send()');
-    return new Promise<string>((resolve, reject) => {
+    const joined = this.#underway.get(id);
+    if (joined !== undefined) return joined;
+    const sending = new Promise<string>((resolve, reject) => {
       const pending: PendingSend = {
         id,
         content,
@@ -159,6 +166,10 @@ export class Sending {
       if (session?.alive === true) this.#publish(session, pending);
       // Otherwise the next session publishes it.
     });
+    this.#underway.set(id, sending);
+    const settled = (): void => void this.#underway.delete(id);
+    sending.then(settled, settled);
+    return sending;
   }
 
   #publish(session: Session, pending: PendingSend): void {

@@ -105,7 +105,11 @@ async function main(): Promise<void> {
       await writeFile(tls.keyFile, issued.privateKeyPem);
       await writeFile(tls.caFile, node.harness.trustBundlePem);
       const port = await freePort();
-      const child = spawn(process.execPath, [DMR, 'bridge', 'run'], {
+      const profileDir = process.env.DMR_BENCH_CPU_PROF;
+      const profile = profileDir
+        ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${id}.cpuprofile`]
+        : [];
+      const child = spawn(process.execPath, [...profile, DMR, 'bridge', 'run'], {
         stdio: ['ignore', 'ignore', 'pipe'],
         env: {
           ...process.env,

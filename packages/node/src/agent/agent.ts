@@ -23,7 +23,8 @@
 import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { pino, type Logger } from 'pino';
-import { crlRefreshDelayMs, ManagementClient } from '@dmr/broker';
+import type { ManagementClient } from '@dmr/broker';
+import { crlRefreshDelayMs } from '@dmr/broker';
 import type { LinkStatus, NodeConfig } from '@dmr/contract';
 import { DmrError } from '@dmr/core';
 import { PolicyEngine, policySignerSpiffeId } from '@dmr/policy';
@@ -37,7 +38,7 @@ import { enrol, loadIdentity, renew, type NodeIdentity } from './identity.js';
 import { AgentMetrics, serveMetrics } from './metrics.js';
 import { isTransient, refusalReason } from './refusal.js';
 import { revocationsGrew } from './revocations.js';
-import type { RunConfig } from './run-config.js';
+import { openManagement, type RunConfig } from './run-config.js';
 import {
   checkBundleDigest,
   readCrl,
@@ -187,12 +188,7 @@ export class NodeAgent {
     this.#crlPem = await readCrl(config.dataDir);
     await this.#refreshCrl();
 
-    const password = (await readFile(config.broker.management.passwordFile, 'utf8')).trim();
-    this.#management = new ManagementClient({
-      baseUrl: config.broker.management.url,
-      username: config.broker.management.username,
-      password,
-    });
+    this.#management = await openManagement(config);
     await this.#startFromLastGood();
 
     if (config.metrics !== undefined) {

@@ -24,6 +24,7 @@ export { runNode, startNode, type RunningNode } from './run.js';
 export {
   RUN_CONFIG_SCHEMA,
   loadRunConfig,
+  openManagement,
   parseRunConfig,
   runConfigProblems,
   type RawRunConfig,

@@ -20,6 +20,11 @@
  * router's node identity for the mesh: what it signs forwarded messages
  * with and verifies relayed ones against. They are read again whenever
  * the configuration or one of them changes, and handed to the router.
+ *
+ * The router's replay memory is kept in the state dir (`state/replay/shard-<n>`,
+ * message/replay-journal.ts): a restarted router — after a crash or a
+ * SIGKILL — refuses the ids its shard saw within the window, as the one
+ * before it would have.
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
@@ -45,7 +50,8 @@ import { refusalReason } from './refusal.js';
 import { loadIdentity } from './identity.js';
 import { serveMetrics } from './metrics.js';
 import type { RunConfig } from './run-config.js';
-import { dataPaths, readCrl, readLastGood, type DataPaths } from './state-dir.js';
+import { dataPaths, readCrl, readLastGood, replayDir, type DataPaths } from './state-dir.js';
+import { ReplayJournal } from '../message/replay-journal.js';
 
 /**
  * The router's in-process policy: a PolicyEngine for the current trust
@@ -183,6 +189,16 @@ export async function startRouterProcess(options: RouterProcessOptions): Promise
 
   const registry = options.registry ?? new Registry();
   const { host, port } = brokerAddress(config.broker.amqpsUrl);
+  const journal = ReplayJournal.open({
+    dir: replayDir(config.dataDir, shard),
+    onError: (error) =>
+      logger.error({ err: error.message }, 'replay memory not written to disk: a restart would forget'),
+  });
+  const found = journal.load;
+  logger.info(
+    { ...found, linesPerSecond: found.millis > 0 ? Math.round((found.lines / found.millis) * 1000) : undefined },
+    'replay memory loaded',
+  );
   let nodeIdentity = await readRouterIdentity(config.dataDir, paths);
   const router = new Router({
     identity: nodeIdentity,
@@ -210,6 +226,7 @@ export async function startRouterProcess(options: RouterProcessOptions): Promise
     metrics: new RouterMetrics(registry),
     audit: new StreamAuditSink({ writer: `${config.node}/router-${shard}/${process.pid}` }),
     backoff: { initialMs: config.feed.backoffInitialMs, maxMs: Math.max(config.feed.backoffInitialMs, 10_000) },
+    replayMemory: journal,
   });
 
   let revision = -1;
@@ -348,6 +365,7 @@ export async function startRouterProcess(options: RouterProcessOptions): Promise
       }
       await checking;
       await router.stop();
+      journal.close();
       await policy.close();
     },
   };

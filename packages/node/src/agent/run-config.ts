@@ -11,6 +11,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { parse } from 'yaml';
+import { ManagementClient } from '@dmr/broker';
 import { DmrError, ID_PATTERN_SOURCE } from '@dmr/core';
 import { KEY_ALGORITHMS, type KeyAlgorithm } from '@dmr/pki';
 
@@ -223,4 +224,19 @@ export async function loadRunConfig(file: string): Promise<RunConfig> {
     });
   }
   return parseRunConfig(value, file);
+}
+
+/** The broker's management API with the run-config's admin credentials (the password is read from its file now). */
+export async function openManagement(config: Pick<RunConfig, 'broker'>): Promise<ManagementClient> {
+  const { url, username, passwordFile } = config.broker.management;
+  let password: string;
+  try {
+    password = (await readFile(passwordFile, 'utf8')).trim();
+  } catch (error) {
+    throw new DmrError('NOT_FOUND', `cannot read the broker admin password file ${passwordFile}`, {
+      hint: 'broker.management.passwordFile in the run-config must name a readable file',
+      cause: error,
+    });
+  }
+  return new ManagementClient({ baseUrl: url, username, password });
 }

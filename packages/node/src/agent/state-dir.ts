@@ -9,6 +9,8 @@
  *   state/policy.tar.gz        the verified bundle it names
  *   state/status.json          what the agent last did (applied, refused, connected)
  *   state/crl.pem              the last CRL fetched (signer checks, also offline)
+ *   state/replay/shard-<n>/    router n's replay memory (ReplayJournal): the one part
+ *                              of the data dir a router writes, and only its own shard's
  *
  * Write order matters for readers that may look at any moment: the bundle
  * is written before the document that names it, each by rename, so a reader
@@ -51,6 +53,11 @@ export function dataPaths(dataDir: string): DataPaths {
     statusFile: join(stateDir, 'status.json'),
     crlFile: join(stateDir, 'crl.pem'),
   };
+}
+
+/** Where router `shard` keeps its replay memory (message/replay-journal.ts). */
+export function replayDir(dataDir: string, shard: number): string {
+  return join(dataDir, 'state', 'replay', `shard-${shard}`);
 }
 
 export type { LocalStatus } from '@dmr/contract';

@@ -210,6 +210,23 @@ describe('origin hop signature', () => {
     assertRefused(await fresh.verify(stamped(tallinn), later), 'HOP_SIGNATURE_INVALID', 'chain');
   });
 
+  it('a window of messages arriving before the chain is cached shares one chain check', async () => {
+    // Each chain check builds its own leaf certificate object: one shared object means one check, not 64.
+    const fresh = new HopVerifier({ trustBundlePem: ca.trustBundlePem(), trustDomain: TD, denied: new Set() });
+    const window = Array.from({ length: 64 }, () => fresh.verify(stamped(tallinn), AT));
+    const results = await Promise.all(window);
+    const leaves = new Set(results.map((result) => (result.ok ? result.message.certificate : undefined)));
+    assert.equal(leaves.size, 1);
+    assert.ok(!leaves.has(undefined));
+    // A failed check is shared too, and not cached: the next message checks again (and fails again).
+    const late = new Date(AT.getTime() + 400 * 24 * 3_600_000);
+    const refused = await Promise.all([
+      fresh.verify(stamped(foreignTallinn), late),
+      fresh.verify(stamped(tallinn), late),
+    ]);
+    for (const result of refused) assertRefused(result, 'HOP_SIGNATURE_INVALID', 'chain');
+  });
+
   it('parseHops accepts only a list of {node, at}', () => {
     assert.deepEqual(parseHops('[]'), []);
     assert.equal(parseHops('{}'), undefined);

@@ -215,6 +215,16 @@ export class NodeSignerCache {
   readonly #options: NodeSignerCacheOptions;
   readonly #crlPems: string[];
   readonly #cache = new Map<string, NodeSigner>();
+  /**
+   * Verifications under way, per cache key. A router has up to its prefetch
+   * of messages in flight, all signed by the same few nodes: without this,
+   * every one of them that arrives while an entry is missing or expired (at
+   * start, after a new verifier, every chainCacheMs) verifies the same chain
+   * again, and the whole window waits behind hundreds of identical chain
+   * checks (measured: the first verification at a relay took seconds under
+   * load, docs/decisions/0027-mesh-path-speed.md). One check, shared.
+   */
+  readonly #verifying = new Map<string, Promise<{ ok: true; signer: NodeSigner } | SignerFailure>>();
 
   constructor(options: NodeSignerCacheOptions) {
     this.#options = options;
@@ -222,13 +232,29 @@ export class NodeSignerCache {
   }
 
   /** The signer of a JWS whose `x5c` is `x5c`, checked to be `spiffe://<td>/node/<node>` at `now`. */
-  async signer(node: string, x5c: unknown, now: Date): Promise<{ ok: true; signer: NodeSigner } | SignerFailure> {
-    const cacheMs = this.#options.chainCacheMs ?? 60_000;
+  signer(node: string, x5c: unknown, now: Date): Promise<{ ok: true; signer: NodeSigner } | SignerFailure> {
     // JSON, not a join: ["a\nb"] and ["a", "b"] must not share an entry.
     const key = Array.isArray(x5c) ? `${node}\n${JSON.stringify(x5c)}` : undefined;
+    if (key === undefined) return this.#verify(node, x5c, now, undefined);
     const at = now.getTime();
-    const cached = key === undefined ? undefined : this.#cache.get(key);
-    if (cached !== undefined && cached.from <= at && cached.until > at) return { ok: true, signer: cached };
+    const cached = this.#cache.get(key);
+    if (cached !== undefined && cached.from <= at && cached.until > at)
+      return Promise.resolve({ ok: true, signer: cached });
+    const running = this.#verifying.get(key);
+    if (running !== undefined) return running;
+    const verifying = this.#verify(node, x5c, now, key).finally(() => this.#verifying.delete(key));
+    this.#verifying.set(key, verifying);
+    return verifying;
+  }
+
+  async #verify(
+    node: string,
+    x5c: unknown,
+    now: Date,
+    key: string | undefined,
+  ): Promise<{ ok: true; signer: NodeSigner } | SignerFailure> {
+    const cacheMs = this.#options.chainCacheMs ?? 60_000;
+    const at = now.getTime();
     let failure: SignerFailure | undefined;
     try {
       const trusted = await verifyX5cSigner(

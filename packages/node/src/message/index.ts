@@ -8,6 +8,14 @@ export {
 } from './validate.js';
 export { ReplayGuard, type ReplayGuardOptions, type ReplayResult } from './replay.js';
 export {
+  ReplayJournal,
+  type DurableReplayMemory,
+  type RememberedId,
+  type ReplayJournalLoad,
+  type ReplayJournalOptions,
+  type ReplayMemorySink,
+} from './replay-journal.js';
+export {
   HOP_SIGNATURE_JWS_TYPE,
   HOP_SIGNATURE_VERSION,
   HopSigner,

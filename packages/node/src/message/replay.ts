@@ -19,6 +19,11 @@
  *   the shard. The per-sender counts live only while the sender holds ids,
  *   so their memory is bounded by `maxEntries` whatever the directory says.
  *
+ * - Durable: with a journal (replay-journal.ts) every id remembered or
+ *   released is also written to the shard's segment files, and restore()
+ *   loads them into a new guard after a restart: a restarted router still
+ *   refuses the ids its shard saw within the window.
+ *
  * Memory: a Map in insertion order. With a monotonic clock that order is
  * expiry order, so expiring is popping from the front. If the clock steps
  * back, later entries may expire before earlier ones; the front-only sweep
@@ -26,6 +31,7 @@
  * `check` still judges each id by its own expiry.
  */
 import { reject, type Rejection } from '@dmr/contract';
+import type { RememberedId, ReplayMemorySink } from './replay-journal.js';
 
 export interface ReplayGuardOptions {
   /** How long an id is remembered (ms): limits.dedupWindowMs. */
@@ -34,6 +40,8 @@ export interface ReplayGuardOptions {
   maxEntries: number;
   /** Most ids one sender holds at once (default: maxEntries, i.e. no share). */
   maxPerSender?: number;
+  /** Where every remembered and released id is also written (the shard's ReplayJournal); none: memory only. */
+  journal?: ReplayMemorySink;
 }
 
 interface Entry {
@@ -44,7 +52,8 @@ interface Entry {
 export type ReplayResult = { ok: true } | Rejection;
 
 export class ReplayGuard {
-  readonly windowMs: number;
+  /** Changed in place by the router when a configuration changes limits.dedupWindowMs: ids already held keep their expiry. */
+  windowMs: number;
   readonly maxEntries: number;
   /** Changed in place by the router when a configuration changes limits.maxIdsPerSender. */
   maxPerSender: number;
@@ -52,6 +61,7 @@ export class ReplayGuard {
   readonly #entries = new Map<string, Entry>();
   /** sender → ids it holds; a sender without ids has no entry. */
   readonly #perSender = new Map<string, number>();
+  readonly #journal: ReplayMemorySink | undefined;
 
   constructor(options: ReplayGuardOptions) {
     if (!Number.isSafeInteger(options.windowMs) || options.windowMs <= 0) {
@@ -69,6 +79,25 @@ export class ReplayGuard {
     this.windowMs = options.windowMs;
     this.maxEntries = options.maxEntries;
     this.maxPerSender = options.maxPerSender ?? options.maxEntries;
+    this.#journal = options.journal;
+  }
+
+  /**
+   * Takes back ids a previous router of this shard held (ReplayJournal.open),
+   * without writing them again. Expired ones are skipped; past maxEntries the
+   * rest are dropped and counted, never held over the bound. Returns how many
+   * were taken.
+   */
+  restore(entries: Iterable<RememberedId>, now: number): number {
+    let taken = 0;
+    for (const { id, expiresAt, sender } of entries) {
+      if (expiresAt <= now || this.#entries.has(id)) continue;
+      if (this.#entries.size >= this.maxEntries) break;
+      this.#entries.set(id, { expiresAt, sender });
+      this.#perSender.set(sender, this.heldBy(sender) + 1);
+      taken += 1;
+    }
+    return taken;
   }
 
   /** Ids currently held (expired ones not yet swept included). */
@@ -103,8 +132,10 @@ export class ReplayGuard {
         `sender ${sender} holds its share of ${this.maxPerSender} unexpired ids in the replay window`,
       );
     }
-    this.#entries.set(id, { expiresAt: now + this.windowMs, sender });
+    const expiresAt = now + this.windowMs;
+    this.#entries.set(id, { expiresAt, sender });
     this.#perSender.set(sender, this.heldBy(sender) + 1);
+    this.#journal?.remembered(id, expiresAt, sender);
     return { ok: true };
   }
 
@@ -115,7 +146,9 @@ export class ReplayGuard {
    */
   release(id: string): void {
     const entry = this.#entries.get(id);
-    if (entry !== undefined) this.#forget(id, entry);
+    if (entry === undefined) return;
+    this.#forget(id, entry);
+    this.#journal?.forgotten(id, entry.expiresAt);
   }
 
   #forget(id: string, entry: Entry): void {

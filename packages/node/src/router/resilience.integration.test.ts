@@ -3,12 +3,17 @@
  * ingress shards: two routers share the work (no false replays, a real replay
  * still refused, a message without id still refused), a broker restart in the
  * middle of a stream and a router killed with SIGKILL lose nothing that was
- * confirmed to the sender (at least once; duplicates allowed).
+ * confirmed to the sender (at least once; duplicates allowed), and a router
+ * killed with SIGKILL comes back remembering its shard's message ids (the
+ * replay journal in its state dir): a plain AMQP client's re-publish is
+ * refused and audited as a replay, not delivered twice.
  */
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NodeFixture, parseReport, type TestClient } from '../testing/node-fixture.js';
+import type { AuditRecord } from './audit.js';
 
 const SHARDS = 2;
 
@@ -40,6 +45,14 @@ async function routedBy(node: NodeFixture): Promise<number[]> {
     counts.push(((found?.values ?? []) as Array<{ value: number }>).reduce((sum, value) => sum + value.value, 0));
   }
   return counts;
+}
+
+/** Collects reports (message id → reason) until `count` distinct ids were reported on. */
+async function waitForReports(sender: TestClient, reports: Map<string, string>, count: number): Promise<void> {
+  while (reports.size < count) {
+    const report = parseReport(await sender.next(30_000));
+    if (report.messageId !== null) reports.set(report.messageId, report.reason);
+  }
 }
 
 async function sendMany(client: TestClient, count: number, to: string): Promise<string[]> {
@@ -152,9 +165,12 @@ describe('router shards and failures', () => {
     assert.deepEqual(reports, [], 'no refusal, in particular no false replay');
   });
 
+  /** Each shard's replay memory, where `dmr node run` keeps it: the same directory for a killed router's successor. */
+  const replayDir = (shard: number): string => join(node.dir, 'replay', `shard-${shard}`);
+
   it('a router killed with SIGKILL mid-stream: nothing lost once a new router runs', async () => {
     await node.stopRouters();
-    const first = await Promise.all([node.spawnRouter(0), node.spawnRouter(1)]);
+    const first = await Promise.all([0, 1].map((shard) => node.spawnRouter(shard, { replayDir: replayDir(shard) })));
     const ria = await client('ria-bot');
     const rik = await client('rik-bot');
     const seen = new Set<string>();
@@ -167,7 +183,8 @@ describe('router shards and failures', () => {
     victim.child.kill('SIGKILL'); // our own child process, by PID
     assert.equal(await victim.exited, null);
     const ids = await sending;
-    const second = await node.spawnRouter(0);
+    // The successor starts from the ids the victim wrote: its redeliveries are re-attempts, not replays.
+    const second = await node.spawnRouter(0, { replayDir: replayDir(0) });
     const complete = await collectUntil([rik], seen, ids, 60_000);
     const depths = await Promise.all([0, 1].map((shard) => node.depth(`dmr.ingress.${shard}`)));
     assert.ok(
@@ -177,5 +194,41 @@ describe('router shards and failures', () => {
     );
     const reports = (await ria.drain(500)).map((message) => parseReport(message).reason);
     assert.deepEqual(reports, [], 'no refusal after the new router took over');
+  });
+  it('a router restarted after SIGKILL remembers its ids: a plain AMQP re-publish is refused and audited as a replay', async () => {
+    await node.stopRouters();
+    const routers = await Promise.all([0, 1].map((shard) => node.spawnRouter(shard, { replayDir: replayDir(shard) })));
+    const ria = await client('ria-bot');
+    const rik = await client('rik-bot');
+    const ids = await sendMany(ria, 40, 'rik-bot');
+    const seen = new Set<string>();
+    assert.ok(await collectUntil([rik], seen, ids, 30_000), `delivered ${seen.size} of ${ids.length}`);
+    for (const victim of routers) {
+      victim.child.kill('SIGKILL'); // our own child processes, by PID
+      assert.equal(await victim.exited, null);
+    }
+    const restarted = await Promise.all(
+      [0, 1].map((shard) => node.spawnRouter(shard, { replayDir: replayDir(shard) })),
+    );
+    const restoredLines = restarted.flatMap((router) =>
+      router.lines.filter((line) => line.includes('replay memory restored')),
+    );
+    assert.equal(restoredLines.length, 2, 'both successors restored their shard');
+
+    // The same ids again, from a plain AMQP client (no SDK deduplication behind it).
+    for (const id of ids) await ria.send({ messageId: id, to: 'rik-bot' });
+    // One outcome per message: a refusal report for each id means none of them was delivered again.
+    const reports = new Map<string, string>();
+    await waitForReports(ria, reports, ids.length);
+    assert.deepEqual(new Set(reports.keys()), new Set(ids));
+    assert.deepEqual([...new Set(reports.values())], ['MESSAGE_REPLAYED']);
+    const again = (await rik.drain(300)).filter((message) => ids.includes(message.properties.messageId as string));
+    assert.deepEqual(again, [], 'nothing delivered twice');
+
+    const replays = (await node.auditRecords(500))
+      .map((bytes) => JSON.parse(bytes.toString('utf8')) as AuditRecord)
+      .filter((record) => record.reason === 'MESSAGE_REPLAYED' && ids.includes(record.messageId ?? ''));
+    assert.equal(new Set(replays.map((record) => record.messageId)).size, ids.length, 'each replay audited');
+    assert.ok(replays.every((record) => record.result === 'rejected'));
   });
 });

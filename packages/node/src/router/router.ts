@@ -44,6 +44,7 @@ import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqp
 import type { Logger } from 'pino';
 import { SenderRateLimit } from '../message/rate-limit.js';
 import { ReplayGuard } from '../message/replay.js';
+import type { DurableReplayMemory } from '../message/replay-journal.js';
 import { DEAD_LETTER_REPORTS_QUEUE, DELIVERY_EXCHANGE, ingressQueueName, meshIngressQueueName } from '@dmr/contract';
 import type { AuditSink } from './audit.js';
 import { DeadLetterPath } from './dead-letter-path.js';
@@ -78,6 +79,11 @@ export interface RouterOptions {
   backoff?: BackoffOptions;
   /** Most message ids the replay guard holds (default 1 000 000); one sender holds at most limits.maxIdsPerSender. */
   replayMaxEntries?: number;
+  /**
+   * The shard's replay memory on disk (a ReplayJournal its owner opened and closes): the guard starts from
+   * what the previous router of the shard held and writes every id through it. None: memory only.
+   */
+  replayMemory?: DurableReplayMemory;
   /** Most senders whose rate the router tracks at once (default 100 000; least recently seen first out). */
   rateLimitMaxSenders?: number;
   /**
@@ -163,16 +169,15 @@ export class Router {
    * Indexes `config` for the per-message path (directory, denylist, limits,
    * principals). A synchronous swap: each message reads the index once, so it
    * is judged by exactly one revision. The replay guard is kept across
-   * revisions; only a changed dedup window replaces it (its memory restarts).
+   * revisions; a changed dedup window applies to ids seen from then on.
    */
   applyConfig(config: NodeConfig): void {
     if (config.node.id !== this.nodeId) {
       throw new DmrError('INVALID_ARGUMENT', `the configuration is for node ${config.node.id}, not ${this.nodeId}`);
     }
     const { dedupWindowMs: windowMs, maxIdsPerSender, senderRatePerSecond, senderBurst } = config.limits;
-    if (this.#guard?.windowMs !== windowMs) {
-      this.#guard = new ReplayGuard({ windowMs, maxEntries: this.#options.replayMaxEntries ?? 1_000_000 });
-    }
+    if (this.#guard === undefined) this.#guard = this.#replayGuard(windowMs);
+    this.#guard.windowMs = windowMs;
     this.#guard.maxPerSender = maxIdsPerSender;
     if (this.#rate === undefined) {
       this.#rate = new SenderRateLimit({
@@ -185,6 +190,21 @@ export class Router {
     this.#context = routingContext(config);
     this.#mesh = mesh;
     this.#config = config;
+  }
+
+  /** The shard's guard, holding again what the previous router of the shard remembered on disk. */
+  #replayGuard(windowMs: number): ReplayGuard {
+    const memory = this.#options.replayMemory;
+    const guard = new ReplayGuard({
+      windowMs,
+      maxEntries: this.#options.replayMaxEntries ?? 1_000_000,
+      ...(memory === undefined ? {} : { journal: memory }),
+    });
+    if (memory !== undefined) {
+      const restored = guard.restore(memory.takeLoaded(), this.#now());
+      this.#options.logger.info({ shard: this.shard, restored }, 'replay memory restored');
+    }
+    return guard;
   }
 
   /**

@@ -407,8 +407,11 @@ export class NodeFixture {
    * Starts a router in a child process (src/testing/router-main.ts) on
    * `shard`; resolves once it logged that it consumes. Kill it with
    * `child.kill('SIGKILL')` (by its PID, which this fixture owns).
+   * With `replayDir` its replay memory is kept there (ReplayJournal), as
+   * `dmr node run` keeps it in the state dir: pass the same directory to
+   * the router that replaces a killed one.
    */
-  async spawnRouter(shard = 0): Promise<RouterProcess> {
+  async spawnRouter(shard = 0, options: { replayDir?: string } = {}): Promise<RouterProcess> {
     const material = this.#material.get(this.nodeId);
     if (material === undefined) throw new Error('no node certificate');
     const spec = join(this.dir, `router-${shard}-${randomUUID()}.json`);
@@ -424,6 +427,7 @@ export class NodeFixture {
         config: this.config,
         bundleFile,
         verification: this.verification,
+        ...(options.replayDir === undefined ? {} : { replayDir: options.replayDir }),
       }),
     );
     // The IPC channel is a lifeline: if this test process dies (a test-file timeout), the router stops too.

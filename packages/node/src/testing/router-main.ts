@@ -14,6 +14,7 @@ import { vhostName } from '@dmr/contract';
 import { StreamAuditSink } from '../router/audit.js';
 import { RouterMetrics } from '../router/metrics.js';
 import { Router } from '../router/router.js';
+import { ReplayJournal } from '../message/replay-journal.js';
 
 interface Spec {
   shard: number;
@@ -24,11 +25,15 @@ interface Spec {
   config: NodeConfig;
   bundleFile: string;
   verification: BundleVerification;
+  /** The shard's replay memory directory, as router-process.ts keeps it in the state dir. */
+  replayDir?: string;
 }
 
 const spec = JSON.parse(readFileSync(process.argv[2] ?? '', 'utf8')) as Spec;
 const logger = pino({ base: undefined });
 const policy = await PolicyEngine.load(readFileSync(spec.bundleFile), { verification: spec.verification });
+const journal = spec.replayDir === undefined ? undefined : ReplayJournal.open({ dir: spec.replayDir });
+if (journal !== undefined) logger.info(journal.load, 'replay memory loaded');
 const router = new Router({
   nodeId: spec.config.node.id,
   shard: spec.shard,
@@ -45,9 +50,15 @@ const router = new Router({
   metrics: new RouterMetrics(new Registry()),
   audit: new StreamAuditSink(),
   backoff: { initialMs: 100, maxMs: 2_000 },
+  ...(journal === undefined ? {} : { replayMemory: journal }),
   identity: { certificateChainPem: spec.certificatePem, privateKeyPem: spec.privateKeyPem, trustBundlePem: spec.caPem },
 });
 router.applyConfig(spec.config);
 await router.start();
 // SIGTERM from the fixture, or the fixture's process gone (its IPC channel closed).
-void stopRequested().then(() => router.stop().then(() => process.exit(0)));
+void stopRequested().then(() =>
+  router.stop().then(() => {
+    journal?.close();
+    process.exit(0);
+  }),
+);

@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import { DmrError } from '@dmr/core';
 import { parseCtlConfig } from './config.js';
 import { locateProblems, parseDocuments } from './documents.js';
-import { fieldDiff, renderTable } from './render.js';
+import { renderTable } from '../../output.js';
+import { fieldDiff } from './render.js';
 import { kindInfo } from './resources.js';
 
 describe('dmr ctl pieces', () => {

@@ -8,7 +8,7 @@ import { Command, Option } from 'commander';
 import { action } from '../../action.js';
 import { printResult, renderFields } from '../../output.js';
 import { apiClient, required } from './common.js';
-import { renderTable } from './render.js';
+import { renderTable } from '../../output.js';
 
 const DENY_KINDS = ['client', 'node', 'operator'] as const;
 

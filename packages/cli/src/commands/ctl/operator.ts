@@ -26,7 +26,7 @@ import { action } from '../../action.js';
 import { printResult, renderFields } from '../../output.js';
 import { apiClient, ctlConfig, readInput, required } from './common.js';
 import { trustDomainFor } from './pki.js';
-import { renderTable } from './render.js';
+import { renderTable } from '../../output.js';
 
 interface CertificateRecord {
   serial: string;

@@ -4,21 +4,8 @@
  * scripts see the API's own shapes.
  */
 import type { ApplyResult, DiffEntry, ResourceKind, Stored } from '@dmr/centops';
-import { renderFields, yamlOf } from '../../output.js';
+import { renderFields, renderTable, yamlOf } from '../../output.js';
 import type { KindInfo } from './resources.js';
-
-/** Left-aligned columns separated by three spaces (kubectl's look); no trailing blanks. */
-export function renderTable(headers: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
-  const widths = headers.map((header, column) =>
-    Math.max(header.length, ...rows.map((row) => (row[column] ?? '').length)),
-  );
-  const line = (cells: readonly string[]) =>
-    cells
-      .map((cell, column) => (column === cells.length - 1 ? cell : cell.padEnd(widths[column] ?? 0)))
-      .join('   ')
-      .trimEnd();
-  return [line(headers), ...rows.map(line)].join('\n');
-}
 
 export function renderResources(info: KindInfo, items: ReadonlyArray<Stored<ResourceKind>>): string {
   if (items.length === 0) return `no ${info.path}`;

@@ -9,7 +9,7 @@ import {
 import { action } from '../../action.js';
 import { printResult } from '../../output.js';
 import { apiClient } from './common.js';
-import { renderTable } from './render.js';
+import { renderTable } from '../../output.js';
 
 export type { MeshNodeStatus as NodeStatus, MeshStatus as StatusResponse } from '@dmr/contract';
 

@@ -5,7 +5,8 @@
 // table of the DMR path is the @dmr/bench package (bench/). Names:
 //   dmr                  the DMR path table (bench/README.md); the default
 //   <package>/<file>     e.g. centops/feed, node/hop-chain
-//   <file> or <package>  when that names one benchmark (feed, api, policy, bridge, node)
+//   <file> or <package>  when that names one benchmark (feed, api, policy, bridge, node); a file name wins
+// Helpers a benchmark starts (child processes) live in a subfolder of src/bench/, so they are not listed.
 // `npm run bench -- --list` lists them; every flag after the name goes to the benchmark.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
@@ -30,9 +31,12 @@ if (first === '--list') {
 // No name, or a flag first: the DMR path table, as `npm run bench` always ran it.
 const wanted = first === undefined || first.startsWith('-') ? 'dmr' : first;
 const args = first === undefined || first.startsWith('-') ? process.argv.slice(2) : rest;
+// A full name first, then a file name, then a package name: `bridge` is bridge/bridge even though the bridge
+// package has other benchmarks.
 const exact = benches.filter((bench) => bench.name === wanted);
-const loose = benches.filter((bench) => bench.file === wanted || bench.pkg === wanted);
-const matches = exact.length > 0 ? exact : loose;
+const byFile = benches.filter((bench) => bench.file === wanted);
+const byPackage = benches.filter((bench) => bench.pkg === wanted);
+const matches = exact.length > 0 ? exact : byFile.length > 0 ? byFile : byPackage;
 if (matches.length !== 1) {
   const known = benches.map((bench) => bench.name).join(', ');
   console.error(

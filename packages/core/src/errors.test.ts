@@ -29,4 +29,14 @@ describe('error catalogue', () => {
     assert.ok(isErrorCode('NOT_FOUND'));
     assert.ok(!isErrorCode('toString'));
   });
+
+  it('says which codes are worth retrying unchanged: an overloaded or unreachable dependency, never a refusal', () => {
+    assert.equal(new DmrError('MESSAGE_NOT_ACCEPTED', 'ingress full').retryable, true);
+    assert.equal(new DmrError('NODE_UNREACHABLE', 'down').retryable, true);
+    assert.equal(new DmrError('POLICY_DENIED', 'no').retryable, false);
+    assert.equal(new DmrError('INVALID_ARGUMENT', 'bad').retryable, false);
+    for (const [code, entry] of Object.entries(ERROR_CATALOGUE)) {
+      if ('retryable' in entry) assert.ok(entry.httpStatus === 429 || entry.httpStatus >= 500, code);
+    }
+  });
 });

@@ -55,6 +55,7 @@ export const ERROR_CATALOGUE = {
     httpStatus: 429,
     summary:
       'Too many requests from this source (enrolment) or for this id (renewal); details.retryAfterSeconds says when to try again.',
+    retryable: true,
   },
   REQUEST_TOO_LARGE: {
     exitCode: 2,
@@ -76,6 +77,7 @@ export const ERROR_CATALOGUE = {
     exitCode: 10,
     httpStatus: 503,
     summary: 'The CentOps database cannot be opened or reached.',
+    retryable: true,
   },
   CSR_MALFORMED: { exitCode: 5, httpStatus: 400, summary: 'The certificate signing request cannot be parsed.' },
   CSR_SIGNATURE_INVALID: {
@@ -193,6 +195,7 @@ export const ERROR_CATALOGUE = {
     exitCode: 12,
     httpStatus: 503,
     summary: 'No policy can decide: no bundle is active, or the OPA sidecar cannot be reached or fails to evaluate.',
+    retryable: true,
   },
   // Message rejection reasons (docs/contract.md "Message contract"): the router puts one of these on a refused
   // message and in the sender's delivery report; packages/node/README.md "Message checks" lists the rules.
@@ -367,7 +370,8 @@ export const ERROR_CATALOGUE = {
   RECIPIENT_QUEUE_FULL: {
     exitCode: 13,
     httpStatus: 503,
-    summary: "The recipient's queue is at its length limit (limits.queueMaxLength); send again later.",
+    summary:
+      "The recipient's queue is at its length limit (limits.queueMaxLength). Routers hold such messages and try again (decision 0028) instead of refusing them; the code remains for reports of older nodes.",
   },
   MESSAGE_EXPIRED: {
     exitCode: 13,
@@ -385,12 +389,14 @@ export const ERROR_CATALOGUE = {
     httpStatus: 503,
     summary:
       'The SDK could not connect to the DMR node (network, TLS handshake, unknown certificate or missing vhost permission).',
+    retryable: true,
   },
   MESSAGE_NOT_ACCEPTED: {
     exitCode: 13,
     httpStatus: 503,
     summary:
-      'The DMR node did not confirm the message (negative publisher confirm, e.g. ingress queue full); send again.',
+      'The DMR node did not confirm the message: a negative publisher confirm (its ingress is full, DMR is slowing senders down) or no confirm in time; send again with the same message id after details.retryAfterSeconds.',
+    retryable: true,
   },
   CLIENT_CLOSED: {
     exitCode: 1,
@@ -444,7 +450,19 @@ export const ERROR_CATALOGUE = {
       'An audit log does not prove itself: a record was edited, deleted or reordered, the log is cut short of a checkpoint, two checkpoints disagree, or a writer is unknown; the message names the first bad record.',
   },
   INTERNAL: { exitCode: 1, httpStatus: 500, summary: 'An unexpected failure; the message says where.' },
-} as const satisfies Record<string, { exitCode: number; httpStatus: number; summary: string }>;
+} as const satisfies Record<string, CatalogueEntry>;
+
+/**
+ * `retryable`: the same request may succeed later unchanged (an overloaded or
+ * unreachable dependency), so callers retry it with back-off; every other
+ * code needs a change first.
+ */
+interface CatalogueEntry {
+  exitCode: number;
+  httpStatus: number;
+  summary: string;
+  retryable?: true;
+}
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
 
@@ -475,6 +493,12 @@ export class DmrError extends Error {
 
   get httpStatus(): number {
     return ERROR_CATALOGUE[this.code].httpStatus;
+  }
+
+  /** The same call may succeed later unchanged: retry with back-off (details.retryAfterSeconds when known). */
+  get retryable(): boolean {
+    const entry: CatalogueEntry = ERROR_CATALOGUE[this.code];
+    return entry.retryable === true;
   }
 
   /** The wire shape shared by the REST API and `-o json` CLI output. */

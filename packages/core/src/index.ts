@@ -7,4 +7,5 @@ export * from './backoff.js';
 export * from './reconnect.js';
 export * from './sse.js';
 export * from './canonical-json.js';
+export * from './metrics-server.js';
 export * from './tracing.js';

@@ -2,10 +2,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Options } from 'amqplib';
-import { isDmrError } from '@dmr/core';
+import { DmrError, isDmrError } from '@dmr/core';
 import { zeroClientStats } from './client-types.js';
 import type { ConnectionView, Session } from './connection.js';
-import { Sending } from './sending.js';
+import { NACK_RETRY_AFTER_SECONDS, Sending } from './sending.js';
 import { INGRESS_EXCHANGE, RECIPIENT_HEADER, VERSION_HEADER } from './wire.js';
 
 interface Publish {
@@ -86,11 +86,20 @@ describe('Sending', () => {
     assert.equal(counters.confirmed, 1);
   });
 
-  it('rejects on a negative confirm with MESSAGE_NOT_ACCEPTED', async () => {
+  it('rejects on a negative confirm with MESSAGE_NOT_ACCEPTED: retryable, with a retry-after hint and the id', async () => {
     const { sending, first } = setup();
     const sent = sending.send({ to: 'rik-bot', type: 'ChatMessage', body: 'x' });
+    const id = first.publishes[0]?.options.messageId;
     first.publishes[0]?.settle(new Error('message nacked'));
-    await assert.rejects(sent, (error) => code(error) === 'MESSAGE_NOT_ACCEPTED');
+    await assert.rejects(sent, (error) => {
+      assert.ok(error instanceof DmrError);
+      assert.equal(error.code, 'MESSAGE_NOT_ACCEPTED');
+      assert.equal(error.retryable, true);
+      assert.deepEqual(error.details, { messageId: id, retryAfterSeconds: NACK_RETRY_AFTER_SECONDS });
+      assert.match(error.hint ?? '', /same messageId/);
+      return true;
+    });
+    assert.equal(sending.unconfirmed, 0, 'nothing left pending: the caller owns the retry');
   });
 
   it('publishes an unconfirmed send again on the next session with the same id, up to maxSendAttempts', async () => {

@@ -41,6 +41,13 @@ export interface SendOptions {
   protect?: { signWith: PrivateKeyInput; encryptFor: string };
 }
 
+/**
+ * The retry-after hint of a refused publish: long enough for a router to
+ * settle a window of held messages (hold.ts backs off up to 2 s), short
+ * enough that a sender is not idle long after the ingress drains.
+ */
+export const NACK_RETRY_AFTER_SECONDS = 1;
+
 interface PendingSend {
   id: string;
   content: Buffer;
@@ -204,10 +211,12 @@ export class Sending {
           pending.resolve(pending.id);
         } else if (error instanceof Error && error.message === 'message nacked') {
           this.#pending.delete(pending.id);
+          // The broker refused to store it: the node's ingress is at its bound (DMR slowing its senders down,
+          // docs/decisions/0028) or the queue failed. Nothing was taken, so the same send may succeed later.
           pending.reject(
             new DmrError('MESSAGE_NOT_ACCEPTED', `the node did not accept message ${pending.id} (negative confirm)`, {
-              details: { messageId: pending.id },
-              hint: 'the ingress queue is full or the broker failed; send again later with the same messageId',
+              details: { messageId: pending.id, retryAfterSeconds: NACK_RETRY_AFTER_SECONDS },
+              hint: `the node's ingress is full (DMR is slowing senders down): send again in ${NACK_RETRY_AFTER_SECONDS} s or more, with the same messageId`,
             }),
           );
         }

@@ -1,11 +1,11 @@
 /**
  * The origin path: one message a local client published to `dmr.ingress`,
  * from delivery to ack, readable top to bottom in route(): contract checks →
- * sender rate → replay guard (per-sender share) → policy → deliver to the
- * recipient's queue (confirmed) → audit record confirmed → ack. A
+ * sender rate → replay guard (per-sender share) → expiry → policy → deliver to the
+ * recipient's queue and its audit record, both confirmed → ack. A
  * recipient homed on another node: its next hop from the route index →
  * signed (`dmr-sig`, entry 0 of `dmr-hops`) → the outbound queue of the next
- * hop (confirmed) → audit record `forwarded` → ack. Every refusal and the
+ * hop and the audit record `forwarded`, both confirmed → ack. Every refusal and the
  * final settle go through the shared tail (outcome.ts).
  */
 import { performance } from 'node:perf_hooks';
@@ -26,7 +26,7 @@ import type { MeshContext } from './mesh-context.js';
 import { hopEvent } from './hop-trace.js';
 import { askPolicy } from './policy-step.js';
 import type { RouterMetrics } from './metrics.js';
-import type { Outcomes, Session } from './outcome.js';
+import { linkKey, recipientKey, type Outcomes, type Session } from './outcome.js';
 
 /** What one message is judged by: the revision applied when it arrived, and the stores that outlive revisions. */
 export interface RoutingState {
@@ -62,18 +62,21 @@ export class OriginPath {
   }
 
   /**
-   * One ingress message, from delivery to ack (or held on a transient
-   * failure). `retry`: the router's own second attempt at a held message.
+   * One ingress message, from delivery to ack (or held: a transient failure,
+   * a full destination). `takenAt`: set on the router's own re-attempt at a
+   * held message, when the router first took it.
    */
-  async route(session: Session, message: ConsumeMessage, state: RoutingState, retry = false): Promise<void> {
+  async route(session: Session, message: ConsumeMessage, state: RoutingState, takenAt?: number): Promise<void> {
     const started = performance.now();
     const now = this.#now();
     const context = state.context;
     const guard = state.guard;
+    const retry = takenAt !== undefined;
     if (!retry) this.#metrics.received.inc();
 
-    // 1. The contract (docs/contract.md "Message contract"): the first broken rule is the reason.
-    const checked = validateAtOrigin(message, context.message, now);
+    // 1. The contract (docs/contract.md "Message contract"): the first broken rule is the reason. As of when the
+    // router took the message: time spent held is not clock skew (its TTL still counts, step 5).
+    const checked = validateAtOrigin(message, context.message, takenAt ?? now);
     if (!checked.ok) return this.#outcome.refuse(session, message, context, started, checked);
     const validated = checked.message;
     hopEvent('validated');
@@ -92,7 +95,15 @@ export class OriginPath {
     }
     session.inflightIds.add(validated.messageId);
     try {
-      // 4. Policy: deny by default; no answer at all is transient, never an allow.
+      // 4. Expired before routing (it waited in the ingress, or held for a full queue): no use anywhere, and no
+      // question for the policy, whose input cannot carry a TTL that ran out.
+      const ttl = remainingTtl(validated, now);
+      if (ttl !== undefined && ttl <= 0) {
+        const detail = `expiration of ${validated.expirationMs ?? 0} ms passed before routing`;
+        return await this.#outcome.refuse(session, message, context, started, { reason: 'MESSAGE_EXPIRED', detail });
+      }
+
+      // 5. Policy: deny by default; no answer at all is transient, never an allow.
       const input = policyInputFor(validated, context, now);
       if (input === undefined) {
         return await this.#outcome.refuse(session, message, context, started, {
@@ -111,39 +122,36 @@ export class OriginPath {
         });
       }
 
-      // 5. Route: expired before routing is no use anywhere; homed elsewhere goes over a link.
-      const ttl = remainingTtl(validated, now);
-      if (ttl !== undefined && ttl <= 0) {
-        const detail = `expiration of ${validated.expirationMs ?? 0} ms passed before routing`;
-        return await this.#outcome.refuse(session, message, context, started, {
-          reason: 'MESSAGE_EXPIRED',
-          detail,
-          policy,
-        });
-      }
+      // 6. Route: homed elsewhere goes over a link.
       if (validated.recipientHomeNode !== this.#nodeId) {
         return await this.#forward(session, message, state, validated, started, now, decision);
       }
 
-      // 6. Deliver, confirmed by the recipient's queue.
+      // 7. Deliver, confirmed by the recipient's queue (a full queue holds the message: outcome.ts Held), while
+      // its audit record is written; the ack once both are confirmed: nothing acknowledged lacks its record.
       const options = deliveredOptions(message.properties, validated, this.#nodeId, now, ttl);
-      const refused = await this.#outcome.deliver(session, validated.recipient, message.content, options);
-      if (refused !== undefined) {
-        return await this.#outcome.refuse(session, message, context, started, { ...refused, policy });
-      }
-
-      // 7. Audit, then ack: nothing acknowledged lacks its record.
-      await this.#outcome.settle(session, message, started, {
+      const record = {
         messageId: validated.messageId,
         sender: validated.sender,
         recipient: validated.recipient,
-        result: 'routed',
+        result: 'routed' as const,
         reason: null,
         policyRevision: decision.revision ?? null,
         policyReasons: decision.reasons,
         configRevision: context.revision,
         at: new Date(now).toISOString(),
-      });
+      };
+      const refused = await this.#outcome.sendAndSettle(
+        session,
+        message,
+        started,
+        record,
+        recipientKey(validated.recipient),
+        () => this.#outcome.deliver(session, message, validated.recipient, options),
+      );
+      if (refused !== undefined) {
+        return await this.#outcome.refuse(session, message, context, started, { ...refused, policy });
+      }
     } catch (error) {
       // Held for another attempt: that attempt is the same message, not a replay.
       guard.release(validated.messageId);
@@ -202,22 +210,24 @@ export class OriginPath {
       mesh.userId,
       new Date(now),
     );
-    const refused = await this.#outcome.forward(session, hop.nextHop, message.content, options);
-    if (refused !== undefined) {
-      return this.#outcome.refuse(session, message, context, started, { ...refused, policy });
-    }
-    this.#metrics.forwarded.inc();
-    await this.#outcome.settle(session, message, started, {
+    const record = {
       messageId: validated.messageId,
       sender: validated.sender,
       recipient: validated.recipient,
-      result: 'forwarded',
+      result: 'forwarded' as const,
       reason: null,
       nextHop: hop.nextHop,
       policyRevision: decision.revision ?? null,
       policyReasons: decision.reasons,
       configRevision: context.revision,
       at: new Date(now).toISOString(),
-    });
+    };
+    const refused = await this.#outcome.sendAndSettle(session, message, started, record, linkKey(hop.nextHop), () =>
+      this.#outcome.forward(session, message, hop.nextHop, options),
+    );
+    if (refused !== undefined) {
+      return this.#outcome.refuse(session, message, context, started, { ...refused, policy });
+    }
+    this.#metrics.forwarded.inc();
   }
 }

@@ -5,7 +5,9 @@
  * the settle (audit record confirmed, then the ack, then metrics and the
  * decision log line). A step that cannot complete now throws Transient: the
  * router holds the message unacked and pauses (router.ts #failed), never a
- * requeue.
+ * requeue. A full destination (a recipient's queue or a link's outbound
+ * queue) throws Held: the router holds that message per destination and
+ * keeps routing the rest (hold.ts).
  */
 import { performance } from 'node:perf_hooks';
 import { isValidId, type AckBatcher } from '@dmr/core';
@@ -16,6 +18,7 @@ import { senderFromUserId } from '../message/validate.js';
 import { DELIVERY_EXCHANGE, REJECTED_EXCHANGE, RECIPIENT_HEADER, UUID_PATTERN, outboundQueueName } from '@dmr/contract';
 import { meshReport } from '../message/mesh-report.js';
 import type { AuditEvent, AuditSink } from './audit.js';
+import type { Holds } from './hold.js';
 import { hopEvent, hopSettled, traceHeaders, traceIdFor } from './hop-trace.js';
 import {
   deliveryReport,
@@ -65,8 +68,19 @@ export interface Session {
   /** (exchange, routing key, message id) of mandatory publishes the broker returned, until their confirm. */
   returned: Set<string>;
   /** Deliveries kept unacked after a transient failure, tried again when the pause ends (at most prefetch × 2). */
-  held: Array<{ message: ConsumeMessage; handler: Handler }>;
+  held: Array<{ message: ConsumeMessage; handler: Handler; takenAt: number }>;
   paused: boolean;
+  /** Deliveries kept unacked because their destination is full, per destination (hold.ts). */
+  holds: Holds<ConsumeMessage, HeldDelivery>;
+  /** Stopping and resuming the inputs for the hold's bound, one change after the other. */
+  gate: Promise<void>;
+}
+
+/** What the router needs to run a held delivery again. */
+export interface HeldDelivery {
+  handler: Handler;
+  /** When the router first took it (ms): its contract is judged as of then, not as of the retry. */
+  takenAt: number;
 }
 
 /** Thrown when a step cannot complete now but may later: the message goes back to the broker. */
@@ -79,6 +93,33 @@ export class Transient extends Error {
   ) {
     super(message, options);
   }
+}
+
+/**
+ * Thrown when the destination is full (the broker nacked the publish, or
+ * it would be held behind messages already waiting): not a refusal, the
+ * message waits unacked for the destination, alone (hold.ts).
+ */
+export class Held extends Error {
+  constructor(
+    /** The destination: `recipient:<id>` or `link:<peer>`. */
+    readonly key: string,
+    /** Metric label. */
+    readonly kind: 'recipient' | 'link',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The hold key of a local recipient's queue (hold.ts). */
+export function recipientKey(recipient: string): string {
+  return `recipient:${recipient}`;
+}
+
+/** The hold key of the link to `peer`: its outbound queue (hold.ts). */
+export function linkKey(peer: string): string {
+  return `link:${peer}`;
 }
 
 export function returnKey(exchange: string, routingKey: string, messageId: unknown): string {
@@ -95,6 +136,11 @@ export function validMessageId(message: Message): string | null {
   const id = message.properties.messageId as unknown;
   return typeof id === 'string' && UUID_PATTERN.test(id.toLowerCase()) ? id.toLowerCase() : null;
 }
+
+/** What a settled message's audit record says (the sink adds kind and node). */
+export type RouteDecision = Omit<AuditEvent, 'kind' | 'node'> & {
+  result: 'routed' | 'forwarded' | 'duplicate' | 'rejected';
+};
 
 export interface OutcomeOptions {
   nodeId: string;
@@ -120,21 +166,24 @@ export class Outcomes {
   }
 
   /**
-   * Delivers to the recipient's queue on this node (`dmr.delivery`, mandatory,
-   * confirmed by the queue). Undefined when the queue took it, else the
-   * refusal to settle the message with.
+   * Delivers `message` to the recipient's queue on this node (`dmr.delivery`,
+   * mandatory, confirmed by the queue). Undefined when the queue took it,
+   * else the refusal to settle the message with. A full queue is no refusal:
+   * Held, and so is every message for that recipient while it is held.
    */
   async deliver(
     session: Session,
+    message: ConsumeMessage,
     recipient: string,
-    content: Buffer,
     options: Options.Publish,
   ): Promise<Refusal | undefined> {
-    const outcome = await this.publish(session, DELIVERY_EXCHANGE, recipient, content, options);
+    const key = recipientKey(recipient);
+    if (session.holds.blocks(key, message)) throw new Held(key, 'recipient', `the queue of ${recipient} is full`);
+    const outcome = await this.publish(session, DELIVERY_EXCHANGE, recipient, message.content, options);
     if (outcome === 'returned') {
       return { reason: 'RECIPIENT_UNREACHABLE', detail: `no queue for ${recipient} on node ${this.#nodeId}` };
     }
-    if (outcome === 'nacked') return { reason: 'RECIPIENT_QUEUE_FULL', detail: `the queue of ${recipient} is full` };
+    if (outcome === 'nacked') throw new Held(key, 'recipient', `the queue of ${recipient} is full`);
     if (outcome === 'unencodable') {
       // Not transient: the same message would fail the same way on every attempt.
       const detail = 'a property of the message cannot be encoded again for delivery';
@@ -212,11 +261,56 @@ export class Outcomes {
     session: Session,
     message: ConsumeMessage,
     started: number,
-    decision: Omit<AuditEvent, 'kind' | 'node'> & { result: 'routed' | 'forwarded' | 'duplicate' | 'rejected' },
+    decision: RouteDecision,
     detail?: string,
   ): Promise<void> {
+    await this.audit(this.#record(message, decision));
+    this.#acked(session, message, started, decision, detail);
+  }
+
+  /**
+   * The end of a message routed here or forwarded: `send` publishes it to
+   * `destination` (recipientKey, linkKey) while its audit record is written,
+   * and the ack waits for both confirms. One broker round trip per message
+   * instead of two (publish, then record): a router's window of `prefetch`
+   * messages turns over twice as often (docs/decisions/0027-mesh-path-speed.md).
+   * Undefined once acked; else the refusal `send` met (no queue), not acked:
+   * the caller refuses the message, and its `rejected` record follows this
+   * one in the chain — the last record about a message id is its outcome.
+   * While `destination` is held (full: hold.ts), one after the other as
+   * before: most of its publishes are Held again, and a record written
+   * beside each would be a `routed` record per retry.
+   */
+  async sendAndSettle(
+    session: Session,
+    message: ConsumeMessage,
+    started: number,
+    decision: RouteDecision & { result: 'routed' | 'forwarded' },
+    destination: string,
+    send: () => Promise<Refusal | undefined>,
+  ): Promise<Refusal | undefined> {
+    if (session.holds.keys.includes(destination)) {
+      const refused = await send();
+      if (refused === undefined) await this.settle(session, message, started, decision);
+      return refused;
+    }
+    const [sent, audited] = await Promise.allSettled([send(), this.audit(this.#record(message, decision))]);
+    // A publish that did not complete is the message's fate (held or dead-lettered); then a missing record.
+    if (sent.status === 'rejected') throw sent.reason;
+    if (sent.value !== undefined) return sent.value;
+    if (audited.status === 'rejected') throw audited.reason;
+    this.#acked(session, message, started, decision);
+    return undefined;
+  }
+
+  /** The audit record of a route decision, naming the trace the message belongs to (`dmr trace` links to it). */
+  #record(message: ConsumeMessage, decision: RouteDecision): Omit<AuditEvent, 'node'> {
     const traceId = traceIdFor(message);
-    await this.audit({ kind: 'route', ...decision, ...(traceId === undefined ? {} : { traceId }) });
+    return { kind: 'route', ...decision, ...(traceId === undefined ? {} : { traceId }) };
+  }
+
+  /** After the record is stored: the ack, then the metrics and the decision log line (the record's fields, never payload). */
+  #acked(session: Session, message: ConsumeMessage, started: number, decision: RouteDecision, detail?: string): void {
     session.acks.ack(message);
     hopSettled(decision);
     const seconds = (performance.now() - started) / 1000;
@@ -254,27 +348,29 @@ export class Outcomes {
   }
 
   /**
-   * Publishes a mesh message to the outbound queue of `nextHop` (through the
-   * default exchange, mandatory, confirmed). A nack (the queue is full) or a
-   * return (no such queue yet) is no refusal: the message is held
-   * (Transient), which pauses this router's consumption until the link
-   * drains, so the pressure reaches the publishers. Undefined when the queue
-   * took it, else the refusal to settle the message with.
+   * Publishes `message` (signed for the mesh in `options`) to the outbound
+   * queue of `nextHop` (through the default exchange, mandatory, confirmed).
+   * A nack (the queue is full) or a return (no such queue yet) is no
+   * refusal: the message is Held for that link alone, so the pressure
+   * reaches the publishers while the other destinations keep flowing.
+   * Undefined when the queue took it, else the refusal to settle with.
    */
   async forward(
     session: Session,
+    message: ConsumeMessage,
     nextHop: string,
-    content: Buffer,
     options: Options.Publish,
   ): Promise<Refusal | undefined> {
-    const outcome = await this.publish(session, DEFAULT_EXCHANGE, outboundQueueName(nextHop), content, options);
+    const key = linkKey(nextHop);
+    if (session.holds.blocks(key, message)) throw new Held(key, 'link', `the link to ${nextHop} is full`);
+    const queue = outboundQueueName(nextHop);
+    const outcome = await this.publish(session, DEFAULT_EXCHANGE, queue, message.content, options);
     if (outcome === 'unencodable') {
       const detail = 'a property of the message cannot be encoded again for forwarding';
       return { reason: 'MESSAGE_UNENCODABLE', detail };
     }
-    if (outcome !== 'confirmed') {
-      throw new Transient('broker', `the link to ${nextHop} did not take the message (${outcome})`);
-    }
+    if (outcome !== 'confirmed')
+      throw new Held(key, 'link', `the link to ${nextHop} did not take the message (${outcome})`);
     return undefined;
   }
 

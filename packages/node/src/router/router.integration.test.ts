@@ -2,8 +2,9 @@
  * The router on a real TLS harness broker with a real signed policy bundle
  * (one NodeFixture for the file): every refusal in dmr.rejected and reported
  * to the sender, delivery with DMR headers, deny by default, replays, TTL
- * expiry and poison messages turned into reports, a policy outage handled by
- * requeue and back-off.
+ * expiry and poison messages turned into reports, a full recipient queue
+ * holding messages (never refusing them) up to the hold's bound, a policy
+ * outage handled by holding and back-off.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -43,6 +44,26 @@ async function metric(node: NodeFixture, name: string, labels: Record<string, st
     }
   }
   return total;
+}
+
+/**
+ * Test-only: re-declares a client's queue with the layout's own arguments but room for `maxLength` messages (the
+ * layout's limits are node-wide). Emptied, and without the router noticing: its binding is the same.
+ */
+async function shrinkQueue(node: NodeFixture, client: string, maxLength: number): Promise<void> {
+  const path = `/queues/${encodeURIComponent(node.vhost)}/dmr.client.${client}`;
+  const info = (await node.management.request('GET', path)) as { arguments: Record<string, string | number> };
+  await node.management.request('DELETE', path);
+  await node.management.declareQueue(node.vhost, `dmr.client.${client}`, {
+    arguments: { ...info.arguments, 'x-max-length': maxLength },
+  });
+  await node.management.bindQueue(node.vhost, 'dmr.delivery', `dmr.client.${client}`, client);
+}
+
+async function ingressConsumers(node: NodeFixture): Promise<number> {
+  const path = `/queues/${encodeURIComponent(node.vhost)}/dmr.ingress.0`;
+  const info = (await node.management.request('GET', path)) as { consumers?: number };
+  return info.consumers ?? -1;
 }
 
 describe('router on a harness broker', () => {
@@ -252,24 +273,42 @@ describe('router on a harness broker', () => {
     await poison.close();
   });
 
-  it('refuses with RECIPIENT_QUEUE_FULL when the recipient queue rejects the publish', async () => {
-    // Test-only: swap ria-poison's queue for a tiny one (the layout's limits are node-wide).
-    const v = encodeURIComponent(node.vhost);
-    await node.management.request('DELETE', `/queues/${v}/dmr.client.ria-poison`);
-    await node.management.declareQueue(node.vhost, 'dmr.client.ria-poison', {
-      arguments: { 'x-queue-type': 'quorum', 'x-max-length': 1, 'x-overflow': 'reject-publish' },
+  it('holds messages for a full recipient queue instead of refusing them; the shard keeps routing; all arrive', async () => {
+    await shrinkQueue(node, 'ria-poison', 2);
+    const ids = new Set<string>();
+    for (let i = 0; i < 8; i += 1) ids.add((await ria.send({ to: 'ria-poison' })) ?? '');
+    await waitFor('messages held for ria-poison', async () => (await metric(node, 'dmr_router_messages_held')) >= 1, {
+      timeoutMs: 10_000,
     });
-    await node.management.bindQueue(node.vhost, 'dmr.delivery', 'dmr.client.ria-poison', 'ria-poison');
-    const ids: Array<string | undefined> = [];
-    for (let i = 0; i < 6; i += 1) ids.push(await ria.send({ to: 'ria-poison' }));
-    // A quorum queue checks its limit against what it has applied, so publishes in flight together (the router
-    // routes up to its prefetch at once) can overshoot it: some, never all, of the six are refused.
-    const reports = (await ria.drain(1_500)).map((message) => parseReport(message));
-    assert.ok(reports.length >= 1 && reports.length <= 5, JSON.stringify(reports));
-    for (const report of reports) {
-      assert.equal(report.reason, 'RECIPIENT_QUEUE_FULL');
-      assert.ok(ids.includes(report.messageId ?? ''));
-    }
+    // The same shard keeps routing to everyone else meanwhile.
+    const other = await ria.send({ to: 'rik-bot' });
+    assert.equal((await rik.next()).properties.messageId, other);
+    // A held message whose TTL runs out is settled with a report while its recipient is still full.
+    const expiring = await ria.send({ to: 'ria-poison', expiration: '1000' });
+    const expired = parseReport(await ria.next(15_000));
+    assert.equal(expired.reason, 'MESSAGE_EXPIRED', JSON.stringify(expired));
+    assert.equal(expired.messageId, expiring);
+    // The recipient consumes: every held message arrives, once; none was refused.
+    const poison = await node.client('ria-poison');
+    const received: string[] = [];
+    while (received.length < ids.size) received.push(String((await poison.next(15_000)).properties.messageId));
+    assert.deepEqual(new Set(received), ids);
+    assert.equal(received.length, ids.size, 'no duplicates');
+    await waitFor('every decision logged', () => [...ids].every((id) => node.decisions(id).length > 0), {
+      timeoutMs: 5_000,
+    });
+    for (const id of ids)
+      assert.deepEqual(
+        node.decisions(id).map((line) => line.result),
+        ['routed'],
+        id,
+      );
+    assert.equal(await metric(node, 'dmr_router_messages_rejected_total', { reason: 'RECIPIENT_QUEUE_FULL' }), 0);
+    assert.ok((await metric(node, 'dmr_router_messages_held_total', { kind: 'recipient' })) >= 1);
+    await waitFor('the hold emptied', async () => (await metric(node, 'dmr_router_messages_held')) === 0, {
+      timeoutMs: 5_000,
+    });
+    await poison.close();
   });
 
   it('CC/BCC choose no extra destination: refused with a report, nothing in the CC queue, audit or a loop', async () => {
@@ -579,6 +618,38 @@ describe('router on a harness broker', () => {
     assert.deepEqual(await ria.drain(300), [], 'no refusal (in particular no replay) after the outage');
     assert.deepEqual(await node.take('dmr.rejected'), [], 'nothing dead-lettered');
     await waitFor("handle.router.state === 'running'", () => handle.router.state === 'running', { timeoutMs: 5_000 });
+  });
+
+  it('past the hold bound the router takes nothing new from ingress until held messages settle; none lost', async () => {
+    await node.stopRouters();
+    await shrinkQueue(node, 'ria-poison', 1);
+    const handle = await node.startRouter({ hold: { maxMessages: 3 } });
+    const ids = new Set<string>();
+    for (let i = 0; i < 8; i += 1) ids.add((await ria.send({ to: 'ria-poison' })) ?? '');
+    let seen = '';
+    await waitFor(
+      () => `the router to stop consuming dmr.ingress.0 (consumers, held: ${seen})`,
+      async () => {
+        const [consumers, held] = [await ingressConsumers(node), await metric(node, 'dmr_router_messages_held')];
+        seen = `${consumers}, ${held} ${JSON.stringify(node.logLines.filter((l) => String(l.msg).includes('hold') || String(l.msg).includes('input')))}`;
+        return consumers === 0 && held >= 3;
+      },
+      { timeoutMs: 15_000 },
+    );
+    // Nothing new is taken: a message for another recipient waits in the ingress queue.
+    const waiting = await ria.send({ to: 'rik-bot' });
+    await waitFor('it to wait in dmr.ingress.0', async () => (await node.depth('dmr.ingress.0')) >= 1, {
+      timeoutMs: 15_000,
+    });
+    assert.equal(handle.router.state, 'running', 'a full hold is not a paused router: it settles what it holds');
+    // The recipient consumes: the hold drains, the router takes the ingress again, everything arrives.
+    const poison = await node.client('ria-poison');
+    const received = new Set<string>();
+    while (received.size < ids.size) received.add(String((await poison.next(15_000)).properties.messageId));
+    assert.deepEqual(received, ids);
+    assert.equal((await rik.next(15_000)).properties.messageId, waiting);
+    assert.equal(await metric(node, 'dmr_router_messages_rejected_total', { reason: 'RECIPIENT_QUEUE_FULL' }), 0);
+    await poison.close();
   });
 
   it('wrote one audit record per decision, in an unbroken hash chain per router instance', async () => {

@@ -19,13 +19,18 @@
  *
  * Every path ends in the same tail (outcome.ts). A refusal publishes DMR's
  * metadata about it (never the body) to `dmr.rejected` and a report to the
- * sender, both confirmed, then acks. A transient failure (no policy, audit
- * not stored) keeps the message unacked and pauses consumption with an
- * exponential back-off, then tries it again (#failed, #pause here): never a
- * requeue, which on a quorum queue counts as a delivery and would
- * dead-letter a valid message once the ingress delivery limit is reached. A
- * failure that is not transient (a bug) dead-letters the message to
- * `dmr.rejected`.
+ * sender, both confirmed, then acks. A full destination (a recipient's
+ * queue, a link's outbound queue) holds that message unacked, per
+ * destination, and tries it again with back-off while the shard keeps
+ * routing the rest (hold.ts); past the hold's bound the router stops taking
+ * new messages until held ones settle, so the ingress fills and the broker
+ * refuses the senders (docs/decisions/0028). A transient failure (no
+ * policy, audit not stored) keeps the message unacked and pauses
+ * consumption with an exponential back-off, then tries it again (#failed,
+ * #pause here). Neither is a requeue, which on a quorum queue counts as a
+ * delivery and would dead-letter a valid message once the ingress delivery
+ * limit is reached. A failure that is not transient (a bug) dead-letters
+ * the message to `dmr.rejected`.
  *
  * Connection loss: the broker redelivers whatever was not acked; the router
  * reconnects with exponential back-off and jitter and forgets (releases) the
@@ -53,7 +58,17 @@ import { routingContext, type RoutingContext } from './envelope.js';
 import { MeshContextBuilder, type MeshContext, type NodeIdentity } from './mesh-context.js';
 import type { RouterMetrics, RouterState } from './metrics.js';
 import { OriginPath, type RoutingState } from './origin-path.js';
-import { Outcomes, Transient, returnKey, validMessageId, type Handler, type Session } from './outcome.js';
+import { DEFAULT_HOLD_BACKOFF, DEFAULT_HOLD_MAX_BYTES, Holds, type HoldOptions } from './hold.js';
+import {
+  Held,
+  Outcomes,
+  Transient,
+  returnKey,
+  validMessageId,
+  type Handler,
+  type HeldDelivery,
+  type Session,
+} from './outcome.js';
 import { RelayPath } from './relay-path.js';
 
 export interface BackoffOptions {
@@ -95,6 +110,12 @@ export interface RouterOptions {
   identity?: NodeIdentity;
   /** One span per delivery (hop-trace.ts) when set; none, and the paths run untraced (tracing off). */
   tracer?: Tracer;
+  /**
+   * Messages held for a full destination (hold.ts): past maxMessages
+   * (default half the prefetch, so other recipients keep a window) or
+   * maxBytes the router takes no new messages until held ones settle.
+   */
+  hold?: Partial<HoldOptions>;
 }
 
 /** Not a valid id (ids have no dots), so never a client's binding on `dmr.delivery`: the probe is routed nowhere. */
@@ -134,6 +155,9 @@ export class Router {
     this.#options = options;
     this.#now = options.now ?? Date.now;
     this.#backoff = options.backoff ?? { initialMs: 100, maxMs: 10_000 };
+    options.metrics.watchReplayWindow(() =>
+      this.#guard === undefined ? undefined : { size: this.#guard.size, capacity: this.#guard.maxEntries },
+    );
     const outcome = new Outcomes({
       nodeId: this.nodeId,
       now: this.#now,
@@ -190,6 +214,9 @@ export class Router {
     this.#context = routingContext(config);
     this.#mesh = mesh;
     this.#config = config;
+    // Held messages are judged by the new revision now, not at their next try: a removed recipient or a
+    // changed policy settles them with a report while their destination is still full.
+    if (this.#session?.alive === true) this.#session.holds.wake();
   }
 
   /** The shard's guard, holding again what the previous router of the shard remembered on disk. */
@@ -235,12 +262,15 @@ export class Router {
     if (this.#state === 'stopped') return;
     this.#stopping.abort();
     const session = this.#session;
+    // Held messages stay unacked: closing the channel hands them back to the broker.
+    session?.holds.clear();
     if (session?.alive === true) {
       for (const tag of [session.ingressTag, session.reportsTag, session.meshTag]) {
         if (tag !== undefined) await session.channel.cancel(tag).catch(() => undefined);
       }
     }
     await Promise.allSettled([...this.#tasks]);
+    session?.holds.clear();
     await this.#options.audit?.close();
     if (session?.alive === true) {
       session.acks.flush();
@@ -254,24 +284,32 @@ export class Router {
     this.#setState('stopped');
   }
 
-  /** Runs one delivery as a tracked task; a failure is held (transient) or dead-lettered (anything else). */
-  #dispatch(session: Session, message: ConsumeMessage | null, handler: Handler, retry = false): void {
+  /**
+   * Runs one delivery as a tracked task; a failure is held (full destination,
+   * transient) or dead-lettered (anything else). `takenAt`: set on the
+   * router's own re-attempt, when it first took the delivery.
+   */
+  #dispatch(session: Session, message: ConsumeMessage | null, handler: Handler, takenAt?: number): void {
     if (message === null) {
       // The broker cancelled the consumer (queue deleted): reconnecting re-consumes or fails loudly.
       this.#options.logger.warn({ shard: this.shard, handler }, 'consumer cancelled by the broker');
       void session.connection.close().catch(() => undefined);
       return;
     }
-    if (!retry) session.acks.track(message);
-    const work = this.#trace.run(message, handler, () => this.#handle(session, message, handler, retry));
+    if (takenAt === undefined) session.acks.track(message);
+    const held: HeldDelivery = { handler, takenAt: takenAt ?? this.#now() };
+    const work = this.#trace.run(message, handler, () => this.#handle(session, message, handler, takenAt));
     const task = work
-      .catch((error: unknown) => this.#failed(session, message, handler, error))
+      .then(
+        () => session.holds.settled(message),
+        (error: unknown) => this.#failed(session, message, held, error),
+      )
       .finally(() => this.#tasks.delete(task));
     this.#tasks.add(task);
   }
 
-  /** One delivery on its path, judged by the revision applied now. `retry`: the router's own second attempt. */
-  #handle(session: Session, message: ConsumeMessage, handler: Handler, retry: boolean): Promise<void> {
+  /** One delivery on its path, judged by the revision applied now. */
+  #handle(session: Session, message: ConsumeMessage, handler: Handler, takenAt: number | undefined): Promise<void> {
     const state: RoutingState = {
       context: this.#context as RoutingContext,
       guard: this.#guard as ReplayGuard,
@@ -280,9 +318,9 @@ export class Router {
     };
     switch (handler) {
       case 'route':
-        return this.#origin.route(session, message, state, retry);
+        return this.#origin.route(session, message, state, takenAt);
       case 'relay':
-        return this.#relay.route(session, message, state, retry);
+        return this.#relay.route(session, message, state, takenAt !== undefined);
       case 'dead-letter':
         return this.#deadLetters.report(session, message, state);
     }
@@ -295,7 +333,14 @@ export class Router {
    * is a bug that would fail again: dead-lettered (nack without requeue) to
    * `dmr.rejected`, a bounded outcome instead of a loop.
    */
-  #failed(session: Session, message: ConsumeMessage, handler: Handler, error: unknown): void {
+  #failed(session: Session, message: ConsumeMessage, held: HeldDelivery, error: unknown): void {
+    if (error instanceof Held) {
+      // Not a failure: the destination is full. The message waits for it alone; the shard routes the rest.
+      if (!session.alive) return;
+      this.#options.metrics.held.inc({ kind: error.kind });
+      session.holds.hold(error.key, message, held, message.content.length);
+      return;
+    }
     const transient = error instanceof Transient;
     const reason = transient ? error.reason : 'internal';
     const cause = error instanceof Error && error.cause !== undefined ? error.cause : error;
@@ -311,6 +356,7 @@ export class Router {
     // A closed channel already handed every unacked delivery back to the broker.
     if (!session.alive) return;
     if (!transient) {
+      session.holds.settled(message);
       this.#options.metrics.deadLettered.inc();
       try {
         session.acks.nack(message, false);
@@ -320,7 +366,8 @@ export class Router {
       return;
     }
     this.#options.metrics.requeued.inc({ reason });
-    session.held.push({ message, handler });
+    session.holds.forget(message);
+    session.held.push({ message, ...held });
     this.#pause(session);
   }
 
@@ -354,7 +401,7 @@ export class Router {
         // Messages still in flight may join the held ones: wait for them, then try every held one once.
         await Promise.allSettled([...this.#tasks]);
         const round = session.held.splice(0);
-        for (const { message, handler } of round) this.#dispatch(session, message, handler, true);
+        for (const { message, handler, takenAt } of round) this.#dispatch(session, message, handler, takenAt);
         await Promise.allSettled([...this.#tasks]);
         if (!session.alive || this.#stopping.signal.aborted) return;
         if (session.held.length === 0) break;
@@ -414,6 +461,12 @@ export class Router {
         returned: new Set(),
         held: [],
         paused: false,
+        gate: Promise.resolve(),
+        holds: new Holds<ConsumeMessage, HeldDelivery>(this.#holdOptions(), {
+          retry: (message, held) => this.#dispatch(session, message, held.handler, held.takenAt),
+          onFull: (full) => this.#holdsFull(session, full),
+          onCount: (count) => this.#options.metrics.heldNow.set(count),
+        }),
       };
       const close = (): void => {
         session.alive = false;
@@ -483,18 +536,23 @@ export class Router {
   }
 
   async #consume(session: Session): Promise<void> {
-    const ingress = await session.channel.consume(
-      ingressQueueName(this.shard),
-      (message) => this.#dispatch(session, message, 'route'),
-      { noAck: false },
-    );
-    session.ingressTag = ingress.consumerTag;
     const reports = await session.channel.consume(
       DEAD_LETTER_REPORTS_QUEUE,
       (message) => this.#dispatch(session, message, 'dead-letter'),
       { noAck: false },
     );
     session.reportsTag = reports.consumerTag;
+    if (!session.holds.full) await this.#consumeInputs(session);
+  }
+
+  /** The shard's inputs: new messages from clients and, with a node identity, from peer nodes. */
+  async #consumeInputs(session: Session): Promise<void> {
+    const ingress = await session.channel.consume(
+      ingressQueueName(this.shard),
+      (message) => this.#dispatch(session, message, 'route'),
+      { noAck: false },
+    );
+    session.ingressTag = ingress.consumerTag;
     // The mesh ingress only with a key to verify and sign with: without one every message would be refused.
     if (this.#mesh !== undefined) {
       const mesh = await session.channel.consume(
@@ -506,9 +564,51 @@ export class Router {
     }
   }
 
+  /**
+   * The hold reached its bound (or fell back under it): stop (resume) taking
+   * new messages from the inputs. Dead-letter reports keep flowing: they
+   * settle what is already in the node. Changes run one after the other on
+   * the session; a pause for a transient failure resumes the inputs itself.
+   */
+  #holdsFull(session: Session, full: boolean): void {
+    this.#options.logger.warn(
+      {
+        shard: this.shard,
+        held: session.holds.count,
+        heldBytes: session.holds.bytes,
+        destinations: session.holds.keys,
+      },
+      full ? 'hold full: taking no new messages until held ones settle' : 'hold below its bound: taking messages again',
+    );
+    session.gate = session.gate.then(async () => {
+      if (!session.alive || session.paused || this.#stopping.signal.aborted) return;
+      try {
+        if (session.holds.full) {
+          const tags = [session.ingressTag, session.meshTag];
+          session.ingressTag = undefined;
+          session.meshTag = undefined;
+          for (const tag of tags) if (tag !== undefined) await session.channel.cancel(tag);
+        } else if (session.ingressTag === undefined) await this.#consumeInputs(session);
+      } catch (error) {
+        this.#options.logger.warn({ error: String(error) }, 'changing the inputs failed');
+        void session.connection.close().catch(() => undefined);
+      }
+    });
+  }
+
+  #holdOptions(): HoldOptions {
+    const prefetch = this.#options.prefetch ?? 256;
+    return {
+      maxMessages: this.#options.hold?.maxMessages ?? Math.max(1, Math.floor(prefetch / 2)),
+      maxBytes: this.#options.hold?.maxBytes ?? DEFAULT_HOLD_MAX_BYTES,
+      backoff: this.#options.hold?.backoff ?? DEFAULT_HOLD_BACKOFF,
+    };
+  }
+
   /** After a loss: the broker requeues every unacked delivery; forget their ids so they are not replays. */
   #drop(session: Session): void {
     session.alive = false;
+    session.holds.clear();
     for (const id of session.inflightIds) this.#guard?.release(id);
     session.inflightIds.clear();
     this.#options.audit?.detach?.();

@@ -104,8 +104,12 @@ describe('traces across three nodes', { timeout: 360_000 }, () => {
       ['forwarded', 'forwarded', 'routed'],
     );
     assert.equal(a.attributes['dmr.next_hop'], 'node-b');
-    assert.deepEqual(a.events, ['validated', 'policy', 'publish', 'confirm', 'audit']);
-    assert.deepEqual(c.events, ['verified', 'policy', 'publish', 'confirm', 'audit']);
+    // The checks in order; the publish and the audit record may overlap (Outcomes.sendAndSettle).
+    assert.deepEqual(a.events.slice(0, 2), ['validated', 'policy']);
+    assert.deepEqual(c.events.slice(0, 2), ['verified', 'policy']);
+    for (const span of [a, b, c]) {
+      assert.deepEqual(span.events.slice(2).sort(), ['audit', 'confirm', 'publish'], span.attributes['dmr.node']);
+    }
     // The recipient gets the trace, as the child of the last hop.
     assert.equal(delivered.properties.headers?.traceparent, `00-${traceId}-${c.spanId}-01`);
     for (const span of receiver.spans) {

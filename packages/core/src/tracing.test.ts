@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { context, propagation, trace, ROOT_CONTEXT } from '@opentelemetry/api';
 import { OtlpReceiver } from './otlp-receiver.js';
-import { amqpHeaderGetter, amqpHeaderSetter, startTracing, traceIdOf, tracesEndpoint } from './tracing.js';
+import { DmrError } from './errors.js';
+import { tracerProvider } from './tracing-sdk.js';
+import { amqpHeaderGetter, amqpHeaderSetter, inSpan, startTracing, traceIdOf, tracesEndpoint } from './tracing.js';
 
 describe('tracesEndpoint', () => {
   it('is off with nothing configured, or when the standard variables turn the SDK or the exporter off', () => {
@@ -112,5 +114,33 @@ describe('startTracing', () => {
     assert.equal(received?.service, 'dmr-test');
     assert.equal(received?.attributes['dmr.node'], 'node-a');
     assert.deepEqual(received?.events, ['inside']);
+  });
+});
+
+describe('inSpan', () => {
+  let receiver: OtlpReceiver;
+  before(async () => {
+    receiver = await OtlpReceiver.start();
+  });
+  after(() => receiver.close());
+
+  it('just runs the work without a tracer', async () => {
+    assert.equal(await inSpan(undefined, 'x', {}, (span) => Promise.resolve(span === undefined)), true);
+  });
+
+  it('ends the span with the work; a failure marks it an error by its code, never its message', async () => {
+    const provider = tracerProvider({ serviceName: 'dmr-test', url: `${receiver.url}/v1/traces` });
+    assert.equal(await inSpan(provider.tracer, 'ok', { 'dmr.node': 'node-a' }, () => Promise.resolve(7)), 7);
+    await assert.rejects(
+      inSpan(provider.tracer, 'failed', {}, () => Promise.reject(new DmrError('CONFIG_INVALID', 'secret detail'))),
+      { code: 'CONFIG_INVALID' },
+    );
+    await provider.shutdown();
+    const ok = receiver.spans.find((span) => span.name === 'ok');
+    const failed = receiver.spans.find((span) => span.name === 'failed');
+    assert.equal(ok?.status, 0);
+    assert.equal(ok?.attributes['dmr.node'], 'node-a');
+    assert.equal(failed?.status, 2);
+    assert.ok(!JSON.stringify(receiver.spans).includes('secret detail'));
   });
 });

@@ -18,7 +18,14 @@
  * table to the API's propagator, and traceIdOf reads a trace id from one
  * without any SDK (for audit records). Never payloads or secrets in spans.
  */
-import type { Attributes, TextMapGetter, TextMapSetter, Tracer } from '@opentelemetry/api';
+import {
+  SpanStatusCode,
+  type Attributes,
+  type Span,
+  type TextMapGetter,
+  type TextMapSetter,
+  type Tracer,
+} from '@opentelemetry/api';
 import { DmrError } from './errors.js';
 
 export interface TracingOptions {
@@ -117,4 +124,36 @@ export function traceIdOf(traceparent: unknown): string | undefined {
   const match = TRACEPARENT.exec(traceparent);
   const id = match?.[1];
   return id === undefined || /^0+$/.test(id) || traceparent.startsWith('ff') ? undefined : id;
+}
+
+/**
+ * Runs `work` inside a span named `name` when there is a tracer (the span
+ * is active for what `work` awaits, and ends with it; a throw marks it an
+ * error by the error's code or class, never its message), else just runs it.
+ */
+export function inSpan<T>(
+  tracer: Tracer | undefined,
+  name: string,
+  attributes: Attributes,
+  work: (span: Span | undefined) => Promise<T>,
+): Promise<T> {
+  if (tracer === undefined) return work(undefined);
+  return tracer.startActiveSpan(name, { attributes }, (span) =>
+    work(span).then(
+      (value) => {
+        span.end();
+        return value;
+      },
+      (error: unknown) => {
+        span.setStatus({ code: SpanStatusCode.ERROR, message: errorName(error) });
+        span.end();
+        throw error;
+      },
+    ),
+  );
+}
+
+function errorName(error: unknown): string {
+  if (error instanceof DmrError) return error.code;
+  return error instanceof Error ? error.name : 'error';
 }

@@ -209,6 +209,8 @@ export async function startRouterProcess(options: RouterProcessOptions): Promise
     endpoint: config.tracing?.endpoint,
     attributes: { 'dmr.node': config.node, 'dmr.shard': shard },
   });
+  const metrics = new RouterMetrics(registry);
+  metrics.watchAuditLog(() => audit.checkpointer);
   const router = new Router({
     identity: nodeIdentity,
     nodeId: config.node,
@@ -232,7 +234,7 @@ export async function startRouterProcess(options: RouterProcessOptions): Promise
     },
     policy,
     logger,
-    metrics: new RouterMetrics(registry),
+    metrics,
     audit: audit.sink,
     backoff: { initialMs: config.feed.backoffInitialMs, maxMs: Math.max(config.feed.backoffInitialMs, 10_000) },
     replayMemory: journal,

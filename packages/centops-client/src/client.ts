@@ -26,6 +26,15 @@ import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import type { Static, TSchema } from '@sinclair/typebox';
 import {
   MESH_STATUS_SCHEMA,
+  AUDIT_WRITERS_SCHEMA,
+  CHECKPOINT_LIST_SCHEMA,
+  WITNESSED_CHECKPOINT_SCHEMA,
+  WRITER_CHECKPOINT_SCHEMA,
+  type AuditWritersBody,
+  type CheckpointListBody,
+  type CheckpointSubmissionBody,
+  type WitnessedCheckpointBody,
+  type WriterCheckpointBody,
   POLICY_VERSION_WITH_FILES_SCHEMA,
   type MeshStatus,
   type NodeStatusReport,
@@ -335,6 +344,44 @@ export class CentOpsClient {
       query: { version },
       schema: POLICY_VERSION_WITH_FILES_SCHEMA,
       what: 'policy',
+    });
+  }
+
+  /** POST /v1/audit/checkpoints: CentOps witnesses (countersigns) a writer's checkpoint, or refuses a fork. */
+  submitAuditCheckpoint(body: CheckpointSubmissionBody): Promise<WitnessedCheckpointBody> {
+    return this.json('POST', '/v1/audit/checkpoints', {
+      body,
+      schema: WITNESSED_CHECKPOINT_SCHEMA,
+      what: 'audit checkpoint',
+    });
+  }
+
+  /** GET /v1/audit/writers/<node>/<name>/checkpoint: the last checkpoint held for a writer; undefined for a new one. */
+  async auditWriterCheckpoint(writer: string): Promise<WriterCheckpointBody | undefined> {
+    const path = `/v1/audit/writers/${writer.split('/').map(encodeURIComponent).join('/')}/checkpoint`;
+    const answer = await this.request('GET', path);
+    if (answer.status === 404) return undefined;
+    if (answer.status !== 200) throw centOpsError(answer, 'audit writer checkpoint');
+    let body: unknown;
+    try {
+      body = JSON.parse(answer.body.toString('utf8'));
+    } catch {
+      throw new DmrError('INTERNAL', 'audit writer checkpoint: CentOps answered with a body that is not JSON');
+    }
+    return validAnswer(WRITER_CHECKPOINT_SCHEMA, body, 'audit writer checkpoint');
+  }
+
+  /** GET /v1/audit/writers */
+  auditWriters(): Promise<AuditWritersBody> {
+    return this.json('GET', '/v1/audit/writers', { schema: AUDIT_WRITERS_SCHEMA, what: 'audit writers' });
+  }
+
+  /** GET /v1/audit/checkpoints: one page of a log's checkpoints, smallest first. */
+  auditCheckpoints(origin: string, afterSize = -1): Promise<CheckpointListBody> {
+    return this.json('GET', '/v1/audit/checkpoints', {
+      query: { origin, afterSize },
+      schema: CHECKPOINT_LIST_SCHEMA,
+      what: 'audit checkpoints',
     });
   }
 }

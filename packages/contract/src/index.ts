@@ -9,3 +9,4 @@ export * from './policy.js';
 export * from './merkle.js';
 export * from './signed-note.js';
 export * from './checkpoint.js';
+export * from './audit-api.js';

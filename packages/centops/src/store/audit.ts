@@ -64,6 +64,18 @@ function toEntry(row: Selectable<AuditLogTable>): AuditEntry {
   };
 }
 
+/** Entries after `seq`, oldest first: what CentOps' own Merkle log appends (server/witness.ts). */
+export async function auditEntriesAfter(db: Db, seq: number, limit: number): Promise<AuditEntry[]> {
+  const rows = await db
+    .selectFrom('audit_log')
+    .selectAll()
+    .where('seq', '>', seq)
+    .orderBy('seq')
+    .limit(limit)
+    .execute();
+  return rows.map(toEntry);
+}
+
 /** Oldest first, so `since` plus paging reads the log forward. */
 export async function listAudit(db: Db, query: AuditQuery): Promise<Page<AuditEntry>> {
   const limit = pageLimit(query);

@@ -10,3 +10,4 @@ export {
   type Problem,
   type RegistryContents,
 } from './validate.js';
+export type { AuditWriter, CheckpointProposal, StoredCheckpoint } from './audit-checkpoints.js';

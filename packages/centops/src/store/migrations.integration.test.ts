@@ -79,7 +79,7 @@ function suite(backend: Backend): void {
 
       const store = await openStore(location);
       try {
-        assert.equal(store.schemaVersion, '0005_identity_revocation');
+        assert.equal(store.schemaVersion, '0006_audit_logs');
         const kept = await store.getCertificate('a1');
         assert.deepEqual([kept.kind, kept.id, kept.role, kept.fingerprint], ['client', 'police-bot', null, FP('a')]);
 
@@ -150,7 +150,7 @@ function suite(backend: Backend): void {
       });
       const store = await openStore(location);
       try {
-        assert.equal(store.schemaVersion, '0005_identity_revocation');
+        assert.equal(store.schemaVersion, '0006_audit_logs');
         const [kept, ...others] = await store.certificatesOf('client', 'police-bot');
         assert.deepEqual(others, []);
         assert.deepEqual([kept?.serial, kept?.fingerprint, kept?.chainPem], ['f6', FP('f'), null]);

@@ -116,6 +116,27 @@ export interface NodeStatusTable {
   reported_at: string;
 }
 
+/** Migration 0006: the router writers CentOps witnesses. */
+export interface AuditWritersTable {
+  writer: string;
+  node_id: string;
+  origin: string;
+  registered_at: string;
+}
+
+/** Migration 0006: countersigned writer checkpoints and CentOps' own. */
+export interface AuditCheckpointsTable {
+  origin: string;
+  size: number;
+  /** base64 root hash */
+  root: string;
+  /** the signed note as stored (a writer's: with CentOps' cosignature) */
+  note: string;
+  /** JSON list of base64 edge hashes at `size`; null for CentOps' own log */
+  edge: string | null;
+  at: string;
+}
+
 export interface Database {
   resources: ResourcesTable;
   resource_refs: ResourceRefsTable;
@@ -126,6 +147,8 @@ export interface Database {
   identity_revocations: IdentityRevocationsTable;
   denylist: DenylistTable;
   node_status: NodeStatusTable;
+  audit_writers: AuditWritersTable;
+  audit_checkpoints: AuditCheckpointsTable;
 }
 
 /** A connection or a transaction: read helpers accept either. */

@@ -89,7 +89,7 @@ function suite(backend: Backend): void {
     it('creates, reads, updates and deletes with versions and revisions', () =>
       withStore(async (store, clock) => {
         assert.equal(store.dialect, backend.name === 'SQLite' ? 'sqlite' : 'postgres');
-        assert.equal(store.schemaVersion, '0005_identity_revocation');
+        assert.equal(store.schemaVersion, '0006_audit_logs');
         assert.equal(await store.revision(), 0);
 
         const created = await store.create('Organisation', organisation('police'), OPERATOR);
@@ -969,7 +969,7 @@ function suite(backend: Backend): void {
         const again = await openStore(location);
         try {
           assert.equal((await again.get('Organisation', 'police')).version, 1);
-          assert.equal(again.schemaVersion, '0005_identity_revocation');
+          assert.equal(again.schemaVersion, '0006_audit_logs');
         } finally {
           await again.close();
         }

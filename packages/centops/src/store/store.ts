@@ -8,7 +8,16 @@ import { DmrError, type PrincipalKind } from '@dmr/core';
 import type { CertificateKind, RevocationReason } from '@dmr/pki';
 import { RESOURCE_KINDS, type ResourceKind, type ResourceSpecs, type Stored } from '../model.js';
 import { applyChanges } from './apply.js';
-import { listAudit } from './audit.js';
+import { auditEntriesAfter, listAudit } from './audit.js';
+import {
+  latestCheckpoint,
+  listAuditWriters,
+  listCheckpoints,
+  witnessCheckpoint,
+  type AuditWriter,
+  type CheckpointProposal,
+  type StoredCheckpoint,
+} from './audit-checkpoints.js';
 import {
   certificatesOf,
   countCertificatesSince,
@@ -166,6 +175,31 @@ class KyselyStore implements Store {
 
   listAudit(query: AuditQuery = {}): Promise<Page<AuditEntry>> {
     return listAudit(this.db, query);
+  }
+
+  /** Audit entries after `seq`, oldest first (CentOps' own Merkle log). */
+  auditEntriesAfter(seq: number, limit = 1000): Promise<AuditEntry[]> {
+    return auditEntriesAfter(this.db, seq, limit);
+  }
+
+  latestAuditCheckpoint(origin: string): Promise<StoredCheckpoint | undefined> {
+    return latestCheckpoint(this.db, origin);
+  }
+
+  listAuditCheckpoints(origin: string, afterSize?: number, limit?: number): Promise<StoredCheckpoint[]> {
+    return listCheckpoints(this.db, origin, afterSize, limit);
+  }
+
+  listAuditWriters(): Promise<AuditWriter[]> {
+    return listAuditWriters(this.db);
+  }
+
+  /** Stores the checkpoint `decide` accepts for a log, judged against the latest held, under the write lock. */
+  witnessAuditCheckpoint(
+    proposal: CheckpointProposal,
+    decide: (latest: StoredCheckpoint | undefined) => string,
+  ): Promise<StoredCheckpoint> {
+    return witnessCheckpoint(this.db, proposal, this.now(), decide);
   }
 
   createBootstrapToken(request: BootstrapTokenRequest, actor: Actor): Promise<IssuedBootstrapToken> {

@@ -7,6 +7,7 @@ import type { PrincipalKind } from '@dmr/core';
 import type { CertificateKind, OperatorRole, RevocationReason } from '@dmr/pki';
 import type { ResourceKind, ResourceSpecs, Stored } from '../model.js';
 import type { Dialect } from './location.js';
+import type { AuditWriter, CheckpointProposal, StoredCheckpoint } from './audit-checkpoints.js';
 
 export type IdentityKind = 'client' | 'node' | 'operator';
 export const IDENTITY_KINDS: readonly IdentityKind[] = ['client', 'node', 'operator'];
@@ -304,6 +305,19 @@ export interface Store {
   snapshot(): Promise<RegistrySnapshot>;
 
   listAudit(query?: AuditQuery): Promise<Page<AuditEntry>>;
+  /** Audit entries after `seq`, oldest first: what CentOps' own Merkle log folds in. */
+  auditEntriesAfter(seq: number, limit?: number): Promise<AuditEntry[]>;
+  /** The checkpoint of `origin` with the largest size, if any. */
+  latestAuditCheckpoint(origin: string): Promise<StoredCheckpoint | undefined>;
+  /** The checkpoints of `origin` larger than `afterSize`, smallest first. */
+  listAuditCheckpoints(origin: string, afterSize?: number, limit?: number): Promise<StoredCheckpoint[]>;
+  /** The router writers CentOps knows (registered by their first checkpoint). */
+  listAuditWriters(): Promise<AuditWriter[]>;
+  /** Stores the checkpoint `decide` returns, judged against the latest held for its log, under the write lock. */
+  witnessAuditCheckpoint(
+    proposal: CheckpointProposal,
+    decide: (latest: StoredCheckpoint | undefined) => string,
+  ): Promise<StoredCheckpoint>;
 
   createBootstrapToken(request: BootstrapTokenRequest, actor: Actor): Promise<IssuedBootstrapToken>;
   /** Whom an unused, unexpired token is for, without using it up; TOKEN_INVALID otherwise (a known token's refusal is audited). */

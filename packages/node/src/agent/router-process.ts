@@ -42,7 +42,10 @@ import {
   type PolicyDecision,
 } from '@dmr/policy';
 import { vhostName } from '@dmr/contract';
+import { CentOpsClient } from '@dmr/centops-client';
+import { routerWriterId } from '@dmr/contract';
 import { StreamAuditSink } from '../router/audit.js';
+import { AuditCheckpointer } from '../router/audit-checkpointer.js';
 import { RouterMetrics } from '../router/metrics.js';
 import type { NodeIdentity } from '../router/mesh-context.js';
 import { Router } from '../router/router.js';
@@ -200,6 +203,7 @@ export async function startRouterProcess(options: RouterProcessOptions): Promise
     'replay memory loaded',
   );
   let nodeIdentity = await readRouterIdentity(config.dataDir, paths);
+  const audit = await startAuditLog(config, shard, () => nodeIdentity, logger);
   const router = new Router({
     identity: nodeIdentity,
     nodeId: config.node,
@@ -224,7 +228,7 @@ export async function startRouterProcess(options: RouterProcessOptions): Promise
     policy,
     logger,
     metrics: new RouterMetrics(registry),
-    audit: new StreamAuditSink({ writer: `${config.node}/router-${shard}/${process.pid}` }),
+    audit: audit.sink,
     backoff: { initialMs: config.feed.backoffInitialMs, maxMs: Math.max(config.feed.backoffInitialMs, 10_000) },
     replayMemory: journal,
   });
@@ -306,7 +310,8 @@ export async function startRouterProcess(options: RouterProcessOptions): Promise
     await new Promise((resolve) => setTimeout(resolve, pollMs));
   }
   await router.start();
-  logger.info({ revision, shard }, 'router consuming');
+  audit.checkpointer.start();
+  logger.info({ revision, shard, auditWriter: audit.sink.writer }, 'router consuming');
 
   let watcher: FSWatcher | undefined;
   try {
@@ -365,8 +370,75 @@ export async function startRouterProcess(options: RouterProcessOptions): Promise
       }
       await checking;
       await router.stop();
+      await audit.checkpointer.close();
+      audit.client.close();
       journal.close();
       await policy.close();
     },
   };
+}
+
+/**
+ * The router's audit log (docs/audit.md): writer `<node>/router-<shard>`,
+ * continued from the last checkpoint CentOps witnessed. When CentOps cannot
+ * say where the log stands (unreachable at start), the router does not wait:
+ * it writes a new log `<node>/router-<shard>-<run>` from zero, which CentOps
+ * registers with its first checkpoint.
+ */
+async function startAuditLog(
+  config: RunConfig,
+  shard: number,
+  identity: () => NodeIdentity,
+  logger: Logger,
+): Promise<{ sink: StreamAuditSink; checkpointer: AuditCheckpointer; client: CentOpsClient }> {
+  const current = identity();
+  const client = new CentOpsClient({
+    apiUrl: config.centops.url,
+    caPem: await readFile(config.centops.caFile, 'utf8'),
+    trustDomain: config.centops.trustDomain,
+    identity: { certPem: current.certificateChainPem, keyPem: current.privateKeyPem },
+    keepAlive: true,
+    timeoutMs: 10_000,
+  });
+  let lastKey = current.privateKeyPem;
+  const witness = {
+    // The node's certificate for CentOps follows renewals, like the broker connection.
+    submitAuditCheckpoint: (body: Parameters<CentOpsClient['submitAuditCheckpoint']>[0]) => {
+      const now = identity();
+      if (now.privateKeyPem !== lastKey) {
+        client.setIdentity({ certPem: now.certificateChainPem, keyPem: now.privateKeyPem });
+        lastKey = now.privateKeyPem;
+      }
+      return client.submitAuditCheckpoint(body);
+    },
+    auditWriterCheckpoint: (writer: string) => client.auditWriterCheckpoint(writer),
+  };
+  const make = (writer: string) => {
+    const sink = new StreamAuditSink({ writer });
+    const checkpointer = new AuditCheckpointer({
+      writer,
+      nodeId: config.node,
+      trustDomain: config.centops.trustDomain,
+      identity,
+      witness,
+      publish: (body) => sink.publishCheckpoint(body),
+      logger,
+    });
+    sink.onStored = (leaf) => checkpointer.stored(leaf);
+    return { sink, checkpointer, client };
+  };
+  const log = make(routerWriterId(config.node, shard));
+  try {
+    const size = await log.checkpointer.resume();
+    log.sink.resume(size);
+    logger.info({ writer: log.sink.writer, size }, 'audit log continues from its last witnessed checkpoint');
+    return log;
+  } catch (error) {
+    const fresh = make(`${routerWriterId(config.node, shard)}-${log.sink.run.slice(0, 8)}`);
+    logger.warn(
+      { err: refusalReason(error), writer: fresh.sink.writer },
+      'CentOps could not say where the audit log stands: starting a new log',
+    );
+    return fresh;
+  }
 }

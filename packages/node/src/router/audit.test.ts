@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ConfirmChannel } from 'amqplib';
+import { leafHash } from '@dmr/contract';
 import { GENESIS, StreamAuditSink, firstBrokenRecord, sealRecord, type AuditEvent } from './audit.js';
 
 function event(n: number): AuditEvent {
@@ -57,11 +58,12 @@ function heldChannel(fail: (index: number) => boolean = () => false) {
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 describe('audit chain', () => {
-  it('chains records by the hash of the previous record bytes, and names the first broken one', () => {
+  it("chains records by the previous record's leaf hash, and names the first broken one", () => {
     let head = GENESIS;
     const stored: Buffer[] = [];
     for (let n = 1; n <= 4; n += 1) {
-      const sealed = sealRecord('w-1', head, event(n));
+      const sealed = sealRecord('w-1', 'run-1', head, event(n));
+      assert.deepEqual(sealed.leaf, leafHash(sealed.bytes));
       assert.equal(sealed.record.seq, n);
       assert.equal(sealed.record.prev, head.hash);
       head = sealed.head;
@@ -78,15 +80,28 @@ describe('audit chain', () => {
     assert.equal(firstBrokenRecord('w-1', [Buffer.from('not json')]), 0);
   });
 
-  it('still accepts records stored in the form used before RFC 8785 (U+2028/U+2029 escaped), and nothing else', () => {
-    const sealed = sealRecord('w-1', GENESIS, { ...event(1), policyReasons: ['line\u2028separator\u2029'] });
-    const text = sealed.bytes.toString('utf8');
-    assert.ok(text.includes('\u2028'), 'RFC 8785 writes the character itself');
-    const legacy = Buffer.from(text.replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029'), 'utf8');
-    assert.equal(firstBrokenRecord('w-1', [sealed.bytes]), -1);
-    assert.equal(firstBrokenRecord('w-1', [legacy]), -1);
-    const spaced = Buffer.from(text.replace('"kind":', '"kind": '), 'utf8');
-    assert.equal(firstBrokenRecord('w-1', [spaced]), 0, 'not canonical in either form');
+  it('a restarted writer continues the seq under a new run, with prev null; the stored leaves reach the checkpointer', async () => {
+    const leaves: Buffer[] = [];
+    const first = new StreamAuditSink({ writer: 'w-1', onStored: (leaf) => void leaves.push(leaf) });
+    const one = fakeChannel();
+    first.attach(one.channel);
+    await Promise.all([first.append(event(1)), first.append(event(2))]);
+    assert.deepEqual(
+      leaves,
+      one.bodies.map((bytes) => leafHash(bytes)),
+    );
+    const second = new StreamAuditSink({ writer: 'w-1' });
+    second.resume(2);
+    const two = fakeChannel();
+    second.attach(two.channel);
+    await second.append(event(3));
+    const record = JSON.parse((two.bodies[0] as Buffer).toString()) as { seq: number; prev: unknown; run: string };
+    assert.equal(record.seq, 3);
+    assert.equal(record.prev, null);
+    assert.notEqual(record.run, first.run);
+    assert.equal(firstBrokenRecord('w-1', [...one.bodies, ...two.bodies]), -1);
+    assert.throws(() => second.resume(5), /cannot resume/);
+    await Promise.all([first.close(), second.close()]);
   });
 
   it('batches appends and resolves each once confirmed; the stored records form one chain', async () => {

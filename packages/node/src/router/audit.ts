@@ -9,10 +9,10 @@
  * publisher confirms; the router acknowledges an ingress message only after
  * its record is confirmed, so nothing acknowledged lacks its audit record.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { DmrError, canonicalJson } from '@dmr/core';
 import type { ConfirmChannel } from 'amqplib';
-import { AUDIT_STREAM } from '@dmr/contract';
+import { AUDIT_STREAM, leafHash } from '@dmr/contract';
 
 /** What the router records about one decision. */
 export interface AuditEvent {
@@ -39,65 +39,70 @@ export interface AuditEvent {
   at: string;
 }
 
-/** A stored record: the event plus its place in the writer's chain. */
+/** A stored record: the event plus its place in the writer's log. */
 export interface AuditRecord extends AuditEvent {
-  v: 1;
+  v: 2;
   writer: string;
+  /** 1-based position in the writer's log: the record is Merkle leaf `seq - 1`. */
   seq: number;
-  /** sha256 hex of the previous record's bytes; null for the first record of a chain. */
+  /**
+   * The previous record's RFC 6962 leaf hash (hex); null for the first
+   * record of a run. It names an edited record exactly (the next one no
+   * longer links); the checkpoints prove the whole log.
+   */
   prev: string | null;
+  /** The writer process's run (random per start): a restarted writer continues the log under a new run. */
+  run: string;
 }
+
+/** AMQP `type` of a record and of a countersigned checkpoint in `dmr.audit`. */
+export const AUDIT_RECORD_TYPE = 'dmr.AuditRecord';
+export const AUDIT_CHECKPOINT_TYPE = 'dmr.AuditCheckpoint';
 
 export interface ChainHead {
   seq: number;
+  /** Leaf hash (hex) of the record at `seq`; null before the first record of a run. */
   hash: string | null;
 }
 
 export const GENESIS: ChainHead = { seq: 0, hash: null };
 
-/** Pure: the record that follows `head`, its bytes (what is stored) and the new head. */
+/** Pure: the record that follows `head`, its bytes (what is stored), its leaf hash and the new head. */
 export function sealRecord(
   writer: string,
+  run: string,
   head: ChainHead,
   event: AuditEvent,
-): { record: AuditRecord; bytes: Buffer; head: ChainHead } {
-  const record: AuditRecord = { ...event, v: 1, writer, seq: head.seq + 1, prev: head.hash };
+): { record: AuditRecord; bytes: Buffer; leaf: Buffer; head: ChainHead } {
+  const record: AuditRecord = { ...event, v: 2, writer, seq: head.seq + 1, prev: head.hash, run };
   const bytes = Buffer.from(canonicalJson(record), 'utf8');
-  return { record, bytes, head: { seq: record.seq, hash: createHash('sha256').update(bytes).digest('hex') } };
+  const leaf = leafHash(bytes);
+  return { record, bytes, leaf, head: { seq: record.seq, hash: leaf.toString('hex') } };
 }
 
 /**
- * Whether `text` is the canonical form of `record`. Records written before
- * the audit log moved to RFC 8785 used OPA's form, which differs only in
- * escaping U+2028 and U+2029 inside strings (every key of a record is ASCII,
- * so the key order is the same): such a record is still whole.
- */
-function isCanonical(record: AuditRecord, text: string): boolean {
-  const canonical = canonicalJson(record);
-  if (canonical === text) return true;
-  return (
-    /[\u2028\u2029]/.test(canonical) && canonical.replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029') === text
-  );
-}
-
-/**
- * Checks one writer's records, in stored order: each parses, belongs to the
- * writer, follows its predecessor's seq and names its hash. Returns the index
- * of the first broken record, or -1 when the chain is whole.
+ * Checks one writer's records, in stored order: each parses, is canonical,
+ * belongs to the writer, follows its predecessor's seq and names its leaf
+ * hash (a new run starts with prev null). Returns the index of the first
+ * broken record, or -1. The full check, with checkpoints, is audit/verify.ts.
  */
 export function firstBrokenRecord(writer: string, stored: readonly Uint8Array[]): number {
   let head: ChainHead | undefined;
+  let run: string | undefined;
   for (const [index, bytes] of stored.entries()) {
     let record: AuditRecord;
+    const text = Buffer.from(bytes).toString('utf8');
     try {
-      record = JSON.parse(Buffer.from(bytes).toString('utf8')) as AuditRecord;
+      record = JSON.parse(text) as AuditRecord;
     } catch {
       return index;
     }
-    if (record.writer !== writer || !isCanonical(record, Buffer.from(bytes).toString('utf8'))) return index;
-    const expected = head ?? { seq: record.seq - 1, hash: record.prev };
-    if (record.seq !== expected.seq + 1 || record.prev !== expected.hash) return index;
-    head = { seq: record.seq, hash: createHash('sha256').update(bytes).digest('hex') };
+    if (record.writer !== writer || canonicalJson(record) !== text) return index;
+    const newRun = run !== undefined && record.run !== run && record.prev === null;
+    const expected = head === undefined ? { seq: record.seq - 1, hash: record.prev } : head;
+    if (record.seq !== expected.seq + 1 || (record.prev !== expected.hash && !newRun)) return index;
+    head = { seq: record.seq, hash: leafHash(bytes).toString('hex') };
+    run = record.run;
   }
   return -1;
 }
@@ -113,8 +118,10 @@ export interface AuditSink {
 }
 
 export interface StreamAuditSinkOptions {
-  /** Chain id; default a random UUID (one chain per router instance). */
+  /** Log id; default a random UUID. Routers use `<node>/router-<shard>` so a restart continues the log. */
   writer?: string;
+  /** Told each record's leaf hash once it is stored, in log order (the checkpointer). */
+  onStored?: (leaf: Buffer) => void;
   /** Flush when this many records wait (default 64). */
   maxBatch?: number;
   /** ...or this long after the first one arrived (default 5 ms). */
@@ -132,11 +139,15 @@ interface Pending {
 interface InFlight {
   pending: Pending;
   head: ChainHead;
+  leaf: Buffer;
   outcome: 'waiting' | 'confirmed' | Error;
 }
 
 export class StreamAuditSink implements AuditSink {
   readonly writer: string;
+  /** This process's run of the writer's log. */
+  readonly run: string = randomUUID();
+  #onStored: ((leaf: Buffer) => void) | undefined;
   readonly #maxBatch: number;
   readonly #flushMs: number;
   readonly #stream: string;
@@ -158,6 +169,7 @@ export class StreamAuditSink implements AuditSink {
 
   constructor(options: StreamAuditSinkOptions = {}) {
     this.writer = options.writer ?? randomUUID();
+    this.#onStored = options.onStored;
     this.#maxBatch = options.maxBatch ?? 64;
     this.#flushMs = options.flushMs ?? 5;
     this.#stream = options.stream ?? AUDIT_STREAM;
@@ -165,6 +177,40 @@ export class StreamAuditSink implements AuditSink {
 
   get head(): ChainHead {
     return this.#head;
+  }
+
+  /** Who is told each stored record's leaf hash (the checkpointer, once it knows where the log continues). */
+  set onStored(listener: ((leaf: Buffer) => void) | undefined) {
+    this.#onStored = listener;
+  }
+
+  /** Continues the writer's log after `size` records (its last checkpoint); before the first append. */
+  resume(size: number): void {
+    if (this.#sealed.seq !== 0 || this.#inFlight.length > 0 || this.#pending.length > 0) {
+      throw new DmrError('INTERNAL', `the audit log ${this.writer} cannot resume once it has records`);
+    }
+    this.#sealed = { seq: size, hash: null };
+    this.#head = this.#sealed;
+  }
+
+  /** Publishes a checkpoint message to the stream beside the records; resolves once confirmed. */
+  publishCheckpoint(body: Buffer): Promise<void> {
+    const channel = this.#channel;
+    if (channel === undefined) {
+      return Promise.reject(new DmrError('BROKER_NOT_RUNNING', 'the audit stream is not connected'));
+    }
+    return new Promise<void>((resolve, reject) => {
+      try {
+        channel.sendToQueue(
+          this.#stream,
+          body,
+          { persistent: true, contentType: 'application/json', type: AUDIT_CHECKPOINT_TYPE },
+          (error: unknown) => (error ? reject(asError(error)) : resolve()),
+        );
+      } catch (error) {
+        reject(asError(error));
+      }
+    });
   }
 
   attach(channel: ConfirmChannel): void {
@@ -216,15 +262,15 @@ export class StreamAuditSink implements AuditSink {
       return;
     }
     for (const pending of batch) {
-      const sealed = sealRecord(this.writer, this.#sealed, pending.event);
+      const sealed = sealRecord(this.writer, this.run, this.#sealed, pending.event);
       this.#sealed = sealed.head;
-      const entry: InFlight = { pending, head: sealed.head, outcome: 'waiting' };
+      const entry: InFlight = { pending, head: sealed.head, leaf: sealed.leaf, outcome: 'waiting' };
       this.#inFlight.push(entry);
       try {
         channel.sendToQueue(
           this.#stream,
           sealed.bytes,
-          { persistent: true, contentType: 'application/json', type: 'dmr.AuditRecord' },
+          { persistent: true, contentType: 'application/json', type: AUDIT_RECORD_TYPE },
           (error: unknown) => {
             entry.outcome = error ? asError(error) : 'confirmed';
             this.#settle();
@@ -245,6 +291,7 @@ export class StreamAuditSink implements AuditSink {
       this.#inFlight.shift();
       if (first.outcome === 'confirmed') {
         this.#head = first.head;
+        this.#onStored?.(first.leaf);
         first.pending.resolve();
         continue;
       }

@@ -9,6 +9,7 @@ import { operatorCertificatesMigration } from './0002_operator_certificates.js';
 import { policiesMigration } from './0003_policies.js';
 import { certificateChainsMigration } from './0004_certificate_chains.js';
 import { identityRevocationMigration } from './0005_identity_revocation.js';
+import { auditLogsMigration } from './0006_audit_logs.js';
 
 export function migrationsFor(dialect: Dialect): Record<string, Migration> {
   return {
@@ -17,6 +18,7 @@ export function migrationsFor(dialect: Dialect): Record<string, Migration> {
     '0003_policies': policiesMigration(dialect),
     '0004_certificate_chains': certificateChainsMigration(),
     '0005_identity_revocation': identityRevocationMigration(dialect),
+    '0006_audit_logs': auditLogsMigration(dialect),
   };
 }
 

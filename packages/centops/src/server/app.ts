@@ -171,6 +171,7 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
     ...(config.limits?.renewalsPerHour === undefined ? {} : { renewalsPerHour: config.limits.renewalsPerHour }),
     ...(options.now === undefined ? {} : { now: options.now }),
     ...(config.renewalOverlap === undefined ? {} : { renewalOverlapMs: parseDuration(config.renewalOverlap) }),
+    ...(config.renewalGrace === undefined ? {} : { renewalGraceMs: parseDuration(config.renewalGrace) }),
     events: metrics,
   });
   // Predecessors of renewed certificates are revoked once their overlap is over (and before every CRL).

@@ -43,7 +43,7 @@ import {
 } from '@dmr/sdk';
 import { bearerToken, isLoopbackHost, isLoopbackHostHeader } from './auth.js';
 import { authProblems, TOKENS_VARIABLE, type BridgeConfig } from './config.js';
-import { DeliveryAborted, DeliveryFailed, EndpointDeliverer } from './delivery.js';
+import { DeliveryAborted, DeliveryFailed, EndpointDeliverer, displayUrl } from './delivery.js';
 import { CentOpsProbe, certificateHealth, type Health, type HealthCheck } from './health.js';
 import { httpsOptions } from './https.js';
 import { BridgeMetrics } from './metrics.js';
@@ -238,7 +238,7 @@ export class Bridge {
     this.logger.info(
       {
         url: this.#url,
-        endpoint: this.config.endpoint.url,
+        endpoint: displayUrl(this.config.endpoint.url),
         node: this.config.node,
         auth: {
           tokens: tokens?.toJSON() ?? null,

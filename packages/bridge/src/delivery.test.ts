@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { DeliveryAborted, DeliveryFailed, EndpointDeliverer, type DeliveryOptions } from './delivery.js';
+import { DeliveryAborted, DeliveryFailed, EndpointDeliverer, displayUrl, type DeliveryOptions } from './delivery.js';
 import { waitFor } from '@dmr/testkit';
 
 describe('EndpointDeliverer', () => {
@@ -11,12 +11,14 @@ describe('EndpointDeliverer', () => {
   /** Status per request, in order; 200 after the list runs out. */
   let script: number[] = [];
   let requests = 0;
+  let lastAuthorization: string | undefined;
 
   before(async () => {
     server = createServer((request, response) => {
       request.resume();
       request.on('end', () => {
         requests += 1;
+        lastAuthorization = request.headers.authorization;
         const status = script.shift() ?? 200;
         response.writeHead(status).end();
       });
@@ -45,7 +47,7 @@ describe('EndpointDeliverer', () => {
     const deliverer = new EndpointDeliverer(options());
     assert.equal(await deliverer.deliver('{}'), 3);
     assert.equal(requests, 3);
-    deliverer.close();
+    await deliverer.close();
   });
 
   it('gives up after maxAttempts, and at once on a dead-letter status', async () => {
@@ -64,7 +66,7 @@ describe('EndpointDeliverer', () => {
       deliverer.deliver('{}'),
       (error: unknown) => error instanceof DeliveryFailed && error.permanent,
     );
-    deliverer.close();
+    await deliverer.close();
   });
 
   it('stops waiting for the next retry when aborted (shutdown), without dead-lettering', async () => {
@@ -84,7 +86,22 @@ describe('EndpointDeliverer', () => {
     await assert.rejects(deliverer.deliver('{}', controller.signal), DeliveryAborted);
     assert.equal(requests, 1, 'no attempt starts after the abort');
     script = [];
-    deliverer.close();
+    await deliverer.close();
+  });
+
+  it('sends credentials of the endpoint URL as Basic auth, unless a header sets Authorization', async () => {
+    const withUser = new EndpointDeliverer(options({ url: url.replace('http://', 'http://bot%40ria:s3cr%3At@') }));
+    assert.equal(await withUser.deliver('{}'), 1);
+    assert.equal(lastAuthorization, `Basic ${Buffer.from('bot@ria:s3cr:t').toString('base64')}`);
+    await withUser.close();
+    const withHeader = new EndpointDeliverer(
+      options({ url: url.replace('http://', 'http://bot:pw@'), headers: { Authorization: 'Bearer abc' } }),
+    );
+    assert.equal(await withHeader.deliver('{}'), 1);
+    assert.equal(lastAuthorization, 'Bearer abc');
+    await withHeader.close();
+    assert.equal(displayUrl('https://bot:s3cret@ria.example/in'), 'https://bot:***@ria.example/in');
+    assert.equal(displayUrl('https://ria.example/in'), 'https://ria.example/in');
   });
 
   it('treats a refused connection as retryable', async () => {
@@ -94,10 +111,10 @@ describe('EndpointDeliverer', () => {
       assert.equal(error.last.status, undefined);
       return true;
     });
-    deliverer.close();
+    await deliverer.close();
   });
 
-  it('backs off exponentially with jitter, capped, honouring Retry-After up to the cap', () => {
+  it('backs off exponentially with jitter, capped, honouring Retry-After up to the cap', async () => {
     const low = new EndpointDeliverer(options({ initialDelayMs: 100, maxDelayMs: 1_000 }), undefined, () => 0);
     const high = new EndpointDeliverer(options({ initialDelayMs: 100, maxDelayMs: 1_000 }), undefined, () => 1);
     const none = { ok: false, status: 503, retryAfterSeconds: undefined };
@@ -111,7 +128,7 @@ describe('EndpointDeliverer', () => {
     );
     assert.equal(low.delay(0, { ...none, retryAfterSeconds: 0.3 }), 300);
     assert.equal(low.delay(0, { ...none, retryAfterSeconds: 3600 }), 1_000);
-    low.close();
-    high.close();
+    await low.close();
+    await high.close();
   });
 });

@@ -7,3 +7,4 @@ export * from './backoff.js';
 export * from './reconnect.js';
 export * from './sse.js';
 export * from './canonical-json.js';
+export * from './metrics-server.js';

@@ -20,6 +20,7 @@ import { DemoExchange, enrolClient, type EnrolledClient } from './demo.js';
 import { pathLinks } from './inspect.js';
 import { startFailure, type LocalMesh, type StartMeshOptions } from './local-mesh.js';
 import { meshPaths } from './paths.js';
+import { locatePrometheus, meshTargets, prometheusArgs, writePrometheusFiles } from './prometheus.js';
 import { spawnLogged, type LoggedChild } from './processes.js';
 import { DEMO_CLIENTS, demoHomes, ensureGrants, registryDocuments, staleRegistryItems } from './registry.js';
 import type { MeshNodeState } from './state.js';
@@ -30,6 +31,7 @@ const FIRST_ROUND_TRIP_TIMEOUT_MS = 60_000;
 const PREFERRED_CENTOPS_PORT = 8443;
 const BROKER_BOOT_TIMEOUT_MS = 60_000;
 const BROKER_BOOT_TIMEOUT_PER_NODE_MS = 30_000;
+const PROMETHEUS_READY_TIMEOUT_MS = 60_000;
 
 function portFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -47,6 +49,17 @@ async function freePortPair(): Promise<number> {
     if ((await portFree(port)) && (await portFree(port + 1))) return port;
   }
   throw new DmrError('CONFLICT', 'found no two free adjacent TCP ports on 127.0.0.1 for CentOps');
+}
+
+/** A free port on 127.0.0.1 in [from, to). */
+async function freeLoopbackPort(from: number, to: number, what: string): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = randomInt(from, to);
+    if (await portFree(port)) return port;
+  }
+  throw new DmrError('CONFLICT', `found no free TCP port on 127.0.0.1:${from}-${to} for ${what}`, {
+    hint: `something holds most of 127.0.0.1:${from}-${to}; free some ports and run dmr up again`,
+  });
 }
 
 /**
@@ -144,9 +157,18 @@ export async function startCentOps(
       }
     }
     step.update('serve');
+    const metricsPort = await freeLoopbackPort(50_000, 51_000, 'the CentOps metrics');
     const child = spawnLogged(
       options.dmr.command,
-      [...options.dmr.args, 'centops', 'serve', '--dir', paths.centopsDir],
+      [
+        ...options.dmr.args,
+        'centops',
+        'serve',
+        '--dir',
+        paths.centopsDir,
+        '--metrics-listen',
+        `127.0.0.1:${metricsPort}`,
+      ],
       {
         logFile: paths.centopsLog,
       },
@@ -167,6 +189,7 @@ export async function startCentOps(
         apiUrl: admin.api.baseUrl,
         enrolUrl: admin.enrol.enrolUrl,
         adminConfig: join(`${paths.centopsDir}-admin`, 'admin.yaml'),
+        metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
         process: child.ref,
         log: paths.centopsLog,
       },
@@ -521,6 +544,37 @@ export async function startDemo(
       clearTimeout(timer);
     });
     step.done(`first round trip ${latency.toFixed(1)} ms`);
+  } catch (error) {
+    step.fail(error);
+    throw error;
+  }
+}
+
+/** `--observability`: Prometheus scraping CentOps, every agent, router and broker, with the shipped alert rules. */
+export async function startPrometheus(mesh: LocalMesh, options: StartMeshOptions): Promise<void> {
+  const step = options.progress.step('Prometheus');
+  try {
+    const install = locatePrometheus();
+    const { prometheusDir: dir, prometheusLog: log } = mesh.paths;
+    const harness = mesh.harness;
+    const brokerMetrics = new Map(
+      harness === undefined ? [] : mesh.state.nodes.map((node, index) => [node.id, harness.node(index).prometheusUrl]),
+    );
+    await writePrometheusFiles(dir, meshTargets(mesh.state, brokerMetrics, options.routers ?? 1));
+    const port = await freeLoopbackPort(51_000, 52_000, 'Prometheus');
+    const child = spawnLogged(install.prometheus, prometheusArgs(dir, port), { logFile: log });
+    mesh.prometheus = child;
+    const url = `http://127.0.0.1:${port}`;
+    await waitFor({
+      what: 'Prometheus',
+      child,
+      log,
+      timeoutMs: PROMETHEUS_READY_TIMEOUT_MS,
+      check: async () => ((await fetch(`${url}/-/ready`)).ok ? true : undefined),
+    });
+    mesh.watch(child, 'Prometheus', log);
+    await mesh.update({ prometheus: { url, dir, process: child.ref, log } });
+    step.done(`${url} (alerts: ${url}/alerts, pid ${child.ref.pid})`);
   } catch (error) {
     step.fail(error);
     throw error;

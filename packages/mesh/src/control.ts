@@ -38,6 +38,8 @@ export interface DetachedStartOptions {
   /** Each step the supervisor finishes, as it finishes. */
   onStep?: (step: MeshState['steps'][number]) => void;
   intervalMs?: number;
+  /** `--observability`: the supervisor also starts Prometheus. */
+  observability?: boolean;
 }
 
 /**
@@ -72,6 +74,7 @@ export async function startDetached(options: DetachedStartOptions): Promise<Mesh
         '--topology',
         options.shape.topology,
         ...(options.intervalMs === undefined ? [] : ['--interval', String(options.intervalMs)]),
+        ...(options.observability === true ? ['--observability'] : []),
       ],
       { detached: true, stdio: ['ignore', log.fd, log.fd] },
     );
@@ -288,6 +291,16 @@ export async function meshStatus(dir: string): Promise<MeshStatusReport> {
       info: { enrolment: state.centops.enrolUrl, adminConfig: state.centops.adminConfig },
     });
   }
+  if (state.prometheus != null) {
+    components.push({
+      name: 'prometheus',
+      running: isAlive(state.prometheus.process),
+      pid: state.prometheus.process?.pid ?? null,
+      endpoint: state.prometheus.url,
+      log: state.prometheus.log,
+      info: { dir: state.prometheus.dir },
+    });
+  }
   for (const client of state.clients) {
     components.push({
       name: client.id,
@@ -357,6 +370,9 @@ export async function meshDown(dir: string, onProgress?: (message: string) => vo
   if (isAlive(state.supervisor)) onProgress?.(`stopping the mesh (supervisor pid ${state.supervisor.pid})`);
   stopped.push({ name: 'supervisor', result: await stopProcess(state.supervisor, SUPERVISOR_STOP_TIMEOUT_MS) });
   // Whatever the supervisor did not stop (it was killed, or it failed half way) is stopped here.
+  if (state.prometheus?.process) {
+    stopped.push({ name: 'prometheus', result: await stopProcess(state.prometheus.process, 20_000) });
+  }
   const agents = await Promise.all(state.nodes.map((node) => stopProcess(node.process, 20_000)));
   state.nodes.forEach((node, index) => stopped.push({ name: node.id, result: agents[index] ?? 'not-running' }));
   if (state.broker !== null) {

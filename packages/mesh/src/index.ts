@@ -22,9 +22,20 @@ export {
   type MeshLinkState,
   type MeshNodeState,
   type MeshState,
+  type MeshPrometheusState,
   type MeshStatus,
   type PathStats,
 } from './state.js';
+export {
+  PROMETHEUS_DEPLOY_DIR,
+  locatePrometheus,
+  meshTargets,
+  prometheusArgs,
+  writePrometheusFiles,
+  type MeshTargets,
+  type PrometheusInstall,
+  type TargetGroup,
+} from './prometheus.js';
 export { TerminalProgress, type MeshProgress, type StepHandle, type TerminalProgressOptions } from './progress.js';
 export { DEMO_CLIENTS, demoHomes, registryDocuments, ensureGrants, type DemoClient } from './registry.js';
 export {

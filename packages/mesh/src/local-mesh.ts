@@ -35,6 +35,8 @@ export interface StartMeshOptions {
   nodeEnv?: Readonly<Record<string, NodeJS.ProcessEnv>>;
   /** Aborting (Ctrl-C during the start) stops what was started and rejects. */
   signal?: AbortSignal;
+  /** Also start Prometheus scraping the mesh (prometheus.ts). */
+  observability?: boolean;
 }
 
 const CHILD_STOP_GRACE_MS = 20_000;
@@ -62,6 +64,7 @@ export class LocalMesh {
   /** Each node's agent, by node id, in start order. */
   readonly nodes = new Map<string, LoggedChild>();
   demo: DemoExchange | undefined;
+  prometheus: LoggedChild | undefined;
   #stopping: Promise<void> | undefined;
   #failure: ((error: DmrError) => void) | undefined;
   /** Resolves when a component dies on its own while the mesh runs. */
@@ -196,6 +199,9 @@ export class LocalMesh {
     await this.update({ status: 'stopping' }).catch(() => undefined);
     if (this.#statsTimer) clearTimeout(this.#statsTimer);
     const stages: Array<[string, () => Promise<string | undefined>]> = [];
+    const prometheus = this.prometheus;
+    // First: it watches the others, and would only record them going down.
+    if (prometheus) stages.push(['stop Prometheus', async () => stopProcess(prometheus.ref, CHILD_STOP_GRACE_MS)]);
     const demo = this.demo;
     if (demo) {
       stages.push([
@@ -250,6 +256,7 @@ export class LocalMesh {
   killNowSync(): void {
     for (const child of this.nodes.values()) signalGroup(child.ref, 'SIGKILL');
     signalGroup(this.centops?.ref, 'SIGKILL');
+    signalGroup(this.prometheus?.ref, 'SIGKILL');
     this.harness?.killNowSync('second interrupt');
   }
 }

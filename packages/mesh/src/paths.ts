@@ -31,6 +31,9 @@ export interface MeshPaths {
   /** One broker harness holds every node's RabbitMQ (`mesh-broker-<n>`). */
   brokerDir: string;
   clientsDir: string;
+  /** `dmr up --observability`: Prometheus' configuration, rules, targets and data. */
+  prometheusDir: string;
+  prometheusLog: string;
   node(id: string): MeshNodePaths;
 }
 
@@ -47,6 +50,8 @@ export function meshPaths(dir: string): MeshPaths {
     centopsLog: join(logsDir, 'centops.log'),
     brokerDir: join(root, 'broker'),
     clientsDir: join(root, 'clients'),
+    prometheusDir: join(root, 'prometheus'),
+    prometheusLog: join(logsDir, 'prometheus.log'),
     node: (id) => ({
       id,
       dataDir: join(root, id),

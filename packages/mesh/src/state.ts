@@ -67,6 +67,8 @@ export interface MeshState {
     apiUrl: string;
     enrolUrl: string;
     adminConfig: string;
+    /** CentOps' GET /metrics (plain HTTP on loopback), null when it was not served. */
+    metricsUrl: string | null;
     process: ProcessRef | null;
     log: string;
   } | null;
@@ -76,6 +78,17 @@ export interface MeshState {
   links: MeshLinkState[];
   clients: MeshClientState[];
   statsFile: string;
+  /** The mesh's Prometheus (`dmr up --observability`); absent or null without it. */
+  prometheus?: MeshPrometheusState | null;
+}
+
+export interface MeshPrometheusState {
+  /** Its web UI and HTTP API. */
+  url: string;
+  /** Configuration, rules, target files and data (`<mesh>/prometheus`). */
+  dir: string;
+  process: ProcessRef | null;
+  log: string;
 }
 
 /** What the demo counts, for the whole mesh and for each path. */

@@ -12,10 +12,11 @@ import { join } from 'node:path';
 import { locateRabbitmq } from '@dmr/broker-harness';
 import { DmrError, isDmrError } from '@dmr/core';
 import { ensureOpa } from '@dmr/policy';
-import { applyRegistry, startCentOps, startDemo, startMeshBrokers, startNodes } from './components.js';
+import { applyRegistry, startCentOps, startDemo, startMeshBrokers, startNodes, startPrometheus } from './components.js';
 import { LocalMesh, type StartMeshOptions } from './local-mesh.js';
 import { meshPaths, type MeshPaths } from './paths.js';
 import { isAlive, processRef } from './processes.js';
+import { locatePrometheus } from './prometheus.js';
 import type { MeshProgress, StepHandle } from './progress.js';
 import { MESH_STATE_VERSION, recordedSupervisor } from './state.js';
 import { linkIdOf } from './topology.js';
@@ -28,8 +29,9 @@ export { LocalMesh, type DmrCommand, type StartMeshOptions } from './local-mesh.
  * not wait for a minutes-long opa build. A missing opa is built here (first
  * run only), its progress shown as lines of their own.
  */
-export async function preflight(progress?: MeshProgress): Promise<void> {
+export async function preflight(progress?: MeshProgress, options: { observability?: boolean } = {}): Promise<void> {
   locateRabbitmq();
+  if (options.observability === true) locatePrometheus();
   let step: StepHandle | undefined;
   try {
     await ensureOpa({
@@ -65,7 +67,7 @@ export async function startMesh(options: StartMeshOptions): Promise<LocalMesh> {
   const paths = meshPaths(options.dir);
   await mkdir(paths.logsDir, { recursive: true, mode: 0o700 });
   await assertNotRunning(paths);
-  await preflight(options.progress);
+  await preflight(options.progress, { observability: options.observability });
   const supervisor = processRef(process.pid) ?? { pid: process.pid, startTicks: -1 };
   const mesh = new LocalMesh(options, {
     version: MESH_STATE_VERSION,
@@ -119,6 +121,10 @@ export async function startMesh(options: StartMeshOptions): Promise<LocalMesh> {
     aborted(options.signal);
     await startNodes(mesh, options, admin, config, harness);
     aborted(options.signal);
+    if (options.observability === true) {
+      await startPrometheus(mesh, options);
+      aborted(options.signal);
+    }
     await startDemo(mesh, options, admin, config, harness);
     aborted(options.signal);
     await mesh.update({ status: 'running' });

@@ -19,7 +19,8 @@ import AjvCompiler from '@fastify/ajv-compiler';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { DmrError, parseDuration } from '@dmr/core';
+import type { Server } from 'node:http';
+import { DmrError, parseDuration, serveMetrics } from '@dmr/core';
 import { CertificateAuthority } from '@dmr/pki';
 import { ConfigSigner, RevisionHub, feedRoutes } from '../feed/index.js';
 import { PolicyService } from '../policy/service.js';
@@ -36,9 +37,10 @@ import type { RouteContext } from '../routes/context.js';
 import { openStore, type Store } from '../store/index.js';
 import { IssuedIndex, READERS, authenticate, installAuth, requireRole } from './auth.js';
 import { CertificateService } from './certificates.js';
-import type { CentOpsConfig } from './config.js';
+import { formatListen, type CentOpsConfig } from './config.js';
 import { localActor } from './credentials.js';
 import { installErrorHandler } from './errors.js';
+import { CentOpsMetrics } from './metrics.js';
 import { assertNoStrayKeys } from './stray-keys.js';
 import { AuditWitness } from './witness.js';
 
@@ -55,6 +57,8 @@ export interface StartOptions {
   now?: () => Date;
   /** How long one policy test or change may run opa (default 60 s). */
   policyTimeoutMs?: number;
+  /** The metrics to record into (tests read them); a new registry otherwise. */
+  metrics?: CentOpsMetrics;
 }
 
 /** The enrolment listener takes a token and a CSR: a few KiB. */
@@ -73,6 +77,9 @@ export interface CentOpsServer {
   certificates: CertificateService;
   apiUrl: string;
   enrolUrl: string;
+  metrics: CentOpsMetrics;
+  /** `http://host:port` of GET /metrics and /healthz when `metricsListen` is configured. */
+  metricsUrl: string | undefined;
   /** Witnesses the routers' audit checkpoints and checkpoints CentOps' own audit log (witness.ts). */
   witness: AuditWitness;
   /** Configuration streams and long-polls waiting for a new revision (a test waits for its long-poll to be parked). */
@@ -145,6 +152,7 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
   const hub = new RevisionHub({ store, pollIntervalMs: options.pollIntervalMs });
   const signer = new ConfigSigner({ certificateChainPem: signerChain, privateKeyPem: signerKey });
   const issued = new IssuedIndex(ca);
+  const metrics = options.metrics ?? new CentOpsMetrics();
   const context: RouteContext = {
     store,
     ca,
@@ -163,6 +171,7 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
     ...(config.limits?.renewalsPerHour === undefined ? {} : { renewalsPerHour: config.limits.renewalsPerHour }),
     ...(options.now === undefined ? {} : { now: options.now }),
     ...(config.renewalOverlap === undefined ? {} : { renewalOverlapMs: parseDuration(config.renewalOverlap) }),
+    events: metrics,
   });
   // Predecessors of renewed certificates are revoked once their overlap is over (and before every CRL).
   const sweeper = setInterval(
@@ -203,6 +212,7 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
     },
   });
   const auth = { store, trustDomain: config.trustDomain, issued };
+  metrics.instrument(api, 'api');
   installAuth(api, auth);
   api.get('/v1/openapi.json', { schema: { hide: true }, preHandler: requireRole(...READERS) }, async () =>
     api.swagger(),
@@ -232,6 +242,12 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
   });
 
   const enrol = baseApp(options.logger, tls, ENROL_BODY_LIMIT);
+  metrics.instrument(enrol, 'enrol');
+  metrics.watch({
+    revision: () => store.revision(),
+    policyVersion: async () => (await policies.current())?.version,
+    feedSubscribers: () => hub.listenerCount,
+  });
   // Anyone can reach this listener: every route, the public documents too, counts against the source's budget.
   await enrol.register(rateLimit, {
     global: true,
@@ -247,11 +263,19 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
 
   let apiUrl: string;
   let enrolUrl: string;
+  let metricsServer: { server: Server; url: string } | undefined;
   try {
     apiUrl = await listen(api, config.listen.host, config.listen.port);
     enrolUrl = await listen(enrol, config.enrolListen.host, config.enrolListen.port);
+    if (config.metricsListen !== undefined) {
+      // Up while it answers: the API's own health is what its callers (nodes, operators) see.
+      metricsServer = await serveMetrics(formatListen(config.metricsListen), metrics.registry, {
+        unhealthyReason: () => undefined,
+      });
+    }
   } catch (error) {
     clearInterval(sweeper);
+    metricsServer?.server.close();
     await witness.stop();
     await Promise.allSettled([api.close(), enrol.close()]);
     hub.close();
@@ -268,6 +292,8 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
     policies,
     apiUrl,
     enrolUrl,
+    metrics,
+    metricsUrl: metricsServer?.url,
     certificates: service,
     feedWaiters: () => hub.listenerCount,
     async close() {
@@ -275,7 +301,12 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
       await witness.stop();
       // SSE streams end when the hub closes; then both listeners drain and the store goes last.
       hub.close();
-      await Promise.allSettled([api.close(), enrol.close()]);
+      const metricsClosed = new Promise<void>((resolve) => {
+        if (metricsServer === undefined) return resolve();
+        metricsServer.server.closeAllConnections();
+        metricsServer.server.close(() => resolve());
+      });
+      await Promise.allSettled([api.close(), enrol.close(), metricsClosed]);
       if (ownsStore) await store.close();
     },
   };

@@ -78,6 +78,15 @@ export interface CertificateServiceOptions {
   now?: () => Date;
   /** How long a renewed certificate's predecessor stays valid (default 1h). */
   renewalOverlapMs?: number;
+  /** Told of every certificate issued and every enrolment token spent (the /metrics counters). */
+  events?: CertificateEvents;
+}
+
+export type IssuedVia = 'enrol' | 'renew' | 'operator';
+
+export interface CertificateEvents {
+  issued(kind: PrincipalKind | 'operator', via: IssuedVia): void;
+  tokenUsed(kind: PrincipalKind): void;
 }
 
 /** A renewal's predecessor is revoked as superseded this long after the renewal. */
@@ -92,6 +101,7 @@ export class CertificateService {
   readonly #trustDomain: string;
   readonly #onRevision: (revision: number) => void;
   readonly #renewalsPerHour: number;
+  readonly #events: CertificateEvents | undefined;
   readonly #now: () => Date;
   readonly #overlapMs: number;
   #crl: { pem: string; at: number } | undefined;
@@ -107,6 +117,7 @@ export class CertificateService {
     this.#renewalsPerHour = options.renewalsPerHour ?? DEFAULT_RENEWALS_PER_HOUR;
     this.#now = options.now ?? (() => new Date());
     this.#overlapMs = options.renewalOverlapMs ?? DEFAULT_RENEWAL_OVERLAP_MS;
+    this.#events = options.events;
   }
 
   /** How long a renewed certificate's predecessor stays valid. */
@@ -264,23 +275,30 @@ export class CertificateService {
       if (error instanceof DmrError && error.code === 'TOKEN_INVALID') throw enrolmentRefused();
       throw error;
     }
-    return this.#issueMesh(owner.id, kind, profile, csrPem);
+    this.#events?.tokenUsed(owner.kind);
+    const response = await this.#issueMesh(owner.id, kind, profile, csrPem);
+    this.#events?.issued(owner.kind, 'enrol');
+    return response;
   }
 
   /** Renewal: the caller's current certificate (already verified) decides the id; the CSR must match it. */
   async renew(principal: Principal, csrPem: string): Promise<IssuedResponse> {
     await this.#limitRenewals(principal.kind, principal.id);
+    let response: IssuedResponse;
     if (principal.kind === 'operator') {
       // The role is the current certificate's: renewal never changes what an operator may do.
-      return this.#issueOperator(
+      response = await this.#issueOperator(
         { kind: 'operator', id: principal.id, role: principal.role },
         csrPem,
         OPERATOR_CERTIFICATE_TTL_MS,
         actorOf(principal, this.#trustDomain),
       );
+    } else {
+      const { kind, profile } = await this.#meshIdentity(principal.id, principal.kind);
+      response = await this.#issueMesh(principal.id, kind, profile, csrPem);
     }
-    const { kind, profile } = await this.#meshIdentity(principal.id, principal.kind);
-    return this.#issueMesh(principal.id, kind, profile, csrPem);
+    this.#events?.issued(principal.kind, 'renew');
+    return response;
   }
 
   /**
@@ -295,12 +313,14 @@ export class CertificateService {
     request: { id: string; role: OperatorRole; csr: string; ttl?: string },
     principal: Principal,
   ): Promise<IssuedResponse> {
-    return this.#issueOperator(
+    const response = await this.#issueOperator(
       { kind: 'operator', id: request.id, role: request.role },
       request.csr,
       operatorTtlMs(request.ttl),
       actorOf(principal, this.#trustDomain),
     );
+    this.#events?.issued('operator', 'operator');
+    return response;
   }
 
   async #issueOperator(

@@ -25,6 +25,11 @@ export interface CentOpsConfig {
   listen: ListenAddress;
   /** Enrolment and the public PKI documents: server-authenticated TLS, no client certificate (ADR 0004). */
   enrolListen: ListenAddress;
+  /**
+   * `GET /metrics` and `GET /healthz` in plain HTTP for Prometheus; absent: not served. Counts and
+   * latencies only, no ids or secrets; bind it to loopback or a monitoring network (decision 0033).
+   */
+  metricsListen?: ListenAddress;
   /** Store location: a SQLite path or a postgres:// URL. */
   database: string;
   /** CentOps' issuing CA directory (no root key). */
@@ -158,6 +163,9 @@ export async function loadConfig(file: string): Promise<CentOpsConfig> {
     tls: pathPair(record, 'tls', file, base),
     signer: pathPair(record, 'signer', file, base),
     logLevel: typeof record.logLevel === 'string' ? record.logLevel : 'info',
+    ...(record.metricsListen === undefined
+      ? {}
+      : { metricsListen: parseListen(field(record, 'metricsListen', file), `${file}: metricsListen`) }),
     ...overlapAndLimits(record, file),
   };
 }
@@ -185,6 +193,7 @@ export function renderConfig(config: CentOpsConfig): string {
     trustDomain: config.trustDomain,
     listen: formatListen(config.listen),
     enrolListen: formatListen(config.enrolListen),
+    ...(config.metricsListen === undefined ? {} : { metricsListen: formatListen(config.metricsListen) }),
     database: config.database,
     caDir: config.caDir,
     tls: config.tls,

@@ -6,3 +6,4 @@ export { initCentOps, type InitCentOpsOptions, type InitCentOpsResult } from './
 export { serve, type ServeOptions } from './serve.js';
 export { addOperator, type AddOperatorOptions, type AddOperatorResult } from './operators.js';
 export { rotateSigner, type RotateSignerResult, type SignerName } from './signers.js';
+export { CentOpsMetrics, type CentOpsMetricsSources } from './metrics.js';

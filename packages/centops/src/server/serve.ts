@@ -1,23 +1,29 @@
 /** `dmr centops serve`: run until SIGINT/SIGTERM, then drain and close. */
-import { CONFIG_FILE, loadConfig } from './config.js';
+import { CONFIG_FILE, loadConfig, parseListen } from './config.js';
 import { startServer, type CentOpsServer } from './app.js';
 import { join } from 'node:path';
 
 export interface ServeOptions {
   dir?: string;
   config?: string;
+  /** HOST:PORT for GET /metrics and /healthz (plain HTTP), over the file's `metricsListen`. */
+  metricsListen?: string;
   /** Called once both listeners are up. */
   onListening?: (server: CentOpsServer) => void;
 }
 
 export async function serve(options: ServeOptions): Promise<void> {
   const file = options.config ?? join(options.dir ?? '.', CONFIG_FILE);
-  const config = await loadConfig(file);
+  const loaded = await loadConfig(file);
+  const config =
+    options.metricsListen === undefined
+      ? loaded
+      : { ...loaded, metricsListen: parseListen(options.metricsListen, '--metrics-listen') };
   // pino's JSON lines; request bodies (tokens, CSRs) are never logged, only method, URL and principal.
   const server = await startServer(config, { logger: { level: config.logLevel } });
   options.onListening?.(server);
   server.api.log.info(
-    { api: server.apiUrl, enrol: server.enrolUrl, trustDomain: config.trustDomain },
+    { api: server.apiUrl, enrol: server.enrolUrl, metrics: server.metricsUrl, trustDomain: config.trustDomain },
     'CentOps listening',
   );
   await new Promise<void>((resolve) => {

@@ -56,7 +56,8 @@ export function bridgeCommand(): Command {
       .option('--config <file>', 'configuration file (YAML or JSON)')
       .action(
         action<[{ config?: string }]>(async (context, options) => {
-          const config = await (await bridgeModule()).loadBridgeConfig(options.config);
+          const bridge = await bridgeModule();
+          const config = await bridge.loadBridgeConfig(options.config);
           printResult(context.format, config, (value) =>
             renderFields([
               ['id', value.id],
@@ -67,7 +68,7 @@ export function bridgeCommand(): Command {
                 `${value.server.tls === undefined ? 'http' : 'https'}://${value.listen.host}:${value.listen.port}`,
               ],
               ['auth', describeAuth(value)],
-              ['endpoint', value.endpoint.url],
+              ['endpoint', bridge.displayUrl(value.endpoint.url)],
               ['delivery', `${value.delivery.concurrency} at a time, ${value.delivery.maxAttempts} attempts`],
               ['CentOps', value.centops?.url ?? 'not configured'],
             ]),

@@ -153,9 +153,17 @@ export function centopsCommand(): Command {
       .description('run CentOps (HTTPS with mutual TLS) until SIGINT/SIGTERM')
       .option('--dir <dir>', 'a directory made by `dmr centops init`', '.')
       .option('--config <file>', 'the server config file (default DIR/centops.yaml)')
+      .option(
+        '--metrics-listen <host:port>',
+        "serve GET /metrics and /healthz in plain HTTP here (over the file's metricsListen); bind to loopback or a monitoring network",
+      )
       .action(
-        action<[{ dir: string; config?: string }]>(async (_context, options) => {
-          await serve({ dir: options.dir, config: options.config });
+        action<[{ dir: string; config?: string; metricsListen?: string }]>(async (_context, options) => {
+          await serve({
+            dir: options.dir,
+            config: options.config,
+            ...(options.metricsListen === undefined ? {} : { metricsListen: options.metricsListen }),
+          });
         }),
       ),
   );

@@ -67,6 +67,7 @@ function renderRunning(state: MeshState): string {
     ...state.clients.map(
       (client) => [client.id, `${client.organisation} on ${client.node}, certificate ${client.certificate}`] as const,
     ),
+    ['Prometheus', state.prometheus == null ? undefined : `${state.prometheus.url}  (data: ${state.prometheus.dir})`],
   ];
   return `${renderFields(rows)}\nEvery node: TLS + EXTERNAL only; ${join(state.dir, 'mesh.json')} lists them all.`;
 }
@@ -122,6 +123,7 @@ interface UpOptions {
   interval?: string;
   nodes?: string;
   topology?: string;
+  observability?: boolean;
 }
 
 /** Every option is checked before anything starts: a bad one costs nothing. */
@@ -154,6 +156,7 @@ async function upForeground(format: OutputFormat, options: UpOptions): Promise<n
       shape,
       intervalMs,
       signal: abort.signal,
+      observability: options.observability === true,
     });
   } catch (error) {
     // An interrupted start is what the user asked for, not a failure to report (whatever the step died of).
@@ -194,6 +197,10 @@ export function upCommand(): Command {
     )
     .option('--foreground', 'stay attached with live progress; Ctrl-C stops everything')
     .option('--interval <ms>', 'milliseconds between two demo questions (default 1000)')
+    .option(
+      '--observability',
+      "also start Prometheus (Debian's prometheus) on its own loopback port, scraping CentOps, every node, router and broker with the alert rules of deploy/prometheus; its data in DIR/prometheus",
+    )
     .addOption(new Option('--detached-supervisor', 'internal: the detached copy that `dmr up` starts').hideHelp())
     .action(
       action<[UpOptions]>(async ({ format }, options) => {
@@ -204,13 +211,14 @@ export function upCommand(): Command {
         const shape = shapeOf(options);
         const intervalMs = parseInterval(options.interval);
         // Missing programs are reported here, with the command that installs them, not from the log.
-        await preflight();
+        await preflight(undefined, { observability: options.observability === true });
         progress(`starting the mesh in ${options.dir} (log: ${options.dir}/logs/mesh.log)`);
         const state = await startDetached({
           dir: options.dir,
           dmr: selfCommand(),
           shape,
           intervalMs,
+          observability: options.observability === true,
           onStep: (step) =>
             process.stderr.write(
               `✓ ${step.name}${step.detail === null ? '' : `  ${step.detail}`}  (${(step.ms / 1000).toFixed(1)} s)\n`,

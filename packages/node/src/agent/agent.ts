@@ -470,9 +470,11 @@ export class NodeAgent {
     const applied = this.#applied;
     if (management === undefined || applied === undefined || this.#stopped) return this.#links;
     if (this.#linkKeeper.drains.draining.length > 0) await this.#reconcileApplied('links draining');
-    const links = await this.#linkKeeper.inspect(management, applied.config);
-    if (links === undefined) return this.#links;
+    const read = await this.#linkKeeper.inspect(management, applied.config);
+    if (read === undefined) return this.#links;
+    const { links } = read;
     this.metrics.setLinks(links);
+    this.metrics.setQueueDepths(read.queues);
     const changed = JSON.stringify(links) !== JSON.stringify(this.#links);
     this.#links = links;
     if (changed) await this.#writeStatus();
@@ -518,6 +520,7 @@ export class NodeAgent {
       this.#refused = null;
       this.#retryBackoff.reset();
       this.metrics.configRevision.set(config.revision);
+      this.metrics.configRefused.set(0);
       const ms = Math.round(performance.now() - started);
       this.logger.info(
         {
@@ -543,6 +546,7 @@ export class NodeAgent {
     } catch (error) {
       const { code, reason } = refusalReason(error);
       this.metrics.refusals.inc({ reason: code });
+      this.metrics.configRefused.set(1);
       this.#refused = { revision: document.revision, reason, at: new Date().toISOString() };
       this.logger.warn({ revision: document.revision, code, reason }, 'configuration refused');
       outcome = { result: 'refused', revision: document.revision, code, reason };

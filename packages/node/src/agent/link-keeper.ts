@@ -8,7 +8,7 @@
  */
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import type { ManagementClient } from '@dmr/broker';
+import type { ManagementClient, QueueDepth } from '@dmr/broker';
 import { vhostName, type LinkStatus, type NodeConfig } from '@dmr/contract';
 import {
   DrainTracker,
@@ -84,8 +84,14 @@ export class LinkKeeper {
     }
   }
 
-  /** The links' state now, restarting the stuck ones; undefined when the broker could not be read. */
-  async inspect(management: ManagementClient, config: NodeConfig): Promise<LinkStatus[] | undefined> {
+  /**
+   * The links' state now, restarting the stuck ones, with every queue's depth read on the way (the agent's
+   * dead-letter gauges); undefined when the broker could not be read.
+   */
+  async inspect(
+    management: ManagementClient,
+    config: NodeConfig,
+  ): Promise<{ links: LinkStatus[]; queues: QueueDepth[] } | undefined> {
     const vhost = vhostName(config.node.id);
     let read;
     try {
@@ -109,6 +115,6 @@ export class LinkKeeper {
       });
     }
     this.#stuck.retain(new Set(read.links.map((link) => link.peer)));
-    return read.links;
+    return { links: read.links, queues: read.queues };
   }
 }

@@ -19,3 +19,33 @@ describe('agent metrics', () => {
     assert.doesNotMatch(text, /node-c/);
   });
 });
+
+describe('agent queue gauges', () => {
+  it('shows each client dead-letter queue and dmr.rejected, keeps a depth not yet known, and drops a queue that went', async () => {
+    const metrics = new AgentMetrics();
+    metrics.setQueueDepths([
+      { name: 'dmr.client.bot-a.dlq', messages: 4 },
+      { name: 'dmr.client.bot-b.dlq', messages: 0 },
+      { name: 'dmr.client.bot-a', messages: 99 },
+      { name: 'dmr.rejected', messages: 7 },
+    ]);
+    let text = await metrics.registry.metrics();
+    assert.match(text, /^dmr_node_dead_letter_messages\{client="bot-a"\} 4$/m);
+    assert.match(text, /^dmr_node_dead_letter_messages\{client="bot-b"\} 0$/m);
+    assert.match(text, /^dmr_node_rejected_messages 7$/m);
+    assert.doesNotMatch(text, /99/);
+    metrics.setQueueDepths([
+      { name: 'dmr.client.bot-a.dlq', messages: undefined },
+      { name: 'dmr.rejected', messages: 8 },
+    ]);
+    text = await metrics.registry.metrics();
+    assert.match(text, /^dmr_node_dead_letter_messages\{client="bot-a"\} 4$/m);
+    assert.doesNotMatch(text, /bot-b/);
+    assert.match(text, /^dmr_node_rejected_messages 8$/m);
+  });
+
+  it('starts with no configuration refused', async () => {
+    const metrics = new AgentMetrics();
+    assert.match(await metrics.registry.metrics(), /^dmr_node_config_refused 0$/m);
+  });
+});

@@ -1,12 +1,15 @@
 /**
- * The agent's Prometheus metrics and its health endpoint, on one small HTTP
- * listener (`metrics.listen`): `GET /metrics` and `GET /healthz`. Health is
- * "serving a configuration", not "connected to CentOps": a node on its last
- * good document while CentOps is down is healthy by design.
+ * The agent's Prometheus metrics, served with its health endpoint on one
+ * small HTTP listener (`metrics.listen`, core's serveMetrics): `GET /metrics`
+ * and `GET /healthz`. Health is "serving a configuration", not "connected to
+ * CentOps": a node on its last good document while CentOps is down is
+ * healthy by design.
  */
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry } from 'prom-client';
+import { REJECTED_QUEUE } from '@dmr/contract';
+
+/** `dmr.client.<id>.dlq` (contract layout.ts deadLetterQueueName). */
+const DEAD_LETTER_QUEUE = /^dmr\.client\.(.+)\.dlq$/;
 
 export class AgentMetrics {
   readonly registry: Registry;
@@ -17,7 +20,11 @@ export class AgentMetrics {
   readonly routerRestarts: Counter;
   readonly linkUp: Gauge<'peer'>;
   readonly linkBacklog: Gauge<'peer'>;
+  readonly configRefused: Gauge;
+  readonly deadLetters: Gauge<'client'>;
+  readonly rejectedQueue: Gauge;
   #linkPeers = new Set<string>();
+  #deadLetterClients = new Set<string>();
 
   constructor(registry: Registry = new Registry()) {
     this.registry = registry;
@@ -27,6 +34,12 @@ export class AgentMetrics {
       registers: [registry],
     });
     this.configRevision.set(-1);
+    this.configRefused = new Gauge({
+      name: 'dmr_node_config_refused',
+      help: 'Set to 1 when the newest configuration document was refused (the node runs its last good one), 0 once one applies',
+      registers: [registry],
+    });
+    this.configRefused.set(0);
     this.refusals = new Counter({
       name: 'dmr_node_config_refusals_total',
       help: 'Configuration documents refused, by error code',
@@ -61,6 +74,35 @@ export class AgentMetrics {
       labelNames: ['peer'],
       registers: [registry],
     });
+    this.deadLetters = new Gauge({
+      name: 'dmr_node_dead_letter_messages',
+      help: "Messages in a local client's dead-letter queue dmr.client.<id>.dlq (broker statistics, read with the links)",
+      labelNames: ['client'],
+      registers: [registry],
+    });
+    this.rejectedQueue = new Gauge({
+      name: 'dmr_node_rejected_messages',
+      help: 'Messages in dmr.rejected, the refused messages kept for operators (broker statistics, read with the links)',
+      registers: [registry],
+    });
+  }
+
+  /** The dead-letter and rejected queues' depths from one listing of the vhost; a queue gone loses its series. */
+  setQueueDepths(queues: ReadonlyArray<{ name: string; messages: number | undefined }>): void {
+    const clients = new Set<string>();
+    for (const queue of queues) {
+      if (queue.name === REJECTED_QUEUE) {
+        if (queue.messages !== undefined) this.rejectedQueue.set(queue.messages);
+        continue;
+      }
+      const client = DEAD_LETTER_QUEUE.exec(queue.name)?.[1];
+      if (client === undefined) continue;
+      clients.add(client);
+      // Before the broker's first statistics the depth is unknown, not zero: keep the last value.
+      if (queue.messages !== undefined) this.deadLetters.set({ client }, queue.messages);
+    }
+    for (const client of this.#deadLetterClients) if (!clients.has(client)) this.deadLetters.remove({ client });
+    this.#deadLetterClients = clients;
   }
 
   /** Shows exactly `links`: a peer no longer linked loses its series. */
@@ -79,43 +121,4 @@ export class AgentMetrics {
   }
 }
 
-export interface HealthSource {
-  /** Undefined while healthy; otherwise why not. */
-  unhealthyReason(): string | undefined;
-}
-
-/** Serves /metrics and /healthz on `listen` (host:port); resolves with the bound address. */
-export async function serveMetrics(
-  listen: string,
-  registry: Registry,
-  health: HealthSource,
-): Promise<{ server: Server; url: string }> {
-  const colon = listen.lastIndexOf(':');
-  const host = listen.slice(0, colon).replace(/^\[|\]$/g, '');
-  const port = Number(listen.slice(colon + 1));
-  const server = createServer((request, response) => {
-    const path = (request.url ?? '/').split('?')[0];
-    if (request.method === 'GET' && path === '/metrics') {
-      registry
-        .metrics()
-        .then((text) => response.writeHead(200, { 'content-type': registry.contentType }).end(text))
-        .catch((error: unknown) => response.writeHead(500).end(String(error)));
-      return;
-    }
-    if (request.method === 'GET' && path === '/healthz') {
-      const reason = health.unhealthyReason();
-      response
-        .writeHead(reason === undefined ? 200 : 503, { 'content-type': 'application/json' })
-        .end(JSON.stringify(reason === undefined ? { status: 'ok' } : { status: 'unhealthy', reason }));
-      return;
-    }
-    response.writeHead(404).end();
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
-  const address = server.address() as AddressInfo;
-  const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return { server, url: `http://${shown}:${address.port}` };
-}
+export { serveMetrics, type HealthSource } from '@dmr/core';

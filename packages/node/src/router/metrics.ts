@@ -7,6 +7,9 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 export const ROUTER_STATES = ['idle', 'connecting', 'running', 'backing-off', 'stopped'] as const;
 export type RouterState = (typeof ROUTER_STATES)[number];
+/** What a held message waited for (router.ts `Transient`): shown at 0 from the start, so alerts see a series. */
+export const REQUEUE_REASONS = ['policy', 'audit', 'broker'] as const;
+export const RELAY_OUTCOMES = ['delivered', 'forwarded'] as const;
 
 export class RouterMetrics {
   readonly received: Counter;
@@ -27,6 +30,10 @@ export class RouterMetrics {
   readonly relayed: Counter<'outcome'>;
   readonly relayRefused: Counter<'reason'>;
   readonly duplicatesDropped: Counter;
+  readonly hopSeconds: Histogram<'peer'>;
+  readonly replayWindowIds: Gauge;
+  readonly replayWindowCapacity: Gauge;
+  #replayWindow: (() => { size: number; capacity: number } | undefined) | undefined;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -131,7 +138,49 @@ export class RouterMetrics {
       help: 'Messages from peer nodes dropped because this node already handled their id (link redelivery).',
       registers,
     });
+    this.hopSeconds = new Histogram({
+      name: 'dmr_router_hop_seconds',
+      help: "From the previous node's time in the hop chain to this router taking the message: the link and its queues (two nodes' clocks), by previous node.",
+      labelNames: ['peer'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    });
+    // Read when scraped, never on the per-message path.
+    const replayWindow = () => this.#replayWindow?.();
+    this.replayWindowIds = new Gauge({
+      name: 'dmr_router_replay_window_ids',
+      help: 'Message ids the replay guard holds now (expired ones not yet swept included).',
+      registers,
+      collect() {
+        const window = replayWindow();
+        if (window !== undefined) this.set(window.size);
+      },
+    });
+    this.replayWindowCapacity = new Gauge({
+      name: 'dmr_router_replay_window_capacity',
+      help: 'Most message ids the replay guard holds; a full window refuses new ids with REPLAY_WINDOW_FULL.',
+      registers,
+      collect() {
+        const window = replayWindow();
+        if (window !== undefined) this.set(window.capacity);
+      },
+    });
+    // Fixed label sets start at zero, so a dashboard or an alert sees the series before the first event.
+    for (const reason of REQUEUE_REASONS) this.requeued.inc({ reason }, 0);
+    for (const outcome of RELAY_OUTCOMES) this.relayed.inc({ outcome }, 0);
     this.setState('idle');
+  }
+
+  /** Where the replay window gauges read from when scraped (the router's current guard). */
+  watchReplayWindow(source: () => { size: number; capacity: number } | undefined): void {
+    this.#replayWindow = source;
+  }
+
+  /** The message's last hop entry was written by `peer` at `at` (ISO 8601); `nowMs`: when this router took it. */
+  observeHop(peer: string, at: string | undefined, nowMs: number): void {
+    const sent = at === undefined ? Number.NaN : Date.parse(at);
+    // Clocks of two nodes: a negative transit is skew, counted as zero rather than dropped.
+    if (Number.isFinite(sent)) this.hopSeconds.observe({ peer }, Math.max(0, nowMs - sent) / 1000);
   }
 
   setState(current: RouterState): void {

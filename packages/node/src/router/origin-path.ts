@@ -2,10 +2,10 @@
  * The origin path: one message a local client published to `dmr.ingress`,
  * from delivery to ack, readable top to bottom in route(): contract checks →
  * sender rate → replay guard (per-sender share) → expiry → policy → deliver to the
- * recipient's queue (confirmed) → audit record confirmed → ack. A
+ * recipient's queue and its audit record, both confirmed → ack. A
  * recipient homed on another node: its next hop from the route index →
  * signed (`dmr-sig`, entry 0 of `dmr-hops`) → the outbound queue of the next
- * hop (confirmed) → audit record `forwarded` → ack. Every refusal and the
+ * hop and the audit record `forwarded`, both confirmed → ack. Every refusal and the
  * final settle go through the shared tail (outcome.ts).
  */
 import { performance } from 'node:perf_hooks';
@@ -25,7 +25,7 @@ import {
 import type { MeshContext } from './mesh-context.js';
 import { askPolicy } from './policy-step.js';
 import type { RouterMetrics } from './metrics.js';
-import type { Outcomes, Session } from './outcome.js';
+import { linkKey, recipientKey, type Outcomes, type Session } from './outcome.js';
 
 /** What one message is judged by: the revision applied when it arrived, and the stores that outlive revisions. */
 export interface RoutingState {
@@ -125,25 +125,31 @@ export class OriginPath {
         return await this.#forward(session, message, state, validated, started, now, decision);
       }
 
-      // 7. Deliver, confirmed by the recipient's queue; a full queue holds the message (outcome.ts Held).
+      // 7. Deliver, confirmed by the recipient's queue (a full queue holds the message: outcome.ts Held), while
+      // its audit record is written; the ack once both are confirmed: nothing acknowledged lacks its record.
       const options = deliveredOptions(message.properties, validated, this.#nodeId, now, ttl);
-      const refused = await this.#outcome.deliver(session, message, validated.recipient, options);
-      if (refused !== undefined) {
-        return await this.#outcome.refuse(session, message, context, started, { ...refused, policy });
-      }
-
-      // 8. Audit, then ack: nothing acknowledged lacks its record.
-      await this.#outcome.settle(session, message, started, {
+      const record = {
         messageId: validated.messageId,
         sender: validated.sender,
         recipient: validated.recipient,
-        result: 'routed',
+        result: 'routed' as const,
         reason: null,
         policyRevision: decision.revision ?? null,
         policyReasons: decision.reasons,
         configRevision: context.revision,
         at: new Date(now).toISOString(),
-      });
+      };
+      const refused = await this.#outcome.sendAndSettle(
+        session,
+        message,
+        started,
+        record,
+        recipientKey(validated.recipient),
+        () => this.#outcome.deliver(session, message, validated.recipient, options),
+      );
+      if (refused !== undefined) {
+        return await this.#outcome.refuse(session, message, context, started, { ...refused, policy });
+      }
     } catch (error) {
       // Held for another attempt: that attempt is the same message, not a replay.
       guard.release(validated.messageId);
@@ -202,22 +208,24 @@ export class OriginPath {
       mesh.userId,
       new Date(now),
     );
-    const refused = await this.#outcome.forward(session, message, hop.nextHop, options);
-    if (refused !== undefined) {
-      return this.#outcome.refuse(session, message, context, started, { ...refused, policy });
-    }
-    this.#metrics.forwarded.inc();
-    await this.#outcome.settle(session, message, started, {
+    const record = {
       messageId: validated.messageId,
       sender: validated.sender,
       recipient: validated.recipient,
-      result: 'forwarded',
+      result: 'forwarded' as const,
       reason: null,
       nextHop: hop.nextHop,
       policyRevision: decision.revision ?? null,
       policyReasons: decision.reasons,
       configRevision: context.revision,
       at: new Date(now).toISOString(),
-    });
+    };
+    const refused = await this.#outcome.sendAndSettle(session, message, started, record, linkKey(hop.nextHop), () =>
+      this.#outcome.forward(session, message, hop.nextHop, options),
+    );
+    if (refused !== undefined) {
+      return this.#outcome.refuse(session, message, context, started, { ...refused, policy });
+    }
+    this.#metrics.forwarded.inc();
   }
 }

@@ -111,6 +111,16 @@ export class Held extends Error {
   }
 }
 
+/** The hold key of a local recipient's queue (hold.ts). */
+export function recipientKey(recipient: string): string {
+  return `recipient:${recipient}`;
+}
+
+/** The hold key of the link to `peer`: its outbound queue (hold.ts). */
+export function linkKey(peer: string): string {
+  return `link:${peer}`;
+}
+
 export function returnKey(exchange: string, routingKey: string, messageId: unknown): string {
   return `${exchange}\0${routingKey}\0${typeof messageId === 'string' ? messageId : ''}`;
 }
@@ -125,6 +135,11 @@ export function validMessageId(message: Message): string | null {
   const id = message.properties.messageId as unknown;
   return typeof id === 'string' && UUID_PATTERN.test(id.toLowerCase()) ? id.toLowerCase() : null;
 }
+
+/** What a settled message's audit record says (the sink adds kind and node). */
+export type RouteDecision = Omit<AuditEvent, 'kind' | 'node'> & {
+  result: 'routed' | 'forwarded' | 'duplicate' | 'rejected';
+};
 
 export interface OutcomeOptions {
   nodeId: string;
@@ -161,7 +176,7 @@ export class Outcomes {
     recipient: string,
     options: Options.Publish,
   ): Promise<Refusal | undefined> {
-    const key = `recipient:${recipient}`;
+    const key = recipientKey(recipient);
     if (session.holds.blocks(key, message)) throw new Held(key, 'recipient', `the queue of ${recipient} is full`);
     const outcome = await this.publish(session, DELIVERY_EXCHANGE, recipient, message.content, options);
     if (outcome === 'returned') {
@@ -245,10 +260,50 @@ export class Outcomes {
     session: Session,
     message: ConsumeMessage,
     started: number,
-    decision: Omit<AuditEvent, 'kind' | 'node'> & { result: 'routed' | 'forwarded' | 'duplicate' | 'rejected' },
+    decision: RouteDecision,
     detail?: string,
   ): Promise<void> {
     await this.audit({ kind: 'route', ...decision });
+    this.#acked(session, message, started, decision, detail);
+  }
+
+  /**
+   * The end of a message routed here or forwarded: `send` publishes it to
+   * `destination` (recipientKey, linkKey) while its audit record is written,
+   * and the ack waits for both confirms. One broker round trip per message
+   * instead of two (publish, then record): a router's window of `prefetch`
+   * messages turns over twice as often (docs/decisions/0027-mesh-path-speed.md).
+   * Undefined once acked; else the refusal `send` met (no queue), not acked:
+   * the caller refuses the message, and its `rejected` record follows this
+   * one in the chain — the last record about a message id is its outcome.
+   * While `destination` is held (full: hold.ts), one after the other as
+   * before: most of its publishes are Held again, and a record written
+   * beside each would be a `routed` record per retry.
+   */
+  async sendAndSettle(
+    session: Session,
+    message: ConsumeMessage,
+    started: number,
+    decision: RouteDecision & { result: 'routed' | 'forwarded' },
+    destination: string,
+    send: () => Promise<Refusal | undefined>,
+  ): Promise<Refusal | undefined> {
+    if (session.holds.keys.includes(destination)) {
+      const refused = await send();
+      if (refused === undefined) await this.settle(session, message, started, decision);
+      return refused;
+    }
+    const [sent, audited] = await Promise.allSettled([send(), this.audit({ kind: 'route', ...decision })]);
+    // A publish that did not complete is the message's fate (held or dead-lettered); then a missing record.
+    if (sent.status === 'rejected') throw sent.reason;
+    if (sent.value !== undefined) return sent.value;
+    if (audited.status === 'rejected') throw audited.reason;
+    this.#acked(session, message, started, decision);
+    return undefined;
+  }
+
+  /** After the record is stored: the ack, then the metrics and the decision log line (the record's fields, never payload). */
+  #acked(session: Session, message: ConsumeMessage, started: number, decision: RouteDecision, detail?: string): void {
     session.acks.ack(message);
     const seconds = (performance.now() - started) / 1000;
     if (decision.result === 'routed') this.#metrics.routed.inc();
@@ -298,7 +353,7 @@ export class Outcomes {
     nextHop: string,
     options: Options.Publish,
   ): Promise<Refusal | undefined> {
-    const key = `link:${nextHop}`;
+    const key = linkKey(nextHop);
     if (session.holds.blocks(key, message)) throw new Held(key, 'link', `the link to ${nextHop} is full`);
     const queue = outboundQueueName(nextHop);
     const outcome = await this.publish(session, DEFAULT_EXCHANGE, queue, message.content, options);

@@ -10,8 +10,8 @@
  * (a client's message; a node's report is not a principal's) → recipient
  * homed here: this node's final entry, delivered to its queue like a local
  * message (a report as a local report); else the next hop from the route
- * index, the hop limit, this node's entry, the next hop's outbound queue
- * (confirmed) → audit record → ack.
+ * index, the hop limit, this node's entry, the next hop's outbound queue;
+ * published while the audit record is written, both confirmed → ack.
  *
  * A refusal: the rejected copy and the audit record here, and a report
  * signed by this node back to the sender (Outcomes.report: local if the
@@ -34,7 +34,15 @@ import type { MeshContext } from './mesh-context.js';
 import { askPolicy } from './policy-step.js';
 import type { RouterMetrics } from './metrics.js';
 import type { RoutingState } from './origin-path.js';
-import { Transient, validMessageId, type Outcomes, type RefusalParties, type Session } from './outcome.js';
+import {
+  Transient,
+  linkKey,
+  recipientKey,
+  validMessageId,
+  type Outcomes,
+  type RefusalParties,
+  type Session,
+} from './outcome.js';
 
 export interface RelayPathOptions {
   nodeId: string;
@@ -86,6 +94,7 @@ export class RelayPath {
     const verified = await mesh.verifier.verify(message as SignableMessage, new Date(now));
     if (!verified.ok) return this.#refuse(session, message, state, started, verified, undefined);
     const chain = verified.message;
+    this.#metrics.observeHop(chain.previous, chain.hops.at(-1)?.at, now);
 
     // 2. Who may send what: a client's message from its home node, a node's report in its own name.
     const parties = checkMeshParties(message, chain, context.message.directory);
@@ -133,35 +142,20 @@ export class RelayPath {
       }
       const policy = decision === undefined ? undefined : { revision: decision.revision, reasons: decision.reasons };
 
-      // 7. Deliver here, or pass on to the next hop; a full queue or link holds the message (outcome.ts Held).
+      // 7. Deliver here, or pass on to the next hop (a full queue or link holds the message: outcome.ts Held),
+      // while the audit record is written; the ack once both are confirmed.
       const at = new Date(now);
-      let nextHop: string | undefined;
-      let refused: Refusal | undefined;
-      if (relayed.recipientHomeNode === this.#nodeId) {
-        const options = relayedOptions(message.properties, relayed, chain, mesh.signer, { to: null, ttl }, at);
-        refused = await this.#outcome.deliver(session, message, relayed.recipient, options);
-      } else {
-        const hop = this.#nextHop(relayed, chain, mesh);
-        if (!hop.ok) refused = hop;
-        else {
-          nextHop = hop.nextHop;
-          const next = { to: nextHop, userId: mesh.userId };
-          const options = relayedOptions(message.properties, relayed, chain, mesh.signer, next, at);
-          refused = await this.#outcome.forward(session, message, nextHop, options);
-        }
-      }
-      if (refused !== undefined) {
-        const refusal = { ...refused, ...(policy === undefined ? {} : { policy }) };
+      const hop = relayed.recipientHomeNode === this.#nodeId ? undefined : this.#nextHop(relayed, chain, mesh);
+      if (hop !== undefined && !hop.ok) {
+        const refusal = { ...hop, ...(policy === undefined ? {} : { policy }) };
         return await this.#refuse(session, message, state, started, refusal, chain);
       }
-
-      // 8. Audit, then ack.
-      this.#metrics.relayed.inc({ outcome: nextHop === undefined ? 'delivered' : 'forwarded' });
-      await this.#outcome.settle(session, message, started, {
+      const nextHop = hop?.nextHop;
+      const record = {
         messageId: relayed.messageId,
         sender: relayed.sender,
         recipient: relayed.recipient,
-        result: nextHop === undefined ? 'routed' : 'forwarded',
+        result: nextHop === undefined ? ('routed' as const) : ('forwarded' as const),
         reason: null,
         ...(nextHop === undefined ? {} : { nextHop }),
         hops: chain.hops.map((entry) => entry.node),
@@ -169,7 +163,28 @@ export class RelayPath {
         policyReasons: decision?.reasons ?? [],
         configRevision: context.revision,
         at: at.toISOString(),
+      };
+      const destination = nextHop === undefined ? recipientKey(relayed.recipient) : linkKey(nextHop);
+      const refused = await this.#outcome.sendAndSettle(session, message, started, record, destination, () => {
+        if (nextHop === undefined) {
+          const options = relayedOptions(message.properties, relayed, chain, mesh.signer, { to: null, ttl }, at);
+          return this.#outcome.deliver(session, message, relayed.recipient, options);
+        }
+        const options = relayedOptions(
+          message.properties,
+          relayed,
+          chain,
+          mesh.signer,
+          { to: nextHop, userId: mesh.userId },
+          at,
+        );
+        return this.#outcome.forward(session, message, nextHop, options);
       });
+      if (refused !== undefined) {
+        const refusal = { ...refused, ...(policy === undefined ? {} : { policy }) };
+        return await this.#refuse(session, message, state, started, refusal, chain);
+      }
+      this.#metrics.relayed.inc({ outcome: nextHop === undefined ? 'delivered' : 'forwarded' });
     } catch (error) {
       // Held for another attempt: that attempt is the same message, not a duplicate.
       guard.release(relayed.messageId);

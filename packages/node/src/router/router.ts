@@ -150,6 +150,9 @@ export class Router {
     this.#options = options;
     this.#now = options.now ?? Date.now;
     this.#backoff = options.backoff ?? { initialMs: 100, maxMs: 10_000 };
+    options.metrics.watchReplayWindow(() =>
+      this.#guard === undefined ? undefined : { size: this.#guard.size, capacity: this.#guard.maxEntries },
+    );
     const outcome = new Outcomes({
       nodeId: this.nodeId,
       now: this.#now,

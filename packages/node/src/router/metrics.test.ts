@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Registry } from 'prom-client';
+import { RouterMetrics } from './metrics.js';
+
+describe('router metrics', () => {
+  it('reads the replay window when scraped (0 before a guard exists)', async () => {
+    const registry = new Registry();
+    const metrics = new RouterMetrics(registry);
+    let window: { size: number; capacity: number } | undefined;
+    metrics.watchReplayWindow(() => window);
+    assert.match(await registry.metrics(), /^dmr_router_replay_window_capacity 0$/m);
+    window = { size: 12, capacity: 1000 };
+    let text = await registry.metrics();
+    assert.match(text, /^dmr_router_replay_window_ids 12$/m);
+    assert.match(text, /^dmr_router_replay_window_capacity 1000$/m);
+    window = { size: 13, capacity: 1000 };
+    text = await registry.metrics();
+    assert.match(text, /^dmr_router_replay_window_ids 13$/m);
+  });
+
+  it('observes a hop by previous node, counts clock skew as zero and skips an unreadable time', async () => {
+    const registry = new Registry();
+    const metrics = new RouterMetrics(registry);
+    const now = Date.parse('2026-12-05T10:00:01.000Z');
+    metrics.observeHop('node-2', '2026-12-05T10:00:00.750Z', now);
+    metrics.observeHop('node-2', '2026-12-05T10:00:02.000Z', now);
+    metrics.observeHop('node-3', 'not a time', now);
+    metrics.observeHop('node-3', undefined, now);
+    const text = await registry.metrics();
+    assert.match(text, /^dmr_router_hop_seconds_count\{peer="node-2"\} 2$/m);
+    assert.match(text, /^dmr_router_hop_seconds_sum\{peer="node-2"\} 0\.25$/m);
+    assert.match(text, /^dmr_router_hop_seconds_bucket\{le="0\.001",peer="node-2"\} 1$/m);
+    assert.doesNotMatch(text, /node-3/);
+  });
+
+  it('shows every requeue reason and relay outcome at zero from the start', async () => {
+    const registry = new Registry();
+    new RouterMetrics(registry);
+    const text = await registry.metrics();
+    for (const reason of ['policy', 'audit', 'broker']) {
+      assert.match(text, new RegExp(`^dmr_router_messages_requeued_total\\{reason="${reason}"\\} 0$`, 'm'));
+    }
+    for (const outcome of ['delivered', 'forwarded']) {
+      assert.match(text, new RegExp(`^dmr_router_mesh_messages_relayed_total\\{outcome="${outcome}"\\} 0$`, 'm'));
+    }
+  });
+});

@@ -50,6 +50,7 @@ import {
   centOpsUnreachable,
   isServerIdentityMismatch,
   requestEnrolment,
+  requestGraceRenewal,
   requestRenewal,
   type CentOpsAnswer,
   type CentOpsTls,
@@ -284,6 +285,28 @@ export class CentOpsClient {
       apiUrl: this.apiUrl,
       csrPem,
       tls: this.#tls(false),
+      ...(this.#options.timeoutMs === undefined ? {} : { timeoutMs: this.#options.timeoutMs }),
+    });
+  }
+
+  /**
+   * Grace renewal on the enrolment listener, for a certificate that expired
+   * (TLS no longer accepts it): a nonce, then a proof signed with the current
+   * identity's key (pki's requestGraceRenewal). Needs the identity and the
+   * enrolment URL.
+   */
+  renewExpired(csrPem: string): Promise<IssuedCertificateResponse> {
+    if (this.#identity === undefined) throw new DmrError('INTERNAL', 'no certificate yet: enrol first');
+    if (this.enrolUrl === undefined) {
+      throw new DmrError('INVALID_ARGUMENT', 'no enrolment URL was given for this CentOps client');
+    }
+    return requestGraceRenewal({
+      enrolUrl: this.enrolUrl,
+      caPem: this.#options.caPem,
+      trustDomain: this.trustDomain,
+      certificateChainPem: this.#identity.certPem,
+      privateKeyPem: this.#identity.keyPem,
+      csrPem,
       ...(this.#options.timeoutMs === undefined ? {} : { timeoutMs: this.#options.timeoutMs }),
     });
   }

@@ -122,6 +122,12 @@ export const ERROR_CATALOGUE = {
     httpStatus: 400,
     summary: 'A certificate cannot be parsed or does not chain to the trusted roots.',
   },
+  RENEWAL_GRACE_EXPIRED: {
+    exitCode: 9,
+    httpStatus: 403,
+    summary:
+      'The certificate expired longer ago than CentOps renews with a proof of its key (renewalGrace); enrol again with a one-time token.',
+  },
   CERTIFICATE_REVOKED: {
     exitCode: 5,
     httpStatus: 410,

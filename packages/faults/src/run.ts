@@ -5,17 +5,13 @@
  * sending and drain until everything accepted was delivered or reported, or
  * nothing moved for `drainQuietMs`. The row is read from the ledger.
  */
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { isDmrError } from '@dmr/core';
 import type { MeshProgress } from '@dmr/mesh';
 import { BridgeTraffic } from './bridge-traffic.js';
 import type { Row } from './report.js';
-import { hold, until, type Scenario, type Settings, type WorldSpec } from './scenario.js';
+import { hold, until, type Scenario, type Settings } from './scenario.js';
 import { drain, SdkTraffic, type Traffic } from './traffic.js';
 import { World } from './world.js';
-
-const CLOCK_SHIFT = pathToFileURL(join(dirname(fileURLToPath(import.meta.url)), 'clock-shift.js')).href;
 
 export interface RunOptions {
   settings: Settings;
@@ -29,16 +25,7 @@ export interface RunOptions {
   onRow?: (row: Row) => void;
 }
 
-function worldEnv(spec: WorldSpec): Record<string, NodeJS.ProcessEnv> | undefined {
-  if (spec.clock === undefined) return undefined;
-  const options = [process.env.NODE_OPTIONS ?? '', `--import ${CLOCK_SHIFT}`].join(' ').trim();
-  return {
-    [spec.clock.node]: { NODE_OPTIONS: options, DMR_FAULTS_CLOCK_OFFSET_MS: String(spec.clock.offsetMs) },
-  };
-}
-
 async function startWorld(scenario: Scenario, options: RunOptions): Promise<World> {
-  const env = worldEnv(scenario.world);
   options.say(
     `world for ${scenario.name}: ${scenario.world.nodes} node(s) in a line, ${scenario.world.routers ?? 1} router(s) each`,
   );
@@ -46,7 +33,6 @@ async function startWorld(scenario: Scenario, options: RunOptions): Promise<Worl
     label: scenario.name,
     nodes: scenario.world.nodes,
     ...(scenario.world.routers === undefined ? {} : { routers: scenario.world.routers }),
-    ...(env === undefined ? {} : { nodeEnv: env }),
     progress: options.progress,
     ...(options.keep === undefined ? {} : { keep: options.keep }),
   });

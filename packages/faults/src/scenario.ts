@@ -14,8 +14,6 @@ import type { World } from './world.js';
 export interface WorldSpec {
   nodes: number;
   routers?: number;
-  /** Shift the clock of one node's agent and routers by `offsetMs` (clock-shift.ts). */
-  clock?: { node: string; offsetMs: number };
 }
 
 /** Durations the scenarios use; the CI subset shortens them and says so in the table's notes. */

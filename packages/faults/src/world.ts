@@ -8,7 +8,7 @@
  * (first node) and bot-b (last node).
  */
 import { execFile } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -42,8 +42,6 @@ export interface WorldOptions {
   nodes: number;
   /** Router processes per node agent (default 1). */
   routers?: number;
-  /** Extra environment per node agent (its routers inherit it). */
-  nodeEnv?: Readonly<Record<string, NodeJS.ProcessEnv>>;
   progress: MeshProgress;
   /** Keep the directory (logs) after stop. */
   keep?: boolean;
@@ -81,7 +79,6 @@ export class World {
         shape: meshShape(options.nodes, 'line'),
         intervalMs: 60_000,
         ...(options.routers === undefined ? {} : { routers: options.routers }),
-        ...(options.nodeEnv === undefined ? {} : { nodeEnv: options.nodeEnv }),
       });
       // The demo's clients would compete with the scenario's for bot-a's and bot-b's queues.
       await mesh.demo?.stop();
@@ -141,11 +138,16 @@ export class World {
     return found;
   }
 
-  /** Waits until the agent runs `count` routers again (it restarts one that died, with back-off). */
-  async awaitRouters(nodeId: string, count: number, timeoutMs = 60_000): Promise<ProcessRef[]> {
+  /**
+   * Waits until the agent runs `count` routers again (it restarts one that died, with back-off), none of
+   * them `gone` (a killed process is listed until the kernel has finished it).
+   */
+  async awaitRouters(nodeId: string, count: number, gone?: ProcessRef, timeoutMs = 60_000): Promise<ProcessRef[]> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const routers = this.routers(nodeId);
+      const routers = this.routers(nodeId).filter(
+        (ref) => gone === undefined || ref.pid !== gone.pid || ref.startTicks !== gone.startTicks,
+      );
       if (routers.length >= count) return routers;
       if (Date.now() > deadline) {
         throw new DmrError(
@@ -188,6 +190,42 @@ export class World {
     }
   }
 
+  /**
+   * Stops a node's agent (SIGTERM: it stops its routers) and starts it again on the same run-config and
+   * data directory with `env` added; resolves once it runs `routers` routers, throws if it exits first.
+   */
+  async restartAgent(nodeId: string, env: NodeJS.ProcessEnv, routers = 1, timeoutMs = 120_000): Promise<void> {
+    await stopProcess(this.agent(nodeId), 20_000);
+    const files = this.mesh.paths.node(nodeId);
+    const child = spawnLogged(DMR.command, [...DMR.args, 'node', 'run', '--config', files.configFile], {
+      logFile: files.log,
+      env: { ...process.env, ...env },
+    });
+    this.mesh.nodes.set(nodeId, child);
+    const deadline = Date.now() + timeoutMs;
+    while (this.routers(nodeId).length < routers) {
+      if (child.child.exitCode !== null) {
+        throw new DmrError(
+          'FAULT_SCENARIO_FAILED',
+          `the agent of ${nodeId} exited (code ${child.child.exitCode}) on restart: ${tailOf(files.log, 2)}`,
+          {
+            hint: `see ${files.log}`,
+          },
+        );
+      }
+      if (Date.now() > deadline) {
+        throw new DmrError(
+          'FAULT_SCENARIO_FAILED',
+          `the agent of ${nodeId} runs no router ${timeoutMs} ms after restart`,
+          {
+            hint: `see ${files.log}`,
+          },
+        );
+      }
+      await sleep(200);
+    }
+  }
+
   /** `dmr ctl <args> -o json` as the mesh's CentOps administrator: the operator's own path. */
   async ctl(args: readonly string[]): Promise<unknown> {
     const admin = this.mesh.state.centops?.adminConfig;
@@ -207,6 +245,15 @@ export class World {
     // A CentOps restarted by a scenario is the mesh's again (startCentOps set it), so the mesh stopped it.
     await stopProcess(this.mesh.centops?.ref, 5_000);
     if (!this.#keep) await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** The last lines of a log, for an error that says why without opening the file. */
+function tailOf(file: string, lines: number): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join(' | ');
+  } catch {
+    return '(no log)';
   }
 }
 

@@ -360,10 +360,8 @@ async function startOneNode(
     },
   ]);
   const spawnedAt = Date.now();
-  const env = options.nodeEnv?.[id];
   const child = spawnLogged(options.dmr.command, [...options.dmr.args, 'node', 'run', '--config', files.configFile], {
     logFile: files.log,
-    ...(env === undefined ? {} : { env: { ...process.env, ...env } }),
   });
   mesh.nodes.set(id, child);
   await mesh.update({

@@ -31,8 +31,6 @@ export interface StartMeshOptions {
   intervalMs?: number;
   /** Router processes per node agent (default 1; the fault suite kills one of two). */
   routers?: number;
-  /** Extra environment of a node agent (and so of its routers), by node id: the fault suite's shifted clock. */
-  nodeEnv?: Readonly<Record<string, NodeJS.ProcessEnv>>;
   /** Aborting (Ctrl-C during the start) stops what was started and rejects. */
   signal?: AbortSignal;
   /** Also start Prometheus scraping the mesh (prometheus.ts). */

@@ -9,6 +9,10 @@
  * - `requestRenewal`: POST /v1/certificates/renew on the mutual-TLS API,
  *   authenticated by the current certificate, with a CSR for a NEW key (a
  *   key that leaked before the renewal is useless after it);
+ * - `requestGraceRenewal`: the same for a certificate that expired (TLS
+ *   refuses it): a nonce from the enrolment listener, then a proof signed
+ *   with the old key over that nonce and the CSR (renewal-proof.ts), accepted
+ *   by CentOps within its grace period after expiry;
  * - `obtainCertificate`: the key and CSR around either request, and the
  *   checks on what comes back (the id asked for, a certificate for OUR key);
  * - `renewalDelayMs`: when to renew.
@@ -39,6 +43,7 @@ import { Agent, request as httpsRequest, type RequestOptions } from 'node:https'
 import { DmrError, isErrorCode, type ErrorCode, type PrincipalKind } from '@dmr/core';
 import { createCsr } from './csr.js';
 import { generatePrivateKey, type KeyAlgorithm } from './keys.js';
+import { signRenewalProof } from './renewal-proof.js';
 import { centOpsApiSpiffeId, centOpsServerCheck, isServerIdentityMismatch } from './server-identity.js';
 
 /** What POST /v1/enroll and /v1/certificates/renew answer with 201 (CentOps routes/pki.ts `Issued`). */
@@ -143,8 +148,13 @@ export function centOpsError(
   let code: string | undefined;
   let message = text.slice(0, 300);
   let details: Record<string, unknown> = {};
+  let hint: string | undefined;
   try {
-    const parsed = JSON.parse(text) as { error?: { code?: unknown; message?: unknown; details?: unknown } };
+    const parsed = JSON.parse(text) as {
+      error?: { code?: unknown; message?: unknown; details?: unknown; hint?: unknown };
+    };
+    // CentOps' own next step (e.g. re-enrol with a token after the grace period); pinned, so shown as is.
+    if (typeof parsed.error?.hint === 'string') hint = parsed.error.hint.slice(0, 300);
     if (typeof parsed.error?.code === 'string') code = parsed.error.code;
     if (typeof parsed.error?.message === 'string') message = parsed.error.message.slice(0, 300);
     if (typeof parsed.error?.details === 'object' && parsed.error.details !== null) {
@@ -158,7 +168,9 @@ export function centOpsError(
     details: { ...details, status: answer.status },
     ...(known === 'TOKEN_INVALID'
       ? { hint: 'the token is unknown, expired or used; ask an operator for a new one (`dmr ctl token create`)' }
-      : {}),
+      : hint === undefined
+        ? {}
+        : { hint }),
   });
 }
 
@@ -319,6 +331,47 @@ export async function requestRenewal(
     'certificate renewal',
     options,
   );
+}
+
+/**
+ * A grace renewal on the enrolment listener (no client certificate: the
+ * current one expired): POST /v1/renewal/nonce, then POST /v1/renewal with
+ * a proof signed by the expired certificate's key over that nonce and the
+ * CSR. CentOps refuses past its grace period (RENEWAL_GRACE_EXPIRED: enrol
+ * again with a token), a revoked certificate (CERTIFICATE_REVOKED) and a
+ * denylisted identity (FORBIDDEN).
+ */
+export async function requestGraceRenewal(
+  options: {
+    enrolUrl: string;
+    caPem: string;
+    trustDomain: string;
+    /** The expired certificate's chain and key. */
+    certificateChainPem: string;
+    privateKeyPem: string;
+    csrPem: string;
+  } & CentOpsCallOptions,
+): Promise<IssuedCertificateResponse> {
+  const tls = { caPem: options.caPem, trustDomain: options.trustDomain };
+  const nonceUrl = centOpsEndpoint(options.enrolUrl, '/v1/renewal/nonce');
+  const answer = await callCentOps(nonceUrl, tls, { ...options, method: 'POST' });
+  if (answer.status !== 201) throw centOpsError(answer, 'grace renewal nonce', 'ENROLMENT_FAILED');
+  let nonce: unknown;
+  try {
+    nonce = (JSON.parse(answer.body.toString('utf8')) as { nonce?: unknown }).nonce;
+  } catch {
+    nonce = undefined;
+  }
+  if (typeof nonce !== 'string') {
+    throw new DmrError('ENROLMENT_FAILED', 'grace renewal: CentOps answered 201 without a nonce');
+  }
+  const proof = signRenewalProof({
+    certificateChainPem: options.certificateChainPem,
+    privateKeyPem: options.privateKeyPem,
+    nonce,
+    csrPem: options.csrPem,
+  });
+  return issuing(centOpsEndpoint(options.enrolUrl, '/v1/renewal'), tls, { proof }, 'grace renewal', options);
 }
 
 /** An identity CentOps issued: the new key (made here, never sent) with its certificate. */

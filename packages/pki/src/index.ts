@@ -12,3 +12,4 @@ export * from './profiles.js';
 export * from './server-identity.js';
 export * from './signer.js';
 export * from './jws.js';
+export * from './renewal-proof.js';

@@ -50,8 +50,12 @@ export interface ConnectOptions {
    * message that breaks the channel cannot loop forever.
    */
   maxSendAttempts?: number;
-  /** Automatic certificate renewal at ~2/3 of its lifetime through CentOps' mTLS API. */
-  renew?: { apiUrl: string; timeoutMs?: number };
+  /**
+   * Automatic certificate renewal at ~2/3 of its lifetime through CentOps' mTLS API. With `enrolUrl`, a
+   * certificate that already expired (the client was down) is renewed on CentOps' enrolment listener with a
+   * proof of its key, within CentOps' grace period (decision 0030).
+   */
+  renew?: { apiUrl: string; enrolUrl?: string; timeoutMs?: number };
   /**
    * Checks peer certificates for end-to-end protection. Default: the CN is the
    * peer id, the chain is valid now and chains to `tls.ca`. Plug in a check

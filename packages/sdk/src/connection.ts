@@ -278,6 +278,7 @@ export class Connection {
     try {
       const identity = await renewCertificate({
         apiUrl: renew.apiUrl,
+        ...(renew.enrolUrl === undefined ? {} : { enrolUrl: renew.enrolUrl }),
         current: this.#tls,
         ...(renew.timeoutMs === undefined ? {} : { timeoutMs: renew.timeoutMs }),
       });

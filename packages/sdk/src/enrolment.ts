@@ -6,7 +6,9 @@
  *   only: the client has no certificate yet) with a one-time bootstrap token.
  * - `renewCertificate`: POST /v1/certificates/renew on the mutual-TLS API,
  *   authenticated by the current certificate, with a CSR for a NEW key (a key
- *   that leaked before the renewal is useless after it).
+ *   that leaked before the renewal is useless after it); for a certificate
+ *   that already expired, the grace renewal on the enrolment listener: a
+ *   proof signed with its key (decision 0030).
  * - `renewalDelayMs`: when to renew (two thirds of the lifetime).
  *
  * A thin adapter: the exchange goes through the one CentOps client
@@ -107,6 +109,13 @@ export interface RenewOptions {
   apiUrl: string;
   /** The identity in use now: it authenticates the renewal. `ca` must also authenticate CentOps. */
   current: TlsPem;
+  /**
+   * CentOps' enrolment listener: where a certificate that already expired is renewed with a proof of its key
+   * (within CentOps' grace period). Without it an expired certificate cannot be renewed here.
+   */
+  enrolUrl?: string;
+  /** The clock that decides whether the certificate expired (default now). */
+  now?: Date;
   keyAlgorithm?: KeyAlgorithm;
   timeoutMs?: number;
 }
@@ -118,20 +127,27 @@ export async function renewCertificate(options: RenewOptions): Promise<EnrolledI
   if (id === undefined || trustDomain === undefined) {
     throw new DmrError('CERTIFICATE_INVALID', 'the current certificate has no DMR id (CN) or SPIFFE URI');
   }
+  const expired = info.notAfter.getTime() <= (options.now ?? new Date()).getTime();
+  if (expired && options.enrolUrl === undefined) {
+    throw new DmrError('CERTIFICATE_INVALID', `the certificate of ${id} expired at ${info.notAfter.toISOString()}`, {
+      hint: "pass renew.enrolUrl (CentOps' enrolment listener) to renew it within CentOps' grace period, or enrol again with a token",
+    });
+  }
+  const client = new CentOpsClient({
+    apiUrl: options.apiUrl,
+    ...(options.enrolUrl === undefined ? {} : { enrolUrl: options.enrolUrl }),
+    caPem: options.current.ca,
+    trustDomain,
+    identity: { certPem: options.current.cert, keyPem: options.current.key },
+    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+  });
   const obtained = await obtainCertificate({
     id,
     kind: 'client',
     trustDomain,
     ...(options.keyAlgorithm === undefined ? {} : { keyAlgorithm: options.keyAlgorithm }),
-    what: `renewal of ${id}`,
-    send: (csrPem) =>
-      new CentOpsClient({
-        apiUrl: options.apiUrl,
-        caPem: options.current.ca,
-        trustDomain,
-        identity: { certPem: options.current.cert, keyPem: options.current.key },
-        ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
-      }).renew(csrPem),
+    what: `${expired ? 'grace renewal' : 'renewal'} of ${id}`,
+    send: (csrPem) => (expired ? client.renewExpired(csrPem) : client.renew(csrPem)),
   });
   return toEnrolled(obtained);
 }

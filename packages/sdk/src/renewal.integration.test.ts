@@ -10,8 +10,11 @@
  * after a renewal reaches `rik-bot` exactly once.
  */
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isDmrError } from '@dmr/core';
+import { createCsr } from '@dmr/pki';
 import { clientUser, NodeFixture, startTestCentOps, type TestCentOps, waitFor } from '@dmr/testkit';
 import { DmrClient, type ClientState } from './client.js';
 import { fixtureConnection } from './test-support.js';
@@ -197,6 +200,39 @@ describe('SDK enrolment and certificate renewal through a real CentOps and node'
     assert.equal(renewed.length, 1, 'the renewed certificate (1 h) is not renewed again yet');
 
     await Promise.all([desk.close(), rik.client.close()]);
+  });
+
+  it('renews a certificate that expired while the client was down with a proof of its key (enrolUrl), not without', async () => {
+    const enrolled = await enrolWithToken('ria-desk');
+    // The same key under a certificate that expired a moment ago, from CentOps' own CA (as its last one was).
+    const intermediate = new X509Certificate(enrolled.chainPem.split(/(?<=-----END CERTIFICATE-----)/)[1] ?? '');
+    const expired = await centops.server.ca.issue({
+      csrPem: await createCsr({
+        id: 'ria-desk',
+        kind: 'client',
+        trustDomain: 'dmr.test',
+        privateKeyPem: enrolled.keyPem,
+      }),
+      kind: 'client',
+      id: 'ria-desk',
+      notBefore: new Date(intermediate.validFrom),
+      notAfter: new Date(Date.now() - 1_000),
+    });
+    const current = { cert: expired.chainPem, key: enrolled.keyPem, ca: enrolled.trustBundlePem };
+    await assert.rejects(renewCertificate({ apiUrl: centops.server.apiUrl, current }), (error: unknown) => {
+      assert.ok(isDmrError(error));
+      assert.equal(error.code, 'CERTIFICATE_INVALID');
+      assert.match(error.hint ?? '', /enrolUrl/);
+      return true;
+    });
+    const renewed = await renewCertificate({
+      apiUrl: centops.server.apiUrl,
+      enrolUrl: centops.server.enrolUrl,
+      current,
+    });
+    assert.notEqual(renewed.serial, expired.serial.toLowerCase());
+    assert.ok(renewed.notAfter.getTime() > Date.now());
+    assert.notEqual(renewed.keyPem, enrolled.keyPem);
   });
 
   it('end-to-end protection across the recipient’s renewal: its previous key still decrypts, by default', async () => {

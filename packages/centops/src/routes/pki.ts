@@ -4,7 +4,9 @@
  * - `pkiRoutes` (mTLS API): tokens, renewal, revocation, certificate list,
  *   CRL and trust bundle.
  * - `enrolRoutes` (the enrolment listener, server-auth TLS only): enrolment
- *   with a token, CRL and trust bundle, and nothing else (ADR 0004).
+ *   with a token, grace renewal with a proof of an expired certificate's key
+ *   (a nonce, then the proof: decision 0030), CRL and trust bundle, and
+ *   nothing else (ADR 0004).
  */
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
@@ -80,6 +82,42 @@ export function enrolRoutes(service: CertificateService, context: RouteContext):
         const { token, csr } = request.body as { token: string; csr: string };
         const issued = await service.enrol(token, csr, `enrol:${request.ip}`);
         request.log.info({ id: issued.id, kind: issued.kind, serial: issued.serial }, 'enrolled');
+        return reply.code(201).send(issued);
+      },
+    );
+    app.post(
+      '/v1/renewal/nonce',
+      {
+        schema: {
+          tags: ['pki'],
+          summary: 'a single-use nonce (5 min) for a grace renewal: sign it with the key of the expired certificate',
+          response: {
+            201: Type.Object({ nonce: Type.String(), expiresAt: Type.String() }),
+            ...errorResponses(429),
+          },
+        },
+      },
+      async (_request, reply) => reply.code(201).header('cache-control', 'no-store').send(service.renewalNonce()),
+    );
+    app.post(
+      '/v1/renewal',
+      {
+        schema: {
+          tags: ['pki'],
+          summary:
+            'grace renewal: a client or node whose certificate expired (within renewalGrace) proves it holds its key with a JWS over a nonce and a new CSR',
+          body: Type.Object(
+            {
+              proof: Type.String({ minLength: 1, maxLength: 131_072, description: 'compact JWS, typ dmr-renewal+jws' }),
+            },
+            { additionalProperties: false },
+          ),
+          response: { 201: Issued, ...errorResponses(400, 410, 422, 429) },
+        },
+      },
+      async (request, reply) => {
+        const issued = await service.renewWithProof((request.body as { proof: string }).proof);
+        request.log.info({ id: issued.id, kind: issued.kind, serial: issued.serial }, 'renewed after expiry (grace)');
         return reply.code(201).send(issued);
       },
     );

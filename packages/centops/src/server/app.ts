@@ -171,6 +171,7 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
     ...(config.limits?.renewalsPerHour === undefined ? {} : { renewalsPerHour: config.limits.renewalsPerHour }),
     ...(options.now === undefined ? {} : { now: options.now }),
     ...(config.renewalOverlap === undefined ? {} : { renewalOverlapMs: parseDuration(config.renewalOverlap) }),
+    ...(config.renewalGrace === undefined ? {} : { renewalGraceMs: parseDuration(config.renewalGrace) }),
     events: metrics,
   });
   // Predecessors of renewed certificates are revoked once their overlap is over (and before every CRL).
@@ -232,6 +233,12 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
     logger: api.log,
   });
   await api.register(auditLogRoutes(context, witness));
+  metrics.watch({
+    revision: () => store.revision(),
+    policyVersion: async () => (await policies.current())?.version,
+    feedSubscribers: () => hub.listenerCount,
+    auditLogBroken: () => witness.ownLogBroken,
+  });
   // Streams and long-polls outlive the request's authentication: the feed checks the certificate again per document.
   await api.register(feedRoutes, {
     store,
@@ -243,11 +250,6 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
 
   const enrol = baseApp(options.logger, tls, ENROL_BODY_LIMIT);
   metrics.instrument(enrol, 'enrol');
-  metrics.watch({
-    revision: () => store.revision(),
-    policyVersion: async () => (await policies.current())?.version,
-    feedSubscribers: () => hub.listenerCount,
-  });
   // Anyone can reach this listener: every route, the public documents too, counts against the source's budget.
   await enrol.register(rateLimit, {
     global: true,

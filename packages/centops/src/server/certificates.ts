@@ -7,6 +7,7 @@
  * registry profile (key algorithm, lifetime, host names), never with names
  * taken from the CSR.
  */
+import { randomBytes } from 'node:crypto';
 import { DmrError, parseDuration, type PrincipalKind } from '@dmr/core';
 import {
   certificateSubject,
@@ -14,6 +15,8 @@ import {
   checkHostNames,
   csrCommonName,
   normaliseSerial,
+  subjectFromUris,
+  verifyRenewalProof,
   type CertificateAuthority,
   type CertificateKind,
   type CertificateSubject,
@@ -78,6 +81,8 @@ export interface CertificateServiceOptions {
   now?: () => Date;
   /** How long a renewed certificate's predecessor stays valid (default 1h). */
   renewalOverlapMs?: number;
+  /** How long after expiry a certificate's key may still renew it with a proof (default 7d). */
+  renewalGraceMs?: number;
   /** Told of every certificate issued and every enrolment token spent (the /metrics counters). */
   events?: CertificateEvents;
 }
@@ -88,6 +93,12 @@ export interface CertificateEvents {
   issued(kind: PrincipalKind | 'operator', via: IssuedVia): void;
   tokenUsed(kind: PrincipalKind): void;
 }
+
+/** A grace-renewal nonce is good for this long, once. */
+export const RENEWAL_NONCE_TTL_MS = 5 * 60_000;
+/** Outstanding nonces at most (the enrolment listener's rate limit keeps far below it). */
+const MAX_RENEWAL_NONCES = 10_000;
+export const DEFAULT_RENEWAL_GRACE_MS = 7 * 24 * HOUR_MS;
 
 /** A renewal's predecessor is revoked as superseded this long after the renewal. */
 export const DEFAULT_RENEWAL_OVERLAP_MS = 3_600_000;
@@ -104,6 +115,9 @@ export class CertificateService {
   readonly #events: CertificateEvents | undefined;
   readonly #now: () => Date;
   readonly #overlapMs: number;
+  readonly #graceMs: number;
+  /** Grace-renewal nonces → when they expire (ms); single use. In memory: a proof goes to the CentOps that gave its nonce. */
+  readonly #nonces = new Map<string, number>();
   #crl: { pem: string; at: number } | undefined;
   #sweeping: Promise<void> | undefined;
   #caWork: Promise<unknown> = Promise.resolve();
@@ -117,7 +131,13 @@ export class CertificateService {
     this.#renewalsPerHour = options.renewalsPerHour ?? DEFAULT_RENEWALS_PER_HOUR;
     this.#now = options.now ?? (() => new Date());
     this.#overlapMs = options.renewalOverlapMs ?? DEFAULT_RENEWAL_OVERLAP_MS;
+    this.#graceMs = options.renewalGraceMs ?? DEFAULT_RENEWAL_GRACE_MS;
     this.#events = options.events;
+  }
+
+  /** How long after expiry a certificate may still be renewed with a proof of its key. */
+  get renewalGraceMs(): number {
+    return this.#graceMs;
   }
 
   /** How long a renewed certificate's predecessor stays valid. */
@@ -298,6 +318,98 @@ export class CertificateService {
       response = await this.#issueMesh(principal.id, kind, profile, csrPem);
     }
     this.#events?.issued(principal.kind, 'renew');
+    return response;
+  }
+
+  /** A fresh single-use nonce for a grace renewal (the enrolment listener: the caller has no valid certificate). */
+  renewalNonce(): { nonce: string; expiresAt: string } {
+    const now = this.#now().getTime();
+    for (const [nonce, expiresAt] of this.#nonces) {
+      // Insertion order is expiry order: stop at the first live one.
+      if (expiresAt > now) break;
+      this.#nonces.delete(nonce);
+    }
+    if (this.#nonces.size >= MAX_RENEWAL_NONCES) {
+      throw new DmrError('RATE_LIMITED', `${MAX_RENEWAL_NONCES} renewal nonces are outstanding`, {
+        details: { retryAfterSeconds: RENEWAL_NONCE_TTL_MS / 1000 },
+        hint: 'try again in a few minutes',
+      });
+    }
+    const nonce = randomBytes(32).toString('base64url');
+    const expiresAt = now + RENEWAL_NONCE_TTL_MS;
+    this.#nonces.set(nonce, expiresAt);
+    return { nonce, expiresAt: new Date(expiresAt).toISOString() };
+  }
+
+  /**
+   * Grace renewal: a client or node whose certificate expired while it was
+   * down proves it still holds the key (renewal-proof.ts: a JWS by that key,
+   * x5c = the expired chain, over a nonce from renewalNonce() and the CSR of
+   * its new key). In order: the proof (signature, chain to our roots as it
+   * was while valid), the nonce (spent, even if a later check refuses), the
+   * certificate is one this CentOps issued, the identity may hold a
+   * certificate (registered, active, not denylisted: FORBIDDEN), the
+   * certificate is not revoked and not from before its identity's
+   * not-before (CERTIFICATE_REVOKED), it expired at most `renewalGraceMs` ago
+   * (RENEWAL_GRACE_EXPIRED), the renewal rate, then issuing as any renewal
+   * does. A certificate that has not expired yet is accepted too: the proof
+   * is as strong as presenting it in TLS.
+   */
+  async renewWithProof(proof: unknown): Promise<IssuedResponse> {
+    const now = this.#now();
+    const verified = await verifyRenewalProof(proof, { trustBundlePem: this.#ca.trustBundlePem(), now });
+    const expiresAt = this.#nonces.get(verified.payload.nonce);
+    this.#nonces.delete(verified.payload.nonce);
+    if (expiresAt === undefined || expiresAt <= now.getTime()) {
+      throw new DmrError('UNAUTHENTICATED', 'renewal proof refused: the nonce is unknown, used or expired', {
+        hint: 'ask for a fresh nonce (POST /v1/renewal/nonce) and sign it at once',
+      });
+    }
+    const subject = subjectFromUris(verified.uris, this.#trustDomain);
+    if (subject === undefined || (subject.kind !== 'client' && subject.kind !== 'node')) {
+      throw new DmrError('UNAUTHENTICATED', 'renewal proof refused: the certificate names no client or node', {
+        details: { uris: verified.uris },
+      });
+    }
+    const { kind, id } = subject;
+    const serial = normaliseSerial(verified.serial);
+    const record = await this.#issued.get(serial);
+    if (record === undefined || record.fingerprintSha256 !== verified.fingerprintSha256) {
+      throw new DmrError(
+        'UNAUTHENTICATED',
+        `renewal proof refused: certificate ${serial} was not issued by this CentOps`,
+      );
+    }
+    // The identity first: a denylisted one is told so (its certificates are revoked too, but that is not the news).
+    const { profile } = await this.#meshIdentity(id, kind);
+    const stored = await this.#store.getCertificate(serial).catch(() => undefined);
+    const notBefore = await this.#store.identityNotBefore(kind, id);
+    const revokedByIdentity = notBefore !== undefined && record.issuedAt.getTime() < Date.parse(notBefore);
+    if (record.revoked || stored?.revokedAt || revokedByIdentity) {
+      throw new DmrError('CERTIFICATE_REVOKED', `certificate ${serial} of ${kind} ${id} is revoked`, {
+        details: { serial, id, kind },
+        hint: 'a revoked certificate cannot be renewed: ask an operator for a one-time token and enrol again',
+      });
+    }
+    const expiredForMs = now.getTime() - verified.notAfter.getTime();
+    if (expiredForMs > this.#graceMs) {
+      throw new DmrError(
+        'RENEWAL_GRACE_EXPIRED',
+        `certificate ${serial} of ${kind} ${id} expired ${verified.notAfter.toISOString()}, more than ${Math.round(this.#graceMs / 60_000)} min ago`,
+        {
+          details: { serial, id, kind, notAfter: verified.notAfter.toISOString(), graceMs: this.#graceMs },
+          hint: 'enrol again with a one-time token from an operator (`dmr ctl token create`)',
+        },
+      );
+    }
+    if (csrCommonName(verified.payload.csr) !== id) {
+      throw new DmrError('CSR_MISMATCH', `the CSR does not name ${id}, whose certificate signed the proof`, {
+        details: { id },
+      });
+    }
+    await this.#limitRenewals(kind, id);
+    const response = await this.#issueMesh(id, kind, profile, verified.payload.csr);
+    this.#events?.issued(kind, 'renew');
     return response;
   }
 

@@ -47,6 +47,11 @@ export interface CentOpsConfig {
    * default 1h); then it is revoked with reason superseded.
    */
   renewalOverlap?: string;
+  /**
+   * How long after expiry a client or node may still renew with a proof of
+   * its certificate's key (a duration, default 7d).
+   */
+  renewalGrace?: string;
 }
 
 export interface CentOpsLimits {
@@ -173,7 +178,7 @@ export async function loadConfig(file: string): Promise<CentOpsConfig> {
 function overlapAndLimits(
   record: Record<string, unknown>,
   file: string,
-): Pick<CentOpsConfig, 'limits' | 'renewalOverlap'> {
+): Pick<CentOpsConfig, 'limits' | 'renewalOverlap' | 'renewalGrace'> {
   const limits = limitsOf(record.limits, file);
   const overlap = record.renewalOverlap;
   if (overlap !== undefined) {
@@ -181,9 +186,16 @@ function overlapAndLimits(
       throw new DmrError('INVALID_ARGUMENT', `${file}: renewalOverlap must be a duration such as 1h`);
     parseDuration(overlap);
   }
+  const grace = record.renewalGrace;
+  if (grace !== undefined) {
+    if (typeof grace !== 'string')
+      throw new DmrError('INVALID_ARGUMENT', `${file}: renewalGrace must be a duration such as 7d`);
+    parseDuration(grace);
+  }
   return {
     ...(limits === undefined ? {} : { limits }),
     ...(typeof overlap === 'string' ? { renewalOverlap: overlap } : {}),
+    ...(typeof grace === 'string' ? { renewalGrace: grace } : {}),
   };
 }
 
@@ -201,6 +213,7 @@ export function renderConfig(config: CentOpsConfig): string {
     logLevel: config.logLevel,
     ...(config.limits === undefined ? {} : { limits: config.limits }),
     ...(config.renewalOverlap === undefined ? {} : { renewalOverlap: config.renewalOverlap }),
+    ...(config.renewalGrace === undefined ? {} : { renewalGrace: config.renewalGrace }),
   });
 }
 

@@ -16,6 +16,8 @@ export interface CentOpsMetricsSources {
   revision(): Promise<number>;
   policyVersion(): Promise<number | undefined>;
   feedSubscribers(): number;
+  /** CentOps' own audit log no longer matches its checkpoint (witness.ts). */
+  auditLogBroken(): boolean;
 }
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -67,6 +69,15 @@ export class CentOpsMetrics implements CertificateEvents {
       async collect() {
         const source = sources();
         if (source !== undefined) this.set((await source.policyVersion()) ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'dmr_centops_audit_log_broken',
+      help: "1 once CentOps' own audit table no longer matches its signed checkpoint (an entry edited or deleted); no further checkpoint is signed",
+      registers,
+      collect() {
+        const source = sources();
+        if (source !== undefined) this.set(source.auditLogBroken() ? 1 : 0);
       },
     });
     new Gauge({

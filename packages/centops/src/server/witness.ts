@@ -109,6 +109,11 @@ export class AuditWitness {
       key.asymmetricKeyType === 'ec' ? new NoteSigner(witnessKeyName(options.trustDomain), key) : undefined;
   }
 
+  /** True once CentOps' own audit table no longer matches its signed checkpoint (an edited or deleted entry). */
+  get ownLogBroken(): boolean {
+    return this.#ownBroken !== undefined;
+  }
+
   #witnessSigner(): NoteSigner {
     if (this.#signer === undefined) {
       throw new DmrError(

@@ -40,7 +40,7 @@ function alarm(
     await flowing();
     return {
       healedAt,
-      note: `${kind} alarm ${settings.alarmMs / 1000} s: bridge answered 503 ×${refused}, the service retried each id`,
+      note: `${kind} alarm ${settings.alarmMs / 1000} s, publishers blocked: the service retried each 503 with the same id`,
     };
   };
 }

@@ -18,8 +18,8 @@ export const SCENARIOS: readonly Scenario[] = [
   diskAlarm,
   memoryAlarm,
   centopsDown,
+  linkCut,
   clockAhead,
   clockBehind,
-  linkCut,
   peerBrokerKill,
 ];

@@ -23,7 +23,7 @@ export const routerKill: Scenario = {
       throw new DmrError('FAULT_SCENARIO_FAILED', `router pid ${victim.pid} was gone before the kill`);
     }
     const healedAt = Date.now();
-    const routers = await world.awaitRouters(node, 2);
+    const routers = await world.awaitRouters(node, 2, victim);
     const restartedMs = Date.now() - healedAt;
     say(`the agent runs 2 routers again after ${restartedMs} ms`);
     await flowing();

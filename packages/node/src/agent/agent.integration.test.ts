@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { X509Certificate, randomUUID } from 'node:crypto';
 import { access, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it, mock } from 'node:test';
@@ -17,6 +17,7 @@ import { connectWithCertificate, probeTls } from '@dmr/broker';
 import { ConfigSigner } from '@dmr/centops';
 import type { NodeConfig } from '@dmr/contract';
 import { isDmrError } from '@dmr/core';
+import { createCsr } from '@dmr/pki';
 import { vhostName } from '@dmr/contract';
 import { NodeAgent, type AgentOptions, type DocumentOutcome } from './agent.js';
 import { tlsFilesOf } from '../reconciler/index.js';
@@ -603,6 +604,43 @@ describe('node agent with a real CentOps and broker', () => {
     } finally {
       await supervisor.stop();
     }
+  });
+
+  it('starts with a certificate that expired while it was down: renews it within the grace period and syncs', async () => {
+    if (agent === undefined) {
+      // Run on its own (--test-name-pattern): enrol first.
+      await writeFile(join(env.dir, 'node-a.token'), `${await env.token(NODE, 'node')}\n`);
+      agent = await startAgent();
+    }
+    await settle();
+    await agent?.stop();
+    agent = undefined;
+    // Its current key under a certificate that expired an hour ago, issued by CentOps' own CA (as its last one was).
+    const paths = dataPaths(config.dataDir);
+    const key = await readFile(paths.keyFile, 'utf8');
+    const csrPem = await createCsr({ id: NODE, kind: 'node', trustDomain: TD, privateKeyPem: key });
+    // Valid from when CentOps' intermediate was (the chain is judged as it stood while the leaf was valid) until just now.
+    const intermediate = new X509Certificate(
+      (await readFile(paths.certificateFile, 'utf8')).split(/(?<=-----END CERTIFICATE-----)/)[1] ?? '',
+    );
+    const expired = await env.server.ca.issue({
+      csrPem,
+      kind: 'node',
+      id: NODE,
+      dns: ['localhost'],
+      ips: ['127.0.0.1'],
+      notBefore: new Date(intermediate.validFrom),
+      notAfter: new Date(Date.now() - 1_000),
+    });
+    await writeFile(paths.certificateFile, expired.chainPem);
+    agent = await startAgent();
+    const renewed = agent.identity;
+    assert.ok(renewed);
+    assert.notEqual(renewed.serial, expired.serial.toLowerCase());
+    assert.ok(renewed.notAfter.getTime() > Date.now(), 'a certificate valid now');
+    assert.notEqual(await readFile(paths.keyFile, 'utf8'), key, 'for a new key');
+    // And it works: the feed over mutual TLS with the new certificate brings the node in sync.
+    await settle();
   });
 
   it('keeps running while CentOps is down, and a restart then starts from the last good document', async () => {

@@ -180,6 +180,19 @@ export class NodeAgent {
       this.logger.info({ serial: identity.serial, notAfter: identity.notAfter.toISOString() }, 'enrolled');
     } else {
       this.logger.info({ serial: identity.serial, notAfter: identity.notAfter.toISOString() }, 'identity loaded');
+      if (identity.notAfter.getTime() <= (this.#options.now?.() ?? new Date()).getTime()) {
+        // Down past its expiry: CentOps renews within its grace period on a proof of the old key (decision 0030).
+        this.logger.warn({ serial: identity.serial }, 'certificate expired while the node was down: grace renewal');
+        client.setIdentity(identity);
+        identity = await renew(client, {
+          dataDir: config.dataDir,
+          nodeId: config.node,
+          trustDomain: config.centops.trustDomain,
+          keyAlgorithm: config.centops.keyAlgorithm,
+          expired: true,
+        });
+        this.logger.info({ serial: identity.serial, notAfter: identity.notAfter.toISOString() }, 'certificate renewed');
+      }
     }
     this.#useIdentity(identity);
     await this.#installBrokerIdentity(identity);
@@ -296,11 +309,14 @@ export class NodeAgent {
     const client = this.#client;
     if (client === undefined || this.#stopped) return undefined;
     try {
+      const current = this.#identity;
       const renewed = await renew(client, {
         dataDir: this.config.dataDir,
         nodeId: this.config.node,
         trustDomain: this.config.centops.trustDomain,
         keyAlgorithm: this.config.centops.keyAlgorithm,
+        // CentOps was out of reach until after expiry: TLS refuses the certificate now, its key still proves.
+        expired: current !== undefined && current.notAfter.getTime() <= (this.#options.now?.() ?? new Date()).getTime(),
       });
       const previous = this.#identity?.serial;
       // Broker first: once `identity` shows the new serial, the broker presents it too.

@@ -133,6 +133,11 @@ export class CentOpsClient {
     return this.#requireIdentity().renew(csrPem);
   }
 
+  /** Grace renewal of an expired certificate: a proof signed with its key, on the enrolment listener. */
+  async renewExpired(csrPem: string): Promise<IssuedCertificateResponse> {
+    return this.#requireIdentity().renewExpired(csrPem);
+  }
+
   async crl(): Promise<string> {
     return this.#requireIdentity().crl();
   }

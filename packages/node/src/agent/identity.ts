@@ -135,15 +135,23 @@ export async function enrol(client: CentOpsClient, options: EnrolOptions): Promi
   return storeIdentity(options.dataDir, obtained);
 }
 
-/** A new certificate for a NEW key, authenticated by the current one; stored, then returned. */
-export async function renew(client: CentOpsClient, options: Omit<EnrolOptions, 'tokenFile'>): Promise<NodeIdentity> {
+/**
+ * A new certificate for a NEW key, authenticated by the current one; stored,
+ * then returned. `expired`: the current certificate expired (TLS refuses it),
+ * so the grace path proves its key instead (decision 0030); past CentOps'
+ * grace period that is RENEWAL_GRACE_EXPIRED, and only a new token helps.
+ */
+export async function renew(
+  client: CentOpsClient,
+  options: Omit<EnrolOptions, 'tokenFile'> & { expired?: boolean },
+): Promise<NodeIdentity> {
   const obtained = await obtainCertificate({
     id: options.nodeId,
     kind: 'node',
     trustDomain: options.trustDomain,
     ...(options.keyAlgorithm === undefined ? {} : { keyAlgorithm: options.keyAlgorithm }),
-    what: `renewal of ${options.nodeId}`,
-    send: (csrPem) => client.renew(csrPem),
+    what: `${options.expired === true ? 'grace renewal' : 'renewal'} of ${options.nodeId}`,
+    send: (csrPem) => (options.expired === true ? client.renewExpired(csrPem) : client.renew(csrPem)),
   });
   return storeIdentity(options.dataDir, obtained);
 }

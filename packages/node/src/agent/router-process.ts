@@ -204,6 +204,8 @@ export async function startRouterProcess(options: RouterProcessOptions): Promise
   );
   let nodeIdentity = await readRouterIdentity(config.dataDir, paths);
   const audit = await startAuditLog(config, shard, () => nodeIdentity, logger);
+  const metrics = new RouterMetrics(registry);
+  metrics.watchAuditLog(() => audit.checkpointer);
   const router = new Router({
     identity: nodeIdentity,
     nodeId: config.node,
@@ -227,7 +229,7 @@ export async function startRouterProcess(options: RouterProcessOptions): Promise
     },
     policy,
     logger,
-    metrics: new RouterMetrics(registry),
+    metrics,
     audit: audit.sink,
     backoff: { initialMs: config.feed.backoffInitialMs, maxMs: Math.max(config.feed.backoffInitialMs, 10_000) },
     replayMemory: journal,

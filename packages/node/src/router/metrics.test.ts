@@ -46,3 +46,26 @@ describe('router metrics', () => {
     }
   });
 });
+
+describe('router audit gauge', () => {
+  it('counts how long records wait unwitnessed, and restarts when a checkpoint is witnessed', async (t) => {
+    t.mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
+    const registry = new Registry();
+    const metrics = new RouterMetrics(registry);
+    const log = { size: 0, witnessedSize: 0 };
+    metrics.watchAuditLog(() => log);
+    const value = async () =>
+      Number(/^dmr_router_audit_unwitnessed_seconds (\S+)$/m.exec(await registry.metrics())?.[1]);
+    assert.equal(await value(), 0);
+    log.size = 10;
+    t.mock.timers.tick(30_000);
+    assert.equal(await value(), 30);
+    log.witnessedSize = 8; // a checkpoint witnessed: the wait starts again
+    assert.equal(await value(), 0);
+    log.size = 20;
+    t.mock.timers.tick(400_000);
+    assert.equal(await value(), 400);
+    log.witnessedSize = 20;
+    assert.equal(await value(), 0);
+  });
+});

@@ -34,6 +34,10 @@ export class RouterMetrics {
   readonly replayWindowIds: Gauge;
   readonly replayWindowCapacity: Gauge;
   #replayWindow: (() => { size: number; capacity: number } | undefined) | undefined;
+  readonly auditUnwitnessedSeconds: Gauge;
+  #auditLog: (() => { size: number; witnessedSize: number } | undefined) | undefined;
+  /** When the audit log was last seen fully witnessed, or its witnessed size last moved (ms). */
+  #auditCaughtUp = { at: Date.now(), witnessedSize: 0 };
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -165,6 +169,23 @@ export class RouterMetrics {
         if (window !== undefined) this.set(window.capacity);
       },
     });
+    const auditLog = () => this.#auditLog?.();
+    const auditCaughtUp = this.#auditCaughtUp;
+    this.auditUnwitnessedSeconds = new Gauge({
+      name: 'dmr_router_audit_unwitnessed_seconds',
+      help: "How long this router's audit log has held records CentOps has not witnessed, with no checkpoint witnessed meanwhile (0 when all are; checkpoints go every second: minutes mean CentOps is unreachable or refuses the writer's checkpoints).",
+      registers,
+      collect() {
+        const log = auditLog();
+        if (log === undefined) return;
+        const now = Date.now();
+        if (log.size === log.witnessedSize || log.witnessedSize !== auditCaughtUp.witnessedSize) {
+          auditCaughtUp.at = now;
+          auditCaughtUp.witnessedSize = log.witnessedSize;
+        }
+        this.set(log.size === log.witnessedSize ? 0 : (now - auditCaughtUp.at) / 1000);
+      },
+    });
     // Fixed label sets start at zero, so a dashboard or an alert sees the series before the first event.
     for (const reason of REQUEUE_REASONS) this.requeued.inc({ reason }, 0);
     for (const outcome of RELAY_OUTCOMES) this.relayed.inc({ outcome }, 0);
@@ -174,6 +195,11 @@ export class RouterMetrics {
   /** Where the replay window gauges read from when scraped (the router's current guard). */
   watchReplayWindow(source: () => { size: number; capacity: number } | undefined): void {
     this.#replayWindow = source;
+  }
+
+  /** Where the audit gauge reads the writer's log size and the size CentOps witnessed (the checkpointer). */
+  watchAuditLog(source: () => { size: number; witnessedSize: number } | undefined): void {
+    this.#auditLog = source;
   }
 
   /** The message's last hop entry was written by `peer` at `at` (ISO 8601); `nowMs`: when this router took it. */

@@ -8,6 +8,7 @@
  * connections or start-up.
  */
 import { connectWithCertificate } from '@dmr/broker';
+import { startTracing } from '@dmr/core';
 import { isNodeConfig } from '@dmr/contract';
 import { ReplayJournal, Router, RouterMetrics, StreamAuditSink } from '@dmr/node';
 import { PolicyEngine, type PolicyDecider, type PolicyDecision } from '@dmr/policy';
@@ -126,6 +127,9 @@ serveChild(async (raw) => {
   const destination = pino.destination({ dest: config.logFile, sync: false, mkdir: true });
   const logger = pino({ level: 'info', base: { node: nodeConfig.node.id, component: 'router' } }, destination);
   const registry = new Registry();
+  // Off unless the bench runs with OTEL_EXPORTER_OTLP_ENDPOINT (the router's per-message cost of tracing: README).
+  const tracing = await startTracing({ serviceName: 'dmr-router', attributes: { 'dmr.node': nodeConfig.node.id } });
+  if (tracing.endpoint !== undefined) process.stderr.write(`router ${process.pid}: traces to ${tracing.endpoint}\n`);
   const journal = config.replayDir === undefined ? undefined : ReplayJournal.open({ dir: config.replayDir });
   const router = new Router({
     nodeId: nodeConfig.node.id,
@@ -144,6 +148,7 @@ serveChild(async (raw) => {
     ...(journal === undefined ? {} : { replayMemory: journal }),
     ...(config.prefetch === undefined ? {} : { prefetch: config.prefetch }),
     ...(config.identity === undefined ? {} : { identity: config.identity }),
+    ...(tracing.tracer === undefined ? {} : { tracer: tracing.tracer }),
   });
   router.applyConfig(nodeConfig);
   await router.start();

@@ -8,3 +8,4 @@ export * from './reconnect.js';
 export * from './sse.js';
 export * from './canonical-json.js';
 export * from './metrics-server.js';
+export * from './tracing.js';

@@ -125,3 +125,5 @@ export async function freePort(): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
 }
+
+export { OtlpReceiver, type ReceivedSpan } from './otlp-receiver.js';

@@ -6,7 +6,8 @@
  * (plus one message the policy denies, so the refusal series exist), every
  * expression of every Grafana panel and the signal of every alert rule (the
  * expression without its threshold) must return a series through
- * Prometheus' HTTP API. One mesh for the file.
+ * Prometheus' HTTP API. Last, `dmr status` lists it and `dmr down` stops it.
+ * One mesh for the file.
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -78,7 +79,7 @@ describe('dmr up --observability (Prometheus scraping a running mesh)', { skip }
   let root: string;
   let meshDir: string;
   let state: MeshState;
-  const { ok } = dmrCli(() => ({ cwd: root }));
+  const { ok, json } = dmrCli(() => ({ cwd: root }));
 
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'dmr-observability-'));
@@ -155,5 +156,24 @@ describe('dmr up --observability (Prometheus scraping a running mesh)', { skip }
       },
       { timeoutMs: 120_000, intervalMs: 2000 },
     );
+  });
+
+  it('dmr status lists Prometheus, and dmr down stops it with the mesh', async () => {
+    const prometheus = state.prometheus;
+    assert.ok(prometheus != null);
+    const status = await json<{ components: Array<{ name: string; running: boolean; endpoint: string | null }> }>(
+      'status',
+      '--dir',
+      meshDir,
+    );
+    const listed = status.components.find((component) => component.name === 'prometheus');
+    assert.deepEqual(listed && { running: listed.running, endpoint: listed.endpoint }, {
+      running: true,
+      endpoint: prometheus.url,
+    });
+    const down = await json<{ stopped: Array<{ name: string; result: string }> }>('down', '--dir', meshDir);
+    assert.ok(down.stopped.length > 0);
+    // Nothing answers on its port any more: the process is gone, whoever holds its PID now.
+    await assert.rejects(fetch(`${prometheus.url}/-/ready`));
   });
 });

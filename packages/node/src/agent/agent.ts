@@ -26,7 +26,8 @@ import { pino, type Logger } from 'pino';
 import type { ManagementClient } from '@dmr/broker';
 import { crlRefreshDelayMs } from '@dmr/broker';
 import type { LinkStatus, NodeConfig } from '@dmr/contract';
-import { DmrError } from '@dmr/core';
+import { DmrError, inSpan } from '@dmr/core';
+import type { Tracer } from '@opentelemetry/api';
 import { PolicyEngine, policySignerSpiffeId } from '@dmr/policy';
 import { desiredLayout, reconcile, type ApplyResult } from '../reconciler/index.js';
 import { Backoff, renewalDelayMs } from './backoff.js';
@@ -53,6 +54,8 @@ import {
 export interface AgentOptions {
   logger?: Logger;
   metrics?: AgentMetrics;
+  /** A span per configuration document handled (tracing on); none: off. */
+  tracer?: Tracer;
   /** Called after each document is applied, found unchanged or refused (tests, tools). */
   onOutcome?: (outcome: DocumentOutcome) => void;
   /** The clock renewals are scheduled by (tests: a time late in the certificate's life). */
@@ -503,7 +506,14 @@ export class NodeAgent {
    * calls are serialised, so a document is never applied over another.
    */
   applyDocument(document: FeedDocument): Promise<DocumentOutcome> {
-    return this.#serially(() => this.#handle(document));
+    const attributes = { 'dmr.node': this.config.node, 'dmr.config.revision': document.revision };
+    return this.#serially(() =>
+      inSpan(this.#options.tracer, 'dmr apply configuration', attributes, async (span) => {
+        const outcome = await this.#handle(document);
+        span?.setAttribute('dmr.config.result', outcome.result);
+        return outcome;
+      }),
+    );
   }
 
   async #handle(document: FeedDocument): Promise<DocumentOutcome> {

@@ -32,7 +32,7 @@ import { pino, type Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { connectWithCertificate } from '@dmr/broker';
 import type { NodeConfig } from '@dmr/contract';
-import { DmrError } from '@dmr/core';
+import { DmrError, startTracing } from '@dmr/core';
 import { brokerServerCheck } from '@dmr/pki';
 import {
   PolicyEngine,
@@ -204,6 +204,11 @@ export async function startRouterProcess(options: RouterProcessOptions): Promise
   );
   let nodeIdentity = await readRouterIdentity(config.dataDir, paths);
   const audit = await startAuditLog(config, shard, () => nodeIdentity, logger);
+  const tracing = await startTracing({
+    serviceName: 'dmr-router',
+    endpoint: config.tracing?.endpoint,
+    attributes: { 'dmr.node': config.node, 'dmr.shard': shard },
+  });
   const metrics = new RouterMetrics(registry);
   metrics.watchAuditLog(() => audit.checkpointer);
   const router = new Router({
@@ -233,6 +238,7 @@ export async function startRouterProcess(options: RouterProcessOptions): Promise
     audit: audit.sink,
     backoff: { initialMs: config.feed.backoffInitialMs, maxMs: Math.max(config.feed.backoffInitialMs, 10_000) },
     replayMemory: journal,
+    ...(tracing.tracer === undefined ? {} : { tracer: tracing.tracer }),
   });
 
   let revision = -1;
@@ -376,6 +382,7 @@ export async function startRouterProcess(options: RouterProcessOptions): Promise
       audit.client.close();
       journal.close();
       await policy.close();
+      await tracing.shutdown();
     },
   };
 }

@@ -102,4 +102,19 @@ describe('run-config', () => {
     assert.equal(routerMetricsListen(ephemeral, 0), undefined);
     assert.equal(routerMetricsListen(parseRunConfig(valid(), '/etc/dmr/node.yaml'), 0), undefined);
   });
+
+  it('takes an OTLP/HTTP tracing endpoint, off when absent; anything but http(s) is a listed problem', () => {
+    assert.equal(parseRunConfig(valid(), '/etc/dmr/node.yaml').tracing, undefined);
+    const on = parseRunConfig({ ...valid(), tracing: { endpoint: 'http://127.0.0.1:4318' } }, '/etc/dmr/node.yaml');
+    assert.deepEqual(on.tracing, { endpoint: 'http://127.0.0.1:4318' });
+    const problems = runConfigProblems({ ...valid(), tracing: { endpoint: 'grpc://collector:4317', extra: 1 } });
+    assert.ok(
+      problems.some((problem) => problem.startsWith('/tracing/endpoint:')),
+      problems.join(' | '),
+    );
+    assert.ok(
+      problems.some((problem) => problem.startsWith('/tracing/extra:')),
+      problems.join(' | '),
+    );
+  });
 });

@@ -67,6 +67,8 @@ export const RUN_CONFIG_SCHEMA = Type.Object(
       ]),
     ),
     metrics: Type.Optional(Type.Object({ listen: Listen }, { additionalProperties: false })),
+    /** OTLP/HTTP collector for traces (e.g. Jaeger's :4318); absent: OTEL_EXPORTER_OTLP_ENDPOINT, else off. */
+    tracing: Type.Optional(Type.Object({ endpoint: HttpUrl }, { additionalProperties: false })),
     feed: Type.Optional(
       Type.Object(
         {
@@ -117,6 +119,7 @@ export interface RunConfig {
   routers: number;
   policy: { mode: 'wasm' } | { mode: 'rest'; url: string };
   metrics?: { listen: string };
+  tracing?: { endpoint: string };
   feed: { stream: boolean; waitSeconds: number; backoffInitialMs: number; backoffMaxMs: number };
   logLevel: string;
 }
@@ -192,6 +195,7 @@ export function parseRunConfig(value: unknown, file: string): RunConfig {
     routers: raw.routers ?? 1,
     policy: raw.policy ?? { mode: 'wasm' },
     ...(raw.metrics === undefined ? {} : { metrics: raw.metrics }),
+    ...(raw.tracing === undefined ? {} : { tracing: raw.tracing }),
     feed: {
       stream: raw.feed?.stream ?? true,
       waitSeconds: raw.feed?.waitSeconds ?? 30,

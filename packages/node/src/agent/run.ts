@@ -4,6 +4,7 @@
  * good document), so the routers find what they read in the state dir;
  * with `routers: 0` the operator runs `dmr node router` processes instead.
  */
+import { startTracing } from '@dmr/core';
 import { pino } from 'pino';
 import { NodeAgent } from './agent.js';
 import type { RunConfig } from './run-config.js';
@@ -17,7 +18,12 @@ export interface RunningNode {
 
 export async function startNode(config: RunConfig): Promise<RunningNode> {
   const logger = pino({ level: config.logLevel, base: { node: config.node, component: 'agent' } });
-  const agent = new NodeAgent(config, { logger });
+  const tracing = await startTracing({
+    serviceName: 'dmr-agent',
+    endpoint: config.tracing?.endpoint,
+    attributes: { 'dmr.node': config.node },
+  });
+  const agent = new NodeAgent(config, { logger, ...(tracing.tracer === undefined ? {} : { tracer: tracing.tracer }) });
   await agent.start();
   let supervisor: RouterSupervisor | undefined;
   if (config.routers > 0) {
@@ -37,6 +43,7 @@ export async function startNode(config: RunConfig): Promise<RunningNode> {
       // Routers first: they finish in-flight messages while the broker layout is still as they know it.
       await supervisor?.stop();
       await agent.stop();
+      await tracing.shutdown();
     },
   };
 }

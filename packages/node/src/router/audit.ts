@@ -37,6 +37,8 @@ export interface AuditEvent {
   configRevision: number;
   /** ISO 8601 time of the decision. */
   at: string;
+  /** The W3C trace the message belongs to (32 hex digits), when it carries one or this hop traced it: `dmr trace` links to it. */
+  traceId?: string;
 }
 
 /** A stored record: the event plus its place in the writer's log. */

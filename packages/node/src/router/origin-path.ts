@@ -23,6 +23,7 @@ import {
   type RoutingContext,
 } from './envelope.js';
 import type { MeshContext } from './mesh-context.js';
+import { hopEvent } from './hop-trace.js';
 import { askPolicy } from './policy-step.js';
 import type { RouterMetrics } from './metrics.js';
 import { linkKey, recipientKey, type Outcomes, type Session } from './outcome.js';
@@ -78,6 +79,7 @@ export class OriginPath {
     const checked = validateAtOrigin(message, context.message, takenAt ?? now);
     if (!checked.ok) return this.#outcome.refuse(session, message, context, started, checked);
     const validated = checked.message;
+    hopEvent('validated');
 
     // 2. The sender's rate, counted once per message: not again for the router's own re-attempts.
     if (!retry && !message.fields.redelivered) {

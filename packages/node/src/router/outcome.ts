@@ -19,6 +19,7 @@ import { DELIVERY_EXCHANGE, REJECTED_EXCHANGE, RECIPIENT_HEADER, UUID_PATTERN, o
 import { meshReport } from '../message/mesh-report.js';
 import type { AuditEvent, AuditSink } from './audit.js';
 import type { Holds } from './hold.js';
+import { hopEvent, hopSettled, traceHeaders, traceIdFor } from './hop-trace.js';
 import {
   deliveryReport,
   rejectedCopy,
@@ -263,7 +264,7 @@ export class Outcomes {
     decision: RouteDecision,
     detail?: string,
   ): Promise<void> {
-    await this.audit({ kind: 'route', ...decision });
+    await this.audit(this.#record(message, decision));
     this.#acked(session, message, started, decision, detail);
   }
 
@@ -293,7 +294,7 @@ export class Outcomes {
       if (refused === undefined) await this.settle(session, message, started, decision);
       return refused;
     }
-    const [sent, audited] = await Promise.allSettled([send(), this.audit({ kind: 'route', ...decision })]);
+    const [sent, audited] = await Promise.allSettled([send(), this.audit(this.#record(message, decision))]);
     // A publish that did not complete is the message's fate (held or dead-lettered); then a missing record.
     if (sent.status === 'rejected') throw sent.reason;
     if (sent.value !== undefined) return sent.value;
@@ -302,9 +303,16 @@ export class Outcomes {
     return undefined;
   }
 
+  /** The audit record of a route decision, naming the trace the message belongs to (`dmr trace` links to it). */
+  #record(message: ConsumeMessage, decision: RouteDecision): Omit<AuditEvent, 'node'> {
+    const traceId = traceIdFor(message);
+    return { kind: 'route', ...decision, ...(traceId === undefined ? {} : { traceId }) };
+  }
+
   /** After the record is stored: the ack, then the metrics and the decision log line (the record's fields, never payload). */
   #acked(session: Session, message: ConsumeMessage, started: number, decision: RouteDecision, detail?: string): void {
     session.acks.ack(message);
+    hopSettled(decision);
     const seconds = (performance.now() - started) / 1000;
     if (decision.result === 'routed') this.#metrics.routed.inc();
     else if (decision.result === 'rejected') this.#metrics.rejected.inc({ reason: decision.reason ?? 'UNKNOWN' });
@@ -431,10 +439,28 @@ export class Outcomes {
     } catch (error) {
       throw new Transient('audit', 'the audit record was not stored', { cause: error });
     }
+    hopEvent('audit');
   }
 
-  /** Publishes and waits for the broker's answer; throws when the channel closed meanwhile. */
-  publish(
+  /**
+   * Publishes and waits for the broker's answer; throws when the channel
+   * closed meanwhile. A traced delivery's hop span goes along as the
+   * `traceparent`, and marks the publish and its confirm.
+   */
+  async publish(
+    session: Session,
+    exchange: string,
+    routingKey: string,
+    content: Buffer,
+    options: Options.Publish,
+  ): Promise<PublishOutcome> {
+    hopEvent('publish', { 'messaging.destination.name': exchange === '' ? routingKey : exchange });
+    const outcome = await this.#publish(session, exchange, routingKey, content, traceHeaders(options));
+    hopEvent('confirm', { outcome });
+    return outcome;
+  }
+
+  #publish(
     session: Session,
     exchange: string,
     routingKey: string,

@@ -5,6 +5,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { PolicyDecider, PolicyDecision } from '@dmr/policy';
+import { hopEvent } from './hop-trace.js';
 import type { RouterMetrics } from './metrics.js';
 import { Transient } from './outcome.js';
 
@@ -22,6 +23,7 @@ export async function askPolicy(
     throw new Transient('policy', 'the policy could not decide', { cause: error });
   }
   metrics.policySeconds.observe((performance.now() - started) / 1000);
+  hopEvent('policy', { 'dmr.policy.allow': decision.allow, 'dmr.policy.revision': decision.revision ?? '' });
   for (const reason of decision.reasons.length > 0 ? decision.reasons : ['NONE']) {
     metrics.policyDecisions.inc({ result: decision.allow ? 'allow' : 'deny', reason });
   }

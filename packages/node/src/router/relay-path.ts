@@ -31,6 +31,7 @@ import { MAX_HEADER_DEPTH, encodedTableSize, ownHeader } from '../message/header
 import { validateRelayed } from '../message/validate.js';
 import { relayPolicyInput, relayedOptions, remainingTtl, type Refusal, type RoutingContext } from './envelope.js';
 import type { MeshContext } from './mesh-context.js';
+import { hopEvent } from './hop-trace.js';
 import { askPolicy } from './policy-step.js';
 import type { RouterMetrics } from './metrics.js';
 import type { RoutingState } from './origin-path.js';
@@ -95,6 +96,7 @@ export class RelayPath {
     if (!verified.ok) return this.#refuse(session, message, state, started, verified, undefined);
     const chain = verified.message;
     this.#metrics.observeHop(chain.previous, chain.hops.at(-1)?.at, now);
+    hopEvent('verified');
 
     // 2. Who may send what: a client's message from its home node, a node's report in its own name.
     const parties = checkMeshParties(message, chain, context.message.directory);

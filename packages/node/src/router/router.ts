@@ -44,6 +44,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AckBatcher, DmrError, backoffDelay, isDmrError, reconnectLoop } from '@dmr/core';
 import type { NodeConfig } from '@dmr/contract';
 import type { PolicyDecider } from '@dmr/policy';
+import type { Tracer } from '@opentelemetry/api';
 import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqplib';
 import type { Logger } from 'pino';
 import { SenderRateLimit } from '../message/rate-limit.js';
@@ -52,6 +53,7 @@ import type { DurableReplayMemory } from '../message/replay-journal.js';
 import { DEAD_LETTER_REPORTS_QUEUE, DELIVERY_EXCHANGE, ingressQueueName, meshIngressQueueName } from '@dmr/contract';
 import type { AuditSink } from './audit.js';
 import { DeadLetterPath } from './dead-letter-path.js';
+import { HopTrace } from './hop-trace.js';
 import { routingContext, type RoutingContext } from './envelope.js';
 import { MeshContextBuilder, type MeshContext, type NodeIdentity } from './mesh-context.js';
 import type { RouterMetrics, RouterState } from './metrics.js';
@@ -106,6 +108,8 @@ export interface RouterOptions {
    * Replace it with applyIdentity() (renewal, a new CRL or trust bundle).
    */
   identity?: NodeIdentity;
+  /** One span per delivery (hop-trace.ts) when set; none, and the paths run untraced (tracing off). */
+  tracer?: Tracer;
   /**
    * Messages held for a full destination (hold.ts): past maxMessages
    * (default half the prefetch, so other recipients keep a window) or
@@ -143,6 +147,7 @@ export class Router {
   readonly #origin: OriginPath;
   readonly #relay: RelayPath;
   readonly #deadLetters: DeadLetterPath;
+  readonly #trace: HopTrace;
 
   constructor(options: RouterOptions) {
     this.nodeId = options.nodeId;
@@ -177,6 +182,7 @@ export class Router {
     });
     this.#deadLetters = new DeadLetterPath({ nodeId: this.nodeId, now: this.#now, logger: options.logger, outcome });
     this.#identity = options.identity;
+    this.#trace = new HopTrace(options.tracer, this.nodeId, this.shard);
   }
 
   get state(): RouterState {
@@ -292,7 +298,7 @@ export class Router {
     }
     if (takenAt === undefined) session.acks.track(message);
     const held: HeldDelivery = { handler, takenAt: takenAt ?? this.#now() };
-    const work = this.#handle(session, message, handler, takenAt);
+    const work = this.#trace.run(message, handler, () => this.#handle(session, message, handler, takenAt));
     const task = work
       .then(
         () => session.holds.settled(message),

@@ -27,6 +27,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NodeConfig } from '@dmr/contract';
+import type { Tracer } from '@opentelemetry/api';
 import { CertificateAuthority } from '@dmr/pki';
 import { LinkForwarder } from './link-forwarder.js';
 import {
@@ -56,6 +57,8 @@ export interface MeshFixtureOptions {
   routerShards?: number;
   /** Nodes whose outgoing links are LinkForwarders instead of shovels (default none). */
   forwardersAt?: readonly string[];
+  /** A node's routers' tracer (hop spans); default none, tracing off. */
+  tracers?: Readonly<Record<string, Tracer>>;
 }
 
 /** Shortest paths from `source` over unit-cost links: the first hop to each other node, lowest id first on ties. */
@@ -132,6 +135,7 @@ export class MeshFixture {
           ...(options.grants?.[nodeId] === undefined ? {} : { grants: options.grants[nodeId] }),
           ...(options.limits === undefined ? {} : { limits: options.limits }),
           ...(options.routerShards === undefined ? {} : { routerShards: options.routerShards }),
+          ...(options.tracers?.[nodeId] === undefined ? {} : { tracer: options.tracers[nodeId] }),
           mesh: {
             links: peers,
             routes: options.routes?.[nodeId] ?? shortestRoutes(nodeId, options.nodes, options.links),

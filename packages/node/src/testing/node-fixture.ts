@@ -32,6 +32,7 @@ import { startBrokers, type BrokerHarness } from '@dmr/broker-harness';
 import type { NodeConfig } from '@dmr/contract';
 import { spiffeId } from '@dmr/core';
 import { CertificateAuthority } from '@dmr/pki';
+import type { Tracer } from '@opentelemetry/api';
 import { BundleSigner, PolicyEngine, buildBundle, policySignerSpiffeId, type BundleVerification } from '@dmr/policy';
 import type { ChannelModel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import { pino, type Logger } from 'pino';
@@ -84,6 +85,8 @@ export interface NodeFixtureOptions {
   startRouters?: boolean;
   /** Audit to `dmr.audit` (default true). */
   audit?: boolean;
+  /** The routers' tracer (hop spans); default none, tracing off. */
+  tracer?: Tracer;
   /** Client ids on the denylist (they keep their queue, lose their user). */
   denied?: string[];
   /**
@@ -316,7 +319,11 @@ export class NodeFixture {
       }
       if (options.startRouters ?? true) {
         for (let shard = 0; shard < (options.routerShards ?? 1); shard += 1) {
-          await fixture.startRouter({ shard, audit: options.audit ?? true });
+          await fixture.startRouter({
+            shard,
+            audit: options.audit ?? true,
+            ...(options.tracer === undefined ? {} : { tracer: options.tracer }),
+          });
         }
       }
       return fixture;

@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { context, propagation, trace, ROOT_CONTEXT } from '@opentelemetry/api';
+import { OtlpReceiver } from './otlp-receiver.js';
+import { DmrError } from './errors.js';
+import { tracerProvider } from './tracing-sdk.js';
+import { amqpHeaderGetter, amqpHeaderSetter, inSpan, startTracing, traceIdOf, tracesEndpoint } from './tracing.js';
+
+describe('tracesEndpoint', () => {
+  it('is off with nothing configured, or when the standard variables turn the SDK or the exporter off', () => {
+    assert.equal(tracesEndpoint(undefined, {}), undefined);
+    assert.equal(tracesEndpoint('', { OTEL_EXPORTER_OTLP_ENDPOINT: ' ' }), undefined);
+    const on = { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318' };
+    assert.equal(tracesEndpoint(undefined, { ...on, OTEL_SDK_DISABLED: 'TRUE' }), undefined);
+    assert.equal(tracesEndpoint(undefined, { ...on, OTEL_TRACES_EXPORTER: 'none' }), undefined);
+  });
+
+  it('appends /v1/traces to a base URL, keeps a full one, and the explicit endpoint wins over the environment', () => {
+    assert.equal(
+      tracesEndpoint(undefined, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318/' }),
+      'http://127.0.0.1:4318/v1/traces',
+    );
+    assert.equal(
+      tracesEndpoint(undefined, {
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://a:1',
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://b:2/custom',
+      }),
+      'https://b:2/custom',
+    );
+    assert.equal(
+      tracesEndpoint('http://c:3', { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://b:2/custom' }),
+      'http://c:3/v1/traces',
+    );
+    assert.equal(tracesEndpoint('http://c:3/v1/traces', {}), 'http://c:3/v1/traces');
+  });
+
+  it('refuses what is not an http(s) URL, or one with credentials in it, naming where it came from', () => {
+    assert.throws(() => tracesEndpoint('localhost:4318', {}), {
+      code: 'INVALID_ARGUMENT',
+      message: /not a URL|http or https/,
+    });
+    assert.throws(() => tracesEndpoint(undefined, { OTEL_EXPORTER_OTLP_ENDPOINT: 'grpc://x:4317' }), {
+      code: 'INVALID_ARGUMENT',
+      message: /OTEL_EXPORTER_OTLP_ENDPOINT must be http or https/,
+    });
+    assert.throws(
+      () => tracesEndpoint('http://user:secret@x:4318', {}),
+      (error: Error) => {
+        assert.doesNotMatch(error.message, /secret/);
+        return /credentials/.test(error.message);
+      },
+    );
+  });
+});
+
+describe('traceIdOf', () => {
+  it('reads the trace id of a valid traceparent and nothing else', () => {
+    assert.equal(
+      traceIdOf('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'),
+      '4bf92f3577b34da6a3ce929d0e0e4736',
+    );
+    for (const bad of [
+      undefined,
+      42,
+      'tp',
+      '00-00000000000000000000000000000000-00f067aa0ba902b7-01',
+      'ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+      '00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01',
+      '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x',
+    ]) {
+      assert.equal(traceIdOf(bad), undefined, String(bad));
+    }
+  });
+});
+
+describe('startTracing', () => {
+  let receiver: OtlpReceiver;
+  before(async () => {
+    receiver = await OtlpReceiver.start();
+  });
+  after(() => receiver.close());
+
+  it('is off without an endpoint: no tracer', async () => {
+    const tracing = await startTracing({ serviceName: 'dmr-test', env: {} });
+    assert.equal(tracing.tracer, undefined);
+    await tracing.shutdown();
+  });
+
+  it('exports batched spans over OTLP/HTTP with the service name, and carries context through AMQP headers', async () => {
+    const tracing = await startTracing({
+      serviceName: 'dmr-test',
+      attributes: { 'dmr.node': 'node-a' },
+      env: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url },
+    });
+    assert.equal(tracing.endpoint, `${receiver.url}/v1/traces`);
+    const tracer = tracing.tracer;
+    assert.ok(tracer !== undefined);
+    const parent = tracer.startSpan('parent');
+    const headers: Record<string, unknown> = { 'dmr-recipient': 'rik-bot' };
+    propagation.inject(trace.setSpan(ROOT_CONTEXT, parent), headers, amqpHeaderSetter);
+    assert.equal(traceIdOf(headers.traceparent), parent.spanContext().traceId);
+    const extracted = propagation.extract(ROOT_CONTEXT, headers, amqpHeaderGetter);
+    const child = tracer.startSpan('child', {}, extracted);
+    context.with(trace.setSpan(extracted, child), () => trace.getActiveSpan()?.addEvent('inside'));
+    child.end();
+    parent.end();
+    await tracing.shutdown();
+
+    assert.deepEqual(receiver.refused, []);
+    const spans = receiver.trace(parent.spanContext().traceId);
+    assert.deepEqual(spans.map((span) => span.name).sort(), ['child', 'parent']);
+    const received = spans.find((span) => span.name === 'child');
+    assert.equal(received?.parentSpanId, parent.spanContext().spanId);
+    assert.equal(received?.service, 'dmr-test');
+    assert.equal(received?.attributes['dmr.node'], 'node-a');
+    assert.deepEqual(received?.events, ['inside']);
+  });
+});
+
+describe('inSpan', () => {
+  let receiver: OtlpReceiver;
+  before(async () => {
+    receiver = await OtlpReceiver.start();
+  });
+  after(() => receiver.close());
+
+  it('just runs the work without a tracer', async () => {
+    assert.equal(await inSpan(undefined, 'x', {}, (span) => Promise.resolve(span === undefined)), true);
+  });
+
+  it('ends the span with the work; a failure marks it an error by its code, never its message', async () => {
+    const provider = tracerProvider({ serviceName: 'dmr-test', url: `${receiver.url}/v1/traces` });
+    assert.equal(await inSpan(provider.tracer, 'ok', { 'dmr.node': 'node-a' }, () => Promise.resolve(7)), 7);
+    await assert.rejects(
+      inSpan(provider.tracer, 'failed', {}, () => Promise.reject(new DmrError('CONFIG_INVALID', 'secret detail'))),
+      { code: 'CONFIG_INVALID' },
+    );
+    await provider.shutdown();
+    const ok = receiver.spans.find((span) => span.name === 'ok');
+    const failed = receiver.spans.find((span) => span.name === 'failed');
+    assert.equal(ok?.status, 0);
+    assert.equal(ok?.attributes['dmr.node'], 'node-a');
+    assert.equal(failed?.status, 2);
+    assert.ok(!JSON.stringify(receiver.spans).includes('secret detail'));
+  });
+});

@@ -1,0 +1,159 @@
+/**
+ * Traces (OpenTelemetry), off unless configured. Every DMR process (CentOps,
+ * the agent, each router, the bridge) calls startTracing() once at start:
+ * with no endpoint it returns `tracer: undefined` and loads nothing but
+ * `@opentelemetry/api`; with one it loads the OpenTelemetry SDK
+ * (tracing-sdk.ts, a dynamic import) and exports spans over OTLP/HTTP in
+ * batches. Instrumented code takes the tracer as an option and does
+ * nothing when it has none, so the per-message path pays nothing when
+ * tracing is off (bench/README.md, "Traces").
+ *
+ * The endpoint: an explicit `endpoint` (a config file's), else the standard
+ * `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the full URL) or
+ * `OTEL_EXPORTER_OTLP_ENDPOINT` (a base: `/v1/traces` is appended), unless
+ * `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`.
+ *
+ * Context travels with a message in the W3C `traceparent`/`tracestate`
+ * headers (docs/contract.md): amqpHeaderGetter/Setter adapt an AMQP header
+ * table to the API's propagator, and traceIdOf reads a trace id from one
+ * without any SDK (for audit records). Never payloads or secrets in spans.
+ */
+import {
+  SpanStatusCode,
+  type Attributes,
+  type Span,
+  type TextMapGetter,
+  type TextMapSetter,
+  type Tracer,
+} from '@opentelemetry/api';
+import { DmrError } from './errors.js';
+
+export interface TracingOptions {
+  /** `service.name` of the process: `dmr-router`, `dmr-agent`, `dmr-centops`, `dmr-bridge`. */
+  serviceName: string;
+  /** OTLP/HTTP endpoint (a base URL like `http://127.0.0.1:4318`, or the full `/v1/traces` URL); overrides the environment. */
+  endpoint?: string | undefined;
+  /** Resource attributes beside `service.name` (e.g. `dmr.node`); ids only. */
+  attributes?: Attributes;
+  /** Default process.env. */
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface Tracing {
+  /** Undefined when tracing is off: instrumented code then skips its spans entirely. */
+  readonly tracer: Tracer | undefined;
+  /** The OTLP/HTTP traces URL spans go to, when on. */
+  readonly endpoint: string | undefined;
+  /** Exports what is still batched, then stops. Idempotent. */
+  shutdown(): Promise<void>;
+}
+
+export const TRACING_OFF: Tracing = { tracer: undefined, endpoint: undefined, shutdown: () => Promise.resolve() };
+
+/** The OTLP/HTTP traces URL from an explicit endpoint or the standard environment, or undefined (tracing off). */
+export function tracesEndpoint(endpoint: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true') return undefined;
+  if (env.OTEL_TRACES_EXPORTER?.trim().toLowerCase() === 'none') return undefined;
+  const explicit = endpoint?.trim();
+  const full = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim();
+  const base = env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim();
+  const [raw, source, isBase] =
+    explicit !== undefined && explicit !== ''
+      ? [explicit, 'the tracing endpoint', !/\/v1\/traces\/?$/.test(explicit)]
+      : full !== undefined && full !== ''
+        ? [full, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', false]
+        : base !== undefined && base !== ''
+          ? [base, 'OTEL_EXPORTER_OTLP_ENDPOINT', true]
+          : [undefined, '', false];
+  if (raw === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new DmrError('INVALID_ARGUMENT', `${source} is not a URL: ${JSON.stringify(raw)}`, {
+      hint: 'give the OTLP/HTTP endpoint as http(s)://host:port (for Jaeger: port 4318), or unset it to turn traces off',
+    });
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new DmrError('INVALID_ARGUMENT', `${source} must be http or https (OTLP/HTTP), not ${url.protocol}`, {
+      hint: 'DMR exports traces over OTLP/HTTP only: give the collector’s HTTP port (for Jaeger: 4318)',
+    });
+  }
+  if (url.username !== '' || url.password !== '') {
+    throw new DmrError('INVALID_ARGUMENT', `${source} carries credentials in the URL`, {
+      hint: 'pass collector credentials in OTEL_EXPORTER_OTLP_HEADERS, never in the URL (URLs end up in logs)',
+    });
+  }
+  return isBase ? `${url.href.replace(/\/+$/, '')}/v1/traces` : url.href;
+}
+
+/**
+ * Starts tracing for this process when an endpoint is configured: a global
+ * tracer provider with a batching OTLP/HTTP exporter, the W3C trace context
+ * propagator and an AsyncLocalStorage context manager. Off: TRACING_OFF,
+ * and the SDK is never loaded.
+ */
+export async function startTracing(options: TracingOptions): Promise<Tracing> {
+  const url = tracesEndpoint(options.endpoint, options.env);
+  if (url === undefined) return TRACING_OFF;
+  const sdk = await import('./tracing-sdk.js');
+  return sdk.startExporting({ ...options, url });
+}
+
+/** The headers of an AMQP message as a propagation carrier: own string values only (the table is untrusted). */
+export const amqpHeaderGetter: TextMapGetter<Record<string, unknown> | undefined> = {
+  keys: (carrier) => (carrier === undefined ? [] : Object.keys(carrier)),
+  get: (carrier, key) => {
+    if (carrier === undefined || !Object.prototype.hasOwnProperty.call(carrier, key)) return undefined;
+    const value = carrier[key];
+    return typeof value === 'string' ? value : undefined;
+  },
+};
+
+export const amqpHeaderSetter: TextMapSetter<Record<string, unknown>> = {
+  set: (carrier, key, value) => {
+    carrier[key] = value;
+  },
+};
+
+const TRACEPARENT = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}(?:-|$)/;
+
+/** The trace id of a W3C `traceparent` value (lowercase hex, not all zeros), or undefined. */
+export function traceIdOf(traceparent: unknown): string | undefined {
+  if (typeof traceparent !== 'string' || traceparent.length > 512) return undefined;
+  const match = TRACEPARENT.exec(traceparent);
+  const id = match?.[1];
+  return id === undefined || /^0+$/.test(id) || traceparent.startsWith('ff') ? undefined : id;
+}
+
+/**
+ * Runs `work` inside a span named `name` when there is a tracer (the span
+ * is active for what `work` awaits, and ends with it; a throw marks it an
+ * error by the error's code or class, never its message), else just runs it.
+ */
+export function inSpan<T>(
+  tracer: Tracer | undefined,
+  name: string,
+  attributes: Attributes,
+  work: (span: Span | undefined) => Promise<T>,
+): Promise<T> {
+  if (tracer === undefined) return work(undefined);
+  return tracer.startActiveSpan(name, { attributes }, (span) =>
+    work(span).then(
+      (value) => {
+        span.end();
+        return value;
+      },
+      (error: unknown) => {
+        span.setStatus({ code: SpanStatusCode.ERROR, message: errorName(error) });
+        span.end();
+        throw error;
+      },
+    ),
+  );
+}
+
+function errorName(error: unknown): string {
+  if (error instanceof DmrError) return error.code;
+  return error instanceof Error ? error.name : 'error';
+}

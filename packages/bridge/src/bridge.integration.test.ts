@@ -195,6 +195,54 @@ async function post(bridge: Bridge, body: unknown): Promise<{ status: number; js
   return { status: response.status, json: (await response.json()) as Record<string, unknown> };
 }
 
+/** A receiver for reports.url: records each JSON document; `failNext` requests are answered 503 first. */
+async function startReportsReceiver(): Promise<{
+  url: string;
+  received: Array<Record<string, unknown>>;
+  requests: number;
+  failNext: number;
+  close(): Promise<void>;
+}> {
+  const server = createServer((request, response) => {
+    void readBody(request).then((text) => {
+      receiver.requests += 1;
+      if (receiver.failNext > 0) {
+        receiver.failNext -= 1;
+        response.writeHead(503).end();
+        return;
+      }
+      receiver.received.push(JSON.parse(text) as Record<string, unknown>);
+      response.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const receiver = {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/dmr/reports`,
+    received: [] as Array<Record<string, unknown>>,
+    requests: 0,
+    failNext: 0,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+  return receiver;
+}
+
+/** Test-only: the ingress shard again, empty, bounded at `maxLength` (undefined: the layout's own arguments). */
+async function redeclareIngress(
+  node: NodeFixture,
+  args: Record<string, string | number>,
+  maxLength: number | undefined,
+): Promise<void> {
+  await node.management.request('DELETE', `/queues/${encodeURIComponent(node.vhost)}/dmr.ingress.0`);
+  await node.management.declareQueue(node.vhost, 'dmr.ingress.0', {
+    arguments: maxLength === undefined ? args : { ...args, 'x-max-length': maxLength },
+  });
+  await node.management.bindQueue(node.vhost, 'dmr.ingress', 'dmr.ingress.0', '1');
+}
+
 describe('the HTTP bridge against a DMR node', () => {
   let node: NodeFixture;
   let dir: string;
@@ -676,5 +724,69 @@ describe('the HTTP bridge against a DMR node', () => {
       { intervalMs: 50 },
     );
     assert.ok(!rikEndpoint.received.some((item) => item.id === forged));
+  });
+
+  it('a refusal after the 202 is POSTed to reports.url with the message id, never the payload', async () => {
+    const reports = await startReportsReceiver();
+    // ppa-bot may not write to rik-bot (no grant); without a verdict wait the bridge answers 202 at the confirm.
+    const ppa = await startBridge('ppa-bot', riaEndpoint, {
+      send: { verdictWaitMs: 0 },
+      reports: { url: reports.url, initialDelayMs: 50, maxDelayMs: 200 },
+    });
+    try {
+      reports.failNext = 1; // the first POST fails: the report is retried, not lost
+      const message = v1Message();
+      const answer = await post(ppa, message);
+      assert.equal(answer.status, 202, JSON.stringify(answer.json));
+      await waitFor('the late report at reports.url', () => reports.received.length > 0);
+      const [report] = reports.received;
+      assert.equal(report?.id, message.id.toLowerCase());
+      assert.equal(report?.reason, 'POLICY_DENIED');
+      assert.equal(report?.status, 'rejected');
+      assert.equal(report?.senderId, 'ppa-bot');
+      assert.equal(report?.recipientId, 'rik-bot');
+      assert.equal(reports.requests, 2, 'one failed attempt, one accepted');
+      assert.ok(!JSON.stringify(report).includes('Kas politsei'), 'never the payload');
+    } finally {
+      await ppa.close({ drainTimeoutMs: 0 });
+      await reports.close();
+    }
+  });
+
+  it('ingress full (routers stopped): the broker refuses the publish, the bridge answers 503 + Retry-After; none of the 202s lost', async () => {
+    await node.stopRouters();
+    const ingress = `/queues/${encodeURIComponent(node.vhost)}/dmr.ingress.0`;
+    const original = (await node.management.request('GET', ingress)) as { arguments: Record<string, string | number> };
+    await redeclareIngress(node, original.arguments, 3);
+    const accepted: string[] = [];
+    let refused: { status: number; json: Record<string, unknown>; retryAfter: string | null } | undefined;
+    for (let i = 0; i < 20 && refused === undefined; i += 1) {
+      const message = v1Message();
+      const response = await fetch(`${riaBridge.url}/v1/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(message),
+      });
+      const json = (await response.json()) as Record<string, unknown>;
+      if (response.status === 202) accepted.push(message.id.toLowerCase());
+      else refused = { status: response.status, json, retryAfter: response.headers.get('retry-after') };
+    }
+    assert.ok(refused, 'the ingress bound was never reached');
+    assert.equal(refused.status, 503, JSON.stringify(refused.json));
+    assert.equal(refused.retryAfter, '5');
+    const error = refused.json.error as { code: string; details: Record<string, unknown> };
+    assert.equal(error.code, 'MESSAGE_NOT_ACCEPTED');
+    assert.equal(error.details.retryAfterSeconds, 1);
+    assert.ok(accepted.length >= 3, `${accepted.length} accepted`);
+    // The routers come back: every message answered 202 reaches the recipient.
+    await node.startRouter();
+    await waitFor(
+      () => `the ${accepted.length} accepted messages delivered`,
+      () => accepted.every((id) => rikEndpoint.received.some((item) => item.id === id)),
+      { timeoutMs: 30_000 },
+    );
+    await node.stopRouters();
+    await redeclareIngress(node, original.arguments, undefined);
+    await node.startRouter();
   });
 });

@@ -47,6 +47,7 @@ import { DeliveryAborted, DeliveryFailed, EndpointDeliverer, displayUrl } from '
 import { CentOpsProbe, certificateHealth, type Health, type HealthCheck } from './health.js';
 import { httpsOptions } from './https.js';
 import { BridgeMetrics } from './metrics.js';
+import { ReportPoster, reportDocument } from './reports.js';
 import { checkV1Body, checkV1Message, toAmqpBody, type V1Delivered, type V1Message } from './v1.js';
 import { Verdicts } from './verdicts.js';
 
@@ -89,6 +90,8 @@ export class Bridge {
   readonly #tls: TlsPem;
   readonly #deliverer: EndpointDeliverer;
   readonly #verdicts: Verdicts;
+  /** Late delivery reports to reports.url, when one is configured. */
+  readonly #reports: ReportPoster | undefined;
   readonly #app: FastifyInstance;
   /** HTTPS options of the listener (server.tls), or undefined for plain HTTP. */
   readonly #https: HttpsServerOptions | undefined;
@@ -139,6 +142,10 @@ export class Bridge {
       { ...config.endpoint, ...config.delivery, connections: config.delivery.concurrency },
       this.metrics,
     );
+    this.#reports =
+      config.reports === undefined
+        ? undefined
+        : new ReportPoster(config.reports, this.metrics, this.logger.child({ component: 'reports' }));
     this.#verdicts = new Verdicts({ waitMs: config.send.verdictWaitMs, cacheMs: config.send.recipientCacheMs });
     this.#app = this.#buildApp();
   }
@@ -489,6 +496,7 @@ export class Bridge {
         { messageId: report.messageId, recipient, status: report.status, reason: report.reason, detail: report.detail },
         'delivery report for a message already answered',
       );
+      this.#reports?.post(reportDocument(report, this.config.id, recipient));
     }
   }
 
@@ -595,6 +603,7 @@ export class Bridge {
     await cancelled;
     await this.#client.close({ drainTimeoutMs: Math.max(0, deadline - Date.now()) });
     await this.#deliverer.close();
+    await this.#reports?.close();
     return { requeued: this.#requeued };
   }
 }

@@ -92,6 +92,23 @@ export const BRIDGE_CONFIG_SCHEMA = Type.Object(
         closed,
       ),
     ),
+    /** Where late delivery reports are POSTed (docs/bridge.md "Delivery reports"); without it they are logged. */
+    reports: Type.Optional(
+      Type.Object(
+        {
+          url: Type.String({ pattern: '^https?://[^\\s/]+(/\\S*)?$' }),
+          timeoutMs: Type.Optional(Ms(10, 600_000)),
+          maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+          initialDelayMs: Type.Optional(Ms(1, 3_600_000)),
+          maxDelayMs: Type.Optional(Ms(1, 3_600_000)),
+          /** Reports waiting or retrying at once; past it a report is dropped (logged, counted). */
+          maxPending: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+          /** Extra request headers (e.g. an Authorization the receiver expects); file only. */
+          headers: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z0-9-]+$' }), Type.String())),
+        },
+        closed,
+      ),
+    ),
     centops: Type.Optional(Type.Object({ url: Type.String({ pattern: '^https://[^\\s/]+/?$' }) }, closed)),
     bodyLimitBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 67_108_864 })),
     logLevel: Type.Optional(
@@ -130,6 +147,15 @@ export interface BridgeConfig {
     maxInFlight: number;
     maxMessageBytes: number;
   };
+  reports?: {
+    url: string;
+    timeoutMs: number;
+    maxAttempts: number;
+    initialDelayMs: number;
+    maxDelayMs: number;
+    maxPending: number;
+    headers: Record<string, string>;
+  };
   centops?: { url: string };
   bodyLimitBytes: number;
   logLevel: string;
@@ -164,6 +190,8 @@ export const ENVIRONMENT: ReadonlyArray<{ name: string; path: readonly string[];
   { name: 'DMR_BRIDGE_SEND_RETRY_AFTER_SECONDS', path: ['send', 'retryAfterSeconds'], kind: 'integer' },
   { name: 'DMR_BRIDGE_SEND_MAX_IN_FLIGHT', path: ['send', 'maxInFlight'], kind: 'integer' },
   { name: 'DMR_BRIDGE_SEND_MAX_MESSAGE_BYTES', path: ['send', 'maxMessageBytes'], kind: 'integer' },
+  { name: 'DMR_BRIDGE_REPORTS_URL', path: ['reports', 'url'], kind: 'string' },
+  { name: 'DMR_BRIDGE_REPORTS_MAX_ATTEMPTS', path: ['reports', 'maxAttempts'], kind: 'integer' },
   { name: 'DMR_BRIDGE_CENTOPS_URL', path: ['centops', 'url'], kind: 'string' },
   { name: 'DMR_BRIDGE_BODY_LIMIT_BYTES', path: ['bodyLimitBytes'], kind: 'integer' },
   { name: 'DMR_BRIDGE_LOG_LEVEL', path: ['logLevel'], kind: 'string' },
@@ -239,10 +267,13 @@ export function configProblems(value: unknown, used: Map<string, string> = new M
     problems.push(line);
   }
   if (problems.length === 0 && isRecord(value)) {
-    const delivery = (value as RawBridgeConfig).delivery;
+    const { delivery, reports } = value as RawBridgeConfig;
     if (delivery?.initialDelayMs !== undefined && delivery.maxDelayMs !== undefined) {
       if (delivery.initialDelayMs > delivery.maxDelayMs)
         problems.push('/delivery/maxDelayMs: must be ≥ initialDelayMs');
+    }
+    if (reports?.initialDelayMs !== undefined && reports.maxDelayMs !== undefined) {
+      if (reports.initialDelayMs > reports.maxDelayMs) problems.push('/reports/maxDelayMs: must be ≥ initialDelayMs');
     }
   }
   return problems;
@@ -332,6 +363,19 @@ export function parseBridgeConfig(
       // but after the 202 for a recipient already known; refusing here answers the caller while it can act.
       maxMessageBytes: raw.send?.maxMessageBytes ?? 1_048_576,
     },
+    ...(raw.reports === undefined
+      ? {}
+      : {
+          reports: {
+            url: raw.reports.url,
+            timeoutMs: raw.reports.timeoutMs ?? 5_000,
+            maxAttempts: raw.reports.maxAttempts ?? 8,
+            initialDelayMs: raw.reports.initialDelayMs ?? 500,
+            maxDelayMs: raw.reports.maxDelayMs ?? 30_000,
+            maxPending: raw.reports.maxPending ?? 10_000,
+            headers: { ...raw.reports.headers },
+          },
+        }),
     ...(raw.centops === undefined ? {} : { centops: { url: raw.centops.url.replace(/\/+$/, '') } }),
     bodyLimitBytes: raw.bodyLimitBytes ?? 1_048_576,
     logLevel: raw.logLevel ?? 'info',

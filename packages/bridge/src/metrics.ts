@@ -14,6 +14,7 @@ export class BridgeMetrics {
   readonly deliveriesInFlight: Gauge;
   readonly sendsInFlight: Gauge;
   readonly reports: Counter<'reason'>;
+  readonly reportPosts: Counter<'result'>;
   readonly brokerConnected: Gauge;
   readonly certificateExpiry: Gauge;
 
@@ -66,6 +67,12 @@ export class BridgeMetrics {
       name: 'dmr_bridge_reports_total',
       help: 'Delivery reports from the node about messages this bridge sent, by reason',
       labelNames: ['reason'],
+      registers,
+    });
+    this.reportPosts = new Counter({
+      name: 'dmr_bridge_report_posts_total',
+      help: 'Late delivery reports POSTed to reports.url, by result (delivered, failed after retries, dropped past reports.maxPending)',
+      labelNames: ['result'],
       registers,
     });
     this.brokerConnected = new Gauge({

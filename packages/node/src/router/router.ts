@@ -588,7 +588,11 @@ export class Router {
           session.ingressTag = undefined;
           session.meshTag = undefined;
           for (const tag of tags) if (tag !== undefined) await session.channel.cancel(tag);
-        } else if (session.ingressTag === undefined) await this.#consumeInputs(session);
+          this.#options.logger.info({ shard: this.shard }, 'inputs stopped');
+        } else if (session.ingressTag === undefined) {
+          await this.#consumeInputs(session);
+          this.#options.logger.info({ shard: this.shard }, 'inputs resumed');
+        }
       } catch (error) {
         this.#options.logger.warn({ error: String(error) }, 'changing the inputs failed');
         void session.connection.close().catch(() => undefined);

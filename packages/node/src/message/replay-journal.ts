@@ -16,9 +16,10 @@
  *
  * When is an id on disk? remembered() buffers the line and queues one
  * flush per synchronous burst as a microtask: it runs before any
- * continuation of the message that was accepted (the path's next step is
- * behind an `await`, which queues after it), so every id is written with
- * write(2) before its message is published anywhere, and so before its ack.
+ * continuation of the message that was accepted (the policy step is behind
+ * an `await`, which queues after it), so every id is written with write(2)
+ * before its message is delivered, and always before its ack (an ack waits
+ * for broker confirms, i.e. I/O, which only comes after the microtasks).
  * A killed process loses nothing written (the kernel has it); a machine
  * crash loses what was written since the last fdatasync, at most
  * `syncIntervalMs` of ids (default 1 s). No per-message fsync: measured at

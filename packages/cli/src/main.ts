@@ -34,6 +34,11 @@ export const COMMAND_GROUPS = [
     load: async () => (await import('./commands/node.js')).nodeCommand(),
   },
   {
+    name: 'audit',
+    description: 'audit logs that prove themselves: export, verify offline, prove a message passed',
+    load: async () => (await import('./commands/audit.js')).auditCommand(),
+  },
+  {
     name: 'queue',
     description: "a node's queues: list with depth and rates, peek evidence, replay dead letters, purge",
     load: async () => (await import('./commands/queue.js')).queueCommand(),

@@ -3,3 +3,4 @@ export * from './reconciler/index.js';
 export * from './router/index.js';
 export * from './agent/index.js';
 export * from './queues/index.js';
+export * from './audit/index.js';

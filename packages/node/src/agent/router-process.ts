@@ -133,7 +133,7 @@ export function routerMetricsListen(config: RunConfig, shard: number): string | 
   return port === 0 ? undefined : `${listen.slice(0, colon)}:${port + 1 + shard}`;
 }
 
-function brokerAddress(amqpsUrl: string): { host: string; port: number } {
+export function brokerAddress(amqpsUrl: string): { host: string; port: number } {
   const url = new URL(amqpsUrl);
   return { host: url.hostname.replace(/^\[|\]$/g, ''), port: url.port === '' ? 5671 : Number(url.port) };
 }

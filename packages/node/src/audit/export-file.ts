@@ -15,7 +15,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { DmrError } from '@dmr/core';
 
-export const EXPORT_FORMAT = 'dmr-audit-export';
+export const EXPORT_FORMAT = 'dmr-audit-export' as const;
 /** Largest line read: a record is a few hundred bytes, a checkpoint with two chains a few kB. */
 export const MAX_EXPORT_LINE = 256 * 1024;
 

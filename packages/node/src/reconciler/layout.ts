@@ -284,8 +284,9 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
       configure: '',
       // Delivery to clients through dmr.delivery, refusals through dmr.rejected; outbound/audit through the default.
       write: exactNames([DELIVERY_EXCHANGE, REJECTED_EXCHANGE, DEFAULT_EXCHANGE_RESOURCE]),
-      // Only its inputs: the ingress shards, mesh ingress and the dead-letter reports (not the DLQs).
-      read: exactNames([...ingressQueues, ...meshIngressQueues, DEAD_LETTER_REPORTS_QUEUE]),
+      // Only its inputs: the ingress shards, mesh ingress and the dead-letter reports (not the DLQs), and the
+      // audit stream it writes (`dmr audit export` reads it with the node's certificate).
+      read: exactNames([...ingressQueues, ...meshIngressQueues, DEAD_LETTER_REPORTS_QUEUE, AUDIT_STREAM]),
     },
   });
 

@@ -87,6 +87,8 @@ describe('reconciler on a harness broker', () => {
     }
     const router = await ca.issueWithKey({ kind: 'node', id: 'node-a' });
     material.set('node-a', { certificatePem: router.chainPem, privateKeyPem: router.privateKeyPem });
+    const peer = await ca.issueWithKey({ kind: 'node', id: 'node-b' });
+    material.set('node-b', { certificatePem: peer.chainPem, privateKeyPem: peer.privateKeyPem });
   });
 
   after(async () => {
@@ -169,6 +171,36 @@ describe('reconciler on a harness broker', () => {
       const channel = await channelOf('alpha-bot');
       assert.equal((await channelCloseOf(channel, () => channel.consume(queue, () => undefined))).code, 403, queue);
     }
+  });
+
+  it('only the router writes dmr.audit: a client and a peer link are refused; the router may read it back', async () => {
+    const link = { peer: 'node-b', amqpsEndpoint: 'amqps://127.0.0.1:5672', cost: 1, peerCertificates: [] };
+    await reconcile(management, desiredLayout(sampleConfig(['alpha-bot', 'beta-bot'], { links: [link] })));
+    const router = await channelOf('node-a', true);
+    await publishConfirmed(router, '', 'dmr.audit', '{"v":2}');
+    for (const id of ['alpha-bot', 'node-b']) {
+      // One connection per identity, closed after: client users have a connection limit the next tests need.
+      const connection = await connectAs(id);
+      for (const exchange of ['', 'amq.direct']) {
+        const channel = await connection.createConfirmChannel();
+        channel.on('error', () => undefined);
+        const { code } = await channelCloseOf(channel, () =>
+          publishConfirmed(channel, exchange, 'dmr.audit', 'forged'),
+        );
+        assert.equal(code, 403, `${id} via ${exchange || '(default exchange)'}`);
+      }
+      await connection.close();
+    }
+    // What the stream holds: the router's one record, nothing forged (read as the router, as `dmr audit export` does).
+    const reader = await channelOf('node-a');
+    await reader.prefetch(10);
+    const bodies: string[] = [];
+    await reader.consume('dmr.audit', (message) => message && bodies.push(message.content.toString()), {
+      arguments: { 'x-stream-offset': 'first' },
+    });
+    await waitFor('the router record read back', () => bodies.length >= 1, { timeoutMs: 10_000 });
+    assert.deepEqual(bodies, ['{"v":2}']);
+    await reconcile(management, desiredLayout(sampleConfig(['alpha-bot', 'beta-bot'])));
   });
 
   it('removes the queues and user of a client no longer configured', async () => {

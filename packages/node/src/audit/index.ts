@@ -1,0 +1,4 @@
+export * from './export-file.js';
+export * from './export.js';
+export * from './verify.js';
+export * from './prove.js';

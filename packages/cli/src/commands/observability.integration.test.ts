@@ -97,10 +97,16 @@ describe('dmr up --observability (Prometheus scraping a running mesh)', { skip }
     const prometheus = state.prometheus;
     assert.ok(prometheus != null, 'mesh.json names the Prometheus it started');
     assert.equal(prometheus.dir, join(meshDir, 'prometheus'));
-    const answer = (await (await fetch(`${prometheus.url}/api/v1/targets`)).json()) as {
-      data: { activeTargets: Array<{ labels: Record<string, string> }> };
-    };
-    const jobs = answer.data.activeTargets.map((target) => `${target.labels.job} ${target.labels.node ?? ''}`.trim());
+    // Prometheus answers before its scrape manager has synced the configured targets: the list starts empty.
+    const jobs = await waitFor('Prometheus to list its scrape targets', async () => {
+      const answer = (await (await fetch(`${prometheus.url}/api/v1/targets`)).json()) as {
+        data: { activeTargets: Array<{ labels: Record<string, string> }> };
+      };
+      const listed = answer.data.activeTargets.map((target) =>
+        `${target.labels.job} ${target.labels.node ?? ''}`.trim(),
+      );
+      return listed.length > 0 ? listed : undefined;
+    });
     assert.deepEqual(jobs.sort(), [
       'centops',
       'dmr-node node-1',

@@ -97,7 +97,7 @@ export interface CertificateEvents {
 /** A grace-renewal nonce is good for this long, once. */
 export const RENEWAL_NONCE_TTL_MS = 5 * 60_000;
 /** Outstanding nonces at most (the enrolment listener's rate limit keeps far below it). */
-const MAX_RENEWAL_NONCES = 10_000;
+export const MAX_RENEWAL_NONCES = 10_000;
 export const DEFAULT_RENEWAL_GRACE_MS = 7 * 24 * HOUR_MS;
 
 /** A renewal's predecessor is revoked as superseded this long after the renewal. */

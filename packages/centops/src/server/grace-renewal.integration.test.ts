@@ -11,6 +11,7 @@ import { X509Certificate } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { isDmrError } from '@dmr/core';
 import { obtainCertificate, requestGraceRenewal, signRenewalProof, type ObtainedIdentity } from '@dmr/pki';
+import { MAX_RENEWAL_NONCES, RENEWAL_NONCE_TTL_MS } from './certificates.js';
 import { startEmptyCentOps, type EmptyCentOps } from './test-support/empty-centops.js';
 import { call } from './test-support/https.js';
 
@@ -44,7 +45,7 @@ describe('grace renewal of an expired certificate (real CentOps)', () => {
       },
       ACTOR,
     );
-    for (const id of ['bot-a', 'bot-b', 'bot-c', 'bot-d']) {
+    for (const id of ['bot-a', 'bot-b', 'bot-c', 'bot-d', 'bot-e']) {
       await centops.store.create(
         'Client',
         {
@@ -129,6 +130,40 @@ describe('grace renewal of an expired certificate (real CentOps)', () => {
     const again = await post();
     assert.equal(again.status, 401, again.text);
     assert.match(again.text, /nonce is unknown, used or expired/);
+  });
+
+  it(`a nonce is good for ${RENEWAL_NONCE_TTL_MS / 60_000} min; at most ${MAX_RENEWAL_NONCES} are outstanding (RATE_LIMITED), and expired ones make room`, async () => {
+    const old = await expired('bot-e', HOUR);
+    const askNonce = () => call(`${centops.server.enrolUrl}/v1/renewal/nonce`, { ca: centops.rootPem, method: 'POST' });
+    const { nonce } = (await askNonce()).json as { nonce: string };
+    const { csr } = await centops.csr('bot-e');
+    const proof = signRenewalProof({ certificateChainPem: old.cert, privateKeyPem: old.key, nonce, csrPem: csr });
+    skewMs += RENEWAL_NONCE_TTL_MS;
+    const late = await call(`${centops.server.enrolUrl}/v1/renewal`, {
+      ca: centops.rootPem,
+      method: 'POST',
+      body: { proof },
+    });
+    assert.equal(late.status, 401, late.text);
+    assert.match(late.text, /nonce is unknown, used or expired/);
+
+    // An unauthenticated caller asking for nonces (beyond the listener's per-source rate) fills at most the bound.
+    let handedOut = 0;
+    for (; handedOut <= MAX_RENEWAL_NONCES; handedOut++) {
+      try {
+        centops.server.certificates.renewalNonce();
+      } catch (error) {
+        assert.ok(isDmrError(error) && error.code === 'RATE_LIMITED', String(error));
+        break;
+      }
+    }
+    assert.ok(handedOut <= MAX_RENEWAL_NONCES, 'the nonces stopped at the bound');
+    const full = await askNonce();
+    assert.equal(full.status, 429, full.text);
+    assert.match(full.text, /RATE_LIMITED/);
+    // Past every nonce's expiry there is room again (a day on: beyond the nonces the earlier tests left).
+    skewMs += 24 * HOUR + RENEWAL_NONCE_TTL_MS;
+    assert.equal((await askNonce()).status, 201);
   });
 
   it('refuses a proof signed by another key than the certificate it names', async () => {

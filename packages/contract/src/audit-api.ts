@@ -5,14 +5,22 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 
-const Hash = Type.String({ pattern: '^[A-Za-z0-9+/]{43}=$' });
+const Hash = Type.String({ minLength: 44, maxLength: 44, pattern: '^[A-Za-z0-9+/]{43}=$' });
 const Chain = Type.Array(Type.String({ minLength: 1 }), { minItems: 1, maxItems: 8 });
 
-export const CHECKPOINT_SUBMISSION_SCHEMA = Type.Object({
-  checkpoint: Type.String({ minLength: 1, maxLength: 8192 }),
-  proof: Type.Array(Hash, { maxItems: 128 }),
-  edge: Type.Array(Hash, { maxItems: 64 }),
-});
+/**
+ * POST /v1/audit/checkpoints, CentOps' route schema. A consistency proof and
+ * a log edge are O(log n) hashes: a tree size below 2^53 needs at most 2·53
+ * and 53 of them.
+ */
+export const CHECKPOINT_SUBMISSION_SCHEMA = Type.Object(
+  {
+    checkpoint: Type.String({ minLength: 1, maxLength: 8192 }),
+    proof: Type.Array(Hash, { maxItems: 128 }),
+    edge: Type.Array(Hash, { maxItems: 64 }),
+  },
+  { additionalProperties: false },
+);
 export type CheckpointSubmissionBody = Static<typeof CHECKPOINT_SUBMISSION_SCHEMA>;
 
 /** POST /v1/audit/checkpoints: the note countersigned by CentOps, and CentOps' witness chain (x5c). */

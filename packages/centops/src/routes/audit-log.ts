@@ -10,21 +10,12 @@ import { TLSSocket } from 'node:tls';
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { DmrError } from '@dmr/core';
-import { centOpsOrigin, writerOrigin } from '@dmr/contract';
+import { CHECKPOINT_SUBMISSION_SCHEMA, centOpsOrigin, writerOrigin } from '@dmr/contract';
 import { READERS, requireNode, requireRole } from '../server/auth.js';
 import type { AuditWitness, CheckpointSubmission } from '../server/witness.js';
 import type { RouteContext } from './context.js';
 import { errorResponses } from './schemas.js';
 
-const Hash = Type.String({ minLength: 44, maxLength: 44, pattern: '^[A-Za-z0-9+/]{43}=$' });
-const Submission = Type.Object(
-  {
-    checkpoint: Type.String({ minLength: 1, maxLength: 8192 }),
-    proof: Type.Array(Hash, { maxItems: 128 }),
-    edge: Type.Array(Hash, { maxItems: 64 }),
-  },
-  { additionalProperties: false },
-);
 const Id = Type.String({ minLength: 2, maxLength: 63, pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$' });
 
 function callerCertificate(request: FastifyRequest) {
@@ -48,7 +39,7 @@ export function auditLogRoutes(context: RouteContext, witness: AuditWitness): Fa
             'checkpoint: a C2SP signed note signed with the calling node certificate; proof: consistency proof ' +
             'from the size CentOps holds; edge: the log edge at this size. A checkpoint that does not extend the ' +
             'held one is refused with AUDIT_CHECKPOINT_INVALID (a fork).',
-          body: Submission,
+          body: CHECKPOINT_SUBMISSION_SCHEMA,
           response: errorResponses(422),
         },
       },

@@ -25,6 +25,7 @@ import {
   witnessKeyName,
   writerOrigin,
 } from '@dmr/contract';
+import { MAX_AUDIT_WRITERS_PER_NODE } from '../store/index.js';
 import { node, organisation } from '../store/test-support/fixtures.js';
 import { CONFIG_FILE, loadConfig } from './config.js';
 import { startEmptyCentOps, type EmptyCentOps } from './test-support/empty-centops.js';
@@ -150,6 +151,60 @@ describe('CentOps witnesses audit checkpoints', () => {
     const malformed = await submit({ checkpoint: 'x', proof: ['nope'], edge: [] });
     assert.equal(malformed.status, 422, malformed.text);
     assert.match(malformed.text, /VALIDATION_FAILED/);
+  });
+
+  /** A new log of `writer` (size 0) checkpointed by node-2 with its own key: the node's writer or not. */
+  function node2Checkpoint(writer: string) {
+    const text = formatCheckpoint({ origin: writerOrigin(TD, writer), size: 0, root: new LogEdge().root() });
+    return {
+      checkpoint: new NoteSigner(nodeKeyName(TD, 'node-2'), createPrivateKey(node2.key)).sign(text),
+      proof: [],
+      edge: [],
+    };
+  }
+
+  it("a node signing with its own key still cannot checkpoint another node's writer", async () => {
+    const theirs = await submit(node2Checkpoint(WRITER), node2);
+    assert.equal(theirs.status, 403, theirs.text);
+    assert.match(theirs.text, /FORBIDDEN/);
+  });
+
+  it('refuses a consistency proof or an edge longer than any log of 2^53 records needs', async () => {
+    const hash = leafHash(Buffer.from('x')).toString('base64');
+    const longProof = await submit({ ...node2Checkpoint('node-2/router-0'), proof: Array(129).fill(hash) }, node2);
+    assert.equal(longProof.status, 422, longProof.text);
+    assert.match(longProof.text, /VALIDATION_FAILED/);
+    const longEdge = await submit({ ...node2Checkpoint('node-2/router-0'), edge: Array(65).fill(hash) }, node2);
+    assert.equal(longEdge.status, 422, longEdge.text);
+    assert.match(longEdge.text, /VALIDATION_FAILED/);
+  });
+
+  it(`registers at most ${MAX_AUDIT_WRITERS_PER_NODE} writers per node; the registered ones go on`, async () => {
+    const root = new LogEdge().root().toString('base64');
+    for (let i = 0; i < MAX_AUDIT_WRITERS_PER_NODE; i++) {
+      const writer = `node-2/w-${i}`;
+      await centops.store.witnessAuditCheckpoint(
+        { origin: writerOrigin(TD, writer), writer: { writer, nodeId: 'node-2' }, size: 0, root, edge: [] },
+        () => 'filled by the test',
+      );
+    }
+    const oneMore = await submit(node2Checkpoint('node-2/router-0'), node2);
+    assert.equal(oneMore.status, 403, oneMore.text);
+    assert.match(oneMore.text, /FORBIDDEN/);
+    assert.match(oneMore.text, new RegExp(`${MAX_AUDIT_WRITERS_PER_NODE} audit writers`));
+    const known = await submit(node2Checkpoint('node-2/w-0'), node2);
+    assert.equal(known.status, 200, known.text);
+    // The bound is per node: node-1 registers a new writer still.
+    const tree = leaves('other', 3);
+    const edge = new LogEdge();
+    for (const leaf of tree) edge.append(leaf);
+    const text = formatCheckpoint({ origin: writerOrigin(TD, 'node-1/router-1'), size: 3, root: edge.root() });
+    const fresh = await submit({
+      checkpoint: new NoteSigner(nodeKeyName(TD, 'node-1'), createPrivateKey(node1.key)).sign(text),
+      proof: [],
+      edge: edge.nodes.map((hash) => hash.toString('base64')),
+    });
+    assert.equal(fresh.status, 200, fresh.text);
   });
 
   it("checkpoints CentOps' own audit table as a Merkle log of its entries' canonical JSON", async () => {

@@ -6,10 +6,20 @@
  * between a check and its insert.
  */
 import type { Selectable } from 'kysely';
+import { DmrError } from '@dmr/core';
 import type { AuditCheckpointsTable, Db } from './schema.js';
 import type { Database } from './schema.js';
 import type { Kysely } from 'kysely';
 import { writeTransaction } from './tx.js';
+
+/**
+ * Writers CentOps registers per node. A node names its writers itself (any
+ * `<node>/<name>`), so without a bound one node could grow audit_writers
+ * (and GET /v1/audit/writers) without end. A node runs at most 64 routers
+ * (run-config `routers`) and starts a fresh writer per router only when
+ * CentOps could not say where its log stands: 16 such starts of a full node.
+ */
+export const MAX_AUDIT_WRITERS_PER_NODE = 1024;
 
 export interface StoredCheckpoint {
   origin: string;
@@ -79,6 +89,24 @@ export async function listAuditWriters(db: Db): Promise<AuditWriter[]> {
   }));
 }
 
+async function assertWriterRoom(db: Db, nodeId: string): Promise<void> {
+  const { count } = await db
+    .selectFrom('audit_writers')
+    .select((eb) => eb.fn.countAll().as('count'))
+    .where('node_id', '=', nodeId)
+    .executeTakeFirstOrThrow();
+  if (Number(count) >= MAX_AUDIT_WRITERS_PER_NODE) {
+    throw new DmrError(
+      'FORBIDDEN',
+      `node ${nodeId} has ${MAX_AUDIT_WRITERS_PER_NODE} audit writers: CentOps registers no more`,
+      {
+        details: { nodeId, limit: MAX_AUDIT_WRITERS_PER_NODE },
+        hint: "a node's writers are <node>/router-<shard>, and a fresh one per router only when CentOps was unreachable at start",
+      },
+    );
+  }
+}
+
 export interface CheckpointProposal {
   origin: string;
   /** For a writer's log: registered on its first checkpoint. */
@@ -101,6 +129,7 @@ export async function witnessCheckpoint(
 ): Promise<StoredCheckpoint> {
   return writeTransaction(db, async (trx) => {
     const latest = await latestCheckpoint(trx, proposal.origin);
+    if (proposal.writer !== undefined && latest === undefined) await assertWriterRoom(trx, proposal.writer.nodeId);
     const note = decide(latest);
     if (latest !== undefined && latest.size === proposal.size) return latest;
     const at = now.toISOString();

@@ -11,3 +11,4 @@ export {
   type RegistryContents,
 } from './validate.js';
 export type { AuditWriter, CheckpointProposal, StoredCheckpoint } from './audit-checkpoints.js';
+export { MAX_AUDIT_WRITERS_PER_NODE } from './audit-checkpoints.js';

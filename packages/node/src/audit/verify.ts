@@ -181,6 +181,20 @@ function parseRecord(entry: RecordEntry, writer: string | undefined, position: n
   };
 }
 
+/** The seqs the log's records name: only to tell a gap from a reordering, so read only once one is found. */
+function seqsOf(records: readonly RecordEntry[]): Set<number> {
+  const seqs = new Set<number>();
+  for (const entry of records) {
+    try {
+      const seq = (JSON.parse(entry.record) as { seq?: unknown }).seq;
+      if (typeof seq === 'number') seqs.add(seq);
+    } catch {
+      // parseRecord names it in order.
+    }
+  }
+  return seqs;
+}
+
 async function verifyLog(
   origin: string,
   records: RecordEntry[],
@@ -234,16 +248,8 @@ async function verifyLog(
     }
 
     const edge = new LogEdge();
-    const seqs = new Set<number>();
-    for (const entry of records) {
-      try {
-        const seq = (JSON.parse(entry.record) as { seq?: unknown }).seq;
-        if (typeof seq === 'number') seqs.add(seq);
-      } catch {
-        // parseRecord names it in order.
-      }
-    }
     let previous: ParsedRecord | undefined;
+    let previousLeaf: Buffer | undefined;
     let cursor = 0;
     let lastProven: VerifiedCheckpoint | undefined;
     const compare = (): void => {
@@ -271,6 +277,7 @@ async function verifyLog(
       const record = parseRecord(entry, writer, index + 1);
       const expectedSeq = index + 1;
       if (writer !== undefined && record.seq !== expectedSeq) {
+        const seqs = seqsOf(records);
         const kind: ProblemKind =
           index === 0 && !seqs.has(expectedSeq)
             ? 'starts-midway'
@@ -294,7 +301,7 @@ async function verifyLog(
       const leaf = leafHash(record.bytes);
       if (writer !== undefined && previous !== undefined) {
         const newRun = record.run !== previous.run && record.prev === null;
-        if (!newRun && record.prev !== leafHash(previous.bytes).toString('hex')) {
+        if (!newRun && record.prev !== previousLeaf?.toString('hex')) {
           throw new LogProblem({
             kind: 'edited',
             origin,
@@ -306,6 +313,7 @@ async function verifyLog(
       }
       edge.append(leaf);
       previous = record;
+      previousLeaf = leaf;
       compare();
     }
     const largest = checkpoints.at(-1);

@@ -1,6 +1,16 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { appendFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import {
+  appendFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -165,5 +175,39 @@ describe('ReplayJournal', () => {
     assert.equal(second.guard.size, 4);
     assert.equal(second.guard.heldBy('bot-0') + second.guard.heldBy('bot-1'), 4);
     second.journal.close();
+  });
+
+  it('a corrupt or planted segment cannot stall or swell a start: over-long lines, FIFOs, symlinks, too many bytes', () => {
+    const dir = shardDir();
+    mkdirSync(dir, { recursive: true });
+    const now = 1_000;
+    const line = (id: string): string => `+${now + WINDOW} ${id} ria-bot\n`;
+    const [old, kept, afterLong] = [randomUUID(), randomUUID(), randomUUID()];
+    // Oldest: past the byte bound once the newer ones are counted, so deleted unread.
+    writeFileSync(join(dir, '000000000001.log'), line(old).repeat(4));
+    // A line of 3 MiB (longer than any the journal writes, across read pieces), then a good one; a torn 2 MiB tail.
+    writeFileSync(
+      join(dir, '000000000002.log'),
+      `+${'9'.repeat(3 * 1_048_576)}\n${line(afterLong)}${'x'.repeat(2 * 1_048_576)}`,
+    );
+    writeFileSync(join(dir, '000000000003.log'), line(kept));
+    // A FIFO would block a plain read forever; a symlink could point anywhere (a device, another shard).
+    execFileSync('mkfifo', [join(dir, '000000000004.log')]);
+    writeFileSync(join(dir, 'elsewhere'), line(randomUUID()));
+    symlinkSync(join(dir, 'elsewhere'), join(dir, '000000000005.log'));
+    const newest = 5 * 1_048_576 + line(afterLong).length + line(kept).length + 2;
+    const journal = ReplayJournal.open({ dir, now: () => now, loadMaxBytes: newest + line(old).length });
+    const { load } = journal;
+    assert.equal(load.segments, 5);
+    assert.equal(load.unread, 3, 'the FIFO, the symlink and the oldest segment past the bound');
+    assert.equal(load.deleted, 1);
+    assert.deepEqual(
+      journal.takeLoaded().map(({ id }) => id),
+      [afterLong, kept],
+    );
+    assert.equal(load.lines, 4);
+    assert.equal(load.skipped, 2, 'the over-long line and the torn tail');
+    assert.ok(!readdirSync(dir).includes('000000000001.log'), 'the oldest segment is gone');
+    journal.close();
   });
 });

@@ -26,15 +26,24 @@
  * ≈ 2 ms each on the test machine, it would cap a router's throughput.
  *
  * Loading trusts nothing: a line that does not parse (a torn last line, a
- * foreign file) is skipped and counted.
+ * foreign file) is skipped and counted. It is bounded against a corrupt or
+ * planted directory: only regular files are read (never a FIFO, a device or
+ * a symlink, which could block or never end), in pieces (no segment is one
+ * string), a line longer than any the journal writes is skipped without
+ * being kept, and at most `loadMaxBytes` are read, newest segments first —
+ * the oldest past the bound are deleted unread (their ids are the first to
+ * expire) and counted.
  */
 import {
   closeSync,
+  constants,
   fdatasync,
   fdatasyncSync,
+  fstatSync,
+  lstatSync,
   mkdirSync,
   openSync,
-  readFileSync,
+  readSync,
   readdirSync,
   unlinkSync,
   writeSync,
@@ -70,7 +79,15 @@ export interface ReplayJournalOptions {
   now?: () => number;
   /** Write failures (disk full, I/O error): the router keeps routing, the lines stay buffered (bounded). */
   onError?: (error: Error) => void;
+  /** Most bytes of segments read at start, newest first (default DEFAULT_REPLAY_LOAD_MAX_BYTES). */
+  loadMaxBytes?: number;
 }
+
+/**
+ * 1 GiB: above any honest journal — a full guard of 1 000 000 ids at the
+ * longest line (309 bytes) is ≈ 309 MB, and a release line is shorter still.
+ */
+export const DEFAULT_REPLAY_LOAD_MAX_BYTES = 1024 * 1_048_576;
 
 export interface ReplayJournalLoad {
   /** Unexpired, unreleased ids found. */
@@ -81,6 +98,8 @@ export interface ReplayJournalLoad {
   /** Segment files read, and those deleted as wholly expired. */
   segments: number;
   deleted: number;
+  /** Segment files not read: not a regular file (left alone), or past loadMaxBytes (deleted). */
+  unread: number;
   millis: number;
 }
 
@@ -89,6 +108,10 @@ const MESSAGE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 /** A sender is a validated id: no white space, bounded. */
 const SENDER = /^[^\s]{0,253}$/;
 const SEGMENT = /^(\d{12})\.log$/;
+/** The longest line the journal writes ('+', a safe integer, a UUID, a sender, spaces, newline). */
+const MAX_LINE = 1 + 16 + 1 + 36 + 1 + 253 + 1;
+/** A segment is read in pieces of this size. */
+const READ_CHUNK = 1_048_576;
 /** Buffered lines kept through write failures before the oldest are given up (and reported). */
 const MAX_PENDING_CHARS = 16 * 1_048_576;
 
@@ -158,14 +181,34 @@ export class ReplayJournal implements DurableReplayMemory {
       .filter((seq): seq is string => seq !== undefined)
       .map(Number)
       .sort((a, b) => a - b);
+    // What is read: regular files only, newest first until loadMaxBytes; the rest is not.
+    const sizes = new Map<number, number>();
+    let budget = options.loadMaxBytes ?? DEFAULT_REPLAY_LOAD_MAX_BYTES;
+    let unread = 0;
+    let deleted = 0;
+    for (const seq of [...seqs].reverse()) {
+      const file = join(options.dir, segmentName(seq));
+      const size = regularFileSize(file);
+      if (size === undefined) unread += 1;
+      else if (size > budget) {
+        unlinkQuietly(file);
+        unread += 1;
+        deleted += 1;
+        budget = 0;
+      } else {
+        sizes.set(seq, size);
+        budget -= size;
+      }
+    }
     const held = new Map<string, RememberedId>();
     const closed: Segment[] = [];
     let lines = 0;
     let skipped = 0;
-    let deleted = 0;
     for (const seq of seqs) {
+      const size = sizes.get(seq);
+      if (size === undefined) continue;
       const file = join(options.dir, segmentName(seq));
-      const read = readSegment(file, held);
+      const read = readSegment(file, size, held);
       lines += read.lines;
       skipped += read.skipped;
       if (read.maxExpiresAt <= now) {
@@ -185,6 +228,7 @@ export class ReplayJournal implements DurableReplayMemory {
         skipped,
         segments: seqs.length,
         deleted,
+        unread,
         millis: performance.now() - started,
       },
     });
@@ -280,41 +324,95 @@ export class ReplayJournal implements DurableReplayMemory {
   }
 }
 
-/** Applies one segment's lines to `held`; returns its latest expiry and what it read. */
+/** The size of `file` if it is a regular file (not a symlink, FIFO, device or directory). */
+function regularFileSize(file: string): number | undefined {
+  try {
+    const stats = lstatSync(file);
+    return stats.isFile() ? stats.size : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Applies at most `limit` bytes of one segment's lines to `held`, read in
+ * pieces; returns its latest expiry and what it read. A line longer than
+ * MAX_LINE is skipped as it streams past, never held whole.
+ */
 function readSegment(
   file: string,
+  limit: number,
   held: Map<string, RememberedId>,
 ): { lines: number; skipped: number; maxExpiresAt: number } {
-  let text: string;
-  try {
-    text = readFileSync(file, 'latin1');
-  } catch {
-    return { lines: 0, skipped: 0, maxExpiresAt: 0 };
-  }
   let lines = 0;
   let skipped = 0;
   let maxExpiresAt = 0;
-  let start = 0;
-  while (start < text.length) {
-    let end = text.indexOf('\n', start);
-    // No newline: a line torn by a crash.
-    if (end < 0) end = text.length;
-    const line = text.slice(start, end);
-    start = end + 1;
-    if (line === '') continue;
+  const apply = (line: string): void => {
     lines += 1;
     const parsed = parseLine(line);
-    if (parsed === undefined || end === text.length) {
+    if (parsed === undefined) {
       skipped += 1;
-      continue;
+      return;
     }
     if (parsed.expiresAt > maxExpiresAt) maxExpiresAt = parsed.expiresAt;
-    if (parsed.sender === undefined) held.delete(parsed.id);
-    else {
-      // Re-inserted at the back: insertion order stays expiry order.
-      held.delete(parsed.id);
+    // Re-inserted at the back (a remembered id): insertion order stays expiry order.
+    held.delete(parsed.id);
+    if (parsed.sender !== undefined) {
       held.set(parsed.id, { id: parsed.id, expiresAt: parsed.expiresAt, sender: parsed.sender });
     }
+  };
+  let fd: number;
+  try {
+    // No symlink followed, no wait on a FIFO swapped in since the lstat; fstat checks what was opened.
+    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch {
+    return { lines, skipped, maxExpiresAt };
+  }
+  try {
+    if (!fstatSync(fd).isFile()) return { lines, skipped, maxExpiresAt };
+    const buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK, Math.max(limit, 1)));
+    /** The start of a line not yet ended; '' and `overlong` once it passed MAX_LINE. */
+    let partial = '';
+    let overlong = false;
+    let left = limit;
+    while (left > 0) {
+      const got = readSync(fd, buffer, 0, Math.min(buffer.length, left), null);
+      if (got === 0) break;
+      left -= got;
+      const text = buffer.toString('latin1', 0, got);
+      let start = 0;
+      for (let end = text.indexOf('\n'); end >= 0; end = text.indexOf('\n', start)) {
+        if (overlong) {
+          lines += 1;
+          skipped += 1;
+        } else {
+          const line = partial + text.slice(start, end);
+          if (line.length > MAX_LINE) {
+            lines += 1;
+            skipped += 1;
+          } else if (line !== '') apply(line);
+        }
+        partial = '';
+        overlong = false;
+        start = end + 1;
+      }
+      if (!overlong) {
+        partial += text.slice(start, start + MAX_LINE + 1);
+        if (partial.length > MAX_LINE) {
+          partial = '';
+          overlong = true;
+        }
+      }
+    }
+    // No newline at the end: a line torn by a crash.
+    if (partial !== '' || overlong) {
+      lines += 1;
+      skipped += 1;
+    }
+  } catch {
+    // Unreadable midway: what was read counts, the rest is as if torn.
+  } finally {
+    closeSync(fd);
   }
   return { lines, skipped, maxExpiresAt };
 }

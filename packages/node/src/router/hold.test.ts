@@ -37,6 +37,8 @@ describe('Holds', () => {
     assert.equal(holds.blocks('recipient:a', m('a2')), true, 'a newer message for a waits behind a1');
     assert.equal(holds.blocks('recipient:b', b1), false, 'b is not held');
     assert.deepEqual(holds.keys, ['recipient:a']);
+    assert.equal(holds.holding('recipient:a'), true);
+    assert.equal(holds.holding('recipient:b'), false);
     assert.equal(holds.count, 1);
     assert.equal(holds.bytes, 10);
   });
@@ -61,6 +63,7 @@ describe('Holds', () => {
     holds.settled(a3);
     assert.equal(holds.count, 0);
     assert.deepEqual(holds.keys, []);
+    assert.equal(holds.holding('recipient:a'), false, 'a key with nothing held is gone');
   });
 
   it('a probe held again backs off longer, up to the ceiling', (t) => {

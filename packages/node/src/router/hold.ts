@@ -99,6 +99,11 @@ export class Holds<M extends object, D> {
     return [...this.#keys.keys()];
   }
 
+  /** Whether `key` holds messages now (per message on the routed path: a lookup, no copy of `keys`). */
+  holding(key: string): boolean {
+    return this.#keys.has(key);
+  }
+
   /** Whether a message for `key` must be held without a publish: the key is blocked and `message` is not its probe. */
   blocks(key: string, message: M): boolean {
     const held = this.#keys.get(key);

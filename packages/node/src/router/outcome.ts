@@ -289,7 +289,7 @@ export class Outcomes {
     destination: string,
     send: () => Promise<Refusal | undefined>,
   ): Promise<Refusal | undefined> {
-    if (session.holds.keys.includes(destination)) {
+    if (session.holds.holding(destination)) {
       const refused = await send();
       if (refused === undefined) await this.settle(session, message, started, decision);
       return refused;

@@ -19,8 +19,7 @@ import AjvCompiler from '@fastify/ajv-compiler';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import type { Server } from 'node:http';
-import { DmrError, parseDuration, serveMetrics } from '@dmr/core';
+import { DmrError, parseDuration, serveMetrics, type MetricsServer } from '@dmr/core';
 import { CertificateAuthority } from '@dmr/pki';
 import { ConfigSigner, RevisionHub, feedRoutes } from '../feed/index.js';
 import { PolicyService } from '../policy/service.js';
@@ -265,7 +264,7 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
 
   let apiUrl: string;
   let enrolUrl: string;
-  let metricsServer: { server: Server; url: string } | undefined;
+  let metricsServer: MetricsServer | undefined;
   try {
     apiUrl = await listen(api, config.listen.host, config.listen.port);
     enrolUrl = await listen(enrol, config.enrolListen.host, config.enrolListen.port);
@@ -303,12 +302,7 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
       await witness.stop();
       // SSE streams end when the hub closes; then both listeners drain and the store goes last.
       hub.close();
-      const metricsClosed = new Promise<void>((resolve) => {
-        if (metricsServer === undefined) return resolve();
-        metricsServer.server.closeAllConnections();
-        metricsServer.server.close(() => resolve());
-      });
-      await Promise.allSettled([api.close(), enrol.close(), metricsClosed]);
+      await Promise.allSettled([api.close(), enrol.close(), metricsServer?.close()]);
       if (ownsStore) await store.close();
     },
   };

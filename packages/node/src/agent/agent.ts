@@ -21,12 +21,11 @@
  * (state-dir.ts), so they keep serving across an agent restart.
  */
 import { readFile } from 'node:fs/promises';
-import type { Server } from 'node:http';
 import { pino, type Logger } from 'pino';
 import type { ManagementClient } from '@dmr/broker';
 import { crlRefreshDelayMs } from '@dmr/broker';
 import type { LinkStatus, NodeConfig } from '@dmr/contract';
-import { DmrError, inSpan } from '@dmr/core';
+import { DmrError, inSpan, type MetricsServer } from '@dmr/core';
 import type { Tracer } from '@opentelemetry/api';
 import { PolicyEngine, policySignerSpiffeId } from '@dmr/policy';
 import { desiredLayout, reconcile, type ApplyResult } from '../reconciler/index.js';
@@ -106,8 +105,7 @@ export class NodeAgent {
   #refused: LocalStatus['refused'] = null;
   #connected = false;
   readonly #timers = new Map<'renewal' | 'crl' | 'links', NodeJS.Timeout>();
-  #metricsServer: Server | undefined;
-  #metricsUrl: string | undefined;
+  #metricsServer: MetricsServer | undefined;
   #stopped = false;
   #renewBackoff: Backoff;
   #crlBackoff: Backoff;
@@ -155,7 +153,7 @@ export class NodeAgent {
   }
 
   get metricsUrl(): string | undefined {
-    return this.#metricsUrl;
+    return this.#metricsServer?.url;
   }
 
   /** Resolves once the node runs (its last good document applied if it had one) and the feed is started. */
@@ -208,11 +206,9 @@ export class NodeAgent {
     await this.#startFromLastGood();
 
     if (config.metrics !== undefined) {
-      const served = await serveMetrics(config.metrics.listen, this.metrics.registry, {
+      this.#metricsServer = await serveMetrics(config.metrics.listen, this.metrics.registry, {
         unhealthyReason: () => (this.#applied === undefined ? 'no configuration applied yet' : undefined),
       });
-      this.#metricsServer = served.server;
-      this.#metricsUrl = served.url;
     }
 
     this.#feed = new FeedFollower({
@@ -246,11 +242,7 @@ export class NodeAgent {
     await this.#feed?.stop();
     this.#client?.close();
     await this.#engine?.close();
-    if (this.#metricsServer) {
-      const server = this.#metricsServer;
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    }
+    await this.#metricsServer?.close();
   }
 
   /** Waits until documents received so far are handled (tests). */

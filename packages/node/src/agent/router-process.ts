@@ -372,10 +372,7 @@ export async function startRouterProcess(options: RouterProcessOptions): Promise
     async stop() {
       clearInterval(poller);
       watcher?.close();
-      if (metricsServer !== undefined) {
-        metricsServer.server.closeAllConnections();
-        await new Promise<void>((resolve) => metricsServer.server.close(() => resolve()));
-      }
+      await metricsServer?.close();
       await checking;
       await router.stop();
       await audit.checkpointer.close();

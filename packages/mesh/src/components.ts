@@ -63,22 +63,32 @@ async function freeLoopbackPort(from: number, to: number, what: string): Promise
 }
 
 /**
- * A metrics port for each node agent, with the next one free too: the
- * agent serves on its port and its router on port + 1 (docs/node-run.md).
+ * A metrics port for each node agent, with the next `routers` free too: the
+ * agent serves on its port and router N on port + 1 + N (docs/node-run.md).
  */
-async function freeMetricsPorts(count: number): Promise<number[]> {
+async function freeMetricsPorts(count: number, routers: number): Promise<number[]> {
+  const width = 1 + routers;
   const ports: number[] = [];
   for (let attempt = 0; attempt < 200 && ports.length < count; attempt++) {
-    const port = randomInt(49_000, 50_000);
-    if (ports.some((taken) => Math.abs(taken - port) < 2)) continue;
-    if ((await portFree(port)) && (await portFree(port + 1))) ports.push(port);
+    const port = randomInt(49_000, 50_000 - width);
+    if (ports.some((taken) => Math.abs(taken - port) < width)) continue;
+    if (await allFree(port, width)) ports.push(port);
   }
   if (ports.length < count) {
-    throw new DmrError('CONFLICT', `found no ${count} free pairs of TCP ports on 127.0.0.1 for the node metrics`, {
-      hint: 'something holds most of 127.0.0.1:49000-50000; free some ports and run dmr up again',
-    });
+    throw new DmrError(
+      'CONFLICT',
+      `found no ${count} free runs of ${width} TCP ports on 127.0.0.1 for the node metrics`,
+      {
+        hint: 'something holds most of 127.0.0.1:49000-50000; free some ports and run dmr up again',
+      },
+    );
   }
   return ports;
+}
+
+async function allFree(from: number, width: number): Promise<boolean> {
+  for (let port = from; port < from + width; port++) if (!(await portFree(port))) return false;
+  return true;
 }
 
 /** Polls `check` until it returns a value, the child exits, or the time is up. */
@@ -408,7 +418,7 @@ export async function startNodes(
   const { nodes } = options.shape;
   const step = options.progress.step(nodes.length === 1 ? `DMR node ${nodes[0]}` : `DMR nodes ${nodes.join(', ')}`);
   try {
-    const metricsPorts = await freeMetricsPorts(nodes.length);
+    const metricsPorts = await freeMetricsPorts(nodes.length, options.routers ?? 1);
     step.update('enrol, install broker TLS, apply the configuration');
     let ready = 0;
     const statuses = await Promise.all(

@@ -159,6 +159,27 @@ describe('DmrClient against a DMR node', () => {
     await Promise.all([ria.close(), rik.close()]);
   });
 
+  it('a second send of an id under way with another body or recipient is refused, never joined', async () => {
+    const ria = await connect('ria-bot');
+    const rik = await connect('rik-bot');
+    const handled: string[] = [];
+    await rik.receive((message) => {
+      handled.push(message.id);
+    });
+    const id = randomUUID();
+    const first = ria.send({ to: 'rik-bot', type: 'ChatMessage', body: 'once', messageId: id });
+    await assert.rejects(ria.send({ to: 'rik-bot', type: 'ChatMessage', body: 'other', messageId: id }), {
+      code: 'INVALID_ARGUMENT',
+    });
+    await assert.rejects(ria.send({ to: 'ria-bot', type: 'ChatMessage', body: 'once', messageId: id }), {
+      code: 'INVALID_ARGUMENT',
+    });
+    assert.equal(await first, id);
+    // The first message goes through, and is consumed here: later tests must not find it in rik-bot's queue.
+    await waitFor('the message', () => handled.includes(id));
+    await Promise.all([ria.close(), rik.close()]);
+  });
+
   it('a policy-denied send becomes a typed report event with POLICY_DENIED, never a handler call', async () => {
     const rik = await connect('rik-bot');
     const handled: ReceivedMessage[] = [];

@@ -62,6 +62,14 @@ interface PendingSend {
   ttl: number | undefined;
 }
 
+/** A send under way, and what it sends (before protection): a second send of its id must send the same. */
+interface Underway {
+  promise: Promise<string>;
+  to: string;
+  type: string;
+  content: Buffer;
+}
+
 function encodeBody(
   body: SendOptions['body'],
   contentType: string | undefined,
@@ -80,8 +88,8 @@ export class Sending {
   /** close() was called: no new sends. */
   readonly #closing: () => boolean;
   readonly #pending = new Map<string, PendingSend>();
-  /** The promise of every send under way, by message id (a second send of the id joins it). */
-  readonly #underway = new Map<string, Promise<string>>();
+  /** Every send under way, by message id: a second send of the same message joins it (#join). */
+  readonly #underway = new Map<string, Underway>();
   /** Ids published again after a reconnect: the node may report them as MESSAGE_REPLAYED (its earlier copy won). */
   readonly #resent = new DedupWindow({ windowMs: 3_600_000, maxEntries: 100_000 });
 
@@ -112,9 +120,8 @@ export class Sending {
       throw new DmrError('INVALID_ARGUMENT', 'type is required');
     const id = options.messageId ?? randomUUID();
     if (!UUID.test(id)) throw new DmrError('INVALID_ARGUMENT', 'messageId must be a UUID');
-    // The id is the idempotency key: a second send of an id still under way (an HTTP bridge's caller retrying
-    // a 503 while the first copy waits for its confirm) joins that send instead of failing or publishing twice.
-    const underway = this.#underway.get(id);
+    let { content, contentType } = encodeBody(options.body, options.contentType);
+    const underway = this.#join(id, options.to, options.type, content);
     if (underway !== undefined) return underway;
     if (options.ttl !== undefined && (!Number.isInteger(options.ttl) || options.ttl < 0)) {
       throw new DmrError('INVALID_ARGUMENT', 'ttl must be a whole number of milliseconds');
@@ -132,7 +139,7 @@ export class Sending {
     }
     headers[RECIPIENT_HEADER] = options.to;
     headers[VERSION_HEADER] = CONTRACT_VERSION;
-    let { content, contentType } = encodeBody(options.body, options.contentType);
+    const plain = content;
     if (options.protect !== undefined) {
       await this.#connection.checkCertificate(options.protect.encryptFor, options.to, 'encrypt');
       content = await protectPayload(
@@ -154,7 +161,7 @@ export class Sending {
       ...(contentType === undefined ? {} : { contentType }),
     };
     if (this.#closing()) throw new DmrError('CLIENT_CLOSED', 'close() was called during send()');
-    const joined = this.#underway.get(id);
+    const joined = this.#join(id, options.to, options.type, plain);
     if (joined !== undefined) return joined;
     const sending = new Promise<string>((resolve, reject) => {
       const pending: PendingSend = {
@@ -173,10 +180,32 @@ export class Sending {
       if (session?.alive === true) this.#publish(session, pending);
       // Otherwise the next session publishes it.
     });
-    this.#underway.set(id, sending);
+    this.#underway.set(id, { promise: sending, to: options.to, type: options.type, content: plain });
     const settled = (): void => void this.#underway.delete(id);
     sending.then(settled, settled);
     return sending;
+  }
+
+  /**
+   * The id is the idempotency key: a second send of an id still under way (an HTTP bridge's caller retrying a 503
+   * while the first copy waits for its confirm) joins that send instead of failing or publishing twice. Only a
+   * retry of the SAME message joins: another recipient, type or body under the id is refused, never answered with
+   * the first message's confirm.
+   */
+  #join(id: string, to: string, type: string, content: Buffer): Promise<string> | undefined {
+    const underway = this.#underway.get(id);
+    if (underway === undefined) return undefined;
+    if (underway.to !== to || underway.type !== type || !underway.content.equals(content)) {
+      throw new DmrError(
+        'INVALID_ARGUMENT',
+        `message ${id} is already being sent with another recipient, type or body`,
+        {
+          details: { messageId: id },
+          hint: 'a retry reuses the id with the same message; a different message needs a new id',
+        },
+      );
+    }
+    return underway.promise;
   }
 
   #publish(session: Session, pending: PendingSend): void {

@@ -65,7 +65,7 @@ function harness(): {
     },
     acks: { ack: (message: ConsumeMessage) => acked.push(message) },
     // Nothing is held: every destination takes what it is given.
-    holds: { blocks: () => false, keys: [] },
+    holds: { blocks: () => false, holding: () => false, keys: [] },
   } as unknown as Session;
   const metrics = new RouterMetrics(new Registry());
   const outcome = new Outcomes({

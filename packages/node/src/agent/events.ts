@@ -111,9 +111,17 @@ export class AgentEvents {
    * certificate and threshold (a renewed certificate starts afresh). Crossing
    * several at once (a node started late in its certificate's life) is one
    * event, for the nearest; the farther ones count as announced.
+   *
+   * Only once the agent's own renewal is overdue: it renews at two thirds of
+   * the lifetime, and certificates are short-lived (7 days by default), so a
+   * fresh one is "within 7 days" from birth. A threshold counts when the time
+   * left is below it and below a third of the lifetime: then the renewal that
+   * should have happened did not, which is what an operator must hear of.
    */
-  async checkExpiry(identity: { serial: string; notAfter: Date }, now: Date): Promise<void> {
+  async checkExpiry(identity: { serial: string; notBefore: Date; notAfter: Date }, now: Date): Promise<void> {
     const left = identity.notAfter.getTime() - now.getTime();
+    const overdue = left < (identity.notAfter.getTime() - identity.notBefore.getTime()) / 3;
+    if (!overdue) return;
     const crossed = EXPIRY_THRESHOLDS.filter((threshold) => left <= threshold.ms);
     const nearest = crossed.at(-1);
     if (nearest === undefined) return;

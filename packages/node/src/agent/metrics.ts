@@ -84,6 +84,9 @@ export class AgentMetrics {
       registers: [registry],
     });
     this.events = new Counter({ ...EVENTS_COUNTER, labelNames: [...EVENTS_COUNTER.labelNames], registers: [registry] });
+    // Shown at 0 from the start: the DmrCertificateRenewalOverdue alert's increase() then sees the first event
+    // (a series that appears at 1 has no increase).
+    for (const reason of ['7d', '1d']) this.events.inc({ kind: 'certificate.expiring', reason }, 0);
     this.rejectedQueue = new Gauge({
       name: 'dmr_node_rejected_messages',
       help: 'Messages in dmr.rejected, the refused messages kept for operators (broker statistics, read with the links)',

@@ -6,6 +6,7 @@ import {
   AUDIT_CHECKPOINT_TYPE,
   AUDIT_RECORDS_TYPE,
   AUDIT_RECORD_TYPE,
+  AUDIT_RESUME_TYPE,
   GENESIS,
   StreamAuditSink,
   auditRecordsIn,
@@ -210,7 +211,7 @@ describe('audit chain', () => {
     await sink.close();
   });
 
-  it('reads the records of a batch message, of a single-record message and none of a checkpoint', () => {
+  it('reads the records of a batch message, of a single-record message and none of a checkpoint or marker', () => {
     const one = sealRecord('w-1', 'run-1', GENESIS, event(1));
     const two = sealRecord('w-1', 'run-1', one.head, event(2));
     const batch = Buffer.concat([one.bytes, Buffer.from('\n'), two.bytes, Buffer.from('\n')]);
@@ -218,6 +219,7 @@ describe('audit chain', () => {
     assert.deepEqual(auditRecordsIn(AUDIT_RECORD_TYPE, one.bytes), [one.bytes]);
     assert.deepEqual(auditRecordsIn(undefined, one.bytes), [one.bytes]);
     assert.deepEqual(auditRecordsIn(AUDIT_CHECKPOINT_TYPE, Buffer.from('{}')), []);
+    assert.deepEqual(auditRecordsIn(AUDIT_RESUME_TYPE, Buffer.from('{}')), []);
     // A cut batch keeps its incomplete tail as a record of its own, for verify to name as broken.
     const cut = batch.subarray(0, batch.length - 5);
     assert.equal(auditRecordsIn(AUDIT_RECORDS_TYPE, cut).length, 2);

@@ -77,13 +77,13 @@ const NEWLINE_BYTES = Buffer.from([NEWLINE]);
 
 /**
  * The records a `dmr.audit` message carries, as stored: those of a batch
- * (AUDIT_RECORDS_TYPE) split at the newlines, else the body as one record
- * (AUDIT_RECORD_TYPE, written by routers before batches). Checkpoints are
- * not records: none.
+ * (AUDIT_RECORDS_TYPE) split at the newlines; the body as one record for
+ * AUDIT_RECORD_TYPE (written by routers before batches) or no type; none
+ * for anything else (a checkpoint, a resume marker).
  */
 export function auditRecordsIn(type: unknown, body: Buffer): Buffer[] {
-  if (type === AUDIT_CHECKPOINT_TYPE) return [];
-  if (type !== AUDIT_RECORDS_TYPE) return [body];
+  if (type === AUDIT_RECORD_TYPE || type === undefined) return [body];
+  if (type !== AUDIT_RECORDS_TYPE) return [];
   const records: Buffer[] = [];
   let start = 0;
   for (let end = body.indexOf(NEWLINE, start); end !== -1; end = body.indexOf(NEWLINE, start)) {
@@ -94,6 +94,13 @@ export function auditRecordsIn(type: unknown, body: Buffer): Buffer[] {
   if (start < body.length) records.push(body.subarray(start));
   return records;
 }
+
+/**
+ * AMQP `type` of the marker a restarted writer appends before reading its
+ * own tail back (audit/tail.ts): `{"v":1,"writer","run","from"}`. Not a
+ * record: export and verify pass over it.
+ */
+export const AUDIT_RESUME_TYPE = 'dmr.AuditResume';
 
 export interface ChainHead {
   seq: number;
@@ -226,12 +233,17 @@ export class StreamAuditSink implements AuditSink {
     this.#onStored = listener;
   }
 
-  /** Continues the writer's log after `size` records (its last checkpoint); before the first append. */
-  resume(size: number): void {
+  /**
+   * Continues the writer's log after `size` records (its last checkpoint
+   * and the tail it adopted); before the first append. `hash`: the leaf hash
+   * (hex) of record `size` when known (an adopted tail), so the first record
+   * of this run names it; null starts the run with prev null.
+   */
+  resume(size: number, hash: string | null = null): void {
     if (this.#sealed.seq !== 0 || this.#inFlight.length > 0 || this.#pending.length > 0) {
       throw new DmrError('INTERNAL', `the audit log ${this.writer} cannot resume once it has records`);
     }
-    this.#sealed = { seq: size, hash: null };
+    this.#sealed = { seq: size, hash };
     this.#head = this.#sealed;
   }
 

@@ -23,6 +23,8 @@ function headers(extra: Record<string, unknown>): Record<string, unknown> {
   return { 'dmr-recipient': 'police-bot', 'dmr-version': 1, ...extra };
 }
 
+const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+
 describe('validateAtOrigin', () => {
   it('every rejection code is in the error catalogue with a summary', () => {
     for (const code of MESSAGE_REJECTION_CODES) assert.ok(ERROR_CATALOGUE[code].summary.length > 10, code);
@@ -31,7 +33,11 @@ describe('validateAtOrigin', () => {
   it('accepts a valid message and returns normalised metadata', () => {
     const id = 'a1b2c3d4-0000-4000-8000-00000000000f';
     const result = check(
-      testMessage({ messageId: id, expiration: '60000', headers: headers({ traceparent: 'tp', tracestate: 'ts' }) }),
+      testMessage({
+        messageId: id,
+        expiration: '60000',
+        headers: headers({ traceparent: TRACEPARENT, tracestate: 'ts' }),
+      }),
     );
     assert.ok(result.ok, result.ok ? '' : result.detail);
     assert.deepEqual(result.message, {
@@ -43,9 +49,17 @@ describe('validateAtOrigin', () => {
       timestampMs: Math.floor(NOW / 1000) * 1000,
       expirationMs: 60000,
       sizeBytes: 17,
-      traceparent: 'tp',
+      traceparent: TRACEPARENT,
       tracestate: 'ts',
     });
+  });
+
+  it('drops a traceparent that is not W3C version 00 and still accepts the message', () => {
+    for (const traceparent of ['tp', TRACEPARENT.toUpperCase(), `01${TRACEPARENT.slice(2)}`, `${TRACEPARENT}-x`, 7]) {
+      const result = check(testMessage({ headers: headers({ traceparent }) }));
+      assert.ok(result.ok, result.ok ? '' : result.detail);
+      assert.equal(result.message.traceparent, undefined, String(traceparent));
+    }
   });
 
   it('routes to a remote recipient by its home node', () => {

@@ -10,7 +10,7 @@
  * lookups, and the denylist before status so a denied party is reported as
  * denied, whatever its status.
  */
-import { isValidId, parseSpiffeId } from '@dmr/core';
+import { isValidId, parseSpiffeId, validTraceparent } from '@dmr/core';
 import type { NodeConfig } from '@dmr/contract';
 import { type RelayedMessage, type ValidatedMessage } from './contract.js';
 import {
@@ -217,7 +217,8 @@ export function validateAtOrigin(
       timestampMs,
       expirationMs,
       sizeBytes,
-      traceparent: optionalString(ownHeader(headers, TRACEPARENT_HEADER)),
+      // Trace context is optional: an invalid one is dropped, not a reason to refuse the message.
+      traceparent: validTraceparent(ownHeader(headers, TRACEPARENT_HEADER)),
       tracestate: optionalString(ownHeader(headers, TRACESTATE_HEADER)),
     },
   };

@@ -4,6 +4,7 @@ import type { Load, RowId } from './options.js';
 import {
   ROW_LABELS,
   computeRatios,
+  cpuMicrosPerMessage,
   evaluateGoals,
   renderReport,
   type BenchReport,
@@ -33,7 +34,7 @@ function row(id: RowId, points: PointResult[]): RowResult {
 
 const measured: RowResult[] = [
   row('a', [pointAt(1000, 1000, 2), pointAt('max', 18000, 40)]),
-  row('b', [pointAt(1000, 1000, 6), pointAt('max', 7000, 80)]),
+  row('b', [pointAt(1000, 1000, 6), { ...pointAt('max', 7000, 80), cpu: { broker: 90, worker: 10, bench: 30 } }]),
   row('c', [pointAt(1000, 1000, 8), pointAt('max', 5600, 90)]),
   row('d', [pointAt(1000, 1000, 7), pointAt('max', 6000, 85)]),
 ];
@@ -139,6 +140,20 @@ describe('computeRatios', () => {
   });
 });
 
+describe('cpuMicrosPerMessage', () => {
+  it('divides a share of one core by the throughput', () => {
+    // 54 % of a core at 1,985 msg/s (the 16:57 run's router at c max): 272 µs per message.
+    assert.equal(Math.round(cpuMicrosPerMessage(54, 1985) ?? NaN), 272);
+    assert.equal(cpuMicrosPerMessage(100, 1000), 1000);
+  });
+
+  it('is null without a share or without deliveries', () => {
+    assert.equal(cpuMicrosPerMessage(null, 1000), null);
+    assert.equal(cpuMicrosPerMessage(undefined, 1000), null);
+    assert.equal(cpuMicrosPerMessage(50, 0), null);
+  });
+});
+
 describe('renderReport', () => {
   it('prints every row, the unavailable reason, ratios and verdicts', () => {
     const rows: RowResult[] = [
@@ -165,6 +180,7 @@ describe('renderReport', () => {
     };
     const text = renderReport(report);
     assert.match(text, /^a\s+raw one hop\s+1000\s+1000\s+1\.00\s+2\.00/m);
+    assert.match(text, /^b\s+raw relay \(2 hops\)\s+max\s+7000\s.*\s90\/10\/30\s+129\/14$/m);
     assert.match(text, /^d\s+DMR path, allow-all policy\s+-\s+not available\s+skipped$/m);
     assert.match(text, /^c\/b\s+max\s+0\.80\s+1\.13$/m);
     assert.match(text, /^PASS\s+c throughput ≥ 75 % of b's \(max\)\s+c 5600 \/ b 7000 msg\/s = 80 %$/m);

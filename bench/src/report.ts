@@ -218,6 +218,23 @@ function cpuLabel(cpu: Record<string, number | null> | undefined): string {
   return ['broker', 'worker', 'bench'].map((name) => fixed(cpu[name], 0)).join('/');
 }
 
+/**
+ * CPU µs each process spent per delivered message over the measured window:
+ * its share of a core divided by the throughput. Unlike msg/s, this barely
+ * moves when other work shares the machine, so it is the figure to compare
+ * between runs of a busy machine (decision 0036). Null without either input.
+ */
+export function cpuMicrosPerMessage(share: number | null | undefined, achieved: number): number | null {
+  if (share === null || share === undefined || !(achieved > 0)) return null;
+  return (share / 100 / achieved) * 1e6;
+}
+
+/** "broker/worker" CPU µs per delivered message; "-" for a process that was not there. */
+function cpuPerMessageLabel(p: PointResult): string {
+  if (p.cpu === undefined) return '';
+  return ['broker', 'worker'].map((name) => fixed(cpuMicrosPerMessage(p.cpu?.[name], p.achieved), 0)).join('/');
+}
+
 function renderGrid(header: string[], lines: string[][], leftColumns: number): string[] {
   const widths = header.map((cell, i) => Math.max(cell.length, ...lines.map((line) => (line[i] ?? '').length)));
   const format = (cells: string[]): string =>
@@ -245,7 +262,7 @@ export function renderReport(report: BenchReport): string {
   const lines: string[][] = [];
   for (const row of report.rows) {
     if (row.unavailable !== undefined) {
-      lines.push([row.row, row.label, '-', 'not available', '', '', '', '', row.unavailable]);
+      lines.push([row.row, row.label, '-', 'not available', '', '', '', '', '', row.unavailable]);
       continue;
     }
     for (const p of row.points) {
@@ -262,13 +279,25 @@ export function renderReport(report: BenchReport): string {
         fixed(p.latencyMs.p99, 2),
         fixed(p.latencyMs.max, 1),
         cpuLabel(p.cpu),
+        cpuPerMessageLabel(p),
         notes.join(', '),
       ]);
     }
   }
   out.push(
     ...renderGrid(
-      ['row', 'path', 'offered', 'msg/s', 'p50 ms', 'p99 ms', 'max ms', 'CPU % broker/worker/bench', 'notes'],
+      [
+        'row',
+        'path',
+        'offered',
+        'msg/s',
+        'p50 ms',
+        'p99 ms',
+        'max ms',
+        'CPU % broker/worker/bench',
+        'CPU µs/msg broker/worker',
+        'notes',
+      ],
       lines,
       2,
     ),

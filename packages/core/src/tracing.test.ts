@@ -4,7 +4,16 @@ import { context, propagation, trace, ROOT_CONTEXT } from '@opentelemetry/api';
 import { OtlpReceiver } from './otlp-receiver.js';
 import { DmrError } from './errors.js';
 import { tracerProvider } from './tracing-sdk.js';
-import { amqpHeaderGetter, amqpHeaderSetter, inSpan, startTracing, traceIdOf, tracesEndpoint } from './tracing.js';
+import {
+  amqpHeaderGetter,
+  amqpHeaderSetter,
+  inSpan,
+  parseTraceparent,
+  startTracing,
+  traceIdOf,
+  tracesEndpoint,
+  validTraceparent,
+} from './tracing.js';
 
 describe('tracesEndpoint', () => {
   it('is off with nothing configured, or when the standard variables turn the SDK or the exporter off', () => {
@@ -53,23 +62,52 @@ describe('tracesEndpoint', () => {
   });
 });
 
-describe('traceIdOf', () => {
-  it('reads the trace id of a valid traceparent and nothing else', () => {
-    assert.equal(
-      traceIdOf('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'),
-      '4bf92f3577b34da6a3ce929d0e0e4736',
-    );
+describe('parseTraceparent', () => {
+  const valid = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+
+  it('reads the fields of a W3C version 00 traceparent', () => {
+    assert.deepEqual(parseTraceparent(valid), {
+      version: '00',
+      traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+      spanId: '00f067aa0ba902b7',
+      flags: '01',
+    });
+    assert.equal(validTraceparent(valid), valid);
+    assert.equal(traceIdOf(valid), '4bf92f3577b34da6a3ce929d0e0e4736');
+  });
+
+  it('refuses everything else: other versions, zero ids, case, length, extra fields, non-strings', () => {
     for (const bad of [
       undefined,
+      null,
       42,
+      Buffer.from(valid),
+      '',
       'tp',
       '00-00000000000000000000000000000000-00f067aa0ba902b7-01',
+      '00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01',
       'ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+      '01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
       '00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01',
+      '00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01',
+      '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1',
+      '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g',
+      '00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01',
       '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x',
+      '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-00',
+      ` ${valid}`,
+      `${valid}\n`,
     ]) {
-      assert.equal(traceIdOf(bad), undefined, String(bad));
+      assert.equal(parseTraceparent(bad), undefined, JSON.stringify(String(bad)));
+      assert.equal(validTraceparent(bad), undefined, JSON.stringify(String(bad)));
+      assert.equal(traceIdOf(bad), undefined, JSON.stringify(String(bad)));
     }
+  });
+
+  it('the AMQP header getter hands the propagator a valid traceparent only', () => {
+    assert.equal(amqpHeaderGetter.get({ traceparent: valid }, 'traceparent'), valid);
+    assert.equal(amqpHeaderGetter.get({ traceparent: valid.replace(/^00/, '01') }, 'traceparent'), undefined);
+    assert.equal(amqpHeaderGetter.get({ tracestate: 'a=b' }, 'tracestate'), 'a=b');
   });
 });
 

@@ -15,7 +15,8 @@
  *
  * Context travels with a message in the W3C `traceparent`/`tracestate`
  * headers (docs/contract.md): amqpHeaderGetter/Setter adapt an AMQP header
- * table to the API's propagator, and traceIdOf reads a trace id from one
+ * table to the API's propagator, parseTraceparent is the one check of a
+ * `traceparent` read from the wire, and traceIdOf reads a trace id from one
  * without any SDK (for audit records). Never payloads or secrets in spans.
  */
 import {
@@ -83,12 +84,18 @@ export async function startTracing(options: TracingOptions): Promise<Tracing> {
   return sdk.startExporting({ ...options, url });
 }
 
-/** The headers of an AMQP message as a propagation carrier: own string values only (the table is untrusted). */
+/**
+ * The headers of an AMQP message as a propagation carrier: own string values
+ * only (the table is untrusted), and a `traceparent` only when
+ * parseTraceparent accepts it (the propagator's own check takes versions
+ * DMR does not).
+ */
 export const amqpHeaderGetter: TextMapGetter<Record<string, unknown> | undefined> = {
   keys: (carrier) => (carrier === undefined ? [] : Object.keys(carrier)),
   get: (carrier, key) => {
     if (carrier === undefined || !Object.prototype.hasOwnProperty.call(carrier, key)) return undefined;
     const value = carrier[key];
+    if (key === 'traceparent') return validTraceparent(value);
     return typeof value === 'string' ? value : undefined;
   },
 };
@@ -99,14 +106,42 @@ export const amqpHeaderSetter: TextMapSetter<Record<string, unknown>> = {
   },
 };
 
-const TRACEPARENT = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}(?:-|$)/;
+/** A W3C trace context `traceparent` (version 00), its fields as lowercase hex. */
+export interface TraceParent {
+  version: '00';
+  traceId: string;
+  spanId: string;
+  flags: string;
+}
 
-/** The trace id of a W3C `traceparent` value (lowercase hex, not all zeros), or undefined. */
+// Version 00 exactly: 2-32-16-2 lowercase hex, nothing after (https://www.w3.org/TR/trace-context/#traceparent-header).
+const TRACEPARENT_V00 = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+const ALL_ZERO = /^0+$/;
+
+/**
+ * The one parser of a `traceparent` read from the wire (router, SDK,
+ * bridge): a W3C version 00 value with a trace id and a span id that are
+ * not all zeros, or undefined. Anything else (another version, upper case,
+ * extra fields, a non-string from an AMQP header table) is not a trace
+ * context and is dropped, never forwarded or logged as one.
+ */
+export function parseTraceparent(value: unknown): TraceParent | undefined {
+  if (typeof value !== 'string' || value.length !== 55) return undefined;
+  const match = TRACEPARENT_V00.exec(value);
+  if (match === null) return undefined;
+  const [, traceId, spanId, flags] = match as unknown as [string, string, string, string];
+  if (ALL_ZERO.test(traceId) || ALL_ZERO.test(spanId)) return undefined;
+  return { version: '00', traceId, spanId, flags };
+}
+
+/** `value` when it is a valid `traceparent` (parseTraceparent), else undefined. */
+export function validTraceparent(value: unknown): string | undefined {
+  return parseTraceparent(value) === undefined ? undefined : (value as string);
+}
+
+/** The trace id of a W3C `traceparent` value (parseTraceparent), or undefined. */
 export function traceIdOf(traceparent: unknown): string | undefined {
-  if (typeof traceparent !== 'string' || traceparent.length > 512) return undefined;
-  const match = TRACEPARENT.exec(traceparent);
-  const id = match?.[1];
-  return id === undefined || /^0+$/.test(id) || traceparent.startsWith('ff') ? undefined : id;
+  return parseTraceparent(traceparent)?.traceId;
 }
 
 /**

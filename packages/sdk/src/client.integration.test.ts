@@ -132,6 +132,7 @@ describe('DmrClient against a DMR node', () => {
     );
     assert.ok(Math.abs(message.sentAt.getTime() - Date.now()) < 60_000);
     assert.equal(message.headers.traceparent, '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
+    assert.equal(message.traceparent, '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
     assert.equal(ria.state, 'open');
     await subscription.cancel();
     await Promise.all([ria.close(), rik.close()]);

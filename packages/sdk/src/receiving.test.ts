@@ -139,6 +139,19 @@ describe('Receiving', () => {
     assert.equal(stats.duplicates, 1);
   });
 
+  it('hands over a traceparent only when it is W3C version 00', async () => {
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const { handled } = await receiveAll([
+      delivery({ headers: { traceparent } }),
+      delivery({ headers: { traceparent: `00-${'0'.repeat(32)}-00f067aa0ba902b7-01` } }),
+      delivery({}),
+    ]);
+    assert.deepEqual(
+      handled.map((message) => message.traceparent),
+      [traceparent, undefined, undefined],
+    );
+  });
+
   it('dead-letters a message for another client without calling the handler (MESSAGE_MISADDRESSED)', async () => {
     const { handled, settled, errors, stats } = await receiveAll([delivery({ to: 'other-bot' })]);
     assert.equal(handled.length, 0);

@@ -7,7 +7,7 @@
  * bodies are verified and decrypted before the handler sees them.
  */
 import type { ConsumeMessage } from 'amqplib';
-import { DmrError, isDmrError, isValidId } from '@dmr/core';
+import { DmrError, isDmrError, isValidId, validTraceparent } from '@dmr/core';
 import { emitError, type ClientEvents, type ClientStats, type ConnectOptions } from './client-types.js';
 import type { ConnectionView, Session } from './connection.js';
 import { DedupWindow } from './dedup.js';
@@ -15,6 +15,7 @@ import { listOf } from './list.js';
 import { PROTECTED_CONTENT_TYPE, protectionStage, unprotectPayload, type PrivateKeyInput } from './protect.js';
 import {
   DELIVERY_REPORT_TYPE,
+  TRACEPARENT_HEADER,
   parseDeliveryReport,
   type ReceivedDeliveryReport as DeliveryReport,
 } from '@dmr/contract';
@@ -51,6 +52,8 @@ export interface ReceivedMessage {
   hops: Hop[];
   /** Every header as delivered, DMR's included. */
   headers: Record<string, unknown>;
+  /** The W3C trace context to continue (header `traceparent`), only when it is a valid version 00 one. */
+  traceparent: string | undefined;
   /** The broker delivered it before (to this or an earlier connection). */
   redelivered: boolean;
   /** The body was end-to-end protected and has been verified and decrypted. */
@@ -435,6 +438,7 @@ export class Receiving {
       origin: headerString(headers, ORIGIN_HEADER) ?? '',
       hops: parseHops(headerString(headers, HOPS_HEADER)),
       headers,
+      traceparent: validTraceparent(headers[TRACEPARENT_HEADER]),
       redelivered: message.fields.redelivered,
       protected: false,
     };

@@ -137,6 +137,23 @@ describe('Sending', () => {
     }
   });
 
+  it('refuses a traceparent that is not W3C version 00, and sends a valid one as given', async () => {
+    const { sending, first } = setup();
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    for (const bad of ['tp', traceparent.toUpperCase(), `01${traceparent.slice(2)}`, 42]) {
+      await assert.rejects(
+        sending.send({ to: 'rik-bot', type: 'ChatMessage', body: 'x', headers: { traceparent: bad } }),
+        (error) => code(error) === 'INVALID_ARGUMENT',
+      );
+    }
+    assert.equal(first.publishes.length, 0);
+    const sent = sending.send({ to: 'rik-bot', type: 'ChatMessage', body: 'x', headers: { traceparent } });
+    // Without protection the publish is on the wire when send() returns.
+    assert.equal(first.publishes[0]?.options.headers?.traceparent, traceparent);
+    first.publishes[0]?.settle(null);
+    await sent;
+  });
+
   it('drain() rejects what is still unconfirmed at the deadline with CLIENT_CLOSED', async () => {
     const { sending } = setup();
     const sent = sending.send({ to: 'rik-bot', type: 'ChatMessage', body: 'x' });

@@ -8,7 +8,8 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Options } from 'amqplib';
-import { DmrError, isValidId } from '@dmr/core';
+import { DmrError, isValidId, validTraceparent } from '@dmr/core';
+import { TRACEPARENT_HEADER } from '@dmr/contract';
 import type { ClientStats, ConnectOptions } from './client-types.js';
 import type { ConnectionView, Session } from './connection.js';
 import { DedupWindow } from './dedup.js';
@@ -33,7 +34,7 @@ export interface SendOptions {
   ttl?: number;
   /** UUID; default a new v4. Reuse one to make a retry idempotent. */
   messageId?: string;
-  /** Extra headers (e.g. `traceparent`); `dmr-*` DMR headers are refused. */
+  /** Extra headers (e.g. a W3C version 00 `traceparent`, checked); `dmr-*` DMR headers are refused. */
   headers?: Record<string, string | number | boolean>;
   /** Default `application/json` for objects, `text/plain; charset=utf-8` for strings, else none. */
   contentType?: string;
@@ -134,6 +135,12 @@ export class Sending {
         name === VERSION_HEADER
       ) {
         throw new DmrError('INVALID_ARGUMENT', `header ${name} is set by the SDK or by DMR`);
+      }
+      // The router drops a traceparent that is not W3C version 00; say so here rather than lose the trace silently.
+      if (name === TRACEPARENT_HEADER && validTraceparent(value) === undefined) {
+        throw new DmrError('INVALID_ARGUMENT', 'header traceparent is not a W3C version 00 traceparent', {
+          hint: 'use 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>, lowercase, ids not all zeros',
+        });
       }
       headers[name] = value;
     }

@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { encodeWireTable, type WireTable, type WireValue } from '../testing/raw-amqp.js';
-import { MAX_HEADER_DEPTH, encodedTableSize, ownHeader, routingHeader } from './headers.js';
+import { MAX_HEADER_DEPTH, encodedTableSize, forwardedHeaders, ownHeader, routingHeader } from './headers.js';
 
 // amqplib's own codec (not in its package exports): the decoder the router receives with, the encoder it publishes with.
 const require = createRequire(import.meta.url);
@@ -99,5 +99,23 @@ describe('header tables', () => {
     }
     assert.equal(routingHeader(decode([['ccx', { t: 'V' }]])), undefined);
     assert.equal(routingHeader(undefined), undefined);
+  });
+});
+
+describe('forwardedHeaders: trace context', () => {
+  const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+
+  it('forwards a W3C traceparent and its tracestate', () => {
+    const forwarded = forwardedHeaders({ traceparent, tracestate: 'vendor=x' }, 'rik-bot', 1);
+    assert.equal(forwarded.traceparent, traceparent);
+    assert.equal(forwarded.tracestate, 'vendor=x');
+  });
+
+  it('drops an invalid traceparent, and the tracestate with it', () => {
+    for (const bad of ['tp', `ff${traceparent.slice(2)}`, traceparent.replace('00f067aa0ba902b7', '0'.repeat(16))]) {
+      const forwarded = forwardedHeaders({ traceparent: bad, tracestate: 'vendor=x' }, 'rik-bot', 1);
+      assert.equal(forwarded.traceparent, undefined, bad);
+      assert.equal(forwarded.tracestate, undefined, bad);
+    }
   });
 });

@@ -17,14 +17,15 @@ import {
   VERSION_HEADER,
   type HeaderValue,
 } from '@dmr/contract';
+import { validTraceparent } from '@dmr/core';
 
 /** Header names RabbitMQ reads as extra routing keys (rabbit_basic: `CC`, `BCC`). */
 const ROUTING_HEADERS = new Set(['cc', 'bcc']);
 
 export { APP_HEADER_PATTERN, E2E_CONTENT_TYPE_HEADER } from '@dmr/contract';
 
-/** Trace context is W3C ASCII; tracestate's recommended cap is 512 characters. */
-const TRACE_PATTERN = /^[\x20-\x7e]{1,512}$/;
+/** tracestate is W3C ASCII with a recommended cap of 512 characters (traceparent: core's parseTraceparent). */
+const TRACESTATE_PATTERN = /^[\x20-\x7e]{1,512}$/;
 
 /** Deeper nesting than this is refused as too large: no DMR client nests tables, and recursion must stay bounded. */
 export const MAX_HEADER_DEPTH = 16;
@@ -118,9 +119,13 @@ export function forwardedHeaders(
   const forwarded = Object.create(null) as Record<string, unknown>;
   forwarded[RECIPIENT_HEADER] = recipient;
   forwarded[VERSION_HEADER] = version;
-  for (const name of [TRACEPARENT_HEADER, TRACESTATE_HEADER]) {
-    const value = ownHeader(headers, name);
-    if (typeof value === 'string' && TRACE_PATTERN.test(value)) forwarded[name] = value;
+  // A tracestate without a valid traceparent means nothing (W3C), so both go or neither.
+  const traceparent = validTraceparent(ownHeader(headers, TRACEPARENT_HEADER));
+  if (traceparent !== undefined) {
+    forwarded[TRACEPARENT_HEADER] = traceparent;
+    const tracestate = ownHeader(headers, TRACESTATE_HEADER);
+    if (typeof tracestate === 'string' && TRACESTATE_PATTERN.test(tracestate))
+      forwarded[TRACESTATE_HEADER] = tracestate;
   }
   const contentType = ownHeader(headers, E2E_CONTENT_TYPE_HEADER);
   if (typeof contentType === 'string') forwarded[E2E_CONTENT_TYPE_HEADER] = contentType;

@@ -100,7 +100,7 @@ describe('router envelope', () => {
       headers: {
         'dmr-recipient': 'rik-bot',
         'dmr-version': '1',
-        traceparent: 'tp',
+        traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
         tracestate: 'ts',
         'dmr-e2e-content-type': 'text/plain',
         'app-ticket': 'T-1',
@@ -141,7 +141,7 @@ describe('router envelope', () => {
     const headers = options.headers as Record<string, unknown>;
     assert.equal(headers['dmr-sender'], 'ria-bot');
     assert.equal(headers['dmr-origin'], 'node-a');
-    assert.equal(headers.traceparent, 'tp');
+    assert.equal(headers.traceparent, '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01');
     assert.equal(headers.tracestate, 'ts');
     assert.deepEqual(JSON.parse(String(headers['dmr-hops'])), [{ node: 'node-a', at: '2026-11-27T12:00:00.000Z' }]);
     assert.equal(deliveredOptions(properties, validated(), 'node-a', NOW, undefined).expiration, undefined);

@@ -253,7 +253,8 @@ export const ERROR_CATALOGUE = {
   TIMESTAMP_SKEW: {
     exitCode: 13,
     httpStatus: 422,
-    summary: "The message timestamp is further from the node's clock than limits.timestampSkewMs.",
+    summary:
+      "The message timestamp is ahead of the node's clock by more than limits.timestampSkewMs (the sender's clock is wrong).",
   },
   EXPIRATION_INVALID: {
     exitCode: 13,
@@ -382,7 +383,8 @@ export const ERROR_CATALOGUE = {
   MESSAGE_EXPIRED: {
     exitCode: 13,
     httpStatus: 410,
-    summary: 'The message expired (its expiration or limits.maxTtlMs) before the recipient took it.',
+    summary:
+      "The message expired (its expiration or limits.maxTtlMs) before the recipient took it, or its timestamp is older than the node's maximum message age (limits.dedupWindowMs − limits.timestampSkewMs).",
   },
   DELIVERY_LIMIT_EXCEEDED: {
     exitCode: 13,
@@ -454,6 +456,12 @@ export const ERROR_CATALOGUE = {
     httpStatus: 422,
     summary:
       'An audit log does not prove itself: a record was edited, deleted or reordered, the log is cut short of a checkpoint, two checkpoints disagree, or a writer is unknown; the message names the first bad record.',
+  },
+  MESSAGE_NOT_FOUND: {
+    exitCode: 3,
+    httpStatus: 404,
+    summary:
+      "No audit record names this message id in what was read (the nodes' dmr.audit streams or the export files, within the record limit and time window).",
   },
   INTERNAL: { exitCode: 1, httpStatus: 500, summary: 'An unexpected failure; the message says where.' },
 } as const satisfies Record<string, CatalogueEntry>;

@@ -162,10 +162,23 @@ export function validateAtOrigin(
     return reject('TIMESTAMP_MISSING', 'timestamp is missing or not whole POSIX seconds');
   }
   const timestampMs = timestamp * 1000;
-  if (Math.abs(timestampMs - now) > limits.timestampSkewMs) {
+  // Skew judges the sender's clock, and only a timestamp ahead of the node's clock proves it wrong: a timestamp
+  // behind it may just have waited in a full ingress (RabbitMQ 3.10 does not stamp arrival, so waiting and a slow
+  // clock look the same). The past is bounded by the replay memory instead: an id is remembered for
+  // dedupWindowMs after the router first saw it, and a copy published at most timestampSkewMs before its
+  // timestamp and taken at most maxAgeMs after it is within that memory when maxAgeMs = dedupWindowMs −
+  // timestampSkewMs (≥ maxTtlMs, CentOps checks). Older, nobody could tell it from a replay: refused as expired.
+  if (timestampMs - now > limits.timestampSkewMs) {
     return reject(
       'TIMESTAMP_SKEW',
-      `timestamp is ${Math.round((timestampMs - now) / 1000)} s from the node clock (allowed ±${limits.timestampSkewMs / 1000} s)`,
+      `timestamp is ${Math.round((timestampMs - now) / 1000)} s ahead of the node clock (allowed ${limits.timestampSkewMs / 1000} s)`,
+    );
+  }
+  const maxAgeMs = limits.dedupWindowMs - limits.timestampSkewMs;
+  if (now - timestampMs > maxAgeMs) {
+    return reject(
+      'MESSAGE_EXPIRED',
+      `timestamp is ${Math.round((now - timestampMs) / 1000)} s old, beyond the node's maximum message age of ${Math.round(maxAgeMs / 1000)} s (dedupWindowMs − timestampSkewMs)`,
     );
   }
 

@@ -61,8 +61,8 @@ export class DeadLetterPath {
           ? `expired in ${where}`
           : `delivered too often from ${where} without an ack (delivery limit)`;
       const report = deliveryReport(messageId, 'dead-lettered', { reason, detail }, this.#nodeId, now);
-      // A full sender queue nacks the report: it cannot be sent now or by retrying in a loop, so it is logged.
-      const outcome = await this.#outcome.report(session, context, mesh, senderId, report, now);
+      // A full sender queue (or link) holds this dead letter unacked until the report is taken (outcome.ts Held).
+      const outcome = await this.#outcome.report(session, context, mesh, senderId, report, now, message);
       await this.#outcome.audit({
         kind: 'dead-letter',
         messageId,

@@ -88,7 +88,7 @@ export class RouterMetrics {
     });
     this.reports = new Counter({
       name: 'dmr_router_reports_total',
-      help: 'Delivery reports sent to senders, by kind (rejected, dead-lettered).',
+      help: 'Delivery reports to senders, by kind: rejected, dead-lettered (taken by the sender queue); *-mesh (sent toward the sender node); *-held (a full sender queue or link: the message waits, tried again); *-lost (no queue or route for the sender).',
       labelNames: ['kind'],
       registers,
     });
@@ -100,7 +100,7 @@ export class RouterMetrics {
     });
     this.held = new Counter({
       name: 'dmr_router_messages_held_total',
-      help: 'Times a message was held unacked because its destination was full, by destination kind (recipient queue, link); tried again with back-off, never refused for it.',
+      help: 'Times a message was held unacked because its destination was full, by destination kind (recipient queue, link, report: a delivery report to a full sender queue or link); tried again with back-off, never refused for it.',
       labelNames: ['kind'],
       registers,
     });

@@ -7,7 +7,11 @@
  * router holds the message unacked and pauses (router.ts #failed), never a
  * requeue. A full destination (a recipient's queue or a link's outbound
  * queue) throws Held: the router holds that message per destination and
- * keeps routing the rest (hold.ts).
+ * keeps routing the rest (hold.ts). So does a delivery report to a full
+ * sender queue (or a full link toward the sender's node): the message the
+ * report is about stays unacked and held until the report is taken, so a
+ * refusal or a dead letter is never settled without its report reaching
+ * the sender's queue (issue 14).
  */
 import { performance } from 'node:perf_hooks';
 import { isValidId, type AckBatcher } from '@dmr/core';
@@ -104,8 +108,8 @@ export class Held extends Error {
   constructor(
     /** The destination: `recipient:<id>` or `link:<peer>`. */
     readonly key: string,
-    /** Metric label. */
-    readonly kind: 'recipient' | 'link',
+    /** Metric label: `report` is a delivery report waiting for a full sender queue or link. */
+    readonly kind: 'recipient' | 'link' | 'report',
     message: string,
   ) {
     super(message);
@@ -156,6 +160,12 @@ export class Outcomes {
   readonly #logger: Logger;
   readonly #metrics: RouterMetrics;
   readonly #auditSink: AuditSink | undefined;
+  /**
+   * Refused deliveries whose rejected copy is stored while their report is held (a full sender queue): their
+   * retries store no second copy. Weak: a delivery object lives as long as its session (a redelivery after a
+   * reconnect is a new object, and stores its copy again).
+   */
+  readonly #copied = new WeakSet<ConsumeMessage>();
 
   constructor(options: OutcomeOptions) {
     this.#nodeId = options.nodeId;
@@ -225,13 +235,23 @@ export class Outcomes {
       },
       refusal,
     );
-    const stored = this.publish(session, REJECTED_EXCHANGE, '', copy.content, copy.options);
+    // While the sender's queue is held, the report waits behind the earlier ones without a publish (hold.ts).
+    if (reportTo !== undefined) this.#holdReport(session, recipientKey(reportTo), message, reportTo);
+    const stored: Promise<PublishOutcome> = this.#copied.has(message)
+      ? Promise.resolve('confirmed')
+      : this.publish(session, REJECTED_EXCHANGE, '', copy.content, copy.options);
     const body = deliveryReport(messageId, 'rejected', refusal, this.#nodeId, now);
-    const report = reportTo !== undefined ? this.sendReport(session, reportTo, body, now) : parties?.report?.(body);
-    const [outcome] = await Promise.all([stored, report]);
-    if (outcome !== 'confirmed') {
-      throw new Transient('broker', `the rejected queue did not take the refusal (${refusal.reason}: ${outcome})`);
+    const report =
+      reportTo !== undefined ? this.sendReport(session, reportTo, body, now, message) : parties?.report?.(body);
+    const [copied, reported] = await Promise.allSettled([stored, report]);
+    if (copied.status === 'fulfilled' && copied.value === 'confirmed') this.#copied.add(message);
+    // A report that could not be taken (Held: a full sender queue or link) keeps the message unacked: retried.
+    if (reported.status === 'rejected') throw reported.reason;
+    if (copied.status === 'rejected') throw copied.reason;
+    if (copied.value !== 'confirmed') {
+      throw new Transient('broker', `the rejected queue did not take the refusal (${refusal.reason}: ${copied.value})`);
     }
+    this.#copied.delete(message);
     await this.settle(
       session,
       message,
@@ -334,7 +354,20 @@ export class Outcomes {
     return sender !== undefined && context.localQueues.has(sender) && !context.message.denied.has(sender);
   }
 
-  async sendReport(session: Session, to: string, report: DeliveryReport, now: number): Promise<PublishOutcome> {
+  /**
+   * A report to local client `to`, about the delivery `about`. A full queue (nacked) is no loss: Held under the
+   * sender's queue key, so `about` stays unacked and is tried again with the deliveries waiting for that queue.
+   * 'returned' (the sender's queue is gone) is counted as lost: no retry can make it deliverable.
+   */
+  async sendReport(
+    session: Session,
+    to: string,
+    report: DeliveryReport,
+    now: number,
+    about: ConsumeMessage,
+  ): Promise<PublishOutcome> {
+    const key = recipientKey(to);
+    this.#holdReport(session, key, about, to);
     const body = Buffer.from(JSON.stringify(report), 'utf8');
     const outcome = await this.publish(
       session,
@@ -343,8 +376,17 @@ export class Outcomes {
       body,
       reportOptions(report, this.#nodeId, now, to),
     );
+    if (outcome === 'nacked') {
+      this.#metrics.reports.inc({ kind: `${report.status}-held` });
+      throw new Held(key, 'report', `the queue of ${to} is full: a report waits for it`);
+    }
     this.#metrics.reports.inc({ kind: outcome === 'confirmed' ? report.status : `${report.status}-lost` });
     return outcome;
+  }
+
+  /** Held without a publish while `key` is held and `about` is not its probe: it waits behind the older ones. */
+  #holdReport(session: Session, key: string, about: ConsumeMessage, to: string): void {
+    if (session.holds.blocks(key, about)) throw new Held(key, 'report', `a report to ${to} waits for a full queue`);
   }
 
   /**
@@ -378,8 +420,11 @@ export class Outcomes {
    * A report to client `to` wherever it is homed: to its queue here, as any
    * local report; else as a mesh message of this node's own (meshReport,
    * signed as origin), routed toward its home node like any message. A
-   * report that cannot be sent (no route, a full link) is logged and
-   * counted as lost: retrying it in a loop would not make it deliverable.
+   * full queue on the way (the sender's, or the link's outbound queue) is
+   * Held: `about`, the delivery the report is about, stays unacked and is
+   * tried again (hold.ts). A report that cannot be sent at all (no route,
+   * denied) is logged and counted as lost: retrying it in a loop would not
+   * make it deliverable.
    */
   async report(
     session: Session,
@@ -388,9 +433,10 @@ export class Outcomes {
     to: string,
     report: DeliveryReport,
     now: number,
+    about: ConsumeMessage,
   ): Promise<PublishOutcome | 'unroutable'> {
     if (context.message.denied.has(to)) return 'unroutable';
-    if (context.localQueues.has(to)) return this.sendReport(session, to, report, now);
+    if (context.localQueues.has(to)) return this.sendReport(session, to, report, now, about);
     const home = context.message.directory.get(to)?.homeNode;
     const hop = home === undefined || home === this.#nodeId ? undefined : mesh?.routes.nextHop(home);
     if (mesh === undefined || hop === undefined || !hop.ok) {
@@ -401,6 +447,8 @@ export class Outcomes {
       );
       return 'unroutable';
     }
+    const key = linkKey(hop.nextHop);
+    this.#holdReport(session, key, about, to);
     const at = new Date(now);
     const message = meshReport({
       to,
@@ -427,6 +475,11 @@ export class Outcomes {
       message.content,
       options,
     );
+    if (outcome === 'nacked' || outcome === 'returned') {
+      // As a forward (forward()): a full outbound queue, or none yet, waits for the link.
+      this.#metrics.reports.inc({ kind: `${report.status}-held` });
+      throw new Held(key, 'report', `the link to ${hop.nextHop} did not take a report (${outcome})`);
+    }
     this.#metrics.reports.inc({ kind: outcome === 'confirmed' ? `${report.status}-mesh` : `${report.status}-lost` });
     return outcome;
   }

@@ -296,7 +296,7 @@ export class RelayPath {
       sender,
       report: reportable
         ? (report) =>
-            this.#outcome.report(session, context, mesh, sender, report, this.#now()).then((outcome) => {
+            this.#outcome.report(session, context, mesh, sender, report, this.#now(), message).then((outcome) => {
               this.#logger.info({ messageId: validMessageId(message), to: sender, report: outcome }, 'mesh report');
               return outcome;
             })

@@ -166,7 +166,7 @@ describe('router on a harness broker', () => {
       ['bad type', { type: '1Chat' }, 'TYPE_INVALID'],
       ['reserved type', { type: 'dmr.DeliveryReport' }, 'TYPE_INVALID'],
       ['missing timestamp', { timestamp: null }, 'TIMESTAMP_MISSING'],
-      ['skewed timestamp', { timestamp: now - 3_600 }, 'TIMESTAMP_SKEW'],
+      ['timestamp ahead of the node clock', { timestamp: now + 3_600 }, 'TIMESTAMP_SKEW'],
       ['expiration over the cap', { expiration: '700000' }, 'EXPIRATION_TOO_LONG'],
       ['CC header', { headers: { CC: ['old-bot'] } }, 'ROUTING_HEADER_FORBIDDEN'],
       ['lowercase cc header', { headers: { cc: ['old-bot'] } }, 'ROUTING_HEADER_FORBIDDEN'],
@@ -310,6 +310,57 @@ describe('router on a harness broker', () => {
       timeoutMs: 5_000,
     });
     await poison.close();
+  });
+
+  it('holds a refused message until its report fits the full sender queue: no report lost, one rejected copy', async () => {
+    // ria-desk sends, does not consume yet, and its queue has room for one message.
+    await shrinkQueue(node, 'ria-desk', 1);
+    const desk = await node.client('ria-desk');
+    const ids: string[] = [];
+    // A quorum queue applies its bound a little late (a burst can overshoot it): enough refusals that some reports
+    // meet it full.
+    for (let i = 0; i < 6; i += 1) ids.push((await desk.send({ to: 'nobody-bot' })) ?? '');
+    // The refusals whose reports met the full queue wait unacked for it: not settled, no report lost.
+    await waitFor('a refusal held for its report', async () => (await metric(node, 'dmr_router_messages_held')) >= 1, {
+      timeoutMs: 15_000,
+    });
+    const settled = ids.filter((id) => node.decisions(id).length > 0).length;
+    assert.ok(settled < ids.length, `${settled} of ${ids.length} settled while their reports wait`);
+    assert.equal(await metric(node, 'dmr_router_reports_total', { kind: 'rejected-lost' }), 0);
+    assert.ok((await metric(node, 'dmr_router_messages_held_total', { kind: 'report' })) >= 1);
+    // The sender consumes: every report arrives once, and every refusal settles with one rejected copy.
+    const reports = new Map<string, string>();
+    while (reports.size < ids.length) {
+      const report = parseReport(await desk.next(15_000));
+      assert.ok(!reports.has(report.messageId ?? ''), `a second report about ${String(report.messageId)}`);
+      reports.set(report.messageId ?? '', report.reason);
+    }
+    assert.deepEqual(new Set(reports.keys()), new Set(ids));
+    assert.ok([...reports.values()].every((reason) => reason === 'RECIPIENT_UNKNOWN'));
+    await waitFor('every refusal settled', () => ids.every((id) => node.decisions(id).length > 0), {
+      timeoutMs: 5_000,
+    });
+    await waitFor('the hold emptied', async () => (await metric(node, 'dmr_router_messages_held')) === 0, {
+      timeoutMs: 5_000,
+    });
+    const copies = (await node.take('dmr.rejected')).filter((copy) => ids.includes(String(copy.properties.message_id)));
+    assert.equal(
+      copies.length,
+      ids.length,
+      'one rejected copy per refused message, however often its report was tried',
+    );
+    await desk.close();
+  });
+
+  it('takes a message that waited past the skew window (a right clock, a late router), refuses a clock ahead', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    // 400 s old: past the 300 s skew, within the fixture's maximum age (dedupWindowMs − timestampSkewMs = 600 s).
+    const waited = await ria.send({ to: 'rik-bot', timestamp: now - 400 });
+    assert.equal((await rik.next()).properties.messageId, waited);
+    const ahead = await ria.send({ to: 'rik-bot', timestamp: now + 600 });
+    const report = parseReport(await ria.next());
+    assert.equal(report.messageId, ahead);
+    assert.equal(report.reason, 'TIMESTAMP_SKEW');
   });
 
   it('CC/BCC choose no extra destination: refused with a report, nothing in the CC queue, audit or a loop', async () => {

@@ -39,6 +39,11 @@ export const COMMAND_GROUPS = [
     load: async () => (await import('./commands/audit.js')).auditCommand(),
   },
   {
+    name: 'trace',
+    description: "a message's path from the audit records: nodes, hops, time at each, decisions; the Jaeger link",
+    load: async () => (await import('./commands/trace.js')).traceCommand(),
+  },
+  {
     name: 'queue',
     description: "a node's queues: list with depth and rates, peek evidence, replay dead letters, purge",
     load: async () => (await import('./commands/queue.js')).queueCommand(),

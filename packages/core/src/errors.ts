@@ -457,6 +457,12 @@ export const ERROR_CATALOGUE = {
     summary:
       'An audit log does not prove itself: a record was edited, deleted or reordered, the log is cut short of a checkpoint, two checkpoints disagree, or a writer is unknown; the message names the first bad record.',
   },
+  MESSAGE_NOT_FOUND: {
+    exitCode: 3,
+    httpStatus: 404,
+    summary:
+      "No audit record names this message id in what was read (the nodes' dmr.audit streams or the export files, within the record limit and time window).",
+  },
   INTERNAL: { exitCode: 1, httpStatus: 500, summary: 'An unexpected failure; the message says where.' },
 } as const satisfies Record<string, CatalogueEntry>;
 

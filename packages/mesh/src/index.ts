@@ -23,6 +23,7 @@ export {
   type MeshNodeState,
   type MeshState,
   type MeshPrometheusState,
+  type MeshJaegerState,
   type MeshStatus,
   type PathStats,
 } from './state.js';

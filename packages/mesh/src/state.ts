@@ -80,6 +80,17 @@ export interface MeshState {
   statsFile: string;
   /** The mesh's Prometheus (`dmr up --observability`); absent or null without it. */
   prometheus?: MeshPrometheusState | null;
+  /** The mesh's Jaeger all-in-one (`dmr up --observability`, when installed); absent or null without it. */
+  jaeger?: MeshJaegerState | null;
+}
+
+export interface MeshJaegerState {
+  /** Its UI and query API (`/trace/<id>`, `/api/traces/<id>`). */
+  url: string;
+  /** The OTLP/HTTP base every process exports to (OTEL_EXPORTER_OTLP_ENDPOINT). */
+  otlpUrl: string;
+  process: ProcessRef | null;
+  log: string;
 }
 
 export interface MeshPrometheusState {

@@ -83,11 +83,8 @@ export async function exportFromStream(connection: ChannelModel, options: Stream
   return formatExport(header('stream', options.trustDomain), lines);
 }
 
-/** Exports the stream of the node `config` runs, connecting with the node's certificate like its routers. */
-export async function exportFromNode(
-  config: RunConfig,
-  options: Omit<StreamExportOptions, 'trustDomain'> = {},
-): Promise<string> {
+/** A connection to the broker of the node `config` runs, with the node's certificate like its routers. */
+export async function connectNodeBroker(config: RunConfig): Promise<ChannelModel> {
   const identity = await loadIdentity(config.dataDir);
   if (identity === undefined) {
     throw new DmrError('NOT_FOUND', `node ${config.node} has no certificate in ${config.dataDir}`, {
@@ -106,6 +103,15 @@ export async function exportFromNode(
     tls: { checkServerIdentity: brokerServerCheck(config.centops.trustDomain, config.node) },
   });
   connection.on('error', () => undefined);
+  return connection;
+}
+
+/** Exports the stream of the node `config` runs, connecting with the node's certificate like its routers. */
+export async function exportFromNode(
+  config: RunConfig,
+  options: Omit<StreamExportOptions, 'trustDomain'> = {},
+): Promise<string> {
+  const connection = await connectNodeBroker(config);
   try {
     return await exportFromStream(connection, { ...options, trustDomain: config.centops.trustDomain });
   } finally {

@@ -5,7 +5,8 @@
  * batched) to a receiver in the test. A two-hop message yields ONE trace
  * with a span from every node, each hop the child of the one before; the
  * edge starts the trace when the client sent none; the audit records name
- * it; no span carries the payload.
+ * it; no span carries the payload; `dmr trace` (audit/trace.ts) reads the
+ * same path back from the three nodes' dmr.audit streams.
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -17,6 +18,7 @@ import type { Tracer } from '@opentelemetry/api';
 import { MeshFixture } from '../testing/mesh-fixture.js';
 import type { TestClient } from '../testing/node-fixture.js';
 import type { AuditRecord } from './audit.js';
+import { scanStream, traceMessage, type ScanResult } from '../audit/trace.js';
 
 const NODES = ['node-a', 'node-b', 'node-c'];
 const LINKS = [
@@ -116,6 +118,48 @@ describe('traces across three nodes', { timeout: 360_000 }, () => {
       for (const value of Object.values(span.attributes)) assert.ok(!value.includes('payload'), value);
     }
     assert.deepEqual(receiver.refused, []);
+
+    // `dmr trace`: the same path from the three nodes' audit streams, read with each node's own identity.
+    assert.ok(id !== undefined);
+    const trace = traceMessage(id, await scanAll(id, 100_000), { jaeger: 'http://127.0.0.1:16686' });
+    assert.deepEqual(trace.nodes, NODES);
+    assert.deepEqual(
+      trace.steps.map((step) => [step.hop, step.node, step.result, step.nextHop]),
+      [
+        [0, 'node-a', 'forwarded', 'node-b'],
+        [1, 'node-b', 'forwarded', 'node-c'],
+        [2, 'node-c', 'routed', null],
+      ],
+    );
+    assert.equal(trace.outcome, 'routed');
+    assert.deepEqual(trace.traceIds, [traceId]);
+    assert.deepEqual(trace.jaeger, [`http://127.0.0.1:16686/trace/${traceId}`]);
+  });
+
+  /** Every node's dmr.audit stream scanned for `messageId`, as `dmr trace` does, with the node's certificate. */
+  async function scanAll(messageId: string, limit: number): Promise<ScanResult[]> {
+    return Promise.all(
+      NODES.map(async (node) => {
+        const connection = await mesh.node(node).connectAs(node);
+        try {
+          return await scanStream(connection, { messageId, limit, idleMs: 300, source: node });
+        } finally {
+          await connection.close().catch(() => undefined);
+        }
+      }),
+    );
+  }
+
+  it('dmr trace: an unknown message is MESSAGE_NOT_FOUND; a read bounded by --limit stops there and says so', async () => {
+    const unknown = randomUUID();
+    const scans = await scanAll(unknown, 100_000);
+    assert.ok(scans.every((scan) => scan.summary.read > 0 && !scan.summary.truncated));
+    assert.throws(() => traceMessage(unknown, scans), { code: 'MESSAGE_NOT_FOUND' });
+    const cut = await scanAll(unknown, 1);
+    assert.deepEqual(
+      cut.map((scan) => [scan.summary.read, scan.summary.truncated]),
+      NODES.map(() => [1, true]),
+    );
   });
 
   it('a plain AMQP client’s message without trace context: the first hop starts the trace, the audit records name it', async () => {

@@ -12,6 +12,9 @@ describe('EndpointDeliverer', () => {
   let script: number[] = [];
   let requests = 0;
   let lastAuthorization: string | undefined;
+  /** Idempotency-Key of every request, in order. */
+  let keys: Array<string | undefined> = [];
+  let lastMessageId: string | undefined;
 
   before(async () => {
     server = createServer((request, response) => {
@@ -19,6 +22,8 @@ describe('EndpointDeliverer', () => {
       request.on('end', () => {
         requests += 1;
         lastAuthorization = request.headers.authorization;
+        keys.push(request.headers['idempotency-key'] as string | undefined);
+        lastMessageId = request.headers['dmr-message-id'] as string | undefined;
         const status = script.shift() ?? 200;
         response.writeHead(status).end();
       });
@@ -89,6 +94,20 @@ describe('EndpointDeliverer', () => {
     await deliverer.close();
   });
 
+  it('sends the message id as Idempotency-Key (and dmr-message-id) on every attempt, the same on a retry', async () => {
+    const deliverer = new EndpointDeliverer(options());
+    const id = '0b5d3c1e-8f7a-4c2b-9d6e-1a2b3c4d5e6f';
+    script = [503];
+    keys = [];
+    assert.equal(await deliverer.deliver('{}', undefined, id), 2);
+    assert.deepEqual(keys, [`"${id}"`, `"${id}"`], 'a Structured Field string, as the IETF draft has it');
+    assert.equal(lastMessageId, id);
+    keys = [];
+    assert.equal(await deliverer.deliver('{}'), 1);
+    assert.deepEqual(keys, [undefined], 'no id, no key');
+    await deliverer.close();
+  });
+
   it('sends credentials of the endpoint URL as Basic auth, unless a header sets Authorization', async () => {
     const withUser = new EndpointDeliverer(options({ url: url.replace('http://', 'http://bot%40ria:s3cr%3At@') }));
     assert.equal(await withUser.deliver('{}'), 1);
@@ -100,7 +119,13 @@ describe('EndpointDeliverer', () => {
     assert.equal(await withHeader.deliver('{}'), 1);
     assert.equal(lastAuthorization, 'Bearer abc');
     await withHeader.close();
-    assert.equal(displayUrl('https://bot:s3cret@ria.example/in'), 'https://bot:***@ria.example/in');
+    assert.equal(displayUrl('https://bot:s3cret@ria.example/in'), 'https://***:***@ria.example/in');
+    assert.equal(displayUrl('https://t0ken@ria.example/in'), 'https://***@ria.example/in');
+    assert.equal(
+      displayUrl('https://ria.example/in?access_token=t0k&page=2&X-Amz-Signature=s1g'),
+      'https://ria.example/in?access_token=***&page=2&X-Amz-Signature=***',
+    );
+    assert.equal(displayUrl('not a url s3cret'), '***');
     assert.equal(displayUrl('https://ria.example/in'), 'https://ria.example/in');
   });
 

@@ -134,12 +134,12 @@ export class EndpointDeliverer {
   }
 
   /** One POST; never throws. */
-  async attempt(body: string): Promise<AttemptResult> {
+  async attempt(body: string, extraHeaders: Record<string, string> = {}): Promise<AttemptResult> {
     try {
       const response = await this.#pool.request({
         path: this.#path,
         method: 'POST',
-        headers: this.#headers,
+        headers: { ...extraHeaders, ...this.#headers },
         body,
       });
       // The body is not used, but it must be read for the connection to be reused.
@@ -166,11 +166,11 @@ export class EndpointDeliverer {
    * bounded by timeoutMs): cutting it off could not tell whether the endpoint
    * took the message.
    */
-  async deliver(body: string, signal?: AbortSignal): Promise<number> {
+  async deliver(body: string, signal?: AbortSignal, extraHeaders: Record<string, string> = {}): Promise<number> {
     const { maxAttempts, deadLetterStatuses } = this.#options;
     for (let attempt = 1; ; attempt += 1) {
       if (signal?.aborted === true) throw new DeliveryAborted(attempt - 1);
-      const result = await this.attempt(body);
+      const result = await this.attempt(body, extraHeaders);
       this.#metrics?.deliveryAttempts.inc({ outcome: outcomeLabel(result) });
       if (result.ok) return attempt;
       const what = result.status === undefined ? (result.error ?? 'no answer') : `HTTP ${result.status}`;

@@ -4,19 +4,20 @@
  * request with its own route schema; clients validate answers with these.
  */
 import { Type, type Static } from '@sinclair/typebox';
+import { MAX_PROOF_HASHES } from './merkle.js';
 
 const Hash = Type.String({ minLength: 44, maxLength: 44, pattern: '^[A-Za-z0-9+/]{43}=$' });
 const Chain = Type.Array(Type.String({ minLength: 1 }), { minItems: 1, maxItems: 8 });
 
 /**
  * POST /v1/audit/checkpoints, CentOps' route schema. A consistency proof and
- * a log edge are O(log n) hashes: a tree size below 2^53 needs at most 2·53
- * and 53 of them.
+ * a log edge are O(log n) hashes: a tree size below 2^53 needs at most 54
+ * and 53 of them (merkle.ts MAX_PROOF_HASHES).
  */
 export const CHECKPOINT_SUBMISSION_SCHEMA = Type.Object(
   {
     checkpoint: Type.String({ minLength: 1, maxLength: 8192 }),
-    proof: Type.Array(Hash, { maxItems: 128 }),
+    proof: Type.Array(Hash, { maxItems: MAX_PROOF_HASHES }),
     edge: Type.Array(Hash, { maxItems: 64 }),
   },
   { additionalProperties: false },
@@ -31,12 +32,17 @@ export const WITNESSED_CHECKPOINT_SCHEMA = Type.Object({
 });
 export type WitnessedCheckpointBody = Static<typeof WITNESSED_CHECKPOINT_SCHEMA>;
 
-/** GET /v1/audit/writers/:node/:name/checkpoint: where a restarted writer continues. */
+/**
+ * GET /v1/audit/writers/:node/:name/checkpoint: where a restarted writer
+ * continues. `at`: when CentOps witnessed it (ISO 8601; absent from older
+ * CentOps): the restarted writer reads its own records after it from there.
+ */
 export const WRITER_CHECKPOINT_SCHEMA = Type.Object({
   checkpoint: Type.String({ minLength: 1, maxLength: 8192 }),
   size: Type.Integer({ minimum: 0 }),
   edge: Type.Array(Hash, { maxItems: 64 }),
   witness: Chain,
+  at: Type.Optional(Type.String({ maxLength: 64 })),
 });
 export type WriterCheckpointBody = Static<typeof WRITER_CHECKPOINT_SCHEMA>;
 

@@ -22,6 +22,8 @@ export interface Checkpoint {
 }
 
 const ORIGIN = /^[\x21-\x7e]{1,255}$/;
+/** A checkpoint body's largest size: origin (255), size, root and a few extension lines. Larger is refused unread. */
+export const MAX_CHECKPOINT_BYTES = 2048;
 
 function invalid(message: string): DmrError {
   return new DmrError('AUDIT_CHECKPOINT_INVALID', message, {
@@ -37,6 +39,9 @@ export function formatCheckpoint(checkpoint: Checkpoint): string {
 
 /** Parses a checkpoint body (a verified note's text). */
 export function parseCheckpoint(text: string): Checkpoint {
+  if (Buffer.byteLength(text, 'utf8') > MAX_CHECKPOINT_BYTES) {
+    throw invalid(`the checkpoint is larger than ${MAX_CHECKPOINT_BYTES} bytes`);
+  }
   if (!text.endsWith('\n')) throw invalid('the checkpoint does not end with a newline');
   const lines = text.slice(0, -1).split('\n');
   if (lines.length < 3) throw invalid('the checkpoint has fewer than three lines');

@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import {
   EMPTY_ROOT,
   LogEdge,
+  MAX_PROOF_HASHES,
   consistencyProof,
   edgeAndLeavesHasher,
   inclusionProof,
@@ -93,5 +94,17 @@ describe('RFC 6962 Merkle tree', () => {
       }),
       { numRuns: 60 },
     );
+  });
+
+  it('a proof longer than MAX_PROOF_HASHES is refused before any hashing, and the largest trees need fewer', () => {
+    const tree = leaves(5);
+    const root = rootOf(tree);
+    const proof = inclusionProof(2, 5, rangeHasher(tree));
+    assert.ok(verifyInclusion(2, 5, tree[2] as Buffer, proof, root));
+    const long = Array.from({ length: MAX_PROOF_HASHES + 1 }, () => tree[0] as Buffer);
+    assert.equal(verifyInclusion(2, 5, tree[2] as Buffer, long, root), false);
+    assert.equal(verifyConsistency(3, 5, rootOf(tree.slice(0, 3)), root, long), false);
+    // A tree of 2^53 − 1 leaves: 53 levels, so at most 53 (inclusion) and 54 (consistency) hashes.
+    assert.ok(Math.ceil(Math.log2(Number.MAX_SAFE_INTEGER)) + 1 <= MAX_PROOF_HASHES);
   });
 });

@@ -16,6 +16,13 @@
 import { createHash } from 'node:crypto';
 
 export const HASH_SIZE = 32;
+/**
+ * The most hashes a proof may hold. For any tree below 2^53 leaves an
+ * inclusion proof has at most 53 and a consistency proof at most 54
+ * (one per level, plus the old root); a longer "proof" is refused before any
+ * hashing, so a hostile one costs nothing.
+ */
+export const MAX_PROOF_HASHES = 64;
 const LEAF_PREFIX = Buffer.from([0]);
 const NODE_PREFIX = Buffer.from([1]);
 
@@ -95,6 +102,7 @@ export function verifyInclusion(
   root: Uint8Array,
 ): boolean {
   if (!Number.isSafeInteger(index) || !Number.isSafeInteger(size) || index < 0 || index >= size) return false;
+  if (proof.length > MAX_PROOF_HASHES) return false;
   let fn = index;
   let sn = size - 1;
   let r: Buffer = Buffer.from(leaf);
@@ -126,6 +134,7 @@ export function verifyConsistency(
   proof: readonly Uint8Array[],
 ): boolean {
   if (!Number.isSafeInteger(m) || !Number.isSafeInteger(n) || m < 0 || m > n) return false;
+  if (proof.length > MAX_PROOF_HASHES) return false;
   if (m === n) return proof.length === 0 && Buffer.from(first).equals(second);
   if (m === 0) return proof.length === 0;
   if (proof.length === 0) return false;

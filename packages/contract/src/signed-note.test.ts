@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { DmrError } from '@dmr/core';
-import { formatCheckpoint, nodeOfWriter, parseCheckpoint } from './checkpoint.js';
+import { MAX_CHECKPOINT_BYTES, formatCheckpoint, nodeOfWriter, parseCheckpoint } from './checkpoint.js';
 import { leafHash } from './merkle.js';
 import { NoteSigner, ecdsaKeyId, noteVerifier, openNote, parseNote } from './signed-note.js';
 
@@ -71,6 +71,8 @@ describe('signed notes (C2SP, ECDSA type 0x02)', () => {
       `o\n1\n${root.toString('base64')}`,
       `o o\n1\n${root.toString('base64')}\n`,
       `o\n1\n${root.toString('base64')}\n\n`,
+      // Well formed but larger than any checkpoint DMR writes: refused unread.
+      `o\n1\n${root.toString('base64')}\n${'x'.repeat(MAX_CHECKPOINT_BYTES)}\n`,
     ]) {
       assert.throws(() => parseCheckpoint(bad), isCode('AUDIT_CHECKPOINT_INVALID'), JSON.stringify(bad));
     }

@@ -68,7 +68,13 @@ export function auditLogRoutes(context: RouteContext, witness: AuditWitness): Fa
             hint: 'a new writer starts its log from nothing',
           });
         }
-        return { checkpoint: latest.note, size: latest.size, edge: latest.edge ?? [], witness: witness.witnessChain };
+        return {
+          checkpoint: latest.note,
+          size: latest.size,
+          edge: latest.edge ?? [],
+          witness: witness.witnessChain,
+          at: latest.at,
+        };
       },
     );
 

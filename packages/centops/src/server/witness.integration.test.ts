@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { canonicalJson } from '@dmr/core';
 import {
   LogEdge,
+  MAX_PROOF_HASHES,
   NoteSigner,
   centOpsOrigin,
   consistencyProof,
@@ -171,7 +172,10 @@ describe('CentOps witnesses audit checkpoints', () => {
 
   it('refuses a consistency proof or an edge longer than any log of 2^53 records needs', async () => {
     const hash = leafHash(Buffer.from('x')).toString('base64');
-    const longProof = await submit({ ...node2Checkpoint('node-2/router-0'), proof: Array(129).fill(hash) }, node2);
+    const longProof = await submit(
+      { ...node2Checkpoint('node-2/router-0'), proof: Array(MAX_PROOF_HASHES + 1).fill(hash) },
+      node2,
+    );
     assert.equal(longProof.status, 422, longProof.text);
     assert.match(longProof.text, /VALIDATION_FAILED/);
     const longEdge = await submit({ ...node2Checkpoint('node-2/router-0'), edge: Array(65).fill(hash) }, node2);

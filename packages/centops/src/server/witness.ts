@@ -24,6 +24,7 @@ import { DmrError, canonicalJson } from '@dmr/core';
 import {
   HASH_SIZE,
   LogEdge,
+  MAX_PROOF_HASHES,
   NoteSigner,
   centOpsOrigin,
   formatCheckpoint,
@@ -64,6 +65,10 @@ function refused(message: string, details: Record<string, unknown> = {}): DmrErr
 }
 
 function hashes(values: readonly string[], what: string): Buffer[] {
+  // The route schema caps these too; the witness does not rely on its caller having one.
+  if (values.length > MAX_PROOF_HASHES) {
+    throw refused(`${what} holds ${values.length} hashes; a log below 2^53 records needs at most ${MAX_PROOF_HASHES}`);
+  }
   return values.map((value, i) => {
     const hash = Buffer.from(value, 'base64');
     if (hash.length !== HASH_SIZE || hash.toString('base64') !== value) {

@@ -124,7 +124,7 @@ export function auditCommand(): Command {
       .action(
         action<[string, { trustBundle: string }]>(async (context, file, options) => {
           const node = await nodeModule();
-          const exported = node.parseExport(await readText(file, 'the export'));
+          const exported = await node.readExportFile(file);
           const report = await node.verifyExport(exported, {
             trustBundlePem: await readText(options.trustBundle, 'the trust bundle'),
           });
@@ -145,7 +145,7 @@ export function auditCommand(): Command {
       .action(
         action<[string, { file: string; trustBundle: string }]>(async (context, messageId, options) => {
           const node = await nodeModule();
-          const exported = node.parseExport(await readText(options.file, 'the export'));
+          const exported = await node.readExportFile(options.file);
           const statements = await node.proveMessage(exported, messageId, {
             trustBundlePem: await readText(options.trustBundle, 'the trust bundle'),
           });

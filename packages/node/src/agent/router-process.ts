@@ -32,7 +32,8 @@ import { pino, type Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { connectWithCertificate } from '@dmr/broker';
 import type { NodeConfig } from '@dmr/contract';
-import { DmrError, startTracing } from '@dmr/core';
+import { DmrError, backoffDelay, startTracing } from '@dmr/core';
+import type { ChannelModel } from 'amqplib';
 import { brokerServerCheck } from '@dmr/pki';
 import {
   PolicyEngine,
@@ -44,7 +45,8 @@ import {
 import { vhostName } from '@dmr/contract';
 import { CentOpsClient } from '@dmr/centops-client';
 import { routerWriterId } from '@dmr/contract';
-import { StreamAuditSink } from '../router/audit.js';
+import { StreamAuditSink, type AuditSink } from '../router/audit.js';
+import { readWriterTail } from '../audit/tail.js';
 import { AuditCheckpointer } from '../router/audit-checkpointer.js';
 import { RouterMetrics } from '../router/metrics.js';
 import type { NodeIdentity } from '../router/mesh-context.js';
@@ -211,31 +213,43 @@ export async function startRouterProcess(options: RouterProcessOptions): Promise
   });
   const metrics = new RouterMetrics(registry);
   metrics.watchAuditLog(() => audit.checkpointer);
+  const connectBroker = async () => {
+    // Read at every (re)connect: the agent may have renewed the certificate meanwhile.
+    const [certificatePem, privateKeyPem, caPem] = await Promise.all(
+      [paths.certificateFile, paths.keyFile, paths.trustBundleFile].map((file) => readFile(file, 'utf8')),
+    );
+    return connectWithCertificate({
+      host,
+      port,
+      servername: config.broker.serverName ?? host,
+      caPem: caPem as string,
+      certificatePem: certificatePem as string,
+      privateKeyPem: privateKeyPem as string,
+      vhost: vhostName(config.node),
+      // Its own broker presents this node's certificate (the agent installed it): nothing else may answer.
+      tls: { checkServerIdentity: brokerServerCheck(config.centops.trustDomain, config.node) },
+    });
+  };
+  const auditSink: AuditSink = {
+    append: (event) => audit.sink.append(event),
+    attach: (channel) => audit.sink.attach(channel),
+    detach: () => audit.sink.detach(),
+    // A graceful stop: every record is confirmed, then one last checkpoint covers them all (witnessed by
+    // CentOps and published while the router's channel is still open, before the router closes it).
+    close: async () => {
+      await audit.sink.close();
+      await audit.checkpointer.close();
+    },
+  };
   const router = new Router({
     identity: nodeIdentity,
     nodeId: config.node,
     shard,
-    connect: async () => {
-      // Read at every (re)connect: the agent may have renewed the certificate meanwhile.
-      const [certificatePem, privateKeyPem, caPem] = await Promise.all(
-        [paths.certificateFile, paths.keyFile, paths.trustBundleFile].map((file) => readFile(file, 'utf8')),
-      );
-      return connectWithCertificate({
-        host,
-        port,
-        servername: config.broker.serverName ?? host,
-        caPem: caPem as string,
-        certificatePem: certificatePem as string,
-        privateKeyPem: privateKeyPem as string,
-        vhost: vhostName(config.node),
-        // Its own broker presents this node's certificate (the agent installed it): nothing else may answer.
-        tls: { checkServerIdentity: brokerServerCheck(config.centops.trustDomain, config.node) },
-      });
-    },
+    connect: connectBroker,
     policy,
     logger,
     metrics,
-    audit: audit.sink,
+    audit: auditSink,
     backoff: { initialMs: config.feed.backoffInitialMs, maxMs: Math.max(config.feed.backoffInitialMs, 10_000) },
     replayMemory: journal,
     ...(tracing.tracer === undefined ? {} : { tracer: tracing.tracer }),
@@ -317,6 +331,7 @@ export async function startRouterProcess(options: RouterProcessOptions): Promise
     logger.info({ stateDir: paths.stateDir }, 'no configuration yet: waiting for the agent');
     await new Promise((resolve) => setTimeout(resolve, pollMs));
   }
+  if (audit.continues !== undefined) await adoptOwnTail(audit, audit.continues, connectBroker, config, logger);
   await router.start();
   audit.checkpointer.start();
   logger.info({ revision, shard, auditWriter: audit.sink.writer }, 'router consuming');
@@ -391,12 +406,20 @@ export async function startRouterProcess(options: RouterProcessOptions): Promise
  * it writes a new log `<node>/router-<shard>-<run>` from zero, which CentOps
  * registers with its first checkpoint.
  */
+interface AuditLog {
+  sink: StreamAuditSink;
+  checkpointer: AuditCheckpointer;
+  client: CentOpsClient;
+  /** Where the writer's log continues (CentOps' last checkpoint); undefined for a new log under a fresh name. */
+  continues?: { size: number; at?: Date };
+}
+
 async function startAuditLog(
   config: RunConfig,
   shard: number,
   identity: () => NodeIdentity,
   logger: Logger,
-): Promise<{ sink: StreamAuditSink; checkpointer: AuditCheckpointer; client: CentOpsClient }> {
+): Promise<AuditLog> {
   const current = identity();
   const client = new CentOpsClient({
     apiUrl: config.centops.url,
@@ -435,10 +458,12 @@ async function startAuditLog(
   };
   const log = make(routerWriterId(config.node, shard));
   try {
-    const size = await log.checkpointer.resume();
-    log.sink.resume(size);
-    logger.info({ writer: log.sink.writer, size }, 'audit log continues from its last witnessed checkpoint');
-    return log;
+    const continues = await log.checkpointer.resume();
+    logger.info(
+      { writer: log.sink.writer, size: continues.size },
+      'audit log continues from its last witnessed checkpoint',
+    );
+    return { ...log, continues };
   } catch (error) {
     const fresh = make(`${routerWriterId(config.node, shard)}-${log.sink.run.slice(0, 8)}`);
     logger.warn(
@@ -446,5 +471,67 @@ async function startAuditLog(
       'CentOps could not say where the audit log stands: starting a new log',
     );
     return fresh;
+  }
+}
+
+/**
+ * Before the first record of this run: the records the previous run stored
+ * after the last witnessed checkpoint (it crashed, or CentOps was away) are
+ * read back from the stream and adopted, so the log goes on after them
+ * (audit/tail.ts). The router cannot route without its broker, so this
+ * waits for it, retrying like the router's own connect.
+ */
+async function adoptOwnTail(
+  log: AuditLog,
+  continues: { size: number; at?: Date },
+  connect: () => Promise<ChannelModel>,
+  config: RunConfig,
+  logger: Logger,
+): Promise<void> {
+  for (let failures = 0; ; failures += 1) {
+    try {
+      const connection = await connect();
+      connection.on('error', () => undefined);
+      let tail;
+      try {
+        tail = await readWriterTail(connection, {
+          writer: log.sink.writer,
+          run: log.sink.run,
+          after: continues.size,
+          ...(continues.at === undefined ? {} : { witnessedAt: continues.at }),
+        });
+      } finally {
+        await connection.close().catch(() => undefined);
+      }
+      log.checkpointer.adopt(tail.leaves);
+      log.sink.resume(continues.size + tail.leaves.length, tail.head);
+      logger.info(
+        {
+          writer: log.sink.writer,
+          witnessed: continues.size,
+          adopted: tail.leaves.length,
+          read: tail.read,
+          skipped: tail.skipped,
+        },
+        'audit log: records stored after the last checkpoint adopted',
+      );
+      return;
+    } catch (error) {
+      if (failures === 0 || failures % 10 === 0) {
+        logger.warn(
+          { err: refusalReason(error), writer: log.sink.writer, failures: failures + 1 },
+          'audit log: reading back its own tail failed; retrying (nothing is routed meanwhile)',
+        );
+      }
+      await new Promise((resolve) =>
+        setTimeout(
+          resolve,
+          backoffDelay(failures, {
+            initialMs: config.feed.backoffInitialMs,
+            maxMs: Math.max(config.feed.backoffInitialMs, 10_000),
+          }),
+        ),
+      );
+    }
   }
 }

@@ -11,6 +11,7 @@
  * hashes what the writer hashed. Reading validates every line and refuses
  * the file at the first malformed one (INVALID_ARGUMENT naming the line).
  */
+import { createReadStream } from 'node:fs';
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { DmrError } from '@dmr/core';
@@ -18,6 +19,8 @@ import { DmrError } from '@dmr/core';
 export const EXPORT_FORMAT = 'dmr-audit-export' as const;
 /** Largest line read: a record is a few hundred bytes, a checkpoint with two chains a few kB. */
 export const MAX_EXPORT_LINE = 256 * 1024;
+/** Largest record: a router's record is a few hundred bytes (no payload); one this large is not a router's. */
+export const MAX_RECORD_BYTES = 64 * 1024;
 
 const Header = Type.Object({
   format: Type.Literal(EXPORT_FORMAT),
@@ -28,7 +31,7 @@ const Header = Type.Object({
 });
 const Origin = Type.String({ minLength: 1, maxLength: 255 });
 const RecordLine = Type.Object(
-  { origin: Origin, record: Type.String({ minLength: 2, maxLength: 64 * 1024 }) },
+  { origin: Origin, record: Type.String({ minLength: 2 }) },
   { additionalProperties: false },
 );
 const CheckpointLine = Type.Object(
@@ -84,26 +87,89 @@ function badLine(line: number, problem: string): DmrError {
   });
 }
 
-export function parseExport(text: string): AuditExport {
-  const lines = text.split('\n');
-  if (lines.at(-1) === '') lines.pop();
-  const parse = (raw: string, line: number): unknown => {
+/** Reads an export line by line (header first), validating each line as it comes. */
+class ExportReader {
+  header: ExportHeader | undefined;
+  readonly entries: ExportEntry[] = [];
+  #line = 0;
+
+  get nextLine(): number {
+    return this.#line + 1;
+  }
+
+  add(raw: string): void {
+    this.#line += 1;
+    const line = this.#line;
     if (raw.length > MAX_EXPORT_LINE) throw badLine(line, `longer than ${MAX_EXPORT_LINE} characters`);
+    let value: unknown;
     try {
-      return JSON.parse(raw);
+      value = JSON.parse(raw);
     } catch {
       throw badLine(line, 'not JSON');
     }
-  };
-  const header = parse(lines[0] ?? '', 1);
-  if (!checkHeader.Check(header)) throw badLine(1, `not a ${EXPORT_FORMAT} version 1 header`);
-  const entries: ExportEntry[] = [];
-  for (const [index, raw] of lines.slice(1).entries()) {
-    const line = index + 2;
-    const value = parse(raw, line);
-    if (checkRecord.Check(value)) entries.push({ ...value, line });
-    else if (checkCheckpoint.Check(value)) entries.push({ ...value, line });
+    if (this.header === undefined) {
+      if (!checkHeader.Check(value)) throw badLine(1, `not a ${EXPORT_FORMAT} version 1 header`);
+      this.header = value;
+      return;
+    }
+    if (checkRecord.Check(value)) {
+      if (Buffer.byteLength(value.record, 'utf8') > MAX_RECORD_BYTES) {
+        throw badLine(line, `a record larger than ${MAX_RECORD_BYTES} bytes: no router writes one`);
+      }
+      this.entries.push({ ...value, line });
+    } else if (checkCheckpoint.Check(value)) this.entries.push({ ...value, line });
     else throw badLine(line, 'neither a record nor a checkpoint line');
   }
-  return { header, entries };
+
+  done(): AuditExport {
+    if (this.header === undefined) throw badLine(1, `empty: not a ${EXPORT_FORMAT} version 1 header`);
+    return { header: this.header, entries: this.entries };
+  }
+}
+
+export function parseExport(text: string): AuditExport {
+  const lines = text.split('\n');
+  if (lines.at(-1) === '') lines.pop();
+  const reader = new ExportReader();
+  for (const raw of lines) reader.add(raw);
+  return reader.done();
+}
+
+/**
+ * Reads an export file streamed, never as one string: a line is refused as
+ * soon as it passes MAX_EXPORT_LINE bytes (a file without newlines costs no
+ * more than that), and each line is checked as it arrives.
+ */
+export async function readExportFile(file: string): Promise<AuditExport> {
+  const reader = new ExportReader();
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  const stream = createReadStream(file, { highWaterMark: 1024 * 1024 });
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      let start = 0;
+      for (let newline = chunk.indexOf(10); newline >= 0; newline = chunk.indexOf(10, start)) {
+        const piece = chunk.subarray(start, newline);
+        reader.add(Buffer.concat([...pending, piece]).toString('utf8'));
+        pending = [];
+        pendingBytes = 0;
+        start = newline + 1;
+      }
+      if (start < chunk.length) {
+        pending.push(chunk.subarray(start));
+        pendingBytes += chunk.length - start;
+        // Bytes, not characters: a character is at most 4 bytes of UTF-8.
+        if (pendingBytes > MAX_EXPORT_LINE * 4) {
+          throw badLine(reader.nextLine, `longer than ${MAX_EXPORT_LINE} characters`);
+        }
+      }
+    }
+  } catch (error) {
+    if (error instanceof DmrError) throw error;
+    throw new DmrError('NOT_FOUND', `the export ${file} cannot be read`, { cause: error, hint: 'check the path' });
+  } finally {
+    stream.destroy();
+  }
+  if (pendingBytes > 0) reader.add(Buffer.concat(pending).toString('utf8'));
+  return reader.done();
 }

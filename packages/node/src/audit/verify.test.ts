@@ -4,7 +4,7 @@
  * the real record sealing, signing and countersigning code.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -24,7 +24,16 @@ import {
 } from '@dmr/contract';
 import { CertificateAuthority, loadSigningIdentity, type SigningIdentity } from '@dmr/pki';
 import { GENESIS, sealRecord, type AuditEvent, type ChainHead } from '../router/audit.js';
-import { formatExport, parseExport, type CheckpointEntry, type ExportEntry, type RecordEntry } from './export-file.js';
+import {
+  MAX_EXPORT_LINE,
+  MAX_RECORD_BYTES,
+  formatExport,
+  parseExport,
+  readExportFile,
+  type CheckpointEntry,
+  type ExportEntry,
+  type RecordEntry,
+} from './export-file.js';
 import { proveMessage } from './prove.js';
 import { verifyExport, type VerifyReport } from './verify.js';
 
@@ -285,5 +294,24 @@ describe('dmr audit verify', () => {
     assert.throws(() => parseExport(`${header}\nnot json\n`), /line 2 .* not JSON/);
     const entries: ExportEntry[] = parseExport(`${header}\n`).entries;
     assert.deepEqual(entries, []);
+    const big = JSON.stringify({ origin: 'o', record: `"${'x'.repeat(MAX_RECORD_BYTES)}"` });
+    assert.throws(() => parseExport(`${header}\n${big}\n`), /line 2 .* a record larger than/);
+  });
+
+  it('reads an export file streamed: the same entries as parsing it whole, and a line too long refused as it grows', async () => {
+    const text = formatExport(
+      { format: 'dmr-audit-export', version: 1, source: 'stream', trustDomain: TD, exportedAt: 'x' },
+      writerLog(20, 5),
+    );
+    const file = join(dir, 'streamed.jsonl');
+    await writeFile(file, text);
+    assert.deepEqual(await readExportFile(file), parseExport(text));
+    const header = text.slice(0, text.indexOf('\n') + 1);
+    await writeFile(file, `${header}${'x'.repeat(MAX_EXPORT_LINE * 5)}`);
+    await assert.rejects(readExportFile(file), /line 2 .* longer than/);
+    await assert.rejects(readExportFile(join(dir, 'missing.jsonl')), (error: unknown) => {
+      assert.ok(error instanceof Error && 'code' in error && error.code === 'NOT_FOUND');
+      return true;
+    });
   });
 });

@@ -104,9 +104,9 @@ export class AuditCheckpointer {
    * over CentOps' pinned TLS; its signatures were checked when it was
    * witnessed (the node's key may have been renewed since).
    */
-  async resume(): Promise<number> {
+  async resume(): Promise<{ size: number; at?: Date }> {
     const held = await this.#options.witness.auditWriterCheckpoint(this.writer);
-    if (held === undefined) return 0;
+    if (held === undefined) return { size: 0 };
     const checkpoint = parseCheckpoint(parseNote(held.checkpoint).text);
     const edge = new LogEdge(
       held.size,
@@ -124,7 +124,17 @@ export class AuditCheckpointer {
     this.#edge = edge;
     this.#base = edge.clone();
     this.#since = [];
-    return held.size;
+    const at = held.at === undefined ? undefined : new Date(held.at);
+    return { size: held.size, ...(at === undefined || Number.isNaN(at.getTime()) ? {} : { at }) };
+  }
+
+  /**
+   * The records a previous run stored after the witnessed checkpoint (read
+   * back from the stream at restart, audit/tail.ts) join the log before
+   * anything new: the next checkpoint covers them.
+   */
+  adopt(leaves: readonly Buffer[]): void {
+    for (const leaf of leaves) this.stored(leaf);
   }
 
   /** A record is stored: its leaf joins the log. Hot path: one hash amortised. */

@@ -60,6 +60,12 @@ export interface AuditRecord extends AuditEvent {
 /** AMQP `type` of a record and of a countersigned checkpoint in `dmr.audit`. */
 export const AUDIT_RECORD_TYPE = 'dmr.AuditRecord';
 export const AUDIT_CHECKPOINT_TYPE = 'dmr.AuditCheckpoint';
+/**
+ * AMQP `type` of the marker a restarted writer appends before reading its
+ * own tail back (audit/tail.ts): `{"v":1,"writer","run","from"}`. Not a
+ * record: export and verify pass over it.
+ */
+export const AUDIT_RESUME_TYPE = 'dmr.AuditResume';
 
 export interface ChainHead {
   seq: number;
@@ -186,12 +192,17 @@ export class StreamAuditSink implements AuditSink {
     this.#onStored = listener;
   }
 
-  /** Continues the writer's log after `size` records (its last checkpoint); before the first append. */
-  resume(size: number): void {
+  /**
+   * Continues the writer's log after `size` records (its last checkpoint
+   * and the tail it adopted); before the first append. `hash`: the leaf hash
+   * (hex) of record `size` when known (an adopted tail), so the first record
+   * of this run names it; null starts the run with prev null.
+   */
+  resume(size: number, hash: string | null = null): void {
     if (this.#sealed.seq !== 0 || this.#inFlight.length > 0 || this.#pending.length > 0) {
       throw new DmrError('INTERNAL', `the audit log ${this.writer} cannot resume once it has records`);
     }
-    this.#sealed = { seq: size, hash: null };
+    this.#sealed = { seq: size, hash };
     this.#head = this.#sealed;
   }
 

@@ -563,7 +563,12 @@ export class Bridge {
         // The recipient's endpoint continues the trace: the last hop's traceparent, only a valid one (the SDK's check).
         const traceHeaders: Record<string, string> =
           message.traceparent === undefined ? {} : { traceparent: message.traceparent };
-        const attempts = await this.#deliverer.deliver(JSON.stringify(document), this.#stopping.signal, traceHeaders);
+        const attempts = await this.#deliverer.deliver(
+          JSON.stringify(document),
+          this.#stopping.signal,
+          message.id,
+          traceHeaders,
+        );
         this.metrics.deliveries.inc({ result: 'delivered' });
         if (attempts > 1) this.logger.info({ messageId: message.id, attempts }, 'delivered after retries');
       } catch (error) {

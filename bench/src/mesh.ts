@@ -252,6 +252,13 @@ export async function setupMeshRows(context: BenchContext, rows: readonly RowId[
       drivers.push({
         row,
         probe,
+        // Before each point: each router's counters since the previous one (route time, CPU µs per message).
+        activate: async () => {
+          for (const [i, router] of routers.entries()) {
+            const counters = await router.command({ policy: 'bundle' });
+            log(`row ${row}: mesh router ${MESH_NODES[i] ?? i} since the previous point: ${JSON.stringify(counters)}`);
+          }
+        },
         brokerPids: () => crossed.map((i) => harness.node(broker(i)).pid),
         workerPids: () => crossed.map((i) => routers[i]?.pid),
       });

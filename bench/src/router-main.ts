@@ -152,17 +152,23 @@ serveChild(async (raw) => {
   });
   router.applyConfig(nodeConfig);
   await router.start();
-  let last = { route: { count: 0, sum: 0 }, decision: { count: 0, sum: 0 } };
+  let last = { route: { count: 0, sum: 0 }, decision: { count: 0, sum: 0 }, cpu: process.cpuUsage() };
   /** Totals so far, and the mean route and decision times since the previous call (≈ since the last switch). */
   const counters = async (): Promise<ChildInfo> => {
     const now = {
       route: await histogramTotals(registry, 'dmr_router_route_seconds'),
       decision: await histogramTotals(registry, 'dmr_policy_decision_seconds'),
+      cpu: process.cpuUsage(),
     };
+    const messages = now.route.count - last.route.count;
+    const cpuUs = now.cpu.user + now.cpu.system - (last.cpu.user + last.cpu.system);
     const interval = {
-      messages: now.route.count - last.route.count,
+      messages,
       routeMeanMs: meanMsSince(now.route, last.route),
       decisionMeanMs: meanMsSince(now.decision, last.decision),
+      // This process's CPU time (user + system) per message settled, over the same interval: what a message costs
+      // the router, which the machine's load distorts far less than a throughput (bench/README.md).
+      cpuUsPerMessage: messages <= 0 ? null : Math.round(cpuUs / messages),
     };
     last = now;
     return {

@@ -24,7 +24,7 @@ import type { RunConfig } from '../agent/run-config.js';
 import { canonicalJson } from '@dmr/core';
 import { AUDIT_STREAM, centOpsOrigin, witnessKeyName, writerOrigin } from '@dmr/contract';
 import type { CentOpsClient } from '@dmr/centops-client';
-import { AUDIT_CHECKPOINT_TYPE, AUDIT_RECORD_TYPE } from '../router/audit.js';
+import { AUDIT_CHECKPOINT_TYPE, auditRecordsIn } from '../router/audit.js';
 import type { PublishedCheckpoint } from '../router/audit-checkpointer.js';
 import { EXPORT_FORMAT, formatExport, type CheckpointEntry, type RecordEntry } from './export-file.js';
 
@@ -61,10 +61,14 @@ export async function exportFromStream(connection: ChannelModel, options: Stream
               signers: published.signers,
               at: published.at,
             });
-          } else if (message.properties.type === AUDIT_RECORD_TYPE || message.properties.type === undefined) {
-            const writer = (JSON.parse(text) as { writer?: unknown }).writer;
-            // Kept as stored; a record that does not parse is kept under its own line for verify to name.
-            lines.push({ origin: writerOrigin(options.trustDomain, String(writer)), record: text });
+          } else {
+            // A batch is several records, one per line; an older router's message is one; a marker none.
+            for (const bytes of auditRecordsIn(message.properties.type, message.content)) {
+              const record = bytes.toString('utf8');
+              const writer = (JSON.parse(record) as { writer?: unknown }).writer;
+              // Kept as stored; a record that does not parse is kept under its own line for verify to name.
+              lines.push({ origin: writerOrigin(options.trustDomain, String(writer)), record });
+            }
           }
         } catch (error) {
           failure ??= error instanceof Error ? error : new Error(String(error));

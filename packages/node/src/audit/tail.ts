@@ -17,7 +17,7 @@
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { DmrError } from '@dmr/core';
 import { AUDIT_STREAM, leafHash } from '@dmr/contract';
-import { AUDIT_RECORD_TYPE, AUDIT_RESUME_TYPE } from '../router/audit.js';
+import { AUDIT_RESUME_TYPE, auditRecordsIn } from '../router/audit.js';
 
 /** How far before the checkpoint's witness time the read starts: clock skew between CentOps and the broker. */
 export const TAIL_SKEW_MS = 60_000;
@@ -92,8 +92,8 @@ export async function readWriterTail(connection: ChannelModel, options: WriterTa
           if (isOurMarker(message.content, options)) resolve();
           return;
         }
-        if (type !== AUDIT_RECORD_TYPE) return;
-        adopt(tail, message.content, options);
+        // A batch carries several records, in log order (audit.ts AUDIT_RECORDS_TYPE).
+        for (const bytes of auditRecordsIn(type, message.content)) adopt(tail, bytes, options);
       };
       channel
         .consume(stream, onMessage, { arguments: { 'x-stream-offset': offset } })

@@ -28,7 +28,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { DmrError } from '@dmr/core';
 import { AUDIT_STREAM, UUID_PATTERN } from '@dmr/contract';
 import type { RunConfig } from '../agent/run-config.js';
-import { AUDIT_RECORD_TYPE } from '../router/audit.js';
+import { auditRecordsIn } from '../router/audit.js';
 import { isRecordEntry, type AuditExport } from './export-file.js';
 import { connectNodeBroker } from './export.js';
 
@@ -193,8 +193,9 @@ export async function scanStream(connection: ChannelModel, options: StreamScanOp
         last = Date.now();
         channel.ack(message);
         const type = message.properties.type as unknown;
-        if (type === AUDIT_RECORD_TYPE || type === undefined) {
-          const text = message.content.toString('utf8');
+        // A batch carries several records (audit.ts AUDIT_RECORDS_TYPE); checkpoints and markers none.
+        for (const bytes of auditRecordsIn(type, message.content)) {
+          const text = bytes.toString('utf8');
           if (mentions(text, options.messageId)) records.push(text);
         }
         if (read % every === 0) options.onProgress?.(read);

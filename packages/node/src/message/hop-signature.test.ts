@@ -8,9 +8,12 @@ import { CertificateAuthority } from '@dmr/pki';
 import { type CheckResult, type SignableMessage } from '@dmr/contract';
 import {
   HopSigner,
+  HOP_SIGNATURE_JWS_TYPE,
   HopVerifier,
   appendHop,
   canonicalMetadata,
+  decodeJwsHeader,
+  splitDetachedJws,
   parseHops,
   type VerifiedOrigin,
 } from './hop-signature.js';
@@ -225,6 +228,27 @@ describe('origin hop signature', () => {
       fresh.verify(stamped(tallinn), late),
     ]);
     for (const result of refused) assertRefused(result, 'HOP_SIGNATURE_INVALID', 'chain');
+  });
+
+  it("a signer's header is decoded once, shared read-only, and refused every time when malformed", () => {
+    const headerOf = (signer: HopSigner): string =>
+      splitDetachedJws(stamped(signer).properties.headers?.['dmr-sig'])?.encodedHeader ?? '';
+    // Every message of one signer carries the same header (with its x5c chain): decoded once per process.
+    const first = decodeJwsHeader(headerOf(tallinn), HOP_SIGNATURE_JWS_TYPE);
+    const second = decodeJwsHeader(headerOf(tallinn), HOP_SIGNATURE_JWS_TYPE);
+    assert.ok(first.ok && second.ok);
+    assert.equal(second, first);
+    // Shared between messages, so nobody may change it: not the header, not its chain.
+    assert.throws(() => Object.assign(first.header, { kid: 'forged' }), TypeError);
+    assert.throws(() => (first.header.x5c as string[]).push('forged'), TypeError);
+    // Another signer's header is its own entry; the same bytes under another typ are judged afresh.
+    const foreign = decodeJwsHeader(headerOf(foreignTallinn), HOP_SIGNATURE_JWS_TYPE);
+    assert.ok(foreign.ok);
+    assert.notEqual(foreign.header.kid, first.header.kid);
+    const otherTyp = decodeJwsHeader(headerOf(tallinn), 'dmr-hop+jws');
+    assert.ok(!otherTyp.ok && otherTyp.check === 'header');
+    // A malformed header is not remembered as anything: refused on every use.
+    for (let i = 0; i < 2; i++) assert.deepEqual(decodeJwsHeader('bm90IGpzb24', HOP_SIGNATURE_JWS_TYPE).ok, false);
   });
 
   it('parseHops accepts only a list of {node, at}', () => {

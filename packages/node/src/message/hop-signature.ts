@@ -193,6 +193,26 @@ export interface SignerFailure {
 
 const CACHE_MAX = 1024;
 
+/** Cache keys per x5c array and node: a memoized header (decodeJwsHeader) hands the same array to every message. */
+const cacheKeys = new WeakMap<readonly unknown[], Map<string, string>>();
+
+/** The signer cache's key of (`node`, `x5c`), made once per x5c array and node instead of once per signature. */
+function cacheKeyOf(node: string, x5c: readonly unknown[]): string {
+  let byNode = cacheKeys.get(x5c);
+  if (byNode === undefined) {
+    byNode = new Map();
+    cacheKeys.set(x5c, byNode);
+  }
+  let key = byNode.get(node);
+  if (key === undefined) {
+    // JSON, not a join: ["a\nb"] and ["a", "b"] must not share an entry. A mutable array would go stale here,
+    // but the arrays that come back are the memo's, frozen; any other one is keyed afresh on its first use.
+    key = `${node}\n${JSON.stringify(x5c)}`;
+    if (Object.isFrozen(x5c)) byNode.set(node, key);
+  }
+  return key;
+}
+
 /**
  * What a refusal says about a refused signer. The chain check's own words
  * quote names from certificates that may not be the CA's (a forger picks
@@ -233,8 +253,7 @@ export class NodeSignerCache {
 
   /** The signer of a JWS whose `x5c` is `x5c`, checked to be `spiffe://<td>/node/<node>` at `now`. */
   signer(node: string, x5c: unknown, now: Date): Promise<{ ok: true; signer: NodeSigner } | SignerFailure> {
-    // JSON, not a join: ["a\nb"] and ["a", "b"] must not share an entry.
-    const key = Array.isArray(x5c) ? `${node}\n${JSON.stringify(x5c)}` : undefined;
+    const key = Array.isArray(x5c) ? cacheKeyOf(node, x5c) : undefined;
     if (key === undefined) return this.#verify(node, x5c, now, undefined);
     const at = now.getTime();
     const cached = this.#cache.get(key);
@@ -299,11 +318,41 @@ export interface JwsHeader {
   x5c: unknown;
 }
 
+type DecodedJwsHeader = { ok: true; header: JwsHeader } | { ok: false; check: 'format' | 'header'; message: string };
+
+const HEADER_MEMO_MAX = 256;
+/**
+ * Headers decoded, by `typ` and encoded header. A node puts the same header
+ * (alg, typ, kid and its x5c chain, ≈ 2 kB) on every signature it makes, so
+ * a hop sees the same few encoded headers on every message: decoding one is
+ * base64 plus JSON.parse of its chain, and keying the signer cache by the
+ * chain was a JSON.stringify of it, per signature (docs/decisions/0037-mesh-speed.md).
+ * A memo of a pure function of the string: nothing about trust is cached
+ * here (NodeSignerCache checks the chain). Bounded; cleared when full, which
+ * is always safe. Only well-formed headers are kept: a forger's garbage
+ * costs it the decode every time, and never evicts by volume what a
+ * legitimate peer sends more than 256 distinct headers' worth.
+ */
+const decodedHeaders = new Map<string, Map<string, { ok: true; header: JwsHeader }>>();
+
 /** The protected header of a node signature of type `typ`, or the check it fails (`format` or `header`). */
-export function decodeJwsHeader(
-  encodedHeader: string,
-  typ: string,
-): { ok: true; header: JwsHeader } | { ok: false; check: 'format' | 'header'; message: string } {
+export function decodeJwsHeader(encodedHeader: string, typ: string): DecodedJwsHeader {
+  let byHeader = decodedHeaders.get(typ);
+  if (byHeader === undefined) {
+    byHeader = new Map();
+    decodedHeaders.set(typ, byHeader);
+  }
+  const memo = byHeader.get(encodedHeader);
+  if (memo !== undefined) return memo;
+  const decoded = decodeUncached(encodedHeader, typ);
+  if (decoded.ok) {
+    if (byHeader.size >= HEADER_MEMO_MAX) byHeader.clear();
+    byHeader.set(encodedHeader, decoded);
+  }
+  return decoded;
+}
+
+function decodeUncached(encodedHeader: string, typ: string): DecodedJwsHeader {
   const header = decodeJsonHeader(encodedHeader);
   if (header === undefined)
     return { ok: false, check: 'format', message: 'the protected header is not base64url JSON' };
@@ -314,7 +363,9 @@ export function decodeJwsHeader(
   if (header.typ !== typ) return { ok: false, check: 'header', message: `typ must be ${typ}` };
   if (typeof kid !== 'string' || kid === '') return { ok: false, check: 'header', message: 'kid is missing' };
   if (header.crit !== undefined) return { ok: false, check: 'header', message: 'crit parameters are not understood' };
-  return { ok: true, header: { alg: alg as Algorithm, kid, x5c } };
+  // Shared by every message with this header from now on: nobody may change it.
+  if (Array.isArray(x5c)) Object.freeze(x5c);
+  return Object.freeze({ ok: true, header: Object.freeze({ alg: alg as Algorithm, kid, x5c }) });
 }
 
 /** Whether `jws` is a signature with `alg` over `payload` by the key of `certificate`. */

@@ -2,7 +2,18 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ConfirmChannel } from 'amqplib';
 import { leafHash } from '@dmr/contract';
-import { GENESIS, StreamAuditSink, firstBrokenRecord, sealRecord, type AuditEvent } from './audit.js';
+import {
+  AUDIT_CHECKPOINT_TYPE,
+  AUDIT_RECORDS_TYPE,
+  AUDIT_RECORD_TYPE,
+  AUDIT_RESUME_TYPE,
+  GENESIS,
+  StreamAuditSink,
+  auditRecordsIn,
+  firstBrokenRecord,
+  sealRecord,
+  type AuditEvent,
+} from './audit.js';
 
 function event(n: number): AuditEvent {
   return {
@@ -57,6 +68,11 @@ function heldChannel(fail: (index: number) => boolean = () => false) {
 
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+/** The records in published batch messages, as stored, in order. */
+function stored(bodies: readonly Buffer[]): Buffer[] {
+  return bodies.flatMap((body) => auditRecordsIn(AUDIT_RECORDS_TYPE, body));
+}
+
 describe('audit chain', () => {
   it("chains records by the previous record's leaf hash, and names the first broken one", () => {
     let head = GENESIS;
@@ -88,30 +104,49 @@ describe('audit chain', () => {
     await Promise.all([first.append(event(1)), first.append(event(2))]);
     assert.deepEqual(
       leaves,
-      one.bodies.map((bytes) => leafHash(bytes)),
+      stored(one.bodies).map((bytes) => leafHash(bytes)),
     );
     const second = new StreamAuditSink({ writer: 'w-1' });
     second.resume(2);
     const two = fakeChannel();
     second.attach(two.channel);
     await second.append(event(3));
-    const record = JSON.parse((two.bodies[0] as Buffer).toString()) as { seq: number; prev: unknown; run: string };
+    const record = JSON.parse((stored(two.bodies)[0] as Buffer).toString()) as {
+      seq: number;
+      prev: unknown;
+      run: string;
+    };
     assert.equal(record.seq, 3);
     assert.equal(record.prev, null);
     assert.notEqual(record.run, first.run);
-    assert.equal(firstBrokenRecord('w-1', [...one.bodies, ...two.bodies]), -1);
+    assert.equal(firstBrokenRecord('w-1', stored([...one.bodies, ...two.bodies])), -1);
     assert.throws(() => second.resume(5), /cannot resume/);
     await Promise.all([first.close(), second.close()]);
   });
 
-  it('batches appends and resolves each once confirmed; the stored records form one chain', async () => {
+  it('batches appends into one stream message per batch and resolves each once confirmed; the stored records form one chain', async () => {
     const sink = new StreamAuditSink({ writer: 'w-1', maxBatch: 4, flushMs: 5 });
     const { channel, bodies } = fakeChannel();
     sink.attach(channel);
     await Promise.all(Array.from({ length: 10 }, (_, n) => sink.append(event(n))));
-    assert.equal(bodies.length, 10);
-    assert.equal(firstBrokenRecord('w-1', bodies), -1);
+    assert.equal(bodies.length, 3, 'batches of 4, 4 and 2 records');
+    assert.equal(stored(bodies).length, 10);
+    assert.equal(firstBrokenRecord('w-1', stored(bodies)), -1);
     assert.equal(sink.head.seq, 10);
+    await sink.close();
+  });
+
+  it('by default sends the records appended in one event loop turn as one message', async () => {
+    const sink = new StreamAuditSink({ writer: 'w-1' });
+    const { channel, bodies } = fakeChannel();
+    sink.attach(channel);
+    await Promise.all(Array.from({ length: 5 }, (_, n) => sink.append(event(n))));
+    await sink.append(event(5));
+    assert.deepEqual(
+      bodies.map((body) => stored([body]).length),
+      [5, 1],
+    );
+    assert.equal(firstBrokenRecord('w-1', stored(bodies)), -1);
     await sink.close();
   });
 
@@ -122,42 +157,39 @@ describe('audit chain', () => {
     const settled: number[] = [];
     const appends = Array.from({ length: 6 }, (_, n) => sink.append(event(n)).then(() => void settled.push(n)));
     await tick();
-    assert.equal(held.bodies.length, 6, 'three batches out, none confirmed yet');
-    assert.equal(firstBrokenRecord('w-1', held.bodies), -1, 'one chain across the batches');
-    held.release(3);
+    assert.equal(held.bodies.length, 3, 'three batches out, none confirmed yet');
+    assert.equal(firstBrokenRecord('w-1', stored(held.bodies)), -1, 'one chain across the batches');
+    held.release(1);
     await tick();
-    assert.deepEqual(settled, [0, 1, 2]);
-    assert.equal(sink.head.seq, 3);
+    assert.deepEqual(settled, [0, 1]);
+    assert.equal(sink.head.seq, 2);
     const closed = sink.close();
-    held.release(3);
+    held.release(2);
     await Promise.all([...appends, closed]);
     assert.deepEqual(settled, [0, 1, 2, 3, 4, 5]);
     assert.equal(sink.head.seq, 6);
   });
 
-  it('a failed record takes the records published after it down, across batches; the chain goes on from the last stored', async () => {
+  it('a failed batch takes its records and the batches published after it down; the chain goes on from the last stored', async () => {
     const sink = new StreamAuditSink({ writer: 'w-1', maxBatch: 2, flushMs: 1_000 });
     const held = heldChannel((index) => index === 1);
     sink.attach(held.channel);
-    const results = Promise.allSettled(Array.from({ length: 4 }, (_, n) => sink.append(event(n))));
+    const results = Promise.allSettled(Array.from({ length: 6 }, (_, n) => sink.append(event(n))));
     await tick();
-    held.release(4);
+    held.release(3);
     assert.deepEqual(
       (await results).map((result) => result.status),
-      ['fulfilled', 'rejected', 'rejected', 'rejected'],
+      ['fulfilled', 'fulfilled', 'rejected', 'rejected', 'rejected', 'rejected'],
     );
-    assert.equal(sink.head.seq, 1);
+    assert.equal(sink.head.seq, 2);
     const next = sink.append(event(9));
     const more = sink.append(event(10));
     await tick();
-    held.release(2);
+    held.release(1);
     await Promise.all([next, more]);
-    // Stored: record 0, then the two appended after the failure, chained onto record 0.
-    assert.equal(
-      firstBrokenRecord('w-1', [held.bodies[0] as Buffer, held.bodies[4] as Buffer, held.bodies[5] as Buffer]),
-      -1,
-    );
-    assert.equal(sink.head.seq, 3);
+    // Stored: batch 0, then the batch appended after the failure, chained onto its last record.
+    assert.equal(firstBrokenRecord('w-1', stored([held.bodies[0] as Buffer, held.bodies[3] as Buffer])), -1);
+    assert.equal(sink.head.seq, 4);
     await sink.close();
   });
 
@@ -166,15 +198,31 @@ describe('audit chain', () => {
     await assert.rejects(sink.append(event(1)), /not connected/);
     const { channel, bodies } = fakeChannel((index) => index === 1);
     sink.attach(channel);
-    const results = await Promise.allSettled([sink.append(event(1)), sink.append(event(2)), sink.append(event(3))]);
+    await sink.append(event(1));
+    const results = await Promise.allSettled([sink.append(event(2)), sink.append(event(3))]);
     assert.deepEqual(
       results.map((result) => result.status),
-      ['fulfilled', 'rejected', 'rejected'],
+      ['rejected', 'rejected'],
     );
     assert.equal(sink.head.seq, 1);
     await sink.append(event(4));
-    // The confirmed records (0, then the retry after the gap) still chain.
-    assert.equal(firstBrokenRecord('w-1', [bodies[0] as Buffer, bodies[3] as Buffer]), -1);
+    // The confirmed records (the first, then the retry after the gap) still chain.
+    assert.equal(firstBrokenRecord('w-1', stored([bodies[0] as Buffer, bodies[2] as Buffer])), -1);
     await sink.close();
+  });
+
+  it('reads the records of a batch message, of a single-record message and none of a checkpoint or marker', () => {
+    const one = sealRecord('w-1', 'run-1', GENESIS, event(1));
+    const two = sealRecord('w-1', 'run-1', one.head, event(2));
+    const batch = Buffer.concat([one.bytes, Buffer.from('\n'), two.bytes, Buffer.from('\n')]);
+    assert.deepEqual(auditRecordsIn(AUDIT_RECORDS_TYPE, batch), [one.bytes, two.bytes]);
+    assert.deepEqual(auditRecordsIn(AUDIT_RECORD_TYPE, one.bytes), [one.bytes]);
+    assert.deepEqual(auditRecordsIn(undefined, one.bytes), [one.bytes]);
+    assert.deepEqual(auditRecordsIn(AUDIT_CHECKPOINT_TYPE, Buffer.from('{}')), []);
+    assert.deepEqual(auditRecordsIn(AUDIT_RESUME_TYPE, Buffer.from('{}')), []);
+    // A cut batch keeps its incomplete tail as a record of its own, for verify to name as broken.
+    const cut = batch.subarray(0, batch.length - 5);
+    assert.equal(auditRecordsIn(AUDIT_RECORDS_TYPE, cut).length, 2);
+    assert.equal(firstBrokenRecord('w-1', auditRecordsIn(AUDIT_RECORDS_TYPE, cut)), 1);
   });
 });

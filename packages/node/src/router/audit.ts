@@ -5,9 +5,11 @@
  * bytes, which are its canonical JSON (RFC 8785, @dmr/core), exactly as
  * stored. A verifier recomputes the hashes from the stored bytes alone.
  *
- * StreamAuditSink appends to the `dmr.audit` stream in small batches with
- * publisher confirms; the router acknowledges an ingress message only after
- * its record is confirmed, so nothing acknowledged lacks its audit record.
+ * StreamAuditSink appends to the `dmr.audit` stream in batches with
+ * publisher confirms, one stream message per batch (AUDIT_RECORDS_TYPE: the
+ * records' stored bytes, one per line); the router acknowledges an ingress
+ * message only after its record is confirmed, so nothing acknowledged lacks
+ * its audit record.
  */
 import { randomUUID } from 'node:crypto';
 import { DmrError, canonicalJson } from '@dmr/core';
@@ -60,6 +62,39 @@ export interface AuditRecord extends AuditEvent {
 /** AMQP `type` of a record and of a countersigned checkpoint in `dmr.audit`. */
 export const AUDIT_RECORD_TYPE = 'dmr.AuditRecord';
 export const AUDIT_CHECKPOINT_TYPE = 'dmr.AuditCheckpoint';
+/**
+ * AMQP `type` of a batch of records in `dmr.audit`: their stored bytes in
+ * log order, each followed by a newline. Canonical JSON has no whitespace
+ * and escapes control characters inside strings, so a newline never occurs
+ * inside a record. One stream message per batch instead of one per record:
+ * the broker stores, and the router publishes and confirms, one message for
+ * up to maxBatch records (docs/decisions/0036-speed-2.md).
+ */
+export const AUDIT_RECORDS_TYPE = 'dmr.AuditRecords';
+
+const NEWLINE = 0x0a;
+const NEWLINE_BYTES = Buffer.from([NEWLINE]);
+
+/**
+ * The records a `dmr.audit` message carries, as stored: those of a batch
+ * (AUDIT_RECORDS_TYPE) split at the newlines; the body as one record for
+ * AUDIT_RECORD_TYPE (written by routers before batches) or no type; none
+ * for anything else (a checkpoint, a resume marker).
+ */
+export function auditRecordsIn(type: unknown, body: Buffer): Buffer[] {
+  if (type === AUDIT_RECORD_TYPE || type === undefined) return [body];
+  if (type !== AUDIT_RECORDS_TYPE) return [];
+  const records: Buffer[] = [];
+  let start = 0;
+  for (let end = body.indexOf(NEWLINE, start); end !== -1; end = body.indexOf(NEWLINE, start)) {
+    records.push(body.subarray(start, end));
+    start = end + 1;
+  }
+  // Bytes after the last newline are no complete record: kept, so a verifier names them rather than missing them.
+  if (start < body.length) records.push(body.subarray(start));
+  return records;
+}
+
 /**
  * AMQP `type` of the marker a restarted writer appends before reading its
  * own tail back (audit/tail.ts): `{"v":1,"writer","run","from"}`. Not a
@@ -132,7 +167,12 @@ export interface StreamAuditSinkOptions {
   onStored?: (leaf: Buffer) => void;
   /** Flush when this many records wait (default 64). */
   maxBatch?: number;
-  /** ...or this long after the first one arrived (default 5 ms). */
+  /**
+   * ...or this long after the first one arrived; 0 (the default): at the end
+   * of the event loop turn that appended it, i.e. with every record the
+   * router sealed while handling one read from the socket. A batch costs one
+   * stream message whatever its size, so there is nothing to wait for.
+   */
   flushMs?: number;
   stream?: string;
 }
@@ -162,6 +202,7 @@ export class StreamAuditSink implements AuditSink {
   #channel: ConfirmChannel | undefined;
   #pending: Pending[] = [];
   #timer: NodeJS.Timeout | undefined;
+  #immediate: NodeJS.Immediate | undefined;
   /**
    * Published and not yet settled, oldest first. Batches are pipelined: the
    * next one is published without waiting for the previous one's confirms
@@ -179,7 +220,7 @@ export class StreamAuditSink implements AuditSink {
     this.writer = options.writer ?? randomUUID();
     this.#onStored = options.onStored;
     this.#maxBatch = options.maxBatch ?? 64;
-    this.#flushMs = options.flushMs ?? 5;
+    this.#flushMs = options.flushMs ?? 0;
     this.#stream = options.stream ?? AUDIT_STREAM;
   }
 
@@ -237,31 +278,43 @@ export class StreamAuditSink implements AuditSink {
   append(event: AuditEvent): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.#pending.push({ event, resolve, reject });
-      if (this.#pending.length >= this.#maxBatch) this.#flushSoon(0);
-      else this.#flushSoon(this.#flushMs);
+      if (this.#pending.length >= this.#maxBatch) this.#flushNow();
+      else this.#flushSoon();
     });
   }
 
   /** Publishes what waits and resolves once every published record is settled. */
   async close(): Promise<void> {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#cancelFlush();
     this.#flush();
     if (this.#inFlight.length === 0) return;
     await new Promise<void>((resolve) => this.#drained.push(resolve));
   }
 
-  #flushSoon(delayMs: number): void {
-    if (delayMs === 0) {
-      if (this.#timer !== undefined) clearTimeout(this.#timer);
-      this.#timer = undefined;
-      this.#flush();
+  #flushNow(): void {
+    this.#cancelFlush();
+    this.#flush();
+  }
+
+  #flushSoon(): void {
+    if (this.#flushMs === 0) {
+      this.#immediate ??= setImmediate(() => {
+        this.#immediate = undefined;
+        this.#flush();
+      });
       return;
     }
     this.#timer ??= setTimeout(() => {
       this.#timer = undefined;
       this.#flush();
-    }, delayMs);
+    }, this.#flushMs);
+  }
+
+  #cancelFlush(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    if (this.#immediate !== undefined) clearImmediate(this.#immediate);
+    this.#timer = undefined;
+    this.#immediate = undefined;
   }
 
   #flush(): void {
@@ -274,26 +327,30 @@ export class StreamAuditSink implements AuditSink {
       for (const item of batch) item.reject(error);
       return;
     }
+    const entries: InFlight[] = [];
+    const lines: Buffer[] = [];
     for (const pending of batch) {
       const sealed = sealRecord(this.writer, this.run, this.#sealed, pending.event);
       this.#sealed = sealed.head;
-      const entry: InFlight = { pending, head: sealed.head, leaf: sealed.leaf, outcome: 'waiting' };
-      this.#inFlight.push(entry);
-      try {
-        channel.sendToQueue(
-          this.#stream,
-          sealed.bytes,
-          { persistent: true, contentType: 'application/json', type: AUDIT_RECORD_TYPE },
-          (error: unknown) => {
-            entry.outcome = error ? asError(error) : 'confirmed';
-            this.#settle();
-          },
-        );
-      } catch (error) {
-        entry.outcome = asError(error);
-      }
+      entries.push({ pending, head: sealed.head, leaf: sealed.leaf, outcome: 'waiting' });
+      lines.push(sealed.bytes, NEWLINE_BYTES);
     }
-    this.#settle();
+    this.#inFlight.push(...entries);
+    // One message, one confirm: every record of the batch is stored, or none is.
+    const settle = (outcome: 'confirmed' | Error): void => {
+      for (const entry of entries) entry.outcome = outcome;
+      this.#settle();
+    };
+    try {
+      channel.sendToQueue(
+        this.#stream,
+        Buffer.concat(lines),
+        { persistent: true, contentType: 'application/x-ndjson', type: AUDIT_RECORDS_TYPE },
+        (error: unknown) => settle(error ? asError(error) : 'confirmed'),
+      );
+    } catch (error) {
+      settle(asError(error));
+    }
   }
 
   /** Settles the confirmed prefix in chain order; a failed record takes every record chained after it down too. */

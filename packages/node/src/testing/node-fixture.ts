@@ -41,7 +41,7 @@ import { reconcile } from '../reconciler/apply.js';
 import { desiredLayout } from '../reconciler/layout.js';
 import { installLinkTlsFiles, linkShovelName, type DrainTracker } from '../reconciler/links.js';
 import { vhostName } from '@dmr/contract';
-import { StreamAuditSink } from '../router/audit.js';
+import { AUDIT_RECORDS_TYPE, StreamAuditSink, auditRecordsIn } from '../router/audit.js';
 import type { DeliveryReport } from '../router/envelope.js';
 import type { NodeIdentity } from '../router/mesh-context.js';
 import { RouterMetrics } from '../router/metrics.js';
@@ -553,7 +553,10 @@ export class NodeFixture {
         'dmr.audit',
         (message) => {
           if (message === null) return;
-          records.push(message.content);
+          // A batch message carries several records (audit.ts); anything else (checkpoints, markers) stays whole.
+          if (message.properties.type === AUDIT_RECORDS_TYPE) {
+            records.push(...auditRecordsIn(message.properties.type, message.content));
+          } else records.push(message.content);
           last = Date.now();
           channel.ack(message);
         },

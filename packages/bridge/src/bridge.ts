@@ -517,7 +517,7 @@ export class Bridge {
         throw document;
       }
       try {
-        const attempts = await this.#deliverer.deliver(JSON.stringify(document), this.#stopping.signal);
+        const attempts = await this.#deliverer.deliver(JSON.stringify(document), this.#stopping.signal, message.id);
         this.metrics.deliveries.inc({ result: 'delivered' });
         if (attempts > 1) this.logger.info({ messageId: message.id, attempts }, 'delivered after retries');
       } catch (error) {

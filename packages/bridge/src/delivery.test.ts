@@ -12,6 +12,9 @@ describe('EndpointDeliverer', () => {
   let script: number[] = [];
   let requests = 0;
   let lastAuthorization: string | undefined;
+  /** Idempotency-Key of every request, in order. */
+  let keys: Array<string | undefined> = [];
+  let lastMessageId: string | undefined;
 
   before(async () => {
     server = createServer((request, response) => {
@@ -19,6 +22,8 @@ describe('EndpointDeliverer', () => {
       request.on('end', () => {
         requests += 1;
         lastAuthorization = request.headers.authorization;
+        keys.push(request.headers['idempotency-key'] as string | undefined);
+        lastMessageId = request.headers['dmr-message-id'] as string | undefined;
         const status = script.shift() ?? 200;
         response.writeHead(status).end();
       });
@@ -86,6 +91,20 @@ describe('EndpointDeliverer', () => {
     await assert.rejects(deliverer.deliver('{}', controller.signal), DeliveryAborted);
     assert.equal(requests, 1, 'no attempt starts after the abort');
     script = [];
+    await deliverer.close();
+  });
+
+  it('sends the message id as Idempotency-Key (and dmr-message-id) on every attempt, the same on a retry', async () => {
+    const deliverer = new EndpointDeliverer(options());
+    const id = '0b5d3c1e-8f7a-4c2b-9d6e-1a2b3c4d5e6f';
+    script = [503];
+    keys = [];
+    assert.equal(await deliverer.deliver('{}', undefined, id), 2);
+    assert.deepEqual(keys, [`"${id}"`, `"${id}"`], 'a Structured Field string, as the IETF draft has it');
+    assert.equal(lastMessageId, id);
+    keys = [];
+    assert.equal(await deliverer.deliver('{}'), 1);
+    assert.deepEqual(keys, [undefined], 'no id, no key');
     await deliverer.close();
   });
 

@@ -99,6 +99,15 @@ function failureName(error: unknown): string {
   return typeof code === 'string' ? code : error instanceof Error ? error.message : String(error);
 }
 
+/** The header an endpoint dedups on (the IETF Idempotency-Key draft's name), and DMR's own name for the same id. */
+export const IDEMPOTENCY_KEY_HEADER = 'idempotency-key';
+export const MESSAGE_ID_HEADER = 'dmr-message-id';
+
+/** The message id as a quoted string: the draft's header is a Structured Field string ("…"); a UUID needs no escape. */
+function idempotencyHeaders(messageId: string): Record<string, string> {
+  return { [IDEMPOTENCY_KEY_HEADER]: `"${messageId}"`, [MESSAGE_ID_HEADER]: messageId };
+}
+
 function outcomeLabel(result: AttemptResult): string {
   if (result.ok) return '2xx';
   if (result.status !== undefined) return `${Math.floor(result.status / 100)}xx`;
@@ -133,13 +142,17 @@ export class EndpointDeliverer {
     this.#random = random;
   }
 
-  /** One POST; never throws. */
-  async attempt(body: string): Promise<AttemptResult> {
+  /**
+   * One POST; never throws. `messageId` goes along as `Idempotency-Key` (and `dmr-message-id`): delivery to the
+   * endpoint is at least once (an answer lost to a timeout or a bridge killed before its ack means a second POST
+   * of the same message), and only the endpoint can tell a repeat from a new message.
+   */
+  async attempt(body: string, messageId?: string): Promise<AttemptResult> {
     try {
       const response = await this.#pool.request({
         path: this.#path,
         method: 'POST',
-        headers: this.#headers,
+        headers: messageId === undefined ? this.#headers : { ...this.#headers, ...idempotencyHeaders(messageId) },
         body,
       });
       // The body is not used, but it must be read for the connection to be reused.
@@ -166,11 +179,11 @@ export class EndpointDeliverer {
    * bounded by timeoutMs): cutting it off could not tell whether the endpoint
    * took the message.
    */
-  async deliver(body: string, signal?: AbortSignal): Promise<number> {
+  async deliver(body: string, signal?: AbortSignal, messageId?: string): Promise<number> {
     const { maxAttempts, deadLetterStatuses } = this.#options;
     for (let attempt = 1; ; attempt += 1) {
       if (signal?.aborted === true) throw new DeliveryAborted(attempt - 1);
-      const result = await this.attempt(body);
+      const result = await this.attempt(body, messageId);
       this.#metrics?.deliveryAttempts.inc({ outcome: outcomeLabel(result) });
       if (result.ok) return attempt;
       const what = result.status === undefined ? (result.error ?? 'no answer') : `HTTP ${result.status}`;

@@ -3,8 +3,11 @@
  * POSTs v1 messages to the sending bridge (`dmr bridge run`, a process of
  * its own) and retries a 503 with the same id, as docs/bridge.md tells it
  * to; the receiving bridge (another process) POSTs each message to an
- * endpoint served here, which is "the application": a second POST of an id
- * it already took is a duplicate.
+ * endpoint served here, which is "the application". It dedups on the
+ * `Idempotency-Key` the bridge sends, as docs/bridge.md asks endpoints to:
+ * a repeated POST of a key it answered 2xx is answered 200 again without
+ * handling it (a redelivery: delivery to an endpoint is at least once); a
+ * second handling of an id would be a duplicate at the application.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -27,20 +30,25 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** The receiving application: an HTTP endpoint that records every POSTed id, and can go down. */
+/** What the endpoint did with one POST of a message id. */
+export type Arrival = 'handled' | 'repeat';
+
+/** The receiving application: an HTTP endpoint that dedups on Idempotency-Key, records every arrival, and can go down. */
 export class Endpoint {
   readonly port: number;
-  readonly #onMessage: (id: string) => void;
+  readonly #onMessage: (id: string, arrival: Arrival) => void;
+  /** Idempotency keys answered 2xx: in memory, as long as the run (a real endpoint keeps them durably for the node's dedup window). */
+  readonly #handledKeys = new Set<string>();
   #server: Server | undefined;
   /** Added to every answer: keeps deliveries in flight at the bridge. */
   delayMs = 0;
 
-  private constructor(port: number, onMessage: (id: string) => void) {
+  private constructor(port: number, onMessage: (id: string, arrival: Arrival) => void) {
     this.port = port;
     this.#onMessage = onMessage;
   }
 
-  static async start(onMessage: (id: string) => void): Promise<Endpoint> {
+  static async start(onMessage: (id: string, arrival: Arrival) => void): Promise<Endpoint> {
     const endpoint = new Endpoint(await freePort(), onMessage);
     await endpoint.up();
     return endpoint;
@@ -87,10 +95,17 @@ export class Endpoint {
       response.writeHead(400).end();
       return;
     }
+    // The Structured Field string the bridge sends ("<id>"); a bare token is taken as is.
+    const header = request.headers['idempotency-key'];
+    const key = typeof header === 'string' ? header.replace(/^"(.*)"$/, '$1') : undefined;
     if (this.delayMs > 0) await sleep(this.delayMs);
     // Taken only if the answer can still be sent: a closed endpoint did not take it.
     if (response.destroyed) return;
-    this.#onMessage(id);
+    if (key !== undefined && this.#handledKeys.has(key)) this.#onMessage(id, 'repeat');
+    else {
+      if (key !== undefined) this.#handledKeys.add(key);
+      this.#onMessage(id, 'handled');
+    }
     response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
   }
 }
@@ -211,7 +226,9 @@ export class BridgeTraffic implements Traffic {
   static async open(options: BridgeTrafficOptions): Promise<BridgeTraffic> {
     const { world } = options;
     const ledger = new Ledger();
-    const endpoint = await Endpoint.start((id) => ledger.delivered(id));
+    const endpoint = await Endpoint.start((id, arrival) =>
+      arrival === 'handled' ? ledger.delivered(id) : ledger.repeated(id),
+    );
     const receiver = new BridgeProcess(world, {
       client: options.to,
       brokerUrl: world.amqpsUrl(options.to.node),

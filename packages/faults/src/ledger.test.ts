@@ -24,6 +24,7 @@ describe('Ledger', () => {
       reported: 1,
       lost: 1,
       duplicates: 0,
+      redeliveries: 0,
       notAccepted: 1,
     });
     assert.deepEqual(ledger.outstanding(), ['c']);
@@ -44,6 +45,20 @@ describe('Ledger', () => {
     assert.equal(ledger.foreign, 1);
   });
 
+  it('counts a repeat the application dropped by its dedup as a redelivery, not a duplicate', () => {
+    const ledger = new Ledger();
+    ledger.sent('a');
+    ledger.accepted('a');
+    ledger.delivered('a');
+    ledger.repeated('a');
+    ledger.repeated('a');
+    ledger.delivered('a');
+    const counts = ledger.counts();
+    assert.equal(counts.duplicates, 1);
+    assert.equal(counts.redeliveries, 3);
+    assert.equal(counts.delivered, 1);
+  });
+
   it('a message delivered without a confirm (the confirm was lost with the connection) is delivered, not lost', () => {
     const ledger = new Ledger();
     ledger.sent('a');
@@ -55,6 +70,7 @@ describe('Ledger', () => {
       reported: 0,
       lost: 0,
       duplicates: 0,
+      redeliveries: 0,
       notAccepted: 0,
     });
   });

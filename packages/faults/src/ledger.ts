@@ -9,8 +9,12 @@
  *          and no delivery report about it.
  *
  * Duplicates are counted at the application: a second call of the receiving
- * handler (or a second POST to the bridge's endpoint) with an id it already
- * handled. Ids the ledger did not send (the demo's, a report) are ignored.
+ * handler (or a second handling by the bridge's endpoint) of an id it already
+ * handled. Redeliveries are every arrival of an id after its first, whether
+ * the application handled it again (a duplicate) or dropped it by its own
+ * dedup (the endpoint's `Idempotency-Key`): delivery to an HTTP endpoint is
+ * at least once, so these are expected; duplicates are not. Ids the ledger
+ * did not send (the demo's, a report) are ignored.
  */
 
 export interface LedgerEntry {
@@ -20,6 +24,8 @@ export interface LedgerEntry {
   notAccepted?: string;
   deliveredAt?: number;
   deliveries: number;
+  /** Arrivals the application dropped as repeats (its own dedup). */
+  repeats: number;
   /** The reason of the first delivery report about it. */
   reported?: string;
 }
@@ -35,6 +41,8 @@ export interface LedgerCounts {
   lost: number;
   /** Handlings beyond the first, summed over ids. */
   duplicates: number;
+  /** Arrivals beyond the first, handled again or dropped by the application's dedup, summed over ids. */
+  redeliveries: number;
   /** Sent, never accepted (the sender was told: no 202, a rejected send). */
   notAccepted: number;
 }
@@ -51,7 +59,7 @@ export class Ledger {
   }
 
   sent(id: string): void {
-    if (!this.#entries.has(id)) this.#entries.set(id, { sentAt: this.#now(), deliveries: 0 });
+    if (!this.#entries.has(id)) this.#entries.set(id, { sentAt: this.#now(), deliveries: 0, repeats: 0 });
   }
 
   accepted(id: string): void {
@@ -73,6 +81,16 @@ export class Ledger {
     }
     entry.deliveries++;
     entry.deliveredAt ??= this.#now();
+  }
+
+  /** `id` arrived again and the application dropped it as a repeat (its dedup on the idempotency key). */
+  repeated(id: string): void {
+    const entry = this.#entries.get(id);
+    if (entry === undefined) {
+      this.foreign++;
+      return;
+    }
+    entry.repeats++;
   }
 
   reported(id: string, reason: string): void {
@@ -107,6 +125,7 @@ export class Ledger {
       reported: 0,
       lost: 0,
       duplicates: 0,
+      redeliveries: 0,
       notAccepted: 0,
     };
     for (const entry of this.#entries.values()) {
@@ -114,6 +133,7 @@ export class Ledger {
       else if (entry.notAccepted !== undefined) counts.notAccepted++;
       if (entry.deliveredAt !== undefined) counts.delivered++;
       counts.duplicates += Math.max(0, entry.deliveries - 1);
+      counts.redeliveries += Math.max(0, entry.deliveries - 1) + entry.repeats;
       if (entry.acceptedAt !== undefined && entry.deliveredAt === undefined) {
         if (entry.reported === undefined) counts.lost++;
         else counts.reported++;

@@ -27,6 +27,7 @@ Options:
   --endpoint-down <dur>    how long the bridge's endpoint stays down (default ${formatDuration(FULL_SETTINGS.endpointDownMs)})
   --alarm <dur>            how long a RabbitMQ alarm is held (default ${formatDuration(FULL_SETTINGS.alarmMs)})
   --clock <dur>            traffic through the shifted-clock node (default ${formatDuration(FULL_SETTINGS.clockMs)})
+  --cert-ttl <dur>         lifetime of cert-expiry's short-lived client certificate (default ${formatDuration(FULL_SETTINGS.certTtlMs)})
   --drain-quiet <dur>      give up waiting for the rest after nothing moved this long (default ${formatDuration(FULL_SETTINGS.drainQuietMs)})
   -h, --help               this help
 
@@ -59,6 +60,7 @@ async function main(): Promise<number> {
           'endpoint-down': { type: 'string' },
           alarm: { type: 'string' },
           clock: { type: 'string' },
+          'cert-ttl': { type: 'string' },
           'drain-quiet': { type: 'string' },
           help: { type: 'boolean', short: 'h' },
         },
@@ -96,6 +98,7 @@ async function main(): Promise<number> {
     endpointDownMs: duration('endpoint-down', values['endpoint-down'], FULL_SETTINGS.endpointDownMs),
     alarmMs: duration('alarm', values.alarm, FULL_SETTINGS.alarmMs),
     clockMs: duration('clock', values.clock, FULL_SETTINGS.clockMs),
+    certTtlMs: duration('cert-ttl', values['cert-ttl'], FULL_SETTINGS.certTtlMs),
     drainQuietMs: duration('drain-quiet', values['drain-quiet'], FULL_SETTINGS.drainQuietMs),
   };
   const say = (text: string): void => void process.stderr.write(`${text}\n`);

@@ -6,6 +6,8 @@ import type { LedgerCounts } from './ledger.js';
 
 export interface Row extends LedgerCounts {
   scenario: string;
+  /** How the application receives: the SDK handler (dedups itself), or an endpoint behind the bridge (POSTs). */
+  via: 'sdk' | 'bridge';
   title: string;
   /** From the fault's end until the stream was whole again; null when it never was (or nothing to measure). */
   recoveryMs: number | null;
@@ -21,6 +23,7 @@ const COLUMNS = [
   'delivered',
   'reported',
   'lost',
+  'duplicate POSTs',
   'duplicates at the application',
   'recovery',
   'note',
@@ -39,6 +42,8 @@ function cellsOf(row: Row): string[] {
     String(row.delivered),
     String(row.reported),
     String(row.lost),
+    // At least once to an HTTP endpoint: repeats are expected there; the SDK's own dedup hides them.
+    row.via === 'bridge' ? String(row.redeliveries) : '—',
     String(row.duplicates),
     seconds(row.recoveryMs),
     note.replace(/\|/g, '\\|').replace(/\n/g, ' '),

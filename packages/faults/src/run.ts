@@ -62,9 +62,16 @@ export async function runScenario(world: World, scenario: Scenario, options: Run
   const { settings, say } = options;
   const from = world.client('bot-a');
   const to = world.client('bot-b');
+  const sender = scenario.traffic === 'sdk' ? await scenario.sender?.(world, settings) : undefined;
   const traffic =
     scenario.traffic === 'sdk'
-      ? await SdkTraffic.open({ from, to, fromUrl: world.amqpsUrl(from.node), toUrl: world.amqpsUrl(to.node) })
+      ? await SdkTraffic.open({
+          from: sender === undefined ? from : { ...from, certFile: sender.certFile, keyFile: sender.keyFile },
+          to,
+          fromUrl: world.amqpsUrl(from.node),
+          toUrl: world.amqpsUrl(to.node),
+          ...(sender === undefined ? {} : { renewApiUrl: sender.renewApiUrl }),
+        })
       : await BridgeTraffic.open({ world, from, to });
   let result: { healedAt: number; note?: string } | undefined;
   let failure: unknown;
@@ -79,7 +86,7 @@ export async function runScenario(world: World, scenario: Scenario, options: Run
     const base = { world, settings, say, flowing };
     result =
       scenario.traffic === 'sdk'
-        ? await scenario.run({ ...base, traffic: traffic as SdkTraffic })
+        ? await scenario.run({ ...base, traffic: traffic as SdkTraffic, sender })
         : await scenario.run({ ...base, traffic: traffic as BridgeTraffic });
     await hold(settings.tailMs);
   } catch (error) {
@@ -102,6 +109,7 @@ export async function runScenario(world: World, scenario: Scenario, options: Run
   return {
     scenario: scenario.name,
     title: scenario.title,
+    via: scenario.traffic,
     ...counts,
     recoveryMs: recovery ?? null,
     note: notes.join('; '),
@@ -113,12 +121,14 @@ function failedRow(scenario: Scenario, error: unknown): Row {
   return {
     scenario: scenario.name,
     title: scenario.title,
+    via: scenario.traffic,
     sent: 0,
     confirmed: 0,
     delivered: 0,
     reported: 0,
     lost: 0,
     duplicates: 0,
+    redeliveries: 0,
     notAccepted: 0,
     recoveryMs: null,
     note: '',
@@ -153,7 +163,7 @@ export async function runScenarios(scenarios: readonly Scenario[], options: RunO
       // A world a scenario failed in may be half broken: the next one starts afresh.
       if (row.error !== undefined) await stopWorld();
       options.say(
-        `${scenario.name}: sent ${row.sent}, confirmed ${row.confirmed}, delivered ${row.delivered}, lost ${row.lost}, duplicates ${row.duplicates}${row.error === undefined ? '' : `, FAILED: ${row.error}`}`,
+        `${scenario.name}: sent ${row.sent}, confirmed ${row.confirmed}, delivered ${row.delivered}, lost ${row.lost}, duplicates ${row.duplicates}${row.via === 'bridge' ? ` (${row.redeliveries} repeated POSTs)` : ''}${row.error === undefined ? '' : `, FAILED: ${row.error}`}`,
       );
       options.onRow?.(row);
       rows.push(row);

@@ -35,6 +35,8 @@ export interface Settings {
   clockMs: number;
   /** The drain gives up after nothing changed this long (what is left is lost). */
   drainQuietMs: number;
+  /** How long the short-lived client certificate of `cert-expiry` lives. */
+  certTtlMs: number;
 }
 
 export const FULL_SETTINGS: Settings = {
@@ -47,6 +49,7 @@ export const FULL_SETTINGS: Settings = {
   partitionMs: 30_000,
   clockMs: 20_000,
   drainQuietMs: 90_000,
+  certTtlMs: 90_000,
 };
 
 interface BaseContext {
@@ -60,6 +63,8 @@ interface BaseContext {
 
 export interface SdkContext extends BaseContext {
   traffic: SdkTraffic;
+  /** The identity `sender` made, if the scenario has one. */
+  sender: SenderIdentity | undefined;
 }
 
 export interface BridgeContext extends BaseContext {
@@ -73,10 +78,21 @@ export interface ScenarioResult {
   note?: string;
 }
 
+/** The sending client's certificate, when a scenario needs other than the one it enrolled with. */
+export interface SenderIdentity {
+  certFile: string;
+  keyFile: string;
+  notAfter: Date;
+  /** The sender renews through CentOps here. */
+  renewApiUrl: string;
+}
+
 interface BaseScenario {
   name: string;
   title: string;
   world: WorldSpec;
+  /** SDK traffic only: the sender connects with this identity (made before the traffic starts). */
+  sender?: (world: World, settings: Settings) => Promise<SenderIdentity>;
   /** Only as root (network namespaces). */
   needsRoot?: boolean;
 }

@@ -80,10 +80,20 @@ export interface SdkTrafficOptions {
   to: ClientFiles;
   fromUrl: string;
   toUrl: string;
+  /** The sender renews its certificate through CentOps at this URL (the SDK's `renew`), as a client in production does. */
+  renewApiUrl?: string;
+}
+
+/** A renewal the sender made: when, and until when the new certificate is valid. */
+export interface Renewal {
+  at: number;
+  notAfter: Date;
 }
 
 export class SdkTraffic implements Traffic {
   readonly ledger = new Ledger();
+  /** The sender's certificate renewals, in order. */
+  readonly renewals: Renewal[] = [];
   readonly #sender: DmrClient;
   readonly #receiver: DmrClient;
   readonly #pacer: Pacer;
@@ -103,8 +113,9 @@ export class SdkTraffic implements Traffic {
   }
 
   static async open(options: SdkTrafficOptions): Promise<SdkTraffic> {
-    const connect = (files: ClientFiles, url: string): Promise<DmrClient> =>
+    const connect = (files: ClientFiles, url: string, renewApiUrl?: string): Promise<DmrClient> =>
       DmrClient.connect({
+        ...(renewApiUrl === undefined ? {} : { renew: { apiUrl: renewApiUrl } }),
         url,
         node: files.node,
         id: files.id,
@@ -114,8 +125,9 @@ export class SdkTraffic implements Traffic {
         maxSendAttempts: 1_000,
       });
     const receiver = await connect(options.to, options.toUrl);
-    const sender = await connect(options.from, options.fromUrl);
+    const sender = await connect(options.from, options.fromUrl, options.renewApiUrl);
     const traffic = new SdkTraffic(sender, receiver, options.to.id);
+    sender.on('renewed', (identity) => traffic.renewals.push({ at: Date.now(), notAfter: identity.notAfter }));
     // Background reconnect failures are the scenario's point, not errors of the run.
     for (const client of [sender, receiver]) client.on('error', () => undefined);
     sender.on('report', (report) => {

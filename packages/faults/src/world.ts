@@ -227,6 +227,58 @@ export class World {
   }
 
   /** `dmr ctl <args> -o json` as the mesh's CentOps administrator: the operator's own path. */
+  /**
+   * A client certificate for `clientId` that lives `ttlMs`, from CentOps' own CA directory with the operator's
+   * command (`dmr pki issue --generate-key`): CentOps' profiles live an hour at least, so a certificate that
+   * expires inside a run has to come from the CA itself (as the SDK's renewal test does). CentOps renews it like
+   * any of its own: same CA, and renewal is authenticated by the certificate, not by a record of it.
+   */
+  async issueShortLived(
+    clientId: string,
+    ttlMs: number,
+  ): Promise<{ certFile: string; keyFile: string; notAfter: Date }> {
+    const certFile = join(this.dir, `${clientId}-short.crt`);
+    const keyFile = join(this.dir, `${clientId}-short.key`);
+    const { stdout } = await execFileAsync(
+      DMR.command,
+      [
+        ...DMR.args,
+        'pki',
+        'issue',
+        '--dir',
+        join(this.dir, 'centops', 'ca'),
+        '--kind',
+        'client',
+        '--id',
+        clientId,
+        '--generate-key',
+        '--key-out',
+        keyFile,
+        '--out',
+        certFile,
+        '--ttl',
+        `${Math.ceil(ttlMs / 1000)}s`,
+        '--force',
+        '-o',
+        'json',
+      ],
+      { timeout: 60_000 },
+    );
+    const issued = JSON.parse(stdout) as { notAfter?: unknown };
+    const notAfter = new Date(String(issued.notAfter));
+    if (Number.isNaN(notAfter.getTime())) {
+      throw new DmrError('FAULT_SCENARIO_FAILED', `dmr pki issue did not say when the certificate expires: ${stdout}`);
+    }
+    return { certFile, keyFile, notAfter };
+  }
+
+  /** CentOps' API URL (where clients renew). */
+  get centopsUrl(): string {
+    const url = this.mesh.state.centops?.apiUrl;
+    if (url === undefined) throw new DmrError('FAULT_SCENARIO_FAILED', 'the mesh has no CentOps');
+    return url;
+  }
+
   async ctl(args: readonly string[]): Promise<unknown> {
     const admin = this.mesh.state.centops?.adminConfig;
     if (admin === undefined) throw new DmrError('FAULT_SCENARIO_FAILED', 'the mesh has no CentOps administrator');

@@ -9,6 +9,7 @@ import { endpointDown } from './endpoint-down.js';
 import { linkCut } from './link-cut.js';
 import { peerBrokerKill } from './peer-broker-kill.js';
 import { routerKill } from './router-kill.js';
+import { certExpiry } from './cert-expiry.js';
 
 export const SCENARIOS: readonly Scenario[] = [
   routerKill,
@@ -21,5 +22,6 @@ export const SCENARIOS: readonly Scenario[] = [
   linkCut,
   clockAhead,
   clockBehind,
+  certExpiry,
   peerBrokerKill,
 ];

@@ -114,6 +114,24 @@ describe('PolicyEngine with real bundles', () => {
     assert.equal(engine.evaluate(riaToRik).revision, '2');
   });
 
+  test('an input larger than the Wasm memory grows it and decides like a small one, before and after', async () => {
+    // wasm.ts writes the input into the module's memory through a kept view: a grown memory is a new buffer.
+    const engine = await PolicyEngine.load(bundles.one as Buffer, { verification: pki.verification });
+    const large: PolicyInput = {
+      ...riaToRik,
+      sender: { ...riaToRik.sender, labels: { note: 'õ'.repeat(3_000_000) } },
+    };
+    const small = engine.evaluate(riaToRik);
+    assert.deepEqual(small, { allow: true, reasons: ['GRANT'], revision: '1' });
+    assert.deepEqual(engine.evaluate(large), small);
+    assert.deepEqual(engine.evaluate({ ...riaToRik, recipient: principal('c-bot', 'ppa') }), {
+      allow: false,
+      reasons: ['NO_GRANT'],
+      revision: '1',
+    });
+    assert.deepEqual(engine.evaluate(riaToRik), small);
+  });
+
   test('the same revision again is a no-op; different content under it is refused', async () => {
     const engine = await PolicyEngine.load(bundles.one as Buffer, { verification: pki.verification });
     assert.equal((await engine.swap(bundles.one as Buffer)).activated, false);

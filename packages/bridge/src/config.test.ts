@@ -45,6 +45,28 @@ describe('bridge configuration', () => {
     assert.equal(config.endpoint.headers.authorization, 'Bearer abc123', 'the configuration itself is unchanged');
   });
 
+  it('prints no secret of any URL or header: endpoint, reports target, CentOps', () => {
+    const secrets = ['s3cret', 't0ken-user', 'abc123', 'r3ports-pass', 'rep-bearer', 'q-t0ken', 'c3ntops'];
+    const config = parseBridgeConfig({
+      ...minimal,
+      endpoint: {
+        url: 'https://bot:s3cret@ria.example/in?api_key=q-t0ken',
+        headers: { authorization: 'Bearer abc123' },
+      },
+      reports: {
+        url: 'https://t0ken-user:r3ports-pass@reports.example/late?page=1',
+        headers: { authorization: 'Bearer rep-bearer', 'x-api-key': 'q-t0ken' },
+      },
+      centops: { url: 'https://op:c3ntops@centops.example' },
+    });
+    const printed = JSON.stringify(printableConfig(config));
+    for (const secret of secrets) assert.ok(!printed.includes(secret), `${secret} printed: ${printed}`);
+    const reports = printableConfig(config).reports;
+    assert.equal(reports?.url, 'https://***:***@reports.example/late?page=1', 'the rest of the URL stays readable');
+    assert.deepEqual(reports?.headers, { authorization: '[redacted]', 'x-api-key': '[redacted]' });
+    assert.equal(config.reports?.headers.authorization, 'Bearer rep-bearer', 'the configuration itself is unchanged');
+  });
+
   it('delivery concurrency and the in-flight bound of sends: whole numbers in range, each refusal naming its field', () => {
     const config = parseBridgeConfig({ ...minimal, delivery: { concurrency: 200 }, send: { maxInFlight: 1 } });
     assert.equal(config.delivery.concurrency, 200);

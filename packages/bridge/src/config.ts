@@ -21,6 +21,7 @@ import { parse } from 'yaml';
 import { DmrError, ID_PATTERN_SOURCE } from '@dmr/core';
 import { BearerTokens, isLoopbackHost, parseTokenFile, parseTokenList } from './auth.js';
 import { displayUrl } from './delivery.js';
+import type { ReportsTarget } from './reports.js';
 
 /** The environment variable that may carry bearer tokens (comma-separated); never part of the document. */
 export const TOKENS_VARIABLE = 'DMR_BRIDGE_AUTH_TOKENS';
@@ -148,15 +149,7 @@ export interface BridgeConfig {
     maxInFlight: number;
     maxMessageBytes: number;
   };
-  reports?: {
-    url: string;
-    timeoutMs: number;
-    maxAttempts: number;
-    initialDelayMs: number;
-    maxDelayMs: number;
-    maxPending: number;
-    headers: Record<string, string>;
-  };
+  reports?: ReportsTarget;
   centops?: { url: string };
   bodyLimitBytes: number;
   logLevel: string;
@@ -464,17 +457,26 @@ async function loadTokens(
 
 /**
  * The configuration as `dmr bridge check` prints it, in every output format:
- * a password in the endpoint URL and the values of the endpoint's extra
- * headers are replaced (those headers exist to carry the endpoint's
- * credentials). Bearer tokens are digests already and print as a count.
+ * every URL through displayUrl (userinfo and credential-like query values
+ * replaced) and the values of the endpoint's and the reports target's extra
+ * headers replaced (those headers exist to carry credentials). Bearer
+ * tokens are digests already and print as a count.
  */
 export function printableConfig(config: BridgeConfig): BridgeConfig {
+  const redacted = (headers: Record<string, string>) =>
+    Object.fromEntries(Object.keys(headers).map((name) => [name, '[redacted]']));
   return {
     ...config,
-    endpoint: {
-      ...config.endpoint,
-      url: displayUrl(config.endpoint.url),
-      headers: Object.fromEntries(Object.keys(config.endpoint.headers).map((name) => [name, '[redacted]'])),
-    },
+    endpoint: { ...config.endpoint, url: displayUrl(config.endpoint.url), headers: redacted(config.endpoint.headers) },
+    ...(config.reports === undefined
+      ? {}
+      : {
+          reports: {
+            ...config.reports,
+            url: displayUrl(config.reports.url),
+            headers: redacted(config.reports.headers),
+          },
+        }),
+    ...(config.centops === undefined ? {} : { centops: { url: displayUrl(config.centops.url) } }),
   };
 }

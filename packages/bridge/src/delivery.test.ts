@@ -119,7 +119,13 @@ describe('EndpointDeliverer', () => {
     assert.equal(await withHeader.deliver('{}'), 1);
     assert.equal(lastAuthorization, 'Bearer abc');
     await withHeader.close();
-    assert.equal(displayUrl('https://bot:s3cret@ria.example/in'), 'https://bot:***@ria.example/in');
+    assert.equal(displayUrl('https://bot:s3cret@ria.example/in'), 'https://***:***@ria.example/in');
+    assert.equal(displayUrl('https://t0ken@ria.example/in'), 'https://***@ria.example/in');
+    assert.equal(
+      displayUrl('https://ria.example/in?access_token=t0k&page=2&X-Amz-Signature=s1g'),
+      'https://ria.example/in?access_token=***&page=2&X-Amz-Signature=***',
+    );
+    assert.equal(displayUrl('not a url s3cret'), '***');
     assert.equal(displayUrl('https://ria.example/in'), 'https://ria.example/in');
   });
 

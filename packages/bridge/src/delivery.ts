@@ -78,16 +78,28 @@ function retryAfter(headers: Dispatcher.ResponseData['headers']): number | undef
   return Number.isNaN(at) ? undefined : Math.max(0, (at - Date.now()) / 1000);
 }
 
-/** The endpoint URL for logs and printouts: a password in it is replaced by `***`. */
+/** Query parameters that carry a credential by their name (`?access_token=`, `?api_key=`, `?sig=`…). */
+const SECRET_PARAMETER = /token|key|secret|sig|auth|pass|credential/i;
+
+/**
+ * A URL for logs and printouts: its userinfo (a password, or a token sent
+ * as the user name) and the values of credential-like query parameters are
+ * replaced by `***`.
+ */
 export function displayUrl(url: string): string {
+  let parsed: URL;
   try {
-    const parsed = new URL(url);
-    if (parsed.password === '') return url;
-    parsed.password = '***';
-    return parsed.href;
+    parsed = new URL(url);
   } catch {
-    return url;
+    // Not a URL (the schema refuses it before anything prints): nothing in it can be shown safely.
+    return '***';
   }
+  const secretNames = [...new Set(parsed.searchParams.keys())].filter((name) => SECRET_PARAMETER.test(name));
+  if (parsed.username === '' && parsed.password === '' && secretNames.length === 0) return url;
+  if (parsed.username !== '') parsed.username = '***';
+  if (parsed.password !== '') parsed.password = '***';
+  for (const name of secretNames) parsed.searchParams.set(name, '***');
+  return parsed.href;
 }
 
 /** A short name for a failed attempt: `timeout`, or the network error's code. */

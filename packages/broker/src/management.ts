@@ -276,25 +276,20 @@ export class ManagementClient {
   /** Every queue of the vhost with its depth (statistics: see QueueDepth). */
   async listQueues(vhost: string): Promise<QueueDepth[]> {
     const body = await this.request('GET', `/queues/${enc(vhost)}`);
-    const count = (value: unknown): number | undefined => (typeof value === 'number' ? value : undefined);
-    const rate = (details: unknown): number | undefined => (isRecord(details) ? count(details.rate) : undefined);
     return (Array.isArray(body) ? body : []).flatMap((item): QueueDepth[] => {
-      if (!isRecord(item) || typeof item.name !== 'string') return [];
-      const stats = isRecord(item.message_stats) ? item.message_stats : {};
-      return [
-        {
-          name: item.name,
-          messages: count(item.messages),
-          messagesReady: count(item.messages_ready),
-          messagesUnacknowledged: count(item.messages_unacknowledged),
-          consumers: count(item.consumers),
-          acked: count(stats.ack),
-          type: typeof item.type === 'string' ? item.type : undefined,
-          publishRate: rate(stats.publish_details),
-          deliverRate: rate(stats.deliver_get_details),
-        },
-      ];
+      const queue = parseQueueDepth(item);
+      return queue === undefined ? [] : [queue];
     });
+  }
+
+  /** One queue with its depth, or undefined when the vhost has no such queue (a node has hundreds: list only to list). */
+  async getQueue(vhost: string, name: string): Promise<QueueDepth | undefined> {
+    try {
+      return parseQueueDepth(await this.request('GET', `/queues/${enc(vhost)}/${enc(name)}`));
+    } catch (error) {
+      if (error instanceof DmrError && error.details.status === 404) return undefined;
+      throw error;
+    }
   }
 
   /**
@@ -440,4 +435,23 @@ export class ManagementClient {
         : [],
     );
   }
+}
+
+/** A queue as `GET /api/queues/…` returns it (one item of the list, or the single queue). */
+function parseQueueDepth(item: unknown): QueueDepth | undefined {
+  if (!isRecord(item) || typeof item.name !== 'string') return undefined;
+  const count = (value: unknown): number | undefined => (typeof value === 'number' ? value : undefined);
+  const rate = (details: unknown): number | undefined => (isRecord(details) ? count(details.rate) : undefined);
+  const stats = isRecord(item.message_stats) ? item.message_stats : {};
+  return {
+    name: item.name,
+    messages: count(item.messages),
+    messagesReady: count(item.messages_ready),
+    messagesUnacknowledged: count(item.messages_unacknowledged),
+    consumers: count(item.consumers),
+    acked: count(stats.ack),
+    type: typeof item.type === 'string' ? item.type : undefined,
+    publishRate: rate(stats.publish_details),
+    deliverRate: rate(stats.deliver_get_details),
+  };
 }

@@ -6,6 +6,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { CommanderError, type Command } from 'commander';
+import { buildProgram, invokedGroup } from './main.js';
 
 export const DMR_BIN = fileURLToPath(new URL('../bin/dmr.js', import.meta.url));
 
@@ -59,4 +61,29 @@ export function dmrCli(options: () => DmrRunOptions) {
 /** A test's command line as its words: split at single spaces (the tests' arguments hold none), for `dmr(...words(…))`. */
 export function words(command: string): string[] {
   return command.split(' ');
+}
+
+/**
+ * What `dmr <path> --help` prints, parsed in process the way main() parses
+ * argv (only the path's group loaded): commander writes the help and
+ * "exits", which exitOverride turns into a CommanderError.
+ */
+export async function helpOf(path: string[]): Promise<string> {
+  const argv = ['node', 'dmr', ...path, '--help'];
+  const program = await buildProgram([invokedGroup(argv) ?? '']);
+  let out = '';
+  const quiet = (command: Command): void => {
+    command.exitOverride().configureOutput({
+      writeOut: (text) => (out += text),
+      writeErr: (text) => assert.fail(`dmr ${path.join(' ')} --help wrote to stderr: ${text}`),
+    });
+    command.commands.forEach(quiet);
+  };
+  quiet(program);
+  await assert.rejects(program.parseAsync(argv), (error) => {
+    assert.ok(error instanceof CommanderError, String(error));
+    assert.equal(error.code, 'commander.helpDisplayed', `dmr ${path.join(' ')} --help: ${error.message}`);
+    return true;
+  });
+  return out;
 }

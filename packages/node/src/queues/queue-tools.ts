@@ -23,7 +23,7 @@ import {
   deadLetterQueueName,
 } from '@dmr/contract';
 import { DmrError, assertValidId } from '@dmr/core';
-import { moveShovelSpec, type ManagementClient, type PeekedMessage } from '@dmr/broker';
+import { moveShovelSpec, type ManagementClient, type PeekedMessage, type QueueDepth } from '@dmr/broker';
 import { queueRole, refusalOf, type QueueOperation, type QueueRole } from './roles.js';
 
 export interface QueueRow {
@@ -40,9 +40,8 @@ export interface QueueRow {
 }
 
 /** Every queue of the node's vhost, DMR's by role, then anything else. */
-export async function listNodeQueues(management: ManagementClient, vhost: string): Promise<QueueRow[]> {
-  const queues = await management.listQueues(vhost);
-  const rows = queues.map((queue): QueueRow => ({
+function queueRow(queue: QueueDepth): QueueRow {
+  return {
     name: queue.name,
     role: queueRole(queue.name).kind,
     type: queue.type ?? null,
@@ -52,7 +51,11 @@ export async function listNodeQueues(management: ManagementClient, vhost: string
     consumers: queue.consumers ?? null,
     publishRate: queue.publishRate ?? null,
     deliverRate: queue.deliverRate ?? null,
-  }));
+  };
+}
+
+export async function listNodeQueues(management: ManagementClient, vhost: string): Promise<QueueRow[]> {
+  const rows = (await management.listQueues(vhost)).map(queueRow);
   return rows.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
@@ -68,8 +71,14 @@ function checkAllowed(queue: string, operation: QueueOperation): QueueRole {
   return role;
 }
 
+/** One queue's row (GET of that queue, not the node's list), or undefined. */
+async function nodeQueue(management: ManagementClient, vhost: string, queue: string): Promise<QueueRow | undefined> {
+  const found = await management.getQueue(vhost, queue);
+  return found === undefined ? undefined : queueRow(found);
+}
+
 async function requireQueue(management: ManagementClient, vhost: string, queue: string): Promise<QueueRow> {
-  const found = (await listNodeQueues(management, vhost)).find((row) => row.name === queue);
+  const found = await nodeQueue(management, vhost, queue);
   if (found === undefined) {
     throw new DmrError('NOT_FOUND', `queue ${queue} does not exist in vhost ${vhost}`, {
       hint: '`dmr queue list --config FILE` names the queues of this node',
@@ -237,7 +246,7 @@ export async function replayDeadLetters(
   const dlq = await requireQueue(management, vhost, from);
   // The shovel publishes without `mandatory`: a message with no queue to go to would be confirmed and gone.
   // The client queue (bound to dmr.delivery while the client is configured) must be there first.
-  const target = (await listNodeQueues(management, vhost)).find((row) => row.name === to);
+  const target = await nodeQueue(management, vhost, to);
   if (target === undefined) {
     throw new DmrError('NOT_FOUND', `client ${client} has no queue ${to} on this node`, {
       hint: 'the client is no longer configured here: its dead letters stay in the DLQ (peek or purge them)',
@@ -266,11 +275,11 @@ export async function replayDeadLetters(
         details: { shovel: name },
       });
     }
-    const now = (await listNodeQueues(management, vhost)).find((row) => row.name === from);
+    const now = await nodeQueue(management, vhost, from);
     options.onProgress?.(now?.messages ?? null);
     await sleep(options.pollMs ?? 250);
   }
-  const after = (await listNodeQueues(management, vhost)).find((row) => row.name === from);
+  const after = await nodeQueue(management, vhost, from);
   return { client, from, to, before: dlq.messages, after: after?.messages ?? null, shovel: name };
 }
 

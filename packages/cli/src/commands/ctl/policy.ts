@@ -6,7 +6,8 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { Command } from 'commander';
-import { readPolicyDir } from '@dmr/centops';
+// The subpath, not '@dmr/centops': the package root loads the whole server (fastify, kysely, opa), ~1 s of CPU per `dmr ctl` run.
+import { readPolicyDir } from '@dmr/centops/policy-files';
 import { assertCanCreate } from '@dmr/pki';
 import { action } from '../../action.js';
 import { printResult, renderFields } from '../../output.js';

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino, type Logger } from 'pino';
+import { parseTraceparent, traceIdOf } from '@dmr/core';
 import { NodeFixture, waitFor } from '@dmr/testkit';
 import { CertificateAuthority } from '@dmr/pki';
 import { BearerTokens } from './auth.js';
@@ -37,6 +38,8 @@ interface Endpoint {
   maxOpen: number;
   /** While set, requests are held unanswered until this many are open at once; then all are answered. */
   holdUntilOpen: number | undefined;
+  /** The `traceparent` header each delivered message's POST carried, by message id. */
+  traceparents: Map<string, string | undefined>;
   close(): Promise<void>;
 }
 
@@ -53,6 +56,7 @@ async function startEndpoint(): Promise<Endpoint> {
     requests: 0,
     failWith: undefined,
     refuseChats: new Set(),
+    traceparents: new Map(),
     open: 0,
     maxOpen: 0,
     holdUntilOpen: undefined,
@@ -85,6 +89,8 @@ async function startEndpoint(): Promise<Endpoint> {
         return;
       }
       endpoint.received.push(document);
+      const traceparent = request.headers.traceparent;
+      endpoint.traceparents.set(document.id, typeof traceparent === 'string' ? traceparent : undefined);
       response.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
     });
   });
@@ -186,10 +192,14 @@ function v1Message(overrides: Partial<V1Message> = {}, chatId = randomUUID()): V
   };
 }
 
-async function post(bridge: Bridge, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+async function post(
+  bridge: Bridge,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; json: Record<string, unknown> }> {
   const response = await fetch(`${bridge.url}/v1/messages`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { ...headers, 'content-type': 'application/json' },
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
   return { status: response.status, json: (await response.json()) as Record<string, unknown> };
@@ -316,6 +326,29 @@ describe('the HTTP bridge against a DMR node', () => {
     // The second message to a recipient known to be accepted does not wait for a verdict.
     const second = await post(riaBridge, v1Message());
     assert.equal(second.status, 202);
+  });
+
+  it('trace context: a caller’s valid traceparent reaches the recipient’s endpoint; a malformed or missing one becomes a new trace', async () => {
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const cases: Array<{ headers: Record<string, string>; expect: string | undefined }> = [
+      { headers: { traceparent }, expect: traceparent },
+      { headers: { traceparent: 'garbage-that-must-not-travel' }, expect: undefined },
+      { headers: {}, expect: undefined },
+    ];
+    const ids: string[] = [];
+    for (const item of cases) {
+      const message = v1Message();
+      assert.equal((await post(riaBridge, message, item.headers)).status, 202);
+      ids.push(message.id.toLowerCase());
+    }
+    await waitFor('the three deliveries', () => ids.every((id) => rikEndpoint.traceparents.has(id)));
+    const got = ids.map((id) => rikEndpoint.traceparents.get(id));
+    assert.equal(got[0], traceparent, 'passed on as the caller sent it (no traced hop in between)');
+    for (const value of got.slice(1)) {
+      assert.notEqual(parseTraceparent(value), undefined, `a valid new traceparent, not ${String(value)}`);
+      assert.ok(!value?.includes('4bf92f3577b34da6a3ce929d0e0e4736'));
+    }
+    assert.notEqual(traceIdOf(got[1]), traceIdOf(got[2]), 'each a trace of its own');
   });
 
   it('a bad body gets 400 with every field error', async () => {

@@ -29,7 +29,16 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify';
 import { pino, type Logger } from 'pino';
-import { DmrError, ERROR_CATALOGUE, isDmrError, isErrorCode, type ErrorCode } from '@dmr/core';
+import {
+  DmrError,
+  ERROR_CATALOGUE,
+  edgeTraceContext,
+  inServerSpan,
+  isDmrError,
+  isErrorCode,
+  type ErrorCode,
+  type Tracing,
+} from '@dmr/core';
 import { centOpsServerCheck } from '@dmr/pki';
 import {
   DmrClient,
@@ -61,6 +70,8 @@ export interface BridgeOptions {
   metrics?: BridgeMetrics;
   /** Overrides for the SDK client (tests: back-off, dedup). */
   client?: Partial<ConnectOptions>;
+  /** Spans for POST /v1/messages (`dmr bridge run` passes startTracing's; none: no spans, no cost). */
+  tracer?: Tracing['tracer'];
 }
 
 /** Routes an unauthenticated caller may use while authentication is configured (see the file comment). */
@@ -107,6 +118,7 @@ export class Bridge {
   #sending = 0;
   #requeued = 0;
   #url: string | undefined;
+  readonly #tracer: Tracing['tracer'];
 
   private constructor(
     config: BridgeConfig,
@@ -130,6 +142,7 @@ export class Bridge {
             checkCentOps,
           );
     this.metrics = options.metrics ?? new BridgeMetrics();
+    this.#tracer = options.tracer;
     this.logger =
       options.logger ??
       pino({
@@ -288,7 +301,16 @@ export class Bridge {
     app.addHook('onResponse', async (request, reply) => {
       this.metrics.requests.inc({ route: request.routeOptions.url ?? 'unknown', status: String(reply.statusCode) });
     });
-    app.post('/v1/messages', async (request, reply) => this.#send(request.body, reply));
+    app.post('/v1/messages', async (request, reply) =>
+      inServerSpan(
+        this.#tracer,
+        'POST /v1/messages',
+        request.headers,
+        { 'http.request.method': 'POST', 'http.route': '/v1/messages', 'dmr.node': this.config.node },
+        () => this.#send(request.body, request.headers, reply),
+        () => reply.statusCode,
+      ),
+    );
     app.get('/v1/health', async (request, reply) => {
       const health = await this.health();
       const code = health.status === 'down' ? 503 : 200;
@@ -362,7 +384,7 @@ export class Bridge {
     return reply.code(503).header('retry-after', String(this.config.send.retryAfterSeconds)).send(errorBody(error));
   }
 
-  async #send(body: unknown, reply: FastifyReply): Promise<FastifyReply> {
+  async #send(body: unknown, httpHeaders: FastifyRequest['headers'], reply: FastifyReply): Promise<FastifyReply> {
     const started = performance.now();
     const finish = (result: string): void => {
       this.metrics.sendDuration.observe({ result }, (performance.now() - started) / 1000);
@@ -416,11 +438,30 @@ export class Bridge {
     this.#sending += 1;
     this.metrics.sendsInFlight.inc();
     try {
-      return await this.#sendTaken(message, id, content, reply, finish);
+      return await this.#sendTaken(message, id, content, this.#traceHeaders(httpHeaders, id), reply, finish);
     } finally {
       this.#sending -= 1;
       this.metrics.sendsInFlight.dec();
     }
+  }
+
+  /**
+   * The trace context the message goes with (docs/observability.md): the
+   * caller's `traceparent` when it is a valid W3C one, else a new trace (a
+   * malformed one is replaced, never passed on); with tracing on, this
+   * request's span, itself the child of a valid caller's traceparent.
+   */
+  #traceHeaders(httpHeaders: FastifyRequest['headers'], id: string): Record<string, string> {
+    const edge = edgeTraceContext(
+      this.#tracer === undefined ? { traceparent: httpHeaders.traceparent, tracestate: httpHeaders.tracestate } : {},
+    );
+    if (this.#tracer === undefined && edge.replaced) {
+      // The value itself is the caller's and not logged.
+      this.logger.info({ messageId: id }, 'malformed traceparent replaced by a new trace');
+    }
+    return edge.tracestate === undefined
+      ? { traceparent: edge.traceparent }
+      : { traceparent: edge.traceparent, tracestate: edge.tracestate };
   }
 
   /** The rest of #send for a message within the in-flight bound: publish, wait for the confirm and the verdict. */
@@ -428,6 +469,7 @@ export class Bridge {
     message: V1Message,
     id: string,
     content: Buffer,
+    trace: Record<string, string>,
     reply: FastifyReply,
     finish: (result: string) => void,
   ): Promise<FastifyReply> {
@@ -443,6 +485,7 @@ export class Bridge {
           messageId: id,
           body: content,
           contentType: V1_CONTENT_TYPE,
+          headers: trace,
         }),
         new Promise<never>((_resolve, reject) => {
           timer = setTimeout(() => {
@@ -517,7 +560,15 @@ export class Bridge {
         throw document;
       }
       try {
-        const attempts = await this.#deliverer.deliver(JSON.stringify(document), this.#stopping.signal, message.id);
+        // The recipient's endpoint continues the trace: the last hop's traceparent, only a valid one (the SDK's check).
+        const traceHeaders: Record<string, string> =
+          message.traceparent === undefined ? {} : { traceparent: message.traceparent };
+        const attempts = await this.#deliverer.deliver(
+          JSON.stringify(document),
+          this.#stopping.signal,
+          message.id,
+          traceHeaders,
+        );
         this.metrics.deliveries.inc({ result: 'delivered' });
         if (attempts > 1) this.logger.info({ messageId: message.id, attempts }, 'delivered after retries');
       } catch (error) {

@@ -157,14 +157,19 @@ export class EndpointDeliverer {
   /**
    * One POST; never throws. `messageId` goes along as `Idempotency-Key` (and `dmr-message-id`): delivery to the
    * endpoint is at least once (an answer lost to a timeout or a bridge killed before its ack means a second POST
-   * of the same message), and only the endpoint can tell a repeat from a new message.
+   * of the same message), and only the endpoint can tell a repeat from a new message. `extraHeaders` (the
+   * message's `traceparent`) never override the configured ones.
    */
-  async attempt(body: string, messageId?: string): Promise<AttemptResult> {
+  async attempt(body: string, messageId?: string, extraHeaders: Record<string, string> = {}): Promise<AttemptResult> {
     try {
       const response = await this.#pool.request({
         path: this.#path,
         method: 'POST',
-        headers: messageId === undefined ? this.#headers : { ...this.#headers, ...idempotencyHeaders(messageId) },
+        headers: {
+          ...extraHeaders,
+          ...this.#headers,
+          ...(messageId === undefined ? {} : idempotencyHeaders(messageId)),
+        },
         body,
       });
       // The body is not used, but it must be read for the connection to be reused.
@@ -191,11 +196,16 @@ export class EndpointDeliverer {
    * bounded by timeoutMs): cutting it off could not tell whether the endpoint
    * took the message.
    */
-  async deliver(body: string, signal?: AbortSignal, messageId?: string): Promise<number> {
+  async deliver(
+    body: string,
+    signal?: AbortSignal,
+    messageId?: string,
+    extraHeaders: Record<string, string> = {},
+  ): Promise<number> {
     const { maxAttempts, deadLetterStatuses } = this.#options;
     for (let attempt = 1; ; attempt += 1) {
       if (signal?.aborted === true) throw new DeliveryAborted(attempt - 1);
-      const result = await this.attempt(body, messageId);
+      const result = await this.attempt(body, messageId, extraHeaders);
       this.#metrics?.deliveryAttempts.inc({ outcome: outcomeLabel(result) });
       if (result.ok) return attempt;
       const what = result.status === undefined ? (result.error ?? 'no answer') : `HTTP ${result.status}`;

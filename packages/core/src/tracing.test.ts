@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { context, propagation, trace, ROOT_CONTEXT } from '@opentelemetry/api';
+import { context, createTraceState, propagation, trace, ROOT_CONTEXT } from '@opentelemetry/api';
 import { OtlpReceiver } from './otlp-receiver.js';
 import { DmrError } from './errors.js';
 import { tracerProvider } from './tracing-sdk.js';
 import {
   amqpHeaderGetter,
   amqpHeaderSetter,
+  edgeTraceContext,
+  inServerSpan,
   inSpan,
   parseTraceparent,
   startTracing,
@@ -180,5 +182,102 @@ describe('inSpan', () => {
     assert.equal(ok?.attributes['dmr.node'], 'node-a');
     assert.equal(failed?.status, 2);
     assert.ok(!JSON.stringify(receiver.spans).includes('secret detail'));
+  });
+});
+
+describe('edgeTraceContext', () => {
+  const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+  const given = `00-${traceId}-00f067aa0ba902b7-01`;
+
+  it('keeps a valid traceparent with its tracestate', () => {
+    assert.deepEqual(edgeTraceContext({ traceparent: given, tracestate: 'vendor=1' }), {
+      traceparent: given,
+      tracestate: 'vendor=1',
+      source: 'given',
+      replaced: false,
+    });
+  });
+
+  it('replaces a malformed one with a new trace and drops its tracestate: garbage is never passed on', () => {
+    for (const bad of ['garbage', given.toUpperCase(), `ff${given.slice(2)}`, `${given}-extra`, 7]) {
+      const edge = edgeTraceContext({ traceparent: bad, tracestate: 'vendor=1' });
+      assert.equal(edge.replaced, true, String(bad));
+      assert.equal(edge.source, 'new');
+      assert.equal(edge.tracestate, undefined);
+      assert.notEqual(parseTraceparent(edge.traceparent), undefined);
+      assert.notEqual(traceIdOf(edge.traceparent), traceId);
+    }
+  });
+
+  it('continues the active span of the calling code, else starts a new sampled trace', () => {
+    const active = trace.setSpanContext(ROOT_CONTEXT, {
+      traceId,
+      spanId: 'b7ad6b7169203331',
+      traceFlags: 1,
+      traceState: createTraceState('app=2'),
+    });
+    assert.deepEqual(edgeTraceContext({}, active), {
+      traceparent: `00-${traceId}-b7ad6b7169203331-01`,
+      tracestate: 'app=2',
+      source: 'active-span',
+      replaced: false,
+    });
+    const fresh = edgeTraceContext({}, ROOT_CONTEXT);
+    assert.equal(fresh.source, 'new');
+    assert.equal(parseTraceparent(fresh.traceparent)?.flags, '01');
+    assert.notEqual(edgeTraceContext({}, ROOT_CONTEXT).traceparent, fresh.traceparent);
+  });
+});
+
+describe('inServerSpan', () => {
+  let receiver: OtlpReceiver;
+  before(async () => {
+    receiver = await OtlpReceiver.start();
+  });
+  after(() => receiver.close());
+
+  it('a SERVER span per request, the child of a valid traceparent, a new trace for a malformed one, status recorded', async () => {
+    const provider = tracerProvider({ serviceName: 'dmr-test', url: `${receiver.url}/v1/traces` });
+    const parent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    let inner: string | undefined;
+    await inServerSpan(
+      provider.tracer,
+      'GET /v1/nodes/:id',
+      { traceparent: parent },
+      {},
+      async () => {
+        inner = trace.getActiveSpan()?.spanContext().traceId;
+        return Promise.resolve();
+      },
+      () => 200,
+    );
+    await inServerSpan(
+      provider.tracer,
+      'POST /v1/x',
+      { traceparent: 'garbage' },
+      {},
+      () => Promise.resolve(),
+      () => 503,
+    );
+    assert.equal(
+      await inServerSpan(
+        undefined,
+        'n',
+        {},
+        {},
+        () => Promise.resolve(3),
+        () => 200,
+      ),
+      3,
+    );
+    await provider.shutdown();
+    assert.equal(inner, '4bf92f3577b34da6a3ce929d0e0e4736', 'the handler runs inside the span');
+    const get = receiver.spans.find((span) => span.name === 'GET /v1/nodes/:id');
+    const post = receiver.spans.find((span) => span.name === 'POST /v1/x');
+    assert.equal(get?.traceId, '4bf92f3577b34da6a3ce929d0e0e4736');
+    assert.equal(get?.parentSpanId, '00f067aa0ba902b7');
+    assert.equal(get?.attributes['http.response.status_code'], '200');
+    assert.equal(post?.parentSpanId, undefined);
+    assert.equal(post?.status, 2);
   });
 });

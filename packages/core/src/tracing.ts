@@ -19,9 +19,17 @@
  * `traceparent` read from the wire, and traceIdOf reads a trace id from one
  * without any SDK (for audit records). Never payloads or secrets in spans.
  */
+import { randomBytes } from 'node:crypto';
 import {
+  context,
+  isSpanContextValid,
+  propagation,
+  trace,
+  ROOT_CONTEXT,
+  SpanKind,
   SpanStatusCode,
   type Attributes,
+  type Context,
   type Span,
   type TextMapGetter,
   type TextMapSetter,
@@ -174,4 +182,144 @@ export function inSpan<T>(
 function errorName(error: unknown): string {
   if (error instanceof DmrError) return error.code;
   return error instanceof Error ? error.name : 'error';
+}
+
+export function formatTraceparent(parent: TraceParent): string {
+  return `00-${parent.traceId}-${parent.spanId}-${parent.flags}`;
+}
+
+/** A new trace, sampled (so every traced hop records it). */
+export function newTraceparent(): string {
+  return formatTraceparent({
+    version: '00',
+    traceId: randomBytes(16).toString('hex'),
+    spanId: randomBytes(8).toString('hex'),
+    flags: '01',
+  });
+}
+
+/** What an edge puts on a message: always a valid `traceparent`, a `tracestate` only with the parent it came with. */
+export interface EdgeTraceContext {
+  traceparent: string;
+  tracestate?: string;
+  /** Where the traceparent came from. */
+  source: 'given' | 'active-span' | 'new';
+  /** A traceparent was given but malformed, and replaced (never passed on). */
+  replaced: boolean;
+}
+
+const TRACESTATE = /^[\x20-\x7e]{1,512}$/;
+
+/**
+ * The trace context an edge (the SDK's send, the bridge) gives a message:
+ * a valid `traceparent` given with it (parseTraceparent) is kept, a
+ * malformed one is replaced with a new trace and its `tracestate` dropped
+ * (W3C: a participant must not pass on a parent it cannot parse); with
+ * none, the active OpenTelemetry span of the calling code continues (when
+ * an application runs one; the API's global context, whichever copy of
+ * `@opentelemetry/api` registered it), else a new trace starts.
+ */
+export function edgeTraceContext(
+  given: { traceparent?: unknown; tracestate?: unknown },
+  active: Context = context.active(),
+): EdgeTraceContext {
+  const present = given.traceparent !== undefined && given.traceparent !== null;
+  const parsed = present ? parseTraceparent(given.traceparent) : undefined;
+  if (parsed !== undefined) {
+    const state = given.tracestate;
+    return {
+      traceparent: formatTraceparent(parsed),
+      ...(typeof state === 'string' && TRACESTATE.test(state) ? { tracestate: state } : {}),
+      source: 'given',
+      replaced: false,
+    };
+  }
+  const span = present ? undefined : trace.getSpanContext(active);
+  if (span !== undefined && isSpanContextValid(span)) {
+    const state = span.traceState?.serialize();
+    return {
+      traceparent: formatTraceparent({
+        version: '00',
+        traceId: span.traceId,
+        spanId: span.spanId,
+        flags: (span.traceFlags & 0xff).toString(16).padStart(2, '0'),
+      }),
+      ...(state !== undefined && state !== '' && TRACESTATE.test(state) ? { tracestate: state } : {}),
+      source: 'active-span',
+      replaced: false,
+    };
+  }
+  return { traceparent: newTraceparent(), source: 'new', replaced: present };
+}
+
+/** Plain string headers of an HTTP request as a propagation carrier. */
+export const httpHeaderGetter: TextMapGetter<Record<string, string | string[] | undefined>> = {
+  keys: (carrier) => Object.keys(carrier),
+  get: (carrier, key) => {
+    const value = carrier[key];
+    return Array.isArray(value) ? value[0] : value;
+  },
+};
+
+/** A SERVER span of one HTTP request; end() is idempotent. */
+export interface ServerSpan {
+  /** The span's context, for work that should run inside it. */
+  readonly context: Context;
+  end(status: number | undefined, error?: unknown): void;
+}
+
+/**
+ * Starts a SERVER span named `name` (the route pattern, never the URL with
+ * its ids), the child of the request's `traceparent` when it is a valid W3C
+ * one (the propagator ignores anything else: a new trace); undefined
+ * without a tracer. For frameworks whose hooks start and end a request
+ * (CentOps' fastify hooks).
+ */
+export function startServerSpan(
+  tracer: Tracer | undefined,
+  name: string,
+  headers: Record<string, string | string[] | undefined>,
+  attributes: Attributes,
+): ServerSpan | undefined {
+  if (tracer === undefined) return undefined;
+  const parent = propagation.extract(ROOT_CONTEXT, headers, httpHeaderGetter);
+  const span = tracer.startSpan(name, { kind: SpanKind.SERVER, attributes }, parent);
+  let ended = false;
+  return {
+    context: trace.setSpan(parent, span),
+    end: (status, error) => {
+      if (ended) return;
+      ended = true;
+      if (status !== undefined) span.setAttribute('http.response.status_code', status);
+      if (error !== undefined) span.setStatus({ code: SpanStatusCode.ERROR, message: errorName(error) });
+      else if (status === undefined || status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+      span.end();
+    },
+  };
+}
+
+/**
+ * Runs an HTTP handler inside a SERVER span (startServerSpan); without a
+ * tracer just runs it. `status()` gives the answer's status at the end.
+ */
+export function inServerSpan<T>(
+  tracer: Tracer | undefined,
+  name: string,
+  headers: Record<string, string | string[] | undefined>,
+  attributes: Attributes,
+  work: () => Promise<T>,
+  status: () => number,
+): Promise<T> {
+  const span = startServerSpan(tracer, name, headers, attributes);
+  if (span === undefined) return work();
+  return context.with(span.context, work).then(
+    (value) => {
+      span.end(status());
+      return value;
+    },
+    (error: unknown) => {
+      span.end(undefined, error);
+      throw error;
+    },
+  );
 }

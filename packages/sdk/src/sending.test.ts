@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Options } from 'amqplib';
-import { DmrError, isDmrError } from '@dmr/core';
+import { DmrError, isDmrError, parseTraceparent } from '@dmr/core';
 import { zeroClientStats } from './client-types.js';
 import type { ConnectionView, Session } from './connection.js';
 import { NACK_RETRY_AFTER_SECONDS, Sending } from './sending.js';
@@ -152,6 +152,17 @@ describe('Sending', () => {
     assert.equal(first.publishes[0]?.options.headers?.traceparent, traceparent);
     first.publishes[0]?.settle(null);
     await sent;
+  });
+
+  it('starts a new sampled trace when the message has none', async () => {
+    const { sending, first } = setup();
+    const plain = sending.send({ to: 'rik-bot', type: 'ChatMessage', body: 'x' });
+    const started = parseTraceparent(first.publishes[0]?.options.headers?.traceparent);
+    assert.ok(started !== undefined, 'a valid traceparent was created');
+    assert.equal(started.flags, '01', 'sampled, so traced hops record it');
+    first.publishes[0]?.settle(null);
+    await plain;
+    // Continuing the application's active span: edgeTraceContext's test in @dmr/core (tracing.test.ts).
   });
 
   it('drain() rejects what is still unconfirmed at the deadline with CLIENT_CLOSED', async () => {

@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Options } from 'amqplib';
-import { DmrError, isValidId, validTraceparent } from '@dmr/core';
+import { DmrError, edgeTraceContext, isValidId, validTraceparent } from '@dmr/core';
 import { TRACEPARENT_HEADER } from '@dmr/contract';
 import type { ClientStats, ConnectOptions } from './client-types.js';
 import type { ConnectionView, Session } from './connection.js';
@@ -143,6 +143,13 @@ export class Sending {
         });
       }
       headers[name] = value;
+    }
+    // The edge starts the trace (decision 0032): the application's active OpenTelemetry span when it runs one
+    // (whichever copy of @opentelemetry/api registered it), else a new sampled trace; a given one was checked above.
+    if (headers[TRACEPARENT_HEADER] === undefined) {
+      const edge = edgeTraceContext({});
+      headers[TRACEPARENT_HEADER] = edge.traceparent;
+      if (edge.tracestate !== undefined && headers.tracestate === undefined) headers.tracestate = edge.tracestate;
     }
     headers[RECIPIENT_HEADER] = options.to;
     headers[VERSION_HEADER] = CONTRACT_VERSION;

@@ -19,7 +19,8 @@ import AjvCompiler from '@fastify/ajv-compiler';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { DmrError, parseDuration, serveMetrics, type MetricsServer } from '@dmr/core';
+import { DmrError, parseDuration, serveMetrics, type MetricsServer, type Tracing } from '@dmr/core';
+import { traceRequests } from './tracing.js';
 import { CertificateAuthority } from '@dmr/pki';
 import { ConfigSigner, RevisionHub, feedRoutes } from '../feed/index.js';
 import { PolicyService } from '../policy/service.js';
@@ -58,6 +59,8 @@ export interface StartOptions {
   policyTimeoutMs?: number;
   /** The metrics to record into (tests read them); a new registry otherwise. */
   metrics?: CentOpsMetrics;
+  /** A span per API and enrolment request (`serve` passes startTracing's); none: no hooks. */
+  tracer?: Tracing['tracer'];
 }
 
 /** The enrolment listener takes a token and a CSR: a few KiB. */
@@ -213,6 +216,7 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
   });
   const auth = { store, trustDomain: config.trustDomain, issued };
   metrics.instrument(api, 'api');
+  traceRequests(api, options.tracer, 'api');
   installAuth(api, auth);
   api.get('/v1/openapi.json', { schema: { hide: true }, preHandler: requireRole(...READERS) }, async () =>
     api.swagger(),
@@ -249,6 +253,7 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
 
   const enrol = baseApp(options.logger, tls, ENROL_BODY_LIMIT);
   metrics.instrument(enrol, 'enrol');
+  traceRequests(enrol, options.tracer, 'enrol');
   // Anyone can reach this listener: every route, the public documents too, counts against the source's budget.
   await enrol.register(rateLimit, {
     global: true,

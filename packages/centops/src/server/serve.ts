@@ -2,6 +2,7 @@
 import { CONFIG_FILE, loadConfig, parseListen } from './config.js';
 import { startServer, type CentOpsServer } from './app.js';
 import { join } from 'node:path';
+import { startTracing } from '@dmr/core';
 
 export interface ServeOptions {
   dir?: string;
@@ -20,7 +21,12 @@ export async function serve(options: ServeOptions): Promise<void> {
       ? loaded
       : { ...loaded, metricsListen: parseListen(options.metricsListen, '--metrics-listen') };
   // pino's JSON lines; request bodies (tokens, CSRs) are never logged, only method, URL and principal.
-  const server = await startServer(config, { logger: { level: config.logLevel } });
+  // A span per request over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; off (the SDK not even loaded) otherwise.
+  const tracing = await startTracing({
+    serviceName: 'dmr-centops',
+    attributes: { 'dmr.trust_domain': config.trustDomain },
+  });
+  const server = await startServer(config, { logger: { level: config.logLevel }, tracer: tracing.tracer });
   options.onListening?.(server);
   server.api.log.info(
     { api: server.apiUrl, enrol: server.enrolUrl, metrics: server.metricsUrl, trustDomain: config.trustDomain },
@@ -31,7 +37,10 @@ export async function serve(options: ServeOptions): Promise<void> {
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
       server.api.log.info({ signal }, 'shutting down');
-      void server.close().then(resolve, resolve);
+      void server
+        .close()
+        .finally(() => tracing.shutdown())
+        .then(resolve, resolve);
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);

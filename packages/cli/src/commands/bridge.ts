@@ -5,6 +5,7 @@
  * every problem listed (BRIDGE_CONFIG_INVALID).
  */
 import { Command } from 'commander';
+import { startTracing } from '@dmr/core';
 import type * as BridgePackage from '@dmr/bridge';
 import { action } from '../action.js';
 import { printResult, renderFields } from '../output.js';
@@ -32,15 +33,22 @@ export function bridgeCommand(): Command {
       .action(
         action<[{ config?: string; drainTimeout: string }]>(async (_context, options) => {
           const { Bridge, loadBridgeConfig } = await bridgeModule();
-          const bridge = await Bridge.start(await loadBridgeConfig(options.config));
+          const config = await loadBridgeConfig(options.config);
+          // Spans for POST /v1/messages over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; off (not even loaded) otherwise.
+          const tracing = await startTracing({
+            serviceName: 'dmr-bridge',
+            attributes: { 'dmr.client': config.id, 'dmr.node': config.node },
+          });
+          const bridge = await Bridge.start(config, { tracer: tracing.tracer });
           const drainTimeoutMs = Number(options.drainTimeout);
           await new Promise<void>((resolve) => {
             const stop = (signal: string): void => {
               bridge.logger.info({ signal }, 'stopping');
               void bridge
                 .close({ drainTimeoutMs: Number.isFinite(drainTimeoutMs) ? drainTimeoutMs : 10_000 })
-                .then(({ requeued }) => {
+                .then(async ({ requeued }) => {
                   if (requeued > 0) bridge.logger.warn({ requeued }, 'deliveries still retrying were handed back');
+                  await tracing.shutdown().catch(() => undefined);
                   resolve();
                 });
             };

@@ -19,6 +19,7 @@ import { CentOpsApi } from './centops-client.js';
 import { DemoExchange, enrolClient, type EnrolledClient } from './demo.js';
 import { pathLinks } from './inspect.js';
 import { startFailure, type LocalMesh, type StartMeshOptions } from './local-mesh.js';
+import { JAEGER_INSTALL_HINT, locateJaeger, tracingEnv, writeJaegerConfig, type JaegerPorts } from './jaeger.js';
 import { meshPaths } from './paths.js';
 import { locatePrometheus, meshTargets, prometheusArgs, writePrometheusFiles } from './prometheus.js';
 import { spawnLogged, type LoggedChild } from './processes.js';
@@ -181,6 +182,7 @@ export async function startCentOps(
       ],
       {
         logFile: paths.centopsLog,
+        ...(mesh.childEnv === undefined ? {} : { env: mesh.childEnv }),
       },
     );
     mesh.centops = child;
@@ -372,6 +374,7 @@ async function startOneNode(
   const spawnedAt = Date.now();
   const child = spawnLogged(options.dmr.command, [...options.dmr.args, 'node', 'run', '--config', files.configFile], {
     logFile: files.log,
+    ...(mesh.childEnv === undefined ? {} : { env: mesh.childEnv }),
   });
   mesh.nodes.set(id, child);
   await mesh.update({
@@ -583,6 +586,48 @@ export async function startPrometheus(mesh: LocalMesh, options: StartMeshOptions
     mesh.watch(child, 'Prometheus', log);
     await mesh.update({ prometheus: { url, dir, process: child.ref, log } });
     step.done(`${url} (alerts: ${url}/alerts, pid ${child.ref.pid})`);
+  } catch (error) {
+    step.fail(error);
+    throw error;
+  }
+}
+
+/**
+ * `--observability`: Jaeger when installed (jaeger.ts), started before
+ * everything else so that CentOps and every node export to it from their
+ * first span; when it is not installed the step says how to install it
+ * and the mesh starts without traces.
+ */
+export async function startJaeger(mesh: LocalMesh): Promise<void> {
+  const step = mesh.progress.step('Jaeger');
+  const binary = locateJaeger();
+  if (binary === undefined) {
+    step.done(`not installed, starting without traces: ${JAEGER_INSTALL_HINT}`);
+    return;
+  }
+  try {
+    const { jaegerDir: dir, jaegerLog: log } = mesh.paths;
+    const ports: JaegerPorts = {
+      otlp: await freeLoopbackPort(52_000, 52_300, 'Jaeger OTLP'),
+      ui: await freeLoopbackPort(52_300, 52_600, 'the Jaeger UI'),
+      queryGrpc: await freeLoopbackPort(52_600, 52_900, 'Jaeger query gRPC'),
+    };
+    const config = await writeJaegerConfig(dir, ports);
+    const child = spawnLogged(binary, ['--config', config], { logFile: log });
+    mesh.jaeger = child;
+    const url = `http://127.0.0.1:${ports.ui}`;
+    const otlpUrl = `http://127.0.0.1:${ports.otlp}`;
+    await waitFor({
+      what: 'Jaeger',
+      child,
+      log,
+      timeoutMs: PROMETHEUS_READY_TIMEOUT_MS,
+      check: async () => ((await fetch(`${url}/api/services`)).ok ? true : undefined),
+    });
+    mesh.watch(child, 'Jaeger', log);
+    mesh.childEnv = tracingEnv(otlpUrl);
+    await mesh.update({ jaeger: { url, otlpUrl, process: child.ref, log } });
+    step.done(`${url} (traces from every process; dmr trace <message-id> links here, pid ${child.ref.pid})`);
   } catch (error) {
     step.fail(error);
     throw error;

@@ -291,6 +291,16 @@ export async function meshStatus(dir: string): Promise<MeshStatusReport> {
       info: { enrolment: state.centops.enrolUrl, adminConfig: state.centops.adminConfig },
     });
   }
+  if (state.jaeger != null) {
+    components.push({
+      name: 'jaeger',
+      running: isAlive(state.jaeger.process),
+      pid: state.jaeger.process?.pid ?? null,
+      endpoint: state.jaeger.url,
+      log: state.jaeger.log,
+      info: { otlp: state.jaeger.otlpUrl },
+    });
+  }
   if (state.prometheus != null) {
     components.push({
       name: 'prometheus',
@@ -374,6 +384,9 @@ export async function meshDown(dir: string, onProgress?: (message: string) => vo
     stopped.push({ name: 'prometheus', result: await stopProcess(state.prometheus.process, 20_000) });
   }
   const agents = await Promise.all(state.nodes.map((node) => stopProcess(node.process, 20_000)));
+  if (state.jaeger?.process) {
+    stopped.push({ name: 'jaeger', result: await stopProcess(state.jaeger.process, 20_000) });
+  }
   state.nodes.forEach((node, index) => stopped.push({ name: node.id, result: agents[index] ?? 'not-running' }));
   if (state.broker !== null) {
     try {

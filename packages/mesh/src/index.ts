@@ -28,6 +28,14 @@ export {
   type PathStats,
 } from './state.js';
 export {
+  JAEGER_INSTALL_HINT,
+  JAEGER_VERSION,
+  jaegerConfig,
+  locateJaeger,
+  tracingEnv,
+  type JaegerPorts,
+} from './jaeger.js';
+export {
   PROMETHEUS_DEPLOY_DIR,
   locatePrometheus,
   meshTargets,

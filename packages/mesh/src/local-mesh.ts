@@ -33,7 +33,7 @@ export interface StartMeshOptions {
   routers?: number;
   /** Aborting (Ctrl-C during the start) stops what was started and rejects. */
   signal?: AbortSignal;
-  /** Also start Prometheus scraping the mesh (prometheus.ts). */
+  /** Also start Prometheus scraping the mesh (prometheus.ts), and Jaeger when installed (jaeger.ts). */
   observability?: boolean;
 }
 
@@ -63,6 +63,9 @@ export class LocalMesh {
   readonly nodes = new Map<string, LoggedChild>();
   demo: DemoExchange | undefined;
   prometheus: LoggedChild | undefined;
+  /** `--observability` with Jaeger installed: Jaeger, and the environment (OTEL_*) every process is started with. */
+  jaeger: LoggedChild | undefined;
+  childEnv: NodeJS.ProcessEnv | undefined;
   #stopping: Promise<void> | undefined;
   #failure: ((error: DmrError) => void) | undefined;
   /** Resolves when a component dies on its own while the mesh runs. */
@@ -235,6 +238,9 @@ export class LocalMesh {
     }
     const centops = this.centops;
     if (centops) stages.push(['stop CentOps', async () => stopProcess(centops.ref, CHILD_STOP_GRACE_MS)]);
+    const jaeger = this.jaeger;
+    // Last: it takes the spans the others export as they stop.
+    if (jaeger) stages.push(['stop Jaeger', async () => stopProcess(jaeger.ref, CHILD_STOP_GRACE_MS)]);
     let firstError: unknown;
     for (const [name, run] of stages) {
       const step = progress.step(name);
@@ -255,6 +261,7 @@ export class LocalMesh {
     for (const child of this.nodes.values()) signalGroup(child.ref, 'SIGKILL');
     signalGroup(this.centops?.ref, 'SIGKILL');
     signalGroup(this.prometheus?.ref, 'SIGKILL');
+    signalGroup(this.jaeger?.ref, 'SIGKILL');
     this.harness?.killNowSync('second interrupt');
   }
 }

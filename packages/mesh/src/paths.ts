@@ -34,6 +34,9 @@ export interface MeshPaths {
   /** `dmr up --observability`: Prometheus' configuration, rules, targets and data. */
   prometheusDir: string;
   prometheusLog: string;
+  /** `dmr up --observability`: Jaeger's configuration. */
+  jaegerDir: string;
+  jaegerLog: string;
   node(id: string): MeshNodePaths;
 }
 
@@ -52,6 +55,8 @@ export function meshPaths(dir: string): MeshPaths {
     clientsDir: join(root, 'clients'),
     prometheusDir: join(root, 'prometheus'),
     prometheusLog: join(logsDir, 'prometheus.log'),
+    jaegerDir: join(root, 'jaeger'),
+    jaegerLog: join(logsDir, 'jaeger.log'),
     node: (id) => ({
       id,
       dataDir: join(root, id),

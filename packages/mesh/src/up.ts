@@ -12,7 +12,15 @@ import { join } from 'node:path';
 import { locateRabbitmq } from '@dmr/broker-harness';
 import { DmrError, isDmrError } from '@dmr/core';
 import { ensureOpa } from '@dmr/policy';
-import { applyRegistry, startCentOps, startDemo, startMeshBrokers, startNodes, startPrometheus } from './components.js';
+import {
+  applyRegistry,
+  startCentOps,
+  startDemo,
+  startJaeger,
+  startMeshBrokers,
+  startNodes,
+  startPrometheus,
+} from './components.js';
 import { LocalMesh, type StartMeshOptions } from './local-mesh.js';
 import { meshPaths, type MeshPaths } from './paths.js';
 import { isAlive, processRef } from './processes.js';
@@ -113,6 +121,10 @@ export async function startMesh(options: StartMeshOptions): Promise<LocalMesh> {
   };
   mesh.progress = options.progress;
   try {
+    if (options.observability === true) {
+      await startJaeger(mesh);
+      aborted(options.signal);
+    }
     const { config, admin } = await startCentOps(mesh, options);
     aborted(options.signal);
     const harness = await startMeshBrokers(mesh, options, join(paths.centopsDir, 'ca'));

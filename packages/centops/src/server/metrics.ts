@@ -35,7 +35,7 @@ export class CentOpsMetrics implements CertificateEvents {
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'dmr_centops_' });
     this.requestSeconds = new Histogram({
       name: 'dmr_centops_http_request_duration_seconds',
-      help: 'CentOps HTTP requests from arrival to the end of the answer, by listener (api, enrol), method, route template and status (a feed stream counts when it ends)',
+      help: 'CentOps HTTP requests from arrival to the end of the answer, by listener (api, enrol), method, route template and status class (2xx, 4xx, 5xx; a feed stream counts when it ends)',
       labelNames: ['listener', 'method', 'route', 'status'],
       buckets: LATENCY_BUCKETS,
       registers,
@@ -104,19 +104,32 @@ export class CentOpsMetrics implements CertificateEvents {
     this.tokensUsed.inc({ kind });
   }
 
-  /** Times every request of `app`; the route is fastify's template (bounded), never the URL a caller sent. */
+  /**
+   * Times every request of `app`. Every label is bounded whatever a caller
+   * sends: the route is fastify's template (`unmatched` for any URL no route
+   * takes), never the URL; the method one of the methods CentOps serves, else
+   * `other`; the status its class (`2xx`…`5xx`).
+   */
   instrument(app: FastifyInstance, listener: 'api' | 'enrol'): void {
     app.addHook('onResponse', (request, reply, done) => {
       this.requestSeconds.observe(
         {
           listener,
-          method: request.method,
+          method: SERVED_METHODS.has(request.method) ? request.method : 'other',
           route: request.routeOptions.url ?? 'unmatched',
-          status: String(reply.statusCode),
+          status: statusClass(reply.statusCode),
         },
         reply.elapsedTime / 1000,
       );
       done();
     });
   }
+}
+
+/** The methods CentOps' routes use (HEAD with GET); anything else a caller sends is labelled `other`. */
+const SERVED_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+
+/** `2xx`, `4xx`…: a bounded label, enough for error rates (the route says which call). */
+function statusClass(code: number): string {
+  return code >= 100 && code <= 599 ? `${Math.floor(code / 100)}xx` : 'other';
 }

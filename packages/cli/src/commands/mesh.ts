@@ -68,6 +68,12 @@ function renderRunning(state: MeshState): string {
       (client) => [client.id, `${client.organisation} on ${client.node}, certificate ${client.certificate}`] as const,
     ),
     ['Prometheus', state.prometheus == null ? undefined : `${state.prometheus.url}  (data: ${state.prometheus.dir})`],
+    [
+      'Jaeger',
+      state.jaeger == null
+        ? undefined
+        : `${state.jaeger.url}  (OTLP/HTTP ${state.jaeger.otlpUrl}; dmr trace <id> links here)`,
+    ],
   ];
   return `${renderFields(rows)}\nEvery node: TLS + EXTERNAL only; ${join(state.dir, 'mesh.json')} lists them all.`;
 }
@@ -199,7 +205,7 @@ export function upCommand(): Command {
     .option('--interval <ms>', 'milliseconds between two demo questions (default 1000)')
     .option(
       '--observability',
-      "also start Prometheus (Debian's prometheus) on its own loopback port, scraping CentOps, every node, router and broker with the alert rules of deploy/prometheus; its data in DIR/prometheus",
+      "also start Prometheus (Debian's prometheus) on its own loopback port, scraping CentOps, every node, router and broker with the alert rules of deploy/prometheus; its data in DIR/prometheus; and Jaeger, when installed (npm run setup:jaeger), with every process exporting traces to it",
     )
     .addOption(new Option('--detached-supervisor', 'internal: the detached copy that `dmr up` starts').hideHelp())
     .action(

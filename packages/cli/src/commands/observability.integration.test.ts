@@ -20,7 +20,7 @@ import { parse } from 'yaml';
 import { connectWithCertificate } from '@dmr/broker';
 import { skipUnless } from '@dmr/broker/testing';
 import { CONTRACT_VERSION, INGRESS_EXCHANGE, RECIPIENT_HEADER, VERSION_HEADER } from '@dmr/contract';
-import { locatePrometheus, type MeshState } from '@dmr/mesh';
+import { locateJaeger, locatePrometheus, type MeshState } from '@dmr/mesh';
 import { brokerServerCheck } from '@dmr/pki';
 import { waitFor } from '@dmr/testkit';
 import { dmrCli, runDmr } from '../test-support.js';
@@ -91,6 +91,24 @@ describe('dmr up --observability (Prometheus scraping a running mesh)', { skip }
   after(async () => {
     await runDmr(['down', '--dir', meshDir], { cwd: root });
     await rm(root, { recursive: true, force: true });
+  });
+
+  it('Jaeger: started with every process exporting to it when installed; else the step says how to install it and the mesh runs', async () => {
+    const step = state.steps.find((entry) => entry.name === 'Jaeger');
+    assert.ok(step !== undefined, 'a Jaeger step either way');
+    if (locateJaeger() === undefined) {
+      assert.match(step.detail ?? '', /not installed.*npm run setup:jaeger/);
+      assert.equal(state.jaeger ?? null, null);
+      assert.equal(state.status, 'running');
+      return;
+    }
+    // Installed (not in CI: decision 0032): the routers' spans reach it through the OTEL_* variables.
+    const jaeger = state.jaeger;
+    assert.ok(jaeger != null);
+    await waitFor('dmr-router spans in Jaeger', async () => {
+      const answer = (await (await fetch(`${jaeger.url}/api/services`)).json()) as { data: string[] | null };
+      return answer.data?.includes('dmr-router') === true ? true : undefined;
+    });
   });
 
   it('starts Prometheus on its own port and data directory, with every component as a target', async () => {

@@ -1,7 +1,8 @@
 /** Prometheus metrics of the bridge (`dmr_bridge_*`), on their own registry so tests and embedders stay isolated. */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { latencyBuckets } from '@dmr/core';
 
-const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const LATENCY_BUCKETS = latencyBuckets(0.001, 30);
 
 export class BridgeMetrics {
   readonly registry: Registry;

@@ -9,3 +9,4 @@ export * from './sse.js';
 export * from './canonical-json.js';
 export * from './metrics-server.js';
 export * from './tracing.js';
+export * from './latency-buckets.js';

@@ -8,7 +8,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { PrincipalKind } from '@dmr/core';
+import { latencyBuckets, type PrincipalKind } from '@dmr/core';
 import type { CertificateEvents, IssuedVia } from './certificates.js';
 
 /** What the scrape-time gauges read. */
@@ -20,7 +20,7 @@ export interface CentOpsMetricsSources {
   auditLogBroken(): boolean;
 }
 
-const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const LATENCY_BUCKETS = latencyBuckets(0.001, 30);
 
 export class CentOpsMetrics implements CertificateEvents {
   readonly registry: Registry;

@@ -4,6 +4,7 @@
  * (tests, shards) do not collide in the global registry.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { latencyBuckets } from '@dmr/core';
 
 export const ROUTER_STATES = ['idle', 'connecting', 'running', 'backing-off', 'stopped'] as const;
 export type RouterState = (typeof ROUTER_STATES)[number];
@@ -66,13 +67,13 @@ export class RouterMetrics {
     this.routeSeconds = new Histogram({
       name: 'dmr_router_route_seconds',
       help: 'From taking a message off ingress to the confirm of its delivery or refusal.',
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      buckets: latencyBuckets(0.0005, 2.5),
       registers,
     });
     this.policySeconds = new Histogram({
       name: 'dmr_policy_decision_seconds',
       help: 'Time the policy took to decide one message.',
-      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05],
+      buckets: latencyBuckets(0.00005, 0.05),
       registers,
     });
     this.state = new Gauge({
@@ -146,7 +147,7 @@ export class RouterMetrics {
       name: 'dmr_router_hop_seconds',
       help: "From the previous node's time in the hop chain to this router taking the message: the link and its queues (two nodes' clocks), by previous node.",
       labelNames: ['peer'],
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      buckets: latencyBuckets(0.001, 60),
       registers,
     });
     // Read when scraped, never on the per-message path.

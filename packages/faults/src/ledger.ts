@@ -47,6 +47,11 @@ export interface LedgerCounts {
   notAccepted: number;
 }
 
+/** Counts of no traffic: a ledger's start, and the row of a scenario that failed before it sent. */
+export function zeroCounts(): LedgerCounts {
+  return { sent: 0, confirmed: 0, delivered: 0, reported: 0, lost: 0, duplicates: 0, redeliveries: 0, notAccepted: 0 };
+}
+
 export class Ledger {
   readonly #entries = new Map<string, LedgerEntry>();
   readonly #reasons = new Map<string, number>();
@@ -118,16 +123,7 @@ export class Ledger {
   }
 
   counts(): LedgerCounts {
-    const counts: LedgerCounts = {
-      sent: this.#entries.size,
-      confirmed: 0,
-      delivered: 0,
-      reported: 0,
-      lost: 0,
-      duplicates: 0,
-      redeliveries: 0,
-      notAccepted: 0,
-    };
+    const counts: LedgerCounts = { ...zeroCounts(), sent: this.#entries.size };
     for (const entry of this.#entries.values()) {
       if (entry.acceptedAt !== undefined) counts.confirmed++;
       else if (entry.notAccepted !== undefined) counts.notAccepted++;

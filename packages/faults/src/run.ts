@@ -8,6 +8,7 @@
 import { isDmrError } from '@dmr/core';
 import type { MeshProgress } from '@dmr/mesh';
 import { BridgeTraffic } from './bridge-traffic.js';
+import { zeroCounts } from './ledger.js';
 import type { Row } from './report.js';
 import { hold, until, type Scenario, type Settings } from './scenario.js';
 import { drain, SdkTraffic, type Traffic } from './traffic.js';
@@ -122,14 +123,7 @@ function failedRow(scenario: Scenario, error: unknown): Row {
     scenario: scenario.name,
     title: scenario.title,
     via: scenario.traffic,
-    sent: 0,
-    confirmed: 0,
-    delivered: 0,
-    reported: 0,
-    lost: 0,
-    duplicates: 0,
-    redeliveries: 0,
-    notAccepted: 0,
+    ...zeroCounts(),
     recoveryMs: null,
     note: '',
     error: describeError(error),

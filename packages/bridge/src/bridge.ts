@@ -32,13 +32,16 @@ import { pino, type Logger } from 'pino';
 import {
   DmrError,
   ERROR_CATALOGUE,
+  EventRecorder,
   edgeTraceContext,
   inServerSpan,
   isDmrError,
   isErrorCode,
+  isValidId,
   type ErrorCode,
   type Tracing,
 } from '@dmr/core';
+import { UUID_PATTERN } from '@dmr/contract';
 import { centOpsServerCheck } from '@dmr/pki';
 import {
   DmrClient,
@@ -96,6 +99,8 @@ function refusal(report: DeliveryReport): DmrError {
 export class Bridge {
   readonly config: BridgeConfig;
   readonly metrics: BridgeMetrics;
+  /** Deliveries given up on, as delivery.failed events (docs/events.md). */
+  readonly #events: EventRecorder;
   readonly logger: Logger;
   readonly #client: DmrClient;
   readonly #tls: TlsPem;
@@ -151,6 +156,7 @@ export class Bridge {
         // Belt and braces: nothing logs request headers today, and a bearer token must never reach a log.
         redact: { paths: ['req.headers.authorization', 'headers.authorization'], censor: '[redacted]' },
       });
+    this.#events = new EventRecorder({ logger: this.logger, counter: this.metrics.events });
     this.#deliverer = new EndpointDeliverer(
       { ...config.endpoint, ...config.delivery, connections: config.delivery.concurrency },
       this.metrics,
@@ -553,8 +559,10 @@ export class Bridge {
       const document = this.#toV1(message);
       if (document instanceof DmrError) {
         this.metrics.deliveries.inc({ result: 'invalid' });
-        this.logger.warn(
-          { messageId: message.id, from: message.from, problems: document.details.problems },
+        this.#failed(
+          message,
+          document.code,
+          { problems: document.details.problems },
           'received message is not v1 JSON; dead-lettered',
         );
         throw document;
@@ -580,8 +588,10 @@ export class Bridge {
         }
         if (!(error instanceof DeliveryFailed)) throw error;
         this.metrics.deliveries.inc({ result: 'dead_lettered' });
-        this.logger.warn(
-          { messageId: message.id, from: message.from, attempts: error.attempts, status: error.last.status },
+        this.#failed(
+          message,
+          'ENDPOINT_DELIVERY_FAILED',
+          { attempts: error.attempts, status: error.last.status },
           `${error.message}; dead-lettered`,
         );
         throw error;
@@ -591,6 +601,25 @@ export class Bridge {
       this.metrics.deliveriesInFlight.dec();
       this.metrics.deliveryDuration.observe((performance.now() - started) / 1000);
     }
+  }
+
+  /**
+   * A received message given up on (dead-lettered to the client's queue): its
+   * one warn line is the delivery.failed event, counted once. The bridge is a
+   * client and writes no audit log; the message's records are its routers'.
+   */
+  #failed(message: ReceivedMessage, reason: ErrorCode, context: Record<string, unknown>, line: string): void {
+    this.#events.recorded(
+      'delivery.failed',
+      {
+        ...(UUID_PATTERN.test(message.id) ? { messageId: message.id } : {}),
+        reason,
+        ...(isValidId(message.from) ? { sender: message.from } : {}),
+        ...(isValidId(message.to) ? { recipient: message.to } : {}),
+      },
+      { from: message.from, ...context },
+      line,
+    );
   }
 
   #toV1(message: ReceivedMessage): V1Delivered | DmrError {

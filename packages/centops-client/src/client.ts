@@ -40,7 +40,7 @@ import {
   type NodeStatusReport,
   type PolicyVersionWithFiles,
 } from '@dmr/contract';
-import { DmrError } from '@dmr/core';
+import { DmrError, type DmrEvent } from '@dmr/core';
 import {
   CentOpsAgent,
   callCentOps,
@@ -354,6 +354,12 @@ export class CentOpsClient {
   async putNodeStatus(nodeId: string, report: NodeStatusReport): Promise<void> {
     const answer = await this.request('PUT', `/v1/nodes/${encodeURIComponent(nodeId)}/status`, { body: report });
     if (answer.status !== 200) throw centOpsError(answer, 'status report');
+  }
+
+  /** POST /v1/nodes/<id>/events: one of the node's events, for CentOps' audit log (docs/events.md). */
+  async postNodeEvent(nodeId: string, event: DmrEvent): Promise<void> {
+    const answer = await this.request('POST', `/v1/nodes/${encodeURIComponent(nodeId)}/events`, { body: event });
+    if (answer.status !== 204) throw centOpsError(answer, 'event report');
   }
 
   /** GET /v1/status: the registry revision and the revision each node runs. */

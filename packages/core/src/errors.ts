@@ -445,6 +445,12 @@ export const ERROR_CATALOGUE = {
     summary:
       'A fault scenario (`npm run faults`) could not inject its fault, or a component did not come back after it; the message names the scenario, the step and the log to read.',
   },
+  ENDPOINT_DELIVERY_FAILED: {
+    exitCode: 7,
+    httpStatus: 502,
+    summary:
+      "The HTTP bridge's endpoint did not take a received message (a 4xx other than 408/429, or no 2xx within deliveryAttempts); the bridge dead-lettered it to its client's dead-letter queue.",
+  },
   AUDIT_CHECKPOINT_INVALID: {
     exitCode: 14,
     httpStatus: 422,

@@ -1,5 +1,6 @@
 export * from './duration.js';
 export * from './errors.js';
+export * from './events.js';
 export * from './ids.js';
 export * from './stats.js';
 export * from './ack-batcher.js';

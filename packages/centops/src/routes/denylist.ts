@@ -80,8 +80,9 @@ export function denylistRoutes(context: RouteContext, service: CertificateServic
       },
       async (request, reply) => {
         const { id } = request.params as { id: string };
-        await store.removeFromDenylist(id, actorOf(request.principal, trustDomain));
-        context.onRevision(await store.revision());
+        const lifted = await store.removeFromDenylist(id, actorOf(request.principal, trustDomain));
+        context.events.denylist('remove', lifted.kind, id, lifted.revision);
+        context.onRevision(lifted.revision);
         return reply.code(204).send();
       },
     );

@@ -96,7 +96,11 @@ export function policyRoutes(context: RouteContext, service: PolicyService): Fas
           dryRun: dryRun === true,
           ...(version === undefined ? {} : { expectedVersion: version }),
         });
-        if (result.changed && result.policy !== undefined) context.onRevision(result.policy.registryRevision);
+        if (result.changed && result.policy !== undefined) {
+          const { version, digest, registryRevision } = result.policy;
+          context.events.policyChanged(version, digest, registryRevision);
+          context.onRevision(registryRevision);
+        }
         if (result.policy !== undefined) void reply.header('etag', etag(result.policy.version));
         return result;
       },

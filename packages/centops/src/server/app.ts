@@ -40,6 +40,8 @@ import { CertificateService } from './certificates.js';
 import { formatListen, type CentOpsConfig } from './config.js';
 import { localActor } from './credentials.js';
 import { installErrorHandler } from './errors.js';
+import { nodeEventRoutes } from '../routes/node-events.js';
+import { CentOpsEvents } from './events.js';
 import { CentOpsMetrics } from './metrics.js';
 import { assertNoStrayKeys } from './stray-keys.js';
 import { AuditWitness } from './witness.js';
@@ -155,13 +157,27 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
   const signer = new ConfigSigner({ certificateChainPem: signerChain, privateKeyPem: signerKey });
   const issued = new IssuedIndex(ca);
   const metrics = options.metrics ?? new CentOpsMetrics();
+  // The API's logger, read when an event happens (the listener is made below; no event comes before it).
+  const events = new CentOpsEvents({
+    metrics,
+    store,
+    trustDomain: config.trustDomain,
+    logger: {
+      info: (fields, message) => api.log.info(fields, message),
+      warn: (fields, message) => api.log.warn(fields, message),
+      error: (fields, message) => api.log.error(fields, message),
+    },
+    ...(options.now === undefined ? {} : { now: options.now }),
+  });
   const context: RouteContext = {
+    events,
     store,
     ca,
     issued,
     trustDomain: config.trustDomain,
     // A registry change may have revoked certificates (delete revokes): the CA's records follow before nodes hear of it.
     onRevision: (revision) => {
+      events.published(revision);
       void service
         .syncRevocations()
         .catch((error: unknown) => api.log.error({ err: error }, 'revoking at the CA failed'))
@@ -174,7 +190,7 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
     ...(options.now === undefined ? {} : { now: options.now }),
     ...(config.renewalOverlap === undefined ? {} : { renewalOverlapMs: parseDuration(config.renewalOverlap) }),
     ...(config.renewalGrace === undefined ? {} : { renewalGraceMs: parseDuration(config.renewalGrace) }),
-    events: metrics,
+    events,
   });
   // Predecessors of renewed certificates are revoked once their overlap is over (and before every CRL).
   const sweeper = setInterval(
@@ -228,6 +244,7 @@ export async function startServer(config: CentOpsConfig, options: StartOptions =
   await api.register(denylistRoutes(context, service));
   await api.register(directoryRoutes(context));
   await api.register(policyRoutes(context, policies));
+  await api.register(nodeEventRoutes(context));
   const witness = new AuditWitness({
     store,
     trustDomain: config.trustDomain,

@@ -89,9 +89,18 @@ export interface CertificateServiceOptions {
 
 export type IssuedVia = 'enrol' | 'renew' | 'operator';
 
+/** What CertificateService tells (server/events.ts: the counters and the events of docs/events.md). */
 export interface CertificateEvents {
-  issued(kind: PrincipalKind | 'operator', via: IssuedVia): void;
+  issued(
+    kind: PrincipalKind | 'operator',
+    via: IssuedVia,
+    certificate?: { id: string; serial: string; notAfter: string },
+  ): void;
   tokenUsed(kind: PrincipalKind): void;
+  /** Certificates revoked (the store wrote their audit records). */
+  revoked?(kind: string, id: string, serials: readonly string[], reason: RevocationReason): void;
+  /** A client or node put on the denylist by a revocation or a deny, at `revision`. */
+  denylisted?(kind: 'client' | 'node', id: string, revision: number): void;
 }
 
 /** A grace-renewal nonce is good for this long, once. */
@@ -297,7 +306,7 @@ export class CertificateService {
     }
     this.#events?.tokenUsed(owner.kind);
     const response = await this.#issueMesh(owner.id, kind, profile, csrPem);
-    this.#events?.issued(owner.kind, 'enrol');
+    this.#events?.issued(owner.kind, 'enrol', response);
     return response;
   }
 
@@ -317,7 +326,7 @@ export class CertificateService {
       const { kind, profile } = await this.#meshIdentity(principal.id, principal.kind);
       response = await this.#issueMesh(principal.id, kind, profile, csrPem);
     }
-    this.#events?.issued(principal.kind, 'renew');
+    this.#events?.issued(principal.kind, 'renew', response);
     return response;
   }
 
@@ -409,7 +418,7 @@ export class CertificateService {
     }
     await this.#limitRenewals(kind, id);
     const response = await this.#issueMesh(id, kind, profile, verified.payload.csr);
-    this.#events?.issued(kind, 'renew');
+    this.#events?.issued(kind, 'renew', response);
     return response;
   }
 
@@ -431,7 +440,7 @@ export class CertificateService {
       operatorTtlMs(request.ttl),
       actorOf(principal, this.#trustDomain),
     );
-    this.#events?.issued('operator', 'operator');
+    this.#events?.issued('operator', 'operator', response);
     return response;
   }
 
@@ -502,7 +511,10 @@ export class CertificateService {
         if (!record.revoked) await this.#ca.revoke(serial, reason);
         this.#crl = undefined;
       });
-      if (stored.revokedAt === null) await this.#store.revokeCertificate(serial, reason, actor);
+      if (stored.revokedAt === null) {
+        await this.#store.revokeCertificate(serial, reason, actor);
+        this.#events?.revoked?.(record.kind, record.id, [serial], reason);
+      }
       return { serial, kind: record.kind, id: record.id, reason, denylisted: false, serials: [serial] };
     }
     if (reason === 'superseded') return this.#supersede(record, stored, actor);
@@ -516,6 +528,7 @@ export class CertificateService {
     if (!record.revoked && !revoked.serials.includes(serial))
       await this.#ca.revoke(serial, reason).catch(() => undefined);
     await this.syncRevocations();
+    this.#told(record.kind, record.id, revoked.serials, reason, revoked);
     if (revoked.revision !== null) this.#onRevision(revoked.revision);
     return {
       serial,
@@ -554,6 +567,7 @@ export class CertificateService {
       );
     }
     const revoked = await this.#store.revokeCertificate(record.serial, 'superseded', actor);
+    this.#events?.revoked?.(record.kind, record.id, [record.serial], 'superseded');
     await this.syncRevocations();
     if (revoked.revision !== null) this.#onRevision(revoked.revision);
     return {
@@ -588,6 +602,7 @@ export class CertificateService {
       identity.kind === 'operator' ? {} : { denylistReason: reason },
     );
     await this.syncRevocations();
+    this.#told(identity.kind, identity.id, revoked.serials, 'privilegeWithdrawn', revoked);
     if (revoked.revision !== null) this.#onRevision(revoked.revision);
     return {
       id: identity.id,
@@ -633,6 +648,20 @@ export class CertificateService {
     return done;
   }
 
+  /** The events of an identity revocation: each certificate revoked, and the denylist entry if it made one. */
+  #told(
+    kind: string,
+    id: string,
+    serials: readonly string[],
+    reason: RevocationReason,
+    revoked: { denylisted: boolean; revision: number | null },
+  ): void {
+    this.#events?.revoked?.(kind, id, serials, reason);
+    if (revoked.denylisted && revoked.revision !== null && (kind === 'client' || kind === 'node')) {
+      this.#events?.denylisted?.(kind, id, revoked.revision);
+    }
+  }
+
   /**
    * Revokes, as superseded, the predecessors whose overlap after a renewal
    * has passed, and publishes the revision (their fingerprints leave the
@@ -643,6 +672,10 @@ export class CertificateService {
     this.#sweeping ??= (async () => {
       try {
         const { serials, revision } = await this.#store.revokeSuperseded(SYSTEM_ACTOR);
+        for (const serial of serials) {
+          const record = await this.#issued.get(serial);
+          if (record !== undefined) this.#events?.revoked?.(record.kind, record.id, [serial], 'superseded');
+        }
         if (serials.length > 0) await this.syncRevocations();
         if (revision !== null) this.#onRevision(revision);
       } finally {

@@ -8,7 +8,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { latencyBuckets, type PrincipalKind } from '@dmr/core';
+import { EVENTS_COUNTER, latencyBuckets, type PrincipalKind } from '@dmr/core';
 import type { CertificateEvents, IssuedVia } from './certificates.js';
 
 /** What the scrape-time gauges read. */
@@ -27,6 +27,8 @@ export class CentOpsMetrics implements CertificateEvents {
   readonly requestSeconds: Histogram<'listener' | 'method' | 'route' | 'status'>;
   readonly certificatesIssued: Counter<'kind' | 'via'>;
   readonly tokensUsed: Counter<'kind'>;
+  /** dmr_events_total: what EventRecorder counts (docs/events.md). */
+  readonly events: Counter<'kind' | 'reason'>;
   #sources: CentOpsMetricsSources | undefined;
 
   constructor(registry: Registry = new Registry(), options: { defaultMetrics?: boolean } = {}) {
@@ -52,6 +54,7 @@ export class CentOpsMetrics implements CertificateEvents {
       labelNames: ['kind'],
       registers,
     });
+    this.events = new Counter({ ...EVENTS_COUNTER, labelNames: [...EVENTS_COUNTER.labelNames], registers });
     const sources = () => this.#sources;
     new Gauge({
       name: 'dmr_centops_revision',

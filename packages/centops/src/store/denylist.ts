@@ -88,9 +88,15 @@ export async function addToDenylist(
   });
 }
 
-export async function removeFromDenylist(db: Kysely<Database>, id: string, actor: string, now: Date): Promise<void> {
+/** Lifts an entry; resolves with the kind it named and the revision it made. */
+export async function removeFromDenylist(
+  db: Kysely<Database>,
+  id: string,
+  actor: string,
+  now: Date,
+): Promise<{ kind: PrincipalKind; revision: number }> {
   const at = now.toISOString();
-  await writeTransaction(db, async (trx) => {
+  return writeTransaction(db, async (trx) => {
     const removed = await trx.deleteFrom('denylist').where('id', '=', id).returningAll().executeTakeFirst();
     if (removed === undefined) throw new DmrError('NOT_FOUND', `${id} is not on the denylist`);
     const revision = await bumpRevision(trx);
@@ -106,6 +112,7 @@ export async function removeFromDenylist(db: Kysely<Database>, id: string, actor
         detail: { kind: removed.kind, reason: removed.reason },
       },
     ]);
+    return { kind: removed.kind as PrincipalKind, revision };
   });
 }
 

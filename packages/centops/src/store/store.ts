@@ -8,7 +8,7 @@ import { DmrError, type PrincipalKind } from '@dmr/core';
 import type { CertificateKind, RevocationReason } from '@dmr/pki';
 import { RESOURCE_KINDS, type ResourceKind, type ResourceSpecs, type Stored } from '../model.js';
 import { applyChanges } from './apply.js';
-import { auditEntriesAfter, listAudit } from './audit.js';
+import { auditEntriesAfter, listAudit, writeAudit, type NewAuditEntry } from './audit.js';
 import {
   latestCheckpoint,
   listAuditWriters,
@@ -36,7 +36,7 @@ import { getNodeStatus, listNodeStatus, reportNodeStatus } from './node-status.j
 import { findResource, listResources, loadAllResources, narrow } from './resources.js';
 import type { Database } from './schema.js';
 import { checkBootstrapToken, consumeBootstrapToken, createBootstrapToken, listBootstrapTokens } from './tokens.js';
-import { currentRevision, readTransaction } from './tx.js';
+import { currentRevision, readTransaction, writeTransaction } from './tx.js';
 import type {
   Actor,
   ApplyOptions,
@@ -284,7 +284,18 @@ class KyselyStore implements Store {
     return addToDenylist(this.db, entry, actor, this.now());
   }
 
-  removeFromDenylist(id: string, actor: Actor): Promise<void> {
+  /**
+   * One audit entry that no registry change carries: an event a node
+   * reported. Under the registry lock like every write, so entries keep
+   * commit order for CentOps' Merkle log.
+   */
+  appendAudit(entry: Omit<NewAuditEntry, 'at'>): Promise<void> {
+    assertActor(entry.actor);
+    const at = this.now().toISOString();
+    return writeTransaction(this.db, (trx) => writeAudit(trx, [{ ...entry, at }]));
+  }
+
+  removeFromDenylist(id: string, actor: Actor): Promise<{ kind: PrincipalKind; revision: number }> {
     assertActor(actor);
     return removeFromDenylist(this.db, id, actor, this.now());
   }

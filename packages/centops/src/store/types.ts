@@ -115,6 +115,8 @@ export const AUDIT_ACTIONS = [
   'denylist.add',
   'denylist.remove',
   'policy.update',
+  /** An event a node reported (POST /v1/nodes/:id/events; docs/events.md): detail holds the event. */
+  'node.event',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
@@ -374,7 +376,16 @@ export interface Store {
   ): Promise<RevokedCertificate>;
 
   addToDenylist(entry: { id: string; kind: PrincipalKind; reason: string }, actor: Actor): Promise<DenylistEntry>;
-  removeFromDenylist(id: string, actor: Actor): Promise<void>;
+  /** Resolves with the kind the entry named and the revision lifting it made. */
+  removeFromDenylist(id: string, actor: Actor): Promise<{ kind: PrincipalKind; revision: number }>;
+  /** One audit entry outside a registry change: an event a node reported (`node.event`). */
+  appendAudit(entry: {
+    actor: Actor;
+    action: AuditAction;
+    kind: AuditKind | null;
+    id: string | null;
+    detail?: Record<string, unknown> | null;
+  }): Promise<void>;
   listDenylist(): Promise<DenylistEntry[]>;
 
   reportNodeStatus(nodeId: string, report: NodeStatusReport): Promise<NodeStatus>;

@@ -25,7 +25,7 @@ import { pino, type Logger } from 'pino';
 import type { ManagementClient } from '@dmr/broker';
 import { crlRefreshDelayMs } from '@dmr/broker';
 import type { LinkStatus, NodeConfig } from '@dmr/contract';
-import { DmrError, inSpan, type MetricsServer } from '@dmr/core';
+import { DmrError, inSpan, isErrorCode, type MetricsServer } from '@dmr/core';
 import type { Tracer } from '@opentelemetry/api';
 import { PolicyEngine, policySignerSpiffeId } from '@dmr/policy';
 import { desiredLayout, reconcile, type ApplyResult } from '../reconciler/index.js';
@@ -34,6 +34,7 @@ import { LinkKeeper } from './link-keeper.js';
 import { installBrokerCrl, installNodeBrokerTls } from './broker-tls.js';
 import { CentOpsClient } from './centops-client.js';
 import { FeedFollower, type FeedDocument } from './feed.js';
+import { AgentEvents } from './events.js';
 import { enrol, loadIdentity, renew, type NodeIdentity } from './identity.js';
 import { AgentMetrics, serveMetrics } from './metrics.js';
 import { isTransient, refusalReason } from './refusal.js';
@@ -65,6 +66,8 @@ export interface AgentOptions {
   drainGraceMs?: number;
   /** How long a running link may hold unacknowledged messages that do not move before a restart (default 30 s). */
   stuckLinkMs?: number;
+  /** How often the certificate's expiry is checked against the certificate.expiring thresholds (default 1 h). */
+  expiryCheckMs?: number;
 }
 
 export type DocumentOutcome =
@@ -86,6 +89,7 @@ interface Applied {
 }
 
 const DEFAULT_LINK_CHECK_MS = 5000;
+const DEFAULT_EXPIRY_CHECK_MS = 3_600_000;
 
 /** Without a broker CRL directory the CRL is fetched for the signer checks only: this often. */
 const CRL_REFRESH_WITHOUT_BROKER_MS = 15 * 60_000;
@@ -94,6 +98,8 @@ export class NodeAgent {
   readonly config: RunConfig;
   readonly logger: Logger;
   readonly metrics: AgentMetrics;
+  /** Applied, refused, certificate installed or expiring: log line, counter, CentOps audit record (docs/events.md). */
+  readonly events: AgentEvents;
   readonly #options: AgentOptions;
   #client: CentOpsClient | undefined;
   #identity: NodeIdentity | undefined;
@@ -104,7 +110,7 @@ export class NodeAgent {
   #applied: Applied | undefined;
   #refused: LocalStatus['refused'] = null;
   #connected = false;
-  readonly #timers = new Map<'renewal' | 'crl' | 'links', NodeJS.Timeout>();
+  readonly #timers = new Map<'renewal' | 'crl' | 'links' | 'expiry', NodeJS.Timeout>();
   #metricsServer: MetricsServer | undefined;
   #stopped = false;
   #renewBackoff: Backoff;
@@ -127,6 +133,19 @@ export class NodeAgent {
     this.#renewBackoff = new Backoff(backoff);
     this.#crlBackoff = new Backoff(backoff);
     this.#retryBackoff = new Backoff(backoff);
+    this.events = new AgentEvents({
+      node: config.node,
+      logger: this.logger,
+      metrics: this.metrics,
+      backoff,
+      // Only with an identity: CentOps takes a node's events over its mutual-TLS certificate.
+      post: () => {
+        const client = this.#client;
+        if (client === undefined || this.#identity === undefined) return undefined;
+        return (event) => client.postEvent(config.node, event);
+      },
+      ...(options.now === undefined ? {} : { now: options.now }),
+    });
     this.#linkKeeper = new LinkKeeper({
       brokerCertFile: config.broker.tls?.certFile,
       logger: this.logger,
@@ -169,6 +188,7 @@ export class NodeAgent {
     this.#client = client;
 
     let identity = await loadIdentity(config.dataDir);
+    let renewedAtStart = false;
     if (identity === undefined) {
       this.logger.info({ enrolUrl: config.centops.enrolUrl }, 'no certificate yet: enrolling');
       identity = await enrol(client, {
@@ -192,12 +212,15 @@ export class NodeAgent {
           keyAlgorithm: config.centops.keyAlgorithm,
           expired: true,
         });
-        this.logger.info({ serial: identity.serial, notAfter: identity.notAfter.toISOString() }, 'certificate renewed');
+        renewedAtStart = true;
       }
     }
     this.#useIdentity(identity);
+    if (renewedAtStart) await this.events.installed(identity.serial, identity.notAfter, { grace: true });
     await this.#installBrokerIdentity(identity);
     this.#scheduleRenewal();
+    // After the renewal is scheduled: tests hand the agent a clock whose first reads are the expiry and the schedule.
+    this.#checkExpiry();
     // Before the last good document: its signers are checked against the CRL (the one on disk if CentOps is down).
     this.#crlPem = await readCrl(config.dataDir);
     await this.#refreshCrl();
@@ -236,6 +259,7 @@ export class NodeAgent {
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.events.stop();
     for (const timer of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();
     if (this.#retry) clearTimeout(this.#retry);
@@ -251,7 +275,7 @@ export class NodeAgent {
   }
 
   /** One timer per job: scheduling a job again (a manual renewal, an early CRL refresh) replaces its timer. */
-  #timer(job: 'renewal' | 'crl' | 'links', ms: number, run: () => Promise<void>): void {
+  #timer(job: 'renewal' | 'crl' | 'links' | 'expiry', ms: number, run: () => Promise<void>): void {
     const existing = this.#timers.get(job);
     if (existing !== undefined) clearTimeout(existing);
     this.#timers.delete(job);
@@ -271,6 +295,22 @@ export class NodeAgent {
     this.#identity = identity;
     this.#client?.setIdentity(identity);
     this.metrics.certificateExpiry.set(Math.floor(identity.notAfter.getTime() / 1000));
+    // Events queued before there was an identity (or before a renewal) can go now.
+    this.events.flush();
+  }
+
+  /**
+   * certificate.expiring, on a timer: AgentEvents announces each threshold
+   * once per certificate, so a tick that finds nothing new says nothing.
+   */
+  #checkExpiry(): void {
+    const identity = this.#identity;
+    if (identity !== undefined) {
+      this.events
+        .checkExpiry(identity, this.#options.now?.() ?? new Date())
+        .catch((error: unknown) => this.logger.error({ err: refusalReason(error) }, 'expiry check failed'));
+    }
+    this.#timer('expiry', this.#options.expiryCheckMs ?? DEFAULT_EXPIRY_CHECK_MS, async () => this.#checkExpiry());
   }
 
   async #installBrokerIdentity(identity: NodeIdentity): Promise<void> {
@@ -318,10 +358,7 @@ export class NodeAgent {
       await this.#installBrokerIdentity(renewed);
       this.#useIdentity(renewed);
       this.#renewBackoff.reset();
-      this.logger.info(
-        { serial: renewed.serial, previous, notAfter: renewed.notAfter.toISOString() },
-        'certificate renewed',
-      );
+      await this.events.installed(renewed.serial, renewed.notAfter, { previous });
       this.#scheduleRenewal();
       void this.#writeStatus();
       // The links present the node certificate too: new copies, new definitions, restarted shovels.
@@ -540,16 +577,12 @@ export class NodeAgent {
       this.metrics.configRevision.set(config.revision);
       this.metrics.configRefused.set(0);
       const ms = Math.round(performance.now() - started);
-      this.logger.info(
-        {
-          revision: config.revision,
-          policyRevision: config.policy?.revision,
-          changes: result.changes.length,
-          via: document.via,
-          ms,
-        },
-        'configuration applied',
-      );
+      await this.events.applied(config.revision, {
+        policyRevision: config.policy?.revision,
+        changes: result.changes.length,
+        via: document.via,
+        ms,
+      });
       outcome = {
         result: 'applied',
         revision: config.revision,
@@ -566,7 +599,7 @@ export class NodeAgent {
       this.metrics.refusals.inc({ reason: code });
       this.metrics.configRefused.set(1);
       this.#refused = { revision: document.revision, reason, at: new Date().toISOString() };
-      this.logger.warn({ revision: document.revision, code, reason }, 'configuration refused');
+      await this.events.refused(document.revision, isErrorCode(code) ? code : 'INTERNAL', { reason });
       outcome = { result: 'refused', revision: document.revision, code, reason };
       await this.#writeStatus();
       await this.#report({

@@ -23,7 +23,7 @@ import {
   type IssuedCertificateResponse,
 } from '@dmr/centops-client';
 import type { NodeStatusReport } from '@dmr/contract';
-import { DmrError, readSse, type SseEvent } from '@dmr/core';
+import { DmrError, readSse, type DmrEvent, type SseEvent } from '@dmr/core';
 import { centOpsError, centOpsUnreachable } from '@dmr/pki';
 
 export type { IssuedCertificateResponse } from '@dmr/centops-client';
@@ -162,6 +162,11 @@ export class CentOpsClient {
 
   async putStatus(nodeId: string, report: NodeStatusReport): Promise<void> {
     return this.#requireIdentity().putNodeStatus(nodeId, report);
+  }
+
+  /** One of the node's events, appended to CentOps' audit log (docs/events.md). */
+  async postEvent(nodeId: string, event: DmrEvent): Promise<void> {
+    return this.#requireIdentity().postNodeEvent(nodeId, event);
   }
 
   /**

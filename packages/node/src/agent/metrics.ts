@@ -7,6 +7,7 @@
  */
 import { Counter, Gauge, Registry } from 'prom-client';
 import { REJECTED_QUEUE } from '@dmr/contract';
+import { EVENTS_COUNTER } from '@dmr/core';
 
 /** `dmr.client.<id>.dlq` (contract layout.ts deadLetterQueueName). */
 const DEAD_LETTER_QUEUE = /^dmr\.client\.(.+)\.dlq$/;
@@ -23,6 +24,8 @@ export class AgentMetrics {
   readonly configRefused: Gauge;
   readonly deadLetters: Gauge<'client'>;
   readonly rejectedQueue: Gauge;
+  /** dmr_events_total: what the agent's EventRecorder counts (docs/events.md). */
+  readonly events: Counter<'kind' | 'reason'>;
   #linkPeers = new Set<string>();
   #deadLetterClients = new Set<string>();
 
@@ -80,6 +83,10 @@ export class AgentMetrics {
       labelNames: ['client'],
       registers: [registry],
     });
+    this.events = new Counter({ ...EVENTS_COUNTER, labelNames: [...EVENTS_COUNTER.labelNames], registers: [registry] });
+    // Shown at 0 from the start: the DmrCertificateRenewalOverdue alert's increase() then sees the first event
+    // (a series that appears at 1 has no increase).
+    for (const reason of ['7d', '1d']) this.events.inc({ kind: 'certificate.expiring', reason }, 0);
     this.rejectedQueue = new Gauge({
       name: 'dmr_node_rejected_messages',
       help: 'Messages in dmr.rejected, the refused messages kept for operators (broker statistics, read with the links)',

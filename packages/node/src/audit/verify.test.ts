@@ -119,9 +119,9 @@ function writerLog(count: number, every: number, runs: number[] = []): Entry[] {
   return entries;
 }
 
-async function verify(entries: Entry[]): Promise<VerifyReport> {
+async function verify(entries: Entry[], source: 'stream' | 'centops' = 'stream'): Promise<VerifyReport> {
   const text = formatExport(
-    { format: 'dmr-audit-export', version: 1, source: 'stream', trustDomain: TD, exportedAt: new Date().toISOString() },
+    { format: 'dmr-audit-export', version: 1, source, trustDomain: TD, exportedAt: new Date().toISOString() },
     entries,
   );
   return verifyExport(parseExport(text), { trustBundlePem });
@@ -230,6 +230,26 @@ describe('dmr audit verify', () => {
       checkpointEntry(alien, edge),
     ]);
     assert.ok(!theirs.ok);
+  });
+
+  it("CentOps' export: a writer's checkpoints without records or the node's chain verify by the witness alone", async () => {
+    const edge = new LogEdge();
+    const forked = new LogEdge();
+    const witnessed: Entry[] = [];
+    for (let n = 1; n <= 10; n += 1) {
+      edge.append(leafHash(Buffer.from(`r${n}`)));
+      forked.append(leafHash(Buffer.from(n === 10 ? 'other' : `r${n}`)));
+      if (n % 5 === 0) witnessed.push(checkpointEntry(ORIGIN, edge, { byNode: false }));
+    }
+    const report = await verify(witnessed, 'centops');
+    assert.equal(report.ok, true, JSON.stringify(report.firstProblem));
+    assert.deepEqual(report.logs[0], { origin: ORIGIN, records: 0, provenSize: 0, checkpoints: 2, unproven: 0 });
+    // The same lines in a stream export lack the node's signature; a fork still shows.
+    assert.equal((await verify(witnessed, 'stream')).firstProblem?.kind, 'bad-checkpoint');
+    const fork = await verify([...witnessed, checkpointEntry(ORIGIN, forked, { byNode: false })], 'centops');
+    assert.equal(fork.firstProblem?.kind, 'fork');
+    const foreign = await verify([checkpointEntry(ORIGIN, edge, { byNode: false, witnessedBy: stranger })], 'centops');
+    assert.equal(foreign.firstProblem?.kind, 'bad-checkpoint');
   });
 
   it("CentOps' own log verifies by position, and an edited entry breaks its checkpoint", async () => {

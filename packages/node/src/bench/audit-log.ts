@@ -7,12 +7,34 @@
  *   merkle     seal + RFC 6962 leaf hash + extend the log edge + keep the leaf (the hot path now)
  *   checkpoint sign a checkpoint (ECDSA P-256) + consistency proof over 256 new leaves (off the path, per 256)
  *
+ *
+ * Then `dmr audit verify`'s speed: an export of --verify-records records
+ * (default 100000) of one writer, a countersigned checkpoint every 256
+ * (node and witness certificates from a throwaway CA), parsed and verified
+ * offline as the CLI does (readExportFile + verifyExport), in records/s.
+ *
  * Flags: --records N per round, 5 interleaved rounds, the fastest kept (default 20000).
  */
 import { createHash, generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { canonicalJson } from '@dmr/core';
-import { LogEdge, NoteSigner, consistencyProof, edgeAndLeavesHasher, formatCheckpoint, leafHash } from '@dmr/contract';
-import type { AuditEvent } from '../router/audit.js';
+import {
+  LogEdge,
+  NoteSigner,
+  consistencyProof,
+  edgeAndLeavesHasher,
+  formatCheckpoint,
+  leafHash,
+  nodeKeyName,
+  witnessKeyName,
+  writerOrigin,
+} from '@dmr/contract';
+import { CertificateAuthority, loadSigningIdentity } from '@dmr/pki';
+import { GENESIS, sealRecord, type AuditEvent, type ChainHead } from '../router/audit.js';
+import { formatExport, readExportFile, type CheckpointEntry, type RecordEntry } from '../audit/export-file.js';
+import { verifyExport } from '../audit/verify.js';
 
 const argument = process.argv.indexOf('--records');
 const records = argument > 0 ? Number(process.argv[argument + 1]) : 20_000;
@@ -100,4 +122,59 @@ for (const row of rows) {
   console.log(
     `${row.label.padEnd(30)}${row.perRecordUs.toFixed(2).padStart(9)}   ${(row.perRecordUs / chain.perRecordUs).toFixed(2)}×`,
   );
+}
+
+const verifyArgument = process.argv.indexOf('--verify-records');
+const verifyRecords = verifyArgument > 0 ? Number(process.argv[verifyArgument + 1]) : 100_000;
+const dir = await mkdtemp(join(tmpdir(), 'dmr-bench-audit-'));
+try {
+  const td = 'dmr.bench';
+  const writer = 'node-1/router-0';
+  const origin = writerOrigin(td, writer);
+  const ca = await CertificateAuthority.init(join(dir, 'ca'), { trustDomain: td });
+  const day = 24 * 3600 * 1000;
+  const load = (issued: { chainPem: string; privateKeyPem: string }) =>
+    loadSigningIdentity(issued.chainPem, issued.privateKeyPem, 'bench');
+  const node = load(await ca.issueWithKey({ kind: 'node', id: 'node-1', ttlMs: day }));
+  const witness = load(await ca.issueWithKey({ kind: 'centops', id: 'config-signer', ttlMs: day }));
+  const nodeSigner = new NoteSigner(nodeKeyName(td, 'node-1'), node.key);
+  const witnessSigner = new NoteSigner(witnessKeyName(td), witness.key);
+  const entries: Array<Omit<RecordEntry, 'line'> | Omit<CheckpointEntry, 'line'>> = [];
+  const log = new LogEdge();
+  let head: ChainHead = GENESIS;
+  const at = new Date().toISOString();
+  for (let n = 1; n <= verifyRecords; n += 1) {
+    const sealed = sealRecord(writer, 'run-a', head, event(n));
+    head = sealed.head;
+    log.append(sealed.leaf);
+    entries.push({ origin, record: sealed.bytes.toString('utf8') });
+    if (n % 256 === 0 || n === verifyRecords) {
+      const text = formatCheckpoint({ origin, size: log.size, root: log.root() });
+      entries.push({
+        origin,
+        checkpoint: witnessSigner.cosign(nodeSigner.sign(text)),
+        signers: { [nodeSigner.name]: node.x5c, [witnessSigner.name]: witness.x5c },
+        at,
+      });
+    }
+  }
+  const file = join(dir, 'export.jsonl');
+  await writeFile(
+    file,
+    formatExport(
+      { format: 'dmr-audit-export', version: 1, source: 'stream', trustDomain: td, exportedAt: at },
+      entries,
+    ),
+  );
+  const start = process.hrtime.bigint();
+  const report = await verifyExport(await readExportFile(file), { trustBundlePem: ca.trustBundlePem() });
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  if (!report.ok) throw new Error(`the bench export does not verify: ${report.firstProblem?.message ?? ''}`);
+  const checkpoints = entries.length - verifyRecords;
+  console.log(
+    `verify (read + check) ${verifyRecords} records, ${checkpoints} checkpoints: ${seconds.toFixed(2)} s, ` +
+      `${Math.round(verifyRecords / seconds)} records/s`,
+  );
+} finally {
+  await rm(dir, { recursive: true, force: true });
 }

@@ -23,13 +23,11 @@ export interface DeadLetterPathOptions {
 export class DeadLetterPath {
   readonly #nodeId: string;
   readonly #now: () => number;
-  readonly #logger: Logger;
   readonly #outcome: Outcomes;
 
   constructor(options: DeadLetterPathOptions) {
     this.#nodeId = options.nodeId;
     this.#now = options.now;
-    this.#logger = options.logger;
     this.#outcome = options.outcome;
   }
 
@@ -75,8 +73,10 @@ export class DeadLetterPath {
         configRevision: context.revision,
         at: new Date(now).toISOString(),
       });
-      this.#logger.info(
-        { messageId, sender: senderId, reason, report: outcome, ...(link === undefined ? {} : { link }) },
+      // The dead letter's one log line is its delivery.failed event (the audit record is the one just written).
+      this.#outcome.failedDelivery(
+        { messageId, sender: senderId, recipient: validId(recipient), reason },
+        { report: outcome, ...(link === undefined ? {} : { link }) },
         'dead-letter',
       );
     }

@@ -4,7 +4,7 @@
  * (tests, shards) do not collide in the global registry.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { latencyBuckets } from '@dmr/core';
+import { EVENTS_COUNTER, latencyBuckets } from '@dmr/core';
 
 export const ROUTER_STATES = ['idle', 'connecting', 'running', 'backing-off', 'stopped'] as const;
 export type RouterState = (typeof ROUTER_STATES)[number];
@@ -31,6 +31,8 @@ export class RouterMetrics {
   readonly relayed: Counter<'outcome'>;
   readonly relayRefused: Counter<'reason'>;
   readonly duplicatesDropped: Counter;
+  /** dmr_events_total: failed deliveries (delivery.failed), counted by the router's EventRecorder. */
+  readonly events: Counter<'kind' | 'reason'>;
   readonly hopSeconds: Histogram<'peer'>;
   readonly replayWindowIds: Gauge;
   readonly replayWindowCapacity: Gauge;
@@ -42,6 +44,7 @@ export class RouterMetrics {
 
   constructor(registry: Registry) {
     const registers = [registry];
+    this.events = new Counter({ ...EVENTS_COUNTER, labelNames: [...EVENTS_COUNTER.labelNames], registers: [registry] });
     this.received = new Counter({
       name: 'dmr_router_messages_received_total',
       help: 'Messages the router took from its ingress queue.',

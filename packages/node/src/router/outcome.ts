@@ -14,7 +14,7 @@
  * the sender's queue (issue 14).
  */
 import { performance } from 'node:perf_hooks';
-import { isValidId, type AckBatcher } from '@dmr/core';
+import { EventRecorder, isErrorCode, isValidId, type AckBatcher } from '@dmr/core';
 import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
 import type { Logger } from 'pino';
 import { ownHeader } from '../message/headers.js';
@@ -160,6 +160,8 @@ export class Outcomes {
   readonly #logger: Logger;
   readonly #metrics: RouterMetrics;
   readonly #auditSink: AuditSink | undefined;
+  /** Failed deliveries as events (docs/events.md): their audit record is the decision's, so `recorded`. */
+  readonly events: EventRecorder;
   /**
    * Refused deliveries whose rejected copy is stored while their report is held (a full sender queue): their
    * retries store no second copy. Weak: a delivery object lives as long as its session (a redelivery after a
@@ -173,6 +175,30 @@ export class Outcomes {
     this.#logger = options.logger;
     this.#metrics = options.metrics;
     this.#auditSink = options.audit;
+    this.events = new EventRecorder({ logger: options.logger, counter: options.metrics.events });
+  }
+
+  /**
+   * A message refused or dead-lettered here, as the `delivery.failed` event:
+   * the one log line the decision already had (`message`), now carrying
+   * `event`, plus one counter increment. Its audit record is the decision's.
+   */
+  failedDelivery(
+    decision: { messageId: string | null; sender: string | null; recipient: string | null; reason: string | null },
+    context: Record<string, unknown>,
+    message: string,
+  ): void {
+    this.events.recorded(
+      'delivery.failed',
+      {
+        ...(decision.messageId === null ? {} : { messageId: decision.messageId }),
+        reason: decision.reason !== null && isErrorCode(decision.reason) ? decision.reason : 'INTERNAL',
+        ...(decision.sender === null || !isValidId(decision.sender) ? {} : { sender: decision.sender }),
+        ...(decision.recipient === null || !isValidId(decision.recipient) ? {} : { recipient: decision.recipient }),
+      },
+      context,
+      message,
+    );
   }
 
   /**
@@ -337,16 +363,16 @@ export class Outcomes {
     if (decision.result === 'routed') this.#metrics.routed.inc();
     else if (decision.result === 'rejected') this.#metrics.rejected.inc({ reason: decision.reason ?? 'UNKNOWN' });
     this.#metrics.routeSeconds.observe(seconds);
-    this.#logger.info(
-      {
-        ...decision,
-        ...(detail === undefined ? {} : { detail }),
-        // The path so far and this node: names only, never payload.
-        hops: [...(decision.hops ?? []), this.#nodeId],
-        ms: Math.round(seconds * 100_000) / 100,
-      },
-      'route',
-    );
+    const line = {
+      ...decision,
+      ...(detail === undefined ? {} : { detail }),
+      // The path so far and this node: names only, never payload.
+      hops: [...(decision.hops ?? []), this.#nodeId],
+      ms: Math.round(seconds * 100_000) / 100,
+    };
+    // A refusal's decision line is its delivery.failed event: still one line per message.
+    if (decision.result === 'rejected') this.failedDelivery(decision, line, 'route');
+    else this.#logger.info(line, 'route');
   }
 
   /** Whether `sender` gets a report: a local client with a queue here and not denied. */

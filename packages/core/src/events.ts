@@ -42,7 +42,11 @@ interface EventSpec {
 }
 
 const PRINCIPAL = { type: 'enum', values: ['client', 'node', 'operator', 'centops'] } as const;
-const REVOCATION_REASONS = [
+/**
+ * RFC 5280 CRL reasons by name: the certificate.revoked event's `reason` and the CA's revocation input
+ * (@dmr/pki re-exports it), one list so an event can name every reason the CA accepts.
+ */
+export const REVOCATION_REASONS = [
   'unspecified',
   'keyCompromise',
   'caCompromise',

@@ -1,6 +1,6 @@
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { CRLNumber, id_ce_cRLNumber } from '@peculiar/asn1-x509';
-import { DmrError } from '@dmr/core';
+import { DmrError, REVOCATION_REASONS } from '@dmr/core';
 import type { webcrypto } from 'node:crypto';
 import type { SignatureAlgorithm } from './keys.js';
 import { pemBodies, toPem } from './pem.js';
@@ -13,16 +13,8 @@ import {
   type X509Certificate,
 } from './x509.js';
 
-export const REVOCATION_REASONS = [
-  'unspecified',
-  'keyCompromise',
-  'caCompromise',
-  'affiliationChanged',
-  'superseded',
-  'cessationOfOperation',
-  'certificateHold',
-  'privilegeWithdrawn',
-] as const;
+// One list with the events catalogue's certificate.revoked reasons (@dmr/core events.ts).
+export { REVOCATION_REASONS };
 export type RevocationReason = (typeof REVOCATION_REASONS)[number];
 
 /** RFC 5280 5.3.1 CRLReason codes. */

@@ -193,23 +193,21 @@ export interface SignerFailure {
 
 const CACHE_MAX = 1024;
 
-/** Cache keys per x5c array and node: a memoized header (decodeJwsHeader) hands the same array to every message. */
-const cacheKeys = new WeakMap<readonly unknown[], Map<string, string>>();
+/**
+ * The cache key of a memoized header's x5c array, for the one node its chain names. Only the first node asked
+ * about is kept per array: a hostile peer naming a new node with the same chain on every message would
+ * otherwise grow this without bound (its keys are computed afresh instead, as before the memo).
+ */
+const cacheKeys = new WeakMap<readonly unknown[], { node: string; key: string }>();
 
-/** The signer cache's key of (`node`, `x5c`), made once per x5c array and node instead of once per signature. */
+/** The signer cache's key of (`node`, `x5c`), made once per x5c array instead of once per signature. */
 function cacheKeyOf(node: string, x5c: readonly unknown[]): string {
-  let byNode = cacheKeys.get(x5c);
-  if (byNode === undefined) {
-    byNode = new Map();
-    cacheKeys.set(x5c, byNode);
-  }
-  let key = byNode.get(node);
-  if (key === undefined) {
-    // JSON, not a join: ["a\nb"] and ["a", "b"] must not share an entry. A mutable array would go stale here,
-    // but the arrays that come back are the memo's, frozen; any other one is keyed afresh on its first use.
-    key = `${node}\n${JSON.stringify(x5c)}`;
-    if (Object.isFrozen(x5c)) byNode.set(node, key);
-  }
+  const known = cacheKeys.get(x5c);
+  if (known !== undefined && known.node === node) return known.key;
+  // JSON, not a join: ["a\nb"] and ["a", "b"] must not share an entry. A mutable array would go stale here,
+  // but the arrays that come back are the memo's, frozen; any other one is keyed afresh on each use.
+  const key = `${node}\n${JSON.stringify(x5c)}`;
+  if (known === undefined && Object.isFrozen(x5c)) cacheKeys.set(x5c, { node, key });
   return key;
 }
 

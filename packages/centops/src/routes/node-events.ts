@@ -9,8 +9,10 @@
  * What one node can do with it is bounded: only its own id (its mutual-TLS
  * certificate), only the node kinds of the event catalogue, every field
  * checked against the catalogue (no free text reaches the log), a small body,
- * and a per-node token bucket.
+ * and a per-node request budget (@fastify/rate-limit, as the enrolment
+ * listener's per-address one, keyed here by the caller's certificate id).
  */
+import rateLimit from '@fastify/rate-limit';
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { DmrError, ID_PATTERN_SOURCE, parseEvent } from '@dmr/core';
@@ -18,45 +20,38 @@ import { NODE_EVENT_KINDS } from '../server/events.js';
 import type { RouteContext } from './context.js';
 import { errorResponses } from './schemas.js';
 
-/** A node's events come at control-plane rates (a few per revision or renewal): a burst, then this many a minute. */
+/** A node's events come at control-plane rates (a few per revision or renewal): this many a minute per caller. */
 export const NODE_EVENTS_BURST = 30;
-export const NODE_EVENTS_PER_MINUTE = 30;
 const BODY_LIMIT = 4096;
 
-export interface NodeEventsOptions {
-  burst?: number;
-  perMinute?: number;
-  now?: () => number;
-}
-
-export function nodeEventRoutes(context: RouteContext, options: NodeEventsOptions = {}): FastifyPluginAsync {
-  const burst = options.burst ?? NODE_EVENTS_BURST;
-  const perMs = (options.perMinute ?? NODE_EVENTS_PER_MINUTE) / 60_000;
-  const now = options.now ?? Date.now;
-  // One bucket per authenticated node: keys are certificate identities, so the map is bounded by the registry.
-  const buckets = new Map<string, { tokens: number; at: number }>();
-  const take = (node: string): number => {
-    const at = now();
-    const bucket = buckets.get(node) ?? { tokens: burst, at };
-    bucket.tokens = Math.min(burst, bucket.tokens + (at - bucket.at) * perMs);
-    bucket.at = at;
-    buckets.set(node, bucket);
-    if (bucket.tokens < 1) return Math.ceil((1 - bucket.tokens) / perMs / 1000);
-    bucket.tokens -= 1;
-    return 0;
-  };
+export function nodeEventRoutes(context: RouteContext): FastifyPluginAsync {
   return async (app) => {
+    // Counted after the body's schema check (preHandler), per authenticated certificate id: keys are
+    // identities CentOps issued, so the store behind it is bounded by the registry, not by callers.
+    await app.register(rateLimit, { global: false, hook: 'preHandler' });
     app.post(
       '/v1/nodes/:id/events',
       {
         bodyLimit: BODY_LIMIT,
+        config: {
+          rateLimit: {
+            max: NODE_EVENTS_BURST,
+            timeWindow: 60_000,
+            keyGenerator: (request) => `${request.principal.kind}:${request.principal.id}`,
+            errorResponseBuilder: (_request, limit) =>
+              new DmrError('RATE_LIMITED', `too many event reports from this caller; try again in ${limit.after}`, {
+                details: { retryAfterSeconds: Math.max(1, Math.ceil(limit.ttl / 1000)) },
+                hint: 'a node reports a few events per revision or renewal; wait and retry',
+              }),
+          },
+        },
         schema: {
           tags: ['events'],
           summary: 'a node reports one of its events (docs/events.md); appended to the CentOps audit log',
           description:
             'Node certificates only, for their own id. The body is one event of a node kind of the catalogue ' +
-            `(${NODE_EVENT_KINDS.join(', ')}): {kind, at, fields}. At most ${NODE_EVENTS_BURST} at once, then ` +
-            `${NODE_EVENTS_PER_MINUTE} a minute per node (429 RATE_LIMITED).`,
+            `(${NODE_EVENT_KINDS.join(', ')}): {kind, at, fields}. At most ${NODE_EVENTS_BURST} a minute per ` +
+            'caller (429 RATE_LIMITED).',
           params: Type.Object({ id: Type.String({ pattern: ID_PATTERN_SOURCE }) }),
           body: Type.Object(
             {
@@ -84,16 +79,6 @@ export function nodeEventRoutes(context: RouteContext, options: NodeEventsOption
           throw new DmrError('INVALID_ARGUMENT', `the event names node ${String(node)}, not ${id}`, {
             details: { problems: [`fields.node must be ${id}`] },
           });
-        }
-        const retryAfterSeconds = take(id);
-        if (retryAfterSeconds > 0) {
-          throw new DmrError(
-            'RATE_LIMITED',
-            `node ${id} reported too many events; try again in ${retryAfterSeconds}s`,
-            {
-              details: { retryAfterSeconds },
-            },
-          );
         }
         await context.events.reported(event);
         return reply.code(204).send();

@@ -10,6 +10,7 @@ import {
   edgeTraceContext,
   inServerSpan,
   inSpan,
+  newTraceparent,
   parseTraceparent,
   startTracing,
   traceIdOf,
@@ -226,6 +227,24 @@ describe('edgeTraceContext', () => {
     assert.equal(fresh.source, 'new');
     assert.equal(parseTraceparent(fresh.traceparent)?.flags, '01');
     assert.notEqual(edgeTraceContext({}, ROOT_CONTEXT).traceparent, fresh.traceparent);
+  });
+});
+
+describe('newTraceparent', () => {
+  it('never hands out the same ids twice, across refills of its randomness pool', () => {
+    // 1,000 traces span several refills of the 170-trace pool: a slice used twice, or a pool not refilled,
+    // repeats an id.
+    const traceIds = new Set<string>();
+    const spanIds = new Set<string>();
+    for (let i = 0; i < 1_000; i += 1) {
+      const parsed = parseTraceparent(newTraceparent());
+      assert.notEqual(parsed, undefined);
+      assert.equal(parsed?.flags, '01');
+      traceIds.add(parsed?.traceId ?? '');
+      spanIds.add(parsed?.spanId ?? '');
+    }
+    assert.equal(traceIds.size, 1_000);
+    assert.equal(spanIds.size, 1_000);
   });
 });
 

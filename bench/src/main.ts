@@ -191,7 +191,8 @@ async function run(options: BenchOptions): Promise<BenchReport> {
           `${settingsFor(harness.nodes.length)}; prefetch ${PREFETCH} (relay, consumers), ` +
           `router ${options.routerPrefetch ?? "Router's default"}` +
           (options.noAudit ? '; EXPERIMENT: router without audit (c/d are not the product path)' : '') +
-          (options.noReplayJournal ? '; EXPERIMENT: replay memory not on disk (c/d are not the product path)' : ''),
+          (options.noReplayJournal ? '; EXPERIMENT: replay memory not on disk (c/d are not the product path)' : '') +
+          (options.rawFirstQueue === 'classic' ? '; EXPERIMENT: rows a/b first queue classic' : ''),
       },
       rows,
       ratios: computeRatios(rows, options.loads),

@@ -23,6 +23,7 @@ describe('parseOptions', () => {
     assert.equal(options.jsonFile, undefined);
     assert.equal(options.routerPrefetch, undefined);
     assert.equal(options.noAudit, false);
+    assert.equal(options.rawFirstQueue, 'quorum');
   });
 
   it('reads every flag', () => {
@@ -45,6 +46,8 @@ describe('parseOptions', () => {
       '--router-prefetch',
       '128',
       '--no-audit',
+      '--raw-first-queue',
+      'classic',
     ]);
     assert.equal(options.durationS, 2.5);
     assert.equal(options.warmupS, 0);
@@ -56,6 +59,7 @@ describe('parseOptions', () => {
     assert.equal(options.keep, true);
     assert.equal(options.routerPrefetch, 128);
     assert.equal(options.noAudit, true);
+    assert.equal(options.rawFirstQueue, 'classic');
   });
 
   it('refuses nonsense with INVALID_ARGUMENT', () => {
@@ -68,6 +72,7 @@ describe('parseOptions', () => {
       ['--loads', '1000,,max'],
       ['--rows', 'x'],
       ['--router-prefetch', '0'],
+      ['--raw-first-queue', 'stream'],
       ['--unknown'],
       ['positional'],
     ]) {

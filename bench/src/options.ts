@@ -25,6 +25,11 @@ export interface BenchOptions {
   noAudit: boolean;
   /** Experiment only: the Router's replay memory in memory only, without its journal on disk (as before 0030). */
   noReplayJournal: boolean;
+  /**
+   * Experiment only: the queue type of rows a/b's first queue (bench.a, bench.b1: what a DMR ingress shard is), to
+   * weigh classic ingress shards (decision 0041). The last queue (a client queue) stays quorum.
+   */
+  rawFirstQueue: 'quorum' | 'classic';
   /** Where to write the raw numbers as JSON. */
   jsonFile: string | undefined;
   /** Keep the temporary directory (broker logs, router log) for inspection. */
@@ -43,6 +48,7 @@ export const USAGE = `npm run bench [-- options]
   --router-prefetch N    the router's prefetch (default: the Router's own default)
   --no-audit             experiment: the router without its audit stream (not the product path)
   --no-replay-journal    experiment: the router's replay memory not written to disk (not the product path)
+  --raw-first-queue T    experiment: rows a/b's first queue quorum (default) or classic (what an ingress shard would be)
   --json FILE            also write the raw numbers to FILE
   --keep                 keep the temporary directory (broker and router logs)
   --help                 this text
@@ -112,6 +118,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
         'router-prefetch': { type: 'string' },
         'no-audit': { type: 'boolean', default: false },
         'no-replay-journal': { type: 'boolean', default: false },
+        'raw-first-queue': { type: 'string', default: 'quorum' },
         json: { type: 'string' },
         keep: { type: 'boolean', default: false },
         help: { type: 'boolean', default: false },
@@ -127,6 +134,10 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   if (warmupText.trim() === '' || !Number.isFinite(warmupS) || warmupS < 0) {
     throw invalid(`--warmup wants a number ≥ 0, not "${warmupText}"`);
   }
+  const rawFirstQueue = values['raw-first-queue'];
+  if (rawFirstQueue !== 'quorum' && rawFirstQueue !== 'classic') {
+    throw invalid(`--raw-first-queue takes quorum or classic, not "${rawFirstQueue}"`);
+  }
   return {
     durationS: positiveNumber('duration', values.duration, false),
     warmupS,
@@ -140,6 +151,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
         : positiveNumber('router-prefetch', values['router-prefetch'], true),
     noAudit: values['no-audit'],
     noReplayJournal: values['no-replay-journal'],
+    rawFirstQueue,
     jsonFile: values.json,
     keep: values.keep,
     help: values.help,

@@ -32,8 +32,14 @@ export async function setupRawRows(context: BenchContext, rows: readonly RowId[]
     await management.createCertificateUser(name);
     await management.setPermissions(VHOST, name, all);
   }
-  for (const queue of ['bench.a', 'bench.b1', 'bench.b2']) {
-    await management.declareQueue(VHOST, queue, { arguments: QUORUM });
+  // The first queue of each row is what an ingress shard is; --raw-first-queue classic weighs a classic one there.
+  const first = context.options.rawFirstQueue === 'classic' ? { 'x-queue-type': 'classic' } : QUORUM;
+  for (const [queue, queueArguments] of [
+    ['bench.a', first],
+    ['bench.b1', first],
+    ['bench.b2', QUORUM],
+  ] as const) {
+    await management.declareQueue(VHOST, queue, { arguments: queueArguments });
   }
   const load = await ca.issueWithKey({ kind: 'client', id: LOAD_USER });
   const material = { certificatePem: load.chainPem, privateKeyPem: load.privateKeyPem, vhost: VHOST };

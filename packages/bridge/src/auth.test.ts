@@ -53,13 +53,33 @@ describe('bridge authentication pieces', () => {
     for (const host of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', 'localhost', 'LOCALHOST', '::ffff:127.0.0.1']) {
       assert.ok(isLoopbackHost(host), host);
     }
-    for (const host of ['0.0.0.0', '::', '10.0.0.5', 'bridge.example', 'localhost.evil.example']) {
+    // 127.0.0.0/8 by its literal: a name that merely starts with "127." is not an address at all.
+    for (const host of [
+      '0.0.0.0',
+      '::',
+      '10.0.0.5',
+      'bridge.example',
+      'localhost.evil.example',
+      '127.0.0.1.evil.example',
+      '127.attacker.example',
+      '126.255.255.255',
+      '128.0.0.1',
+      '::ffff:128.0.0.1',
+    ]) {
       assert.ok(!isLoopbackHost(host), host);
     }
     for (const header of ['127.0.0.1:8480', 'localhost:8480', 'localhost', '[::1]:8480', '127.0.0.1']) {
       assert.ok(isLoopbackHostHeader(header), header);
     }
-    for (const header of [undefined, '', 'evil.example:8480', 'rebind.attacker.example', '[::1', '127.0.0.1:x']) {
+    for (const header of [
+      undefined,
+      '',
+      'evil.example:8480',
+      'rebind.attacker.example',
+      '[::1',
+      '127.0.0.1:x',
+      '127.0.0.1.nip.io:8480',
+    ]) {
       assert.ok(!isLoopbackHostHeader(header), String(header));
     }
   });

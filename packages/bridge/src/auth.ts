@@ -111,7 +111,6 @@ export function bearerToken(header: string | undefined): string | undefined {
 }
 
 const LOOPBACK = new BlockList();
-LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
 LOOPBACK.addAddress('::1', 'ipv6');
 LOOPBACK.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
 
@@ -120,7 +119,10 @@ export function isLoopbackHost(host: string): boolean {
   const bare = host.replace(/^\[|\]$/g, '');
   if (bare.toLowerCase() === 'localhost') return true;
   const family = isIP(bare);
-  return family !== 0 && LOOPBACK.check(bare, family === 4 ? 'ipv4' : 'ipv6');
+  // A valid IPv4 literal is in 127.0.0.0/8 exactly when it starts with "127.": said without BlockList, whose
+  // check parses the address into a SocketAddress (≈ 1.7 % of a sending bridge's CPU, every request's Host).
+  if (family === 4) return bare.startsWith('127.');
+  return family === 6 && LOOPBACK.check(bare, 'ipv6');
 }
 
 /**

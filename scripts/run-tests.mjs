@@ -10,6 +10,7 @@
 //   node scripts/run-tests.mjs --unit            skip *.integration.test.js (no broker, no opa)
 //   node scripts/run-tests.mjs pki router        only test files whose path contains "pki" or "router"
 //   node scripts/run-tests.mjs --record-timings  also write this run's file durations to scripts/test-timings.json
+//   node scripts/run-tests.mjs --cpu             also report each file's CPU seconds (its own and every child's)
 //
 // A file's output is printed in one piece when it finishes, so files never
 // interleave; the run ends with a summary, the ten slowest files and the
@@ -34,6 +35,7 @@ const GUESS_UNIT_S = 2;
 const args = process.argv.slice(2);
 const unitOnly = args.includes('--unit');
 const recordTimings = args.includes('--record-timings');
+const measureCpu = args.includes('--cpu') || process.env.DMR_TEST_CPU === '1';
 const filters = args.filter((arg) => !arg.startsWith('--'));
 
 function parseJobs(value) {
@@ -132,6 +134,25 @@ function countsOf(output) {
   return counts;
 }
 
+/**
+ * --cpu: the file runs under bash, whose `times` prints (second line) the user and system CPU of every
+ * child it waited for, and of their waited-for descendants: the test process, the RabbitMQ nodes it
+ * starts (the server script waits for beam.smp, the test process for the script), every rabbitmqctl,
+ * opa and `dmr` child. A process nobody waits for (a daemon, one left running) is not counted.
+ */
+const CPU_WRAPPER = '"$@"; status=$?; times >&3; exit $status';
+/** Seconds from bash's `times` (two lines of "0m1.234s 0m0.567s": the shell, then its children). */
+function cpuOf(text) {
+  const lines = text.trim().split('\n');
+  const match = /^(\d+)m([\d.]+)s (\d+)m([\d.]+)s$/.exec(lines[lines.length - 1] ?? '');
+  if (!match) return undefined;
+  return {
+    user: Number(match[1]) * 60 + Number(match[2]),
+    system: Number(match[3]) * 60 + Number(match[4]),
+  };
+}
+const cpuSeconds = (cpu) => (cpu === undefined ? 0 : cpu.user + cpu.system);
+
 const colour = process.stdout.isTTY === true;
 const childEnv = { ...process.env, ...(colour ? { FORCE_COLOR: '1' } : {}) };
 const running = new Set();
@@ -139,29 +160,42 @@ const running = new Set();
 function runFile(file) {
   return new Promise((resolve) => {
     const started = performance.now();
-    const child = spawn(
+    const command = [
       process.execPath,
-      ['--enable-source-maps', '--test', '--test-timeout=600000', '--test-reporter=spec', file],
-      { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv },
-    );
+      '--enable-source-maps',
+      '--test',
+      '--test-timeout=600000',
+      '--test-reporter=spec',
+      file,
+    ];
+    const child = measureCpu
+      ? spawn('bash', ['-c', CPU_WRAPPER, 'dmr-test', ...command], {
+          stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+          env: childEnv,
+        })
+      : spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv });
     running.add(child);
     const chunks = [];
+    const cpuChunks = [];
     child.stdout.on('data', (chunk) => chunks.push(chunk));
     child.stderr.on('data', (chunk) => chunks.push(chunk));
+    child.stdio[3]?.on('data', (chunk) => cpuChunks.push(chunk));
     child.on('close', (code, signal) => {
       running.delete(child);
       const output = Buffer.concat(chunks).toString('utf8');
       const seconds = (performance.now() - started) / 1000;
       const counts = countsOf(output);
       const ok = code === 0 && counts.fail === 0 && counts.cancelled === 0;
-      resolve({ file, seconds, ok, code, signal, counts, output });
+      const cpu = measureCpu ? cpuOf(Buffer.concat(cpuChunks).toString('utf8')) : undefined;
+      resolve({ file, seconds, ok, code, signal, counts, output, cpu });
     });
   });
 }
 
 function printResult(result) {
   const status = result.ok ? 'ok' : `FAILED (exit ${result.signal ?? result.code})`;
-  const header = `── ${result.file}  ${result.counts.tests} tests, ${result.seconds.toFixed(1)} s, ${status}`;
+  const cpu = result.cpu === undefined ? '' : `, ${cpuSeconds(result.cpu).toFixed(1)} s CPU`;
+  const header = `── ${result.file}  ${result.counts.tests} tests, ${result.seconds.toFixed(1)} s${cpu}, ${status}`;
   process.stdout.write(`\n${header}\n${result.output}${result.output.endsWith('\n') ? '' : '\n'}`);
 }
 
@@ -210,6 +244,19 @@ for (const result of slowest) {
   console.log(
     `  ${result.seconds.toFixed(1).padStart(7)} s  ${String(result.counts.tests).padStart(4)} tests  ${result.file}`,
   );
+}
+if (measureCpu) {
+  // Wall time under load is noise; CPU seconds add up the same on a busy machine and bound a quiet run's
+  // wall from below (total CPU / cores).
+  const cpuTotal = results.reduce((sum, result) => sum + cpuSeconds(result.cpu), 0);
+  console.log(`\nCPU: ${cpuTotal.toFixed(1)} s in all (user + system of each file and its children); the ten most:`);
+  for (const result of [...results].sort((a, b) => cpuSeconds(b.cpu) - cpuSeconds(a.cpu)).slice(0, 10)) {
+    const cpu = result.cpu;
+    console.log(
+      `  ${cpuSeconds(cpu).toFixed(1).padStart(7)} s CPU (${(cpu?.user ?? 0).toFixed(1)} user)` +
+        `  ${result.seconds.toFixed(1).padStart(7)} s wall  ${result.file}`,
+    );
+  }
 }
 
 if (recordTimings) {

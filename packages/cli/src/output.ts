@@ -22,15 +22,39 @@ export function yamlOf(value: unknown): string {
   return toYaml(JSON.parse(JSON.stringify(value)) as unknown, { lineWidth: 0 });
 }
 
+/** What a command writes to: text only, as the process streams take it. */
+export interface CliStreams {
+  stdout: { write(text: string): unknown };
+  stderr: { write(text: string): unknown };
+}
+
+const PROCESS_STREAMS: CliStreams = { stdout: process.stdout, stderr: process.stderr };
+let streams: CliStreams = PROCESS_STREAMS;
+
+/**
+ * Where every command writes: the process's own streams, except while the
+ * CLI's tests run a command in process (`runDmrInProcess` in test-support.ts),
+ * which saves them a Node start and the group's imports per run (about 1 s of
+ * CPU each: docs/decisions/0038-ci-time.md).
+ */
+export function cliStreams(): CliStreams {
+  return streams;
+}
+
+/** Tests only: capture what commands write; undefined restores the process's streams. */
+export function setCliStreams(next: CliStreams | undefined): void {
+  streams = next ?? PROCESS_STREAMS;
+}
+
 /** Prints a command's result: JSON or YAML for scripts, or the command's own text rendering for people. */
 export function printResult<T>(format: OutputFormat, value: T, renderText: (value: T) => string): void {
   if (format === 'json') {
-    process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+    cliStreams().stdout.write(`${JSON.stringify(value, null, 2)}\n`);
   } else if (format === 'yaml') {
-    process.stdout.write(yamlOf(value));
+    cliStreams().stdout.write(yamlOf(value));
   } else {
     const text = renderText(value);
-    process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+    cliStreams().stdout.write(text.endsWith('\n') ? text : `${text}\n`);
   }
 }
 
@@ -56,7 +80,7 @@ export function renderTable(headers: readonly string[], rows: ReadonlyArray<read
 
 /** Progress for long operations goes to stderr so stdout stays parseable. */
 export function progress(message: string): void {
-  process.stderr.write(`… ${message}\n`);
+  cliStreams().stderr.write(`… ${message}\n`);
 }
 
 /** `details.problems` as the API and the store report them: every problem with its path. */
@@ -76,16 +100,16 @@ export function reportError(error: unknown, format: OutputFormat): number {
     ? error
     : new DmrError('INTERNAL', error instanceof Error ? error.message : String(error), { cause: error });
   if (format === 'json') {
-    process.stderr.write(`${JSON.stringify(dmrError.toJSON())}\n`);
+    cliStreams().stderr.write(`${JSON.stringify(dmrError.toJSON())}\n`);
   } else {
-    process.stderr.write(`error[${dmrError.code}]: ${dmrError.message}\n`);
+    cliStreams().stderr.write(`error[${dmrError.code}]: ${dmrError.message}\n`);
     // A refused change is only fixable when every problem is visible at once, not the first.
     for (const problem of problemsOf(dmrError)) {
-      process.stderr.write(`  - ${problem.path === '' ? '' : `${problem.path}: `}${problem.message}\n`);
+      cliStreams().stderr.write(`  - ${problem.path === '' ? '' : `${problem.path}: `}${problem.message}\n`);
     }
-    if (dmrError.hint !== undefined) process.stderr.write(`  hint: ${dmrError.hint}\n`);
+    if (dmrError.hint !== undefined) cliStreams().stderr.write(`  hint: ${dmrError.hint}\n`);
     if (dmrError.code === 'INTERNAL' && error instanceof Error && error.stack && process.env.DMR_DEBUG) {
-      process.stderr.write(`${error.stack}\n`);
+      cliStreams().stderr.write(`${error.stack}\n`);
     }
   }
   return dmrError.exitCode;

@@ -10,7 +10,7 @@ import type * as NodeLibrary from '@dmr/node';
 import type { InclusionStatement, VerifyReport } from '@dmr/node';
 import { action } from '../action.js';
 import { positiveInt } from '../options.js';
-import { printResult, progress, renderFields, renderTable } from '../output.js';
+import { cliStreams, printResult, progress, renderFields, renderTable } from '../output.js';
 import { ctlTrustDomain } from './ctl/client.js';
 import { loadCtlConfig, readConfigFile } from './ctl/config.js';
 
@@ -129,7 +129,7 @@ export function auditCommand(): Command {
             trustBundlePem: await readText(options.trustBundle, 'the trust bundle'),
           });
           if (!report.ok) {
-            if (context.format === 'text') process.stderr.write(`${renderReport(report)}\n`);
+            if (context.format === 'text') cliStreams().stderr.write(`${renderReport(report)}\n`);
             throw node.brokenLogError(report);
           }
           printResult(context.format, report, renderReport);

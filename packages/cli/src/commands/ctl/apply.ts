@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { isDmrError } from '@dmr/core';
 import type { ApplyResult, ResourceKind, Stored } from '@dmr/centops';
 import { action } from '../../action.js';
-import { printResult } from '../../output.js';
+import { cliStreams, printResult } from '../../output.js';
 import { apiClient, readInput, required } from './common.js';
 import { locateProblems, parseDocuments, renderDocuments } from './documents.js';
 import { listResources } from './registry.js';
@@ -54,7 +54,7 @@ function exportCommand(): Command {
           return;
         }
         // YAML is the natural form here: it is what apply reads, so text and yaml print the same.
-        process.stdout.write(renderDocuments(resources));
+        cliStreams().stdout.write(renderDocuments(resources));
       }),
     );
 }

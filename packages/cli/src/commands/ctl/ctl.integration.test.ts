@@ -1,9 +1,13 @@
 /**
  * `dmr ctl` end to end: a real CentOps (mutual TLS, SQLite in a temp
  * directory) is set up as `dmr centops init --dev` does and started in this
- * process on ephemeral ports; the CLI runs as a child process with a config
- * file like the admin.yaml init writes. Children are spawned asynchronously:
- * the server shares this process's event loop and would never answer a
+ * process on ephemeral ports; the CLI runs with a config file like the
+ * admin.yaml init writes. It runs in this process (runDmrInProcess: a `dmr
+ * ctl` child costs about 1.3 s of CPU and this file ran about 60,
+ * docs/decisions/0038-ci-time.md), except the runs that read standard
+ * input, which are real `dmr` children: they keep the binary's exit codes
+ * and error report covered here. Children are spawned asynchronously: the
+ * server shares this process's event loop and would never answer a
  * spawnSync.
  */
 import assert from 'node:assert/strict';
@@ -17,10 +21,10 @@ import type { CentOpsServer } from '@dmr/centops';
 import { createCsr, generatePrivateKey, normaliseSerial, parseCrls } from '@dmr/pki';
 import { freePort, startTestCentOps, type TestCentOps } from '@dmr/testkit';
 import { CentOpsClient } from './client.js';
-import { runDmr, words, type DmrRun as Run } from '../../test-support.js';
+import { runDmrInProcess, words, type DmrRun as Run } from '../../test-support.js';
 
 const TD = 'dmr.test';
-const run = runDmr;
+const run = runDmrInProcess;
 
 const REGISTRY = `
 kind: Organisation

@@ -1,8 +1,11 @@
 /**
  * `dmr policy check | test | eval | build` with the real (pinned) opa on
  * copies of the default pack, and `--centops` / `dmr ctl policy` against a
- * real CentOps (mTLS, SQLite) started in this process. The CLI runs as a
- * child process (asynchronously: the server shares this event loop).
+ * real CentOps (mTLS, SQLite) started in this process. The CLI runs in this
+ * process (runDmrInProcess: a child costs a Node start and the group's
+ * imports, docs/decisions/0038-ci-time.md); a refusal of each group is also
+ * run as a real child (asynchronously: the server shares this event loop),
+ * for the binary's exit code and report.
  */
 import assert from 'node:assert/strict';
 import { cp, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -13,16 +16,17 @@ import { stringify } from 'yaml';
 import { defaultPackDir, type CentOpsServer } from '@dmr/centops';
 import { samplePolicyInput, startEmptyCentOps, type EmptyCentOps } from '@dmr/testkit';
 import { CertificateAuthority } from '@dmr/pki';
-import { dmrCli, words, type DmrRun as Run } from '../test-support.js';
+import { dmrCli, runDmrInProcess, words, type DmrRun as Run } from '../test-support.js';
 
 const TD = 'dmr.test';
 const SIGNER = `spiffe://${TD}/centops/policy-signer`;
 
 let cwd = '';
-const { dmr, ok, json } = dmrCli(() => ({ cwd }));
+const { dmr, ok, json } = dmrCli(() => ({ cwd }), runDmrInProcess);
+const spawned = dmrCli(() => ({ cwd }));
 
-async function refused(code: string, exit: number, args: string[]): Promise<Run> {
-  const run = await dmr(...args);
+async function refused(code: string, exit: number, args: string[], via = dmr): Promise<Run> {
+  const run = await via(...args);
   assert.equal(run.status, exit, `dmr ${args.join(' ')} should exit ${exit}\n${run.stderr}`);
   assert.match(run.stderr, new RegExp(`^error\\[${code}\\]: `), run.stderr);
   return run;
@@ -76,7 +80,7 @@ describe('dmr policy on local files (real opa)', () => {
   it('check: passes the default pack; refuses non-strict Rego with opa’s output (exit 12)', async () => {
     assert.match((await ok('policy', 'check', '--dir', 'good')).stdout, /^ok: good passes opa check --strict/);
     assert.deepEqual(await json('policy', 'check', '--dir', 'good'), { dir: 'good', ok: true });
-    const run = await refused('POLICY_INVALID', 12, ['policy', 'check', '--dir', 'unstrict']);
+    const run = await refused('POLICY_INVALID', 12, ['policy', 'check', '--dir', 'unstrict'], spawned.dmr);
     assert.match(run.stderr, /x\.rego/);
     const jsonRun = await dmr('-o', 'json', 'policy', 'check', '--dir', 'unstrict');
     assert.equal(jsonRun.status, 12);
@@ -237,7 +241,12 @@ describe('dmr policy --centops and dmr ctl policy against a real CentOps', () =>
   it('ctl policy apply: a failing Rego test is refused with opa’s output; a passing change is a new bundle', async () => {
     const failed = await refused('POLICY_INVALID', 12, ['ctl', '--config', admin, 'policy', 'apply', 'failing']);
     assert.match(failed.stderr, /test_deliberately_wrong/);
-    const forbidden = await refused('FORBIDDEN', 9, ['ctl', '--config', viewer, 'policy', 'apply', 'granted']);
+    const forbidden = await refused(
+      'FORBIDDEN',
+      9,
+      ['ctl', '--config', viewer, 'policy', 'apply', 'granted'],
+      spawned.dmr,
+    );
     assert.match(forbidden.stderr, /viewer/);
 
     const dry = await json<{ changed: boolean; dryRun: boolean }>(

@@ -28,7 +28,7 @@ import {
 import { loadRunConfig, startNode, type RawRunConfig, type RunningNode } from '@dmr/node';
 import { DmrClient, type ReceivedMessage } from '@dmr/sdk';
 import { startTestCentOps, waitFor, type TestCentOps } from '@dmr/testkit';
-import { dmrCli } from '../test-support.js';
+import { dmrCli, runDmrInProcess } from '../test-support.js';
 
 const TD = 'dmr.test';
 const NODE = 'node-a';
@@ -43,7 +43,8 @@ describe('dmr audit, live: export, verify and prove what a running node wrote', 
   let adminConfig: string;
   let rootFile: string;
   const sent: string[] = [];
-  const { dmr, ok, json } = dmrCli(() => ({ cwd: dir }));
+  // In process (a `dmr` child costs a Node start and the group's imports: docs/decisions/0038-ci-time.md).
+  const { dmr, ok, json } = dmrCli(() => ({ cwd: dir }), runDmrInProcess);
 
   before(async () => {
     centops = await startTestCentOps({

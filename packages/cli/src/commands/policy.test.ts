@@ -1,20 +1,24 @@
 /**
- * `dmr policy` usage errors, spawned as a user runs it: each refusal exits
- * with its catalogue code and says what to do, in text and in `-o json`.
- * None of these reach opa (policy.integration.test.ts runs the real thing).
+ * `dmr policy` usage errors: each refusal exits with its catalogue code and
+ * says what to do, in text and in `-o json`. None of these reach opa
+ * (policy.integration.test.ts runs the real thing). They run in this process
+ * (runDmrInProcess, docs/decisions/0038-ci-time.md); the first refusal and
+ * the JSON error are also spawned as a user runs them, for the binary's exit
+ * code and streams.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { dmrCli, type DmrRun as Run } from '../test-support.js';
+import { dmrCli, runDmrInProcess, type DmrRun as Run } from '../test-support.js';
 
 let cwd = '';
-const { dmr } = dmrCli(() => ({ cwd }));
+const { dmr } = dmrCli(() => ({ cwd }), runDmrInProcess);
+const spawned = dmrCli(() => ({ cwd }));
 
-async function refused(code: string, exit: number, args: string[], message?: RegExp): Promise<Run> {
-  const run = await dmr(...args);
+async function refused(code: string, exit: number, args: string[], message?: RegExp, via = dmr): Promise<Run> {
+  const run = await via(...args);
   assert.equal(run.status, exit, `dmr ${args.join(' ')} should exit ${exit}\n${run.stderr}`);
   assert.match(run.stderr, new RegExp(`^error\\[${code}\\]: `), run.stderr);
   if (message !== undefined) assert.match(run.stderr, message);
@@ -33,15 +37,16 @@ describe('dmr policy: usage errors', () => {
   });
 
   it('check and test need --dir (or --centops), with a hint', async () => {
-    const run = await refused('INVALID_ARGUMENT', 2, ['policy', 'check'], /--dir is required/);
+    const run = await refused('INVALID_ARGUMENT', 2, ['policy', 'check'], /--dir is required/, spawned.dmr);
     assert.match(run.stderr, /hint: e\.g\. --dir/);
     await refused('INVALID_ARGUMENT', 2, ['policy', 'test'], /--dir is required/);
     await refused('INVALID_ARGUMENT', 2, ['policy', 'check', '--dir', 'x', '--centops'], /not both/);
   });
 
   it('-o json reports the error as JSON on stderr with the same exit code', async () => {
-    const run = await dmr('-o', 'json', 'policy', 'check');
+    const run = await spawned.dmr('-o', 'json', 'policy', 'check');
     assert.equal(run.status, 2);
+    assert.equal(run.stdout, '');
     const { error } = JSON.parse(run.stderr) as { error: { code: string; message: string; hint?: string } };
     assert.equal(error.code, 'INVALID_ARGUMENT');
     assert.match(error.message, /--dir/);

@@ -34,6 +34,19 @@ export const REJECTED_QUEUE = 'dmr.rejected';
  */
 export const REJECTED_EXCHANGE = 'dmr.rejected';
 export const AUDIT_STREAM = 'dmr.audit';
+/**
+ * Parking (docs/decisions/0039-parking.md): a direct exchange in front of one
+ * parking queue per router shard `dmr.parking.<n>`. A router parks a message
+ * for a destination that is full past its share of the hold: it publishes the
+ * message here under the name of the queue it took it from, the parking
+ * queue's TTL runs out, and the queue dead-letters it through the default
+ * exchange under that same routing key, i.e. back into that queue.
+ */
+export const PARKING_EXCHANGE = 'dmr.parking';
+/** Prefix of the per-shard parking queues `dmr.parking.<n>`. */
+export const PARKING_QUEUE_PREFIX = 'dmr.parking.';
+/** How long a parked message waits before it comes back to its router (the parking queue's x-message-ttl). */
+export const PARKING_TTL_MS = 5_000;
 
 /** The vhost of node `nodeId` on its broker. */
 export function vhostName(nodeId: string): string {
@@ -45,6 +58,10 @@ export function ingressQueueName(shard: number): string {
 /** What peer nodes' links write to, sharded like the client ingress: one message id reaches one router. */
 export function meshIngressQueueName(shard: number): string {
   return `${MESH_INGRESS_QUEUE_PREFIX}${shard}`;
+}
+/** Where router shard `shard` parks what it cannot hold (PARKING_EXCHANGE). */
+export function parkingQueueName(shard: number): string {
+  return `${PARKING_QUEUE_PREFIX}${shard}`;
 }
 /** The queue a client reads (and the only one it may read). */
 export function clientQueueName(clientId: string): string {

@@ -41,6 +41,26 @@ describe('ReplayGuard', () => {
     assert.ok(guard.check('a', 1).ok);
   });
 
+  it('a parked id refuses a client replay, takes the router’s own copy once, and is off disk meanwhile', () => {
+    const lines: string[] = [];
+    const journal = {
+      remembered: (id: string) => lines.push(`+${id}`),
+      forgotten: (id: string) => lines.push(`-${id}`),
+    };
+    const guard = new ReplayGuard({ windowMs: 1000, maxEntries: 10, journal });
+    assert.ok(guard.check('a', 0, 's').ok);
+    guard.park('a');
+    assert.equal((guard.check('a', 10, 's') as { reason: string }).reason, 'MESSAGE_REPLAYED', 'a client replay');
+    assert.ok(guard.check('a', 20, 's', true).ok, 'the router’s own copy back');
+    assert.equal(
+      (guard.check('a', 30, 's', true) as { reason: string }).reason,
+      'MESSAGE_REPLAYED',
+      'a second copy of the parked message',
+    );
+    assert.deepEqual(lines, ['+a', '-a', '+a']);
+    assert.equal(guard.heldBy('s'), 1);
+  });
+
   it('survives a clock step back without forgetting early', () => {
     const guard = new ReplayGuard({ windowMs: 1000, maxEntries: 10 });
     guard.check('a', 5000);

@@ -19,6 +19,14 @@
  *   the shard. The per-sender counts live only while the sender holds ids,
  *   so their memory is bounded by `maxEntries` whatever the directory says.
  *
+ * - Parked: an id whose message the router handed back to itself for later
+ *   (held for a full destination, or parked in `dmr.parking.<n>`,
+ *   docs/decisions/0039-parking.md) stays held, marked parked: a client's
+ *   replay of it is still refused, and the router's own copy coming back
+ *   (`check(…, own)`) is taken once and the id is seen again; a second copy
+ *   of it (a duplicate dead letter) then meets a seen id. On disk a parked id
+ *   is released (a restarted router takes the copy when it comes back).
+ *
  * - Durable: with a journal (replay-journal.ts) every id remembered or
  *   released is also written to the shard's segment files, and restore()
  *   loads them into a new guard after a restart: a restarted router still
@@ -47,6 +55,8 @@ export interface ReplayGuardOptions {
 interface Entry {
   expiresAt: number;
   sender: string;
+  /** Handed back by the router for a later attempt of its own (park()). */
+  parked?: true;
 }
 
 export type ReplayResult = { ok: true } | Rejection;
@@ -113,13 +123,22 @@ export class ReplayGuard {
   /**
    * Records `id` of `sender` as seen at `now` unless it is a replay, the
    * sender holds its share, or the set is full. Pass the normalised
-   * (lowercase) id and the sender of ValidatedMessage.
+   * (lowercase) id and the sender of ValidatedMessage. `own`: the router's
+   * own later attempt at a message it parked (park()), which takes a parked
+   * id back as seen instead of refusing it.
    */
-  check(id: string, now: number, sender = ''): ReplayResult {
+  check(id: string, now: number, sender = '', own = false): ReplayResult {
     this.#sweep(now);
     const entry = this.#entries.get(id);
     if (entry !== undefined) {
-      if (entry.expiresAt > now) return reject('MESSAGE_REPLAYED', `message_id ${id} was already seen`);
+      if (entry.expiresAt > now) {
+        if (own && entry.parked === true) {
+          delete entry.parked;
+          this.#journal?.remembered(id, entry.expiresAt, entry.sender);
+          return { ok: true };
+        }
+        return reject('MESSAGE_REPLAYED', `message_id ${id} was already seen`);
+      }
       // Expired but left behind by a clock step: forget it so it is re-inserted at the back.
       this.#forget(id, entry);
     }
@@ -148,6 +167,20 @@ export class ReplayGuard {
     const entry = this.#entries.get(id);
     if (entry === undefined) return;
     this.#forget(id, entry);
+    this.#journal?.forgotten(id, entry.expiresAt);
+  }
+
+  /**
+   * `id`, accepted by check(), is handed back for a later attempt of the
+   * router's own (held, or parked in `dmr.parking.<n>`): a client's replay
+   * of it is still refused, the own attempt (check(…, own)) takes it. Off
+   * disk meanwhile, so a restarted router, which knows nothing of what it
+   * parked, takes the parked copy when it comes back.
+   */
+  park(id: string): void {
+    const entry = this.#entries.get(id);
+    if (entry === undefined || entry.parked === true) return;
+    entry.parked = true;
     this.#journal?.forgotten(id, entry.expiresAt);
   }
 

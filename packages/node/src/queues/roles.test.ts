@@ -10,6 +10,7 @@ describe('queueRole', () => {
     assert.deepEqual(queueRole('dmr.client.bot-a'), { kind: 'client', client: 'bot-a' });
     assert.deepEqual(queueRole('dmr.client.bot-a.dlq'), { kind: 'dead-letter', client: 'bot-a' });
     assert.deepEqual(queueRole('dmr.outbound.node-2'), { kind: 'outbound', peer: 'node-2' });
+    assert.deepEqual(queueRole('dmr.parking.2'), { kind: 'parking', shard: 2 });
     assert.deepEqual(queueRole('dmr.rejected'), { kind: 'rejected' });
     assert.deepEqual(queueRole('dmr.dead-letter-reports'), { kind: 'dead-letter-reports' });
     assert.deepEqual(queueRole('dmr.audit'), { kind: 'audit' });
@@ -25,6 +26,7 @@ describe('queueRole', () => {
       'dmr.client..dlq',
       'dmr.client.a.b',
       'dmr.outbound.-x',
+      'dmr.parking.x',
       'amq.gen-1',
       'orders',
     ]) {
@@ -41,7 +43,13 @@ describe('refusalOf', () => {
     for (const name of ['dmr.client.bot-a', 'dmr.ingress.0', 'dmr.mesh-ingress.1', 'dmr.audit', 'orders']) {
       assert.equal(allowed(name, 'peek'), false, name);
     }
-    for (const name of ['dmr.client.bot-a.dlq', 'dmr.rejected', 'dmr.dead-letter-reports', 'dmr.outbound.n2']) {
+    for (const name of [
+      'dmr.client.bot-a.dlq',
+      'dmr.rejected',
+      'dmr.dead-letter-reports',
+      'dmr.outbound.n2',
+      'dmr.parking.0',
+    ]) {
       assert.equal(allowed(name, 'peek'), true, name);
     }
   });
@@ -53,6 +61,7 @@ describe('refusalOf', () => {
       'dmr.ingress.0',
       'dmr.mesh-ingress.0',
       'dmr.outbound.n2',
+      'dmr.parking.0',
       'dmr.dead-letter-reports',
       'dmr.audit',
       'orders',

@@ -6,9 +6,10 @@
  * - A peek is a basic.get put back at once. A quorum queue counts the
  *   return as a delivery attempt, so on a queue with `x-delivery-limit`
  *   (client queues, the router inputs) a peek can dead-letter a message the
- *   recipient never saw: refused there. The evidence queues have no limit.
+ *   recipient never saw: refused there. The evidence queues and the parking
+ *   queues have no limit.
  * - A purge throws messages away. Traffic queues (router inputs, client
- *   queues, outbound links, the report queue) hold messages DMR accepted:
+ *   queues, outbound links, parking, the report queue) hold messages DMR accepted:
  *   never purged from here. Evidence (the rejected queue, DLQs) may be.
  * - Only a client's DLQ is replayed: its messages passed every check when
  *   they were routed; a rejected message was refused and stays refused.
@@ -18,6 +19,7 @@ import {
   DEAD_LETTER_REPORTS_QUEUE,
   INGRESS_QUEUE_PREFIX,
   MESH_INGRESS_QUEUE_PREFIX,
+  PARKING_QUEUE_PREFIX,
   REJECTED_QUEUE,
 } from '@dmr/contract';
 import { isValidId } from '@dmr/core';
@@ -28,6 +30,7 @@ export type QueueRole =
   | { kind: 'client'; client: string }
   | { kind: 'dead-letter'; client: string }
   | { kind: 'outbound'; peer: string }
+  | { kind: 'parking'; shard: number }
   | { kind: 'rejected' }
   | { kind: 'dead-letter-reports' }
   | { kind: 'audit' }
@@ -53,6 +56,10 @@ export function queueRole(name: string): QueueRole {
   if (name.startsWith(INGRESS_QUEUE_PREFIX)) {
     const shard = shardOf(name.slice(INGRESS_QUEUE_PREFIX.length));
     return shard === undefined ? { kind: 'other' } : { kind: 'ingress', shard };
+  }
+  if (name.startsWith(PARKING_QUEUE_PREFIX)) {
+    const shard = shardOf(name.slice(PARKING_QUEUE_PREFIX.length));
+    return shard === undefined ? { kind: 'other' } : { kind: 'parking', shard };
   }
   if (name.startsWith(OUTBOUND_PREFIX)) {
     const peer = name.slice(OUTBOUND_PREFIX.length);

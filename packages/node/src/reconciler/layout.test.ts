@@ -69,6 +69,7 @@ describe('reconciler layout', () => {
         'dmr.delivery:direct',
         'dmr.ingress:x-consistent-hash',
         'dmr.mesh-ingress:x-consistent-hash',
+        'dmr.parking:direct',
         'dmr.rejected:fanout',
       ],
     );
@@ -109,8 +110,26 @@ describe('reconciler layout', () => {
         'dmr.ingress.0',
         'dmr.mesh-ingress.0',
         'dmr.outbound.node-b',
+        'dmr.parking.0',
         'dmr.rejected',
       ],
+    );
+    // Parking (decision 0039): a TTL, then dead-lettered through the default exchange under the routing key it was
+    // parked with (the input's name), at least once; bounded with reject-publish, which at-least-once needs.
+    assert.deepEqual(layout.queues.find((queue) => queue.name === 'dmr.parking.0')?.arguments, {
+      'x-queue-type': 'quorum',
+      'x-message-ttl': 5_000,
+      'x-max-length': 10_000,
+      'x-max-length-bytes': 268_435_456,
+      'x-overflow': 'reject-publish',
+      'x-dead-letter-exchange': '',
+      'x-dead-letter-strategy': 'at-least-once',
+    });
+    assert.deepEqual(
+      layout.bindings
+        .filter((binding) => binding.source === 'dmr.parking')
+        .map((binding) => `${binding.routingKey}→${binding.destination}`),
+      ['dmr.ingress.0→dmr.parking.0', 'dmr.mesh-ingress.0→dmr.parking.0', 'dmr.dead-letter-reports→dmr.parking.0'],
     );
     const alpha = layout.queues.find((queue) => queue.name === 'dmr.client.alpha-bot');
     assert.deepEqual(alpha?.arguments, {
@@ -142,7 +161,7 @@ describe('reconciler layout', () => {
       assert.ok(!routerRead.test(denied), denied);
     }
     const routerWrite = new RegExp(users.get('node-a')?.permissions.write ?? '');
-    for (const allowed of ['dmr.delivery', 'dmr.rejected', 'amq.default'])
+    for (const allowed of ['dmr.delivery', 'dmr.rejected', 'dmr.parking', 'amq.default'])
       assert.ok(routerWrite.test(allowed), allowed);
     assert.deepEqual(
       layout.bindings.filter((binding) => binding.source === 'dmr.delivery').map((binding) => binding.routingKey),

@@ -39,6 +39,8 @@ import {
   DELIVERY_EXCHANGE,
   INGRESS_EXCHANGE,
   MESH_INGRESS_EXCHANGE,
+  PARKING_EXCHANGE,
+  PARKING_TTL_MS,
   PEER_USER_TAG,
   REJECTED_EXCHANGE,
   REJECTED_QUEUE,
@@ -48,6 +50,7 @@ import {
   ingressQueueName,
   meshIngressQueueName,
   outboundQueueName,
+  parkingQueueName,
   vhostName,
   type NodeConfig,
 } from '@dmr/contract';
@@ -134,6 +137,8 @@ export interface LayoutOptions {
   routerShards?: number;
   /** Where this node's TLS files are for the link shovels; without it, links get their queues and users only. */
   links?: LinkOptions;
+  /** How long a parked message waits before it returns to its router (default PARKING_TTL_MS; tests shorten it). */
+  parkingTtlMs?: number;
 }
 
 /** Ids on the denylist of `kind`: they get no broker user whatever their status. */
@@ -163,9 +168,11 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
     { name: INGRESS_EXCHANGE, type: 'x-consistent-hash', arguments: { 'hash-property': 'message_id' } },
     { name: MESH_INGRESS_EXCHANGE, type: 'x-consistent-hash', arguments: { 'hash-property': 'message_id' } },
     { name: REJECTED_EXCHANGE, type: 'fanout', arguments: {} },
+    { name: PARKING_EXCHANGE, type: 'direct', arguments: {} },
   ];
   const ingressQueues = Array.from({ length: shards }, (_, shard) => ingressQueueName(shard));
   const meshIngressQueues = Array.from({ length: shards }, (_, shard) => meshIngressQueueName(shard));
+  const parkingQueues = Array.from({ length: shards }, (_, shard) => parkingQueueName(shard));
   // Router inputs: bounded (count and bytes) so a stalled router pushes back on senders instead of filling
   // the disk. A message the routers keep taking without settling (a crash or connection loss each time) is
   // dead-lettered to the rejected queue after ingressDeliveryLimit deliveries instead of looping forever.
@@ -197,6 +204,22 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
       }),
     },
     { name: AUDIT_STREAM, arguments: { 'x-queue-type': 'stream' } },
+    // Parking (docs/decisions/0039-parking.md): what a router cannot hold for a full destination waits here for
+    // the TTL, then dead-letters through the default exchange under the routing key it was parked with, the name
+    // of the router input it came from: back to the same shard. Bounded like the inputs, and reject-publish, which
+    // at-least-once dead-lettering needs (RABBITMQ-FACTS): a full parking queue nacks the router, which then holds
+    // the message (the shard's bound, then the stop); a full input leaves the message parked until it has room.
+    ...parkingQueues.map((name) => ({
+      name,
+      arguments: quorum({
+        'x-message-ttl': options.parkingTtlMs ?? PARKING_TTL_MS,
+        'x-max-length': limits.queueMaxLength,
+        'x-max-length-bytes': limits.queueMaxBytes,
+        'x-overflow': 'reject-publish',
+        'x-dead-letter-exchange': '',
+        'x-dead-letter-strategy': 'at-least-once',
+      }),
+    })),
   ];
   const bindings: DesiredBinding[] = [
     // A consistent-hash binding's routing key is the queue's weight: equal shares.
@@ -204,6 +227,12 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
     ...meshIngressQueues.map((queue) => ({ source: MESH_INGRESS_EXCHANGE, destination: queue, routingKey: '1' })),
     { source: DEAD_LETTER_EXCHANGE, destination: DEAD_LETTER_REPORTS_QUEUE, routingKey: '#' },
     { source: REJECTED_EXCHANGE, destination: REJECTED_QUEUE, routingKey: '' },
+    // A shard parks under its inputs' names; dead letters (any router takes any) all park in shard 0's queue.
+    ...parkingQueues.flatMap((queue, shard) => [
+      { source: PARKING_EXCHANGE, destination: queue, routingKey: ingressQueueName(shard) },
+      { source: PARKING_EXCHANGE, destination: queue, routingKey: meshIngressQueueName(shard) },
+    ]),
+    { source: PARKING_EXCHANGE, destination: parkingQueueName(0), routingKey: DEAD_LETTER_REPORTS_QUEUE },
   ];
   const users: DesiredUser[] = [];
 
@@ -282,8 +311,9 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
     permissions: {
       // The reconciler declares everything; the router only passive-declares, which needs no permission.
       configure: '',
-      // Delivery to clients through dmr.delivery, refusals through dmr.rejected; outbound/audit through the default.
-      write: exactNames([DELIVERY_EXCHANGE, REJECTED_EXCHANGE, DEFAULT_EXCHANGE_RESOURCE]),
+      // Delivery to clients through dmr.delivery, refusals through dmr.rejected, parking through dmr.parking;
+      // outbound/audit through the default.
+      write: exactNames([DELIVERY_EXCHANGE, REJECTED_EXCHANGE, PARKING_EXCHANGE, DEFAULT_EXCHANGE_RESOURCE]),
       // Only its inputs: the ingress shards, mesh ingress and the dead-letter reports (not the DLQs), and the
       // audit stream it writes (`dmr audit export` reads it with the node's certificate).
       read: exactNames([...ingressQueues, ...meshIngressQueues, DEAD_LETTER_REPORTS_QUEUE, AUDIT_STREAM]),

@@ -6,7 +6,12 @@ interface Message {
   id: string;
 }
 
-const OPTIONS: HoldOptions = { maxMessages: 4, maxBytes: 1_000, backoff: { initialMs: 100, maxMs: 400 } };
+const OPTIONS: HoldOptions = {
+  maxMessages: 4,
+  maxBytes: 1_000,
+  maxPerKey: 4,
+  backoff: { initialMs: 100, maxMs: 400 },
+};
 
 function setup(t: TestContext, options: Partial<HoldOptions> = {}) {
   t.mock.timers.enable({ apis: ['setTimeout'] });
@@ -134,6 +139,20 @@ describe('Holds', () => {
     assert.deepEqual(take(), []);
     assert.equal(holds.count, 0);
     assert.equal(counts.at(-1), 0);
+  });
+
+  it('a destination is crowded at its share, whatever the others hold', (t) => {
+    const { holds } = setup(t, { maxMessages: 8, maxPerKey: 2 });
+    const [a1, a2] = [m('a1'), m('a2')];
+    holds.hold('recipient:a', a1, 'route', 1);
+    assert.equal(holds.crowded('recipient:a'), false);
+    holds.hold('recipient:a', a2, 'route', 1);
+    assert.equal(holds.crowded('recipient:a'), true);
+    assert.equal(holds.crowded('recipient:b'), false);
+    assert.equal(holds.has(a2), true);
+    holds.settled(a1);
+    assert.equal(holds.crowded('recipient:a'), false);
+    assert.equal(holds.has(a1), false);
   });
 
   it('wake() tries blocked keys now (a new configuration)', (t) => {

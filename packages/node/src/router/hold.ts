@@ -21,6 +21,12 @@
  * the broker refuses the senders' publishes (reject-publish: a nack, which
  * the SDK turns into a retryable error and the bridge into 503).
  *
+ * Shared: one destination holds at most `maxPerKey` messages, so one stuck
+ * recipient (or a sender that never reads its reports) cannot take the
+ * whole bound. What comes for a crowded key is parked by the router instead
+ * (parking.ts, docs/decisions/0039-parking.md); only when parking is not
+ * possible is it held past that share, up to the shard's bound.
+ *
  * Nothing here is a requeue: a requeue counts as a delivery on a quorum
  * queue and the ingress delivery limit would dead-letter a valid message
  * (RABBITMQ-FACTS.md). A lost connection hands every held message back to
@@ -33,6 +39,8 @@ export interface HoldOptions {
   maxMessages: number;
   /** Most body bytes held per shard before the router stops taking new ones (default 64 MiB). */
   maxBytes: number;
+  /** Most messages held for one destination; more are parked (default an eighth of maxMessages, at least 1). */
+  maxPerKey: number;
   /** Between tries of a key's probe (default 50 ms doubling to 2 s, half jitter). */
   backoff: Required<Pick<BackoffOptions, 'initialMs' | 'maxMs'>>;
 }
@@ -102,6 +110,16 @@ export class Holds<M extends object, D> {
   /** Whether `key` holds messages now (per message on the routed path: a lookup, no copy of `keys`). */
   holding(key: string): boolean {
     return this.#keys.has(key);
+  }
+
+  /** Whether `message` is held now (for any key). */
+  has(message: M): boolean {
+    return this.#keyOf.has(message);
+  }
+
+  /** Whether `key` holds its share: a new message for it is parked rather than held (parking.ts). */
+  crowded(key: string): boolean {
+    return (this.#keys.get(key)?.entries.size ?? 0) >= this.#options.maxPerKey;
   }
 
   /** Whether a message for `key` must be held without a publish: the key is blocked and `message` is not its probe. */

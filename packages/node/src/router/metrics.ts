@@ -25,6 +25,8 @@ export class RouterMetrics {
   readonly requeued: Counter<'reason'>;
   readonly held: Counter<'kind'>;
   readonly heldNow: Gauge;
+  readonly parked: Counter<'kind'>;
+  readonly unparked: Counter;
   readonly deadLettered: Counter;
   readonly bodyLimitEnforced: Gauge;
   readonly forwarded: Counter;
@@ -111,6 +113,17 @@ export class RouterMetrics {
     this.heldNow = new Gauge({
       name: 'dmr_router_messages_held',
       help: 'Messages held now for a full destination; at the hold bound the router takes no new messages.',
+      registers,
+    });
+    this.parked = new Counter({
+      name: 'dmr_router_messages_parked_total',
+      help: 'Messages parked in dmr.parking.<n> because their destination held its share of the hold (docs/decisions/0039-parking.md), by destination kind; each comes back to its input after the parking TTL. Parked now, node-wide: the sum of this minus dmr_router_messages_unparked_total over the routers.',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.unparked = new Counter({
+      name: 'dmr_router_messages_unparked_total',
+      help: 'Parked messages that came back from dmr.parking.<n> to a router input and were taken again (a dead letter comes back to any router).',
       registers,
     });
     this.bodyLimitEnforced = new Gauge({

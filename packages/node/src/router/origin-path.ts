@@ -26,7 +26,7 @@ import type { MeshContext } from './mesh-context.js';
 import { hopEvent } from './hop-trace.js';
 import { askPolicy } from './policy-step.js';
 import type { RouterMetrics } from './metrics.js';
-import { linkKey, recipientKey, type Outcomes, type Session } from './outcome.js';
+import { Held, linkKey, recipientKey, type Outcomes, type Session } from './outcome.js';
 
 /** What one message is judged by: the revision applied when it arrived, and the stores that outlive revisions. */
 export interface RoutingState {
@@ -88,9 +88,23 @@ export class OriginPath {
     }
 
     // 3. Replays, within the sender's share of the window. A redelivery of an id we hold is our own
-    // re-attempt (see router.ts), not a replay.
-    const replay = guard.check(validated.messageId, now, validated.sender);
+    // re-attempt (see router.ts), not a replay; so is a retry of a message held or parked here (ReplayGuard.park).
+    // A retry that meets a seen id is a second copy of a parked message (a duplicate dead letter): dropped.
+    const replay = guard.check(validated.messageId, now, validated.sender, retry);
     if (!replay.ok && !(replay.reason === 'MESSAGE_REPLAYED' && message.fields.redelivered)) {
+      if (retry && replay.reason === 'MESSAGE_REPLAYED') {
+        return this.#outcome.duplicate(session, message, started, {
+          messageId: validated.messageId,
+          sender: validated.sender,
+          recipient: validated.recipient,
+          result: 'duplicate',
+          reason: 'MESSAGE_REPLAYED',
+          policyRevision: null,
+          policyReasons: [],
+          configRevision: context.revision,
+          at: new Date(now).toISOString(),
+        });
+      }
       return this.#outcome.refuse(session, message, context, started, replay);
     }
     session.inflightIds.add(validated.messageId);
@@ -153,8 +167,10 @@ export class OriginPath {
         return await this.#outcome.refuse(session, message, context, started, { ...refused, policy });
       }
     } catch (error) {
-      // Held for another attempt: that attempt is the same message, not a replay.
-      guard.release(validated.messageId);
+      // Held (or parked) for another attempt, or back to the broker: that attempt is the same message, not a
+      // replay; a held one's id still refuses a client's replay meanwhile (ReplayGuard.park).
+      if (error instanceof Held) guard.park(validated.messageId);
+      else guard.release(validated.messageId);
       throw error;
     } finally {
       session.inflightIds.delete(validated.messageId);

@@ -58,7 +58,7 @@ function session(): { session: Session; acked: number[] } {
       paused: false,
       // Nothing is ever retried here: a test that holds a key clears it.
       holds: new Holds<ConsumeMessage, HeldDelivery>(
-        { maxMessages: 128, maxBytes: DEFAULT_HOLD_MAX_BYTES, backoff: DEFAULT_HOLD_BACKOFF },
+        { maxMessages: 128, maxBytes: DEFAULT_HOLD_MAX_BYTES, maxPerKey: 16, backoff: DEFAULT_HOLD_BACKOFF },
         { retry: () => undefined, onFull: () => undefined },
       ),
       gate: Promise.resolve(),

@@ -178,6 +178,16 @@ export class Outcomes {
     this.events = new EventRecorder({ logger: options.logger, counter: options.metrics.events });
   }
 
+  /** Whether the rejected copy of `message` is stored while its report waits (parking carries it along). */
+  hasCopy(message: ConsumeMessage): boolean {
+    return this.#copied.has(message);
+  }
+
+  /** `message` came back from parking with its rejected copy stored already (parking.ts): none stored again. */
+  markCopied(message: ConsumeMessage): void {
+    this.#copied.add(message);
+  }
+
   /**
    * A message refused or dead-lettered here, as the `delivery.failed` event:
    * the one log line the decision already had (`message`), now carrying
@@ -312,6 +322,20 @@ export class Outcomes {
   ): Promise<void> {
     await this.audit(this.#record(message, decision));
     this.#acked(session, message, started, decision, detail);
+  }
+
+  /**
+   * A copy of a message this router already handled (a link's redelivery, a second copy of a parked message):
+   * acked, counted and audited `duplicate`, never reported.
+   */
+  async duplicate(
+    session: Session,
+    message: ConsumeMessage,
+    started: number,
+    decision: RouteDecision & { result: 'duplicate' },
+  ): Promise<void> {
+    this.#metrics.duplicatesDropped.inc();
+    await this.settle(session, message, started, decision);
   }
 
   /**

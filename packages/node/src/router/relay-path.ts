@@ -36,6 +36,7 @@ import { askPolicy } from './policy-step.js';
 import type { RouterMetrics } from './metrics.js';
 import type { RoutingState } from './origin-path.js';
 import {
+  Held,
   Transient,
   linkKey,
   recipientKey,
@@ -109,8 +110,9 @@ export class RelayPath {
     const relayed = checked.message;
 
     // 4. Replays: one id reaches one router (the mesh ingress is sharded by id), so a second copy is the
-    // link's redelivery (a shovel reconnecting before its confirm): dropped, never reported.
-    const replay = guard.check(relayed.messageId, now, relayed.sender);
+    // link's redelivery (a shovel reconnecting before its confirm), or a second copy of a message this router
+    // parked: dropped, never reported. The router's own attempt at a message it held or parked takes its id back.
+    const replay = guard.check(relayed.messageId, now, relayed.sender, retry);
     if (!replay.ok && replay.reason === 'MESSAGE_REPLAYED') {
       return this.#duplicate(session, message, context, started, relayed, chain, now);
     }
@@ -188,8 +190,10 @@ export class RelayPath {
       }
       this.#metrics.relayed.inc({ outcome: nextHop === undefined ? 'delivered' : 'forwarded' });
     } catch (error) {
-      // Held for another attempt: that attempt is the same message, not a duplicate.
-      guard.release(relayed.messageId);
+      // Held (or parked) for another attempt, or back to the broker: that attempt is the same message, not a
+      // duplicate; a held one's id still refuses a copy from elsewhere (ReplayGuard.park).
+      if (error instanceof Held) guard.park(relayed.messageId);
+      else guard.release(relayed.messageId);
       throw error;
     } finally {
       session.inflightIds.delete(relayed.messageId);
@@ -246,8 +250,7 @@ export class RelayPath {
     chain: VerifiedHopChain,
     now: number,
   ): Promise<void> {
-    this.#metrics.duplicatesDropped.inc();
-    await this.#outcome.settle(session, message, started, {
+    await this.#outcome.duplicate(session, message, started, {
       messageId: relayed.messageId,
       sender: relayed.sender,
       recipient: relayed.recipient,

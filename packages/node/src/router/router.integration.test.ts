@@ -3,7 +3,8 @@
  * (one NodeFixture for the file): every refusal in dmr.rejected and reported
  * to the sender, delivery with DMR headers, deny by default, replays, TTL
  * expiry and poison messages turned into reports, a full recipient queue
- * holding messages (never refusing them) up to the hold's bound, a policy
+ * holding messages (never refusing them) up to the hold's bound, one stuck
+ * recipient parking its overflow while the shard keeps flowing, a policy
  * outage handled by holding and back-off.
  */
 import assert from 'node:assert/strict';
@@ -698,6 +699,93 @@ describe('router on a harness broker', () => {
     assert.equal((await rik.next(15_000)).properties.messageId, waiting);
     assert.equal(await metric(node, 'dmr_router_messages_rejected_total', { reason: 'RECIPIENT_QUEUE_FULL' }), 0);
     await poison.close();
+  });
+
+  it('parks what one stuck recipient cannot hold: the shard keeps flowing to others, all arrive once', async (t) => {
+    await node.stopRouters();
+    await shrinkQueue(node, 'ria-poison', 2);
+    // ria-desk sends too and never reads its reports (room for one): its refusals wait for their reports.
+    await shrinkQueue(node, 'ria-desk', 1);
+    const desk = await node.client('ria-desk');
+    const handle = await node.startRouter({ hold: { maxMessages: 8, maxPerKey: 2 } });
+    const logged = node.logLines.length;
+    // Far more for the stuck recipient than the shard could hold, and refusals waiting for reports, interleaved
+    // with traffic to rik-bot on the same shard: rik-bot's messages all arrive while ria-poison is stuck.
+    const stuck = new Set<string>();
+    const refused = new Set<string>();
+    const others: string[] = [];
+    const sending: Array<Promise<unknown>> = [];
+    for (let i = 0; i < 400; i += 1) {
+      sending.push(ria.send({ to: 'ria-poison' }).then((id) => stuck.add(id ?? '')));
+      if (i % 30 === 0) sending.push(desk.send({ to: 'nobody-bot' }).then((id) => refused.add(id ?? '')));
+      if (i % 20 === 0) sending.push(ria.send({ to: 'rik-bot' }).then((id) => others.push(id ?? '')));
+      if (sending.length >= 50) await Promise.all(sending.splice(0));
+    }
+    await Promise.all(sending);
+    const arrived: string[] = [];
+    while (arrived.length < others.length) arrived.push(String((await rik.next(15_000)).properties.messageId));
+    assert.deepEqual(arrived.sort(), [...others].sort());
+    // A parked message whose TTL runs out gets its report when it comes back, while the recipient is still stuck.
+    // (Its TTL must outlast its wait in dmr.ingress.0 behind a batch of returning parked messages: one that expires
+    // there goes to dmr.rejected without a report.)
+    const cpu = process.cpuUsage();
+    const unparked = await metric(node, 'dmr_router_messages_unparked_total');
+    const expiring = await ria.send({ to: 'ria-poison', expiration: '4000' });
+    const expired = parseReport(await ria.next(30_000));
+    assert.equal(expired.messageId, expiring);
+    assert.equal(expired.reason, 'MESSAGE_EXPIRED', JSON.stringify(expired));
+    assert.equal(expired.status, 'rejected', 'refused by the router when it came back, not dead-lettered');
+    const { user, system } = process.cpuUsage(cpu);
+    const cycled = (await metric(node, 'dmr_router_messages_unparked_total')) - unparked;
+    t.diagnostic(
+      `${cycled} parked messages came back and were parked again: ${((user + system) / 1000 / cycled).toFixed(2)} ms of this process's CPU each (router and clients)`,
+    );
+    assert.ok((await metric(node, 'dmr_router_messages_parked_total', { kind: 'recipient' })) > 0);
+    assert.ok((await metric(node, 'dmr_router_messages_parked_total', { kind: 'report' })) > 0);
+    assert.ok((await metric(node, 'dmr_router_messages_unparked_total')) > 0, 'parked messages came back');
+    assert.ok((await metric(node, 'dmr_router_messages_held')) <= 4, 'two per destination, whatever waits');
+    assert.ok(!node.logLines.slice(logged).some((line) => line.msg === 'inputs stopped'), 'the shard never stopped');
+    assert.equal(handle.router.state, 'running');
+
+    // The stuck recipient consumes, and the sender reads its reports: every message arrives once, every refusal
+    // is reported once with one rejected copy.
+    const poison = await node.client('ria-poison');
+    const received = new Set<string>();
+    let copies = 0;
+    while (received.size < stuck.size) {
+      const id = String((await poison.next(30_000)).properties.messageId);
+      if (received.has(id)) copies += 1;
+      received.add(id);
+    }
+    const reports = new Map<string, string>();
+    while (reports.size < refused.size) {
+      const report = parseReport(await desk.next(30_000));
+      assert.ok(!reports.has(report.messageId ?? ''), `a second report about ${String(report.messageId)}`);
+      reports.set(report.messageId ?? '', report.reason);
+    }
+    assert.deepEqual(new Set(reports.keys()), refused);
+    assert.ok([...reports.values()].every((reason) => reason === 'RECIPIENT_UNKNOWN'));
+    assert.deepEqual(received, stuck);
+    assert.equal(copies, 0, 'no message twice');
+    await waitFor('every decision logged', () => [...stuck, ...refused].every((id) => node.decisions(id).length > 0), {
+      timeoutMs: 10_000,
+    });
+    for (const id of stuck)
+      assert.deepEqual(
+        node.decisions(id).map((line) => line.result),
+        ['routed'],
+        id,
+      );
+    assert.deepEqual(await poison.drain(300), [], 'nothing more');
+    const rejectedCopies = (await node.take('dmr.rejected')).filter((copy) =>
+      refused.has(String(copy.properties.message_id)),
+    );
+    assert.equal(rejectedCopies.length, refused.size, 'one rejected copy per refusal, parked or not');
+    assert.equal(await metric(node, 'dmr_router_messages_rejected_total', { reason: 'RECIPIENT_QUEUE_FULL' }), 0);
+    await poison.close();
+    await desk.close();
+    await node.stopRouters();
+    await node.startRouter();
   });
 
   it('wrote one audit record per decision, in an unbroken hash chain per router instance', async () => {

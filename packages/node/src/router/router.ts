@@ -50,7 +50,13 @@ import type { Logger } from 'pino';
 import { SenderRateLimit } from '../message/rate-limit.js';
 import { ReplayGuard } from '../message/replay.js';
 import type { DurableReplayMemory } from '../message/replay-journal.js';
-import { DEAD_LETTER_REPORTS_QUEUE, DELIVERY_EXCHANGE, ingressQueueName, meshIngressQueueName } from '@dmr/contract';
+import {
+  DEAD_LETTER_REPORTS_QUEUE,
+  DELIVERY_EXCHANGE,
+  PARKING_EXCHANGE,
+  ingressQueueName,
+  meshIngressQueueName,
+} from '@dmr/contract';
 import type { AuditSink } from './audit.js';
 import { DeadLetterPath } from './dead-letter-path.js';
 import { HopTrace } from './hop-trace.js';
@@ -69,6 +75,7 @@ import {
   type HeldDelivery,
   type Session,
 } from './outcome.js';
+import { parkable, parkedOptions, unpark } from './parking.js';
 import { RelayPath } from './relay-path.js';
 
 export interface BackoffOptions {
@@ -147,6 +154,7 @@ export class Router {
   readonly #origin: OriginPath;
   readonly #relay: RelayPath;
   readonly #deadLetters: DeadLetterPath;
+  readonly #outcome: Outcomes;
   readonly #trace: HopTrace;
 
   constructor(options: RouterOptions) {
@@ -181,6 +189,7 @@ export class Router {
       outcome,
     });
     this.#deadLetters = new DeadLetterPath({ nodeId: this.nodeId, now: this.#now, logger: options.logger, outcome });
+    this.#outcome = outcome;
     this.#identity = options.identity;
     this.#trace = new HopTrace(options.tracer, this.nodeId, this.shard);
   }
@@ -289,14 +298,20 @@ export class Router {
    * transient) or dead-lettered (anything else). `takenAt`: set on the
    * router's own re-attempt, when it first took the delivery.
    */
-  #dispatch(session: Session, message: ConsumeMessage | null, handler: Handler, takenAt?: number): void {
+  #dispatch(
+    session: Session,
+    message: ConsumeMessage | null,
+    handler: Handler,
+    takenAt?: number,
+    fresh = takenAt === undefined,
+  ): void {
     if (message === null) {
       // The broker cancelled the consumer (queue deleted): reconnecting re-consumes or fails loudly.
       this.#options.logger.warn({ shard: this.shard, handler }, 'consumer cancelled by the broker');
       void session.connection.close().catch(() => undefined);
       return;
     }
-    if (takenAt === undefined) session.acks.track(message);
+    if (fresh) session.acks.track(message);
     const held: HeldDelivery = { handler, takenAt: takenAt ?? this.#now() };
     const work = this.#trace.run(message, handler, () => this.#handle(session, message, handler, takenAt));
     const task = work
@@ -306,6 +321,20 @@ export class Router {
       )
       .finally(() => this.#tasks.delete(task));
     this.#tasks.add(task);
+  }
+
+  /**
+   * A delivery from one of the router's queues. A copy coming back from
+   * parking (parking.ts) is the router's own later attempt at a message it
+   * took before: put back as it was, judged as of when it was first taken.
+   */
+  #take(session: Session, message: ConsumeMessage | null, handler: Handler): void {
+    const back = message === null ? undefined : unpark(message);
+    if (message !== null && back !== undefined) {
+      this.#options.metrics.unparked.inc();
+      if (back.copied) this.#outcome.markCopied(message);
+    }
+    this.#dispatch(session, message, handler, back?.takenAt, true);
   }
 
   /** One delivery on its path, judged by the revision applied now. */
@@ -333,10 +362,15 @@ export class Router {
    * is a bug that would fail again: dead-lettered (nack without requeue) to
    * `dmr.rejected`, a bounded outcome instead of a loop.
    */
-  #failed(session: Session, message: ConsumeMessage, held: HeldDelivery, error: unknown): void {
+  #failed(session: Session, message: ConsumeMessage, held: HeldDelivery, error: unknown): Promise<void> | undefined {
     if (error instanceof Held) {
       // Not a failure: the destination is full. The message waits for it alone; the shard routes the rest.
       if (!session.alive) return;
+      // A destination holding its share already: a new message for it waits in the parking queue instead, so
+      // one stuck destination cannot fill the shard's hold and stop everyone else (decision 0039).
+      if (!session.holds.has(message) && session.holds.crowded(error.key) && parkable(message)) {
+        return this.#park(session, message, held, error);
+      }
       this.#options.metrics.held.inc({ kind: error.kind });
       session.holds.hold(error.key, message, held, message.content.length);
       return;
@@ -369,6 +403,39 @@ export class Router {
     session.holds.forget(message);
     session.held.push({ message, ...held });
     this.#pause(session);
+  }
+
+  /**
+   * Parks `message` (parking.ts): a copy to `dmr.parking` under the name of
+   * the input it came from, confirmed, then the ack; the parking queue's TTL
+   * brings the copy back to that input. A parking queue that does not take
+   * it (full: reject-publish; none in the layout: returned) leaves it held
+   * past its destination's share, up to the shard's bound, where the router
+   * stops taking new messages: backpressure to the edge, never a loss.
+   */
+  async #park(session: Session, message: ConsumeMessage, held: HeldDelivery, error: Held): Promise<void> {
+    const input =
+      held.handler === 'route'
+        ? ingressQueueName(this.shard)
+        : held.handler === 'relay'
+          ? meshIngressQueueName(this.shard)
+          : DEAD_LETTER_REPORTS_QUEUE;
+    const options = parkedOptions(message, held.takenAt, this.#outcome.hasCopy(message));
+    const outcome = await this.#outcome
+      .publish(session, PARKING_EXCHANGE, input, message.content, options)
+      .catch(() => undefined); // the channel closed: the broker has the message back
+    if (!session.alive || outcome === undefined) return;
+    if (outcome === 'confirmed') {
+      session.acks.ack(message);
+      this.#options.metrics.parked.inc({ kind: error.kind });
+      return;
+    }
+    this.#options.logger.warn(
+      { shard: this.shard, destination: error.key, parking: outcome },
+      'parking did not take a message: held past its destination share',
+    );
+    this.#options.metrics.held.inc({ kind: error.kind });
+    session.holds.hold(error.key, message, held, message.content.length);
   }
 
   /**
@@ -538,7 +605,7 @@ export class Router {
   async #consume(session: Session): Promise<void> {
     const reports = await session.channel.consume(
       DEAD_LETTER_REPORTS_QUEUE,
-      (message) => this.#dispatch(session, message, 'dead-letter'),
+      (message) => this.#take(session, message, 'dead-letter'),
       { noAck: false },
     );
     session.reportsTag = reports.consumerTag;
@@ -549,7 +616,7 @@ export class Router {
   async #consumeInputs(session: Session): Promise<void> {
     const ingress = await session.channel.consume(
       ingressQueueName(this.shard),
-      (message) => this.#dispatch(session, message, 'route'),
+      (message) => this.#take(session, message, 'route'),
       { noAck: false },
     );
     session.ingressTag = ingress.consumerTag;
@@ -557,7 +624,7 @@ export class Router {
     if (this.#mesh !== undefined) {
       const mesh = await session.channel.consume(
         meshIngressQueueName(this.shard),
-        (message) => this.#dispatch(session, message, 'relay'),
+        (message) => this.#take(session, message, 'relay'),
         { noAck: false },
       );
       session.meshTag = mesh.consumerTag;
@@ -602,9 +669,11 @@ export class Router {
 
   #holdOptions(): HoldOptions {
     const prefetch = this.#options.prefetch ?? 256;
+    const maxMessages = this.#options.hold?.maxMessages ?? Math.max(1, Math.floor(prefetch / 2));
     return {
-      maxMessages: this.#options.hold?.maxMessages ?? Math.max(1, Math.floor(prefetch / 2)),
+      maxMessages,
       maxBytes: this.#options.hold?.maxBytes ?? DEFAULT_HOLD_MAX_BYTES,
+      maxPerKey: this.#options.hold?.maxPerKey ?? Math.max(1, Math.floor(maxMessages / 8)),
       backoff: this.#options.hold?.backoff ?? DEFAULT_HOLD_BACKOFF,
     };
   }

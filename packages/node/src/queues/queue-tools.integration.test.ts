@@ -58,6 +58,7 @@ describe('dmr queue tools on a harness node', () => {
     assert.equal(byName.get('dmr.ingress.0')?.role, 'ingress');
     assert.equal(byName.get('dmr.ingress.0')?.consumers, 1, 'the router consumes its shard');
     assert.equal(byName.get('dmr.rejected')?.role, 'rejected');
+    assert.equal(byName.get('dmr.parking.0')?.role, 'parking');
     assert.equal(byName.get('dmr.audit')?.role, 'audit');
   });
 

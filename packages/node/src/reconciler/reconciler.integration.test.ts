@@ -244,6 +244,7 @@ describe('reconciler on a harness broker', () => {
       'dmr.dead-letter-reports',
       'dmr.ingress.0',
       'dmr.mesh-ingress.0',
+      'dmr.parking.0',
       'dmr.rejected',
     ]);
     assert.equal((await queueInfo(management, 'dmr.client.gamma-bot'))?.arguments !== undefined, true);

@@ -33,12 +33,14 @@ describe('TcpProxy', () => {
   let echo: Server;
   let echoPort: number;
   let echoAccepted = 0;
+  let echoBytes = 0;
   const proxies: TcpProxy[] = [];
 
   before(async () => {
     echo = createServer((socket) => {
       echoAccepted += 1;
       socket.on('error', () => undefined);
+      socket.on('data', (chunk: Buffer) => (echoBytes += chunk.length));
       socket.pipe(socket);
     });
     await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
@@ -70,6 +72,27 @@ describe('TcpProxy', () => {
       timeoutMs: 5000,
       intervalMs: 10,
     });
+  });
+
+  it('holdReplies lets the client through and holds the answers until resume', async () => {
+    const p = await proxy();
+    const c = await client(p.port);
+    c.socket.write('a');
+    await waitFor("c.received() === 'a'", () => c.received() === 'a', { timeoutMs: 5000, intervalMs: 10 });
+    p.holdReplies();
+    assert.equal(p.mode, 'replies-held');
+    const target = echoBytes;
+    c.socket.write('bc');
+    // The target got the bytes (the echo server counts them) while the client still has only the first answer.
+    await waitFor('the echo server to read the held request', () => echoBytes === target + 2, {
+      timeoutMs: 5000,
+      intervalMs: 10,
+    });
+    assert.equal(c.received(), 'a');
+    p.resume();
+    assert.equal(p.mode, 'forwarding');
+    await waitFor("c.received() === 'abc'", () => c.received() === 'abc', { timeoutMs: 5000, intervalMs: 10 });
+    c.socket.destroy();
   });
 
   it('pause holds bytes and new connections; resume delivers them unchanged', async () => {

@@ -8,6 +8,10 @@
  *   block, as when packets are dropped and retransmitted. `resume()` lets
  *   everything through again, unchanged, so connections that did not time
  *   out themselves (AMQP heartbeats, TLS) carry on.
+ * - `holdReplies()`: a one-way loss. What the client sends still reaches
+ *   the target; what the target answers is held (e.g. a publisher confirm
+ *   the broker sent for a message it stored). `resume()` lets it through;
+ *   `cut()` drops it with the connection.
  * - `cut()`: the peer host is gone. Every connection is reset (RST) and new
  *   ones are reset at once. `restore()` accepts again.
  *
@@ -18,7 +22,7 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { DmrError } from '@dmr/core';
 
-export type TcpProxyMode = 'forwarding' | 'paused' | 'cut';
+export type TcpProxyMode = 'forwarding' | 'paused' | 'replies-held' | 'cut';
 
 export interface TcpProxyTarget {
   /** Default 127.0.0.1; loopback only. */
@@ -154,7 +158,7 @@ export class TcpProxy {
     this.#pairs.add(pair);
     client.on('error', pair.forget);
     client.on('close', pair.forget);
-    if (this.#mode === 'forwarding') this.#connectTarget(pair);
+    if (this.#mode === 'forwarding' || this.#mode === 'replies-held') this.#connectTarget(pair);
   }
 
   #connectTarget(pair: Pair): void {
@@ -163,6 +167,12 @@ export class TcpProxy {
     server.on('error', pair.forget);
     server.on('close', pair.forget);
     TcpProxy.#flow(pair.client, server);
+    if (this.#mode === 'replies-held') TcpProxy.#holdReplies(pair.client, server);
+  }
+
+  static #holdReplies(client: Socket, server: Socket): void {
+    server.unpipe(client);
+    server.pause();
   }
 
   /** pipe() carries backpressure both ways and resumes the sockets it reads. */
@@ -191,9 +201,24 @@ export class TcpProxy {
     for (const pair of this.#pairs) TcpProxy.#hold(pair.client, pair.server);
   }
 
-  /** Ends a pause: held bytes flow, held connections reach the target. */
+  /** One way only: the target's answers are held, the client's bytes still reach it. */
+  holdReplies(): void {
+    this.#assertOpen();
+    if (this.#mode !== 'forwarding') {
+      throw new DmrError('INVALID_ARGUMENT', `the proxy holds replies only while forwarding, not ${this.#mode}`);
+    }
+    this.#mode = 'replies-held';
+    for (const pair of this.#pairs) if (pair.server) TcpProxy.#holdReplies(pair.client, pair.server);
+  }
+
+  /** Ends a pause or held replies: held bytes flow, held connections reach the target. */
   resume(): void {
     this.#assertOpen();
+    if (this.#mode === 'replies-held') {
+      this.#mode = 'forwarding';
+      for (const pair of this.#pairs) pair.server?.pipe(pair.client);
+      return;
+    }
     if (this.#mode !== 'paused') return;
     this.#mode = 'forwarding';
     for (const pair of [...this.#pairs]) {

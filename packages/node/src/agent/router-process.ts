@@ -46,7 +46,7 @@ import { vhostName } from '@dmr/contract';
 import { CentOpsClient } from '@dmr/centops-client';
 import { routerWriterId } from '@dmr/contract';
 import { StreamAuditSink, type AuditSink } from '../router/audit.js';
-import { readWriterTail } from '../audit/tail.js';
+import { readBackAfterLostConfirm, readWriterTail } from '../audit/tail.js';
 import { AuditCheckpointer } from '../router/audit-checkpointer.js';
 import { RouterMetrics } from '../router/metrics.js';
 import type { NodeIdentity } from '../router/mesh-context.js';
@@ -443,7 +443,7 @@ async function startAuditLog(
     auditWriterCheckpoint: (writer: string) => client.auditWriterCheckpoint(writer),
   };
   const make = (writer: string) => {
-    const sink = new StreamAuditSink({ writer });
+    const sink = new StreamAuditSink({ writer, readBack: readBackAfterLostConfirm });
     const checkpointer = new AuditCheckpointer({
       writer,
       nodeId: config.node,

@@ -14,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { writeFile } from 'node:fs/promises';
 import { connectWithCertificate } from '@dmr/broker';
+import { TcpProxy } from '@dmr/broker-harness';
 import { brokerServerCheck } from '@dmr/pki';
 import { vhostName } from '@dmr/contract';
 import { waitFor } from '@dmr/core/testing';
@@ -28,7 +29,7 @@ import { AuditCheckpointer } from '../router/audit-checkpointer.js';
 import { exportFromNode } from './export.js';
 import { parseExport } from './export-file.js';
 import { verifyExport, type LogReport } from './verify.js';
-import { readWriterTail } from './tail.js';
+import { readBackAfterLostConfirm, readWriterTail } from './tail.js';
 
 const event = (i: number): AuditEvent => ({
   kind: 'route',
@@ -74,12 +75,12 @@ describe('audit log: a writer that stopped after its last checkpoint', () => {
     await env?.close();
   });
 
-  /** A writer's run as a router runs it, on its own broker connection with the node's certificate. */
-  async function run(writer: string) {
+  /** A connection with the node's certificate, as a router makes it (optionally through a proxy's port). */
+  async function connect(port = env.harness.node(0).amqpsPort) {
     const identity = await loadIdentity(config.dataDir);
     assert.ok(identity !== undefined);
     const connection = await connectWithCertificate({
-      port: env.harness.node(0).amqpsPort,
+      port,
       servername: 'localhost',
       caPem: identity.trustBundlePem,
       certificatePem: identity.chainPem,
@@ -88,8 +89,17 @@ describe('audit log: a writer that stopped after its last checkpoint', () => {
       tls: { checkServerIdentity: brokerServerCheck(TD, NODE) },
     });
     connection.on('error', () => undefined);
+    return connection;
+  }
+
+  /** A writer's run as a router runs it, on its own broker connection with the node's certificate. */
+  async function run(writer: string, port?: number) {
+    const identity = await loadIdentity(config.dataDir);
+    assert.ok(identity !== undefined);
+    const connection = await connect(port);
     const channel = await connection.createConfirmChannel();
-    const sink = new StreamAuditSink({ writer });
+    // As the router process makes it: a lost confirm is read back before the next record.
+    const sink = new StreamAuditSink({ writer, readBack: readBackAfterLostConfirm });
     const checkpointer = new AuditCheckpointer({
       writer,
       nodeId: NODE,
@@ -99,7 +109,7 @@ describe('audit log: a writer that stopped after its last checkpoint', () => {
       publish: (body) => sink.publishCheckpoint(body),
     });
     sink.onStored = (leaf) => checkpointer.stored(leaf);
-    sink.attach(channel);
+    sink.attach(channel, connection);
     const append = (from: number, count: number) =>
       Promise.all(Array.from({ length: count }, (_, i) => sink.append(event(from + i))));
     return { sink, checkpointer, connection, append };
@@ -178,5 +188,44 @@ describe('audit log: a writer that stopped after its last checkpoint', () => {
     assert.equal(log.records, 8);
     assert.equal(log.provenSize, 8, 'the last checkpoint in the stream covers every record');
     assert.equal(log.unproven, 0);
+  });
+
+  it('a record stored whose confirm is lost in a connection drop is read back, not numbered again', async () => {
+    const writer = `${NODE}/router-7`;
+    // The writer's broker connection goes through a proxy that can lose the broker's answers on the way back.
+    const proxy = await TcpProxy.start({ targetPort: env.harness.node(0).amqpsPort });
+    try {
+      const first = await run(writer, proxy.port);
+      assert.equal((await first.checkpointer.resume()).size, 0);
+      await first.append(1, 3);
+      // The broker stores records 4–5 and confirms them, but the confirm never arrives: the connection drops.
+      proxy.holdReplies();
+      const lost = first.append(4, 2);
+      const observer = await connect();
+      await waitFor('records 4–5 to be stored in dmr.audit', async () => {
+        const stored = await readWriterTail(observer, { writer, run: 'observer', after: 3 });
+        return stored.leaves.length === 2 || undefined;
+      });
+      await observer.close();
+      proxy.cut();
+      await assert.rejects(lost, 'the lost confirm fails the records (their messages are routed again)');
+      assert.equal(first.sink.head.seq, 3, 'the writer knows records 1–3 stored, nothing after');
+      // The router reconnects and hands the sink its new channel; the next records follow the stored 4–5.
+      proxy.restore();
+      const connection = await connect(proxy.port);
+      first.sink.attach(await connection.createConfirmChannel(), connection);
+      await first.append(6, 2);
+      await first.checkpointer.close();
+      await connection.close();
+      const log = await report(writer);
+      // Before the read-back the new records re-used seqs 4–5: verify called the honest log tampered.
+      assert.equal(log.problem, undefined, JSON.stringify(log));
+      assert.equal(first.sink.head.seq, 7);
+      assert.equal(log.records, 7);
+      assert.equal(log.provenSize, 7);
+      assert.equal(log.unproven, 0);
+    } finally {
+      await proxy.close();
+    }
   });
 });

@@ -48,4 +48,18 @@ describe('adopting a writer tail', () => {
     assert.equal(tail.leaves.length, 3);
     assert.equal(tail.skipped, 1);
   });
+
+  it('with the hash of the last record known stored, the first adopted record must name it', () => {
+    const stored = chain('node-1/router-0', 4);
+    const options = { writer: 'node-1/router-0', after: 2 };
+    const known = leafHash(stored[1] as Buffer).toString('hex');
+    const joins: WriterTail = { leaves: [], head: null, read: 0, skipped: 0 };
+    for (const bytes of stored) adopt(joins, bytes, { ...options, afterHash: known });
+    assert.equal(joins.leaves.length, 2);
+    // Another record 3 (e.g. of another chain under the same name) does not continue what this writer stored.
+    const other: WriterTail = { leaves: [], head: null, read: 0, skipped: 0 };
+    for (const bytes of stored) adopt(other, bytes, { ...options, afterHash: 'ff'.repeat(32) });
+    assert.deepEqual(other.leaves, []);
+    assert.equal(other.skipped, 2);
+  });
 });

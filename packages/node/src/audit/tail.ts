@@ -14,10 +14,11 @@
  * were sealed after its snapshot, before CentOps answered), or at the first
  * offset when there is no checkpoint yet.
  */
+import { randomUUID } from 'node:crypto';
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { DmrError } from '@dmr/core';
 import { AUDIT_STREAM, leafHash } from '@dmr/contract';
-import { AUDIT_RESUME_TYPE, auditRecordsIn } from '../router/audit.js';
+import { AUDIT_RESUME_TYPE, auditRecordsIn, type ReadBackFrom } from '../router/audit.js';
 
 /** How far before the checkpoint's witness time the read starts: clock skew between CentOps and the broker. */
 export const TAIL_SKEW_MS = 60_000;
@@ -26,9 +27,15 @@ export interface WriterTailOptions {
   writer: string;
   /** The new run's id: names the marker this read stops at. */
   run: string;
-  /** The size CentOps witnessed: records with a larger seq are the tail. */
+  /** The size CentOps witnessed (or the last record known stored): records with a larger seq are the tail. */
   after: number;
-  /** When CentOps witnessed that checkpoint; absent: read from the first offset. */
+  /**
+   * Leaf hash (hex) of record `after` when the writer knows it (a running
+   * writer reading back after a lost confirm): the first adopted record must
+   * name it. Absent at a restart, where only the checkpoint's edge is known.
+   */
+  afterHash?: string | null;
+  /** When CentOps witnessed that checkpoint (or the first unconfirmed record was published); absent: read from the first offset. */
   witnessedAt?: Date;
   stream?: string;
 }
@@ -57,12 +64,18 @@ interface TailRecord {
  */
 export async function readWriterTail(connection: ChannelModel, options: WriterTailOptions): Promise<WriterTail> {
   const stream = options.stream ?? AUDIT_STREAM;
+  // One run may read back more than once (at start, and after each lost confirm): the nonce tells this read's
+  // marker from an earlier one of the same run, which may lie in the window read.
+  const nonce = randomUUID();
   const marker = await connection.createConfirmChannel();
   try {
     await new Promise<void>((resolve, reject) => {
       marker.sendToQueue(
         stream,
-        Buffer.from(JSON.stringify({ v: 1, writer: options.writer, run: options.run, from: options.after }), 'utf8'),
+        Buffer.from(
+          JSON.stringify({ v: 1, writer: options.writer, run: options.run, from: options.after, nonce }),
+          'utf8',
+        ),
         { persistent: true, contentType: 'application/json', type: AUDIT_RESUME_TYPE },
         (error: unknown) => (error ? reject(error instanceof Error ? error : new Error(String(error))) : resolve()),
       );
@@ -89,7 +102,7 @@ export async function readWriterTail(connection: ChannelModel, options: WriterTa
         channel.ack(message);
         const type = message.properties.type as string | undefined;
         if (type === AUDIT_RESUME_TYPE) {
-          if (isOurMarker(message.content, options)) resolve();
+          if (isOurMarker(message.content, nonce)) resolve();
           return;
         }
         // A batch carries several records, in log order (audit.ts AUDIT_RECORDS_TYPE).
@@ -106,17 +119,36 @@ export async function readWriterTail(connection: ChannelModel, options: WriterTa
   return tail;
 }
 
-function isOurMarker(content: Buffer, options: WriterTailOptions): boolean {
+/**
+ * A running writer's read-back after a lost confirm (StreamAuditSink's
+ * readBack): its records after the last one confirmed, from a little before
+ * the first unconfirmed one was published.
+ */
+export function readBackAfterLostConfirm(connection: ChannelModel, from: ReadBackFrom): Promise<WriterTail> {
+  return readWriterTail(connection, {
+    writer: from.writer,
+    run: from.run,
+    after: from.after.seq,
+    afterHash: from.after.hash,
+    witnessedAt: from.publishedAt,
+  });
+}
+
+function isOurMarker(content: Buffer, nonce: string): boolean {
   try {
-    const body = JSON.parse(content.toString('utf8')) as { writer?: unknown; run?: unknown };
-    return body.writer === options.writer && body.run === options.run;
+    const body = JSON.parse(content.toString('utf8')) as { nonce?: unknown };
+    return body.nonce === nonce;
   } catch {
     return false;
   }
 }
 
 /** Pure: one stored message of the stream, in order; joins the tail when it continues it. */
-export function adopt(tail: WriterTail, bytes: Buffer, options: Pick<WriterTailOptions, 'writer' | 'after'>): void {
+export function adopt(
+  tail: WriterTail,
+  bytes: Buffer,
+  options: Pick<WriterTailOptions, 'writer' | 'after' | 'afterHash'>,
+): void {
   let record: TailRecord;
   try {
     record = JSON.parse(bytes.toString('utf8')) as TailRecord;
@@ -125,7 +157,10 @@ export function adopt(tail: WriterTail, bytes: Buffer, options: Pick<WriterTailO
   }
   if (record.writer !== options.writer || typeof record.seq !== 'number' || record.seq <= options.after) return;
   const next = options.after + tail.leaves.length + 1;
-  const links = tail.head === null || record.prev === tail.head;
+  const links =
+    tail.head === null
+      ? options.afterHash === undefined || options.afterHash === null || record.prev === options.afterHash
+      : record.prev === tail.head;
   if (record.seq !== next || !links) {
     tail.skipped += 1;
     return;

@@ -13,7 +13,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { DmrError, canonicalJson } from '@dmr/core';
-import type { ConfirmChannel } from 'amqplib';
+import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import { AUDIT_STREAM, leafHash } from '@dmr/contract';
 
 /** What the router records about one decision. */
@@ -153,8 +153,12 @@ export function firstBrokenRecord(writer: string, stored: readonly Uint8Array[])
 export interface AuditSink {
   /** Resolves once the record is stored (confirmed); rejects if it may not be. */
   append(event: AuditEvent): Promise<void>;
-  /** The router hands over its channel on every (re)connect, and withdraws it on loss. */
-  attach?(channel: ConfirmChannel): void;
+  /**
+   * The router hands over its channel on every (re)connect, and withdraws it
+   * on loss; the connection is for reading the stream back after a lost
+   * confirm (StreamAuditSinkOptions.readBack).
+   */
+  attach?(channel: ConfirmChannel, connection?: ChannelModel): void;
   detach?(): void;
   /** Flushes what is pending; no timers remain. */
   close(): Promise<void>;
@@ -175,6 +179,23 @@ export interface StreamAuditSinkOptions {
    */
   flushMs?: number;
   stream?: string;
+  /**
+   * Reads back the records of this writer stored after `after` (audit/tail.ts
+   * readWriterTail, given by the router process: the sink cannot import it
+   * without an import circle). Used before the next record after a record
+   * whose confirm was lost (the connection dropped between store and
+   * confirm): it may be stored, so the log continues after it instead of
+   * re-using its seq. Without it, such a record is taken as not stored.
+   */
+  readBack?: (connection: ChannelModel, from: ReadBackFrom) => Promise<{ leaves: Buffer[]; head: string | null }>;
+}
+
+/** Where a read-back starts: the last record known stored, and when the first unconfirmed one was published. */
+export interface ReadBackFrom {
+  writer: string;
+  run: string;
+  after: ChainHead;
+  publishedAt: Date;
 }
 
 interface Pending {
@@ -189,6 +210,7 @@ interface InFlight {
   head: ChainHead;
   leaf: Buffer;
   outcome: 'waiting' | 'confirmed' | Error;
+  publishedAt: number;
 }
 
 export class StreamAuditSink implements AuditSink {
@@ -200,6 +222,11 @@ export class StreamAuditSink implements AuditSink {
   readonly #flushMs: number;
   readonly #stream: string;
   #channel: ConfirmChannel | undefined;
+  #connection: ChannelModel | undefined;
+  readonly #readBack: StreamAuditSinkOptions['readBack'];
+  /** Set when a record's confirm was lost: the time its batch was published. The next flush reads back first. */
+  #unsureSince: number | undefined;
+  #readingBack: Promise<void> | undefined;
   #pending: Pending[] = [];
   #timer: NodeJS.Timeout | undefined;
   #immediate: NodeJS.Immediate | undefined;
@@ -222,6 +249,7 @@ export class StreamAuditSink implements AuditSink {
     this.#maxBatch = options.maxBatch ?? 64;
     this.#flushMs = options.flushMs ?? 0;
     this.#stream = options.stream ?? AUDIT_STREAM;
+    this.#readBack = options.readBack;
   }
 
   get head(): ChainHead {
@@ -267,12 +295,14 @@ export class StreamAuditSink implements AuditSink {
     });
   }
 
-  attach(channel: ConfirmChannel): void {
+  attach(channel: ConfirmChannel, connection?: ChannelModel): void {
     this.#channel = channel;
+    this.#connection = connection;
   }
 
   detach(): void {
     this.#channel = undefined;
+    this.#connection = undefined;
   }
 
   append(event: AuditEvent): Promise<void> {
@@ -286,7 +316,9 @@ export class StreamAuditSink implements AuditSink {
   /** Publishes what waits and resolves once every published record is settled. */
   async close(): Promise<void> {
     this.#cancelFlush();
+    await this.#readingBack;
     this.#flush();
+    await this.#readingBack;
     if (this.#inFlight.length === 0) return;
     await new Promise<void>((resolve) => this.#drained.push(resolve));
   }
@@ -318,10 +350,18 @@ export class StreamAuditSink implements AuditSink {
   }
 
   #flush(): void {
+    if (this.#readingBack !== undefined) return; // it flushes what waits when done
     const batch = this.#pending;
     if (batch.length === 0) return;
-    this.#pending = [];
     const channel = this.#channel;
+    if (channel !== undefined && this.#unsureSince !== undefined && this.#readBack !== undefined) {
+      this.#readingBack = this.#readBackTail().finally(() => {
+        this.#readingBack = undefined;
+        this.#flush();
+      });
+      return;
+    }
+    this.#pending = [];
     if (channel === undefined) {
       const error = new DmrError('BROKER_NOT_RUNNING', 'the audit stream is not connected');
       for (const item of batch) item.reject(error);
@@ -329,10 +369,11 @@ export class StreamAuditSink implements AuditSink {
     }
     const entries: InFlight[] = [];
     const lines: Buffer[] = [];
+    const publishedAt = Date.now();
     for (const pending of batch) {
       const sealed = sealRecord(this.writer, this.run, this.#sealed, pending.event);
       this.#sealed = sealed.head;
-      entries.push({ pending, head: sealed.head, leaf: sealed.leaf, outcome: 'waiting' });
+      entries.push({ pending, head: sealed.head, leaf: sealed.leaf, outcome: 'waiting', publishedAt });
       lines.push(sealed.bytes, NEWLINE_BYTES);
     }
     this.#inFlight.push(...entries);
@@ -365,8 +406,11 @@ export class StreamAuditSink implements AuditSink {
         first.pending.resolve();
         continue;
       }
-      // Not stored: the records sealed after it point at a missing record. Their messages go back to the
-      // broker and are audited again, continuing from the last record known stored.
+      // Not known to be stored: the records sealed after it may point at a missing record. Their messages go
+      // back to the broker and are audited again. A lost confirm does not mean a lost record (the broker may
+      // have stored it just before the connection dropped): the next flush reads the stream back first and
+      // continues after whatever of it was stored.
+      this.#unsureSince ??= first.publishedAt;
       first.pending.reject(first.outcome);
       const later = this.#inFlight;
       this.#inFlight = [];
@@ -375,6 +419,38 @@ export class StreamAuditSink implements AuditSink {
     }
     if (this.#inFlight.length === 0) {
       for (const resolve of this.#drained.splice(0)) resolve();
+    }
+  }
+
+  /**
+   * After a lost confirm, before the next record: adopts this writer's
+   * records the broker stored after the last confirmed one (told to the
+   * checkpointer like confirmed ones) and continues after them. A failed
+   * read rejects what waits (the router holds those messages and retries)
+   * and is tried again at the next flush.
+   */
+  async #readBackTail(): Promise<void> {
+    const connection = this.#connection;
+    const readBack = this.#readBack;
+    const since = this.#unsureSince;
+    try {
+      if (connection === undefined || readBack === undefined || since === undefined) {
+        throw new DmrError('BROKER_NOT_RUNNING', 'the audit stream is not connected');
+      }
+      const from = { writer: this.writer, run: this.run, after: this.#head, publishedAt: new Date(since) };
+      const tail = await readBack(connection, from);
+      let head = this.#head;
+      for (const leaf of tail.leaves) {
+        head = { seq: head.seq + 1, hash: leaf.toString('hex') };
+        this.#head = head;
+        this.#onStored?.(leaf);
+      }
+      this.#sealed = this.#head;
+      this.#unsureSince = undefined;
+    } catch (error) {
+      const batch = this.#pending;
+      this.#pending = [];
+      for (const item of batch) item.reject(asError(error));
     }
   }
 }

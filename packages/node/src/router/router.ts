@@ -554,7 +554,7 @@ export class Router {
         session.returned.add(returnKey(exchange, routingKey, returned.properties.messageId));
       });
       this.#session = session;
-      this.#options.audit?.attach?.(channel);
+      this.#options.audit?.attach?.(channel, connection);
       await channel.prefetch(this.#options.prefetch ?? 256);
       await this.#probeBodyLimit(connection);
       await this.#consume(session);

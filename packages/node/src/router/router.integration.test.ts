@@ -632,6 +632,18 @@ describe('router on a harness broker', () => {
     assert.equal(death?.reason, 'rejected');
     assert.equal(await metric(node, 'dmr_router_messages_dead_lettered_total'), 1);
     assert.equal(node.decisions(malformed ?? '').length, 0);
+    // A failed delivery like the others (docs/events.md): one delivery.failed line, one count, one audit record.
+    const lines = node.logLines.filter((line) => line.messageId === malformed && line.event === 'delivery.failed');
+    assert.deepEqual(
+      lines.map((line) => [line.msg, line.reason]),
+      [['message dead-lettered after an internal error', 'INTERNAL']],
+    );
+    assert.equal(await metric(node, 'dmr_events_total', { kind: 'delivery.failed', reason: 'INTERNAL' }), 1);
+    const records = (await node.auditRecords()).map((bytes) => JSON.parse(bytes.toString('utf8')) as AuditRecord);
+    assert.deepEqual(
+      records.filter((record) => record.messageId === malformed).map((record) => [record.result, record.reason]),
+      [['rejected', 'INTERNAL']],
+    );
     // Both were settled before this one was sent, and rik's queue is FIFO: the next message is this one.
     const clean = await ria.send({ to: 'rik-bot' });
     assert.equal((await rik.next()).properties.messageId, clean, 'neither was delivered');

@@ -166,13 +166,13 @@ export class Router {
     options.metrics.watchReplayWindow(() =>
       this.#guard === undefined ? undefined : { size: this.#guard.size, capacity: this.#guard.maxEntries },
     );
-    const outcome = new Outcomes({
+    const outcome = (this.#outcome = new Outcomes({
       nodeId: this.nodeId,
       now: this.#now,
       logger: options.logger,
       metrics: options.metrics,
       ...(options.audit === undefined ? {} : { audit: options.audit }),
-    });
+    }));
     this.#origin = new OriginPath({
       nodeId: this.nodeId,
       now: this.#now,
@@ -373,36 +373,72 @@ export class Router {
       }
       this.#options.metrics.held.inc({ kind: error.kind });
       session.holds.hold(error.key, message, held, message.content.length);
-      return;
+      return undefined;
     }
-    const transient = error instanceof Transient;
-    const reason = transient ? error.reason : 'internal';
     const cause = error instanceof Error && error.cause !== undefined ? error.cause : error;
+    const detail = {
+      error: error instanceof Error ? error.message : String(error),
+      cause: isDmrError(cause) ? cause.code : cause instanceof Error ? cause.message : String(cause),
+    };
+    if (!(error instanceof Transient)) return this.#deadLetter(session, message, held, detail);
+    const reason = error.reason;
     this.#options.logger.warn(
-      {
-        messageId: validMessageId(message),
-        reason,
-        error: error instanceof Error ? error.message : String(error),
-        cause: isDmrError(cause) ? cause.code : cause instanceof Error ? cause.message : String(cause),
-      },
-      transient ? 'message held for another attempt' : 'message dead-lettered after an internal error',
+      { messageId: validMessageId(message), reason, ...detail },
+      'message held for another attempt',
     );
     // A closed channel already handed every unacked delivery back to the broker.
-    if (!session.alive) return;
-    if (!transient) {
-      session.holds.settled(message);
-      this.#options.metrics.deadLettered.inc();
-      try {
-        session.acks.nack(message, false);
-      } catch {
-        // The channel closed under us: the broker requeues the message, and its delivery limit still applies.
-      }
-      return;
-    }
+    if (!session.alive) return undefined;
     this.#options.metrics.requeued.inc({ reason });
     session.holds.forget(message);
     session.held.push({ message, ...held });
     this.#pause(session);
+    return undefined;
+  }
+
+  /**
+   * A bug's dead letter is a failed delivery like any other (docs/events.md):
+   * its audit record (reason INTERNAL) first, then the nack to `dmr.rejected`,
+   * then its one line, the `delivery.failed` event. Without its record it is
+   * not settled: an audit outage holds it like any message (Transient).
+   */
+  async #deadLetter(
+    session: Session,
+    message: ConsumeMessage,
+    held: HeldDelivery,
+    detail: { error: string; cause: string },
+  ): Promise<void> {
+    const messageId = validMessageId(message);
+    try {
+      await this.#outcome.audit({
+        kind: held.handler === 'dead-letter' ? 'dead-letter' : 'route',
+        messageId,
+        sender: null,
+        recipient: null,
+        result: 'rejected',
+        reason: 'INTERNAL',
+        policyRevision: null,
+        policyReasons: [],
+        configRevision: this.#context?.revision ?? 0,
+        at: new Date(this.#now()).toISOString(),
+      });
+    } catch (error) {
+      await this.#failed(session, message, held, error);
+      return;
+    }
+    // A closed channel already handed every unacked delivery back to the broker.
+    if (!session.alive) return;
+    session.holds.settled(message);
+    this.#options.metrics.deadLettered.inc();
+    try {
+      session.acks.nack(message, false);
+    } catch {
+      // The channel closed under us: the broker requeues the message, and its delivery limit still applies.
+    }
+    this.#outcome.failedDelivery(
+      { messageId, sender: null, recipient: null, reason: 'INTERNAL' },
+      { handler: held.handler, ...detail },
+      'message dead-lettered after an internal error',
+    );
   }
 
   /**

@@ -489,6 +489,22 @@ describe('the HTTP bridge against a DMR node', () => {
     assert.equal(await node.depth('dmr.client.rik-bot.dlq'), beforeDlq + 1);
     const metrics = await (await fetch(`${rikBridge.url}/metrics`)).text();
     assert.match(metrics, /dmr_bridge_deliveries_total\{result="dead_lettered"\} 1/);
+    // The give-up reaches the node's routers as a dead letter (x-death `rejected`): they write its audit
+    // record and its delivery.failed event; the bridge, a client, writes neither (docs/events.md).
+    const id = refused.id.toLowerCase();
+    await waitFor('the router to audit the refusal', async () => {
+      const records = (await node.auditRecords(300)).map(
+        (bytes) => JSON.parse(bytes.toString('utf8')) as { messageId?: unknown; reason?: unknown; result?: unknown },
+      );
+      const found = records.filter((record) => record.messageId === id && record.result === 'rejected');
+      return found.length === 1 && found[0]?.reason === 'RECIPIENT_REFUSED';
+    });
+    const events = node.logLines.filter((line) => line.event === 'delivery.failed' && line.messageId === id);
+    assert.deepEqual(
+      events.map((line) => [line.reason, line.sender, line.recipient]),
+      [['RECIPIENT_REFUSED', 'ria-bot', 'rik-bot']],
+    );
+    assert.doesNotMatch(metrics, /dmr_events_total/, 'counted once, by the router');
   });
 
   it('health reports readiness; metrics are Prometheus text', async () => {

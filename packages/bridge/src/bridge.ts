@@ -32,7 +32,6 @@ import { pino, type Logger } from 'pino';
 import {
   DmrError,
   ERROR_CATALOGUE,
-  EventRecorder,
   edgeTraceContext,
   inServerSpan,
   isDmrError,
@@ -99,8 +98,6 @@ function refusal(report: DeliveryReport): DmrError {
 export class Bridge {
   readonly config: BridgeConfig;
   readonly metrics: BridgeMetrics;
-  /** Deliveries given up on, as delivery.failed events (docs/events.md). */
-  readonly #events: EventRecorder;
   readonly logger: Logger;
   readonly #client: DmrClient;
   readonly #tls: TlsPem;
@@ -159,9 +156,13 @@ export class Bridge {
         // Belt and braces: nothing logs request headers today, and a bearer token must never reach a log.
         redact: { paths: ['req.headers.authorization', 'headers.authorization'], censor: '[redacted]' },
       });
-    this.#events = new EventRecorder({ logger: this.logger, counter: this.metrics.events });
     this.#deliverer = new EndpointDeliverer(
-      { ...config.endpoint, ...config.delivery, connections: config.delivery.concurrency },
+      {
+        ...config.endpoint,
+        ...config.delivery,
+        connections: config.delivery.concurrency,
+        ...(options.tracer === undefined ? {} : { tracer: options.tracer }),
+      },
       this.metrics,
     );
     this.#reports =
@@ -574,7 +575,8 @@ export class Bridge {
         throw document;
       }
       try {
-        // The recipient's endpoint continues the trace: the last hop's traceparent, only a valid one (the SDK's check).
+        // The recipient's endpoint continues the trace: from this bridge's POST span with tracing on, else from
+        // the last hop's traceparent, only a valid one (the SDK's check).
         const traceHeaders: Record<string, string> =
           message.traceparent === undefined ? {} : { traceparent: message.traceparent };
         const attempts = await this.#deliverer.deliver(
@@ -610,20 +612,23 @@ export class Bridge {
   }
 
   /**
-   * A received message given up on (dead-lettered to the client's queue): its
-   * one warn line is the delivery.failed event, counted once. The bridge is a
-   * client and writes no audit log; the message's records are its routers'.
+   * A received message given up on: the SDK rejects it, so the broker
+   * dead-letters it to the client's dead-letter queue, and that dead letter
+   * reaches the node's routers, which write its audit record and its
+   * delivery.failed event (RECIPIENT_REFUSED; docs/events.md). The bridge
+   * writes no audit log and counts no event (that would count the one failure
+   * twice); its warn line says why (code, attempts, last status) and names
+   * the message for finding the router's record.
    */
   #failed(message: ReceivedMessage, reason: ErrorCode, context: Record<string, unknown>, line: string): void {
-    this.#events.recorded(
-      'delivery.failed',
+    this.logger.warn(
       {
+        code: reason,
         ...(UUID_PATTERN.test(message.id) ? { messageId: message.id } : {}),
-        reason,
         ...(isValidId(message.from) ? { sender: message.from } : {}),
         ...(isValidId(message.to) ? { recipient: message.to } : {}),
+        ...context,
       },
-      { from: message.from, ...context },
       line,
     );
   }

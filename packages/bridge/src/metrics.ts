@@ -1,6 +1,6 @@
 /** Prometheus metrics of the bridge (`dmr_bridge_*`), on their own registry so tests and embedders stay isolated. */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { EVENTS_COUNTER, latencyBuckets } from '@dmr/core';
+import { latencyBuckets } from '@dmr/core';
 
 const LATENCY_BUCKETS = latencyBuckets(0.001, 30);
 
@@ -18,14 +18,11 @@ export class BridgeMetrics {
   readonly reportPosts: Counter<'result'>;
   readonly brokerConnected: Gauge;
   readonly certificateExpiry: Gauge;
-  /** dmr_events_total: deliveries the bridge gave up on (delivery.failed, docs/events.md). */
-  readonly events: Counter<'kind' | 'reason'>;
 
   constructor(registry: Registry = new Registry(), options: { defaultMetrics?: boolean } = {}) {
     this.registry = registry;
     const registers = [registry];
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'dmr_bridge_' });
-    this.events = new Counter({ ...EVENTS_COUNTER, labelNames: [...EVENTS_COUNTER.labelNames], registers });
     this.requests = new Counter({
       name: 'dmr_bridge_http_requests_total',
       help: 'HTTP requests answered, by route and status code',

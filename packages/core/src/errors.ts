@@ -391,6 +391,12 @@ export const ERROR_CATALOGUE = {
     httpStatus: 422,
     summary: 'The recipient returned the message more often than limits.deliveryLimit allows; it was dead-lettered.',
   },
+  RECIPIENT_REFUSED: {
+    exitCode: 13,
+    httpStatus: 422,
+    summary:
+      "The recipient rejected the message instead of taking it (the HTTP bridge after its endpoint refused it or never took it, or an SDK client for a misaddressed, tampered or unhandled message); it was dead-lettered to the recipient's dead-letter queue. The recipient's node audits it as a failed delivery.",
+  },
   // SDK (packages/sdk): what a client application sees.
   NODE_UNREACHABLE: {
     exitCode: 7,

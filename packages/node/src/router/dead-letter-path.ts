@@ -5,6 +5,12 @@
  * sender, with an audit record, then the ack. The sender is local (a local
  * report) or homed on another node (a mesh report signed by this node,
  * routed back toward it): Outcomes.report decides.
+ *
+ * A message its recipient rejected (the bridge gave up on its endpoint, an
+ * SDK client dead-lettered it) comes the same way, with x-death reason
+ * `rejected`: no report (the recipient chose it), but the audit record and
+ * the delivery.failed event (RECIPIENT_REFUSED) a failed delivery needs,
+ * written here because only routers write `dmr.audit` (docs/events.md).
  */
 import type { ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
@@ -79,6 +85,18 @@ export class DeadLetterPath {
         { report: outcome, ...(link === undefined ? {} : { link }) },
         'dead-letter',
       );
+    } else if (reason === undefined && !aboutReport && refusedByRecipient(message)) {
+      const decision = { messageId, sender: senderId, recipient: validId(recipient), reason: 'RECIPIENT_REFUSED' };
+      await this.#outcome.audit({
+        kind: 'dead-letter',
+        ...decision,
+        result: 'rejected',
+        policyRevision: null,
+        policyReasons: [],
+        configRevision: context.revision,
+        at: new Date(now).toISOString(),
+      });
+      this.#outcome.failedDelivery(decision, {}, 'dead-letter');
     }
     session.acks.ack(message);
   }
@@ -86,6 +104,13 @@ export class DeadLetterPath {
 
 /** `dmr.outbound.`: the contract names the queues, not their prefix. */
 const OUTBOUND_QUEUE_PREFIX = outboundQueueName('');
+
+/** A client rejected it (nack without requeue) from its own queue: the x-death entry says `rejected`, not a link. */
+function refusedByRecipient(message: ConsumeMessage): boolean {
+  const deaths = message.properties.headers?.['x-death'];
+  const latest = Array.isArray(deaths) ? (deaths[0] as Record<string, unknown> | undefined) : undefined;
+  return latest?.reason === 'rejected' && linkOf(message) === undefined;
+}
 
 /** The peer whose link a dead letter expired in (`x-death` names `dmr.outbound.<peer>`), else undefined. */
 function linkOf(message: ConsumeMessage): string | undefined {

@@ -4,6 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { DeliveryAborted, DeliveryFailed, EndpointDeliverer, displayUrl, type DeliveryOptions } from './delivery.js';
 import { waitFor } from '@dmr/testkit';
+import { startTracing } from '@dmr/core';
+import { OtlpReceiver } from '@dmr/core/testing';
 
 describe('EndpointDeliverer', () => {
   let server: Server;
@@ -15,6 +17,8 @@ describe('EndpointDeliverer', () => {
   /** Idempotency-Key of every request, in order. */
   let keys: Array<string | undefined> = [];
   let lastMessageId: string | undefined;
+  /** traceparent of every request, in order. */
+  let traceparents: Array<string | undefined> = [];
 
   before(async () => {
     server = createServer((request, response) => {
@@ -24,6 +28,7 @@ describe('EndpointDeliverer', () => {
         lastAuthorization = request.headers.authorization;
         keys.push(request.headers['idempotency-key'] as string | undefined);
         lastMessageId = request.headers['dmr-message-id'] as string | undefined;
+        traceparents.push(request.headers.traceparent as string | undefined);
         const status = script.shift() ?? 200;
         response.writeHead(status).end();
       });
@@ -44,6 +49,37 @@ describe('EndpointDeliverer', () => {
     maxDelayMs: 20,
     deadLetterStatuses: [400, 422],
     ...extra,
+  });
+
+  it('with a tracer each POST is a CLIENT span, the child of the message’s traceparent, and the endpoint continues from it', async () => {
+    const receiver = await OtlpReceiver.start();
+    const tracing = await startTracing({ serviceName: 'dmr-bridge', endpoint: receiver.url, env: {} });
+    try {
+      script = [503, 200];
+      traceparents = [];
+      const message = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+      const deliverer = new EndpointDeliverer(options({ tracer: tracing.tracer }));
+      assert.equal(await deliverer.deliver('{}', undefined, 'a-message-id', { traceparent: message }), 2);
+      await deliverer.close();
+      await tracing.shutdown();
+      const spans = receiver.trace('4bf92f3577b34da6a3ce929d0e0e4736');
+      assert.deepEqual(
+        spans.map((span) => [span.name, span.kind, span.parentSpanId, span.attributes['http.response.status_code']]),
+        [
+          ['POST', 3, '00f067aa0ba902b7', '503'],
+          ['POST', 3, '00f067aa0ba902b7', '200'],
+        ],
+      );
+      assert.equal(spans[0]?.status, 2, 'a 503 is an error');
+      assert.equal(spans[1]?.attributes['http.request.resend_count'], '1');
+      // What the endpoint got: each attempt's own span as the parent, same trace.
+      assert.deepEqual(
+        traceparents,
+        spans.map((span) => `00-4bf92f3577b34da6a3ce929d0e0e4736-${span.spanId}-01`),
+      );
+    } finally {
+      await receiver.close();
+    }
   });
 
   it('retries until a 2xx', async () => {

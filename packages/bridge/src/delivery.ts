@@ -21,7 +21,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
-import { backoffDelay } from '@dmr/core';
+import { backoffDelay, startClientSpan, type Tracing } from '@dmr/core';
 import type { BridgeMetrics } from './metrics.js';
 
 export interface DeliveryOptions {
@@ -36,6 +36,12 @@ export interface DeliveryOptions {
   maxDelayMs: number;
   /** Statuses that dead-letter at once: the endpoint refuses this message, a retry cannot change that. */
   deadLetterStatuses: readonly number[];
+  /**
+   * With tracing on: each POST is a CLIENT span, the child of the message's
+   * `traceparent`, and the endpoint is sent the span's own traceparent, so its
+   * work continues the message's trace from this delivery.
+   */
+  tracer?: Tracing['tracer'];
 }
 
 export interface AttemptResult {
@@ -133,11 +139,18 @@ export class EndpointDeliverer {
   readonly #pool: Pool;
   readonly #metrics: BridgeMetrics | undefined;
   readonly #random: () => number;
+  /** Span attributes of every POST: where it goes (scheme, host and port; the path may carry a credential). */
+  readonly #target: Record<string, string | number>;
 
   constructor(options: DeliveryOptions, metrics?: BridgeMetrics, random: () => number = Math.random) {
     this.#options = options;
     const url = new URL(options.url);
     this.#path = `${url.pathname}${url.search}`;
+    this.#target = {
+      'http.request.method': 'POST',
+      'server.address': url.hostname,
+      'server.port': Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
+    };
     this.#headers = { ...options.headers, 'content-type': 'application/json' };
     // A Pool takes an origin only: credentials in the URL (as node:http honoured them) become Basic auth here.
     if (url.username !== '' && !Object.keys(this.#headers).some((name) => name.toLowerCase() === 'authorization')) {
@@ -158,9 +171,38 @@ export class EndpointDeliverer {
    * One POST; never throws. `messageId` goes along as `Idempotency-Key` (and `dmr-message-id`): delivery to the
    * endpoint is at least once (an answer lost to a timeout or a bridge killed before its ack means a second POST
    * of the same message), and only the endpoint can tell a repeat from a new message. `extraHeaders` (the
-   * message's `traceparent`) never override the configured ones.
+   * message's `traceparent`) never override the configured ones; with a
+   * tracer, the traceparent sent is this attempt's CLIENT span (`resend`: the
+   * attempts before it).
    */
-  async attempt(body: string, messageId?: string, extraHeaders: Record<string, string> = {}): Promise<AttemptResult> {
+  async attempt(
+    body: string,
+    messageId?: string,
+    extraHeaders: Record<string, string> = {},
+    resend = 0,
+  ): Promise<AttemptResult> {
+    const span = startClientSpan(this.#options.tracer, 'POST', extraHeaders.traceparent, {
+      ...this.#target,
+      ...(resend > 0 ? { 'http.request.resend_count': resend } : {}),
+      ...(messageId === undefined ? {} : { 'messaging.message.id': messageId }),
+    });
+    const result = await this.#post(
+      body,
+      messageId,
+      span === undefined ? extraHeaders : { ...extraHeaders, traceparent: span.traceparent },
+    );
+    span?.end(
+      result.status,
+      result.status === undefined ? (result.error === 'timeout' ? 'timeout' : 'network') : undefined,
+    );
+    return result;
+  }
+
+  async #post(
+    body: string,
+    messageId: string | undefined,
+    extraHeaders: Record<string, string>,
+  ): Promise<AttemptResult> {
     try {
       const response = await this.#pool.request({
         path: this.#path,
@@ -205,7 +247,7 @@ export class EndpointDeliverer {
     const { maxAttempts, deadLetterStatuses } = this.#options;
     for (let attempt = 1; ; attempt += 1) {
       if (signal?.aborted === true) throw new DeliveryAborted(attempt - 1);
-      const result = await this.attempt(body, messageId, extraHeaders);
+      const result = await this.attempt(body, messageId, extraHeaders, attempt - 1);
       this.#metrics?.deliveryAttempts.inc({ outcome: outcomeLabel(result) });
       if (result.ok) return attempt;
       const what = result.status === undefined ? (result.error ?? 'no answer') : `HTTP ${result.status}`;

@@ -14,6 +14,8 @@ export interface ReceivedSpan {
   /** Undefined for a root span. */
   parentSpanId: string | undefined;
   name: string;
+  /** OTLP span kind: 1 internal, 2 server, 3 client, 4 producer, 5 consumer (0 unspecified). */
+  kind: number;
   /** The resource's `service.name`. */
   service: string;
   /** Resource and span attributes, flattened to strings (span attributes win). */
@@ -34,6 +36,7 @@ interface OtlpKeyValue {
   value?: OtlpValue;
 }
 interface OtlpSpan {
+  kind?: number;
   traceId?: string;
   spanId?: string;
   parentSpanId?: string;
@@ -122,6 +125,7 @@ export class OtlpReceiver {
             spanId: span.spanId ?? '',
             parentSpanId: span.parentSpanId === undefined || span.parentSpanId === '' ? undefined : span.parentSpanId,
             name: span.name ?? '',
+            kind: span.kind ?? 0,
             service: resource['service.name'] ?? '',
             attributes: { ...resource, ...flatten(span.attributes) },
             events: (span.events ?? []).map((event) => event.name ?? ''),

@@ -31,6 +31,7 @@ import {
   type Attributes,
   type Context,
   type Span,
+  type SpanContext,
   type TextMapGetter,
   type TextMapSetter,
   type Tracer,
@@ -255,18 +256,23 @@ export function edgeTraceContext(
   if (span !== undefined && isSpanContextValid(span)) {
     const state = span.traceState?.serialize();
     return {
-      traceparent: formatTraceparent({
-        version: '00',
-        traceId: span.traceId,
-        spanId: span.spanId,
-        flags: (span.traceFlags & 0xff).toString(16).padStart(2, '0'),
-      }),
+      traceparent: traceparentOf(span),
       ...(state !== undefined && state !== '' && TRACESTATE.test(state) ? { tracestate: state } : {}),
       source: 'active-span',
       replaced: false,
     };
   }
   return { traceparent: newTraceparent(), source: 'new', replaced: present };
+}
+
+/** The `traceparent` that makes a receiver continue from `span`. */
+function traceparentOf(span: SpanContext): string {
+  return formatTraceparent({
+    version: '00',
+    traceId: span.traceId,
+    spanId: span.spanId,
+    flags: (span.traceFlags & 0xff).toString(16).padStart(2, '0'),
+  });
 }
 
 /** Plain string headers of an HTTP request as a propagation carrier. */
@@ -339,4 +345,44 @@ export function inServerSpan<T>(
       throw error;
     },
   );
+}
+
+/** A CLIENT span of one outgoing HTTP request; end() is idempotent. */
+export interface ClientSpan {
+  /** What to send as the request's `traceparent`: the receiver continues from this span. */
+  readonly traceparent: string;
+  /** `error`: a short outcome name (`timeout`, `network`), never a message. */
+  end(status: number | undefined, error?: string): void;
+}
+
+/**
+ * Starts a CLIENT span for one outgoing request (OpenTelemetry's HTTP
+ * conventions: one per attempt), the child of `traceparent` when it is a
+ * valid W3C one, else a new trace; undefined without a tracer (the caller
+ * then sends `traceparent` on unchanged). An answer of 400 or more, or
+ * none, marks it an error.
+ */
+export function startClientSpan(
+  tracer: Tracer | undefined,
+  name: string,
+  traceparent: string | undefined,
+  attributes: Attributes,
+): ClientSpan | undefined {
+  if (tracer === undefined) return undefined;
+  const parent = propagation.extract(ROOT_CONTEXT, traceparent === undefined ? {} : { traceparent }, httpHeaderGetter);
+  const span = tracer.startSpan(name, { kind: SpanKind.CLIENT, attributes }, parent);
+  let ended = false;
+  return {
+    traceparent: traceparentOf(span.spanContext()),
+    end: (status, error) => {
+      if (ended) return;
+      ended = true;
+      if (status !== undefined) span.setAttribute('http.response.status_code', status);
+      if (error !== undefined) span.setAttribute('error.type', error);
+      if (error !== undefined || status === undefined || status >= 400) {
+        span.setStatus({ code: SpanStatusCode.ERROR, ...(error === undefined ? {} : { message: error }) });
+      }
+      span.end();
+    },
+  };
 }

@@ -232,6 +232,18 @@ describe('dmr audit verify', () => {
     assert.ok(!theirs.ok);
   });
 
+  it('a chain checked once is trusted again only while it is valid: a checkpoint after the node certificate expired is refused', async () => {
+    const log = writerLog(8, 4);
+    const late = log[9] as Omit<CheckpointEntry, 'line'>;
+    assert.ok('checkpoint' in late);
+    // The same two chains as the first checkpoint (checked and remembered), but published two days on.
+    log[9] = { ...late, at: new Date(Date.now() + 2 * DAY).toISOString() };
+    const report = await verify(log);
+    assert.equal(report.firstProblem?.kind, 'bad-checkpoint');
+    assert.equal(report.firstProblem?.line, 11, JSON.stringify(report.firstProblem));
+    assert.match(report.firstProblem?.message ?? '', /not trusted/);
+  });
+
   it("CentOps' export: a writer's checkpoints without records or the node's chain verify by the witness alone", async () => {
     const edge = new LogEdge();
     const forked = new LogEdge();

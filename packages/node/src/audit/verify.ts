@@ -31,8 +31,8 @@ import {
   witnessKeyName,
   type NoteVerifier,
 } from '@dmr/contract';
-import { verifyX5cSigner } from '@dmr/pki';
-import { X509Certificate } from 'node:crypto';
+import { parseCertificates, verifyX5cSigner } from '@dmr/pki';
+import { X509Certificate, type KeyObject } from 'node:crypto';
 import { isRecordEntry, type AuditExport, type CheckpointEntry, type RecordEntry } from './export-file.js';
 
 export type ProblemKind =
@@ -84,12 +84,71 @@ class LogProblem extends Error {
   }
 }
 
+/**
+ * Signer chains this verify run has already checked. An export carries the
+ * same two chains (the node's, CentOps' witness) at every checkpoint, and
+ * checking a chain (parse, path to a root, validity at the checkpoint's
+ * time, names) cost more than everything else verify does per checkpoint.
+ * A chain that verified at one time verifies at any other time at which
+ * every certificate it can involve — its own and the bundle's roots — is
+ * valid: the other checks (signatures, the expected signer, CA flag, key
+ * usage) do not depend on the time, and verify checks no CRLs. So a hit
+ * needs the same chain for the same expected signer at a time inside that
+ * window; anything else is checked in full (and a failure is never cached).
+ */
+class TrustedChains {
+  readonly #trustBundlePem: string;
+  readonly #known = new Map<string, { from: number; to: number; key: KeyObject }>();
+  /** When every root of the bundle is valid; undefined when it cannot be read (then nothing is cached). */
+  readonly #roots: { from: number; to: number } | undefined;
+
+  constructor(trustBundlePem: string) {
+    this.#trustBundlePem = trustBundlePem;
+    let roots: { from: number; to: number } | undefined;
+    try {
+      const certificates = parseCertificates(trustBundlePem, 'the trust bundle');
+      roots = {
+        from: Math.max(...certificates.map((certificate) => certificate.notBefore.getTime())),
+        to: Math.min(...certificates.map((certificate) => certificate.notAfter.getTime())),
+      };
+    } catch {
+      roots = undefined;
+    }
+    this.#roots = roots;
+  }
+
+  /** The signer's public key once its chain is trusted at `at`; throws the chain's problem otherwise. */
+  async signerKey(x5c: string[], expectedSigner: string, at: Date): Promise<KeyObject> {
+    const time = Number.isNaN(at.getTime()) ? Date.now() : at.getTime();
+    const cacheKey = `${expectedSigner} ${x5c.join(' ')}`;
+    const known = this.#known.get(cacheKey);
+    if (known !== undefined && known.from <= time && time <= known.to) return known.key;
+    await verifyX5cSigner(
+      x5c,
+      {
+        trustBundlePem: this.#trustBundlePem,
+        expectedSigner,
+        ...(Number.isNaN(at.getTime()) ? {} : { now: at }),
+      },
+      (_check, message) => new Error(message),
+    );
+    const chain = x5c.map((der) => new X509Certificate(Buffer.from(der, 'base64')));
+    const key = (chain[0] as X509Certificate).publicKey;
+    const from = Math.max(...chain.map((certificate) => Date.parse(certificate.validFrom)));
+    const to = Math.min(...chain.map((certificate) => Date.parse(certificate.validTo)));
+    if (this.#roots !== undefined && !Number.isNaN(from) && !Number.isNaN(to)) {
+      this.#known.set(cacheKey, { from: Math.max(from, this.#roots.from), to: Math.min(to, this.#roots.to), key });
+    }
+    return key;
+  }
+}
+
 /** Opens a checkpoint line: the signers' chains to the trust bundle, then the note's signatures. */
 async function openCheckpoint(
   entry: CheckpointEntry,
   trustDomain: string,
   writerNode: string | undefined,
-  options: VerifyOptions,
+  chains: TrustedChains,
   witnessOnly: boolean,
 ): Promise<VerifiedCheckpoint> {
   const fail = (message: string): LogProblem =>
@@ -104,16 +163,7 @@ async function openCheckpoint(
     else if (name === nodeName && writerNode !== undefined) expected = `spiffe://${trustDomain}/node/${writerNode}`;
     else continue;
     try {
-      await verifyX5cSigner(
-        x5c,
-        {
-          trustBundlePem: options.trustBundlePem,
-          expectedSigner: expected,
-          ...(Number.isNaN(at.getTime()) ? {} : { now: at }),
-        },
-        (_check, message) => new Error(message),
-      );
-      verifiers.push(noteVerifier(name, new X509Certificate(Buffer.from(x5c[0] as string, 'base64')).publicKey));
+      verifiers.push(noteVerifier(name, await chains.signerKey(x5c, expected, at)));
     } catch (error) {
       throw fail(`the certificate of ${name} is not trusted: ${(error as Error).message}`);
     }
@@ -201,7 +251,7 @@ async function verifyLog(
   records: RecordEntry[],
   checkpointEntries: CheckpointEntry[],
   trustDomain: string,
-  options: VerifyOptions,
+  chains: TrustedChains,
   fromCentOps: boolean,
 ): Promise<LogReport> {
   const prefix = `${trustDomain}/audit/`;
@@ -229,7 +279,7 @@ async function verifyLog(
     }
     const checkpoints: VerifiedCheckpoint[] = [];
     for (const entry of checkpointEntries)
-      checkpoints.push(await openCheckpoint(entry, trustDomain, writerNode, options, checkpointsOnly));
+      checkpoints.push(await openCheckpoint(entry, trustDomain, writerNode, chains, checkpointsOnly));
     checkpoints.sort((a, b) => a.size - b.size);
     report.checkpoints = checkpoints.length;
     for (const [i, checkpoint] of checkpoints.entries()) {
@@ -349,9 +399,10 @@ export async function verifyExport(file: AuditExport, options: VerifyOptions): P
     else log.checkpoints.push(entry);
   }
   const logs: LogReport[] = [];
+  const chains = new TrustedChains(options.trustBundlePem);
   for (const [origin, log] of origins)
     logs.push(
-      await verifyLog(origin, log.records, log.checkpoints, trustDomain, options, file.header.source === 'centops'),
+      await verifyLog(origin, log.records, log.checkpoints, trustDomain, chains, file.header.source === 'centops'),
     );
   const problems = logs.flatMap((log) => (log.problem === undefined ? [] : [log.problem]));
   problems.sort((a, b) => a.line - b.line);

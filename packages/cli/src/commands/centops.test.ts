@@ -1,15 +1,19 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { words } from '../test-support.js';
+import { runDmr, runDmrInProcess, words } from '../test-support.js';
 
-const DMR = resolve('packages/cli/bin/dmr.js');
-
+// In process: a `dmr centops` child costs a Node start and CentOps' imports, and this file ran 12
+// (docs/decisions/0038-ci-time.md). The first init and one refusal stay real children for the
+// binary's files, exit code and streams.
 function dmr(cwd: string, ...args: string[]) {
-  return spawnSync(process.execPath, [DMR, ...args], { cwd, encoding: 'utf8' });
+  return runDmrInProcess(args, { cwd });
+}
+
+function spawned(cwd: string, ...args: string[]) {
+  return runDmr(args, { cwd });
 }
 
 describe('dmr centops init', () => {
@@ -20,7 +24,18 @@ describe('dmr centops init', () => {
   after(() => rm(cwd, { recursive: true, force: true }));
 
   it('--dev makes database, CA without the root key, server/signer/admin certificates and admin.yaml; keys 0600', async () => {
-    const run = dmr(cwd, '-o', 'json', 'centops', 'init', '--dir', 'c', '--dev', '--trust-domain', 'dmr.test');
+    const run = await spawned(
+      cwd,
+      '-o',
+      'json',
+      'centops',
+      'init',
+      '--dir',
+      'c',
+      '--dev',
+      '--trust-domain',
+      'dmr.test',
+    );
     assert.equal(run.status, 0, run.stderr);
     const result = JSON.parse(run.stdout) as { trustDomain: string; admin: { id: string } };
     assert.equal(result.trustDomain, 'dmr.test');
@@ -49,8 +64,8 @@ describe('dmr centops init', () => {
   });
 
   it('--pki signs the intermediate with an existing root and leaves its key where it is', async () => {
-    assert.equal(dmr(cwd, 'pki', 'init', '--dir', 'root', '--trust-domain', 'dmr.example.ee').status, 0);
-    const run = dmr(cwd, ...words(`centops init --dir p --pki root --admin ops-alice --listen 127.0.0.1:9443`));
+    assert.equal((await dmr(cwd, 'pki', 'init', '--dir', 'root', '--trust-domain', 'dmr.example.ee')).status, 0);
+    const run = await dmr(cwd, ...words(`centops init --dir p --pki root --admin ops-alice --listen 127.0.0.1:9443`));
     assert.equal(run.status, 0, run.stderr);
     assert.match(run.stdout, /next steps/);
     assert.match(run.stdout, /https:\/\/127\.0\.0\.1:9444/);
@@ -62,11 +77,11 @@ describe('dmr centops init', () => {
     await stat(join(cwd, 'p-admin', 'ops-alice.crt'));
   });
 
-  it('refuses to overwrite, and needs exactly one of --pki or --dev', () => {
-    const again = dmr(cwd, 'centops', 'init', '--dir', 'c', '--dev');
+  it('refuses to overwrite, and needs exactly one of --pki or --dev', async () => {
+    const again = await spawned(cwd, 'centops', 'init', '--dir', 'c', '--dev');
     assert.equal(again.status, 4);
     assert.match(again.stderr, /^error\[ALREADY_EXISTS\]/);
-    const neither = dmr(cwd, 'centops', 'init', '--dir', 'n');
+    const neither = await dmr(cwd, 'centops', 'init', '--dir', 'n');
     assert.equal(neither.status, 2);
     assert.match(neither.stderr, /error\[INVALID_ARGUMENT\].*--pki/);
     assert.match(neither.stderr, /hint:/);
@@ -77,13 +92,16 @@ describe('dmr centops operator add', () => {
   let cwd: string;
   before(async () => {
     cwd = await mkdtemp(join(tmpdir(), 'dmr-cli-centops-op-'));
-    const init = dmr(cwd, 'centops', 'init', '--dir', 'c', '--dev', '--trust-domain', 'dmr.test');
+    const init = await dmr(cwd, 'centops', 'init', '--dir', 'c', '--dev', '--trust-domain', 'dmr.test');
     assert.equal(init.status, 0, init.stderr);
   });
   after(() => rm(cwd, { recursive: true, force: true }));
 
   it('writes key (0600), certificate, trust bundle and a CLI config like admin.yaml; never overwrites', async () => {
-    const run = dmr(cwd, ...words(`-o json centops operator add --dir c --id alice --role viewer --out-dir alice`));
+    const run = await dmr(
+      cwd,
+      ...words(`-o json centops operator add --dir c --id alice --role viewer --out-dir alice`),
+    );
     assert.equal(run.status, 0, run.stderr);
     const result = JSON.parse(run.stdout) as { id: string; role: string; serial: string };
     assert.deepEqual([result.id, result.role], ['alice', 'viewer']);
@@ -101,16 +119,16 @@ describe('dmr centops operator add', () => {
     assert.match(config, /^clientKey: alice\.key$/m);
     assert.match(config, /^caBundle: trust-bundle\.pem$/m);
 
-    const again = dmr(cwd, ...words(`centops operator add --dir c --id alice --role admin --out-dir alice`));
+    const again = await dmr(cwd, ...words(`centops operator add --dir c --id alice --role admin --out-dir alice`));
     assert.equal(again.status, 4, again.stderr);
     assert.match(again.stderr, /^error\[ALREADY_EXISTS\]/);
   });
 
-  it('refuses an unknown role or a missing flag', () => {
-    const role = dmr(cwd, ...words(`centops operator add --dir c --id bob --role root --out-dir bob`));
+  it('refuses an unknown role or a missing flag', async () => {
+    const role = await dmr(cwd, ...words(`centops operator add --dir c --id bob --role root --out-dir bob`));
     assert.equal(role.status, 2);
     assert.match(role.stderr, /error\[INVALID_ARGUMENT\].*role/);
-    const missing = dmr(cwd, 'centops', 'operator', 'add', '--dir', 'c', '--id', 'bob', '--role', 'viewer');
+    const missing = await dmr(cwd, 'centops', 'operator', 'add', '--dir', 'c', '--id', 'bob', '--role', 'viewer');
     assert.equal(missing.status, 2);
     assert.match(missing.stderr, /--out-dir/);
   });

@@ -2,7 +2,9 @@
  * `dmr trace` over export files, as a user runs it: the path in text and
  * JSON, MESSAGE_NOT_FOUND with its exit code, bad arguments refused before
  * anything is read. Reading live streams is tested on three real nodes in
- * packages/node/src/router/traces.integration.test.ts.
+ * packages/node/src/router/traces.integration.test.ts. In process
+ * (runDmrInProcess, docs/decisions/0038-ci-time.md) except the text
+ * MESSAGE_NOT_FOUND and the help, which a real `dmr` child runs.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -10,13 +12,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { canonicalJson } from '@dmr/core';
-import { dmrCli } from '../test-support.js';
+import { dmrCli, runDmrInProcess } from '../test-support.js';
 
 const ID = '0b6f1d2e-3c4a-4b5c-8d6e-7f8091a2b3c4';
 const TRACE = '0af7651916cd43dd8448eb211c80319c';
 
 let cwd = '';
-const { dmr, ok } = dmrCli(() => ({ cwd }));
+const { dmr, ok } = dmrCli(() => ({ cwd }), runDmrInProcess);
+const spawned = dmrCli(() => ({ cwd }));
 
 function exportOf(node: string, records: Array<Record<string, unknown>>): string {
   const header = {
@@ -100,7 +103,7 @@ describe('dmr trace', () => {
 
   it('MESSAGE_NOT_FOUND (exit 3) when no record names the message, in text and --json', async () => {
     const unknown = '99999999-2222-4333-8444-555555555555';
-    const text = await dmr('trace', unknown, '--from', 'a.jsonl');
+    const text = await spawned.dmr('trace', unknown, '--from', 'a.jsonl');
     assert.equal(text.status, 3, text.stderr);
     assert.match(text.stderr, /^error\[MESSAGE_NOT_FOUND\]: /);
     const json = await dmr('trace', unknown, '--from', 'a.jsonl', '--json');
@@ -120,7 +123,7 @@ describe('dmr trace', () => {
       assert.notEqual(run.status, 0, args.join(' '));
       assert.match(run.stderr, new RegExp(`^error\\[${code}\\]: `), `${args.join(' ')}: ${run.stderr}`);
     }
-    const help = await ok('trace', '--help');
+    const help = await spawned.ok('trace', '--help');
     for (const option of ['--from', '--config', '--limit', '--since', '--jaeger', '--json']) {
       assert.ok(help.stdout.includes(option), option);
     }

@@ -40,27 +40,40 @@ describe('dmr-hops version 1', () => {
   });
 });
 
-describe('dmr-hops version 2', () => {
+describe('dmr-hops version 3', () => {
+  const origin = { node: 'node-a', at: '2026-11-27T12:00:00.000Z', to: 'node-b' };
+  const entry = { node: 'node-b', at: '2026-11-27T12:00:00.001Z', to: 'node-c', sig: SIG };
+
   it('parses well-formed entries and refuses the rest by code', () => {
-    const entry = { node: 'node-a', at: '2026-11-27T12:00:00.000Z', to: 'node-b', sig: SIG };
-    const parsed = parseHopChain(JSON.stringify([entry]));
-    assert.deepEqual(parsed, { ok: true, message: [entry] });
+    const parsed = parseHopChain(JSON.stringify([origin, entry]));
+    assert.deepEqual(parsed, { ok: true, message: [origin, entry] });
     const missing = parseHopChain(undefined);
     assert.equal(missing.ok ? undefined : missing.reason, 'HOPS_INVALID');
-    const extra = parseHopChain(JSON.stringify([{ ...entry, more: 1 }]));
+    const extra = parseHopChain(JSON.stringify([origin, { ...entry, more: 1 }]));
     assert.equal(extra.ok ? undefined : extra.reason, 'HOPS_INVALID');
-    const tooMany = parseHopChain(JSON.stringify([entry, entry, entry]), 2);
+    const tooMany = parseHopChain(JSON.stringify([origin, entry, entry]), 2);
     assert.equal(tooMany.ok ? undefined : tooMany.reason, 'HOP_LIMIT_EXCEEDED');
   });
 
-  it('signs the documented bytes and links each entry to the one before', () => {
+  it("has one form per position: the origin's entry without sig, every later one with it", () => {
+    const signedOrigin = parseHopChain(JSON.stringify([{ ...origin, sig: SIG }, entry]));
+    assert.match(signedOrigin.ok ? '' : signedOrigin.detail, /\(origin\)$/, 'version 2, or a dropped origin entry');
+    for (const [what, entries] of [
+      ['an origin entry addressed to nobody', [{ ...origin, to: null }]],
+      ['a later entry without sig', [origin, { node: 'node-b', at: entry.at, to: 'node-c' }]],
+    ] as const) {
+      const result = parseHopChain(JSON.stringify(entries));
+      assert.equal(result.ok ? undefined : result.reason, 'HOPS_INVALID', what);
+    }
+  });
+
+  it('signs the documented bytes and links entry 1 to dmr-sig, each later entry to the one before', () => {
     assert.equal(
-      hopEntryPayload(0, 'sha256:00', 'node-a', '2026-11-27T12:00:00.000Z', null).toString('utf8'),
-      '["dmr-hop/2",0,"sha256:00","node-a","2026-11-27T12:00:00.000Z",null]',
+      hopEntryPayload(1, 'sha256:00', 'node-b', '2026-11-27T12:00:00.000Z', null).toString('utf8'),
+      '["dmr-hop/3",1,"sha256:00","node-b","2026-11-27T12:00:00.000Z",null]',
     );
-    assert.equal(nextPrev({ signature: SIG, hops: [] }), linkDigest(SIG));
-    const entry = { node: 'node-a', at: '2026-11-27T12:00:00.000Z', to: null, sig: 'other..sig' };
-    assert.equal(nextPrev({ signature: SIG, hops: [entry] }), linkDigest('other..sig'));
+    assert.equal(nextPrev({ signature: SIG, hops: [origin] }), linkDigest(SIG));
+    assert.equal(nextPrev({ signature: SIG, hops: [origin, { ...entry, sig: 'other..sig' }] }), linkDigest('other..sig'));
     assert.match(linkDigest('x'), /^sha256:[0-9a-f]{64}$/);
     assert.equal(relayHeaderCap(16_384, 8), 16_384 + 9 * 4096);
   });
@@ -77,11 +90,13 @@ describe('canonical metadata (dmr-sig)', () => {
     },
   };
 
-  it('is the ten documented fields in order', () => {
-    const result = canonicalMetadata(message, 'tax-bot', 'node-a');
+  const entry0 = { at: '2026-11-27T12:00:00.000Z', to: 'node-b' };
+
+  it("is the twelve documented fields in order, the origin's hop entry last", () => {
+    const result = canonicalMetadata(message, 'tax-bot', 'node-a', entry0);
     assert.ok(result.ok);
     assert.deepEqual(JSON.parse(result.bytes.toString('utf8')), [
-      'dmr-hop-sig/1',
+      'dmr-hop-sig/2',
       '0b0c1d2e-3f40-4152-8364-758697a8b9ca',
       'tax-bot',
       'node-a',
@@ -91,6 +106,8 @@ describe('canonical metadata (dmr-sig)', () => {
       null,
       '1',
       'sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824',
+      '2026-11-27T12:00:00.000Z',
+      'node-b',
     ]);
   });
 
@@ -99,6 +116,7 @@ describe('canonical metadata (dmr-sig)', () => {
       { ...message, properties: { ...message.properties, type: undefined } },
       'a1',
       'n1',
+      entry0,
     );
     assert.deepEqual(result, { ok: false, field: 'type' });
   });

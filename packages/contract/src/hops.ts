@@ -14,29 +14,32 @@
  * the body with its node key (`dmr-sig`). Every later hop verifies that
  * signature before it trusts any metadata, then appends itself to `dmr-hops`.
  *
- * ### Canonical metadata (version `dmr-hop-sig/1`)
+ * ### Canonical metadata (version `dmr-hop-sig/2`)
  *
  * The signed bytes are the UTF-8 encoding of `JSON.stringify` of this array
- * of ten strings (or null), in this order:
+ * of twelve strings (or null), in this order:
  *
- * | # | value                                                                            |
- * |---|----------------------------------------------------------------------------------|
- * | 0 | the literal `"dmr-hop-sig/1"` (domain separation and format version)             |
- * | 1 | property `message_id`, exactly as carried                                        |
- * | 2 | header `dmr-sender` (= the client id in the `user_id` the origin broker checked) |
- * | 3 | header `dmr-origin` (the origin node id)                                         |
- * | 4 | header `dmr-recipient`                                                           |
- * | 5 | property `type`                                                                  |
- * | 6 | property `timestamp`: POSIX seconds as a decimal integer string                  |
- * | 7 | property `expiration`: decimal ms string, or `null` when absent                  |
- * | 8 | header `dmr-version` as a decimal string (`"1"`)                                 |
- * | 9 | `"sha256:"` + lowercase hex SHA-256 of the body bytes                            |
+ * | #  | value                                                                            |
+ * |----|----------------------------------------------------------------------------------|
+ * | 0  | the literal `"dmr-hop-sig/2"` (domain separation and format version)             |
+ * | 1  | property `message_id`, exactly as carried                                        |
+ * | 2  | header `dmr-sender` (= the client id in the `user_id` the origin broker checked) |
+ * | 3  | header `dmr-origin` (the origin node id)                                         |
+ * | 4  | header `dmr-recipient`                                                           |
+ * | 5  | property `type`                                                                  |
+ * | 6  | property `timestamp`: POSIX seconds as a decimal integer string                  |
+ * | 7  | property `expiration`: decimal ms string, or `null` when absent                  |
+ * | 8  | header `dmr-version` as a decimal string (`"1"`)                                 |
+ * | 9  | `"sha256:"` + lowercase hex SHA-256 of the body bytes                            |
+ * | 10 | `at` of `dmr-hops` entry 0 (the origin's entry)                                  |
+ * | 11 | `to` of `dmr-hops` entry 0 (the first link's far node)                           |
  *
  * A JSON array of strings has one serialisation (JSON.stringify escapes
  * deterministically; no keys to order, no whitespace), so both ends derive
  * identical bytes from the message itself. Not signed, because they change
- * per hop: `user_id` (a forwarding node publishes as itself), `dmr-hops`,
- * `traceparent`, `tracestate`, delivery properties.
+ * per hop: `user_id` (a forwarding node publishes as itself), the entries of
+ * `dmr-hops` after the origin's (each signed by its own node), `traceparent`,
+ * `tracestate`, delivery properties.
  *
  * ### `dmr-sig`
  *
@@ -48,32 +51,34 @@
  * ES384 (P-384) or PS256 (RSA), `kid` the sha256 fingerprint of the node
  * certificate and `x5c` its chain (leaf first, no root).
  *
- * ## The hop chain (`dmr-hops` version 2)
+ * ## The hop chain (`dmr-hops` version 3)
  *
  * The hop chain of a relayed message (docs/mesh.md "The hop protocol"):
- * every node that handles a mesh message appends an
- * entry signed with its node key, naming the node it forwards to, so that
- * every later hop and the destination can check who handled the message, in
- * which order, and that nobody dropped, forged, reordered or moved an entry.
+ * every node that handles a mesh message adds an entry naming the node it
+ * forwards to, so that every later hop and the destination can check who
+ * handled the message, in which order, and that nobody dropped, forged,
+ * reordered or moved an entry.
  *
  * ### Entries
  *
- * `dmr-hops` is the JSON array of entries `{"node", "at", "to", "sig"}`:
- * `node` the id of the node that appended it, `at` when (ISO 8601 UTC with
- * milliseconds, as `Date.toISOString` writes it), `to` the node it forwarded
- * to (`null` in a destination's final entry), `sig` a compact JWS with a
- * detached payload, header `{alg, typ: "dmr-hop+jws", kid, x5c}` (the same
- * key, algorithms and certificate chain as `dmr-sig`; entry 0 leaves `x5c`
- * out, because it is the origin's and `dmr-sig` carries that chain), over
- * the UTF-8 JSON array
+ * `dmr-hops` is a JSON array of entries. Entry 0 is the origin's,
+ * `{"node", "at", "to"}`, and has no signature of its own: its `at` and `to`
+ * are in `dmr-sig` (fields 10 and 11 above), so the origin signs once and
+ * every hop verifies one signature less (docs/decisions/0040-hop-protocol-v3.md).
+ * Every later entry is `{"node", "at", "to", "sig"}`: `node` the id of the
+ * node that appended it, `at` when (ISO 8601 UTC with milliseconds, as
+ * `Date.toISOString` writes it), `to` the node it forwarded to (`null` in a
+ * destination's final entry), `sig` a compact JWS with a detached payload,
+ * header `{alg, typ: "dmr-hop+jws", kid, x5c}` (the same key, algorithms and
+ * certificate chain as `dmr-sig`), over the UTF-8 JSON array
  *
- *     ["dmr-hop/2", <index>, <prev>, <node>, <at>, <to>]
+ *     ["dmr-hop/3", <index>, <prev>, <node>, <at>, <to>]
  *
- * with `<index>` a JSON number (0 for the origin's entry) and `<prev>`
- * `"sha256:" + hex(sha256(dmr-sig))` for entry 0, else
+ * with `<index>` a JSON number (≥ 1) and `<prev>`
+ * `"sha256:" + hex(sha256(dmr-sig))` for entry 1, else
  * `"sha256:" + hex(sha256(entries[index - 1].sig))`. So entry 0 is bound to
- * the message through `dmr-sig` (which covers the metadata and a digest of
- * the body), and every entry to all entries before it.
+ * the message by `dmr-sig` (which covers the metadata and a digest of the
+ * body), and every later entry to `dmr-sig` and all entries before it.
  *
  * Pure: no broker, no router, no clock (`at` and `now` are passed in).
  */
@@ -89,7 +94,7 @@ import {
   type SignableMessage,
 } from './message.js';
 
-export const HOP_SIGNATURE_VERSION = 'dmr-hop-sig/1';
+export const HOP_SIGNATURE_VERSION = 'dmr-hop-sig/2';
 export const HOP_SIGNATURE_JWS_TYPE = 'dmr-hop-sig+jws';
 /** The JWS algorithms a node signs `dmr-sig` and hop entries with. */
 export const HOP_SIGNATURE_ALGORITHMS = ['ES256', 'ES384', 'PS256'] as const;
@@ -112,14 +117,23 @@ function asDecimal(value: unknown): string | undefined {
   return undefined;
 }
 
+/** What `dmr-sig` covers of the origin's `dmr-hops` entry: when it was made and the node it was sent to. */
+export interface OriginEntry {
+  /** ISO 8601 UTC with milliseconds. */
+  at: string;
+  to: string;
+}
+
 /**
- * The canonical metadata of `message` as signed by `origin` for `sender`, or
- * the name of the first field that is missing or malformed.
+ * The canonical metadata of `message` as signed by `origin` for `sender`,
+ * with the origin's hop entry `entry`, or the name of the first field that
+ * is missing or malformed.
  */
 export function canonicalMetadata(
   message: SignableMessage,
   sender: string,
   origin: string,
+  entry: OriginEntry,
 ): { ok: true; bytes: Buffer } | { ok: false; field: string } {
   const { properties } = message;
   const headers = properties.headers ?? {};
@@ -150,6 +164,8 @@ export function canonicalMetadata(
     expiration,
     version,
     digestOf(message.content),
+    entry.at,
+    entry.to,
   ];
   return { ok: true, bytes: Buffer.from(JSON.stringify(fields), 'utf8') };
 }
@@ -195,7 +211,7 @@ export function appendHop(hops: readonly Hop[], node: string, at: Date): string 
   return JSON.stringify([...hops, { node, at: at.toISOString() }]);
 }
 
-export const HOP_CHAIN_VERSION = 'dmr-hop/2';
+export const HOP_CHAIN_VERSION = 'dmr-hop/3';
 export const HOP_ENTRY_JWS_TYPE = 'dmr-hop+jws';
 
 /** The default of `limits.maxHops`: node-to-node links a message may cross. */
@@ -220,15 +236,15 @@ export function relayHeaderCap(maxHeaderBytes: number, maxHops = DEFAULT_MAX_HOP
   return maxHeaderBytes + (maxHops + 1) * HOP_ENTRY_ALLOWANCE_BYTES;
 }
 
-/** One entry of `dmr-hops` (version 2). */
+/** One entry of `dmr-hops` (version 3). */
 export interface HopEntry {
   node: string;
   /** ISO 8601 UTC with milliseconds. */
   at: string;
-  /** The node it was forwarded to; null in the destination's final entry. */
+  /** The node it was forwarded to; null in the destination's final entry (never in entry 0). */
   to: string | null;
-  /** Compact JWS, detached payload. */
-  sig: string;
+  /** Compact JWS, detached payload; absent in entry 0 only (`dmr-sig` covers it). */
+  sig?: string;
 }
 
 /** What a new entry links to: the message's `dmr-sig` and the entries so far. */
@@ -247,21 +263,27 @@ export function hopEntryPayload(index: number, prev: string, node: string, at: s
   return Buffer.from(JSON.stringify([HOP_CHAIN_VERSION, index, prev, node, at, to]), 'utf8');
 }
 
-/** The `prev` of the entry after `chain`. */
+/** The `prev` of the entry after `chain` (which holds at least entry 0): `dmr-sig` for entry 1, else the last sig. */
 export function nextPrev(chain: HopChain): string {
   const last = chain.hops[chain.hops.length - 1];
-  return last === undefined ? linkDigest(chain.signature) : linkDigest(last.sig);
+  return last?.sig === undefined ? linkDigest(chain.signature) : linkDigest(last.sig);
 }
 
 const ISO_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+const ORIGIN_ENTRY_KEYS = ['node', 'at', 'to'];
 const ENTRY_KEYS = ['node', 'at', 'to', 'sig'];
 
-/** Why one entry is malformed, or undefined when it is well-formed. Names no value from the wire. */
-function entryProblem(item: unknown): string | undefined {
+/**
+ * Why entry `index` is malformed, or undefined when it is well-formed. Names no value from the wire.
+ * One form per position, so nothing unsigned rides along: entry 0 exactly node, at, to (a string: the
+ * origin forwards); every later entry exactly node, at, to, sig.
+ */
+function entryProblem(item: unknown, index: number): string | undefined {
   if (typeof item !== 'object' || item === null || Array.isArray(item)) return 'is not an object';
   const keys = Object.keys(item);
-  if (keys.length !== ENTRY_KEYS.length || !ENTRY_KEYS.every((key) => Object.hasOwn(item, key))) {
-    return 'must have exactly node, at, to and sig';
+  const expected = index === 0 ? ORIGIN_ENTRY_KEYS : ENTRY_KEYS;
+  if (keys.length !== expected.length || !expected.every((key) => Object.hasOwn(item, key))) {
+    return index === 0 ? 'must have exactly node, at and to' : 'must have exactly node, at, to and sig';
   }
   const { node, at, to, sig } = item as Record<string, unknown>;
   if (typeof node !== 'string' || !isValidId(node)) return 'node is not a valid id';
@@ -269,14 +291,16 @@ function entryProblem(item: unknown): string | undefined {
     return 'at is not an ISO 8601 UTC time with milliseconds';
   }
   if (to !== null && (typeof to !== 'string' || !isValidId(to))) return 'to is not a valid id or null';
+  if (index === 0) return to === null ? "to is null in the origin's entry" : undefined;
   if (splitDetachedJws(sig) === undefined) return 'sig is not a compact JWS with a detached payload';
   return undefined;
 }
 
 /**
- * Parses `dmr-hops` version 2 (at most `maxEntries` entries, checked before
+ * Parses `dmr-hops` version 3 (at most `maxEntries` entries, checked before
  * any entry is looked at): the entries, or a refusal (`HOPS_INVALID` with
- * check `format`, `HOP_LIMIT_EXCEEDED` with check `limit`).
+ * check `format`, or `origin` when entry 0 carries a sig; `HOP_LIMIT_EXCEEDED`
+ * with check `limit`).
  */
 export function parseHopChain(value: unknown, maxEntries = DEFAULT_MAX_HOPS): CheckResult<HopEntry[]> {
   if (typeof value !== 'string') return hopsInvalid('format', `${HOPS_HEADER} is missing`);
@@ -296,11 +320,16 @@ export function parseHopChain(value: unknown, maxEntries = DEFAULT_MAX_HOPS): Ch
     );
   }
   const entries: HopEntry[] = [];
+  const first: unknown = parsed[0];
+  if (typeof first === 'object' && first !== null && Object.hasOwn(first, 'sig')) {
+    // What a hop that dropped the origin's entry forwards (or a version 2 chain): named for what it means.
+    return hopsInvalid('origin', "entry 0 carries a sig: it is not the origin's entry, which dmr-sig covers");
+  }
   for (const [index, item] of (parsed as unknown[]).entries()) {
-    const problem = entryProblem(item);
+    const problem = entryProblem(item, index);
     if (problem !== undefined) return hopsInvalid('format', `entry ${index}: ${problem}`);
     const { node, at, to, sig } = item as HopEntry;
-    entries.push({ node, at, to, sig });
+    entries.push(sig === undefined ? { node, at, to } : { node, at, to, sig });
   }
   return { ok: true, message: entries };
 }

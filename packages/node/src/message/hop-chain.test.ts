@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { CertificateAuthority } from '@dmr/pki';
-import { type CheckResult, type SignableMessage } from '@dmr/contract';
+import { canonicalMetadata, type CheckResult, type SignableMessage } from '@dmr/contract';
 import {
   DEFAULT_MAX_HOPS,
   HOP_ENTRY_ALLOWANCE_BYTES,
@@ -87,7 +87,7 @@ function directoryFor(origin: string): Map<string, { homeNode: string }> {
   ]);
 }
 
-describe('hop chain (dmr-hops version 2)', () => {
+describe('hop chain (dmr-hops version 3)', () => {
   let mesh: TestMesh;
   const verifiers = new Map<string, HopChainVerifier>();
   const verifierOf = (id: string): HopChainVerifier => {
@@ -197,27 +197,27 @@ describe('hop chain (dmr-hops version 2)', () => {
       return cryptoVerify('sha256', input, key, Buffer.from(signature, 'base64url'));
     };
     const [e0, e1] = entries as [Record<string, unknown>, Record<string, unknown>];
-    assert.deepEqual(e0, { node: 'n0', at: AT.toISOString(), to: 'n1', sig: e0.sig });
+    // Entry 0 has no signature of its own: dmr-sig covers its at and to, with the origin's chain.
+    assert.deepEqual(e0, { node: 'n0', at: AT.toISOString(), to: 'n1' });
     assert.deepEqual(e1, { node: 'n1', at: later(AT, 1).toISOString(), to: 'n2', sig: e1.sig });
-    const [h0, h1] = [decode(String(e0.sig).split('.')[0] as string), decode(String(e1.sig).split('.')[0] as string)];
-    // Entry 0 carries no chain: the origin's is in dmr-sig, whose kid it repeats.
     const originHeader = decode(sig.split('.')[0] as string);
-    assert.deepEqual(h0, { alg: 'ES256', typ: HOP_ENTRY_JWS_TYPE, kid: originHeader.kid });
+    const h1 = decode(String(e1.sig).split('.')[0] as string);
     assert.deepEqual(Object.keys(h1), ['alg', 'typ', 'kid', 'x5c']);
     assert.equal(h1.typ, HOP_ENTRY_JWS_TYPE);
 
-    const signed0 = Buffer.from(
-      JSON.stringify(['dmr-hop/2', 0, linkDigest(sig), 'n0', AT.toISOString(), 'n1']),
-      'utf8',
-    );
-    assert.deepEqual(hopEntryPayload(0, linkDigest(sig), 'n0', AT.toISOString(), 'n1'), signed0);
-    assert.ok(verifies(String(e0.sig), signed0, leafOf(originHeader)));
-    const prev1 = `sha256:${createHash('sha256').update(String(e0.sig)).digest('hex')}`;
-    assert.equal(linkDigest(String(e0.sig)), prev1);
+    const canonical = canonicalMetadata(message, SENDER, 'n0', { at: AT.toISOString(), to: 'n1' });
+    assert.ok(canonical.ok);
+    const fields = JSON.parse(canonical.bytes.toString('utf8')) as unknown[];
+    assert.deepEqual(fields.slice(0, 4), ['dmr-hop-sig/2', message.properties.messageId, SENDER, 'n0']);
+    assert.deepEqual(fields.slice(10), [AT.toISOString(), 'n1']);
+    assert.ok(verifies(sig, canonical.bytes, leafOf(originHeader)), 'dmr-sig covers the metadata and entry 0');
+    const prev1 = `sha256:${createHash('sha256').update(sig).digest('hex')}`;
+    assert.equal(linkDigest(sig), prev1);
     const signed1 = Buffer.from(
-      JSON.stringify(['dmr-hop/2', 1, prev1, 'n1', later(AT, 1).toISOString(), 'n2']),
+      JSON.stringify(['dmr-hop/3', 1, prev1, 'n1', later(AT, 1).toISOString(), 'n2']),
       'utf8',
     );
+    assert.deepEqual(hopEntryPayload(1, prev1, 'n1', later(AT, 1).toISOString(), 'n2'), signed1);
     assert.ok(verifies(String(e1.sig), signed1, leafOf(h1)));
     assert.ok((await verifierOf('n2').verify(relayed, AT)).ok);
   });
@@ -253,6 +253,14 @@ describe('hop chain (dmr-hops version 2)', () => {
       name: 'drops the origin entry',
       tamper: (m, v, self) => honest(m, self, { signature: v.signature, hops: v.hops.slice(1) }),
       next: { reason: 'HOPS_INVALID', check: 'origin' },
+    },
+    {
+      name: "drops the origin entry and passes the next one off as the origin's",
+      tamper: (m, v, self) => {
+        const [, e1, ...rest] = v.hops as [HopEntry, HopEntry, ...HopEntry[]];
+        return honest(m, self, { signature: v.signature, hops: [{ node: e1.node, at: e1.at, to: e1.to }, ...rest] });
+      },
+      next: { reason: 'HOP_SIGNATURE_INVALID', check: 'signature' },
     },
     {
       name: 'forges an earlier entry with its own key',
@@ -309,7 +317,8 @@ describe('hop chain (dmr-hops version 2)', () => {
         );
         return honest(m, self, { signature: v.signature, hops });
       },
-      next: { reason: 'HOP_SIGNATURE_INVALID', check: 'signature', entry: 0 },
+      // dmr-sig covers the origin's entry (hop protocol v3).
+      next: { reason: 'HOP_SIGNATURE_INVALID', check: 'signature' },
     },
     {
       name: 'changes `to` of an earlier entry',
@@ -326,7 +335,8 @@ describe('hop chain (dmr-hops version 2)', () => {
         const other = await arrivingAt(PATH, M);
         return honest(m, self, { signature: v.signature, hops: entriesOf(other) });
       },
-      next: { reason: 'HOP_SIGNATURE_INVALID', check: 'signature', entry: 0 },
+      // The same origin entry (same path, same time): entry 1 is the first that links to the other dmr-sig.
+      next: { reason: 'HOP_SIGNATURE_INVALID', check: 'signature', entry: 1 },
     },
     {
       name: "moves the message's dmr-sig and chain onto another body",
@@ -561,18 +571,25 @@ describe('hop chain (dmr-hops version 2)', () => {
           { node: 'n1', at: e1.at },
         ]),
       ],
+      ['an origin entry without to', JSON.stringify([{ ...e0, to: null }, e1])],
       ['an extra key', JSON.stringify([e0, { ...e1, via: 'x' }])],
       ['a bad id', JSON.stringify([e0, { ...e1, node: 'N1' }])],
       ['a time without ms', JSON.stringify([e0, { ...e1, at: e1.at.replace(/\.\d{3}Z$/, 'Z') }])],
       ['an impossible time', JSON.stringify([e0, { ...e1, at: '2026-02-30T00:00:00.000Z' }])],
       ['a numeric to', JSON.stringify([e0, { ...e1, to: 7 }])],
-      ['an attached JWS', JSON.stringify([e0, { ...e1, sig: e1.sig.replace('..', '.e30.') }])],
+      ['an attached JWS', JSON.stringify([e0, { ...e1, sig: String(e1.sig).replace('..', '.e30.') }])],
       ['a buffer', Buffer.from(JSON.stringify([e0, e1]))],
     ];
     for (const [what, value] of cases) {
       const result = await verifierOf('n2').verify(withHeaders(arrived, { 'dmr-hops': value }), AT);
       assertRefused(result, { reason: 'HOPS_INVALID', check: 'format' }, what);
     }
+    // Version 2 (the origin's entry signed on its own) reads as an entry 0 that is not the origin's.
+    assertRefused(
+      await verifierOf('n2').verify(withEntries(arrived, [{ ...e0, sig: String(e1.sig) }, e1]), AT),
+      { reason: 'HOPS_INVALID', check: 'origin' },
+      'version 2',
+    );
     assert.ok(
       !parseHopChain(JSON.stringify(Array.from({ length: 9 }, () => e0))).ok,
       'nine entries are over the default limit',
@@ -583,7 +600,7 @@ describe('hop chain (dmr-hops version 2)', () => {
     const arrived = await arrivingAt(PATH, 2);
     const entries = entriesOf(arrived);
     const e1 = entries[1] as HopEntry;
-    const [encodedHeader, , signature] = e1.sig.split('.') as [string, string, string];
+    const [encodedHeader, , signature] = String(e1.sig).split('.') as [string, string, string];
     const header = JSON.parse(Buffer.from(encodedHeader, 'base64url').toString('utf8')) as Record<string, unknown>;
     const reheader = (changes: Record<string, unknown>): string =>
       `${Buffer.from(JSON.stringify({ ...header, ...changes })).toString('base64url')}..${signature}`;
@@ -606,20 +623,6 @@ describe('hop chain (dmr-hops version 2)', () => {
     for (const [what, sig, expected] of cases) {
       const changed = withEntries(arrived, [entries[0] as HopEntry, { ...e1, sig }]);
       assertRefused(await verifierOf('n2').verify(changed, AT), expected, what);
-    }
-    // The origin's entry: no chain of its own, and the origin certificate's kid.
-    const e0 = entries[0] as HopEntry;
-    const [header0, , signature0] = e0.sig.split('.') as [string, string, string];
-    const decoded0 = JSON.parse(Buffer.from(header0, 'base64url').toString('utf8')) as Record<string, unknown>;
-    const reheader0 = (changes: Record<string, unknown>): string =>
-      `${Buffer.from(JSON.stringify({ ...decoded0, ...changes })).toString('base64url')}..${signature0}`;
-    const origin: Array<[string, string, Expected]> = [
-      ['with x5c', reheader0({ x5c: header.x5c }), { reason: 'HOP_SIGNATURE_INVALID', check: 'header', entry: 0 }],
-      ['another kid', reheader0({ kid: header.kid }), { reason: 'HOP_SIGNATURE_INVALID', check: 'kid', entry: 0 }],
-    ];
-    for (const [what, sig, expected] of origin) {
-      const changed = withEntries(arrived, [{ ...e0, sig }, e1]);
-      assertRefused(await verifierOf('n2').verify(changed, AT), expected, `entry 0 ${what}`);
     }
   });
 
@@ -721,12 +724,15 @@ describe('hop chain (dmr-hops version 2)', () => {
         const other = POOL.find((id) => !path.includes(id)) as string;
         let forwarded: SignableMessage;
         switch (kind) {
-          case 'drop':
-            forwarded = forward(
-              arrived,
-              v.hops.filter((_, i) => i !== j),
-            );
+          case 'drop': {
+            const kept = v.hops.filter((_, i) => i !== j);
+            // Nothing left to append to: the hop writes an (unsigned) origin entry of its own.
+            forwarded =
+              kept.length === 0
+                ? publishedBy(arrived, self, JSON.stringify([{ node: self.id, at: AT.toISOString(), to: next }]))
+                : forward(arrived, kept);
             break;
+          }
           case 'swap': {
             const i2 = (j + 1 + (delta % Math.max(1, v.hops.length - 1))) % v.hops.length;
             const hops = [...v.hops];
@@ -748,6 +754,13 @@ describe('hop chain (dmr-hops version 2)', () => {
             );
             break;
           case 'forge': {
+            const forged0 = v.hops[0] as HopEntry;
+            if (j === 0) {
+              // The origin's entry has no sig to forge: a forger can only rewrite it (dmr-sig covers it).
+              const rewritten = { node: forged0.node, at: later(new Date(forged0.at), delta).toISOString(), to: forged0.to };
+              forwarded = forward(arrived, [rewritten, ...v.hops.slice(1)]);
+              break;
+            }
             const forger = impostor((v.hops[j] as HopEntry).node, self);
             const forged = JSON.parse(
               forger.append(
@@ -770,9 +783,14 @@ describe('hop chain (dmr-hops version 2)', () => {
             forwarded = forward(arrived, [...inserted, ...v.hops.slice(j + 1)]);
             break;
           }
-          case 'transplant':
-            forwarded = forward(arrived, entriesOf(await arrivingAt(path, k)));
+          case 'transplant': {
+            const transplanted = entriesOf(await arrivingAt(path, k));
+            // Only the origin's entry (same node, time and next hop) is the same content, not a change: v3
+            // signs entry 0's fields in dmr-sig, not the entry as a separate signature.
+            fc.pre(JSON.stringify(transplanted) !== JSON.stringify(v.hops));
+            forwarded = forward(arrived, transplanted);
             break;
+          }
           case 'metadata': {
             const changes: Array<(m: SignableMessage) => SignableMessage> = [
               (m) => property(m, 'messageId', '00000000-0000-4000-8000-000000000000'),

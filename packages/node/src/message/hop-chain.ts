@@ -1,18 +1,18 @@
 /**
- * The hop chain of a relayed message (`dmr-hops` version 2; docs/mesh.md
+ * The hop chain of a relayed message (`dmr-hops` version 3; docs/mesh.md
  * "The hop protocol"): every node that handles a mesh message appends an
- * entry signed with its node key, naming the node it forwards to, so that
+ * entry naming the node it forwards to, signed with its node key (the
+ * origin's entry is covered by its `dmr-sig` instead), so that
  * every later hop and the destination can check who handled the message, in
  * which order, and that nobody dropped, forged, reordered or moved an entry.
  *
- * The entry format (`{node, at, to, sig}`), the bytes each entry signs and
+ * The entry formats (`{node, at, to}` at 0, `{node, at, to, sig}` after), the bytes each entry signs and
  * how entries link are wire contract: @dmr/contract hops.ts and
  * docs/contract.md "Hops".
  *
  * Pure: no broker, no router, no clock (`at` and `now` are passed in).
  * Signing and verifying with node keys is here.
  */
-import type { X509Certificate } from 'node:crypto';
 import { isValidId, parseSpiffeId } from '@dmr/core';
 import {
   DEFAULT_MAX_HOPS,
@@ -71,8 +71,9 @@ function assertTo(to: string | null, nodeId: string): void {
 }
 
 /**
- * A node's side of the chain: signs `dmr-sig` and entry 0 at the origin,
- * and appends this node's entry at every later hop.
+ * A node's side of the chain: signs `dmr-sig` over the message and entry 0
+ * at the origin (one signature), and appends this node's signed entry at
+ * every later hop.
  */
 export class HopChainSigner {
   readonly nodeId: string;
@@ -87,7 +88,7 @@ export class HopChainSigner {
   /**
    * At the origin: the DMR headers of `message` sent by `sender` and
    * forwarded to node `to` — `dmr-sender`, `dmr-origin` (this node),
-   * `dmr-sig`, and `dmr-hops` holding entry 0. A node sends in its own name
+   * `dmr-sig`, and `dmr-hops` holding entry 0, which `dmr-sig` covers. A node sends in its own name
    * (`sender` = this node) only delivery reports, and a report only in its
    * own name; anything else throws, like a message the signature cannot
    * cover (a missing or malformed signed field).
@@ -98,29 +99,29 @@ export class HopChainSigner {
     if (isReport !== (sender === this.nodeId)) {
       throw new RangeError('a node sends delivery reports, and only those, in its own name');
     }
-    const signature = originSignature(this.#key, message, sender, this.nodeId);
+    const entry: HopEntry = { node: this.nodeId, at: at.toISOString(), to };
     return {
       [SENDER_HEADER]: sender,
       [ORIGIN_HEADER]: this.nodeId,
-      [SIGNATURE_HEADER]: signature,
-      [HOPS_HEADER]: this.append({ signature, hops: [] }, to, at),
+      [SIGNATURE_HEADER]: originSignature(this.#key, message, sender, this.nodeId, { at: entry.at, to }),
+      [HOPS_HEADER]: JSON.stringify([entry]),
     };
   }
 
   /**
    * The `dmr-hops` value with this node's entry appended after `chain`
-   * (a VerifiedHopChain, or the chain a router re-routes after dropping its
-   * own last entry), forwarded to `to`, or `null` at the destination.
+   * (a VerifiedHopChain: it holds at least the origin's entry), forwarded
+   * to `to`, or `null` at the destination.
    */
   append(chain: HopChain, to: string | null, at: Date): string {
     assertTo(to, this.nodeId);
     const index = chain.hops.length;
+    // Entry 0 is dmr-sig's to cover: an origin (re-)routing its own message originates it again.
+    if (index === 0) throw new RangeError("entry 0 is the origin's: originate the message instead");
     const when = at.toISOString();
-    // Entry 0 is the origin's, whose chain dmr-sig carries: not again (docs/mesh.md "Entries").
     const sig = this.#key.signDetached(
       HOP_ENTRY_JWS_TYPE,
       hopEntryPayload(index, nextPrev(chain), this.nodeId, when, to),
-      index > 0,
     );
     const entry: HopEntry = { node: this.nodeId, at: when, to, sig };
     return JSON.stringify([...chain.hops, entry]);
@@ -197,7 +198,7 @@ export class HopChainVerifier {
     if (!Number.isSafeInteger(maxHops) || maxHops < 1) throw new RangeError('maxHops must be a positive integer');
     this.#options = options;
     this.#maxHops = maxHops;
-    // One cache for both: the origin signs dmr-sig and entry 0 with the same certificate.
+    // One cache for both: dmr-sig and the entries are signed by node certificates alike.
     this.#signers = new NodeSignerCache(options);
     this.#origin = new HopVerifier(options, this.#signers);
   }
@@ -216,21 +217,14 @@ export class HopChainVerifier {
     if (!previous.ok) return previous;
     const from = previous.message;
 
-    const origin = await this.#origin.verify(message, now);
-    if (!origin.ok) return origin;
-    const { sender } = origin.message;
+    // The chain's form and structure first: they cost nothing, a legitimate loop or misroute gets its own code
+    // rather than a signature's, and dmr-sig covers entry 0, so the origin signature needs it parsed.
     const headers = message.properties.headers ?? {};
-    const signature = headers[SIGNATURE_HEADER] as string;
-
     const parsed = parseHopChain(headers[HOPS_HEADER], this.#maxHops);
     if (!parsed.ok) return parsed;
     const hops = parsed.message;
+    const first = hops[0] as HopEntry;
     const last = hops[hops.length - 1] as HopEntry;
-
-    // Structure first: it costs nothing, and a legitimate loop or misroute gets its own code, not a signature's.
-    if ((hops[0] as HopEntry).node !== origin.message.origin) {
-      return hopsInvalid('origin', `entry 0 is not by the origin node ${origin.message.origin}`);
-    }
     for (let index = 0; index + 1 < hops.length; index += 1) {
       if ((hops[index] as HopEntry).to !== (hops[index + 1] as HopEntry).node) {
         return hopsInvalid('linkage', `entry ${index} is not addressed to the node of entry ${index + 1}`);
@@ -249,12 +243,23 @@ export class HopChainVerifier {
         return reject('HOP_NODE_DENIED', `node ${entry.node} on the path is on the denylist (denied)`);
     }
 
+    // entry 0's `to` is a string: parseHopChain refuses a null there.
+    const origin = await this.#origin.verify(message, { at: first.at, to: first.to as string }, now);
+    if (!origin.ok) return origin;
+    const { sender } = origin.message;
+    const signature = headers[SIGNATURE_HEADER] as string;
+    // Compared with the origin dmr-sig proved, not with a header nobody vouched for yet.
+    if (first.node !== origin.message.origin) {
+      return hopsInvalid('origin', `entry 0 is not by the origin node ${origin.message.origin}`);
+    }
+
+    // Entry 0 verified with dmr-sig; entry 1 links to dmr-sig, every later one to the sig before it.
     let prev = linkDigest(signature);
-    const originSigner = { fingerprint: origin.message.signerFingerprint, leaf: origin.message.certificate };
-    for (const [index, entry] of hops.entries()) {
-      const failure = await this.#verifyEntry(index, entry, prev, now, originSigner);
+    for (let index = 1; index < hops.length; index += 1) {
+      const entry = hops[index] as HopEntry;
+      const failure = await this.#verifyEntry(index, entry, prev, now);
       if (failure !== undefined) return failure;
-      prev = linkDigest(entry.sig);
+      prev = linkDigest(entry.sig as string);
     }
     return {
       ok: true,
@@ -275,36 +280,17 @@ export class HopChainVerifier {
     );
   }
 
-  /** Entry `index`, whose `prev` must be `prev`; entry 0 is by the origin, whose certificate dmr-sig proved. */
-  async #verifyEntry(
-    index: number,
-    entry: HopEntry,
-    prev: string,
-    now: Date,
-    origin: { fingerprint: string; leaf: X509Certificate },
-  ): Promise<Rejection | undefined> {
+  /** Entry `index` (≥ 1, so it has a sig: parseHopChain), whose `prev` must be `prev`. */
+  async #verifyEntry(index: number, entry: HopEntry, prev: string, now: Date): Promise<Rejection | undefined> {
     const jws = splitDetachedJws(entry.sig);
     if (jws === undefined) return entryInvalid(index, 'format', 'sig is not a compact JWS with a detached payload');
     const decoded = decodeJwsHeader(jws.encodedHeader, HOP_ENTRY_JWS_TYPE);
     if (!decoded.ok) return entryInvalid(index, decoded.check, decoded.message);
-    let signer = origin;
-    if (index === 0) {
-      if (decoded.header.x5c !== undefined) {
-        return entryInvalid(index, 'header', "the origin's entry carries no x5c (dmr-sig has its chain)");
-      }
-    } else {
-      const trusted = await this.#signers.signer(entry.node, decoded.header.x5c, now);
-      if (!trusted.ok) return entryInvalid(index, trusted.check, trusted.message);
-      signer = trusted.signer;
-    }
+    const trusted = await this.#signers.signer(entry.node, decoded.header.x5c, now);
+    if (!trusted.ok) return entryInvalid(index, trusted.check, trusted.message);
+    const signer = trusted.signer;
     if (decoded.header.kid !== signer.fingerprint) {
-      return entryInvalid(
-        index,
-        'kid',
-        index === 0
-          ? 'kid is not the fingerprint of the origin certificate'
-          : 'kid is not the fingerprint of the x5c signer',
-      );
+      return entryInvalid(index, 'kid', 'kid is not the fingerprint of the x5c signer');
     }
     const payload = hopEntryPayload(index, prev, entry.node, entry.at, entry.to);
     if (!verifyDetached(jws, decoded.header.alg, signer.leaf, payload)) {

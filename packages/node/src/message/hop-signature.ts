@@ -2,10 +2,11 @@
  * The origin signature: the origin node, after its checks, records the
  * authenticated sender (`dmr-sender`) and itself (`dmr-origin`) and signs the
  * canonical metadata plus a SHA-256 digest of the body with its node key
- * (`dmr-sig`). Every later hop verifies that signature before it trusts any
- * metadata, then appends itself to `dmr-hops`.
+ * (`dmr-sig`), together with its own `dmr-hops` entry (when, and to which
+ * node). Every later hop verifies that signature before it trusts any
+ * metadata, then appends itself to `dmr-hops` (hop-chain.ts).
  *
- * The signed bytes (canonical metadata `dmr-hop-sig/1`), the JWS header and
+ * The signed bytes (canonical metadata `dmr-hop-sig/2`), the JWS header and
  * the `dmr-hops` format are wire contract: @dmr/contract's hops.ts and
  * docs/contract.md "Hops". This file holds what needs the node's key and
  * certificates: signing, and verifying a signer against the CA.
@@ -16,12 +17,10 @@ import {
   HOP_SIGNATURE_ALGORITHMS,
   HOP_SIGNATURE_JWS_TYPE,
   canonicalMetadata,
-  parseHops,
   splitDetachedJws,
   type DetachedJws,
-  type Hop,
   type HopSignatureAlgorithm,
-  HOPS_HEADER,
+  type OriginEntry,
   ORIGIN_HEADER,
   SENDER_HEADER,
   SIGNATURE_HEADER,
@@ -43,7 +42,7 @@ import {
 const ALGORITHMS = HOP_SIGNATURE_ALGORITHMS;
 export type Algorithm = HopSignatureAlgorithm;
 
-// The wire parts (header names, signed bytes, `dmr-hops` v1) are the contract's; re-exported for the node's API.
+// The wire parts (header names, signed bytes, the local delivery's `dmr-hops` v1) are the contract's; re-exported for the node's API.
 export {
   HOP_SIGNATURE_JWS_TYPE,
   HOP_SIGNATURE_VERSION,
@@ -53,19 +52,20 @@ export {
   splitDetachedJws,
   type DetachedJws,
   type Hop,
+  type OriginEntry,
 } from '@dmr/contract';
 
 /**
  * A node's key with its certificate chain, loaded once: it makes every
  * signature a node puts on a message (`dmr-sig`, and its `dmr-hops` entries
  * in hop-chain.ts), each a compact JWS with a detached payload and the header
- * `{alg, typ, kid, x5c}`. Not exported from the package: HopSigner and
- * HopChainSigner are the API.
+ * `{alg, typ, kid, x5c}`. Not exported from the package: HopChainSigner is
+ * the API.
  */
 export class NodeSigningKey {
   readonly algorithm: Algorithm;
   readonly #signer: X5cJwsSigner;
-  /** The encoded header per `typ` and x5c or not: the same for every message, so encoded once. */
+  /** The encoded header per `typ`: the same for every message, so encoded once. */
   readonly #headers = new Map<string, string>();
 
   constructor(certificateChainPem: string, privateKeyPem: string) {
@@ -78,25 +78,30 @@ export class NodeSigningKey {
     this.#signer = new X5cJwsSigner(identity, algorithm);
   }
 
-  /**
-   * `base64url(header)..base64url(signature)` over `payload` (RFC 7515
-   * appendix F). Without `x5c` when `withChain` is false: for a signature
-   * whose verifier already holds this node's chain from the same message.
-   */
-  signDetached(typ: string, payload: Buffer, withChain = true): string {
-    const cacheKey = `${typ}\n${withChain}`;
-    let encodedHeader = this.#headers.get(cacheKey);
+  /** `base64url(header)..base64url(signature)` over `payload` (RFC 7515 appendix F). */
+  signDetached(typ: string, payload: Buffer): string {
+    let encodedHeader = this.#headers.get(typ);
     if (encodedHeader === undefined) {
-      encodedHeader = this.#signer.header(typ, { x5c: withChain });
-      this.#headers.set(cacheKey, encodedHeader);
+      encodedHeader = this.#signer.header(typ, { x5c: true });
+      this.#headers.set(typ, encodedHeader);
     }
     return this.#signer.detached(encodedHeader, payload);
   }
 }
 
-/** The `dmr-sig` value `key` makes for `message` as sent by `sender` through `origin`. */
-export function originSignature(key: NodeSigningKey, message: SignableMessage, sender: string, origin: string): string {
-  const canonical = canonicalMetadata(message, sender, origin);
+/**
+ * The `dmr-sig` value `key` makes for `message` as sent by `sender` through
+ * `origin`, whose own `dmr-hops` entry is `entry` (hop protocol v3: one
+ * signature covers the message and the origin's entry).
+ */
+export function originSignature(
+  key: NodeSigningKey,
+  message: SignableMessage,
+  sender: string,
+  origin: string,
+  entry: OriginEntry,
+): string {
+  const canonical = canonicalMetadata(message, sender, origin, entry);
   if (!canonical.ok) throw new RangeError(`cannot sign: ${canonical.field} is missing or malformed`);
   return key.signDetached(HOP_SIGNATURE_JWS_TYPE, canonical.bytes);
 }
@@ -107,36 +112,6 @@ export interface HopSignerOptions {
   /** The node certificate followed by its intermediate(s). */
   certificateChainPem: string;
   privateKeyPem: string;
-}
-
-/** The origin side: holds the node key and stamps validated messages. */
-export class HopSigner {
-  readonly nodeId: string;
-  readonly algorithm: Algorithm;
-  readonly #key: NodeSigningKey;
-
-  constructor(options: HopSignerOptions) {
-    this.nodeId = options.nodeId;
-    this.#key = new NodeSigningKey(options.certificateChainPem, options.privateKeyPem);
-    this.algorithm = this.#key.algorithm;
-  }
-
-  /**
-   * The DMR headers to add to `message` (which passed validateAtOrigin for
-   * `sender`): `dmr-sender`, `dmr-origin`, `dmr-hops` (this node, `at`) and
-   * `dmr-sig`. The message must then be forwarded with exactly the signed
-   * properties and body.
-   */
-  sign(message: SignableMessage, sender: string, at: Date): Record<string, string> {
-    const signature = originSignature(this.#key, message, sender, this.nodeId);
-    const hops: Hop[] = [{ node: this.nodeId, at: at.toISOString() }];
-    return {
-      [SENDER_HEADER]: sender,
-      [ORIGIN_HEADER]: this.nodeId,
-      [HOPS_HEADER]: JSON.stringify(hops),
-      [SIGNATURE_HEADER]: signature,
-    };
-  }
 }
 
 export interface NodeSignerCacheOptions {
@@ -162,14 +137,13 @@ export interface HopVerifierOptions extends NodeSignerCacheOptions {
   denied: ReadonlySet<string>;
 }
 
-/** What a later hop may trust once the signature verified. */
+/** What a later hop may trust once the signature verified (with the origin's `dmr-hops` entry it covers). */
 export interface VerifiedOrigin {
   sender: string;
   origin: string;
-  hops: Hop[];
   /** sha256 fingerprint of the origin node certificate. */
   signerFingerprint: string;
-  /** The origin node certificate, verified: its key also signs the origin's `dmr-hops` entry. */
+  /** The origin node certificate, verified. */
   certificate: X509Certificate;
 }
 
@@ -386,25 +360,29 @@ function invalid(check: string, message: string): Rejection {
   return reject('HOP_SIGNATURE_INVALID', `${message} (${check})`);
 }
 
-/** The later-hop side: verifies origin signatures against the CA, the expected signer and the denylist. */
+/**
+ * The later-hop side: verifies origin signatures against the CA, the expected signer and the denylist.
+ * HopChainVerifier runs it with the origin's `dmr-hops` entry it parsed; not exported from the package.
+ */
 export class HopVerifier {
   readonly #options: HopVerifierOptions;
   readonly #signers: NodeSignerCache;
 
-  /** `signers`: a cache to share with a HopChainVerifier (the origin signs entry 0 with the same certificate). */
+  /** `signers`: a cache to share with a HopChainVerifier (hop entries are signed by node certificates too). */
   constructor(options: HopVerifierOptions, signers: NodeSignerCache = new NodeSignerCache(options)) {
     this.#options = options;
     this.#signers = signers;
   }
 
   /**
-   * Verifies `message`'s origin signature at `now`. Order: the headers'
-   * shape, the denylist (origin, then sender), the signer chain and identity
-   * (`spiffe://<td>/node/<dmr-origin>`, not revoked on a CRL at hand), `kid`,
-   * then the signature over the canonical metadata recomputed from the
-   * message, then `dmr-hops`.
+   * Verifies `message`'s origin signature at `now`, over its metadata and
+   * the origin's `dmr-hops` entry `entry` (as the message carries it). Order:
+   * the headers' shape, the denylist (origin, then sender), the signer chain
+   * and identity (`spiffe://<td>/node/<dmr-origin>`, not revoked on a CRL at
+   * hand), `kid`, then the signature over the canonical metadata recomputed
+   * from the message.
    */
-  async verify(message: SignableMessage, now: Date): Promise<CheckResult<VerifiedOrigin>> {
+  async verify(message: SignableMessage, entry: OriginEntry, now: Date): Promise<CheckResult<VerifiedOrigin>> {
     const headers = message.properties.headers ?? {};
     const origin = headers[ORIGIN_HEADER];
     const sender = headers[SENDER_HEADER];
@@ -429,17 +407,14 @@ export class HopVerifier {
     const signer = trusted.signer;
     if (kid !== signer.fingerprint) return invalid('kid', 'kid is not the fingerprint of the x5c signer');
 
-    const canonical = canonicalMetadata(message, sender, origin);
+    const canonical = canonicalMetadata(message, sender, origin, entry);
     if (!canonical.ok) return invalid('metadata', `${canonical.field} is missing or malformed`);
     if (!verifyDetached(jws, alg, signer.leaf, canonical.bytes)) {
-      return invalid('signature', "the signature does not verify for this message's metadata and body");
+      return invalid(
+        'signature',
+        "the signature does not verify for this message's metadata, body and the origin's hop entry",
+      );
     }
-
-    const hops = parseHops(headers[HOPS_HEADER]);
-    if (hops === undefined) return reject('HOPS_INVALID', `${HOPS_HEADER} is not a JSON list of {node, at} (format)`);
-    return {
-      ok: true,
-      message: { sender, origin, hops, signerFingerprint: signer.fingerprint, certificate: signer.leaf },
-    };
+    return { ok: true, message: { sender, origin, signerFingerprint: signer.fingerprint, certificate: signer.leaf } };
   }
 }

@@ -18,14 +18,13 @@ export {
 export {
   HOP_SIGNATURE_JWS_TYPE,
   HOP_SIGNATURE_VERSION,
-  HopSigner,
-  HopVerifier,
   appendHop,
   canonicalMetadata,
   parseHops,
   type Hop,
   type HopSignerOptions,
   type HopVerifierOptions,
+  type OriginEntry,
   type VerifiedOrigin,
 } from './hop-signature.js';
 export {

@@ -325,9 +325,19 @@ describe('hop chain (dmr-hops version 3)', () => {
       tamper: (m, v, self) =>
         honest(m, self, {
           signature: v.signature,
-          hops: v.hops.map((hop, i) => (i === 0 ? { ...hop, to: 'n9' } : hop)),
+          hops: v.hops.map((hop, i) => (i === 1 ? { ...hop, to: 'n9' } : hop)),
         }),
       next: { reason: 'HOPS_INVALID', check: 'linkage' },
+    },
+    {
+      name: 'changes `to` of the origin entry',
+      tamper: (m, v, self) =>
+        honest(m, self, {
+          signature: v.signature,
+          hops: v.hops.map((hop, i) => (i === 0 ? { ...hop, to: 'n9' } : hop)),
+        }),
+      // dmr-sig covers the origin's entry (hop protocol v3), and is checked before the chain's linkage.
+      next: { reason: 'HOP_SIGNATURE_INVALID', check: 'signature' },
     },
     {
       name: 'transplants the chain of another message',

@@ -217,14 +217,25 @@ export class HopChainVerifier {
     if (!previous.ok) return previous;
     const from = previous.message;
 
-    // The chain's form and structure first: they cost nothing, a legitimate loop or misroute gets its own code
-    // rather than a signature's, and dmr-sig covers entry 0, so the origin signature needs it parsed.
+    // The chain's form before the origin signature: dmr-sig covers entry 0, so it needs entry 0 parsed.
     const headers = message.properties.headers ?? {};
     const parsed = parseHopChain(headers[HOPS_HEADER], this.#maxHops);
     if (!parsed.ok) return parsed;
     const hops = parsed.message;
     const first = hops[0] as HopEntry;
     const last = hops[hops.length - 1] as HopEntry;
+
+    // entry 0's `to` is a string: parseHopChain refuses a null there.
+    const origin = await this.#origin.verify(message, { at: first.at, to: first.to as string }, now);
+    if (!origin.ok) return origin;
+    const { sender } = origin.message;
+    const signature = headers[SIGNATURE_HEADER] as string;
+
+    // Structure before the entries' signatures: it costs nothing, and a legitimate loop or misroute gets its own
+    // code, not a signature's.
+    if (first.node !== origin.message.origin) {
+      return hopsInvalid('origin', `entry 0 is not by the origin node ${origin.message.origin}`);
+    }
     for (let index = 0; index + 1 < hops.length; index += 1) {
       if ((hops[index] as HopEntry).to !== (hops[index + 1] as HopEntry).node) {
         return hopsInvalid('linkage', `entry ${index} is not addressed to the node of entry ${index + 1}`);
@@ -241,16 +252,6 @@ export class HopChainVerifier {
     for (const entry of hops.slice(1)) {
       if (denied.has(entry.node))
         return reject('HOP_NODE_DENIED', `node ${entry.node} on the path is on the denylist (denied)`);
-    }
-
-    // entry 0's `to` is a string: parseHopChain refuses a null there.
-    const origin = await this.#origin.verify(message, { at: first.at, to: first.to as string }, now);
-    if (!origin.ok) return origin;
-    const { sender } = origin.message;
-    const signature = headers[SIGNATURE_HEADER] as string;
-    // Compared with the origin dmr-sig proved, not with a header nobody vouched for yet.
-    if (first.node !== origin.message.origin) {
-      return hopsInvalid('origin', `entry 0 is not by the origin node ${origin.message.origin}`);
     }
 
     // Entry 0 verified with dmr-sig; entry 1 links to dmr-sig, every later one to the sig before it.

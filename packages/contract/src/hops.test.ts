@@ -73,7 +73,10 @@ describe('dmr-hops version 3', () => {
       '["dmr-hop/3",1,"sha256:00","node-b","2026-11-27T12:00:00.000Z",null]',
     );
     assert.equal(nextPrev({ signature: SIG, hops: [origin] }), linkDigest(SIG));
-    assert.equal(nextPrev({ signature: SIG, hops: [origin, { ...entry, sig: 'other..sig' }] }), linkDigest('other..sig'));
+    assert.equal(
+      nextPrev({ signature: SIG, hops: [origin, { ...entry, sig: 'other..sig' }] }),
+      linkDigest('other..sig'),
+    );
     assert.match(linkDigest('x'), /^sha256:[0-9a-f]{64}$/);
     assert.equal(relayHeaderCap(16_384, 8), 16_384 + 9 * 4096);
   });

@@ -767,7 +767,11 @@ describe('hop chain (dmr-hops version 3)', () => {
             const forged0 = v.hops[0] as HopEntry;
             if (j === 0) {
               // The origin's entry has no sig to forge: a forger can only rewrite it (dmr-sig covers it).
-              const rewritten = { node: forged0.node, at: later(new Date(forged0.at), delta).toISOString(), to: forged0.to };
+              const rewritten = {
+                node: forged0.node,
+                at: later(new Date(forged0.at), delta).toISOString(),
+                to: forged0.to,
+              };
               forwarded = forward(arrived, [rewritten, ...v.hops.slice(1)]);
               break;
             }

@@ -80,7 +80,7 @@ describe('origin hop signature', () => {
   });
   after(() => rm(dir, { recursive: true, force: true }));
 
-  it("round trip: the origin signs the message and its own hop entry once, a later hop verifies both", async () => {
+  it('round trip: the origin signs the message and its own hop entry once, a later hop verifies both', async () => {
     const message = stamped(tallinn);
     const headers = message.properties.headers ?? {};
     assert.equal(headers['dmr-sender'], 'tax-bot');
@@ -94,7 +94,7 @@ describe('origin hop signature', () => {
     assert.equal(result.message.origin, 'dmr-tallinn');
   });
 
-  it("refuses a changed origin entry: its time or its next hop", async () => {
+  it('refuses a changed origin entry: its time or its next hop', async () => {
     const message = stamped(tallinn);
     for (const entry of [
       { ...ENTRY, at: new Date(AT.getTime() + 1).toISOString() },
@@ -152,7 +152,11 @@ describe('origin hop signature', () => {
     await fc.assert(
       fc.asyncProperty(fc.uint8Array({ maxLength: 64 }), async (body) => {
         fc.pre(!Buffer.from(body).equals(Buffer.from(message.content)));
-        assertRefused(await verifier.verify({ ...message, content: body }, ENTRY, AT), 'HOP_SIGNATURE_INVALID', 'signature');
+        assertRefused(
+          await verifier.verify({ ...message, content: body }, ENTRY, AT),
+          'HOP_SIGNATURE_INVALID',
+          'signature',
+        );
       }),
       { numRuns: 50 },
     );

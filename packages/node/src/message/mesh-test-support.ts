@@ -10,12 +10,7 @@ import { join } from 'node:path';
 import { spiffeId } from '@dmr/core';
 import { CertificateAuthority, type KeyAlgorithm } from '@dmr/pki';
 import { type SignableMessage } from '@dmr/contract';
-import {
-  HopChainSigner,
-  HopChainVerifier,
-  type HopChainVerifierOptions,
-  type HopEntry,
-} from './hop-chain.js';
+import { HopChainSigner, HopChainVerifier, type HopChainVerifierOptions, type HopEntry } from './hop-chain.js';
 import { testMessage } from './test-support.js';
 
 export const TD = 'dmr.test';

@@ -4,7 +4,9 @@
  * certificate): a client on A reaches a client on B exactly once with a
  * verified hop chain, the answer comes back, a policy deny at B and a
  * destination without a route reach the sender as reports, and a second
- * copy in B's mesh ingress is dropped. Two router shards per node: the mesh
+ * copy in B's mesh ingress is dropped, and a stuck recipient on B parks its
+ * overflow from the mesh ingress while B keeps relaying to others (decision
+ * 0039). Two router shards per node: the mesh
  * ingress hashes a message id to one shard, so both copies meet one replay
  * guard.
  */
@@ -23,7 +25,7 @@ const LINKS = [['node-a', 'node-b']] as const;
 async function counted(
   mesh: MeshFixture,
   node: string,
-  metric: 'forwarded' | 'relayed' | 'duplicatesDropped',
+  metric: 'forwarded' | 'relayed' | 'duplicatesDropped' | 'parked' | 'unparked',
   labels: Record<string, string> = {},
 ): Promise<number> {
   let total = 0;
@@ -56,6 +58,7 @@ describe('two nodes, one link', { timeout: 240_000 }, () => {
       clients: [
         { id: 'ria-bot', organisation: 'ria', roles: ['bot'], homeNode: 'node-a' },
         { id: 'rik-bot', organisation: 'rik', roles: ['bot'], homeNode: 'node-b' },
+        { id: 'rik-desk', organisation: 'rik', roles: ['desk'], homeNode: 'node-b' },
         { id: 'far-bot', organisation: 'rik', roles: ['bot'], homeNode: 'node-z' },
       ],
       grants: {
@@ -163,5 +166,45 @@ describe('two nodes, one link', { timeout: 240_000 }, () => {
     assert.equal(report.reason, 'RECIPIENT_UNREACHABLE');
     assert.equal(report.node, 'node-a');
     assert.match(report.detail, /homed on node-z: node node-z is unreachable from this node \(unreachable\)$/);
+  });
+  it('parks what a stuck recipient on B cannot hold from the mesh ingress; B keeps relaying to others; all arrive once', async () => {
+    const b = mesh.node('node-b');
+    await b.stopRouters();
+    await b.resizeQueue('dmr.client.rik-desk', 2, [['dmr.delivery', 'rik-desk']]);
+    // Without parking each shard would stop at 4 held, all of them for rik-desk, and rik-bot would wait.
+    for (const shard of [0, 1]) await b.startRouter({ shard, hold: { maxMessages: 4, maxPerKey: 1 } });
+    const stuck = new Set<string>();
+    const others: string[] = [];
+    const sending: Array<Promise<unknown>> = [];
+    for (let i = 0; i < 60; i += 1) {
+      sending.push(ria.send({ to: 'rik-desk' }).then((id) => stuck.add(id ?? '')));
+      if (i % 10 === 9) sending.push(ria.send({ to: 'rik-bot' }).then((id) => others.push(id ?? '')));
+    }
+    await Promise.all(sending);
+    const arrived: string[] = [];
+    while (arrived.length < others.length) arrived.push(String((await rik.next(30_000)).properties.messageId));
+    assert.deepEqual(arrived.sort(), [...others].sort());
+    await waitFor(
+      'a parked relayed message back in the mesh ingress',
+      async () => (await counted(mesh, 'node-b', 'unparked')) > 0,
+      {
+        timeoutMs: 30_000,
+      },
+    );
+    assert.ok((await counted(mesh, 'node-b', 'parked', { kind: 'recipient' })) > 0);
+    // The stuck recipient consumes: every relayed message arrives once.
+    const desk = await b.client('rik-desk');
+    const received = new Set<string>();
+    let copies = 0;
+    while (received.size < stuck.size) {
+      const id = String((await desk.next(30_000)).properties.messageId);
+      if (received.has(id)) copies += 1;
+      received.add(id);
+    }
+    assert.deepEqual(received, stuck);
+    assert.equal(copies, 0, 'no message twice');
+    assert.deepEqual(await desk.drain(300), [], 'nothing more');
+    assert.deepEqual(await ria.drain(300), [], 'no report: nothing was refused');
+    await desk.close();
   });
 });

@@ -47,36 +47,17 @@ async function metric(node: NodeFixture, name: string, labels: Record<string, st
   return total;
 }
 
-/**
- * Test-only: re-declares a client's queue with the layout's own arguments but room for `maxLength` messages (the
- * layout's limits are node-wide). Emptied, and without the router noticing: its binding is the same.
- */
+/** Test-only: `client`'s queue, emptied, with room for `maxLength` (NodeFixture.resizeQueue). */
 async function shrinkQueue(node: NodeFixture, client: string, maxLength: number): Promise<void> {
-  await resize(node, `dmr.client.${client}`, maxLength, [['dmr.delivery', client]]);
+  await node.resizeQueue(`dmr.client.${client}`, maxLength, [['dmr.delivery', client]]);
 }
 
 /** The bindings of shard 0's parking queue in the layout (decision 0039). */
-const PARKING_BINDINGS: Array<[string, string]> = [
+const PARKING_BINDINGS = [
   ['dmr.parking', 'dmr.ingress.0'],
   ['dmr.parking', 'dmr.mesh-ingress.0'],
   ['dmr.parking', 'dmr.dead-letter-reports'],
-];
-
-/** Test-only: any queue of the layout re-declared empty with room for `maxLength`, and its `bindings` again. */
-async function resize(
-  node: NodeFixture,
-  queue: string,
-  maxLength: number,
-  bindings: Array<[exchange: string, routingKey: string]>,
-): Promise<void> {
-  const path = `/queues/${encodeURIComponent(node.vhost)}/${queue}`;
-  const info = (await node.management.request('GET', path)) as { arguments: Record<string, string | number> };
-  await node.management.request('DELETE', path);
-  await node.management.declareQueue(node.vhost, queue, {
-    arguments: { ...info.arguments, 'x-max-length': maxLength },
-  });
-  for (const [exchange, key] of bindings) await node.management.bindQueue(node.vhost, exchange, queue, key);
-}
+] as const;
 
 /** Messages ready (not taken by any consumer) in the ingress shard; management statistics lag a few seconds. */
 async function ingressReady(node: NodeFixture): Promise<number> {
@@ -702,11 +683,14 @@ describe('router on a harness broker', () => {
     await waitFor("handle.router.state === 'running'", () => handle.router.state === 'running', { timeoutMs: 5_000 });
   });
 
-  it('past the hold bound (parking full) the router takes nothing new until held messages settle; none lost', async () => {
+  it('past the hold bound (parking refusing) the router takes nothing new until held messages settle; none lost', async () => {
     await node.stopRouters();
     await shrinkQueue(node, 'ria-poison', 1);
-    // Parking has room for one (decision 0039): past it the messages for the full recipient are held past its share.
-    await resize(node, 'dmr.parking.0', 1, PARKING_BINDINGS);
+    // Parking takes nothing (decision 0039): without its bindings the router's mandatory publish comes back, the
+    // same branch as a full parking queue's nack, so the messages for the full recipient are held past its share.
+    // (A parking queue bounded at 1 is not a way to test this: a quorum queue's reject-publish lags, and a burst of
+    // concurrent publishes from the router's window is taken far past the bound.)
+    await node.resizeQueue('dmr.parking.0', node.config.limits.queueMaxLength, []);
     const handle = await node.startRouter({ hold: { maxMessages: 3, maxPerKey: 1 } });
     const ids = new Set<string>();
     for (let i = 0; i < 8; i += 1) ids.add((await ria.send({ to: 'ria-poison' })) ?? '');
@@ -716,7 +700,6 @@ describe('router on a harness broker', () => {
       timeoutMs: 15_000,
     });
     assert.ok((await metric(node, 'dmr_router_messages_held')) >= 3);
-    assert.ok((await metric(node, 'dmr_router_messages_parked_total', { kind: 'recipient' })) >= 1);
     assert.ok(node.logLines.some((l) => String(l.msg).startsWith('parking did not take a message')));
     // Nothing new is taken: a message for another recipient stays ready in the ingress queue.
     const waiting = await ria.send({ to: 'rik-bot' });
@@ -732,7 +715,7 @@ describe('router on a harness broker', () => {
     assert.equal((await rik.next(15_000)).properties.messageId, waiting);
     assert.equal(await metric(node, 'dmr_router_messages_rejected_total', { reason: 'RECIPIENT_QUEUE_FULL' }), 0);
     await poison.close();
-    await resize(node, 'dmr.parking.0', node.config.limits.queueMaxLength, PARKING_BINDINGS);
+    await node.resizeQueue('dmr.parking.0', node.config.limits.queueMaxLength, PARKING_BINDINGS);
   });
 
   it('parks what one stuck recipient cannot hold: the shard keeps flowing to others, all arrive once', async (t) => {

@@ -515,6 +515,25 @@ export class NodeFixture {
     return client;
   }
 
+  /**
+   * Re-declares `queue`, a quorum queue of the layout, empty with its own arguments but room for `maxLength`
+   * messages, and binds it again (`bindings`: exchange, routing key): the layout's limits are node-wide, a test
+   * wants one small queue. The routers do not notice: the bindings are the same.
+   */
+  async resizeQueue(
+    queue: string,
+    maxLength: number,
+    bindings: ReadonlyArray<readonly [exchange: string, routingKey: string]>,
+  ): Promise<void> {
+    const path = `/queues/${encodeURIComponent(this.vhost)}/${queue}`;
+    const info = (await this.management.request('GET', path)) as { arguments: Record<string, string | number> };
+    await this.management.request('DELETE', path);
+    await this.management.declareQueue(this.vhost, queue, {
+      arguments: { ...info.arguments, 'x-max-length': maxLength },
+    });
+    for (const [exchange, key] of bindings) await this.management.bindQueue(this.vhost, exchange, queue, key);
+  }
+
   /** Removes and returns up to `count` messages of `queue` via the management API. */
   async take(queue: string, count = 1000): Promise<PeekedMessage[]> {
     const body = await this.management.request(

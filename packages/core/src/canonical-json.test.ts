@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
+import canonicalize from 'canonicalize';
+import fc from 'fast-check';
 import { canonicalDigest, canonicalJson } from './canonical-json.js';
 import { DmrError } from './errors.js';
 
@@ -89,6 +91,48 @@ describe('canonicalJson (RFC 8785)', () => {
       '{"a":{"c":null,"d":[3,{"y":2,"z":1}]},"b":1}',
     );
     assert.equal(canonicalJson(JSON.parse('{"z":1,"__proto__":2,"10":3,"9":4}')), '{"10":3,"9":4,"__proto__":2,"z":1}');
+  });
+
+  it('gives the library bytes for any JSON value, and goes to the library for what is not plain data', () => {
+    // The fast path (plain objects, arrays, strings, numbers) must be byte-identical to canonicalize: audit records,
+    // digests and signatures are over these bytes. Generated values: every JSON shape, unicode keys and strings
+    // (lone surrogates included), -0, undefined fields and items.
+    const values = fc.letrec((tie) => ({
+      value: fc.oneof(
+        { depthSize: 'small' },
+        fc.constant(null),
+        fc.boolean(),
+        fc.double({ noNaN: true, noDefaultInfinity: true }),
+        fc.integer(),
+        fc.string({ unit: 'binary' }),
+        fc.string({ unit: 'grapheme' }),
+        fc.constant(undefined),
+        fc.array(tie('value')),
+        fc.dictionary(fc.string({ unit: 'binary' }), tie('value')),
+      ),
+    })).value;
+    fc.assert(
+      fc.property(values, (value) => {
+        let expected: string | undefined;
+        let expectedError: unknown;
+        try {
+          expected = canonicalize(value);
+        } catch (error) {
+          expectedError = error;
+        }
+        if (expectedError === undefined && expected !== undefined) assert.equal(canonicalJson(value), expected);
+        else assert.throws(() => canonicalJson(value));
+      }),
+      { numRuns: 2_000 },
+    );
+    // Not plain data: the library's answer, not the fast path's.
+    const sparse: unknown[] = [1];
+    sparse[2] = 3;
+    const deep = Array.from({ length: 100 }).reduce<unknown>((inner) => [inner], 1);
+    const withDate = { at: new Date(0), b: Buffer.from('x') };
+    for (const value of [sparse, deep, withDate, { f: () => 1 }, [() => 1]]) {
+      assert.equal(canonicalJson(value), canonicalize(value));
+    }
   });
 
   it('gives the same digest for the same meaning', () => {

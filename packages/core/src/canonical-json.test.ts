@@ -97,6 +97,11 @@ describe('canonicalJson (RFC 8785)', () => {
     // The fast path (plain objects, arrays, strings, numbers) must be byte-identical to canonicalize: audit records,
     // digests and signatures are over these bytes. Generated values: every JSON shape, unicode keys and strings
     // (lone surrogates included), -0, undefined fields and items.
+    // Units that make escapes, surrogate pairs and lone surrogate halves (a high one before a low one pairs).
+    const tricky = fc.string({
+      unit: fc.constantFrom('a', 'é', '"', '\\', '\n', '\u007f', '\ud83d', '\ude00', '\udfff'),
+    });
+    const keys = fc.oneof(fc.string({ unit: 'binary' }), tricky);
     const values = fc.letrec((tie) => ({
       value: fc.oneof(
         { depthSize: 'small' },
@@ -106,9 +111,10 @@ describe('canonicalJson (RFC 8785)', () => {
         fc.integer(),
         fc.string({ unit: 'binary' }),
         fc.string({ unit: 'grapheme' }),
+        tricky,
         fc.constant(undefined),
         fc.array(tie('value')),
-        fc.dictionary(fc.string({ unit: 'binary' }), tie('value')),
+        fc.dictionary(keys, tie('value')),
       ),
     })).value;
     fc.assert(
@@ -123,7 +129,7 @@ describe('canonicalJson (RFC 8785)', () => {
         if (expectedError === undefined && expected !== undefined) assert.equal(canonicalJson(value), expected);
         else assert.throws(() => canonicalJson(value));
       }),
-      { numRuns: 2_000 },
+      { numRuns: 1_000 },
     );
     // Not plain data: the library's answer, not the fast path's.
     const sparse: unknown[] = [1];

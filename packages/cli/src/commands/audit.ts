@@ -72,7 +72,11 @@ export function auditCommand(): Command {
       .option('--config <file>', "the node's run-config file: read its audit stream with the node's certificate")
       .option('--centops', "CentOps' own audit log and every checkpoint it witnessed (operator certificate)", false)
       .option('--ctl-config <file>', 'with --centops: the CLI config (default $DMR_CONFIG or ~/.dmr/config.yaml)')
-      .option('--idle-ms <ms>', 'stream export: stop once nothing new arrived for this long', '2000')
+      .option(
+        '--idle-ms <ms>',
+        'stream export: on a quiet stream, stop once nothing new arrived for this long (a busy one stops at its end as of the start)',
+        '2000',
+      )
       .action(
         action<[{ out: string; config?: string; centops: boolean; ctlConfig?: string; idleMs: string }]>(
           async (context, options) => {

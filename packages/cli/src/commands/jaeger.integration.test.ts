@@ -4,8 +4,8 @@
  * node-3, so every question is relayed by node-2) with the pinned Jaeger
  * v1.75.0, and one trace read back through Jaeger's query API must hold the
  * hop spans of all three routers, each the child of the hop before; CentOps
- * and the agents export too. (`dmr trace` on this mesh is not run here: with the demo's steady traffic its
- * stream read never sees the idle gap it stops at; see docs/decisions/0032-traces.md.)
+ * and the agents export too. Then `dmr trace` reads the same message's path from the three nodes' audit
+ * streams while the demo keeps talking, and links the trace.
  *
  * Skipped when Jaeger is not installed (`npm run setup:jaeger`): CI does not
  * build it (decision 0032: ≈ 10 min of Go on a quiet 2-core machine, 108 min
@@ -140,5 +140,17 @@ describe('Jaeger v1.75.0: a two-hop message is one trace with spans from every n
       data: JaegerTrace[];
     };
     assert.equal(byId.data[0]?.traceID, trace.traceID);
+
+    // `dmr trace` reads the same message's path from the three nodes' audit streams while the demo keeps
+    // talking (it stops at each stream's end as of its start), and links this Jaeger trace.
+    const traced = await runDmr(['trace', messageId, '--dir', meshDir, '--json'], { cwd: root });
+    assert.equal(traced.status, 0, traced.stderr);
+    const path = JSON.parse(traced.stdout) as { nodes: string[]; traceIds: string[]; jaeger: string[] };
+    assert.deepEqual(path.nodes, ['node-1', 'node-2', 'node-3']);
+    assert.ok(path.traceIds.includes(trace.traceID), JSON.stringify(path.traceIds));
+    assert.ok(
+      path.jaeger.some((link) => link.endsWith(`/trace/${trace.traceID}`)),
+      JSON.stringify(path.jaeger),
+    );
   });
 });

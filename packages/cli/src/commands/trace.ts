@@ -86,7 +86,11 @@ export function traceCommand(): Command {
     )
     .option('--limit <n>', 'read at most this many audit entries per node or file', String(DEFAULT_TRACE_LIMIT))
     .option('--since <duration>', 'read the streams from this long ago only (e.g. 15m, 24h); default all')
-    .option('--idle-ms <ms>', 'stream read: stop once nothing new arrived for this long', '1000')
+    .option(
+      '--idle-ms <ms>',
+      'stream read: on a quiet stream, stop once nothing new arrived for this long (a busy one stops at its end as of the start)',
+      '1000',
+    )
     .option('--jaeger <url>', 'the Jaeger UI (e.g. http://127.0.0.1:16686) to link the trace to; default the mesh’s')
     .option('--json', 'print JSON (same as -o json)', false)
     .addHelpText(

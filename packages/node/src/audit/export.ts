@@ -5,8 +5,9 @@
  * From the stream: read from its first offset with the node's own
  * certificate (the router user may read the stream it writes), every record
  * and every countersigned checkpoint, in stream order. A stream has no "end"
- * a consumer is told about, so the read stops once nothing new arrived for
- * `idleMs` (default 2 s) after the last message.
+ * a consumer is told about, so the read stops at the entry that was last
+ * when it began (stream-end.ts), or once nothing new arrived for `idleMs`
+ * (default 2 s) on a quiet stream.
  *
  * From CentOps: CentOps' own audit log (its entries' canonical JSON, in seq
  * order) with its checkpoints, and every checkpoint CentOps witnessed for
@@ -26,6 +27,7 @@ import { AUDIT_STREAM, centOpsOrigin, witnessKeyName, writerOrigin } from '@dmr/
 import type { CentOpsClient } from '@dmr/centops-client';
 import { AUDIT_CHECKPOINT_TYPE, auditRecordsIn } from '../router/audit.js';
 import type { PublishedCheckpoint } from '../router/audit-checkpointer.js';
+import { StreamEnd, streamOffset } from './stream-end.js';
 import { EXPORT_FORMAT, formatExport, type CheckpointEntry, type RecordEntry } from './export-file.js';
 
 type Line = Omit<RecordEntry, 'line'> | Omit<CheckpointEntry, 'line'>;
@@ -41,7 +43,10 @@ export async function exportFromStream(connection: ChannelModel, options: Stream
   const lines: Line[] = [];
   let read = 0;
   let last = Date.now();
+  let lastOffset: number | undefined;
   let failure: Error | undefined;
+  // Before subscribing: the stream's end as of now (stream-end.ts), so steady traffic does not keep the read open.
+  const end = await StreamEnd.watch(connection, AUDIT_STREAM);
   try {
     await channel.prefetch(1000);
     await channel.consume(
@@ -50,6 +55,7 @@ export async function exportFromStream(connection: ChannelModel, options: Stream
         if (message === null) return;
         read += 1;
         last = Date.now();
+        lastOffset = streamOffset(message) ?? lastOffset;
         channel.ack(message);
         try {
           const text = message.content.toString('utf8');
@@ -78,8 +84,11 @@ export async function exportFromStream(connection: ChannelModel, options: Stream
       { arguments: { 'x-stream-offset': 'first' } },
     );
     const idleMs = options.idleMs ?? 2000;
-    while (Date.now() - last < idleMs) await new Promise((resolve) => setTimeout(resolve, 100));
+    while (Date.now() - last < idleMs && !end.reached(lastOffset)) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
   } finally {
+    await end.close();
     await channel.close().catch(() => undefined);
   }
   if (failure !== undefined) throw failure;

@@ -27,6 +27,7 @@ import { NODE, TD, startAgentEnvironment, writeRunConfig, type AgentEnvironment 
 import { StreamAuditSink, type AuditEvent } from '../router/audit.js';
 import { AuditCheckpointer } from '../router/audit-checkpointer.js';
 import { exportFromNode } from './export.js';
+import { scanNode } from './trace.js';
 import { parseExport } from './export-file.js';
 import { verifyExport, type LogReport } from './verify.js';
 import { readBackAfterLostConfirm, readWriterTail } from './tail.js';
@@ -227,5 +228,47 @@ describe('audit log: a writer that stopped after its last checkpoint', () => {
     } finally {
       await proxy.close();
     }
+  });
+
+  it('an export and a trace of a stream that routers keep writing return: they stop at the end as of their start', async () => {
+    const writer = `${NODE}/router-6`;
+    const busy = await run(writer);
+    assert.equal((await busy.checkpointer.resume()).size, 0);
+    await busy.append(1, 5);
+    // A writer that never pauses: the idle rule alone (the old stop) would keep both reads open forever.
+    let writing = true;
+    let written = 5;
+    const traffic = (async () => {
+      while (writing) {
+        await busy.append(written + 1, 1);
+        written += 1;
+      }
+    })();
+    let exported: ReturnType<typeof parseExport> | undefined;
+    let scanned: Awaited<ReturnType<typeof scanNode>> | undefined;
+    try {
+      // A generous idle bound: only the end-of-stream rule can end these reads while the writer runs.
+      const reads = Promise.all([
+        exportFromNode(config, { idleMs: 600_000 }).then((text) => (exported = parseExport(text))),
+        scanNode(config, { messageId: randomUUID(), limit: 1_000_000, idleMs: 600_000 }).then((r) => (scanned = r)),
+      ]);
+      await waitFor(
+        'the export and the trace read to return while the writer keeps writing',
+        () => (exported !== undefined && scanned !== undefined) || undefined,
+        { timeoutMs: 120_000 },
+      );
+      await reads;
+      assert.ok(writing, 'both reads returned while records were still being written');
+    } finally {
+      writing = false;
+      await traffic;
+      await busy.checkpointer.close();
+      await busy.connection.close();
+    }
+    assert.ok(exported !== undefined && scanned !== undefined);
+    assert.equal(scanned.summary.truncated, false);
+    assert.ok(scanned.summary.read > 0, 'the trace read the stream');
+    const records = exported.entries.filter((entry) => 'record' in entry && entry.record.includes(writer)).length;
+    assert.ok(records >= 5, `the export holds the records written before it began (${records})`);
   });
 });

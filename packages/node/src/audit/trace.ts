@@ -8,8 +8,9 @@
  * - a node's `dmr.audit` stream (scanStream / scanNode, with the node's own
  *   certificate like `dmr audit export`); the read is bounded by a record
  *   limit and, optionally, a time window (the stream is entered at a
- *   timestamp offset, so older records are not even sent), and stops once
- *   nothing new arrived for `idleMs`;
+ *   timestamp offset, so older records are not even sent), and stops at the
+ *   entry that was last when it began (stream-end.ts; steady traffic used to
+ *   keep it open), or once nothing new arrived for `idleMs` on a quiet stream;
  * - export files (`dmr audit export`): recordsOfExport.
  * Only records naming the message are kept, so memory is bounded by the
  * path, not by the stream.
@@ -31,6 +32,7 @@ import type { RunConfig } from '../agent/run-config.js';
 import { auditRecordsIn } from '../router/audit.js';
 import { isRecordEntry, type AuditExport } from './export-file.js';
 import { connectNodeBroker } from './export.js';
+import { StreamEnd, streamOffset } from './stream-end.js';
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) => Type.Union([schema, Type.Null()]);
 const Short = Type.String({ maxLength: 512 });
@@ -159,7 +161,7 @@ export interface StreamScanOptions {
   limit: number;
   /** Enter the stream at this time (a timestamp offset: RabbitMQ starts at the chunk holding it); default the first record. */
   since?: Date;
-  /** Stop once nothing new arrived for this long (a stream has no end a consumer is told of). Default 1000 ms. */
+  /** On a quiet stream, stop once nothing new arrived for this long (stream-end.ts says why). Default 1000 ms. */
   idleMs?: number;
   /** Called every `progressEvery` entries read. */
   onProgress?: (read: number) => void;
@@ -169,7 +171,8 @@ export interface StreamScanOptions {
 
 /**
  * Reads a `dmr.audit` stream from the start (or `since`) and keeps the
- * records naming the message. Resolves at the limit or once idle.
+ * records naming the message. Resolves at the limit, at the stream's end
+ * as of the start, or once idle.
  */
 export async function scanStream(connection: ChannelModel, options: StreamScanOptions): Promise<ScanResult> {
   const channel = await connection.createChannel();
@@ -178,8 +181,11 @@ export async function scanStream(connection: ChannelModel, options: StreamScanOp
   let read = 0;
   let truncated = false;
   let last = Date.now();
+  let lastOffset: number | undefined;
   let stop: () => void = () => undefined;
   const stopped = new Promise<void>((resolve) => (stop = resolve));
+  // Before subscribing: the stream's end as of now (stream-end.ts), so steady traffic does not keep the read open.
+  const end = await StreamEnd.watch(connection, AUDIT_STREAM);
   try {
     await channel.prefetch(1000);
     const offset =
@@ -191,6 +197,7 @@ export async function scanStream(connection: ChannelModel, options: StreamScanOp
         if (truncated) return;
         read += 1;
         last = Date.now();
+        lastOffset = streamOffset(message) ?? lastOffset;
         channel.ack(message);
         const type = message.properties.type as unknown;
         // A batch carries several records (audit.ts AUDIT_RECORDS_TYPE); checkpoints and markers none.
@@ -209,10 +216,11 @@ export async function scanStream(connection: ChannelModel, options: StreamScanOp
     const idleMs = options.idleMs ?? 1000;
     for (;;) {
       const quiet = Date.now() - last;
-      if (truncated || quiet >= idleMs) break;
+      if (truncated || quiet >= idleMs || end.reached(lastOffset)) break;
       await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, Math.min(100, idleMs - quiet)))]);
     }
   } finally {
+    await end.close();
     await channel.close().catch(() => undefined);
   }
   return {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ConsumeMessage } from 'amqplib';
-import { parkable, parkedOptions, unpark } from './parking.js';
+import { linkKey, recipientKey } from './outcome.js';
+import { parkable, parkedOptions, parksFor, unpark } from './parking.js';
 
 function delivery(exchange: string, properties: Record<string, unknown>): ConsumeMessage {
   return {
@@ -64,5 +65,12 @@ describe('parking', () => {
   it('never parks a message that names extra routing keys (CC/BCC)', () => {
     assert.equal(parkable(delivery('dmr.ingress', { headers: { CC: ['dmr.client.x'] } })), false);
     assert.equal(parkable(delivery('dmr.ingress', original)), true);
+  });
+
+  it("parks a recipient's overflow, never a link's (its outbound queue is its buffer; a partition pushes back)", () => {
+    assert.equal(parksFor(recipientKey('rik-bot')), true);
+    assert.equal(parksFor(linkKey('node-b')), false);
+    // A peer named like a recipient key is still a link.
+    assert.equal(parksFor(linkKey('recipient:x')), false);
   });
 });

@@ -26,6 +26,7 @@
 import type { ConsumeMessage, Options } from 'amqplib';
 import { PARKING_QUEUE_PREFIX } from '@dmr/contract';
 import { routingHeader } from '../message/headers.js';
+import { recipientKey } from './outcome.js';
 
 const USER_ID = 'dmr-parked-user-id';
 const EXPIRATION = 'dmr-parked-expiration';
@@ -41,6 +42,22 @@ export interface Unparked {
   takenAt: number;
   /** Its rejected copy is stored already (a refusal whose report waited): not stored again. */
   copied: boolean;
+}
+
+/** Every recipient's hold key starts so (outcome.ts recipientKey): a local recipient, or a local sender's reports. */
+const RECIPIENT_KEY_PREFIX = recipientKey('');
+
+/**
+ * Whether the overflow of the destination `key` is parked: a recipient's (or a local sender's, for its reports),
+ * never a link's. A link has a durable, bounded buffer of its own (`dmr.outbound.<peer>`), and past it the origin
+ * pushes back to the edge by contract (decision 0026). Parking it as well went wrong in a partition: the origin's
+ * ingress fills (that push-back), parked copies returning into it are refused, and RabbitMQ's at-least-once
+ * dead-letter worker re-sends a refused dead letter only after `dead_letter_worker_publisher_confirm_timeout`
+ * (180 s in 3.10), at most 32 at a time per queue, so a healed link's last messages waited minutes
+ * (partition.integration, decision 0039).
+ */
+export function parksFor(key: string): boolean {
+  return key.startsWith(RECIPIENT_KEY_PREFIX);
 }
 
 /**

@@ -75,7 +75,7 @@ import {
   type HeldDelivery,
   type Session,
 } from './outcome.js';
-import { parkable, parkedOptions, unpark } from './parking.js';
+import { parkable, parkedOptions, parksFor, unpark } from './parking.js';
 import { RelayPath } from './relay-path.js';
 
 export interface BackoffOptions {
@@ -368,7 +368,8 @@ export class Router {
       if (!session.alive) return;
       // A destination holding its share already: a new message for it waits in the parking queue instead, so
       // one stuck destination cannot fill the shard's hold and stop everyone else (decision 0039).
-      if (!session.holds.has(message) && session.holds.crowded(error.key) && parkable(message)) {
+      // A link is never parked: its outbound queue is its buffer, and a partition pushes back instead (parksFor).
+      if (!session.holds.has(message) && parksFor(error.key) && session.holds.crowded(error.key) && parkable(message)) {
         return this.#park(session, message, held, error);
       }
       this.#options.metrics.held.inc({ kind: error.kind });

@@ -154,6 +154,7 @@ export async function runScenarios(scenarios: readonly Scenario[], options: RunO
       } catch (error) {
         row = failedRow(scenario, error);
       }
+      if (world !== undefined && (row.lost > 0 || row.error !== undefined)) await world.diagnose(options.say);
       // A world a scenario failed in may be half broken: the next one starts afresh.
       if (row.error !== undefined) await stopWorld();
       options.say(

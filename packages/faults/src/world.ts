@@ -292,11 +292,49 @@ export class World {
     return JSON.parse(stdout) as unknown;
   }
 
+  /**
+   * What a lost message would be waiting in, for a row that lost some: each
+   * node's non-empty queues (ready, unacknowledged, consumers) and the last
+   * warnings of its log. CI keeps no world directory, so this is all a
+   * failed run leaves to explain itself with. Never payloads.
+   */
+  async diagnose(say: (text: string) => void): Promise<void> {
+    for (const [index, node] of this.mesh.state.nodes.entries()) {
+      const nodeId = node.id;
+      try {
+        const queues = await this.harness.management(index).listQueues(node.vhost);
+        const busy = queues.filter((queue) => (queue.messages ?? 0) > 0 || queue.consumers === 0);
+        say(`diagnosis ${nodeId}: ${busy.length} of ${queues.length} queues hold messages or have no consumer`);
+        for (const queue of busy) {
+          say(
+            `  ${queue.name} (${queue.type ?? '?'}): ready ${queue.messagesReady ?? '?'}, unacked ${queue.messagesUnacknowledged ?? '?'}, consumers ${queue.consumers ?? '?'}`,
+          );
+        }
+      } catch (error) {
+        say(`diagnosis ${nodeId}: queues unreadable: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      const log = join(this.mesh.paths.logsDir, `${nodeId}.log`);
+      const warnings = readLines(log).filter(
+        (line) => !line.startsWith('{"level":30') && !line.startsWith('{"level":20'),
+      );
+      say(`diagnosis ${nodeId}: the last ${Math.min(40, warnings.length)} of ${warnings.length} warnings in ${log}`);
+      for (const line of warnings.slice(-40)) say(`  ${line.slice(0, 600)}`);
+    }
+  }
+
   async stop(): Promise<void> {
     await this.mesh.stop({ step: () => ({ update: () => {}, done: () => 0, fail: () => {} }), line: () => {} });
     // A CentOps restarted by a scenario is the mesh's again (startCentOps set it), so the mesh stopped it.
     await stopProcess(this.mesh.centops?.ref, 5_000);
     if (!this.#keep) await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+function readLines(file: string): string[] {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n');
+  } catch {
+    return [];
   }
 }
 

@@ -109,6 +109,34 @@ describe('ReplayJournal', () => {
     second.journal.close();
   });
 
+  it('a parked id stays parked across a restart: a client replay is refused, the router’s own copy taken once', () => {
+    const dir = shardDir();
+    const now = 5_000;
+    const first = durableGuard(dir, () => now);
+    const parked = randomUUID();
+    const taken = randomUUID();
+    first.guard.check(parked, now, 'ria-bot');
+    first.guard.park(parked);
+    first.guard.check(taken, now, 'ria-bot');
+    first.guard.park(taken);
+    assert.ok(first.guard.check(taken, now, 'ria-bot', true).ok, 'its copy came back before the restart');
+    first.journal.close();
+    assert.match(segmentText(dir), new RegExp(`^~${now + WINDOW} ${parked} ria-bot$`, 'm'));
+
+    const second = durableGuard(dir, () => now + 1);
+    assert.equal(second.restored, 2);
+    const replay = second.guard.check(parked, now + 1, 'ria-bot');
+    assert.equal((replay as { reason?: string }).reason, 'MESSAGE_REPLAYED', 'a client replay while it is parked');
+    assert.equal(
+      (second.guard.check(taken, now + 1, 'ria-bot', true) as { reason?: string }).reason,
+      'MESSAGE_REPLAYED',
+      'a second copy of a message whose copy was already taken',
+    );
+    assert.ok(second.guard.check(parked, now + 2, 'ria-bot', true).ok, 'the parked copy back, after the restart');
+    assert.ok(!second.guard.check(parked, now + 3, 'ria-bot', true).ok, 'and only once');
+    second.journal.close();
+  });
+
   it('opens a new segment every segmentMs and deletes a segment once every id in it expired', () => {
     const dir = shardDir();
     let now = 0;

@@ -12,6 +12,7 @@
  * a fresh segment, so a line torn by a crash is never continued.
  *
  *   +<expiresAt ms> <message id> <sender>   an id remembered until expiresAt
+ *   ~<expiresAt ms> <message id> <sender>   the same, its message parked by the router (ReplayGuard.park)
  *   -<expiresAt ms> <message id>            released again (a requeued redelivery)
  *
  * When is an id on disk? remembered() buffers the line and queues one
@@ -56,11 +57,15 @@ export interface RememberedId {
   id: string;
   expiresAt: number;
   sender: string;
+  /** Its message was handed back for a later attempt of the router's own (ReplayGuard.park). */
+  parked?: true;
 }
 
 /** What the guard writes through (ReplayJournal, or nothing). */
 export interface ReplayMemorySink {
   remembered(id: string, expiresAt: number, sender: string): void;
+  /** Remembered as before, and marked parked: a restarted router takes its own copy back once (ReplayGuard.park). */
+  parked(id: string, expiresAt: number, sender: string): void;
   forgotten(id: string, expiresAt: number): void;
 }
 
@@ -245,6 +250,10 @@ export class ReplayJournal implements DurableReplayMemory {
     this.#append(`+${expiresAt} ${id} ${sender}\n`, expiresAt);
   }
 
+  parked(id: string, expiresAt: number, sender: string): void {
+    this.#append(`~${expiresAt} ${id} ${sender}\n`, expiresAt);
+  }
+
   forgotten(id: string, expiresAt: number): void {
     this.#append(`-${expiresAt} ${id}\n`, expiresAt);
   }
@@ -358,7 +367,12 @@ function readSegment(
     // Re-inserted at the back (a remembered id): insertion order stays expiry order.
     held.delete(parsed.id);
     if (parsed.sender !== undefined) {
-      held.set(parsed.id, { id: parsed.id, expiresAt: parsed.expiresAt, sender: parsed.sender });
+      held.set(parsed.id, {
+        id: parsed.id,
+        expiresAt: parsed.expiresAt,
+        sender: parsed.sender,
+        ...(parsed.parked ? { parked: true } : {}),
+      });
     }
   };
   let fd: number;
@@ -417,9 +431,11 @@ function readSegment(
   return { lines, skipped, maxExpiresAt };
 }
 
-function parseLine(line: string): { id: string; expiresAt: number; sender: string | undefined } | undefined {
+function parseLine(
+  line: string,
+): { id: string; expiresAt: number; sender: string | undefined; parked: boolean } | undefined {
   const kind = line[0];
-  if (kind !== '+' && kind !== '-') return undefined;
+  if (kind !== '+' && kind !== '-' && kind !== '~') return undefined;
   const first = line.indexOf(' ');
   if (first < 0) return undefined;
   const expiresAt = Number(line.slice(1, first));
@@ -427,10 +443,10 @@ function parseLine(line: string): { id: string; expiresAt: number; sender: strin
   const second = line.indexOf(' ', first + 1);
   const id = line.slice(first + 1, second < 0 ? undefined : second);
   if (!MESSAGE_ID.test(id)) return undefined;
-  if (kind === '-') return second < 0 ? { id, expiresAt, sender: undefined } : undefined;
+  if (kind === '-') return second < 0 ? { id, expiresAt, sender: undefined, parked: false } : undefined;
   if (second < 0) return undefined;
   const sender = line.slice(second + 1);
-  return SENDER.test(sender) ? { id, expiresAt, sender } : undefined;
+  return SENDER.test(sender) ? { id, expiresAt, sender, parked: kind === '~' } : undefined;
 }
 
 function unlinkQuietly(file: PathLike): void {

@@ -41,10 +41,11 @@ describe('ReplayGuard', () => {
     assert.ok(guard.check('a', 1).ok);
   });
 
-  it('a parked id refuses a client replay, takes the router’s own copy once, and is off disk meanwhile', () => {
+  it('a parked id refuses a client replay, takes the router’s own copy once, and is marked parked on disk', () => {
     const lines: string[] = [];
     const journal = {
       remembered: (id: string) => lines.push(`+${id}`),
+      parked: (id: string) => lines.push(`~${id}`),
       forgotten: (id: string) => lines.push(`-${id}`),
     };
     const guard = new ReplayGuard({ windowMs: 1000, maxEntries: 10, journal });
@@ -57,7 +58,7 @@ describe('ReplayGuard', () => {
       'MESSAGE_REPLAYED',
       'a second copy of the parked message',
     );
-    assert.deepEqual(lines, ['+a', '-a', '+a']);
+    assert.deepEqual(lines, ['+a', '~a', '+a']);
     assert.equal(guard.heldBy('s'), 1);
   });
 

@@ -24,8 +24,9 @@
  *   docs/decisions/0039-parking.md) stays held, marked parked: a client's
  *   replay of it is still refused, and the router's own copy coming back
  *   (`check(…, own)`) is taken once and the id is seen again; a second copy
- *   of it (a duplicate dead letter) then meets a seen id. On disk a parked id
- *   is released (a restarted router takes the copy when it comes back).
+ *   of it (a duplicate dead letter) then meets a seen id. On disk it is
+ *   marked parked too, so a restarted router keeps refusing a client's
+ *   replay of it and still takes its own copy back once.
  *
  * - Durable: with a journal (replay-journal.ts) every id remembered or
  *   released is also written to the shard's segment files, and restore()
@@ -100,10 +101,10 @@ export class ReplayGuard {
    */
   restore(entries: Iterable<RememberedId>, now: number): number {
     let taken = 0;
-    for (const { id, expiresAt, sender } of entries) {
+    for (const { id, expiresAt, sender, parked } of entries) {
       if (expiresAt <= now || this.#entries.has(id)) continue;
       if (this.#entries.size >= this.maxEntries) break;
-      this.#entries.set(id, { expiresAt, sender });
+      this.#entries.set(id, parked === true ? { expiresAt, sender, parked } : { expiresAt, sender });
       this.#perSender.set(sender, this.heldBy(sender) + 1);
       taken += 1;
     }
@@ -173,15 +174,16 @@ export class ReplayGuard {
   /**
    * `id`, accepted by check(), is handed back for a later attempt of the
    * router's own (held, or parked in `dmr.parking.<n>`): a client's replay
-   * of it is still refused, the own attempt (check(…, own)) takes it. Off
-   * disk meanwhile, so a restarted router, which knows nothing of what it
-   * parked, takes the parked copy when it comes back.
+   * of it is still refused, the own attempt (check(…, own)) takes it. The
+   * mark is on disk too: a restarted router goes on refusing a client's
+   * replay of a parked id while its copy waits in `dmr.parking.<n>`, and
+   * takes that copy once when it comes back.
    */
   park(id: string): void {
     const entry = this.#entries.get(id);
     if (entry === undefined || entry.parked === true) return;
     entry.parked = true;
-    this.#journal?.forgotten(id, entry.expiresAt);
+    this.#journal?.parked(id, entry.expiresAt, entry.sender);
   }
 
   #forget(id: string, entry: Entry): void {

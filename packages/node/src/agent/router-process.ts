@@ -232,7 +232,7 @@ export async function startRouterProcess(options: RouterProcessOptions): Promise
   };
   const auditSink: AuditSink = {
     append: (event) => audit.sink.append(event),
-    attach: (channel) => audit.sink.attach(channel),
+    attach: (channel, connection) => audit.sink.attach(channel, connection),
     detach: () => audit.sink.detach(),
     // A graceful stop: every record is confirmed, then one last checkpoint covers them all (witnessed by
     // CentOps and published while the router's channel is still open, before the router closes it).

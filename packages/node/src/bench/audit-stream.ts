@@ -104,14 +104,14 @@ async function main(): Promise<void> {
     // Warm-up: JIT, the stream's first segment.
     for (const mode of modes) {
       const sink = new StreamAuditSink({ writer: 'warm-up', maxBatch: mode.maxBatch });
-      sink.attach(channel);
+      sink.attach(channel, undefined);
       await append(sink, Math.min(n, 5_000), burst, 0);
       await sink.close();
     }
     for (let round = 0; round < ROUNDS; round += 1) {
       for (const [index, mode] of modes.entries()) {
         const sink = new StreamAuditSink({ writer: `round-${round}-${index}`, maxBatch: mode.maxBatch });
-        sink.attach(channel);
+        sink.attach(channel, undefined);
         const broker = brokerCpuMs(pid);
         const writer = cpuMs();
         await append(sink, n, burst, round * n);

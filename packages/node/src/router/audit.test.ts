@@ -100,7 +100,7 @@ describe('audit chain', () => {
     const leaves: Buffer[] = [];
     const first = new StreamAuditSink({ writer: 'w-1', onStored: (leaf) => void leaves.push(leaf) });
     const one = fakeChannel();
-    first.attach(one.channel);
+    first.attach(one.channel, undefined);
     await Promise.all([first.append(event(1)), first.append(event(2))]);
     assert.deepEqual(
       leaves,
@@ -109,7 +109,7 @@ describe('audit chain', () => {
     const second = new StreamAuditSink({ writer: 'w-1' });
     second.resume(2);
     const two = fakeChannel();
-    second.attach(two.channel);
+    second.attach(two.channel, undefined);
     await second.append(event(3));
     const record = JSON.parse((stored(two.bodies)[0] as Buffer).toString()) as {
       seq: number;
@@ -124,10 +124,15 @@ describe('audit chain', () => {
     await Promise.all([first.close(), second.close()]);
   });
 
+  it('refuses to be attached without a connection when it must read back after a lost confirm', () => {
+    const sink = new StreamAuditSink({ writer: 'w-1', readBack: () => Promise.resolve({ leaves: [], head: null }) });
+    assert.throws(() => sink.attach(fakeChannel().channel, undefined), /without a connection/);
+  });
+
   it('batches appends into one stream message per batch and resolves each once confirmed; the stored records form one chain', async () => {
     const sink = new StreamAuditSink({ writer: 'w-1', maxBatch: 4, flushMs: 5 });
     const { channel, bodies } = fakeChannel();
-    sink.attach(channel);
+    sink.attach(channel, undefined);
     await Promise.all(Array.from({ length: 10 }, (_, n) => sink.append(event(n))));
     assert.equal(bodies.length, 3, 'batches of 4, 4 and 2 records');
     assert.equal(stored(bodies).length, 10);
@@ -139,7 +144,7 @@ describe('audit chain', () => {
   it('by default sends the records appended in one event loop turn as one message', async () => {
     const sink = new StreamAuditSink({ writer: 'w-1' });
     const { channel, bodies } = fakeChannel();
-    sink.attach(channel);
+    sink.attach(channel, undefined);
     await Promise.all(Array.from({ length: 5 }, (_, n) => sink.append(event(n))));
     await sink.append(event(5));
     assert.deepEqual(
@@ -153,7 +158,7 @@ describe('audit chain', () => {
   it('publishes the next batch before the previous one is confirmed, settling each in chain order', async () => {
     const sink = new StreamAuditSink({ writer: 'w-1', maxBatch: 2, flushMs: 1_000 });
     const held = heldChannel();
-    sink.attach(held.channel);
+    sink.attach(held.channel, undefined);
     const settled: number[] = [];
     const appends = Array.from({ length: 6 }, (_, n) => sink.append(event(n)).then(() => void settled.push(n)));
     await tick();
@@ -173,7 +178,7 @@ describe('audit chain', () => {
   it('a failed batch takes its records and the batches published after it down; the chain goes on from the last stored', async () => {
     const sink = new StreamAuditSink({ writer: 'w-1', maxBatch: 2, flushMs: 1_000 });
     const held = heldChannel((index) => index === 1);
-    sink.attach(held.channel);
+    sink.attach(held.channel, undefined);
     const results = Promise.allSettled(Array.from({ length: 6 }, (_, n) => sink.append(event(n))));
     await tick();
     held.release(3);
@@ -197,7 +202,7 @@ describe('audit chain', () => {
     const sink = new StreamAuditSink({ writer: 'w-1', maxBatch: 64, flushMs: 1 });
     await assert.rejects(sink.append(event(1)), /not connected/);
     const { channel, bodies } = fakeChannel((index) => index === 1);
-    sink.attach(channel);
+    sink.attach(channel, undefined);
     await sink.append(event(1));
     const results = await Promise.allSettled([sink.append(event(2)), sink.append(event(3))]);
     assert.deepEqual(

@@ -295,7 +295,19 @@ export class StreamAuditSink implements AuditSink {
     });
   }
 
-  attach(channel: ConfirmChannel, connection?: ChannelModel): void {
+  /**
+   * `connection` is required (undefined only where no read-back is set up): a wrapper that dropped it left a
+   * router whose batch lost its confirm in a broker crash unable to read back, so every later record was refused
+   * and its shard routed nothing again (faults broker-kill, eighth session).
+   */
+  attach(channel: ConfirmChannel, connection: ChannelModel | undefined): void {
+    if (this.#readBack !== undefined && connection === undefined) {
+      // A wiring bug, not a state of the broker: fail where every router start meets it, never at the first crash.
+      throw new DmrError(
+        'INTERNAL',
+        'the audit sink reads back after a lost confirm but was attached without a connection',
+      );
+    }
     this.#channel = channel;
     this.#connection = connection;
   }

@@ -106,6 +106,8 @@ describe('advanced.config', () => {
       '{crl_cache, {ssl_crl_hash_dir, {internal, [{dir, "/srv/h/crl"}]}}}',
       // Hot swap of the server certificate and trust bundle by file replacement alone.
       '{ssl, [{bypass_pem_cache, true}]}',
+      // Parked copies refused by a full input are sent again after seconds, not 180 s (decision 0039).
+      '{dead_letter_worker_publisher_confirm_timeout, 5000}',
     ]) {
       assert.ok(text.includes(expected), `missing ${expected}`);
     }

@@ -107,6 +107,9 @@ export function erlangString(value: string): string {
   return `"${value.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 }
 
+/** RabbitMQ's `dead_letter_worker_publisher_confirm_timeout` on DMR's brokers (default 180,000 ms in 3.10). */
+export const DEAD_LETTER_RESEND_MS = 5_000;
+
 /**
  * The complete TLS option list. An `ssl_options` list in advanced.config
  * replaces the rabbitmq.conf one entirely (with only the CRL keys here the
@@ -129,7 +132,11 @@ export function renderAdvancedConfig(input: NodeConfigInput): string {
      %% looked up as <issuer hash>.r0 and re-read when the file changes.
      {crl_check, peer},
      {crl_cache, {ssl_crl_hash_dir, {internal, [{dir, ${erlangString(input.crlDir)}}]}}}
-   ]}
+   ]},
+   %% At-least-once dead-lettering (DMR's parking queues) re-sends a dead letter its target refused (a full
+   %% input) only after this long, 32 at a time per queue: 180 s by default stalled parked copies for minutes
+   %% (docs/decisions/0039-parking.md).
+   {dead_letter_worker_publisher_confirm_timeout, ${DEAD_LETTER_RESEND_MS}}
  ]},
  %% Every handshake reads certfile, keyfile and cacertfile from disk again, so
  %% a process that only writes files (the DMR node agent) rotates the server

@@ -329,8 +329,6 @@ export class BrokerHarness implements Cleanable {
         readFile(tls.caFile, 'utf8'),
       ]);
       const ready = await awaitNodeReady({
-        ctl,
-        env,
         epmdPort: this.#state.epmd.port,
         node: this.#nodeState(index),
         launched: child,

@@ -240,8 +240,6 @@ export async function startBrokers(options: StartBrokersOptions): Promise<Broker
         if (!material || !child) throw new DmrError('INTERNAL', `${node.name} was not launched`);
         try {
           const result = await awaitNodeReady({
-            ctl: install.ctl,
-            env: envForNode(state, node),
             epmdPort: state.epmd.port,
             node,
             launched: child,

@@ -73,16 +73,20 @@ describe('reconciler layout', () => {
         'dmr.rejected:fanout',
       ],
     );
-    // Ingress: bounded in count and bytes; a message taken too often without a settle dead-letters to dmr.rejected.
-    assert.deepEqual(layout.queues.find((queue) => queue.name === 'dmr.ingress.0')?.arguments, {
-      'x-queue-type': 'quorum',
-      'x-max-length': 10_000,
-      'x-max-length-bytes': 268_435_456,
-      'x-overflow': 'reject-publish',
-      'x-delivery-limit': 10,
-      'x-dead-letter-exchange': 'dmr.rejected',
-      'x-dead-letter-strategy': 'at-least-once',
-    });
+    // Router inputs: bounded in count and bytes; what dies in one (expired, or taken too often without a settle)
+    // dead-letters to the routers' reports under the input's name (decision 0042).
+    for (const input of ['dmr.ingress.0', 'dmr.mesh-ingress.0']) {
+      assert.deepEqual(layout.queues.find((queue) => queue.name === input)?.arguments, {
+        'x-queue-type': 'quorum',
+        'x-max-length': 10_000,
+        'x-max-length-bytes': 268_435_456,
+        'x-overflow': 'reject-publish',
+        'x-delivery-limit': 10,
+        'x-dead-letter-exchange': 'dmr.dead-letter',
+        'x-dead-letter-routing-key': input,
+        'x-dead-letter-strategy': 'at-least-once',
+      });
+    }
     assert.deepEqual(layout.queues.find((queue) => queue.name === 'dmr.rejected')?.arguments, {
       'x-queue-type': 'quorum',
       'x-message-ttl': 86_400_000,
@@ -167,13 +171,20 @@ describe('reconciler layout', () => {
       layout.bindings.filter((binding) => binding.source === 'dmr.delivery').map((binding) => binding.routingKey),
       ['alpha-bot', 'beta-bot'],
     );
-    // Each dead letter reaches the client's DLQ (by client id) and the report queue (everything).
+    // Each dead letter reaches the report queue (everything), a client queue's its DLQ (by client id), a router
+    // input's dmr.rejected (by the input's name).
     assert.deepEqual(
       layout.bindings
         .filter((binding) => binding.source === 'dmr.dead-letter')
         .map((binding) => `${binding.routingKey}→${binding.destination}`)
         .sort(),
-      ['#→dmr.dead-letter-reports', 'alpha-bot→dmr.client.alpha-bot.dlq', 'beta-bot→dmr.client.beta-bot.dlq'],
+      [
+        '#→dmr.dead-letter-reports',
+        'alpha-bot→dmr.client.alpha-bot.dlq',
+        'beta-bot→dmr.client.beta-bot.dlq',
+        'dmr.ingress.0→dmr.rejected',
+        'dmr.mesh-ingress.0→dmr.rejected',
+      ],
     );
   });
 

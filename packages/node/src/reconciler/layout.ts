@@ -20,7 +20,11 @@
  * exchange `dmr.dead-letter` with the client id as routing key; it feeds the
  * client's DLQ (the evidence) and `dmr.dead-letter-reports` (`#`), which the
  * routers consume to tell senders that a message expired or hit the delivery
- * limit.
+ * limit. The router inputs (`dmr.ingress.<n>`, `dmr.mesh-ingress.<n>`) and the
+ * links' outbound queues do the same under their own queue name as routing
+ * key (ids have no dots, so no DLQ binding matches it); an input's dead letter
+ * is also copied whole to `dmr.rejected`, the evidence it always went to
+ * (docs/decisions/0042-input-dead-letters.md).
  *
  * Users: the broker logs a certificate in as its SPIFFE id (its first URI
  * SAN, docs/decisions/0014-broker-login-by-spiffe-id.md), so each user is
@@ -175,24 +179,30 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
   const parkingQueues = Array.from({ length: shards }, (_, shard) => parkingQueueName(shard));
   // Router inputs: bounded (count and bytes) so a stalled router pushes back on senders instead of filling
   // the disk. A message the routers keep taking without settling (a crash or connection loss each time) is
-  // dead-lettered to the rejected queue after ingressDeliveryLimit deliveries instead of looping forever.
-  const routerInput = quorum({
-    'x-max-length': limits.queueMaxLength,
-    'x-max-length-bytes': limits.queueMaxBytes,
-    'x-overflow': 'reject-publish',
-    'x-delivery-limit': limits.ingressDeliveryLimit,
-    'x-dead-letter-exchange': REJECTED_EXCHANGE,
-    'x-dead-letter-strategy': 'at-least-once',
-  });
+  // dead-lettered after ingressDeliveryLimit deliveries instead of looping forever; so is one whose own
+  // `expiration` runs out while it waits. Both were accepted (the sender has its confirm): they go to the
+  // routers' dead-letter reports under the input's name, which become a report to the sender (decision 0042),
+  // and to dmr.rejected as evidence. at-least-once (needs reject-publish): the dead letter leaves the input only
+  // once both queues confirmed it.
+  const routerInput = (name: string): QueueArguments =>
+    quorum({
+      'x-max-length': limits.queueMaxLength,
+      'x-max-length-bytes': limits.queueMaxBytes,
+      'x-overflow': 'reject-publish',
+      'x-delivery-limit': limits.ingressDeliveryLimit,
+      'x-dead-letter-exchange': DEAD_LETTER_EXCHANGE,
+      'x-dead-letter-routing-key': name,
+      'x-dead-letter-strategy': 'at-least-once',
+    });
   const queues: DesiredQueue[] = [
-    ...ingressQueues.map((name) => ({ name, arguments: { ...routerInput } })),
+    ...ingressQueues.map((name) => ({ name, arguments: routerInput(name) })),
     {
       name: DEAD_LETTER_REPORTS_QUEUE,
       arguments: quorum({ 'x-max-length': limits.queueMaxLength, 'x-overflow': 'drop-head' }),
     },
     // What peer links write, bounded the same way: a full node nacks the peer's shovel (which keeps the
     // message in its outbound queue) instead of filling the disk.
-    ...meshIngressQueues.map((name) => ({ name, arguments: { ...routerInput } })),
+    ...meshIngressQueues.map((name) => ({ name, arguments: routerInput(name) })),
     // Evidence: bounded in count and bytes, the oldest goes first so the newest refusals are always kept.
     {
       name: REJECTED_QUEUE,
@@ -227,6 +237,13 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
     ...meshIngressQueues.map((queue) => ({ source: MESH_INGRESS_EXCHANGE, destination: queue, routingKey: '1' })),
     { source: DEAD_LETTER_EXCHANGE, destination: DEAD_LETTER_REPORTS_QUEUE, routingKey: '#' },
     { source: REJECTED_EXCHANGE, destination: REJECTED_QUEUE, routingKey: '' },
+    // An input's dead letter is kept whole as evidence as well, as before it was reported: the audit record names
+    // only ids, and the body of a message the routers kept failing on is what an operator needs (decision 0042).
+    ...[...ingressQueues, ...meshIngressQueues].map((queue) => ({
+      source: DEAD_LETTER_EXCHANGE,
+      destination: REJECTED_QUEUE,
+      routingKey: queue,
+    })),
     // A shard parks under its inputs' names; dead letters (any router takes any) all park in shard 0's queue.
     ...parkingQueues.flatMap((queue, shard) => [
       { source: PARKING_EXCHANGE, destination: queue, routingKey: ingressQueueName(shard) },

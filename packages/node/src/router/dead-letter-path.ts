@@ -11,11 +11,21 @@
  * `rejected`: no report (the recipient chose it), but the audit record and
  * the delivery.failed event (RECIPIENT_REFUSED) a failed delivery needs,
  * written here because only routers write `dmr.audit` (docs/events.md).
+ *
+ * A router input's dead letter (input-dead-letter.ts, decision 0042): a
+ * message the sender was told was accepted that expired in its input, or hit
+ * the input's delivery limit, before a router settled it. No router set its
+ * `dmr-sender`: the report goes to the client its `user_id` names (ingress),
+ * or to the sender its hop chain proves when verified again here (mesh
+ * ingress); a chain that does not verify gets no report, only the record.
  */
 import type { ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
-import { RECIPIENT_HEADER, SENDER_HEADER, outboundQueueName } from '@dmr/contract';
+import { RECIPIENT_HEADER, SENDER_HEADER, outboundQueueName, type SignableMessage } from '@dmr/contract';
+import { ownHeader } from '../message/headers.js';
+import { mayReportOn } from '../message/mesh-report.js';
 import { DELIVERY_REPORT_TYPE, deadLetterReason, deliveryReport } from './envelope.js';
+import { asInInput, ingressSender, inputDeathDetail, inputDeathOf, type InputDeath } from './input-dead-letter.js';
 import type { RoutingState } from './origin-path.js';
 import { validId, validMessageId, type Outcomes, type Session } from './outcome.js';
 
@@ -39,6 +49,8 @@ export class DeadLetterPath {
 
   /** A dead letter (expired or over the delivery limit in a client queue) becomes a report to its sender. */
   async report(session: Session, message: ConsumeMessage, state: RoutingState): Promise<void> {
+    const input = inputDeathOf(message);
+    if (input !== undefined) return this.#inputDeadLetter(session, message, state, input);
     const { context, mesh } = state;
     const now = this.#now();
     const headers = message.properties.headers;
@@ -98,6 +110,82 @@ export class DeadLetterPath {
       });
       this.#outcome.failedDelivery(decision, {}, 'dead-letter');
     }
+    session.acks.ack(message);
+  }
+
+  /**
+   * A router input's dead letter: a report to the sender it can be proved to be from (MESSAGE_EXPIRED or
+   * DELIVERY_LIMIT_EXCEEDED), the audit record (`reported`, or `rejected` when nobody can be told), the
+   * delivery.failed event, then the ack. Its whole copy is in dmr.rejected already (the layout's binding).
+   */
+  async #inputDeadLetter(
+    session: Session,
+    message: ConsumeMessage,
+    state: RoutingState,
+    death: InputDeath,
+  ): Promise<void> {
+    // The router's own dead-letter after an internal error: audited, with its event, before its nack (router.ts).
+    if (death.reason === 'rejected') {
+      session.acks.ack(message);
+      return;
+    }
+    const { context, mesh } = state;
+    const now = this.#now();
+    const reason = death.reason === 'expired' ? 'MESSAGE_EXPIRED' : 'DELIVERY_LIMIT_EXCEEDED';
+    const messageId = validMessageId(message);
+    const recipient = validId(ownHeader(message.properties.headers, RECIPIENT_HEADER));
+    let sender: string | undefined;
+    let hops: string[] | undefined;
+    let unproven: string | undefined;
+    if (death.input === 'ingress') {
+      sender = ingressSender(death, context.message.trustDomain);
+      if (sender === undefined) unproven = 'its user_id is not a client of this trust domain';
+    } else if (mesh === undefined) {
+      unproven = 'this router has no node identity to verify it with';
+    } else {
+      // The same verification the relay path does (hop protocol v3), as of now: a claim it does not prove gets
+      // no report (a peer could otherwise have any client told anything).
+      const verified = await mesh.verifier.verify(asInInput(message, death) as SignableMessage, new Date(now));
+      if (!verified.ok) unproven = `its hop chain does not verify: ${verified.reason} (${verified.detail})`;
+      else if (verified.message.sender === verified.message.origin) unproven = 'it is a node report';
+      else {
+        sender = verified.message.sender;
+        hops = verified.message.hops.map((entry) => entry.node);
+      }
+    }
+    // Never a report about a report, and none to a sender that is not (or no longer) in the directory.
+    const known = sender !== undefined && (context.localQueues.has(sender) || context.message.directory.has(sender));
+    const reportTo = sender !== undefined && known && mayReportOn(message.properties.type) ? sender : undefined;
+    const detail = inputDeathDetail(death);
+    let outcome: Awaited<ReturnType<Outcomes['report']>> | undefined;
+    if (reportTo !== undefined) {
+      const report = deliveryReport(messageId, 'dead-lettered', { reason, detail }, this.#nodeId, now);
+      // A full sender queue (or link) holds this dead letter unacked until the report is taken (outcome.ts Held).
+      outcome = await this.#outcome.report(session, context, mesh, reportTo, report, now, message);
+    }
+    await this.#outcome.audit({
+      kind: 'dead-letter',
+      messageId,
+      sender: sender ?? null,
+      recipient,
+      result: reportTo === undefined ? 'rejected' : 'reported',
+      reason,
+      policyRevision: null,
+      policyReasons: [],
+      configRevision: context.revision,
+      at: new Date(now).toISOString(),
+      ...(hops === undefined ? {} : { hops }),
+    });
+    this.#outcome.failedDelivery(
+      { messageId, sender: sender ?? null, recipient, reason },
+      {
+        input: death.queue,
+        detail,
+        ...(outcome === undefined ? {} : { report: outcome }),
+        ...(unproven === undefined ? {} : { unreported: unproven }),
+      },
+      'dead-letter',
+    );
     session.acks.ack(message);
   }
 }

@@ -13,7 +13,10 @@
  * - delivered: to its addressed recipient only, with allowlisted headers;
  * - refused: one decision with a catalogue reason, DMR's metadata only in
  *   `dmr.rejected`, a report to the sender when it had a user_id;
- * - dead-lettered: in `dmr.rejected` with an x-death, no decision;
+ * - dead-lettered (expired in the ingress before the router took it): in
+ *   `dmr.rejected` with an x-death, no route decision, one dead-letter
+ *   record, a MESSAGE_EXPIRED report to the sender when it had a user_id
+ *   (and was not a report itself);
  * or the broker refused the publish itself (the sender's channel closed:
  * the sender knows), and the router stays healthy throughout.
  */
@@ -24,6 +27,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channel } from 'amqplib';
 import fc from 'fast-check';
 import { ERROR_CATALOGUE } from '@dmr/core';
+import { waitFor } from '@dmr/core/testing';
 import { NodeFixture, clientUser, parseReport, type PeekedMessage } from '../testing/node-fixture.js';
 import { rawPublish, type RawProperties, type WireTable, type WireValue } from '../testing/raw-amqp.js';
 
@@ -280,6 +284,17 @@ describe('hostile input (property test on a real node)', () => {
         if (decided === undefined) {
           assert.equal(rejected.length, 1, 'no decision: dead-lettered, once');
           assert.ok(rejected.every(isDeadLetter), 'a dead letter carries x-death');
+          // The routers take it from the dead-letter reports too: its one line comes after any report it sends.
+          const settled = (): Record<string, unknown> | undefined =>
+            node.logLines.slice(seen).find((line) => line.msg === 'dead-letter');
+          await waitFor('the dead letter settled', () => settled() !== undefined, { timeoutMs: 10_000 });
+          const all = [...reports, ...(await node.take(SENDER_QUEUE))];
+          if (properties.userId === RIA && properties.type !== 'dmr.DeliveryReport') {
+            assert.equal(all.length, 1, 'a report to the sender');
+            const report = parseReport({ content: Buffer.from(all[0]?.payload ?? '') });
+            assert.equal(report.reason, 'MESSAGE_EXPIRED');
+            assert.equal(settled()?.report, 'confirmed');
+          } else assert.equal(all.length, 0, 'nobody to report to without user_id, never about a report');
           outcome = 'dead-lettered';
           count('dead-lettered');
         } else {

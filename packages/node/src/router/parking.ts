@@ -108,6 +108,23 @@ export function unpark(message: ConsumeMessage): Unparked | undefined {
   return { takenAt: Number.isFinite(takenAt) ? takenAt : Date.now(), copied };
 }
 
+/**
+ * `user_id` and `expiration` as a returned copy carried them in the router's headers, for a copy that died in
+ * its input before a router took it back (its dead letter still has them as headers, `unpark` never ran on it).
+ * Only to be read from a message that came into its input through the exchange `''` (see above).
+ */
+export function parkedProperties(headers: Record<string, unknown> | undefined): {
+  userId: string | undefined;
+  expiration: string | undefined;
+} {
+  const userId = headers?.[USER_ID];
+  const expiration = headers?.[EXPIRATION];
+  return {
+    userId: typeof userId === 'string' ? userId : undefined,
+    expiration: typeof expiration === 'string' ? expiration : undefined,
+  };
+}
+
 /** Without what dead-lettering out of a parking queue added: its `x-death` entry and first/last death headers. */
 function withoutParkingDeaths(headers: Record<string, unknown>): Record<string, unknown> {
   const deaths = headers['x-death'];

@@ -2,7 +2,8 @@
  * The router on a real TLS harness broker with a real signed policy bundle
  * (one NodeFixture for the file): every refusal in dmr.rejected and reported
  * to the sender, delivery with DMR headers, deny by default, replays, TTL
- * expiry and poison messages turned into reports, a full recipient queue
+ * expiry and poison messages turned into reports (in a recipient's queue
+ * and in the ingress before any router took them), a full recipient queue
  * holding messages (never refusing them) up to the hold's bound, one stuck
  * recipient parking its overflow while the shard keeps flowing, a policy
  * outage handled by holding and back-off.
@@ -486,7 +487,59 @@ describe('router on a harness broker', () => {
     assert.ok(node.logLines.slice(logged).some((line) => String(line.msg).includes('max_message_size')));
   });
 
-  it('dead-letters an ingress message taken more than ingressDeliveryLimit times without a settle to dmr.rejected', async () => {
+  it('reports a message that expired in the ingress before a router took it: MESSAGE_EXPIRED, record, evidence', async () => {
+    // Nobody takes from dmr.ingress.0: the message waits there, and its own expiration runs out (a quorum queue
+    // honours a message's TTL in 3.10). The sender had its confirm: it must hear what became of it (issue 14).
+    await node.stopRouters();
+    // CC names extra routing keys (RABBITMQ-FACTS): the input's own dead-letter routing key must replace them, or
+    // this dead letter would land in rik-bot's DLQ (bound under 'rik-bot' on dmr.dead-letter).
+    const id = await ria.send({ to: 'rik-bot', expiration: '1000', headers: { CC: ['rik-bot'] } });
+    let copy: Awaited<ReturnType<NodeFixture['take']>>[number] | undefined;
+    await waitFor(
+      'the dead letter kept whole in dmr.rejected',
+      async () => {
+        copy ??= (await node.take('dmr.rejected')).find((message) => message.properties.message_id === id);
+        return copy !== undefined;
+      },
+      { timeoutMs: 15_000 },
+    );
+    const death = (copy?.properties.headers?.['x-death'] as Array<Record<string, unknown>> | undefined)?.[0];
+    assert.equal(death?.reason, 'expired');
+    assert.equal(death?.queue, 'dmr.ingress.0');
+    assert.equal(death?.['original-expiration'], '1000');
+    assert.equal(await node.depth('dmr.ingress.0'), 0);
+    // A router (any shard's) takes the dead letter from dmr.dead-letter-reports and tells the sender.
+    await node.startRouter();
+    const reportMessage = await ria.next(15_000);
+    assert.equal(reportMessage.properties.type, 'dmr.DeliveryReport');
+    const report = parseReport(reportMessage);
+    assert.equal(report.messageId, id);
+    assert.equal(report.reason, 'MESSAGE_EXPIRED');
+    assert.equal(report.status, 'dead-lettered');
+    assert.equal(report.node, 'node-a');
+    assert.equal(report.detail, 'expired in dmr.ingress.0 before a router took it');
+    // The report is confirmed before the record is written and the line logged.
+    const failed = (): Array<Record<string, unknown>> =>
+      node.logLines.filter((line) => line.messageId === id && line.event === 'delivery.failed');
+    await waitFor('the delivery.failed line', () => failed().length > 0, { timeoutMs: 5_000 });
+    const lines = failed();
+    assert.deepEqual(
+      lines.map((line) => [line.msg, line.reason, line.sender, line.input, line.report]),
+      [['dead-letter', 'MESSAGE_EXPIRED', 'ria-bot', 'dmr.ingress.0', 'confirmed']],
+    );
+    const records = (await node.auditRecords(300)).map((bytes) => JSON.parse(bytes.toString('utf8')) as AuditRecord);
+    assert.deepEqual(
+      records
+        .filter((record) => record.messageId === id)
+        .map((record) => [record.kind, record.result, record.reason, record.sender, record.recipient]),
+      [['dead-letter', 'reported', 'MESSAGE_EXPIRED', 'ria-bot', 'rik-bot']],
+    );
+    assert.equal(node.decisions(id ?? '').length, 0, 'never routed');
+    assert.deepEqual(await rik.drain(300), [], 'never delivered');
+    assert.deepEqual(await node.take('dmr.client.rik-bot.dlq'), [], 'CC routed nothing');
+  });
+
+  it('reports an ingress message taken more than ingressDeliveryLimit times without a settle, and keeps it in dmr.rejected', async () => {
     await node.stopRouters();
     // Stands in for a router that crashes on the message every time: takes it and hands it back.
     const connection = await node.connectAs('node-a');
@@ -513,6 +566,11 @@ describe('router on a harness broker', () => {
     assert.equal(deliveries, node.config.limits.ingressDeliveryLimit + 1);
     await connection.close();
     await node.startRouter();
+    const report = parseReport(await ria.next(15_000));
+    assert.equal(report.messageId, id);
+    assert.equal(report.reason, 'DELIVERY_LIMIT_EXCEEDED');
+    assert.equal(report.status, 'dead-lettered');
+    assert.match(report.detail, /^taken from dmr\.ingress\.0 too often without a settle/);
   });
 
   it('gives each sender its share of the replay window: the flooder is refused, others are not', async () => {

@@ -6,7 +6,10 @@
  * tampered message (sender changed, an entry dropped, a body byte flipped)
  * is refused at C with the documented reason and the sender hears of it in
  * a report signed by C; a routing loop is refused at B (HOP_LOOP); a
- * denylisted origin and a revoked origin certificate are refused at C.
+ * denylisted origin and a revoked origin certificate are refused at C. A
+ * message that expires in C's mesh ingress before C's router took it is
+ * reported by C to its sender when its hop chain verifies there, and to
+ * nobody when it does not.
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -15,6 +18,7 @@ import { waitFor } from '@dmr/core/testing';
 import type { ConsumeMessage } from 'amqplib';
 import { parseHopChain } from '../message/hop-chain.js';
 import type { Tamper } from '../testing/link-forwarder.js';
+import type { AuditRecord } from './audit.js';
 import { MeshFixture } from '../testing/mesh-fixture.js';
 import { parseReport, type TestClient } from '../testing/node-fixture.js';
 
@@ -168,6 +172,81 @@ describe('three nodes in a line, two hops', { timeout: 360_000 }, () => {
     } finally {
       await link.resume();
     }
+    assert.deepEqual(await rik.drain(500), []);
+  });
+
+  /**
+   * Sends ria-bot → rik-bot while C's routers are stopped (B tampering with it on the way when `tamper` is set):
+   * the message waits in C's mesh ingress and expires there. Resolves with its id once C's dmr.rejected holds the
+   * dead letter and C has a router again, which takes it from the dead-letter reports.
+   */
+  async function expireAtC(tamper?: Tamper): Promise<string> {
+    const c = mesh.node('node-c');
+    const id = randomUUID();
+    if (tamper !== undefined) {
+      mesh.link('node-b', 'node-c').tamper = (message) =>
+        message.properties.messageId === id ? tamper(message) : message;
+    }
+    await c.stopRouters();
+    try {
+      // Long enough to cross both links under load, short enough to wait for.
+      await ria.send({ to: 'rik-bot', messageId: id, expiration: '6000' });
+      let copy: Awaited<ReturnType<typeof c.take>>[number] | undefined;
+      await waitFor(
+        "the dead letter in C's dmr.rejected",
+        async () => {
+          copy ??= (await c.take('dmr.rejected')).find((message) => message.properties.message_id === id);
+          return copy !== undefined;
+        },
+        { timeoutMs: 30_000 },
+      );
+      const death = (copy?.properties.headers?.['x-death'] as Array<Record<string, unknown>> | undefined)?.[0];
+      assert.equal(death?.queue, 'dmr.mesh-ingress.0');
+      assert.equal(death?.reason, 'expired');
+    } finally {
+      await c.startRouter();
+    }
+    return id;
+  }
+
+  it("reports a message that expired in C's mesh ingress before C's router took it: MESSAGE_EXPIRED from C", async () => {
+    const id = await expireAtC();
+    const report = await ria.next(30_000);
+    assertReportFromC(report, id, 'MESSAGE_EXPIRED', /^expired in dmr\.mesh-ingress\.0 before a router took it$/);
+    assert.equal(parseReport(report).status, 'dead-lettered');
+    assert.deepEqual(await rik.drain(500), []);
+    const records = (await mesh.node('node-c').auditRecords(300)).map(
+      (bytes) => JSON.parse(bytes.toString('utf8')) as AuditRecord,
+    );
+    assert.deepEqual(
+      records
+        .filter((record) => record.messageId === id)
+        .map((record) => [record.kind, record.result, record.reason, record.sender, record.hops]),
+      [['dead-letter', 'reported', 'MESSAGE_EXPIRED', 'ria-bot', ['node-a', 'node-b']]],
+    );
+  });
+
+  it("tells nobody about a message that expired in C's mesh ingress when its hop chain does not verify there", async () => {
+    // B names another client of A as the sender: only the chain could prove who sent it, and it no longer does.
+    const id = await expireAtC((message) => {
+      message.properties.headers['dmr-sender'] = 'ria-desk';
+      return message;
+    });
+    const c = mesh.node('node-c');
+    const settled = (): Record<string, unknown> | undefined =>
+      c.logLines.find((line) => line.messageId === id && line.msg === 'dead-letter');
+    await waitFor('C settled the dead letter', () => settled() !== undefined, { timeoutMs: 30_000 });
+    assert.match(String(settled()?.unreported), /^its hop chain does not verify: HOP_SIGNATURE_INVALID/);
+    assert.equal(settled()?.report, undefined);
+    const records = (await c.auditRecords(300)).map((bytes) => JSON.parse(bytes.toString('utf8')) as AuditRecord);
+    assert.deepEqual(
+      records
+        .filter((record) => record.messageId === id)
+        .map((record) => [record.kind, record.result, record.reason, record.sender]),
+      [['dead-letter', 'rejected', 'MESSAGE_EXPIRED', null]],
+    );
+    assert.deepEqual(await desk.drain(1_000), [], 'not the client the forged claim names');
+    assert.deepEqual(await ria.drain(500), []);
     assert.deepEqual(await rik.drain(500), []);
   });
 

@@ -9,6 +9,7 @@ import type { CertificateAuthority } from '@dmr/pki';
 import type { ConsumeMessage } from 'amqplib';
 import { brokerStatus } from './control.js';
 import { type BrokerHarness, type NodeExitEvent } from './harness.js';
+import { DEAD_LETTER_RESEND_MS } from './node-config.js';
 import { startBrokers } from './start-brokers.js';
 import { readState } from './state.js';
 import {
@@ -120,6 +121,61 @@ describe('restartNode keeps the data', () => {
       for (let i = 0; i < COUNT; i++) assert.ok(seen.has(`order-${i}`), `order-${i} was lost`);
     } finally {
       await consumer.close();
+    }
+  });
+
+  it('re-sends a dead letter its full target refused after DEAD_LETTER_RESEND_MS, not 3.10’s 180 s', async () => {
+    // DMR's parking queues (decision 0039) in miniature: a source whose messages expire into a full target,
+    // at-least-once. RabbitMQ ignores an advanced.config key it does not know, so only this shows the setting acts.
+    const connection = await harness.connect(alice);
+    try {
+      const channel = await connection.createConfirmChannel();
+      const target = 'dlx-resend-target';
+      const source = 'dlx-resend-source';
+      await channel.assertQueue(target, {
+        durable: true,
+        arguments: { 'x-queue-type': 'quorum', 'x-max-length': 1, 'x-overflow': 'reject-publish' },
+      });
+      await channel.assertQueue(source, {
+        durable: true,
+        arguments: {
+          'x-queue-type': 'quorum',
+          'x-message-ttl': 200,
+          'x-overflow': 'reject-publish',
+          'x-dead-letter-exchange': '',
+          'x-dead-letter-routing-key': target,
+          'x-dead-letter-strategy': 'at-least-once',
+        },
+      });
+      // A quorum queue refuses only once it is over its bound (one message of slack, docs/mesh-links.md trap 4).
+      for (const id of ['filler-1', 'filler-2'])
+        channel.sendToQueue(target, Buffer.from(id), { persistent: true, messageId: id });
+      channel.sendToQueue(source, Buffer.from('parked'), { persistent: true, messageId: 'parked' });
+      await channel.waitForConfirms();
+      // The copy expired and was refused by the full target: it waits in the source's dead-letter worker.
+      await waitFor('the dead letter refused by the full target', async () => {
+        const [from, to] = await Promise.all([channel.checkQueue(source), channel.checkQueue(target)]);
+        return from.messageCount === 0 && to.messageCount === 2;
+      });
+      const freedAt = Date.now();
+      for (const id of ['filler-1', 'filler-2']) {
+        const filler = await channel.get(target, { noAck: true });
+        assert.ok(filler !== false && filler.properties.messageId === id, `${id} first`);
+      }
+      const arrived = await waitFor(
+        'the refused dead letter re-sent into the freed target',
+        async () => {
+          const got = await channel.get(target, { noAck: true });
+          return got === false ? false : got;
+        },
+        { timeoutMs: DEAD_LETTER_RESEND_MS + 60_000 },
+      );
+      assert.equal(arrived.properties.messageId, 'parked');
+      process.stdout.write(`# broker-timing dead-letter re-send after the target freed: ${Date.now() - freedAt} ms\n`);
+      await channel.deleteQueue(source);
+      await channel.deleteQueue(target);
+    } finally {
+      await connection.close();
     }
   });
 

@@ -28,9 +28,10 @@ export const MESH_INGRESS_QUEUE_PREFIX = 'dmr.mesh-ingress.';
 export const REJECTED_QUEUE = 'dmr.rejected';
 /**
  * A fanout exchange of the same name in front of the rejected queue: the
- * router's rejected copies and the ingress queues' dead letters go through
- * it, and a fanout routes to its one queue whatever routing keys (CC/BCC)
- * a message carries.
+ * router's rejected copies go through it, and a fanout routes to its one
+ * queue whatever routing keys (CC/BCC) a message carries. The router
+ * inputs' dead letters reach the queue from `dmr.dead-letter` instead,
+ * bound under each input's name (docs/decisions/0042-input-dead-letters.md).
  */
 export const REJECTED_EXCHANGE = 'dmr.rejected';
 export const AUDIT_STREAM = 'dmr.audit';

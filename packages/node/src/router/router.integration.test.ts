@@ -507,6 +507,7 @@ describe('router on a harness broker', () => {
     assert.equal(death?.reason, 'expired');
     assert.equal(death?.queue, 'dmr.ingress.0');
     assert.equal(death?.['original-expiration'], '1000');
+    assert.equal(copy?.properties.headers?.CC, undefined, 'a dead-letter routing key drops CC');
     assert.equal(await node.depth('dmr.ingress.0'), 0);
     // A router (any shard's) takes the dead letter from dmr.dead-letter-reports and tells the sender.
     await node.startRouter();

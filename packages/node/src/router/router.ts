@@ -14,8 +14,8 @@
  *   once the router has a node identity): hop chain verified → parties →
  *   replay (duplicates dropped) → policy with the hop context → delivered
  *   here or forwarded to the next hop, a refusal reported back across the mesh;
- * - dead-letter-path.ts, a client queue's or a link's dead letter: a report
- *   to its sender, wherever the sender is homed.
+ * - dead-letter-path.ts, a client queue's, a link's or a router input's dead
+ *   letter: a report to its sender, wherever the sender is homed.
  *
  * Every path ends in the same tail (outcome.ts). A refusal publishes DMR's
  * metadata about it (never the body) to `dmr.rejected` and a report to the

@@ -87,6 +87,12 @@ describe('reconciler layout', () => {
         'x-dead-letter-strategy': 'at-least-once',
       });
     }
+    // A full reports queue refuses (the dead letter waits in its source), never drops a report owed.
+    assert.deepEqual(layout.queues.find((queue) => queue.name === 'dmr.dead-letter-reports')?.arguments, {
+      'x-queue-type': 'quorum',
+      'x-max-length': 10_000,
+      'x-overflow': 'reject-publish',
+    });
     assert.deepEqual(layout.queues.find((queue) => queue.name === 'dmr.rejected')?.arguments, {
       'x-queue-type': 'quorum',
       'x-message-ttl': 86_400_000,

@@ -196,9 +196,13 @@ export function desiredLayout(config: NodeConfig, options: LayoutOptions = {}): 
     });
   const queues: DesiredQueue[] = [
     ...ingressQueues.map((name) => ({ name, arguments: routerInput(name) })),
+    // What every dead letter becomes a report from. reject-publish, not drop-head: every source dead-letters into
+    // it at-least-once, so a full reports queue (routers down while dead letters pile up) leaves each dead letter
+    // in its source and RabbitMQ offers it again (dead_letter_worker_publisher_confirm_timeout) — drop-head
+    // dropped the oldest, and with it a report its sender was owed (decision 0042).
     {
       name: DEAD_LETTER_REPORTS_QUEUE,
-      arguments: quorum({ 'x-max-length': limits.queueMaxLength, 'x-overflow': 'drop-head' }),
+      arguments: quorum({ 'x-max-length': limits.queueMaxLength, 'x-overflow': 'reject-publish' }),
     },
     // What peer links write, bounded the same way: a full node nacks the peer's shovel (which keeps the
     // message in its outbound queue) instead of filling the disk.

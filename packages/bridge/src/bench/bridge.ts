@@ -24,6 +24,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import type { ChannelModel } from 'amqplib';
 import { clientQueueName, ingressQueueName, parkingQueueName } from '@dmr/contract';
 import { percentile, sortedSamples, spiffeId } from '@dmr/core';
 import { readProcStat } from '@dmr/broker-harness';
@@ -134,22 +135,36 @@ interface LevelResult {
   lost: number;
   /** Arrivals at the endpoint of an id that had arrived already. */
   duplicates: number;
-  /** Largest depth seen (management API, every second) of the recipient's queue, ingress and parking. */
-  peaks: QueuePeaks | undefined;
+  /** The DMR path's queues and endpoint, sampled every QUEUE_SAMPLE_MS during the level and its drain. */
+  queues: QueueWatch | undefined;
+  /**
+   * Per TIMELINE_SLICE_S of the level by send time: arrivals, p50, p99 and max ms (does latency grow, or stay
+   * bounded?), and the endpoint's arrivals per second in that slice by arrival time (does the slow side idle?).
+   */
+  timeline: Array<{ from: number; arrived: number; p50: number; p99: number; max: number; endpointRate: number }>;
   /** CPU ms per delivered message by process group. */
   cpu: Record<string, number>;
 }
 
-/** Largest depths seen during a level (the management API's statistics, refreshed every 5 s by the broker). */
-interface QueuePeaks {
-  recipient: number;
-  ingress: number;
-  parking: number;
+/**
+ * What the queue sampler saw: ready messages by a passive declare (exact at that moment, unlike the management
+ * API's statistics, which lag up to 5 s), and the endpoint's open POSTs.
+ */
+interface QueueWatch {
+  samples: number;
+  /** Largest ready count of the recipient's queue, ingress and parking. */
+  peaks: { recipient: number; ingress: number; parking: number };
+  /** Samples where the recipient's queue was empty while ingress or parking held messages for it. */
+  starved: number;
+  /** Mean POSTs open at the endpoint (delivery.concurrency when the receiving side is never idle). */
+  meanOpen: number;
 }
 
 /** What one level counts of its messages; its messages' arrivals and reports update it, late ones too. */
 interface LevelCounters {
   latencies: number[];
+  /** [first POST, latency] of each arrival, for the timeline by send time. */
+  samples: Array<[number, number]>;
   duplicates: number;
   reported: number;
   /** Accepted (202) and neither arrived nor reported yet. */
@@ -171,10 +186,41 @@ interface Tracked {
   waiter: (() => void) | undefined;
 }
 
+/** Between two samples of the queue watch (ms). */
+const QUEUE_SAMPLE_MS = 200;
+/** The timeline's slice of send time (s). */
+const TIMELINE_SLICE_S = 5;
 /** How long past a level's end a sender still resends its last message after a 503 (a caller keeps its message). */
 const RETRY_GRACE_MS = 60_000;
 /** Where the sending bridge POSTs its late delivery reports (reports.url), on the endpoint's server. */
 const REPORTS_PATH = '/reports';
+
+/** Latency by send time, and arrivals per second by arrival time, in slices of TIMELINE_SLICE_S from `started`. */
+function timeline(samples: ReadonlyArray<[number, number]>, started: number): LevelResult['timeline'] {
+  const sliceOf = (at: number): number => Math.floor((at - started) / (TIMELINE_SLICE_S * 1000));
+  const slices = new Map<number, number[]>();
+  const arrivals = new Map<number, number>();
+  for (const [sentAt, latency] of samples) {
+    const slice = sliceOf(sentAt);
+    const list = slices.get(slice);
+    if (list === undefined) slices.set(slice, [latency]);
+    else list.push(latency);
+    const arrivedIn = sliceOf(sentAt + latency);
+    arrivals.set(arrivedIn, (arrivals.get(arrivedIn) ?? 0) + 1);
+  }
+  const last = Math.max(-1, ...slices.keys(), ...arrivals.keys());
+  return Array.from({ length: last + 1 }, (_, slice) => {
+    const sorted = sortedSamples(slices.get(slice) ?? []);
+    return {
+      from: slice * TIMELINE_SLICE_S,
+      arrived: sorted.length,
+      p50: percentile(sorted, 50),
+      p99: percentile(sorted, 99),
+      max: sorted[sorted.length - 1] ?? Number.NaN,
+      endpointRate: (arrivals.get(slice) ?? 0) / TIMELINE_SLICE_S,
+    };
+  });
+}
 
 /** Prints right-aligned columns as wide as their widest cell, separated by `|`. */
 function printTable(header: string[], rows: string[][]): void {
@@ -219,6 +265,7 @@ async function main(options: BenchOptions): Promise<void> {
       return;
     }
     item.level.latencies.push(performance.now() - item.t0);
+    item.level.samples.push([item.t0, performance.now() - item.t0]);
     item.level.pending.delete(id);
     item.level.progress();
     item.waiter?.();
@@ -232,6 +279,8 @@ async function main(options: BenchOptions): Promise<void> {
     item.level.progress();
     item.waiter?.();
   };
+  /** Delivery POSTs the endpoint has not answered yet. */
+  let endpointOpen = 0;
   const endpoint = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -246,10 +295,15 @@ async function main(options: BenchOptions): Promise<void> {
       const document = JSON.parse(text) as V1Delivered;
       // The raw path delivers the id as sent (upper or lower case); the bridge lowercases it.
       arrive(document.id.toLowerCase());
+      endpointOpen += 1;
+      const answer = (): void => {
+        endpointOpen -= 1;
+        res.writeHead(204).end();
+      };
       // The slow recipient (--endpoint-delay-ms): the message counts as arrived now, the answer (and with it the
       // receiving bridge's ack and its next delivery on this connection) waits.
-      if (options.endpointDelayMs === 0) res.writeHead(204).end();
-      else setTimeout(() => res.writeHead(204).end(), options.endpointDelayMs);
+      if (options.endpointDelayMs === 0) answer();
+      else setTimeout(answer, options.endpointDelayMs);
     });
   });
   await new Promise<void>((resolve) => endpoint.listen(0, '127.0.0.1', resolve));
@@ -257,6 +311,7 @@ async function main(options: BenchOptions): Promise<void> {
   const endpointUrl = `${endpointOrigin}/in`;
   const children: ChildProcess[] = [];
   const urls: string[] = [];
+  let watcherConnection: ChannelModel | undefined;
   const broker = node.harness.node(0);
   try {
     for (const id of ['ria-bot', 'rik-bot']) {
@@ -348,6 +403,8 @@ async function main(options: BenchOptions): Promise<void> {
       },
     });
     const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+    /** Why the sending bridge answered 503, by its error's message with the ids taken out: which bound refused. */
+    const causes = new Map<string, number>();
     const post = (
       target: URL,
       headers: Record<string, string>,
@@ -362,42 +419,72 @@ async function main(options: BenchOptions): Promise<void> {
             headers: { ...headers, 'content-type': 'application/json', 'content-length': body.length },
           },
           (res) => {
-            res.resume();
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] }));
+            const chunks: Buffer[] = [];
+            res.on('data', (chunk: Buffer) => chunks.push(chunk));
+            res.on('end', () => {
+              if (res.statusCode === 503) {
+                let cause = 'unreadable body';
+                try {
+                  const { error } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+                    error?: { code?: string; message?: string };
+                  };
+                  const text = (error?.message ?? '').replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, '<id>');
+                  cause = `${error?.code ?? '?'}: ${text}`;
+                } catch {
+                  // counted as unreadable
+                }
+                causes.set(cause, (causes.get(cause) ?? 0) + 1);
+              }
+              resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] });
+            });
           },
         );
         req.on('error', reject);
         req.setNoDelay(true);
         req.end(body);
       });
-    /** Largest depths of the recipient's queue, ingress and parking, sampled every second until stop(). */
-    const watchQueues = (): { stop: () => Promise<QueuePeaks> } => {
-      const peaks: QueuePeaks = { recipient: 0, ingress: 0, parking: 0 };
-      const names = {
-        recipient: clientQueueName('rik-bot'),
-        ingress: ingressQueueName(0),
-        parking: parkingQueueName(0),
+    // Passive declares on a channel of the node's own identity: the exact ready count, as often as wanted.
+    watcherConnection = await node.connectAs(node.nodeId);
+    const watcher = await watcherConnection.createChannel();
+    watcher.on('error', () => undefined);
+    /** Samples the recipient's queue, ingress, parking and the endpoint's open POSTs until stop(). */
+    const watchQueues = (): { stop: () => Promise<QueueWatch> } => {
+      const watch: QueueWatch = {
+        samples: 0,
+        peaks: { recipient: 0, ingress: 0, parking: 0 },
+        starved: 0,
+        meanOpen: 0,
       };
+      let openSum = 0;
       let stopped = false;
       const loop = (async () => {
         while (!stopped) {
           try {
-            for (const queue of await node.management.listQueues(node.vhost)) {
-              for (const [key, name] of Object.entries(names) as Array<[keyof QueuePeaks, string]>) {
-                if (queue.name === name) peaks[key] = Math.max(peaks[key], queue.messages ?? 0);
-              }
+            const [recipient, ingress, parking] = await Promise.all(
+              [clientQueueName('rik-bot'), ingressQueueName(0), parkingQueueName(0)].map(
+                async (name) => (await watcher.checkQueue(name)).messageCount,
+              ),
+            );
+            const depths = { recipient: recipient ?? 0, ingress: ingress ?? 0, parking: parking ?? 0 };
+            watch.samples += 1;
+            openSum += endpointOpen;
+            for (const key of ['recipient', 'ingress', 'parking'] as const) {
+              watch.peaks[key] = Math.max(watch.peaks[key], depths[key]);
             }
+            // Every message of this bench is for rik-bot: what waits in ingress or parking waits for its queue.
+            if (depths.recipient === 0 && depths.ingress + depths.parking > 0) watch.starved += 1;
           } catch {
             // A missed sample under load: the next one counts.
           }
-          await sleep(1_000);
+          await sleep(QUEUE_SAMPLE_MS);
         }
       })();
       return {
         stop: async () => {
           stopped = true;
           await loop;
-          return peaks;
+          watch.meanOpen = openSum / Math.max(1, watch.samples);
+          return watch;
         },
       };
     };
@@ -412,6 +499,7 @@ async function main(options: BenchOptions): Promise<void> {
     const run = async (path: Path, concurrency: number, seconds: number, count = 0): Promise<LevelResult> => {
       const level: LevelCounters = {
         latencies: [],
+        samples: [],
         duplicates: 0,
         reported: 0,
         pending: new Set(),
@@ -495,7 +583,7 @@ async function main(options: BenchOptions): Promise<void> {
       level.pending.clear();
       const elapsed = (performance.now() - started) / 1000;
       const cpuAfter = cpu();
-      const peaks = await queues?.stop();
+      const watched = await queues?.stop();
       const sorted = sortedSamples(level.latencies);
       const delivered = ids.reduce((sum, id) => sum + ((tracked.get(id)?.arrivals ?? 0) > 0 ? 1 : 0), 0);
       return {
@@ -512,7 +600,8 @@ async function main(options: BenchOptions): Promise<void> {
         reported: level.reported,
         lost,
         duplicates: level.duplicates,
-        peaks,
+        queues: watched,
+        timeline: timeline(level.samples, started),
         cpu: Object.fromEntries(
           Object.keys(path.pids).map((name) => [
             name,
@@ -546,6 +635,7 @@ async function main(options: BenchOptions): Promise<void> {
     const rows: string[][] = [];
     const cpuRows: string[][] = [];
     const goals: string[] = [];
+    const timelines: Array<[number, LevelResult['timeline']]> = [];
     for (const concurrency of options.levels) {
       // Raw first, then DMR, level by level: drift in the machine's load spreads over both.
       const results: Partial<Record<Path['name'], LevelResult>> = {};
@@ -558,7 +648,8 @@ async function main(options: BenchOptions): Promise<void> {
       const dmr = results.dmr as LevelResult;
       const raw = results.raw;
       const reference = REFERENCE[concurrency];
-      const peaks = dmr.peaks;
+      const watched = dmr.queues;
+      timelines.push([concurrency, dmr.timeline]);
       rows.push([
         String(concurrency),
         raw === undefined ? '–' : raw.rate.toFixed(0),
@@ -576,7 +667,9 @@ async function main(options: BenchOptions): Promise<void> {
         dmr.p99.toFixed(1),
         dmr.answerP50.toFixed(1),
         String(dmrRetries),
-        peaks === undefined ? '–' : `${peaks.recipient}/${peaks.ingress}/${peaks.parking}`,
+        watched === undefined ? '–' : `${watched.peaks.recipient}/${watched.peaks.ingress}/${watched.peaks.parking}`,
+        watched === undefined ? '–' : `${((100 * watched.starved) / Math.max(1, watched.samples)).toFixed(0)} %`,
+        watched === undefined ? '–' : watched.meanOpen.toFixed(1),
         raw === undefined ? '–' : `${((100 * dmr.rate) / raw.rate).toFixed(0)} %`,
         reference === undefined ? '–' : `${(dmr.rate / reference.rate).toFixed(1)}× of ${reference.rate}`,
       ]);
@@ -646,11 +739,51 @@ async function main(options: BenchOptions): Promise<void> {
         '202 p50',
         'retries',
         'peak rik/ingress/parking',
+        'rik starved',
+        'endpoint busy',
         'DMR/raw',
         'vs Bürokratt',
       ],
       rows,
     );
+    if (options.endpointDelayMs > 0) {
+      for (const [concurrency, result] of timelines) {
+        console.log(
+          `\nDMR at ${concurrency} senders, latency by send time (a bounded overload stays flat) and arrivals at the endpoint:`,
+        );
+        printTable(
+          ['from s', 'sent then, arrived', 'p50 ms', 'p99 ms', 'max ms', 'endpoint msg/s then'],
+          result.map((slice) => [
+            String(slice.from),
+            String(slice.arrived),
+            slice.p50.toFixed(0),
+            slice.p99.toFixed(0),
+            slice.max.toFixed(0),
+            slice.endpointRate.toFixed(0),
+          ]),
+        );
+      }
+    }
+    if (causes.size > 0) {
+      console.log("\n503s by cause (the sending bridge's error message), warm-up included:");
+      for (const [cause, count] of [...causes].sort(([, a], [, b]) => b - a)) console.log(`  ${count} × ${cause}`);
+    }
+    // The router's own account of the overload (a parking queue that refused, a shard that stopped): its log.
+    const warnings = new Map<string, number>();
+    for (const line of router.lines) {
+      try {
+        const entry = JSON.parse(line) as { level?: number; msg?: string };
+        if ((entry.level ?? 0) >= 30) warnings.set(entry.msg ?? '?', (warnings.get(entry.msg ?? '?') ?? 0) + 1);
+      } catch {
+        // not a log line
+      }
+    }
+    if (warnings.size > 0) {
+      console.log('\nRouter log lines (info and above) by message, warm-up included, the 12 most frequent:');
+      for (const [text, count] of [...warnings].sort(([, a], [, b]) => b - a).slice(0, 12)) {
+        console.log(`  ${count} × ${text}`);
+      }
+    }
     let lateDuplicates = 0;
     for (const item of tracked.values()) lateDuplicates += Math.max(0, item.arrivals - 1);
     console.log(
@@ -660,7 +793,9 @@ async function main(options: BenchOptions): Promise<void> {
         ' delivered: offered and arrived;\nreported: 202 and then a delivery report (reports.url); lost: 202, neither' +
         ' arrived nor reported, 10 s without progress after the level;\ndup: second arrivals of an id;' +
         ' p50/p99: first POST to arrival, 503 waits included; retries: non-2xx endpoint attempts;' +
-        '\npeak: largest depth the management API showed each second (its statistics lag up to 5 s)' +
+        `\npeak: largest ready count (passive declare every ${QUEUE_SAMPLE_MS} ms) of rik-bot's queue, ingress and` +
+        " parking;\nrik starved: samples with rik-bot's queue empty while ingress or parking held messages (all for" +
+        ' rik-bot);\nendpoint busy: mean POSTs open at the endpoint (at most delivery.concurrency)' +
         `\nduplicates over the whole run, late ones included: ${lateDuplicates}`,
     );
     console.log('\nCPU ms per delivered message (2 cores shared by all of these):');
@@ -682,6 +817,7 @@ async function main(options: BenchOptions): Promise<void> {
       endpoint.closeAllConnections();
       endpoint.close(() => resolve());
     });
+    await watcherConnection?.close().catch(() => undefined);
     await node.stop();
     await rm(dir, { recursive: true, force: true });
   }

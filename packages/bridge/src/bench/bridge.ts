@@ -117,6 +117,8 @@ interface LevelResult {
   p50: number;
   p99: number;
   answerP50: number;
+  /** From the 202 to the arrival (the time inside DMR, without the caller's 503 waits), p99. */
+  insideP99: number;
   /** New messages (ids) the senders sent; a 503's resend of the same id is not a new one. */
   offered: number;
   /** Offered messages answered 202 (after any number of 503s). */
@@ -141,7 +143,17 @@ interface LevelResult {
    * Per TIMELINE_SLICE_S of the level by send time: arrivals, p50, p99 and max ms (does latency grow, or stay
    * bounded?), and the endpoint's arrivals per second in that slice by arrival time (does the slow side idle?).
    */
-  timeline: Array<{ from: number; arrived: number; p50: number; p99: number; max: number; endpointRate: number }>;
+  timeline: Array<{
+    from: number;
+    arrived: number;
+    p50: number;
+    p99: number;
+    max: number;
+    /** From the 202 to the arrival: the time inside DMR. */
+    insideP50: number;
+    insideP99: number;
+    endpointRate: number;
+  }>;
   /** CPU ms per delivered message by process group. */
   cpu: Record<string, number>;
 }
@@ -163,8 +175,6 @@ interface QueueWatch {
 /** What one level counts of its messages; its messages' arrivals and reports update it, late ones too. */
 interface LevelCounters {
   latencies: number[];
-  /** [first POST, latency] of each arrival, for the timeline by send time. */
-  samples: Array<[number, number]>;
   duplicates: number;
   reported: number;
   /** Accepted (202) and neither arrived nor reported yet. */
@@ -178,6 +188,9 @@ interface Tracked {
   /** performance.now() at its first POST: latency includes every 503 and Retry-After wait, as the caller sees it. */
   t0: number;
   accepted: boolean;
+  /** performance.now() at its 202, and at its first arrival. */
+  acceptedAt: number | undefined;
+  arrivedAt: number | undefined;
   arrivals: number;
   /** The report's reason, once reported. */
   reason: string | undefined;
@@ -195,28 +208,37 @@ const RETRY_GRACE_MS = 60_000;
 /** Where the sending bridge POSTs its late delivery reports (reports.url), on the endpoint's server. */
 const REPORTS_PATH = '/reports';
 
-/** Latency by send time, and arrivals per second by arrival time, in slices of TIMELINE_SLICE_S from `started`. */
-function timeline(samples: ReadonlyArray<[number, number]>, started: number): LevelResult['timeline'] {
+/**
+ * Latency by send time (from the first POST, and from the 202: the part inside DMR, without the caller's 503
+ * waits), and arrivals per second by arrival time, in slices of TIMELINE_SLICE_S from `started`.
+ */
+function timeline(arrived: readonly Tracked[], started: number): LevelResult['timeline'] {
   const sliceOf = (at: number): number => Math.floor((at - started) / (TIMELINE_SLICE_S * 1000));
-  const slices = new Map<number, number[]>();
+  const slices = new Map<number, { total: number[]; inside: number[] }>();
   const arrivals = new Map<number, number>();
-  for (const [sentAt, latency] of samples) {
-    const slice = sliceOf(sentAt);
-    const list = slices.get(slice);
-    if (list === undefined) slices.set(slice, [latency]);
-    else list.push(latency);
-    const arrivedIn = sliceOf(sentAt + latency);
+  for (const item of arrived) {
+    const arrivedAt = item.arrivedAt ?? Number.NaN;
+    const slice = sliceOf(item.t0);
+    const entry = slices.get(slice) ?? { total: [], inside: [] };
+    slices.set(slice, entry);
+    entry.total.push(arrivedAt - item.t0);
+    // An arrival can beat its 202 to this process: 0 inside DMR as far as the caller can tell.
+    if (item.acceptedAt !== undefined) entry.inside.push(Math.max(0, arrivedAt - item.acceptedAt));
+    const arrivedIn = sliceOf(arrivedAt);
     arrivals.set(arrivedIn, (arrivals.get(arrivedIn) ?? 0) + 1);
   }
   const last = Math.max(-1, ...slices.keys(), ...arrivals.keys());
   return Array.from({ length: last + 1 }, (_, slice) => {
-    const sorted = sortedSamples(slices.get(slice) ?? []);
+    const sorted = sortedSamples(slices.get(slice)?.total ?? []);
+    const inside = sortedSamples(slices.get(slice)?.inside ?? []);
     return {
       from: slice * TIMELINE_SLICE_S,
       arrived: sorted.length,
       p50: percentile(sorted, 50),
       p99: percentile(sorted, 99),
       max: sorted[sorted.length - 1] ?? Number.NaN,
+      insideP50: percentile(inside, 50),
+      insideP99: percentile(inside, 99),
       endpointRate: (arrivals.get(slice) ?? 0) / TIMELINE_SLICE_S,
     };
   });
@@ -265,7 +287,7 @@ async function main(options: BenchOptions): Promise<void> {
       return;
     }
     item.level.latencies.push(performance.now() - item.t0);
-    item.level.samples.push([item.t0, performance.now() - item.t0]);
+    item.arrivedAt = performance.now();
     item.level.pending.delete(id);
     item.level.progress();
     item.waiter?.();
@@ -499,7 +521,6 @@ async function main(options: BenchOptions): Promise<void> {
     const run = async (path: Path, concurrency: number, seconds: number, count = 0): Promise<LevelResult> => {
       const level: LevelCounters = {
         latencies: [],
-        samples: [],
         duplicates: 0,
         reported: 0,
         pending: new Set(),
@@ -537,6 +558,8 @@ async function main(options: BenchOptions): Promise<void> {
             const body = Buffer.from(JSON.stringify(message_), 'utf8');
             const item: Tracked = {
               t0: performance.now(),
+              acceptedAt: undefined,
+              arrivedAt: undefined,
               accepted: false,
               arrivals: 0,
               reason: undefined,
@@ -566,6 +589,7 @@ async function main(options: BenchOptions): Promise<void> {
               continue;
             }
             item.accepted = true;
+            item.acceptedAt = performance.now();
             accepted += 1;
             // It may have arrived (or been reported) before its 202 reached this process.
             if (item.arrivals === 0 && item.reason === undefined) level.pending.add(id);
@@ -585,7 +609,11 @@ async function main(options: BenchOptions): Promise<void> {
       const cpuAfter = cpu();
       const watched = await queues?.stop();
       const sorted = sortedSamples(level.latencies);
-      const delivered = ids.reduce((sum, id) => sum + ((tracked.get(id)?.arrivals ?? 0) > 0 ? 1 : 0), 0);
+      const arrivedItems = ids.flatMap((id) => {
+        const item = tracked.get(id);
+        return item?.arrivedAt === undefined ? [] : [item];
+      });
+      const delivered = arrivedItems.length;
       return {
         rate: level.latencies.length / elapsed,
         p50: percentile(sorted, 50),
@@ -601,7 +629,15 @@ async function main(options: BenchOptions): Promise<void> {
         lost,
         duplicates: level.duplicates,
         queues: watched,
-        timeline: timeline(level.samples, started),
+        insideP99: percentile(
+          sortedSamples(
+            arrivedItems.flatMap((item) =>
+              item.acceptedAt === undefined ? [] : [Math.max(0, (item.arrivedAt ?? 0) - item.acceptedAt)],
+            ),
+          ),
+          99,
+        ),
+        timeline: timeline(arrivedItems, started),
         cpu: Object.fromEntries(
           Object.keys(path.pids).map((name) => [
             name,
@@ -665,6 +701,7 @@ async function main(options: BenchOptions): Promise<void> {
         dmr.rate.toFixed(0),
         dmr.p50.toFixed(1),
         dmr.p99.toFixed(1),
+        dmr.insideP99.toFixed(1),
         dmr.answerP50.toFixed(1),
         String(dmrRetries),
         watched === undefined ? '–' : `${watched.peaks.recipient}/${watched.peaks.ingress}/${watched.peaks.parking}`,
@@ -736,6 +773,7 @@ async function main(options: BenchOptions): Promise<void> {
         'DMR msg/s',
         'p50 ms',
         'p99 ms',
+        '202→arr p99',
         '202 p50',
         'retries',
         'peak rik/ingress/parking',
@@ -752,13 +790,24 @@ async function main(options: BenchOptions): Promise<void> {
           `\nDMR at ${concurrency} senders, latency by send time (a bounded overload stays flat) and arrivals at the endpoint:`,
         );
         printTable(
-          ['from s', 'sent then, arrived', 'p50 ms', 'p99 ms', 'max ms', 'endpoint msg/s then'],
+          [
+            'from s',
+            'sent then, arrived',
+            'p50 ms',
+            'p99 ms',
+            'max ms',
+            '202→arrival p50',
+            '202→arrival p99',
+            'endpoint msg/s then',
+          ],
           result.map((slice) => [
             String(slice.from),
             String(slice.arrived),
             slice.p50.toFixed(0),
             slice.p99.toFixed(0),
             slice.max.toFixed(0),
+            slice.insideP50.toFixed(0),
+            slice.insideP99.toFixed(0),
             slice.endpointRate.toFixed(0),
           ]),
         );
@@ -792,7 +841,8 @@ async function main(options: BenchOptions): Promise<void> {
         ' Retry-After;\nunsent: offered and never 202 (another answer, or still 503 60 s past the level);' +
         ' delivered: offered and arrived;\nreported: 202 and then a delivery report (reports.url); lost: 202, neither' +
         ' arrived nor reported, 10 s without progress after the level;\ndup: second arrivals of an id;' +
-        ' p50/p99: first POST to arrival, 503 waits included; retries: non-2xx endpoint attempts;' +
+        ' p50/p99: first POST to arrival, 503 waits included;\n202→arr p99: from the 202 to the arrival (inside' +
+        ' DMR); 202 p50: first POST to the 202; retries: non-2xx endpoint attempts;' +
         `\npeak: largest ready count (passive declare every ${QUEUE_SAMPLE_MS} ms) of rik-bot's queue, ingress and` +
         " parking;\nrik starved: samples with rik-bot's queue empty while ingress or parking held messages (all for" +
         ' rik-bot);\nendpoint busy: mean POSTs open at the endpoint (at most delivery.concurrency)' +

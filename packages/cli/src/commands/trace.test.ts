@@ -2,7 +2,7 @@
  * `dmr trace` over export files, as a user runs it: the path in text and
  * JSON, MESSAGE_NOT_FOUND with its exit code, bad arguments refused before
  * anything is read. Reading live streams is tested on three real nodes in
- * packages/node/src/router/traces.integration.test.ts. In process
+ * packages/node/src/router/mesh-reroute.integration.test.ts. In process
  * (runDmrInProcess, docs/decisions/0038-ci-time.md) except the text
  * MESSAGE_NOT_FOUND and the help, which a real `dmr` child runs.
  */

@@ -1,20 +1,38 @@
 /**
- * A link removed live. Three nodes in a ring, linked by the reconciler's
- * shovels; a client on A sends to a client on C at a steady rate over the
- * direct link A→C. While it runs, the A–C link leaves both nodes'
+ * Three nodes in a ring, A – B – C – A, linked by the reconciler's shovels,
+ * each node's routers with a tracer of their own; then a line.
+ *
+ * A link removed live: a client on A sends to a client on C at a steady rate
+ * over the direct link A→C. While it runs, the A–C link leaves both nodes'
  * configurations with the routes recomputed (A→C via B), applied as an agent
  * applies a document: reconcile, then the routers. Every message the sender
  * had confirmed reaches the application once, and the removed link's queue
  * drains before its shovel and queue go.
+ *
+ * Traces across the line that leaves (docs/decisions/0032-traces.md): each
+ * node's routers export over OTLP/HTTP (the real exporter, batched) to a
+ * receiver in the test. A two-hop message yields ONE trace with a span from
+ * every node, each hop the child of the one before; the edge starts the
+ * trace when the client sent none; the audit records name it; no span
+ * carries the payload; `dmr trace` (audit/trace.ts) reads the same path back
+ * from the three nodes' dmr.audit streams. These were a file of their own
+ * with a line of three brokers of its own: one mesh less is about 15 s of
+ * CPU (docs/decisions/0038-ci-time.md).
  */
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { waitFor } from '@dmr/core/testing';
+import { OtlpReceiver, waitFor, type ReceivedSpan } from '@dmr/core/testing';
+import { traceIdOf } from '@dmr/core';
+import { tracerProvider } from '@dmr/core/tracing-sdk';
 import { outboundQueueName, type NodeConfig } from '@dmr/contract';
+import type { Tracer } from '@opentelemetry/api';
 import { parseHopChain } from '../message/hop-chain.js';
 import { DrainTracker, linkShovelName } from '../reconciler/links.js';
 import { MeshFixture, shortestRoutes } from '../testing/mesh-fixture.js';
 import type { TestClient } from '../testing/node-fixture.js';
+import type { AuditRecord } from './audit.js';
+import { scanStream, traceMessage, type ScanResult } from '../audit/trace.js';
 
 const A = 'node-a';
 const B = 'node-b';
@@ -36,6 +54,7 @@ const SEND_INTERVAL_MS = 10;
  * tenth of the messages; at the full pace those ~1,100 messages over three hops were half the file's CPU.
  */
 const DRAIN_SEND_INTERVAL_MS = 100;
+const BODY = 'the payload must never reach a span';
 
 function withoutLink(node: string, peer: string): (config: NodeConfig) => void {
   return (config) => {
@@ -51,16 +70,30 @@ function pathOf(headers: Record<string, unknown> | undefined): string[] {
   return chain.message.map((entry) => entry.node);
 }
 
-describe('a link removed live', { timeout: 300_000 }, () => {
+describe('a link removed live, then traces across the line that is left', { timeout: 600_000 }, () => {
+  let receiver: OtlpReceiver;
   let mesh: MeshFixture;
   let ria: TestClient;
   let rik: TestClient;
+  let providers: Array<ReturnType<typeof tracerProvider> & { node: string }> = [];
 
   before(async () => {
+    receiver = await OtlpReceiver.start();
+    // One provider per node, as each node's router processes have their own; batched, as in production.
+    providers = NODES.map((node) => ({
+      node,
+      ...tracerProvider({
+        serviceName: 'dmr-router',
+        attributes: { 'dmr.node': node },
+        url: `${receiver.url}/v1/traces`,
+      }),
+    }));
+    const tracers: Record<string, Tracer> = Object.fromEntries(providers.map((p) => [p.node, p.tracer]));
     mesh = await MeshFixture.start({
       label: 'mesh-reroute',
       nodes: NODES,
       links: RING,
+      tracers,
       clients: [
         { id: 'ria-bot', organisation: 'ria', roles: ['bot'], homeNode: A },
         { id: 'rik-bot', organisation: 'rik', roles: ['bot'], homeNode: C },
@@ -70,7 +103,11 @@ describe('a link removed live', { timeout: 300_000 }, () => {
     rik = await mesh.node(C).client('rik-bot');
   });
 
-  after(() => mesh?.stop());
+  after(async () => {
+    await mesh?.stop();
+    for (const provider of providers) await provider.shutdown();
+    await receiver?.close();
+  });
 
   it('traffic follows the new routes with nothing lost, and the removed link drains before it goes', async () => {
     const nodeA = mesh.node(A);
@@ -78,7 +115,7 @@ describe('a link removed live', { timeout: 300_000 }, () => {
     const delivered = new Map<string, number>();
     const paths = new Map<string, string[]>();
     let receiving = true;
-    const receiver = (async () => {
+    const consumer = (async () => {
       while (receiving) {
         let message;
         try {
@@ -182,7 +219,7 @@ describe('a link removed live', { timeout: 300_000 }, () => {
         { timeoutMs: 30_000, intervalMs: 1_500 },
       );
       receiving = false;
-      await receiver;
+      await consumer;
 
       const lost = [...confirmed].filter((id) => !delivered.has(id)).length;
       const duplicates = [...delivered.values()].filter((count) => count > 1).length;
@@ -205,7 +242,122 @@ describe('a link removed live', { timeout: 300_000 }, () => {
       // On a failure too: a sender left running would keep the file from ending.
       sending = false;
       receiving = false;
-      await Promise.allSettled([sender, receiver]);
+      await Promise.allSettled([sender, consumer]);
+    }
+  });
+
+  /** The spans of `traceId` once every node's hop span of it arrived (each provider flushed while waiting). */
+  async function hopSpans(traceId: string): Promise<Map<string, ReceivedSpan>> {
+    return waitFor(
+      () =>
+        `a span from every node in trace ${traceId}: have ${JSON.stringify(receiver.trace(traceId).map((s) => s.attributes['dmr.node']))}`,
+      async () => {
+        for (const provider of providers) await provider.flush();
+        const byNode = new Map(receiver.trace(traceId).map((span) => [span.attributes['dmr.node'] ?? '', span]));
+        return NODES.every((node) => byNode.has(node)) ? byNode : undefined;
+      },
+    );
+  }
+
+  // The traces: A – C is gone, so A → C is two hops, A → B → C (the test above checked the routes).
+  it('a two-hop message with the client’s traceparent is one trace, each hop the child of the one before', async () => {
+    const traceId = randomUUID().replace(/-/g, '');
+    const clientSpan = '00f067aa0ba902b7';
+    const id = await ria.send({
+      to: 'rik-bot',
+      body: BODY,
+      headers: { traceparent: `00-${traceId}-${clientSpan}-01` },
+    });
+    const delivered = await rik.next();
+    assert.equal(delivered.properties.messageId, id);
+
+    const spans = await hopSpans(traceId);
+    const [a, b, c] = NODES.map((node) => spans.get(node)) as [ReceivedSpan, ReceivedSpan, ReceivedSpan];
+    assert.equal(a.parentSpanId, clientSpan);
+    assert.equal(b.parentSpanId, a.spanId);
+    assert.equal(c.parentSpanId, b.spanId);
+    assert.deepEqual([a.name, b.name, c.name], ['dmr route', 'dmr relay', 'dmr relay']);
+    for (const span of [a, b, c]) {
+      assert.equal(span.service, 'dmr-router');
+      assert.equal(span.attributes['messaging.message.id'], id);
+      assert.equal(span.status, 0, `${span.attributes['dmr.node']} settled without error`);
+    }
+    assert.deepEqual(
+      [a.attributes['dmr.result'], b.attributes['dmr.result'], c.attributes['dmr.result']],
+      ['forwarded', 'forwarded', 'routed'],
+    );
+    assert.equal(a.attributes['dmr.next_hop'], 'node-b');
+    // The checks in order; the publish and the audit record may overlap (Outcomes.sendAndSettle).
+    assert.deepEqual(a.events.slice(0, 2), ['validated', 'policy']);
+    assert.deepEqual(c.events.slice(0, 2), ['verified', 'policy']);
+    for (const span of [a, b, c]) {
+      assert.deepEqual(span.events.slice(2).sort(), ['audit', 'confirm', 'publish'], span.attributes['dmr.node']);
+    }
+    // The recipient gets the trace, as the child of the last hop.
+    assert.equal(delivered.properties.headers?.traceparent, `00-${traceId}-${c.spanId}-01`);
+    for (const span of receiver.spans) {
+      for (const value of Object.values(span.attributes)) assert.ok(!value.includes('payload'), value);
+    }
+    assert.deepEqual(receiver.refused, []);
+
+    // `dmr trace`: the same path from the three nodes' audit streams, read with each node's own identity.
+    assert.ok(id !== undefined);
+    const trace = traceMessage(id, await scanAll(id, 100_000), { jaeger: 'http://127.0.0.1:16686' });
+    assert.deepEqual(trace.nodes, NODES);
+    assert.deepEqual(
+      trace.steps.map((step) => [step.hop, step.node, step.result, step.nextHop]),
+      [
+        [0, 'node-a', 'forwarded', 'node-b'],
+        [1, 'node-b', 'forwarded', 'node-c'],
+        [2, 'node-c', 'routed', null],
+      ],
+    );
+    assert.equal(trace.outcome, 'routed');
+    assert.deepEqual(trace.traceIds, [traceId]);
+    assert.deepEqual(trace.jaeger, [`http://127.0.0.1:16686/trace/${traceId}`]);
+  });
+
+  /** Every node's dmr.audit stream scanned for `messageId`, as `dmr trace` does, with the node's certificate. */
+  async function scanAll(messageId: string, limit: number): Promise<ScanResult[]> {
+    return Promise.all(
+      NODES.map(async (node) => {
+        const connection = await mesh.node(node).connectAs(node);
+        try {
+          return await scanStream(connection, { messageId, limit, idleMs: 300, source: node });
+        } finally {
+          await connection.close().catch(() => undefined);
+        }
+      }),
+    );
+  }
+
+  it('dmr trace: an unknown message is MESSAGE_NOT_FOUND; a read bounded by --limit stops there and says so', async () => {
+    const unknown = randomUUID();
+    const scans = await scanAll(unknown, 100_000);
+    assert.ok(scans.every((scan) => scan.summary.read > 0 && !scan.summary.truncated));
+    assert.throws(() => traceMessage(unknown, scans), { code: 'MESSAGE_NOT_FOUND' });
+    const cut = await scanAll(unknown, 1);
+    assert.deepEqual(
+      cut.map((scan) => [scan.summary.read, scan.summary.truncated]),
+      NODES.map(() => [1, true]),
+    );
+  });
+
+  it('a plain AMQP client’s message without trace context: the first hop starts the trace, the audit records name it', async () => {
+    const id = await ria.send({ to: 'rik-bot', body: BODY });
+    const delivered = await rik.next();
+    assert.equal(delivered.properties.messageId, id);
+    const traceId = traceIdOf(delivered.properties.headers?.traceparent);
+    assert.ok(traceId !== undefined, 'the delivered copy carries a traceparent');
+
+    const spans = await hopSpans(traceId);
+    assert.equal(spans.get('node-a')?.parentSpanId, undefined, 'node-a started the trace');
+    for (const node of NODES) {
+      const records = (await mesh.node(node).auditRecords(300)).map(
+        (bytes) => JSON.parse(bytes.toString('utf8')) as AuditRecord,
+      );
+      const record = records.find((entry) => entry.messageId === id);
+      assert.equal(record?.traceId, traceId, `${node}'s audit record names the trace`);
     }
   });
 });

@@ -62,6 +62,7 @@ function session(): { session: Session; acked: number[] } {
         { retry: () => undefined, onFull: () => undefined },
       ),
       gate: Promise.resolve(),
+      parkingRefused: 0,
     },
   };
 }

@@ -78,6 +78,8 @@ export interface Session {
   holds: Holds<ConsumeMessage, HeldDelivery>;
   /** Stopping and resuming the inputs for the hold's bound, one change after the other. */
   gate: Promise<void>;
+  /** Messages held past their destination's share since parking last took one (0: parking takes them). */
+  parkingRefused: number;
 }
 
 /** What the router needs to run a held delivery again. */

@@ -465,12 +465,24 @@ export class Router {
     if (outcome === 'confirmed') {
       session.acks.ack(message);
       this.#options.metrics.parked.inc({ kind: error.kind });
+      if (session.parkingRefused > 0) {
+        this.#options.logger.info(
+          { shard: this.shard, heldPastShare: session.parkingRefused },
+          'parking takes messages again',
+        );
+        session.parkingRefused = 0;
+      }
       return;
     }
-    this.#options.logger.warn(
-      { shard: this.shard, destination: error.key, parking: outcome },
-      'parking did not take a message: held past its destination share',
-    );
+    // One line when parking starts refusing, one when it takes again: under an overload this happens to every
+    // message (measured: 70 lines a second), and dmr_router_messages_held_total counts each one anyway.
+    if (session.parkingRefused === 0) {
+      this.#options.logger.warn(
+        { shard: this.shard, destination: error.key, parking: outcome },
+        'parking does not take messages: holding them past their destination share until it does',
+      );
+    }
+    session.parkingRefused += 1;
     this.#options.metrics.held.inc({ kind: error.kind });
     session.holds.hold(error.key, message, held, message.content.length);
   }
@@ -566,6 +578,7 @@ export class Router {
         held: [],
         paused: false,
         gate: Promise.resolve(),
+        parkingRefused: 0,
         holds: new Holds<ConsumeMessage, HeldDelivery>(this.#holdOptions(), {
           retry: (message, held) => this.#dispatch(session, message, held.handler, held.takenAt),
           onFull: (full) => this.#holdsFull(session, full),

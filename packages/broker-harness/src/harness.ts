@@ -303,13 +303,12 @@ export class BrokerHarness implements Cleanable {
     const started = Date.now();
     try {
       const sbin = this.#state.rabbitmq.sbinDir;
-      const ctl = join(sbin, 'rabbitmqctl');
       this.#progress({
         phase: 'restart',
         node: node.name,
         message: `${options.kill ? 'killing' : 'stopping'} ${node.name}`,
       });
-      const stopped = options.kill ? await killNode(node) : await stopNode(ctl, this.#state, node);
+      const stopped = options.kill ? await killNode(node) : await stopNode(node);
       await this.#awaitEpmdForgets(node.nodename);
 
       // A stop() that began while this one was stopping the node must not find a node started after it looked.

@@ -213,14 +213,8 @@ export interface NodeStopReport {
  * CLI's own Erlang VM (about 1.2 s of CPU per stop, measured with one node:
  * 12.1–13.1 s of CPU from spawn to stopped instead of 14.4–16.1 s,
  * docs/decisions/0038-ci-time.md). SIGKILL of the process group only last.
- * `ctl` and `state` stay for the callers that stop a node of another process.
  */
-export async function stopNode(
-  ctl: string,
-  state: Pick<HarnessState, 'dir' | 'epmd'>,
-  node: NodeState,
-  timeoutMs = 60_000,
-): Promise<NodeStopReport> {
+export async function stopNode(node: NodeState, timeoutMs = 60_000): Promise<NodeStopReport> {
   const started = Date.now();
   const refs = [node.beam, node.shell];
   if (!refs.some(isRunning)) return { name: node.name, graceful: true, wasRunning: false, ms: 0 };

@@ -3,7 +3,6 @@
  * same code serves `BrokerHarness.stop()`, `dmr broker stop` in another
  * process, exit hooks and the orphan watchdog.
  */
-import { join } from 'node:path';
 import { stopEpmd } from './epmd.js';
 import { killNodeSync, stopNode, type NodeStopReport } from './node.js';
 import { isRunning, signalProcess } from './processes.js';
@@ -36,9 +35,8 @@ export function anyRunning(state: HarnessState): boolean {
 export async function stopFromState(state: HarnessState): Promise<StopReport> {
   const started = Date.now();
   if (state.status !== 'stopped') await writeState({ ...state, status: 'stopping' });
-  const ctl = join(state.rabbitmq.sbinDir, 'rabbitmqctl');
-  const nodes = await Promise.all(state.nodes.map((node) => stopNode(ctl, state, node)));
-  // After the nodes: `rabbitmqctl stop` finds them through this epmd.
+  const nodes = await Promise.all(state.nodes.map((node) => stopNode(node)));
+  // After the nodes: epmd goes last of the broker's processes.
   await stopEpmd(state.epmd.process);
   // Last, so that if this process dies halfway the watchdog still finishes the job.
   signalProcess(state.watchdog, 'SIGTERM');

@@ -46,6 +46,28 @@ describe('parking', () => {
     assert.deepEqual(back.properties.headers, { 'dmr-recipient': 'rik-bot', 'dmr-version': 1 });
   });
 
+  it('parks only its own dmr-parked-* headers: a client’s forged ones never come back as properties', () => {
+    const forged = {
+      ...original,
+      expiration: undefined,
+      headers: {
+        ...original.headers,
+        'dmr-parked-expiration': '1',
+        'dmr-parked-copied': 1,
+        'dmr-parked-taken-at': 1,
+        'dmr-parked-user-id': 'spiffe://dmr.test/client/victim-bot',
+      },
+    };
+    const options = parkedOptions(delivery('dmr.ingress', forged), 1234, false);
+    assert.equal(options.headers?.['dmr-parked-expiration'], undefined);
+    assert.equal(options.headers?.['dmr-parked-copied'], undefined);
+    assert.equal(options.headers?.['dmr-parked-user-id'], original.userId);
+    const back = delivery('', { ...options });
+    assert.deepEqual(unpark(back), { takenAt: 1234, copied: false });
+    assert.equal(back.properties.expiration, undefined, 'no expiration the client did not give it');
+    assert.equal(back.properties.userId, original.userId);
+  });
+
   it('keeps a dead letter’s own death first, and touches no delivery that did not come back from parking', () => {
     const death = { queue: 'dmr.client.rik-bot', reason: 'expired', count: 1 };
     const deadLetter = { ...original, headers: { 'x-death': [death], 'x-first-death-queue': 'dmr.client.rik-bot' } };

@@ -72,7 +72,9 @@ export function parkable(message: ConsumeMessage): boolean {
 /** The publish options of the parked copy of `message`: its properties, with user_id and expiration as headers. */
 export function parkedOptions(message: ConsumeMessage, takenAt: number, copied: boolean): Options.Publish {
   const { userId, expiration, headers, ...rest } = message.properties;
-  const kept = without(headers ?? {}, (name) => name === DELIVERY_COUNT);
+  // A client may publish headers of these names itself (they are not reserved at the edge): only the router's
+  // own values may come back, or a client could give its parked copy an expiration or a "rejected copy stored".
+  const kept = without(headers ?? {}, (name) => name === DELIVERY_COUNT || PARKED_HEADERS.includes(name));
   return {
     ...withoutUndefined(rest),
     // Persistent whatever the sender chose: parked is accepted (quorum queues store every message anyway).

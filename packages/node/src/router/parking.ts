@@ -100,13 +100,12 @@ export function unpark(message: ConsumeMessage): Unparked | undefined {
   if (message.fields.exchange !== '') return undefined;
   const properties = message.properties;
   const parked: Record<string, unknown> = properties.headers ?? {};
-  const userId = parked[USER_ID];
-  const expiration = parked[EXPIRATION];
+  const { userId, expiration } = parkedProperties(parked);
   const takenAt = Number(parked[TAKEN_AT]);
   const copied = parked[COPIED] !== undefined;
   properties.headers = withoutParkingDeaths(without(parked, (name) => PARKED_HEADERS.includes(name)));
-  properties.userId = typeof userId === 'string' ? userId : undefined;
-  properties.expiration = typeof expiration === 'string' ? expiration : undefined;
+  properties.userId = userId;
+  properties.expiration = expiration;
   return { takenAt: Number.isFinite(takenAt) ? takenAt : Date.now(), copied };
 }
 

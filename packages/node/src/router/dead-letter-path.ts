@@ -24,7 +24,7 @@ import type { Logger } from 'pino';
 import { RECIPIENT_HEADER, SENDER_HEADER, outboundQueueName, type SignableMessage } from '@dmr/contract';
 import { ownHeader } from '../message/headers.js';
 import { mayReportOn } from '../message/mesh-report.js';
-import { DELIVERY_REPORT_TYPE, deadLetterReason, deliveryReport } from './envelope.js';
+import { DELIVERY_REPORT_TYPE, deadLetterReason, deliveryReport, type Refusal } from './envelope.js';
 import { asInInput, ingressSender, inputDeathDetail, inputDeathOf, type InputDeath } from './input-dead-letter.js';
 import type { RoutingState } from './origin-path.js';
 import { validId, validMessageId, type Outcomes, type Session } from './outcome.js';
@@ -51,7 +51,7 @@ export class DeadLetterPath {
   async report(session: Session, message: ConsumeMessage, state: RoutingState): Promise<void> {
     const input = inputDeathOf(message);
     if (input !== undefined) return this.#inputDeadLetter(session, message, state, input);
-    const { context, mesh } = state;
+    const { context } = state;
     const now = this.#now();
     const headers = message.properties.headers;
     const reason = deadLetterReason(headers);
@@ -63,8 +63,7 @@ export class DeadLetterPath {
     // Only the router writes what dead-letters here (client queues, outbound queues), so its dmr-sender is one the
     // router set or verified; a sender no longer in the directory gets nothing.
     const senderId = validId(sender);
-    const known = senderId !== null && (context.localQueues.has(senderId) || context.message.directory.has(senderId));
-    if (reason !== undefined && !aboutReport && senderId !== null && known) {
+    if (reason !== undefined && !aboutReport && senderId !== null && known(state, senderId)) {
       const link = linkOf(message);
       const where =
         link !== undefined
@@ -76,27 +75,14 @@ export class DeadLetterPath {
         reason === 'MESSAGE_EXPIRED'
           ? `expired in ${where}`
           : `delivered too often from ${where} without an ack (delivery limit)`;
-      const report = deliveryReport(messageId, 'dead-lettered', { reason, detail }, this.#nodeId, now);
-      // A full sender queue (or link) holds this dead letter unacked until the report is taken (outcome.ts Held).
-      const outcome = await this.#outcome.report(session, context, mesh, senderId, report, now, message);
-      await this.#outcome.audit({
-        kind: 'dead-letter',
+      await this.#reportAndRecord(session, message, state, {
         messageId,
         sender: senderId,
         recipient: validId(recipient),
-        result: 'reported',
-        reason,
-        policyRevision: null,
-        policyReasons: [],
-        configRevision: context.revision,
-        at: new Date(now).toISOString(),
+        refusal: { reason, detail },
+        reportTo: senderId,
+        event: link === undefined ? {} : { link },
       });
-      // The dead letter's one log line is its delivery.failed event (the audit record is the one just written).
-      this.#outcome.failedDelivery(
-        { messageId, sender: senderId, recipient: validId(recipient), reason },
-        { report: outcome, ...(link === undefined ? {} : { link }) },
-        'dead-letter',
-      );
     } else if (reason === undefined && !aboutReport && refusedByRecipient(message)) {
       const decision = { messageId, sender: senderId, recipient: validId(recipient), reason: 'RECIPIENT_REFUSED' };
       await this.#outcome.audit({
@@ -154,40 +140,79 @@ export class DeadLetterPath {
       }
     }
     // Never a report about a report, and none to a sender that is not (or no longer) in the directory.
-    const known = sender !== undefined && (context.localQueues.has(sender) || context.message.directory.has(sender));
-    const reportTo = sender !== undefined && known && mayReportOn(message.properties.type) ? sender : undefined;
+    const reportTo =
+      sender !== undefined && known(state, sender) && mayReportOn(message.properties.type) ? sender : undefined;
     const detail = inputDeathDetail(death);
-    let outcome: Awaited<ReturnType<Outcomes['report']>> | undefined;
-    if (reportTo !== undefined) {
-      const report = deliveryReport(messageId, 'dead-lettered', { reason, detail }, this.#nodeId, now);
-      // A full sender queue (or link) holds this dead letter unacked until the report is taken (outcome.ts Held).
-      outcome = await this.#outcome.report(session, context, mesh, reportTo, report, now, message);
-    }
-    await this.#outcome.audit({
-      kind: 'dead-letter',
+    await this.#reportAndRecord(session, message, state, {
       messageId,
       sender: sender ?? null,
       recipient,
+      refusal: { reason, detail },
+      reportTo,
+      ...(hops === undefined ? {} : { hops }),
+      event: { input: death.queue, detail, ...(unproven === undefined ? {} : { unreported: unproven }) },
+    });
+    session.acks.ack(message);
+  }
+
+  /**
+   * The tail both kinds of reported dead letter share: the report (when someone can be told; a full sender queue
+   * or link holds the dead letter unacked until it is taken, outcome.ts Held), the audit record (`reported`, or
+   * `rejected` when nobody was told), then its one log line, the delivery.failed event with `event`'s fields.
+   */
+  async #reportAndRecord(
+    session: Session,
+    message: ConsumeMessage,
+    state: RoutingState,
+    dead: {
+      messageId: string | null;
+      sender: string | null;
+      recipient: string | null;
+      refusal: Refusal;
+      reportTo: string | undefined;
+      hops?: string[];
+      event: Record<string, unknown>;
+    },
+  ): Promise<void> {
+    const { context, mesh } = state;
+    const now = this.#now();
+    const { messageId, sender, recipient, refusal, reportTo } = dead;
+    const outcome =
+      reportTo === undefined
+        ? undefined
+        : await this.#outcome.report(
+            session,
+            context,
+            mesh,
+            reportTo,
+            deliveryReport(messageId, 'dead-lettered', refusal, this.#nodeId, now),
+            now,
+            message,
+          );
+    await this.#outcome.audit({
+      kind: 'dead-letter',
+      messageId,
+      sender,
+      recipient,
       result: reportTo === undefined ? 'rejected' : 'reported',
-      reason,
+      reason: refusal.reason,
       policyRevision: null,
       policyReasons: [],
       configRevision: context.revision,
       at: new Date(now).toISOString(),
-      ...(hops === undefined ? {} : { hops }),
+      ...(dead.hops === undefined ? {} : { hops: dead.hops }),
     });
     this.#outcome.failedDelivery(
-      { messageId, sender: sender ?? null, recipient, reason },
-      {
-        input: death.queue,
-        detail,
-        ...(outcome === undefined ? {} : { report: outcome }),
-        ...(unproven === undefined ? {} : { unreported: unproven }),
-      },
+      { messageId, sender, recipient, reason: refusal.reason },
+      { ...dead.event, ...(outcome === undefined ? {} : { report: outcome }) },
       'dead-letter',
     );
-    session.acks.ack(message);
   }
+}
+
+/** Whether `id` is a sender this node can still tell: a local client, or one in the directory. */
+function known(state: RoutingState, id: string): boolean {
+  return state.context.localQueues.has(id) || state.context.message.directory.has(id);
 }
 
 /** `dmr.outbound.`: the contract names the queues, not their prefix. */

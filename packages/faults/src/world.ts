@@ -340,11 +340,8 @@ function readLines(file: string): string[] {
 
 /** The last lines of a log, for an error that says why without opening the file. */
 function tailOf(file: string, lines: number): string {
-  try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join(' | ');
-  } catch {
-    return '(no log)';
-  }
+  const all = readLines(file);
+  return all.length === 0 ? '(no log)' : all.slice(-lines).join(' | ');
 }
 
 async function listening(url: string): Promise<boolean> {

@@ -20,7 +20,7 @@ import { parseHopChain } from '../message/hop-chain.js';
 import type { Tamper } from '../testing/link-forwarder.js';
 import type { AuditRecord } from './audit.js';
 import { MeshFixture } from '../testing/mesh-fixture.js';
-import { parseReport, type TestClient } from '../testing/node-fixture.js';
+import { latestDeath, parseReport, type TestClient } from '../testing/node-fixture.js';
 
 const NODES = ['node-a', 'node-b', 'node-c'];
 const LINKS = [
@@ -191,16 +191,8 @@ describe('three nodes in a line, two hops', { timeout: 360_000 }, () => {
     try {
       // Long enough to cross both links under load, short enough to wait for.
       await ria.send({ to: 'rik-bot', messageId: id, expiration: '6000' });
-      let copy: Awaited<ReturnType<typeof c.take>>[number] | undefined;
-      await waitFor(
-        "the dead letter in C's dmr.rejected",
-        async () => {
-          copy ??= (await c.take('dmr.rejected')).find((message) => message.properties.message_id === id);
-          return copy !== undefined;
-        },
-        { timeoutMs: 30_000 },
-      );
-      const death = (copy?.properties.headers?.['x-death'] as Array<Record<string, unknown>> | undefined)?.[0];
+      const copy = await c.awaitRejected(id, 30_000);
+      const death = latestDeath(copy);
       assert.equal(death?.queue, 'dmr.mesh-ingress.0');
       assert.equal(death?.reason, 'expired');
     } finally {

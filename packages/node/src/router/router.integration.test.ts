@@ -16,7 +16,14 @@ import type { PolicyDecider, PolicyDecision, PolicyInput } from '@dmr/policy';
 import type { ChannelModel, ConsumeMessage } from 'amqplib';
 import { Registry } from 'prom-client';
 import { firstBrokenRecord, type AuditRecord } from './audit.js';
-import { NodeFixture, clientUser, parseReport, type SendOptions, type TestClient } from '../testing/node-fixture.js';
+import {
+  NodeFixture,
+  clientUser,
+  latestDeath,
+  parseReport,
+  type SendOptions,
+  type TestClient,
+} from '../testing/node-fixture.js';
 import { rawPublish } from '../testing/raw-amqp.js';
 import { RouterMetrics } from './metrics.js';
 import { Router } from './router.js';
@@ -517,16 +524,8 @@ describe('router on a harness broker', () => {
     // CC names extra routing keys (RABBITMQ-FACTS): the input's own dead-letter routing key must replace them, or
     // this dead letter would land in rik-bot's DLQ (bound under 'rik-bot' on dmr.dead-letter).
     const id = await ria.send({ to: 'rik-bot', expiration: '1000', headers: { CC: ['rik-bot'] } });
-    let copy: Awaited<ReturnType<NodeFixture['take']>>[number] | undefined;
-    await waitFor(
-      'the dead letter kept whole in dmr.rejected',
-      async () => {
-        copy ??= (await node.take('dmr.rejected')).find((message) => message.properties.message_id === id);
-        return copy !== undefined;
-      },
-      { timeoutMs: 15_000 },
-    );
-    const death = (copy?.properties.headers?.['x-death'] as Array<Record<string, unknown>> | undefined)?.[0];
+    const copy = await node.awaitRejected(id, 15_000);
+    const death = latestDeath(copy);
     assert.equal(death?.reason, 'expired');
     assert.equal(death?.queue, 'dmr.ingress.0');
     assert.equal(death?.['original-expiration'], '1000');
@@ -575,16 +574,8 @@ describe('router on a harness broker', () => {
       channel.nack(message, false, true);
     });
     const id = await ria.send({ to: 'rik-bot' });
-    let copy: Awaited<ReturnType<NodeFixture['take']>>[number] | undefined;
-    await waitFor(
-      'dead-lettered to dmr.rejected',
-      async () => {
-        copy ??= (await node.take('dmr.rejected')).find((message) => message.properties.message_id === id);
-        return copy !== undefined;
-      },
-      { timeoutMs: 10_000 },
-    );
-    const death = (copy?.properties.headers?.['x-death'] as Array<Record<string, unknown>> | undefined)?.[0];
+    const copy = await node.awaitRejected(id, 10_000);
+    const death = latestDeath(copy);
     assert.equal(death?.reason, 'delivery_limit');
     assert.equal(death?.queue, 'dmr.ingress.0');
     assert.equal(deliveries, node.config.limits.ingressDeliveryLimit + 1);
@@ -689,16 +680,8 @@ describe('router on a harness broker', () => {
     await waitFor('the decision', () => node.decisions(unencodable ?? '').length === 1, { timeoutMs: 5_000 });
 
     const malformed = await ria.send({ to: 'rik-bot', type: 'Malformed' });
-    let copy: Awaited<ReturnType<NodeFixture['take']>>[number] | undefined;
-    await waitFor(
-      'dead-lettered to dmr.rejected',
-      async () => {
-        copy ??= (await node.take('dmr.rejected')).find((message) => message.properties.message_id === malformed);
-        return copy !== undefined;
-      },
-      { timeoutMs: 10_000 },
-    );
-    const death = (copy?.properties.headers?.['x-death'] as Array<Record<string, unknown>> | undefined)?.[0];
+    const copy = await node.awaitRejected(malformed, 10_000);
+    const death = latestDeath(copy);
     assert.equal(death?.reason, 'rejected');
     assert.equal(await metric(node, 'dmr_router_messages_dead_lettered_total'), 1);
     assert.equal(node.decisions(malformed ?? '').length, 0);

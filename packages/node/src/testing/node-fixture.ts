@@ -40,13 +40,19 @@ import { Registry } from 'prom-client';
 import { reconcile } from '../reconciler/apply.js';
 import { desiredLayout } from '../reconciler/layout.js';
 import { installLinkTlsFiles, linkShovelName, type DrainTracker } from '../reconciler/links.js';
-import { vhostName } from '@dmr/contract';
+import { REJECTED_QUEUE, vhostName } from '@dmr/contract';
 import { AUDIT_RECORDS_TYPE, StreamAuditSink, auditRecordsIn } from '../router/audit.js';
 import type { DeliveryReport } from '../router/envelope.js';
 import type { NodeIdentity } from '../router/mesh-context.js';
 import { RouterMetrics } from '../router/metrics.js';
 import { Router, type RouterOptions } from '../router/router.js';
 import { waitFor } from '@dmr/core/testing';
+
+/** The newest `x-death` entry of a dead letter (the broker puts the death that brought it here first). */
+export function latestDeath(message: PeekedMessage | undefined): Record<string, unknown> | undefined {
+  const deaths = message?.properties.headers?.['x-death'];
+  return Array.isArray(deaths) ? (deaths[0] as Record<string, unknown> | undefined) : undefined;
+}
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** packages/policy/rego, from packages/node/dist/testing. */
@@ -542,6 +548,23 @@ export class NodeFixture {
       { count, ackmode: 'ack_requeue_false', encoding: 'auto', truncate: 100_000 },
     );
     return Array.isArray(body) ? body.filter(isRecord).map((item) => item as unknown as PeekedMessage) : [];
+  }
+
+  /**
+   * Takes from `dmr.rejected` until the message `messageId` is among what it took (the others taken with it are
+   * dropped), and returns it.
+   */
+  async awaitRejected(messageId: string | undefined, timeoutMs: number): Promise<PeekedMessage> {
+    let found: PeekedMessage | undefined;
+    await waitFor(
+      `${String(messageId)} in ${REJECTED_QUEUE}`,
+      async () => {
+        found ??= (await this.take(REJECTED_QUEUE)).find((message) => message.properties.message_id === messageId);
+        return found !== undefined;
+      },
+      { timeoutMs },
+    );
+    return found as PeekedMessage;
   }
 
   /** Messages ready in `queue` (management statistics lag by up to a few seconds). */

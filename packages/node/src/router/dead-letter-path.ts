@@ -24,7 +24,7 @@ import type { Logger } from 'pino';
 import { RECIPIENT_HEADER, SENDER_HEADER, outboundQueueName, type SignableMessage } from '@dmr/contract';
 import { ownHeader } from '../message/headers.js';
 import { mayReportOn } from '../message/mesh-report.js';
-import { DELIVERY_REPORT_TYPE, deadLetterReason, deliveryReport, type Refusal } from './envelope.js';
+import { DELIVERY_REPORT_TYPE, deadLetterReason, deliveryReport, latestDeath, type Refusal } from './envelope.js';
 import { asInInput, ingressSender, inputDeathDetail, inputDeathOf, type InputDeath } from './input-dead-letter.js';
 import type { RoutingState } from './origin-path.js';
 import { validId, validMessageId, type Outcomes, type Session } from './outcome.js';
@@ -220,15 +220,12 @@ const OUTBOUND_QUEUE_PREFIX = outboundQueueName('');
 
 /** A client rejected it (nack without requeue) from its own queue: the x-death entry says `rejected`, not a link. */
 function refusedByRecipient(message: ConsumeMessage): boolean {
-  const deaths = message.properties.headers?.['x-death'];
-  const latest = Array.isArray(deaths) ? (deaths[0] as Record<string, unknown> | undefined) : undefined;
-  return latest?.reason === 'rejected' && linkOf(message) === undefined;
+  return latestDeath(message.properties.headers)?.reason === 'rejected' && linkOf(message) === undefined;
 }
 
 /** The peer whose link a dead letter expired in (`x-death` names `dmr.outbound.<peer>`), else undefined. */
 function linkOf(message: ConsumeMessage): string | undefined {
-  const deaths = message.properties.headers?.['x-death'];
-  const queue = Array.isArray(deaths) ? (deaths[0] as Record<string, unknown> | undefined)?.queue : undefined;
+  const queue = latestDeath(message.properties.headers)?.queue;
   const name = typeof queue === 'string' ? queue : message.fields.routingKey;
   if (!name.startsWith(OUTBOUND_QUEUE_PREFIX)) return undefined;
   return validId(name.slice(OUTBOUND_QUEUE_PREFIX.length)) ?? undefined;

@@ -383,15 +383,25 @@ export function reportOptions(report: DeliveryReport, nodeId: string, now: numbe
   };
 }
 
+/**
+ * The newest entry of a dead letter's `x-death` (RabbitMQ puts the death that brought it here first), or
+ * undefined when there is none that is a table.
+ */
+export function latestDeath(headers: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  const deaths = headers?.['x-death'];
+  const latest: unknown = Array.isArray(deaths) ? deaths[0] : undefined;
+  return typeof latest === 'object' && latest !== null && !Array.isArray(latest)
+    ? (latest as Record<string, unknown>)
+    : undefined;
+}
+
 /** Why a dead letter died, from its `x-death` headers; undefined for reasons that get no report. */
 export function deadLetterReason(
   headers: Record<string, unknown> | undefined,
 ): 'MESSAGE_EXPIRED' | 'DELIVERY_LIMIT_EXCEEDED' | undefined {
   // RabbitMQ 3.10 sets x-first-death-reason; x-death[0] is the most recent death (measured: quorum queues
   // write `delivery_limit` for the delivery limit and `expired` for TTL).
-  const deaths = headers?.['x-death'];
-  const latest = Array.isArray(deaths) ? (deaths[0] as Record<string, unknown> | undefined)?.reason : undefined;
-  const reason = latest ?? headers?.['x-first-death-reason'];
+  const reason = latestDeath(headers)?.reason ?? headers?.['x-first-death-reason'];
   if (reason === 'expired') return 'MESSAGE_EXPIRED';
   if (reason === 'delivery_limit') return 'DELIVERY_LIMIT_EXCEEDED';
   return undefined;

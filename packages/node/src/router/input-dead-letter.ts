@@ -24,6 +24,7 @@
 import type { ConsumeMessage } from 'amqplib';
 import { INGRESS_QUEUE_PREFIX } from '@dmr/contract';
 import { senderFromUserId } from '../message/validate.js';
+import { latestDeath } from './envelope.js';
 import { parkedProperties } from './parking.js';
 
 /** How a message died in its input (the x-death reasons of RabbitMQ 3.10's quorum queues). */
@@ -53,14 +54,6 @@ export interface InputDeath {
 
 const INPUT = /^(dmr\.ingress|dmr\.mesh-ingress)\.(0|[1-9][0-9]?)$/;
 const REASONS: ReadonlySet<string> = new Set<InputDeathReason>(['expired', 'delivery_limit', 'rejected']);
-
-function latestDeath(headers: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
-  const deaths = headers?.['x-death'];
-  const latest: unknown = Array.isArray(deaths) ? deaths[0] : undefined;
-  return typeof latest === 'object' && latest !== null && !Array.isArray(latest)
-    ? (latest as Record<string, unknown>)
-    : undefined;
-}
 
 /** The input death of `message` (a delivery from `dmr.dead-letter-reports`), or undefined for any other dead letter. */
 export function inputDeathOf(message: Pick<ConsumeMessage, 'properties'>): InputDeath | undefined {
